@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["LABEL_META_KEYS", "Teacher", "strip_label"]
+__all__ = ["LABEL_META_KEYS", "Reply", "RequestBudget", "RequestCapReached", "Teacher", "strip_label"]
 
 LABEL_META_KEYS = ("true_label", "flipped")
 
@@ -44,6 +47,45 @@ def strip_label(sample: Mapping[str, Any]) -> dict:
     return out
 
 
+@dataclass
+class Reply:
+    """One attempt's result: the raw text, or why there is none (``cause``), plus what it cost.
+
+    ``cause`` names a failed attempt that produced no usable text (``timeout``,
+    ``http_5xx``, ``bad_json``, ``empty_choices``, ``truncated``, …);
+    ``retries`` counts transport retries by cause; tokens are ``None`` when unreported.
+    """
+
+    text: str | None = None
+    cause: str | None = None
+    requests: int = 0
+    retries: Counter = field(default_factory=Counter)
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+
+
+class RequestCapReached(RuntimeError):
+    """The per-run request cap (``distill.max_requests``) is spent."""
+
+
+class RequestBudget:
+    """A thread-safe per-run request counter; :meth:`take` raises once ``cap`` requests were made."""
+
+    def __init__(self, cap: int | None = None):
+        if cap is not None and cap < 1:
+            raise ValueError(f"distill.max_requests must be >= 1 or null, got {cap}")
+        self.cap, self.used = cap, 0
+        self._lock = threading.Lock()
+
+    def take(self) -> None:
+        with self._lock:
+            if self.cap is not None and self.used >= self.cap:
+                raise RequestCapReached(
+                    f"distill.max_requests={self.cap} requests made in this run: stopped. Everything answered "
+                    "so far is journaled; raise distill.max_requests (or run the same command again) to go on.")
+            self.used += 1
+
+
 class Teacher(ABC):
     """Writes judge outputs (``<think>…</think><answer>N</answer>``) for samples.
 
@@ -53,12 +95,25 @@ class Teacher(ABC):
     """
 
     name: str = "teacher"
+    #: True: :meth:`generate` takes batches of ``distill.batch_size`` (a local model);
+    #: False: one sample per call, ``distill.concurrency`` calls at once (a remote endpoint).
+    batched: bool = True
+    #: An upper bound on concurrent calls (1 for a model on one device); None: no bound.
+    max_concurrency: int | None = None
 
     @abstractmethod
     def generate(self, samples: list[dict], attempt: int) -> list[str]:
         """One raw output per sample, in order. ``attempt`` (0, 1, …) lets a retry
         differ from earlier tries; the same ``(sample, attempt)`` should give the
         same output when the teacher can be deterministic."""
+
+    def answer(self, samples: list[dict], attempt: int, budget: RequestBudget | None = None) -> list[Reply]:
+        """One :class:`Reply` per sample; the default wraps :meth:`generate` (no requests spent).
+        May raise :class:`egt.data.schema.BadSampleError` for a sample it cannot send."""
+        return [Reply(text=t) for t in self.generate(samples, attempt)]
+
+    def check(self) -> None:
+        """Fail early, before any work, when the teacher cannot work (e.g. an unreachable endpoint)."""
 
     def public_config(self) -> dict:
         """Settings that determine the outputs (for artifact keys); no secrets."""

@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -30,12 +31,14 @@ class Journal:
     """Append-only JSON-lines file, flushed and fsynced per append.
 
     A kill can tear only the last line; :meth:`read` drops such a line (and
-    says so), so every record it returns was written whole.
+    says so), so every record it returns was written whole. Appends from
+    several threads are serialised (one lock per journal).
     """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
 
     def read(self) -> list[dict[str, Any]]:
         if not self.path.exists():
@@ -63,7 +66,7 @@ class Journal:
         data = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in records)
         if not data:
             return
-        with open(self.path, "a") as f:
+        with self._lock, open(self.path, "a") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -1,0 +1,173 @@
+"""A teacher behind an OpenAI-compatible chat-completions endpoint (paper §2.2).
+
+Each sample becomes one user turn: every image as a base64 ``data:`` URL, then
+the judge prompt (the R1-Reward template by default, DESIGN §2). The API key
+is read from the environment variable named by ``api_key_env`` at request time:
+it is never stored on the object, in :meth:`public_config`, an artifact, a log
+or an exception message.
+
+Transport failures retry in :func:`egt.utils.http.post_json` (counted by cause);
+what still fails — retries exhausted, another 4xx, malformed JSON, a non-JSON
+content type, no choices, non-text content, ``finish_reason == "length"`` —
+is a failed *attempt* with its cause (a :class:`Reply` without text), never a crash.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import os
+from collections import Counter
+from typing import Any, Callable
+
+from PIL import Image
+
+from egt.data.prompt import TEMPLATES, build_user_text
+from egt.data.schema import BadSampleError
+from egt.distill.teacher import Reply, RequestBudget, Teacher
+from egt.utils.http import HTTPRequestError, check_reachable, post_json
+
+__all__ = ["OpenAITeacher", "image_data_url"]
+
+_VERSION = 1
+
+
+def image_data_url(image: Any, sample_id: Any = None) -> str:
+    """``data:image/<fmt>;base64,…`` for a PIL image, ``{"bytes", "path"}`` dict, bytes or a path.
+
+    Encoded bytes are sent as they are (PNG/JPEG/…); a PIL image without its
+    file is encoded as PNG. Raises :class:`BadSampleError` naming the sample.
+    """
+    try:
+        if isinstance(image, dict):
+            data = image.get("bytes") or (open(image["path"], "rb").read() if image.get("path") else None)
+        elif isinstance(image, (bytes, bytearray)):
+            data = bytes(image)
+        elif isinstance(image, str):
+            with open(image, "rb") as f:
+                data = f.read()
+        elif isinstance(image, Image.Image):
+            buf = io.BytesIO()
+            image.convert("RGB").save(buf, format="PNG")
+            data = buf.getvalue()
+        else:
+            raise TypeError(f"unsupported image type {type(image).__name__}")
+        if not data:
+            raise ValueError("image has neither bytes nor path")
+        with Image.open(io.BytesIO(data)) as im:
+            fmt = (im.format or "PNG").lower()
+            im.verify()
+    except Exception as exc:  # PIL raises many types for broken files
+        raise BadSampleError(sample_id, "images", f"cannot encode the image ({type(exc).__name__}: {exc})") from None
+    return f"data:image/{fmt};base64,{base64.b64encode(data).decode()}"
+
+
+def _message_text(out: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(text, None) or (None, cause) from a chat-completions response body."""
+    choices = out.get("choices")
+    if not isinstance(choices, list) or not choices:
+        return None, "empty_choices"
+    choice = choices[0] if isinstance(choices[0], dict) else {}
+    content = (choice.get("message") or {}).get("content") if isinstance(choice.get("message"), dict) else None
+    if isinstance(content, list):  # content parts
+        parts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+        content = "".join(p for p in parts if isinstance(p, str)) if parts else None
+    if content is None or content == "":
+        return None, "empty_content"
+    if not isinstance(content, str):
+        return None, "content_type"
+    if choice.get("finish_reason") == "length":
+        return None, "truncated"
+    return content, None
+
+
+class OpenAITeacher(Teacher):
+    """Chat-completions teacher; one request per (sample, attempt), run concurrently by the filter."""
+
+    name = "openai"
+    batched = False
+
+    def __init__(self, base_url: str, model: str, api_key_env: str | None = "OPENAI_API_KEY",
+                 template: str = "r1_reward", system_prompt: str | None = None, temperature: float = 1.0,
+                 max_tokens: int = 4096, seed: int | None = None, timeout: float = 120.0, max_retries: int = 5,
+                 backoff: float = 1.0, max_backoff: float = 60.0, check_timeout: float = 10.0,
+                 extra_body: dict | None = None):
+        if not base_url or not model:
+            raise ValueError("distill.teacher.base_url and distill.teacher.model must be set for distill/teacher=openai")
+        if template not in TEMPLATES:
+            raise ValueError(f"distill.teacher.template={template!r}: choose from {sorted(TEMPLATES)}")
+        self.base_url = base_url.rstrip("/")
+        self.url = self.base_url + "/chat/completions"
+        self.model, self.api_key_env, self.template, self.system_prompt = model, api_key_env, template, system_prompt
+        self.temperature, self.max_tokens, self.seed = float(temperature), int(max_tokens), seed
+        self.timeout, self.max_retries, self.backoff, self.max_backoff = timeout, max_retries, backoff, max_backoff
+        self.check_timeout = check_timeout
+        self.extra_body = dict(extra_body or {})
+        self.sleep: Callable[[float], None] | None = None  # tests may replace time.sleep
+
+    def public_config(self) -> dict:
+        """What determines the outputs; no key, no key variable, no operational knobs."""
+        return {"name": self.name, "version": _VERSION, "base_url": self.base_url, "model": self.model,
+                "template": self.template, "system_prompt": self.system_prompt, "temperature": self.temperature,
+                "max_tokens": self.max_tokens, "seed": self.seed, "extra_body": self.extra_body}
+
+    def _headers(self) -> dict[str, str]:
+        if not self.api_key_env:
+            return {}
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise RuntimeError(f"the environment variable {self.api_key_env} (distill.teacher.api_key_env) is not set: "
+                               "export it, or set distill.teacher.api_key_env=null for an endpoint without a key")
+        return {"Authorization": f"Bearer {key}"}
+
+    def check(self) -> None:
+        """The key variable is set and ``<base_url>/models`` answers (any status but 401/403)."""
+        headers = self._headers()
+        try:
+            status = check_reachable(self.base_url + "/models", headers, self.check_timeout)
+        except HTTPRequestError as e:
+            raise RuntimeError(f"distill.teacher.base_url={self.base_url} is unreachable ({e}); nothing was asked. "
+                               "Is the server running and the URL right (it usually ends in /v1)?") from None
+        if status in (401, 403):
+            raise RuntimeError(f"{self.base_url} refused the API key from ${self.api_key_env} (HTTP {status})")
+
+    def payload(self, sample: dict, attempt: int) -> dict[str, Any]:
+        images = sample.get("images") or ([] if sample.get("image") is None else [sample["image"]])
+        content: list[dict] = [{"type": "image_url", "image_url": {"url": image_data_url(im, sample.get("id"))}}
+                               for im in images]
+        text = build_user_text(sample["query"], sample["response_1"], sample["response_2"], self.template)
+        content.append({"type": "text", "text": text})
+        messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        messages.append({"role": "user", "content": content})
+        body = {"model": self.model, "messages": messages, "temperature": self.temperature,
+                "max_tokens": self.max_tokens, **self.extra_body}
+        if self.seed is not None:  # a retry differs from earlier tries, and repeats itself
+            body["seed"] = int(self.seed) + attempt
+        return body
+
+    def ask(self, sample: dict, attempt: int, budget: RequestBudget | None = None) -> Reply:
+        """One attempt for one sample (retries inside); transport/format failures give a Reply with a cause."""
+        body = self.payload(sample, attempt)
+        reply = Reply(retries=Counter())
+
+        def on_request() -> None:
+            if budget is not None:
+                budget.take()
+            reply.requests += 1
+
+        kw = {"sleep": self.sleep} if self.sleep is not None else {}
+        try:
+            out = post_json(self.url, body, self._headers(), self.timeout, self.max_retries, self.backoff,
+                            self.max_backoff, on_retry=lambda cause: reply.retries.update([cause]), on_request=on_request, **kw)
+        except HTTPRequestError as e:
+            reply.cause = e.cause
+            return reply
+        usage = out.get("usage") if isinstance(out.get("usage"), dict) else {}
+        reply.tokens_in, reply.tokens_out = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        reply.text, reply.cause = _message_text(out)
+        return reply
+
+    def answer(self, samples: list[dict], attempt: int, budget: RequestBudget | None = None) -> list[Reply]:
+        return [self.ask(s, attempt, budget) for s in samples]
+
+    def generate(self, samples: list[dict], attempt: int) -> list[str]:
+        return [r.text or "" for r in self.answer(samples, attempt)]
