@@ -70,7 +70,9 @@ class DataConfig:
 class DistillConfig:
     teacher: Any = None  # _target_ + kwargs of an egt.distill.teacher.Teacher
     max_attempts: int = 3
-    batch_size: int = 64
+    batch_size: int = 64  # samples per call of a batched (local) teacher
+    concurrency: int = 8  # requests in flight for a remote teacher (a local model uses 1)
+    max_requests: Optional[int] = 100000  # per-run cap on teacher HTTP requests (retries included)
     limit: Optional[int] = None  # distil only the first N samples of sft_pool
     trajectories_path: Optional[str] = None  # use outside trajectories, skip the stage
 
@@ -293,6 +295,10 @@ def validate(cfg: DictConfig) -> None:
         )
     if cfg.distill.max_attempts < 1:
         raise ConfigError("distill.max_attempts must be >= 1 (the paper uses 3)")
+    if cfg.distill.concurrency < 1:
+        raise ConfigError("distill.concurrency must be >= 1 (requests in flight)")
+    if cfg.distill.max_requests is not None and cfg.distill.max_requests < 1:
+        raise ConfigError("distill.max_requests must be >= 1, or null for no cap")
     s = cfg.sft
     if not 0.0 <= s.val_fraction < 1.0:
         raise ConfigError(f"sft.val_fraction={s.val_fraction} must be in [0, 1)")

@@ -7,19 +7,19 @@ from collections import Counter
 from typing import Any
 
 import hydra
-from datasets import Dataset, load_from_disk
+from datasets import Dataset, Features, Value, load_from_disk
 from omegaconf import DictConfig
-from tqdm.auto import tqdm
 
 from egt.artifacts import make_key, write_json_atomic
-from egt.config import to_container
-from egt.distill.fidelity import Timer, fidelity_stats, run_fidelity_filter
-from egt.distill.teacher import Teacher
+from egt.distill.fidelity import FidelityState, Timer, fidelity_stats, run_fidelity_filter
+from egt.distill.progress import DistillProgress
+from egt.distill.teacher import RequestBudget, Teacher
 from egt.stages import data as data_stage
 from egt.utils.io import Journal, save_dataset_atomic
 
 log = logging.getLogger(__name__)
-VERSION = 1
+VERSION = 2  # 2: failures/retries by cause, requests and tokens in stats.json
+TRAJECTORY_FEATURES = Features({"id": Value("string"), "target": Value("string"), "attempts": Value("int64")})
 
 
 def make_teacher(cfg: DictConfig) -> Teacher:
@@ -41,6 +41,21 @@ def noise_breakdown(samples: list[dict], kept: set[str]) -> dict[str, Any]:
     return dict(out)
 
 
+def _distil(cfg: DictConfig, teacher: Teacher, samples: list[dict], journal: Journal) -> tuple[FidelityState, float]:
+    """Run (or resume) the fidelity filter with a progress bar; the state covers the whole journal."""
+    d = cfg.distill
+    before = FidelityState.from_records(journal.read())
+    decided = {i for i in (s["id"] for s in samples) if before.next_attempt(i, d.max_attempts) is None}
+    kept = sum(i in before.kept for i in decided)
+    if decided:
+        log.info("[distill] resuming: %d of %d samples already decided (%d kept)", len(decided), len(samples), kept)
+    budget = RequestBudget(d.max_requests)
+    with Timer() as t, DistillProgress(len(samples) - len(decided), d.max_attempts, kept, len(decided) - kept) as bar:
+        state = run_fidelity_filter(teacher, samples, journal, d.max_attempts, d.batch_size, progress=bar,
+                                    concurrency=d.concurrency, budget=budget, on_bad_sample=cfg.data.on_bad_sample)
+    return state, t.seconds
+
+
 def run(cfg: DictConfig, pipe) -> dict[str, Any]:
     if cfg.distill.trajectories_path:
         path = cfg.distill.trajectories_path
@@ -53,20 +68,18 @@ def run(cfg: DictConfig, pipe) -> dict[str, Any]:
     key = make_key("distill", conf, upstream={"data": data["key"]}, version=VERSION)
     with pipe.store.open("distill", key) as art:
         if not art.reused:
+            teacher.check()  # an unreachable endpoint fails here, before any work
             pool = data_stage.load(data)["sft_pool"]
             if cfg.distill.limit:
                 pool = pool.select(range(min(cfg.distill.limit, len(pool))))
             samples = list(pool)
-            journal = Journal(art.path / "journal.jsonl")
-            with Timer() as t, tqdm(total=len(samples) * cfg.distill.max_attempts, desc="distill",
-                                    unit="call", dynamic_ncols=True) as bar:
-                state = run_fidelity_filter(teacher, samples, journal, cfg.distill.max_attempts,
-                                            cfg.distill.batch_size, progress=bar.update)
-            stats = fidelity_stats(state, samples, cfg.distill.max_attempts, t.seconds)
+            state, seconds = _distil(cfg, teacher, samples, Journal(art.path / "journal.jsonl"))
+            stats = fidelity_stats(state, samples, cfg.distill.max_attempts, seconds)
             stats.update(noise_breakdown(samples, set(state.kept)))
+            # one row per kept sample id, from the journal: a resumed run cannot duplicate one
             rows = [{"id": s["id"], "target": state.kept[s["id"]]["output"],
                      "attempts": state.kept[s["id"]]["attempt"]} for s in samples if s["id"] in state.kept]
-            save_dataset_atomic(Dataset.from_list(rows), art.path / "trajectories")
+            save_dataset_atomic(Dataset.from_list(rows, features=TRAJECTORY_FEATURES), art.path / "trajectories")
             write_json_atomic(art.path / "stats.json", stats)
             log.info("[distill] %s", stats)
             art.finish(stats, {"config": conf})
