@@ -77,9 +77,10 @@ def run(cfg: DictConfig, pipe) -> dict[str, Any]:
             stats = fidelity_stats(state, samples, cfg.distill.max_attempts, seconds)
             stats.update(noise_breakdown(samples, set(state.kept)))
             # one row per kept sample id, from the journal: a resumed run cannot duplicate one
-            rows = [{"id": s["id"], "target": state.kept[s["id"]]["output"],
-                     "attempts": state.kept[s["id"]]["attempt"]} for s in samples if s["id"] in state.kept]
-            save_dataset_atomic(Dataset.from_list(rows, features=TRAJECTORY_FEATURES), art.path / "trajectories")
+            kept = [state.kept[s["id"]] for s in samples if s["id"] in state.kept]
+            cols = {"id": [r["id"] for r in kept], "target": [r["output"] for r in kept],
+                    "attempts": [r["attempt"] for r in kept]}
+            save_dataset_atomic(Dataset.from_dict(cols, features=TRAJECTORY_FEATURES), art.path / "trajectories")
             write_json_atomic(art.path / "stats.json", stats)
             log.info("[distill] %s", stats)
             art.finish(stats, {"config": conf})

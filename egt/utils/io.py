@@ -22,7 +22,9 @@ def save_dataset_atomic(ds: Dataset | DatasetDict, path: str | Path) -> Path:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
-    ds.save_to_disk(str(tmp))
+    # an empty Dataset saved with the default sharding writes no shard and cannot be loaded back
+    kw = {"num_shards": 1} if isinstance(ds, Dataset) and len(ds) == 0 else {}
+    ds.save_to_disk(str(tmp), **kw)
     replace_dir(tmp, path)
     return path
 

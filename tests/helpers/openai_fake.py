@@ -57,6 +57,11 @@ class FakeOpenAI:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
 
+    def reset(self) -> None:
+        """Forget what was asked (a fresh ``n`` for every (sample, attempt), as for a new server)."""
+        with self.lock:
+            self.calls, self.per_attempt, self.tokens = [], Counter(), [0, 0]
+
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()

@@ -1,0 +1,111 @@
+"""distill with real teachers through the CLI: an OpenAI-compatible loopback server (kill -9 and resume,
+the key never written anywhere) and a local HF model (the tiny one)."""
+from __future__ import annotations
+
+import json
+import signal
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from datasets import load_from_disk
+
+from cli_runner import QUICK, cli, done
+from egt.distill.fidelity import run_fidelity_filter
+from egt.distill.openai_teacher import OpenAITeacher
+from egt.distill.teacher import RequestBudget
+from egt.utils.io import Journal
+from openai_fake import FakeOpenAI
+
+KEY_ENV = "EGT_TEST_DISTILL_KEY"
+LIMIT = 40
+
+
+def plan(sid: str, attempt: int, n: int) -> str | None:
+    """Deterministic per (sample, attempt): transient 500/429 on a first request, some bad answers."""
+    h = int(sid.rsplit("-", 1)[-1]) + 7 * attempt
+    if n == 1 and h % 5 == 0:
+        return "500"
+    if n == 1 and h % 7 == 1:
+        return "429"
+    return {2: "disagree", 3: "wrong_format"}.get(h % 11)
+
+
+def teacher_args(url: str) -> list[str]:
+    return ["stages=[data,distill]", "distill/teacher=openai", f"distill.teacher.base_url={url}",
+            "distill.teacher.model=fake", f"distill.teacher.api_key_env={KEY_ENV}", "distill.teacher.seed=0",
+            "distill.teacher.timeout=5", "distill.teacher.backoff=0.001", "distill.teacher.max_backoff=0.01",
+            "distill.concurrency=2", f"distill.limit={LIMIT}"]
+
+
+def _kill_mid_way(proc, journal: Path, art: Path, lines: int = 12, timeout: float = 120) -> None:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if journal.is_file() and journal.read_text().count("\n") >= lines:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return
+        if proc.poll() is not None:
+            pytest.fail("the run ended before it could be killed:\n" + (art / "popen.log").read_text()[-3000:])
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail("no journal lines in time:\n" + (art / "popen.log").read_text()[-3000:])
+
+
+def test_openai_teacher_killed_and_resumed_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+    secret = "sk-" + uuid.uuid4().hex
+    monkeypatch.setenv(KEY_ENV, secret)
+    art = tmp_path / "art"
+    cli(art, *QUICK, "stages=[data]")
+    samples = list(load_from_disk(str(done(art, "data")[0] / "dataset"))["sft_pool"])[:LIMIT]
+    with FakeOpenAI(samples, plan, latency=0.15) as fake:
+        ref_teacher = OpenAITeacher(fake.url, "fake", api_key_env=KEY_ENV, seed=0, backoff=0.001, max_backoff=0.01)
+        ref = run_fidelity_filter(ref_teacher, samples, Journal(tmp_path / "ref.jsonl"), concurrency=8,
+                                  budget=RequestBudget(10_000))
+        ref_calls = len(fake.calls)
+        fake.reset()
+        journals = art / "distill"
+        proc = cli(art, *QUICK, *teacher_args(fake.url), popen=True)
+        t0 = time.time()
+        while not list(journals.glob("*/journal.jsonl")) and time.time() - t0 < 120 and proc.poll() is None:
+            time.sleep(0.05)
+        journal = next(iter(journals.glob("*/journal.jsonl")), None)
+        assert journal is not None, (art / "popen.log").read_text()[-3000:]
+        _kill_mid_way(proc, journal, art)
+        assert not done(art, "distill")
+        recorded = {(r["id"], r["attempt"]) for r in Journal(journal).read()}
+        before = len(fake.calls)
+        out = cli(art, *QUICK, *teacher_args(fake.url))
+        asked_after = Counter((sid, a) for sid, a, _ in fake.calls[before:])
+    assert "resuming" in out and 0 < len(recorded) < ref_calls
+    assert not recorded & set(asked_after), "a recorded (sample, attempt) was asked again"
+    final = done(art, "distill")[0]
+    rows = list(load_from_disk(str(final / "trajectories")))
+    assert len({r["id"] for r in rows}) == len(rows)
+    assert {r["id"]: (r["target"], r["attempts"]) for r in rows} == \
+        {k: (v["output"], v["attempt"]) for k, v in ref.kept.items()}
+    records = Journal(final / "journal.jsonl").read()
+    assert len({(r["id"], r["attempt"]) for r in records}) == len(records)
+    stats = json.loads((final / "stats.json").read_text())
+    assert stats["kept"] == len(ref.kept) and stats["kept"] + stats["discarded"] == LIMIT
+    assert stats["retries_by_cause"].get("http_5xx", 0) > 0 and stats["retries_by_cause"].get("http_429", 0) > 0
+    assert stats["failures_by_cause"]["wrong_answer"] > 0 and stats["tokens_in"] > 0
+    leaks = [p for p in tmp_path.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert not leaks and secret not in out
+
+
+def test_hf_teacher_on_the_tiny_model(tmp_path, tiny_model_dir):
+    art = tmp_path / "art"
+    cli(art, *QUICK, "stages=[data,distill]", "distill/teacher=hf", f"distill.teacher.model_path={tiny_model_dir}",
+        "distill.limit=6", "distill.batch_size=4", "distill.teacher.max_new_tokens=12")
+    final = done(art, "distill")[0]
+    stats = json.loads((final / "stats.json").read_text())
+    records = Journal(final / "journal.jsonl").read()
+    per_sample = Counter(r["id"] for r in records)
+    assert stats["seen"] == 6 and stats["kept"] + stats["discarded"] == 6 and len(per_sample) == 6
+    kept = {r["id"] for r in records if r["ok"]}
+    assert all(n == 3 for sid, n in per_sample.items() if sid not in kept)  # three attempts, then discarded
+    assert stats["teacher_calls"] == len(records) and stats["requests"] == 0
+    assert len(load_from_disk(str(final / "trajectories"))) == stats["kept"]
