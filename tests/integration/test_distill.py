@@ -99,13 +99,14 @@ def test_openai_teacher_killed_and_resumed_matches_an_uninterrupted_run(tmp_path
 def test_hf_teacher_on_the_tiny_model(tmp_path, tiny_model_dir):
     art = tmp_path / "art"
     cli(art, *QUICK, "stages=[data,distill]", "distill/teacher=hf", f"distill.teacher.model_path={tiny_model_dir}",
-        "distill.limit=6", "distill.batch_size=4", "distill.teacher.max_new_tokens=12")
+        "distill.limit=4", "distill.batch_size=4", "distill.max_attempts=2", "distill.teacher.max_new_tokens=8")
     final = done(art, "distill")[0]
     stats = json.loads((final / "stats.json").read_text())
     records = Journal(final / "journal.jsonl").read()
     per_sample = Counter(r["id"] for r in records)
-    assert stats["seen"] == 6 and stats["kept"] + stats["discarded"] == 6 and len(per_sample) == 6
+    assert stats["seen"] == 4 and stats["kept"] + stats["discarded"] == 4 and len(per_sample) == 4
     kept = {r["id"] for r in records if r["ok"]}
-    assert all(n == 3 for sid, n in per_sample.items() if sid not in kept)  # three attempts, then discarded
+    assert all(n == 2 for sid, n in per_sample.items() if sid not in kept)  # max_attempts, then discarded
+    assert sum(stats["attempts_histogram"].values()) == stats["kept"]
     assert stats["teacher_calls"] == len(records) and stats["requests"] == 0
     assert len(load_from_disk(str(final / "trajectories"))) == stats["kept"]
