@@ -57,6 +57,7 @@ def test_wrong_type_fails_at_compose():
     ("model.dtype=bf16", "Did you mean 'bfloat16'"),
     ("data.on_bad_sample=skpi", "Did you mean 'skip'"),
     ("sft.val_fraction=1.5", "val_fraction"),
+    ("distill.concurrency=0", "requests in flight"),
     ("trainer.precision=bf16-mixed", "28x slower"),
     ("trainer.devices=2", "one process"),
 ])

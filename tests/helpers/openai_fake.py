@@ -37,6 +37,11 @@ def request_key(messages: list[dict]) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # listen backlog: 32+ clients connect at once
+    daemon_threads = True
+
+
 class FakeOpenAI:
     def __init__(self, samples: list[dict], plan: Plan | None = None, answer: str = "scene", latency: float = 0.0,
                  slow_s: float = 1.0, retry_after: str = "0.01", template: str = "r1_reward"):
@@ -51,8 +56,7 @@ class FakeOpenAI:
         self.auth: set = set()
         self.bodies: list[str] = []
         self.tokens = [0, 0]
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", 0), self._handler())
         self.server.handle_error = lambda *a: None  # a client that timed out closed the socket: fine
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
