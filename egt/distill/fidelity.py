@@ -152,10 +152,55 @@ class _Units:
         return self.ready.popleft() if self.ready else None
 
 
+class _Run:
+    """One pass of the filter: submits units to the pool, journals results as they arrive (main thread only)."""
+
+    def __init__(self, teacher: Teacher, by_id: dict[str, dict[str, Any]], journal: Journal, state: FidelityState,
+                 max_attempts: int, units: _Units, progress: Progress | None, budget: RequestBudget | None,
+                 on_bad_sample: str):
+        self.teacher, self.by_id, self.journal, self.state = teacher, by_id, journal, state
+        self.max_attempts, self.units, self.progress = max_attempts, units, progress
+        self.budget, self.on_bad_sample = budget, on_bad_sample
+        self.running: dict[Future, int] = {}
+        self.stop: BaseException | None = None
+
+    def fill(self, pool: ThreadPoolExecutor, workers: int) -> None:
+        while self.stop is None and len(self.running) < workers:
+            unit = self.units.pop(idle=not self.running)
+            if unit is None:
+                return
+            batch = [self.by_id[i] for i in unit[1]]
+            fut = pool.submit(_ask, self.teacher, batch, unit[0], self.budget, self.on_bad_sample)
+            self.running[fut] = unit[0]
+
+    def collect(self, timeout: float | None = None) -> None:
+        """Journal every finished unit and queue the next attempt of its failed samples."""
+        finished, _ = wait(self.running, timeout=timeout, return_when=FIRST_COMPLETED)
+        for fut in finished:
+            self.running.pop(fut)
+            try:
+                records = fut.result()
+            except BaseException as e:  # the cap, a bad sample: finish what runs, then raise
+                self.stop = self.stop or e
+                continue
+            self.journal.append(records)
+            for r in records:
+                self.state.add(r)
+                nxt = self.state.next_attempt(r["id"], self.max_attempts)
+                if nxt is not None and self.stop is None:
+                    self.units.add(nxt, r["id"])
+            if self.progress:
+                self.progress(records)
+
+
 def run_fidelity_filter(teacher: Teacher, samples: Sequence[dict[str, Any]], journal: Journal, max_attempts: int = 3,
                         batch_size: int = 64, progress: Progress | None = None, concurrency: int = 1,
                         budget: RequestBudget | None = None, on_bad_sample: str = "error") -> FidelityState:
-    """Ask ``teacher`` for every sample not yet decided, attempt after failed attempt; return the final state."""
+    """Ask ``teacher`` for every sample not yet decided, attempt after failed attempt; return the final state.
+
+    On an error in a unit (request cap, unencodable sample) or Ctrl-C, units in flight are
+    still journaled before the error is raised.
+    """
     state = FidelityState.from_records(journal.read())
     by_id = _check_ids(samples)
     workers = max(1, min(concurrency, teacher.max_concurrency or concurrency))
@@ -164,36 +209,21 @@ def run_fidelity_filter(teacher: Teacher, samples: Sequence[dict[str, Any]], jou
         for sid in by_id:
             if state.next_attempt(sid, max_attempts) == attempt:
                 units.add(attempt, sid)
-    running: dict[Future, int] = {}
-    stop: BaseException | None = None
+    run = _Run(teacher, by_id, journal, state, max_attempts, units, progress, budget, on_bad_sample)
     with ThreadPoolExecutor(workers, thread_name_prefix="teacher") as pool:
-        while True:
-            while stop is None and len(running) < workers:
-                unit = units.pop(idle=not running)
-                if unit is None:
+        try:
+            while True:
+                run.fill(pool, workers)
+                if not run.running:
                     break
-                batch = [by_id[i] for i in unit[1]]
-                running[pool.submit(_ask, teacher, batch, unit[0], budget, on_bad_sample)] = unit[0]
-            if not running:
-                break
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                attempt = running.pop(fut)
-                try:
-                    records = fut.result()
-                except BaseException as e:  # the cap, a bad sample, Ctrl-C: finish what runs, then raise
-                    stop = stop or e
-                    continue
-                journal.append(records)
-                for r in records:
-                    state.add(r)
-                    nxt = state.next_attempt(r["id"], max_attempts)
-                    if nxt is not None:
-                        units.add(nxt, r["id"])
-                if progress:
-                    progress(records)
-    if stop is not None:
-        raise stop
+                run.collect()
+        except KeyboardInterrupt as e:  # a second Ctrl-C while draining ends it at once
+            run.stop = e
+            log.warning("[distill] interrupted: journaling the %d requests in flight", len(run.running))
+            while run.running:
+                run.collect()
+    if run.stop is not None:
+        raise run.stop
     return state
 
 

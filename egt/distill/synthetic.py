@@ -83,6 +83,8 @@ def _question(kind: str, claim: Mapping[str, Any]) -> str:
 class SyntheticTeacher(Teacher):
     """Reasoning from the scene description, with difficulty-dependent errors."""
 
+    max_concurrency = 1  # pure Python: threads would not help, and one thread keeps the journal order
+
     def __init__(
         self,
         error_base: float = 0.03,
