@@ -30,8 +30,9 @@ def samples(world_small):
 
 
 def teacher(url, **kw):
-    kw = {"timeout": 0.3, "max_retries": 2, "backoff": 0.001, "max_backoff": 0.01, "seed": 0, **kw}
-    return OpenAITeacher(url, "fake-model", api_key_env=KEY_ENV, **kw)
+    kw = {"timeout": 0.3, "max_retries": 2, "backoff": 0.001, "max_backoff": 0.01, "seed": 0, "api_key_env": KEY_ENV,
+          **kw}
+    return OpenAITeacher(url, "fake-model", **kw)
 
 
 # per sample index: attempt -> fault on every request, or (attempt, n) -> fault on the n-th request only
@@ -134,3 +135,10 @@ def test_image_data_url_keeps_encoded_bytes(samples):
     assert image_data_url({"bytes": png, "path": None}) == url  # encoded bytes are sent as they are
     with pytest.raises(BadSampleError, match="'s9'.*images"):
         image_data_url(42, "s9")
+
+
+def test_artifact_key_config_has_no_secret_or_operational_knobs(secret):
+    a = teacher("http://h/v1").public_config()
+    assert a == teacher("http://h/v1/", timeout=9, max_retries=0, api_key_env="OTHER").public_config()
+    assert a != teacher("http://h/v1", temperature=0.2).public_config()
+    assert secret not in json.dumps(a)
