@@ -295,6 +295,11 @@ def validate(cfg: DictConfig) -> None:
         )
     if cfg.distill.max_attempts < 1:
         raise ConfigError("distill.max_attempts must be >= 1 (the paper uses 3)")
+    teacher = cfg.distill.teacher
+    missing = sorted(OmegaConf.missing_keys(teacher)) if isinstance(teacher, DictConfig) else []
+    if missing and "distill" in cfg.stages and not cfg.distill.trajectories_path:
+        raise ConfigError("the distill teacher needs " + ", ".join(f"{k}=…" for k in missing)
+                          + " (e.g. distill.teacher.base_url=http://host:8000/v1 distill.teacher.model=NAME)")
     if cfg.distill.concurrency < 1:
         raise ConfigError("distill.concurrency must be >= 1 (requests in flight)")
     if cfg.distill.max_requests is not None and cfg.distill.max_requests < 1:

@@ -12,6 +12,9 @@ from egt.config import ConfigError, validate
 CONF = Path(__file__).resolve().parents[1] / "conf"
 # groups whose options need something from the user (a local model path)
 NEEDS_PATH = {("model", "local"), ("model", "qwen2_5_vl_7b")}
+NEEDS_ARGS = {("distill/teacher", "openai"): ["distill.teacher.base_url=http://127.0.0.1:8000/v1",
+                                              "distill.teacher.model=m"],
+              ("distill/teacher", "hf"): ["distill.teacher.model_path=/models/vlm"]}
 
 
 def options():
@@ -31,7 +34,7 @@ def test_every_option_composes_and_validates(group, option, tmp_path):
     overrides = [f"{group}={option}"]
     if (group, option) in NEEDS_PATH:
         overrides.append(f"model.path={tmp_path}")
-    cfg = _compose(overrides)
+    cfg = _compose(overrides + NEEDS_ARGS.get((group, option), []))
     OmegaConf.resolve(cfg)
     validate(cfg)
 
@@ -58,6 +61,7 @@ def test_wrong_type_fails_at_compose():
     ("data.on_bad_sample=skpi", "Did you mean 'skip'"),
     ("sft.val_fraction=1.5", "val_fraction"),
     ("distill.concurrency=0", "requests in flight"),
+    ("distill/teacher=openai", "needs distill.teacher.base_url=…, distill.teacher.model=…"),
     ("trainer.precision=bf16-mixed", "28x slower"),
     ("trainer.devices=2", "one process"),
 ])

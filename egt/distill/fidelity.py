@@ -102,26 +102,21 @@ def judge_attempt(sample: dict[str, Any], reply: Reply | str | None, attempt: in
 
 def _ask(teacher: Teacher, batch: list[dict], attempt: int, budget: RequestBudget | None,
          on_bad_sample: str) -> list[dict[str, Any]]:
-    """Records for one unit (runs in a worker thread); an unencodable sample is skipped or raises."""
-    records: list[dict[str, Any]] = []
-    good = []
-    for s in batch:
-        if on_bad_sample == "skip" and not teacher.batched:
-            try:
-                replies = teacher.answer([strip_label(s)], attempt, budget)
-            except BadSampleError as e:
-                log.warning("[distill] skipping %s", e)
-                records.append({"id": s["id"], "attempt": attempt, "skipped": str(e), "ok": False, "parsed": None})
-                continue
-            records.append(judge_attempt(s, replies[0], attempt))
-        else:
-            good.append(s)
-    if good:
-        replies = teacher.answer([strip_label(s) for s in good], attempt, budget)
-        if len(replies) != len(good):
-            raise RuntimeError(f"teacher {teacher.name} returned {len(replies)} outputs for {len(good)} samples")
-        records += [judge_attempt(s, r, attempt) for s, r in zip(good, replies)]
-    return records
+    """Records for one unit (runs in a worker thread). A sample the teacher cannot send
+    (:class:`BadSampleError`) stops the run, or with ``on_bad_sample="skip"`` is recorded as skipped
+    (a batch is then asked again one sample at a time to find it)."""
+    try:
+        replies = teacher.answer([strip_label(s) for s in batch], attempt, budget)
+    except BadSampleError as e:
+        if on_bad_sample != "skip":
+            raise
+        if len(batch) > 1:
+            return [r for s in batch for r in _ask(teacher, [s], attempt, budget, on_bad_sample)]
+        log.warning("[distill] skipping %s", e)
+        return [{"id": batch[0]["id"], "attempt": attempt, "skipped": str(e), "ok": False, "parsed": None}]
+    if len(replies) != len(batch):
+        raise RuntimeError(f"teacher {teacher.name} returned {len(replies)} outputs for {len(batch)} samples")
+    return [judge_attempt(s, r, attempt) for s, r in zip(batch, replies)]
 
 
 def _check_ids(samples: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -82,3 +82,22 @@ def test_state_keeps_earliest_success():
 def test_duplicate_ids_rejected(tmp_path):
     with pytest.raises(ValueError, match="duplicate"):
         run_fidelity_filter(ScriptedTeacher(SCRIPT), SAMPLES + SAMPLES[:1], Journal(tmp_path / "j"), 3)
+
+
+def test_bad_sample_in_a_batch_is_skipped_alone(tmp_path):
+    from egt.data.schema import BadSampleError
+
+    class Picky(ScriptedTeacher):
+        def generate(self, samples, attempt):
+            if any(s["id"] == "c" for s in samples):
+                raise BadSampleError("c", "images", "cannot encode")
+            return super().generate(samples, attempt)
+
+    state = run_fidelity_filter(Picky(SCRIPT), SAMPLES, Journal(tmp_path / "j.jsonl"), 3, batch_size=4,
+                                on_bad_sample="skip")
+    assert state.skipped == {"c": "bad sample 'c': field 'images': cannot encode"}
+    assert set(state.kept) == {"a", "b"}
+    stats = fidelity_stats(state, SAMPLES, 3, 0.0)
+    assert (stats["skipped_bad_samples"], stats["discarded"], stats["kept"]) == (1, 1, 2)
+    with pytest.raises(BadSampleError, match="'c'"):
+        run_fidelity_filter(Picky(SCRIPT), SAMPLES, Journal(tmp_path / "k.jsonl"), 3, batch_size=4)
