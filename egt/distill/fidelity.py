@@ -3,7 +3,8 @@
 The teacher sees each sample without its label and gets up to
 ``max_attempts`` tries; the first attempt whose parsed answer equals the
 label is kept, a sample whose every attempt fails is discarded. A failed
-attempt has a cause: ``wrong_answer``, ``parse`` (no parsable answer), or a
+attempt has a cause: ``wrong_answer``, ``parse`` (no parsable answer),
+``no_reasoning`` (an answer with empty ``<think>``), or a
 transport/format cause from the teacher (``timeout``, ``http_5xx``,
 ``bad_json``, ``truncated``, …).
 
@@ -92,8 +93,9 @@ def judge_attempt(sample: dict[str, Any], reply: Reply | str | None, attempt: in
     raw = reply.text
     text = normalise_output(raw) if isinstance(raw, str) else None
     parsed = parse_answer(text) if text is not None else None
-    ok = parsed is not None and parsed == int(sample["label"])
-    cause = None if ok else reply.cause or ("parse" if parsed is None else "wrong_answer")
+    empty = text is not None and text.startswith("<think></think>")  # an answer without reasoning
+    ok = parsed is not None and parsed == int(sample["label"]) and not empty
+    cause = None if ok else reply.cause or ("parse" if parsed is None else "no_reasoning" if empty else "wrong_answer")
     return {"id": sample["id"], "attempt": attempt, "parsed": parsed, "ok": ok, "cause": cause,
             "output": text if text is not None else ("" if raw is None else str(raw)[:4000]),
             "requests": reply.requests, "retries": dict(reply.retries),

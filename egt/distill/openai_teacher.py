@@ -26,7 +26,7 @@ from egt.data.schema import BadSampleError
 from egt.distill.teacher import Reply, RequestBudget, Teacher
 from egt.utils.http import HTTPRequestError, check_reachable, post_json
 
-__all__ = ["OpenAITeacher", "image_data_url"]
+__all__ = ["OpenAITeacher", "image_data_url", "message_text"]
 
 _VERSION = 1
 
@@ -61,13 +61,22 @@ def image_data_url(image: Any, sample_id: Any = None) -> str:
     return f"data:image/{fmt};base64,{base64.b64encode(data).decode()}"
 
 
-def _message_text(out: dict[str, Any]) -> tuple[str | None, str | None]:
-    """(text, None) or (None, cause) from a chat-completions response body."""
+def message_text(out: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(text, None) or (None, cause) from a chat-completions response body.
+
+    >>> message_text({"choices": [{"message": {"content": "<answer>1</answer>", "reasoning_content": "r"}}]})
+    ('<think>r</think><answer>1</answer>', None)
+    >>> message_text({"choices": []}), message_text({"choices": [{"message": {"content": 3}}]})
+    ((None, 'empty_choices'), (None, 'content_type'))
+    >>> message_text({"choices": [{"message": {"content": "<think>a"}, "finish_reason": "length"}]})
+    (None, 'truncated')
+    """
     choices = out.get("choices")
     if not isinstance(choices, list) or not choices:
         return None, "empty_choices"
     choice = choices[0] if isinstance(choices[0], dict) else {}
-    content = (choice.get("message") or {}).get("content") if isinstance(choice.get("message"), dict) else None
+    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    content = message.get("content")
     if isinstance(content, list):  # content parts
         parts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text"]
         content = "".join(p for p in parts if isinstance(p, str)) if parts else None
@@ -77,6 +86,10 @@ def _message_text(out: dict[str, Any]) -> tuple[str | None, str | None]:
         return None, "content_type"
     if choice.get("finish_reason") == "length":
         return None, "truncated"
+    # reasoning servers (vLLM/SGLang reasoning parsers, DeepSeek) return the thinking apart
+    thinking = message.get("reasoning_content") or message.get("reasoning")
+    if isinstance(thinking, str) and thinking.strip() and "<think>" not in content:
+        content = f"<think>{thinking.strip()}</think>{content}"
     return content, None
 
 
@@ -163,7 +176,7 @@ class OpenAITeacher(Teacher):
             return reply
         usage = out.get("usage") if isinstance(out.get("usage"), dict) else {}
         reply.tokens_in, reply.tokens_out = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        reply.text, reply.cause = _message_text(out)
+        reply.text, reply.cause = message_text(out)
         return reply
 
     def answer(self, samples: list[dict], attempt: int, budget: RequestBudget | None = None) -> list[Reply]:

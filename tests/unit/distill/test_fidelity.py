@@ -1,4 +1,6 @@
 """Fidelity filter (paper §2.2): up to N attempts, first success kept, all-fail discarded."""
+from collections import Counter
+
 import pytest
 
 from egt.distill.fidelity import FidelityState, fidelity_stats, run_fidelity_filter
@@ -101,3 +103,16 @@ def test_bad_sample_in_a_batch_is_skipped_alone(tmp_path):
     assert (stats["skipped_bad_samples"], stats["discarded"], stats["kept"]) == (1, 1, 2)
     with pytest.raises(BadSampleError, match="'c'"):
         run_fidelity_filter(Picky(SCRIPT), SAMPLES, Journal(tmp_path / "k.jsonl"), 3, batch_size=4)
+
+
+def test_attempt_causes():
+    from egt.distill.fidelity import judge_attempt
+    from egt.distill.teacher import Reply
+
+    s = {"id": "x", "label": 1}
+    assert judge_attempt(s, "<think>r</think><answer>1</answer>", 1)["cause"] is None
+    assert judge_attempt(s, "<think>r</think><answer>2</answer>", 1)["cause"] == "wrong_answer"
+    assert judge_attempt(s, "<answer>1</answer>", 1)["cause"] == "no_reasoning"  # nothing to distil
+    assert judge_attempt(s, "\\boxed{1}", 1)["cause"] == "parse"
+    r = judge_attempt(s, Reply(cause="timeout", requests=6, retries=Counter(timeout=5)), 2)
+    assert (r["ok"], r["cause"], r["requests"], r["retries"], r["output"]) == (False, "timeout", 6, {"timeout": 5}, "")
