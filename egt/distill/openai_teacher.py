@@ -17,7 +17,7 @@ import base64
 import io
 import os
 from collections import Counter
-from typing import Any, Callable
+from typing import Any
 
 from PIL import Image
 
@@ -105,7 +105,7 @@ class OpenAITeacher(Teacher):
                  backoff: float = 1.0, max_backoff: float = 60.0, check_timeout: float = 10.0,
                  extra_body: dict | None = None):
         if not base_url or not model:
-            raise ValueError("distill.teacher.base_url and distill.teacher.model must be set for distill/teacher=openai")
+            raise ValueError("distill/teacher=openai needs distill.teacher.base_url and distill.teacher.model")
         if template not in TEMPLATES:
             raise ValueError(f"distill.teacher.template={template!r}: choose from {sorted(TEMPLATES)}")
         self.base_url = base_url.rstrip("/")
@@ -115,7 +115,6 @@ class OpenAITeacher(Teacher):
         self.timeout, self.max_retries, self.backoff, self.max_backoff = timeout, max_retries, backoff, max_backoff
         self.check_timeout = check_timeout
         self.extra_body = dict(extra_body or {})
-        self.sleep: Callable[[float], None] | None = None  # tests may replace time.sleep
 
     def public_config(self) -> dict:
         """What determines the outputs; no key, no key variable, no operational knobs."""
@@ -167,10 +166,10 @@ class OpenAITeacher(Teacher):
                 budget.take()
             reply.requests += 1
 
-        kw = {"sleep": self.sleep} if self.sleep is not None else {}
         try:
             out = post_json(self.url, body, self._headers(), self.timeout, self.max_retries, self.backoff,
-                            self.max_backoff, on_retry=lambda cause: reply.retries.update([cause]), on_request=on_request, **kw)
+                            self.max_backoff, on_retry=lambda cause: reply.retries.update([cause]),
+                            on_request=on_request)
         except HTTPRequestError as e:
             reply.cause = e.cause
             return reply

@@ -7,8 +7,8 @@ with the label (``answer="label"``). The attempt number is the request's
 ``seed`` (teachers in tests set ``seed=0``). ``plan(sample_id, attempt, n)``
 (``n``: 1 for the first request of that attempt) injects a fault:
 
-``slow`` (sleep ``slow_s``, meant to be beyond the client timeout, then an empty answer), ``429`` (``Retry-After: retry_after``),
-``500``, ``400``, ``bad_json``, ``html`` (wrong content type), ``wrong_format``,
+``slow`` (sleep ``slow_s``, meant to be beyond the client timeout, then an empty answer),
+``429`` (``Retry-After: retry_after``), ``500``, ``400``, ``bad_json``, ``html`` (wrong content type), ``wrong_format``,
 ``disagree`` (answers against the label), ``empty_choices``, ``truncated``.
 """
 from __future__ import annotations
