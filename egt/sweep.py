@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 import traceback
@@ -118,10 +119,36 @@ def run_job(cfg: DictConfig, run: Callable[[], dict[str, dict[str, Any]]],
             log.error("job failed (%s: %s); recorded in %s", type(exc).__name__, exc, Path(job["dir"]) / JOB_FILE)
         raise
     value = headline(results)
+    if os.environ.get("WANDB_SWEEP_ID"):
+        log_to_wandb_sweep(cfg, results, value)
     if job is not None:
         write_json_atomic(Path(job["dir"]) / JOB_FILE,
                           job_record(cfg, job, results, None, time.perf_counter() - t0, value))
     return value
+
+
+def sweep_metrics(results: dict[str, dict[str, Any]], value: Optional[float]) -> dict[str, Any]:
+    """What a W&B sweep sees: ``eval/headline`` (its metric) and ``eval/<model>/<benchmark>``."""
+    out: dict[str, Any] = {"eval/headline": value}
+    for name, v in ((results.get("eval") or {}).get("summary") or {}).items():
+        if name != "headline" and isinstance(v, (int, float)):
+            out[f"eval/{name}"] = v
+    return out
+
+
+def log_to_wandb_sweep(cfg: DictConfig, results: dict[str, dict[str, Any]], value: Optional[float]) -> None:
+    """Under ``wandb agent`` (WANDB_SWEEP_ID and WANDB_RUN_ID set by the agent) put the metric
+    in the agent's run summary; WANDB_MODE=offline keeps it in an offline run to sync later."""
+    import wandb
+
+    run = wandb.init(project=OmegaConf.select(cfg, "logger.project", default=None) or "egt", resume="allow",
+                     dir=str(cfg.paths.logs))
+    try:
+        metrics = sweep_metrics(results, value)
+        run.log({k: v for k, v in metrics.items() if v is not None})
+        run.summary.update(metrics)
+    finally:
+        run.finish()
 
 
 def load_jobs(root: str | Path) -> list[dict[str, Any]]:
