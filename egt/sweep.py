@@ -106,9 +106,10 @@ def job_record(cfg: DictConfig, job: dict[str, Any], results: Optional[dict[str,
 
 
 def run_job(cfg: DictConfig, run: Callable[[], dict[str, dict[str, Any]]],
-            headline: Callable[[dict], Optional[float]]) -> Optional[float]:
-    """Run the pipeline (``run()`` → stage results) and write ``job.json`` whatever happens."""
-    job = hydra_job()
+            headline: Callable[[dict], Optional[float]], job: Optional[dict[str, Any]] = None) -> Optional[float]:
+    """Run the pipeline (``run()`` → stage results) and write ``job.json`` whatever happens.
+    ``job``: dir, overrides and choices (default: the running Hydra job's; none: no file)."""
+    job = job or hydra_job()
     t0 = time.perf_counter()
     try:
         results = run()
