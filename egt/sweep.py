@@ -153,16 +153,18 @@ def log_to_wandb_sweep(cfg: DictConfig, results: dict[str, dict[str, Any]], valu
 
 
 def load_jobs(root: str | Path) -> list[dict[str, Any]]:
-    """Every ``job.json`` under ``root`` (each with ``_dir``: its folder), in path order."""
+    """Every ``job.json`` under ``root`` (each with ``_dir``: its folder, ``_rel``: that folder
+    relative to ``root``), in path order."""
     out = []
-    for path in sorted(Path(root).rglob(JOB_FILE)):
+    root = Path(root)
+    for path in sorted(root.rglob(JOB_FILE)):
         try:
             rec = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             log.warning("skipping unreadable %s (%s)", path, exc)
             continue
         if isinstance(rec, dict) and "overrides" in rec and "status" in rec:
-            rec["_dir"] = str(path.parent)
+            rec["_dir"], rec["_rel"] = str(path.parent), path.parent.relative_to(root).as_posix()
             out.append(rec)
     return out
 

@@ -47,7 +47,7 @@ def write_report(root: str | Path, out: Optional[str | Path] = None, baseline: O
             (out / f"{name}{suffix}").write_text(text + "\n", encoding="utf-8")
             written.append(out / f"{name}{suffix}")
     written += write_fig2(jobs, out) + write_fig4(jobs, out)
-    failed = [f"- FAILED {j['_dir']}: {j.get('error')}" for j in failed_jobs(jobs)]
+    failed = [f"- FAILED {j['_rel']} ({' '.join(j['overrides'])}): {j.get('error')}" for j in failed_jobs(jobs)]
     body = "\n\n".join(to_markdown(t) for _, t in tables)
     if failed:
         body = f"**{len(failed)} of {len(jobs)} jobs failed**\n\n" + "\n".join(failed) + "\n\n" + body

@@ -129,7 +129,7 @@ def experiment_table(jobs: Sequence[dict[str, Any]], exp: Experiment, benchmark:
         table.notes.append(f"warning: {', '.join(bad)} also differ between the jobs of a row (averaged over)")
     failed = [j for j in jobs if j["status"] != "completed" and override_value(j, exp.key) is not None]
     for j in failed:
-        table.notes.append(f"FAILED job {j['_dir']} ({' '.join(j['overrides'])}): {j.get('error')}")
+        table.notes.append(f"FAILED job {j.get('_rel', j['_dir'])} ({' '.join(j['overrides'])}): {j.get('error')}")
     return table
 
 
