@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from egt.config import validate
 from egt.pipeline import Pipeline, format_summary
+from egt.sweep import run_job
 
 log = logging.getLogger("egt")
 
@@ -63,10 +64,13 @@ def headline_metric(results: dict) -> float | None:
 
 
 def main_impl(cfg: DictConfig) -> float | None:
-    validate(cfg)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    Path(cfg.paths.artifacts).mkdir(parents=True, exist_ok=True)
-    log.info("artifacts: %s", Path(cfg.paths.artifacts).resolve())
-    results = Pipeline(cfg).run()
-    log.info(format_summary(results))
-    return headline_metric(results)
+    def run() -> dict:
+        validate(cfg)
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        Path(cfg.paths.artifacts).mkdir(parents=True, exist_ok=True)
+        log.info("artifacts: %s", Path(cfg.paths.artifacts).resolve())
+        results = Pipeline(cfg).run()
+        log.info(format_summary(results))
+        return results
+
+    return run_job(cfg, run, headline_metric)  # + job.json in the Hydra output dir

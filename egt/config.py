@@ -203,6 +203,7 @@ class RLConfig:
     eval_n: int = 64  # bench samples generated after RL (format-ok, accuracy); 0 = none
     eval_max_new_tokens: int = 96
     eval_batch_size: int = 32
+    seed: Optional[int] = None  # rollouts and init of RL; null = the top-level seed (sweeps vary it alone)
 
 
 @dataclass
@@ -230,6 +231,7 @@ class TrainerConfig:
 class EgtConfig:
     stages: list = field(default_factory=lambda: ["data", "distill", "sft", "probe", "select", "rl", "eval"])
     seed: int = 0
+    seeds: Optional[str] = None  # experiment=table*|fig4: the rl.seed values swept, "0,1,2"
     run_name: Optional[str] = None
     paths: PathsConfig = field(default_factory=PathsConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -2,7 +2,10 @@
 
 Writes Table 1 and, per benchmark, the category and diagnostics tables as Markdown
 (``*.md``) and LaTeX booktabs (``*.tex``), plus ``report.md`` holding every Markdown table,
-from the ``metrics.json`` files found under the directory alone.
+from the ``metrics.json`` files found under the directory alone. Under a sweep dir (jobs
+with ``job.json``, egt.sweep) also the paper's Tables 2–5 (mean ± sd over seeds) and
+Figures 2 and 4 as PNGs (egt.report.experiments); failed jobs are listed and make the
+exit status 1.
 """
 from __future__ import annotations
 
@@ -12,7 +15,10 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from egt.report.experiments import experiment_tables, failed_jobs
 from egt.report.results import find_results
+from egt.report.sweep_figures import write_fig2, write_fig4
+from egt.sweep import load_jobs
 from egt.report.table1 import benchmarks_of, category_table, diagnostics_table, table1
 from egt.report.tables import Table, to_latex, to_markdown
 
@@ -22,12 +28,14 @@ log = logging.getLogger("egt.report")
 def write_report(root: str | Path, out: Optional[str | Path] = None, baseline: Optional[str] = None,
                  paper_rows: bool = False) -> list[Path]:
     results = find_results(root)
-    if not results:
+    jobs = load_jobs(root)
+    if not results and not jobs:
         raise FileNotFoundError(f"no eval metrics.json under {root}: run the eval stage first "
                                 "(python train.py stages=[eval] …)")
     out = Path(out) if out else Path(root) / "report"
     out.mkdir(parents=True, exist_ok=True)
-    tables: list[tuple[str, Table]] = [("table1", table1(results, baseline, paper_rows))]
+    tables: list[tuple[str, Table]] = [("table1", table1(results, baseline, paper_rows))] if results else []
+    tables += experiment_tables(jobs)
     for bench in benchmarks_of(results):
         tables.append((f"{bench}_categories", category_table(results, bench)))
         diag = diagnostics_table(results, bench)
@@ -38,7 +46,12 @@ def write_report(root: str | Path, out: Optional[str | Path] = None, baseline: O
         for suffix, text in ((".md", to_markdown(t)), (".tex", to_latex(t, label=f"tab:{name}"))):
             (out / f"{name}{suffix}").write_text(text + "\n", encoding="utf-8")
             written.append(out / f"{name}{suffix}")
-    (out / "report.md").write_text("\n\n".join(to_markdown(t) for _, t in tables) + "\n", encoding="utf-8")
+    written += write_fig2(jobs, out) + write_fig4(jobs, out)
+    failed = [f"- FAILED {j['_rel']} ({' '.join(j['overrides'])}): {j.get('error')}" for j in failed_jobs(jobs)]
+    body = "\n\n".join(to_markdown(t) for _, t in tables)
+    if failed:
+        body = f"**{len(failed)} of {len(jobs)} jobs failed**\n\n" + "\n".join(failed) + "\n\n" + body
+    (out / "report.md").write_text(body + "\n", encoding="utf-8")
     written.append(out / "report.md")
     return written
 
@@ -58,6 +71,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     print((Path(written[-1])).read_text(encoding="utf-8"))
     print("wrote " + ", ".join(str(w) for w in written))
+    failed = failed_jobs(load_jobs(args.root))
+    if failed:
+        print(f"error: {len(failed)} job(s) failed (see report.md)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Figures of the paper from run outputs. Figure 2: accuracy per entropy bin.
+"""Figures of the paper from run outputs. Figure 2: accuracy per entropy bin; Figure 4:
+accuracy against the fraction of lowest-entropy data (``plot_fig4``).
 
 Samples are binned by entropy into equal-count bins (entropy is skewed, so
 equal-width bins would leave most bins nearly empty); accuracy per bin is the
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["spearman", "entropy_accuracy", "fig2_markdown", "plot_fig2"]
+__all__ = ["spearman", "entropy_accuracy", "fig2_markdown", "plot_fig2", "plot_fig4"]
 METRICS = (("answer", "answer_entropy"), ("sentence", "sentence_entropy"))
 
 
@@ -91,6 +92,39 @@ def plot_fig2(df: pd.DataFrame, path: str | Path, rho: dict[str, float | None] |
         ax.set_xlabel(f"{metric} entropy (bin mean, nats)")
         ax.set_ylabel("accuracy")
         ax.set_title(f"{metric} entropy, Spearman ρ = {rho.get(metric)}")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_fig4(points: list[tuple[float, float, float | None]], path: str | Path, sft: tuple[float, float | None] | None = None,
+              ylabel: str = "accuracy (%)", title: str = "") -> Path:
+    """Accuracy (mean ± sd over seeds) against the % of the lowest-entropy data used for RL.
+
+    ``points``: (percent, mean, sd or None) of the RL runs; ``sft``: (mean, sd) drawn at 0% with
+    its own marker (the 0% point is the SFT model, not an RL run).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    pts = sorted(points)
+    xs, ys, sds = [p[0] for p in pts], [p[1] for p in pts], [p[2] or 0.0 for p in pts]
+    if sft is not None:
+        ax.errorbar([0.0], [sft[0]], yerr=[sft[1] or 0.0], fmt="s", color="#dd8452", capsize=3, label="SFT (0%)")
+        xs, ys, sds = [0.0] + xs, [sft[0]] + ys, [sft[1] or 0.0] + sds
+    ax.errorbar(xs, ys, yerr=sds, fmt="-o", color="#4c72b0", capsize=3, label="RL on lowest-entropy data",
+                zorder=1)
+    ax.set_xlabel("lowest-entropy data used (% of rl_pool)")
+    ax.set_ylabel(ylabel)
+    ax.set_xlim(-3, 103)
+    ax.set_title(title or "Figure 4: data scale")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -65,7 +65,7 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     rl_pool = data_stage.load(data)["rl_pool"]
     selection, select_key = load_selection(cfg, pipe, rl_pool)
     conf = {k: v for k, v in to_container(cfg.rl).items() if k not in NOT_IN_KEY}
-    conf.update(reward=to_container(cfg.reward), seed=cfg.seed, template=cfg.data.template,
+    conf.update(reward=to_container(cfg.reward), seed=rl_seed(cfg), template=cfg.data.template,
                 on_bad_sample=cfg.data.on_bad_sample, trainer=to_container(cfg.trainer), dtype=cfg.model.dtype,
                 freeze_vision=cfg.model.freeze_vision)
     sft_id = sft["key"] if sft["key"] != "external" else f"path:{sft['model_path']}"
@@ -81,6 +81,12 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
             "model_path": str(art.path / "model")}
 
 
+def rl_seed(cfg: DictConfig) -> int:
+    """``rl.seed`` if set, else the top-level ``seed``: a seed sweep over ``rl.seed`` varies RL
+    alone while SFT and probing (keyed on ``seed``) stay shared."""
+    return int(cfg.rl.seed if cfg.rl.get("seed") is not None else cfg.seed)
+
+
 def load_selection(cfg: DictConfig, pipe: Any, rl_pool: Dataset) -> tuple[dict[str, Any], str]:
     """(selection dict, its identity for the artifact key): ``rl.selection_path``, else the
     select stage's, else all of rl_pool in data order."""
@@ -92,7 +98,7 @@ def load_selection(cfg: DictConfig, pipe: Any, rl_pool: Dataset) -> tuple[dict[s
         result = pipe.get("select")
         return json.loads(Path(result["selection_path"]).read_text()), result["key"]
     log.warning("[rl] no select stage available: RL on all %d samples of rl_pool in data order", len(rl_pool))
-    return {"ids": list(rl_pool["id"]), "shuffle_each_epoch": False, "seed": int(cfg.seed)}, "all"
+    return {"ids": list(rl_pool["id"]), "shuffle_each_epoch": False, "seed": rl_seed(cfg)}, "all"
 
 
 def ordered_samples(rl_pool: Dataset, selection: dict[str, Any], cfg: DictConfig) -> Dataset:
@@ -169,7 +175,7 @@ def train(cfg: DictConfig, out: Path, model_path: Path, ds: Dataset, selection: 
                       num_mini_batches=r.num_mini_batches, max_new_tokens=r.max_new_tokens,
                       temperature=r.temperature, lr=r.lr, weight_decay=r.weight_decay,
                       warmup_steps=int(r.warmup_ratio * opt_steps), max_grad_norm=r.max_grad_norm,
-                      kl_coef=r.kl_coef, kl_estimator=r.kl_estimator, kl_in=r.kl_in, ref_model=ref, seed=cfg.seed,
+                      kl_coef=r.kl_coef, kl_estimator=r.kl_estimator, kl_in=r.kl_in, ref_model=ref, seed=rl_seed(cfg),
                       max_rollouts=r.max_steps, log_examples=r.log_examples)
     last = out / "checkpoints" / "last.ckpt"
     last.parent.mkdir(parents=True, exist_ok=True)
