@@ -58,11 +58,12 @@ def test_wrong_type_fails_at_compose():
     ("data.on_bad_sample=skpi", "Did you mean 'skip'"),
     ("sft.val_fraction=1.5", "val_fraction"),
     ("trainer.precision=bf16-mixed", "28x slower"),
-    ("trainer.devices=2", "one process"),
+    ("trainer.devices=0", "number of devices per node"),
+    ("trainer=deepspeed_zero2 trainer.accelerator=cpu", "CUDA GPUs only"),
 ])
 def test_validation_says_what_to_write(override, msg):
     with pytest.raises(ConfigError, match=msg):
-        validate(_compose([override]))
+        validate(_compose(override.split()))
 
 
 def test_model_that_needs_a_path_says_so():

@@ -3,7 +3,8 @@
 A backend turns prompts into completion token ids; the HF ``generate`` backend
 is the default (multimodal special tokens suppressed; ``top_k=0, top_p=1`` so it
 samples from π_θ/T itself and the log-probs below are the sampling policy's).
-vLLM or another engine can be a second :class:`RolloutBackend` later.
+``rl.backend=vllm`` (:mod:`egt.rl.vllm_backend`, optional extra) generates with vLLM,
+its weights synced from the training model before every rollout (:meth:`RolloutBackend.sync`).
 
 Sequences are laid out ``[left-padded prompt | completion padded to L]``, so the
 last ``L + 1`` logits predict the completion (``logits_to_keep``).
@@ -40,6 +41,10 @@ class Rollout:
 
 
 class RolloutBackend(ABC):
+    def sync(self, model: Any, step: int) -> None:
+        """Called before every rollout with the policy being trained; engines that hold their own copy
+        of the weights (vLLM) load them here. The HF backend generates with ``model`` itself."""
+
     @abstractmethod
     def complete(self, model: Any, encoder: ChatEncoder, prompt_batch: dict[str, torch.Tensor],
                  max_new_tokens: int, temperature: float) -> torch.Tensor:
