@@ -272,3 +272,25 @@ def full_state_dict(trainer: Any, model: torch.nn.Module) -> dict[str, torch.Ten
     if main:
         state.update({name: b.detach().cpu() for name, b in model.named_buffers()})
     return state if main else None
+
+
+def param_fingerprint(model: torch.nn.Module) -> float:
+    """Σ_i (i+1)·Σ p_i in float64 over the trainable parameters: equal on every rank iff (almost surely) the
+    parameters are; cheap enough to check after every DDP fit."""
+    total = torch.zeros((), dtype=torch.float64)
+    for i, p in enumerate(q for q in model.parameters() if q.requires_grad):
+        total += (i + 1) * p.detach().double().sum().cpu()
+    return float(total)
+
+
+def check_in_sync(model: torch.nn.Module, what: str, sharded: bool = False) -> bool | None:
+    """After data-parallel training: are the parameters identical on every rank (were gradients
+    synced)? Raises if not; None for one process or sharded (ZeRO-3) parameters."""
+    if world_size() == 1 or sharded:
+        return None
+    prints = all_gather(param_fingerprint(model))
+    if len(set(prints)) != 1:
+        raise RuntimeError(f"{what}: parameters differ across ranks after training (fingerprints {prints}): "
+                           "gradients were not synchronised")
+    log.info("%s: parameters identical on all %d ranks", what, len(prints))
+    return True

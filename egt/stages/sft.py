@@ -131,6 +131,8 @@ def train(cfg: DictConfig, out: Path, base: Path, data: dict, distill: dict) -> 
                                    "skipped": checked["skipped"], "steps": trainer.global_step,
                                    "resumed": resumed, "processes": trainer.world_size}
         state = distributed.full_state_dict(trainer, module.model)  # collective under ZeRO-3
+        summary["params_in_sync"] = distributed.check_in_sync(
+            module.model, "sft", sharded=getattr(trainer.strategy, "zero_stage_3", False))
         if trainer.is_global_zero:
             summary.update(_finish(cfg, out, module, processor, history, trainer, data, logger, state))
         status = "success"

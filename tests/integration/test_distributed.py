@@ -1,0 +1,85 @@
+"""The real CLI under torchrun with two CPU processes (gloo) on the tiny model: every stage runs
+rank-aware, SFT and RL keep the ranks' parameters identical (gradients synced), the sharded probe and
+evaluation merge into exactly what one process writes."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cli_runner import QUICK, REPO, cli, done
+
+pytestmark = pytest.mark.slow
+SMALL = ["logger=none", "probe.shard_size=16", "sft.eval_n=0", "rl.eval_n=0", "eval.optional_benchmarks=[]"]
+
+
+def torchrun(art: Path, *args: str, nproc: int = 2, timeout: float = 600) -> str:
+    env = {**os.environ, "EGT_ARTIFACTS": str(art), "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--standalone",
+           "train.py", *args, f"hydra.run.dir={art}/runs/{time.time_ns()}"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    return out
+
+
+def success(path: Path) -> dict:
+    return json.loads((path / "_SUCCESS.json").read_text())["summary"]
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    art = tmp_path_factory.mktemp("ddp")
+    out = torchrun(art, *QUICK, "trainer=ddp", *SMALL)
+    return art, out
+
+
+def test_whole_pipeline_under_torchrun(ddp_run):
+    art, out = ddp_run
+    assert "distributed: 2 processes (1 nodes × 2) via torchrun, backend gloo" in out
+    for stage in ("data", "distill", "sft", "probe", "select", "rl"):
+        assert len(done(art, stage)) == 1, stage  # computed once, whatever the number of ranks
+    assert len(done(art, "eval")) == 2  # sft and rl on the synthetic bench
+
+
+def test_sft_and_rl_parameters_equal_across_ranks(ddp_run):
+    art, out = ddp_run
+    for stage in ("sft", "rl"):
+        summary = success(done(art, stage)[0])
+        assert summary["processes"] == 2 and summary["params_in_sync"] is True, summary
+        assert f"{stage}: parameters identical on all 2 ranks" in out
+    rl = success(done(art, "rl")[0])
+    assert rl["steps"] >= 2 and rl["optimizer_steps"] == 2 * rl["steps"]  # quick: num_mini_batches=2
+
+
+def test_sharded_probe_and_eval_equal_one_process(ddp_run, tmp_path):
+    art, _ = ddp_run
+    (probe_dir,) = done(art, "probe")
+    assert len(list((probe_dir / "shards").glob("*.parquet"))) == 4 and success(probe_dir)["processes"] == 2
+    sft_model = done(art, "sft")[0] / "model"
+    one = tmp_path / "one"
+    cli(one, *QUICK, *SMALL, "stages=[probe,eval]", f"probe.model_path={sft_model}",
+        f"eval.model_path={sft_model}")
+    (single_probe,) = done(one, "probe")
+    pd.testing.assert_frame_equal(pd.read_parquet(probe_dir / "probe.parquet"),
+                                  pd.read_parquet(single_probe / "probe.parquet"))
+    sharded = next(json.loads((d / "metrics.json").read_text()) for d in done(art, "eval")
+                   if json.loads((d / "metrics.json").read_text())["model"]["label"] == "sft")
+    (single_eval,) = done(one, "eval")
+    single = json.loads((single_eval / "metrics.json").read_text())
+    assert sharded["run"]["processes"] == 2 and sharded["metrics"] == single["metrics"]
+
+
+def test_devices_without_a_launcher_gives_the_torchrun_command(tmp_path):
+    env = {**os.environ, "EGT_ARTIFACTS": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "train.py", *QUICK, "trainer=ddp", "trainer.devices=2",
+                           f"hydra.run.dir={tmp_path}/run"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "python -m torch.distributed.run --nproc_per_node=2 train.py" in proc.stderr
