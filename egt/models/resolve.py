@@ -71,7 +71,10 @@ def load_for_training(path: str | Path, cfg: DictConfig):
             raise ValueError(f"model.freeze_vision=true but no vision parameters were found in {path}")
         log.info("froze %d vision parameters", frozen)
     if cfg.model.gradient_checkpointing:  # non-reentrant: works with DDP and frozen inputs
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
         log.info("gradient checkpointing on")
     model.train()
