@@ -47,8 +47,10 @@ class RolloutBackend(ABC):
 
     @abstractmethod
     def complete(self, model: Any, encoder: ChatEncoder, prompt_batch: dict[str, torch.Tensor],
-                 max_new_tokens: int, temperature: float) -> torch.Tensor:
-        """Completion token ids [B, L] for a left-padded prompt batch (pad after a stop token)."""
+                 max_new_tokens: int, temperature: float,
+                 samples: Sequence[dict[str, Any]] | None = None) -> torch.Tensor:
+        """Completion token ids [B, L] for a left-padded prompt batch (pad after a stop token);
+        ``samples`` are the B schema rows behind it (engines that build their own prompts use them)."""
 
 
 class HFGenerateBackend(RolloutBackend):
@@ -58,7 +60,8 @@ class HFGenerateBackend(RolloutBackend):
         self.top_k, self.top_p = top_k, top_p
 
     def complete(self, model: Any, encoder: ChatEncoder, prompt_batch: dict[str, torch.Tensor],
-                 max_new_tokens: int, temperature: float) -> torch.Tensor:
+                 max_new_tokens: int, temperature: float,
+                 samples: Sequence[dict[str, Any]] | None = None) -> torch.Tensor:
         extra = {"top_k": self.top_k, "top_p": self.top_p} if temperature > 0 else {}
         return generate_batch(model, encoder, prompt_batch, max_new_tokens, temperature, **extra)
 
@@ -80,7 +83,8 @@ def rollout(model: Any, backend: RolloutBackend, encoder: ChatEncoder, samples: 
     was_training = model.training
     model.eval()
     try:
-        ids = backend.complete(model, encoder, batch, max_new_tokens, temperature).cpu()  # [B, L]
+        rows = [s for s in samples for _ in range(group_size)]  # [B]
+        ids = backend.complete(model, encoder, batch, max_new_tokens, temperature, samples=rows).cpu()  # [B, L]
     finally:
         model.train(was_training)
     mask = completion_mask(ids, stop_ids(model, encoder))  # [B, L]
