@@ -7,31 +7,14 @@ import json
 import os
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from cli_runner import QUICK, REPO, cli, done
+from torchrun_runner import SMALL, success, torchrun
 
 pytestmark = pytest.mark.slow
-SMALL = ["logger=none", "probe.shard_size=16", "sft.eval_n=0", "rl.eval_n=0", "eval.optional_benchmarks=[]"]
-
-
-def torchrun(art: Path, *args: str, nproc: int = 2, timeout: float = 600) -> str:
-    env = {**os.environ, "EGT_ARTIFACTS": str(art), "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--standalone",
-           "train.py", *args, f"hydra.run.dir={art}/runs/{time.time_ns()}"]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-4000:]
-    return out
-
-
-def success(path: Path) -> dict:
-    return json.loads((path / "_SUCCESS.json").read_text())["summary"]
 
 
 @pytest.fixture(scope="module")
