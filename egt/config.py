@@ -332,6 +332,9 @@ def _validate_trainer(cfg: DictConfig) -> None:
         raise ConfigError("distributed.timeout_minutes must be > 0")
     strategy = t.strategy
     target = str(strategy.get("_target_", "")) if OmegaConf.is_dict(strategy) else str(strategy)
+    from egt import distributed  # late: it imports this module
+
+    distributed.check_launch(cfg, distributed.detect())  # devices > 1 without a launcher: the torchrun command
     if "deepspeed" in target.lower() and t.accelerator == "cpu":
         raise ConfigError("DeepSpeed runs on CUDA GPUs only (Lightning refuses a CPU accelerator): use "
                           "trainer=deepspeed_zero2|deepspeed_zero3 on GPUs, trainer=ddp on CPU")

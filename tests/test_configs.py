@@ -11,7 +11,7 @@ from egt.config import ConfigError, validate
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 # groups whose options need something from the user (a local model path)
-NEEDS_PATH = {("model", "local"), ("model", "qwen2_5_vl_7b"), ("experiment", "paper")}
+NEEDS_PATH = {("model", "local"), ("model", "qwen2_5_vl_7b")}
 
 
 def options():
@@ -58,12 +58,11 @@ def test_wrong_type_fails_at_compose():
     ("data.on_bad_sample=skpi", "Did you mean 'skip'"),
     ("sft.val_fraction=1.5", "val_fraction"),
     ("trainer.precision=bf16-mixed", "28x slower"),
-    ("trainer.devices=0", "number of devices per node"),
-    ("trainer=deepspeed_zero2 trainer.accelerator=cpu", "CUDA GPUs only"),
+    ("trainer.devices=2", "one process"),
 ])
 def test_validation_says_what_to_write(override, msg):
     with pytest.raises(ConfigError, match=msg):
-        validate(_compose(override.split()))
+        validate(_compose([override]))
 
 
 def test_model_that_needs_a_path_says_so():
@@ -76,6 +75,20 @@ def test_model_that_needs_a_path_says_so():
 def test_model_dir_shorthand():
     assert rewrite_model_path_args(["t", "model=/m/qwen", "sft.lr=1"]) == ["t", "model=local", "model.path=/m/qwen", "sft.lr=1"]
     assert rewrite_model_path_args(["t", "model=demo"]) == ["t", "model=demo"]
+
+
+# experiment=paper names the 7B model: it needs model.path too
+NEEDS_PATH.add(("experiment", "paper"))
+
+
+@pytest.mark.parametrize("overrides,msg", [
+    (["trainer.devices=0"], "number of devices per node"),
+    (["trainer=deepspeed_zero2", "trainer.accelerator=cpu"], "CUDA GPUs only"),
+    (["trainer=ddp", "trainer.devices=4"], "python -m torch.distributed.run --nproc_per_node=4"),
+])
+def test_scale_validation_says_what_to_write(overrides, msg):
+    with pytest.raises(ConfigError, match=msg):
+        validate(_compose(overrides))
 
 
 def test_experiment_paper_holds_the_papers_settings(tmp_path):
