@@ -21,6 +21,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
+from egt import distributed
 from egt.data.encode import ChatEncoder
 from egt.rl.rollout import RolloutBackend
 
@@ -80,8 +81,11 @@ class VLLMRollout(RolloutBackend):
             if not path:
                 raise ValueError("rl/backend=vllm builds its engine from the policy's model directory, but the "
                                  "model has no name_or_path")
-            log.info("[rl] starting vLLM on %s (%s)", path, self.engine_kwargs)
-            self.engine = VLLMEngine(str(path), **self.engine_kwargs)
+            kw = dict(self.engine_kwargs)
+            if distributed.world_size() > 1:  # one engine per training rank, inside torchrun's processes (as TRL)
+                kw.update(distributed_executor_backend="external_launcher", seed=distributed.rank())
+            log.info("[rl] starting vLLM on %s (%s)", path, kw)
+            self.engine = VLLMEngine(str(path), **kw)
         return self.engine
 
     def sync(self, model: Any, step: int) -> None:
