@@ -27,13 +27,17 @@ Departures from the paper (StableReinforce in OpenRLHF, 8 GPUs) and from R1-Rewa
 - KL: k3 in the loss by default, aggregated over all sequences (filtered ones included);
   in-reward KL is one sequence-level sum, not OpenRLHF's per-token reward shaping.
 - Loss aggregation: token mean per sequence, then the mean over sequences.
+- Data parallel (N ranks): each rank rolls out its slice of the global batch (the epoch padded by
+  wrapping to a multiple of N); rewards are gathered so advantages and the filter are the global
+  batch's, but the loss mean is over each rank's kept sequences and DDP averages the gradients, which
+  equals the global mean only when every rank keeps as many. Under DeepSpeed, rl.max_grad_norm is not
+  applied (the engine owns the partitioned gradients).
 - Rollouts sample at ``temperature`` from the full distribution (top_k = 0, top_p = 1), and
   log-probs are of π/T, so the ratio is exactly the sampling policy's.
-- Each step re-seeds the RNG from (seed, rollout index) inside a forked RNG, so a resumed
-  run draws the same completions as an uninterrupted one.
+- Each step re-seeds the RNG from (seed, rollout index, rank) inside a forked RNG, so a resumed
+  run draws the same completions as an uninterrupted one (with the same number of ranks).
 - LR: linear warmup, then constant. Rollout batches that do not fill ``batch_size`` (the
   end of an epoch) are used as they are, not dropped.
-- One process: the rollout is not sharded across ranks yet (DDP would repeat it per rank).
 """
 from __future__ import annotations
 
