@@ -105,3 +105,19 @@ def test_sharded_sampler_resumes_only_with_the_same_world_size():
     assert list(again) == s.local_order(0)[2:]
     with pytest.raises(ValueError, match="written by 2 processes"):
         ResumableSampler(8, seed=0).load_state_dict(state)
+
+
+def test_nothing_gpu_only_is_imported_with_the_package(tmp_path):
+    """deepspeed / vllm that blow up when imported: importing egt's stages must not touch them."""
+    import os
+    import subprocess
+    import sys
+
+    for name in ("deepspeed", "vllm"):  # (flash_attn: transformers itself probes it when found)
+        (tmp_path / f"{name}.py").write_text(f"raise RuntimeError('{name} imported at module import time')\n")
+    code = "import egt.distributed, egt.rl.vllm_backend, egt.stages.sft, egt.stages.rl, egt.stages.probe, egt.stages.eval"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    bad = subprocess.run([sys.executable, "-c", "import deepspeed"], capture_output=True, text=True, env=env)
+    assert "imported at module import time" in bad.stderr  # the trap works
