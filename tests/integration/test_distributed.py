@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -66,3 +68,46 @@ def test_devices_without_a_launcher_gives_the_torchrun_command(tmp_path):
                            f"hydra.run.dir={tmp_path}/run"], cwd=REPO, env=env, capture_output=True, text=True)
     assert proc.returncode != 0
     assert "python -m torch.distributed.run --nproc_per_node=2 train.py" in proc.stderr
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_killed_ddp_sft_resumes_to_the_same_model(tmp_path):
+    """kill -9 of the launcher and both workers mid-SFT; the rerun resumes from last.ckpt and ends with the
+    weights of an uninterrupted two-process run."""
+    import signal
+
+    import torch
+    from safetensors.torch import load_file
+
+    args = [*QUICK, "trainer=ddp", "stages=[data,distill,sft]", "sft.epochs=6", "sft.checkpoint_every_n_steps=3",
+            *SMALL]
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    proc = torchrun(killed, *args, popen=True)
+    t0 = time.time()
+    while not list((killed / "sft").glob("*/checkpoints/last.ckpt")):
+        assert proc.poll() is None, (killed / "popen.log").read_text()[-3000:]
+        assert time.time() - t0 < 300, "no checkpoint appeared"
+        time.sleep(0.05)
+    for pid in _children(proc.pid) + [proc.pid]:  # the workers (torchrun starts them in their own sessions)
+        os.kill(pid, signal.SIGKILL)
+    proc.wait()
+    assert not done(killed, "sft")
+    assert "[sft] resuming from" in torchrun(killed, *args)
+    torchrun(clean, *args)
+    (a,), (b,) = done(killed, "sft"), done(clean, "sft")
+    sa, sb = success(a), success(b)
+    assert sa["steps"] == sb["steps"] and sa["resumed"] and not sb["resumed"] and sa["params_in_sync"]
+    wa, wb = load_file(a / "model" / "model.safetensors"), load_file(b / "model" / "model.safetensors")
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6, msg=k)
