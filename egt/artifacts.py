@@ -24,6 +24,8 @@ from typing import Any, Iterator
 
 from filelock import FileLock
 
+from egt import distributed as dist
+
 log = logging.getLogger(__name__)
 
 SUCCESS = "_SUCCESS.json"
@@ -80,7 +82,11 @@ class Artifact:
     summary: dict
 
     def finish(self, summary: dict, meta: dict | None = None) -> None:
-        """Mark the artifact finished: the last write, atomic."""
+        """Mark the artifact finished: the last write, atomic (rank 0 writes; other ranks only keep
+        ``summary``)."""
+        self.summary = summary
+        if not dist.is_main():
+            return
         record = {"stage": self.stage, "key": self.key, "summary": summary, "finished_at": time.time()}
         record.update(meta or {})
         write_json_atomic(self.path / SUCCESS, record)
@@ -95,16 +101,31 @@ class ArtifactStore:
         return self.root / stage / key
 
     @contextmanager
-    def open(self, stage: str, key: str, lock_timeout: float = -1) -> Iterator[Artifact]:
+    def open(self, stage: str, key: str, lock_timeout: float = -1, ranks: str = "main") -> Iterator[Artifact]:
         """Yield the artifact for (stage, key), locked; ``reused`` tells whether it is finished.
 
         The caller computes into ``artifact.path`` when not reused and calls
-        ``artifact.finish(summary)`` as its last step.
+        ``artifact.finish(summary)`` as its last step. ``ranks`` matters only under a
+        multi-process launch: ``main`` (rank 0 computes, the others get the finished
+        artifact) or ``all`` (every rank runs the body).
         """
+        if ranks not in ("main", "all"):
+            raise ValueError(f"ranks={ranks!r} must be 'main' or 'all'")
+        if dist.world_size() == 1:
+            with self._locked(stage, key, lock_timeout) as art:
+                yield art
+        elif ranks == "main":
+            with self._main_rank(stage, key, lock_timeout) as art:
+                yield art
+        else:
+            with self._all_ranks(stage, key, lock_timeout) as art:
+                yield art
+
+    @contextmanager
+    def _locked(self, stage: str, key: str, lock_timeout: float) -> Iterator[Artifact]:
         path = self.path(stage, key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(path) + ".lock", timeout=lock_timeout)
-        with lock:
+        with FileLock(str(path) + ".lock", timeout=lock_timeout):
             if is_done(path):
                 summary = read_success(path).get("summary", {})
                 log.info("[%s] reusing finished artifact %s", stage, path)
@@ -116,3 +137,48 @@ class ArtifactStore:
             yield art
             if not is_done(path):
                 raise RuntimeError(f"stage {stage} returned without finishing its artifact {path}")
+
+    def _finished(self, stage: str, key: str) -> Artifact:
+        path = self.path(stage, key)
+        if not is_done(path):
+            raise RuntimeError(f"rank {dist.rank()}: rank 0 did not finish {stage} artifact {path} (see rank 0's "
+                               "error), or paths.artifacts is not on a file system every node sees")
+        return Artifact(stage, key, path, True, read_success(path).get("summary", {}))
+
+    @contextmanager
+    def _main_rank(self, stage: str, key: str, lock_timeout: float) -> Iterator[Artifact]:
+        if dist.is_main():
+            try:
+                with self._locked(stage, key, lock_timeout) as art:
+                    yield art
+            finally:  # also on failure: the others then fail with a clear message instead of hanging
+                dist.barrier()
+        else:
+            dist.barrier()
+            yield self._finished(stage, key)
+
+    @contextmanager
+    def _all_ranks(self, stage: str, key: str, lock_timeout: float) -> Iterator[Artifact]:
+        path = self.path(stage, key)
+        lock = FileLock(str(path) + ".lock", timeout=lock_timeout)
+        done = None
+        if dist.is_main():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock.acquire()
+            done = is_done(path)
+            path.mkdir(parents=True, exist_ok=True)
+        try:
+            done = dist.broadcast(done)
+            if done:
+                log.info("[%s] reusing finished artifact %s", stage, path)
+                yield self._finished(stage, key)
+                return
+            log.info("[%s] computing artifact %s on %d processes", stage, path, dist.world_size())
+            art = Artifact(stage, key, path, False, {})
+            yield art
+            dist.barrier()  # every rank is through the body; rank 0 has written the marker
+            finished = self._finished(stage, key)
+            art.summary = finished.summary
+        finally:
+            if dist.is_main():
+                lock.release()

@@ -8,6 +8,7 @@ from pathlib import Path
 import lightning as L
 from omegaconf import DictConfig
 
+from egt import distributed
 from egt.config import validate
 from egt.pipeline import Pipeline, format_summary
 from egt.sweep import run_job
@@ -66,6 +67,7 @@ def headline_metric(results: dict) -> float | None:
 def main_impl(cfg: DictConfig) -> float | None:
     def run() -> dict:
         validate(cfg)
+        distributed.init(cfg)  # a no-op for one process; every rank of a torchrun / srun launch gets here
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         Path(cfg.paths.artifacts).mkdir(parents=True, exist_ok=True)
         log.info("artifacts: %s", Path(cfg.paths.artifacts).resolve())

@@ -228,6 +228,14 @@ class TrainerConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """Multi-process runs (torchrun / SLURM; egt.distributed). The launcher sets the ranks."""
+
+    backend: str = "auto"  # auto (nccl on GPU, gloo on CPU) | nccl | gloo
+    timeout_minutes: float = 720.0  # how long ranks wait for rank 0 (it may be distilling)
+
+
+@dataclass
 class EgtConfig:
     stages: list = field(default_factory=lambda: ["data", "distill", "sft", "probe", "select", "rl", "eval"])
     seed: int = 0
@@ -239,6 +247,7 @@ class EgtConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     rl: RLConfig = field(default_factory=RLConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
@@ -316,17 +325,32 @@ def validate(cfg: DictConfig) -> None:
     _validate_probe_select(cfg)
     _validate_eval(cfg)
     _validate_rl(cfg)
-    devices = cfg.trainer.devices
-    if cfg.trainer.num_nodes != 1 or (isinstance(devices, int) and devices > 1) or not isinstance(devices, int):
-        raise ConfigError(
-            f"trainer.devices={devices} / trainer.num_nodes={cfg.trainer.num_nodes}: the stages run in one "
-            "process for now (DDP, sharded probing and DeepSpeed are not wired yet); use trainer.devices=1"
-        )
+    _validate_trainer(cfg)
     if "cpu" == cfg.trainer.accelerator and "bf16" in str(cfg.trainer.precision):
         raise ConfigError(
             "bf16 on this CPU is ~28x slower than fp32: use trainer.precision=32-true on CPU "
             "(trainer=cpu), bf16-mixed on GPU (trainer=gpu)"
         )
+
+
+def _validate_trainer(cfg: DictConfig) -> None:
+    t = cfg.trainer
+    devices = t.devices
+    if not (devices == "auto" or (isinstance(devices, int) and (devices >= 1 or devices == -1))):
+        raise ConfigError(f"trainer.devices={devices}: write a number of devices per node (e.g. 8) or auto")
+    if t.num_nodes < 1:
+        raise ConfigError(f"trainer.num_nodes={t.num_nodes} must be >= 1")
+    _check_choice("distributed.backend", cfg.distributed.backend, ("auto", "nccl", "gloo"))
+    if cfg.distributed.timeout_minutes <= 0:
+        raise ConfigError("distributed.timeout_minutes must be > 0")
+    strategy = t.strategy
+    target = str(strategy.get("_target_", "")) if OmegaConf.is_dict(strategy) else str(strategy)
+    from egt import distributed  # late: it imports this module
+
+    distributed.check_launch(cfg, distributed.detect())  # devices > 1 without a launcher: the torchrun command
+    if "deepspeed" in target.lower() and t.accelerator == "cpu":
+        raise ConfigError("DeepSpeed runs on CUDA GPUs only (Lightning refuses a CPU accelerator): use "
+                          "trainer=deepspeed_zero2|deepspeed_zero3 on GPUs, trainer=ddp on CPU")
 
 
 def _validate_probe_select(cfg: DictConfig) -> None:

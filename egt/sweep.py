@@ -25,6 +25,7 @@ from typing import Any, Callable, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+from egt import distributed
 from egt.artifacts import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,8 @@ def run_job(cfg: DictConfig, run: Callable[[], dict[str, dict[str, Any]]],
     """Run the pipeline (``run()`` → stage results) and write ``job.json`` whatever happens.
     ``job``: dir, overrides and choices (default: the running Hydra job's; none: no file)."""
     job = job or hydra_job()
+    if not distributed.is_main():  # under torchrun every rank runs the job; rank 0 records it
+        job = None
     t0 = time.perf_counter()
     try:
         results = run()
@@ -120,7 +123,7 @@ def run_job(cfg: DictConfig, run: Callable[[], dict[str, dict[str, Any]]],
             log.error("job failed (%s: %s); recorded in %s", type(exc).__name__, exc, Path(job["dir"]) / JOB_FILE)
         raise
     value = headline(results)
-    if os.environ.get("WANDB_SWEEP_ID"):
+    if os.environ.get("WANDB_SWEEP_ID") and distributed.is_main():
         log_to_wandb_sweep(cfg, results, value)
     if job is not None:
         write_json_atomic(Path(job["dir"]) / JOB_FILE,

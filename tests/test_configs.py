@@ -80,3 +80,32 @@ def test_model_that_needs_a_path_says_so():
 def test_model_dir_shorthand():
     assert rewrite_model_path_args(["t", "model=/m/qwen", "sft.lr=1"]) == ["t", "model=local", "model.path=/m/qwen", "sft.lr=1"]
     assert rewrite_model_path_args(["t", "model=demo"]) == ["t", "model=demo"]
+
+
+# experiment=paper names the 7B model: it needs model.path too
+NEEDS_PATH.add(("experiment", "paper"))
+
+
+@pytest.mark.parametrize("overrides,msg", [
+    (["trainer.devices=0"], "number of devices per node"),
+    (["trainer=deepspeed_zero2", "trainer.accelerator=cpu"], "CUDA GPUs only"),
+    (["trainer=ddp", "trainer.devices=4"], "python -m torch.distributed.run --nproc_per_node=4"),
+])
+def test_scale_validation_says_what_to_write(overrides, msg):
+    with pytest.raises(ConfigError, match=msg):
+        validate(_compose(overrides))
+
+
+def test_experiment_paper_holds_the_papers_settings(tmp_path):
+    cfg = _compose(["experiment=paper", f"model.path={tmp_path}"])
+    validate(cfg)
+    assert cfg.model.name == "qwen2_5_vl_7b" and cfg.model.dtype == "bfloat16" and cfg.model.gradient_checkpointing
+    assert cfg.trainer.strategy.stage == 3 and cfg.trainer.precision == "bf16-mixed"
+    s = cfg.sft
+    assert (s.epochs, s.batch_size * s.accumulate_grad_batches, s.lr) == (1, 256, 1e-5)
+    r = cfg.rl
+    assert (r.name, r.epochs, r.batch_size, r.lr, r.kl_coef) == ("stable_reinforce", 20, 224, 1e-6, 1e-3)
+    assert (cfg.selection.k, cfg.curriculum.name, cfg.entropy.name) == (2500, "ascending", "answer")
+    for gpus in (8, 4):  # global batches split evenly over the GPUs it expects
+        assert s.batch_size % gpus == 0 and r.batch_size % gpus == 0
+    assert "hydra" not in OmegaConf.load(CONF / "experiment" / "paper.yaml")  # combinable with table sweeps

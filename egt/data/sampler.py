@@ -14,12 +14,40 @@ class ResumableSampler(Sampler[int]):
     holds (epoch, consumed) and a restored sampler skips what was consumed, so
     a resumed run sees exactly the samples an uninterrupted one would.
     Lightning calls :meth:`set_epoch` at every epoch start.
+
+    Under data parallelism (:meth:`shard`) rank r of W yields positions r, r+W, r+2W, …
+    of the epoch's order (padded by wrapping around to a multiple of W, as torch's
+    DistributedSampler does, so every rank has as many batches): a local batch of
+    B/W on each rank is then exactly one global batch of B consecutive positions,
+    the curriculum order preserved. ``consumed`` counts this rank's samples.
     """
 
     def __init__(self, n: int, seed: int = 0, shuffle: bool = True):
         self.n, self.seed, self.shuffle = n, seed, shuffle
         self.epoch, self.consumed = 0, 0
         self._skip = 0
+        self.rank, self.world_size = 0, 1
+
+    def shard(self, rank: int, world_size: int) -> "ResumableSampler":
+        """Yield only rank ``rank``'s share of every epoch (see the class docstring)."""
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, {world_size})")
+        self.rank, self.world_size = rank, world_size
+        return self
+
+    def local_order(self, epoch: int) -> list[int]:
+        """This rank's indices for ``epoch``.
+
+        >>> s = ResumableSampler(5, shuffle=False).shard(1, 2)
+        >>> s.local_order(0), len(s)
+        ([1, 3, 0], 3)
+        """
+        order = self.order(epoch)
+        if self.world_size == 1:
+            return order
+        total = -(-len(order) // self.world_size) * self.world_size
+        padded = (order * (total // max(1, len(order)) + 1))[:total]
+        return padded[self.rank::self.world_size]
 
     def order(self, epoch: int) -> list[int]:
         if not self.shuffle:
@@ -36,14 +64,18 @@ class ResumableSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         skip, self._skip = self._skip, 0
-        return iter(self.order(self.epoch)[skip:])
+        return iter(self.local_order(self.epoch)[skip:])
 
     def __len__(self) -> int:
-        return self.n
+        return -(-self.n // self.world_size)
 
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "consumed": self.consumed}
+        return {"epoch": self.epoch, "consumed": self.consumed, "world_size": self.world_size}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        saved = int(state.get("world_size", 1))
+        if saved != self.world_size:
+            raise ValueError(f"this checkpoint was written by {saved} processes; resume it with {saved} "
+                             f"(now {self.world_size}): the sampler position is per rank")
         self.epoch, self.consumed = int(state["epoch"]), int(state["consumed"])
         self._skip = self.consumed

@@ -167,3 +167,51 @@ def evaluate(bench: Benchmark, items: Sequence[dict[str, Any]], judge: Judge, jo
             "generations_per_s": round(generated / seconds, 3) if seconds > 0 and generated else None,
             "skipped_views": skipped_views, "skipped_at_load": dict(bench.skipped)}
     return metrics, records, info
+
+
+# ------------------------------------------------------------------ several processes (egt.distributed)
+def read_journals(directory: Any) -> dict[tuple[str, int], dict[str, Any]]:
+    """Every generation journalled in ``directory`` (``journal.jsonl`` and the per-rank ``journal.rank*.jsonl``)."""
+    from pathlib import Path
+
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+    for path in sorted(Path(directory).glob("journal*.jsonl")):
+        done.update({(r["key"], int(r["k"])): r for r in Journal(path).read()})
+    return done
+
+
+def generate_shard(bench: Benchmark, items: Sequence[dict[str, Any]], judge: Judge, directory: Any, rank: int,
+                   world_size: int, *, order: str = "official", votes: int = 1, batch_size: int = 16,
+                   on_bad_sample: str = "error", seed: int = 0) -> dict[str, Any]:
+    """Rank ``rank``'s share of the views (round robin), journalled in ``journal.rank<r>.jsonl``; views
+    some journal already holds in full are not redone (so a resume may use another world size)."""
+    from pathlib import Path
+
+    views = make_views(bench, items, order, seed)
+    before = read_journals(directory)
+    mine = [v for v in views[rank::world_size] if any((v["key"], k) not in before for k in range(votes))]
+    t0 = time.perf_counter()
+    journal = Journal(Path(directory) / f"journal.rank{rank}.jsonl")
+    n_before = len(journal.read())
+    out = generate_views(mine, judge, journal, votes, batch_size, on_bad_sample, progress=rank == 0)
+    return {"generated_now": len(out) - n_before, "seconds": time.perf_counter() - t0, "resumed_from": len(before)}
+
+
+def merge_shards(bench: Benchmark, items: Sequence[dict[str, Any]], directory: Any, shard_infos: Sequence[dict],
+                 *, order: str = "official", votes: int = 1, seed: int = 0) -> tuple[dict, list[dict], dict]:
+    """Metrics, records and run info from every rank's journal: what :func:`evaluate` returns in one process."""
+    views = make_views(bench, items, order, seed)
+    outputs = read_journals(directory)
+    missing = [(v["key"], k) for v in views for k in range(votes) if (v["key"], k) not in outputs]
+    if missing:
+        raise RuntimeError(f"eval: {len(missing)} generations missing after every rank finished, e.g. {missing[:3]}")
+    records, skipped_views = build_records(views, outputs, votes)
+    metrics = compute_metrics(bench, records, votes, order)
+    metrics["skipped_items"] = sum(bench.skipped.values()) + skipped_views
+    generated = sum(i["generated_now"] for i in shard_infos)
+    seconds = max(i["seconds"] for i in shard_infos)
+    info = {"views": len(views), "generations": len(outputs), "generated_now": generated,
+            "resumed_from": shard_infos[0]["resumed_from"], "seconds": round(seconds, 2),
+            "generations_per_s": round(generated / seconds, 3) if seconds > 0 and generated else None,
+            "skipped_views": skipped_views, "skipped_at_load": dict(bench.skipped), "processes": len(shard_infos)}
+    return metrics, records, info

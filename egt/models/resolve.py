@@ -22,9 +22,12 @@ def resolve_attn(name: str) -> str:
     """``auto`` → flash_attention_2 when flash-attn and CUDA are there, else sdpa."""
     if name != "auto":
         return name
-    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+    cuda, flash = torch.cuda.is_available(), importlib.util.find_spec("flash_attn") is not None
+    if cuda and flash:
+        log.info("attn_implementation=auto: using flash_attention_2")
         return "flash_attention_2"
-    log.info("attn_implementation=auto: flash-attn or CUDA not available, using sdpa")
+    why = "no CUDA device" if not cuda else "the flash-attn package is not installed (pip install egt[gpu])"
+    log.info("attn_implementation=auto: %s, using sdpa (PyTorch scaled-dot-product attention)", why)
     return "sdpa"
 
 
@@ -67,7 +70,12 @@ def load_for_training(path: str | Path, cfg: DictConfig):
         if frozen == 0:
             raise ValueError(f"model.freeze_vision=true but no vision parameters were found in {path}")
         log.info("froze %d vision parameters", frozen)
-    if cfg.model.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+    if cfg.model.gradient_checkpointing:  # non-reentrant: works with DDP and frozen inputs
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+        log.info("gradient checkpointing on")
     model.train()
     return model, processor

@@ -27,13 +27,17 @@ Departures from the paper (StableReinforce in OpenRLHF, 8 GPUs) and from R1-Rewa
 - KL: k3 in the loss by default, aggregated over all sequences (filtered ones included);
   in-reward KL is one sequence-level sum, not OpenRLHF's per-token reward shaping.
 - Loss aggregation: token mean per sequence, then the mean over sequences.
+- Data parallel (N ranks): each rank rolls out its slice of the global batch (the epoch padded by
+  wrapping to a multiple of N); rewards are gathered so advantages and the filter are the global
+  batch's, but the loss mean is over each rank's kept sequences and DDP averages the gradients, which
+  equals the global mean only when every rank keeps as many. Under DeepSpeed, rl.max_grad_norm is not
+  applied (the engine owns the partitioned gradients).
 - Rollouts sample at ``temperature`` from the full distribution (top_k = 0, top_p = 1), and
   log-probs are of π/T, so the ratio is exactly the sampling policy's.
-- Each step re-seeds the RNG from (seed, rollout index) inside a forked RNG, so a resumed
-  run draws the same completions as an uninterrupted one.
+- Each step re-seeds the RNG from (seed, rollout index, rank) inside a forked RNG, so a resumed
+  run draws the same completions as an uninterrupted one (with the same number of ranks).
 - LR: linear warmup, then constant. Rollout batches that do not fill ``batch_size`` (the
   end of an epoch) are used as they are, not dropped.
-- One process: the rollout is not sharded across ranks yet (DDP would repeat it per rank).
 """
 from __future__ import annotations
 
@@ -43,6 +47,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from egt import distributed
 from egt.data.encode import ChatEncoder
 from egt.data.sampler import ResumableSampler
 from egt.rl.functional import KL_ESTIMATORS, aggregate, masked_mean
@@ -85,7 +90,9 @@ class RLModule(L.LightningModule):
         t0 = time.perf_counter()
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self.seed * 1_000_003 + self.rollouts)
+            # each rank its own stream (its prompts differ anyway); rank 0 of W processes = one process
+            torch.manual_seed(self.seed * 1_000_003 + self.rollouts + 7_919 * distributed.rank())
+            self.backend.sync(self.model, self.rollouts)  # e.g. vLLM: this step's policy weights
             ro = rollout(self.model, self.backend, self.encoder, samples, self.group_size, self.max_new_tokens,
                          self.temperature)
             metrics = self._score_and_update(ro)
@@ -116,8 +123,7 @@ class RLModule(L.LightningModule):
                 kl_tok = self.kl(ro.old_logp, ro.ref_logp)  # [B, L]
         if self.ref_model is not None and self.kl_in == "reward":
             rewards = rewards - self.kl_coef * (kl_tok * mask).sum(-1)  # [B]
-        adv = self.advantage(rewards, ro.group_size)  # [B]
-        keep, in_denominator = self.adv_filter(rewards, adv)  # [B], [B]
+        adv, keep, in_denominator = self._advantages(rewards, ro.group_size)  # [B], [B], [B]
         update = self._update(ro, adv, keep, in_denominator)
         m = {
             "rl/reward": float(torch.tensor(terms.reward).mean()), "rl/reward_std": float(torch.tensor(terms.reward).std(unbiased=False)),
@@ -131,6 +137,20 @@ class RLModule(L.LightningModule):
         m.update({f"rl/judge_{k}": float(terms.verdicts.get(k, 0))
                   for k in ("support", "contradict", "undecided", "error", "not_asked")})
         return m | update
+
+    def _advantages(self, rewards: torch.Tensor, group_size: int) -> tuple[torch.Tensor, ...]:
+        """Advantages and filter masks over the *global* rollout batch (every rank's rewards gathered, in
+        rank order), so batch whitening and the filter see what one process would; returns this rank's
+        rows.  [B] → [B], [B], [B]"""
+        world = distributed.world_size()
+        if world == 1:
+            adv = self.advantage(rewards, group_size)
+            return (adv, *self.adv_filter(rewards, adv))
+        every = self.all_gather(rewards.to(self.device)).reshape(-1).cpu()  # [W·B], rank r's rows r·B … r·B+B−1
+        adv = self.advantage(every, group_size)
+        keep, in_denominator = self.adv_filter(every, adv)
+        mine = slice(distributed.rank() * rewards.numel(), (distributed.rank() + 1) * rewards.numel())
+        return adv[mine], keep[mine], in_denominator[mine]
 
     def _update(self, ro: Rollout, adv: torch.Tensor, keep: torch.Tensor, in_denominator: torch.Tensor) -> dict[str, float]:
         opt, sched = self.optimizers(), self.lr_schedulers()
@@ -150,7 +170,7 @@ class RLModule(L.LightningModule):
                     loss = loss + self.kl_coef * aggregate(self.kl(logp, ro.ref_logp[idx].to(self.device)), mask)
                 opt.zero_grad(set_to_none=True)
                 self.manual_backward(loss)
-                norm = torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm or float("inf"))
+                norm = self._clip(params)
                 opt.step()
                 sched.step()
                 for k, v in (("loss", loss), ("clip_frac", out.clip_frac), ("ratio", out.ratio_mean), ("grad_norm", norm)):
@@ -159,6 +179,13 @@ class RLModule(L.LightningModule):
                 "rl/ratio_mean": _mean(stats["ratio"]), "rl/grad_norm": _mean(stats["grad_norm"]),
                 "rl/lr": float(sched.get_last_lr()[0])}
 
+    def _clip(self, params: list[torch.nn.Parameter]) -> torch.Tensor:
+        """Clip to rl.max_grad_norm (gradients are already averaged over ranks by DDP). Under DeepSpeed the
+        gradients are partitioned: the engine owns them, nothing is clipped here (norm reported as nan)."""
+        if distributed.is_deepspeed(getattr(self._trainer, "strategy", None)):
+            return torch.tensor(float("nan"))
+        return torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm or float("inf"))
+
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if 0 < self.max_rollouts <= self.rollouts:
             self.trainer.should_stop = True
@@ -166,7 +193,7 @@ class RLModule(L.LightningModule):
     # ------------------------------------------------------------- optimiser, state
     def configure_optimizers(self) -> Any:
         params = [p for p in self.model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        opt = distributed.adamw(params, self.lr, self.weight_decay, self._trainer)
         warm = max(0, self.warmup_steps)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

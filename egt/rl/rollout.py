@@ -3,7 +3,8 @@
 A backend turns prompts into completion token ids; the HF ``generate`` backend
 is the default (multimodal special tokens suppressed; ``top_k=0, top_p=1`` so it
 samples from π_θ/T itself and the log-probs below are the sampling policy's).
-vLLM or another engine can be a second :class:`RolloutBackend` later.
+``rl.backend=vllm`` (:mod:`egt.rl.vllm_backend`, optional extra) generates with vLLM,
+its weights synced from the training model before every rollout (:meth:`RolloutBackend.sync`).
 
 Sequences are laid out ``[left-padded prompt | completion padded to L]``, so the
 last ``L + 1`` logits predict the completion (``logits_to_keep``).
@@ -40,10 +41,16 @@ class Rollout:
 
 
 class RolloutBackend(ABC):
+    def sync(self, model: Any, step: int) -> None:
+        """Called before every rollout with the policy being trained; engines that hold their own copy
+        of the weights (vLLM) load them here. The HF backend generates with ``model`` itself."""
+
     @abstractmethod
     def complete(self, model: Any, encoder: ChatEncoder, prompt_batch: dict[str, torch.Tensor],
-                 max_new_tokens: int, temperature: float) -> torch.Tensor:
-        """Completion token ids [B, L] for a left-padded prompt batch (pad after a stop token)."""
+                 max_new_tokens: int, temperature: float,
+                 samples: Sequence[dict[str, Any]] | None = None) -> torch.Tensor:
+        """Completion token ids [B, L] for a left-padded prompt batch (pad after a stop token);
+        ``samples`` are the B schema rows behind it (engines that build their own prompts use them)."""
 
 
 class HFGenerateBackend(RolloutBackend):
@@ -53,7 +60,8 @@ class HFGenerateBackend(RolloutBackend):
         self.top_k, self.top_p = top_k, top_p
 
     def complete(self, model: Any, encoder: ChatEncoder, prompt_batch: dict[str, torch.Tensor],
-                 max_new_tokens: int, temperature: float) -> torch.Tensor:
+                 max_new_tokens: int, temperature: float,
+                 samples: Sequence[dict[str, Any]] | None = None) -> torch.Tensor:
         extra = {"top_k": self.top_k, "top_p": self.top_p} if temperature > 0 else {}
         return generate_batch(model, encoder, prompt_batch, max_new_tokens, temperature, **extra)
 
@@ -75,7 +83,8 @@ def rollout(model: Any, backend: RolloutBackend, encoder: ChatEncoder, samples: 
     was_training = model.training
     model.eval()
     try:
-        ids = backend.complete(model, encoder, batch, max_new_tokens, temperature).cpu()  # [B, L]
+        rows = [s for s in samples for _ in range(group_size)]  # [B]
+        ids = backend.complete(model, encoder, batch, max_new_tokens, temperature, samples=rows).cpu()  # [B, L]
     finally:
         model.train(was_training)
     mask = completion_mask(ids, stop_ids(model, encoder))  # [B, L]

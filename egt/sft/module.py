@@ -7,6 +7,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from egt import distributed
 from egt.data.sampler import ResumableSampler
 
 
@@ -50,7 +51,7 @@ class SFTModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         params = [p for p in self.model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        opt = distributed.adamw(params, self.lr, self.weight_decay, self._trainer)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: warmup_cosine(s, self.total_steps, self.warmup))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

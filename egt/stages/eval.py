@@ -20,6 +20,7 @@ from typing import Any, Optional
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from egt import distributed
 from egt.artifacts import make_key, write_json_atomic
 from egt.benchmarks import Benchmark, get
 from egt.config import to_container
@@ -106,9 +107,7 @@ class _LazyJudge:
             model, processor = load_model_and_processor(self.path, dtype=m.dtype,
                                                         attn_implementation=resolve_attn(m.attn_implementation),
                                                         trust_remote_code=m.trust_remote_code)
-            import torch
-            if self.cfg.trainer.accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
-                model = model.cuda()  # one process; multi-GPU evaluation is not sharded yet
+            model = model.to(distributed.device(self.cfg))  # this rank's GPU (views are sharded over ranks)
             e = self.cfg.eval
             encoder = ChatEncoder(processor, template=self.cfg.data.template, max_length=e.max_length)
             self.judge = HFJudge(model, encoder, e.max_new_tokens, e.temperature, e.seed)
@@ -125,11 +124,19 @@ def evaluate_one(cfg: DictConfig, pipe: Any, model: dict[str, Any], bench: Bench
     bench_id = {k: v for k, v in bench.describe().items() if k != "files"}
     conf = {"benchmark": bench_id, "fingerprint": bench.fingerprint(), "settings": settings}
     key = make_key("eval", conf, upstream={"model": json.dumps(model["identity"], sort_keys=True)}, version=VERSION)
-    with pipe.store.open("eval", key) as art:
+    with pipe.store.open("eval", key, ranks="all") as art:
         if not art.reused:
-            metrics, records, info = evaluate(bench, items, judge.get(), Journal(art.path / "journal.jsonl"),
-                                              order=e.order, votes=e.votes, batch_size=e.batch_size,
-                                              on_bad_sample=e.on_bad_sample, seed=e.seed)
+            if distributed.world_size() == 1:
+                metrics, records, info = evaluate(bench, items, judge.get(), Journal(art.path / "journal.jsonl"),
+                                                  order=e.order, votes=e.votes, batch_size=e.batch_size,
+                                                  on_bad_sample=e.on_bad_sample, seed=e.seed)
+            else:
+                merged = _evaluate_sharded(cfg, bench, items, judge, art.path)
+                if merged is None:  # not rank 0: its views are journalled, rank 0 scores
+                    art.finish({})
+                    return {"key": key, "path": str(art.path), "reused": False, "summary": {},
+                            "metrics_path": str(art.path / "metrics.json")}
+                metrics, records, info = merged
             with open(art.path / "predictions.jsonl", "w", encoding="utf-8") as fh:
                 for r in records:
                     fh.write(json.dumps(r, sort_keys=True) + "\n")
@@ -151,6 +158,21 @@ def evaluate_one(cfg: DictConfig, pipe: Any, model: dict[str, Any], bench: Bench
         shutil.copyfile(art.path / "metrics.json", dst)
     return {"key": key, "path": str(art.path), "reused": art.reused, "summary": art.summary,
             "metrics_path": str(art.path / "metrics.json")}
+
+
+def _evaluate_sharded(cfg: DictConfig, bench: Benchmark, items: list[dict], judge: _LazyJudge,
+                      out: Path) -> Optional[tuple[dict, list[dict], dict]]:
+    """Each rank generates its share of the views; rank 0 merges every journal and scores them."""
+    from egt.eval.runner import generate_shard, merge_shards
+
+    e = cfg.eval
+    info = generate_shard(bench, items, judge.get(), out, distributed.rank(), distributed.world_size(),
+                          order=e.order, votes=e.votes, batch_size=e.batch_size, on_bad_sample=e.on_bad_sample,
+                          seed=e.seed)
+    infos = distributed.all_gather(info)  # also: every journal is complete
+    if not distributed.is_main():
+        return None
+    return merge_shards(bench, items, out, infos, order=e.order, votes=e.votes, seed=e.seed)
 
 
 def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import pandas as pd
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
+from egt import distributed
 from egt.artifacts import make_key, write_json_atomic
 from egt.config import to_container
 from egt.data.encode import ChatEncoder
@@ -59,16 +60,18 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
                 seed=cfg.seed if p.temperature > 0 else None)
     upstream = {"data": data["key"], "model": model_id}
     key = make_key("probe", conf, upstream=upstream, version=VERSION)
-    with pipe.store.open("probe", key) as art:
+    with pipe.store.open("probe", key, ranks="all") as art:  # each rank probes its shards, rank 0 merges
         if not art.reused:
-            summary = probe(cfg, art.path, model_path, data)
-            art.finish(summary, {"config": conf, "upstream": upstream})
+            summary = probe(cfg, art.path, model_path, data, distributed.rank(), distributed.world_size())
+            art.finish(summary, {"config": conf, "upstream": upstream})  # rank 0 writes
     return {"key": key, "path": str(art.path), "reused": art.reused, "summary": art.summary,
             "table_path": str(art.path / "probe.parquet"), "figure_path": str(art.path / "fig2.png")}
 
 
 def probe(cfg: DictConfig, out: Path, model_path: str, data: dict, rank: int = 0,
           world_size: int = 1) -> dict[str, Any]:
+    """Probe this rank's shards (round robin); after a barrier rank 0 merges every shard into
+    ``probe.parquet`` — the table one process writes — and summarises (others return ``{}``)."""
     p = cfg.probe
     dsd = data_stage.load(data)
     if p.split not in dsd:
@@ -79,23 +82,32 @@ def probe(cfg: DictConfig, out: Path, model_path: str, data: dict, rank: int = 0
     model, processor = load_model_and_processor(model_path, dtype=cfg.model.dtype,
                                                 attn_implementation=resolve_attn(cfg.model.attn_implementation),
                                                 trust_remote_code=cfg.model.trust_remote_code)
+    model = model.to(distributed.device(cfg))
     encoder = ChatEncoder(processor, template=cfg.data.template, max_length=p.max_length)
     all_shards = shard_ranges(len(ds), p.shard_size)
     mine = shards_for_rank(all_shards, rank, world_size)
-    logger = make_logger(cfg, "probe")
+    logger = make_logger(cfg, "probe") if rank == 0 else None
     status = "failed"
     try:
         t0 = time.perf_counter()
-        with tqdm(total=sum(e - s for s, e in mine), desc="probe", unit="sample", dynamic_ncols=True) as bar:
+        with tqdm(total=sum(e - s for s, e in mine), desc="probe", unit="sample", dynamic_ncols=True,
+                  disable=rank != 0) as bar:
             counts = probe_shards(model, encoder, ds, mine, out, n=p.n, temperature=p.temperature,
                                   max_new_tokens=p.max_new_tokens, batch_size=p.batch_size, chunk=p.chunk_size,
                                   seed=cfg.seed, progress=bar.update)
         seconds = time.perf_counter() - t0
+        n_mine = sum(e - s for s, e in mine) if counts["shards_computed"] == len(mine) else None
+        ranks = distributed.all_gather((counts, n_mine, seconds))  # also waits until every shard is written
+        if rank != 0:
+            status = "success"
+            return {}
         table = merge_shards(out, all_shards)
         write_parquet_atomic(table, out / "probe.parquet")
         summary = summarize(table, p.bins, out)
-        n_computed = sum(e - s for s, e in mine) if counts["shards_computed"] == len(mine) else None
-        summary.update(counts, probe_seconds=round(seconds, 1),
+        counts = {k: sum(c[k] for c, _, _ in ranks) for k in counts}
+        n_computed = None if any(n is None for _, n, _ in ranks) else sum(n for _, n, _ in ranks)
+        seconds = max(sec for _, _, sec in ranks)
+        summary.update(counts, probe_seconds=round(seconds, 1), processes=world_size,
                        samples_per_s=round(n_computed / seconds, 2) if n_computed and seconds > 0 else None)
         log_metrics(logger, {f"probe/{k}": v for k, v in summary.items()})
         log.info("[probe] %s", summary)

@@ -27,6 +27,7 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
+from egt import distributed
 from egt.artifacts import make_key, replace_dir, write_json_atomic
 from egt.config import ConfigError, to_container
 from egt.data.encode import ChatEncoder
@@ -71,12 +72,11 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     sft_id = sft["key"] if sft["key"] != "external" else f"path:{sft['model_path']}"
     upstream = {"data": data["key"], "sft": sft_id, "select": select_key}
     key = make_key("rl", conf, upstream=upstream, version=VERSION)
-    with pipe.store.open("rl", key) as art:
+    with pipe.store.open("rl", key, ranks="all") as art:  # every rank trains (DDP / DeepSpeed)
         if not art.reused:
             summary = train(cfg, art.path, Path(sft["model_path"]), ordered_samples(rl_pool, selection, cfg), selection,
                             data)
-            if summary.get("rank", 0) == 0:
-                art.finish(summary, {"config": conf, "upstream": upstream})
+            art.finish(summary, {"config": conf, "upstream": upstream})  # rank 0 writes
     return {"key": key, "path": str(art.path), "reused": art.reused, "summary": art.summary,
             "model_path": str(art.path / "model")}
 
@@ -160,9 +160,10 @@ def train(cfg: DictConfig, out: Path, model_path: Path, ds: Dataset, selection: 
     if not isinstance(reward, CompositeReward):
         raise TypeError(f"reward._target_ must build an egt.rl.reward.CompositeReward (it needs terms()), "
                         f"got {type(reward).__name__}")
-    sampler = make_sampler(selection, len(ds))
-    loader = DataLoader(ds, batch_size=r.batch_size, sampler=sampler, collate_fn=_as_list, num_workers=0)
-    per_epoch = math.ceil(len(ds) / r.batch_size)
+    sampler = make_sampler(selection, len(ds)).shard(distributed.rank(), distributed.world_size())
+    local_batch = distributed.split_batch(r.batch_size)  # rl.batch_size prompts per rollout over all ranks
+    loader = DataLoader(ds, batch_size=local_batch, sampler=sampler, collate_fn=_as_list, num_workers=0)
+    per_epoch = math.ceil(len(sampler) / local_batch)
     rollouts = min(r.max_steps, per_epoch * r.epochs) if r.max_steps > 0 else per_epoch * r.epochs
     opt_steps = rollouts * r.ppo_epochs * min(r.num_mini_batches, r.batch_size * r.group_size)
     if len(ds) % r.batch_size:
@@ -179,13 +180,14 @@ def train(cfg: DictConfig, out: Path, model_path: Path, ds: Dataset, selection: 
                       max_rollouts=r.max_steps, log_examples=r.log_examples)
     last = out / "checkpoints" / "last.ckpt"
     last.parent.mkdir(parents=True, exist_ok=True)
-    trainer_kw = to_container(cfg.trainer)
+    trainer_kw = distributed.trainer_kwargs(cfg)
     trainer_kw.pop("gradient_clip_val", None)  # manual optimisation clips itself (rl.max_grad_norm)
+    plugins = [] if distributed.is_deepspeed(trainer_kw["strategy"]) else [AtomicCheckpointIO()]
     logger = make_logger(cfg, "rl")
     status = "failed"
     try:
         trainer = L.Trainer(**trainer_kw, max_epochs=r.epochs, callbacks=[RolloutCheckpoint(last, r.checkpoint_every_n_steps)],
-                            plugins=[AtomicCheckpointIO()], logger=logger if logger is not None else False,
+                            plugins=plugins, logger=logger if logger is not None else False,
                             default_root_dir=str(out), log_every_n_steps=1, enable_model_summary=False,
                             enable_checkpointing=False, use_distributed_sampler=False, num_sanity_val_steps=0)
         resumed = last.exists()
@@ -194,20 +196,24 @@ def train(cfg: DictConfig, out: Path, model_path: Path, ds: Dataset, selection: 
         trainer.fit(module, loader, ckpt_path=str(last) if resumed else None)
         summary: dict[str, Any] = {"rank": trainer.global_rank, "n_selected": len(ds), "skipped": len(skipped),
                                    "steps": module.rollouts, "optimizer_steps": trainer.global_step,
-                                   "resumed": resumed}
+                                   "resumed": resumed, "processes": trainer.world_size}
+        state = distributed.full_state_dict(trainer, module.model)  # collective under ZeRO-3
+        summary["params_in_sync"] = distributed.check_in_sync(
+            module.model, "rl", sharded=getattr(trainer.strategy, "zero_stage_3", False))
         if trainer.is_global_zero:
-            summary.update(_finish(cfg, out, module, processor, data, logger))
+            summary.update(_finish(cfg, out, module, processor, data, logger, state))
         status = "success"
         return summary
     finally:
         close_logger(logger, status)
 
 
-def _finish(cfg: DictConfig, out: Path, module: RLModule, processor: Any, data: dict, logger: Any) -> dict[str, Any]:
+def _finish(cfg: DictConfig, out: Path, module: RLModule, processor: Any, data: dict, logger: Any,
+            state: dict | None = None) -> dict[str, Any]:
     """Save the HF model dir atomically and the curves; measure the reloaded model on the bench."""
     tmp = out / f".model.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    module.model.save_pretrained(tmp)
+    module.model.save_pretrained(tmp, state_dict=state)
     processor.save_pretrained(tmp)
     replace_dir(tmp, out / "model")
     write_json_atomic(out / "curves.json", {"steps": module.history})
@@ -232,6 +238,7 @@ def bench_eval(cfg: DictConfig, path: Path, data: dict, logger: Any, step: int) 
     model, processor = load_model_and_processor(path, dtype=cfg.model.dtype,
                                                 attn_implementation=resolve_attn(cfg.model.attn_implementation),
                                                 trust_remote_code=cfg.model.trust_remote_code)
+    model = model.to(distributed.device(cfg))
     encoder = ChatEncoder(processor, template=cfg.data.template, max_length=cfg.rl.max_length)
     outputs = generate(model, encoder, samples, cfg.rl.eval_max_new_tokens, cfg.rl.eval_batch_size, desc="rl bench")
     metrics = score(samples, outputs)

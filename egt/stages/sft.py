@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
+from egt import distributed
 from egt.artifacts import make_key, replace_dir, write_json_atomic
 from egt.config import to_container
 from egt.data.encode import ChatEncoder, collate
@@ -68,11 +69,10 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
                 trainer=to_container(cfg.trainer), dtype=cfg.model.dtype, freeze_vision=cfg.model.freeze_vision)
     upstream = {"data": data["key"], "distill": distill["key"], "model": json.dumps(model_identity(cfg, base))}
     key = make_key("sft", conf, upstream=upstream, version=VERSION)
-    with pipe.store.open("sft", key) as art:
+    with pipe.store.open("sft", key, ranks="all") as art:  # every rank trains (DDP / DeepSpeed)
         if not art.reused:
             summary = train(cfg, art.path, base, data, distill)
-            if summary.get("rank", 0) == 0:
-                art.finish(summary, {"config": conf, "upstream": upstream})
+            art.finish(summary, {"config": conf, "upstream": upstream})  # rank 0 writes
     return {"key": key, "path": str(art.path), "reused": art.reused, "summary": art.summary,
             "model_path": str(art.path / "model")}
 
@@ -97,12 +97,14 @@ def train(cfg: DictConfig, out: Path, base: Path, data: dict, distill: dict) -> 
     checked = train_ds.check(cfg.data.on_bad_sample)
     val_ds.check(cfg.data.on_bad_sample)
     pad = encoder.tokenizer.pad_token_id
-    sampler = ResumableSampler(len(train_ds), seed=cfg.seed, shuffle=True)
-    train_dl = DataLoader(train_ds, batch_size=s.batch_size, sampler=sampler, num_workers=s.num_workers,
+    local_batch = distributed.split_batch(s.batch_size)  # sft.batch_size is the global batch per forward
+    sampler = ResumableSampler(len(train_ds), seed=cfg.seed, shuffle=True).shard(distributed.rank(),
+                                                                                 distributed.world_size())
+    train_dl = DataLoader(train_ds, batch_size=local_batch, sampler=sampler, num_workers=s.num_workers,
                           collate_fn=lambda b: collate(b, pad, "right"))
-    val_dl = DataLoader(val_ds, batch_size=s.batch_size, num_workers=s.num_workers,
+    val_dl = DataLoader(val_ds, batch_size=local_batch, num_workers=s.num_workers,
                         collate_fn=lambda b: collate(b, pad, "right")) if len(val_ds) else None
-    per_epoch = math.ceil(len(train_ds) / s.batch_size / s.accumulate_grad_batches)
+    per_epoch = math.ceil(len(sampler) / local_batch / s.accumulate_grad_batches)
     total = s.max_steps if s.max_steps > 0 else per_epoch * s.epochs
     module = SFTModule(model, s.lr, s.weight_decay, s.warmup_ratio, total, sampler)
     history = LossHistory()
@@ -112,9 +114,11 @@ def train(cfg: DictConfig, out: Path, base: Path, data: dict, distill: dict) -> 
     logger = make_logger(cfg, "sft")
     status = "failed"
     try:
-        trainer = L.Trainer(**to_container(cfg.trainer), max_epochs=s.epochs, max_steps=s.max_steps,
+        trainer_kw = distributed.trainer_kwargs(cfg)
+        plugins = [] if distributed.is_deepspeed(trainer_kw["strategy"]) else [AtomicCheckpointIO()]
+        trainer = L.Trainer(**trainer_kw, max_epochs=s.epochs, max_steps=s.max_steps,
                             accumulate_grad_batches=s.accumulate_grad_batches, callbacks=[ckpt_cb, history],
-                            plugins=[AtomicCheckpointIO()], logger=logger if logger is not None else False,
+                            plugins=plugins, logger=logger if logger is not None else False,
                             default_root_dir=str(out), log_every_n_steps=s.log_every_n_steps,
                             enable_model_summary=False, use_distributed_sampler=False,
                             limit_val_batches=1.0 if val_dl is not None else 0)
@@ -125,9 +129,12 @@ def train(cfg: DictConfig, out: Path, base: Path, data: dict, distill: dict) -> 
         trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resumed else None)
         summary: dict[str, Any] = {"rank": trainer.global_rank, "n_train": len(train_ds), "n_val": len(val_ds),
                                    "skipped": checked["skipped"], "steps": trainer.global_step,
-                                   "resumed": resumed}
+                                   "resumed": resumed, "processes": trainer.world_size}
+        state = distributed.full_state_dict(trainer, module.model)  # collective under ZeRO-3
+        summary["params_in_sync"] = distributed.check_in_sync(
+            module.model, "sft", sharded=getattr(trainer.strategy, "zero_stage_3", False))
         if trainer.is_global_zero:
-            summary.update(_finish(cfg, out, module, processor, history, trainer, data, logger))
+            summary.update(_finish(cfg, out, module, processor, history, trainer, data, logger, state))
         status = "success"
         return summary
     finally:
@@ -135,11 +142,11 @@ def train(cfg: DictConfig, out: Path, base: Path, data: dict, distill: dict) -> 
 
 
 def _finish(cfg: DictConfig, out: Path, module: SFTModule, processor: Any, history: LossHistory,
-            trainer: L.Trainer, data: dict, logger: Any) -> dict[str, Any]:
+            trainer: L.Trainer, data: dict, logger: Any, state: dict | None = None) -> dict[str, Any]:
     """Save the HF model dir atomically, then measure the reloaded model on the bench split."""
     tmp = out / f".model.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    module.model.save_pretrained(tmp)
+    module.model.save_pretrained(tmp, state_dict=state)
     processor.save_pretrained(tmp)
     replace_dir(tmp, out / "model")
     write_json_atomic(out / "curve.json", {"train/loss": history.losses})
@@ -161,6 +168,7 @@ def bench_eval(cfg: DictConfig, path: Path, data: dict, logger: Any, step: int) 
     model, processor = load_model_and_processor(path, dtype=cfg.model.dtype,
                                                 attn_implementation=resolve_attn(cfg.model.attn_implementation),
                                                 trust_remote_code=cfg.model.trust_remote_code)
+    model = model.to(distributed.device(cfg))
     encoder = ChatEncoder(processor, template=cfg.data.template, max_length=cfg.sft.max_length)
     samples = list(bench)
     outputs = generate(model, encoder, samples, cfg.sft.eval_max_new_tokens, cfg.sft.eval_batch_size,

@@ -1,0 +1,201 @@
+"""Throughput of the real Qwen2.5-VL shapes (random weights): SFT tokens/s + MFU, probe samples/s,
+RL seconds per step. One process, one device; nothing is downloaded (the model is built from a config).
+
+    python benchmarks/bench_gpu_scale.py --shape 3b                 # a GPU: bf16, sdpa / flash-attn
+    python benchmarks/bench_gpu_scale.py --shape 7b --optim sgd     # 7B + AdamW states exceed 80 GB on one GPU
+    python benchmarks/bench_gpu_scale.py --shape tiny --device cpu  # checks the script itself on a CPU
+
+Work per measurement (the same as egt's stages, on synthetic inputs: one image of --image px and a
+text prompt, --prompt tokens in all):
+  sft    fwd + bwd + optimizer step on --batch sequences of prompt + --target tokens (gradient
+         checkpointing on); tokens/s counts every token; MFU = 6 · N · tokens/s / peak (N = parameters,
+         attention FLOPs left out, so MFU is a slight underestimate)
+  probe  greedy generate --new tokens for --batch prompts, one teacher-forced pass, exact full-vocabulary
+         entropy in chunks (egt.probe.probe.teacher_forced_entropy); samples/s
+  rl     rollout (sample --group completions for each of --batch/--group prompts), a no-grad log-prob pass
+         (π_old) and one fwd + bwd + step on the completions; seconds per step
+Prints one JSON line per measurement.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+SHAPES = {  # Qwen2.5-VL-{3B,7B}-Instruct config.json; tiny = the CPU smoke shape
+    "7b": dict(hidden=3584, layers=28, heads=28, kv=4, inter=18944, vocab=152064, tie=False),
+    "3b": dict(hidden=2048, layers=36, heads=16, kv=2, inter=11008, vocab=151936, tie=True),
+    "tiny": dict(hidden=64, layers=2, heads=4, kv=2, inter=128, vocab=1000, tie=True),
+}
+VISION = {"7b": dict(depth=32, hidden=1280, heads=16, inter=3420),
+          "3b": dict(depth=32, hidden=1280, heads=16, inter=3420),
+          "tiny": dict(depth=2, hidden=64, heads=4, inter=128)}
+PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16
+IMAGE, START, END = 151655, 151652, 151653  # Qwen's <|image_pad|>, <|vision_start|>, <|vision_end|>
+
+
+def build(shape: str, attn: str, dtype: torch.dtype, device: str) -> torch.nn.Module:
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    t, v = SHAPES[shape], VISION[shape]
+    vocab = max(t["vocab"], IMAGE + 10)
+    head_dim = t["hidden"] // t["heads"]
+    sec = [head_dim // 8, (head_dim // 2 - head_dim // 8) // 2]
+    text = dict(vocab_size=vocab, hidden_size=t["hidden"], intermediate_size=t["inter"], num_hidden_layers=t["layers"],
+                num_attention_heads=t["heads"], num_key_value_heads=t["kv"], max_position_embeddings=32768,
+                rope_parameters={"rope_type": "default", "rope_theta": 1e6,
+                                 "mrope_section": [sec[0], sec[1], head_dim // 2 - sec[0] - sec[1]]},
+                eos_token_id=151645, pad_token_id=151643, bos_token_id=151643)
+    vision = dict(depth=v["depth"], hidden_size=v["hidden"], num_heads=v["heads"], intermediate_size=v["inter"],
+                  out_hidden_size=t["hidden"], patch_size=14, spatial_merge_size=2, temporal_patch_size=2,
+                  window_size=112, fullatt_block_indexes=[v["depth"] - 1])
+    cfg = Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=t["tie"],
+                           image_token_id=IMAGE, vision_start_token_id=START, vision_end_token_id=END,
+                           video_token_id=151656)
+    cfg._attn_implementation = attn
+    with torch.device(device):
+        model = Qwen2_5_VLForConditionalGeneration._from_config(cfg, dtype=dtype)
+    model.generation_config.pad_token_id, model.generation_config.eos_token_id = 151643, 151645
+    return model
+
+
+def inputs(batch: int, prompt: int, image_px: int, device: str, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """One image per sequence (image_px² → (px/14)² patches, a quarter of that as tokens) + text."""
+    g = image_px // 28 * 2  # patches per side, even
+    n_img = g * g // 4
+    if prompt < n_img + 8:
+        raise ValueError(f"--prompt {prompt} is shorter than the {n_img} image tokens of a {image_px} px image")
+    text = torch.randint(1000, 100000, (batch, prompt - n_img - 2), device=device)
+    ids = torch.cat([torch.full((batch, 1), START, device=device), torch.full((batch, n_img), IMAGE, device=device),
+                     torch.full((batch, 1), END, device=device), text], 1)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+            "pixel_values": torch.randn(batch * g * g, 3 * 2 * 14 * 14, device=device, dtype=dtype),
+            "image_grid_thw": torch.tensor([[1, g, g]] * batch, device=device)}
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timed(fn, device: str, steps: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    sync(device)
+    return (time.perf_counter() - t0) / steps
+
+
+def bench_sft(model, opt, a, device, dtype) -> dict:
+    batch = inputs(a.batch, a.prompt + a.target, a.image, device, dtype)
+    batch["labels"] = batch["input_ids"].clone()
+
+    def step():
+        loss = model(**batch).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    s = timed(step, device, a.steps)
+    tokens = a.batch * (a.prompt + a.target)
+    n = sum(p.numel() for p in model.parameters())
+    out = {"sft_tokens_per_s": round(tokens / s, 1), "sft_s_per_step": round(s, 4), "parameters": n}
+    if a.peak_tflops:
+        out["sft_mfu"] = round(6 * n * tokens / s / (a.peak_tflops * 1e12), 4)
+    return out
+
+
+@torch.no_grad()
+def bench_probe(model, a, device, dtype) -> dict:
+    from egt.probe.probe import generated_mask, teacher_forced_entropy
+
+    batch = inputs(a.batch, a.prompt, a.image, device, dtype)
+
+    def probe():
+        seq = model.generate(**batch, max_new_tokens=a.new, min_new_tokens=a.new, do_sample=False)
+        new = seq[:, batch["input_ids"].shape[1]:]
+        teacher_forced_entropy(model, batch, new, generated_mask(new, {151645}), a.chunk)
+
+    model.eval()
+    s = timed(probe, device, a.steps)
+    model.train()
+    return {"probe_samples_per_s": round(a.batch / s, 2), "probe_s_per_batch": round(s, 3)}
+
+
+def bench_rl(model, opt, a, device, dtype) -> dict:
+    from egt.rl.functional import token_logprobs
+
+    batch = inputs(a.batch, a.prompt, a.image, device, dtype)  # batch/group prompts × group completions
+    T = batch["input_ids"].shape[1]
+
+    def step():
+        model.eval()
+        with torch.no_grad():
+            seq = model.generate(**batch, max_new_tokens=a.new, min_new_tokens=a.new, do_sample=True,
+                                 top_k=0, top_p=1.0)
+            full = {**batch, "input_ids": seq, "attention_mask": torch.ones_like(seq)}
+            old = token_logprobs(model(**full, logits_to_keep=a.new + 1).logits[:, :-1], seq[:, T:])
+        model.train()
+        logp = token_logprobs(model(**full, logits_to_keep=a.new + 1).logits[:, :-1], seq[:, T:])
+        loss = -(torch.exp(logp - old) * torch.randn_like(old)).mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    s = timed(step, device, max(1, a.steps // 2))
+    return {"rl_s_per_step": round(s, 3), "rl_sequences_per_step": a.batch}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--shape", choices=sorted(SHAPES), default="3b")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--attn", default="auto", help="auto | sdpa | flash_attention_2 | eager")
+    p.add_argument("--optim", choices=["adamw", "sgd"], default="adamw")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--prompt", type=int, default=512, help="prompt tokens, image tokens included")
+    p.add_argument("--target", type=int, default=512, help="SFT target tokens")
+    p.add_argument("--new", type=int, default=256, help="generated tokens (probe, RL)")
+    p.add_argument("--image", type=int, default=448, help="image side in px (448 → 256 image tokens)")
+    p.add_argument("--chunk", type=int, default=64)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--peak-tflops", type=float, default=None, help="device peak (default: from the GPU name)")
+    p.add_argument("--only", nargs="*", default=["sft", "probe", "rl"])
+    a = p.parse_args()
+    cuda = a.device.startswith("cuda")
+    dtype = torch.bfloat16 if cuda else torch.float32  # bf16 is ~28x slower on CPUs without it
+    if a.attn == "auto":
+        from egt.models.resolve import resolve_attn
+        a.attn = resolve_attn("auto")
+    if a.peak_tflops is None and cuda:
+        name = torch.cuda.get_device_name()
+        a.peak_tflops = next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
+    torch.manual_seed(0)
+    model = build(a.shape, a.attn, dtype, a.device)
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
+    model.train()
+    opt = (torch.optim.AdamW if a.optim == "adamw" else torch.optim.SGD)(model.parameters(), lr=1e-6)
+    head = {"shape": a.shape, "device": torch.cuda.get_device_name() if cuda else "cpu", "dtype": str(dtype),
+            "attn": a.attn, "optim": a.optim, "batch": a.batch, "prompt": a.prompt, "target": a.target,
+            "new": a.new, "image_px": a.image, "torch": torch.__version__}
+    for name, fn in (("sft", lambda: bench_sft(model, opt, a, a.device, dtype)),
+                     ("probe", lambda: bench_probe(model, a, a.device, dtype)),
+                     ("rl", lambda: bench_rl(model, opt, a, a.device, dtype))):
+        if name in a.only:
+            out = fn()
+            if cuda:
+                out["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
+            print(json.dumps({**head, "bench": name, **out}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

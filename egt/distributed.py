@@ -1,0 +1,296 @@
+"""Running the whole pipeline on several processes (torchrun or SLURM), DESIGN §8.
+
+Every rank runs ``train.py`` with the same overrides; the launcher sets the
+environment (torchrun: ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``/``LOCAL_WORLD_SIZE``;
+``srun``: ``SLURM_PROCID``/``SLURM_NTASKS``/``SLURM_LOCALID``). :func:`init` opens
+the process group once, before any stage (gloo on CPU, nccl on GPU), plus a gloo
+*coordination* group with a long timeout: ranks that wait for rank 0 (while it
+builds the data set or distils) wait on that group, never on a GPU collective.
+
+Stages are of two kinds (see :meth:`egt.artifacts.ArtifactStore.open`):
+
+- rank-0 stages (data, distill, select, model build): rank 0 takes the artifact's
+  file lock and computes; the others wait at a barrier, then read the finished
+  artifact (``paths.artifacts`` must be a file system every node sees);
+- all-rank stages (sft, rl: Lightning DDP / DeepSpeed on this process group;
+  probe, eval: each rank its shard of samples, rank 0 merges).
+
+Lightning's strategies reuse these processes (``TorchElasticEnvironment`` /
+``SLURMEnvironment`` are detected from the same variables); nothing re-launches
+``train.py``. ``trainer.devices > 1`` without a launcher is an error that gives the
+exact ``torchrun`` command: Lightning's own self-launch would start the other
+processes only inside ``Trainer.fit`` (half-way through the sft stage), so the
+artifact store, probing and evaluation could not be rank-aware, and it re-runs
+``sys.argv`` under Hydra, which breaks multiruns and output directories.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Mapping
+
+import torch
+import torch.distributed as dist
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+_COORD: Any = None  # the gloo group used for barriers / object broadcasts
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """Where this process sits, as the launcher described it."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_world_size: int = 1
+    launcher: str = "none"  # none | torchrun | slurm
+
+    @property
+    def num_nodes(self) -> int:
+        return max(1, self.world_size // max(1, self.local_world_size))
+
+
+def detect(environ: Mapping[str, str] | None = None) -> DistEnv:
+    """The launcher's view of this process, from environment variables.
+
+    >>> detect({"RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"})
+    DistEnv(rank=1, world_size=4, local_rank=1, local_world_size=2, launcher='torchrun')
+    >>> detect({"SLURM_NTASKS": "8", "SLURM_PROCID": "5", "SLURM_LOCALID": "1", "SLURM_JOB_NUM_NODES": "2",
+    ...         "SLURM_JOB_NAME": "egt"}).launcher
+    'slurm'
+    >>> detect({}).world_size
+    1
+    """
+    env = os.environ if environ is None else environ
+    if int(env.get("WORLD_SIZE", "1")) > 1:
+        world = int(env["WORLD_SIZE"])
+        return DistEnv(int(env.get("RANK", "0")), world, int(env.get("LOCAL_RANK", "0")),
+                       int(env.get("LOCAL_WORLD_SIZE", str(world))), "torchrun")
+    ntasks = int(env.get("SLURM_NTASKS", "1"))
+    interactive = env.get("SLURM_JOB_NAME", "") in ("bash", "interactive")
+    if ntasks > 1 and not interactive:
+        nodes = int(env.get("SLURM_JOB_NUM_NODES", env.get("SLURM_NNODES", "1")))
+        return DistEnv(int(env["SLURM_PROCID"]), ntasks, int(env.get("SLURM_LOCALID", "0")),
+                       max(1, ntasks // max(1, nodes)), "slurm")
+    return DistEnv()
+
+
+def torchrun_command(nproc: int, nnodes: int = 1, argv: list[str] | None = None) -> str:
+    """The command that runs this same ``train.py`` invocation on ``nproc`` processes per node.
+
+    >>> torchrun_command(2, 1, ["train.py", "trainer=ddp"])
+    'python -m torch.distributed.run --nproc_per_node=2 train.py trainer=ddp'
+    """
+    argv = list(sys.argv if argv is None else argv)
+    nodes = f" --nnodes={nnodes} --node_rank=$NODE_RANK --master_addr=$MASTER_ADDR --master_port=29500" \
+        if nnodes > 1 else ""
+    return f"python -m torch.distributed.run --nproc_per_node={nproc}{nodes} " + " ".join(
+        shlex.quote(a) for a in argv)
+
+
+def check_launch(cfg: DictConfig, env: DistEnv) -> None:
+    """Raise a ConfigError when the trainer asks for more processes than the launcher started."""
+    from egt.config import ConfigError
+
+    devices, nodes = cfg.trainer.devices, int(cfg.trainer.num_nodes)
+    if env.world_size == 1:
+        if (isinstance(devices, int) and devices > 1) or nodes > 1:
+            n = devices if isinstance(devices, int) and devices > 1 else 1
+            raise ConfigError(
+                f"trainer.devices={devices} trainer.num_nodes={nodes} needs one process per device, started by a "
+                f"launcher (egt does not re-launch itself). Run:\n  {torchrun_command(n, nodes)}\n"
+                "or submit with SLURM (hydra/launcher=slurm, see README 'Running at scale')")
+        return
+    if isinstance(devices, int) and devices not in (-1, env.local_world_size):
+        raise ConfigError(
+            f"trainer.devices={devices} but the launcher ({env.launcher}) started {env.local_world_size} processes "
+            f"per node: write trainer.devices={env.local_world_size} (or trainer.devices=auto)")
+    if nodes not in (1, env.num_nodes):  # 1 (the default) is filled in from the launcher
+        raise ConfigError(f"trainer.num_nodes={nodes} but the launcher started {env.num_nodes} nodes: "
+                          f"write trainer.num_nodes={env.num_nodes}")
+
+
+def backend_for(cfg: DictConfig) -> str:
+    """``distributed.backend``: auto → nccl when the trainer runs on CUDA GPUs, else gloo."""
+    backend = str(cfg.distributed.backend)
+    if backend != "auto":
+        return backend
+    return "nccl" if uses_cuda(cfg) else "gloo"
+
+
+def uses_cuda(cfg: DictConfig) -> bool:
+    return str(cfg.trainer.accelerator) in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+
+
+def init(cfg: DictConfig, environ: Mapping[str, str] | None = None) -> DistEnv:
+    """Open the process group for a multi-process launch (no-op for one process)."""
+    global _COORD
+    env = detect(environ)
+    check_launch(cfg, env)
+    if env.world_size == 1:
+        return env
+    if env.launcher == "slurm":  # Lightning's SLURM environment knows the main node's address and port
+        from lightning.fabric.plugins.environments import SLURMEnvironment
+
+        slurm = SLURMEnvironment()
+        os.environ.setdefault("MASTER_ADDR", slurm.main_address)
+        os.environ.setdefault("MASTER_PORT", str(slurm.main_port))
+        for k, v in (("RANK", env.rank), ("WORLD_SIZE", env.world_size), ("LOCAL_RANK", env.local_rank)):
+            os.environ.setdefault(k, str(v))
+    timeout = timedelta(minutes=float(cfg.distributed.timeout_minutes))
+    if not dist.is_initialized():
+        backend = backend_for(cfg)
+        if backend == "nccl":
+            torch.cuda.set_device(env.local_rank)
+        dist.init_process_group(backend, rank=env.rank, world_size=env.world_size, timeout=timeout)
+    _COORD = dist.new_group(backend="gloo", timeout=timeout) if dist.get_backend() != "gloo" else None
+    if env.rank != 0:  # rank-zero logging: the others say only what goes wrong
+        logging.getLogger("egt").setLevel(logging.WARNING)
+    log.info("distributed: %d processes (%d nodes × %d) via %s, backend %s", env.world_size, env.num_nodes,
+             env.local_world_size, env.launcher, dist.get_backend())
+    return env
+
+
+# ------------------------------------------------------------------ collectives (no-ops for one process)
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def barrier() -> None:
+    """Wait for every rank, on the CPU coordination group (long timeout)."""
+    if world_size() > 1:
+        dist.barrier(group=_COORD)
+
+
+def broadcast(obj: Any, src: int = 0) -> Any:
+    """``obj`` as rank ``src`` has it (picklable objects)."""
+    if world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src, group=_COORD)
+    return box[0]
+
+
+def all_gather(obj: Any) -> list[Any]:
+    """Every rank's ``obj``, in rank order."""
+    if world_size() == 1:
+        return [obj]
+    out: list[Any] = [None] * world_size()
+    dist.all_gather_object(out, obj, group=_COORD)
+    return out
+
+
+def device(cfg: DictConfig) -> torch.device:
+    """This rank's device for inference stages (probe, eval): its own GPU, else the CPU."""
+    if uses_cuda(cfg):
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
+    """``cfg.trainer`` as ``L.Trainer`` keywords: devices / num_nodes from the launcher when there is
+    one, and a ``strategy`` given as ``{_target_: …}`` (DeepSpeed) instantiated."""
+    from hydra.utils import instantiate
+
+    from egt.config import to_container
+
+    kw = to_container(cfg.trainer)
+    env = detect()
+    if env.world_size > 1:
+        kw["devices"], kw["num_nodes"] = env.local_world_size, env.num_nodes
+    elif kw["devices"] in ("auto", -1):  # one process, one device (Lightning would self-launch on all of them)
+        kw["devices"] = 1
+        if uses_cuda(cfg) and torch.cuda.device_count() > 1:
+            log.info("using 1 of %d GPUs; for all of them: %s", torch.cuda.device_count(),
+                     torchrun_command(torch.cuda.device_count()))
+    if isinstance(kw.get("strategy"), dict):
+        kw["strategy"] = instantiate(kw["strategy"])
+    return kw
+
+
+def is_deepspeed(strategy: Any) -> bool:
+    return type(strategy).__name__.startswith("DeepSpeed")
+
+
+def split_batch(n: int) -> int:
+    """This rank's share of a global batch of ``n``; ``n`` must divide evenly.
+
+    >>> split_batch(8)  # one process
+    8
+    """
+    w = world_size()
+    if n % w:
+        raise ValueError(f"a global batch of {n} does not split over {w} processes: use a multiple of {w}")
+    return n // w
+
+
+# ------------------------------------------------------------------ strategy-specific pieces (imported lazily)
+def adamw(params: list[torch.nn.Parameter], lr: float, weight_decay: float, trainer: Any = None) -> Any:
+    """AdamW for SFT / RL; DeepSpeed's CPU Adam when the strategy offloads the optimizer to the CPU
+    (DeepSpeed requires it there)."""
+    strategy = getattr(trainer, "strategy", None)
+    offload = is_deepspeed(strategy) and "offload_optimizer" in (
+        (getattr(strategy, "config", None) or {}).get("zero_optimization") or {})
+    if offload:
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+        return DeepSpeedCPUAdam(params, lr=lr, weight_decay=weight_decay, adamw_mode=True)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
+def full_state_dict(trainer: Any, model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
+    """The whole state dict of ``model`` on rank 0 when ZeRO-3 has partitioned its parameters
+    (collective: call it on every rank), else None (``save_pretrained`` reads the model itself).
+
+    Parameters are gathered one at a time, so the peak extra GPU memory is one tensor.
+    """
+    strategy = getattr(trainer, "strategy", None)
+    if not (is_deepspeed(strategy) and getattr(strategy, "zero_stage_3", False)):
+        return None
+    import deepspeed
+
+    main = trainer.is_global_zero
+    state: dict[str, torch.Tensor] = {}
+    for name, p in model.named_parameters():
+        with deepspeed.zero.GatheredParameters([p], modifier_rank=None):
+            if main:
+                state[name] = p.detach().to("cpu", copy=True)
+    if main:
+        state.update({name: b.detach().cpu() for name, b in model.named_buffers()})
+    return state if main else None
+
+
+def param_fingerprint(model: torch.nn.Module) -> float:
+    """Σ_i (i+1)·Σ p_i in float64 over the trainable parameters: equal on every rank iff (almost surely) the
+    parameters are; cheap enough to check after every DDP fit."""
+    total = torch.zeros((), dtype=torch.float64)
+    for i, p in enumerate(q for q in model.parameters() if q.requires_grad):
+        total += (i + 1) * p.detach().double().sum().cpu()
+    return float(total)
+
+
+def check_in_sync(model: torch.nn.Module, what: str, sharded: bool = False) -> bool | None:
+    """After data-parallel training: are the parameters identical on every rank (were gradients
+    synced)? Raises if not; None for one process or sharded (ZeRO-3) parameters."""
+    if world_size() == 1 or sharded:
+        return None
+    prints = all_gather(param_fingerprint(model))
+    if len(set(prints)) != 1:
+        raise RuntimeError(f"{what}: parameters differ across ranks after training (fingerprints {prints}): "
+                           "gradients were not synchronised")
+    log.info("%s: parameters identical on all %d ranks", what, len(prints))
+    return True
