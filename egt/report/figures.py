@@ -92,12 +92,7 @@ def plot_fig2(df: pd.DataFrame, path: str | Path, rho: dict[str, float | None] |
         ax.set_xlabel(f"{metric} entropy (bin mean, nats)")
         ax.set_ylabel("accuracy")
         ax.set_title(f"{metric} entropy, Spearman ρ = {rho.get(metric)}")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_fig4(points: list[tuple[float, float, float | None]], path: str | Path, sft: tuple[float, float | None] | None = None,
@@ -125,6 +120,12 @@ def plot_fig4(points: list[tuple[float, float, float | None]], path: str | Path,
     ax.set_xlim(-3, 103)
     ax.set_title(title or "Figure 4: data scale")
     ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

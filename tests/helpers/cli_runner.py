@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 REPO = Path(__file__).resolve().parents[2]
 QUICK = ["experiment=quick"]
@@ -29,3 +31,21 @@ def done(art: Path, stage: str) -> list[Path]:
     return sorted(p.parent for p in (art / stage).glob("*/_SUCCESS.json"))
 
 
+
+def kill_when(proc: subprocess.Popen, ready: Callable[[], bool], art: Path, what: str,
+              timeout: float = 300) -> None:
+    """SIGKILL a ``cli(..., popen=True)`` run as soon as ``ready()`` holds; fail the test (with the
+    run's log) if it ends first or ``what`` does not happen within ``timeout`` seconds."""
+    import pytest
+
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if ready() and proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return
+        if proc.poll() is not None:
+            pytest.fail("the run ended before it could be killed:\n" + (art / "popen.log").read_text()[-3000:])
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail(f"{what} did not happen in {timeout:.0f} s:\n" + (art / "popen.log").read_text()[-3000:])

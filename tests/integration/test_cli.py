@@ -3,18 +3,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from cli_runner import QUICK as _QUICK
-from cli_runner import REPO, cli, done
+from cli_runner import REPO, cli, done, kill_when
 
 QUICK = [*_QUICK, "stages=[data,distill,sft]"]  # the foundation's stages
 
@@ -68,26 +65,11 @@ def test_saved_model_reloads_and_generates(first_run, art):
     assert len(outs) == 2 and all(isinstance(o, str) for o in outs)
 
 
-def _kill_when_checkpointed(proc: subprocess.Popen, art: Path, timeout: float = 300) -> None:
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        ckpts = [p for p in (art / "sft").glob("*/checkpoints/last.ckpt") if not (p.parents[1] / "_SUCCESS.json").exists()]
-        if ckpts and proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            return
-        if proc.poll() is not None:
-            pytest.fail("the run ended before it could be killed:\n" + (art / "popen.log").read_text()[-3000:])
-        time.sleep(0.05)
-    proc.kill()
-    pytest.fail("no checkpoint appeared")
-
-
 @pytest.mark.slow
 def test_killed_sft_resumes_to_the_same_model(tmp_path):
     args = [*QUICK, "sft.epochs=6", "sft.checkpoint_every_n_steps=3", "sft.eval_n=0", "logger=none"]
     killed, clean = tmp_path / "killed", tmp_path / "clean"
-    _kill_when_checkpointed(cli(killed, *args, popen=True), killed)
+    kill_when(cli(killed, *args, popen=True), lambda: any(not (p.parents[1] / "_SUCCESS.json").exists() for p in (killed / "sft").glob("*/checkpoints/last.ckpt")), killed, "an SFT checkpoint")
     assert not done(killed, "sft")
     out = cli(killed, *args)
     assert "[sft] resuming from" in out

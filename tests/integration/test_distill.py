@@ -3,16 +3,13 @@ the key never written anywhere) and a local HF model (the tiny one)."""
 from __future__ import annotations
 
 import json
-import signal
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
 
-import pytest
 from datasets import load_from_disk
 
-from cli_runner import QUICK, cli, done
+from cli_runner import QUICK, cli, done, kill_when
 from egt.distill.fidelity import run_fidelity_filter
 from egt.distill.openai_teacher import OpenAITeacher
 from egt.distill.teacher import RequestBudget
@@ -40,20 +37,6 @@ def teacher_args(url: str) -> list[str]:
             "distill.concurrency=2", f"distill.limit={LIMIT}"]
 
 
-def _kill_mid_way(proc, journal: Path, art: Path, lines: int = 12, timeout: float = 120) -> None:
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if journal.is_file() and journal.read_text().count("\n") >= lines:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            return
-        if proc.poll() is not None:
-            pytest.fail("the run ended before it could be killed:\n" + (art / "popen.log").read_text()[-3000:])
-        time.sleep(0.05)
-    proc.kill()
-    pytest.fail("no journal lines in time:\n" + (art / "popen.log").read_text()[-3000:])
-
-
 def test_openai_teacher_killed_and_resumed_matches_an_uninterrupted_run(tmp_path, monkeypatch):
     secret = "sk-" + uuid.uuid4().hex
     monkeypatch.setenv(KEY_ENV, secret)
@@ -73,7 +56,7 @@ def test_openai_teacher_killed_and_resumed_matches_an_uninterrupted_run(tmp_path
             time.sleep(0.05)
         journal = next(iter(journals.glob("*/journal.jsonl")), None)
         assert journal is not None, (art / "popen.log").read_text()[-3000:]
-        _kill_mid_way(proc, journal, art)
+        kill_when(proc, lambda: journal.is_file() and journal.read_text().count("\n") >= 12, art, "12 journal lines", 120)
         assert not done(art, "distill")
         recorded = {(r["id"], r["attempt"]) for r in Journal(journal).read()}
         before = len(fake.calls)

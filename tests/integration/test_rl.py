@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from cli_runner import QUICK, cli, done
+from cli_runner import QUICK, cli, done, kill_when
 
 STUB = "reward._target_=tests.helpers.rl_stub.ShortIsGood"
 
@@ -94,25 +91,11 @@ def test_empty_selection_fails_clearly(base, tmp_path):
         cli(art, *_args(base, (empty, [])))
 
 
-def _kill_after_checkpoint(proc: subprocess.Popen, art: Path, timeout: float = 300) -> None:
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if list((art / "rl").glob("*/checkpoints/last.ckpt")) and proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            return
-        if proc.poll() is not None:
-            pytest.fail("the run ended before it could be killed:\n" + (art / "popen.log").read_text()[-3000:])
-        time.sleep(0.05)
-    proc.kill()
-    pytest.fail("no checkpoint appeared")
-
-
 @pytest.mark.slow
 def test_killed_rl_resumes_to_the_same_model(base, selection, tmp_path):
     args = _args(base, selection, "rl.epochs=2", "rl.max_steps=3", "rl.checkpoint_every_n_steps=1", "rl.eval_n=0")
     killed, clean = _with_data(base, tmp_path / "killed"), _with_data(base, tmp_path / "clean")
-    _kill_after_checkpoint(cli(killed, *args, popen=True), killed)
+    kill_when(cli(killed, *args, popen=True), lambda: bool(list((killed / "rl").glob("*/checkpoints/last.ckpt"))), killed, "an RL checkpoint")
     assert not done(killed, "rl")
     assert "[rl] resuming from" in cli(killed, *args)
     cli(clean, *args)
