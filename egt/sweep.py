@@ -79,7 +79,7 @@ def _copy_small_files(results: dict[str, dict[str, Any]], job_dir: Path) -> dict
         src = (results.get(stage) or {}).get(field)
         if src and Path(src).is_file():
             dst = job_dir / Path(src).name
-            tmp = dst.with_name(dst.name + ".tmp")
+            tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
             shutil.copyfile(src, tmp)
             tmp.replace(dst)
             files[name] = dst.name
@@ -111,13 +111,11 @@ def run_job(cfg: DictConfig, run: Callable[[], dict[str, dict[str, Any]]],
     """Run the pipeline (``run()`` → stage results) and write ``job.json`` whatever happens.
     ``job``: dir, overrides and choices (default: the running Hydra job's; none: no file)."""
     job = job or hydra_job()
-    if not distributed.is_main():  # under torchrun every rank runs the job; rank 0 records it
-        job = None
     t0 = time.perf_counter()
     try:
         results = run()
     except Exception as exc:
-        if job is not None:
+        if job is not None and distributed.is_main():  # under torchrun every rank runs the job; rank 0 records it
             write_json_atomic(Path(job["dir"]) / JOB_FILE,
                               job_record(cfg, job, None, exc, time.perf_counter() - t0, None))
             log.error("job failed (%s: %s); recorded in %s", type(exc).__name__, exc, Path(job["dir"]) / JOB_FILE)
@@ -125,7 +123,7 @@ def run_job(cfg: DictConfig, run: Callable[[], dict[str, dict[str, Any]]],
     value = headline(results)
     if os.environ.get("WANDB_SWEEP_ID") and distributed.is_main():
         log_to_wandb_sweep(cfg, results, value)
-    if job is not None:
+    if job is not None and distributed.is_main():
         write_json_atomic(Path(job["dir"]) / JOB_FILE,
                           job_record(cfg, job, results, None, time.perf_counter() - t0, value))
     return value
