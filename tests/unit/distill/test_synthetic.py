@@ -152,3 +152,15 @@ def test_styles_make_the_same_decisions_and_unknown_style_is_refused():
     assert SyntheticTeacher(style="compact").public_config()["style"] == "compact"
     with pytest.raises(ValueError, match="unknown synthetic teacher style 'terse'"):
         SyntheticTeacher(style="terse")
+
+
+def test_rule_judge_reads_both_styles():
+    from egt.rl.judges.rule import conclusion
+
+    samples = [strip_label(r) for r in _records(60)]
+    for style in ("prose", "compact"):
+        for out in SyntheticTeacher(style=style).generate(samples, 0):
+            reasoning = out[len("<think>"): out.index("</think>")]
+            decided = conclusion(reasoning)
+            assert decided in (None, parse_answer(out))   # None only for "Both … right/wrong"
+            assert (decided is None) == ("Both" in reasoning)
