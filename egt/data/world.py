@@ -437,8 +437,8 @@ def make_world(cfg: WorldConfig | Mapping[str, Any] | None = None) -> datasets.D
 
 def world_corpus(cfg: WorldConfig | Mapping[str, Any] | None = None, n: int = 2000) -> list[str]:
     """Texts to train the tiny model's tokenizer on: prompts (both templates),
-    queries, responses and synthetic-teacher outputs (with and without a verdict
-    sentence), from a stream of their own (``"corpus"``)."""
+    queries, responses and synthetic-teacher outputs (both styles, with and
+    without a verdict sentence), from a stream of their own (``"corpus"``)."""
     from egt.distill.synthetic import SyntheticTeacher  # lazy: distill depends on data
     from egt.distill.teacher import strip_label
 
@@ -450,7 +450,9 @@ def world_corpus(cfg: WorldConfig | Mapping[str, Any] | None = None, n: int = 20
         texts += [rec["query"], rec["response_1"], rec["response_2"],
                   build_user_text(rec["query"], rec["response_1"], rec["response_2"])]
     public = [strip_label(r) for r in recs]
-    for verdict in (False, True):
-        texts += SyntheticTeacher(seed=cfg.seed, verdict_sentence=verdict).generate(public, attempt=0)
+    for style in ("prose", "compact"):
+        for verdict in (False, True):
+            teacher = SyntheticTeacher(seed=cfg.seed, verdict_sentence=verdict, style=style)
+            texts += teacher.generate(public, attempt=0)
     texts += ["<think>", "</think>", "<answer>1</answer>", "<answer>2</answer>", " ".join("0123456789")]
     return texts

@@ -18,6 +18,12 @@ deterministic per ``(seed, sample id, attempt)``.
 ``verdict_sentence=True`` ends the reasoning with "Response N is better." before
 the answer; DESIGN §7 measured that this makes the answer digit a copy (answer
 entropy ≈ 0), so it is off by default and kept as a knob to measure both.
+
+``style="compact"`` writes the same decision in a short fixed form that puts the
+perceived value and each response's claim in the same words, next to each other,
+so a small model compares adjacent tokens instead of paraphrases::
+
+    <think>Count circles: 2. Response 1: 3, wrong. Response 2: 2, right.</think><answer>2</answer>
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from egt.distill.teacher import LABEL_META_KEYS, Teacher
 __all__ = ["SyntheticTeacher"]
 
 _VERSION = 1
+STYLES = ("prose", "compact")
 
 
 def _noun(shape: str, colour: str | None, n: int) -> str:
@@ -71,6 +78,23 @@ def _said(kind: str, claim: Mapping[str, Any]) -> str:
     return str(value)
 
 
+def _value(kind: str, value: Any) -> str:
+    """A perceived or claimed value in the compact style's words (``2``, ``yes``, ``red``)."""
+    if kind == "exist":
+        return "yes" if value else "no"
+    return "none" if value is None else str(value)
+
+
+def _look(kind: str, claim: Mapping[str, Any]) -> str:
+    """What the compact style looks for in the image."""
+    shape, colour = claim["shape"], claim.get("colour")
+    if kind == "count":
+        return f"Count {_noun(shape, colour, 2)}"
+    if kind == "exist":
+        return f"Find a {colour} {shape}"
+    return f"Colour of the {shape}"
+
+
 def _question(kind: str, claim: Mapping[str, Any]) -> str:
     shape, colour = claim["shape"], claim.get("colour")
     if kind == "count":
@@ -91,9 +115,13 @@ class SyntheticTeacher(Teacher):
         error_slope: float = 0.25,
         verdict_sentence: bool = False,
         judge_each: bool = True,
+        style: str = "prose",
         seed: int = 0,
         name: str = "synthetic",
     ) -> None:
+        if style not in STYLES:
+            raise ValueError(f"unknown synthetic teacher style {style!r}; choose from {list(STYLES)}")
+        self.style = style
         self.error_base = float(error_base)
         self.error_slope = float(error_slope)
         self.verdict_sentence = bool(verdict_sentence)
@@ -105,7 +133,7 @@ class SyntheticTeacher(Teacher):
         return {
             "name": self.name, "version": _VERSION, "error_base": self.error_base,
             "error_slope": self.error_slope, "verdict_sentence": self.verdict_sentence,
-            "judge_each": self.judge_each, "seed": self.seed,
+            "judge_each": self.judge_each, "style": self.style, "seed": self.seed,
         }
 
     def error_rate(self, difficulty: float) -> float:
@@ -138,6 +166,20 @@ class SyntheticTeacher(Teacher):
         kind, claims = meta["kind"], meta["claims"]
         seen = self._perceive(meta, rng)
         right = [c["value"] == seen for c in claims]
+        write = self._compact if self.style == "compact" else self._prose
+        parts = write(kind, claims, seen, right)
+        if right[0] != right[1]:
+            answer = 1 if right[0] else 2
+        else:
+            if self.judge_each:
+                both = "right" if right[0] else "wrong"
+                parts.append(f"Both {both}." if self.style == "compact" else f"Both responses are {both}.")
+            answer = 1 + int(rng.integers(2))
+        if self.verdict_sentence:
+            parts.append(f"Response {answer} is better.")
+        return format_target(" ".join(parts), answer)
+
+    def _prose(self, kind: str, claims: list, seen: Any, right: list[bool]) -> list[str]:
         parts = [f"The question asks {_question(kind, claims[0])}.",
                  f"The image shows {_fact(kind, claims[0], seen)}."]
         for i, (claim, ok) in enumerate(zip(claims, right), start=1):
@@ -145,12 +187,11 @@ class SyntheticTeacher(Teacher):
             # then carries the decision, as a "right"/"wrong" per response would otherwise do
             verdict = f", which is {'right' if ok else 'wrong'}" if self.judge_each else ""
             parts.append(f"Response {i} says {_said(kind, claim)}{verdict}.")
-        if right[0] != right[1]:
-            answer = 1 if right[0] else 2
-        else:
-            if self.judge_each:
-                parts.append(f"Both responses are {'right' if right[0] else 'wrong'}.")
-            answer = 1 + int(rng.integers(2))
-        if self.verdict_sentence:
-            parts.append(f"Response {answer} is better.")
-        return format_target(" ".join(parts), answer)
+        return parts
+
+    def _compact(self, kind: str, claims: list, seen: Any, right: list[bool]) -> list[str]:
+        parts = [f"{_look(kind, claims[0])}: {_value(kind, seen)}."]
+        for i, (claim, ok) in enumerate(zip(claims, right), start=1):
+            verdict = f", {'right' if ok else 'wrong'}" if self.judge_each else ""
+            parts.append(f"Response {i}: {_value(kind, claim['value'])}{verdict}.")
+        return parts

@@ -159,6 +159,7 @@ def test_world_corpus():
     texts = world_corpus(WorldConfig(seed=0), n=50)
     assert all(isinstance(t, str) and t for t in texts)
     joined = "\n".join(texts)
-    for needle in ("[Response 1]", "impartial evaluator", "How many", "colour", "<answer>1</answer>", "is better."):
+    for needle in ("[Response 1]", "impartial evaluator", "How many", "colour", "<answer>1</answer>", "is better.",
+                   "which is right", ", wrong."):  # both teacher styles
         assert needle in joined
     assert texts == world_corpus(WorldConfig(seed=0), n=50)

@@ -118,3 +118,49 @@ def test_judge_each_knob_leaves_the_decision_to_the_answer():
         assert "which is" not in f and "Both responses" not in f and format_ok(f)
         assert parse_answer(f) == parse_answer(j)  # same decisions, only the style differs
         assert "which is right" in j or "Both responses" in j
+
+
+def test_compact_style_hand_checked():
+    scene = [CIRCLE, {**CIRCLE, "x": 40}, {**CIRCLE, "kind": "square", "colour": "blue", "x": 25}]
+    t = SyntheticTeacher(error_base=0.0, error_slope=0.0, style="compact")
+    count = [{"kind": "count", "shape": "circle", "colour": "red", "value": v} for v in (3, 2)]
+    exist = [{"kind": "exist", "shape": "square", "colour": "green", "value": v} for v in (True, False)]
+    color = [{"kind": "color", "shape": "square", "colour": None, "value": v} for v in ("blue", "red")]
+    outs = t.generate([_hand_sample(scene, count), _hand_sample(scene, exist, kind="exist"),
+                       _hand_sample(scene, color, kind="color")], 0)
+    assert outs == [
+        "<think>Count red circles: 2. Response 1: 3, wrong. Response 2: 2, right.</think><answer>2</answer>",
+        "<think>Find a green square: no. Response 1: yes, wrong. Response 2: no, right.</think><answer>2</answer>",
+        "<think>Colour of the square: blue. Response 1: blue, right. Response 2: red, wrong.</think>"
+        "<answer>1</answer>",
+    ]
+    both = [{"kind": "count", "shape": "circle", "colour": None, "value": v} for v in (1, 3)]
+    out = t.generate([_hand_sample(scene, both, ambiguous=True, ambiguity="both_wrong")], 0)[0]
+    assert "Count circles: 2. Response 1: 1, wrong. Response 2: 3, wrong. Both wrong.</think>" in out
+    facts = SyntheticTeacher(error_base=0.0, error_slope=0.0, style="compact", judge_each=False)
+    assert facts.generate([_hand_sample(scene, count)], 0)[0].startswith(
+        "<think>Count red circles: 2. Response 1: 3. Response 2: 2.</think>")
+
+
+def test_styles_make_the_same_decisions_and_unknown_style_is_refused():
+    samples = [strip_label(r) for r in _records(200)]
+    prose = SyntheticTeacher(seed=3).generate(samples, 0)
+    compact = SyntheticTeacher(seed=3, style="compact").generate(samples, 0)
+    assert [parse_answer(p) for p in prose] == [parse_answer(c) for c in compact]
+    assert all(format_ok(c) for c in compact)
+    assert np.mean([len(c) for c in compact]) < 0.6 * np.mean([len(p) for p in prose])
+    assert SyntheticTeacher(style="compact").public_config()["style"] == "compact"
+    with pytest.raises(ValueError, match="unknown synthetic teacher style 'terse'"):
+        SyntheticTeacher(style="terse")
+
+
+def test_rule_judge_reads_both_styles():
+    from egt.rl.judges.rule import conclusion
+
+    samples = [strip_label(r) for r in _records(60)]
+    for style in ("prose", "compact"):
+        for out in SyntheticTeacher(style=style).generate(samples, 0):
+            reasoning = out[len("<think>"): out.index("</think>")]
+            decided = conclusion(reasoning)
+            assert decided in (None, parse_answer(out))   # None only for "Both … right/wrong"
+            assert (decided is None) == ("Both" in reasoning)
