@@ -72,8 +72,24 @@ _R1_REWARD_BODY = (
     "<think>Your detailed comparative analysis goes here</think><answer>1/2</answer>"
 )
 
+# One sentence (~20 tokens) for the CPU demo: a random-init model must learn to copy
+# from the question and responses, and a long fixed preamble dilutes the attention it
+# starts with (README, "What the demo run measures").
+MINIMAL_INSTRUCTION = (
+    "Which response is correct about the image? Compare them in <think></think>, "
+    "then answer 1 or 2 in <answer></answer>."
+)
+
+_MINIMAL_BODY = (
+    "{instruction}\n"
+    "[Question]\n{query}\n"
+    "[Response 1]\n{response_1}\n"
+    "[Response 2]\n{response_2}"
+)
+
 # name -> (instruction, body)
 TEMPLATES: dict[str, tuple[str, str]] = {
+    "minimal": (MINIMAL_INSTRUCTION, _MINIMAL_BODY),
     "short": (JUDGE_INSTRUCTION, _SHORT_BODY),
     "r1_reward": (R1_REWARD_INSTRUCTION, _R1_REWARD_BODY),
 }

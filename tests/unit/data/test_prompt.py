@@ -24,6 +24,13 @@ def test_short_template_sections_and_length():
     assert 40 <= len(prompt.JUDGE_INSTRUCTION.split()) <= 75
 
 
+def test_minimal_template_is_one_sentence_then_the_sections():
+    text = build_user_text("Q?", "R one", "R two", template="minimal")
+    assert text == (prompt.MINIMAL_INSTRUCTION + "\n[Question]\nQ?\n[Response 1]\nR one\n[Response 2]\nR two")
+    assert "<think></think>" in text and "<answer></answer>" in text
+    assert len(prompt.MINIMAL_INSTRUCTION.split()) <= 20
+
+
 def test_r1_reward_template_and_unknown_name():
     text = build_user_text("Q?", "a", "b", template="r1_reward")
     assert text.startswith("You are a highly skilled and impartial evaluator")
