@@ -25,7 +25,7 @@ import torch
 
 from egt.data.encode import IGNORE, ChatEncoder, collate
 
-__all__ = ["aggregate", "position_report", "format_report", "main"]
+__all__ = ["aggregate", "format_report", "main", "position_report"]
 
 
 def _new_acc() -> dict:
