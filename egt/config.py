@@ -40,6 +40,7 @@ class BuildConfig:
     vision_hidden_size: int = 64
     vision_heads: int = 4
     vocab_size: int = 600
+    tie_word_embeddings: bool = False  # untied as in Qwen2.5-VL-7B (see TinyVLMSpec)
     seed: int = 0
 
 

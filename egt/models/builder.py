@@ -63,6 +63,11 @@ class TinyVLMSpec:
     max_position_embeddings: int = 2048
     min_pixels: int = 56 * 56
     max_pixels: int = 112 * 112
+    # Untied, as in Qwen2.5-VL-7B. Tied, a random-init model trapped itself on the world:
+    # the perceived colour is unlearnable at first, its best guess is uniform over the
+    # colours, and the shared matrix pulled the colour embeddings together (cosine 0.86
+    # after SFT), so it could no longer read, copy or compare colours in the prompt.
+    tie_word_embeddings: bool = False
     seed: int = 0
 
     def validate(self) -> None:
@@ -129,7 +134,7 @@ def make_config(spec: TinyVLMSpec, tokenizer: PreTrainedTokenizerFast):
         fullatt_block_indexes=[spec.vision_depth - 1],
     )
     return Qwen2_5_VLConfig(
-        text_config=text, vision_config=vision, tie_word_embeddings=True,
+        text_config=text, vision_config=vision, tie_word_embeddings=spec.tie_word_embeddings,
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
     )

@@ -14,7 +14,7 @@ from egt.artifacts import make_key
 from egt.config import to_container
 
 log = logging.getLogger(__name__)
-BUILD_VERSION = 2  # 2: the tokenizer corpus holds the compact teacher style too
+BUILD_VERSION = 3  # 2: the tokenizer corpus holds the compact teacher style too; 3: untied embeddings
 CORPUS_LINES = 4000
 
 

@@ -45,6 +45,14 @@ def test_build_writes_a_complete_directory(tiny_dir):
         build_tiny_vlm(tiny_dir, TinyVLMSpec(), ["x"])
 
 
+def test_embeddings_are_untied_by_default_and_tie_on_request(loaded, tmp_path):
+    model, _ = loaded
+    assert model.config.tie_word_embeddings is False
+    assert model.lm_head.weight.data_ptr() != model.get_input_embeddings().weight.data_ptr()
+    tied = load_model(build_tiny_vlm(tmp_path / "tied", TinyVLMSpec(tie_word_embeddings=True), ["a b c"] * 4))
+    assert tied.lm_head.weight.data_ptr() == tied.get_input_embeddings().weight.data_ptr()
+
+
 def test_mrope_section_sums_to_half_head_dim():
     assert mrope_section(16) == [2, 3, 3]
     assert mrope_section(128) == [16, 24, 24]  # Qwen2.5-VL-7B's own split
