@@ -64,7 +64,7 @@ class DataConfig:
     world: dict = field(default_factory=dict)
     on_bad_sample: str = "error"  # error | skip
     randomize_order: bool = True
-    template: str = "short"  # judge prompt: short | r1_reward
+    template: str = "short"  # judge prompt: minimal | short | r1_reward
 
 
 @dataclass
