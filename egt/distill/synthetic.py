@@ -24,6 +24,13 @@ perceived value and each response's claim in the same words, next to each other,
 so a small model compares adjacent tokens instead of paraphrases::
 
     <think>Count circles: 2. Response 1: 3, wrong. Response 2: 2, right.</think><answer>2</answer>
+
+``style="versus"`` is compact with the perceived value repeated beside each claim, so
+the right/wrong verdict compares two tokens two positions apart rather than six or more
+(the demo model learned to copy and to perceive colour well before it learned that
+long-range comparison; README, "Position by position")::
+
+    <think>Count circles: 2. Response 1: 3 vs 2, wrong. Response 2: 2 vs 2, right.</think><answer>2</answer>
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from egt.distill.teacher import LABEL_META_KEYS, Teacher
 __all__ = ["SyntheticTeacher"]
 
 _VERSION = 1
-STYLES = ("prose", "compact")
+STYLES = ("prose", "compact", "versus")
 
 
 def _noun(shape: str, colour: str | None, n: int) -> str:
@@ -166,14 +173,14 @@ class SyntheticTeacher(Teacher):
         kind, claims = meta["kind"], meta["claims"]
         seen = self._perceive(meta, rng)
         right = [c["value"] == seen for c in claims]
-        write = self._compact if self.style == "compact" else self._prose
+        write = self._prose if self.style == "prose" else self._compact
         parts = write(kind, claims, seen, right)
         if right[0] != right[1]:
             answer = 1 if right[0] else 2
         else:
             if self.judge_each:
                 both = "right" if right[0] else "wrong"
-                parts.append(f"Both {both}." if self.style == "compact" else f"Both responses are {both}.")
+                parts.append(f"Both responses are {both}." if self.style == "prose" else f"Both {both}.")
             answer = 1 + int(rng.integers(2))
         if self.verdict_sentence:
             parts.append(f"Response {answer} is better.")
@@ -193,5 +200,6 @@ class SyntheticTeacher(Teacher):
         parts = [f"{_look(kind, claims[0])}: {_value(kind, seen)}."]
         for i, (claim, ok) in enumerate(zip(claims, right), start=1):
             verdict = f", {'right' if ok else 'wrong'}" if self.judge_each else ""
-            parts.append(f"Response {i}: {_value(kind, claim['value'])}{verdict}.")
+            versus = f" vs {_value(kind, seen)}" if self.style == "versus" else ""
+            parts.append(f"Response {i}: {_value(kind, claim['value'])}{versus}{verdict}.")
         return parts

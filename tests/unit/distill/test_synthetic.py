@@ -142,12 +142,26 @@ def test_compact_style_hand_checked():
         "<think>Count red circles: 2. Response 1: 3. Response 2: 2.</think>")
 
 
+def test_versus_style_hand_checked():
+    scene = [CIRCLE, {**CIRCLE, "x": 40}, {**CIRCLE, "kind": "square", "colour": "blue", "x": 25}]
+    t = SyntheticTeacher(error_base=0.0, error_slope=0.0, style="versus")
+    exist = [{"kind": "exist", "shape": "square", "colour": "green", "value": v} for v in (True, False)]
+    color = [{"kind": "color", "shape": "square", "colour": None, "value": v} for v in ("blue", "red")]
+    assert t.generate([_hand_sample(scene, exist, kind="exist"), _hand_sample(scene, color, kind="color")], 0) == [
+        "<think>Find a green square: no. Response 1: yes vs no, wrong. Response 2: no vs no, right.</think>"
+        "<answer>2</answer>",
+        "<think>Colour of the square: blue. Response 1: blue vs blue, right. Response 2: red vs blue, wrong."
+        "</think><answer>1</answer>",
+    ]
+
+
 def test_styles_make_the_same_decisions_and_unknown_style_is_refused():
     samples = [strip_label(r) for r in _records(200)]
     prose = SyntheticTeacher(seed=3).generate(samples, 0)
     compact = SyntheticTeacher(seed=3, style="compact").generate(samples, 0)
-    assert [parse_answer(p) for p in prose] == [parse_answer(c) for c in compact]
-    assert all(format_ok(c) for c in compact)
+    versus = SyntheticTeacher(seed=3, style="versus").generate(samples, 0)
+    assert [parse_answer(p) for p in prose] == [parse_answer(c) for c in compact] == [parse_answer(v) for v in versus]
+    assert all(format_ok(c) for c in compact + versus)
     assert np.mean([len(c) for c in compact]) < 0.6 * np.mean([len(p) for p in prose])
     assert SyntheticTeacher(style="compact").public_config()["style"] == "compact"
     with pytest.raises(ValueError, match="unknown synthetic teacher style 'terse'"):
@@ -158,7 +172,7 @@ def test_rule_judge_reads_both_styles():
     from egt.rl.judges.rule import conclusion
 
     samples = [strip_label(r) for r in _records(60)]
-    for style in ("prose", "compact"):
+    for style in ("prose", "compact", "versus"):
         for out in SyntheticTeacher(style=style).generate(samples, 0):
             reasoning = out[len("<think>"): out.index("</think>")]
             decided = conclusion(reasoning)
