@@ -23,6 +23,7 @@ __all__ = [
     "FEATURES",
     "REQUIRED_FIELDS",
     "BadSampleError",
+    "meta_dict",
     "randomize_order",
     "stable_hash",
     "validate_dataset",
@@ -132,6 +133,16 @@ def validate_sample(row: Mapping[str, Any]) -> None:
             raise BadSampleError(sid, "meta", f"not JSON ({exc})") from None
         if not isinstance(parsed, dict):
             raise BadSampleError(sid, "meta", "must be a JSON object string")
+
+
+def meta_dict(meta: Any) -> dict:
+    """A sample's ``meta`` as a dict: the JSON object string the schema stores, an
+    already-parsed dict, or ``{}`` for a missing/empty one.
+
+    >>> meta_dict('{"kind": "count"}'), meta_dict({"kind": "exist"}), meta_dict(None), meta_dict("")
+    ({'kind': 'count'}, {'kind': 'exist'}, {}, {})
+    """
+    return json.loads(meta) if isinstance(meta, str) and meta else (meta or {})
 
 
 def validate_dataset(

@@ -35,14 +35,13 @@ long-range comparison; README, "Position by position")::
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from egt.data.prompt import format_target
-from egt.data.schema import stable_hash
+from egt.data.schema import meta_dict, stable_hash
 from egt.distill.teacher import LABEL_META_KEYS, Teacher
 
 __all__ = ["SyntheticTeacher"]
@@ -92,23 +91,18 @@ def _value(kind: str, value: Any) -> str:
     return "none" if value is None else str(value)
 
 
-def _look(kind: str, claim: Mapping[str, Any]) -> str:
-    """What the compact style looks for in the image."""
-    shape, colour = claim["shape"], claim.get("colour")
-    if kind == "count":
-        return f"Count {_noun(shape, colour, 2)}"
-    if kind == "exist":
-        return f"Find a {colour} {shape}"
-    return f"Colour of the {shape}"
+# How each style names the asked fact: compact's "Count circles: 2", prose's "The question
+# asks how many circles there are." ({shapes}: the plural noun, colour included if asked).
+_ASKED = {
+    "compact": {"count": "Count {shapes}", "exist": "Find a {colour} {shape}", "color": "Colour of the {shape}"},
+    "prose": {"count": "how many {shapes} there are", "exist": "whether there is a {colour} {shape}",
+              "color": "what colour the {shape} is"},
+}
 
 
-def _question(kind: str, claim: Mapping[str, Any]) -> str:
+def _asked(style: str, kind: str, claim: Mapping[str, Any]) -> str:
     shape, colour = claim["shape"], claim.get("colour")
-    if kind == "count":
-        return f"how many {_noun(shape, colour, 2)} there are"
-    if kind == "exist":
-        return f"whether there is a {colour} {shape}"
-    return f"what colour the {shape} is"
+    return _ASKED[style][kind].format(shape=shape, colour=colour, shapes=_noun(shape, colour, 2))
 
 
 class SyntheticTeacher(Teacher):
@@ -163,8 +157,7 @@ class SyntheticTeacher(Teacher):
 
     def _one(self, sample: Mapping[str, Any], attempt: int) -> str:
         sid = sample.get("id")
-        meta = sample.get("meta")
-        meta = json.loads(meta) if isinstance(meta, str) else meta
+        meta = meta_dict(sample.get("meta"))
         if not isinstance(meta, Mapping) or "scene" not in meta or "claims" not in meta:
             raise ValueError(f"sample {sid!r}: the synthetic teacher needs meta.scene and meta.claims")
         if "label" in sample or any(k in meta for k in LABEL_META_KEYS):
@@ -187,7 +180,7 @@ class SyntheticTeacher(Teacher):
         return format_target(" ".join(parts), answer)
 
     def _prose(self, kind: str, claims: list, seen: Any, right: list[bool]) -> list[str]:
-        parts = [f"The question asks {_question(kind, claims[0])}.",
+        parts = [f"The question asks {_asked('prose', kind, claims[0])}.",
                  f"The image shows {_fact(kind, claims[0], seen)}."]
         for i, (claim, ok) in enumerate(zip(claims, right), start=1):
             # judge_each=False leaves the comparison to the answer token itself: its entropy
@@ -197,7 +190,7 @@ class SyntheticTeacher(Teacher):
         return parts
 
     def _compact(self, kind: str, claims: list, seen: Any, right: list[bool]) -> list[str]:
-        parts = [f"{_look(kind, claims[0])}: {_value(kind, seen)}."]
+        parts = [f"{_asked('compact', kind, claims[0])}: {_value(kind, seen)}."]
         for i, (claim, ok) in enumerate(zip(claims, right), start=1):
             verdict = f", {'right' if ok else 'wrong'}" if self.judge_each else ""
             versus = f" vs {_value(kind, seen)}" if self.style == "versus" else ""

@@ -9,6 +9,9 @@ is copied from the prompt (the asked shape, each response's claim), what is perc
 
     python -m egt.eval.positions --model artifacts/sft/<key>/model --data artifacts/data/<key>/dataset
 
+``--template`` and ``--style`` must be what the model was trained with (defaults: the
+world's, ``minimal`` and ``compact``).
+
 A token that stays at ln(#options) NLL (1.10 for three shapes, 1.39 for four colours)
 has not been learned at all.
 """
@@ -24,6 +27,7 @@ from typing import Any
 import torch
 
 from egt.data.encode import IGNORE, ChatEncoder, collate
+from egt.data.schema import meta_dict
 
 __all__ = ["aggregate", "format_report", "main", "position_report"]
 
@@ -37,15 +41,16 @@ def _accumulate(acc: dict, logprobs: torch.Tensor, labels: torch.Tensor, kinds: 
     if logprobs.shape[:2] != labels.shape or len(kinds) != labels.shape[0]:
         raise ValueError(f"shapes disagree: logprobs {tuple(logprobs.shape)}, labels "
                          f"{tuple(labels.shape)}, {len(kinds)} kinds")
+    ref = logprobs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # [B, T]
+    hit = logprobs.argmax(-1) == labels
     for b, kind in enumerate(kinds):
         where = (labels[b] != IGNORE).nonzero().flatten().tolist()
         for pos, t in enumerate(where):
-            tid = int(labels[b, t])
             cell = acc[kind][pos]
-            cell["nll"] -= float(logprobs[b, t, tid])
-            cell["hit"] += int(int(logprobs[b, t].argmax()) == tid)
+            cell["nll"] -= float(ref[b, t])
+            cell["hit"] += int(hit[b, t])
             cell["n"] += 1
-            cell["tokens"][tokens(tid)] += 1
+            cell["tokens"][tokens(int(labels[b, t]))] += 1
 
 
 def _finish(acc: dict) -> dict[str, list[dict]]:
@@ -73,7 +78,7 @@ def aggregate(logprobs: torch.Tensor, labels: torch.Tensor, kinds: Sequence[str]
 
 @torch.no_grad()
 def position_report(model: Any, processor: Any, samples: Sequence[dict], targets: Sequence[str],
-                    template: str = "short", batch_size: int = 16) -> dict[str, list[dict]]:
+                    template: str = "minimal", batch_size: int = 16) -> dict[str, list[dict]]:
     """:func:`aggregate` over ``samples`` (world rows with ``meta.kind``) and their ``targets``."""
     import torch.nn.functional as F
 
@@ -86,21 +91,17 @@ def position_report(model: Any, processor: Any, samples: Sequence[dict], targets
         batch = collate([encoder.encode_example(r, t) for r, t in zip(rows, tgts)], tok.pad_token_id)
         labels = batch.pop("labels")
         logits = model(**batch).logits[:, :-1].float()
-        kinds = [_meta(r)["kind"] for r in rows]
+        kinds = [meta_dict(r["meta"])["kind"] for r in rows]
         _accumulate(acc, F.log_softmax(logits, -1), labels[:, 1:], kinds, tokens=lambda t: tok.decode([t]))
     return _finish(acc)
-
-
-def _meta(row: dict) -> dict:
-    meta = row["meta"]
-    return json.loads(meta) if isinstance(meta, str) else meta
 
 
 def format_report(report: dict[str, list[dict]]) -> str:
     """Markdown: one table per kind, chance NLL ln(options) beside the measured one."""
     lines = []
     for kind, rows in report.items():
-        lines += [f"### {kind}", "", "| pos | token(s) | NLL | ln(options) | argmax acc | n |", "|---|---|---|---|---|---|"]
+        lines += [f"### {kind}", "", "| pos | token(s) | NLL | ln(options) | argmax acc | n |",
+                  "|---|---|---|---|---|---|"]
         for r in rows:
             toks = " / ".join(repr(t)[1:-1] for t in r["tokens"])
             lines.append(f"| {r['pos']} | `{toks}` | {r['nll']:.3f} | {math.log(r['options']):.2f} "
@@ -121,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--data", required=True, help="the data stage's dataset directory (a DatasetDict)")
     ap.add_argument("--split", default="bench")
     ap.add_argument("--n", type=int, default=96)
-    ap.add_argument("--template", default="short", help="data.template the model was trained with")
+    ap.add_argument("--template", default="minimal", help="data.template the model was trained with")
     ap.add_argument("--style", default="compact", help="the synthetic teacher's style (distill.teacher.style)")
     ap.add_argument("--json", default=None, help="also write the report as JSON here")
     args = ap.parse_args(argv)

@@ -20,7 +20,6 @@ its own parquet file, so a killed probe resumes from its last finished shard;
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch
 
 from egt.data.encode import ChatEncoder
 from egt.data.prompt import format_ok, parse_answer
+from egt.data.schema import meta_dict
 from egt.eval.generation import generate_batch, prompt_batch
 from egt.probe.entropy import answer_entropy, chunked_entropy_from_hidden, sentence_entropy
 from egt.probe.locate import answer_token_index
@@ -127,8 +127,7 @@ def teacher_forced_entropy(model: Any, batch: dict[str, torch.Tensor], new: torc
 
 
 def _meta(sample: dict[str, Any]) -> dict[str, Any]:
-    raw = sample.get("meta")
-    meta = json.loads(raw) if isinstance(raw, str) and raw else (raw or {})
+    meta = meta_dict(sample.get("meta"))
     return {k: meta[k] for k in META_FLAGS if k in meta}
 
 
