@@ -438,7 +438,7 @@ def make_world(cfg: WorldConfig | Mapping[str, Any] | None = None) -> datasets.D
 def world_corpus(cfg: WorldConfig | Mapping[str, Any] | None = None, n: int = 2000) -> list[str]:
     """Texts to train the tiny model's tokenizer on: prompts (both templates),
     queries, responses and synthetic-teacher outputs (both styles, with and
-    without a verdict sentence), from a stream of their own (``"corpus"``)."""
+    without a verdict sentence, the latter describing the scene first), from a stream of their own (``"corpus"``)."""
     from egt.distill.synthetic import SyntheticTeacher  # lazy: distill depends on data
     from egt.distill.teacher import strip_label
 
@@ -452,7 +452,7 @@ def world_corpus(cfg: WorldConfig | Mapping[str, Any] | None = None, n: int = 20
     public = [strip_label(r) for r in recs]
     for style in ("prose", "compact"):
         for verdict in (False, True):
-            teacher = SyntheticTeacher(seed=cfg.seed, verdict_sentence=verdict, style=style)
+            teacher = SyntheticTeacher(seed=cfg.seed, verdict_sentence=verdict, style=style, describe=verdict)
             texts += teacher.generate(public, attempt=0)
     texts += ["<think>", "</think>", "<answer>1</answer>", "<answer>2</answer>", " ".join("0123456789")]
     return texts

@@ -31,6 +31,16 @@ the right/wrong verdict compares two tokens two positions apart rather than six 
 long-range comparison; README, "Position by position")::
 
     <think>Count circles: 2. Response 1: 3 vs 2, wrong. Response 2: 2 vs 2, right.</think><answer>2</answer>
+
+``describe=True`` first lists every object the teacher sees, in a fixed order (shapes,
+then colours, as the world lists them), as a captioning teacher describes the image
+before it reasons; the asked fact is then read off that list::
+
+    <think>Scene: red circle, red circle, blue square. Count circles: 2. Response 1: 3, wrong. …
+
+The list is the teacher's perception, so when it misperceives the asked fact the list
+agrees with the mistake (an extra or a missing object, a recoloured one). It turns one
+perceived token per trajectory into one per object: a dense signal for the vision tower.
 """
 
 from __future__ import annotations
@@ -42,6 +52,7 @@ import numpy as np
 
 from egt.data.prompt import format_target
 from egt.data.schema import meta_dict, stable_hash
+from egt.data.world import COLOUR_RGB, SHAPES
 from egt.distill.teacher import LABEL_META_KEYS, Teacher
 
 __all__ = ["SyntheticTeacher"]
@@ -100,6 +111,32 @@ _ASKED = {
 }
 
 
+def _seen_scene(kind: str, claim: Mapping[str, Any], scene: list[dict], seen: Any,
+                spare_colour: str) -> list[tuple[str, str]]:
+    """The (shape, colour) objects the teacher reports: the scene, edited so the asked fact
+    reads ``seen`` (``spare_colour`` colours an object the teacher imagines)."""
+    objects = [(o["kind"], o["colour"]) for o in scene]
+    shape, colour = claim["shape"], claim.get("colour")
+    if _truth(kind, claim, scene) == seen:
+        return objects
+    match = lambda o: o[0] == shape and (colour is None or o[1] == colour)  # noqa: E731
+    if kind == "count":
+        have = [i for i, o in enumerate(objects) if match(o)]
+        if seen < len(have):
+            drop = set(have[seen:])
+            return [o for i, o in enumerate(objects) if i not in drop]
+        spare = colour or (objects[have[-1]][1] if have else spare_colour)
+        return objects + [(shape, spare)] * (int(seen) - len(have))
+    if kind == "exist":
+        return objects + [(shape, colour)] if seen else [o for o in objects if not match(o)]
+    if seen is None:  # colour: the asked shape is not seen at all
+        return [o for o in objects if o[0] != shape]
+    first = next((i for i, o in enumerate(objects) if o[0] == shape), None)
+    if first is None:
+        return objects + [(shape, seen)]
+    return [(shape, seen) if i == first else o for i, o in enumerate(objects)]
+
+
 def _asked(style: str, kind: str, claim: Mapping[str, Any]) -> str:
     shape, colour = claim["shape"], claim.get("colour")
     return _ASKED[style][kind].format(shape=shape, colour=colour, shapes=_noun(shape, colour, 2))
@@ -117,12 +154,14 @@ class SyntheticTeacher(Teacher):
         verdict_sentence: bool = False,
         judge_each: bool = True,
         style: str = "prose",
+        describe: bool = False,
         seed: int = 0,
         name: str = "synthetic",
     ) -> None:
         if style not in STYLES:
             raise ValueError(f"unknown synthetic teacher style {style!r}; choose from {list(STYLES)}")
         self.style = style
+        self.describe = bool(describe)
         self.error_base = float(error_base)
         self.error_slope = float(error_slope)
         self.verdict_sentence = bool(verdict_sentence)
@@ -135,6 +174,7 @@ class SyntheticTeacher(Teacher):
             "name": self.name, "version": _VERSION, "error_base": self.error_base,
             "error_slope": self.error_slope, "verdict_sentence": self.verdict_sentence,
             "judge_each": self.judge_each, "style": self.style, "seed": self.seed,
+            **({"describe": True} if self.describe else {}),  # keeps earlier trajectories' keys
         }
 
     def error_rate(self, difficulty: float) -> float:
@@ -168,6 +208,8 @@ class SyntheticTeacher(Teacher):
         right = [c["value"] == seen for c in claims]
         write = self._prose if self.style == "prose" else self._compact
         parts = write(kind, claims, seen, right)
+        if self.describe:
+            parts.insert(0, self._scene(kind, claims[0], meta["scene"], seen))
         if right[0] != right[1]:
             answer = 1 if right[0] else 2
         else:
@@ -178,6 +220,14 @@ class SyntheticTeacher(Teacher):
         if self.verdict_sentence:
             parts.append(f"Response {answer} is better.")
         return format_target(" ".join(parts), answer)
+
+    def _scene(self, kind: str, claim: Mapping[str, Any], scene: list[dict], seen: Any) -> str:
+        objects = _seen_scene(kind, claim, scene, seen, spare_colour=next(iter(COLOUR_RGB)))
+        rank = {**{s: i for i, s in enumerate(SHAPES)}, **{c: i for i, c in enumerate(COLOUR_RGB)}}
+        words = [f"{c} {s}" for s, c in sorted(objects, key=lambda o: (rank[o[0]], rank[o[1]]))]
+        if self.style == "prose":
+            return "The image contains " + (", ".join(words) if words else "nothing") + "."
+        return "Scene: " + (", ".join(words) if words else "empty") + "."
 
     def _prose(self, kind: str, claims: list, seen: Any, right: list[bool]) -> list[str]:
         parts = [f"The question asks {_asked('prose', kind, claims[0])}.",

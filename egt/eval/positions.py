@@ -37,7 +37,7 @@ def _new_acc() -> dict:
 
 
 def _accumulate(acc: dict, logprobs: torch.Tensor, labels: torch.Tensor, kinds: Sequence[str],
-                tokens: Any) -> None:
+                tokens: Any, prefix: Sequence[int] | None = None) -> None:
     if logprobs.shape[:2] != labels.shape or len(kinds) != labels.shape[0]:
         raise ValueError(f"shapes disagree: logprobs {tuple(logprobs.shape)}, labels "
                          f"{tuple(labels.shape)}, {len(kinds)} kinds")
@@ -45,8 +45,10 @@ def _accumulate(acc: dict, logprobs: torch.Tensor, labels: torch.Tensor, kinds: 
     hit = logprobs.argmax(-1) == labels
     for b, kind in enumerate(kinds):
         where = (labels[b] != IGNORE).nonzero().flatten().tolist()
-        for pos, t in enumerate(where):
-            cell = acc[kind][pos]
+        skip = prefix[b] if prefix is not None else 0
+        for i, t in enumerate(where):
+            # a scene description's tokens form their own table; the rest count from its end
+            cell = acc["scene"][i] if i < skip else acc[kind][i - skip]
             cell["nll"] -= float(ref[b, t])
             cell["hit"] += int(hit[b, t])
             cell["n"] += 1
@@ -63,23 +65,27 @@ def _finish(acc: dict) -> dict[str, list[dict]]:
 
 
 def aggregate(logprobs: torch.Tensor, labels: torch.Tensor, kinds: Sequence[str],
-              tokens: Any = str) -> dict[str, list[dict]]:
+              tokens: Any = str, prefix: Sequence[int] | None = None) -> dict[str, list[dict]]:
     """Per kind and target position: mean NLL, argmax accuracy, count, commonest tokens.
 
     ``logprobs`` [B, T, V] predict ``labels`` [B, T] at the same index (already shifted);
     positions are counted from each sample's first labelled token. ``tokens`` maps a token
     id to its text (the ``tokens`` column); ``options`` is how many distinct reference
-    tokens a position had.
+    tokens a position had. ``prefix[b]`` leading target tokens of sample ``b`` (a scene
+    description) go to the kind ``scene`` instead, and its other positions count from the
+    first token after them.
     """
     acc = _new_acc()
-    _accumulate(acc, logprobs, labels, kinds, tokens)
+    _accumulate(acc, logprobs, labels, kinds, tokens, prefix)
     return _finish(acc)
 
 
 @torch.no_grad()
 def position_report(model: Any, processor: Any, samples: Sequence[dict], targets: Sequence[str],
-                    template: str = "minimal", batch_size: int = 16) -> dict[str, list[dict]]:
-    """:func:`aggregate` over ``samples`` (world rows with ``meta.kind``) and their ``targets``."""
+                    template: str = "minimal", batch_size: int = 16,
+                    describe: bool = False) -> dict[str, list[dict]]:
+    """:func:`aggregate` over ``samples`` (world rows with ``meta.kind``) and their ``targets``;
+    ``describe``: the targets open with a one-sentence scene description (kind ``scene``)."""
     import torch.nn.functional as F
 
     encoder = ChatEncoder(processor, template=template, max_length=100_000)
@@ -92,8 +98,19 @@ def position_report(model: Any, processor: Any, samples: Sequence[dict], targets
         labels = batch.pop("labels")
         logits = model(**batch).logits[:, :-1].float()
         kinds = [meta_dict(r["meta"])["kind"] for r in rows]
-        _accumulate(acc, F.log_softmax(logits, -1), labels[:, 1:], kinds, tokens=lambda t: tok.decode([t]))
+        labels = labels[:, 1:]
+        prefix = [_sentence_length(row[row != IGNORE].tolist(), tok) for row in labels] if describe else None
+        _accumulate(acc, F.log_softmax(logits, -1), labels, kinds, tokens=lambda t: tok.decode([t]),
+                    prefix=prefix)
     return _finish(acc)
+
+
+def _sentence_length(ids: Sequence[int], tok: Any) -> int:
+    """How many of ``ids`` make up the first sentence (through the first token with a '.')."""
+    for i, t in enumerate(ids):
+        if "." in tok.decode([t]):
+            return i + 1
+    return len(ids)
 
 
 def format_report(report: dict[str, list[dict]]) -> str:
@@ -124,16 +141,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--n", type=int, default=96)
     ap.add_argument("--template", default="minimal", help="data.template the model was trained with")
     ap.add_argument("--style", default="compact", help="the synthetic teacher's style (distill.teacher.style)")
+    ap.add_argument("--describe", action="store_true", help="the teacher described the scene first "
+                    "(distill.teacher.describe=true); its tokens get their own table, 'scene'")
     ap.add_argument("--json", default=None, help="also write the report as JSON here")
     args = ap.parse_args(argv)
 
     ds = datasets.load_from_disk(args.data)[args.split]
     ds = ds.select(range(min(args.n, len(ds))))
     rows = [ds[i] for i in range(len(ds))]
-    teacher = SyntheticTeacher(error_base=0.0, error_slope=0.0, style=args.style)
+    teacher = SyntheticTeacher(error_base=0.0, error_slope=0.0, style=args.style, describe=args.describe)
     targets = teacher.generate([strip_label(r) for r in rows], attempt=0)
     report = position_report(load_model(args.model), load_processor(args.model), rows, targets,
-                             template=args.template)
+                             template=args.template, describe=args.describe)
     print(format_report(report))
     if args.json:
         with open(args.json, "w") as f:

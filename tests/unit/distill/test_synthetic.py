@@ -172,9 +172,73 @@ def test_rule_judge_reads_both_styles():
     from egt.rl.judges.rule import conclusion
 
     samples = [strip_label(r) for r in _records(60)]
-    for style in ("prose", "compact", "versus"):
-        for out in SyntheticTeacher(style=style).generate(samples, 0):
+    for style, describe in (("prose", False), ("compact", False), ("versus", False), ("compact", True)):
+        for out in SyntheticTeacher(style=style, describe=describe).generate(samples, 0):
             reasoning = out[len("<think>"): out.index("</think>")]
             decided = conclusion(reasoning)
             assert decided in (None, parse_answer(out))   # None only for "Both … right/wrong"
             assert (decided is None) == ("Both" in reasoning)
+
+
+def test_describe_lists_every_object_in_a_fixed_order():
+    scene = [{**CIRCLE, "kind": "square", "colour": "blue", "x": 25}, CIRCLE, {**CIRCLE, "colour": "green", "x": 40},
+             {**CIRCLE, "x": 50}]
+    t = SyntheticTeacher(error_base=0.0, error_slope=0.0, style="compact", describe=True)
+    color = [{"kind": "color", "shape": "square", "colour": None, "value": v} for v in ("blue", "red")]
+    # shapes in the world's order (circle, square, triangle), then colours (red, green, blue, yellow)
+    assert t.generate([_hand_sample(scene, color, kind="color")], 0) == [
+        "<think>Scene: red circle, red circle, green circle, blue square. Colour of the square: blue. "
+        "Response 1: blue, right. Response 2: red, wrong.</think><answer>1</answer>"]
+    prose = SyntheticTeacher(error_base=0.0, error_slope=0.0, describe=True)
+    assert prose.generate([_hand_sample(scene, color, kind="color")], 0)[0].startswith(
+        "<think>The image contains red circle, red circle, green circle, blue square. The question asks")
+    assert t.public_config()["describe"] is True
+    assert "describe" not in SyntheticTeacher().public_config()  # earlier trajectories keep their keys
+
+
+def test_described_scene_agrees_with_a_misperception():
+    from egt.distill.synthetic import _seen_scene
+
+    scene = [CIRCLE, {**CIRCLE, "x": 40}, {**CIRCLE, "kind": "square", "colour": "blue", "x": 25}]
+    red_circles = {"shape": "circle", "colour": "red"}
+    assert _seen_scene("count", red_circles, scene, 2, "red") == [("circle", "red"), ("circle", "red"),
+                                                                    ("square", "blue")]
+    assert _seen_scene("count", red_circles, scene, 1, "red") == [("circle", "red"), ("square", "blue")]
+    assert _seen_scene("count", {"shape": "square", "colour": None}, scene, 3, "red") == [
+        ("circle", "red"), ("circle", "red"), ("square", "blue"), ("square", "blue"), ("square", "blue")]
+    assert _seen_scene("count", {"shape": "triangle", "colour": None}, scene, 1, "yellow")[-1] == (
+        "triangle", "yellow")
+    assert _seen_scene("exist", {"shape": "square", "colour": "green"}, scene, True, "red")[-1] == (
+        "square", "green")
+    assert _seen_scene("exist", red_circles, scene, False, "red") == [("square", "blue")]
+    square = {"shape": "square", "colour": None}
+    assert _seen_scene("color", square, scene, "green", "red")[2] == ("square", "green")
+    assert _seen_scene("color", square, scene, None, "red") == [("circle", "red"), ("circle", "red")]
+    assert _seen_scene("color", {"shape": "triangle", "colour": None}, scene, "blue", "red")[-1] == (
+        "triangle", "blue")
+
+
+def test_described_scene_always_implies_the_stated_fact():
+    """With error_base=1 the teacher misperceives every clear sample; its list must still
+    say what its next sentence says (count / presence / colour of the asked shape)."""
+    import re
+
+    from egt.distill.synthetic import _truth
+
+    recs = _records(300)
+    samples = [strip_label(r) for r in recs]
+    outs = SyntheticTeacher(error_base=1.0, style="compact", describe=True).generate(samples, 0)
+    errs = 0
+    for rec, out in zip(recs, outs):
+        listed = re.match(r"<think>Scene: (.*?)\. ", out).group(1)
+        objects = [] if listed == "empty" else [dict(zip(("colour", "kind"), w.split())) for w in listed.split(", ")]
+        kind, claim = rec["meta"]["kind"], rec["meta"]["claims"][0]
+        stated = re.search(r": (\w+)\. Response 1", out).group(1)
+        if kind == "color":  # two circles (ambiguous): the stated colour is one of them
+            seen = [o["colour"] for o in objects if o["kind"] == claim["shape"]]
+            assert (stated in seen) if seen else stated == "none", out
+        else:
+            value = _truth(kind, claim, objects)
+            assert (("yes" if value else "no") if kind == "exist" else str(value)) == stated, out
+        errs += _truth(kind, claim, rec["meta"]["scene"]) != _truth(kind, claim, objects)
+    assert errs > 100  # most samples really were misperceived

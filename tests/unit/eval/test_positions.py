@@ -54,3 +54,24 @@ def test_cli_on_the_tiny_model(tiny_model_dir, world_small, tmp_path, capsys):
     rep = json.loads(out.read_text())
     assert sum(rows[0]["n"] for rows in rep.values()) == 6  # every sample has a position 0
     assert all(r["nll"] > 0 and 0 <= r["acc"] <= 1 for rows in rep.values() for r in rows)
+
+
+def test_aggregate_puts_a_description_prefix_in_its_own_table():
+    p = torch.tensor([[[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]], [[0.6, 0.4], [0.5, 0.5], [0.2, 0.8]]])
+    labels = torch.tensor([[1, 0, 1], [IGNORE, 0, 1]])
+    rep = aggregate(p.log(), labels, ["exist", "color"], prefix=[2, 1])
+    # sample 0: positions 0-1 -> scene 0-1, position 2 -> exist 0; sample 1: first labelled -> scene 0
+    assert [r["n"] for r in rep["scene"]] == [2, 1]
+    assert rep["scene"][0]["nll"] == pytest.approx(-(math.log(0.9) + math.log(0.5)) / 2)
+    assert rep["exist"] == [{"pos": 0, "tokens": ["1"], "options": 1, "nll": pytest.approx(-math.log(0.7)),
+                             "acc": 1.0, "n": 1}]
+    assert rep["color"][0]["nll"] == pytest.approx(-math.log(0.8))
+
+
+def test_cli_describe_reports_the_scene(tiny_model_dir, world_small, tmp_path, capsys):
+    data = tmp_path / "dataset"
+    world_small.save_to_disk(str(data))
+    main(["--model", str(tiny_model_dir), "--data", str(data), "--n", "4", "--describe"])
+    text = capsys.readouterr().out
+    assert "### scene" in text
+    assert "| 0 | ` Colour` |" in text or "| 0 | ` Count` |" in text or "| 0 | ` Find` |" in text
