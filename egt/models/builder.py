@@ -30,8 +30,14 @@ TAG_TOKENS = ("<think>", "</think>", "<answer>", "</answer>")
 _QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                 r"|\s*[\r\n]+|\s+(?!\S)|\s+")
 
+DEFAULT_SYSTEM = "You are a helpful assistant."
+# Qwen2.5-VL's own template, text and images only; like it, a conversation without a system
+# message gets the default one (the demo model also uses it as its attention sink, README).
 CHAT_TEMPLATE = (
     "{%- for message in messages -%}"
+    "{%- if loop.first and message['role'] != 'system' -%}"
+    "{{- '<|im_start|>system\\n" + DEFAULT_SYSTEM + "<|im_end|>\\n' -}}"
+    "{%- endif -%}"
     "{{- '<|im_start|>' + message['role'] + '\\n' -}}"
     "{%- if message['content'] is string -%}{{- message['content'] -}}"
     "{%- else -%}{%- for item in message['content'] -%}"
@@ -152,7 +158,8 @@ def build_tiny_vlm(out_dir: str | Path, spec: TinyVLMSpec, corpus: Iterable[str]
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} already exists and is not empty; pick a fresh directory")
-    tokenizer = train_tokenizer(corpus, spec.vocab_size)
+    roles = f"system\n{DEFAULT_SYSTEM}\nuser\nassistant\n"  # the template's own words, one token each
+    tokenizer = train_tokenizer([*corpus, *[roles] * 100], spec.vocab_size)
     processor = EgtQwen2_5_VLProcessor(make_image_processor(spec.min_pixels, spec.max_pixels), tokenizer,
                                        chat_template=CHAT_TEMPLATE)
     config = make_config(spec, tokenizer)

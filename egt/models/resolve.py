@@ -14,8 +14,8 @@ from egt.artifacts import make_key
 from egt.config import to_container
 
 log = logging.getLogger(__name__)
-BUILD_VERSION = 4  # 2: the tokenizer corpus holds the compact teacher style too; 3: untied embeddings;
-#                    4: and scene descriptions (distill.teacher.describe)
+BUILD_VERSION = 5  # 2: the tokenizer corpus holds the compact teacher style too; 3: untied embeddings;
+#                    4: and scene descriptions (distill.teacher.describe); 5: Qwen's default system message
 CORPUS_LINES = 4000
 
 

@@ -82,6 +82,10 @@ def test_processor_is_multimodal_and_image_tokens_match(loaded):
     assert text == ("<|im_start|>system\nYou are a judge.<|im_end|>\n<|im_start|>user\n"
                     "<|vision_start|><|image_pad|><|vision_end|>How many red circles?<|im_end|>\n"
                     "<|im_start|>assistant\n")
+    # like Qwen2.5-VL's own template: no system message -> the default one, in few tokens
+    text = processor.apply_chat_template(MESSAGES[1:], tokenize=False, add_generation_prompt=True)
+    assert text.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n")
+    assert len(processor.tokenizer("<|im_start|>system\nYou are a helpful assistant.<|im_end|>")["input_ids"]) <= 10
     for size, n_tokens in ((56, 4), (112, 16)):
         batch = _batch(processor, size=size)
         assert (batch["input_ids"] == model.config.image_token_id).sum(1).tolist() == [n_tokens] * 2
