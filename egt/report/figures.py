@@ -87,7 +87,7 @@ def plot_fig2(df: pd.DataFrame, path: str | Path, rho: dict[str, float | None] |
         part = df[df["metric"] == metric] if len(df) else df
         if len(part):
             ax.bar(part["bin"], part["accuracy"], color="#4c72b0")
-            ax.set_xticks(part["bin"], [f"{v:.2f}" for v in part["mean_entropy"]], rotation=45, fontsize=7)
+            ax.set_xticks(part["bin"], [f"{v:.3g}" for v in part["mean_entropy"]], rotation=45, fontsize=7)
         ax.set_ylim(0, 1)
         ax.set_xlabel(f"{metric} entropy (bin mean, nats)")
         ax.set_ylabel("accuracy")
