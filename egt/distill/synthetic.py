@@ -111,8 +111,12 @@ _ASKED = {
 }
 
 
+# The scene list's fixed order: shapes, then colours, as egt.data.world lists them.
+_RANK = {**{s: i for i, s in enumerate(SHAPES)}, **{c: i for i, c in enumerate(COLOUR_RGB)}}
+
+
 def _seen_scene(kind: str, claim: Mapping[str, Any], scene: list[dict], seen: Any,
-                spare_colour: str) -> list[tuple[str, str]]:
+                spare_colour: str = next(iter(COLOUR_RGB))) -> list[tuple[str, str]]:
     """The (shape, colour) objects the teacher reports: the scene, edited so the asked fact
     reads ``seen`` (``spare_colour`` colours an object the teacher imagines)."""
     objects = [(o["kind"], o["colour"]) for o in scene]
@@ -222,9 +226,8 @@ class SyntheticTeacher(Teacher):
         return format_target(" ".join(parts), answer)
 
     def _scene(self, kind: str, claim: Mapping[str, Any], scene: list[dict], seen: Any) -> str:
-        objects = _seen_scene(kind, claim, scene, seen, spare_colour=next(iter(COLOUR_RGB)))
-        rank = {**{s: i for i, s in enumerate(SHAPES)}, **{c: i for i, c in enumerate(COLOUR_RGB)}}
-        words = [f"{c} {s}" for s, c in sorted(objects, key=lambda o: (rank[o[0]], rank[o[1]]))]
+        objects = _seen_scene(kind, claim, scene, seen)
+        words = [f"{c} {s}" for s, c in sorted(objects, key=lambda o: (_RANK[o[0]], _RANK[o[1]]))]
         if self.style == "prose":
             return "The image contains " + (", ".join(words) if words else "nothing") + "."
         return "Scene: " + (", ".join(words) if words else "empty") + "."
