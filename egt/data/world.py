@@ -10,8 +10,19 @@ right and one wrong. Three question kinds, one per benchmark category:
 - ``color`` ("What colour is the triangle?")              -> ``general``
 
 Difficulty ``d ∈ [0, 1]`` raises the number of objects, shrinks them, lets them
-overlap, and makes the wrong answer closer (count off by one, a similar colour,
-a near-miss object). Label noise is *not* uniform: a pair's label is flipped
+overlap (``layout=free``) or moves them off their cell's centre (``layout=grid``),
+and makes the wrong answer closer (count off by one, a similar colour, a near-miss
+object).
+
+Layouts: ``free`` (the default) places objects anywhere; ``grid`` puts at most one
+object in each 28-pixel cell, the area of one merged Qwen2.5-VL image token
+(14-pixel patches, 2×2 merge). On the demo model's randomly initialised vision
+tower, a linear probe on the image tokens finds "is there a <colour> <shape>?" at
+0.85 balanced accuracy on ``grid`` scenes and 0.67 on ``free`` ones (chance 0.5;
+``python -m egt.eval.vision_probe``): a grid scene puts each object's shape at a
+fixed place in one token's patches.
+
+Label noise is *not* uniform: a pair's label is flipped
 with ``p_flip = noise_floor + noise_slope * (0.5 * d + ambiguous)`` (clipped to
 [0, 1]), and an ``ambiguous_rate`` of pairs is ambiguous (both responses equally
 wrong, or the scene genuinely unclear: a tiny or mostly off-canvas object, two
@@ -44,6 +55,7 @@ from egt.data.schema import FEATURES, randomize_order
 __all__ = [
     "COLOUR_RGB",
     "KINDS",
+    "LAYOUTS",
     "SPLITS",
     "SplitConfig",
     "WorldConfig",
@@ -66,6 +78,8 @@ COLOUR_RGB: dict[str, tuple[int, int, int]] = {
 }
 SIMILAR_COLOUR = {"red": "yellow", "yellow": "red", "green": "blue", "blue": "green"}
 BACKGROUND = (245, 245, 240)
+LAYOUTS = ("grid", "free")
+GRID_CELL = 28  # pixels: one merged Qwen2.5-VL image token (patch 14, spatial merge 2)
 SPLITS = {"sft_pool": "sft", "rl_pool": "rl", "bench": "bench"}
 
 
@@ -110,6 +124,7 @@ class WorldConfig:
     n_bench: int = 300
     image_size: int = 56
     max_objects: int = 3
+    layout: str = "free"
     shapes: List[str] = field(default_factory=lambda: list(SHAPES))
     colours: List[str] = field(default_factory=lambda: list(COLOUR_RGB))
     kind_weights: Dict[str, float] = field(
@@ -147,6 +162,15 @@ class WorldConfig:
             raise ValueError("the world needs at least 2 shapes and 3 colours")
         if self.max_objects < 1 or self.image_size < 16:
             raise ValueError("max_objects must be >= 1 and image_size >= 16")
+        _check_name(self.layout, LAYOUTS, "layout")
+        if self.layout == "grid":
+            if self.image_size % GRID_CELL:
+                raise ValueError(f"layout=grid needs image_size a multiple of {GRID_CELL} "
+                                 f"(one cell per merged image token), got {self.image_size}")
+            cells = (self.image_size // GRID_CELL) ** 2
+            if self.max_objects + 1 > cells:  # +1: an ambiguous scene adds a hard-to-see object
+                raise ValueError(f"layout=grid at image_size={self.image_size} has {cells} cells, room for "
+                                 f"max_objects <= {cells - 1}, got {self.max_objects}; raise image_size")
         if sum(max(0.0, w) for w in self.kind_weights.values()) <= 0:
             raise ValueError("kind_weights must have a positive weight")
         missing = [k for k, w in self.kind_weights.items() if w > 0 and k not in self.categories]
@@ -223,6 +247,7 @@ class _Builder:
     def __init__(self, cfg: WorldConfig, rng: np.random.Generator, d: float) -> None:
         self.cfg, self.rng, self.d = cfg, rng, d
         self.objects: list[dict] = []
+        self._cells: set[tuple[int, int]] = set()  # layout=grid: the occupied cells
 
     def pick(self, options):
         options = list(options)
@@ -238,6 +263,9 @@ class _Builder:
 
     def add(self, shape: str, colour: str, unclear: str | None = None) -> None:
         """Place one object; ``unclear`` = "tiny" | "edge" makes it hard to see."""
+        if self.cfg.layout == "grid":
+            self._add_in_cell(shape, colour, unclear)
+            return
         w, d = self.cfg.image_size, self.d
         s = max(3, int(round(w * 0.07))) if unclear == "tiny" else self.size()
         best, best_slack = None, -1e9
@@ -260,6 +288,32 @@ class _Builder:
             if slack >= 0:
                 break
         self.objects.append({"kind": shape, "colour": colour, "x": best[0], "y": best[1], "size": s})
+
+    def _add_in_cell(self, shape: str, colour: str, unclear: str | None) -> None:
+        """``layout=grid``: one object per free cell. Difficulty shrinks it (0.85 -> 0.5 of
+        the cell) and moves it off the cell's centre, never out of its cell; "tiny" is a
+        quarter of the cell, "edge" sits on the canvas border with ~30% of it inside."""
+        c, g, d = GRID_CELL, self.cfg.image_size // GRID_CELL, self.d
+        free = [(i, j) for j in range(g) for i in range(g) if (i, j) not in self._cells]
+        if unclear == "edge":
+            free = [(i, j) for i, j in free if min(i, j) == 0 or max(i, j) == g - 1]
+        i, j = free[int(self.rng.integers(len(free)))]
+        self._cells.add((i, j))
+        if unclear == "tiny":
+            s = max(3, int(round(c * 0.25)))
+        else:
+            s = min(c - 2, max(6, int(round(c * (0.85 - 0.35 * d) * self.rng.uniform(0.9, 1.1)))))
+        x, y = i * c + c // 2, j * c + c // 2
+        if unclear == "edge":
+            out = int(round(0.2 * s))
+            sides = [(-out, y), (g * c + out, y), (x, -out), (x, g * c + out)]
+            on_border = [i == 0, i == g - 1, j == 0, j == g - 1]
+            x, y = self.pick([p for p, ok in zip(sides, on_border) if ok])
+        else:
+            jit = int(round((c - s) // 2 * d))
+            x += int(self.rng.integers(-jit, jit + 1))
+            y += int(self.rng.integers(-jit, jit + 1))
+        self.objects.append({"kind": shape, "colour": colour, "x": x, "y": y, "size": s})
 
     def distractors(self, n: int, avoid) -> None:
         """``n`` objects whose (shape, colour) fails the predicate ``avoid``."""

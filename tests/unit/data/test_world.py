@@ -20,9 +20,9 @@ def _raw(ds: datasets.Dataset) -> list[dict]:
     return ds.to_list()
 
 
-@pytest.fixture(scope="module")
-def world() -> datasets.DatasetDict:
-    return make_world(WorldConfig(**SMALL))
+@pytest.fixture(scope="module", params=["grid", "free"])
+def world(request) -> datasets.DatasetDict:
+    return make_world(WorldConfig(**SMALL, layout=request.param))
 
 
 @pytest.fixture(scope="module")
@@ -31,16 +31,21 @@ def big_rl() -> tuple[WorldConfig, list[dict]]:
     return cfg, [json.loads(m) for m in make_world(cfg)["rl_pool"]["meta"]]
 
 
+def _layout(world) -> str:
+    return "grid" if all(_in_cells(json.loads(m)) for m in world["bench"]["meta"]) else "free"
+
+
 def test_same_seed_same_bytes(world):
-    again = make_world(WorldConfig(**SMALL))
+    layout = _layout(world)
+    again = make_world(WorldConfig(**SMALL, layout=layout))
     for split in ("sft_pool", "rl_pool", "bench"):
         assert _raw(world[split]) == _raw(again[split])
-    other = make_world(WorldConfig(**{**SMALL, "seed": 4}))
+    other = make_world(WorldConfig(**{**SMALL, "seed": 4, "layout": layout}))
     assert _raw(world["rl_pool"]) != _raw(other["rl_pool"])
 
 
 def test_splits_are_independent_streams(world):
-    bigger = make_world(WorldConfig(**{**SMALL, "n_rl": 40, "n_bench": 10}))
+    bigger = make_world(WorldConfig(**{**SMALL, "n_rl": 40, "n_bench": 10, "layout": _layout(world)}))
     assert _raw(bigger["sft_pool"]) == _raw(world["sft_pool"])
     assert _raw(bigger["rl_pool"]) == _raw(world["rl_pool"])[:40]  # sample i does not depend on n
     assert world["sft_pool"]["query"][:20] != world["rl_pool"]["query"][:20]
@@ -163,3 +168,45 @@ def test_world_corpus():
                    "which is right", ", wrong."):  # both teacher styles
         assert needle in joined
     assert texts == world_corpus(WorldConfig(seed=0), n=50)
+
+
+def _in_cells(meta, cell=28) -> bool:
+    """Every clearly visible object lies wholly inside one cell, one object per cell."""
+    cells = set()
+    for o in meta["scene"]:
+        h = o["size"] / 2
+        i, j = int(o["x"] // cell), int(o["y"] // cell)
+        if not (i * cell <= o["x"] - h and o["x"] + h <= (i + 1) * cell
+                and j * cell <= o["y"] - h and o["y"] + h <= (j + 1) * cell):
+            return False
+        if (i, j) in cells:
+            return False
+        cells.add((i, j))
+    return True
+
+
+def test_grid_layout_one_object_per_cell():
+    cfg = WorldConfig(seed=5, n_sft=0, n_rl=400, n_bench=200, image_size=84, max_objects=5, layout="grid")
+    dd = make_world(cfg)
+    assert dd["bench"][0]["images"][0].size == (84, 84)
+    metas = [json.loads(m) for s in ("rl_pool", "bench") for m in dd[s]["meta"]]
+    edge = [m for m in metas if any(not 0 <= o["x"] < 84 or not 0 <= o["y"] < 84 for o in m["scene"])]
+    clear = [m for m in metas if m not in edge]
+    assert all(_in_cells(m) for m in clear)
+    assert edge and all(m["ambiguous"] for m in edge)  # only the "edge" ambiguity leaves the canvas
+    assert max(len(m["scene"]) for m in metas) == 6    # max_objects + an unclear one, in 9 cells
+    # difficulty moves objects off their cell's centre and shrinks them
+    d = np.array([m["difficulty"] for m in clear])
+    off = np.array([np.mean([abs(o["x"] % 28 - 14) + abs(o["y"] % 28 - 14) for o in m["scene"]]) for m in clear])
+    size = np.array([np.mean([o["size"] for o in m["scene"]]) for m in clear])
+    assert off[d < 0.2].mean() < off[d > 0.8].mean() and size[d < 0.2].mean() > size[d > 0.8].mean() + 5
+
+
+def test_grid_layout_errors():
+    with pytest.raises(ValueError, match="multiple of 28"):
+        make_world(WorldConfig(image_size=60, layout="grid"))
+    with pytest.raises(ValueError, match="max_objects <= 3"):
+        make_world(WorldConfig(max_objects=4, layout="grid"))
+    with pytest.raises(ValueError, match="did you mean 'grid'"):
+        make_world(WorldConfig(layout="grd"))
+    make_world(WorldConfig(image_size=60, max_objects=4, n_sft=3, n_rl=3, n_bench=3))  # free: any size
