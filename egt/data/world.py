@@ -14,7 +14,7 @@ overlap (``layout=free``) or moves them off their cell's centre (``layout=grid``
 and makes the wrong answer closer (count off by one, a similar colour, a near-miss
 object).
 
-Layouts: ``free`` (the default) places objects anywhere; ``grid`` puts at most one
+Layouts: ``free`` places objects anywhere; ``grid`` (the default) puts at most one
 object in each 28-pixel cell, the area of one merged Qwen2.5-VL image token
 (14-pixel patches, 2×2 merge). On the demo model's randomly initialised vision
 tower, a linear probe on the image tokens finds "is there a <colour> <shape>?" at
@@ -124,7 +124,7 @@ class WorldConfig:
     n_bench: int = 300
     image_size: int = 56
     max_objects: int = 3
-    layout: str = "free"
+    layout: str = "grid"
     shapes: List[str] = field(default_factory=lambda: list(SHAPES))
     colours: List[str] = field(default_factory=lambda: list(COLOUR_RGB))
     kind_weights: Dict[str, float] = field(

@@ -204,9 +204,9 @@ def test_grid_layout_one_object_per_cell():
 
 def test_grid_layout_errors():
     with pytest.raises(ValueError, match="multiple of 28"):
-        make_world(WorldConfig(image_size=60, layout="grid"))
+        make_world(WorldConfig(image_size=60))
     with pytest.raises(ValueError, match="max_objects <= 3"):
         make_world(WorldConfig(max_objects=4, layout="grid"))
     with pytest.raises(ValueError, match="did you mean 'grid'"):
         make_world(WorldConfig(layout="grd"))
-    make_world(WorldConfig(image_size=60, max_objects=4, n_sft=3, n_rl=3, n_bench=3))  # free: any size
+    make_world(WorldConfig(image_size=60, max_objects=4, layout="free", n_sft=3, n_rl=3, n_bench=3))  # any size
