@@ -22,36 +22,41 @@ import time
 import numpy as np
 import torch
 
-from egt.data.encode import IGNORE, collate
+from egt.data.encode import IGNORE, ChatEncoder, collate, token_keys
 from egt.data.world import WorldConfig, make_record, render_scene
+from egt.distill.synthetic import _truth, _value
 from egt.models.loader import load_model, load_processor
 
 
 def answer(rec: dict) -> str:
+    """The true one-word answer: ``2``, ``yes``, ``red`` (the synthetic teacher's words)."""
     meta = rec["meta"]
-    claim, scene = meta["claims"][0], meta["scene"]
-    match = [o for o in scene if o["kind"] == claim["shape"]]
-    if meta["kind"] == "count":
-        return str(sum(claim["colour"] is None or o["colour"] == claim["colour"] for o in match))
-    if meta["kind"] == "exist":
-        return "yes" if any(o["colour"] == claim["colour"] for o in match) else "no"
-    return match[0]["colour"]
+    return _value(meta["kind"], _truth(meta["kind"], meta["claims"][0], meta["scene"]))
 
 
-def encode(rec: dict, cfg: WorldConfig, processor) -> dict:
+class QuestionEncoder(ChatEncoder):
+    """The project's encoder with the bare question as the prompt (image first), not the judge's."""
+
+    def prompt_text(self, sample: dict) -> str:
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": sample["query"]}]}]
+        return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def encode(rec: dict, cfg: WorldConfig, encoder: QuestionEncoder) -> dict:
+    """Prompt + answer, with the label on the answer's last token only. " red" and " yes" are
+    one token each; a digit is split from its space, so a count is answered with the bare digit."""
     image = render_scene(rec["meta"]["scene"], cfg.image_size)
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": rec["query"]}]}]
-    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    feats = processor(text=[text], images=[image], return_tensors="pt")
-    # the answer's last token: " red", " yes" are one token each; " 2" is " " + "2" (digits split)
-    target = processor.tokenizer(" " + answer(rec), add_special_tokens=False)["input_ids"][-1:]
-    prompt = feats["input_ids"][0]
-    out = {"input_ids": torch.cat([prompt, torch.tensor(target)]),
-           "labels": torch.cat([torch.full_like(prompt, IGNORE), torch.tensor(target)]),
-           "pixel_values": feats["pixel_values"], "image_grid_thw": feats["image_grid_thw"]}
-    if "mm_token_type_ids" in feats:
-        out["mm_token_type_ids"] = torch.cat([feats["mm_token_type_ids"][0], torch.zeros(1, dtype=torch.long)])
-    return out
+    value = answer(rec)
+    target = value if value.isdigit() else " " + value
+    ex = encoder.encode_example({"id": rec["id"], "query": rec["query"], "images": [image]}, target)
+    first = int((ex["labels"] != IGNORE).nonzero()[0])
+    keep = first + len(encoder.tokenizer(target, add_special_tokens=False)["input_ids"]) - 1
+    labels = torch.full_like(ex["labels"], IGNORE)
+    labels[keep] = ex["labels"][keep]
+    ex["labels"] = labels
+    for k in ("input_ids", "labels", *token_keys(ex)):  # the sequence ends at the answer
+        ex[k] = ex[k][:keep + 1]
+    return ex
 
 
 @torch.no_grad()
@@ -94,8 +99,9 @@ def main() -> None:
                       kind_weights={k: 1.0 for k in args.kinds.split(",")})
     cfg.validate()
     recs = [make_record(cfg, "perception", i) for i in range(args.n_train)]  # a stream of its own
-    train = [encode(r, cfg, processor) for r in recs if not r["meta"]["ambiguous"]]
-    bench = [(encode(r, cfg, processor), r["meta"]["kind"]) for r in (make_record(cfg, "bench", i) for i in range(300))]
+    encoder = QuestionEncoder(processor)
+    train = [encode(r, cfg, encoder) for r in recs if not r["meta"]["ambiguous"]]
+    bench = [(encode(r, cfg, encoder), r["meta"]["kind"]) for r in (make_record(cfg, "bench", i) for i in range(300))]
     pad = processor.tokenizer.pad_token_id
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     model.train()

@@ -30,6 +30,7 @@ def image_features(model: Any, processor: Any, images: Sequence[Any], batch_size
     Every image must give the same number of tokens (same size), so rows line up.
     """
     visual = model.model.visual
+    dtype = next(visual.parameters()).dtype
     rows = []
     for i in range(0, len(images), batch_size):
         chunk = list(images[i:i + batch_size])
@@ -37,7 +38,6 @@ def image_features(model: Any, processor: Any, images: Sequence[Any], batch_size
         grid = feats["image_grid_thw"]
         if not bool((grid == grid[0]).all()):
             raise ValueError("images of different sizes give different token counts; resize them first")
-        dtype = next(visual.parameters()).dtype
         out = visual(feats["pixel_values"].to(dtype), grid_thw=grid)
         out = getattr(out, "pooler_output", out)  # the merged tokens (transformers 5 returns an output object)
         rows.append(out.float().reshape(len(chunk), -1))
