@@ -12,12 +12,13 @@ import itertools
 import os
 import shutil
 import uuid
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from egt.models.processor import EgtQwen2_5_VLProcessor, make_image_processor
@@ -95,18 +96,67 @@ def mrope_section(head_dim: int) -> list[int]:
     return [half - 2 * hw, hw, hw]
 
 
+def train_bpe(words: Mapping[str, int], alphabet: Iterable[str], n_merges: int,
+              min_frequency: int = 2) -> list[tuple[str, str]]:
+    """Byte-pair merges learnt from pre-tokenised ``words`` (word → count), in merge order.
+
+    Each step merges the adjacent pair with the highest count summed over the words; ties go
+    to the lexicographically smallest ``(left, right)``, so the result depends only on the
+    counts. (HF ``tokenizers``' trainer breaks such ties in hash-map order, which differs
+    between processes: huggingface/tokenizers#1794.) Stops after ``n_merges`` merges or when
+    no pair occurs ``min_frequency`` times. Characters outside ``alphabet`` are an error.
+    """
+    known = set(alphabet)
+    split = []
+    for word, count in sorted(words.items()):
+        if count <= 0:
+            continue
+        unknown = set(word) - known
+        if unknown:
+            raise ValueError(f"word {word!r} has characters outside the alphabet: {sorted(unknown)}")
+        split.append(([*word], count))
+    merges: list[tuple[str, str]] = []
+    while len(merges) < n_merges:
+        pairs: dict[tuple[str, str], int] = {}
+        for symbols, count in split:
+            for pair in zip(symbols, symbols[1:]):
+                pairs[pair] = pairs.get(pair, 0) + count
+        if not pairs:
+            break
+        best = min(pairs, key=lambda pair: (-pairs[pair], pair))
+        if pairs[best] < min_frequency:
+            break
+        merges.append(best)
+        left, right = best
+        for symbols, _ in split:
+            i = 0
+            while i < len(symbols) - 1:
+                if symbols[i] == left and symbols[i + 1] == right:
+                    symbols[i:i + 2] = [left + right]
+                i += 1
+    return merges
+
+
 def train_tokenizer(corpus: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """A deterministic byte-level BPE with Qwen2-VL's special tokens and a chat template."""
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
+    """A deterministic byte-level BPE with Qwen2-VL's special tokens and a chat template.
+
+    ids: the special tokens, then the 256 byte symbols in code-point order, then one token
+    per merge (``train_bpe``), then the think/answer tags; at most ``vocab_size`` in all.
+    """
+    pre = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(_QWEN2_SPLIT), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
+    words: Counter[str] = Counter()
+    for line in corpus:
+        words.update(piece for piece, _ in pre.pre_tokenize_str(line))
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    n_merges = vocab_size - len(TAG_TOKENS) - len(SPECIAL_TOKENS) - len(alphabet)
+    merges = train_bpe(words, alphabet, n_merges)
+    vocab = {t: i for i, t in enumerate([*SPECIAL_TOKENS, *alphabet, *(a + b for a, b in merges)])}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    tok.pre_tokenizer = pre
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size - len(TAG_TOKENS), min_frequency=2, show_progress=False,
-        special_tokens=list(SPECIAL_TOKENS), initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(sorted(corpus), trainer=trainer)  # sorted: independent of line order
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in TAG_TOKENS])
     return PreTrainedTokenizerFast(

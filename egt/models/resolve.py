@@ -14,8 +14,9 @@ from egt.artifacts import make_key
 from egt.config import to_container
 
 log = logging.getLogger(__name__)
-BUILD_VERSION = 5  # 2: the tokenizer corpus holds the compact teacher style too; 3: untied embeddings;
-#                    4: and scene descriptions (distill.teacher.describe); 5: Qwen's default system message
+BUILD_VERSION = 6  # 2: the tokenizer corpus holds the compact teacher style too; 3: untied embeddings;
+#                    4: and scene descriptions (distill.teacher.describe); 5: Qwen's default system message;
+#                    6: egt's own BPE trainer (ties broken by the pair, the same in every process)
 CORPUS_LINES = 4000
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 from egt.models import (EgtQwen2_5_VLProcessor, TinyVLMSpec, build_tiny_vlm, default_corpus, load_model,
                         load_model_and_processor, load_processor, multimodal_token_ids)
 from egt.models import loader
-from egt.models.builder import mrope_section
+from egt.models.builder import mrope_section, train_bpe, train_tokenizer
 
 MESSAGES = [
     {"role": "system", "content": "You are a judge."},
@@ -114,6 +114,51 @@ def test_tokenizer_is_deterministic(tiny_dir, tmp_path):
     again = build_tiny_vlm(tmp_path / "again", TinyVLMSpec(), list(reversed(default_corpus())))
     assert (again / "tokenizer.json").read_bytes() == (tiny_dir / "tokenizer.json").read_bytes()
     assert (again / "model.safetensors").read_bytes() == (tiny_dir / "model.safetensors").read_bytes()
+
+
+def test_train_bpe_hand_worked():
+    # pair counts: ab 5+2=7, bc 5, ca 2, cd 3 → merge ab; then (ab)c 5, c(ab) 2, cd 3 → merge abc;
+    # then cd 3, then c(ab) 2 (= min_frequency); then no pair is left
+    words = {"abc": 5, "cab": 2, "cd": 3}
+    assert train_bpe(words, "abcd", 10) == [("a", "b"), ("ab", "c"), ("c", "d"), ("c", "ab")]
+    assert train_bpe(words, "abcd", 1) == [("a", "b")]
+    assert train_bpe(words, "abcd", 10, min_frequency=4) == [("a", "b"), ("ab", "c")]
+
+
+def test_train_bpe_breaks_ties_by_the_pair_not_by_order():
+    # "xy" and "ab" both occur 4 times: the smaller pair ("a", "b") goes first, whatever the order
+    assert train_bpe({"xy": 4, "ab": 4}, "abxy", 5) == [("a", "b"), ("x", "y")]
+    assert train_bpe({"ab": 4, "xy": 4}, "abxy", 5) == [("a", "b"), ("x", "y")]
+    # a run of one symbol merges left to right: aaaa → (aa)(aa) → aaaa
+    assert train_bpe({"aaaa": 3}, "a", 5) == [("a", "a"), ("aa", "aa")]
+
+
+def test_train_bpe_rejects_characters_outside_the_alphabet():
+    with pytest.raises(ValueError, match="outside the alphabet"):
+        train_bpe({"abz": 2}, "ab", 3)
+
+
+def test_tokenizer_is_the_same_in_a_fresh_process():
+    """HF's BpeTrainer breaks count ties in hash-map order, which changes between processes."""
+    code = textwrap.dedent("""
+        import sys
+        from egt.data.world import WorldConfig, world_corpus
+        from egt.models.builder import train_tokenizer
+        tok = train_tokenizer(world_corpus(WorldConfig(seed=0), n=1000), 600)
+        sys.stdout.write(tok.backend_tokenizer.to_str())
+    """)
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+            for _ in range(2)]
+    assert runs[0] == runs[1]
+    vocab = json.loads(runs[0])["model"]["vocab"]
+    assert len(vocab) <= 600 - 4 and vocab["<|endoftext|>"] == 0
+
+
+def test_tokenizer_round_trips_and_respects_the_cap():
+    tok = train_tokenizer(default_corpus(), 300)
+    assert len(tok) <= 300
+    text = "Is there a red circle? <think>I see 3.</think><answer>1</answer> ünïcode"
+    assert tok.decode(tok(text)["input_ids"]) == text
 
 
 def test_tags_survive_skip_special_tokens_and_digits_are_single_tokens(loaded):
