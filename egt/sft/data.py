@@ -16,10 +16,12 @@ log = logging.getLogger(__name__)
 def join_trajectories(pool: Dataset, trajectories: Dataset) -> Dataset:
     """Samples of ``pool`` that have a kept trajectory, with its text as column ``target``."""
     targets = dict(zip(trajectories["id"], trajectories["target"]))
-    missing = [i for i in targets if i not in set(pool["id"])]
+    ids = pool["id"]  # read the column once: reading it per trajectory made this quadratic
+    known = set(ids)
+    missing = [i for i in targets if i not in known]
     if missing:
         raise ValueError(f"{len(missing)} trajectories name samples not in the pool, e.g. {missing[:3]}")
-    keep = [i for i, sid in enumerate(pool["id"]) if sid in targets]
+    keep = [i for i, sid in enumerate(ids) if sid in targets]
     joined = pool.select(keep)
     return joined.add_column("target", [targets[sid] for sid in joined["id"]])
 

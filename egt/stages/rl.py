@@ -149,7 +149,8 @@ def train(cfg: DictConfig, out: Path, model_path: Path, ds: Dataset, selection: 
     encoder = ChatEncoder(processor, template=cfg.data.template, max_length=r.max_length)
     ds, skipped = _check_prompts(ds, encoder, cfg.data.on_bad_sample)
     if skipped:
-        selection = {**selection, "ids": [i for i in selection["ids"] if i not in set(skipped)]}
+        gone = set(skipped)
+        selection = {**selection, "ids": [i for i in selection["ids"] if i not in gone]}
     if len(ds) == 0:
         raise ConfigError("no selected sample can be encoded: nothing to train on")
     ref = None
