@@ -137,6 +137,14 @@ def train_bpe(words: Mapping[str, int], alphabet: Iterable[str], n_merges: int,
     return merges
 
 
+def bpe_vocab(base: Iterable[str], merges: Iterable[tuple[str, str]]) -> dict[str, int]:
+    """Token → id: ``base`` in order, then each merge's result. A result already in the vocabulary
+    keeps its id (as HF's trainer does), so ids stay contiguous and the added tokens after them
+    cannot collide with one."""
+    tokens = dict.fromkeys([*base, *(a + b for a, b in merges)])
+    return {t: i for i, t in enumerate(tokens)}
+
+
 def train_tokenizer(corpus: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
     """A deterministic byte-level BPE with Qwen2-VL's special tokens and a chat template.
 
@@ -153,8 +161,7 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int) -> PreTrainedTokeniz
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     n_merges = vocab_size - len(TAG_TOKENS) - len(SPECIAL_TOKENS) - len(alphabet)
     merges = train_bpe(words, alphabet, n_merges)
-    vocab = {t: i for i, t in enumerate([*SPECIAL_TOKENS, *alphabet, *(a + b for a, b in merges)])}
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    tok = Tokenizer(models.BPE(vocab=bpe_vocab([*SPECIAL_TOKENS, *alphabet], merges), merges=merges))
     tok.pre_tokenizer = pre
     tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])

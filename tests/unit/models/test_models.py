@@ -12,7 +12,7 @@ from PIL import Image
 from egt.models import (EgtQwen2_5_VLProcessor, TinyVLMSpec, build_tiny_vlm, default_corpus, load_model,
                         load_model_and_processor, load_processor, multimodal_token_ids)
 from egt.models import loader
-from egt.models.builder import mrope_section, train_bpe, train_tokenizer
+from egt.models.builder import bpe_vocab, mrope_section, train_bpe, train_tokenizer
 
 MESSAGES = [
     {"role": "system", "content": "You are a judge."},
@@ -136,6 +136,11 @@ def test_train_bpe_breaks_ties_by_the_pair_not_by_order():
 def test_train_bpe_rejects_characters_outside_the_alphabet():
     with pytest.raises(ValueError, match="outside the alphabet"):
         train_bpe({"abz": 2}, "ab", 3)
+
+
+def test_bpe_vocab_keeps_ids_contiguous_when_two_merges_make_one_token():
+    vocab = bpe_vocab(["<s>", "a", "b", "c"], [("b", "c"), ("a", "bc"), ("a", "b"), ("ab", "c"), ("ab", "ab")])
+    assert vocab == {"<s>": 0, "a": 1, "b": 2, "c": 3, "bc": 4, "abc": 5, "ab": 6, "abab": 7}
 
 
 def test_tokenizer_is_the_same_in_a_fresh_process():
