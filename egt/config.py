@@ -199,6 +199,8 @@ class RLConfig:
     kl_coef: float = 1e-3  # 0 = no KL term and no reference model
     kl_estimator: str = "k3"  # k1 | k3
     kl_in: str = "loss"  # loss | reward
+    logprob_batch_size: Optional[int] = None  # sequences per no-grad π_old / π_ref forward; null = the rollout batch
+    logprob_chunk_size: int = 256  # positions per output-head chunk: peak extra memory ~ chunk × V fp32
     checkpoint_every_n_steps: int = 5
     log_examples: int = 2  # completions kept per step in curves.json
     eval_n: int = 64  # bench samples generated after RL (format-ok, accuracy); 0 = none
@@ -383,6 +385,9 @@ def _validate_rl(cfg: DictConfig) -> None:
     if min(r.group_size, r.batch_size, r.num_mini_batches, r.ppo_epochs, r.epochs, r.max_new_tokens) < 1:
         raise ConfigError("rl.group_size, rl.batch_size, rl.num_mini_batches, rl.ppo_epochs, rl.epochs and "
                           "rl.max_new_tokens must be >= 1")
+    if r.logprob_chunk_size < 1 or (r.logprob_batch_size is not None and r.logprob_batch_size < 1):
+        raise ConfigError(f"rl.logprob_chunk_size={r.logprob_chunk_size} must be >= 1 and rl.logprob_batch_size="
+                          f"{r.logprob_batch_size} >= 1 or null (null: the whole rollout batch in one forward)")
     if r.lr <= 0 or r.kl_coef < 0 or not 0.0 <= r.warmup_ratio < 1.0:
         raise ConfigError("rl.lr must be > 0, rl.kl_coef >= 0 and rl.warmup_ratio in [0, 1)")
     if r.temperature <= 0:

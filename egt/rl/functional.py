@@ -11,6 +11,7 @@ hand-worked values.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 
@@ -197,6 +198,71 @@ def token_entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tenso
     """
     logp = torch.log_softmax(logits.float() / temperature, dim=-1)  # [B, L, V]
     return -(logp.exp() * logp).sum(-1)
+
+
+def _chunk_logprobs(h: torch.Tensor, targets: torch.Tensor, head: Callable[[torch.Tensor], torch.Tensor],
+                    temperature: float, with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """One chunk: [c, H], [c] → log π(target) [c] and entropy [c] (zeros unless ``with_entropy``), fp32."""
+    z = head(h).float()  # [c, V]: the only vocabulary-sized tensors live here
+    if temperature != 1.0:
+        z = z / temperature
+    lse = torch.logsumexp(z, dim=-1)  # [c]
+    logp = z.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - lse  # [c]
+    if not with_entropy:
+        return logp, torch.zeros_like(lse)
+    with torch.no_grad():
+        logq = z.detach().sub(lse.detach().unsqueeze(-1))  # [c, V]
+        ent = -(logq.exp().mul_(logq)).sum(-1)  # [c]
+    return logp, ent
+
+
+def chunked_token_logprobs(hidden: torch.Tensor, head: Callable[[torch.Tensor], torch.Tensor],
+                           targets: torch.Tensor, temperature: float = 1.0, mask: torch.Tensor | None = None,
+                           chunk: int = 256, with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`token_logprobs` (and :func:`token_entropy`) from the last hidden states through the
+    output head, ``chunk`` positions at a time, so [B, L, V] is never held.
+
+    hidden: [B, L, H] (position t predicts ``targets[:, t]``); head: [N, H] → [N, V] logits (the
+    model's output embedding); targets: [B, L]; mask: [B, L], only its positions are computed (0
+    elsewhere). → (log π(target) [B, L] fp32, entropy [B, L] fp32 in nats or None).
+
+    With gradients on, each chunk runs under non-reentrant activation checkpointing: only its
+    [c, H] hidden states are saved and backward recomputes its logits, so the peak extra memory of
+    forward + backward is O(chunk × V) fp32 whatever B and L (the approach of chunked / "fused
+    linear" cross-entropy, e.g. Liger-Kernel; here in plain PyTorch). The entropy never carries a
+    gradient. Same values as the unchunked reference to fp32 rounding (tests/unit/rl).
+
+    Raises ValueError if ``chunk`` < 1.
+
+    >>> head = torch.nn.Linear(2, 4, bias=False)
+    >>> _ = torch.nn.init.zeros_(head.weight)
+    >>> lp, ent = chunked_token_logprobs(torch.randn(1, 3, 2), head, torch.tensor([[0, 1, 2]]), chunk=2,
+    ...                                  with_entropy=True)
+    >>> lp.detach().exp(), ent / math.log(4)   # zero weights: uniform over V = 4
+    (tensor([[0.2500, 0.2500, 0.2500]]), tensor([[1., 1., 1.]]))
+    """
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    from torch.utils.checkpoint import checkpoint
+
+    B, L, H = hidden.shape
+    flat_h, flat_t = hidden.reshape(B * L, H), targets.reshape(B * L).to(hidden.device)  # [B*L, H], [B*L]
+    idx = (torch.arange(B * L, device=hidden.device) if mask is None
+           else mask.to(hidden.device).reshape(-1).nonzero().squeeze(-1))  # [N] positions computed
+    grad = torch.is_grad_enabled()
+    logps, ents = [], []
+    for start in range(0, idx.numel(), chunk):
+        pos = idx[start:start + chunk]  # [c]
+        args = (flat_h[pos], flat_t[pos], head, temperature, with_entropy)
+        lp, ent = checkpoint(_chunk_logprobs, *args, use_reentrant=False) if grad else _chunk_logprobs(*args)
+        logps.append(lp)
+        ents.append(ent)
+    zeros = torch.zeros(B * L, dtype=torch.float32, device=hidden.device)
+    if not logps:
+        return zeros.view(B, L), (zeros.view(B, L) if with_entropy else None)
+    logp = zeros.index_put((idx,), torch.cat(logps)).view(B, L)  # out of place: differentiable
+    ent = zeros.index_put((idx,), torch.cat(ents)).view(B, L) if with_entropy else None
+    return logp, ent
 
 
 def completion_mask(tokens: torch.Tensor, stop_ids: list[int] | tuple[int, ...]) -> torch.Tensor:

@@ -61,7 +61,8 @@ class RLModule(L.LightningModule):
                  group_size: int, ppo_epochs: int, num_mini_batches: int, max_new_tokens: int,
                  temperature: float, lr: float, weight_decay: float, warmup_steps: int, max_grad_norm: float | None,
                  kl_coef: float, kl_estimator: str, kl_in: str, ref_model: torch.nn.Module | None = None,
-                 seed: int = 0, max_rollouts: int = -1, log_examples: int = 2):
+                 seed: int = 0, max_rollouts: int = -1, log_examples: int = 2,
+                 logprob_batch_size: int | None = None, logprob_chunk_size: int = 256):
         super().__init__()
         self.automatic_optimization = False
         self.model, self.encoder, self.reward = model, encoder, reward
@@ -73,6 +74,7 @@ class RLModule(L.LightningModule):
         self.kl_coef, self.kl, self.kl_in = kl_coef, KL_ESTIMATORS[kl_estimator], kl_in
         self._ref = (ref_model,)  # a tuple: not a submodule, so not in the checkpoint nor the optimizer
         self.seed, self.max_rollouts, self.log_examples = seed, max_rollouts, log_examples
+        self.logprob_batch_size, self.logprob_chunk_size = logprob_batch_size, logprob_chunk_size
         self.rollouts = 0  # rollout batches done (the checkpoint holds it)
         self.history: list[dict[str, Any]] = []  # per-step metrics + sample ids, for curves.json
 
@@ -113,12 +115,12 @@ class RLModule(L.LightningModule):
         mask = ro.completion_mask  # [B, L]
         with torch.no_grad():
             old_logp, entropy = logprobs_and_entropy(self.model, ro.prompt_feats, ro.completion_ids, mask, pad,
-                                                     self.temperature, with_entropy=True)
+                                                     self.temperature, with_entropy=True, **self._logprob_kw())
             ro.old_logp = old_logp.detach().cpu()
             kl_tok = torch.zeros_like(ro.old_logp)
             if self.ref_model is not None:
                 ref_logp, _ = logprobs_and_entropy(self.ref_model, ro.prompt_feats, ro.completion_ids, mask, pad,
-                                                   self.temperature)
+                                                   self.temperature, **self._logprob_kw())
                 ro.ref_logp = ref_logp.cpu()
                 kl_tok = self.kl(ro.old_logp, ro.ref_logp)  # [B, L]
         if self.ref_model is not None and self.kl_in == "reward":
@@ -137,6 +139,10 @@ class RLModule(L.LightningModule):
         m.update({f"rl/judge_{k}": float(terms.verdicts.get(k, 0))
                   for k in ("support", "contradict", "undecided", "error", "not_asked")})
         return m | update
+
+    def _logprob_kw(self) -> dict[str, Any]:
+        """Micro-batch and head-chunk sizes of the no-grad log-prob passes (π_old, π_ref)."""
+        return {"chunk_size": self.logprob_chunk_size, "batch_size": self.logprob_batch_size}
 
     def _advantages(self, rewards: torch.Tensor, group_size: int) -> tuple[torch.Tensor, ...]:
         """Advantages and filter masks over the *global* rollout batch (every rank's rewards gathered, in
@@ -162,7 +168,8 @@ class RLModule(L.LightningModule):
             for idx in chunks:
                 feats = [ro.prompt_feats[i] for i in idx.tolist()]
                 mask = ro.completion_mask[idx].to(self.device)  # [b, L]
-                logp, _ = logprobs_and_entropy(self.model, feats, ro.completion_ids[idx], mask, pad, self.temperature)
+                logp, _ = logprobs_and_entropy(self.model, feats, ro.completion_ids[idx], mask, pad, self.temperature,
+                                               chunk_size=self.logprob_chunk_size)
                 out = self.loss_fn(logp, ro.old_logp[idx].to(self.device), adv[idx].to(self.device), mask,
                                    keep[idx].to(self.device), in_denominator[idx].to(self.device))
                 loss = out.loss

@@ -19,7 +19,8 @@ import torch
 
 from egt.data.encode import ChatEncoder, collate, token_keys
 from egt.eval.generation import generate_batch
-from egt.rl.functional import completion_mask, token_entropy, token_logprobs
+from egt.probe.probe import last_hidden_and_head
+from egt.rl.functional import chunked_token_logprobs, completion_mask
 
 
 @dataclass
@@ -95,19 +96,21 @@ def rollout(model: Any, backend: RolloutBackend, encoder: ChatEncoder, samples: 
 
 def sequence_inputs(prompt_feats: Sequence[dict[str, torch.Tensor]], completion_ids: torch.Tensor,
                     completion_mask: torch.Tensor, pad_id: int) -> dict[str, torch.Tensor]:
-    """Model inputs for ``[left-padded prompt | completion]``: input_ids/attention_mask [b, T+L],
-    token-aligned fields extended with zeros, image tensors concatenated."""
+    """Model inputs for ``[left-padded prompt | completion]`` on the CPU: input_ids/attention_mask
+    [b, T+L], token-aligned fields extended with zeros, image tensors concatenated. The completion
+    tensors may be on any device."""
     inputs = collate(list(prompt_feats), pad_id, "left")
     b, length = completion_ids.shape
-    inputs["input_ids"] = torch.cat([inputs["input_ids"], completion_ids], dim=1)
-    inputs["attention_mask"] = torch.cat([inputs["attention_mask"], completion_mask.to(torch.long)], dim=1)
+    inputs["input_ids"] = torch.cat([inputs["input_ids"], completion_ids.cpu()], dim=1)
+    inputs["attention_mask"] = torch.cat([inputs["attention_mask"], completion_mask.cpu().to(torch.long)], dim=1)
     for k in token_keys(prompt_feats[0]):
         inputs[k] = torch.cat([inputs[k], torch.zeros((b, length), dtype=inputs[k].dtype)], dim=1)
     return inputs
 
 
 def completion_logits(model: Any, inputs: dict[str, torch.Tensor], length: int) -> torch.Tensor:
-    """Logits [b, L, V] that predict the L completion tokens (the images go in too)."""
+    """Logits [b, L, V] that predict the L completion tokens (the images go in too). Holds the whole
+    [b, L, V]: the unchunked reference of :func:`logprobs_and_entropy` (tests, benchmarks)."""
     device = next(model.parameters()).device
     out = model(**{k: v.to(device) for k, v in inputs.items()}, logits_to_keep=length + 1, use_cache=False)
     return out.logits[:, :-1]  # position t predicts token t+1
@@ -115,12 +118,34 @@ def completion_logits(model: Any, inputs: dict[str, torch.Tensor], length: int) 
 
 def logprobs_and_entropy(model: Any, prompt_feats: Sequence[dict[str, torch.Tensor]], completion_ids: torch.Tensor,
                          completion_mask: torch.Tensor, pad_id: int, temperature: float = 1.0,
-                         with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                         with_entropy: bool = False, chunk_size: int = 256,
+                         batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log π(completion tokens) [b, L] (fp32, differentiable when grads are on) and, optionally,
-    the policy's token entropy [b, L]."""
-    inputs = sequence_inputs(prompt_feats, completion_ids, completion_mask, pad_id)
-    logits = completion_logits(model, inputs, completion_ids.shape[1])  # [b, L, V]
-    targets = completion_ids.to(logits.device)
-    logp = token_logprobs(logits, targets, temperature)  # [b, L]
-    ent = token_entropy(logits, temperature) if with_entropy else None
-    return logp, ent
+    the policy's token entropy [b, L] in nats; both 0 where ``completion_mask`` [b, L] is 0.
+
+    One forward of ``[prompt | completion]`` up to the last hidden states, then the output head
+    ``chunk_size`` positions at a time (:func:`egt.rl.functional.chunked_token_logprobs`), so no
+    [b, L, V] tensor is held, with or without gradients. ``batch_size`` (no-grad calls only: the
+    π_old and π_ref passes) runs the rows in micro-batches of that many sequences; None = all at
+    once. Results are on the model's device. Raises ValueError for ``batch_size`` < 1 or a
+    micro-batch request with gradients on (the gradient pass's size is ``rl.num_mini_batches``).
+    """
+    b, length = completion_ids.shape
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"rl.logprob_batch_size must be >= 1 or null, got {batch_size}")
+    if batch_size is not None and batch_size < b:
+        if torch.is_grad_enabled():
+            raise ValueError("micro-batched log-probs are for no-grad passes; split the gradient pass with "
+                             "rl.num_mini_batches")
+        parts = [logprobs_and_entropy(model, prompt_feats[s:s + batch_size], completion_ids[s:s + batch_size],
+                                      completion_mask[s:s + batch_size], pad_id, temperature, with_entropy,
+                                      chunk_size) for s in range(0, b, batch_size)]
+        logp = torch.cat([p[0] for p in parts])
+        return logp, (torch.cat([p[1] for p in parts]) if with_entropy else None)
+    device = next(model.parameters()).device
+    inputs = {k: v.to(device) for k, v in sequence_inputs(prompt_feats, completion_ids, completion_mask,
+                                                          pad_id).items()}
+    hidden, head = last_hidden_and_head(model, inputs)  # [b, T+L, H]
+    T = hidden.shape[1] - length
+    return chunked_token_logprobs(hidden[:, T - 1:T + length - 1], head, completion_ids.to(device), temperature,
+                                  mask=completion_mask, chunk=chunk_size, with_entropy=with_entropy)

@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 VERSION = 1
 # Settings that change how RL is run or reported, not the model it produces.
 NOT_IN_KEY = ("checkpoint_every_n_steps", "log_examples", "eval_n", "eval_max_new_tokens", "eval_batch_size",
-              "selection_path")
+              "selection_path", "logprob_batch_size", "logprob_chunk_size")
 
 
 class RolloutCheckpoint(Callback):
@@ -178,7 +178,8 @@ def train(cfg: DictConfig, out: Path, model_path: Path, ds: Dataset, selection: 
                       temperature=r.temperature, lr=r.lr, weight_decay=r.weight_decay,
                       warmup_steps=int(r.warmup_ratio * opt_steps), max_grad_norm=r.max_grad_norm,
                       kl_coef=r.kl_coef, kl_estimator=r.kl_estimator, kl_in=r.kl_in, ref_model=ref, seed=rl_seed(cfg),
-                      max_rollouts=r.max_steps, log_examples=r.log_examples)
+                      max_rollouts=r.max_steps, log_examples=r.log_examples,
+                      logprob_batch_size=r.logprob_batch_size, logprob_chunk_size=r.logprob_chunk_size)
     last = out / "checkpoints" / "last.ckpt"
     last.parent.mkdir(parents=True, exist_ok=True)
     trainer_kw = distributed.trainer_kwargs(cfg)

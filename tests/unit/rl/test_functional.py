@@ -111,3 +111,47 @@ def test_losses_classes():
     assert out.loss.item() == pytest.approx(1e3, rel=1e-4)
     out.loss.backward()
     assert big.grad.item() == 0.0  # clamped: no gradient through the pre-clip
+
+
+# ------------------------------------------------- chunked log-probs from hidden states
+def _reference(hidden, head, targets, temperature):
+    logits = head(hidden)  # [B, L, V]: what the chunked version never holds
+    return F.token_logprobs(logits, targets, temperature), F.token_entropy(logits, temperature)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 64])
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_chunked_token_logprobs_equal_the_unchunked_reference_with_gradients(chunk, temperature):
+    torch.manual_seed(0)
+    B, L, H, V = 3, 5, 8, 50
+    head = torch.nn.Linear(H, V, bias=False)
+    hidden = torch.randn(B, L, H, requires_grad=True)
+    targets = torch.randint(0, V, (B, L))
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 1, 1, 1, 0]])
+    ref_lp, ref_ent = _reference(hidden, head, targets, temperature)
+    lp, ent = F.chunked_token_logprobs(hidden, head, targets, temperature, mask=mask, chunk=chunk, with_entropy=True)
+    m = mask.bool()
+    torch.testing.assert_close(lp[m], ref_lp[m], atol=1e-5, rtol=0)
+    torch.testing.assert_close(ent[m], ref_ent[m], atol=1e-5, rtol=0)
+    assert torch.all(lp[~m] == 0) and torch.all(ent[~m] == 0) and not ent.requires_grad
+    # gradients w.r.t. the hidden states and the head's weight, through the recomputed chunks
+    w = torch.randn(B, L) * mask
+    g_ref = torch.autograd.grad((ref_lp * w).sum(), [hidden, head.weight])
+    g = torch.autograd.grad((lp * w).sum(), [hidden, head.weight])
+    for a, b in zip(g, g_ref):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_chunked_token_logprobs_hand_values_and_errors():
+    head = torch.nn.Linear(1, 2, bias=False)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[0.0], [1.0]]))  # logits (0, h)
+    h = torch.tensor([[[0.0], [math.log(3.0)]]])  # p(1) = 1/2, then 3/4
+    lp, ent = F.chunked_token_logprobs(h, head, torch.tensor([[1, 1]]), chunk=1, with_entropy=True)
+    torch.testing.assert_close(lp.detach().exp(), torch.tensor([[0.5, 0.75]]))
+    h34 = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
+    torch.testing.assert_close(ent, torch.tensor([[math.log(2.0), h34]]))
+    lp_none, ent_none = F.chunked_token_logprobs(h, head, torch.tensor([[1, 1]]), mask=torch.zeros(1, 2))
+    assert torch.all(lp_none == 0) and ent_none is None
+    with pytest.raises(ValueError, match="chunk must be >= 1"):
+        F.chunked_token_logprobs(h, head, torch.tensor([[1, 1]]), chunk=0)

@@ -12,7 +12,9 @@ from egt.rl.advantages import BatchWhitenAdvantage, GroupAdvantage
 from egt.rl.filters import NormalisedAdvantageFilter
 from egt.rl.losses import StableReinforceLoss
 from egt.rl.module import RLModule
-from egt.rl.rollout import HFGenerateBackend, logprobs_and_entropy, rollout
+from egt.rl.functional import token_entropy, token_logprobs
+from egt.rl.rollout import (HFGenerateBackend, completion_logits, logprobs_and_entropy, rollout,
+                            sequence_inputs)
 from rl_stub import ShortIsGood  # tests/helpers
 
 
@@ -66,6 +68,34 @@ def test_first_ppo_epoch_is_on_policy(tiny_model_dir, world):
                                    enc.tokenizer.pad_token_id)
     m = ro.completion_mask[2:].bool()
     torch.testing.assert_close(full[2:][m], half[m], atol=1e-4, rtol=0)  # padding does not change log-probs
+
+
+@pytest.mark.parametrize("chunk,batch", [(1, None), (5, 1), (256, 3), (7, 8)])
+def test_chunked_micro_batched_logprobs_equal_the_full_logits_reference(tiny_model_dir, world, chunk, batch):
+    model, proc = load_model_and_processor(tiny_model_dir)
+    enc, pad = ChatEncoder(proc), proc.tokenizer.pad_token_id
+    torch.manual_seed(1)
+    ro = rollout(model, HFGenerateBackend(), enc, list(world.select(range(3))), 2, 10, 1.0)
+    ids, mask = ro.completion_ids, ro.completion_mask
+    logits = completion_logits(model, sequence_inputs(ro.prompt_feats, ids, mask, pad), ids.shape[1])  # [6, L, V]
+    ref_lp, ref_ent = token_logprobs(logits, ids, 0.8), token_entropy(logits, 0.8)
+    m = mask.bool()
+    with torch.no_grad():
+        lp, ent = logprobs_and_entropy(model, ro.prompt_feats, ids, mask, pad, 0.8, with_entropy=True,
+                                       chunk_size=chunk, batch_size=batch)
+    torch.testing.assert_close(lp[m], ref_lp[m].detach(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(ent[m], ref_ent[m], atol=1e-5, rtol=0)
+    # the gradient pass (chunks recomputed in backward) gives the reference's gradients
+    w = torch.randn(mask.shape) * mask
+    params = [p for p in model.parameters() if p.requires_grad]
+    g_ref = torch.autograd.grad((ref_lp * w).sum(), params, allow_unused=True)
+    lp_grad, _ = logprobs_and_entropy(model, ro.prompt_feats, ids, mask, pad, 0.8, chunk_size=chunk)
+    g = torch.autograd.grad((lp_grad * w).sum(), params, allow_unused=True)
+    for a, b in zip(g, g_ref):
+        if b is not None:
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="no-grad passes"):
+        logprobs_and_entropy(model, ro.prompt_feats, ids, mask, pad, batch_size=1)
 
 
 def test_group_size_one_and_no_reference_without_kl(tiny_model_dir, world):

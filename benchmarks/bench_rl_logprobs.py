@@ -1,0 +1,157 @@
+"""Peak extra memory and time of the RL log-prob passes, before vs after chunking (outside the tests).
+
+    python benchmarks/bench_rl_logprobs.py                                  # CPU: hidden 64, V = 151,936
+    python benchmarks/bench_rl_logprobs.py --device cuda --shape 7b --batch 16 --new 1024
+
+Compares, on the same model and the same rollout (``--batch`` sequences of a prompt with one image
+and ``--new`` completion tokens):
+  before  the unchunked path egt used until 2026-11: ``completion_logits`` ([b, L, V] logits) then
+          ``token_logprobs`` / ``token_entropy`` on the whole tensor (fp32 copies of [b, L, V])
+  after   ``egt.rl.rollout.logprobs_and_entropy``: last hidden states, then the output head
+          ``--chunk`` positions at a time (checkpointed under gradients), micro-batches of
+          ``--micro`` sequences in the no-grad pass
+for two passes:
+  old     no-grad log π_old + token entropy (the rollout's scoring pass)
+  grad    log π_θ with gradients, then backward (the policy update)
+Each (variant, pass) runs in a fresh process. Peak extra memory: on CPU the rise of the process's max
+RSS over what the model and the inputs already hold; on CUDA max_memory_allocated over the memory
+allocated before the pass. Prints one JSON line per run, then a side-by-side table with after/before.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SHAPES = {"v152k": dict(hidden=64, layers=2, heads=4, kv=2, inter=128, vocab=151936, tie=False)}
+
+
+def _model(shape: str, dtype, device: str):
+    sys.path.insert(0, str(Path(__file__).parent))
+    import bench_gpu_scale as g
+
+    if shape in SHAPES:
+        g.SHAPES[shape], g.VISION[shape] = SHAPES[shape], g.VISION["tiny"]
+    model = g.build(shape, "sdpa", dtype, device)
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
+    return model, g
+
+
+def _rollout(g, a, device):
+    import torch
+
+    px = a.image // 28 * 2  # patches per side
+    n_img = px * px // 4
+    torch.manual_seed(0)
+    feats = []
+    for _ in range(a.batch):
+        text = torch.randint(1000, 100000, (a.prompt - n_img - 2,))
+        ids = torch.cat([torch.tensor([g.START]), torch.full((n_img,), g.IMAGE), torch.tensor([g.END]), text])
+        feats.append({"input_ids": ids, "attention_mask": torch.ones_like(ids),
+                      "pixel_values": torch.randn(px * px, 3 * 2 * 14 * 14),
+                      "image_grid_thw": torch.tensor([[1, px, px]])})
+    ids = torch.randint(1000, 100000, (a.batch, a.new))
+    lengths = torch.randint(a.new // 2, a.new + 1, (a.batch,))  # completions end at different lengths
+    mask = (torch.arange(a.new)[None] < lengths[:, None]).long()
+    return feats, ids, mask
+
+
+def _child(a) -> None:
+    import torch
+
+    from egt.rl.functional import token_entropy, token_logprobs
+    from egt.rl.rollout import completion_logits, logprobs_and_entropy, sequence_inputs
+
+    cuda = a.device.startswith("cuda")
+    dtype = torch.bfloat16 if cuda else torch.float32
+    torch.manual_seed(0)  # the same weights in every process
+    model, g = _model(a.shape, dtype, a.device)
+    feats, ids, mask = _rollout(g, a, a.device)
+    pad = 151643
+    w = torch.randn(mask.shape, device=a.device) * mask.to(a.device)
+
+    def run():
+        if a.variant == "before":
+            with torch.set_grad_enabled(a.pass_ == "grad"):
+                logits = completion_logits(model, sequence_inputs(feats, ids, mask, pad), a.new)  # [b, L, V]
+                lp = token_logprobs(logits, ids.to(logits.device), 1.0)
+                ent = token_entropy(logits, 1.0) if a.pass_ == "old" else None
+        else:
+            with torch.set_grad_enabled(a.pass_ == "grad"):
+                lp, ent = logprobs_and_entropy(model, feats, ids, mask, pad, 1.0, with_entropy=a.pass_ == "old",
+                                               chunk_size=a.chunk,
+                                               batch_size=a.micro if a.pass_ == "old" else None)
+        if a.pass_ == "grad":
+            (lp * w).sum().backward()
+            model.zero_grad(set_to_none=True)
+        m = mask.to(lp.device)
+        return float((lp.detach() * m).sum()) + (float((ent * m).sum()) if ent is not None else 0.0)
+
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    times = []
+    for _ in range(a.repeats):
+        t0 = time.perf_counter()
+        checksum = run()
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    peak = (torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    print(json.dumps({"variant": a.variant, "pass": a.pass_, "shape": a.shape, "device": a.device,
+                      "batch": a.batch, "new": a.new, "prompt": a.prompt, "vocab": model.config.text_config.vocab_size,
+                      "chunk": a.chunk, "micro": a.micro, "seconds_min": round(min(times), 4),
+                      "seconds_all": [round(t, 4) for t in times], "extra_gb": round((peak - base) / 2**30, 3),
+                      "checksum": checksum}), flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--shape", default="v152k", help="v152k (hidden 64, V = 151,936) | 3b | 7b | tiny")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--new", type=int, default=256, help="completion tokens L")
+    p.add_argument("--prompt", type=int, default=64, help="prompt tokens, image tokens included")
+    p.add_argument("--image", type=int, default=112, help="image side in px (112 → 16 image tokens)")
+    p.add_argument("--chunk", type=int, default=256)
+    p.add_argument("--micro", type=int, default=None, help="no-grad micro-batch (sequences); default: none")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--passes", nargs="+", default=["old", "grad"])
+    p.add_argument("--child", nargs=2, metavar=("VARIANT", "PASS"))
+    a = p.parse_args()
+    if a.child:
+        a.variant, a.pass_ = a.child
+        return _child(a)
+    rows = []
+    argv = [a for a in sys.argv[1:]]
+    for pass_ in a.passes:
+        for variant in ("before", "after"):
+            proc = subprocess.run([sys.executable, __file__, *argv, "--child", variant, pass_], capture_output=True,
+                                  text=True)
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+            if proc.returncode or not lines:
+                print(json.dumps({"variant": variant, "pass": pass_, "error": proc.stderr.strip()[-600:]}))
+                continue
+            print(lines[-1], flush=True)
+            rows.append(json.loads(lines[-1]))
+    print("\n| pass | before: s / extra GB | after: s / extra GB | after/before time | after/before memory |")
+    print("|---|---|---|---|---|")
+    for pass_ in a.passes:
+        b = next((r for r in rows if r["pass"] == pass_ and r["variant"] == "before"), None)
+        f = next((r for r in rows if r["pass"] == pass_ and r["variant"] == "after"), None)
+        if b and f:
+            print(f"| {pass_} | {b['seconds_min']:.3f} / {b['extra_gb']:.2f} | {f['seconds_min']:.3f} / "
+                  f"{f['extra_gb']:.2f} | {f['seconds_min'] / b['seconds_min']:.2f} | "
+                  f"{f['extra_gb'] / max(b['extra_gb'], 1e-9):.3f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# One prepared GPU session: the environment, `pytest -m gpu`, and bench_gpu_scale.py on the real
+# Qwen2.5-VL shapes. Every part has its own time limit and its own log, so one failure does not hide
+# the rest.
+#
+#   OUT=/tmp/gpu bash benchmarks/gpu_check.sh                      # everything
+#   OUT=/tmp/gpu PARTS="env bench7b" bash benchmarks/gpu_check.sh  # some parts
+#
+# Parts: env, pytest (pytest -m gpu, parallel), bench3b, bench7b (AdamW: bf16 parameters and states
+# fit one 141 GB H200), logprob (benchmarks/bench_rl_logprobs.py at V = 152,064 on the GPU).
+# Logs: $OUT/env.txt, $OUT/pytest_gpu.log, $OUT/bench.jsonl (+ bench_*.log), $OUT/logprob.log.
+set -u
+OUT=${OUT:-gpu_check_out}
+PARTS=${PARTS:-"env pytest bench3b bench7b"}
+T_PYTEST=${T_PYTEST:-240}
+T_BENCH=${T_BENCH:-180}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 WANDB_MODE=offline
+has() { [[ " $PARTS " == *" $1 "* ]]; }
+
+if has env; then
+  {
+    date -u; nvidia-smi -L; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+    python3 - <<'EOF'
+import importlib, importlib.metadata as md, torch
+print("torch", torch.__version__, "cuda", torch.version.cuda, "device", torch.cuda.get_device_name())
+for p in ["transformers", "tokenizers", "lightning", "hydra-core", "omegaconf", "datasets", "pyarrow",
+          "fsspec", "deepspeed", "flash-attn", "vllm", "torchvision", "pillow", "safetensors", "accelerate"]:
+    try:
+        print(p, md.version(p))
+    except md.PackageNotFoundError:
+        print(p, "-")
+import egt, egt.stages.rl  # the package imports with this environment
+print("egt imports from", egt.__file__)
+EOF
+  } >"$OUT/env.txt" 2>&1
+  echo "env: rc=$?"
+fi
+
+if has pytest; then
+  timeout "$T_PYTEST" python3 -m pytest -m gpu -q -rA -n 3 -p no:cacheprovider --timeout "$T_PYTEST" \
+    tests/integration/test_gpu_scale.py >"$OUT/pytest_gpu.log" 2>&1
+  echo "pytest -m gpu: rc=$?"; tail -15 "$OUT/pytest_gpu.log"
+fi
+
+bench() {  # shape, extra args
+  local shape=$1; shift
+  timeout "$T_BENCH" python3 benchmarks/bench_gpu_scale.py --shape "$shape" "$@" \
+    >"$OUT/bench_$shape.log" 2>&1
+  echo "bench $shape: rc=$?"
+  grep '^{' "$OUT/bench_$shape.log" | tee -a "$OUT/bench.jsonl"
+  grep -v '^{' "$OUT/bench_$shape.log" | tail -5
+}
+has bench3b && bench 3b
+has bench7b && bench 7b --optim adamw
+
+if has logprob; then
+  timeout "$T_BENCH" python3 benchmarks/bench_rl_logprobs.py --device cuda >"$OUT/logprob.log" 2>&1
+  echo "logprob: rc=$?"; tail -20 "$OUT/logprob.log"
+fi
