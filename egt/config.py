@@ -100,6 +100,19 @@ class SFTConfig:
 
 
 @dataclass
+class GenerationSettings:
+    """How a stage decodes beyond its temperature (egt.eval.generation.generation_config). Unset = off
+    (top_k 0, top_p 1, repetition_penalty 1: the full distribution); a checkpoint's own
+    generation_config.json applies only with ``use_checkpoint_defaults`` (Qwen2.5-VL-7B-Instruct
+    ships top_k 1, top_p 0.001, temperature 0.1, repetition_penalty 1.05)."""
+
+    top_k: Optional[int] = None
+    top_p: Optional[float] = None
+    repetition_penalty: Optional[float] = None
+    use_checkpoint_defaults: bool = False
+
+
+@dataclass
 class ProbeConfig:
     """Entropy probing (paper §2.3): the model generates, one teacher-forced pass scores."""
 
@@ -109,6 +122,7 @@ class ProbeConfig:
     limit: Optional[int] = None  # probe only the first N samples of the split
     n: int = 1  # outputs per sample; n > 1 needs temperature > 0
     temperature: float = 0.0  # 0 = greedy
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
     max_new_tokens: int = 96
     max_length: int = 512  # prompt tokens (image tokens included)
     batch_size: int = 32
@@ -164,6 +178,7 @@ class EvalConfig:
     order: str = "official"  # official | both (each pair in both orders: per-order accuracy, consistency)
     votes: int = 1  # Voting@K: majority of K sampled judgements (needs temperature > 0)
     temperature: float = 0.0  # 0 = greedy
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
     max_new_tokens: int = 256
     max_length: int = 8192  # prompt tokens (image tokens included); longer prompts are bad samples
     batch_size: int = 16

@@ -2,14 +2,66 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from tqdm.auto import tqdm
+from transformers import GenerationConfig
 
 from egt.data.encode import ChatEncoder, collate
 from egt.data.prompt import format_ok, parse_answer
 from egt.models.loader import multimodal_token_ids
+
+
+# Token ids a checkpoint's generation_config.json may set; everything else in it is a decoding choice
+# that egt owns (Qwen2.5-VL-7B-Instruct ships do_sample, top_k 1, top_p 0.001, temperature 0.1 and
+# repetition_penalty 1.05, which transformers applies to every generate() call that leaves them unset).
+TOKEN_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
+
+
+def generation_config(max_new_tokens: int, temperature: float = 0.0, pad_token_id: int | None = None, *,
+                      top_k: int | None = None, top_p: float | None = None, repetition_penalty: float | None = None,
+                      use_checkpoint_defaults: bool = False, suppress_ids: Sequence[int] = ()) -> GenerationConfig:
+    """The one ``GenerationConfig`` every egt caller decodes with (probe, eval, Voting@K, RL rollouts on
+    HF, the HF teacher and judge); use it through :func:`model_generate`.
+
+    ``temperature`` 0 → greedy; > 0 → sampling at that temperature. Unset ``top_k`` / ``top_p`` /
+    ``repetition_penalty`` (None) are *off* (top_k 0, top_p 1, penalty 1: the full distribution, so
+    a sampled output is drawn from π/T, as the RL log-probs and the probe's entropies assume;
+    transformers' own default top_k is 50). With ``use_checkpoint_defaults`` they are left unset
+    instead, so the checkpoint's generation_config.json fills them. ``suppress_ids`` (the vision
+    placeholder tokens) are never generated.
+    """
+    kw: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": pad_token_id,
+                          "do_sample": temperature > 0, "bad_words_ids": [[int(i)] for i in suppress_ids] or None}
+    if temperature > 0:
+        kw["temperature"] = float(temperature)
+    off = {"top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0}
+    for name, value in (("top_k", top_k), ("top_p", top_p), ("repetition_penalty", repetition_penalty)):
+        if value is not None:
+            kw[name] = value
+        elif not use_checkpoint_defaults:
+            kw[name] = off[name]
+    return GenerationConfig(**kw)
+
+
+def model_generate(model: Any, batch: dict[str, torch.Tensor], config: GenerationConfig,
+                   use_checkpoint_defaults: bool = False) -> torch.Tensor:
+    """``model.generate(**batch, generation_config=config)`` where nothing comes from the checkpoint's
+    generation_config.json but its token ids (eos, pad, bos), unless ``use_checkpoint_defaults``.
+
+    transformers fills every field ``config`` leaves unset from ``model.generation_config``; for the
+    call, that is replaced by one holding the checkpoint's token ids alone (restored afterwards).
+    Returns prompt + new ids [B, T+G].
+    """
+    if use_checkpoint_defaults:
+        return model.generate(**batch, generation_config=config)
+    own = model.generation_config
+    model.generation_config = GenerationConfig(**{k: getattr(own, k, None) for k in TOKEN_FIELDS})
+    try:
+        return model.generate(**batch, generation_config=config)
+    finally:
+        model.generation_config = own
 
 
 def prompt_batch(encoder: ChatEncoder, samples: Sequence[dict[str, Any]], device: Any) -> dict[str, torch.Tensor]:
@@ -20,41 +72,37 @@ def prompt_batch(encoder: ChatEncoder, samples: Sequence[dict[str, Any]], device
 
 @torch.no_grad()
 def generate_batch(model: Any, encoder: ChatEncoder, batch: dict[str, torch.Tensor], max_new_tokens: int = 128,
-                   temperature: float = 0.0, **generate_kwargs: Any) -> torch.Tensor:
+                   temperature: float = 0.0, sampling: Mapping[str, Any] | None = None) -> torch.Tensor:
     """Generated token ids [B, G] for one left-padded prompt batch (greedy when ``temperature`` is 0);
-    rows that stopped early are filled with pad after their stop token. ``generate_kwargs`` go to
-    ``model.generate`` (e.g. ``top_k=0, top_p=1.0`` so RL samples from the policy itself)."""
-    tok = encoder.tokenizer
-    suppress = [[i] for i in multimodal_token_ids(encoder.processor)]
-    kw: dict[str, Any] = {"do_sample": temperature > 0, "max_new_tokens": max_new_tokens,
-                          "pad_token_id": tok.pad_token_id, "bad_words_ids": suppress or None}
-    if temperature > 0:
-        kw["temperature"] = temperature
-    seq = model.generate(**batch, **kw, **generate_kwargs)
+    rows that stopped early are filled with pad after their stop token. ``sampling``: ``top_k``,
+    ``top_p``, ``repetition_penalty``, ``use_checkpoint_defaults`` (a stage's ``*.generation``
+    config; see :func:`generation_config`). Multimodal special tokens are suppressed."""
+    s = dict(sampling or {})
+    checkpoint = bool(s.pop("use_checkpoint_defaults", False))
+    config = generation_config(max_new_tokens, temperature, encoder.tokenizer.pad_token_id,
+                               use_checkpoint_defaults=checkpoint,
+                               suppress_ids=multimodal_token_ids(encoder.processor), **s)
+    seq = model_generate(model, batch, config, checkpoint)
     return seq[:, batch["input_ids"].shape[1]:]
 
 
 @torch.no_grad()
 def generate(model: Any, encoder: ChatEncoder, samples: Sequence[dict[str, Any]], max_new_tokens: int = 128,
-             batch_size: int = 16, temperature: float = 0.0, desc: str = "generate") -> list[str]:
+             batch_size: int = 16, temperature: float = 0.0, desc: str = "generate",
+             sampling: Mapping[str, Any] | None = None) -> list[str]:
     """One judge output per sample (left padding, multimodal special tokens suppressed)."""
     tok = encoder.tokenizer
-    suppress = [[i] for i in multimodal_token_ids(encoder.processor)]
     was_training = model.training
     model.eval()
     outs: list[str] = []
     device = next(model.parameters()).device
-    for start in tqdm(range(0, len(samples), batch_size), desc=desc, dynamic_ncols=True):
-        feats = [encoder.encode_prompt(s) for s in samples[start:start + batch_size]]
-        batch = {k: v.to(device) for k, v in collate(feats, tok.pad_token_id, side="left").items()}
-        kw: dict[str, Any] = {"do_sample": temperature > 0, "max_new_tokens": max_new_tokens,
-                              "pad_token_id": tok.pad_token_id, "bad_words_ids": suppress or None}
-        if temperature > 0:
-            kw["temperature"] = temperature
-        seq = model.generate(**batch, **kw)
-        new = seq[:, batch["input_ids"].shape[1]:]
-        outs += tok.batch_decode(new, skip_special_tokens=True)
-    model.train(was_training)
+    try:
+        for start in tqdm(range(0, len(samples), batch_size), desc=desc, dynamic_ncols=True):
+            batch = prompt_batch(encoder, samples[start:start + batch_size], device)
+            new = generate_batch(model, encoder, batch, max_new_tokens, temperature, sampling)
+            outs += tok.batch_decode(new, skip_special_tokens=True)
+    finally:
+        model.train(was_training)
     return outs
 
 

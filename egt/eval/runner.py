@@ -35,8 +35,8 @@ class HFJudge:
     """A Hugging Face VLM + its :class:`~egt.data.encode.ChatEncoder`; greedy at temperature 0."""
 
     def __init__(self, model: Any, encoder: Any, max_new_tokens: int = 256, temperature: float = 0.0,
-                 seed: int = 0) -> None:
-        self.model, self.encoder = model, encoder
+                 seed: int = 0, sampling: dict[str, Any] | None = None) -> None:
+        self.model, self.encoder, self.sampling = model, encoder, sampling
         self.max_new_tokens, self.temperature, self.seed = max_new_tokens, temperature, seed
         self.calls = 0
 
@@ -55,7 +55,7 @@ class HFJudge:
         device = next(self.model.parameters()).device
         batch = {k: v.to(device) for k, v in collate(prepared, tok.pad_token_id, side="left").items()}
         self.model.eval()
-        new = generate_batch(self.model, self.encoder, batch, self.max_new_tokens, self.temperature)
+        new = generate_batch(self.model, self.encoder, batch, self.max_new_tokens, self.temperature, self.sampling)
         return tok.batch_decode(new, skip_special_tokens=True)
 
 

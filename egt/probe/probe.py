@@ -132,15 +132,17 @@ def _meta(sample: dict[str, Any]) -> dict[str, Any]:
 
 
 def probe_batch(model: Any, encoder: ChatEncoder, samples: Sequence[dict[str, Any]], n: int = 1,
-                temperature: float = 0.0, max_new_tokens: int = 128, chunk: int = 128) -> list[dict[str, Any]]:
-    """One probe row per sample (see the module docstring)."""
+                temperature: float = 0.0, max_new_tokens: int = 128, chunk: int = 128,
+                sampling: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One probe row per sample (see the module docstring); ``sampling`` is ``probe.generation``
+    (:func:`egt.eval.generation.generate_batch`)."""
     tok = encoder.tokenizer
     device = next(model.parameters()).device
     batch = prompt_batch(encoder, samples, device)
     stops = stop_token_ids(model, tok)
     draws: list[list[dict[str, Any]]] = [[] for _ in samples]
     for _ in range(n):
-        new = generate_batch(model, encoder, batch, max_new_tokens, temperature)  # [B, G]
+        new = generate_batch(model, encoder, batch, max_new_tokens, temperature, sampling)  # [B, G]
         mask = generated_mask(new, stops)  # [B, G]
         ent = teacher_forced_entropy(model, batch, new, mask, chunk)  # [B, G]
         lengths = mask.sum(1).tolist()
@@ -187,8 +189,8 @@ def _row(sample: dict[str, Any], draws: list[dict[str, Any]]) -> dict[str, Any]:
 # ----------------------------------------------------------------- shards of a data set
 def probe_shards(model: Any, encoder: ChatEncoder, dataset: Any, shards: Sequence[Shard], out_dir: Path,
                  n: int = 1, temperature: float = 0.0, max_new_tokens: int = 128, batch_size: int = 16,
-                 chunk: int = 128, seed: int = 0,
-                 progress: Callable[[int], Any] | None = None) -> dict[str, int]:
+                 chunk: int = 128, seed: int = 0, progress: Callable[[int], Any] | None = None,
+                 sampling: dict[str, Any] | None = None) -> dict[str, int]:
     """Probe every shard not yet on disk; each finished shard is one atomic parquet write.
 
     Sampling is seeded per shard (``seed``, shard start), so a resumed or
@@ -209,7 +211,7 @@ def probe_shards(model: Any, encoder: ChatEncoder, dataset: Any, shards: Sequenc
             rows: list[dict[str, Any]] = []
             for start in range(shard[0], shard[1], batch_size):
                 samples = list(dataset.select(range(start, min(start + batch_size, shard[1]))))
-                rows += probe_batch(model, encoder, samples, n, temperature, max_new_tokens, chunk)
+                rows += probe_batch(model, encoder, samples, n, temperature, max_new_tokens, chunk, sampling)
                 if progress:
                     progress(len(samples))
             write_parquet_atomic(pd.DataFrame(rows), path)

@@ -11,7 +11,7 @@ hand-worked values.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -201,30 +201,36 @@ def token_entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tenso
 
 
 def _chunk_logprobs(h: torch.Tensor, targets: torch.Tensor, head: Callable[[torch.Tensor], torch.Tensor],
-                    temperature: float, with_entropy: bool) -> tuple[torch.Tensor, torch.Tensor]:
+                    temperature: float, with_entropy: bool,
+                    suppress: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One chunk: [c, H], [c] → log π(target) [c] and entropy [c] (zeros unless ``with_entropy``), fp32."""
     z = head(h).float()  # [c, V]: the only vocabulary-sized tensors live here
     if temperature != 1.0:
         z = z / temperature
+    if suppress is not None:  # tokens the sampler never draws leave the normaliser too
+        z = z.index_fill(-1, suppress, float("-inf"))
     lse = torch.logsumexp(z, dim=-1)  # [c]
     logp = z.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - lse  # [c]
     if not with_entropy:
         return logp, torch.zeros_like(lse)
     with torch.no_grad():
-        logq = z.detach().sub(lse.detach().unsqueeze(-1))  # [c, V]
+        logq = z.detach().clamp(min=torch.finfo(torch.float32).min).sub_(lse.detach().unsqueeze(-1))  # [c, V]
         ent = -(logq.exp().mul_(logq)).sum(-1)  # [c]
     return logp, ent
 
 
 def chunked_token_logprobs(hidden: torch.Tensor, head: Callable[[torch.Tensor], torch.Tensor],
                            targets: torch.Tensor, temperature: float = 1.0, mask: torch.Tensor | None = None,
-                           chunk: int = 256, with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                           chunk: int = 256, with_entropy: bool = False,
+                           suppress_ids: Sequence[int] = ()) -> tuple[torch.Tensor, torch.Tensor | None]:
     """:func:`token_logprobs` (and :func:`token_entropy`) from the last hidden states through the
     output head, ``chunk`` positions at a time, so [B, L, V] is never held.
 
     hidden: [B, L, H] (position t predicts ``targets[:, t]``); head: [N, H] → [N, V] logits (the
     model's output embedding); targets: [B, L]; mask: [B, L], only its positions are computed (0
-    elsewhere). → (log π(target) [B, L] fp32, entropy [B, L] fp32 in nats or None).
+    elsewhere); suppress_ids: tokens the sampler was forbidden (their logits are −inf here too, so
+    the normaliser is the sampling distribution's). → (log π(target) [B, L] fp32, entropy [B, L]
+    fp32 in nats or None).
 
     With gradients on, each chunk runs under non-reentrant activation checkpointing: only its
     [c, H] hidden states are saved and backward recomputes its logits, so the peak extra memory of
@@ -250,10 +256,11 @@ def chunked_token_logprobs(hidden: torch.Tensor, head: Callable[[torch.Tensor], 
     idx = (torch.arange(B * L, device=hidden.device) if mask is None
            else mask.to(hidden.device).reshape(-1).nonzero().squeeze(-1))  # [N] positions computed
     grad = torch.is_grad_enabled()
+    suppress = torch.tensor(sorted(set(suppress_ids)), dtype=torch.long, device=hidden.device) if suppress_ids else None
     logps, ents = [], []
     for start in range(0, idx.numel(), chunk):
         pos = idx[start:start + chunk]  # [c]
-        args = (flat_h[pos], flat_t[pos], head, temperature, with_entropy)
+        args = (flat_h[pos], flat_t[pos], head, temperature, with_entropy, suppress)
         lp, ent = checkpoint(_chunk_logprobs, *args, use_reentrant=False) if grad else _chunk_logprobs(*args)
         logps.append(lp)
         ents.append(ent)

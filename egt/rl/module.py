@@ -32,8 +32,13 @@ Departures from the paper (StableReinforce in OpenRLHF, 8 GPUs) and from R1-Rewa
   batch's, but the loss mean is over each rank's kept sequences and DDP averages the gradients, which
   equals the global mean only when every rank keeps as many. Under DeepSpeed, rl.max_grad_norm is not
   applied (the engine owns the partitioned gradients).
-- Rollouts sample at ``temperature`` from the full distribution (top_k = 0, top_p = 1), and
-  log-probs are of π/T, so the ratio is exactly the sampling policy's.
+- Rollouts sample at ``temperature`` from the full distribution (top_k = 0, top_p = 1, no
+  repetition penalty, whatever the checkpoint's generation_config.json says), and log-probs are of
+  π/T with the never-sampled vision placeholder tokens left out of the normaliser, so the ratio is
+  exactly the sampling policy's (1 on the first PPO epoch).
+- log π_old, log π_ref and the entropy come from the last hidden states through the output head in
+  chunks of ``rl.logprob_chunk_size`` positions (checkpointed in the gradient pass), the no-grad
+  passes in micro-batches of ``rl.logprob_batch_size`` sequences: no [b, L, V] tensor is held.
 - Each step re-seeds the RNG from (seed, rollout index, rank) inside a forked RNG, so a resumed
   run draws the same completions as an uninterrupted one (with the same number of ranks).
 - LR: linear warmup, then constant. Rollout batches that do not fill ``batch_size`` (the
@@ -50,6 +55,7 @@ import torch
 from egt import distributed
 from egt.data.encode import ChatEncoder
 from egt.data.sampler import ResumableSampler
+from egt.models.loader import multimodal_token_ids
 from egt.rl.functional import KL_ESTIMATORS, aggregate, masked_mean
 from egt.rl.reward import CompositeReward
 from egt.rl.rollout import Rollout, RolloutBackend, logprobs_and_entropy, rollout
@@ -75,6 +81,7 @@ class RLModule(L.LightningModule):
         self._ref = (ref_model,)  # a tuple: not a submodule, so not in the checkpoint nor the optimizer
         self.seed, self.max_rollouts, self.log_examples = seed, max_rollouts, log_examples
         self.logprob_batch_size, self.logprob_chunk_size = logprob_batch_size, logprob_chunk_size
+        self.suppress_ids = multimodal_token_ids(encoder.processor)  # never sampled: out of the normaliser too
         self.rollouts = 0  # rollout batches done (the checkpoint holds it)
         self.history: list[dict[str, Any]] = []  # per-step metrics + sample ids, for curves.json
 
@@ -142,7 +149,8 @@ class RLModule(L.LightningModule):
 
     def _logprob_kw(self) -> dict[str, Any]:
         """Micro-batch and head-chunk sizes of the no-grad log-prob passes (π_old, π_ref)."""
-        return {"chunk_size": self.logprob_chunk_size, "batch_size": self.logprob_batch_size}
+        return {"chunk_size": self.logprob_chunk_size, "batch_size": self.logprob_batch_size,
+                "suppress_ids": self.suppress_ids}
 
     def _advantages(self, rewards: torch.Tensor, group_size: int) -> tuple[torch.Tensor, ...]:
         """Advantages and filter masks over the *global* rollout batch (every rank's rewards gathered, in
@@ -169,7 +177,7 @@ class RLModule(L.LightningModule):
                 feats = [ro.prompt_feats[i] for i in idx.tolist()]
                 mask = ro.completion_mask[idx].to(self.device)  # [b, L]
                 logp, _ = logprobs_and_entropy(self.model, feats, ro.completion_ids[idx], mask, pad, self.temperature,
-                                               chunk_size=self.logprob_chunk_size)
+                                               chunk_size=self.logprob_chunk_size, suppress_ids=self.suppress_ids)
                 out = self.loss_fn(logp, ro.old_logp[idx].to(self.device), adv[idx].to(self.device), mask,
                                    keep[idx].to(self.device), in_denominator[idx].to(self.device))
                 loss = out.loss

@@ -63,8 +63,8 @@ class HFGenerateBackend(RolloutBackend):
     def complete(self, model: Any, encoder: ChatEncoder, prompt_batch: dict[str, torch.Tensor],
                  max_new_tokens: int, temperature: float,
                  samples: Sequence[dict[str, Any]] | None = None) -> torch.Tensor:
-        extra = {"top_k": self.top_k, "top_p": self.top_p} if temperature > 0 else {}
-        return generate_batch(model, encoder, prompt_batch, max_new_tokens, temperature, **extra)
+        sampling = {"top_k": self.top_k, "top_p": self.top_p} if temperature > 0 else {}
+        return generate_batch(model, encoder, prompt_batch, max_new_tokens, temperature, sampling)
 
 
 def stop_ids(model: Any, encoder: ChatEncoder) -> list[int]:
@@ -119,7 +119,8 @@ def completion_logits(model: Any, inputs: dict[str, torch.Tensor], length: int) 
 def logprobs_and_entropy(model: Any, prompt_feats: Sequence[dict[str, torch.Tensor]], completion_ids: torch.Tensor,
                          completion_mask: torch.Tensor, pad_id: int, temperature: float = 1.0,
                          with_entropy: bool = False, chunk_size: int = 256,
-                         batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                         batch_size: int | None = None,
+                         suppress_ids: Sequence[int] = ()) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log π(completion tokens) [b, L] (fp32, differentiable when grads are on) and, optionally,
     the policy's token entropy [b, L] in nats; both 0 where ``completion_mask`` [b, L] is 0.
 
@@ -127,7 +128,8 @@ def logprobs_and_entropy(model: Any, prompt_feats: Sequence[dict[str, torch.Tens
     ``chunk_size`` positions at a time (:func:`egt.rl.functional.chunked_token_logprobs`), so no
     [b, L, V] tensor is held, with or without gradients. ``batch_size`` (no-grad calls only: the
     π_old and π_ref passes) runs the rows in micro-batches of that many sequences; None = all at
-    once. Results are on the model's device. Raises ValueError for ``batch_size`` < 1 or a
+    once. ``suppress_ids``: tokens the rollout could not sample (the vision placeholders), left out
+    of the normaliser so the first PPO epoch is exactly on-policy. Results are on the model's device. Raises ValueError for ``batch_size`` < 1 or a
     micro-batch request with gradients on (the gradient pass's size is ``rl.num_mini_batches``).
     """
     b, length = completion_ids.shape
@@ -139,7 +141,7 @@ def logprobs_and_entropy(model: Any, prompt_feats: Sequence[dict[str, torch.Tens
                              "rl.num_mini_batches")
         parts = [logprobs_and_entropy(model, prompt_feats[s:s + batch_size], completion_ids[s:s + batch_size],
                                       completion_mask[s:s + batch_size], pad_id, temperature, with_entropy,
-                                      chunk_size) for s in range(0, b, batch_size)]
+                                      chunk_size, suppress_ids=suppress_ids) for s in range(0, b, batch_size)]
         logp = torch.cat([p[0] for p in parts])
         return logp, (torch.cat([p[1] for p in parts]) if with_entropy else None)
     device = next(model.parameters()).device
@@ -148,4 +150,5 @@ def logprobs_and_entropy(model: Any, prompt_feats: Sequence[dict[str, torch.Tens
     hidden, head = last_hidden_and_head(model, inputs)  # [b, T+L, H]
     T = hidden.shape[1] - length
     return chunked_token_logprobs(hidden[:, T - 1:T + length - 1], head, completion_ids.to(device), temperature,
-                                  mask=completion_mask, chunk=chunk_size, with_entropy=with_entropy)
+                                  mask=completion_mask, chunk=chunk_size, with_entropy=with_entropy,
+                                  suppress_ids=suppress_ids)

@@ -110,7 +110,7 @@ class _LazyJudge:
             model = model.to(distributed.device(self.cfg))  # this rank's GPU (views are sharded over ranks)
             e = self.cfg.eval
             encoder = ChatEncoder(processor, template=self.cfg.data.template, max_length=e.max_length)
-            self.judge = HFJudge(model, encoder, e.max_new_tokens, e.temperature, e.seed)
+            self.judge = HFJudge(model, encoder, e.max_new_tokens, e.temperature, e.seed, to_container(e.generation))
         return self.judge
 
 

@@ -94,7 +94,7 @@ def probe(cfg: DictConfig, out: Path, model_path: str, data: dict, rank: int = 0
                   disable=rank != 0) as bar:
             counts = probe_shards(model, encoder, ds, mine, out, n=p.n, temperature=p.temperature,
                                   max_new_tokens=p.max_new_tokens, batch_size=p.batch_size, chunk=p.chunk_size,
-                                  seed=cfg.seed, progress=bar.update)
+                                  seed=cfg.seed, progress=bar.update, sampling=to_container(p.generation))
         seconds = time.perf_counter() - t0
         n_mine = sum(e - s for s, e in mine) if counts["shards_computed"] == len(mine) else None
         ranks = distributed.all_gather((counts, n_mine, seconds))  # also waits until every shard is written

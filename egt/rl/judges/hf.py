@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from egt.eval.generation import generation_config, model_generate
 from egt.rl.judges.base import JudgeItem, LogicJudge, consistency_prompt, parse_consistency
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,8 @@ class HFJudge(LogicJudge):
             texts = [self._prompt(it) for it in items[start:start + self.batch_size]]
             tok.padding_side = "left"
             enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            seq = self._model.generate(**enc, do_sample=False, max_new_tokens=self.max_new_tokens,
-                                       pad_token_id=tok.pad_token_id)
+            greedy = generation_config(self.max_new_tokens, 0.0, tok.pad_token_id)  # nothing from the checkpoint
+            seq = model_generate(self._model, dict(enc), greedy)
             replies = tok.batch_decode(seq[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
             out += [parse_consistency(r) for r in replies]
         return out

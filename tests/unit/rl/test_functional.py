@@ -155,3 +155,13 @@ def test_chunked_token_logprobs_hand_values_and_errors():
     assert torch.all(lp_none == 0) and ent_none is None
     with pytest.raises(ValueError, match="chunk must be >= 1"):
         F.chunked_token_logprobs(h, head, torch.tensor([[1, 1]]), chunk=0)
+
+
+def test_chunked_token_logprobs_leave_suppressed_tokens_out_of_the_normaliser():
+    head = torch.nn.Linear(1, 3, bias=False)
+    torch.nn.init.zeros_(head.weight)  # uniform over 3 tokens; token 2 can never be sampled
+    with torch.no_grad():
+        lp, ent = F.chunked_token_logprobs(torch.ones(1, 2, 1), head, torch.tensor([[0, 1]]), suppress_ids=[2],
+                                           with_entropy=True)
+    torch.testing.assert_close(lp.exp(), torch.tensor([[0.5, 0.5]]))
+    torch.testing.assert_close(ent, torch.full((1, 2), math.log(2.0)))  # 0 · log 0 counts 0, not NaN

@@ -18,14 +18,14 @@ from egt.rl.rollout import (HFGenerateBackend, completion_logits, logprobs_and_e
 from rl_stub import ShortIsGood  # tests/helpers
 
 
-def _module(model_dir, world, *, group_size=2, kl=0.0, advantage=None, ppo_epochs=1):
+def _module(model_dir, world, *, group_size=2, kl=0.0, advantage=None, ppo_epochs=1, num_mini_batches=2):
     model, proc = load_model_and_processor(model_dir)
     model.train()
     ref = load_model_and_processor(model_dir)[0] if kl > 0 else None
     sampler = ResumableSampler(len(world), shuffle=False)
     m = RLModule(model, ChatEncoder(proc), ShortIsGood(), StableReinforceLoss(), advantage or BatchWhitenAdvantage(),
                  NormalisedAdvantageFilter(), HFGenerateBackend(), sampler, group_size=group_size,
-                 ppo_epochs=ppo_epochs, num_mini_batches=2, max_new_tokens=12, temperature=1.0, lr=1e-3,
+                 ppo_epochs=ppo_epochs, num_mini_batches=num_mini_batches, max_new_tokens=12, temperature=1.0, lr=1e-3,
                  weight_decay=0.0, warmup_steps=0, max_grad_norm=1.0, kl_coef=kl, kl_estimator="k3", kl_in="loss",
                  ref_model=ref, max_rollouts=2)
     return m, DataLoader(world, batch_size=3, sampler=sampler, collate_fn=list)
@@ -96,6 +96,21 @@ def test_chunked_micro_batched_logprobs_equal_the_full_logits_reference(tiny_mod
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match="no-grad passes"):
         logprobs_and_entropy(model, ro.prompt_feats, ids, mask, pad, batch_size=1)
+
+
+def test_first_update_is_exactly_on_policy_under_a_shipped_generation_config(tiny_model_dir, world, tmp_path):
+    import json
+    import shutil
+
+    shipped = tmp_path / "model"  # Qwen2.5-VL-7B-Instruct's generation_config.json on the tiny model
+    shutil.copytree(tiny_model_dir, shipped)
+    gen = json.loads((shipped / "generation_config.json").read_text())
+    gen.update(do_sample=True, top_k=1, top_p=0.001, temperature=0.1, repetition_penalty=1.05)
+    (shipped / "generation_config.json").write_text(json.dumps(gen))
+    m, loader = _module(shipped, world, num_mini_batches=1)
+    _fit(m, loader)
+    for h in m.history:  # one optimizer step per rollout: π_θ = π_old when the loss is computed
+        assert h["rl/ratio_mean"] == pytest.approx(1.0, abs=1e-6) and h["rl/clip_frac"] == 0.0
 
 
 def test_group_size_one_and_no_reference_without_kl(tiny_model_dir, world):
