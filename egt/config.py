@@ -8,7 +8,9 @@ instead.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -54,6 +56,11 @@ class ModelConfig:
     trust_remote_code: bool = False
     freeze_vision: bool = False
     gradient_checkpointing: bool = False
+    # pixel budget of every image, in pixels (null: the checkpoint's preprocessor_config.json; Qwen2.5-VL
+    # ships 3,136 / 12,845,056, so a 2240×2240 image is 6,400 tokens; R1-Reward's inference uses
+    # max_pixels=1003520 → 1,225). Reaches the processor in every stage and every artifact key.
+    min_pixels: Optional[int] = None
+    max_pixels: Optional[int] = None
 
 
 @dataclass
@@ -298,8 +305,43 @@ def _check_choice(where: str, value: str, options: tuple[str, ...]) -> None:
         raise ConfigError(f"{where}: {_did_you_mean(value, options)}")
 
 
+def _schema_class(tp: Any) -> type | None:
+    """The dataclass behind a field type (``X`` or ``Optional[X]``), else None."""
+    for t in (tp, *typing.get_args(tp)):
+        if dataclasses.is_dataclass(t):
+            return t
+    return None
+
+
+def unknown_keys(node: Any, schema: type, where: str = "") -> list[str]:
+    """Keys of ``node`` that the dataclass ``schema`` does not define, recursively, each with a "did
+    you mean" hint. Hydra's ``+key=value`` adds such keys without complaint, and no stage would read
+    them (e.g. ``+model.max_pixels=…`` before model.max_pixels existed)."""
+    if not isinstance(node, DictConfig):
+        return []
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    hints = typing.get_type_hints(schema)
+    out = []
+    for key in node.keys():
+        name = f"{where}{key}"
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            out.append(f"{name}" + (f" (did you mean {where}{close[0]}?)" if close else ""))
+            continue
+        sub = _schema_class(hints.get(key))
+        if sub is not None and not OmegaConf.is_missing(node, key):
+            out += unknown_keys(node[key], sub, f"{name}.")
+    return out
+
+
 def validate(cfg: DictConfig) -> None:
     """Check a composed config before any heavy work; raise ConfigError if it cannot run."""
+    sections = {name: _schema_class(tp) for name, tp in typing.get_type_hints(EgtConfig).items()}
+    unknown = [k for name, schema in sections.items() if schema is not None and name in cfg
+               for k in unknown_keys(cfg[name], schema, f"{name}.")]
+    if unknown:
+        raise ConfigError("unknown config keys (no stage reads them): " + "; ".join(unknown) +
+                          ". Remove them or fix the spelling (python train.py --cfg job shows every key)")
     if not cfg.stages:
         raise ConfigError("stages is empty: write e.g. stages=[data,distill,sft]")
     for stage in cfg.stages:

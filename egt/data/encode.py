@@ -23,12 +23,29 @@ def _images(sample: dict[str, Any]) -> list:
 
 
 class ChatEncoder:
-    def __init__(self, processor: Any, template: str = "short", max_length: int = 512):
+    """Samples → model features with the processor's chat template and image processor.
+
+    ``length_key`` / ``skip_key`` name the stage's own config keys in the error for an over-long
+    prompt (e.g. ``eval.max_length`` / ``eval.on_bad_sample``). Counts image tokens per prompt
+    (:meth:`image_token_stats`), so a stage can log what its pixel budget costs.
+    """
+
+    def __init__(self, processor: Any, template: str = "short", max_length: int = 512,
+                 length_key: str = "sft.max_length", skip_key: str = "data.on_bad_sample"):
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.template = template
         self.max_length = max_length
+        self.length_key, self.skip_key = length_key, skip_key
         self.end_text = self._assistant_end()
+        image_id = self.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+        self.image_token_id = image_id if isinstance(image_id, int) and image_id != self.tokenizer.unk_token_id else None
+        self._image_tokens: list[int] = [0, 0, 0]  # prompts, image tokens, most in one prompt
+
+    def image_token_stats(self) -> dict[str, float]:
+        """Image tokens per encoded prompt: ``{"prompts", "mean", "max"}`` (since construction)."""
+        n, total, most = self._image_tokens
+        return {"prompts": n, "mean": round(total / n, 1) if n else 0.0, "max": most}
 
     def _assistant_end(self) -> str:
         """What the chat template writes after an assistant turn (e.g. ``<|im_end|>\\n``)."""
@@ -50,12 +67,19 @@ class ChatEncoder:
                 continue
             # token-aligned fields ([1, T]: input_ids, mm_token_type_ids, …) become [T]
             out[k] = v[0] if v.dim() == 2 and v.shape == (1, n) else v
+        n_image = int((out["input_ids"] == self.image_token_id).sum()) if self.image_token_id is not None else 0
+        self._image_tokens = [self._image_tokens[0] + 1, self._image_tokens[1] + n_image,
+                              max(self._image_tokens[2], n_image)]
         if len(out["input_ids"]) > self.max_length:
+            sizes = ", ".join(f"{im.width}×{im.height}" for im in images) or "none"
+            budget = getattr(getattr(self.processor, "image_processor", None), "size", None)
+            budget = dict(budget or {}).get("longest_edge") if budget is not None else None
             raise BadSampleError(
                 sample.get("id"), "query",
-                f"the prompt is {len(out['input_ids'])} tokens (image tokens included), over "
-                f"max_length={self.max_length}; truncating would cut the image or the responses. "
-                "Raise sft.max_length or skip such samples (data.on_bad_sample=skip)",
+                f"the prompt is {len(out['input_ids'])} tokens, {n_image} of them image tokens (images: {sizes} px), "
+                f"over {self.length_key}={self.max_length}; truncating would cut the image or the responses. "
+                f"Raise {self.length_key}, lower the pixel budget (model.max_pixels, now {budget}), or skip "
+                f"such samples ({self.skip_key}=skip)",
             )
         return out
 
@@ -75,6 +99,13 @@ class ChatEncoder:
         feats["input_ids"] = torch.cat([prompt, tgt_t])
         feats["labels"] = torch.cat([torch.full_like(prompt, IGNORE), tgt_t])
         return feats
+
+
+def image_tokens(encoder: ChatEncoder) -> dict[str, float]:
+    """``{"image_tokens_mean", "image_tokens_max"}`` per prompt this encoder encoded (this rank's), for a
+    stage summary: what the pixel budget (model.min_pixels / max_pixels) costs in sequence length."""
+    stats = encoder.image_token_stats()
+    return {"image_tokens_mean": stats["mean"], "image_tokens_max": stats["max"]}
 
 
 def token_keys(feats: dict[str, torch.Tensor]) -> list[str]:

@@ -43,11 +43,14 @@ def _saved_processor_class(path: Path) -> str | None:
     return None
 
 
-def load_processor(path: str | Path, trust_remote_code: bool = False) -> Any:
+def load_processor(path: str | Path, trust_remote_code: bool = False, min_pixels: int | None = None,
+                   max_pixels: int | None = None) -> Any:
     """The processor of the VLM at ``path``; raises if only a bare tokenizer can be found.
 
     Without torchvision, a directory whose processor is the stock ``Qwen2_5_VLProcessor``
     (which needs a video processor, hence torchvision) is loaded with the egt subclass.
+    ``min_pixels`` / ``max_pixels`` (None: the directory's own) set the image processor's pixel
+    budget (:func:`set_pixel_budget`).
     """
     path = _check_dir(path)
     saved = _saved_processor_class(path)
@@ -61,6 +64,38 @@ def load_processor(path: str | Path, trust_remote_code: bool = False) -> Any:
             f"AutoProcessor.from_pretrained({str(path)!r}) returned a {type(processor).__name__}, not a multimodal "
             f"processor (saved processor_class={saved!r}). If it names EgtQwen2_5_VLProcessor, import egt.models "
             "first; otherwise check processor_config.json / preprocessor_config.json in that directory.")
+    return set_pixel_budget(processor, min_pixels, max_pixels)
+
+
+def set_pixel_budget(processor: Any, min_pixels: int | None = None, max_pixels: int | None = None) -> Any:
+    """Make the image processor resize every image to between ``min_pixels`` and ``max_pixels``
+    pixels (Qwen2-VL's ``smart_resize``: sides rounded to multiples of patch × merge = 28 px, so a
+    2240×2240 image is 80 × 80 = 6,400 merged tokens at the shipped 12,845,056 and 35 × 35 = 1,225 at
+    1,003,520). None keeps the processor's value. transformers 5.x keeps the budget in
+    ``size = {"shortest_edge": min, "longest_edge": max}``; older ones in ``min_pixels`` /
+    ``max_pixels`` attributes: both are set. Returns ``processor``.
+
+    Raises ValueError when the budget is below one merged patch or min > max, and TypeError when the
+    processor has no image processor with a pixel budget (not a Qwen2-VL-style processor).
+    """
+    if min_pixels is None and max_pixels is None:
+        return processor
+    ip = getattr(processor, "image_processor", None)
+    size = dict(getattr(ip, "size", None) or {})
+    if ip is None or not ({"shortest_edge", "longest_edge"} & set(size) or hasattr(ip, "max_pixels")):
+        raise TypeError(f"model.min_pixels / model.max_pixels: {type(processor).__name__} has no image processor "
+                        "with a pixel budget (Qwen2-VL-style min/max pixels); leave them null for this model")
+    lo = min_pixels if min_pixels is not None else size.get("shortest_edge", getattr(ip, "min_pixels", None))
+    hi = max_pixels if max_pixels is not None else size.get("longest_edge", getattr(ip, "max_pixels", None))
+    unit = (getattr(ip, "patch_size", 14) * getattr(ip, "merge_size", 2)) ** 2
+    if (lo is not None and lo < unit) or (hi is not None and hi < unit) or (lo is not None and hi is not None
+                                                                           and lo > hi):
+        raise ValueError(f"pixel budget min_pixels={lo}, max_pixels={hi}: each must be >= {unit} (one merged "
+                         "patch) and min_pixels <= max_pixels")
+    ip.size = {**size, "shortest_edge": lo, "longest_edge": hi}
+    for name, value in (("min_pixels", lo), ("max_pixels", hi)):
+        if hasattr(ip, name):
+            setattr(ip, name, value)
     return processor
 
 
@@ -102,9 +137,11 @@ def load_model(path: str | Path, dtype: str = "float32", attn_implementation: st
 
 
 def load_model_and_processor(path: str | Path, dtype: str = "float32", attn_implementation: str = "sdpa",
-                             trust_remote_code: bool = False) -> tuple[Any, Any]:
+                             trust_remote_code: bool = False, min_pixels: int | None = None,
+                             max_pixels: int | None = None) -> tuple[Any, Any]:
     """``(load_model(...), load_processor(...))`` for one directory; the model is in eval mode."""
-    processor = load_processor(path, trust_remote_code=trust_remote_code)
+    processor = load_processor(path, trust_remote_code=trust_remote_code, min_pixels=min_pixels,
+                               max_pixels=max_pixels)
     model = load_model(path, dtype=dtype, attn_implementation=attn_implementation,
                        trust_remote_code=trust_remote_code)
     return model, processor

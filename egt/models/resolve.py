@@ -58,11 +58,22 @@ def _load(path: Path, cfg: DictConfig):
                       trust_remote_code=cfg.model.trust_remote_code)
 
 
-def load_for_training(path: str | Path, cfg: DictConfig):
-    """Model + processor from ``path`` with the config's dtype / attention / freezing choices."""
+def pixel_budget(cfg: DictConfig) -> dict[str, int]:
+    """``{"min_pixels": …, "max_pixels": …}`` for the ones ``model.*`` sets (empty: the checkpoint's own);
+    what the processor gets, and what goes into the artifact keys of the stages that encode images."""
+    return {k: int(cfg.model[k]) for k in ("min_pixels", "max_pixels") if cfg.model.get(k) is not None}
+
+
+def load_for_inference(path: str | Path, cfg: DictConfig) -> tuple[Any, Any]:
+    """Model (eval mode) + processor from ``path`` with the config's dtype, attention and pixel budget."""
     from egt.models.loader import load_processor
-    model = _load(Path(path), cfg)
-    processor = load_processor(path, trust_remote_code=cfg.model.trust_remote_code)
+    return _load(Path(path), cfg), load_processor(path, trust_remote_code=cfg.model.trust_remote_code,
+                                                  **pixel_budget(cfg))
+
+
+def load_for_training(path: str | Path, cfg: DictConfig):
+    """Model + processor from ``path`` with the config's dtype / attention / pixel budget / freezing choices."""
+    model, processor = load_for_inference(path, cfg)
     if cfg.model.freeze_vision:
         frozen = 0
         for name, p in model.named_parameters():

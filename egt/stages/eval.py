@@ -100,16 +100,13 @@ class _LazyJudge:
         if self.judge is None:
             from egt.data.encode import ChatEncoder
             from egt.eval.runner import HFJudge
-            from egt.models.loader import load_model_and_processor
-            from egt.models.resolve import resolve_attn
+            from egt.models.resolve import load_for_inference
 
-            m = self.cfg.model
-            model, processor = load_model_and_processor(self.path, dtype=m.dtype,
-                                                        attn_implementation=resolve_attn(m.attn_implementation),
-                                                        trust_remote_code=m.trust_remote_code)
+            model, processor = load_for_inference(self.path, self.cfg)
             model = model.to(distributed.device(self.cfg))  # this rank's GPU (views are sharded over ranks)
             e = self.cfg.eval
-            encoder = ChatEncoder(processor, template=self.cfg.data.template, max_length=e.max_length)
+            encoder = ChatEncoder(processor, template=self.cfg.data.template, max_length=e.max_length,
+                                  length_key="eval.max_length", skip_key="eval.on_bad_sample")
             self.judge = HFJudge(model, encoder, e.max_new_tokens, e.temperature, e.seed, to_container(e.generation))
         return self.judge
 
@@ -121,6 +118,8 @@ def evaluate_one(cfg: DictConfig, pipe: Any, model: dict[str, Any], bench: Bench
     e = cfg.eval
     settings = {k: v for k, v in to_container(e).items() if k not in NOT_IN_KEY}
     settings["template"] = cfg.data.template
+    from egt.models.resolve import pixel_budget
+    settings.update(pixel_budget(cfg))  # only when set: keys without a budget are unchanged
     bench_id = {k: v for k, v in bench.describe().items() if k != "files"}
     conf = {"benchmark": bench_id, "fingerprint": bench.fingerprint(), "settings": settings}
     key = make_key("eval", conf, upstream={"model": json.dumps(model["identity"], sort_keys=True)}, version=VERSION)

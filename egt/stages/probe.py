@@ -22,9 +22,8 @@ from tqdm.auto import tqdm
 from egt import distributed
 from egt.artifacts import make_key, write_json_atomic
 from egt.config import to_container
-from egt.data.encode import ChatEncoder
-from egt.models.loader import load_model_and_processor
-from egt.models.resolve import resolve_attn
+from egt.data.encode import ChatEncoder, image_tokens
+from egt.models.resolve import load_for_inference, pixel_budget
 from egt.probe.probe import merge_shards, probe_shards, shard_ranges, shards_for_rank, write_parquet_atomic
 from egt.report.figures import entropy_accuracy, fig2_markdown, plot_fig2
 from egt.select.noise import noise_at_fractions
@@ -57,7 +56,7 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     model_path, model_id = _model(cfg, pipe)
     conf = {k: v for k, v in to_container(p).items() if k not in NOT_IN_KEY}
     conf.update(template=cfg.data.template, dtype=cfg.model.dtype,
-                seed=cfg.seed if p.temperature > 0 else None)
+                seed=cfg.seed if p.temperature > 0 else None, **pixel_budget(cfg))
     upstream = {"data": data["key"], "model": model_id}
     key = make_key("probe", conf, upstream=upstream, version=VERSION)
     with pipe.store.open("probe", key, ranks="all") as art:  # each rank probes its shards, rank 0 merges
@@ -79,11 +78,10 @@ def probe(cfg: DictConfig, out: Path, model_path: str, data: dict, rank: int = 0
     ds = dsd[p.split]
     if p.limit:
         ds = ds.select(range(min(p.limit, len(ds))))
-    model, processor = load_model_and_processor(model_path, dtype=cfg.model.dtype,
-                                                attn_implementation=resolve_attn(cfg.model.attn_implementation),
-                                                trust_remote_code=cfg.model.trust_remote_code)
+    model, processor = load_for_inference(model_path, cfg)
     model = model.to(distributed.device(cfg))
-    encoder = ChatEncoder(processor, template=cfg.data.template, max_length=p.max_length)
+    encoder = ChatEncoder(processor, template=cfg.data.template, max_length=p.max_length,
+                          length_key="probe.max_length")
     all_shards = shard_ranges(len(ds), p.shard_size)
     mine = shards_for_rank(all_shards, rank, world_size)
     logger = make_logger(cfg, "probe") if rank == 0 else None
@@ -108,7 +106,8 @@ def probe(cfg: DictConfig, out: Path, model_path: str, data: dict, rank: int = 0
         n_computed = None if any(n is None for _, n, _ in ranks) else sum(n for _, n, _ in ranks)
         seconds = max(sec for _, _, sec in ranks)
         summary.update(counts, probe_seconds=round(seconds, 1), processes=world_size,
-                       samples_per_s=round(n_computed / seconds, 2) if n_computed and seconds > 0 else None)
+                       samples_per_s=round(n_computed / seconds, 2) if n_computed and seconds > 0 else None,
+                       **image_tokens(encoder))
         log_metrics(logger, {f"probe/{k}": v for k, v in summary.items()})
         log.info("[probe] %s", summary)
         status = "success"

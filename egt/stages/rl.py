@@ -30,12 +30,12 @@ from torch.utils.data import DataLoader
 from egt import distributed
 from egt.artifacts import make_key, replace_dir, write_json_atomic
 from egt.config import ConfigError, to_container
-from egt.data.encode import ChatEncoder
+from egt.data.encode import ChatEncoder, image_tokens
 from egt.data.sampler import ResumableSampler
 from egt.data.schema import BadSampleError
 from egt.eval.generation import generate, score
 from egt.models.loader import load_model
-from egt.models.resolve import load_for_training, resolve_attn
+from egt.models.resolve import load_for_inference, load_for_training, pixel_budget, resolve_attn
 from egt.rl.module import RLModule
 from egt.rl.reward import CompositeReward
 from egt.stages import data as data_stage
@@ -68,7 +68,7 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     conf = {k: v for k, v in to_container(cfg.rl).items() if k not in NOT_IN_KEY}
     conf.update(reward=to_container(cfg.reward), seed=rl_seed(cfg), template=cfg.data.template,
                 on_bad_sample=cfg.data.on_bad_sample, trainer=to_container(cfg.trainer), dtype=cfg.model.dtype,
-                freeze_vision=cfg.model.freeze_vision)
+                freeze_vision=cfg.model.freeze_vision, **pixel_budget(cfg))
     sft_id = sft["key"] if sft["key"] != "external" else f"path:{sft['model_path']}"
     upstream = {"data": data["key"], "sft": sft_id, "select": select_key}
     key = make_key("rl", conf, upstream=upstream, version=VERSION)
@@ -146,7 +146,7 @@ def train(cfg: DictConfig, out: Path, model_path: Path, ds: Dataset, selection: 
           data: dict) -> dict[str, Any]:
     r = cfg.rl
     model, processor = load_for_training(model_path, cfg)
-    encoder = ChatEncoder(processor, template=cfg.data.template, max_length=r.max_length)
+    encoder = ChatEncoder(processor, template=cfg.data.template, max_length=r.max_length, length_key="rl.max_length")
     ds, skipped = _check_prompts(ds, encoder, cfg.data.on_bad_sample)
     if skipped:
         gone = set(skipped)
@@ -198,7 +198,7 @@ def train(cfg: DictConfig, out: Path, model_path: Path, ds: Dataset, selection: 
         trainer.fit(module, loader, ckpt_path=str(last) if resumed else None)
         summary: dict[str, Any] = {"rank": trainer.global_rank, "n_selected": len(ds), "skipped": len(skipped),
                                    "steps": module.rollouts, "optimizer_steps": trainer.global_step,
-                                   "resumed": resumed, "processes": trainer.world_size}
+                                   "resumed": resumed, "processes": trainer.world_size, **image_tokens(encoder)}
         state = distributed.full_state_dict(trainer, module.model)  # collective under ZeRO-3
         summary["params_in_sync"] = distributed.check_in_sync(
             module.model, "rl", sharded=getattr(trainer.strategy, "zero_stage_3", False))
@@ -236,12 +236,10 @@ def _finish(cfg: DictConfig, out: Path, module: RLModule, processor: Any, data: 
 def bench_eval(cfg: DictConfig, path: Path, data: dict, logger: Any, step: int) -> dict[str, Any]:
     bench = data_stage.load(data)["bench"]
     samples = list(bench.select(range(min(cfg.rl.eval_n, len(bench)))))
-    from egt.models.loader import load_model_and_processor
-    model, processor = load_model_and_processor(path, dtype=cfg.model.dtype,
-                                                attn_implementation=resolve_attn(cfg.model.attn_implementation),
-                                                trust_remote_code=cfg.model.trust_remote_code)
+    model, processor = load_for_inference(path, cfg)
     model = model.to(distributed.device(cfg))
-    encoder = ChatEncoder(processor, template=cfg.data.template, max_length=cfg.rl.max_length)
+    encoder = ChatEncoder(processor, template=cfg.data.template, max_length=cfg.rl.max_length,
+                          length_key="rl.max_length")
     outputs = generate(model, encoder, samples, cfg.rl.eval_max_new_tokens, cfg.rl.eval_batch_size, desc="rl bench")
     metrics = score(samples, outputs)
     write_json_atomic(path.parent / "bench_eval.json",

@@ -23,11 +23,10 @@ from torch.utils.data import DataLoader
 from egt import distributed
 from egt.artifacts import make_key, replace_dir, write_json_atomic
 from egt.config import to_container
-from egt.data.encode import ChatEncoder, collate
+from egt.data.encode import ChatEncoder, collate, image_tokens
 from egt.data.sampler import ResumableSampler
 from egt.eval.generation import generate, score
-from egt.models.loader import load_model_and_processor
-from egt.models.resolve import load_for_training, model_dir, resolve_attn
+from egt.models.resolve import load_for_inference, load_for_training, model_dir, pixel_budget
 from egt.sft.data import SFTDataset, join_trajectories
 from egt.sft.module import SFTModule
 from egt.stages import data as data_stage
@@ -66,7 +65,8 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     base = model_dir(cfg, pipe)
     conf = {k: v for k, v in to_container(cfg.sft).items() if k not in NOT_IN_KEY}
     conf.update(seed=cfg.seed, template=cfg.data.template, on_bad_sample=cfg.data.on_bad_sample,
-                trainer=to_container(cfg.trainer), dtype=cfg.model.dtype, freeze_vision=cfg.model.freeze_vision)
+                trainer=to_container(cfg.trainer), dtype=cfg.model.dtype, freeze_vision=cfg.model.freeze_vision,
+                **pixel_budget(cfg))  # set only when given: keys of runs without a budget are unchanged
     upstream = {"data": data["key"], "distill": distill["key"], "model": json.dumps(model_identity(cfg, base))}
     key = make_key("sft", conf, upstream=upstream, version=VERSION)
     with pipe.store.open("sft", key, ranks="all") as art:  # every rank trains (DDP / DeepSpeed)
@@ -129,7 +129,7 @@ def train(cfg: DictConfig, out: Path, base: Path, data: dict, distill: dict) -> 
         trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resumed else None)
         summary: dict[str, Any] = {"rank": trainer.global_rank, "n_train": len(train_ds), "n_val": len(val_ds),
                                    "skipped": checked["skipped"], "steps": trainer.global_step,
-                                   "resumed": resumed, "processes": trainer.world_size}
+                                   "resumed": resumed, "processes": trainer.world_size, **image_tokens(encoder)}
         state = distributed.full_state_dict(trainer, module.model)  # collective under ZeRO-3
         summary["params_in_sync"] = distributed.check_in_sync(
             module.model, "sft", sharded=getattr(trainer.strategy, "zero_stage_3", False))
@@ -165,9 +165,7 @@ def _finish(cfg: DictConfig, out: Path, module: SFTModule, processor: Any, histo
 def bench_eval(cfg: DictConfig, path: Path, data: dict, logger: Any, step: int) -> dict[str, Any]:
     bench = data_stage.load(data)["bench"]
     bench = bench.select(range(min(cfg.sft.eval_n, len(bench))))
-    model, processor = load_model_and_processor(path, dtype=cfg.model.dtype,
-                                                attn_implementation=resolve_attn(cfg.model.attn_implementation),
-                                                trust_remote_code=cfg.model.trust_remote_code)
+    model, processor = load_for_inference(path, cfg)
     model = model.to(distributed.device(cfg))
     encoder = ChatEncoder(processor, template=cfg.data.template, max_length=cfg.sft.max_length)
     samples = list(bench)

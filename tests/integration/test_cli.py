@@ -94,3 +94,17 @@ def test_bad_config_fails_before_work(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "Did you mean 'distill'" in proc.stderr + proc.stdout
     assert not (tmp_path / "data").exists()
+
+
+def test_pixel_budget_reaches_every_stage_and_its_key(tmp_path):
+    stages = "stages=[data,distill,sft,probe,select,rl,eval]"
+    small = ["logger=none", "sft.eval_n=0", "rl.eval_n=0", "eval.optional_benchmarks=[]", "eval.limit=8"]
+    cli(tmp_path, *_QUICK, stages, *small, "model.min_pixels=784", "model.max_pixels=784")  # 1 image token
+    for stage in ("sft", "probe", "rl"):
+        summary = json.loads((done(tmp_path, stage)[0] / "_SUCCESS.json").read_text())["summary"]
+        assert summary["image_tokens_max"] == 1 and summary["image_tokens_mean"] == 1.0, stage
+    for stage in ("sft", "probe", "rl", "eval"):
+        saved = (done(tmp_path, stage)[0] / "_SUCCESS.json").read_text()
+        assert '"max_pixels": 784' in saved, stage  # in the key's config
+    out = cli(tmp_path, *_QUICK, stages, *small, "model.min_pixels=784", "model.max_pixels=3136")
+    assert "[data] reusing" in out and "[sft] computing artifact" in out  # a new budget, new models

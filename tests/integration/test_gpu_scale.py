@@ -15,11 +15,13 @@ pytestmark = pytest.mark.gpu
 NGPU = torch.cuda.device_count()
 
 
-def test_trainer_gpu_bf16_picks_attention_and_trains(tmp_path):
-    out = cli(tmp_path, *QUICK, "trainer=gpu", "stages=[data,distill,sft]", *SMALL)
+def test_trainer_gpu_bf16_runs_every_stage(tmp_path):
+    out = cli(tmp_path, *QUICK, "trainer=gpu", "stages=[data,distill,sft,probe,select,rl,eval]", *SMALL)
     flash = importlib.util.find_spec("flash_attn") is not None
     assert ("using flash_attention_2" if flash else "using sdpa") in out
     assert success(done(tmp_path, "sft")[0])["steps"] > 0
+    assert success(done(tmp_path, "rl")[0])["steps"] > 0  # rollouts, chunked log-probs, updates on the GPU
+    assert done(tmp_path, "probe") and done(tmp_path, "eval")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="needs deepspeed (egt[gpu])")
