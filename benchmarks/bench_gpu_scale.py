@@ -12,8 +12,9 @@ text prompt, --prompt tokens in all):
          attention FLOPs left out, so MFU is a slight underestimate)
   probe  greedy generate --new tokens for --batch prompts, one teacher-forced pass, exact full-vocabulary
          entropy in chunks (egt.probe.probe.teacher_forced_entropy); samples/s
-  rl     rollout (sample --group completions for each of --batch/--group prompts), a no-grad log-prob pass
-         (π_old) and one fwd + bwd + step on the completions; seconds per step
+  rl     rollout (sample --new tokens for --batch sequences), a no-grad log-prob pass (π_old) and one
+         fwd + bwd + step on the completions, log-probs through egt's chunked output head
+         (egt.rl.functional.chunked_token_logprobs, --chunk positions); seconds per step
 Prints one JSON line per measurement.
 """
 from __future__ import annotations
@@ -128,10 +129,15 @@ def bench_probe(model, a, device, dtype) -> dict:
 
 
 def bench_rl(model, opt, a, device, dtype) -> dict:
-    from egt.rl.functional import token_logprobs
+    from egt.probe.probe import last_hidden_and_head
+    from egt.rl.functional import chunked_token_logprobs
 
     batch = inputs(a.batch, a.prompt, a.image, device, dtype)  # batch/group prompts × group completions
     T = batch["input_ids"].shape[1]
+
+    def logprobs(full, seq):  # egt's RL path: hidden states through the head in chunks, never [b, L, V]
+        hidden, head = last_hidden_and_head(model, full)
+        return chunked_token_logprobs(hidden[:, T - 1:-1], head, seq[:, T:], chunk=a.chunk)[0]
 
     def step():
         model.eval()
@@ -139,9 +145,9 @@ def bench_rl(model, opt, a, device, dtype) -> dict:
             seq = model.generate(**batch, max_new_tokens=a.new, min_new_tokens=a.new, do_sample=True,
                                  top_k=0, top_p=1.0)
             full = {**batch, "input_ids": seq, "attention_mask": torch.ones_like(seq)}
-            old = token_logprobs(model(**full, logits_to_keep=a.new + 1).logits[:, :-1], seq[:, T:])
+            old = logprobs(full, seq)
         model.train()
-        logp = token_logprobs(model(**full, logits_to_keep=a.new + 1).logits[:, :-1], seq[:, T:])
+        logp = logprobs(full, seq)
         loss = -(torch.exp(logp - old) * torch.randn_like(old)).mean()
         loss.backward()
         opt.step()

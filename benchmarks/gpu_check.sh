@@ -7,13 +7,15 @@
 #   OUT=/tmp/gpu PARTS="env bench7b" bash benchmarks/gpu_check.sh  # some parts
 #
 # Parts: env, pytest (pytest -m gpu, parallel), bench3b, bench7b (AdamW: bf16 parameters and states
-# fit one 141 GB H200), logprob (benchmarks/bench_rl_logprobs.py at V = 152,064 on the GPU).
+# fit one 141 GB H200), logprob (benchmarks/bench_rl_logprobs.py, 7B shapes: V = 152,064, 16 sequences
+# of 320 + 1,024 tokens, before vs after chunking).
 # Logs: $OUT/env.txt, $OUT/pytest_gpu.log, $OUT/bench.jsonl (+ bench_*.log), $OUT/logprob.log.
 set -u
 OUT=${OUT:-gpu_check_out}
 PARTS=${PARTS:-"env pytest bench3b bench7b"}
 T_PYTEST=${T_PYTEST:-240}
 T_BENCH=${T_BENCH:-180}
+T_LOGPROB=${T_LOGPROB:-240}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 WANDB_MODE=offline
 has() { [[ " $PARTS " == *" $1 "* ]]; }
@@ -55,6 +57,7 @@ has bench3b && bench 3b
 has bench7b && bench 7b --optim adamw
 
 if has logprob; then
-  timeout "$T_BENCH" python3 benchmarks/bench_rl_logprobs.py --device cuda >"$OUT/logprob.log" 2>&1
+  timeout "$T_LOGPROB" python3 benchmarks/bench_rl_logprobs.py --device cuda --shape 7b --batch 16 --new 1024 \
+    --prompt 320 --image 224 >"$OUT/logprob.log" 2>&1
   echo "logprob: rc=$?"; tail -20 "$OUT/logprob.log"
 fi
