@@ -93,6 +93,10 @@ class SFTConfig:
     warmup_ratio: float = 0.05
     batch_size: int = 16
     accumulate_grad_batches: int = 1
+    # token: Σ target-token NLL / target tokens of the whole optimizer step (accumulation and ranks);
+    # sequence: each sequence's token mean, averaged over the step's sequences (egt.sft.loss)
+    loss_reduction: str = "token"
+    chunk_size: int = 256  # positions per output-head chunk of the loss: no [b, T, V] fp32 is held
     epochs: int = 1
     max_steps: int = -1
     max_length: int = 512
@@ -382,6 +386,9 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"sft.warmup_ratio={s.warmup_ratio} must be in [0, 1)")
     if s.lr <= 0 or s.batch_size < 1 or s.epochs < 1:
         raise ConfigError("sft.lr must be > 0, sft.batch_size >= 1 and sft.epochs >= 1")
+    _check_choice("sft.loss_reduction", s.loss_reduction, ("token", "sequence"))
+    if s.chunk_size < 1:
+        raise ConfigError(f"sft.chunk_size={s.chunk_size} must be >= 1 (positions per output-head chunk)")
     _validate_probe_select(cfg)
     _validate_eval(cfg)
     _validate_rl(cfg)

@@ -7,7 +7,7 @@ from typing import Any
 from datasets import Dataset
 from torch.utils.data import Dataset as TorchDataset
 
-from egt.data.encode import ChatEncoder
+from egt.data.encode import IGNORE, ChatEncoder
 from egt.data.schema import BadSampleError
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ class SFTDataset(TorchDataset):
     def __init__(self, ds: Dataset, encoder: ChatEncoder, cache: bool = False):
         self.ds, self.encoder, self.cache = ds, encoder, cache
         self._encoded: list[dict[str, Any]] | None = None
+        self.target_tokens: list[int] = []  # per kept sample, from check(): the token-weighted loss counts ahead
 
     def __len__(self) -> int:
         return len(self.ds)
@@ -48,6 +49,7 @@ class SFTDataset(TorchDataset):
     def check(self, on_bad_sample: str) -> dict[str, Any]:
         good: list[int] = []
         encoded: list[dict[str, Any]] = []
+        tokens: list[int] = []
         for i in range(len(self.ds)):
             try:
                 ex = self._encode(i)
@@ -57,10 +59,12 @@ class SFTDataset(TorchDataset):
                 log.warning("[sft] skipping: %s", e)
                 continue
             good.append(i)
+            tokens.append(int((ex["labels"] != IGNORE).sum()))
             if self.cache:
                 encoded.append(ex)
         skipped = len(self.ds) - len(good)
         if skipped:
             self.ds = self.ds.select(good)
         self._encoded = encoded if self.cache else None
+        self.target_tokens = tokens
         return {"checked": len(good) + skipped, "skipped": skipped}

@@ -1,4 +1,5 @@
-"""SFT as a LightningModule (paper eq. 2): NLL of the assistant tokens only."""
+"""SFT as a LightningModule (paper eq. 2): NLL of the assistant tokens only, weighted by tokens over
+the whole optimizer step (accumulation and ranks; :mod:`egt.sft.loss`)."""
 from __future__ import annotations
 
 import math
@@ -9,6 +10,7 @@ import torch
 
 from egt import distributed
 from egt.data.sampler import ResumableSampler
+from egt.sft.loss import REDUCTIONS, padded_order, reduce_nll, sft_nll, step_window
 
 
 def warmup_cosine(step: int, total: int, warmup: int) -> float:
@@ -24,29 +26,58 @@ def warmup_cosine(step: int, total: int, warmup: int) -> float:
 
 
 class SFTModule(L.LightningModule):
+    """``target_tokens[i]``: target tokens of training sample i (what the data set's check counted);
+    with the ``sampler`` they give every optimizer step's token count ahead of its micro-batches.
+    Without them each micro-batch is normalised by its own tokens (the old, micro-batch-mean loss)."""
+
     def __init__(self, model: torch.nn.Module, lr: float, weight_decay: float, warmup_ratio: float,
-                 total_steps: int, sampler: ResumableSampler | None = None):
+                 total_steps: int, sampler: ResumableSampler | None = None, *,
+                 target_tokens: list[int] | None = None, loss_reduction: str = "token", accumulate: int = 1,
+                 local_batch: int = 1, world_size: int = 1, chunk_size: int = 256):
         super().__init__()
+        if loss_reduction not in REDUCTIONS:
+            raise ValueError(f"sft.loss_reduction={loss_reduction!r} is not one of {list(REDUCTIONS)}")
         self.model = model
         self.lr, self.weight_decay = lr, weight_decay
         self.total_steps = max(1, total_steps)
         self.warmup = int(warmup_ratio * self.total_steps)
         self.sampler = sampler
+        self.target_tokens, self.reduction, self.chunk_size = target_tokens, loss_reduction, chunk_size
+        self.accumulate, self.local_batch, self.world_size = accumulate, local_batch, world_size
+        self._order: tuple[int, list[int]] | None = None  # (epoch, padded global order)
 
     def forward(self, **batch: torch.Tensor) -> Any:
         return self.model(**batch)
 
+    def step_counts(self) -> tuple[float, float, float]:
+        """(target tokens, target sequences, scale) of the optimizer step the next micro-batch is in."""
+        if self.sampler is None or self.target_tokens is None:
+            return 0.0, 0.0, 0.0
+        if self._order is None or self._order[0] != self.sampler.epoch:
+            self._order = (self.sampler.epoch, padded_order(self.sampler.order(self.sampler.epoch), self.world_size))
+        window = step_window(self._order[1], self.local_batch, self.world_size, self.accumulate,
+                             self.sampler.consumed)
+        counts = [self.target_tokens[i] for i in window]
+        return float(sum(counts)), float(sum(c > 0 for c in counts)), float(self.accumulate * self.world_size)
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        tokens, sequences, scale = self.step_counts()
         if self.sampler is not None:  # counted before any checkpoint of this step is written
             self.sampler.advance(batch["input_ids"].shape[0])
-        loss = self.model(**batch).loss
-        n_tok = (batch["labels"] != -100).sum()
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
+        nll, mask = sft_nll(self.model, batch, self.chunk_size)  # [b, T−1]
+        n_tok = mask.sum()
+        if scale == 0.0:  # no step counts: this micro-batch alone
+            tokens, sequences, scale = float(n_tok), float((mask.sum(-1) > 0).sum()), 1.0
+        loss = reduce_nll(nll, mask, self.reduction, tokens, sequences, scale)
+        with torch.no_grad():  # logged: this micro-batch's token mean, comparable whatever the weighting
+            mean = (nll * mask).sum() / n_tok.clamp(min=1)
+        self.log("train/loss", mean, prog_bar=True, batch_size=batch["input_ids"].shape[0])
         self.log("train/target_tokens", n_tok.float(), reduce_fx="sum", batch_size=1)
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        loss = self.model(**batch).loss
+        nll, mask = sft_nll(self.model, batch, self.chunk_size)
+        loss = (nll * mask).sum() / mask.sum().clamp(min=1)
         self.log("val/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0], sync_dist=True)
 
     def configure_optimizers(self) -> Any:

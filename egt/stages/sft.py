@@ -106,7 +106,10 @@ def train(cfg: DictConfig, out: Path, base: Path, data: dict, distill: dict) -> 
                         collate_fn=lambda b: collate(b, pad, "right")) if len(val_ds) else None
     per_epoch = math.ceil(len(sampler) / local_batch / s.accumulate_grad_batches)
     total = s.max_steps if s.max_steps > 0 else per_epoch * s.epochs
-    module = SFTModule(model, s.lr, s.weight_decay, s.warmup_ratio, total, sampler)
+    module = SFTModule(model, s.lr, s.weight_decay, s.warmup_ratio, total, sampler,
+                       target_tokens=train_ds.target_tokens, loss_reduction=s.loss_reduction,
+                       accumulate=s.accumulate_grad_batches, local_batch=local_batch,
+                       world_size=distributed.world_size(), chunk_size=s.chunk_size)
     history = LossHistory()
     ckpt_dir = out / "checkpoints"
     ckpt_cb = ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True,

@@ -1,0 +1,91 @@
+"""The SFT loss (paper eq. 2) weighted by tokens across gradient accumulation and data parallelism.
+
+Lightning averages the loss of the ``accumulate_grad_batches`` micro-batches of one optimizer step
+(and DDP / ZeRO average the gradients of the W ranks), so a loss that is each micro-batch's own
+token mean optimises the mean of micro-batch means: micro-batches of 1 target token with loss 4 and
+of 3 tokens with loss 0 give 2.0, not the token-weighted 1.0. Here every micro-batch's NLL sum is
+divided by the number of target tokens of the *whole* optimizer step (all its micro-batches, on all
+ranks), counted ahead from the sampler's order and each sample's target length, and multiplied by
+acc · W to undo the averaging: the step's gradient is that of Σ NLL / N_tokens, what one process
+with the whole step in one batch would compute (as TRL / transformers do with
+``num_items_in_batch``). ``sft.loss_reduction=sequence`` instead weighs every sequence equally (its
+token mean, averaged over the step's sequences).
+
+The NLL comes from the last hidden states through the output head in chunks
+(:func:`egt.rl.functional.chunked_token_logprobs`), so no [b, T, V] fp32 tensor is held.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from egt.data.encode import IGNORE
+from egt.probe.probe import last_hidden_and_head
+from egt.rl.functional import chunked_token_logprobs
+
+REDUCTIONS = ("token", "sequence")
+
+
+def step_window(order: Sequence[int], local_batch: int, world_size: int, accumulate: int,
+                local_consumed: int) -> list[int]:
+    """Indices (into the data set) of every sample in the optimizer step that the local micro-batch
+    starting at ``local_consumed`` (this rank's samples consumed this epoch) belongs to, over all ranks.
+
+    ``order`` is the epoch's global order padded to a multiple of W (rank r takes positions r, r+W, …,
+    so local batch k of every rank is global positions [k·b·W, (k+1)·b·W)); a step is ``accumulate``
+    consecutive local batches; the epoch's last step may be shorter.
+
+    >>> step_window(list(range(10)), local_batch=2, world_size=1, accumulate=2, local_consumed=2)
+    [0, 1, 2, 3]
+    >>> step_window(list(range(10)), local_batch=2, world_size=1, accumulate=2, local_consumed=8)
+    [8, 9]
+    >>> step_window(list(range(8)), local_batch=1, world_size=2, accumulate=2, local_consumed=2)
+    [4, 5, 6, 7]
+    """
+    k = local_consumed // local_batch  # local batch index in the epoch
+    per_step = local_batch * world_size * accumulate  # global positions per optimizer step
+    start = (k // accumulate) * per_step
+    return list(order[start:start + per_step])
+
+
+def padded_order(order: Sequence[int], world_size: int) -> list[int]:
+    """The epoch's order wrapped to a multiple of W (what the sharded sampler does).
+
+    >>> padded_order([3, 1, 2], 2)
+    [3, 1, 2, 3]
+    """
+    total = -(-len(order) // world_size) * world_size
+    return (list(order) * (total // max(1, len(order)) + 1))[:total]
+
+
+def sft_nll(model: Any, batch: dict[str, torch.Tensor], chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token NLL of the target tokens and the target mask, both [b, T−1] (fp32; 0 off target):
+    position t predicts token t+1, targets are the tokens whose label is not −100."""
+    labels = batch["labels"]  # [b, T]
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    hidden, head = last_hidden_and_head(model, inputs)  # [b, T, H]
+    targets = labels[:, 1:]  # [b, T−1]
+    mask = targets != IGNORE
+    logp, _ = chunked_token_logprobs(hidden[:, :-1], head, targets.clamp(min=0), mask=mask, chunk=chunk)
+    return -logp, mask
+
+
+def reduce_nll(nll: torch.Tensor, mask: torch.Tensor, reduction: str, step_tokens: float, step_sequences: float,
+               scale: float = 1.0) -> torch.Tensor:
+    """This micro-batch's share of the step loss: Σ NLL / step_tokens (``token``) or Σ_seq mean_seq NLL /
+    step_sequences (``sequence``), times ``scale`` (acc · W, which Lightning's and DDP's averaging undo).
+
+    >>> nll = torch.tensor([[4.0, 0.0, 0.0]]); m = torch.tensor([[True, False, False]])
+    >>> reduce_nll(nll, m, "token", step_tokens=4, step_sequences=2, scale=2)      # 4 / 4 · 2
+    tensor(2.)
+    >>> reduce_nll(torch.zeros(1, 3), torch.ones(1, 3, dtype=torch.bool), "token", 4, 2, 2)
+    tensor(0.)
+    """
+    m = mask.to(nll.dtype)
+    if reduction == "token":
+        return (nll * m).sum() / max(step_tokens, 1.0) * scale
+    if reduction == "sequence":
+        per_seq = (nll * m).sum(-1) / m.sum(-1).clamp(min=1.0)  # [b]
+        return per_seq[m.sum(-1) > 0].sum() / max(step_sequences, 1.0) * scale
+    raise ValueError(f"sft.loss_reduction={reduction!r} is not one of {list(REDUCTIONS)}")
