@@ -31,8 +31,11 @@ class PathsConfig:
 
 @dataclass
 class BuildConfig:
-    """Shape of an offline-built random Qwen2.5-VL (tiny/demo); see egt.models.builder."""
+    """Shape of an offline-built random Qwen2.5-VL; see egt.models.builder (kind ``world``: a BPE trained
+    on the synthetic world, tiny/demo) and egt.models.replica (kind ``qwen2_5_vl_replica``: the real
+    Qwen2.5 tokenizer and the files of a Qwen2.5-VL-7B-Instruct download)."""
 
+    kind: str = "world"  # world | qwen2_5_vl_replica
     hidden_size: int = 64
     num_layers: int = 2
     num_heads: int = 4

@@ -18,6 +18,8 @@ BUILD_VERSION = 6  # 2: the tokenizer corpus holds the compact teacher style too
 #                    4: and scene descriptions (distill.teacher.describe); 5: Qwen's default system message;
 #                    6: egt's own BPE trainer (ties broken by the pair, the same in every process)
 CORPUS_LINES = 4000
+BUILD_KINDS = ("world", "qwen2_5_vl_replica")
+REPLICA_VERSION = 1  # egt.models.replica's files
 
 
 def resolve_attn(name: str) -> str:
@@ -41,12 +43,21 @@ def model_dir(cfg: DictConfig, pipe: Any) -> Path:
     from egt.models.builder import TinyVLMSpec, build_tiny_vlm
 
     build = to_container(cfg.model.build)
-    key = make_key("models", {"name": cfg.model.name, "build": build, "corpus_lines": CORPUS_LINES},
-                   version=BUILD_VERSION)
+    kind = build.pop("kind", "world")
+    if kind not in BUILD_KINDS:
+        raise ValueError(f"model.build.kind={kind!r} is not one of {list(BUILD_KINDS)}")
+    what = {"name": cfg.model.name, "build": build, "corpus_lines": CORPUS_LINES}
+    if kind != "world":  # the world kind's keys stay what they were before kinds existed
+        what = {"name": cfg.model.name, "build": build, "kind": kind, "replica_version": REPLICA_VERSION}
+    key = make_key("models", what, version=BUILD_VERSION)
     with pipe.store.open("models", key) as art:
         if not art.reused:
-            corpus = world_corpus(WorldConfig(seed=0), n=CORPUS_LINES)
-            build_tiny_vlm(art.path / "model", TinyVLMSpec(**build), corpus)
+            if kind == "qwen2_5_vl_replica":
+                from egt.models.replica import build_qwen2_5_vl_replica
+                build_qwen2_5_vl_replica(art.path / "model", TinyVLMSpec(**build))
+            else:
+                corpus = world_corpus(WorldConfig(seed=0), n=CORPUS_LINES)
+                build_tiny_vlm(art.path / "model", TinyVLMSpec(**build), corpus)
             n_params = sum(p.numel() for p in _load(art.path / "model", cfg).parameters())
             art.finish({"name": cfg.model.name, "parameters": n_params})
     return art.path / "model"
