@@ -54,9 +54,7 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
                 "reused": True, "summary": {}, "table_path": str(p.table_path)}
     data = pipe.get("data")
     model_path, model_id = _model(cfg, pipe)
-    conf = {k: v for k, v in to_container(p).items() if k not in NOT_IN_KEY}
-    conf.update(template=cfg.data.template, dtype=cfg.model.dtype,
-                seed=cfg.seed if p.temperature > 0 else None, **pixel_budget(cfg))
+    conf = key_config(cfg)
     upstream = {"data": data["key"], "model": model_id}
     key = make_key("probe", conf, upstream=upstream, version=VERSION)
     with pipe.store.open("probe", key, ranks="all") as art:  # each rank probes its shards, rank 0 merges
@@ -65,6 +63,19 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
             art.finish(summary, {"config": conf, "upstream": upstream})  # rank 0 writes
     return {"key": key, "path": str(art.path), "reused": art.reused, "summary": art.summary,
             "table_path": str(art.path / "probe.parquet"), "figure_path": str(art.path / "fig2.png")}
+
+
+def key_config(cfg: DictConfig) -> dict[str, Any]:
+    """What the probe table depends on. Sampled probing (temperature > 0) draws from one RNG stream per
+    shard, batch by batch, so its rows depend on ``batch_size`` and ``shard_size`` too: then they are in
+    the key (greedy probing does not depend on them)."""
+    p = cfg.probe
+    conf = {k: v for k, v in to_container(p).items() if k not in NOT_IN_KEY}
+    conf.update(template=cfg.data.template, dtype=cfg.model.dtype,
+                seed=cfg.seed if p.temperature > 0 else None, **pixel_budget(cfg))
+    if p.temperature > 0:
+        conf.update(batch_size=p.batch_size, shard_size=p.shard_size)
+    return conf
 
 
 def probe(cfg: DictConfig, out: Path, model_path: str, data: dict, rank: int = 0,

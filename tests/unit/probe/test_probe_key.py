@@ -1,0 +1,27 @@
+"""What the probe stage's artifact key covers: sampled draws depend on the batch and shard sizes."""
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+import egt.config  # noqa: F401  (registers the schema)
+from egt.stages.probe import key_config
+
+CONF = Path(__file__).resolve().parents[3] / "conf"
+
+
+def _conf(*overrides):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return key_config(compose("config", overrides=list(overrides)))
+
+
+def test_greedy_probe_key_ignores_batch_and_shard_sizes():
+    assert _conf("probe.batch_size=4") == _conf("probe.batch_size=32", "probe.shard_size=16")
+    assert "batch_size" not in _conf()
+
+
+def test_sampled_probe_key_holds_batch_and_shard_sizes():
+    sampled = ("probe.n=4", "probe.temperature=1.0")
+    assert _conf(*sampled, "probe.batch_size=4") != _conf(*sampled, "probe.batch_size=32")
+    assert _conf(*sampled, "probe.shard_size=16") != _conf(*sampled, "probe.shard_size=256")
+    assert _conf(*sampled)["seed"] == 0 and _conf(*sampled, "seed=3")["seed"] == 3
+    assert _conf("model.max_pixels=1003520")["max_pixels"] == 1003520  # the pixel budget is in the key
