@@ -72,6 +72,12 @@ class DataConfig:
     # The synthetic world (egt.data.world.WorldConfig fields); loaders of public
     # data sets take their own keys here.
     world: dict = field(default_factory=dict)
+    # Outside preference data (data=preference_files, data=r1_reward_rl; egt.data.sources): per split
+    # (sft_pool, rl_pool, bench) a list of {path, format, name, columns, image_root, split, limit}.
+    sources: dict = field(default_factory=dict)
+    path: Optional[str] = None  # data=r1_reward_rl: the release's folder or file
+    image_root: Optional[str] = None  # where relative image paths are resolved (a source's own wins)
+    seed: int = 0  # response-order randomisation of outside data (the world uses data.world.seed)
     on_bad_sample: str = "error"  # error | skip
     randomize_order: bool = True
     template: str = "short"  # judge prompt: minimal | short | r1_reward
@@ -356,6 +362,9 @@ def validate(cfg: DictConfig) -> None:
     _check_choice("model.dtype", cfg.model.dtype, DTYPES)
     _check_choice("model.attn_implementation", cfg.model.attn_implementation, ATTN)
     _check_choice("data.on_bad_sample", cfg.data.on_bad_sample, ("error", "skip"))
+    if OmegaConf.is_missing(cfg.data, "path"):
+        raise ConfigError(f"data={cfg.data.name} needs data.path=/path/to/the/release (a folder or a file; "
+                          "nothing is downloaded at run time), and data.image_root=… if its images are files")
     if OmegaConf.is_missing(cfg.model, "path"):
         raise ConfigError(
             f"model={cfg.model.name} needs a local directory: write model.path=/path/to/model "

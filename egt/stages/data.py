@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from egt.artifacts import make_key
 from egt.config import to_container
-from egt.data.schema import validate_dataset
+from egt.data.schema import randomize_order, validate_dataset
 from egt.data.world import as_world_config, make_world
 from egt.utils.io import save_dataset_atomic
 
@@ -20,10 +20,44 @@ VERSION = 1
 SPLITS = ("sft_pool", "rl_pool", "bench")
 
 
-def build(cfg: DictConfig) -> DatasetDict:
-    if cfg.data.name != "world":
-        raise ValueError(f"data.name={cfg.data.name}: only the synthetic world is available so far (data=world)")
-    return make_world(as_world_config(to_container(cfg.data.world)))
+# DataConfig fields of outside data; left out of the world's key while unset (its keys stay as they were)
+OUTSIDE_KEYS = {"sources": {}, "path": None, "image_root": None, "seed": 0}
+
+
+def build(cfg: DictConfig) -> tuple[DatasetDict, dict[str, Any]]:
+    """The three splits, and per-source counts (outside data only)."""
+    if cfg.data.name == "world" and not cfg.data.sources:
+        return make_world(as_world_config(to_container(cfg.data.world))), {}
+    from egt.data.sources import build_split
+
+    sources = to_container(cfg.data.sources) or {}
+    unknown = sorted(set(sources) - set(SPLITS))
+    if unknown:
+        raise ValueError(f"data.sources has {unknown}: the splits are {list(SPLITS)}")
+    if not any(sources.get(s) for s in SPLITS):
+        raise ValueError(f"data={cfg.data.name} names no source: set data.path (data=r1_reward_rl) or "
+                         "data.sources.<split>=[{path: …}] (data=preference_files)")
+    splits, counts = {}, {}
+    for split in SPLITS:
+        ds, counts[split] = build_split(list(sources.get(split) or []), split, cfg.data.on_bad_sample,
+                                        cfg.data.image_root)
+        if cfg.data.randomize_order and len(ds):
+            ds, _ = randomize_order(ds, seed=cfg.data.seed)
+        splits[split] = ds
+    return DatasetDict(splits), counts
+
+
+def key_config(cfg: DictConfig) -> dict[str, Any]:
+    """What the data set depends on: the config, and for outside sources a content fingerprint of
+    each file (and of its image folder), so a file changed under the same path is not reused stale."""
+    conf = {k: v for k, v in to_container(cfg.data).items() if not (k in OUTSIDE_KEYS and v == OUTSIDE_KEYS[k])}
+    if cfg.data.sources:
+        from egt.data.sources import fingerprint
+
+        conf["fingerprints"] = {split: [fingerprint(str(s["path"]), s.get("image_root") or cfg.data.image_root)
+                                        for s in (specs or [])]
+                                for split, specs in to_container(cfg.data.sources).items()}
+    return conf
 
 
 def split_summary(ds) -> dict[str, Any]:
@@ -38,17 +72,19 @@ def split_summary(ds) -> dict[str, Any]:
 
 
 def run(cfg: DictConfig, pipe) -> dict[str, Any]:
-    conf = to_container(cfg.data)
+    conf = key_config(cfg)
     key = make_key("data", conf, version=VERSION)
     with pipe.store.open("data", key) as art:
         if not art.reused:
-            dsd = build(cfg)
+            dsd, per_source = build(cfg)
             summary: dict[str, Any] = {}
             for split in list(dsd):
                 dsd[split], counts = validate_dataset(dsd[split], cfg.data.on_bad_sample)
                 if counts.get("skipped"):
                     log.warning("[data] %s: skipped %d bad samples %s", split, counts["skipped"], counts["reasons"])
                 summary[split] = {**split_summary(dsd[split]), "skipped": counts.get("skipped", 0)}
+                if per_source.get(split):
+                    summary[split]["sources"] = per_source[split]
                 log.info("[data] %s: %s", split, summary[split])
             save_dataset_atomic(dsd, art.path / "dataset")
             art.finish(summary)

@@ -1,0 +1,373 @@
+"""Real preference data onto egt's sample schema: any file or folder ``datasets`` reads, columns mapped.
+
+A *source* is one table (``path``: a .jsonl / .json / .parquet file, a folder of them, a
+``save_to_disk`` folder, or a Hub id when the machine has internet) and how to read it::
+
+    {path: /data/rlaif_v.parquet, format: pairs, name: rlaif_v, image_root: /data/img,
+     columns: {query: question, chosen: chosen, rejected: rejected, image: image}, limit: null}
+
+Formats:
+
+- ``pairs``: a query, two responses and which is better: ``chosen`` / ``rejected`` columns, or
+  ``response_1`` / ``response_2`` + ``label`` (1 or 2, or "1"/"2"). Images as PIL images,
+  ``{"bytes", "path"}`` dicts, raw bytes, or paths (relative ones resolved against ``image_root``),
+  one or a list.
+- ``r1_reward_rl``: R1-Reward's released RL set (``yifanzhang114/R1-Reward-RL``: ``question``,
+  ``message`` (a JSON string: one user turn whose text holds the whole judge prompt and whose
+  ``image`` entry holds a path), ``answer`` (e.g. ``["<answer>2</answer>"]``), ``image``). The query
+  and both responses are recovered from the prompt text (:func:`parse_r1_reward_prompt`), the
+  label from ``answer``; the prompt is then re-rendered with egt's own template.
+
+Every row becomes ``id, images, query, response_1, response_2, label, category, source, meta``
+(``meta`` records the file and row). A bad row raises :class:`SourceRowError` naming the file,
+row, id and field, or, with ``on_bad_sample=skip``, is dropped and counted under its reason.
+Rows are converted with ``Dataset.map`` (Arrow-backed, written in batches), images embedded as
+bytes, so memory does not grow with the number of rows.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any, Mapping
+
+import datasets
+from PIL import Image
+
+from egt.data.schema import FEATURES
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("pairs", "r1_reward_rl")
+DEFAULT_COLUMNS = {"id": "id", "query": "query", "chosen": "chosen", "rejected": "rejected",
+                   "response_1": "response_1", "response_2": "response_2", "label": "label",
+                   "image": "image", "images": "images", "category": "category"}
+# reasons a row is bad (what a skip is counted under)
+REASONS = ("missing column", "missing image", "unreadable image", "empty response", "identical responses",
+           "label not derivable", "unparsable R1-Reward prompt")
+_ERROR = "_egt_error"
+_FEATURES = datasets.Features({**FEATURES, _ERROR: datasets.Value("string")})
+
+
+class SourceRowError(ValueError):
+    """A row of an outside data set that cannot become a sample: names the file, row, id and field."""
+
+    def __init__(self, file: str, row: int, sample_id: Any, field: str, reason: str, detail: str = "") -> None:
+        self.file, self.row, self.sample_id, self.field, self.reason = file, row, sample_id, field, reason
+        more = f" ({detail})" if detail else ""
+        super().__init__(f"{file}: row {row} (id {sample_id!r}): field {field!r}: {reason}{more}. "
+                         "Fix the row, map the column (data.sources.<split>[i].columns), or skip such rows "
+                         "(data.on_bad_sample=skip)")
+
+
+# ------------------------------------------------------------------ reading a table
+def load_table(path: str, split: str | None = None) -> datasets.Dataset:
+    """The rows of ``path`` as a ``datasets.Dataset`` (Arrow-backed, memory-mapped).
+
+    .jsonl / .json / .parquet files (or a folder of them) go through ``load_dataset``, a
+    ``save_to_disk`` folder through ``load_from_disk`` (``split`` picks one of a DatasetDict), and
+    anything else is taken as a Hub id. Raises FileNotFoundError for a local path that does not exist.
+    """
+    p = Path(path).expanduser()
+    builders = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+    if p.is_file():
+        builder = builders.get(p.suffix.lower())
+        if builder is None:
+            raise ValueError(f"{p}: cannot read a {p.suffix!r} file; use .jsonl, .json or .parquet")
+        return datasets.load_dataset(builder, data_files=str(p), split="train")
+    if p.is_dir():
+        if (p / "dataset_info.json").is_file() or (p / "dataset_dict.json").is_file():
+            loaded = datasets.load_from_disk(str(p))
+            if isinstance(loaded, datasets.DatasetDict):
+                loaded = loaded[split or next(iter(loaded))]
+            return loaded
+        for suffix, builder in builders.items():
+            files = sorted(str(f) for f in p.rglob(f"*{suffix}"))
+            if files:
+                return datasets.load_dataset(builder, data_files=files, split="train")
+        raise FileNotFoundError(f"{p} holds no .jsonl, .json or .parquet file and is not a save_to_disk folder")
+    if path.startswith(("/", ".", "~")) or os.sep in path and not re.fullmatch(r"[\w.-]+/[\w.-]+", path):
+        raise FileNotFoundError(f"data source {path} does not exist")
+    return datasets.load_dataset(path, split=split or "train")  # a Hub id
+
+
+def fingerprint(path: str, image_root: str | None = None, sample_bytes: int = 1 << 16) -> str:
+    """A content fingerprint of a source for artifact keys: every file's relative name and size plus
+    its first and last ``sample_bytes`` bytes (so a file rewritten in place under the same name and
+    size still changes it when its head or tail changes), and the names and sizes of the files under
+    ``image_root``. A Hub id is fingerprinted by name (no network here to ask for its revision)."""
+    h = hashlib.sha256()
+    p = Path(path).expanduser()
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else []
+    if not files:
+        h.update(f"hub:{path}".encode())
+    for f in files:
+        size = f.stat().st_size
+        h.update(f"{f.relative_to(p) if p.is_dir() else f.name}\0{size}\0".encode())
+        with open(f, "rb") as fh:
+            h.update(fh.read(sample_bytes))
+            if size > 2 * sample_bytes:
+                fh.seek(size - sample_bytes)
+                h.update(fh.read(sample_bytes))
+    if image_root and Path(image_root).expanduser().is_dir():
+        root = Path(image_root).expanduser()
+        for entry in sorted(_walk(root)):
+            h.update(entry.encode())
+    return h.hexdigest()[:16]
+
+
+def _walk(root: Path):
+    for dirpath, _, names in os.walk(root):
+        for n in names:
+            f = Path(dirpath) / n
+            yield f"{f.relative_to(root)}\0{f.stat().st_size}"
+
+
+# ------------------------------------------------------------------ R1-Reward prompts
+_MARK = r"(?:^|\n)[ \t]*#*[ \t]*\[{}\][ \t]*:?[ \t]*\n"
+_Q, _R1, _R2 = (re.compile(_MARK.format(re.escape(m))) for m in ("Question", "Response 1", "Response 2"))
+_END = re.compile(r"\n[ \t]*#*[ \t]*\*\*Output Format")
+
+
+def parse_r1_reward_prompt(text: str) -> tuple[str, str, str]:
+    """(question, response 1, response 2) from an R1-Reward judge prompt.
+
+    The prompt marks its parts with lines ``[Question]``, ``[Response 1]``, ``[Response 2]`` (with
+    or without leading ``#``s and a colon, as in the released inference prompt ``###### [Question]:``)
+    and ends with ``**Output Format`` or the text's end; trailing spaces are stripped from each part.
+    A marker line that occurs more than once (a response that quotes one) makes the split
+    ambiguous: ValueError, never a guess.
+
+    >>> t = ("Compare.\\n\\n###### **Input:**  \\n###### [Question]:\\nHow many?  \\n\\n"
+    ...      "###### [Response 1]:\\nTwo.  \\n\\n###### [Response 2]:\\nThree.  \\n\\n"
+    ...      "###### **Output Format (strictly follow):**  \\n<think>…</think><answer>1/2</answer>")
+    >>> parse_r1_reward_prompt(t)
+    ('How many?', 'Two.', 'Three.')
+    """
+    found = [list(m.finditer(text)) for m in (_Q, _R1, _R2)]
+    for name, hits in zip(("[Question]", "[Response 1]", "[Response 2]"), found):
+        if len(hits) != 1:
+            raise ValueError(f"the marker line {name} occurs {len(hits)} times (expected once)")
+    q, r1, r2 = (hits[0] for hits in found)
+    if not (q.end() <= r1.start() and r1.end() <= r2.start()):
+        raise ValueError("the markers [Question], [Response 1], [Response 2] are out of order")
+    end = _END.search(text, r2.end())
+    parts = (text[q.end():r1.start()], text[r1.end():r2.start()], text[r2.end():end.start() if end else len(text)])
+    return tuple(p.strip() for p in parts)  # type: ignore[return-value]
+
+
+def r1_reward_label(answer: Any) -> int | None:
+    """1 or 2 from R1-Reward's ``answer`` (``["<answer>2</answer>"]``, "2", 2, …); None if not derivable.
+
+    >>> r1_reward_label(["<answer>2</answer>"]), r1_reward_label("1"), r1_reward_label(["<answer>3</answer>"])
+    (2, 1, None)
+    """
+    if isinstance(answer, (list, tuple)):
+        labels = {r1_reward_label(a) for a in answer}
+        return labels.pop() if len(labels) == 1 else None
+    if isinstance(answer, int) and not isinstance(answer, bool):
+        return answer if answer in (1, 2) else None
+    if isinstance(answer, str):
+        m = re.fullmatch(r"\s*(?:<answer>\s*)?([12])\s*(?:</answer>)?\s*", answer)
+        return int(m.group(1)) if m else None
+    return None
+
+
+# ------------------------------------------------------------------ one row
+class _Bad(Exception):
+    def __init__(self, field: str, reason: str, detail: str = "") -> None:
+        self.field, self.reason, self.detail = field, reason, detail
+
+
+def _image(value: Any, image_root: str | None) -> dict[str, Any]:
+    """One image as ``{"bytes", "path"}`` with its bytes read (so the artifact holds them)."""
+    if isinstance(value, Image.Image):
+        buf = io.BytesIO()
+        value.save(buf, format="PNG")
+        return {"bytes": buf.getvalue(), "path": None}
+    if isinstance(value, Mapping):
+        if value.get("bytes"):
+            data = value["bytes"]
+        elif value.get("path"):
+            return _image(value["path"], image_root)
+        else:
+            raise _Bad("images", "missing image", "an image entry with neither bytes nor path")
+    elif isinstance(value, (bytes, bytearray)):
+        data = bytes(value)
+    elif isinstance(value, str) and value.strip():
+        path = Path(value).expanduser()
+        candidates = [path] if path.is_absolute() else []
+        if image_root:
+            root = Path(image_root).expanduser()
+            candidates += [root / value] if not path.is_absolute() else [root / path.name]
+        elif not path.is_absolute():
+            candidates.append(path)
+        hit = next((c for c in candidates if c.is_file()), None)
+        if hit is None:
+            data = _base64(value)
+            if data is None:
+                raise _Bad("images", "missing image", f"no file at {' or '.join(map(str, candidates)) or value}")
+        else:
+            data = hit.read_bytes()
+            value = str(hit)
+    else:
+        raise _Bad("images", "missing image", f"an image of type {type(value).__name__}")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.verify()
+    except Exception as exc:  # PIL raises many types for broken files
+        raise _Bad("images", "unreadable image", f"{type(exc).__name__}: {exc}") from None
+    return {"bytes": data, "path": value if isinstance(value, str) else None}
+
+
+def _base64(text: str) -> bytes | None:
+    if len(text) < 64 or not re.fullmatch(r"[A-Za-z0-9+/=\s]+", text[:256]):
+        return None
+    try:
+        return base64.b64decode(text, validate=False)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _images(value: Any, image_root: str | None) -> list[dict[str, Any]]:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    if not values or all(v is None for v in values):
+        raise _Bad("images", "missing image", "no image")
+    return [_image(v, image_root) for v in values]
+
+
+def _col(row: Mapping[str, Any], columns: Mapping[str, str], name: str, required: bool = True) -> Any:
+    col = columns.get(name)
+    if col is None or col not in row:
+        if required:
+            raise _Bad(name, "missing column", f"no column {col!r} (data.sources columns.{name})")
+        return None
+    return row[col]
+
+
+def _text(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _Bad(field, "empty response", "empty, whitespace only, or not a string")
+    return value
+
+
+def convert_pairs(row: Mapping[str, Any], columns: Mapping[str, str], image_root: str | None) -> dict[str, Any]:
+    """One ``pairs`` row → schema fields (label 1 = response_1 is better). Raises _Bad."""
+    query = _col(row, columns, "query")
+    if not isinstance(query, str) or not query.strip():
+        raise _Bad("query", "empty response", "the query is empty")
+    chosen, rejected = row.get(columns.get("chosen") or ""), row.get(columns.get("rejected") or "")
+    if chosen is not None or rejected is not None:  # (a JSON-lines file gives absent keys as None)
+        r1, r2, label = chosen, rejected, 1
+    else:
+        r1, r2 = _col(row, columns, "response_1"), _col(row, columns, "response_2")
+        label = r1_reward_label(_col(row, columns, "label"))
+        if label is None:
+            raise _Bad("label", "label not derivable", f"got {_col(row, columns, 'label')!r}")
+    image = _col(row, columns, "images", required=False)
+    if image is None:
+        image = _col(row, columns, "image")
+    return {"query": query, "response_1": _text(r1, "response_1"), "response_2": _text(r2, "response_2"),
+            "label": label, "images": _images(image, image_root)}
+
+
+def convert_r1_reward_rl(row: Mapping[str, Any], columns: Mapping[str, str],
+                         image_root: str | None) -> dict[str, Any]:
+    """One R1-Reward-RL row → schema fields. Raises _Bad."""
+    raw = row.get("message")
+    if raw is None:
+        raise _Bad("message", "missing column", "no column 'message'")
+    try:
+        turns = json.loads(raw) if isinstance(raw, str) else raw
+        content = turns[0]["content"]
+        text = "".join(c.get("text", "") for c in content if c.get("type") == "text")
+        paths = [c.get("image") for c in content if c.get("type") == "image"]
+        query, r1, r2 = parse_r1_reward_prompt(text)
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise _Bad("message", "unparsable R1-Reward prompt", str(exc)) from None
+    question = row.get("question")
+    if isinstance(question, str) and question.strip() and " ".join(question.split()) != " ".join(query.split()):
+        raise _Bad("message", "unparsable R1-Reward prompt", "its [Question] differs from the question column")
+    label = r1_reward_label(row.get("answer"))
+    if label is None:
+        raise _Bad("answer", "label not derivable", f"got {row.get('answer')!r}")
+    image = row.get("image")
+    images = _images(image, image_root) if image else _images(paths or None, image_root)
+    return {"query": query, "response_1": _text(r1, "response_1"), "response_2": _text(r2, "response_2"),
+            "label": label, "images": images}
+
+
+CONVERTERS = {"pairs": convert_pairs, "r1_reward_rl": convert_r1_reward_rl}
+
+
+# ------------------------------------------------------------------ one source
+def load_source(spec: Mapping[str, Any], split: str, on_bad_sample: str = "error",
+                image_root: str | None = None) -> tuple[datasets.Dataset, dict[str, Any]]:
+    """One source's rows on egt's schema, and its counts ``{"rows", "kept", "skipped": {reason: n}}``.
+
+    Raises :class:`SourceRowError` for the first bad row unless ``on_bad_sample="skip"``.
+    """
+    path = str(spec["path"])
+    fmt = spec.get("format", "pairs")
+    if fmt not in CONVERTERS:
+        raise ValueError(f"data source {path}: format={fmt!r} is not one of {list(FORMATS)}")
+    name = spec.get("name") or Path(path).stem
+    root = spec.get("image_root") or image_root
+    columns = {**DEFAULT_COLUMNS, **(spec.get("columns") or {})}
+    table = load_table(path, spec.get("split"))
+    if spec.get("limit"):
+        table = table.select(range(min(int(spec["limit"]), len(table))))
+    convert, category = CONVERTERS[fmt], spec.get("category")
+
+    def one(row: dict[str, Any], idx: int) -> dict[str, Any]:
+        sid = row.get(columns["id"]) if columns.get("id") in row else None
+        sid = str(sid) if sid not in (None, "") else f"{name}-{split}-{idx:08d}"
+        out = {"id": sid, "images": [], "query": "", "response_1": "", "response_2": "", "label": 1,
+               "category": str(row.get(columns["category"]) or category or name) if columns.get("category") in row
+               else str(category or name), "source": name,
+               "meta": json.dumps({"file": path, "row": idx}), _ERROR: ""}
+        try:
+            fields = convert(row, columns, root)
+            if " ".join(fields["response_1"].split()) == " ".join(fields["response_2"].split()):
+                raise _Bad("response_2", "identical responses", "both responses are the same text")
+            out.update(fields)
+        except _Bad as bad:
+            out[_ERROR] = json.dumps([bad.field, bad.reason, bad.detail])
+        return out
+
+    converted = table.map(one, with_indices=True, remove_columns=table.column_names, features=_FEATURES,
+                          desc=f"[data] {name} ({split})", load_from_cache_file=False)
+    errors = converted.filter(lambda e: e != "", input_columns=[_ERROR], load_from_cache_file=False)
+    skipped: Counter[str] = Counter()
+    if len(errors):
+        first = errors[0]
+        field, reason, detail = json.loads(first[_ERROR])
+        if on_bad_sample != "skip":
+            raise SourceRowError(path, json.loads(first["meta"])["row"], first["id"], field, reason, detail)
+        skipped.update(json.loads(e)[1] for e in errors[_ERROR])
+        converted = converted.filter(lambda e: e == "", input_columns=[_ERROR], load_from_cache_file=False)
+        log.warning("[data] %s (%s): skipped %d of %d rows: %s", name, split, sum(skipped.values()), len(table),
+                    dict(skipped))
+    converted = converted.remove_columns(_ERROR).cast(FEATURES)
+    return converted, {"rows": len(table), "kept": len(converted), "skipped": dict(skipped)}
+
+
+def build_split(specs: list[Mapping[str, Any]], split: str, on_bad_sample: str,
+                image_root: str | None) -> tuple[datasets.Dataset, dict[str, Any]]:
+    """Every source of one split, concatenated in order; per-source counts."""
+    parts, counts = [], {}
+    for spec in specs:
+        ds, c = load_source(spec, split, on_bad_sample, image_root)
+        name = spec.get("name") or Path(str(spec["path"])).stem
+        counts[name] = c
+        parts.append(ds)
+    if not parts:
+        return datasets.Dataset.from_dict({k: [] for k in FEATURES}, features=FEATURES), counts
+    return (datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]), counts

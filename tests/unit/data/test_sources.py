@@ -1,0 +1,126 @@
+"""Outside preference data (egt.data.sources) on the committed fixtures, laid out as the releases are."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import datasets
+import pandas as pd
+import pytest
+from PIL import Image
+
+from egt.data.prompt import build_user_text
+from egt.data.sources import SourceRowError, fingerprint, load_source, parse_r1_reward_prompt, r1_reward_label
+
+FIX = Path(__file__).resolve().parents[2] / "fixtures"
+R1 = FIX / "r1_reward_rl"
+PREF = FIX / "preference_files"
+
+
+def _png(colour) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (28, 28), colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_r1_reward_rl_rows_recovered_field_by_field():
+    ds, counts = load_source({"path": str(R1), "format": "r1_reward_rl", "name": "r1_reward_rl"}, "rl_pool",
+                             image_root=str(R1 / "images"))
+    assert counts == {"rows": 4, "kept": 4, "skipped": {}} and len(ds) == 4
+    row = ds.cast_column("images", datasets.List(datasets.Image(decode=False)))[1]
+    assert row["id"] == "r1_reward_rl-rl_pool-00000001" and row["source"] == "r1_reward_rl"
+    assert row["query"] == "How many circles are there?"
+    assert row["response_1"] == "There are three circles."
+    assert row["response_2"] == "There are two circles, one\nbehind the other."  # inner newline kept
+    assert row["label"] == 2 and row["category"] == "r1_reward_rl"
+    assert row["images"][0]["bytes"] == _png((30, 160, 60))  # from the base64 image column
+    assert json.loads(row["meta"]) == {"file": str(R1), "row": 1}
+    third = ds[2]  # no image column value: the message's path, its file name under image_root
+    assert third["images"][0].size == (28, 28) and third["images"][0].getpixel((0, 0)) == (40, 60, 200)
+
+
+def test_r1_reward_rl_without_image_root_names_the_missing_file():
+    with pytest.raises(SourceRowError) as e:
+        load_source({"path": str(R1), "format": "r1_reward_rl"}, "rl_pool")
+    msg = str(e.value)
+    assert str(R1) in msg and "row 2" in msg and "field 'images'" in msg and "missing image" in msg
+    assert "image_2.png" in msg and "data.on_bad_sample=skip" in msg
+
+
+def test_parse_inverts_egts_r1_reward_template_and_refuses_ambiguity():
+    q, a, b = "What is shown?  ", "A cat.\n\nIt sleeps.", "A dog #1 [Response]"
+    assert parse_r1_reward_prompt(build_user_text(q, a, b, template="r1_reward")) == (q.strip(), a, b)
+    quoting = build_user_text("q", "I think\n###### [Response 2]:\nis wrong", "b", template="r1_reward")
+    with pytest.raises(ValueError, match=r"\[Response 2\] occurs 2 times"):
+        parse_r1_reward_prompt(quoting)
+    with pytest.raises(ValueError, match="occurs 0 times"):
+        parse_r1_reward_prompt("no markers at all")
+    assert r1_reward_label(["<answer>1</answer>", "<answer>1</answer>"]) == 1
+    assert r1_reward_label(["<answer>1</answer>", "<answer>2</answer>"]) is None
+
+
+def test_pairs_jsonl_and_labelled_parquet():
+    ds, counts = load_source({"path": str(PREF / "pairs.jsonl"), "name": "pairs"}, "sft_pool",
+                             image_root=str(PREF))
+    assert counts["kept"] == 4 and set(ds["label"]) == {1}  # chosen is shown first (randomised later)
+    assert ds[1]["id"] == "pair-1" and ds[1]["response_1"] == "There are two circles, one\nbehind the other."
+    assert ds[1]["category"] == "demo" and ds[0]["images"][0].getpixel((0, 0)) == (200, 30, 40)
+    lab, _ = load_source({"path": str(PREF / "labelled.parquet"), "columns": {"query": "question"}}, "bench")
+    assert lab["label"] == [1, 2, 1, 1] and lab[1]["query"] == "How many circles are there?"
+    assert lab[0]["id"] == "labelled-bench-00000000" and lab[3]["images"][0].getpixel((0, 0)) == (220, 200, 40)
+
+
+def _bad_rows(tmp_path: Path) -> Path:
+    (tmp_path / "ok.png").write_bytes(_png((1, 2, 3)))
+    (tmp_path / "broken.png").write_bytes(b"not a png at all")
+    rows = [
+        {"id": "a", "query": "q", "chosen": "x", "rejected": "y", "image": "ok.png"},
+        {"id": "b", "query": "q", "chosen": "x", "rejected": "y", "image": "absent.png"},  # missing image
+        {"id": "c", "query": "q", "chosen": "x", "rejected": "y", "image": "broken.png"},  # unreadable image
+        {"id": "d", "query": "q", "chosen": "  \n", "rejected": "y", "image": "ok.png"},  # empty response
+        {"id": "e", "query": "q", "chosen": "same  text", "rejected": "same text", "image": "ok.png"},  # identical
+        {"id": "f", "query": "q", "response_1": "x", "response_2": "y", "label": "3", "image": "ok.png"},  # label
+        {"id": "g", "query": "q", "chosen": "x", "rejected": "y"},  # no image column value
+    ]
+    path = tmp_path / "bad.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_every_bad_row_kind_errors_with_file_row_id_field_or_is_counted(tmp_path):
+    path = _bad_rows(tmp_path)
+    with pytest.raises(SourceRowError) as e:
+        load_source({"path": str(path)}, "sft_pool", image_root=str(tmp_path))
+    assert (e.value.file, e.value.row, e.value.sample_id, e.value.field) == (str(path), 1, "b", "images")
+    ds, counts = load_source({"path": str(path)}, "sft_pool", on_bad_sample="skip", image_root=str(tmp_path))
+    assert ds["id"] == ["a"]
+    assert counts["skipped"] == {"missing image": 2, "unreadable image": 1, "empty response": 1,
+                                 "identical responses": 1, "label not derivable": 1}
+    with pytest.raises(SourceRowError, match="missing column"):
+        load_source({"path": str(path), "columns": {"query": "prompt"}}, "sft_pool", image_root=str(tmp_path))
+
+
+def test_unparsable_r1_reward_prompt_is_its_own_reason(tmp_path):
+    df = pd.read_parquet(R1 / "data" / "train-00000-of-00001.parquet")
+    msg = json.loads(df.loc[0, "message"])
+    msg[0]["content"][0]["text"] = "Which is better? No markers here."
+    df.loc[0, "message"] = json.dumps(msg)
+    df.loc[1, "answer"] = ["<answer>7</answer>"]
+    df.to_parquet(tmp_path / "train.parquet")
+    ds, counts = load_source({"path": str(tmp_path / "train.parquet"), "format": "r1_reward_rl"}, "rl_pool",
+                             on_bad_sample="skip", image_root=str(R1 / "images"))
+    assert counts["skipped"] == {"unparsable R1-Reward prompt": 1, "label not derivable": 1} and len(ds) == 2
+
+
+def test_fingerprint_follows_content_not_path(tmp_path):
+    f = tmp_path / "d.jsonl"
+    f.write_text('{"a": 1}\n')
+    before = fingerprint(str(f))
+    f.write_text('{"a": 2}\n')  # same name, same size
+    assert fingerprint(str(f)) != before
+    images = tmp_path / "img"
+    images.mkdir()
+    with_root = fingerprint(str(f), str(images))
+    (images / "x.png").write_bytes(b"1")
+    assert fingerprint(str(f), str(images)) != with_root
