@@ -1,0 +1,57 @@
+"""The whole pipeline on outside preference data (data=preference_files): SFT pairs from a JSON-lines
+file, the RL pool from an R1-Reward-RL-shaped parquet folder, a bench from a labelled parquet, the
+distillation through the fake OpenAI-compatible teacher."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from datasets import load_from_disk
+
+from cli_runner import QUICK, cli, done
+from openai_fake import FakeOpenAI
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures"
+KEY_ENV = "EGT_TEST_PREF_KEY"
+
+
+def _sources() -> list[str]:
+    pref, r1 = FIX / "preference_files", FIX / "r1_reward_rl"
+    return ["data=preference_files", "data.template=r1_reward",
+            f"data.sources.sft_pool=[{{path: {pref / 'pairs.jsonl'}, name: pairs, image_root: {pref}}}]",
+            f"data.sources.rl_pool=[{{path: {r1}, format: r1_reward_rl, image_root: {r1 / 'images'}}}]",
+            f"data.sources.bench=[{{path: {pref / 'labelled.parquet'}, columns: {{query: question}}, "
+            "category: general}]"]
+
+
+def test_every_stage_on_preference_files(tmp_path, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, "sk-test")
+    art = tmp_path / "art"
+    cli(art, *QUICK, *_sources(), "stages=[data]", "logger=none")
+    data = done(art, "data")[0]
+    summary = json.loads((data / "_SUCCESS.json").read_text())["summary"]
+    assert {s: summary[s]["n"] for s in ("sft_pool", "rl_pool", "bench")} == {"sft_pool": 4, "rl_pool": 4, "bench": 4}
+    assert summary["rl_pool"]["sources"]["r1_reward_rl"] == {"rows": 4, "kept": 4, "skipped": {}}
+    dsd = load_from_disk(str(data / "dataset"))
+    assert sorted(dsd["rl_pool"]["query"])[0] == "Describe the image."
+    samples = list(dsd["sft_pool"])
+    with FakeOpenAI(samples, answer="label") as fake:
+        teacher = ["distill/teacher=openai", f"distill.teacher.base_url={fake.url}", "distill.teacher.model=fake",
+                   f"distill.teacher.api_key_env={KEY_ENV}", "distill.teacher.seed=0"]
+        cli(art, *QUICK, *_sources(), *teacher, "logger=none", "sft.eval_n=0", "rl.eval_n=0", "rl.max_steps=1",
+            "selection=all", "eval.optional_benchmarks=[]", "stages=[data,distill,sft,probe,select,rl,eval]")
+    for stage in ("distill", "sft", "probe", "select", "rl", "eval"):
+        assert done(art, stage), stage
+    assert len(done(art, "data")) == 1  # the data artifact was reused, not rebuilt
+
+
+def test_a_changed_file_under_the_same_path_is_not_reused(tmp_path):
+    src = tmp_path / "pairs.jsonl"
+    rows = (FIX / "preference_files" / "pairs.jsonl").read_text().splitlines()
+    src.write_text("\n".join(rows) + "\n")
+    args = ["data=preference_files", "stages=[data]", "logger=none",
+            f"data.sources.sft_pool=[{{path: {src}, image_root: {FIX / 'preference_files'}}}]"]
+    cli(tmp_path / "art", *QUICK, *args)
+    src.write_text("\n".join(rows[:3]) + "\n")
+    out = cli(tmp_path / "art", *QUICK, *args)
+    assert "[data] computing artifact" in out and len(done(tmp_path / "art", "data")) == 2
