@@ -121,7 +121,7 @@ def main() -> None:
     p.add_argument("--new", type=int, default=256, help="completion tokens L")
     p.add_argument("--prompt", type=int, default=64, help="prompt tokens, image tokens included")
     p.add_argument("--image", type=int, default=112, help="image side in px (112 → 16 image tokens)")
-    p.add_argument("--chunk", type=int, default=256)
+    p.add_argument("--chunk", type=int, default=128)
     p.add_argument("--micro", type=int, default=None, help="no-grad micro-batch (sequences); default: none")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--passes", nargs="+", default=["old", "grad"])

@@ -235,7 +235,7 @@ class RLConfig:
     kl_estimator: str = "k3"  # k1 | k3
     kl_in: str = "loss"  # loss | reward
     logprob_batch_size: Optional[int] = None  # sequences per no-grad π_old / π_ref forward; null = the rollout batch
-    logprob_chunk_size: int = 256  # positions per output-head chunk: peak extra memory ~ chunk × V fp32
+    logprob_chunk_size: int = 128  # positions per output-head chunk: peak extra memory ~ chunk × V fp32
     checkpoint_every_n_steps: int = 5
     log_examples: int = 2  # completions kept per step in curves.json
     eval_n: int = 64  # bench samples generated after RL (format-ok, accuracy); 0 = none
