@@ -499,7 +499,9 @@ def world_corpus(cfg: WorldConfig | Mapping[str, Any] | None = None, n: int = 20
     cfg = as_world_config(cfg)
     cfg.validate()
     recs = [make_record(cfg, "corpus", i) for i in range(n)]
-    texts = [build_user_text("{query}", "{response_1}", "{response_2}", t) for t in ("short", "r1_reward")]
+    # r1_reward_legacy: the text this corpus was built with (a new template text would change the
+    # tokenizer under the same model key)
+    texts = [build_user_text("{query}", "{response_1}", "{response_2}", t) for t in ("short", "r1_reward_legacy")]
     for rec in recs:
         texts += [rec["query"], rec["response_1"], rec["response_2"],
                   build_user_text(rec["query"], rec["response_1"], rec["response_2"])]

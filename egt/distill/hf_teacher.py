@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from egt.data.encode import ChatEncoder
-from egt.data.prompt import TEMPLATES
+from egt.data.prompt import TEMPLATES, template_key
 from egt.data.schema import stable_hash
 from egt.distill.teacher import Teacher
 from egt.eval.generation import generate
@@ -51,7 +51,7 @@ class HFTeacher(Teacher):
 
     def public_config(self) -> dict:
         return {"name": self.name, "version": _VERSION, "model_path": self.model_path, "dtype": self.dtype,
-                "template": self.template, "max_new_tokens": self.max_new_tokens, "max_length": self.max_length,
+                "template": template_key(self.template), "max_new_tokens": self.max_new_tokens, "max_length": self.max_length,
                 "temperature": self.temperature, "seed": self.seed}
 
     def _load(self) -> tuple[Any, ChatEncoder]:

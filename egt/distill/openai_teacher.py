@@ -21,7 +21,7 @@ from typing import Any
 
 from PIL import Image
 
-from egt.data.prompt import TEMPLATES, build_user_text
+from egt.data.prompt import TEMPLATES, build_user_text, template_key
 from egt.data.schema import BadSampleError
 from egt.distill.teacher import Reply, RequestBudget, Teacher
 from egt.utils.http import HTTPRequestError, check_reachable, post_json
@@ -119,7 +119,7 @@ class OpenAITeacher(Teacher):
     def public_config(self) -> dict:
         """What determines the outputs; no key, no key variable, no operational knobs."""
         return {"name": self.name, "version": _VERSION, "base_url": self.base_url, "model": self.model,
-                "template": self.template, "system_prompt": self.system_prompt, "temperature": self.temperature,
+                "template": template_key(self.template), "system_prompt": self.system_prompt, "temperature": self.temperature,
                 "max_tokens": self.max_tokens, "seed": self.seed, "extra_body": self.extra_body}
 
     def _headers(self) -> dict[str, str]:

@@ -24,6 +24,7 @@ from egt import distributed
 from egt.artifacts import make_key, write_json_atomic
 from egt.benchmarks import Benchmark, get
 from egt.config import to_container
+from egt.data.prompt import template_key
 from egt.utils.io import Journal
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ def evaluate_one(cfg: DictConfig, pipe: Any, model: dict[str, Any], bench: Bench
 
     e = cfg.eval
     settings = {k: v for k, v in to_container(e).items() if k not in NOT_IN_KEY}
-    settings["template"] = cfg.data.template
+    settings["template"] = template_key(cfg.data.template)
     from egt.models.resolve import pixel_budget
     settings.update(pixel_budget(cfg))  # only when set: keys without a budget are unchanged
     bench_id = {k: v for k, v in bench.describe().items() if k != "files"}

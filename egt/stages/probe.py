@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from egt import distributed
 from egt.artifacts import make_key, write_json_atomic
 from egt.config import to_container
+from egt.data.prompt import template_key
 from egt.data.encode import ChatEncoder, image_tokens
 from egt.models.resolve import load_for_inference, pixel_budget
 from egt.probe.probe import merge_shards, probe_shards, shard_ranges, shards_for_rank, write_parquet_atomic
@@ -71,7 +72,7 @@ def key_config(cfg: DictConfig) -> dict[str, Any]:
     the key (greedy probing does not depend on them)."""
     p = cfg.probe
     conf = {k: v for k, v in to_container(p).items() if k not in NOT_IN_KEY}
-    conf.update(template=cfg.data.template, dtype=cfg.model.dtype,
+    conf.update(template=template_key(cfg.data.template), dtype=cfg.model.dtype,
                 seed=cfg.seed if p.temperature > 0 else None, **pixel_budget(cfg))
     if p.temperature > 0:
         conf.update(batch_size=p.batch_size, shard_size=p.shard_size)

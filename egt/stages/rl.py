@@ -31,6 +31,7 @@ from egt import distributed
 from egt.artifacts import make_key, replace_dir, write_json_atomic
 from egt.config import ConfigError, to_container
 from egt.data.encode import ChatEncoder, image_tokens
+from egt.data.prompt import template_key
 from egt.data.sampler import ResumableSampler
 from egt.data.schema import BadSampleError
 from egt.eval.generation import generate, score
@@ -66,7 +67,7 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     rl_pool = data_stage.load(data)["rl_pool"]
     selection, select_key = load_selection(cfg, pipe, rl_pool)
     conf = {k: v for k, v in to_container(cfg.rl).items() if k not in NOT_IN_KEY}
-    conf.update(reward=to_container(cfg.reward), seed=rl_seed(cfg), template=cfg.data.template,
+    conf.update(reward=to_container(cfg.reward), seed=rl_seed(cfg), template=template_key(cfg.data.template),
                 on_bad_sample=cfg.data.on_bad_sample, trainer=to_container(cfg.trainer), dtype=cfg.model.dtype,
                 freeze_vision=cfg.model.freeze_vision, **pixel_budget(cfg))
     sft_id = sft["key"] if sft["key"] != "external" else f"path:{sft['model_path']}"

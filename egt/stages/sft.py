@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from egt import distributed
 from egt.artifacts import make_key, replace_dir, write_json_atomic
 from egt.config import to_container
+from egt.data.prompt import template_key
 from egt.data.encode import ChatEncoder, collate, image_tokens
 from egt.data.sampler import ResumableSampler
 from egt.eval.generation import generate, score
@@ -64,7 +65,7 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     data, distill = pipe.get("data"), pipe.get("distill")
     base = model_dir(cfg, pipe)
     conf = {k: v for k, v in to_container(cfg.sft).items() if k not in NOT_IN_KEY}
-    conf.update(seed=cfg.seed, template=cfg.data.template, on_bad_sample=cfg.data.on_bad_sample,
+    conf.update(seed=cfg.seed, template=template_key(cfg.data.template), on_bad_sample=cfg.data.on_bad_sample,
                 trainer=to_container(cfg.trainer), dtype=cfg.model.dtype, freeze_vision=cfg.model.freeze_vision,
                 **pixel_budget(cfg))  # set only when given: keys of runs without a budget are unchanged
     upstream = {"data": data["key"], "distill": distill["key"], "model": json.dumps(model_identity(cfg, base))}
