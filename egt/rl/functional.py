@@ -272,6 +272,24 @@ def chunked_token_logprobs(hidden: torch.Tensor, head: Callable[[torch.Tensor], 
     return logp, ent
 
 
+def truncated(tokens: torch.Tensor, mask: torch.Tensor, stop_ids: list[int] | tuple[int, ...],
+              max_new_tokens: int) -> torch.Tensor:
+    """Completions cut by the length limit: no stop token among their tokens and ``max_new_tokens`` long.
+    A completion whose stop token lands in the batch's last column stopped; it was not truncated.
+
+    tokens, mask: [B, L] → [B] bool
+
+    >>> t = torch.tensor([[5, 9, 0], [5, 5, 9], [5, 5, 5]]); m = torch.tensor([[1, 1, 0], [1, 1, 1], [1, 1, 1]])
+    >>> truncated(t, m, [9], max_new_tokens=3)
+    tensor([False, False,  True])
+    """
+    is_stop = torch.zeros_like(tokens, dtype=torch.bool)
+    for i in stop_ids:
+        is_stop |= tokens == i
+    has_stop = (is_stop & mask.bool()).any(-1)  # [B]
+    return ~has_stop & (mask.sum(-1) >= max_new_tokens)
+
+
 def completion_mask(tokens: torch.Tensor, stop_ids: list[int] | tuple[int, ...]) -> torch.Tensor:
     """1 for the generated tokens up to and including the first stop token, 0 after.
 

@@ -56,9 +56,9 @@ from egt import distributed
 from egt.data.encode import ChatEncoder
 from egt.data.sampler import ResumableSampler
 from egt.models.loader import multimodal_token_ids
-from egt.rl.functional import KL_ESTIMATORS, aggregate, masked_mean
+from egt.rl.functional import KL_ESTIMATORS, aggregate, masked_mean, truncated
 from egt.rl.reward import CompositeReward
-from egt.rl.rollout import Rollout, RolloutBackend, logprobs_and_entropy, rollout
+from egt.rl.rollout import Rollout, RolloutBackend, logprobs_and_entropy, rollout, stop_ids
 
 
 class RLModule(L.LightningModule):
@@ -141,7 +141,8 @@ class RLModule(L.LightningModule):
             "rl/adv_filtered": 1.0 - float(keep.float().mean()),
             "rl/kl": float(masked_mean(kl_tok, mask)), "rl/entropy": float(masked_mean(entropy.cpu(), mask)),
             "rl/response_len": float(mask.sum(-1).float().mean()),
-            "rl/truncated": float((mask[:, -1] == 1).float().mean()),
+            "rl/truncated": float(truncated(ro.completion_ids, mask, stop_ids(self.model, self.encoder),
+                                            self.max_new_tokens).float().mean()),
         }
         m.update({f"rl/judge_{k}": float(terms.verdicts.get(k, 0))
                   for k in ("support", "contradict", "undecided", "error", "not_asked")})
