@@ -13,6 +13,8 @@ untouched, so real checkpoints still get the stock processor where torchvision i
 from __future__ import annotations
 
 import importlib.util
+import json
+from pathlib import Path
 from typing import Any
 
 from transformers import AutoProcessor
@@ -48,6 +50,34 @@ class EgtQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
         self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
         # Skip Qwen2_5_VLProcessor.__init__: it passes a video_processor positionally.
         ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template, **kwargs)
+
+    def save_pretrained(self, save_directory: Any, *args: Any, **kwargs: Any) -> Any:
+        """Save as the stock ``Qwen2_5_VLProcessor`` (its name in every saved config), so a judge egt
+        trained loads wherever a real Qwen2.5-VL checkpoint does, without egt; egt's own loader maps
+        the stock name back to this class when torchvision is missing."""
+        out = super().save_pretrained(save_directory, *args, **kwargs)
+        for f in Path(save_directory).glob("*.json"):
+            text = f.read_text(encoding="utf-8")
+            if f'"{type(self).__name__}"' in text:
+                data = json.loads(text)
+                _rename_processor_class(data, type(self).__name__, STOCK_NAME)
+                f.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        return out
+
+
+STOCK_NAME = "Qwen2_5_VLProcessor"
+
+
+def _rename_processor_class(node: Any, old: str, new: str) -> None:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "processor_class" and v == old:
+                node[k] = new
+            else:
+                _rename_processor_class(v, old, new)
+    elif isinstance(node, list):
+        for v in node:
+            _rename_processor_class(v, old, new)
 
 
 def make_image_processor(min_pixels: int, max_pixels: int) -> Any:
