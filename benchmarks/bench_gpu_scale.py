@@ -8,7 +8,8 @@ RL seconds per step. One process, one device; nothing is downloaded (the model i
 Work per measurement (the same as egt's stages, on synthetic inputs: one image of --image px and a
 text prompt, --prompt tokens in all):
   sft    fwd + bwd + optimizer step on --batch sequences of prompt + --target tokens (gradient
-         checkpointing on); tokens/s counts every token; MFU = 6 · N · tokens/s / peak (N = parameters,
+         checkpointing on; loss on the target tokens, egt's chunked NLL or --sft-loss hf); tokens/s counts
+         every token; MFU = 6 · N · tokens/s / peak (N = parameters,
          attention FLOPs left out, so MFU is a slight underestimate)
   probe  greedy generate --new tokens for --batch prompts, one teacher-forced pass, exact full-vocabulary
          entropy in chunks (egt.probe.probe.teacher_forced_entropy); samples/s
@@ -93,11 +94,18 @@ def timed(fn, device: str, steps: int, warmup: int = 1) -> float:
 
 
 def bench_sft(model, opt, a, device, dtype) -> dict:
+    from egt.sft.loss import sft_nll
+
     batch = inputs(a.batch, a.prompt + a.target, a.image, device, dtype)
     batch["labels"] = batch["input_ids"].clone()
+    batch["labels"][:, :a.prompt] = -100  # the target tokens only, as egt's SFT
 
     def step():
-        loss = model(**batch).loss
+        if a.sft_loss == "hf":  # transformers' causal-LM loss: [b, T, V] logits, upcast to fp32
+            loss = model(**batch).loss
+        else:  # egt's: hidden states through the head in checkpointed chunks
+            nll, mask = sft_nll(model, batch, a.chunk)
+            loss = (nll * mask).sum() / mask.sum()
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -105,7 +113,8 @@ def bench_sft(model, opt, a, device, dtype) -> dict:
     s = timed(step, device, a.steps)
     tokens = a.batch * (a.prompt + a.target)
     n = sum(p.numel() for p in model.parameters())
-    out = {"sft_tokens_per_s": round(tokens / s, 1), "sft_s_per_step": round(s, 4), "parameters": n}
+    out = {"sft_tokens_per_s": round(tokens / s, 1), "sft_s_per_step": round(s, 4), "parameters": n,
+           "sft_loss": a.sft_loss}
     if a.peak_tflops:
         out["sft_mfu"] = round(6 * n * tokens / s / (a.peak_tflops * 1e12), 4)
     return out
@@ -168,7 +177,9 @@ def main() -> None:
     p.add_argument("--target", type=int, default=512, help="SFT target tokens")
     p.add_argument("--new", type=int, default=256, help="generated tokens (probe, RL)")
     p.add_argument("--image", type=int, default=448, help="image side in px (448 → 256 image tokens)")
-    p.add_argument("--chunk", type=int, default=64)
+    p.add_argument("--chunk", type=int, default=128, help="output-head positions per chunk (egt's losses, probe)")
+    p.add_argument("--sft-loss", choices=["egt", "hf"], default="egt",
+                   help="egt: chunked NLL (egt.sft.loss); hf: the model's own loss over full logits")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--peak-tflops", type=float, default=None, help="device peak (default: from the GPU name)")
     p.add_argument("--only", nargs="*", default=["sft", "probe", "rl"])

@@ -6,7 +6,8 @@
 #   OUT=/tmp/gpu bash benchmarks/gpu_check.sh                      # everything
 #   OUT=/tmp/gpu PARTS="env bench7b" bash benchmarks/gpu_check.sh  # some parts
 #
-# Parts: env, pytest (pytest -m gpu, parallel), bench3b, bench7b (AdamW: bf16 parameters and states
+# Parts: env, pytest (pytest -m gpu, parallel), sftloss (7B SFT step: egt's chunked NLL vs the full-logit
+# loss), plainload (an egt-saved judge in plain transformers), bench3b, bench7b (AdamW: bf16 parameters and states
 # fit one 141 GB H200), logprob (benchmarks/bench_rl_logprobs.py, 7B shapes: V = 152,064, 16 sequences
 # of 320 + 1,024 tokens, before vs after chunking).
 # Logs: $OUT/env.txt, $OUT/pytest_gpu.log, $OUT/bench.jsonl (+ bench_*.log), $OUT/logprob.log.
@@ -55,6 +56,21 @@ bench() {  # shape, extra args
 }
 has bench3b && bench 3b
 has bench7b && bench 7b --optim adamw
+
+if has sftloss; then  # SFT step at 7B: egt's chunked NLL vs transformers' full-logit loss, fresh processes
+  for loss in egt hf; do
+    timeout "$T_BENCH" python3 benchmarks/bench_gpu_scale.py --shape 7b --only sft --sft-loss $loss \
+      >"$OUT/sft_$loss.log" 2>&1
+    echo "sft loss $loss: rc=$?"; grep '^{' "$OUT/sft_$loss.log" | tee -a "$OUT/bench.jsonl"
+    grep -v '^{' "$OUT/sft_$loss.log" | tail -3
+  done
+fi
+
+if has plainload; then  # a judge egt saved loads in plain transformers (torchvision is on GPU images)
+  timeout 200 python3 -m pytest -q -rA -p no:cacheprovider tests/unit/models/test_models.py \
+    -k "plain_transformers or stock" >"$OUT/plainload.log" 2>&1
+  echo "plain transformers load: rc=$?"; tail -5 "$OUT/plainload.log"
+fi
 
 if has logprob; then
   timeout "$T_LOGPROB" python3 benchmarks/bench_rl_logprobs.py --device cuda --shape 7b --batch 16 --new 1024 \
