@@ -67,7 +67,7 @@ if has sftloss; then  # SFT step at 7B: egt's chunked NLL vs transformers' full-
 fi
 
 if has plainload; then  # a judge egt saved loads in plain transformers (torchvision is on GPU images)
-  timeout 200 python3 -m pytest -q -rA -p no:cacheprovider tests/unit/models/test_models.py \
+  timeout "${T_PLAIN:-120}" python3 -m pytest -q -rA -p no:cacheprovider tests/unit/models/test_models.py \
     -k "plain_transformers or stock" >"$OUT/plainload.log" 2>&1
   echo "plain transformers load: rc=$?"; tail -5 "$OUT/plainload.log"
 fi
