@@ -47,15 +47,19 @@ def load_processor(path: str | Path, trust_remote_code: bool = False, min_pixels
                    max_pixels: int | None = None) -> Any:
     """The processor of the VLM at ``path``; raises if only a bare tokenizer can be found.
 
-    Without torchvision, a directory whose processor is the stock ``Qwen2_5_VLProcessor``
-    (which needs a video processor, hence torchvision) is loaded with the egt subclass.
+    A directory whose processor is the stock ``Qwen2_5_VLProcessor`` is loaded with the egt subclass
+    (images only) when torchvision is missing (every video processor needs it) or the directory has
+    no ``video_preprocessor_config.json`` (egt's saved judges; the stock class then fails to find a
+    video processor: seen on a GPU image with torchvision, 2026-11-29).
     ``min_pixels`` / ``max_pixels`` (None: the directory's own) set the image processor's pixel
     budget (:func:`set_pixel_budget`).
     """
     path = _check_dir(path)
     saved = _saved_processor_class(path)
-    if saved in _STOCK_TO_EGT and not egt_processor.torchvision_available():
-        log.info("torchvision not importable: loading %s with %s", saved, _STOCK_TO_EGT[saved].__name__)
+    no_video = not (path / "video_preprocessor_config.json").is_file()
+    if saved in _STOCK_TO_EGT and (no_video or not egt_processor.torchvision_available()):
+        why = "no video_preprocessor_config.json" if no_video else "torchvision not importable"
+        log.info("%s: loading %s with %s (images only)", why, saved, _STOCK_TO_EGT[saved].__name__)
         processor = _STOCK_TO_EGT[saved].from_pretrained(path)
     else:
         processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)

@@ -4,11 +4,11 @@ The stock ``Qwen2_5_VLProcessor`` needs a video processor, and every video proce
 in transformers 5.x needs torchvision, which cannot be installed next to the CPU torch
 wheel. :class:`EgtQwen2_5_VLProcessor` is the same processor minus the video part.
 
-Importing this module registers the class with ``AutoProcessor`` under a private key,
-so ``AutoProcessor.from_pretrained(dir)`` on a directory saved with it (its
-``processor_config.json`` names ``EgtQwen2_5_VLProcessor``) returns this class rather
-than silently falling back to the tokenizer. The stock Qwen2.5-VL mapping is left
-untouched, so real checkpoints still get the stock processor where torchvision imports.
+It saves itself under the stock name ``Qwen2_5_VLProcessor`` (as a real checkpoint's configs
+read), and ``egt.models.loader.load_processor`` maps that name back to this class where the stock
+one cannot be built (no torchvision, or no video processor config in the directory). Importing
+this module also registers the class with ``AutoProcessor`` under a private key, so directories
+saved by egt before 2026-11-29 (whose configs name ``EgtQwen2_5_VLProcessor``) still load.
 """
 from __future__ import annotations
 
