@@ -105,7 +105,7 @@ class SFTConfig:
     # token: Σ target-token NLL / target tokens of the whole optimizer step (accumulation and ranks);
     # sequence: each sequence's token mean, averaged over the step's sequences (egt.sft.loss)
     loss_reduction: str = "token"
-    chunk_size: int = 256  # positions per output-head chunk of the loss: no [b, T, V] fp32 is held
+    chunk_size: Optional[int] = 256  # output-head positions per loss chunk (recomputed in backward); null: one pass
     epochs: int = 1
     max_steps: int = -1
     max_length: int = 512
@@ -399,7 +399,7 @@ def validate(cfg: DictConfig) -> None:
     if s.lr <= 0 or s.batch_size < 1 or s.epochs < 1:
         raise ConfigError("sft.lr must be > 0, sft.batch_size >= 1 and sft.epochs >= 1")
     _check_choice("sft.loss_reduction", s.loss_reduction, ("token", "sequence"))
-    if s.chunk_size < 1:
+    if s.chunk_size is not None and s.chunk_size < 1:
         raise ConfigError(f"sft.chunk_size={s.chunk_size} must be >= 1 (positions per output-head chunk)")
     _validate_probe_select(cfg)
     _validate_eval(cfg)

@@ -47,8 +47,8 @@ def test_step_window_spans_ranks_and_accumulation():
     assert step_window(order, 2, 2, 2, local_consumed=4) == [8, 9, 10, 11]
 
 
-@pytest.mark.parametrize("reduction", ["token", "sequence"])
-def test_accumulated_gradient_equals_the_one_batch_gradient(tiny_model_dir, world_small, reduction):
+@pytest.mark.parametrize("reduction,chunk", [("token", 256), ("sequence", 7), ("token", None)])
+def test_accumulated_gradient_equals_the_one_batch_gradient(tiny_model_dir, world_small, reduction, chunk):
     model, proc = load_model_and_processor(tiny_model_dir)
     model.train()
     enc, pad = ChatEncoder(proc, max_length=1024), proc.tokenizer.pad_token_id
@@ -70,7 +70,7 @@ def test_accumulated_gradient_equals_the_one_batch_gradient(tiny_model_dir, worl
     # egt: three micro-batches of one sequence, accumulated (Lightning divides each loss by acc)
     sampler = ResumableSampler(3, shuffle=False)
     module = SFTModule(model, 1e-3, 0.0, 0.0, 1, sampler, target_tokens=counts, loss_reduction=reduction,
-                       accumulate=3, local_batch=1, world_size=1)
+                       accumulate=3, local_batch=1, world_size=1, chunk_size=chunk)
     grads = [torch.zeros_like(p) for p in params]
     for e in examples:
         loss = module.training_step(collate([e], pad, "right"), 0) / 3
