@@ -124,3 +124,18 @@ def test_fingerprint_follows_content_not_path(tmp_path):
     with_root = fingerprint(str(f), str(images))
     (images / "x.png").write_bytes(b"1")
     assert fingerprint(str(f), str(images)) != with_root
+
+
+def test_inspect_reports_counts_reasons_and_rendered_samples(tmp_path):
+    from egt.data.inspect import _compose, report
+
+    bad = _bad_rows(tmp_path)
+    cfg = _compose(["data=preference_files",
+                    f"data.sources.sft_pool=[{{path: {bad}, name: bad, image_root: {tmp_path}}}]",
+                    f"data.sources.rl_pool=[{{path: {R1}, format: r1_reward_rl, image_root: {R1 / 'images'}}}]"])
+    text = report(cfg, n=1)
+    assert "== sft_pool: 1 samples" in text and "on_bad_sample=error: the first bad row would stop a run" in text
+    assert ("source bad: 7 rows, 1 kept, skipped empty response: 1, identical responses: 1, "
+            "label not derivable: 1, missing image: 2, unreadable image: 1") in text
+    assert "source r1_reward_rl: 4 rows, 4 kept, skipped none" in text
+    assert "###### [Question]:\nWhat colour is the square?  \n" in text and "images 28×28" in text

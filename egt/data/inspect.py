@@ -1,0 +1,74 @@
+"""Look at a data configuration before training on it: ``python -m egt.data.inspect data=… [n=3]``.
+
+Composes the config as ``train.py`` does (same overrides), builds the three splits exactly as the data
+stage would, with bad rows counted instead of raised, and prints per split and per source: rows, kept,
+skipped by reason, label balance, categories, and the first ``n`` samples rendered (id, label, image
+sizes, the judge prompt's user text in ``data.template``). Nothing is written to the artifact store.
+Overlap with the public benchmarks is not computed yet (issue #16: contamination check).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+
+import egt.config  # noqa: F401  (registers the typed schemas)
+from egt.cli import CONF_DIR, rewrite_group_args, rewrite_model_path_args
+from egt.config import validate
+from egt.data.prompt import build_user_text
+
+SPLITS = ("sft_pool", "rl_pool", "bench")
+
+
+def _compose(overrides: list[str]) -> Any:
+    overrides = rewrite_group_args(rewrite_model_path_args(["inspect", *overrides]))[1:]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
+def report(cfg: Any, n: int = 3, width: int = 700) -> str:
+    """The text :func:`main` prints, for a composed config."""
+    from egt.stages import data as data_stage
+
+    asked = cfg.data.on_bad_sample
+    cfg.data.on_bad_sample = "skip"  # count every bad row instead of stopping at the first
+    dsd, per_source = data_stage.build(cfg)
+    out = [f"data={cfg.data.name} (template {cfg.data.template}; on_bad_sample={asked}"
+           + (": the first bad row would stop a run)" if asked == "error" else ")")]
+    for split in SPLITS:
+        ds = dsd[split]
+        labels = Counter(ds["label"])
+        out.append(f"\n== {split}: {len(ds)} samples, label 1: {labels.get(1, 0)}, label 2: {labels.get(2, 0)}, "
+                   f"categories {dict(Counter(ds['category']))}")
+        for name, c in (per_source.get(split) or {}).items():
+            skipped = ", ".join(f"{k}: {v}" for k, v in sorted(c["skipped"].items())) or "none"
+            out.append(f"   source {name}: {c['rows']} rows, {c['kept']} kept, skipped {skipped}")
+        for row in ds.select(range(min(n, len(ds)))):
+            sizes = ", ".join(f"{im.width}×{im.height}" for im in row["images"])
+            text = build_user_text(row["query"], row["response_1"], row["response_2"], cfg.data.template)
+            cut = text if len(text) <= width else text[:width] + f"… [{len(text) - width} more characters]"
+            out.append(f"\n-- {row['id']} (label {row['label']}, {row['category']}, source {row['source']}, "
+                       f"images {sizes}, meta {json.loads(row['meta']) if row['meta'] else {}})\n{cut}")
+    out.append("\noverlap with the public benchmarks: not computed yet (decontamination is issue #16)")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    n = 3
+    overrides = []
+    for a in args:
+        if a.startswith("n="):
+            n = int(a[2:])
+        else:
+            overrides.append(a)
+    cfg = _compose(overrides)
+    validate(cfg)
+    print(report(cfg, n))
+
+
+if __name__ == "__main__":
+    main()
