@@ -78,6 +78,11 @@ class DataConfig:
     path: Optional[str] = None  # data=r1_reward_rl: the release's folder or file
     image_root: Optional[str] = None  # where relative image paths are resolved (a source's own wins)
     seed: int = 0  # response-order randomisation of outside data (the world uses data.world.seed)
+    # training-pool samples that are items of these benchmarks (read from eval.data_root) are dropped
+    # (decontaminate=true) or only counted (false); egt.data.decontam
+    decontaminate: bool = True
+    contamination_benchmarks: list = field(
+        default_factory=lambda: ["vl_rewardbench", "multimodal_rewardbench", "mm_rlhf_rewardbench"])
     on_bad_sample: str = "error"  # error | skip
     randomize_order: bool = True
     template: str = "short"  # judge prompt: minimal | short | r1_reward

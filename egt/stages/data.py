@@ -21,7 +21,9 @@ SPLITS = ("sft_pool", "rl_pool", "bench")
 
 
 # DataConfig fields of outside data; left out of the world's key while unset (its keys stay as they were)
-OUTSIDE_KEYS = {"sources": {}, "path": None, "image_root": None, "seed": 0}
+OUTSIDE_KEYS = {"sources": {}, "path": None, "image_root": None, "seed": 0, "decontaminate": True,
+                "contamination_benchmarks": ["vl_rewardbench", "multimodal_rewardbench", "mm_rlhf_rewardbench"]}
+TRAINING_POOLS = ("sft_pool", "rl_pool")
 
 
 def build(cfg: DictConfig) -> tuple[DatasetDict, dict[str, Any]]:
@@ -44,6 +46,18 @@ def build(cfg: DictConfig) -> tuple[DatasetDict, dict[str, Any]]:
         if cfg.data.randomize_order and len(ds):
             ds, _ = randomize_order(ds, seed=cfg.data.seed)
         splits[split] = ds
+    names = list(cfg.data.contamination_benchmarks or [])
+    if names:
+        from egt.data.decontam import decontaminate, load_index
+
+        index, status = load_index(names, cfg.eval.get("data_root"))
+        counts["contamination"] = {"benchmarks": status, "dropped": bool(cfg.data.decontaminate)}
+        for split in TRAINING_POOLS:
+            splits[split], found = decontaminate(splits[split], index, drop=cfg.data.decontaminate)
+            counts["contamination"][split] = found
+            if found["rows"]:
+                log.warning("[data] %s: %d samples are benchmark items %s; %s", split, found["rows"],
+                            found["overlap"], "dropped" if cfg.data.decontaminate else "kept (data.decontaminate=false)")
     return DatasetDict(splits), counts
 
 
@@ -57,7 +71,26 @@ def key_config(cfg: DictConfig) -> dict[str, Any]:
         conf["fingerprints"] = {split: [fingerprint(str(s["path"]), s.get("image_root") or cfg.data.image_root)
                                         for s in (specs or [])]
                                 for split, specs in to_container(cfg.data.sources).items()}
+        conf["contamination"] = benchmark_fingerprints(list(cfg.data.contamination_benchmarks or []),
+                                                       cfg.eval.get("data_root"))
     return conf
+
+
+def benchmark_fingerprints(names: list[str], data_root: str | None) -> dict[str, str]:
+    """Each contamination benchmark's data fingerprint ("absent" when it cannot be read): the pools
+    depend on what was checked against."""
+    from egt.benchmarks import get
+    from egt.benchmarks.base import BenchmarkDataError
+
+    out = {}
+    for name in names:
+        bench = get(name)()
+        try:
+            bench.load(data_root)
+            out[name] = bench.fingerprint()
+        except BenchmarkDataError:
+            out[name] = "absent"
+    return out
 
 
 def split_summary(ds) -> dict[str, Any]:
@@ -78,6 +111,8 @@ def run(cfg: DictConfig, pipe) -> dict[str, Any]:
         if not art.reused:
             dsd, per_source = build(cfg)
             summary: dict[str, Any] = {}
+            if "contamination" in per_source:
+                summary["contamination"] = per_source.pop("contamination")
             for split in list(dsd):
                 dsd[split], counts = validate_dataset(dsd[split], cfg.data.on_bad_sample)
                 if counts.get("skipped"):
@@ -89,7 +124,7 @@ def run(cfg: DictConfig, pipe) -> dict[str, Any]:
             save_dataset_atomic(dsd, art.path / "dataset")
             art.finish(summary)
         summary = art.summary
-    flat = {f"{s}_n": summary[s]["n"] for s in summary}
+    flat = {f"{s}_n": summary[s]["n"] for s in SPLITS if s in summary}
     return {"key": key, "path": str(art.path), "reused": art.reused, "summary": flat,
             "splits": summary, "dataset_path": str(art.path / "dataset")}
 

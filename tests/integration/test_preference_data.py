@@ -55,3 +55,36 @@ def test_a_changed_file_under_the_same_path_is_not_reused(tmp_path):
     src.write_text("\n".join(rows[:3]) + "\n")
     out = cli(tmp_path / "art", *QUICK, *args)
     assert "[data] computing artifact" in out and len(done(tmp_path / "art", "data")) == 2
+
+
+def test_a_training_row_that_is_a_benchmark_item_is_found_and_dropped(tmp_path):
+    import io
+
+    from PIL import Image
+
+    # a VL-RewardBench (R1-Reward's jsonl layout) whose one item is pairs.jsonl's row 0: its image
+    # re-encoded as JPEG at another size, its question in other case and spacing
+    root = tmp_path / "benchmarks" / "vl_rewardbench"
+    (root / "img").mkdir(parents=True)
+    src = Image.open(FIX / "preference_files" / "img" / "p0.png").convert("RGB")
+    buf = io.BytesIO()
+    src.resize((64, 64)).save(buf, format="JPEG", quality=80)
+    (root / "img" / "x.jpg").write_bytes(buf.getvalue())
+    item = {"id": "hallucination_pair-1", "prompt": "  WHAT colour is   the square ", "chosen": "Red.",
+            "rejected": "Green.", "image": "img/x.jpg", "chosen_reason": "", "rejected_reason": ""}
+    (root / "data.jsonl").write_text(json.dumps(item) + "\n")
+    args = ["data=preference_files", "stages=[data]", "logger=none", f"eval.data_root={tmp_path / 'benchmarks'}",
+            f"data.sources.sft_pool=[{{path: {FIX / 'preference_files' / 'pairs.jsonl'}, name: pairs, "
+            f"image_root: {FIX / 'preference_files'}}}]"]
+    cli(tmp_path / "art", *QUICK, *args)
+    summary = json.loads((done(tmp_path / "art", "data")[0] / "_SUCCESS.json").read_text())["summary"]
+    found = summary["contamination"]["sft_pool"]
+    assert found["overlap"] == {"vl_rewardbench": {"pairs": 1}} and found["dropped"] == 1
+    assert found["examples"] == [{"id": "pair-0", "benchmark": "vl_rewardbench", "item": "hallucination_pair-1"}]
+    assert summary["sft_pool"]["n"] == 3  # dropped
+    status = summary["contamination"]["benchmarks"]
+    assert status["vl_rewardbench"]["items"] == 1 and status["mm_rlhf_rewardbench"].startswith("not checked")
+    kept = cli(tmp_path / "art2", *QUICK, *args, "data.decontaminate=false")
+    assert "are benchmark items" in kept
+    summary = json.loads((done(tmp_path / "art2", "data")[0] / "_SUCCESS.json").read_text())["summary"]
+    assert summary["sft_pool"]["n"] == 4 and summary["contamination"]["sft_pool"]["rows"] == 1

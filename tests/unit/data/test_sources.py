@@ -139,3 +139,19 @@ def test_inspect_reports_counts_reasons_and_rendered_samples(tmp_path):
             "label not derivable: 1, missing image: 2, unreadable image: 1") in text
     assert "source r1_reward_rl: 4 rows, 4 kept, skipped none" in text
     assert "###### [Question]:\nWhat colour is the square?  \n" in text and "images 28×28" in text
+
+
+def test_benchmark_index_matches_reencoded_images_not_other_pictures():
+    from egt.data.decontam import BenchmarkIndex
+
+    picture = Image.radial_gradient("L").resize((96, 64)).convert("RGB")
+    other = Image.linear_gradient("L").rotate(90).convert("RGB")
+    buf = io.BytesIO()
+    picture.save(buf, format="PNG")
+    index = BenchmarkIndex()
+    index.add("vl_rewardbench", [{"id": "b1", "query": "Describe this image.", "images": [buf.getvalue()]}])
+    jpeg = io.BytesIO()
+    picture.resize((150, 100)).save(jpeg, format="JPEG", quality=70)
+    assert index.matches("  describe THIS image ", Image.open(jpeg)) == [("vl_rewardbench", "b1")]
+    assert index.matches("Describe this image.", other) == []  # same question, another picture
+    assert index.matches("What is this?", picture) == []  # same picture, another question
