@@ -2,9 +2,9 @@
 
 Composes the config as ``train.py`` does (same overrides), builds the three splits exactly as the data
 stage would, with bad rows counted instead of raised, and prints per split and per source: rows, kept,
-skipped by reason, label balance, categories, and the first ``n`` samples rendered (id, label, image
-sizes, the judge prompt's user text in ``data.template``). Nothing is written to the artifact store.
-Overlap with the public benchmarks is not computed yet (issue #16: contamination check).
+skipped by reason, label balance, categories, the first ``n`` samples rendered (id, label, image
+sizes, the judge prompt's user text in ``data.template``), and the training pools' overlap with each
+public benchmark found under ``eval.data_root``. Nothing is written to the artifact store.
 """
 from __future__ import annotations
 
@@ -52,7 +52,17 @@ def report(cfg: Any, n: int = 3, width: int = 700) -> str:
             cut = text if len(text) <= width else text[:width] + f"… [{len(text) - width} more characters]"
             out.append(f"\n-- {row['id']} (label {row['label']}, {row['category']}, source {row['source']}, "
                        f"images {sizes}, meta {json.loads(row['meta']) if row['meta'] else {}})\n{cut}")
-    out.append("\noverlap with the public benchmarks: not computed yet (decontamination is issue #16)")
+    cont = per_source.get("contamination")
+    if cont is None:
+        out.append("\noverlap with the public benchmarks: not checked (data.contamination_benchmarks is empty, "
+                    "or the synthetic world)")
+    else:
+        out.append("\noverlap with the public benchmarks (" + ("dropped" if cont["dropped"] else "kept") + "):")
+        for name, status in cont["benchmarks"].items():
+            out.append(f"   {name}: " + (status if isinstance(status, str) else f"{status['items']} items indexed"))
+        for split in ("sft_pool", "rl_pool"):
+            found = cont[split]
+            out.append(f"   {split}: {found['rows']} samples are benchmark items {found['overlap'] or ''}".rstrip())
     return "\n".join(out)
 
 

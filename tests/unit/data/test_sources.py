@@ -139,6 +139,7 @@ def test_inspect_reports_counts_reasons_and_rendered_samples(tmp_path):
             "label not derivable: 1, missing image: 2, unreadable image: 1") in text
     assert "source r1_reward_rl: 4 rows, 4 kept, skipped none" in text
     assert "###### [Question]:\nWhat colour is the square?  \n" in text and "images 28×28" in text
+    assert "vl_rewardbench: not checked" in text and "sft_pool: 0 samples are benchmark items" in text
 
 
 def test_benchmark_index_matches_reencoded_images_not_other_pictures():
