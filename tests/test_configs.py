@@ -85,6 +85,7 @@ def test_model_dir_shorthand():
 
 # experiment=paper names the 7B model: it needs model.path too
 NEEDS_PATH.add(("experiment", "paper"))
+NEEDS_ARGS[("experiment", "paper")] = ["data.path=/data/R1-Reward-RL"]  # its RL pool is R1-Reward's
 
 
 @pytest.mark.parametrize("overrides,msg", [
@@ -98,8 +99,12 @@ def test_scale_validation_says_what_to_write(overrides, msg):
 
 
 def test_experiment_paper_holds_the_papers_settings(tmp_path):
-    cfg = _compose(["experiment=paper", f"model.path={tmp_path}"])
+    with pytest.raises(ConfigError, match="data=r1_reward_rl needs data.path"):  # never the synthetic world
+        validate(_compose(["experiment=paper", f"model.path={tmp_path}"]))
+    cfg = _compose(["experiment=paper", f"model.path={tmp_path}", f"data.path={tmp_path}"])
     validate(cfg)
+    assert cfg.data.name == "r1_reward_rl" and cfg.data.sources.rl_pool[0].format == "r1_reward_rl"
+    assert cfg.model.max_pixels == 1003520 and cfg.data.decontaminate
     assert cfg.model.name == "qwen2_5_vl_7b" and cfg.model.dtype == "bfloat16" and cfg.model.gradient_checkpointing
     assert cfg.trainer.strategy.stage == 3 and cfg.trainer.precision == "bf16-mixed"
     s = cfg.sft
