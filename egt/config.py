@@ -367,9 +367,7 @@ def validate(cfg: DictConfig) -> None:
     _check_choice("model.dtype", cfg.model.dtype, DTYPES)
     _check_choice("model.attn_implementation", cfg.model.attn_implementation, ATTN)
     _check_choice("data.on_bad_sample", cfg.data.on_bad_sample, ("error", "skip"))
-    if OmegaConf.is_missing(cfg.data, "path"):
-        raise ConfigError(f"data={cfg.data.name} needs data.path=/path/to/the/release (a folder or a file; "
-                          "nothing is downloaded at run time), and data.image_root=… if its images are files")
+    _validate_sources(cfg)
     if OmegaConf.is_missing(cfg.model, "path"):
         raise ConfigError(
             f"model={cfg.model.name} needs a local directory: write model.path=/path/to/model "
@@ -457,6 +455,21 @@ def _validate_probe_select(cfg: DictConfig) -> None:
             and sel.percentile is None:
         raise ConfigError("selection needs a size: write selection.k=2500, selection.fraction=0.15 or "
                           "selection.percentile=15 (or selection=all)")
+
+
+def _validate_sources(cfg: DictConfig) -> None:
+    """Every outside data source names a path (data=r1_reward_rl takes it from data.path)."""
+    sources = cfg.data.get("sources") or {}
+    for split in sources:
+        for i, spec in enumerate(sources[split] or []):
+            path = spec.get("path") if not OmegaConf.is_missing(spec, "path") else None
+            if path in (None, "", "None"):
+                if cfg.data.name == "r1_reward_rl":
+                    raise ConfigError("data=r1_reward_rl needs data.path=/path/to/R1-Reward-RL (the release's folder "
+                                      "or a file; nothing is downloaded at run time), and data.image_root=… if its "
+                                      "images are files")
+                raise ConfigError(f"data.sources.{split}[{i}] has no path: give each source "
+                                  "{path: <file, folder, save_to_disk folder or Hub id>, …}")
 
 
 def _validate_rl(cfg: DictConfig) -> None:
