@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import io
 import json
@@ -45,13 +46,14 @@ from egt.data.schema import FEATURES
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("pairs", "r1_reward_rl")
+FORMATS = ("pairs", "r1_reward_rl", "rlaif_v", "rlhf_v", "povid", "wildvision_battle", "vlfeedback", "mm_rlhf")
 DEFAULT_COLUMNS = {"id": "id", "query": "query", "chosen": "chosen", "rejected": "rejected",
                    "response_1": "response_1", "response_2": "response_2", "label": "label",
                    "image": "image", "images": "images", "category": "category"}
 # reasons a row is bad (what a skip is counted under)
 REASONS = ("missing column", "missing image", "unreadable image", "empty response", "identical responses",
-           "label not derivable", "unparsable R1-Reward prompt")
+           "label not derivable", "unparsable R1-Reward prompt", "tie", "multi-turn", "video only",
+           "no rated pair")
 _ERROR = "_egt_error"
 _FEATURES = datasets.Features({**FEATURES, _ERROR: datasets.Value("string")})
 
@@ -304,7 +306,102 @@ def convert_r1_reward_rl(row: Mapping[str, Any], columns: Mapping[str, str],
             "label": label, "images": images}
 
 
-CONVERTERS = {"pairs": convert_pairs, "r1_reward_rl": convert_r1_reward_rl}
+# ------------------------------------------------------------------ the paper's SFT sources (§3.1)
+# Layouts verified from the releases' cards and the code that reads them (conf/data/preference_files.yaml
+# names the sources); each converter raises _Bad for a row that is not one preference pair.
+def convert_rlaif_v(row: Mapping[str, Any], columns: Mapping[str, str], image_root: str | None) -> dict[str, Any]:
+    """openbmb/RLAIF-V-Dataset: question, chosen, rejected, image (Image feature)."""
+    return convert_pairs(row, {**columns, "query": "question"}, image_root)
+
+
+def convert_rlhf_v(row: Mapping[str, Any], columns: Mapping[str, str], image_root: str | None) -> dict[str, Any]:
+    """openbmb/RLHF-V-Dataset: ``text`` is a JSON string {question, chosen, rejected}; image (Image)."""
+    try:
+        text = json.loads(row["text"])
+        fields = {"query": text["question"], "chosen": text["chosen"], "rejected": text["rejected"]}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _Bad("text", "missing column", f"not a JSON object with question/chosen/rejected ({exc})") from None
+    return convert_pairs({**fields, "image": row.get("image")}, DEFAULT_COLUMNS, image_root)
+
+
+def _turn(conversation: Any, roles: tuple[str, ...], field: str) -> str:
+    for turn in conversation or []:
+        if turn.get("from", turn.get("role")) in roles:
+            return str(turn.get("value", turn.get("content", "")))
+    raise _Bad(field, "missing column", f"no {roles[0]} turn")
+
+
+def convert_povid(row: Mapping[str, Any], columns: Mapping[str, str], image_root: str | None) -> dict[str, Any]:
+    """POVID (LLaVA conversations): ``conversations`` [{from: human, value: "<image>\\n…"}, {from: gpt, value:
+    chosen}], ``rejected_conversations`` likewise with the rejected answer; ``image`` a path (COCO)."""
+    query = _turn(row.get("conversations"), ("human", "user"), "conversations").replace("<image>", "").strip()
+    chosen = _turn(row.get("conversations"), ("gpt", "assistant"), "conversations")
+    rejected = _turn(row.get("rejected_conversations"), ("gpt", "assistant"), "rejected_conversations")
+    return convert_pairs({"query": query, "chosen": chosen, "rejected": rejected, "image": row.get("image")},
+                         DEFAULT_COLUMNS, image_root)
+
+
+def convert_wildvision_battle(row: Mapping[str, Any], columns: Mapping[str, str],
+                              image_root: str | None) -> dict[str, Any]:
+    """WildVision arena battles: conversation_a / conversation_b ([{role, content}]), winner in model_a |
+    model_b | tie | "tie (bothbad)" (ties and both-bad are dropped, counted under "tie"), image (Image);
+    battles of more than one turn are dropped ("multi-turn")."""
+    winner = str(row.get("winner") or "")
+    if winner.startswith("tie"):
+        raise _Bad("winner", "tie", winner)
+    if winner not in ("model_a", "model_b"):
+        raise _Bad("winner", "label not derivable", f"got {winner!r}")
+    if int(row.get("turn") or 1) > 1:
+        raise _Bad("conversation_a", "multi-turn", f"{row.get('turn')} turns")
+    query = _turn(row.get("conversation_a"), ("user",), "conversation_a")
+    return convert_pairs({"query": query, "response_1": _turn(row.get("conversation_a"), ("assistant",), "conversation_a"),
+                          "response_2": _turn(row.get("conversation_b"), ("assistant",), "conversation_b"),
+                          "label": 1 if winner == "model_a" else 2, "image": row.get("image")},
+                         {**DEFAULT_COLUMNS, "chosen": None, "rejected": None}, image_root)
+
+
+def _rating(annotation: Any) -> float | None:
+    try:
+        return float(annotation["Rating"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def convert_vlfeedback(row: Mapping[str, Any], columns: Mapping[str, str], image_root: str | None,
+                       pair_rule: str = "best_worst") -> dict[str, Any]:
+    """MMInstruction/VLFeedback: ``completions`` (a list of {model, response, annotations}, or the same
+    as a dict of lists), each annotated with Helpfulness, Ethical Considerations and Visual Faithfulness
+    ratings; ``img_path`` a path. A completion's score is the mean of its three ratings (as the authors'
+    run_dpo.py; a completion with a rating that is not a number is left out). ``pair_rule``:
+    best_worst = the highest against the lowest score (one pair per prompt; none if they tie)."""
+    comps = row.get("completions")
+    if isinstance(comps, Mapping):  # the loading script's Sequence of dicts: a dict of lists
+        comps = [dict(zip(comps, vals)) for vals in zip(*comps.values())]
+    scored = []
+    for c in comps or []:
+        ratings = [_rating(a) for a in (c.get("annotations") or {}).values()]
+        if ratings and all(r is not None for r in ratings):
+            scored.append((sum(ratings) / len(ratings), str(c.get("response") or "")))
+    if pair_rule != "best_worst":
+        raise ValueError(f"vlfeedback pair_rule={pair_rule!r}: only best_worst is implemented")
+    scored.sort(key=lambda s: s[0])
+    if len(scored) < 2 or scored[0][0] == scored[-1][0]:
+        raise _Bad("completions", "no rated pair", f"{len(scored)} completions with numeric ratings, no better one")
+    return convert_pairs({"query": row.get("prompt"), "chosen": scored[-1][1], "rejected": scored[0][1],
+                          "image": row.get("img_path") or row.get("image")}, DEFAULT_COLUMNS, image_root)
+
+
+def convert_mm_rlhf(row: Mapping[str, Any], columns: Mapping[str, str], image_root: str | None) -> dict[str, Any]:
+    """MM-RLHF's ranked pairs (``dpo_pairs.jsonl``: prompt, chosen, rejected, image | video); video rows are
+    dropped ("video only": egt's judges read images)."""
+    if not row.get("image") and row.get("video"):
+        raise _Bad("video", "video only", str(row.get("video")))
+    return convert_pairs(row, {**columns, "query": "prompt"}, image_root)
+
+
+CONVERTERS = {"pairs": convert_pairs, "r1_reward_rl": convert_r1_reward_rl, "rlaif_v": convert_rlaif_v,
+              "rlhf_v": convert_rlhf_v, "povid": convert_povid, "wildvision_battle": convert_wildvision_battle,
+              "vlfeedback": convert_vlfeedback, "mm_rlhf": convert_mm_rlhf}
 
 
 # ------------------------------------------------------------------ one source
@@ -325,6 +422,8 @@ def load_source(spec: Mapping[str, Any], split: str, on_bad_sample: str = "error
     if spec.get("limit"):
         table = table.select(range(min(int(spec["limit"]), len(table))))
     convert, category = CONVERTERS[fmt], spec.get("category")
+    if fmt == "vlfeedback":
+        convert = functools.partial(convert_vlfeedback, pair_rule=spec.get("pair_rule", "best_worst"))
 
     def one(row: dict[str, Any], idx: int) -> dict[str, Any]:
         sid = row.get(columns["id"]) if columns.get("id") in row else None

@@ -156,3 +156,38 @@ def test_benchmark_index_matches_reencoded_images_not_other_pictures():
     assert index.matches("  describe THIS image ", Image.open(jpeg)) == [("vl_rewardbench", "b1")]
     assert index.matches("Describe this image.", other) == []  # same question, another picture
     assert index.matches("What is this?", picture) == []  # same picture, another question
+
+
+# ------------------------------------------------------------------ the paper's SFT sources
+SFT = FIX / "sft_sources"
+
+
+@pytest.mark.parametrize("fmt,file,kept,skipped,first", [
+    ("rlaif_v", "rlaif_v.parquet", 2, {}, ("What colour is the square?", "The square is red.", 1)),
+    ("rlhf_v", "rlhf_v.parquet", 2, {}, ("What colour is the square?", "The square is red.", 1)),
+    ("povid", "povid.json", 2, {}, ("What colour is the square?", "The square is red.", 1)),
+    # winner model_b → label 2; "tie" and "tie (bothbad)" dropped under "tie"
+    ("wildvision_battle", "wildvision_battle.parquet", 2, {"tie": 2},
+     ("What colour is the square?", "The square is red.", 2)),
+    # ratings averaged: m2 (5, 5, 5) best, m3 (1, 4, 1) worst, m4's "N/A" left out; v1's completions tie
+    ("vlfeedback", "vlfeedback.jsonl", 1, {"no rated pair": 1},
+     ("What colour is the square?", "The square is red.", 1)),
+    ("mm_rlhf", "mm_rlhf_dpo_pairs.jsonl", 1, {"video only": 1},
+     ("What colour is the square?", "The square is red.", 1)),
+])
+def test_sft_source_formats(fmt, file, kept, skipped, first):
+    ds, counts = load_source({"path": str(SFT / file), "format": fmt}, "sft_pool", on_bad_sample="skip",
+                             image_root=str(SFT / "images"))
+    assert counts["kept"] == kept and counts["skipped"] == skipped
+    row = ds[0]
+    assert (row["query"], row["response_1"], row["label"]) == first
+    assert row["images"][0].getpixel((0, 0)) == (200, 30, 40) and row["source"] == Path(file).stem
+
+
+def test_vlfeedback_pair_is_best_against_worst():
+    ds, _ = load_source({"path": str(SFT / "vlfeedback.jsonl"), "format": "vlfeedback"}, "sft_pool",
+                        on_bad_sample="skip", image_root=str(SFT / "images"))
+    assert ds[0]["response_2"] == "The square is green."  # m3, mean 2.0 (m1 has 3.33)
+    with pytest.raises(SourceRowError, match="no rated pair"):
+        load_source({"path": str(SFT / "vlfeedback.jsonl"), "format": "vlfeedback"}, "sft_pool",
+                    image_root=str(SFT / "images"))
