@@ -94,3 +94,17 @@ def test_every_stage_runs_on_the_replica(tmp_path):
         summary = json.loads((done(tmp_path, stage)[0] / "_SUCCESS.json").read_text())["summary"]
         assert summary["image_tokens_max"] == 4, stage  # 56 px world images at the shipped min 3,136 px
     assert done(tmp_path, "eval")
+
+
+def test_r1_reward_prompt_through_the_replicas_chat_template(replica):
+    from egt.data.encode import ChatEncoder
+    from egt.data.prompt import build_user_text
+    from egt.models.loader import load_processor
+
+    sample = {"query": "How many circles?", "response_1": "Two.", "response_2": "Three.",
+              "images": [Image.new("RGB", (56, 56))]}
+    text = ChatEncoder(load_processor(replica), template="r1_reward").prompt_text(sample)
+    user = build_user_text("How many circles?", "Two.", "Three.", template="r1_reward")  # byte-checked in unit tests
+    assert text == ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+                    "<|vision_start|><|image_pad|><|vision_end|>" + user + "<|im_end|>\n<|im_start|>assistant\n")
+    assert "###### [Question]:\nHow many circles?  \n" in text  # the trailing spaces survive the template
