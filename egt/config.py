@@ -81,6 +81,7 @@ class DataConfig:
     # training-pool samples that are items of these benchmarks (read from eval.data_root) are dropped
     # (decontaminate=true) or only counted (false); egt.data.decontam
     decontaminate: bool = True
+    deduplicate: bool = True  # repeated pairs inside a pool, and SFT pairs that are also in the RL pool, dropped
     contamination_benchmarks: list = field(
         default_factory=lambda: ["vl_rewardbench", "multimodal_rewardbench", "mm_rlhf_rewardbench"])
     on_bad_sample: str = "error"  # error | skip

@@ -127,3 +127,59 @@ def load_index(names: list[str], data_root: str | None, max_distance: int = 4) -
         index.add(name, items)
         status[name] = {"items": index.sizes[name], "fingerprint": bench.fingerprint()}
     return index, status
+
+
+# ------------------------------------------------------------------ duplicates inside and across pools
+def sample_keys(ds: datasets.Dataset) -> list[str]:
+    """One key per row: the normalised question, the two responses as an unordered pair (whitespace
+    collapsed) and the SHA-1 of every image's bytes; equal keys = the same preference pair, shown in any
+    order. Images are hashed from their stored bytes, not decoded."""
+    import hashlib
+
+    raw = ds.cast_column("images", datasets.List(datasets.Image(decode=False)))
+    keys = []
+    for batch in raw.iter(batch_size=1000):
+        for q, r1, r2, images in zip(batch["query"], batch["response_1"], batch["response_2"], batch["images"]):
+            h = hashlib.sha1(question_key(q).encode())
+            for r in sorted((" ".join(r1.split()), " ".join(r2.split()))):
+                h.update(b"\0" + r.encode())
+            for im in images:
+                h.update(b"\0" + hashlib.sha1(im.get("bytes") or str(im.get("path")).encode()).digest())
+            keys.append(h.hexdigest())
+    return keys
+
+
+def deduplicate(splits: dict[str, datasets.Dataset], pools: tuple[str, str] = ("sft_pool", "rl_pool")
+                ) -> tuple[dict[str, datasets.Dataset], dict]:
+    """Drop repeated pairs inside each pool (the first stays), then the SFT-pool pairs that are also in
+    the RL pool (RL trains on pairs SFT has not seen). Returns the splits and ``{pool: {source: n}}``
+    counts under ``inside`` and ``across``."""
+    report: dict[str, Any] = {"inside": {}, "across": {}}
+    keys = {}
+    for pool in pools:
+        ds = splits[pool]
+        k = sample_keys(ds) if len(ds) else []
+        seen, keep, dropped = set(), [], defaultdict(int)
+        sources = ds["source"] if len(ds) else []
+        for i, key in enumerate(k):
+            if key in seen:
+                dropped[sources[i]] += 1
+            else:
+                seen.add(key)
+                keep.append(i)
+        if len(keep) < len(ds):
+            splits[pool] = ds.select(keep)
+        keys[pool] = [k[i] for i in keep]
+        report["inside"][pool] = dict(dropped)
+    sft, rl = pools
+    in_rl = set(keys[rl])
+    sources = splits[sft]["source"] if len(splits[sft]) else []
+    both = [i for i, key in enumerate(keys[sft]) if key in in_rl]
+    across: dict[str, int] = defaultdict(int)
+    for i in both:
+        across[sources[i]] += 1
+    if both:
+        drop = set(both)
+        splits[sft] = splits[sft].select([i for i in range(len(splits[sft])) if i not in drop])
+    report["across"][sft] = dict(across)
+    return splits, report

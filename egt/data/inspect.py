@@ -52,6 +52,9 @@ def report(cfg: Any, n: int = 3, width: int = 700) -> str:
             cut = text if len(text) <= width else text[:width] + f"… [{len(text) - width} more characters]"
             out.append(f"\n-- {row['id']} (label {row['label']}, {row['category']}, source {row['source']}, "
                        f"images {sizes}, meta {json.loads(row['meta']) if row['meta'] else {}})\n{cut}")
+    dup = per_source.get("duplicates")
+    if dup is not None:
+        out.append(f"\nduplicates dropped: inside pools {dup['inside']}, SFT pairs also in the RL pool {dup['across']}")
     cont = per_source.get("contamination")
     if cont is None:
         out.append("\noverlap with the public benchmarks: not checked (data.contamination_benchmarks is empty, "

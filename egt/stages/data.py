@@ -21,7 +21,7 @@ SPLITS = ("sft_pool", "rl_pool", "bench")
 
 
 # DataConfig fields of outside data; left out of the world's key while unset (its keys stay as they were)
-OUTSIDE_KEYS = {"sources": {}, "path": None, "image_root": None, "seed": 0, "decontaminate": True,
+OUTSIDE_KEYS = {"sources": {}, "path": None, "image_root": None, "seed": 0, "decontaminate": True, "deduplicate": True,
                 "contamination_benchmarks": ["vl_rewardbench", "multimodal_rewardbench", "mm_rlhf_rewardbench"]}
 TRAINING_POOLS = ("sft_pool", "rl_pool")
 
@@ -46,6 +46,12 @@ def build(cfg: DictConfig) -> tuple[DatasetDict, dict[str, Any]]:
         if cfg.data.randomize_order and len(ds):
             ds, _ = randomize_order(ds, seed=cfg.data.seed)
         splits[split] = ds
+    if cfg.data.deduplicate:
+        from egt.data.decontam import deduplicate
+
+        splits, counts["duplicates"] = deduplicate(splits)
+        if any(counts["duplicates"][k].get(p) for k in ("inside", "across") for p in counts["duplicates"][k]):
+            log.warning("[data] duplicates dropped: %s", counts["duplicates"])
     names = list(cfg.data.contamination_benchmarks or [])
     if names:
         from egt.data.decontam import decontaminate, load_index
@@ -111,8 +117,9 @@ def run(cfg: DictConfig, pipe) -> dict[str, Any]:
         if not art.reused:
             dsd, per_source = build(cfg)
             summary: dict[str, Any] = {}
-            if "contamination" in per_source:
-                summary["contamination"] = per_source.pop("contamination")
+            for extra in ("contamination", "duplicates"):
+                if extra in per_source:
+                    summary[extra] = per_source.pop(extra)
             for split in list(dsd):
                 dsd[split], counts = validate_dataset(dsd[split], cfg.data.on_bad_sample)
                 if counts.get("skipped"):

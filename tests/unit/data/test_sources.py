@@ -191,3 +191,18 @@ def test_vlfeedback_pair_is_best_against_worst():
     with pytest.raises(SourceRowError, match="no rated pair"):
         load_source({"path": str(SFT / "vlfeedback.jsonl"), "format": "vlfeedback"}, "sft_pool",
                     image_root=str(SFT / "images"))
+
+
+def test_duplicates_inside_and_across_pools(tmp_path):
+    from egt.data.decontam import deduplicate
+
+    rows = [json.loads(line) for line in (PREF / "pairs.jsonl").read_text().splitlines()]
+    swapped = {**rows[0], "id": "again", "chosen": rows[0]["rejected"], "rejected": rows[0]["chosen"],
+               "query": rows[0]["query"].upper() + "  "}  # the same pair, other order, case and spacing
+    (tmp_path / "sft.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [*rows, swapped]))
+    (tmp_path / "rl.jsonl").write_text(json.dumps({**rows[2], "id": "rl-copy"}) + "\n")
+    sft, _ = load_source({"path": str(tmp_path / "sft.jsonl"), "name": "sft"}, "sft_pool", image_root=str(PREF))
+    rl, _ = load_source({"path": str(tmp_path / "rl.jsonl"), "name": "rl"}, "rl_pool", image_root=str(PREF))
+    splits, report = deduplicate({"sft_pool": sft, "rl_pool": rl, "bench": rl})
+    assert report == {"inside": {"sft_pool": {"sft": 1}, "rl_pool": {}}, "across": {"sft_pool": {"sft": 1}}}
+    assert splits["sft_pool"]["id"] == ["pair-0", "pair-1", "pair-3"] and splits["rl_pool"]["id"] == ["rl-copy"]
