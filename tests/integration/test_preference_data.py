@@ -17,7 +17,9 @@ KEY_ENV = "EGT_TEST_PREF_KEY"
 
 def _sources() -> list[str]:
     pref, r1 = FIX / "preference_files", FIX / "r1_reward_rl"
-    return ["data=preference_files", "data.template=r1_reward",
+    # the fixtures hold the same four pairs in every file: without data.deduplicate=false every SFT pair
+    # would be dropped as also being in the RL pool (tests/unit/data/test_sources.py checks that rule)
+    return ["data=preference_files", "data.template=r1_reward", "data.deduplicate=false",
             f"data.sources.sft_pool=[{{path: {pref / 'pairs.jsonl'}, name: pairs, image_root: {pref}}}]",
             f"data.sources.rl_pool=[{{path: {r1}, format: r1_reward_rl, image_root: {r1 / 'images'}}}]",
             f"data.sources.bench=[{{path: {pref / 'labelled.parquet'}, columns: {{query: question}}, "
