@@ -4,8 +4,10 @@ One training step is one rollout batch of N prompts, in the curriculum's order:
 
 1. roll out G completions per prompt from the current policy π_old;
 2. score them: R = R_acc (1 + α R_logic) + β R_format, every term kept;
-3. one no-grad forward for log π_old (and the token entropy); when a KL term is on,
-   one for log π_ref through the frozen reference model (images included);
+3. one no-grad forward for log π_old (and the token entropy) — skipped when the rollout gets one
+   update (``ppo_epochs`` 1, one mini-batch, no KL in the reward): π_old is then the gradient pass's
+   own log-probs, detached; when a KL term is on, one for log π_ref through the frozen reference
+   model (images included);
 4. KL in the reward, if so configured: R ← R − β_KL Σ_t k(π_old, π_ref);
 5. advantages (``rl/advantage``: group | batch_whiten), then the advantage filter
    (``rl/filter``: which sequences count in the loss and in its denominator);
@@ -68,7 +70,8 @@ class RLModule(L.LightningModule):
                  temperature: float, lr: float, weight_decay: float, warmup_steps: int, max_grad_norm: float | None,
                  kl_coef: float, kl_estimator: str, kl_in: str, ref_model: torch.nn.Module | None = None,
                  seed: int = 0, max_rollouts: int = -1, log_examples: int = 2,
-                 logprob_batch_size: int | None = None, logprob_chunk_size: int = 256):
+                 logprob_batch_size: int | None = None, logprob_chunk_size: int = 256,
+                 skip_old_pass_on_policy: bool = True):
         super().__init__()
         self.automatic_optimization = False
         self.model, self.encoder, self.reward = model, encoder, reward
@@ -81,6 +84,7 @@ class RLModule(L.LightningModule):
         self._ref = (ref_model,)  # a tuple: not a submodule, so not in the checkpoint nor the optimizer
         self.seed, self.max_rollouts, self.log_examples = seed, max_rollouts, log_examples
         self.logprob_batch_size, self.logprob_chunk_size = logprob_batch_size, logprob_chunk_size
+        self.skip_old_pass_on_policy = skip_old_pass_on_policy
         self.suppress_ids = multimodal_token_ids(encoder.processor)  # never sampled: out of the normaliser too
         self.rollouts = 0  # rollout batches done (the checkpoint holds it)
         self.history: list[dict[str, Any]] = []  # per-step metrics + sample ids, for curves.json
@@ -120,20 +124,31 @@ class RLModule(L.LightningModule):
         rewards = torch.tensor(terms.reward, dtype=torch.float32)  # [B]
         pad = self.encoder.tokenizer.pad_token_id
         mask = ro.completion_mask  # [B, L]
+        # one update on the whole rollout (ppo_epochs = 1, one mini-batch): π_θ = π_old when the loss is
+        # computed, so log π_old is the gradient pass's own log-probs, detached (TRL does the same); the
+        # separate no-grad pass is needed only before several updates or for a KL term in the reward
+        on_policy = (self.skip_old_pass_on_policy and self.ppo_epochs == 1 and min(self.num_mini_batches, ro.size) == 1
+                     and not (self.ref_model is not None and self.kl_in == "reward"))
+        entropy = None
         with torch.no_grad():
-            old_logp, entropy = logprobs_and_entropy(self.model, ro.prompt_feats, ro.completion_ids, mask, pad,
-                                                     self.temperature, with_entropy=True, **self._logprob_kw())
-            ro.old_logp = old_logp.detach().cpu()
-            kl_tok = torch.zeros_like(ro.old_logp)
+            if not on_policy:
+                old_logp, entropy = logprobs_and_entropy(self.model, ro.prompt_feats, ro.completion_ids, mask, pad,
+                                                         self.temperature, with_entropy=True, **self._logprob_kw())
+                ro.old_logp = old_logp.detach().cpu()
             if self.ref_model is not None:
                 ref_logp, _ = logprobs_and_entropy(self.ref_model, ro.prompt_feats, ro.completion_ids, mask, pad,
                                                    self.temperature, **self._logprob_kw())
                 ro.ref_logp = ref_logp.cpu()
-                kl_tok = self.kl(ro.old_logp, ro.ref_logp)  # [B, L]
+        kl_tok = self.kl(ro.old_logp, ro.ref_logp) if ro.ref_logp is not None and ro.old_logp is not None else None
         if self.ref_model is not None and self.kl_in == "reward":
             rewards = rewards - self.kl_coef * (kl_tok * mask).sum(-1)  # [B]
         adv, keep, in_denominator = self._advantages(rewards, ro.group_size)  # [B], [B], [B]
         update = self._update(ro, adv, keep, in_denominator)
+        if on_policy:  # the gradient pass filled ro.old_logp and its entropy
+            entropy = self._pass_entropy
+            kl_tok = self.kl(ro.old_logp, ro.ref_logp) if ro.ref_logp is not None else None
+        if kl_tok is None:
+            kl_tok = torch.zeros_like(ro.old_logp)
         m = {
             "rl/reward": float(torch.tensor(terms.reward).mean()), "rl/reward_std": float(torch.tensor(terms.reward).std(unbiased=False)),
             "rl/acc": _mean(terms.acc), "rl/logic": _mean(terms.logic), "rl/format": _mean(terms.format),
@@ -177,8 +192,12 @@ class RLModule(L.LightningModule):
             for idx in chunks:
                 feats = [ro.prompt_feats[i] for i in idx.tolist()]
                 mask = ro.completion_mask[idx].to(self.device)  # [b, L]
-                logp, _ = logprobs_and_entropy(self.model, feats, ro.completion_ids[idx], mask, pad, self.temperature,
-                                               chunk_size=self.logprob_chunk_size, suppress_ids=self.suppress_ids)
+                first = ro.old_logp is None  # on-policy: this pass is π_old too (see _score_and_update)
+                logp, ent = logprobs_and_entropy(self.model, feats, ro.completion_ids[idx], mask, pad, self.temperature,
+                                                 chunk_size=self.logprob_chunk_size, suppress_ids=self.suppress_ids,
+                                                 with_entropy=first)
+                if first:
+                    ro.old_logp, self._pass_entropy = logp.detach().cpu(), ent.detach().cpu()
                 out = self.loss_fn(logp, ro.old_logp[idx].to(self.device), adv[idx].to(self.device), mask,
                                    keep[idx].to(self.device), in_denominator[idx].to(self.device))
                 loss = out.loss

@@ -18,7 +18,8 @@ from egt.rl.rollout import (HFGenerateBackend, completion_logits, logprobs_and_e
 from rl_stub import ShortIsGood  # tests/helpers
 
 
-def _module(model_dir, world, *, group_size=2, kl=0.0, advantage=None, ppo_epochs=1, num_mini_batches=2):
+def _module(model_dir, world, *, group_size=2, kl=0.0, advantage=None, ppo_epochs=1, num_mini_batches=2,
+            skip_old_pass=True):
     model, proc = load_model_and_processor(model_dir)
     model.train()
     ref = load_model_and_processor(model_dir)[0] if kl > 0 else None
@@ -27,7 +28,7 @@ def _module(model_dir, world, *, group_size=2, kl=0.0, advantage=None, ppo_epoch
                  NormalisedAdvantageFilter(), HFGenerateBackend(), sampler, group_size=group_size,
                  ppo_epochs=ppo_epochs, num_mini_batches=num_mini_batches, max_new_tokens=12, temperature=1.0, lr=1e-3,
                  weight_decay=0.0, warmup_steps=0, max_grad_norm=1.0, kl_coef=kl, kl_estimator="k3", kl_in="loss",
-                 ref_model=ref, max_rollouts=2)
+                 ref_model=ref, max_rollouts=2, skip_old_pass_on_policy=skip_old_pass)
     return m, DataLoader(world, batch_size=3, sampler=sampler, collate_fn=list)
 
 
@@ -107,10 +108,26 @@ def test_first_update_is_exactly_on_policy_under_a_shipped_generation_config(tin
     gen = json.loads((shipped / "generation_config.json").read_text())
     gen.update(do_sample=True, top_k=1, top_p=0.001, temperature=0.1, repetition_penalty=1.05)
     (shipped / "generation_config.json").write_text(json.dumps(gen))
-    m, loader = _module(shipped, world, num_mini_batches=1)
+    m, loader = _module(shipped, world, num_mini_batches=1, skip_old_pass=False)  # the separate π_old pass
     _fit(m, loader)
     for h in m.history:  # one optimizer step per rollout: π_θ = π_old when the loss is computed
         assert h["rl/ratio_mean"] == pytest.approx(1.0, abs=1e-6) and h["rl/clip_frac"] == 0.0
+
+
+@pytest.mark.parametrize("kl", [0.0, 1e-3])
+def test_skipping_the_old_pass_on_policy_changes_nothing(tiny_model_dir, world, kl):
+    runs = []
+    for skip in (False, True):
+        torch.manual_seed(0)
+        m, loader = _module(tiny_model_dir, world, num_mini_batches=1, kl=kl, skip_old_pass=skip)
+        _fit(m, loader)
+        runs.append(m)
+    a, b = runs
+    for (name, p), q in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=0, msg=name)
+    for ha, hb in zip(a.history, b.history):
+        for key in ("rl/loss", "rl/kl", "rl/entropy", "rl/ratio_mean", "rl/clip_frac", "rl/grad_norm"):
+            assert ha[key] == pytest.approx(hb[key], abs=1e-5), key
 
 
 def test_group_size_one_and_no_reference_without_kl(tiny_model_dir, world):
