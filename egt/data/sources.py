@@ -101,23 +101,14 @@ def load_table(path: str, split: str | None = None) -> datasets.Dataset:
 
 
 def fingerprint(path: str, image_root: str | None = None, sample_bytes: int = 1 << 16) -> str:
-    """A content fingerprint of a source for artifact keys: every file's relative name and size plus
-    its first and last ``sample_bytes`` bytes (so a file rewritten in place under the same name and
-    size still changes it when its head or tail changes), and the names and sizes of the files under
+    """A content fingerprint of a source for artifact keys: :func:`egt.artifacts.content_fingerprint` of
+    its file or folder (names, sizes, sampled bytes), and the names and sizes of the files under
     ``image_root``. A Hub id is fingerprinted by name (no network here to ask for its revision)."""
+    from egt.artifacts import content_fingerprint
+
     h = hashlib.sha256()
     p = Path(path).expanduser()
-    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else []
-    if not files:
-        h.update(f"hub:{path}".encode())
-    for f in files:
-        size = f.stat().st_size
-        h.update(f"{f.relative_to(p) if p.is_dir() else f.name}\0{size}\0".encode())
-        with open(f, "rb") as fh:
-            h.update(fh.read(sample_bytes))
-            if size > 2 * sample_bytes:
-                fh.seek(size - sample_bytes)
-                h.update(fh.read(sample_bytes))
+    h.update((content_fingerprint(p, sample_bytes) if p.exists() else f"hub:{path}").encode())
     if image_root and Path(image_root).expanduser().is_dir():
         root = Path(image_root).expanduser()
         for entry in sorted(_walk(root)):

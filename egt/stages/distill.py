@@ -10,7 +10,7 @@ import hydra
 from datasets import Dataset, Features, Value, load_from_disk
 from omegaconf import DictConfig
 
-from egt.artifacts import make_key, write_json_atomic
+from egt.artifacts import content_fingerprint, make_key, write_json_atomic
 from egt.distill.fidelity import FidelityState, Timer, fidelity_stats, run_fidelity_filter
 from egt.distill.progress import DistillProgress
 from egt.distill.teacher import RequestBudget, Teacher
@@ -60,7 +60,8 @@ def run(cfg: DictConfig, pipe) -> dict[str, Any]:
     if cfg.distill.trajectories_path:
         path = cfg.distill.trajectories_path
         log.info("[distill] using outside trajectories %s", path)
-        return {"key": "external", "path": path, "reused": True, "summary": {}, "trajectories_path": path}
+        key = f"external-{content_fingerprint(path)}"  # by content: two trajectory files never share SFT
+        return {"key": key, "path": path, "reused": True, "summary": {}, "trajectories_path": path}
     data = pipe.get("data")
     teacher = make_teacher(cfg)
     conf = {"teacher": teacher.public_config(), "max_attempts": cfg.distill.max_attempts,

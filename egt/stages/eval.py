@@ -21,7 +21,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from egt import distributed
-from egt.artifacts import make_key, write_json_atomic
+from egt.artifacts import content_fingerprint, make_key, write_json_atomic
 from egt.benchmarks import Benchmark, get
 from egt.config import to_container
 from egt.data.prompt import template_key
@@ -69,7 +69,8 @@ def _models(cfg: DictConfig, pipe: Any) -> list[dict[str, Any]]:
     if e.model_path:
         path = Path(e.model_path).expanduser().resolve()
         label = e.model_label or (path.parent.name if path.name == "model" else path.name)
-        return [{"label": label, "path": str(path), "identity": {"path": str(path)}}]
+        return [{"label": label, "path": str(path),
+                 "identity": {"path": str(path), "content": content_fingerprint(path)}}]  # retrained in place: new
     stages = [str(s) for s in cfg.stages]
     out = []
     for name in e.models:

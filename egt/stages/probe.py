@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from egt import distributed
-from egt.artifacts import make_key, write_json_atomic
+from egt.artifacts import content_fingerprint, make_key, write_json_atomic
 from egt.config import to_container
 from egt.data.prompt import template_key
 from egt.data.encode import ChatEncoder, image_tokens
@@ -42,16 +42,17 @@ def _model(cfg: DictConfig, pipe: Any) -> tuple[str, str]:
     """(model dir, identity for the key): probe.model_path, else the sft stage's model."""
     if cfg.probe.model_path:
         path = str(Path(cfg.probe.model_path).expanduser().resolve())
-        return path, f"path:{path}"
+        return path, f"path:{path}:{content_fingerprint(path)}"
     sft = pipe.get("sft")
-    return sft["model_path"], (f"sft:{sft['key']}" if sft["key"] != "external" else f"path:{sft['model_path']}")
+    return sft["model_path"], f"sft:{sft['key']}"
 
 
 def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     p = cfg.probe
     if p.table_path:
         log.info("[probe] using outside probe table %s", p.table_path)
-        return {"key": make_key("probe", {"table_path": str(p.table_path)}), "path": str(Path(p.table_path).parent),
+        return {"key": make_key("probe", {"table_path": str(p.table_path), "content": content_fingerprint(p.table_path)}),
+                "path": str(Path(p.table_path).parent),
                 "reused": True, "summary": {}, "table_path": str(p.table_path)}
     data = pipe.get("data")
     model_path, model_id = _model(cfg, pipe)

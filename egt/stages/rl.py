@@ -70,7 +70,7 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     conf.update(reward=to_container(cfg.reward), seed=rl_seed(cfg), template=template_key(cfg.data.template),
                 on_bad_sample=cfg.data.on_bad_sample, trainer=to_container(cfg.trainer), dtype=cfg.model.dtype,
                 freeze_vision=cfg.model.freeze_vision, **pixel_budget(cfg))
-    sft_id = sft["key"] if sft["key"] != "external" else f"path:{sft['model_path']}"
+    sft_id = sft["key"]  # an outside model's key is its content fingerprint
     upstream = {"data": data["key"], "sft": sft_id, "select": select_key}
     key = make_key("rl", conf, upstream=upstream, version=VERSION)
     with pipe.store.open("rl", key, ranks="all") as art:  # every rank trains (DDP / DeepSpeed)

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from egt import distributed
-from egt.artifacts import make_key, replace_dir, write_json_atomic
+from egt.artifacts import content_fingerprint, make_key, replace_dir, write_json_atomic
 from egt.config import to_container
 from egt.data.prompt import template_key
 from egt.data.encode import ChatEncoder, collate, image_tokens
@@ -52,15 +52,16 @@ class LossHistory(Callback):
 
 
 def model_identity(cfg: DictConfig, path: Path) -> dict[str, Any]:
-    if cfg.model.path:
-        return {"path": str(path)}
+    if cfg.model.path:  # an outside checkpoint: by content, so a new one at the same path is not reused
+        return {"path": str(path), "content": content_fingerprint(path)}
     return {"built": path.parent.name}  # the models artifact key
 
 
 def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     if cfg.sft.model_path:
         log.info("[sft] using outside model %s", cfg.sft.model_path)
-        return {"key": "external", "path": cfg.sft.model_path, "reused": True, "summary": {},
+        key = f"external-{content_fingerprint(cfg.sft.model_path)}"  # by content: downstream keys follow it
+        return {"key": key, "path": cfg.sft.model_path, "reused": True, "summary": {},
                 "model_path": cfg.sft.model_path}
     data, distill = pipe.get("data"), pipe.get("distill")
     base = model_dir(cfg, pipe)

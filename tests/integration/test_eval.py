@@ -100,3 +100,19 @@ def test_outside_model_on_public_formats_in_both_orders(pipeline_run, art, tmp_p
     assert results["vl_rewardbench"]["metrics"]["headline"] == results["vl_rewardbench"]["metrics"]["macro"]
     assert "area/vqa" in results["multimodal_rewardbench"]["metrics"]
 
+
+
+def test_an_outside_model_retrained_in_place_is_evaluated_again(pipeline_run, art, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    model = tmp_path / "model"
+    shutil.copytree(done(art, "sft")[0] / "model", model)
+    args = [*QUICK, "stages=[eval]", f"eval.model_path={model}", "eval.limit=4", "eval.max_new_tokens=8"]
+    cli(art, *args)
+    assert "[eval] reusing" in cli(art, *args)  # the same weights: reused
+    weights = load_file(model / "model.safetensors")
+    save_file({k: (v + 0.01 if v.is_floating_point() else v) for k, v in weights.items()}, model / "model.safetensors",
+              metadata={"format": "pt"})  # "retrained" into the same path
+    assert "[eval] computing artifact" in cli(art, *args)

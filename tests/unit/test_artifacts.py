@@ -65,3 +65,33 @@ def test_concurrent_jobs_compute_once(tmp_path):
     [t.start() for t in threads]
     [t.join() for t in threads]
     assert computed == [1]
+
+
+def test_outside_inputs_are_keyed_by_content(tmp_path):
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+
+    import egt.config  # noqa: F401
+    from egt.artifacts import content_fingerprint
+    from egt.stages import distill, sft
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d, text in ((a, "one"), (b, "two")):
+        d.mkdir()
+        (d / "data-00000-of-00001.arrow").write_text(text * 1000)
+    assert content_fingerprint(a) != content_fingerprint(b) and content_fingerprint(a) == content_fingerprint(a)
+    assert content_fingerprint(tmp_path / "none").startswith("missing:")
+    conf = Path(__file__).resolve().parents[2] / "conf"
+
+    def keys(*overrides):
+        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+            cfg = compose("config", overrides=list(overrides))
+        return cfg
+
+    ka = distill.run(keys(f"distill.trajectories_path={a}"), None)["key"]
+    kb = distill.run(keys(f"distill.trajectories_path={b}"), None)["key"]
+    assert ka != kb and ka.startswith("external-")  # two trajectory files never share one SFT artifact
+    (a / "data-00000-of-00001.arrow").write_text("ONE" * 1000)  # rewritten in place
+    assert distill.run(keys(f"distill.trajectories_path={a}"), None)["key"] != ka
+    assert sft.run(keys(f"sft.model_path={a}"), None)["key"] != sft.run(keys(f"sft.model_path={b}"), None)["key"]
