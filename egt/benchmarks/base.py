@@ -39,8 +39,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
 class BenchmarkDataError(ValueError):
     """A problem with a benchmark's files; the message names the file (and row when there is one)."""
 
-    def __init__(self, file: Any, row: Optional[int], reason: str) -> None:
+    def __init__(self, file: Any, row: Optional[int], reason: str, kind: Optional[str] = None) -> None:
         self.file, self.row, self.reason = str(file), row, reason
+        self.kind = kind or reason.split(":")[0][:60]  # what a skip is counted under (groups across rows)
         where = f"{file}" + (f", row {row}" if row is not None else "")
         super().__init__(f"{where}: {reason}")
 
@@ -104,14 +105,18 @@ class Benchmark(ABC):
                 item = convert(raw, i)
                 if item["category"] not in self.categories:
                     raise BenchmarkDataError(file, i, f"unknown category {item['category']!r}; "
-                                                      f"{self.name} knows {list(self.categories)}")
+                                                      f"{self.name} knows {list(self.categories)}", "unknown category")
+                for field in ("response_1", "response_2"):  # an empty response would be scored as a real one
+                    if not isinstance(item.get(field), str) or not item[field].strip():
+                        raise BenchmarkDataError(file, i, f"item {item.get('id')!r}: {field} is empty or whitespace "
+                                                          "only", "empty response")
                 item.setdefault("source", f"{file}:{i}")
                 item.setdefault("group", item["id"])
                 out.append(item)
             except BenchmarkDataError as exc:
                 if self.on_bad_sample == "error":
                     raise
-                self.skipped[exc.reason.split(":")[0][:60]] += 1
+                self.skipped[exc.kind] += 1
             except (KeyError, TypeError, ValueError) as exc:
                 err = BenchmarkDataError(file, i, f"malformed row ({type(exc).__name__}: {exc})")
                 if self.on_bad_sample == "error":
@@ -202,6 +207,6 @@ def open_images(item: dict[str, Any]) -> list[Image.Image]:
                 out.append(im.convert("RGB"))
         except Exception as exc:  # PIL raises many types for broken files
             where = ref if isinstance(ref, (str, Path)) else "<bytes>"
-            raise BadSampleError(item["id"], "images", f"cannot open {where} ({type(exc).__name__}: {exc}) "
+            raise BadSampleError(item["id"], "images", kind="unreadable image", reason=f"cannot open {where} ({type(exc).__name__}: {exc}) "
                                                         f"[{item.get('source', '')}]") from None
     return out

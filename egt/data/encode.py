@@ -79,7 +79,7 @@ class ChatEncoder:
                 f"the prompt is {len(out['input_ids'])} tokens, {n_image} of them image tokens (images: {sizes} px), "
                 f"over {self.length_key}={self.max_length}; truncating would cut the image or the responses. "
                 f"Raise {self.length_key}, lower the pixel budget (model.max_pixels, now {budget}), or skip "
-                f"such samples ({self.skip_key}=skip)",
+                f"such samples ({self.skip_key}=skip)", kind="prompt too long",
             )
         return out
 

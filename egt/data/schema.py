@@ -51,10 +51,11 @@ _TEXT_FIELDS = ("query", "response_1", "response_2")
 class BadSampleError(ValueError):
     """A sample that breaks the schema; the message names the sample id and field."""
 
-    def __init__(self, sample_id: Any, field: str, reason: str) -> None:
+    def __init__(self, sample_id: Any, field: str, reason: str, kind: str | None = None) -> None:
         self.sample_id = sample_id
         self.field = field
         self.reason = reason
+        self.kind = kind or field  # what a skip is counted under (the reason text is row-specific)
         super().__init__(f"bad sample {sample_id!r}: field {field!r}: {reason}")
 
 

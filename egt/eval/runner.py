@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from typing import Any, Optional, Protocol, Sequence
 
 import torch
@@ -91,7 +92,7 @@ def generate_views(views: Sequence[dict[str, Any]], judge: Judge, journal: Journ
             except BadSampleError as exc:
                 if on_bad_sample == "error":
                     raise BadSampleError(exc.sample_id, exc.field, f"{exc.reason} (or set eval.on_bad_sample=skip)")
-                new.append({"key": view["key"], "k": k, "skipped": f"{exc.field}: {exc.reason}"})
+                new.append({"key": view["key"], "k": k, "skipped": f"{exc.field}: {exc.reason}", "kind": exc.kind})
         outputs = judge(prepared) if prepared else []
         new += [{"key": v["key"], "k": k, "output": o} for (v, k), o in zip(ready, outputs)]
         journal.append(new)
@@ -102,13 +103,15 @@ def generate_views(views: Sequence[dict[str, Any]], judge: Judge, journal: Journ
 
 
 def build_records(views: Sequence[dict[str, Any]], outputs: dict[tuple[str, int], dict[str, Any]],
-                  votes: int) -> tuple[list[dict[str, Any]], int]:
-    """One record per generated view (pred = vote majority); returns (records, skipped views)."""
-    records, skipped = [], 0
+                  votes: int) -> tuple[list[dict[str, Any]], Counter]:
+    """One record per generated view (pred = vote majority); returns (records, skipped views by kind:
+    prompt too long, unreadable image, …)."""
+    records, skipped = [], Counter()
     for v in views:
         outs = [outputs[(v["key"], k)] for k in range(votes)]
-        if any("skipped" in o for o in outs):
-            skipped += 1
+        bad = next((o for o in outs if "skipped" in o), None)
+        if bad is not None:
+            skipped[bad.get("kind") or bad["skipped"].split(":")[0]] += 1
             continue
         texts = [o["output"] for o in outs]
         preds = [parse_answer(t) for t in texts]
@@ -149,6 +152,21 @@ def compute_metrics(bench: Benchmark, records: Sequence[dict[str, Any]], votes: 
     return out
 
 
+def score_outputs(bench: Benchmark, views: Sequence[dict[str, Any]], outputs: dict[tuple[str, int], dict[str, Any]],
+                  votes: int, order: str) -> tuple[dict[str, Any], list[dict[str, Any]], Counter]:
+    """Records and metrics of the generated views, with every item that was not scored counted by reason
+    (``skipped_by_reason``: ``load/<kind>`` and ``generation/<kind>``) and logged."""
+    records, skipped_views = build_records(views, outputs, votes)
+    metrics = compute_metrics(bench, records, votes, order)
+    metrics["skipped_items"] = sum(bench.skipped.values()) + sum(skipped_views.values())
+    metrics["skipped_by_reason"] = {**{f"load/{k}": n for k, n in bench.skipped.items()},
+                                    **{f"generation/{k}": n for k, n in skipped_views.items()}}
+    if metrics["skipped_items"]:
+        log.warning("[eval] %s: %d items not scored %s", bench.name, metrics["skipped_items"],
+                    metrics["skipped_by_reason"])
+    return metrics, records, skipped_views
+
+
 def evaluate(bench: Benchmark, items: Sequence[dict[str, Any]], judge: Judge, journal: Journal, *,
              order: str = "official", votes: int = 1, batch_size: int = 16, on_bad_sample: str = "error",
              seed: int = 0, progress: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
@@ -158,14 +176,12 @@ def evaluate(bench: Benchmark, items: Sequence[dict[str, Any]], judge: Judge, jo
     n_before = len(journal.read())
     outputs = generate_views(views, judge, journal, votes, batch_size, on_bad_sample, progress)
     seconds = time.perf_counter() - t0
-    records, skipped_views = build_records(views, outputs, votes)
-    metrics = compute_metrics(bench, records, votes, order)
-    metrics["skipped_items"] = sum(bench.skipped.values()) + skipped_views
+    metrics, records, skipped_views = score_outputs(bench, views, outputs, votes, order)
     generated = len(outputs) - n_before
     info = {"views": len(views), "generations": len(outputs), "generated_now": generated,
             "resumed_from": n_before, "seconds": round(seconds, 2),
             "generations_per_s": round(generated / seconds, 3) if seconds > 0 and generated else None,
-            "skipped_views": skipped_views, "skipped_at_load": dict(bench.skipped)}
+            "skipped_views": dict(skipped_views), "skipped_at_load": dict(bench.skipped)}
     return metrics, records, info
 
 
@@ -205,13 +221,12 @@ def merge_shards(bench: Benchmark, items: Sequence[dict[str, Any]], directory: A
     missing = [(v["key"], k) for v in views for k in range(votes) if (v["key"], k) not in outputs]
     if missing:
         raise RuntimeError(f"eval: {len(missing)} generations missing after every rank finished, e.g. {missing[:3]}")
-    records, skipped_views = build_records(views, outputs, votes)
-    metrics = compute_metrics(bench, records, votes, order)
-    metrics["skipped_items"] = sum(bench.skipped.values()) + skipped_views
+    metrics, records, skipped_views = score_outputs(bench, views, outputs, votes, order)
     generated = sum(i["generated_now"] for i in shard_infos)
     seconds = max(i["seconds"] for i in shard_infos)
     info = {"views": len(views), "generations": len(outputs), "generated_now": generated,
             "resumed_from": shard_infos[0]["resumed_from"], "seconds": round(seconds, 2),
             "generations_per_s": round(generated / seconds, 3) if seconds > 0 and generated else None,
-            "skipped_views": skipped_views, "skipped_at_load": dict(bench.skipped), "processes": len(shard_infos)}
+            "skipped_views": dict(skipped_views), "skipped_at_load": dict(bench.skipped),
+            "processes": len(shard_infos)}
     return metrics, records, info

@@ -162,3 +162,19 @@ def test_multimodal_rewardbench_unknown_category(tmp_path):
     _mmrb(tmp_path, extra=[("charts", "c_9", "Output1")])
     with pytest.raises(BenchmarkDataError, match=r"all_data\.json, row 8: unknown category 'charts'"):
         MultimodalRewardBench().load(str(tmp_path))
+
+
+def test_empty_responses_are_never_scored_and_skips_group_by_kind(tmp_path):
+    root = tmp_path / "vl_rewardbench"
+    (root / "img").mkdir(parents=True)
+    (root / "img" / "a.png").write_bytes(png_bytes())
+    rows = [{"id": "RLHF-V-1", "prompt": "Q?", "chosen": "A square.", "rejected": "A cat.", "image": "img/a.png"},
+            {"id": "RLHF-V-2", "prompt": "Q?", "chosen": "", "rejected": "A cat.", "image": "img/a.png"},
+            {"id": "RLHF-V-3", "prompt": "Q?", "chosen": "A dog.", "rejected": "  \n", "image": "img/a.png"},
+            {"id": "other-4", "prompt": "Q?", "chosen": "x", "rejected": "y", "image": "img/missing.png"}]
+    (root / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(BenchmarkDataError, match=r"row 1: item 'RLHF-V-2': response_1 is empty"):
+        VLRewardBench().load(str(tmp_path))
+    bench = VLRewardBench(on_bad_sample="skip")
+    items = bench.load(str(tmp_path))
+    assert [i["id"] for i in items][:1] == ["RLHF-V-1"] and bench.skipped["empty response"] == 2

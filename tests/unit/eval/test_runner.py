@@ -80,4 +80,5 @@ def test_bad_sample_at_generation_errors_or_is_counted(tmp_path):
     items[1]["id"] = "bad"
     metrics, records, info = evaluate(bench, items, FakeJudge(), Journal(tmp_path / "b.jsonl"),
                                       on_bad_sample="skip", progress=False)
-    assert metrics["n"] == 2 and metrics["skipped_items"] == 1 and info["skipped_views"] == 1
+    assert metrics["n"] == 2 and metrics["skipped_items"] == 1 and sum(info["skipped_views"].values()) == 1
+    assert list(metrics["skipped_by_reason"]) == [f"generation/{next(iter(info['skipped_views']))}"]

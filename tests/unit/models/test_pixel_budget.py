@@ -39,6 +39,7 @@ def test_over_long_prompt_names_the_stage_keys_and_the_budget(tiny_model_dir, wo
     with pytest.raises(BadSampleError) as e:
         enc.encode_prompt(sample)
     msg = str(e.value)
+    assert e.value.kind == "prompt too long"  # what eval counts such a skip under
     assert sample["id"] in msg and "4 of them image tokens" in msg and "56×56 px" in msg
     assert "eval.max_length=20" in msg and "model.max_pixels, now 12544" in msg and "eval.on_bad_sample=skip" in msg
     ok = ChatEncoder(proc, max_length=10_000)
