@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -101,6 +102,38 @@ def read_success(path: str | Path) -> dict:
     return json.loads((Path(path) / SUCCESS).read_text())
 
 
+_PID_TMP = re.compile(r"^\..*\.tmp-(\d+)(?:-[0-9a-f]+)?$")  # egt's atomic writes: .NAME.tmp-PID[-uuid]
+_MKSTEMP_TMP = re.compile(r"^\..*\.tmp$")  # write_json_atomic's mkstemp files: .NAME.XXXXXXXX.tmp
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_debris(path: Path, stale_seconds: float = 600.0) -> list[Path]:
+    """Remove what killed attempts left in an artifact directory: egt's atomic-write temporaries
+    (``.NAME.tmp-PID``) of processes that are gone (or of this one: it has finished), and
+    ``.NAME.XXXXXXXX.tmp`` files older than ``stale_seconds``. Called by :meth:`Artifact.finish`
+    before the artifact is marked finished, so nothing torn stays in a finished artifact. Returns
+    what was removed."""
+    removed = []
+    now = time.time()
+    for p in sorted(Path(path).rglob(".*"), key=lambda q: len(q.parts), reverse=True):
+        m = _PID_TMP.match(p.name)
+        debris = (m is not None and (int(m.group(1)) == os.getpid() or not _alive(int(m.group(1))))) or (
+            _MKSTEMP_TMP.match(p.name) is not None and p.is_file() and now - p.stat().st_mtime > stale_seconds)
+        if debris and p.exists():
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+            removed.append(p)
+    return removed
+
+
 @dataclass
 class Artifact:
     stage: str
@@ -117,6 +150,11 @@ class Artifact:
             return
         record = {"stage": self.stage, "key": self.key, "summary": summary, "finished_at": time.time()}
         record.update(meta or {})
+        if dist.world_size() == 1:  # other ranks' temporaries may still be in flight (other nodes' pids too)
+            removed = remove_debris(self.path)
+            if removed:
+                log.info("[%s] removed %d temporaries of killed attempts: %s", self.stage, len(removed),
+                         [p.name for p in removed[:5]])
         write_json_atomic(self.path / SUCCESS, record)
         self.summary = summary
 

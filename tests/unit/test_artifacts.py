@@ -95,3 +95,34 @@ def test_outside_inputs_are_keyed_by_content(tmp_path):
     (a / "data-00000-of-00001.arrow").write_text("ONE" * 1000)  # rewritten in place
     assert distill.run(keys(f"distill.trajectories_path={a}"), None)["key"] != ka
     assert sft.run(keys(f"sft.model_path={a}"), None)["key"] != sft.run(keys(f"sft.model_path={b}"), None)["key"]
+
+
+def test_finish_removes_temporaries_of_killed_attempts(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time as _time
+
+    from egt.artifacts import ArtifactStore
+
+    store = ArtifactStore(tmp_path)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with store.open("probe", "k1") as art:
+            d = art.path
+            (d / "shards").mkdir()
+            (d / "shards" / ".shard-0-16.parquet.tmp-999999").write_text("torn")  # a killed process's
+            (d / f".model.tmp-{os.getpid()}").mkdir()  # this process's own leftover
+            (d / f".model.tmp-{os.getpid()}" / "w.bin").write_text("x")
+            (d / f".journal.tmp-{live.pid}").write_text("in flight")  # a live process's: kept
+            old = d / ".metrics.json.ab12cd34.tmp"
+            old.write_text("{")
+            os.utime(old, (_time.time() - 3600, _time.time() - 3600))
+            (d / ".fresh.ef56ab78.tmp").write_text("{")  # too recent to be called torn
+            (d / "shards" / "shard-0-16.parquet").write_text("done")
+            art.finish({"n": 1})
+        left = sorted(str(p.relative_to(d)) for p in d.rglob("*"))
+        assert left == [".fresh.ef56ab78.tmp", f".journal.tmp-{live.pid}", "_SUCCESS.json", "shards",
+                        "shards/shard-0-16.parquet"]
+    finally:
+        live.kill()
