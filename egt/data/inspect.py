@@ -45,7 +45,8 @@ def report(cfg: Any, n: int = 3, width: int = 700) -> str:
                    f"categories {dict(Counter(ds['category']))}")
         for name, c in (per_source.get(split) or {}).items():
             skipped = ", ".join(f"{k}: {v}" for k, v in sorted(c["skipped"].items())) or "none"
-            out.append(f"   source {name}: {c['rows']} rows, {c['kept']} kept, skipped {skipped}")
+            out.append(f"   source {name}: {c['rows']} rows, {c['kept']} kept, skipped {skipped}; after duplicates and "
+                       f"contamination {c['final']} (label 1: {c['label_1']}, label 2: {c['label_2']})")
         for row in ds.select(range(min(n, len(ds)))):
             sizes = ", ".join(f"{im.width}×{im.height}" for im in row["images"])
             text = build_user_text(row["query"], row["response_1"], row["response_2"], cfg.data.template)

@@ -64,6 +64,11 @@ def build(cfg: DictConfig) -> tuple[DatasetDict, dict[str, Any]]:
             if found["rows"]:
                 log.warning("[data] %s: %d samples are benchmark items %s; %s", split, found["rows"],
                             found["overlap"], "dropped" if cfg.data.decontaminate else "kept (data.decontaminate=false)")
+    for split in SPLITS:  # per source, what is left after every drop, in the order shown
+        balance = Counter(zip(splits[split]["source"], splits[split]["label"])) if len(splits[split]) else Counter()
+        for name, c in counts[split].items():
+            c.update(final=balance[(name, 1)] + balance[(name, 2)], label_1=balance[(name, 1)],
+                     label_2=balance[(name, 2)])
     return DatasetDict(splits), counts
 
 
