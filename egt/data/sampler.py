@@ -42,12 +42,19 @@ class ResumableSampler(Sampler[int]):
         >>> s.local_order(0), len(s)
         ([1, 3, 0], 3)
         """
-        order = self.order(epoch)
         if self.world_size == 1:
-            return order
+            return self.order(epoch)
+        return self.padded_order(epoch)[self.rank::self.world_size]
+
+    def padded_order(self, epoch: int) -> list[int]:
+        """The epoch's global order wrapped to a multiple of the world size (what the ranks share).
+
+        >>> ResumableSampler(3, shuffle=False).shard(0, 2).padded_order(0)
+        [0, 1, 2, 0]
+        """
+        order = self.order(epoch)
         total = -(-len(order) // self.world_size) * self.world_size
-        padded = (order * (total // max(1, len(order)) + 1))[:total]
-        return padded[self.rank::self.world_size]
+        return (order * (total // max(1, len(order)) + 1))[:total]
 
     def order(self, epoch: int) -> list[int]:
         if not self.shuffle:

@@ -23,6 +23,7 @@ __all__ = [
     "FEATURES",
     "REQUIRED_FIELDS",
     "BadSampleError",
+    "check_image",
     "meta_dict",
     "randomize_order",
     "stable_hash",
@@ -68,7 +69,7 @@ def stable_hash(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little") >> 1
 
 
-def _check_image(image: Any) -> str | None:
+def check_image(image: Any) -> str | None:
     """``None`` if ``image`` is readable, else why not."""
     try:
         if isinstance(image, Image.Image):
@@ -123,7 +124,7 @@ def validate_sample(row: Mapping[str, Any]) -> None:
     if len(images) == 0:
         raise BadSampleError(sid, "images", "no image")
     for k, image in enumerate(images):
-        why = _check_image(image)
+        why = check_image(image)
         if why is not None:
             raise BadSampleError(sid, "images", f"image {k}: {why}")
     meta = row.get("meta")

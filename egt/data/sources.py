@@ -42,7 +42,7 @@ from typing import Any, Mapping
 import datasets
 from PIL import Image
 
-from egt.data.schema import FEATURES
+from egt.data.schema import FEATURES, check_image
 
 log = logging.getLogger(__name__)
 
@@ -212,11 +212,9 @@ def _image(value: Any, image_root: str | None) -> dict[str, Any]:
             value = str(hit)
     else:
         raise _Bad("images", "missing image", f"an image of type {type(value).__name__}")
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.verify()
-    except Exception as exc:  # PIL raises many types for broken files
-        raise _Bad("images", "unreadable image", f"{type(exc).__name__}: {exc}") from None
+    why = check_image(data)
+    if why is not None:
+        raise _Bad("images", "unreadable image", why)
     return {"bytes": data, "path": value if isinstance(value, str) else None}
 
 

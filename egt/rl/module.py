@@ -139,16 +139,13 @@ class RLModule(L.LightningModule):
                 ref_logp, _ = logprobs_and_entropy(self.ref_model, ro.prompt_feats, ro.completion_ids, mask, pad,
                                                    self.temperature, **self._logprob_kw())
                 ro.ref_logp = ref_logp.cpu()
-        kl_tok = self.kl(ro.old_logp, ro.ref_logp) if ro.ref_logp is not None and ro.old_logp is not None else None
-        if self.ref_model is not None and self.kl_in == "reward":
+        kl_tok = None if on_policy else self._kl_tokens(ro)  # on-policy: known after the gradient pass
+        if self.ref_model is not None and self.kl_in == "reward":  # (never on-policy: see above)
             rewards = rewards - self.kl_coef * (kl_tok * mask).sum(-1)  # [B]
         adv, keep, in_denominator = self._advantages(rewards, ro.group_size)  # [B], [B], [B]
         update = self._update(ro, adv, keep, in_denominator)
         if on_policy:  # the gradient pass filled ro.old_logp and its entropy
-            entropy = self._pass_entropy
-            kl_tok = self.kl(ro.old_logp, ro.ref_logp) if ro.ref_logp is not None else None
-        if kl_tok is None:
-            kl_tok = torch.zeros_like(ro.old_logp)
+            entropy, kl_tok = self._pass_entropy, self._kl_tokens(ro)
         m = {
             "rl/reward": float(torch.tensor(terms.reward).mean()), "rl/reward_std": float(torch.tensor(terms.reward).std(unbiased=False)),
             "rl/acc": _mean(terms.acc), "rl/logic": _mean(terms.logic), "rl/format": _mean(terms.format),
@@ -162,6 +159,10 @@ class RLModule(L.LightningModule):
         m.update({f"rl/judge_{k}": float(terms.verdicts.get(k, 0))
                   for k in ("support", "contradict", "undecided", "error", "not_asked")})
         return m | update
+
+    def _kl_tokens(self, ro: Rollout) -> torch.Tensor:
+        """k(π_old, π_ref) per token [B, L]; zeros without a reference model."""
+        return self.kl(ro.old_logp, ro.ref_logp) if ro.ref_logp is not None else torch.zeros_like(ro.old_logp)
 
     def _logprob_kw(self) -> dict[str, Any]:
         """Micro-batch and head-chunk sizes of the no-grad log-prob passes (π_old, π_ref)."""

@@ -49,16 +49,6 @@ def step_window(order: Sequence[int], local_batch: int, world_size: int, accumul
     return list(order[start:start + per_step])
 
 
-def padded_order(order: Sequence[int], world_size: int) -> list[int]:
-    """The epoch's order wrapped to a multiple of W (what the sharded sampler does).
-
-    >>> padded_order([3, 1, 2], 2)
-    [3, 1, 2, 3]
-    """
-    total = -(-len(order) // world_size) * world_size
-    return (list(order) * (total // max(1, len(order)) + 1))[:total]
-
-
 def sft_nll(model: Any, batch: dict[str, torch.Tensor], chunk: int | None = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token NLL of the target tokens and the target mask, both [b, T−1] (fp32; 0 off target):
     position t predicts token t+1, targets are the tokens whose label is not −100. ``chunk`` positions

@@ -10,7 +10,7 @@ import torch
 
 from egt import distributed
 from egt.data.sampler import ResumableSampler
-from egt.sft.loss import REDUCTIONS, padded_order, reduce_nll, sft_nll, step_window
+from egt.sft.loss import REDUCTIONS, reduce_nll, sft_nll, step_window
 
 
 def warmup_cosine(step: int, total: int, warmup: int) -> float:
@@ -54,7 +54,7 @@ class SFTModule(L.LightningModule):
         if self.sampler is None or self.target_tokens is None:
             return 0.0, 0.0, 0.0
         if self._order is None or self._order[0] != self.sampler.epoch:
-            self._order = (self.sampler.epoch, padded_order(self.sampler.order(self.sampler.epoch), self.world_size))
+            self._order = (self.sampler.epoch, self.sampler.padded_order(self.sampler.epoch))
         window = step_window(self._order[1], self.local_batch, self.world_size, self.accumulate,
                              self.sampler.consumed)
         counts = [self.target_tokens[i] for i in window]

@@ -10,7 +10,7 @@ from datasets import DatasetDict, load_from_disk
 from omegaconf import DictConfig
 
 from egt.artifacts import make_key
-from egt.config import to_container
+from egt.config import DataConfig, to_container
 from egt.data.schema import randomize_order, validate_dataset
 from egt.data.world import as_world_config, make_world
 from egt.utils.io import save_dataset_atomic
@@ -21,8 +21,8 @@ SPLITS = ("sft_pool", "rl_pool", "bench")
 
 
 # DataConfig fields of outside data; left out of the world's key while unset (its keys stay as they were)
-OUTSIDE_KEYS = {"sources": {}, "path": None, "image_root": None, "seed": 0, "decontaminate": True, "deduplicate": True,
-                "contamination_benchmarks": ["vl_rewardbench", "multimodal_rewardbench", "mm_rlhf_rewardbench"]}
+OUTSIDE_KEYS = {k: getattr(DataConfig(), k) for k in ("sources", "path", "image_root", "seed", "decontaminate",
+                                                      "deduplicate", "contamination_benchmarks")}
 TRAINING_POOLS = ("sft_pool", "rl_pool")
 
 

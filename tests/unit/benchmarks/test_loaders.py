@@ -116,14 +116,18 @@ def test_mm_rlhf_categories_groups_and_video_frames(mm_root):
     assert [p[-8:-4] for p in v4["images"]] == ["0000", "0013", "0026", "0039"]
 
 
+def _jsonl_bench(root, file: str, image: str, rows: list[dict]) -> None:
+    """A benchmark folder: one PNG at ``image`` and ``rows`` as JSON lines in ``file``."""
+    (root / image).parent.mkdir(parents=True)
+    (root / image).write_bytes(png_bytes())
+    (root / file).write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
 def test_mm_rlhf_unknown_category_and_missing_video(tmp_path):
-    root = tmp_path / "mm_rlhf_rewardbench"
-    (root / "mcq").mkdir(parents=True)
-    (root / "mcq" / "a.png").write_bytes(png_bytes())
-    rows = [{"id": "1", "image": "mcq/a.png", "prompt": "p", "chosen": "c", "rejected": "r"},
-            {"id": "2", "image": "charts/b.png", "prompt": "p", "chosen": "c", "rejected": "r"},
-            {"id": "3", "video": "video/none", "prompt": "p", "chosen": "c", "rejected": "r"}]
-    (root / "b.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    _jsonl_bench(tmp_path / "mm_rlhf_rewardbench", "b.jsonl", "mcq/a.png", [
+        {"id": "1", "image": "mcq/a.png", "prompt": "p", "chosen": "c", "rejected": "r"},
+        {"id": "2", "image": "charts/b.png", "prompt": "p", "chosen": "c", "rejected": "r"},
+        {"id": "3", "video": "video/none", "prompt": "p", "chosen": "c", "rejected": "r"}])
     with pytest.raises(BenchmarkDataError, match=r"b\.jsonl, row 1: unknown category 'charts'"):
         MMRLHFRewardBench().load(str(tmp_path))
     bench = MMRLHFRewardBench(on_bad_sample="skip")
@@ -165,14 +169,11 @@ def test_multimodal_rewardbench_unknown_category(tmp_path):
 
 
 def test_empty_responses_are_never_scored_and_skips_group_by_kind(tmp_path):
-    root = tmp_path / "vl_rewardbench"
-    (root / "img").mkdir(parents=True)
-    (root / "img" / "a.png").write_bytes(png_bytes())
-    rows = [{"id": "RLHF-V-1", "prompt": "Q?", "chosen": "A square.", "rejected": "A cat.", "image": "img/a.png"},
-            {"id": "RLHF-V-2", "prompt": "Q?", "chosen": "", "rejected": "A cat.", "image": "img/a.png"},
-            {"id": "RLHF-V-3", "prompt": "Q?", "chosen": "A dog.", "rejected": "  \n", "image": "img/a.png"},
-            {"id": "other-4", "prompt": "Q?", "chosen": "x", "rejected": "y", "image": "img/missing.png"}]
-    (root / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _jsonl_bench(tmp_path / "vl_rewardbench", "data.jsonl", "img/a.png", [
+        {"id": "RLHF-V-1", "prompt": "Q?", "chosen": "A square.", "rejected": "A cat.", "image": "img/a.png"},
+        {"id": "RLHF-V-2", "prompt": "Q?", "chosen": "", "rejected": "A cat.", "image": "img/a.png"},
+        {"id": "RLHF-V-3", "prompt": "Q?", "chosen": "A dog.", "rejected": "  \n", "image": "img/a.png"},
+        {"id": "other-4", "prompt": "Q?", "chosen": "x", "rejected": "y", "image": "img/missing.png"}])
     with pytest.raises(BenchmarkDataError, match=r"row 1: item 'RLHF-V-2': response_1 is empty"):
         VLRewardBench().load(str(tmp_path))
     bench = VLRewardBench(on_bad_sample="skip")
