@@ -270,8 +270,22 @@ def full_state_dict(trainer: Any, model: torch.nn.Module) -> dict[str, torch.Ten
             if main:
                 state[name] = p.detach().to("cpu", copy=True)
     if main:
-        state.update({name: b.detach().cpu() for name, b in model.named_buffers()})
+        state.update({name: b.detach().cpu() for name, b in persistent_buffers(model)})
     return state if main else None
+
+
+def persistent_buffers(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """``(name, buffer)`` for the buffers that belong in a checkpoint, as ``model.state_dict()`` keeps
+    them: a buffer registered with ``persistent=False`` (e.g. Qwen2.5-VL's rotary ``inv_freq``) is left
+    out, so a ZeRO-3 save has the same keys as ``save_pretrained`` without DeepSpeed (before, those
+    buffers were saved and plain transformers reported them UNEXPECTED on load, seen on an H200)."""
+    out = []
+    for module_name, module in model.named_modules():
+        skip = getattr(module, "_non_persistent_buffers_set", set())
+        for name, buf in module.named_buffers(recurse=False):
+            if buf is not None and name not in skip:
+                out.append((f"{module_name}.{name}" if module_name else name, buf))
+    return out
 
 
 def param_fingerprint(model: torch.nn.Module) -> float:

@@ -32,8 +32,17 @@ def test_deepspeed_sft_and_rl_save_a_loadable_model(tmp_path, trainer):
     from egt.models.loader import load_model
 
     for stage in ("sft", "rl"):
-        model = load_model(done(tmp_path, stage)[0] / "model")
+        directory = done(tmp_path, stage)[0] / "model"
+        model = load_model(directory)
         assert all(p.numel() > 0 for p in model.parameters())  # ZeRO-3 partitions were gathered before saving
+        from safetensors import safe_open
+
+        saved = set()
+        for f in directory.glob("*.safetensors"):
+            with safe_open(str(f), framework="pt") as handle:
+                saved |= set(handle.keys())
+        # exactly the keys a plain save_pretrained writes: no non-persistent buffers (rotary inv_freq)
+        assert not any("inv_freq" in k for k in saved), sorted(k for k in saved if "inv_freq" in k)
 
 
 @pytest.mark.skipif(NGPU < 2, reason="needs 2 GPUs")

@@ -121,3 +121,20 @@ def test_nothing_gpu_only_is_imported_with_the_package(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     bad = subprocess.run([sys.executable, "-c", "import deepspeed"], capture_output=True, text=True, env=env)
     assert "imported at module import time" in bad.stderr  # the trap works
+
+
+def test_persistent_buffers_leave_out_non_persistent_ones_as_state_dict_does():
+    import torch
+
+    from egt.distributed import persistent_buffers
+
+    class Rotary(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("inv_freq", torch.ones(2), persistent=False)
+            self.register_buffer("scale", torch.ones(1))
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), Rotary())
+    names = [n for n, _ in persistent_buffers(model)]
+    assert names == ["1.scale"]
+    assert set(names) == set(model.state_dict()) - {n for n, _ in model.named_parameters()}
