@@ -48,17 +48,18 @@ def load_processor(path: str | Path, trust_remote_code: bool = False, min_pixels
     """The processor of the VLM at ``path``; raises if only a bare tokenizer can be found.
 
     A directory whose processor is the stock ``Qwen2_5_VLProcessor`` is loaded with the egt subclass
-    (images only) when torchvision is missing (every video processor needs it) or the directory has
-    no ``video_preprocessor_config.json`` (egt's saved judges; the stock class then fails to find a
-    video processor: seen on a GPU image with torchvision, 2026-11-29).
+    (images only) when torchvision is missing (every video processor needs it) or the directory holds
+    no config the stock class can build a video processor from
+    (:func:`egt.models.processor.has_video_processor_config`; egt's judges saved before 2026-11-30:
+    the stock class then failed with "Can't load video processor" on a GPU image, 2026-11-29).
     ``min_pixels`` / ``max_pixels`` (None: the directory's own) set the image processor's pixel
     budget (:func:`set_pixel_budget`).
     """
     path = _check_dir(path)
     saved = _saved_processor_class(path)
-    no_video = not (path / "video_preprocessor_config.json").is_file()
+    no_video = not egt_processor.has_video_processor_config(path)
     if saved in _STOCK_TO_EGT and (no_video or not egt_processor.torchvision_available()):
-        why = "no video_preprocessor_config.json" if no_video else "torchvision not importable"
+        why = "no video processor config" if no_video else "torchvision not importable"
         log.info("%s: loading %s with %s (images only)", why, saved, _STOCK_TO_EGT[saved].__name__)
         processor = _STOCK_TO_EGT[saved].from_pretrained(path)
     else:

@@ -62,7 +62,48 @@ class EgtQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
                 data = json.loads(text)
                 _rename_processor_class(data, type(self).__name__, STOCK_NAME)
                 f.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        _add_video_processor(Path(save_directory))
         return out
+
+
+def video_processor_dict(image_processor: dict[str, Any]) -> dict[str, Any]:
+    """The stock ``Qwen2VLVideoProcessor`` config that transformers itself derives from a Qwen2-VL image
+    processor config when a checkpoint ships none (``AutoVideoProcessor``'s fallback: same geometry,
+    pixel budget, mean/std and resampling, ``*ImageProcessor*`` renamed ``*VideoProcessor*``), written
+    out so that plain transformers loads an egt-saved judge without that guess."""
+    video = {k: v for k, v in image_processor.items() if k not in ("image_processor_type", "processor_class")}
+    video["video_processor_type"] = "Qwen2VLVideoProcessor"
+    video.setdefault("do_sample_frames", False)  # the stock class's default (kept explicit for vLLM)
+    return video
+
+
+def _add_video_processor(directory: Path) -> None:
+    """Give a saved processor the video processor the stock ``Qwen2_5_VLProcessor`` needs: a
+    ``video_processor`` entry in the nested ``processor_config.json`` (transformers 5.x layout) or a
+    ``video_preprocessor_config.json`` beside a flat ``preprocessor_config.json`` (4.x layout)."""
+    nested, flat = directory / "processor_config.json", directory / "preprocessor_config.json"
+    if nested.is_file():
+        data = json.loads(nested.read_text(encoding="utf-8"))
+        if "image_processor" in data and "video_processor" not in data:
+            data["video_processor"] = video_processor_dict(data["image_processor"])
+            nested.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            return
+    target = directory / "video_preprocessor_config.json"
+    if flat.is_file() and not target.is_file():
+        data = json.loads(flat.read_text(encoding="utf-8"))
+        target.write_text(json.dumps(video_processor_dict(data), indent=2, ensure_ascii=False) + "\n",
+                          encoding="utf-8")
+
+
+def has_video_processor_config(directory: Path) -> bool:
+    """Whether the stock processor finds a video processor config in ``directory`` (a
+    ``video_processor`` entry in ``processor_config.json`` or ``video_preprocessor_config.json``).
+    A real Qwen2.5-VL download with only ``preprocessor_config.json`` counts too: transformers derives
+    the video processor from it."""
+    nested = directory / "processor_config.json"
+    if nested.is_file() and "video_processor" in json.loads(nested.read_text(encoding="utf-8")):
+        return True
+    return (directory / "video_preprocessor_config.json").is_file() or (directory / "preprocessor_config.json").is_file()
 
 
 STOCK_NAME = "Qwen2_5_VLProcessor"

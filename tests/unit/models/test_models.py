@@ -204,14 +204,67 @@ def test_stock_processor_class_loads_without_torchvision(tiny_dir, tmp_path, mon
     assert isinstance(load_processor(copy), EgtQwen2_5_VLProcessor)
 
 
-def test_stock_processor_class_without_a_video_config_loads_where_torchvision_is(tiny_dir, monkeypatch):
-    # on a GPU image (torchvision importable) the stock class wants video_preprocessor_config.json,
-    # which egt's saved judges have not: egt's loader takes its images-only class there too
-    assert json.loads((tiny_dir / "processor_config.json").read_text())["processor_class"] == "Qwen2_5_VLProcessor"
+def test_saved_processor_carries_the_video_processor_transformers_would_derive(tiny_dir):
+    # the stock Qwen2_5_VLProcessor needs a video processor: egt writes the one transformers derives from
+    # the image processor config (same geometry and pixel budget), so plain transformers loads the judge
+    cfg = json.loads((tiny_dir / "processor_config.json").read_text())
+    image, video = cfg["image_processor"], cfg["video_processor"]
+    assert video["video_processor_type"] == "Qwen2VLVideoProcessor" and video["do_sample_frames"] is False
+    for key in ("patch_size", "merge_size", "temporal_patch_size", "size", "image_mean", "image_std", "resample"):
+        assert video[key] == image[key], key
+    assert loader.egt_processor.has_video_processor_config(tiny_dir)
+
+
+def test_stock_processor_class_without_a_video_config_loads_where_torchvision_is(tiny_dir, tmp_path, monkeypatch):
+    # on a GPU image (torchvision importable) the stock class needs a video processor config, which egt's
+    # judges saved before 2026-11-30 lack: egt's loader takes its images-only class for them
+    copy = tmp_path / "old"
+    shutil.copytree(tiny_dir, copy)
+    cfg = json.loads((copy / "processor_config.json").read_text())
+    del cfg["video_processor"]
+    (copy / "processor_config.json").write_text(json.dumps(cfg))
+    assert cfg["processor_class"] == "Qwen2_5_VLProcessor"
     monkeypatch.setattr(loader.egt_processor, "torchvision_available", lambda: True)
     monkeypatch.setattr(loader.AutoProcessor, "from_pretrained",
                         lambda *a, **k: pytest.fail("AutoProcessor would look for a video processor"))
-    assert isinstance(load_processor(tiny_dir), EgtQwen2_5_VLProcessor)
+    assert isinstance(load_processor(copy), EgtQwen2_5_VLProcessor)
+
+
+PLAIN_LOAD = """
+import sys
+from PIL import Image
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor
+path = sys.argv[1]
+processor = AutoProcessor.from_pretrained(path)
+model = AutoModelForImageTextToText.from_pretrained(path)
+assert type(processor).__name__ == "Qwen2_5_VLProcessor", type(processor)
+messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Which is better?"}]}]
+text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+batch = processor(text=[text], images=[Image.new("RGB", (56, 56), (200, 30, 40))], return_tensors="pt")
+with torch.no_grad():
+    out = model.generate(**batch, max_new_tokens=4, do_sample=False)
+assert "egt" not in sys.modules and not any(m.startswith("egt.") for m in sys.modules)
+print("plain transformers:", type(processor).__name__, type(model).__name__, tuple(out.shape))
+"""
+
+
+@pytest.mark.gpu  # needs torchvision, which only the GPU image has (never next to the CPU torch)
+def test_saved_judge_loads_in_plain_transformers_without_egt(tiny_dir, tmp_path):
+    if not loader.egt_processor.torchvision_available():
+        pytest.skip("torchvision not importable: the stock Qwen2_5_VLProcessor cannot be built here")
+    saved = tmp_path / "judge"
+    model, processor = load_model_and_processor(tiny_dir)
+    model.save_pretrained(saved)
+    processor.save_pretrained(saved)
+    script = tmp_path / "plain.py"
+    script.write_text(PLAIN_LOAD)
+    # a fresh interpreter that never imports egt (the script asserts it); PYTHONPATH is kept for where
+    # transformers itself comes from
+    run = subprocess.run([sys.executable, str(script), str(saved)], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "plain transformers: Qwen2_5_VLProcessor" in run.stdout
 
 
 def test_bare_tokenizer_is_an_error(tiny_dir, tmp_path):
