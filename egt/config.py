@@ -87,6 +87,10 @@ class DataConfig:
     on_bad_sample: str = "error"  # error | skip
     randomize_order: bool = True
     template: str = "short"  # judge prompt: minimal | short | r1_reward
+    # per training pool, each source's share: {sft_pool: {weights: {name: w}, counts: {name: n}, size: N}}
+    # (egt.data.mixture); unset = every kept row once. In the data key only when set.
+    mix: dict = field(default_factory=dict)
+    num_proc: int = 1  # processes reading / converting each outside source (never in the data key)
 
 
 @dataclass
@@ -459,7 +463,12 @@ def _validate_probe_select(cfg: DictConfig) -> None:
 
 
 def _validate_sources(cfg: DictConfig) -> None:
-    """Every outside data source names a path (data=r1_reward_rl takes it from data.path)."""
+    """Every outside data source names a path (data=r1_reward_rl takes it from data.path); data.mix names
+    known sources with sane weights (egt.data.mixture.check); data.num_proc >= 1."""
+    from egt.data.mixture import check
+
+    if cfg.data.get("num_proc", 1) < 1:
+        raise ConfigError(f"data.num_proc={cfg.data.num_proc}: the processes reading each source, 1 or more")
     sources = cfg.data.get("sources") or {}
     for split in sources:
         for i, spec in enumerate(sources[split] or []):
@@ -471,6 +480,7 @@ def _validate_sources(cfg: DictConfig) -> None:
                                       "images are files")
                 raise ConfigError(f"data.sources.{split}[{i}] has no path: give each source "
                                   "{path: <file, folder, save_to_disk folder or Hub id>, …}")
+    check(to_container(cfg.data.mix) if cfg.data.get("mix") else {}, to_container(sources) if sources else {})
 
 
 def _validate_rl(cfg: DictConfig) -> None:

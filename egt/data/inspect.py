@@ -4,7 +4,8 @@ Composes the config as ``train.py`` does (same overrides), builds the three spli
 stage would, with bad rows counted instead of raised, and prints per split and per source: rows, kept,
 skipped by reason, label balance, categories, the first ``n`` samples rendered (id, label, image
 sizes, the judge prompt's user text in ``data.template``), and the training pools' overlap with each
-public benchmark found under ``eval.data_root``. Nothing is written to the artifact store.
+public benchmark found under ``eval.data_root``. With ``data.mix``, each source's rows before and after
+mixing. Nothing is written to the artifact store.
 """
 from __future__ import annotations
 
@@ -45,8 +46,10 @@ def report(cfg: Any, n: int = 3, width: int = 700) -> str:
                    f"categories {dict(Counter(ds['category']))}")
         for name, c in (per_source.get(split) or {}).items():
             skipped = ", ".join(f"{k}: {v}" for k, v in sorted(c["skipped"].items())) or "none"
+            left = (f"{c['unmixed']}, mixed to {c['final']} ({c['repeated']} of them repeats)" if "unmixed" in c
+                    else f"{c['final']}")
             out.append(f"   source {name}: {c['rows']} rows, {c['kept']} kept, skipped {skipped}; after duplicates and "
-                       f"contamination {c['final']} (label 1: {c['label_1']}, label 2: {c['label_2']})")
+                       f"contamination {left} (label 1: {c['label_1']}, label 2: {c['label_2']})")
         for row in ds.select(range(min(n, len(ds)))):
             sizes = ", ".join(f"{im.width}×{im.height}" for im in row["images"])
             text = build_user_text(row["query"], row["response_1"], row["response_2"], cfg.data.template)

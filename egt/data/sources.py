@@ -42,6 +42,7 @@ from typing import Any, Mapping
 import datasets
 from PIL import Image
 
+from egt.data.mixture import source_name
 from egt.data.schema import FEATURES, check_image
 
 log = logging.getLogger(__name__)
@@ -70,12 +71,13 @@ class SourceRowError(ValueError):
 
 
 # ------------------------------------------------------------------ reading a table
-def load_table(path: str, split: str | None = None) -> datasets.Dataset:
+def load_table(path: str, split: str | None = None, num_proc: int = 1) -> datasets.Dataset:
     """The rows of ``path`` as a ``datasets.Dataset`` (Arrow-backed, memory-mapped).
 
-    .jsonl / .json / .parquet files (or a folder of them) go through ``load_dataset``, a
-    ``save_to_disk`` folder through ``load_from_disk`` (``split`` picks one of a DatasetDict), and
-    anything else is taken as a Hub id. Raises FileNotFoundError for a local path that does not exist.
+    .jsonl / .json / .parquet files (or a folder of them) go through ``load_dataset`` (a folder's files
+    read by up to ``num_proc`` processes), a ``save_to_disk`` folder through ``load_from_disk``
+    (``split`` picks one of a DatasetDict), and anything else is taken as a Hub id. Raises
+    FileNotFoundError for a local path that does not exist.
     """
     p = Path(path).expanduser()
     builders = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
@@ -93,7 +95,8 @@ def load_table(path: str, split: str | None = None) -> datasets.Dataset:
         for suffix, builder in builders.items():
             files = sorted(str(f) for f in p.rglob(f"*{suffix}"))
             if files:
-                return datasets.load_dataset(builder, data_files=files, split="train")
+                return datasets.load_dataset(builder, data_files=files, split="train",
+                                             num_proc=min(num_proc, len(files)) if num_proc > 1 else None)
         raise FileNotFoundError(f"{p} holds no .jsonl, .json or .parquet file and is not a save_to_disk folder")
     if path.startswith(("/", ".", "~")) or os.sep in path and not re.fullmatch(r"[\w.-]+/[\w.-]+", path):
         raise FileNotFoundError(f"data source {path} does not exist")
@@ -395,19 +398,22 @@ CONVERTERS = {"pairs": convert_pairs, "r1_reward_rl": convert_r1_reward_rl, "rla
 
 # ------------------------------------------------------------------ one source
 def load_source(spec: Mapping[str, Any], split: str, on_bad_sample: str = "error",
-                image_root: str | None = None) -> tuple[datasets.Dataset, dict[str, Any]]:
+                image_root: str | None = None, num_proc: int = 1) -> tuple[datasets.Dataset, dict[str, Any]]:
     """One source's rows on egt's schema, and its counts ``{"rows", "kept", "skipped": {reason: n}}``.
 
-    Raises :class:`SourceRowError` for the first bad row unless ``on_bad_sample="skip"``.
+    Raises :class:`SourceRowError` for the first bad row unless ``on_bad_sample="skip"``. ``num_proc``
+    processes convert contiguous shards of the rows (``Dataset.map``); the result is the same rows in
+    the same order as with one.
     """
     path = str(spec["path"])
     fmt = spec.get("format", "pairs")
     if fmt not in CONVERTERS:
         raise ValueError(f"data source {path}: format={fmt!r} is not one of {list(FORMATS)}")
-    name = spec.get("name") or Path(path).stem
+    name = source_name(spec)
     root = spec.get("image_root") or image_root
     columns = {**DEFAULT_COLUMNS, **(spec.get("columns") or {})}
-    table = load_table(path, spec.get("split"))
+    table = load_table(path, spec.get("split"), num_proc)
+    procs = {"num_proc": min(num_proc, len(table))} if num_proc > 1 and len(table) > 1 else {}
     if spec.get("limit"):
         table = table.select(range(min(int(spec["limit"]), len(table))))
     convert, category = CONVERTERS[fmt], spec.get("category")
@@ -431,7 +437,7 @@ def load_source(spec: Mapping[str, Any], split: str, on_bad_sample: str = "error
         return out
 
     converted = table.map(one, with_indices=True, remove_columns=table.column_names, features=_FEATURES,
-                          desc=f"[data] {name} ({split})", load_from_cache_file=False)
+                          desc=f"[data] {name} ({split})", load_from_cache_file=False, **procs)
     errors = converted.filter(lambda e: e != "", input_columns=[_ERROR], load_from_cache_file=False)
     skipped: Counter[str] = Counter()
     if len(errors):
@@ -448,13 +454,12 @@ def load_source(spec: Mapping[str, Any], split: str, on_bad_sample: str = "error
 
 
 def build_split(specs: list[Mapping[str, Any]], split: str, on_bad_sample: str,
-                image_root: str | None) -> tuple[datasets.Dataset, dict[str, Any]]:
+                image_root: str | None, num_proc: int = 1) -> tuple[datasets.Dataset, dict[str, Any]]:
     """Every source of one split, concatenated in order; per-source counts."""
     parts, counts = [], {}
     for spec in specs:
-        ds, c = load_source(spec, split, on_bad_sample, image_root)
-        name = spec.get("name") or Path(str(spec["path"])).stem
-        counts[name] = c
+        ds, c = load_source(spec, split, on_bad_sample, image_root, num_proc)
+        counts[source_name(spec)] = c
         parts.append(ds)
     if not parts:
         return datasets.Dataset.from_dict({k: [] for k in FEATURES}, features=FEATURES), counts

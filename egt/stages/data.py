@@ -39,10 +39,15 @@ def build(cfg: DictConfig) -> tuple[DatasetDict, dict[str, Any]]:
     if not any(sources.get(s) for s in SPLITS):
         raise ValueError(f"data={cfg.data.name} names no source: set data.path (data=r1_reward_rl) or "
                          "data.sources.<split>=[{path: …}] (data=preference_files)")
+    from egt.data import mixture
+
+    mix = to_container(cfg.data.mix) if cfg.data.get("mix") else {}
+    mixture.check(mix, sources)
+    mix = mixture.active(mix)
     splits, counts = {}, {}
     for split in SPLITS:
         ds, counts[split] = build_split(list(sources.get(split) or []), split, cfg.data.on_bad_sample,
-                                        cfg.data.image_root)
+                                        cfg.data.image_root, num_proc=cfg.data.get("num_proc", 1))
         if cfg.data.randomize_order and len(ds):
             ds, _ = randomize_order(ds, seed=cfg.data.seed)
         splits[split] = ds
@@ -64,7 +69,14 @@ def build(cfg: DictConfig) -> tuple[DatasetDict, dict[str, Any]]:
             if found["rows"]:
                 log.warning("[data] %s: %d samples are benchmark items %s; %s", split, found["rows"],
                             found["overlap"], "dropped" if cfg.data.decontaminate else "kept (data.decontaminate=false)")
-    for split in SPLITS:  # per source, what is left after every drop, in the order shown
+    for split in TRAINING_POOLS:
+        if split in mix:  # each source's share, sampled from what is left after every drop
+            splits[split], mixed = mixture.mix_pool(splits[split], mix[split], cfg.data.seed, split,
+                                                    list(counts[split]))
+            for name, c in mixed.items():
+                counts[split][name].update(c)
+            log.info("[data] %s mixed: %s", split, {n: (c["unmixed"], c["repeated"]) for n, c in mixed.items()})
+    for split in SPLITS:  # per source, what is left after every drop (and the mix), in the order shown
         balance = Counter(zip(splits[split]["source"], splits[split]["label"])) if len(splits[split]) else Counter()
         for name, c in counts[split].items():
             c.update(final=balance[(name, 1)] + balance[(name, 2)], label_1=balance[(name, 1)],
@@ -74,8 +86,15 @@ def build(cfg: DictConfig) -> tuple[DatasetDict, dict[str, Any]]:
 
 def key_config(cfg: DictConfig) -> dict[str, Any]:
     """What the data set depends on: the config, and for outside sources a content fingerprint of
-    each file (and of its image folder), so a file changed under the same path is not reused stale."""
-    conf = {k: v for k, v in to_container(cfg.data).items() if not (k in OUTSIDE_KEYS and v == OUTSIDE_KEYS[k])}
+    each file (and of its image folder), so a file changed under the same path is not reused stale.
+    ``data.num_proc`` is not in it (same rows), nor an unset ``data.mix``."""
+    conf = {k: v for k, v in to_container(cfg.data).items()
+            if k not in ("mix", "num_proc") and not (k in OUTSIDE_KEYS and v == OUTSIDE_KEYS[k])}
+    from egt.data.mixture import active
+
+    mix = active(to_container(cfg.data.mix) if cfg.data.get("mix") else {})
+    if mix:  # unset, the key is the one from before mixing existed
+        conf["mix"] = mix
     if cfg.data.sources:
         from egt.data.sources import fingerprint
 
