@@ -4,11 +4,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
 from datasets import Dataset
 from torch.utils.data import Dataset as TorchDataset
 
 from egt.data.encode import IGNORE, ChatEncoder
 from egt.data.schema import BadSampleError
+from egt.sft.cache import EncodingCache
 
 log = logging.getLogger(__name__)
 
@@ -27,32 +29,27 @@ def join_trajectories(pool: Dataset, trajectories: Dataset) -> Dataset:
 
 
 class SFTDataset(TorchDataset):
-    """Encodes through the processor; :meth:`check` encodes every sample once up front so bad
-    ones fail (or are skipped and counted) before training starts, and with ``cache`` keeps
-    the encodings (small data sets: the processor then runs once, not once per epoch)."""
+    """Encodes through the processor at every access (``sft.cache_encodings=false``); :meth:`check`
+    encodes every sample once up front so bad ones fail (or are skipped and counted) before training
+    starts, and counts each one's target tokens (the token-weighted loss needs them ahead)."""
 
-    def __init__(self, ds: Dataset, encoder: ChatEncoder, cache: bool = False):
-        self.ds, self.encoder, self.cache = ds, encoder, cache
-        self._encoded: list[dict[str, Any]] | None = None
-        self.target_tokens: list[int] = []  # per kept sample, from check(): the token-weighted loss counts ahead
+    def __init__(self, ds: Dataset, encoder: ChatEncoder):
+        self.ds, self.encoder = ds, encoder
+        self.target_tokens: list[int] = []  # per kept sample, from check()
 
     def __len__(self) -> int:
         return len(self.ds)
 
-    def _encode(self, i: int) -> dict[str, Any]:
+    def __getitem__(self, i: int) -> dict[str, Any]:
         row = self.ds[i]
         return self.encoder.encode_example(row, row["target"])
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return self._encoded[i] if self._encoded is not None else self._encode(i)
-
     def check(self, on_bad_sample: str) -> dict[str, Any]:
         good: list[int] = []
-        encoded: list[dict[str, Any]] = []
         tokens: list[int] = []
         for i in range(len(self.ds)):
             try:
-                ex = self._encode(i)
+                ex = self[i]
             except BadSampleError as e:
                 if on_bad_sample != "skip":
                     raise
@@ -60,11 +57,37 @@ class SFTDataset(TorchDataset):
                 continue
             good.append(i)
             tokens.append(int((ex["labels"] != IGNORE).sum()))
-            if self.cache:
-                encoded.append(ex)
         skipped = len(self.ds) - len(good)
         if skipped:
             self.ds = self.ds.select(good)
-        self._encoded = encoded if self.cache else None
         self.target_tokens = tokens
         return {"checked": len(good) + skipped, "skipped": skipped}
+
+
+class CachedSFTDataset(TorchDataset):
+    """Samples read from the encoding cache (:mod:`egt.sft.cache`): ``rows`` are its row numbers, bad
+    ones already dropped; ``target_tokens`` as :meth:`SFTDataset.check` counts them."""
+
+    def __init__(self, cache: EncodingCache, rows: list[int]):
+        self.cache, self.rows = cache, rows
+        self.target_tokens = cache.target_tokens[rows].tolist() if rows else []
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.cache[self.rows[i]]
+
+
+def from_cache(cache: EncodingCache, rows: list[int], on_bad_sample: str) -> tuple[CachedSFTDataset, dict[str, Any]]:
+    """The cache's ``rows`` as a data set; a bad one raises its error, or with ``skip`` is left out and
+    counted (what :meth:`SFTDataset.check` does with the same rows)."""
+    idx = np.asarray(rows, dtype=np.int64)
+    bad = idx[~cache.ok[idx]] if len(idx) else idx
+    for i in bad.tolist():
+        e = cache.error(i)
+        if on_bad_sample != "skip":
+            raise e
+        log.warning("[sft] skipping: %s", e)
+    good = idx[cache.ok[idx]].tolist() if len(idx) else []
+    return CachedSFTDataset(cache, good), {"checked": len(idx), "skipped": len(bad)}

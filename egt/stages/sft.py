@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +22,15 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from egt import distributed
-from egt.artifacts import content_fingerprint, make_key, replace_dir, write_json_atomic
+from egt.artifacts import ArtifactStore, content_fingerprint, make_key, replace_dir, write_json_atomic
 from egt.config import to_container
 from egt.data.prompt import template_key
 from egt.data.encode import ChatEncoder, collate, image_tokens
 from egt.data.sampler import ResumableSampler
 from egt.eval.generation import generate, score
 from egt.models.resolve import load_for_inference, load_for_training, model_dir, pixel_budget
-from egt.sft.data import SFTDataset, join_trajectories
+from egt.sft import cache as encoding_cache
+from egt.sft.data import SFTDataset, from_cache, join_trajectories
 from egt.sft.module import SFTModule
 from egt.stages import data as data_stage
 from egt.stages import distill as distill_stage
@@ -43,12 +45,18 @@ NOT_IN_KEY = ("num_workers", "cache_encodings", "log_every_n_steps", "checkpoint
 
 
 class LossHistory(Callback):
-    def __init__(self) -> None:
+    """The loss of every micro-batch, and the seconds from ``t0`` (the stage's start) to the first one's end."""
+
+    def __init__(self, t0: float) -> None:
         self.losses: list[tuple[int, float]] = []
+        self.t0 = t0
+        self.first_step: float | None = None
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, idx: int) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         self.losses.append((trainer.global_step, float(loss)))
+        if self.first_step is None:
+            self.first_step = round(time.perf_counter() - self.t0, 2)
 
 
 def model_identity(cfg: DictConfig, path: Path) -> dict[str, Any]:
@@ -73,7 +81,7 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     key = make_key("sft", conf, upstream=upstream, version=VERSION)
     with pipe.store.open("sft", key, ranks="all") as art:  # every rank trains (DDP / DeepSpeed)
         if not art.reused:
-            summary = train(cfg, art.path, base, data, distill)
+            summary = train(cfg, art.path, base, data, distill, pipe.store)
             art.finish(summary, {"config": conf, "upstream": upstream})  # rank 0 writes
     return {"key": key, "path": str(art.path), "reused": art.reused, "summary": art.summary,
             "model_path": str(art.path / "model")}
@@ -86,18 +94,33 @@ def _split(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]
     return sorted(perm[n_val:]), sorted(perm[:n_val])
 
 
-def train(cfg: DictConfig, out: Path, base: Path, data: dict, distill: dict) -> dict[str, Any]:
+def _datasets(cfg: DictConfig, store: ArtifactStore, data: dict, distill: dict,
+              encoder: ChatEncoder) -> tuple[Any, Any, dict]:
+    """Training and validation sets — from the encoding cache (built on first use) or encoded at every
+    access — and what the check found: ``{"checked", "skipped", "image_tokens_mean", "image_tokens_max"}``."""
     s = cfg.sft
     joined = join_trajectories(data_stage.load(data)["sft_pool"], distill_stage.load(distill))
     if len(joined) == 0:
         raise ValueError("no trajectories were kept by the distillation stage: nothing to fine-tune on")
     tr_idx, va_idx = _split(len(joined), s.val_fraction, cfg.seed)
+    if not s.cache_encodings:
+        train_ds, val_ds = SFTDataset(joined.select(tr_idx), encoder), SFTDataset(joined.select(va_idx), encoder)
+        checked = train_ds.check(cfg.data.on_bad_sample)
+        val_ds.check(cfg.data.on_bad_sample)
+        return train_ds, val_ds, {**checked, **image_tokens(encoder)}
+    conf = {"template": template_key(cfg.data.template), "max_length": s.max_length, **pixel_budget(cfg)}
+    cache = encoding_cache.open_or_build(store, encoder, joined, conf, {"data": data["key"]}, cfg.data.on_bad_sample)
+    train_ds, checked = from_cache(cache, tr_idx, cfg.data.on_bad_sample)
+    val_ds, _ = from_cache(cache, va_idx, cfg.data.on_bad_sample)
+    return train_ds, val_ds, {**checked, **cache.image_token_stats()}
+
+
+def train(cfg: DictConfig, out: Path, base: Path, data: dict, distill: dict, store: ArtifactStore) -> dict[str, Any]:
+    s = cfg.sft
+    t0 = time.perf_counter()
     model, processor = load_for_training(base, cfg)
     encoder = ChatEncoder(processor, template=cfg.data.template, max_length=s.max_length)
-    train_ds = SFTDataset(joined.select(tr_idx), encoder, cache=s.cache_encodings)
-    val_ds = SFTDataset(joined.select(va_idx), encoder, cache=s.cache_encodings)
-    checked = train_ds.check(cfg.data.on_bad_sample)
-    val_ds.check(cfg.data.on_bad_sample)
+    train_ds, val_ds, checked = _datasets(cfg, store, data, distill, encoder)
     pad = encoder.tokenizer.pad_token_id
     local_batch = distributed.split_batch(s.batch_size)  # sft.batch_size is the global batch per forward
     sampler = ResumableSampler(len(train_ds), seed=cfg.seed, shuffle=True).shard(distributed.rank(),
@@ -112,7 +135,7 @@ def train(cfg: DictConfig, out: Path, base: Path, data: dict, distill: dict) -> 
                        target_tokens=train_ds.target_tokens, loss_reduction=s.loss_reduction,
                        accumulate=s.accumulate_grad_batches, local_batch=local_batch,
                        world_size=distributed.world_size(), chunk_size=s.chunk_size)
-    history = LossHistory()
+    history = LossHistory(t0)
     ckpt_dir = out / "checkpoints"
     ckpt_cb = ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True,
                               every_n_train_steps=s.checkpoint_every_n_steps)
@@ -134,7 +157,9 @@ def train(cfg: DictConfig, out: Path, base: Path, data: dict, distill: dict) -> 
         trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resumed else None)
         summary: dict[str, Any] = {"rank": trainer.global_rank, "n_train": len(train_ds), "n_val": len(val_ds),
                                    "skipped": checked["skipped"], "steps": trainer.global_step,
-                                   "resumed": resumed, "processes": trainer.world_size, **image_tokens(encoder)}
+                                   "resumed": resumed, "processes": trainer.world_size,
+                                   "seconds_to_first_step": history.first_step,
+                                   **{k: v for k, v in checked.items() if k.startswith("image_tokens")}}
         state = distributed.full_state_dict(trainer, module.model)  # collective under ZeRO-3
         summary["params_in_sync"] = distributed.check_in_sync(
             module.model, "sft", sharded=getattr(trainer.strategy, "zero_stage_3", False))
