@@ -143,6 +143,16 @@ class GenerationSettings:
 
 
 @dataclass
+class PositionBiasLimits:
+    """When eval (with ``order=both``) warns that a judge is position-biased on a benchmark and the
+    report marks its official number with a dagger. Defaults and why: egt.benchmarks.metrics
+    (MIN_CONSISTENCY, MAX_ORDER_GAP)."""
+
+    min_consistency: float = 0.8  # fraction of pairs picking the same response in both orders
+    max_gap: float = 0.1  # |accuracy with the better response first - accuracy with it second|
+
+
+@dataclass
 class ProbeConfig:
     """Entropy probing (paper §2.3): the model generates, one teacher-forced pass scores."""
 
@@ -205,7 +215,8 @@ class EvalConfig:
     benchmarks: list = field(default_factory=lambda: ["synthetic"])  # names, {name: …, kwargs} or {_target_: …}
     optional_benchmarks: list = field(default_factory=list)  # evaluated only if <data_root>/<name> exists
     data_root: Optional[str] = None  # public benchmarks are read from <data_root>/<name>
-    order: str = "official"  # official | both (each pair in both orders: per-order accuracy, consistency)
+    order: str = "both"  # both (each pair in both orders: debiased accuracy, consistency) | official (half the cost)
+    position_bias: PositionBiasLimits = field(default_factory=PositionBiasLimits)  # warning + dagger limits
     votes: int = 1  # Voting@K: majority of K sampled judgements (needs temperature > 0)
     temperature: float = 0.0  # 0 = greedy
     generation: GenerationSettings = field(default_factory=GenerationSettings)
@@ -511,7 +522,11 @@ def _validate_rl(cfg: DictConfig) -> None:
 
 def _validate_eval(cfg: DictConfig) -> None:
     e = cfg.eval
-    _check_choice("eval.order", e.order, ("official", "both"))
+    _check_choice("eval.order", e.order, ("both", "official"))
+    for name in ("min_consistency", "max_gap"):
+        if not 0.0 <= e.position_bias[name] <= 1.0:
+            raise ConfigError(f"eval.position_bias.{name}={e.position_bias[name]} must be a fraction in [0, 1] "
+                              f"(default {getattr(PositionBiasLimits, name)})")
     _check_choice("eval.on_bad_sample", e.on_bad_sample, ("error", "skip"))
     if e.votes < 1 or e.batch_size < 1 or e.max_new_tokens < 1:
         raise ConfigError("eval.votes, eval.batch_size and eval.max_new_tokens must be >= 1")

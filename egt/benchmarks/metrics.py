@@ -153,3 +153,39 @@ def position_consistency(pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]])
     n = len(pairs)
     return {"position_consistency": _ratio(consistent, n), "both_orders_correct": _ratio(both_right, n),
             "same_position_both_orders": _ratio(first_bias, n), "pairs": n}
+
+
+# Position-bias limits (eval.position_bias; documented in the README). With every output parsed, an item
+# judged the same way in both orders scores the same in both, so with position consistency c the official
+# number can be off the debiased one by up to (1 - c) / 2: 10 points at c = 0.8. On a benchmark shown in
+# one fixed order (MM-RLHF-RewardBench: chosen first) the official number is the better-first accuracy,
+# which is off the debiased one by half the first-vs-second gap: 5 points at a gap of 0.1, more than
+# most gains in the paper's Table 1.
+MIN_CONSISTENCY = 0.8
+MAX_ORDER_GAP = 0.1
+
+
+def position_bias(metrics: dict[str, Any], min_consistency: float = MIN_CONSISTENCY,
+                  max_gap: float = MAX_ORDER_GAP) -> list[str]:
+    """Why a judge's numbers on a benchmark depend on the order the responses are shown in.
+
+    ``metrics``: a benchmark's metrics with ``eval.order=both`` (``order/position_consistency``,
+    ``order/chosen_first/accuracy``, ``order/chosen_second/accuracy``; fractions in [0, 1]).
+    Returns one reason per limit crossed; empty when none is, or without order metrics.
+
+    >>> position_bias({"order/position_consistency": 0.0, "order/chosen_first/accuracy": 1.0,
+    ...                "order/chosen_second/accuracy": 0.0})
+    ['position consistency 0.00 < 0.80', 'accuracy with the better response first 1.00 vs second 0.00 (gap 1.00 > 0.10)']
+    >>> position_bias({"order/position_consistency": 0.9, "order/chosen_first/accuracy": 0.8,
+    ...                "order/chosen_second/accuracy": 0.75}), position_bias({"overall": 1.0})
+    ([], [])
+    """
+    out = []
+    consistency = metrics.get("order/position_consistency")
+    if consistency is not None and consistency < min_consistency - 1e-9:  # 0.8 - 1e-17 is not below 0.8
+        out.append(f"position consistency {consistency:.2f} < {min_consistency:.2f}")
+    first, second = metrics.get("order/chosen_first/accuracy"), metrics.get("order/chosen_second/accuracy")
+    if first is not None and second is not None and abs(first - second) > max_gap + 1e-9:
+        out.append(f"accuracy with the better response first {first:.2f} vs second {second:.2f} "
+                   f"(gap {abs(first - second):.2f} > {max_gap:.2f})")
+    return out

@@ -142,13 +142,42 @@ def compute_metrics(bench: Benchmark, records: Sequence[dict[str, Any]], votes: 
         out["votes/k"] = votes
         out.update(_prefixed("single", single, ["overall", "macro", "headline"]))
     if order == "both":
-        swapped = {r["id"]: r for r in records if r["view"] == "swapped"}
-        out.update(_prefixed("order/swapped", bench.score(list(swapped.values())), ["overall", "macro", "headline"]))
-        for name, lab in (("chosen_first", 1), ("chosen_second", 2)):  # strict, over both orders
-            sub = [r for r in records if r["label"] == lab]
-            out[f"order/{name}/accuracy"] = M.accuracy_table(sub, "wrong")["overall"] if sub else None
-        pairs = [(r, swapped[r["id"]]) for r in official if r["id"] in swapped]
-        out.update(_prefixed("order", M.position_consistency(pairs)))
+        out.update(order_metrics(bench, official, [r for r in records if r["view"] == "swapped"]))
+    return out
+
+
+DEBIASED_KEYS = ("overall", "macro", "headline", "acc_plus")
+
+
+def order_metrics(bench: Benchmark, official: Sequence[dict[str, Any]],
+                  swapped: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Position-bias metrics (``order/…``, fractions) of the items judged in both orders.
+
+    - ``order/swapped/{overall,macro,headline}``: the official scoring on the swapped view;
+    - ``order/debiased/<key>``: the mean over both orders of the official ``<key>`` (overall,
+      macro, headline, acc_plus), each order scored as the benchmark's authors score it;
+    - ``order/position_consistency``: the fraction of items whose verdict picks the same
+      response in both orders (an unparsed verdict is inconsistent), with
+      ``order/both_orders_correct``, ``order/same_position_both_orders``, ``order/pairs``;
+    - ``order/chosen_first/accuracy``, ``order/chosen_second/accuracy``: over both orders,
+      accuracy when the better response is shown first / second (unparsed = wrong), and
+      ``order/first_minus_second``, their difference (> 0: the judge favours the first).
+    """
+    by_id = {r["id"]: r for r in swapped}
+    pairs = [(r, by_id[r["id"]]) for r in official if r["id"] in by_id]
+    out = _prefixed("order/swapped", bench.score(list(swapped)), ["overall", "macro", "headline"])
+    as_shown = bench.score([x for x, _ in pairs]), bench.score([y for _, y in pairs])
+    for key in DEBIASED_KEYS:
+        vals = [s.get(key) for s in as_shown]
+        if key in as_shown[0] and None not in vals:
+            out[f"order/debiased/{key}"] = sum(vals) / 2
+    both = [r for pair in pairs for r in pair]
+    for name, lab in (("chosen_first", 1), ("chosen_second", 2)):
+        sub = [r for r in both if int(r["label"]) == lab]
+        out[f"order/{name}/accuracy"] = M.accuracy_table(sub, "wrong")["overall"] if sub else None
+    first, second = out["order/chosen_first/accuracy"], out["order/chosen_second/accuracy"]
+    out["order/first_minus_second"] = None if first is None or second is None else first - second
+    out.update(_prefixed("order", M.position_consistency(pairs)))
     return out
 
 

@@ -1,4 +1,5 @@
-"""``python -m egt.report <run dir | sweep dir | artifacts dir> [--baseline ROW] [--out DIR] [--paper-rows]``
+"""``python -m egt.report <run dir | sweep dir | artifacts dir> [--baseline ROW] [--out DIR] [--paper-rows]
+[--min-consistency F] [--max-order-gap F]``
 
 Writes Table 1 and, per benchmark, the category and diagnostics tables as Markdown
 (``*.md``) and LaTeX booktabs (``*.tex``), plus ``report.md`` holding every Markdown table,
@@ -26,7 +27,8 @@ log = logging.getLogger("egt.report")
 
 
 def write_report(root: str | Path, out: Optional[str | Path] = None, baseline: Optional[str] = None,
-                 paper_rows: bool = False) -> list[Path]:
+                 paper_rows: bool = False, min_consistency: Optional[float] = None,
+                 max_gap: Optional[float] = None) -> list[Path]:
     results = find_results(root)
     jobs = load_jobs(root)
     if not results and not jobs:
@@ -34,7 +36,8 @@ def write_report(root: str | Path, out: Optional[str | Path] = None, baseline: O
                                 "(python train.py stages=[eval] …)")
     out = Path(out) if out else Path(root) / "report"
     out.mkdir(parents=True, exist_ok=True)
-    tables: list[tuple[str, Table]] = [("table1", table1(results, baseline, paper_rows))] if results else []
+    tables: list[tuple[str, Table]] = [("table1", table1(results, baseline, paper_rows, min_consistency=min_consistency,
+                                                             max_gap=max_gap))] if results else []
     tables += experiment_tables(jobs)
     for bench in benchmarks_of(results):
         tables.append((f"{bench}_categories", category_table(results, bench)))
@@ -62,10 +65,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--baseline", help="row label the Avg. Gain is relative to (default: sft, else the first row)")
     p.add_argument("--out", help="output directory (default: <root>/report)")
     p.add_argument("--paper-rows", action="store_true", help="add the paper's reported Table 1 rows")
+    p.add_argument("--min-consistency", type=float, help="mark (†) a judge whose position consistency is below "
+                   "this fraction (default: its run's eval.position_bias.min_consistency, 0.8)")
+    p.add_argument("--max-order-gap", type=float, help="mark (†) a judge whose accuracy with the better response "
+                   "first vs second differs by more (default: its run's eval.position_bias.max_gap, 0.1)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        written = write_report(args.root, args.out, args.baseline, args.paper_rows)
+        written = write_report(args.root, args.out, args.baseline, args.paper_rows, args.min_consistency,
+                               args.max_order_gap)
     except (FileNotFoundError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

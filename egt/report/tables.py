@@ -28,6 +28,8 @@ class Column:
     digits: int = 2
     best: Optional[str] = "max"  # bold the max / min over rows, or None
     delta: bool = False  # render as ↑x / ↓x (a gain)
+    group: Optional[str] = None  # LaTeX: a spanning header over adjacent columns of one group ...
+    short: Optional[str] = None  # ... with this header under it (Markdown keeps ``header``)
 
 
 @dataclass
@@ -35,6 +37,7 @@ class Cell:
     mean: Optional[float]
     sd: Optional[float] = None
     n: int = 0
+    mark: str = ""  # a footnote marker after the number ("†": explained in the table's notes)
 
 
 @dataclass
@@ -107,7 +110,7 @@ def _cells(table: Table, row: Row, tex: bool) -> list[str]:
         text = _num(col, cell, tex)
         if best[j] is not None and cell.mean is not None and math.isclose(cell.mean, best[j]):
             text = f"\\textbf{{{text}}}" if tex else f"**{text}**"
-        out.append(text)
+        out.append(text + (tex_escape(cell.mark) if tex else cell.mark))
     return out
 
 
@@ -128,7 +131,8 @@ def to_markdown(table: Table) -> str:
 
 
 _TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$"}
+                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$",
+                "†": r"$^\dagger$", "−": r"$-$", "<": r"$<$", ">": r"$>$"}  # < > are ¡ ¿ in OT1 text
 
 
 def tex_escape(text: str) -> str:
@@ -140,6 +144,23 @@ def tex_escape(text: str) -> str:
     return "".join(_TEX_ESCAPES.get(ch, ch) for ch in str(text))
 
 
+def _tex_header(table: Table) -> list[str]:
+    """The header row; with column groups, a row of spanning group names (\\cmidrule under each) first."""
+    plain = [table.row_header] + [c.header for c in table.columns]
+    if not any(c.group for c in table.columns):
+        return [" & ".join(tex_escape(h) for h in plain) + " \\\\"]
+    spans: list[tuple[Optional[str], int, int]] = []  # (group, first column, last column), 2-based as in \\cmidrule
+    for j, c in enumerate(table.columns, start=2):
+        if spans and c.group and spans[-1][0] == c.group:
+            spans[-1] = (c.group, spans[-1][1], j)
+        else:
+            spans.append((c.group, j, j))
+    top = [""] + [f"\\multicolumn{{{b - a + 1}}}{{c}}{{{tex_escape(g)}}}" if g else "" for g, a, b in spans]
+    rules = " ".join(f"\\cmidrule(lr){{{a}-{b}}}" for g, a, b in spans if g)
+    sub = [table.row_header] + [(c.short or c.header) if c.group else c.header for c in table.columns]
+    return [" & ".join(top) + " \\\\", rules, " & ".join(tex_escape(h) for h in sub) + " \\\\"]
+
+
 def to_latex(table: Table, label: Optional[str] = None) -> str:
     """A booktabs ``table`` environment (needs ``\\usepackage{booktabs}``)."""
     n = len(table.columns) + 1
@@ -148,9 +169,7 @@ def to_latex(table: Table, label: Optional[str] = None) -> str:
         lines.append(f"\\caption{{{tex_escape(table.caption)}}}")
     if label:
         lines.append(f"\\label{{{label}}}")
-    lines += [f"\\begin{{tabular}}{{l{'r' * len(table.columns)}}}", "\\toprule",
-              " & ".join(tex_escape(h) for h in [table.row_header] + [c.header for c in table.columns]) + " \\\\",
-              "\\midrule"]
+    lines += [f"\\begin{{tabular}}{{l{'r' * len(table.columns)}}}", "\\toprule", *_tex_header(table), "\\midrule"]
     section = None
     for i, row in enumerate(table.rows):
         if row.section and row.section != section:

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from egt import distributed
 from egt.artifacts import content_fingerprint, make_key, write_json_atomic
 from egt.benchmarks import Benchmark, get
+from egt.benchmarks.metrics import position_bias
 from egt.config import to_container
 from egt.data.prompt import template_key
 from egt.utils.io import Journal
@@ -30,7 +31,8 @@ from egt.utils.io import Journal
 log = logging.getLogger(__name__)
 VERSION = 1
 # eval settings that do not change what is generated or how it is scored
-NOT_IN_KEY = ("model_path", "model_label", "models", "benchmarks", "optional_benchmarks", "data_root", "batch_size")
+NOT_IN_KEY = ("model_path", "model_label", "models", "benchmarks", "optional_benchmarks", "data_root", "batch_size",
+              "position_bias")
 
 
 def make_benchmark(spec: Any, cfg: DictConfig) -> Benchmark:
@@ -147,11 +149,18 @@ def evaluate_one(cfg: DictConfig, pipe: Any, model: dict[str, Any], bench: Bench
                       "eval_config": {**to_container(e), "template": cfg.data.template},
                       "metrics": metrics, "run": info, "finished_at": time.time()}
             write_json_atomic(art.path / "metrics.json", result)
-            log.info("[eval] %s on %s: %s=%s (%d items, %s generations/s)", model["label"], bench.name,
-                     bench.headline_key, metrics.get("headline"), len(items), info["generations_per_s"])
+            debiased = ("" if "order/debiased/overall" not in metrics else
+                        f", overall={metrics['overall']} debiased={metrics['order/debiased/overall']} "
+                        f"position consistency={metrics['order/position_consistency']}")
+            log.info("[eval] %s on %s: %s=%s%s (%d items, %s generations/s)", model["label"], bench.name,
+                     bench.headline_key, metrics.get("headline"), debiased, len(items), info["generations_per_s"])
             art.finish({"headline": metrics.get("headline"), "overall": metrics.get("overall"),
+                        "debiased": metrics.get("order/debiased/overall"),
+                        "position_consistency": metrics.get("order/position_consistency"),
                         "parse_failures": metrics.get("parse_failures"), "n": metrics.get("n"),
                         "generations_per_s": info["generations_per_s"]}, {"config": conf})
+    if distributed.is_main():
+        warn_position_bias(cfg, f"{model['label']} on {bench.name}", art.path / "metrics.json")
     run_dir = _run_dir()
     if run_dir is not None:
         dst = run_dir / "eval" / model["label"] / bench.name / "metrics.json"
@@ -159,6 +168,23 @@ def evaluate_one(cfg: DictConfig, pipe: Any, model: dict[str, Any], bench: Bench
         shutil.copyfile(art.path / "metrics.json", dst)
     return {"key": key, "path": str(art.path), "reused": art.reused, "summary": art.summary,
             "metrics_path": str(art.path / "metrics.json")}
+
+
+def warn_position_bias(cfg: DictConfig, what: str, metrics_path: Path) -> list[str]:
+    """Log (also for a reused artifact) why the judge's numbers in ``metrics_path`` depend on the
+    response order, by ``eval.position_bias``; returns the reasons (none: not biased, or order=official)."""
+    m = json.loads(metrics_path.read_text(encoding="utf-8"))["metrics"]
+    reasons = position_bias(m, **to_container(cfg.eval.position_bias))
+    if reasons:
+        off, deb = m.get("overall"), m.get("order/debiased/overall")
+        log.warning("[eval] position-biased judge: %s: %s. Official overall %s vs position-debiased %s "
+                    "(mean over both orders); Table 1 marks it with a dagger", what, "; ".join(reasons),
+                    _pct(off), _pct(deb))
+    return reasons
+
+
+def _pct(x: Optional[float]) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
 
 
 def _evaluate_sharded(cfg: DictConfig, bench: Benchmark, items: list[dict], judge: _LazyJudge,

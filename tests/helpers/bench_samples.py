@@ -1,4 +1,5 @@
-"""Locate ../shared/benchmark-samples and render placeholder images for the paths its rows name."""
+"""Benchmark folders for tests: ../shared/benchmark-samples with placeholder images for the paths its rows
+name, and hand-made three-row folders of each public format (public_benchmarks)."""
 from __future__ import annotations
 
 import io
@@ -58,4 +59,43 @@ def mm_rlhf_dir(tmp: Path, frames: int = 10) -> Path:
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(frames):
                 (folder / f"frame_{i:04d}.jpg").write_bytes(data)
+    return root
+
+
+def public_benchmarks(root: Path) -> Path:
+    """Three-row hand-made versions of each public format under ``<root>/<name>/``.
+
+    VL-RewardBench (R1-Reward's jsonl, chosen stored first): RLHF-V-1 (hallucination), mmmu_2
+    (reasoning), wildvision-battle_3 (general); eval.seed=0 shows the first two swapped.
+    Multimodal RewardBench: the better response is Output1, Output2, Output1 (stored order is shown).
+    MM-RLHF-RewardBench: group g1 (two mcq pairs) and g2 (one video pair of 5 frames), chosen shown first.
+    """
+    green = png_bytes("green", 16)
+    vl = root / "vl_rewardbench"
+    (vl / "img").mkdir(parents=True)
+    rows = [{"id": i, "prompt": "What is shown?", "chosen": "A square.", "rejected": "A cat.",
+             "image": f"img/{n}.png"} for n, i in enumerate(["RLHF-V-1", "mmmu_2", "wildvision-battle_3"])]
+    for n in range(3):
+        (vl / "img" / f"{n}.png").write_bytes(green)
+    (vl / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    mm = root / "multimodal_rewardbench"
+    (mm / "images").mkdir(parents=True)
+    (mm / "images" / "a.png").write_bytes(green)
+    (mm / "all_data.json").write_text(json.dumps([
+        {"ID": f"{p}_{k}", "Text": "Describe.", "Image": "images/a.png", "Output1": first, "Output2": second,
+         "Better": better, "Category": c}
+        for k, (p, c, first, second, better) in enumerate([
+            ("mathvista", "reasoning", "A square.", "A dog.", "Output1"),
+            ("PAIRS", "safety", "A dog.", "A square.", "Output2"),
+            ("vqa", "vqa", "A square.", "A dog.", "Output1")])]))
+    rl = root / "mm_rlhf_rewardbench"
+    for d in ("mcq", "video/clip1"):
+        (rl / d).mkdir(parents=True)
+    (rl / "mcq" / "q.png").write_bytes(green)
+    for f in range(5):
+        (rl / "video" / "clip1" / f"{f:03d}.jpg").write_bytes(green)
+    (rl / "mm_reward_bench.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [
+        {"id": "g1", "image": "mcq/q.png", "prompt": "Which?", "chosen": "B", "rejected": "C"},
+        {"id": "g1", "image": "mcq/q.png", "prompt": "Which?", "chosen": "B", "rejected": "D"},
+        {"id": "g2", "video": "video/clip1", "prompt": "What happens?", "chosen": "x", "rejected": "y"}]))
     return root

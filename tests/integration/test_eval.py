@@ -2,51 +2,14 @@
 benchmark formats with an outside model dir, reuse, and the report from the run dir."""
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from PIL import Image
 
+from bench_samples import public_benchmarks
 from cli_runner import QUICK, REPO, cli, done
-
-
-def _png() -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (16, 16), "green").save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _public_benchmarks(root: Path) -> Path:
-    """Three-row versions of each public format under <root>/<name>/."""
-    vl = root / "vl_rewardbench"
-    (vl / "img").mkdir(parents=True)
-    rows = [{"id": i, "prompt": "What is shown?", "chosen": "A square.", "rejected": "A cat.",
-             "image": f"img/{n}.png"} for n, i in enumerate(["RLHF-V-1", "mmmu_2", "wildvision-battle_3"])]
-    for n in range(3):
-        (vl / "img" / f"{n}.png").write_bytes(_png())
-    (vl / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    mm = root / "multimodal_rewardbench"
-    (mm / "images").mkdir(parents=True)
-    (mm / "images" / "a.png").write_bytes(_png())
-    (mm / "all_data.json").write_text(json.dumps([
-        {"ID": f"{p}_{k}", "Text": "Describe.", "Image": "images/a.png", "Output1": "A square.", "Output2": "A dog.",
-         "Better": "Output1", "Category": c} for k, (p, c) in enumerate([("mathvista", "reasoning"), ("PAIRS", "safety"),
-                                                                           ("vqa", "vqa")])]))
-    rl = root / "mm_rlhf_rewardbench"
-    for d in ("mcq", "video/clip1"):
-        (rl / d).mkdir(parents=True)
-    (rl / "mcq" / "q.png").write_bytes(_png())
-    for f in range(5):
-        (rl / "video" / "clip1" / f"{f:03d}.jpg").write_bytes(_png())
-    (rl / "mm_reward_bench.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [
-        {"id": "g1", "image": "mcq/q.png", "prompt": "Which?", "chosen": "B", "rejected": "C"},
-        {"id": "g1", "image": "mcq/q.png", "prompt": "Which?", "chosen": "B", "rejected": "D"},
-        {"id": "g2", "video": "video/clip1", "prompt": "What happens?", "chosen": "x", "rejected": "y"}]))
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +49,7 @@ def test_second_eval_is_reused_and_report_builds(pipeline_run, art, tmp_path):
 
 
 def test_outside_model_on_public_formats_in_both_orders(pipeline_run, art, tmp_path):
-    data_root = _public_benchmarks(tmp_path / "benchmarks")
+    data_root = public_benchmarks(tmp_path / "benchmarks")
     model = done(art, "sft")[0] / "model"
     cli(art, *QUICK, "stages=[eval]", f"eval.model_path={model}", "eval.model_label=tiny-sft",
         "eval.benchmarks=[vl_rewardbench,multimodal_rewardbench,mm_rlhf_rewardbench]",
@@ -97,6 +60,7 @@ def test_outside_model_on_public_formats_in_both_orders(pipeline_run, art, tmp_p
     mm = results["mm_rlhf_rewardbench"]
     assert mm["model"]["label"] == "tiny-sft" and mm["metrics"]["groups"] == 2 and "acc_plus" in mm["metrics"]
     assert "order/position_consistency" in mm["metrics"] and mm["run"]["views"] == 6
+    assert {"order/debiased/overall", "order/debiased/acc_plus", "order/first_minus_second"} <= set(mm["metrics"])
     assert results["vl_rewardbench"]["metrics"]["headline"] == results["vl_rewardbench"]["metrics"]["macro"]
     assert "area/vqa" in results["multimodal_rewardbench"]["metrics"]
 

@@ -52,7 +52,7 @@ def smoke(shared):
     art, root = shared
     with one_thread():
         for name in EXPERIMENTS:
-            cli(art, f"experiment=[quick,{name}]", "seeds=0", f"hydra.sweep.dir={root}/{name}")
+            cli(art, f"experiment=[quick,{name}]", "seeds=0", "eval.order=official", f"hydra.sweep.dir={root}/{name}")
     return root
 
 
@@ -166,8 +166,8 @@ def test_wandb_sweep_file_commands_compose_and_one_runs(shared, tmp_path):
     cmd = [a if a != "experiment=small" else "experiment=[small,quick]" for a in cmds[-1]]
     env = {**os.environ, "EGT_ARTIFACTS": str(art), "EGT_LOGS": str(tmp_path / "logs"), "WANDB_MODE": "offline",
            "WANDB_SWEEP_ID": "smoke", "WANDB_RUN_ID": "smokerun1", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd + [f"hydra.run.dir={tmp_path}/run"], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(cmd + ["eval.order=official", f"hydra.run.dir={tmp_path}/run"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rec = json.loads((tmp_path / "run" / "job.json").read_text())
     assert override_value(rec, "selection.fraction") == "1.0" and rec["params"]["rl.seed"] == 2
