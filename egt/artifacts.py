@@ -26,6 +26,7 @@ from typing import Any, Iterator
 from filelock import FileLock
 
 from egt import distributed as dist
+from egt.utils.secrets import redact
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +38,15 @@ def canonical_json(obj: Any) -> str:
 
 
 def make_key(stage: str, config: Any, upstream: dict[str, str] | None = None, version: int = 1) -> str:
-    """Short stable hash of what determines a stage's output.
+    """Short stable hash of what determines a stage's output, in its redacted form
+    (:func:`egt.utils.secrets.redact`: a secret never reaches a key, the name of its variable may).
 
     >>> make_key("sft", {"lr": 1e-3}) == make_key("sft", {"lr": 0.001})
     True
     >>> make_key("sft", {"lr": 1e-3}) != make_key("sft", {"lr": 2e-3})
     True
     """
-    payload = {"stage": stage, "config": config, "upstream": upstream or {}, "version": version}
+    payload = {"stage": stage, "config": redact(config), "upstream": upstream or {}, "version": version}
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:12]
 
 
@@ -150,6 +152,7 @@ class Artifact:
             return
         record = {"stage": self.stage, "key": self.key, "summary": summary, "finished_at": time.time()}
         record.update(meta or {})
+        record = redact(record)  # the stages pass redacted configs; this catches what slipped through
         if dist.world_size() == 1:  # other ranks' temporaries may still be in flight (other nodes' pids too)
             removed = remove_debris(self.path)
             if removed:

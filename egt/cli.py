@@ -12,6 +12,7 @@ from egt import distributed
 from egt.config import validate
 from egt.pipeline import Pipeline, format_summary
 from egt.sweep import run_job
+from egt.utils import secrets
 
 log = logging.getLogger("egt")
 
@@ -65,6 +66,10 @@ def headline_metric(results: dict) -> float | None:
 
 
 def main_impl(cfg: DictConfig) -> float | None:
+    # under train.py the Hydra callback (egt.utils.secrets.RedactSecrets) did this before Hydra logged anything
+    secrets.register_config(cfg)
+    secrets.install_log_redaction()
+
     def run() -> dict:
         validate(cfg)
         distributed.init(cfg)  # a no-op for one process; every rank of a torchrun / srun launch gets here

@@ -318,7 +318,10 @@ class EgtConfig:
 
 
 def register_configs() -> None:
+    from egt.utils.http import http_extras_node  # extra_headers / extra_body of an HTTP teacher or judge
+
     ConfigStore.instance().store(name="egt_schema", node=EgtConfig)
+    ConfigStore.instance().store(name="http_extras", node=http_extras_node())
 
 
 register_configs()

@@ -5,7 +5,8 @@ settings the paper's tables vary), what it produced (each stage's artifact key a
 summary, every eval ``metrics.json`` with its contents) and whether it failed, so
 ``python -m egt.report <sweep dir>`` groups jobs into table cells from these files alone.
 The probe table and the selection are copied beside it (small files) for Figure 2 and
-the notebooks.
+the notebooks. The record is redacted (:mod:`egt.utils.secrets`): overrides, params and the error
+message never hold a secret.
 
 Failures: Hydra's basic launcher runs a sweep's jobs one after another in one process and
 records an exception as a failed job, runs the rest, then re-raises the first failure
@@ -27,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from egt import distributed
 from egt.artifacts import write_json_atomic
+from egt.utils.secrets import redact, redacted_argv, scrub_exception
 
 log = logging.getLogger(__name__)
 VERSION = 1
@@ -115,9 +117,10 @@ def run_job(cfg: DictConfig, run: Callable[[], dict[str, dict[str, Any]]],
     try:
         results = run()
     except Exception as exc:
+        scrub_exception(exc)  # its message is written below, logged, and printed by Hydra
         if job is not None and distributed.is_main():  # under torchrun every rank runs the job; rank 0 records it
             write_json_atomic(Path(job["dir"]) / JOB_FILE,
-                              job_record(cfg, job, None, exc, time.perf_counter() - t0, None))
+                              redact(job_record(cfg, job, None, exc, time.perf_counter() - t0, None)))
             log.error("job failed (%s: %s); recorded in %s", type(exc).__name__, exc, Path(job["dir"]) / JOB_FILE)
         raise
     value = headline(results)
@@ -125,7 +128,7 @@ def run_job(cfg: DictConfig, run: Callable[[], dict[str, dict[str, Any]]],
         log_to_wandb_sweep(cfg, results, value)
     if job is not None and distributed.is_main():
         write_json_atomic(Path(job["dir"]) / JOB_FILE,
-                          job_record(cfg, job, results, None, time.perf_counter() - t0, value))
+                          redact(job_record(cfg, job, results, None, time.perf_counter() - t0, value)))
     return value
 
 
@@ -143,8 +146,9 @@ def log_to_wandb_sweep(cfg: DictConfig, results: dict[str, dict[str, Any]], valu
     in the agent's run summary; WANDB_MODE=offline keeps it in an offline run to sync later."""
     import wandb
 
-    run = wandb.init(project=OmegaConf.select(cfg, "logger.project", default=None) or "egt", resume="allow",
-                     dir=str(cfg.paths.logs))
+    with redacted_argv():
+        run = wandb.init(project=OmegaConf.select(cfg, "logger.project", default=None) or "egt", resume="allow",
+                         dir=str(cfg.paths.logs))
     try:
         metrics = sweep_metrics(results, value)
         run.log({k: v for k, v in metrics.items() if v is not None})

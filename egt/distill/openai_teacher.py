@@ -1,10 +1,14 @@
 """A teacher behind an OpenAI-compatible chat-completions endpoint (paper §2.2).
 
 Each sample becomes one user turn: every image as a base64 ``data:`` URL, then
-the judge prompt (the R1-Reward template by default, DESIGN §2). The API key
-is read from the environment variable named by ``api_key_env`` at request time:
-it is never stored on the object, in :meth:`public_config`, an artifact, a log
-or an exception message.
+the judge prompt (the R1-Reward template by default, DESIGN §2). Credentials and
+extras go through :class:`egt.utils.http.Endpoint`: ``user:password@`` in
+``base_url`` is sent as HTTP basic auth, else the key in the variable named by
+``api_key_env`` as a bearer token (read at request time); ``extra_headers`` /
+``extra_body`` are sent as given, ``extra_headers_env`` / ``extra_body_env`` name
+variables read at request time. None of these values is stored in
+:meth:`public_config` (the redacted form: URL without userinfo, ``***``, variable
+names), an artifact, a log or an exception message.
 
 Transport failures retry in :func:`egt.utils.http.post_json` (counted by cause);
 what still fails — retries exhausted, another 4xx, malformed JSON, a non-JSON
@@ -15,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 from collections import Counter
 from typing import Any
 
@@ -24,11 +27,12 @@ from PIL import Image
 from egt.data.prompt import TEMPLATES, build_user_text, template_key
 from egt.data.schema import BadSampleError
 from egt.distill.teacher import Reply, RequestBudget, Teacher
-from egt.utils.http import HTTPRequestError, check_reachable, post_json
+from egt.utils.http import Endpoint, HTTPRequestError, check_reachable, post_json
 
 __all__ = ["OpenAITeacher", "image_data_url", "message_text"]
 
 _VERSION = 1
+WHERE = "distill.teacher"
 
 
 def image_data_url(image: Any, sample_id: Any = None) -> str:
@@ -103,36 +107,41 @@ class OpenAITeacher(Teacher):
                  template: str = "r1_reward", system_prompt: str | None = None, temperature: float = 1.0,
                  max_tokens: int = 4096, seed: int | None = None, timeout: float = 120.0, max_retries: int = 5,
                  backoff: float = 1.0, max_backoff: float = 60.0, check_timeout: float = 10.0,
-                 extra_body: dict | None = None):
+                 extra_body: dict | None = None, extra_headers: dict | None = None,
+                 extra_headers_env: dict | None = None, extra_body_env: dict | None = None):
+        """Timeouts and backoffs in seconds. Raises ValueError for a missing URL / model, an unknown
+        template or an ``*_env`` value that is not a variable name (see :class:`Endpoint`)."""
         if not base_url or not model:
             raise ValueError("distill/teacher=openai needs distill.teacher.base_url and distill.teacher.model")
         if template not in TEMPLATES:
             raise ValueError(f"distill.teacher.template={template!r}: choose from {sorted(TEMPLATES)}")
-        self.base_url = base_url.rstrip("/")
+        self.endpoint = Endpoint(base_url, WHERE, api_key_env, extra_headers, extra_headers_env, extra_body,
+                                 extra_body_env)
+        self.base_url = self.endpoint.base_url  # without userinfo
         self.url = self.base_url + "/chat/completions"
         self.model, self.api_key_env, self.template, self.system_prompt = model, api_key_env, template, system_prompt
         self.temperature, self.max_tokens, self.seed = float(temperature), int(max_tokens), seed
         self.timeout, self.max_retries, self.backoff, self.max_backoff = timeout, max_retries, backoff, max_backoff
         self.check_timeout = check_timeout
-        self.extra_body = dict(extra_body or {})
 
     def public_config(self) -> dict:
-        """What determines the outputs; no key, no key variable, no operational knobs."""
-        return {"name": self.name, "version": _VERSION, "base_url": self.base_url, "model": self.model,
-                "template": template_key(self.template), "system_prompt": self.system_prompt, "temperature": self.temperature,
-                "max_tokens": self.max_tokens, "seed": self.seed, "extra_body": self.extra_body}
+        """What determines the outputs, redacted: no key, no userinfo, no operational knobs; the names of
+        variables that extras come from, not their values (extras only when set, as before they existed)."""
+        public = self.endpoint.public()
+        out = {"name": self.name, "version": _VERSION, "base_url": public.pop("base_url"), "model": self.model,
+               "template": template_key(self.template), "system_prompt": self.system_prompt,
+               "temperature": self.temperature, "max_tokens": self.max_tokens, "seed": self.seed,
+               "extra_body": public.pop("extra_body", {})}
+        return {**out, **public}
 
     def _headers(self) -> dict[str, str]:
-        if not self.api_key_env:
-            return {}
-        key = os.environ.get(self.api_key_env)
-        if not key:
-            raise RuntimeError(f"the environment variable {self.api_key_env} (distill.teacher.api_key_env) is not set: "
-                               "export it, or set distill.teacher.api_key_env=null for an endpoint without a key")
-        return {"Authorization": f"Bearer {key}"}
+        """Raises :class:`egt.utils.http.MissingSecretError` naming an unset variable."""
+        return self.endpoint.headers()
 
     def check(self) -> None:
-        """The key variable is set and ``<base_url>/models`` answers (any status but 401/403)."""
+        """The variables named are set and ``<base_url>/models`` answers (any status but 401/403).
+
+        Raises MissingSecretError (unset variable) or RuntimeError (unreachable, credentials refused)."""
         headers = self._headers()
         try:
             status = check_reachable(self.base_url + "/models", headers, self.check_timeout)
@@ -140,7 +149,8 @@ class OpenAITeacher(Teacher):
             raise RuntimeError(f"distill.teacher.base_url={self.base_url} is unreachable ({e}); nothing was asked. "
                                "Is the server running and the URL right (it usually ends in /v1)?") from None
         if status in (401, 403):
-            raise RuntimeError(f"{self.base_url} refused the API key from ${self.api_key_env} (HTTP {status})")
+            raise RuntimeError(f"{self.base_url} refused the credentials (HTTP {status}): check "
+                               f"{self.endpoint.credentials()}")
 
     def payload(self, sample: dict, attempt: int) -> dict[str, Any]:
         images = sample.get("images") or ([] if sample.get("image") is None else [sample["image"]])
@@ -150,8 +160,8 @@ class OpenAITeacher(Teacher):
         content.append({"type": "text", "text": text})
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         messages.append({"role": "user", "content": content})
-        body = {"model": self.model, "messages": messages, "temperature": self.temperature,
-                "max_tokens": self.max_tokens, **self.extra_body}
+        body = self.endpoint.body({"model": self.model, "messages": messages, "temperature": self.temperature,
+                                   "max_tokens": self.max_tokens})
         if self.seed is not None:  # a retry differs from earlier tries, and repeats itself
             body["seed"] = int(self.seed) + attempt
         return body
@@ -159,6 +169,7 @@ class OpenAITeacher(Teacher):
     def ask(self, sample: dict, attempt: int, budget: RequestBudget | None = None) -> Reply:
         """One attempt for one sample (retries inside); transport/format failures give a Reply with a cause."""
         body = self.payload(sample, attempt)
+        headers = self._headers()  # an unset variable stops the run (MissingSecretError), it is no failed attempt
         reply = Reply(retries=Counter())
 
         def on_request() -> None:
@@ -167,7 +178,7 @@ class OpenAITeacher(Teacher):
             reply.requests += 1
 
         try:
-            out = post_json(self.url, body, self._headers(), self.timeout, self.max_retries, self.backoff,
+            out = post_json(self.url, body, headers, self.timeout, self.max_retries, self.backoff,
                             self.max_backoff, on_retry=lambda cause: reply.retries.update([cause]),
                             on_request=on_request)
         except HTTPRequestError as e:

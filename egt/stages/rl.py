@@ -42,6 +42,7 @@ from egt.rl.reward import CompositeReward
 from egt.stages import data as data_stage
 from egt.utils.checkpoint import AtomicCheckpointIO
 from egt.utils.logging import close_logger, log_metrics, make_logger
+from egt.utils.secrets import config_container
 
 log = logging.getLogger(__name__)
 VERSION = 1
@@ -67,7 +68,8 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     rl_pool = data_stage.load(data)["rl_pool"]
     selection, select_key = load_selection(cfg, pipe, rl_pool)
     conf = {k: v for k, v in to_container(cfg.rl).items() if k not in NOT_IN_KEY}
-    conf.update(reward=to_container(cfg.reward), seed=rl_seed(cfg), template=template_key(cfg.data.template),
+    conf.update(reward=config_container(cfg.reward),  # redacted: a judge's secrets as ***, variables by name
+                seed=rl_seed(cfg), template=template_key(cfg.data.template),
                 on_bad_sample=cfg.data.on_bad_sample, trainer=to_container(cfg.trainer), dtype=cfg.model.dtype,
                 freeze_vision=cfg.model.freeze_vision, **pixel_budget(cfg))
     sft_id = sft["key"]  # an outside model's key is its content fingerprint

@@ -8,19 +8,21 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig
 
-from egt.config import to_container
+from egt.utils.secrets import config_container, redacted_argv
 
 log = logging.getLogger(__name__)
 
 
 def make_logger(cfg: DictConfig, stage: str) -> Logger | None:
-    """Instantiate ``cfg.logger`` for one stage and record the resolved config (which holds
-    only the *names* of secret environment variables, never their values)."""
+    """Instantiate ``cfg.logger`` for one stage and record the resolved config, redacted
+    (:func:`egt.utils.secrets.config_container`: ``***`` and the names of variables, never a secret);
+    the command line wandb records with the run is redacted too."""
     if cfg.logger is None:
         return None
     name = f"{cfg.run_name or 'egt'}-{stage}"
     logger = instantiate(cfg.logger, name=name)
-    logger.log_hyperparams(to_container(cfg))
+    with redacted_argv():  # wandb starts its run (and reads sys.argv) at the first call
+        logger.log_hyperparams(config_container(cfg))
     return logger
 
 

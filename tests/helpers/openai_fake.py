@@ -55,6 +55,7 @@ class FakeOpenAI:
         self.per_attempt: Counter = Counter()
         self.auth: set = set()
         self.bodies: list[str] = []
+        self.seen: list[tuple[dict, dict]] = []  # every request's (headers, body without its messages)
         self.tokens = [0, 0]
         self.server = _Server(("127.0.0.1", 0), self._handler())
         self.server.handle_error = lambda *a: None  # a client that timed out closed the socket: fine
@@ -64,7 +65,7 @@ class FakeOpenAI:
     def reset(self) -> None:
         """Forget what was asked (a fresh ``n`` for every (sample, attempt), as for a new server)."""
         with self.lock:
-            self.calls, self.per_attempt, self.tokens = [], Counter(), [0, 0]
+            self.calls, self.per_attempt, self.tokens, self.seen = [], Counter(), [0, 0], []
 
     def close(self) -> None:
         self.server.shutdown()
@@ -137,14 +138,19 @@ class FakeOpenAI:
 
             def do_GET(self):
                 fake.auth.add(self.headers.get("Authorization"))
+                with fake.lock:
+                    fake.seen.append((dict(self.headers), {}))
                 self._send(200, {}, json.dumps({"data": [{"id": "fake"}]}).encode())
 
             def do_POST(self):
                 raw = self.rfile.read(int(self.headers["Content-Length"]))
                 fake.auth.add(self.headers.get("Authorization"))
+                body = json.loads(raw)
+                with fake.lock:
+                    fake.seen.append((dict(self.headers), {k: v for k, v in body.items() if k != "messages"}))
                 if fake.latency:
                     time.sleep(fake.latency)
-                self._send(*fake.respond(json.loads(raw)))
+                self._send(*fake.respond(body))
 
             def log_message(self, *a):
                 pass

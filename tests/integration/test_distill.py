@@ -1,11 +1,14 @@
-"""distill with real teachers through the CLI: an OpenAI-compatible loopback server (kill -9 and resume,
-the key never written anywhere) and a local HF model (the tiny one)."""
+"""distill with real teachers through the CLI: an OpenAI-compatible loopback server (kill -9 and resume;
+secrets in a variable, the URL's userinfo, extra headers and body fields reach the server and nothing
+written) and a local HF model (the tiny one)."""
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
 from collections import Counter
+from pathlib import Path
 
 from datasets import load_from_disk
 
@@ -16,7 +19,7 @@ from egt.distill.teacher import RequestBudget
 from egt.utils.io import Journal
 from openai_fake import FakeOpenAI
 
-KEY_ENV = "EGT_TEST_DISTILL_KEY"
+KEY_ENV, HEADER_ENV, BODY_ENV = "EGT_TEST_DISTILL_KEY", "EGT_TEST_DISTILL_HEADER", "EGT_TEST_DISTILL_BODY"
 LIMIT = 40
 
 
@@ -37,9 +40,31 @@ def teacher_args(url: str) -> list[str]:
             "distill.concurrency=2", f"distill.limit={LIMIT}"]
 
 
+def secret_args(s: dict[str, str]) -> list[str]:
+    """Secrets as a user may pass them: literals under secret-looking keys, variables by name or ${oc.env:…}."""
+    return [f"distill.teacher.extra_headers.X-Api-Key={s['header']}",
+            f"distill.teacher.extra_headers_env.X-Gateway-Token={HEADER_ENV}",
+            f"distill.teacher.extra_body.api_key={s['body']}",
+            f"distill.teacher.extra_body.metadata=${{oc.env:{BODY_ENV}}}"]
+
+
+def leaks(roots: list[Path], texts: dict[str, str], secrets: dict[str, str]) -> tuple[int, list[str]]:
+    """(files scanned, where a secret was found) over every file under ``roots`` and the console outputs."""
+    hits, files = [], [p for r in roots for p in r.rglob("*") if p.is_file()]
+    for name, value in secrets.items():
+        hits += [f"{name} in {p}" for p in files if value.encode() in p.read_bytes()]
+        hits += [f"{name} in {t}" for t, text in texts.items() if value in text]
+    return len(files), hits
+
+
 def test_openai_teacher_killed_and_resumed_matches_an_uninterrupted_run(tmp_path, monkeypatch):
-    secret = "sk-" + uuid.uuid4().hex
-    monkeypatch.setenv(KEY_ENV, secret)
+    """Also the secrets test: the killed run sends a bearer key, the resumed one (same artifact) basic auth
+    from the URL; both an extra header and body field from literals and from variables."""
+    s = {k: f"{k}-{uuid.uuid4().hex}" for k in ("key", "header", "header_env", "body", "body_env", "user")}
+    s["password"] = f"p@ss:{uuid.uuid4().hex}"  # '@' and ':' percent-encoded in the URL
+    secret = s["key"]
+    for env, value in ((KEY_ENV, s["key"]), (HEADER_ENV, s["header_env"]), (BODY_ENV, s["body_env"])):
+        monkeypatch.setenv(env, value)
     art = tmp_path / "art"
     cli(art, *QUICK, "stages=[data]")
     samples = list(load_from_disk(str(done(art, "data")[0] / "dataset"))["sft_pool"])[:LIMIT]
@@ -50,7 +75,7 @@ def test_openai_teacher_killed_and_resumed_matches_an_uninterrupted_run(tmp_path
         ref_calls = len(fake.calls)
         fake.reset()
         journals = art / "distill"
-        proc = cli(art, *QUICK, *teacher_args(fake.url), popen=True)
+        proc = cli(art, *QUICK, *teacher_args(fake.url), *secret_args(s), popen=True)
         t0 = time.time()
         while not list(journals.glob("*/journal.jsonl")) and time.time() - t0 < 120 and proc.poll() is None:
             time.sleep(0.05)
@@ -59,9 +84,11 @@ def test_openai_teacher_killed_and_resumed_matches_an_uninterrupted_run(tmp_path
         kill_when(proc, lambda: journal.is_file() and journal.read_text().count("\n") >= 12, art, "12 journal lines", 120)
         assert not done(art, "distill")
         recorded = {(r["id"], r["attempt"]) for r in Journal(journal).read()}
-        before = len(fake.calls)
-        out = cli(art, *QUICK, *teacher_args(fake.url))
+        before, seen_before = len(fake.calls), len(fake.seen)
+        userinfo = f"{s['user']}:{s['password'].replace('@', '%40').replace(':', '%3A')}@"
+        out = cli(art, *QUICK, *teacher_args(fake.url.replace("//", "//" + userinfo)), *secret_args(s))
         asked_after = Counter((sid, a) for sid, a, _ in fake.calls[before:])
+        killed, resumed = fake.seen[:seen_before], fake.seen[seen_before:]
     assert "resuming" in out and 0 < len(recorded) < ref_calls
     assert not recorded & set(asked_after), "a recorded (sample, attempt) was asked again"
     final = done(art, "distill")[0]
@@ -75,8 +102,22 @@ def test_openai_teacher_killed_and_resumed_matches_an_uninterrupted_run(tmp_path
     assert stats["kept"] == len(ref.kept) and stats["kept"] + stats["discarded"] == LIMIT
     assert stats["retries_by_cause"].get("http_5xx", 0) > 0 and stats["retries_by_cause"].get("http_429", 0) > 0
     assert stats["failures_by_cause"]["wrong_answer"] > 0 and stats["tokens_in"] > 0
-    leaks = [p for p in tmp_path.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
-    assert not leaks and secret not in out
+    # each secret reached the server where it belongs, on every request (the check's GET included)
+    basic = "Basic " + base64.b64encode(f"{s['user']}:{s['password']}".encode()).decode()
+    assert {h["Authorization"] for h, _ in killed} == {f"Bearer {secret}"}
+    assert {h["Authorization"] for h, _ in resumed} == {basic}
+    assert {(h["X-Api-Key"], h["X-Gateway-Token"]) for h, _ in killed + resumed} == {(s["header"], s["header_env"])}
+    posts = [b for _, b in killed + resumed if b]
+    assert posts and {(b["api_key"], b["metadata"]) for b in posts} == {(s["body"], s["body_env"])}
+    assert "is not sent" in out  # the bearer key, with userinfo in the URL
+    # …and nowhere else: artifacts, Hydra run dirs, logs (csv/wandb), both console outputs
+    basic_token = basic.split()[1]
+    n_files, hits = leaks([tmp_path], {"resumed console": out}, {**s, "basic": basic_token})
+    print(f"secrets test: {n_files} files and 2 console outputs scanned for {len(s) + 1} secrets, {len(hits)} hits")
+    assert n_files > 20 and not hits, hits
+    config = json.loads((final / "_SUCCESS.json").read_text())["config"]["teacher"]
+    assert config["extra_body"] == {"api_key": "***", "metadata": f"${{oc.env:{BODY_ENV}}}"}
+    assert config["extra_headers_env"] == {"X-Gateway-Token": HEADER_ENV} and "@" not in config["base_url"]
 
 
 def test_hf_teacher_on_the_tiny_model(tmp_path, tiny_model_dir):

@@ -1,4 +1,6 @@
-"""The http judge against a local OpenAI-compatible stub: retries, no retry on 4xx, no leaked key."""
+"""The http judge against a local OpenAI-compatible stub: retries, no retry on 4xx, no leaked key, basic auth
+from the URL, extra headers and body fields."""
+import base64
 import json
 import logging
 import threading
@@ -18,13 +20,14 @@ class Stub:
     """Serves a scripted list of (status, headers, reply) per request; records auth headers."""
 
     def __init__(self, script):
-        self.script, self.calls, self.auth = list(script), 0, []
+        self.script, self.calls, self.auth, self.seen = list(script), 0, [], []
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 stub.auth.append(self.headers.get("Authorization"))
+                stub.seen.append((dict(self.headers), body))
                 status, headers, reply = stub.script[min(stub.calls, len(stub.script) - 1)]
                 stub.calls += 1
                 assert body["messages"][0]["role"] == "user"
@@ -115,3 +118,17 @@ def test_timeout_is_retried(fast):
         assert judge.verdicts([ITEM]) == [None] and len(fast) == 1
     finally:
         srv.close()
+
+
+@pytest.mark.parametrize("stub", [[(200, {}, "yes")]], indirect=True)
+def test_basic_auth_from_the_url_and_extras_from_variables(stub, fast, monkeypatch, caplog):
+    monkeypatch.setenv("EGT_TEST_JUDGE_HDR", "hdr-secret-123456")
+    judge = HTTPJudge(stub.url.replace("//", "//ann:pw%2Fx@"), "m", extra_headers={"X-Org": "o"},
+                      extra_headers_env={"X-Api-Key": "EGT_TEST_JUDGE_HDR"}, extra_body={"top_k": 1})
+    assert judge.verdicts([ITEM]) == [1]
+    headers, body = stub.seen[0]
+    assert headers["Authorization"] == "Basic " + base64.b64encode(b"ann:pw/x").decode()
+    assert (headers["X-Org"], headers["X-Api-Key"], body["top_k"]) == ("o", "hdr-secret-123456", 1)
+    public = json.dumps(judge.public_config())
+    assert "ann" not in public and "hdr-secret" not in public and "EGT_TEST_JUDGE_HDR" in public
+    assert SECRET not in caplog.text  # the bearer key is not sent with userinfo, nor logged
