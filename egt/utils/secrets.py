@@ -50,9 +50,12 @@ _HEADER_WORDS = {"key", "token", "signature"}  # in a header name these alone lo
 _MIN_REMEMBERED = 6  # shorter values are not searched for in free text (they would match ordinary words)
 
 _ENV_REF = re.compile(r"\$\{oc\.env:([A-Za-z_][A-Za-z0-9_]*)[^}]*\}")
-_URL_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#\s\"'<>]*@")
+_URL_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*\\?://)[^/?#\s\"'<>]*@")  # Hydra escapes ':' as '\:'
 _BEARER = re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=\-]+")
-_KV = re.compile(r"(?P<k>[A-Za-z_][\w.\-]*)(?P<q>[\"']?)(?P<sep>\s*[=:]\s*)(?P<q2>[\"']?)(?P<v>[^\s\"',;}\]?&#]+)")
+_VALUE = r"[^\s\"',;}\]?&#]+"
+# key=value / key: value; a sweep's list (a.api_key=k1,k2) is one value: items without '=' or ':' follow
+_KV = re.compile(rf"(?P<k>[A-Za-z_][\w.\-]*)(?P<q>[\"']?)(?P<sep>\s*[=:]\s*)(?P<q2>[\"']?)"
+                 rf"(?P<v>{_VALUE}(?:,[^\s\"',;}}\]?&#=:]+(?=[,\s\"'}}\]]|$))*)")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 _lock = threading.Lock()
@@ -120,9 +123,10 @@ def remember(value: Any, env: str | None = None) -> None:
 
 
 def _remember_url(text: str) -> None:
-    for m in re.finditer(r"[A-Za-z][A-Za-z0-9+.\-]*://[^/?#\s\"'<>]*@[^\s\"'<>]*", text):
-        _, _, password = split_userinfo(m.group(0))
-        userinfo = m.group(0).split("://", 1)[1].rpartition("@")[0]
+    for m in re.finditer(r"[A-Za-z][A-Za-z0-9+.\-]*\\?://[^/?#\s\"'<>]*@[^\s\"'<>]*", text):
+        url = m.group(0).replace("\\:", ":")  # as Hydra records an override
+        _, _, password = split_userinfo(url)
+        userinfo = url.split("://", 1)[1].rpartition("@")[0]
         for v in (userinfo, password, userinfo.partition(":")[2]):  # decoded and as written
             remember(v)
 

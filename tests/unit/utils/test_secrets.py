@@ -52,6 +52,8 @@ def test_redact_keys_urls_text_and_env_references(env):
         "overrides": ["a.extra_body.api_key=***", "a.extra_headers.X-Key=***", "a.max_tokens=8"]}
     text = f"failed: {{'api_key': 'abc'}} sent {env['EGT_T_BODY']} to https://u:p@x.org/v1?password=pw2"
     assert secrets.redact_text(text) == "failed: {'api_key': '***'} sent *** to https://***@x.org/v1?password=***"
+    sweep = r"#0 : t.base_url=http\://u\:p@h\:9/v1 t.api_key=k1,k2,t.seed=1"  # as Hydra's launcher logs it
+    assert secrets.redact_text(sweep) == r"#0 : t.base_url=http\://***@h\:9/v1 t.api_key=***,t.seed=1"
 
 
 def test_config_container_keeps_variable_names_and_keys_hash_names_not_values(env, monkeypatch):
