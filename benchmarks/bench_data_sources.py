@@ -1,13 +1,15 @@
 """Rows/s and peak memory of reading outside preference data onto egt's schema (outside the tests).
 
     python benchmarks/bench_data_sources.py --rows 100000 [--formats pairs_jsonl pairs_parquet r1_reward_rl]
+                                            [--num-proc 1 2]
 
 For each real layout it writes --rows rows with small PNG images (28 px, a few hundred bytes) in a
 scratch folder, then, in a fresh process, does what the data stage does with one split:
 egt.data.sources.load_source (Arrow-backed ``Dataset.map``, images read and embedded as bytes), the
 schema check of every row, the response-order randomisation and the atomic save_to_disk. Prints one
 JSON line: rows, seconds (conversion alone and in all), rows/s, the process's peak RSS and its RSS
-before the work.
+before the work. With several --num-proc values each reads the same files (data.num_proc: the
+conversion's processes; each run with its own empty datasets cache); peak RSS is the main process's.
   pairs_jsonl    query/chosen/rejected + a relative image path per row (PNG files under image_root)
   pairs_parquet  question/response_1/response_2/label + {bytes, path} image structs
   r1_reward_rl   R1-Reward-RL's columns: question, message (JSON string, the judge prompt), answer, image
@@ -19,6 +21,7 @@ import argparse
 import base64
 import io
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -79,7 +82,7 @@ def write(fmt: str, n: int, out: Path) -> dict:
     return spec
 
 
-def child(spec: dict) -> None:
+def child(spec: dict, num_proc: int = 1) -> None:
     import datasets
 
     from egt.data.schema import randomize_order, validate_dataset
@@ -89,14 +92,14 @@ def child(spec: dict) -> None:
     datasets.disable_progress_bars()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
-    ds, counts = load_source(spec, "rl_pool", image_root=spec.pop("image_root", None))
+    ds, counts = load_source(spec, "rl_pool", image_root=spec.pop("image_root", None), num_proc=num_proc)
     sec_convert = time.perf_counter() - t0
     ds, _ = validate_dataset(ds, "error")  # the rest of the data stage: checks, order, atomic save
     ds, _ = randomize_order(ds, seed=0)
     save_dataset_atomic(datasets.DatasetDict({"rl_pool": ds}), Path(spec["path"]).parent / "saved")
     sec = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"rows": counts["rows"], "kept": counts["kept"], "convert_seconds": round(sec_convert, 1),
+    print(json.dumps({"num_proc": num_proc, "rows": counts["rows"], "kept": counts["kept"], "convert_seconds": round(sec_convert, 1),
                       "seconds": round(sec, 1),
                       "rows_per_s": round(counts["rows"] / sec, 1), "peak_rss_mb": round(peak),
                       "rss_before_mb": round(before)}))
@@ -106,22 +109,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--formats", nargs="+", default=["pairs_jsonl", "pairs_parquet", "r1_reward_rl"])
+    ap.add_argument("--num-proc", type=int, nargs="+", default=[1])
     ap.add_argument("--child")
     a = ap.parse_args()
     if a.child:
-        return child(json.loads(a.child))
+        return child(json.loads(a.child), a.num_proc[0])
     with tempfile.TemporaryDirectory() as tmp:
         for fmt in a.formats:
             t0 = time.perf_counter()
             spec = write(fmt, a.rows, Path(tmp) / fmt)
             written = time.perf_counter() - t0
-            env = {"HF_DATASETS_CACHE": str(Path(tmp) / "cache")}
-            import os
-            proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True,
-                                  text=True, env={**os.environ, **env})
-            line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("{")), None)
-            result = json.loads(line) if line else {"error": proc.stderr[-800:]}
-            print(json.dumps({"format": fmt, "write_seconds": round(written, 1), **result}), flush=True)
+            for n in a.num_proc:
+                env = {"HF_DATASETS_CACHE": str(Path(tmp) / f"cache-{fmt}-{n}")}
+                proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec), "--num-proc", str(n)],
+                                      capture_output=True, text=True, env={**os.environ, **env})
+                line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("{")), None)
+                result = json.loads(line) if line else {"error": proc.stderr[-800:]}
+                print(json.dumps({"format": fmt, "write_seconds": round(written, 1), **result}), flush=True)
 
 
 if __name__ == "__main__":
