@@ -171,7 +171,8 @@ def _table1_columns(benches: Sequence[str], both: Sequence[str], avg_debiased: b
         if b not in both:
             cols.append(Column(b, name))
             continue
-        cols += [Column(b, name, group=name, short="Off."), Column(f"{b}|deb", f"{name} deb.", group=name, short="Deb."),
+        cols += [Column(b, name, group=name, short="Off."),
+                 Column(f"{b}|deb", f"{name} deb.", group=name, short="Deb."),
                  Column(f"{b}|cons", f"{name} cons.", group=name, short="Cons.")]
     if avg_debiased:
         cols += [Column("avg", "Avg.", group="Avg.", short="Off."), Column("avg|deb", "Avg. deb.", group="Avg.",
