@@ -80,7 +80,7 @@ def is_secret_key(name: Any, header: bool = False) -> bool:
     parts = _parts(str(name))
     if not parts or parts[-1] == "env":
         return False
-    if _ALWAYS & set(parts) or parts in (["token"], ["tokens"]):
+    if _ALWAYS & set(parts) or parts == ["token"]:
         return True
     if header and _HEADER_WORDS & set(parts):
         return True
