@@ -194,15 +194,21 @@ class SelectionConfig:
     percentile: Optional[float] = None  # in (0, 100]
     band: str = "low"  # low | mid (centred on the median) | high
     seed: int = 0
+    # online (with curriculum.reprobe_every > 0): re-select the same number of lowest-scored samples of the
+    # probed pool at every re-probe, at most max_change entering (and as many leaving) each time
+    online: bool = False
+    max_change: Optional[int] = None  # null = no cap
 
 
 @dataclass
 class CurriculumConfig:
-    """The order RL sees the selected samples in (paper §2.4)."""
+    """The order RL sees the selected samples in (paper §2.4); ``reprobe_every`` > 0 makes it online
+    (egt.select.online: the current policy re-probes every that many epochs and the order follows)."""
 
     name: str = "ascending"
     order: Any = None  # _target_ of an egt.select.curriculum.Curriculum
     seed: int = 0  # for shuffle
+    reprobe_every: int = 0  # 0 = the static curriculum (the paper): one probe, one order for every epoch
 
 
 @dataclass
@@ -424,6 +430,7 @@ def validate(cfg: DictConfig) -> None:
     if s.chunk_size is not None and s.chunk_size < 1:
         raise ConfigError(f"sft.chunk_size={s.chunk_size} must be >= 1 (positions per output-head chunk)")
     _validate_probe_select(cfg)
+    _validate_online(cfg)
     _validate_eval(cfg)
     _validate_rl(cfg)
     _validate_trainer(cfg)
@@ -474,6 +481,26 @@ def _validate_probe_select(cfg: DictConfig) -> None:
             and sel.percentile is None:
         raise ConfigError("selection needs a size: write selection.k=2500, selection.fraction=0.15 or "
                           "selection.percentile=15 (or selection=all)")
+
+
+def _validate_online(cfg: DictConfig) -> None:
+    """curriculum.reprobe_every / selection.online (egt.select.online)."""
+    every, sel = cfg.curriculum.get("reprobe_every", 0), cfg.selection
+    if every < 0:
+        raise ConfigError(f"curriculum.reprobe_every={every} must be >= 0 (0 = the static curriculum)")
+    if sel.get("max_change") is not None and sel.max_change < 0:
+        raise ConfigError(f"selection.max_change={sel.max_change} must be >= 0 or null (no cap)")
+    if every == 0:
+        if sel.get("online"):
+            raise ConfigError("selection.online=true re-selects at every re-probe: set curriculum.reprobe_every>=1 "
+                              "(e.g. curriculum=ascending_online)")
+        return
+    if cfg.curriculum.name not in ("ascending", "descending", "ascending_online", "descending_online"):
+        raise ConfigError(f"curriculum.reprobe_every={every} re-sorts by the new entropies: it needs an ordered "
+                          f"curriculum (curriculum=ascending_online or descending), not {cfg.curriculum.name}")
+    if sel.get("online") and (sel.name == "all" or cfg.rl.selection_path is not None):
+        raise ConfigError("selection.online=true re-selects from the probed pool: it needs a sized selection "
+                          "(selection=entropy, not all) made by the select stage (rl.selection_path unset)")
 
 
 def _validate_sources(cfg: DictConfig) -> None:

@@ -115,7 +115,7 @@ class RLModule(L.LightningModule):
         self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False, batch_size=len(samples))
         examples = [{"id": s["id"], "label": s["label"], "output": t}
                     for s, t in zip([s for s in samples for _ in range(self.group_size)], ro.texts)]
-        self.history.append({"step": self.rollouts, **metrics, "ids": [s["id"] for s in samples],
+        self.history.append({"step": self.rollouts, "epoch": self.sampler.epoch, **metrics, "ids": [s["id"] for s in samples],
                              "examples": examples[:self.log_examples]})
 
     def _score_and_update(self, ro: Rollout) -> dict[str, float]:

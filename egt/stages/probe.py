@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
@@ -101,11 +102,7 @@ def probe(cfg: DictConfig, out: Path, model_path: str, data: dict, rank: int = 0
     status = "failed"
     try:
         t0 = time.perf_counter()
-        with tqdm(total=sum(e - s for s, e in mine), desc="probe", unit="sample", dynamic_ncols=True,
-                  disable=rank != 0) as bar:
-            counts = probe_shards(model, encoder, ds, mine, out, n=p.n, temperature=p.temperature,
-                                  max_new_tokens=p.max_new_tokens, batch_size=p.batch_size, chunk=p.chunk_size,
-                                  seed=cfg.seed, progress=bar.update, sampling=to_container(p.generation))
+        counts = _probe_mine(cfg, model, encoder, ds, mine, out, rank, "probe")
         seconds = time.perf_counter() - t0
         n_mine = sum(e - s for s, e in mine) if counts["shards_computed"] == len(mine) else None
         ranks = distributed.all_gather((counts, n_mine, seconds))  # also waits until every shard is written
@@ -127,6 +124,36 @@ def probe(cfg: DictConfig, out: Path, model_path: str, data: dict, rank: int = 0
         return summary
     finally:
         close_logger(logger, status)
+
+
+def _probe_mine(cfg: DictConfig, model: Any, encoder: ChatEncoder, ds: Any, mine: list, out: Path, rank: int,
+                desc: str) -> dict[str, int]:
+    """This rank's shards of ``ds`` into ``out/shards/``, with the ``probe.*`` settings (a progress bar on
+    rank 0)."""
+    p = cfg.probe
+    with tqdm(total=sum(e - s for s, e in mine), desc=desc, unit="sample", dynamic_ncols=True,
+              disable=rank != 0) as bar:
+        return probe_shards(model, encoder, ds, mine, out, n=p.n, temperature=p.temperature,
+                            max_new_tokens=p.max_new_tokens, batch_size=p.batch_size, chunk=p.chunk_size,
+                            seed=cfg.seed, progress=bar.update, sampling=to_container(p.generation))
+
+
+def probe_with(cfg: DictConfig, model: Any, processor: Any, ds: Any, out: Path, desc: str = "re-probe") -> pd.DataFrame:
+    """Probe every row of ``ds`` with an in-memory ``model`` exactly as the probe stage does (its
+    ``probe.*`` settings, prompt template, shards of ``probe.shard_size`` rows seeded by their start, so
+    the rows equal a probe stage run with this model saved to disk and ``probe.model_path`` set).
+    Collective: every rank probes its shards into ``out/shards/`` (a killed re-probe resumes from the
+    finished shards), then every rank reads the merged table (one row per sample, in ``ds`` order; the
+    columns of :mod:`egt.probe.probe`). The global RNG state is left as it was."""
+    encoder = ChatEncoder(processor, template=cfg.data.template, max_length=cfg.probe.max_length,
+                          length_key="probe.max_length")
+    rank, world = distributed.rank(), distributed.world_size()
+    shards = shard_ranges(len(ds), cfg.probe.shard_size)
+    device = next(model.parameters()).device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        _probe_mine(cfg, model, encoder, ds, shards_for_rank(shards, rank, world), out, rank, desc)
+    distributed.all_gather(rank)  # every shard is written
+    return merge_shards(out, shards)
 
 
 def _mean(x: pd.Series) -> float | None:

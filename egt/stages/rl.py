@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import pandas as pd
 from datasets import Dataset
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
@@ -39,7 +40,13 @@ from egt.models.loader import load_model
 from egt.models.resolve import load_for_inference, load_for_training, pixel_budget, resolve_attn
 from egt.rl.module import RLModule
 from egt.rl.reward import CompositeReward
+from egt.select.curriculum import Curriculum
+from egt.select.methods import Selection
+from egt.select.online import OnlineCurriculumSampler, Reprobe
+from egt.select.scores import EntropyScore
 from egt.stages import data as data_stage
+from egt.stages.reprobe import OnlineOrder, reprobe_settings
+from egt.stages.reprobe import key_config as reprobe_key
 from egt.utils.checkpoint import AtomicCheckpointIO
 from egt.utils.logging import close_logger, log_metrics, make_logger
 from egt.utils.secrets import config_container
@@ -74,11 +81,22 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
                 freeze_vision=cfg.model.freeze_vision, **pixel_budget(cfg))
     sft_id = sft["key"]  # an outside model's key is its content fingerprint
     upstream = {"data": data["key"], "sft": sft_id, "select": select_key}
+    reprobe = reprobe_settings(cfg)
+    pool = None
+    if reprobe is not None:  # the online curriculum (static runs keep their keys: nothing added)
+        conf["online_curriculum"] = reprobe_key(cfg, reprobe)
+        if reprobe.online_selection:  # re-selects from the pool the select stage chose from
+            pool = pipe.get("probe")
+            upstream["probe"] = pool["key"]
     key = make_key("rl", conf, upstream=upstream, version=VERSION)
     with pipe.store.open("rl", key, ranks="all") as art:  # every rank trains (DDP / DeepSpeed)
         if not art.reused:
-            summary = train(cfg, art.path, Path(sft["model_path"]), ordered_samples(rl_pool, selection, cfg), selection,
-                            data)
+            online = None
+            if reprobe is not None:
+                ds, online = online_samples(cfg, rl_pool, selection, reprobe, pool)
+            else:
+                ds = ordered_samples(rl_pool, selection, cfg)
+            summary = train(cfg, art.path, Path(sft["model_path"]), ds, selection, data, online)
             art.finish(summary, {"config": conf, "upstream": upstream})  # rank 0 writes
     return {"key": key, "path": str(art.path), "reused": art.reused, "summary": art.summary,
             "model_path": str(art.path / "model")}
@@ -118,6 +136,25 @@ def ordered_samples(rl_pool: Dataset, selection: dict[str, Any], cfg: DictConfig
     return rl_pool.select([where[i] for i in ids])
 
 
+def online_samples(cfg: DictConfig, rl_pool: Dataset, selection: dict[str, Any], reprobe: Reprobe,
+                   pool: dict[str, Any] | None) -> tuple[Dataset, dict[str, Any]]:
+    """The RL data set of an online curriculum and what :class:`egt.stages.reprobe.OnlineOrder` needs:
+    the selected samples in epoch 0's order, or (online selection) every sample of the probe stage's
+    table, in its order, with epoch 0's selection among them."""
+    from egt.stages.select import _build
+
+    parts = {"score": _build(cfg.entropy.score, EntropyScore, "entropy.score"),
+             "curriculum": _build(cfg.curriculum.order, Curriculum, "curriculum.order"), "method": None,
+             "first_scores": {str(k): (math.inf if v is None else float(v))
+                              for k, v in (selection.get("scores") or {}).items()}}
+    if pool is None:
+        return ordered_samples(rl_pool, selection, cfg), parts
+    table = pd.read_parquet(pool["table_path"])
+    parts["method"] = _build(cfg.selection.method, Selection, "selection.method")
+    parts["first_scores"] = dict(zip(table["id"].astype(str), parts["score"](table).tolist()))
+    return ordered_samples(rl_pool, {"ids": list(table["id"].astype(str))}, cfg), parts
+
+
 def make_sampler(selection: dict[str, Any], n: int) -> ResumableSampler:
     if importlib.util.find_spec("egt.select.curriculum") is not None:
         from egt.select.curriculum import make_sampler as curriculum_sampler
@@ -146,7 +183,7 @@ def _as_list(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def train(cfg: DictConfig, out: Path, model_path: Path, ds: Dataset, selection: dict[str, Any],
-          data: dict) -> dict[str, Any]:
+          data: dict, online: dict[str, Any] | None = None) -> dict[str, Any]:
     r = cfg.rl
     model, processor = load_for_training(model_path, cfg)
     encoder = ChatEncoder(processor, template=cfg.data.template, max_length=r.max_length, length_key="rl.max_length")
@@ -154,7 +191,7 @@ def train(cfg: DictConfig, out: Path, model_path: Path, ds: Dataset, selection: 
     if skipped:
         gone = set(skipped)
         selection = {**selection, "ids": [i for i in selection["ids"] if i not in gone]}
-    if len(ds) == 0:
+    if len(ds) == 0 or not selection["ids"]:
         raise ConfigError("no selected sample can be encoded: nothing to train on")
     ref = None
     if r.kl_coef > 0:  # the frozen reference is the starting (SFT) model
@@ -164,7 +201,16 @@ def train(cfg: DictConfig, out: Path, model_path: Path, ds: Dataset, selection: 
     if not isinstance(reward, CompositeReward):
         raise TypeError(f"reward._target_ must build an egt.rl.reward.CompositeReward (it needs terms()), "
                         f"got {type(reward).__name__}")
-    sampler = make_sampler(selection, len(ds)).shard(distributed.rank(), distributed.world_size())
+    order = None
+    if online is None:
+        sampler = make_sampler(selection, len(ds))
+    else:
+        order = OnlineOrder(cfg, out, ds, processor, reprobe_settings(cfg), [str(i) for i in selection["ids"]],
+                            online["first_scores"], online["score"], online["curriculum"], online["method"])
+        sampler = OnlineCurriculumSampler(len(selection["ids"]), order, seed=rl_seed(cfg))
+        if r.backend is not None and "vllm" in str(r.backend.get("_target_", "")).lower():
+            log.info("[rl] re-probes generate with the policy's HF model, not the vLLM engine")
+    sampler = sampler.shard(distributed.rank(), distributed.world_size())
     local_batch = distributed.split_batch(r.batch_size)  # rl.batch_size prompts per rollout over all ranks
     loader = DataLoader(ds, batch_size=local_batch, sampler=sampler, collate_fn=_as_list, num_workers=0)
     per_epoch = math.ceil(len(sampler) / local_batch)
@@ -189,12 +235,18 @@ def train(cfg: DictConfig, out: Path, model_path: Path, ds: Dataset, selection: 
     trainer_kw.pop("gradient_clip_val", None)  # manual optimisation clips itself (rl.max_grad_norm)
     plugins = [] if distributed.is_deepspeed(trainer_kw["strategy"]) else [AtomicCheckpointIO()]
     logger = make_logger(cfg, "rl")
+    if order is not None:
+        order.model, order.logger, order.step = module.model, logger, lambda: module.rollouts
     status = "failed"
     try:
         trainer = L.Trainer(**trainer_kw, max_epochs=r.epochs, callbacks=[RolloutCheckpoint(last, r.checkpoint_every_n_steps)],
                             plugins=plugins, logger=logger if logger is not None else False,
                             default_root_dir=str(out), log_every_n_steps=1, enable_model_summary=False,
                             enable_checkpointing=False, use_distributed_sampler=False, num_sanity_val_steps=0)
+        if order is not None and getattr(trainer.strategy, "zero_stage_3", False) and trainer.world_size > 1:
+            raise ConfigError("curriculum.reprobe_every>0 under ZeRO-3 on several ranks is not supported yet (the "
+                              "re-probe's generate calls would differ in number across ranks); use deepspeed_zero2 "
+                              "or ddp, or curriculum.reprobe_every=0")
         resumed = last.exists()
         if resumed:
             log.info("[rl] resuming from %s", last)
@@ -202,6 +254,9 @@ def train(cfg: DictConfig, out: Path, model_path: Path, ds: Dataset, selection: 
         summary: dict[str, Any] = {"rank": trainer.global_rank, "n_selected": len(ds), "skipped": len(skipped),
                                    "steps": module.rollouts, "optimizer_steps": trainer.global_step,
                                    "resumed": resumed, "processes": trainer.world_size, **image_tokens(encoder)}
+        if order is not None:
+            summary["reprobe"] = order.summary()
+            summary["rl_seconds_per_epoch"] = _seconds_per_epoch(module.history)
         state = distributed.full_state_dict(trainer, module.model)  # collective under ZeRO-3
         summary["params_in_sync"] = distributed.check_in_sync(
             module.model, "rl", sharded=getattr(trainer.strategy, "zero_stage_3", False))
@@ -211,6 +266,14 @@ def train(cfg: DictConfig, out: Path, model_path: Path, ds: Dataset, selection: 
         return summary
     finally:
         close_logger(logger, status)
+
+
+def _seconds_per_epoch(history: list[dict[str, Any]]) -> list[float]:
+    """Σ step seconds of each epoch (history entries carry their epoch), to set beside re-probe seconds."""
+    out: dict[int, float] = {}
+    for h in history:
+        out[int(h.get("epoch", 0))] = out.get(int(h.get("epoch", 0)), 0.0) + float(h["rl/step_s"])
+    return [round(out.get(e, 0.0), 2) for e in range(max(out) + 1)] if out else []
 
 
 def _finish(cfg: DictConfig, out: Path, module: RLModule, processor: Any, data: dict, logger: Any,

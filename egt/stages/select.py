@@ -45,8 +45,7 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     score = _build(cfg.entropy.score, EntropyScore, "entropy.score")
     method = _build(cfg.selection.method, Selection, "selection.method")
     curriculum = _build(cfg.curriculum.order, Curriculum, "curriculum.order")
-    conf = {"entropy": to_container(cfg.entropy), "selection": to_container(cfg.selection),
-            "curriculum": to_container(cfg.curriculum)}
+    conf = key_config(cfg)
     key = make_key("select", conf, upstream={"probe": probe["key"]}, version=VERSION)
     with pipe.store.open("select", key) as art:
         if not art.reused:
@@ -65,6 +64,21 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
             art.finish(summary, {"config": conf, "upstream": {"probe": probe["key"]}})
     return {"key": key, "path": str(art.path), "reused": art.reused, "summary": art.summary,
             "selection_path": str(art.path / "selection.json")}
+
+
+# Settings of the online curriculum (egt.select.online): the RL stage reads them, the selection.json of
+# epoch 0 does not depend on them, so they are not in this stage's key (static runs keep theirs).
+ONLINE_KEYS = {"selection": ("online", "max_change"), "curriculum": ("reprobe_every",)}
+
+
+def key_config(cfg: DictConfig) -> dict[str, Any]:
+    """What selection.json depends on: the entropy, selection and curriculum groups, less ONLINE_KEYS."""
+    conf = {"entropy": to_container(cfg.entropy), "selection": to_container(cfg.selection),
+            "curriculum": to_container(cfg.curriculum)}
+    for group, keys in ONLINE_KEYS.items():
+        for k in keys:
+            conf[group].pop(k, None)
+    return conf
 
 
 def summarize(table: pd.DataFrame, sel: dict[str, Any], score: EntropyScore) -> dict[str, Any]:

@@ -108,3 +108,55 @@ def test_killed_rl_resumes_to_the_same_model(base, selection, tmp_path):
     wa, wb = load_file(a / "model" / "model.safetensors"), load_file(b / "model" / "model.safetensors")
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_reprobe_gives_the_probe_stage_table_for_that_checkpoint(base):
+    """The online curriculum's re-probe (the policy in memory, loaded for training as RL does) equals the
+    probe stage's table for the same checkpoint (here the SFT model the base pipeline probed)."""
+    import pandas as pd
+    from datasets import load_from_disk
+    from hydra import compose, initialize_config_dir
+
+    import egt.config  # noqa: F401
+    from egt.models.resolve import load_for_training
+    from egt.stages.probe import probe_with
+
+    art, _ = base
+    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[2] / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=list(QUICK))
+    model, processor = load_for_training(done(art, "sft")[0] / "model", cfg)
+    pool = load_from_disk(str(done(art, "data")[0] / "dataset"))["rl_pool"]
+    expected = pd.read_parquet(done(art, "probe")[0] / "probe.parquet")
+    assert len(expected) == len(pool) and cfg.probe.batch_size == 32
+    n = 32  # the probe stage's first batch, as it was batched there (padding is per batch)
+    got = probe_with(cfg, model.train(), processor, pool.select(range(n)), art / "reprobe-test")
+    assert model.training  # left as it was
+    pd.testing.assert_frame_equal(got, expected.iloc[:n])
+
+
+def test_killed_online_rl_resumes_with_the_same_order_and_model(base, selection, tmp_path):
+    """curriculum=ascending_online: killed right after the re-probe of epoch 1 was written (before that
+    epoch's first step, or just after), the rerun reads it back (no second re-probe) and ends where an
+    uninterrupted run does: same order, same completions, same model."""
+    args = _args(base, selection, "curriculum=ascending_online", "rl.epochs=2", "rl.checkpoint_every_n_steps=1",
+                 "rl.eval_n=0")
+    killed, clean = _with_data(base, tmp_path / "killed"), _with_data(base, tmp_path / "clean")
+    kill_when(cli(killed, *args, popen=True), lambda: bool(list((killed / "rl").glob("*/reprobe/epoch_1.json"))),
+              killed, "the re-probe of epoch 1")
+    assert not done(killed, "rl")
+    resumed = cli(killed, *args)
+    assert "[rl] resuming from" in resumed and "[rl] re-probing" not in resumed
+    assert "[rl] re-probing 7 samples with the policy before epoch 1" in cli(clean, *args)
+    (a,), (b,) = done(killed, "rl"), done(clean, "rl")
+    ra, rb = (json.loads((p / "reprobe" / "epoch_1.json").read_text()) for p in (a, b))
+    ra.pop("seconds"), rb.pop("seconds")
+    assert ra == rb and sorted(ra["ids"]) == sorted(selection[1])
+    ca, cb = (json.loads((p / "curves.json").read_text())["steps"] for p in (a, b))
+    assert [s["ids"] for s in ca] == [s["ids"] for s in cb] and [s["epoch"] for s in cb] == [0, 0, 1, 1]
+    assert [i for s in cb[2:] for i in s["ids"]] == ra["ids"]  # epoch 1 follows the re-probe's order
+    assert [s["examples"] for s in ca] == [s["examples"] for s in cb]
+    summary = json.loads((b / "_SUCCESS.json").read_text())["summary"]
+    assert [r["epoch"] for r in summary["reprobe"]] == [1] and len(summary["rl_seconds_per_epoch"]) == 2
+    wa, wb = load_file(a / "model" / "model.safetensors"), load_file(b / "model" / "model.safetensors")
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6, msg=k)
