@@ -3,7 +3,6 @@ Hydra's files and a wandb run written without a secret (the CLI run: tests/integ
 import base64
 import json
 import logging
-import os
 import sys
 import uuid
 from pathlib import Path
@@ -138,7 +137,8 @@ def test_log_records_and_exceptions_are_redacted(env, log_redaction, caplog):
 def test_hydra_callback_writes_hydra_files_and_multirun_yaml_redacted(tmp_path, env):
     (tmp_path / "multirun.yaml").write_text("hydra:\n  overrides:\n    task: [t.api_key=lit-multirun-1]\n")
     cfg = OmegaConf.create({
-        "t": {"base_url": "http://u:pw-123456@h/v1", "extra_body": {"api_key": "lit-body-123", "m": "${oc.env:EGT_T_BODY}"}},
+        "t": {"base_url": "http://u:pw-123456@h/v1",
+              "extra_body": {"api_key": "lit-body-123", "m": "${oc.env:EGT_T_BODY}"}},
         "hydra": {"mode": "RunMode.MULTIRUN", "output_subdir": None, "runtime": {"output_dir": str(tmp_path / "0")},
                   "sweep": {"dir": str(tmp_path)}, "job": {"override_dirname": "t.api_key=lit-dirname-1"},
                   "overrides": {"task": ["t.extra_body.api_key=lit-body-123"]}}})
