@@ -13,7 +13,7 @@ from egt.config import validate
 CONF = Path(__file__).resolve().parents[1] / "conf"
 AXES = {"table2": ("ablation", "full_rl,selection,selection_sort"), "table3": ("selection", "random,accuracy,entropy"),
         "table4": ("entropy", "sentence,answer,mix"), "table5": ("selection.band", "low,mid,high"),
-        "fig4": ("selection.fraction", "0.05,0.15,0.3,0.5,1.0")}
+        "fig4": ("selection.fraction", "0.05,0.15,0.3,0.5,1.0"), "online_curriculum": ("online", "static,order,selection")}
 
 
 def _compose(overrides, hydra=True):
@@ -49,6 +49,14 @@ def test_table_with_a_preset_is_a_seed_sweep_over_its_axis(preset, name):
 def test_table2_rows(row, selection, curriculum):
     cfg = _compose(["experiment=table2", f"ablation={row}"])
     assert (cfg.selection.name, cfg.curriculum.name) == (selection, curriculum)
+
+
+@pytest.mark.parametrize("row,curriculum,online", [("static", "ascending", False), ("order", "ascending_online", False),
+                                                   ("selection", "ascending_online", True)])
+def test_online_curriculum_rows_share_the_budget(row, curriculum, online):
+    cfg = _compose(["experiment=[small,online_curriculum]", f"online={row}"], hydra=False)
+    assert (cfg.selection.name, cfg.curriculum.name, cfg.selection.online) == ("entropy", curriculum, online)
+    assert cfg.rl.epochs == 4 and cfg.curriculum.reprobe_every == (1 if online or row == "order" else 0)
 
 
 def test_seeds_is_one_quoted_value_and_the_sft_key_does_not_see_it():

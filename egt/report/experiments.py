@@ -42,6 +42,11 @@ EXPERIMENTS = (
                "Table 4: entropy score used to select the lowest-scored samples."),
     Experiment("table5", "selection.band", (("low", "Low-Entropy"), ("mid", "Mid-Entropy"), ("high", "High-Entropy")),
                "Table 5: equal-size subsets at different answer-entropy levels."),
+    Experiment("online", "online", (("static", "Static (EGT)"), ("order", "Online order"),
+                                    ("selection", "Online selection")),
+               "Online entropy curriculum (beyond the paper): the SFT model's order for every epoch, the order "
+               "re-probed by the current policy every epoch, and the selection re-made from those re-probes; "
+               "same RL budget.", sft_row="SFT"),
     Experiment("fig4", "selection.fraction", (), "Figure 4: accuracy against the fraction of the lowest-entropy "
                "data used for RL (0% = the SFT model).", sft_row="0% (SFT)"),
 )
