@@ -255,8 +255,7 @@ def train(cfg: DictConfig, out: Path, model_path: Path, ds: Dataset, selection: 
                                    "steps": module.rollouts, "optimizer_steps": trainer.global_step,
                                    "resumed": resumed, "processes": trainer.world_size, **image_tokens(encoder)}
         if order is not None:
-            summary["reprobe"] = order.summary()
-            summary["rl_seconds_per_epoch"] = _seconds_per_epoch(module.history)
+            summary.update(_reprobe_summary(order.summary(), _seconds_per_epoch(module.history)))
         state = distributed.full_state_dict(trainer, module.model)  # collective under ZeRO-3
         summary["params_in_sync"] = distributed.check_in_sync(
             module.model, "rl", sharded=getattr(trainer.strategy, "zero_stage_3", False))
@@ -266,6 +265,21 @@ def train(cfg: DictConfig, out: Path, model_path: Path, ds: Dataset, selection: 
         return summary
     finally:
         close_logger(logger, status)
+
+
+def _reprobe_summary(reprobes: list[dict[str, Any]], rl_seconds: list[float]) -> dict[str, Any]:
+    """The online curriculum's part of the RL summary: every re-probe (``reprobe``), seconds of RL per
+    epoch beside seconds of re-probing, and the last re-probe's headline numbers as scalars (what the
+    pipeline summary prints)."""
+    out: dict[str, Any] = {"reprobe": reprobes, "rl_seconds_per_epoch": rl_seconds, "reprobes": len(reprobes),
+                           "reprobe_seconds": round(sum(r["seconds"] for r in reprobes), 1),
+                           "rl_seconds": round(sum(rl_seconds), 1)}
+    if reprobes:
+        last = reprobes[-1]
+        for k in ("spearman_first", "spearman_previous", "overlap_previous", "flipped_kept", "ambiguous_kept"):
+            if k in last:
+                out[f"reprobe_last_{k}"] = last[k]
+    return out
 
 
 def _seconds_per_epoch(history: list[dict[str, Any]]) -> list[float]:

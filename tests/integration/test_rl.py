@@ -157,6 +157,7 @@ def test_killed_online_rl_resumes_with_the_same_order_and_model(base, selection,
     assert [s["examples"] for s in ca] == [s["examples"] for s in cb]
     summary = json.loads((b / "_SUCCESS.json").read_text())["summary"]
     assert [r["epoch"] for r in summary["reprobe"]] == [1] and len(summary["rl_seconds_per_epoch"]) == 2
+    assert summary["reprobes"] == 1 and summary["reprobe_seconds"] > 0 and "reprobe_last_spearman_previous" in summary
     wa, wb = load_file(a / "model" / "model.safetensors"), load_file(b / "model" / "model.safetensors")
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6, msg=k)
