@@ -1,17 +1,17 @@
-"""Benchmark folders for tests: ../shared/benchmark-samples with placeholder images for the paths its rows
+"""Benchmark folders for tests: the real benchmark rows of tests/fixtures/benchmark_rows (gzipped
+jsonl; source and license in tests/fixtures/README.md) with placeholder images for the paths its rows
 name, and hand-made three-row folders of each public format (public_benchmarks)."""
 from __future__ import annotations
 
+import gzip
 import io
 import json
-import shutil
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLES = (REPO / ".." / "shared" / "benchmark-samples").resolve()
+SAMPLES = REPO / "tests" / "fixtures" / "benchmark_rows"
 
 
 def png_bytes(colour: str = "red", size: int = 8) -> bytes:
@@ -20,21 +20,19 @@ def png_bytes(colour: str = "red", size: int = 8) -> bytes:
     return buf.getvalue()
 
 
-def samples_file(name: str) -> Path:
-    path = SAMPLES / name
-    if not path.is_file():
-        pytest.skip(f"{path} is absent: the real benchmark rows live in ../shared/benchmark-samples beside the repo")
-    return path
+def samples_text(name: str) -> str:
+    """The text of ``tests/fixtures/benchmark_rows/<name>.gz``, byte for byte the released file."""
+    return gzip.decompress((SAMPLES / f"{name}.gz").read_bytes()).decode("utf-8")
 
 
 def vl_rewardbench_dir(tmp: Path) -> Path:
     """R1-Reward's VL-RewardBench jsonl + a placeholder PNG at every image path."""
-    src = samples_file("vl_rewardbench.r1reward.jsonl")
+    text = samples_text("vl_rewardbench.r1reward.jsonl")
     root = tmp / "vl_rewardbench"
     root.mkdir(parents=True)
-    shutil.copy(src, root / "data.jsonl")
+    (root / "data.jsonl").write_text(text, encoding="utf-8")
     data = png_bytes()
-    for line in src.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         p = root / json.loads(line)["image"]
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(data)
@@ -43,12 +41,12 @@ def vl_rewardbench_dir(tmp: Path) -> Path:
 
 def mm_rlhf_dir(tmp: Path, frames: int = 10) -> Path:
     """MM-RLHF-RewardBench jsonl + placeholder images, and ``frames`` frames per video folder."""
-    src = samples_file("mm_rlhf_rewardbench.jsonl")
+    text = samples_text("mm_rlhf_rewardbench.jsonl")
     root = tmp / "mm_rlhf_rewardbench"
     root.mkdir(parents=True)
-    shutil.copy(src, root / "mm_reward_bench.jsonl")
+    (root / "mm_reward_bench.jsonl").write_text(text, encoding="utf-8")
     data = png_bytes()
-    for line in src.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         row = json.loads(line)
         if row.get("image"):
             p = root / row["image"]

@@ -1,4 +1,4 @@
-"""Loaders on the real rows of ../shared/benchmark-samples (placeholder images) and hand-made files."""
+"""Loaders on the real rows of tests/fixtures/benchmark_rows (placeholder images) and hand-made files."""
 from __future__ import annotations
 
 import json
