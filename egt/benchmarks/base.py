@@ -110,12 +110,19 @@ class Benchmark(ABC):
                     if not isinstance(item.get(field), str) or not item[field].strip():
                         raise BenchmarkDataError(file, i, f"item {item.get('id')!r}: {field} is empty or whitespace "
                                                           "only", "empty response")
+                if item["response_1"].strip() == item["response_2"].strip():  # no preference to judge: a coin
+                    raise BenchmarkDataError(file, i, f"item {item.get('id')!r}: response_1 and response_2 are "
+                                                      "identical", "identical responses")
+                if not isinstance(item.get("query"), str) or not item["query"].strip():
+                    raise BenchmarkDataError(file, i, f"item {item.get('id')!r}: query is empty or whitespace only",
+                                             "empty query")
                 item.setdefault("source", f"{file}:{i}")
                 item.setdefault("group", item["id"])
                 out.append(item)
             except BenchmarkDataError as exc:
                 if self.on_bad_sample == "error":
-                    raise
+                    raise BenchmarkDataError(exc.file, exc.row, f"{exc.reason} (eval.on_bad_sample=skip skips such "
+                                             f"rows, counted as {exc.kind!r})", exc.kind) from None
                 self.skipped[exc.kind] += 1
             except (KeyError, TypeError, ValueError) as exc:
                 err = BenchmarkDataError(file, i, f"malformed row ({type(exc).__name__}: {exc})")
@@ -179,16 +186,17 @@ def resolve_image(file: Path, row: int, rel: str, *bases: Path) -> Path:
         p = base / rel
         if p.is_file():
             return p
-    raise BenchmarkDataError(file, row, f"missing image file {rel!r} (looked in {[str(b) for b in bases]})")
+    raise BenchmarkDataError(file, row, f"missing image file {rel!r} (looked in {[str(b) for b in bases]})",
+                             "missing image")
 
 
 def sample_frames(folder: Path, n: int, file: Path, row: int) -> list[Path]:
     """``n`` frames sampled uniformly (first and last included) from a folder of frame images."""
     if not folder.is_dir():
-        raise BenchmarkDataError(file, row, f"missing video frame folder {str(folder)!r}")
+        raise BenchmarkDataError(file, row, f"missing video frame folder {str(folder)!r}", "missing image")
     frames = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not frames:
-        raise BenchmarkDataError(file, row, f"video frame folder {str(folder)!r} holds no images")
+        raise BenchmarkDataError(file, row, f"video frame folder {str(folder)!r} holds no images", "missing image")
     return [frames[i] for i in M.uniform_indices(len(frames), n)]
 
 

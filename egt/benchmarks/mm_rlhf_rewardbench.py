@@ -49,7 +49,7 @@ class MMRLHFRewardBench(Benchmark):
                 row = json.loads(line)
                 rel = row.get("image") or row.get("video")
                 if not rel:
-                    raise BenchmarkDataError(file, i, "row has neither image nor video")
+                    raise BenchmarkDataError(file, i, "row has neither image nor video", "missing image")
                 category = Path(rel).parts[0]
                 if category not in self.categories:
                     raise BenchmarkDataError(file, i, f"unknown category {category!r} from path {rel!r}; "

@@ -73,7 +73,8 @@ class MultimodalRewardBench(Benchmark):
 
         def convert(row: dict, i: int) -> dict[str, Any]:
             if row["Better"] not in ("Output1", "Output2"):
-                raise BenchmarkDataError(file, i, f"Better must be Output1 or Output2, got {row['Better']!r}")
+                raise BenchmarkDataError(file, i, f"Better must be Output1 or Output2, got {row['Better']!r}",
+                                         "malformed row")
             image = resolve_image(file, i, row["Image"], file.parent)
             return {"id": str(row["ID"]), "category": category_of(row["Category"], str(row["ID"])),
                     "images": [str(image)], "query": row["Text"], "response_1": row["Output1"],

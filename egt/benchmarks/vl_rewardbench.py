@@ -83,10 +83,10 @@ class VLRewardBench(Benchmark):
             responses, ranking = list(row["response"]), [int(x) for x in row["human_ranking"]]
             if len(responses) != 2 or len(ranking) != 2 or ranking[0] == ranking[1]:
                 raise BenchmarkDataError(file, i, f"expected 2 responses and a strict human_ranking, got "
-                                                  f"{len(responses)} responses, ranking {ranking}")
+                                                  f"{len(responses)} responses, ranking {ranking}", "malformed row")
             image = row["image"]
             if not isinstance(image, dict) or not (image.get("bytes") or image.get("path")):
-                raise BenchmarkDataError(file, i, "image has neither bytes nor path")
+                raise BenchmarkDataError(file, i, "image has neither bytes nor path", "missing image")
             return {"id": str(row["id"]), "category": category_of(str(row["id"])), "images": [image],
                     "query": row["query"], "response_1": responses[0], "response_2": responses[1],
                     "label": 1 if ranking[0] < ranking[1] else 2}

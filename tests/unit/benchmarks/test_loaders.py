@@ -179,3 +179,18 @@ def test_empty_responses_are_never_scored_and_skips_group_by_kind(tmp_path):
     bench = VLRewardBench(on_bad_sample="skip")
     items = bench.load(str(tmp_path))
     assert [i["id"] for i in items][:1] == ["RLHF-V-1"] and bench.skipped["empty response"] == 2
+    assert bench.skipped["missing image"] == 1  # grouped by kind, not by the row's own message
+
+
+def test_identical_responses_and_empty_queries_are_bad_rows(tmp_path):
+    _jsonl_bench(tmp_path / "vl_rewardbench", "data.jsonl", "img/a.png", [
+        {"id": "RLHF-V-1", "prompt": "Q?", "chosen": "A square.", "rejected": "A cat.", "image": "img/a.png"},
+        {"id": "RLHF-V-2", "prompt": "Q?", "chosen": "A cat. ", "rejected": "A cat.", "image": "img/a.png"},
+        {"id": "RLHF-V-3", "prompt": " ", "chosen": "A dog.", "rejected": "A cat.", "image": "img/a.png"}])
+    with pytest.raises(BenchmarkDataError, match=r"row 1: item 'RLHF-V-2': response_1 and response_2 are identical "
+                                                 r"\(eval.on_bad_sample=skip skips such rows, counted as "
+                                                 r"'identical responses'\)"):
+        VLRewardBench().load(str(tmp_path))
+    bench = VLRewardBench(on_bad_sample="skip")
+    assert [i["id"] for i in bench.load(str(tmp_path))] == ["RLHF-V-1"]
+    assert dict(bench.skipped) == {"identical responses": 1, "empty query": 1}
