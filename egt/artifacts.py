@@ -1,4 +1,4 @@
-"""Content-addressed artifact store (DESIGN §1).
+"""Content-addressed artifact store (docs/design.md §1.2–1.3).
 
 A stage writes to ``<root>/<stage>/<key>/`` where ``key`` is a short hash of
 the config that determines the output, the upstream keys and a stage version.

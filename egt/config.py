@@ -213,7 +213,7 @@ class CurriculumConfig:
 
 @dataclass
 class EvalConfig:
-    """Judge evaluation on registered benchmarks (egt.benchmarks; DESIGN §6, paper Table 1)."""
+    """Judge evaluation on registered benchmarks (egt.benchmarks; docs/design.md §6, paper Table 1)."""
 
     model_path: Optional[str] = None  # evaluate this HF VLM dir instead of the pipeline's models
     model_label: Optional[str] = None  # its row label in reports (default: the directory name)
@@ -236,7 +236,7 @@ class EvalConfig:
 
 @dataclass
 class RLConfig:
-    """RL on the selected samples in curriculum order (paper §2.4, DESIGN §5). Steps count
+    """RL on the selected samples in curriculum order (paper §2.4, docs/design.md §5). Steps count
     rollout batches of ``batch_size`` prompts × ``group_size`` completions."""
 
     name: str = "stable_reinforce"

@@ -1,4 +1,4 @@
-"""Running the whole pipeline on several processes (torchrun or SLURM), DESIGN §8.
+"""Running the whole pipeline on several processes (torchrun or SLURM), docs/design.md §8.
 
 Every rank runs ``train.py`` with the same overrides; the launcher sets the
 environment (torchrun: ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``/``LOCAL_WORLD_SIZE``;

@@ -1,4 +1,4 @@
-"""Benchmarks, each scored as its authors score it (DESIGN §6); look them up by name.
+"""Benchmarks, each scored as its authors score it (docs/design.md §6); look them up by name.
 
 >>> from egt.benchmarks import get, names
 >>> names()

@@ -22,7 +22,7 @@ REASONING = ("mathverse", "mmmu")
 
 
 def category_of(item_id: str) -> str:
-    """The category of an item from its id prefix (DESIGN §6).
+    """The category of an item from its id prefix (docs/design.md §6.2).
 
     >>> category_of("RLHF-V-31"), category_of("mmmu_12"), category_of("wildvision-battle_3")
     ('hallucination', 'reasoning', 'general')

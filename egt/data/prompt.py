@@ -1,6 +1,6 @@
 """The judge prompt (R1-Reward template) and the parsing of the judge's output.
 
-DESIGN §2: the model reads the image, a question and two responses, reasons in
+docs/design.md §2.3–2.4: the model reads the image, a question and two responses, reasons in
 ``<think>…</think>`` and answers ``<answer>1</answer>`` or ``<answer>2</answer>``.
 Parsing is strict: anything that is not exactly one ``<answer>\\s*[12]\\s*</answer>``
 is a parse failure (``None``), never a guess. The answer *token* is found by

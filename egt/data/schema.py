@@ -1,4 +1,4 @@
-"""The sample schema (DESIGN §2) as HF ``datasets`` Features, its validation, and
+"""The sample schema (docs/design.md §2.1) as HF ``datasets`` Features, its validation, and
 the seeded per-sample randomisation of response order.
 
 A sample: ``id, images (≥1), query, response_1, response_2, label ∈ {1, 2}``

@@ -1,4 +1,4 @@
-"""The synthetic preference world: the offline laboratory of DESIGN §7.
+"""The synthetic preference world: the offline laboratory of docs/design.md §7.1.
 
 Each sample is a rendered scene (a few large coloured shapes on a plain
 background), a question about it, and two short structured responses, one
@@ -115,7 +115,7 @@ class SplitConfig:
 
 @dataclass
 class WorldConfig:
-    """The synthetic world (DESIGN §7). Defaults: clean easy SFT pool, a harder and
+    """The synthetic world (docs/design.md §7.1). Defaults: clean easy SFT pool, a harder and
     noisier RL pool (like R1-Reward's RL set), a clean benchmark."""
 
     seed: int = 0

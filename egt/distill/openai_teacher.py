@@ -1,7 +1,7 @@
 """A teacher behind an OpenAI-compatible chat-completions endpoint (paper §2.2).
 
 Each sample becomes one user turn: every image as a base64 ``data:`` URL, then
-the judge prompt (the R1-Reward template by default, DESIGN §2). Credentials and
+the judge prompt (the R1-Reward template by default, docs/design.md §2.3). Credentials and
 extras go through :class:`egt.utils.http.Endpoint`: ``user:password@`` in
 ``base_url`` is sent as HTTP basic auth, else the key in the variable named by
 ``api_key_env`` as a bearer token (read at request time); ``extra_headers`` /

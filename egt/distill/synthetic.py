@@ -1,4 +1,4 @@
-"""A synthetic teacher for the embedded world (DESIGN §7).
+"""A synthetic teacher for the embedded world (docs/design.md §7.2).
 
 It "looks" at the scene recorded in ``meta`` (as a real teacher looks at the
 image), checks each response's structured claim against what it perceives and
@@ -16,7 +16,7 @@ callers strip them, :func:`egt.distill.teacher.strip_label`). Outputs are
 deterministic per ``(seed, sample id, attempt)``.
 
 ``verdict_sentence=True`` ends the reasoning with "Response N is better." before
-the answer; DESIGN §7 measured that this makes the answer digit a copy (answer
+the answer; docs/design.md §7.2 records that this makes the answer digit a copy (answer
 entropy ≈ 0), so it is off by default and kept as a knob to measure both.
 
 ``style="compact"`` writes the same decision in a short fixed form that puts the

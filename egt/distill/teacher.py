@@ -1,4 +1,4 @@
-"""The teacher interface for distillation (paper §2.2, DESIGN §1 "distill").
+"""The teacher interface for distillation (paper §2.2, docs/design.md §2.5).
 
 A teacher turns judge samples into raw reasoning outputs; the distill stage
 normalises them (:func:`egt.data.prompt.normalise_output`) and keeps those whose

@@ -2,7 +2,7 @@
 
 Nothing is downloaded. The result is an ordinary Hugging Face directory that
 ``egt.models.loader`` (or ``AutoModelForImageTextToText``) loads like any checkpoint.
-Every pitfall listed in ``shared/ENVIRONMENT.md`` is handled here: mrope sections that
+Every pitfall listed in docs/design.md §7.3 is handled here: mrope sections that
 sum to head_dim/2, vision ``out_hidden_size`` equal to the text hidden size, special
 token ids shared by tokenizer and config, and ``generation_config`` pad/eos ids.
 """

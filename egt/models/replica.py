@@ -18,7 +18,7 @@ What makes a real checkpoint behave differently from egt's demo models, rebuilt 
   vision patch 14, merge 2, temporal patch 2, window 112 px, full-attention blocks every 8th layer
   (every other one here), untied embeddings, SiLU, RMSNorm ε 1e-6.
 
-Sources: the files of Qwen/Qwen2.5-VL-7B-Instruct as listed in ``shared/ENVIRONMENT.md``, the chat
+Sources: the files of Qwen/Qwen2.5-VL-7B-Instruct as listed in docs/design.md §9.4, the chat
 template as published (copied verbatim by many public repositories), transformers' Qwen2 tokenizer.
 """
 from __future__ import annotations

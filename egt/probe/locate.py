@@ -1,4 +1,4 @@
-"""Which generated token produced the answer digit (DESIGN §2: by character offsets).
+"""Which generated token produced the answer digit (docs/design.md §2.4: by character offsets).
 
 The decoded output text is what gets parsed, so the digit's position is a
 character offset in that text. Re-tokenising the text can give different ids

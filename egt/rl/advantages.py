@@ -1,4 +1,4 @@
-"""Advantage estimators (DESIGN §5), one class each, chosen by ``rl/advantage=…``."""
+"""Advantage estimators (docs/design.md §5.3), one class each, chosen by ``rl/advantage=…``."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""StableReinforce advantage filters (DESIGN §5), one class each, chosen by ``rl/filter=…``.
+"""StableReinforce advantage filters (docs/design.md §5.3), one class each, chosen by ``rl/filter=…``.
 
 A filter returns which sequences count in the loss (``keep``) and which count in
 the loss's denominator (``in_denominator``); :func:`egt.rl.functional.aggregate`

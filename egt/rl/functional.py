@@ -1,4 +1,4 @@
-"""The mathematics of the RL stage as pure tensor functions (DESIGN §5, paper §2.4).
+"""The mathematics of the RL stage as pure tensor functions (docs/design.md §5, paper §2.4).
 
 No Lightning, no model: tensors in, tensors out, shapes in the comments. ``N``
 prompts, ``G`` completions per prompt, ``B = N*G`` sequences, ``L`` completion

@@ -1,4 +1,4 @@
-"""Policy losses (DESIGN §5), one class each, chosen by ``rl/loss=…``.
+"""Policy losses (docs/design.md §5.4), one class each, chosen by ``rl/loss=…``.
 
 A loss sees one mini-batch of completions: current and rollout-time log-probs of
 the completion tokens, one advantage per sequence, the token mask and the

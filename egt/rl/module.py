@@ -1,4 +1,4 @@
-"""RL of the reasoning reward model as a LightningModule (paper §2.4, DESIGN §5).
+"""RL of the reasoning reward model as a LightningModule (paper §2.4, docs/design.md §5).
 
 One training step is one rollout batch of N prompts, in the curriculum's order:
 

@@ -1,4 +1,4 @@
-"""The composite reward of paper §2.4 / DESIGN §5: R = R_acc · (1 + α R_logic) + β R_format.
+"""The composite reward of paper §2.4 / docs/design.md §5.1: R = R_acc · (1 + α R_logic) + β R_format.
 
 - R_acc ∈ {0, 1}: the parsed answer equals the label; a parse failure is 0 (the
   R1-Reward code counts an exception as correct — not copied).

@@ -1,4 +1,4 @@
-"""From a probe table to the ordered list of ids RL trains on (paper §2.3–2.4, DESIGN §4).
+"""From a probe table to the ordered list of ids RL trains on (paper §2.3–2.4, docs/design.md §4.2–4.3).
 
 ``select`` = score (entropy variant) → rank (selection method) → window
 (size and band) → order (curriculum). The result is the ``selection.json``

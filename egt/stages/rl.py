@@ -1,4 +1,4 @@
-"""rl stage (paper §2.4, DESIGN §5): StableReinforce or GRPO on the selected samples, in the
+"""rl stage (paper §2.4, docs/design.md §5): StableReinforce or GRPO on the selected samples, in the
 curriculum's order, starting from the SFT model.
 
 Input: the sft stage's model, the select stage's ``selection.json`` (or ``rl.selection_path``;

@@ -1,4 +1,4 @@
-"""Logic judges for R_logic (DESIGN §5): does the reasoning support the chosen answer?
+"""Logic judges for R_logic (docs/design.md §5.1): does the reasoning support the chosen answer?
 
 ``rule`` (default, offline), ``hf`` (a local model), ``http`` (an OpenAI-compatible
 endpoint); chosen by ``reward/judge=…``.

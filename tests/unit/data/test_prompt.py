@@ -1,4 +1,4 @@
-"""Judge prompt building and strict parsing (DESIGN §2)."""
+"""Judge prompt building and strict parsing (docs/design.md §2.3–2.4)."""
 
 
 import pytest

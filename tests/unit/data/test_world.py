@@ -1,4 +1,4 @@
-"""The synthetic preference world (DESIGN §7): determinism, noise, balance."""
+"""The synthetic preference world (docs/design.md §7.1): determinism, noise, balance."""
 
 import json
 import math

@@ -1,4 +1,4 @@
-"""Hand-worked values for the RL tensor functions (DESIGN §5)."""
+"""Hand-worked values for the RL tensor functions (docs/design.md §5)."""
 import math
 
 import pytest

@@ -1,4 +1,4 @@
-"""The composite reward table (DESIGN §5) and the judges' parsing."""
+"""The composite reward table (docs/design.md §5.1) and the judges' parsing."""
 import pytest
 
 from egt.rl.judges.base import JudgeItem, LogicJudge, consistency_prompt
