@@ -105,7 +105,7 @@ def check_launch(cfg: DictConfig, env: DistEnv) -> None:
             raise ConfigError(
                 f"trainer.devices={devices} trainer.num_nodes={nodes} needs one process per device, started by a "
                 f"launcher (egt does not re-launch itself). Run:\n  {torchrun_command(n, nodes)}\n"
-                "or submit with SLURM (hydra/launcher=slurm, see README 'Running at scale')")
+                "or submit with SLURM (hydra/launcher=slurm, see docs/scale.md)")
         return
     if isinstance(devices, int) and devices not in (-1, env.local_world_size):
         raise ConfigError(

@@ -155,7 +155,7 @@ def position_consistency(pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]])
             "same_position_both_orders": _ratio(first_bias, n), "pairs": n}
 
 
-# Position-bias limits (eval.position_bias; documented in the README). With every output parsed, an item
+# Position-bias limits (eval.position_bias; documented in docs/evaluation.md). With every output parsed, an item
 # judged the same way in both orders scores the same in both, so with position consistency c the official
 # number can be off the debiased one by up to (1 - c) / 2: 10 points at c = 0.8. On a benchmark shown in
 # one fixed order (MM-RLHF-RewardBench: chosen first) the official number is the better-first accuracy,

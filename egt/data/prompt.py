@@ -101,7 +101,7 @@ _R1_REWARD_LEGACY_BODY = (
 
 # One sentence (~20 tokens) for the CPU demo: a random-init model must learn to copy
 # from the question and responses, and a long fixed preamble dilutes the attention it
-# starts with (README, "What the demo run measures").
+# starts with (docs/demo-judge.md, "What the demo run measures").
 MINIMAL_INSTRUCTION = (
     "Which response is correct about the image? Compare them in <think></think>, "
     "then answer 1 or 2 in <answer></answer>."

@@ -28,7 +28,7 @@ so a small model compares adjacent tokens instead of paraphrases::
 ``style="versus"`` is compact with the perceived value repeated beside each claim, so
 the right/wrong verdict compares two tokens two positions apart rather than six or more
 (the demo model learned to copy and to perceive colour well before it learned that
-long-range comparison; README, "Position by position")::
+long-range comparison; docs/demo-judge.md, "Position by position")::
 
     <think>Count circles: 2. Response 1: 3 vs 2, wrong. Response 2: 2 vs 2, right.</think><answer>2</answer>
 

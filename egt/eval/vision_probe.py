@@ -10,7 +10,7 @@ accuracy on held-out scenes (the mean of the hit rates on present and absent pai
 
 A tower that scores near 0.5 gives the language model nothing to read: a judge built on it
 cannot answer colour or existence questions, however long it is fine-tuned. This is how
-the demo model's failure on ``layout=free`` scenes was found (README, "Position by position").
+the demo model's failure on ``layout=free`` scenes was found (docs/demo-judge.md, "Position by position").
 """
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ _QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
 # Qwen2.5-VL's own template, text and images only; like it, a conversation without a system
-# message gets the default one (the demo model also uses it as its attention sink, README).
+# message gets the default one (the demo model also uses it as its attention sink, docs/demo-judge.md).
 CHAT_TEMPLATE = (
     "{%- for message in messages -%}"
     "{%- if loop.first and message['role'] != 'system' -%}"
