@@ -48,12 +48,53 @@ class Pipeline:
         return self.results
 
 
+def _pct(v: Any) -> str:
+    return "-" if v is None else f"{100 * float(v):.1f}%"
+
+
+def _num(v: Any, digits: int = 3) -> str:
+    return "-" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else str(v))
+
+
+def headline(stage: str, summary: dict[str, Any]) -> str:
+    """One line of what a stage's run showed (the full summary is in its ``_SUCCESS.json``)."""
+    s = summary or {}
+    if stage == "data":
+        counts = {k: (v.get("n") if isinstance(v, dict) else s.get(f"{k}_n")) for k, v in s.items()
+                  if k in ("sft_pool", "rl_pool", "bench")}
+        counts.update({k[:-2]: v for k, v in s.items() if k in ("sft_pool_n", "rl_pool_n", "bench_n")})
+        return ", ".join(f"{k} {v:,}" for k, v in counts.items() if isinstance(v, int))
+    if stage == "distill" and "kept" in s:
+        return f"kept {s['kept']:,} of {s.get('seen', '?'):,} trajectories"
+    if stage == "sft":
+        bench = f"bench accuracy {_pct(s['bench_accuracy'])}, " if "bench_accuracy" in s else ""
+        return f"{bench}{s.get('steps', '?')} steps, loss {_num(s.get('train_loss_first'))} -> {_num(s.get('train_loss_last'))}"
+    if stage == "probe" and "n" in s:
+        return (f"{s['n']:,} samples, accuracy {_pct(s.get('accuracy'))}; answer entropy: Spearman rho vs accuracy "
+                f"{_num(s.get('spearman_answer'))}, flipped-label AUROC {_num(s.get('answer_flipped_auroc'))}")
+    if stage == "select" and "n_selected" in s:
+        noise = (f"; flipped kept {s['flipped_kept']} (pool rate {_pct(s.get('flipped_rate'))}, "
+                 f"kept {_pct(s['flipped_kept'] / max(1, s['n_selected']))})" if "flipped_kept" in s else "")
+        return f"kept {s['n_selected']:,} of {s.get('n_pool', '?'):,} by {s.get('score')} entropy{noise}"
+    if stage == "rl" and "steps" in s:
+        bench = f"bench accuracy {_pct(s['bench_accuracy'])}, " if "bench_accuracy" in s else ""
+        online = f", {s['reprobes']} re-probes ({s.get('reprobe_seconds')} s)" if s.get("reprobes") else ""
+        return f"{bench}{s['steps']} steps, reward {_num(s.get('reward_first'))} -> {_num(s.get('reward_last'))}{online}"
+    if stage == "eval":
+        return "; ".join(f"{k} {_pct(v)}" for k, v in s.items() if "/" in k and isinstance(v, (int, float)))
+    return ""
+
+
 def format_summary(results: dict[str, dict[str, Any]]) -> str:
-    lines = ["", "egt pipeline summary", "-" * 20]
+    """The end-of-run report: per stage computed/reused, seconds, one headline; where the figures,
+    metrics and full summaries are."""
+    lines = ["", "egt pipeline summary: what this run showed", f"{'stage':8s} {'state':8s} {'seconds':>8s}  headline"]
     for stage, r in results.items():
         state = "reused" if r.get("reused") else "computed"
-        lines.append(f"{stage:8s} {state:8s} {r.get('seconds', 0):8.1f}s  {r.get('path', '')}")
-        for k, v in (r.get("summary") or {}).items():
-            if (isinstance(v, (int, float, str, bool)) or v is None) and k != "rank":
-                lines.append(f"{'':10s}{k}: {v}")
+        lines.append(f"{stage:8s} {state:8s} {r.get('seconds', 0):8.1f}  {headline(stage, r.get('summary') or {})}")
+    where = [("Figure 2", results.get("probe", {}).get("figure_path")),
+             ("selection", results.get("select", {}).get("selection_path"))]
+    where += [(f"{stage} artifact", r.get("path")) for stage, r in results.items() if r.get("path")]
+    lines += [f"  {name}: {path}" for name, path in where if path]
+    lines.append("  full summaries: <artifact>/_SUCCESS.json (and the log above); tables: python -m egt.report <run dir>")
     return "\n".join(lines)

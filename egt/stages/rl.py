@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ from egt.stages.reprobe import OnlineOrder, reprobe_settings
 from egt.stages.reprobe import key_config as reprobe_key
 from egt.utils.checkpoint import AtomicCheckpointIO
 from egt.utils.logging import close_logger, log_metrics, make_logger
+from egt.utils.progress import progress_callback
 from egt.utils.secrets import config_container
 
 log = logging.getLogger(__name__)
@@ -239,8 +241,10 @@ def train(cfg: DictConfig, out: Path, model_path: Path, ds: Dataset, selection: 
         order.model, order.logger, order.step = module.model, logger, lambda: module.rollouts
     status = "failed"
     try:
-        trainer = L.Trainer(**trainer_kw, max_epochs=r.epochs, callbacks=[RolloutCheckpoint(last, r.checkpoint_every_n_steps)],
-                            plugins=plugins, logger=logger if logger is not None else False,
+        trainer = L.Trainer(**trainer_kw, max_epochs=r.epochs,
+                            callbacks=[RolloutCheckpoint(last, r.checkpoint_every_n_steps),
+                                       progress_callback("rl", log, "rl/reward")],
+                            enable_progress_bar=sys.stderr.isatty(), plugins=plugins, logger=logger if logger is not None else False,
                             default_root_dir=str(out), log_every_n_steps=1, enable_model_summary=False,
                             enable_checkpointing=False, use_distributed_sampler=False, num_sanity_val_steps=0)
         if order is not None and getattr(trainer.strategy, "zero_stage_3", False) and trainer.world_size > 1:

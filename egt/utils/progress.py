@@ -54,7 +54,7 @@ class Progress:
         rate = self.done / elapsed
         left = f", {_clock((self.total - self.done) / rate)} left" if 0 < self.done < self.total else ""
         return (f"{self.desc}: {self.done:,}/{self.total:,} {self.unit} ({100 * self.done / self.total:.0f}%), "
-                f"{rate:,.0f} {self.unit}/s{left}")
+                f"{rate:,.3g} {self.unit}/s{left}")
 
     def _line(self) -> None:
         self._last = time.perf_counter()
@@ -73,3 +73,50 @@ class Progress:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+class ProgressLog:
+    """A Lightning callback: where stderr is not a terminal (a log file under SLURM, ``nohup``, CI),
+    one line of training progress every ``every`` seconds — batches done of the run's total, rate,
+    time left, and the last logged value of ``metric`` — instead of tqdm's carriage returns (turn
+    Lightning's own bar off there: ``enable_progress_bar=sys.stderr.isatty()``). On a terminal it
+    does nothing; Lightning's bar shows. Rank 0 only."""
+
+    def __init__(self, stage: str, logger: logging.Logger, metric: str | None = None, every: float = 30.0,
+                 tty: bool | None = None):
+        self.stage, self.out, self.metric, self.every = stage, logger, metric, every  # not .log: Lightning sets callback.log
+        self.tty = sys.stderr.isatty() if tty is None else tty
+        self.progress: Progress | None = None
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        if self.tty or not trainer.is_global_zero:
+            return
+        per_epoch = trainer.num_training_batches
+        total = per_epoch * max(1, trainer.max_epochs or 1) if per_epoch != float("inf") else 0
+        if trainer.max_steps and trainer.max_steps > 0:
+            total = min(total, trainer.max_steps) if total else trainer.max_steps
+        done = int(trainer.fit_loop.epoch_loop.total_batch_idx)  # a resumed run: what is left
+        desc = f"[{self.stage}]" + (f" resumed after {done} batches," if done else "")
+        self.progress = Progress(max(0, int(total) - done), desc, self.out, unit="batches", every=self.every, tty=False)
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        p = self.progress
+        if p is None:
+            return
+        p.done += 1
+        if time.perf_counter() - p._last >= self.every or p.done >= p.total:
+            p._last = time.perf_counter()
+            value = trainer.callback_metrics.get(self.metric) if self.metric else None
+            self.out.info(p.line() + (f"; {self.metric} {float(value):.4g}" if value is not None else ""))
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        self.progress = None
+
+
+def progress_callback(stage: str, logger: logging.Logger, metric: str | None = None, every: float = 30.0) -> Any:
+    """A :class:`ProgressLog` that is also a ``lightning.pytorch.Callback`` (imported here, not at module
+    import, so egt.utils stays free of Lightning)."""
+    from lightning.pytorch.callbacks import Callback
+
+    cls = type("ProgressLogCallback", (ProgressLog, Callback), {})
+    return cls(stage, logger, metric, every)

@@ -1,0 +1,37 @@
+"""Training progress as log lines where stderr is not a terminal (egt.utils.progress.ProgressLog)."""
+import logging
+import types
+
+from egt.utils.progress import progress_callback
+
+
+def _trainer(done=0, metrics=None):
+    return types.SimpleNamespace(is_global_zero=True, num_training_batches=3, max_epochs=2, max_steps=-1,
+                                 fit_loop=types.SimpleNamespace(epoch_loop=types.SimpleNamespace(total_batch_idx=done)),
+                                 callback_metrics=metrics or {})
+
+
+def test_one_line_per_interval_and_at_the_end(caplog):
+    cb = progress_callback("rl", logging.getLogger("t"), "rl/reward", every=3600)
+    cb.tty = False
+    trainer = _trainer(metrics={"rl/reward": 0.25})
+    with caplog.at_level(logging.INFO, logger="t"):
+        cb.on_train_start(trainer, None)
+        for i in range(6):
+            cb.on_train_batch_end(trainer, None, None, None, i)
+        cb.on_train_end(trainer, None)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and lines[0].startswith("[rl]: 6/6 batches (100%)") and lines[0].endswith("; rl/reward 0.25")
+
+
+def test_resumed_run_counts_what_is_left_and_a_terminal_shows_nothing(caplog):
+    cb = progress_callback("sft", logging.getLogger("t"), every=0)
+    cb.tty = False
+    with caplog.at_level(logging.INFO, logger="t"):
+        cb.on_train_start(_trainer(done=4), None)
+        cb.on_train_batch_end(_trainer(done=4), None, None, None, 0)
+    assert caplog.records[-1].getMessage().startswith("[sft] resumed after 4 batches,: 1/2 batches (50%)")
+    tty = progress_callback("sft", logging.getLogger("t"), every=0)
+    tty.tty = True
+    tty.on_train_start(_trainer(), None)
+    assert tty.progress is None
