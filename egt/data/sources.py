@@ -14,9 +14,12 @@ Formats:
   one or a list.
 - ``r1_reward_rl``: R1-Reward's released RL set (``yifanzhang114/R1-Reward-RL``: ``question``,
   ``message`` (a JSON string: one user turn whose text holds the whole judge prompt and whose
-  ``image`` entry holds a path), ``answer`` (e.g. ``["<answer>2</answer>"]``), ``image``). The query
-  and both responses are recovered from the prompt text (:func:`parse_r1_reward_prompt`), the
-  label from ``answer``; the prompt is then re-rendered with egt's own template.
+  ``image`` entry holds a path on the authors' disk), ``answer`` (e.g. ``["<answer>2</answer>"]``),
+  ``image`` (a string: base64 image bytes, a data URI, or a path)). The query and both responses are
+  recovered from the prompt text (:func:`parse_r1_reward_prompt`), the label from ``answer``; the
+  prompt is then re-rendered with egt's own template.
+- the paper's SFT sources by name (``rlaif_v``, ``rlhf_v``, ``povid``, ``wildvision_battle``,
+  ``vlfeedback``, ``mm_rlhf``): each release's own columns (see the converters).
 
 Every row becomes ``id, images, query, response_1, response_2, label, category, source, meta``
 (``meta`` records the file and row). A bad row raises :class:`SourceRowError` naming the file,
@@ -159,6 +162,11 @@ def parse_r1_reward_prompt(text: str) -> tuple[str, str, str]:
     return tuple(p.strip() for p in parts)  # type: ignore[return-value]
 
 
+def _words(text: str) -> str:
+    """Whitespace-normalised text without LLaVA's ``<image>`` placeholder (compared, never kept)."""
+    return " ".join(text.replace("<image>", " ").split())
+
+
 def r1_reward_label(answer: Any) -> int | None:
     """1 or 2 from R1-Reward's ``answer`` (``["<answer>2</answer>"]``, "2", 2, …); None if not derivable.
 
@@ -200,12 +208,12 @@ def _image(value: Any, image_root: str | None) -> dict[str, Any]:
     elif isinstance(value, str) and value.strip():
         path = Path(value).expanduser()
         candidates = [path] if path.is_absolute() else []
-        if image_root:
-            root = Path(image_root).expanduser()
-            candidates += [root / value] if not path.is_absolute() else [root / path.name]
+        if image_root:  # a path on the authors' disk, or one with their folder prefix ("./data/coco/x.jpg"):
+            root = Path(image_root).expanduser()  # also its file name directly under image_root
+            candidates += ([] if path.is_absolute() else [root / value]) + [root / path.name]
         elif not path.is_absolute():
             candidates.append(path)
-        hit = next((c for c in candidates if c.is_file()), None)
+        hit = next((c for c in dict.fromkeys(candidates) if c.is_file()), None)
         if hit is None:
             data = _base64(value)
             if data is None:
@@ -222,6 +230,7 @@ def _image(value: Any, image_root: str | None) -> dict[str, Any]:
 
 
 def _base64(text: str) -> bytes | None:
+    text = re.sub(r"^data:image/[\w.+-]+;base64,", "", text.strip())  # a data URI's payload
     if len(text) < 64 or not re.fullmatch(r"[A-Za-z0-9+/=\s]+", text[:256]):
         return None
     try:
@@ -281,13 +290,15 @@ def convert_r1_reward_rl(row: Mapping[str, Any], columns: Mapping[str, str],
     try:
         turns = json.loads(raw) if isinstance(raw, str) else raw
         content = turns[0]["content"]
+        if isinstance(content, str):  # a text-only turn (OpenAI style): the image is in the image column
+            content = [{"type": "text", "text": content}]
         text = "".join(c.get("text", "") for c in content if c.get("type") == "text")
         paths = [c.get("image") for c in content if c.get("type") == "image"]
         query, r1, r2 = parse_r1_reward_prompt(text)
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         raise _Bad("message", "unparsable R1-Reward prompt", str(exc)) from None
     question = row.get("question")
-    if isinstance(question, str) and question.strip() and " ".join(question.split()) != " ".join(query.split()):
+    if isinstance(question, str) and question.strip() and _words(question) != _words(query):
         raise _Bad("message", "unparsable R1-Reward prompt", "its [Question] differs from the question column")
     label = r1_reward_label(row.get("answer"))
     if label is None:
@@ -299,17 +310,17 @@ def convert_r1_reward_rl(row: Mapping[str, Any], columns: Mapping[str, str],
 
 
 # ------------------------------------------------------------------ the paper's SFT sources (§3.1)
-# Layouts verified from the releases' cards and the code that reads them (conf/data/preference_files.yaml
-# names the sources); each converter raises _Bad for a row that is not one preference pair.
+# Layouts as verified from the releases' cards and the code that reads them (sources per format in
+# tests/fixtures/README.md); each converter raises _Bad for a row that is not one preference pair.
 def convert_rlaif_v(row: Mapping[str, Any], columns: Mapping[str, str], image_root: str | None) -> dict[str, Any]:
-    """openbmb/RLAIF-V-Dataset: question, chosen, rejected, image (Image feature)."""
+    """openbmb/RLAIF-V-Dataset: question, chosen, rejected, image (Image feature; {bytes, path} in the parquet)."""
     return convert_pairs(row, {**columns, "query": "question"}, image_root)
 
 
 def convert_rlhf_v(row: Mapping[str, Any], columns: Mapping[str, str], image_root: str | None) -> dict[str, Any]:
     """openbmb/RLHF-V-Dataset: ``text`` is a JSON string {question, chosen, rejected}; image (Image)."""
     try:
-        text = json.loads(row["text"])
+        text = json.loads(row["text"]) if isinstance(row["text"], str) else row["text"]
         fields = {"query": text["question"], "chosen": text["chosen"], "rejected": text["rejected"]}
     except (KeyError, TypeError, ValueError) as exc:
         raise _Bad("text", "missing column", f"not a JSON object with question/chosen/rejected ({exc})") from None
@@ -324,8 +335,10 @@ def _turn(conversation: Any, roles: tuple[str, ...], field: str) -> str:
 
 
 def convert_povid(row: Mapping[str, Any], columns: Mapping[str, str], image_root: str | None) -> dict[str, Any]:
-    """POVID (LLaVA conversations): ``conversations`` [{from: human, value: "<image>\\n…"}, {from: gpt, value:
-    chosen}], ``rejected_conversations`` likewise with the rejected answer; ``image`` a path (COCO)."""
+    """POVID (a JSON list of LLaVA conversations): ``conversations`` [{from: human, value: "<image>\\n…"},
+    {from: gpt, value: chosen}], ``rejected_conversations`` likewise with the rejected answer; ``image`` a
+    COCO train2014 file name, joined to the image folder as POVID's train_dpo.py does (a path with the
+    authors' folder prefix, "./data/coco/…", is also found by its file name under image_root)."""
     query = _turn(row.get("conversations"), ("human", "user"), "conversations").replace("<image>", "").strip()
     chosen = _turn(row.get("conversations"), ("gpt", "assistant"), "conversations")
     rejected = _turn(row.get("rejected_conversations"), ("gpt", "assistant"), "rejected_conversations")
@@ -337,17 +350,20 @@ def convert_wildvision_battle(row: Mapping[str, Any], columns: Mapping[str, str]
                               image_root: str | None) -> dict[str, Any]:
     """WildVision arena battles: conversation_a / conversation_b ([{role, content}]), winner in model_a |
     model_b | tie | "tie (bothbad)" (ties and both-bad are dropped, counted under "tie"), image (Image);
-    battles of more than one turn are dropped ("multi-turn")."""
+    battles of more than one turn (``turn``, else the user turns of conversation_a) are dropped
+    ("multi-turn")."""
     winner = str(row.get("winner") or "")
     if winner.startswith("tie"):
         raise _Bad("winner", "tie", winner)
     if winner not in ("model_a", "model_b"):
         raise _Bad("winner", "label not derivable", f"got {winner!r}")
-    if int(row.get("turn") or 1) > 1:
-        raise _Bad("conversation_a", "multi-turn", f"{row.get('turn')} turns")
-    query = _turn(row.get("conversation_a"), ("user",), "conversation_a")
-    return convert_pairs({"query": query, "response_1": _turn(row.get("conversation_a"), ("assistant",), "conversation_a"),
-                          "response_2": _turn(row.get("conversation_b"), ("assistant",), "conversation_b"),
+    turns = row.get("turn") or sum(t.get("role") == "user" for t in row.get("conversation_a") or []) or 1
+    if int(turns) > 1:
+        raise _Bad("conversation_a", "multi-turn", f"{turns} turns")
+    a, b = row.get("conversation_a"), row.get("conversation_b")
+    return convert_pairs({"query": _turn(a, ("user",), "conversation_a"),
+                          "response_1": _turn(a, ("assistant",), "conversation_a"),
+                          "response_2": _turn(b, ("assistant",), "conversation_b"),
                           "label": 1 if winner == "model_a" else 2, "image": row.get("image")},
                          {**DEFAULT_COLUMNS, "chosen": None, "rejected": None}, image_root)
 
@@ -361,11 +377,13 @@ def _rating(annotation: Any) -> float | None:
 
 def convert_vlfeedback(row: Mapping[str, Any], columns: Mapping[str, str], image_root: str | None,
                        pair_rule: str = "best_worst") -> dict[str, Any]:
-    """MMInstruction/VLFeedback: ``completions`` (a list of {model, response, annotations}, or the same
-    as a dict of lists), each annotated with Helpfulness, Ethical Considerations and Visual Faithfulness
-    ratings; ``img_path`` a path. A completion's score is the mean of its three ratings (as the authors'
-    run_dpo.py; a completion with a rating that is not a number is left out). ``pair_rule``:
-    best_worst = the highest against the lowest score (one pair per prompt; none if they tie)."""
+    """MMInstruction/VLFeedback: ``completions`` (a list of {model, response, annotations}; the loading
+    script's Sequence of dicts gives the same as a dict of lists), each annotated with Helpfulness, Ethical
+    Considerations and Visual Faithfulness ratings. The image: ``img_path`` where the loading script set it,
+    else ``<id>.jpg`` under image_root (the released vlfeedback_80k.jsonl has no image column; its images
+    are merged_images/<id>.jpg in merged_images.zip). A completion's score is the mean of its three ratings
+    (as the authors' run_dpo.py; a completion with a rating that is not a number is left out).
+    ``pair_rule``: best_worst = the highest against the lowest score (one pair per prompt; none if they tie)."""
     comps = row.get("completions")
     if isinstance(comps, Mapping):  # the loading script's Sequence of dicts: a dict of lists
         comps = [dict(zip(comps, vals)) for vals in zip(*comps.values())]
@@ -379,13 +397,15 @@ def convert_vlfeedback(row: Mapping[str, Any], columns: Mapping[str, str], image
     scored.sort(key=lambda s: s[0])
     if len(scored) < 2 or scored[0][0] == scored[-1][0]:
         raise _Bad("completions", "no rated pair", f"{len(scored)} completions with numeric ratings, no better one")
+    image = row.get("img_path") or row.get("image") or (f"{row['id']}.jpg" if row.get("id") else None)
     return convert_pairs({"query": row.get("prompt"), "chosen": scored[-1][1], "rejected": scored[0][1],
-                          "image": row.get("img_path") or row.get("image")}, DEFAULT_COLUMNS, image_root)
+                          "image": image}, DEFAULT_COLUMNS, image_root)
 
 
 def convert_mm_rlhf(row: Mapping[str, Any], columns: Mapping[str, str], image_root: str | None) -> dict[str, Any]:
-    """MM-RLHF's ranked pairs (``dpo_pairs.jsonl``: prompt, chosen, rejected, image | video); video rows are
-    dropped ("video only": egt's judges read images)."""
+    """MM-RLHF's ranked pairs (``dpo_pairs.jsonl``: prompt, chosen, rejected, and image, a path relative to
+    the release's root such as "mcq/….png", or video, a folder of frames); video rows are dropped ("video
+    only": egt's judges read images)."""
     if not row.get("image") and row.get("video"):
         raise _Bad("video", "video only", str(row.get("video")))
     return convert_pairs(row, {**columns, "query": "prompt"}, image_root)
@@ -397,6 +417,23 @@ CONVERTERS = {"pairs": convert_pairs, "r1_reward_rl": convert_r1_reward_rl, "rla
 
 
 # ------------------------------------------------------------------ one source
+# The releases' own row ids, kept in ``meta`` as ``source_id``: never egt's sample id, because they repeat
+# (MM-RLHF's dpo_pairs.jsonl holds several pairs per instruction id; POVID's ids are COCO image ids), and
+# egt keys distillation, probing and selection by sample id. Those rows are numbered instead.
+RELEASE_IDS = {"rlaif_v": "idx", "rlhf_v": "idx", "povid": "id", "wildvision_battle": "question_id",
+               "vlfeedback": "id", "mm_rlhf": "id"}
+
+
+def _check_unique_ids(ids: list[str], path: str, id_col: str | None) -> None:
+    seen: set[str] = set()
+    for i, sid in enumerate(ids):
+        if sid in seen:
+            raise ValueError(f"{path}: sample id {sid!r} occurs more than once (column {id_col!r}, kept row {i}); "
+                             "egt keys its stages by sample id. Map a unique column (columns.id) or number the "
+                             "rows (columns: {id: null})")
+        seen.add(sid)
+
+
 def load_source(spec: Mapping[str, Any], split: str, on_bad_sample: str = "error",
                 image_root: str | None = None, num_proc: int = 1) -> tuple[datasets.Dataset, dict[str, Any]]:
     """One source's rows on egt's schema, and its counts ``{"rows", "kept", "skipped": {reason: n}}``.
@@ -420,13 +457,17 @@ def load_source(spec: Mapping[str, Any], split: str, on_bad_sample: str = "error
     if fmt == "vlfeedback":
         convert = functools.partial(convert_vlfeedback, pair_rule=spec.get("pair_rule", "best_worst"))
 
+    id_col = (spec.get("columns") or {}).get("id", "id" if fmt == "pairs" else None)
+
     def one(row: dict[str, Any], idx: int) -> dict[str, Any]:
-        sid = row.get(columns["id"]) if columns.get("id") in row else None
+        sid = row.get(id_col) if id_col in row else None
         sid = str(sid) if sid not in (None, "") else f"{name}-{split}-{idx:08d}"
+        meta = {"file": path, "row": idx}
+        if row.get(RELEASE_IDS.get(fmt, "")) not in (None, ""):
+            meta["source_id"] = str(row[RELEASE_IDS[fmt]])
         out = {"id": sid, "images": [], "query": "", "response_1": "", "response_2": "", "label": 1,
                "category": str(row.get(columns["category"]) or category or name) if columns.get("category") in row
-               else str(category or name), "source": name,
-               "meta": json.dumps({"file": path, "row": idx}), _ERROR: ""}
+               else str(category or name), "source": name, "meta": json.dumps(meta), _ERROR: ""}
         try:
             fields = convert(row, columns, root)
             if " ".join(fields["response_1"].split()) == " ".join(fields["response_2"].split()):
@@ -444,12 +485,14 @@ def load_source(spec: Mapping[str, Any], split: str, on_bad_sample: str = "error
         first = errors[0]
         field, reason, detail = json.loads(first[_ERROR])
         if on_bad_sample != "skip":
-            raise SourceRowError(path, json.loads(first["meta"])["row"], first["id"], field, reason, detail)
+            meta = json.loads(first["meta"])
+            raise SourceRowError(path, meta["row"], meta.get("source_id", first["id"]), field, reason, detail)
         skipped.update(json.loads(e)[1] for e in errors[_ERROR])
         converted = converted.filter(lambda e: e == "", input_columns=[_ERROR], load_from_cache_file=False)
         log.warning("[data] %s (%s): skipped %d of %d rows: %s", name, split, sum(skipped.values()), len(table),
                     dict(skipped))
     converted = converted.remove_columns(_ERROR).cast(FEATURES)
+    _check_unique_ids(converted["id"], path, id_col)
     return converted, {"rows": len(table), "kept": len(converted), "skipped": dict(skipped)}
 
 

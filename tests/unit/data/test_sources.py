@@ -160,6 +160,11 @@ def test_benchmark_index_matches_reencoded_images_not_other_pictures():
 
 # ------------------------------------------------------------------ the paper's SFT sources
 SFT = FIX / "sft_sources"
+RED = (200, 30, 40)
+
+
+def _near(pixel, colour, tol: int = 3) -> bool:  # the JPEG fixtures decode to within a few levels
+    return all(abs(p - c) <= tol for p, c in zip(pixel, colour))
 
 
 @pytest.mark.parametrize("fmt,file,kept,skipped,first", [
@@ -172,7 +177,7 @@ SFT = FIX / "sft_sources"
     # ratings averaged: m2 (5, 5, 5) best, m3 (1, 4, 1) worst, m4's "N/A" left out; v1's completions tie
     ("vlfeedback", "vlfeedback.jsonl", 1, {"no rated pair": 1},
      ("What colour is the square?", "The square is red.", 1)),
-    ("mm_rlhf", "mm_rlhf_dpo_pairs.jsonl", 1, {"video only": 1},
+    ("mm_rlhf", "mm_rlhf_dpo_pairs.jsonl", 2, {"video only": 1},
      ("What colour is the square?", "The square is red.", 1)),
 ])
 def test_sft_source_formats(fmt, file, kept, skipped, first):
@@ -181,16 +186,86 @@ def test_sft_source_formats(fmt, file, kept, skipped, first):
     assert counts["kept"] == kept and counts["skipped"] == skipped
     row = ds[0]
     assert (row["query"], row["response_1"], row["label"]) == first
-    assert row["images"][0].getpixel((0, 0)) == (200, 30, 40) and row["source"] == Path(file).stem
+    assert _near(row["images"][0].getpixel((0, 0)), RED) and row["source"] == Path(file).stem
+    assert len(set(ds["id"])) == len(ds)  # egt's ids, never the release's (they repeat)
+
+
+def test_povid_image_as_file_name_or_with_the_readme_folder_prefix():
+    ds, _ = load_source({"path": str(SFT / "povid.json"), "format": "povid"}, "sft_pool",
+                        image_root=str(SFT / "images"))
+    # row 1's image is "./data/coco/COCO_train2014_000000000025.jpg": found by its file name under image_root
+    assert _near(ds[1]["images"][0].getpixel((0, 0)), (30, 160, 60))
+    assert json.loads(ds[1]["meta"])["source_id"] == "COCO_train2014_000000000025"
+    assert ds[1]["id"] == "povid-sft_pool-00000001"
+
+
+def test_mm_rlhf_repeated_instruction_ids_become_distinct_sample_ids():
+    ds, _ = load_source({"path": str(SFT / "mm_rlhf_dpo_pairs.jsonl"), "format": "mm_rlhf", "name": "mm_rlhf"},
+                        "sft_pool", on_bad_sample="skip", image_root=str(SFT / "images"))
+    assert ds["id"] == ["mm_rlhf-sft_pool-00000000", "mm_rlhf-sft_pool-00000001"]
+    assert {json.loads(m)["source_id"] for m in ds["meta"]} == {"073712_6205145"}
+    with pytest.raises(ValueError, match="'073712_6205145' occurs more than once"):  # mapped on purpose
+        load_source({"path": str(SFT / "mm_rlhf_dpo_pairs.jsonl"), "format": "mm_rlhf", "columns": {"id": "id"}},
+                    "sft_pool", on_bad_sample="skip", image_root=str(SFT / "images"))
 
 
 def test_vlfeedback_pair_is_best_against_worst():
     ds, _ = load_source({"path": str(SFT / "vlfeedback.jsonl"), "format": "vlfeedback"}, "sft_pool",
                         on_bad_sample="skip", image_root=str(SFT / "images"))
     assert ds[0]["response_2"] == "The square is green."  # m3, mean 2.0 (m1 has 3.33)
-    with pytest.raises(SourceRowError, match="no rated pair"):
+    with pytest.raises(SourceRowError, match="no rated pair") as e:
         load_source({"path": str(SFT / "vlfeedback.jsonl"), "format": "vlfeedback"}, "sft_pool",
                     image_root=str(SFT / "images"))
+    assert e.value.sample_id == "svit-conversation-1220"  # the error names the release's id
+
+
+def test_vlfeedback_as_its_loading_script_gives_it(tmp_path):
+    """MMInstruction/VLFeedback through its loading script: img_path set (merged_images/<id>.jpg) and
+    completions a Sequence of dicts, which datasets returns as a dict of lists."""
+    rows = [json.loads(line) for line in (SFT / "vlfeedback.jsonl").read_text().splitlines()]
+    for r in rows:
+        r["img_path"] = str(SFT / "images" / f"{r['id']}.jpg")
+        r["completions"] = {k: [c[k] for c in r["completions"]] for k in ("annotations", "model", "response")}
+    rating = {"Rating": datasets.Value("string"), "Rationale": datasets.Value("string")}
+    features = datasets.Features({
+        "id": datasets.Value("string"), "prompt": datasets.Value("string"),
+        "models": datasets.Sequence(datasets.Value("string")),
+        "completions": datasets.Sequence({"annotations": {n: rating for n in (
+            "Helpfulness", "Ethical Considerations", "Visual Faithfulness")},
+            "model": datasets.Value("string"), "response": datasets.Value("string")}),
+        "img_path": datasets.Value("string")})
+    datasets.Dataset.from_list(rows, features=features).save_to_disk(str(tmp_path / "vlf"))
+    assert isinstance(datasets.load_from_disk(str(tmp_path / "vlf"))[0]["completions"], dict)
+    ds, counts = load_source({"path": str(tmp_path / "vlf"), "format": "vlfeedback"}, "sft_pool",
+                             on_bad_sample="skip")  # no image_root: img_path is absolute
+    assert counts["kept"] == 1 and ds[0]["response_2"] == "The square is green."
+    assert _near(ds[0]["images"][0].getpixel((0, 0)), RED)
+
+
+def test_wildvision_battle_without_a_turn_column_counts_user_turns(tmp_path):
+    df = pd.read_parquet(SFT / "wildvision_battle.parquet").drop(columns=["turn"])
+    conv = list(df.loc[3, "conversation_a"])
+    df.at[3, "conversation_a"] = conv + [{"role": "user", "content": "And now?"},
+                                         {"role": "assistant", "content": "Still red."}]
+    df.to_parquet(tmp_path / "battle.parquet")
+    ds, counts = load_source({"path": str(tmp_path / "battle.parquet"), "format": "wildvision_battle"},
+                             "sft_pool", on_bad_sample="skip")
+    assert counts["skipped"] == {"tie": 2, "multi-turn": 1} and len(ds) == 1
+
+
+def test_r1_reward_rl_image_as_data_uri_and_text_only_message(tmp_path):
+    """Variants of the release's string columns: the image as a data URI, a message whose content is
+    the prompt text alone (OpenAI style), a question column with LLaVA's <image> placeholder."""
+    df = pd.read_parquet(R1 / "data" / "train-00000-of-00001.parquet")
+    df.loc[0, "image"] = "data:image/png;base64," + df.loc[0, "image"]
+    msg = json.loads(df.loc[1, "message"])
+    msg[0]["content"] = msg[0]["content"][0]["text"]
+    df.loc[1, "message"] = json.dumps(msg)
+    df.loc[1, "question"] = "<image>\n" + df.loc[1, "question"]
+    df.iloc[:2].to_parquet(tmp_path / "train.parquet")
+    ds, counts = load_source({"path": str(tmp_path / "train.parquet"), "format": "r1_reward_rl"}, "rl_pool")
+    assert counts["kept"] == 2 and ds[1]["query"] == "How many circles are there?"
+    assert ds.cast_column("images", datasets.List(datasets.Image(decode=False)))[0]["images"][0]["bytes"] == _png(RED)
 
 
 def test_duplicates_inside_and_across_pools(tmp_path):
