@@ -13,6 +13,7 @@ from egt.config import validate
 from egt.pipeline import Pipeline, format_summary
 from egt.sweep import run_job
 from egt.utils import secrets
+from egt.utils.logging import quiet_third_party
 
 log = logging.getLogger("egt")
 
@@ -69,6 +70,7 @@ def main_impl(cfg: DictConfig) -> float | None:
     # under train.py the Hydra callback (egt.utils.secrets.RedactSecrets) did this before Hydra logged anything
     secrets.register_config(cfg)
     secrets.install_log_redaction()
+    quiet_third_party()
 
     def run() -> dict:
         validate(cfg)

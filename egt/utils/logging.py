@@ -41,3 +41,28 @@ def close_logger(logger: Logger | None, status: str) -> None:
 def log_metrics(logger: Logger | None, metrics: dict[str, Any], step: int | None = None) -> None:
     if logger is not None:
         logger.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=step)
+
+
+# Third-party lines that say nothing about the run (advertising, restating a default egt sets on purpose);
+# matched at the start of the message. Real warnings pass.
+KNOWN_NOISE = ("💡 Tip:", "`Trainer(limit_val_batches=", "`weights_only` was not set", "`Trainer.fit` stopped:")
+
+
+class DropKnownNoise(logging.Filter):
+    """Drops log records whose message starts with one of :data:`KNOWN_NOISE`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(KNOWN_NOISE)
+
+
+def quiet_third_party() -> None:
+    """Quiet Lightning's tips and restated defaults and a known torch/Lightning deprecation warning
+    (``isinstance(treespec, LeafSpec)``) on the console, without hiding real warnings. Idempotent."""
+    import warnings
+
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+                 "lightning.pytorch.trainer.connectors.checkpoint_connector"):
+        target = logging.getLogger(name)
+        if not any(isinstance(f, DropKnownNoise) for f in target.filters):
+            target.addFilter(DropKnownNoise())
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")

@@ -35,3 +35,14 @@ def test_resumed_run_counts_what_is_left_and_a_terminal_shows_nothing(caplog):
     tty.tty = True
     tty.on_train_start(_trainer(), None)
     assert tty.progress is None
+
+
+def test_known_third_party_noise_is_dropped_and_real_warnings_pass(caplog):
+    from egt.utils.logging import quiet_third_party
+
+    quiet_third_party()
+    noisy = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    with caplog.at_level(logging.INFO, logger="lightning.pytorch.utilities.rank_zero"):
+        noisy.info("💡 Tip: For seamless cloud logging and experiment tracking, try installing litlogger")
+        noisy.warning("The dataloader does not have many workers")
+    assert [r.getMessage() for r in caplog.records] == ["The dataloader does not have many workers"]
