@@ -2,7 +2,7 @@
 curriculum's order, starting from the SFT model.
 
 Input: the sft stage's model, the select stage's ``selection.json`` (or ``rl.selection_path``;
-without a select stage, all of ``rl_pool`` in data order, logged). Output at ``<artifact>/``:
+``selection=all`` trains on all of ``rl_pool``). Output at ``<artifact>/``:
 ``model/`` (HF model directory + processor), ``curves.json`` (every logged term per step, the
 sample ids of each step and a few completions) and, with ``rl.eval_n > 0``, ``bench_eval.json``.
 Killed runs resume from ``checkpoints/last.ckpt`` (optimizer, scheduler, sampler position,
@@ -11,7 +11,6 @@ rollout counter that seeds the RNG).
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import logging
 import math
@@ -34,14 +33,13 @@ from egt.artifacts import make_key, replace_dir, write_json_atomic
 from egt.config import ConfigError, to_container
 from egt.data.encode import ChatEncoder, image_tokens
 from egt.data.prompt import template_key
-from egt.data.sampler import ResumableSampler
 from egt.data.schema import BadSampleError
 from egt.eval.generation import generate, score
 from egt.models.loader import load_model
 from egt.models.resolve import load_for_inference, load_for_training, pixel_budget, resolve_attn
 from egt.rl.module import RLModule
 from egt.rl.reward import CompositeReward
-from egt.select.curriculum import Curriculum
+from egt.select.curriculum import Curriculum, make_sampler
 from egt.select.methods import Selection
 from egt.select.online import OnlineCurriculumSampler, Reprobe
 from egt.select.scores import EntropyScore
@@ -75,7 +73,7 @@ class RolloutCheckpoint(Callback):
 def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     data, sft = pipe.get("data"), pipe.get("sft")
     rl_pool = data_stage.load(data)["rl_pool"]
-    selection, select_key = load_selection(cfg, pipe, rl_pool)
+    selection, select_key = load_selection(cfg, pipe)
     conf = {k: v for k, v in to_container(cfg.rl).items() if k not in NOT_IN_KEY}
     conf.update(reward=config_container(cfg.reward),  # redacted: a judge's secrets as ***, variables by name
                 seed=rl_seed(cfg), template=template_key(cfg.data.template),
@@ -110,18 +108,15 @@ def rl_seed(cfg: DictConfig) -> int:
     return int(cfg.rl.seed if cfg.rl.get("seed") is not None else cfg.seed)
 
 
-def load_selection(cfg: DictConfig, pipe: Any, rl_pool: Dataset) -> tuple[dict[str, Any], str]:
+def load_selection(cfg: DictConfig, pipe: Any) -> tuple[dict[str, Any], str]:
     """(selection dict, its identity for the artifact key): ``rl.selection_path``, else the
-    select stage's, else all of rl_pool in data order."""
+    select stage's."""
     if cfg.rl.selection_path:
         raw = Path(cfg.rl.selection_path).expanduser().read_bytes()
         log.info("[rl] training on the selection in %s", cfg.rl.selection_path)
         return json.loads(raw), "file:" + hashlib.sha256(raw).hexdigest()[:12]
-    if importlib.util.find_spec("egt.stages.select") is not None:
-        result = pipe.get("select")
-        return json.loads(Path(result["selection_path"]).read_text()), result["key"]
-    log.warning("[rl] no select stage available: RL on all %d samples of rl_pool in data order", len(rl_pool))
-    return {"ids": list(rl_pool["id"]), "shuffle_each_epoch": False, "seed": rl_seed(cfg)}, "all"
+    result = pipe.get("select")
+    return json.loads(Path(result["selection_path"]).read_text()), result["key"]
 
 
 def ordered_samples(rl_pool: Dataset, selection: dict[str, Any], cfg: DictConfig) -> Dataset:
@@ -155,13 +150,6 @@ def online_samples(cfg: DictConfig, rl_pool: Dataset, selection: dict[str, Any],
     parts["method"] = _build(cfg.selection.method, Selection, "selection.method")
     parts["first_scores"] = dict(zip(table["id"].astype(str), parts["score"](table).tolist()))
     return ordered_samples(rl_pool, {"ids": list(table["id"].astype(str))}, cfg), parts
-
-
-def make_sampler(selection: dict[str, Any], n: int) -> ResumableSampler:
-    if importlib.util.find_spec("egt.select.curriculum") is not None:
-        from egt.select.curriculum import make_sampler as curriculum_sampler
-        return curriculum_sampler(selection, n)
-    return ResumableSampler(n, seed=int(selection.get("seed", 0)), shuffle=bool(selection.get("shuffle_each_epoch")))
 
 
 def _check_prompts(ds: Dataset, encoder: ChatEncoder, on_bad: str) -> tuple[Dataset, list[str]]:
@@ -205,7 +193,7 @@ def train(cfg: DictConfig, out: Path, model_path: Path, ds: Dataset, selection: 
                         f"got {type(reward).__name__}")
     order = None
     if online is None:
-        sampler = make_sampler(selection, len(ds))
+        sampler = make_sampler(selection, len(ds))  # egt.select.curriculum
     else:
         order = OnlineOrder(cfg, out, ds, processor, reprobe_settings(cfg), [str(i) for i in selection["ids"]],
                             online["first_scores"], online["score"], online["curriculum"], online["method"])
