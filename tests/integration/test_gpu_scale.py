@@ -16,11 +16,14 @@ NGPU = torch.cuda.device_count()
 
 
 def test_trainer_gpu_bf16_runs_every_stage(tmp_path):
-    out = cli(tmp_path, *QUICK, "trainer=gpu", "stages=[data,distill,sft,probe,select,rl,eval]", *SMALL)
+    # RL with the online curriculum: the policy re-probes (generate + exact entropies) on the GPU too
+    out = cli(tmp_path, *QUICK, "trainer=gpu", "stages=[data,distill,sft,probe,select,rl,eval]", *SMALL,
+              "curriculum=ascending_online", "selection.online=true", "rl.epochs=2")
     flash = importlib.util.find_spec("flash_attn") is not None
     assert ("using flash_attention_2" if flash else "using sdpa") in out
     assert success(done(tmp_path, "sft")[0])["steps"] > 0
-    assert success(done(tmp_path, "rl")[0])["steps"] > 0  # rollouts, chunked log-probs, updates on the GPU
+    rl = success(done(tmp_path, "rl")[0])
+    assert rl["steps"] > 0 and rl["reprobes"] == 1  # rollouts, chunked log-probs, updates, a re-probe on the GPU
     assert done(tmp_path, "probe") and done(tmp_path, "eval")
 
 
