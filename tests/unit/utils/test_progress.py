@@ -7,7 +7,8 @@ from egt.utils.progress import progress_callback
 
 def _trainer(done=0, metrics=None):
     return types.SimpleNamespace(is_global_zero=True, num_training_batches=3, max_epochs=2, max_steps=-1,
-                                 fit_loop=types.SimpleNamespace(epoch_loop=types.SimpleNamespace(total_batch_idx=done)),
+                                 fit_loop=types.SimpleNamespace(epoch_loop=types.SimpleNamespace(
+                                     batch_progress=types.SimpleNamespace(total=types.SimpleNamespace(completed=done)))),
                                  callback_metrics=metrics or {})
 
 
