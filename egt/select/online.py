@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from egt.data.sampler import ResumableSampler
-from egt.report.figures import spearman
+from egt.probe.figure2 import spearman
 from egt.select.curriculum import Curriculum
 from egt.select.methods import Selection
 from egt.select.noise import noise_breakdown

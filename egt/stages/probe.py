@@ -27,7 +27,7 @@ from egt.data.prompt import template_key
 from egt.data.encode import ChatEncoder, image_tokens
 from egt.models.resolve import load_for_inference, pixel_budget
 from egt.probe.probe import merge_shards, probe_shards, shard_ranges, shards_for_rank, write_parquet_atomic
-from egt.report.figures import entropy_accuracy, fig2_markdown, plot_fig2
+from egt.probe.figure2 import entropy_accuracy, fig2_markdown, plot_fig2
 from egt.select.noise import noise_at_fractions
 from egt.select.scores import AnswerEntropy, SentenceEntropy
 from egt.stages import data as data_stage
