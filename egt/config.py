@@ -123,7 +123,8 @@ class SFTConfig:
     checkpoint_every_n_steps: int = 50
     log_every_n_steps: int = 5
     num_workers: int = 0
-    cache_encodings: bool = True  # keep processor outputs in memory (turn off for large data sets)
+    cache_encodings: bool = True  # encode once into an on-disk Arrow cache, memory-mapped (egt.sft.cache)
+    cache_tensors: bool = True  # false: the cache keeps only each sample's check; samples encoded at every step
     eval_n: int = 128  # bench samples generated after SFT (format-ok, accuracy); 0 = none
     eval_max_new_tokens: int = 96
     eval_batch_size: int = 32
