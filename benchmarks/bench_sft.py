@@ -32,7 +32,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 LABELS = {"old": "in-memory cache ({rev})", "nocache": "no cache", "arrow-build": "Arrow cache, first run (builds)",
           "arrow-reuse": "Arrow cache, reused"}
-STAGE_LINE = re.compile(r"^(\w+)\s+(computed|reused)\s+([\d.]+)s\s+(\S+)", re.M)
+# the pipeline summary's "<stage> computed|reused <seconds>" and the store's "[<stage>] ... artifact <path>"
+STAGE_LINE = re.compile(r"^(\w+)\s+(computed|reused)\s+([\d.]+)", re.M)
+ARTIFACT_LINE = re.compile(r"\[(\w+)\] (?:computing|reusing finished) artifact (\S+)")
 
 
 def child_env(work: Path) -> dict[str, str]:
@@ -56,7 +58,8 @@ def train(tree: Path, work: Path, args: list[str]) -> dict:
     text = log.read_text()
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}) in {tree}:\n{text[-3000:]}")
-    stages = {m[0]: {"seconds": float(m[2]), "path": m[3], "state": m[1]} for m in STAGE_LINE.findall(text)}
+    paths = dict(ARTIFACT_LINE.findall(text))
+    stages = {m[0]: {"seconds": float(m[2]), "path": paths.get(m[0]), "state": m[1]} for m in STAGE_LINE.findall(text)}
     return {"stages": stages, "wall_seconds": round(wall, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024),
             "log": str(log)}
 

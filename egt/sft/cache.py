@@ -7,11 +7,13 @@ written to ``.part-NNNNN.arrow.tmp-PID`` and renamed once whole, so a killed bui
 missing parts and a torn part is never read; ``_SUCCESS.json`` comes last (:mod:`egt.artifacts`).
 Under several processes rank r builds parts r, r+W, r+2W, …; every rank waits for all of them.
 
-Per row: ``ok``; for a good row ``target_tokens``, ``tokens``, ``image_tokens`` and every tensor of
-:meth:`ChatEncoder.encode_example` as its raw bytes (column ``<name>``) and shape (``<name>.shape``),
-the dtypes in the schema metadata, so reading gives back bit-identical tensors; for a bad row its
-:class:`BadSampleError` (id, field, reason, kind), raised or skipped when the cache is read
-(``data.on_bad_sample``), so the key does not depend on that setting.
+Per row: ``ok``; for a good row ``target_tokens``, ``tokens``, ``image_tokens`` and (``tensors``, the
+default) every tensor of :meth:`ChatEncoder.encode_example` as its raw bytes (column ``<name>``) and
+shape (``<name>.shape``), the dtypes in the schema metadata, so reading gives back bit-identical
+tensors; for a bad row its :class:`BadSampleError` (id, field, reason, kind), raised or skipped when
+the cache is read (``data.on_bad_sample``), so the key does not depend on that setting. Without
+``tensors`` (``sft.cache_tensors=false``: real pixel budgets, where pixel values are ~23 MB per
+1M-pixel image) the cache holds only that check, and samples are encoded again at every step.
 
 The key is what the encodings depend on: the processor as loaded (tokenizer, chat template, image
 processor with its pixel budget, library versions), the prompt template, ``sft.max_length``, the
@@ -142,6 +144,7 @@ def _record_batch(rows: list[dict[str, Any]], schema: pa.Schema, dtypes: dict[st
 
 def _write_part(path: Path, k: int, joined: Dataset, encoder: ChatEncoder, schema: pa.Schema, raise_bad: bool,
                 bar: Progress) -> None:
+    """Encode part ``k``'s rows into ``part-k.arrow`` (a temporary renamed once whole)."""
     dst = path / part_name(k)
     tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
     dtypes = json.loads(schema.metadata[b"dtypes"])
@@ -151,6 +154,8 @@ def _write_part(path: Path, k: int, joined: Dataset, encoder: ChatEncoder, schem
                 rows, size = [], 0
                 for i in _part_rows(k, len(joined)):
                     rows.append(_encode_row(joined, i, encoder, raise_bad))
+                    if not dtypes:  # a check-only cache (or no good row yet): nothing of the tensors is kept
+                        rows[-1].pop("tensors", None)
                     size += sum(t.nbytes for t in (rows[-1].get("tensors") or {}).values())
                     if len(rows) >= BATCH_ROWS or size >= BATCH_BYTES:
                         writer.write_batch(_record_batch(rows, schema, dtypes))
@@ -165,9 +170,10 @@ def _write_part(path: Path, k: int, joined: Dataset, encoder: ChatEncoder, schem
         tmp.unlink(missing_ok=True)
 
 
-def build(path: Path, joined: Dataset, encoder: ChatEncoder, raise_bad: bool = False) -> None:
+def build(path: Path, joined: Dataset, encoder: ChatEncoder, raise_bad: bool = False, tensors: bool = True) -> None:
     """Write this rank's missing parts (parts k with k % world_size == rank). ``raise_bad``: stop at
-    the first bad sample (one process only: under several, every rank must reach the barrier)."""
+    the first bad sample (one process only: under several, every rank must reach the barrier);
+    ``tensors``: keep the processor's tensors, not only the check."""
     n_parts = math.ceil(len(joined) / ROWS_PER_PART)
     rank, world = distributed.rank(), distributed.world_size()
     have = {k for k in range(n_parts) if (path / part_name(k)).exists()}
@@ -176,7 +182,7 @@ def build(path: Path, joined: Dataset, encoder: ChatEncoder, raise_bad: bool = F
     mine = [k for k in range(n_parts) if k % world == rank and k not in have]
     if not mine:
         return
-    schema = _schema(_first_example(joined, encoder))
+    schema = _schema(_first_example(joined, encoder) if tensors else None)
     share = f" (rank 0's share of {world})" if world > 1 else ""
     todo = sum(len(_part_rows(k, len(joined))) for k in mine)
     with Progress(todo, f"[sft] encoding cache{share}", log, enabled=distributed.is_main()) as bar:
@@ -185,14 +191,15 @@ def build(path: Path, joined: Dataset, encoder: ChatEncoder, raise_bad: bool = F
 
 
 def open_or_build(store: ArtifactStore, encoder: ChatEncoder, joined: Dataset, conf: dict[str, Any],
-                  upstream: dict[str, str], on_bad_sample: str) -> "EncodingCache":
+                  upstream: dict[str, str], on_bad_sample: str, tensors: bool = True) -> "EncodingCache":
     """The finished cache for these encodings, built first when there is none (every rank takes part)."""
-    conf = {**conf, "processor": processor_identity(encoder), "rows_per_part": ROWS_PER_PART}
+    conf = {**conf, "processor": processor_identity(encoder), "rows_per_part": ROWS_PER_PART, "tensors": tensors}
     upstream = {**upstream, "rows": content_digest(joined)}
     key = make_key(STAGE, conf, upstream=upstream, version=VERSION)
     with store.open(STAGE, key, ranks="all") as art:
         if not art.reused:
-            build(art.path, joined, encoder, raise_bad=on_bad_sample == "error" and distributed.world_size() == 1)
+            build(art.path, joined, encoder, raise_bad=on_bad_sample == "error" and distributed.world_size() == 1,
+                  tensors=tensors)
             distributed.barrier()  # every rank's parts are written
             cache = EncodingCache(art.path, rows=len(joined))
             art.finish(cache.summary(), {"config": conf, "upstream": upstream})
@@ -204,7 +211,8 @@ def open_or_build(store: ArtifactStore, encoder: ChatEncoder, joined: Dataset, c
 # ------------------------------------------------------------------ reading
 class EncodingCache:
     """Rows of a built cache, memory-mapped: ``cache[i]`` is ``encode_example`` of joined row ``i``
-    (bit-identical); ``ok`` [N] bool, ``target_tokens`` [N] int (0 for bad rows), :meth:`error`."""
+    (bit-identical; ``has_tensors`` false: a check-only cache, ``{}``); ``ok`` [N] bool,
+    ``target_tokens`` [N] int (0 for bad rows), :meth:`error`."""
 
     def __init__(self, path: str | Path, rows: int | None = None):
         self.path = Path(path)
@@ -221,6 +229,7 @@ class EncodingCache:
         self.image_tokens = self._column("image_tokens", 0).astype(np.int64)
         meta = self._table(0).schema.metadata if self.files else None
         self.dtypes: dict[str, str] = json.loads(meta[b"dtypes"]) if meta else {}
+        self.has_tensors = bool(self.dtypes)
 
     def _table(self, j: int) -> pa.Table:
         if j not in self._tables:  # opened lazily, once per process (DataLoader workers open their own)

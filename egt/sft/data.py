@@ -1,6 +1,7 @@
 """SFT examples: the data set's samples joined with their kept trajectories."""
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any
 
@@ -15,17 +16,25 @@ from egt.sft.cache import EncodingCache
 log = logging.getLogger(__name__)
 
 
+def column(ds: Dataset, name: str) -> list:
+    """A column as a list, read in one batch: iterating ``ds[name]`` formats row by row (~20 s per
+    100k rows of the synthetic pool)."""
+    return ds.select_columns([name])[:][name] if len(ds) else []
+
+
 def join_trajectories(pool: Dataset, trajectories: Dataset) -> Dataset:
     """Samples of ``pool`` that have a kept trajectory, with its text as column ``target``."""
-    targets = dict(zip(trajectories["id"], trajectories["target"]))
-    ids = pool["id"]  # read the column once: reading it per trajectory made this quadratic
+    targets = dict(zip(column(trajectories, "id"), column(trajectories, "target")))
+    ids = column(pool, "id")
     known = set(ids)
     missing = [i for i in targets if i not in known]
     if missing:
         raise ValueError(f"{len(missing)} trajectories name samples not in the pool, e.g. {missing[:3]}")
     keep = [i for i, sid in enumerate(ids) if sid in targets]
-    joined = pool.select(keep)
-    return joined.add_column("target", [targets[sid] for sid in joined["id"]])
+    # the join is a function of its two inputs: fingerprinted from theirs, not by hashing 100k-element lists
+    fp = hashlib.sha256(f"join:{pool._fingerprint}:{trajectories._fingerprint}".encode()).hexdigest()[:16]
+    joined = pool.select(keep, new_fingerprint=f"{fp}-select")
+    return joined.add_column("target", [targets[ids[i]] for i in keep], new_fingerprint=fp)
 
 
 class SFTDataset(TorchDataset):
@@ -65,23 +74,32 @@ class SFTDataset(TorchDataset):
 
 
 class CachedSFTDataset(TorchDataset):
-    """Samples read from the encoding cache (:mod:`egt.sft.cache`): ``rows`` are its row numbers, bad
-    ones already dropped; ``target_tokens`` as :meth:`SFTDataset.check` counts them."""
+    """Samples read from the encoding cache (:mod:`egt.sft.cache`): ``rows`` are its row numbers (rows of
+    ``joined``), bad ones already dropped; ``target_tokens`` as :meth:`SFTDataset.check` counts them. A
+    check-only cache (no tensors) encodes ``joined``'s row with ``encoder`` at every access."""
 
-    def __init__(self, cache: EncodingCache, rows: list[int]):
-        self.cache, self.rows = cache, rows
+    def __init__(self, cache: EncodingCache, rows: list[int], joined: Dataset | None = None,
+                 encoder: ChatEncoder | None = None):
+        if not cache.has_tensors and (joined is None or encoder is None) and rows:
+            raise ValueError(f"the encoding cache {cache.path} holds no tensors: pass the joined rows and the encoder")
+        self.cache, self.rows, self.joined, self.encoder = cache, rows, joined, encoder
         self.target_tokens = cache.target_tokens[rows].tolist() if rows else []
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return self.cache[self.rows[i]]
+        if self.cache.has_tensors:
+            return self.cache[self.rows[i]]
+        row = self.joined[self.rows[i]]
+        return self.encoder.encode_example(row, row["target"])
 
 
-def from_cache(cache: EncodingCache, rows: list[int], on_bad_sample: str) -> tuple[CachedSFTDataset, dict[str, Any]]:
+def from_cache(cache: EncodingCache, rows: list[int], on_bad_sample: str, joined: Dataset | None = None,
+               encoder: ChatEncoder | None = None) -> tuple[CachedSFTDataset, dict[str, Any]]:
     """The cache's ``rows`` as a data set; a bad one raises its error, or with ``skip`` is left out and
-    counted (what :meth:`SFTDataset.check` does with the same rows)."""
+    counted (what :meth:`SFTDataset.check` does with the same rows). ``joined`` / ``encoder``: for a
+    check-only cache, what encodes a row."""
     idx = np.asarray(rows, dtype=np.int64)
     bad = idx[~cache.ok[idx]] if len(idx) else idx
     for i in bad.tolist():
@@ -90,4 +108,4 @@ def from_cache(cache: EncodingCache, rows: list[int], on_bad_sample: str) -> tup
             raise e
         log.warning("[sft] skipping: %s", e)
     good = idx[cache.ok[idx]].tolist() if len(idx) else []
-    return CachedSFTDataset(cache, good), {"checked": len(idx), "skipped": len(bad)}
+    return CachedSFTDataset(cache, good, joined, encoder), {"checked": len(idx), "skipped": len(bad)}

@@ -40,8 +40,8 @@ from egt.utils.logging import close_logger, log_metrics, make_logger
 log = logging.getLogger(__name__)
 VERSION = 1
 # Settings that change how SFT is run or reported, not the model it produces.
-NOT_IN_KEY = ("num_workers", "cache_encodings", "log_every_n_steps", "checkpoint_every_n_steps", "eval_n",
-              "eval_max_new_tokens", "eval_batch_size", "model_path")
+NOT_IN_KEY = ("num_workers", "cache_encodings", "cache_tensors", "log_every_n_steps", "checkpoint_every_n_steps",
+              "eval_n", "eval_max_new_tokens", "eval_batch_size", "model_path")
 
 
 class LossHistory(Callback):
@@ -109,9 +109,10 @@ def _datasets(cfg: DictConfig, store: ArtifactStore, data: dict, distill: dict,
         val_ds.check(cfg.data.on_bad_sample)
         return train_ds, val_ds, {**checked, **image_tokens(encoder)}
     conf = {"template": template_key(cfg.data.template), "max_length": s.max_length, **pixel_budget(cfg)}
-    cache = encoding_cache.open_or_build(store, encoder, joined, conf, {"data": data["key"]}, cfg.data.on_bad_sample)
-    train_ds, checked = from_cache(cache, tr_idx, cfg.data.on_bad_sample)
-    val_ds, _ = from_cache(cache, va_idx, cfg.data.on_bad_sample)
+    cache = encoding_cache.open_or_build(store, encoder, joined, conf, {"data": data["key"]}, cfg.data.on_bad_sample,
+                                         tensors=s.cache_tensors)
+    train_ds, checked = from_cache(cache, tr_idx, cfg.data.on_bad_sample, joined, encoder)
+    val_ds, _ = from_cache(cache, va_idx, cfg.data.on_bad_sample, joined, encoder)
     return train_ds, val_ds, {**checked, **cache.image_token_stats()}
 
 

@@ -33,10 +33,10 @@ def joined_rows(world_small, bad: int | None = 5, text: str = "the square is red
     return pool.add_column("target", targets)
 
 
-def build(store, proc, joined, on_bad_sample="skip", template="minimal"):
+def build(store, proc, joined, on_bad_sample="skip", template="minimal", tensors=True):
     enc = ChatEncoder(proc, template=template, max_length=MAX_LENGTH)
     return enc, encoding_cache.open_or_build(store, enc, joined, {"template": template, "max_length": MAX_LENGTH},
-                                             {"data": "world-small"}, on_bad_sample)
+                                             {"data": "world-small"}, on_bad_sample, tensors=tensors)
 
 
 def test_cached_batches_and_losses_equal_encoding_at_every_step(tiny, world_small, tmp_path, monkeypatch):
@@ -46,26 +46,31 @@ def test_cached_batches_and_losses_equal_encoding_at_every_step(tiny, world_smal
     joined = joined_rows(world_small)
     rows = [0, 2, 3, 5, 7, 8, 9, 10, 11, 12, 13, 15]  # a training split: not every row, the bad one among them
     enc, cache = build(ArtifactStore(tmp_path), proc, joined)
-    assert cache.summary()["parts"] == 3 and cache.summary()["bad"] == 1
+    _, check_only = build(ArtifactStore(tmp_path), proc, joined, tensors=False)  # sft.cache_tensors=false
+    assert cache.summary()["parts"] == 3 and cache.summary()["bad"] == 1 and cache.has_tensors
+    assert check_only.path != cache.path and not check_only.has_tensors
+    assert check_only.summary()["megabytes"] < cache.summary()["megabytes"] / 10
     old = SFTDataset(joined.select(rows), enc)
     old_checked = old.check("skip")
     new, new_checked = from_cache(cache, rows, "skip")
+    checked_only, _ = from_cache(check_only, rows, "skip", joined, enc)
     assert new_checked == old_checked == {"checked": 12, "skipped": 1}
-    assert new.target_tokens == old.target_tokens and len(set(old.target_tokens)) > 1
+    assert new.target_tokens == old.target_tokens == checked_only.target_tokens and len(set(old.target_tokens)) > 1
     modules, batches = [], []
-    for ds in (old, new):
+    for ds in (old, new, checked_only):
         sampler = ResumableSampler(len(ds), seed=3)
         batches.append(list(DataLoader(ds, batch_size=4, sampler=sampler,
                                        collate_fn=lambda b: collate(b, proc.tokenizer.pad_token_id, "right"))))
         modules.append(SFTModule(model, 1e-3, 0.0, 0.0, 3, sampler, target_tokens=ds.target_tokens, local_batch=4))
-    assert len(batches[0]) == len(batches[1]) == 3
-    for a, b in zip(*batches):
-        assert list(a) == list(b)
-        for k in a:
-            assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), k
+    assert [len(b) for b in batches] == [3, 3, 3]
+    for a, *others in zip(*batches):
+        for b in others:
+            assert list(a) == list(b)
+            for k in a:
+                assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), k
     with torch.no_grad():
         losses = [[float(m.training_step(b, i)) for i, b in enumerate(bs[:2])] for m, bs in zip(modules, batches)]
-    assert losses[0] == losses[1]
+    assert losses[0] == losses[1] == losses[2]
 
 
 def test_bad_samples_raise_as_without_the_cache(tiny, world_small, tmp_path):
