@@ -1,0 +1,172 @@
+"""Verdicts from hand-made item-level results: claims that hold, are refuted or stay inconclusive, and the
+whole written reproduction from hand-made sweep jobs with their eval predictions."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from egt.report.paired import ci_tables_markdown, load_cells
+from egt.report.reproduction import detection_rows, write_format, write_reproduction
+from egt.report.verdict import (BEYOND, CLAIMS, HOLDS, INCONCLUSIVE, REFUTED, SHARED, Link, beyond_rows,
+                                claim_rows, link_row, verdict_markdown)
+from egt.sweep import load_jobs
+
+N, SEEDS = 2000, 6
+RNG = np.random.default_rng(0)
+SFT = (RNG.uniform(size=N) < 0.7).astype(np.int8)
+WRONG = np.flatnonzero(SFT == 0)
+
+
+def arm(gain_pts: float, seed_sd_pts: float = 0.0, rng_seed: int = 1) -> dict[int, np.ndarray]:
+    """Per seed: the SFT vector with gain_pts (+ a seed shift) points of its wrong items made right, the
+    same items in every arm (so two arms with equal gains agree item by item)."""
+    rng = np.random.default_rng(rng_seed)
+    out = {}
+    for s in range(SEEDS):
+        k = max(0, int(round((gain_pts + rng.normal(0, seed_sd_pts)) / 100 * N)))
+        v = SFT.copy()
+        v[WRONG[:k]] = 1
+        out[s] = v
+    return out
+
+
+def cells(**arms):
+    return {"sft": {SHARED: SFT}, **{k.replace("__", ":"): v for k, v in arms.items()}}
+
+
+def test_an_ordering_that_the_data_show_holds():
+    c = cells(table3__entropy=arm(8), table3__random=arm(4), table3__accuracy=arm(0))
+    (b,) = claim_rows(c, None, 0, claims=[CLAIMS[1]])
+    assert b["verdict"] == HOLDS and [r["verdict"] for r in b["links"]] == [HOLDS, HOLDS]
+    assert b["links"][0]["diff"] == pytest.approx(4.0, abs=0.1) and b["links"][0]["seeds"] == SEEDS
+
+
+def test_equal_arms_refute_a_claimed_gain_and_a_reversal_refutes_too():
+    c = cells(table4__answer=arm(3), table4__mix=arm(3), table4__sentence=arm(6))
+    (claim,) = claim_rows(c, None, 0, claims=[CLAIMS[2]])
+    assert [r["verdict"] for r in claim["links"]] == [REFUTED, REFUTED]  # answer = mix; mix < sentence
+    assert claim["verdict"] == REFUTED
+
+
+def test_noisy_seeds_leave_a_claim_inconclusive():
+    c = cells(table5__low=arm(4, seed_sd_pts=6, rng_seed=2), table5__mid=arm(2, seed_sd_pts=6, rng_seed=3),
+              table5__high=arm(0))
+    (d,) = claim_rows(c, None, 0, claims=[CLAIMS[3]])
+    assert d["links"][0]["verdict"] == INCONCLUSIVE and d["verdict"] in (INCONCLUSIVE, REFUTED)
+    assert d["links"][0]["mde"] > 2.0  # the design could not detect 2 points here
+
+
+def test_table2_chain_ends_at_the_shared_sft_model_and_fig4_is_non_inferiority():
+    c = cells(table2__selection_sort=arm(6), table2__selection=arm(4), table2__full_rl=arm(2),
+              fig4__0_15=arm(3), fig4__1_0=arm(4))
+    c["fig4:0.15"], c["fig4:1.0"] = c.pop("fig4:0_15"), c.pop("fig4:1_0")
+    rows = {r["claim"]: r for r in claim_rows(c, -0.2, 1000)}
+    assert rows["e"]["verdict"] == HOLDS and rows["e"]["links"][-1]["link"] == "table2:full_rl > sft"
+    assert rows["f"]["verdict"] == HOLDS  # 1 point worse, within the 2-point margin
+    assert rows["a"]["verdict"] == HOLDS
+    assert rows["b"]["verdict"] == INCONCLUSIVE and rows["b"]["links"][0]["note"] == "arm missing"
+    c["fig4:0.15"] = arm(0)
+    assert claim_rows(c, 0.0, 1000)[-1]["verdict"] == REFUTED  # 4 points worse: the 15% does not match 100%
+    assert claim_rows(c, 0.0, 1000)[0]["verdict"] == REFUTED  # rho = 0 rules out rho <= -0.1
+
+
+def test_beyond_rows_and_the_markdown():
+    c = cells(table4__answer=arm(3), table4__answer_debiased=arm(6), online__static=arm(3))
+    rows = beyond_rows(c)
+    assert [r["link"] for r in rows] == [BEYOND[0].text]  # only arms that ran
+    assert rows[0]["verdict"] == HOLDS
+    text = verdict_markdown({"fmt": claim_rows(c, None, 0)}, {"fmt": rows}, 2.0)
+    assert "| fmt | beyond the paper | table4:answer_debiased > table4:answer |" in text
+    assert "**(a)**" in text and "no probe table or no finite answer entropy" in text
+    assert link_row(c, Link("table4:answer", "nope"), 2.0)["verdict"] == INCONCLUSIVE
+
+
+# ---- a hand-made sweep: job.json files and the eval artifacts' predictions ----------------------------------
+
+def _job(root: Path, art: Path, name: str, overrides: list[str], seed: int, rl: np.ndarray, sft: np.ndarray,
+         probe: pd.DataFrame | None = None) -> None:
+    d = root / name
+    d.mkdir(parents=True)
+    metrics = []
+    for model, vec in (("sft", sft), ("rl", rl)):
+        key = f"{model}{abs(hash((name, model))) % 10**8}" if model == "rl" else "sftkey"
+        (art / "eval" / key).mkdir(parents=True, exist_ok=True)
+        with open(art / "eval" / key / "predictions.jsonl", "w") as fh:
+            for i, c in enumerate(vec):
+                fh.write(json.dumps({"id": f"b{i:04d}", "view": "official", "label": 1,
+                                     "pred": 1 if c else (None if i % 2 else 2)}) + "\n")
+        metrics.append({"model": model, "benchmark": "synthetic", "key": key, "columns": [["overall", "Overall"]],
+                        "metrics": {"overall": float(np.mean(vec))}})
+    files = {}
+    if probe is not None:
+        probe.to_parquet(d / "probe.parquet")
+        files["probe"] = "probe.parquet"
+    (d / "job.json").write_text(json.dumps({"version": 1, "status": "completed", "overrides": overrides,
+                                            "choices": {}, "params": {"rl.seed": seed}, "metrics": metrics,
+                                            "files": files, "stages": {}, "seconds": 1.0}))
+
+
+def _probe(n=400):
+    rng = np.random.default_rng(5)
+    flipped = rng.uniform(size=n) < 0.3
+    return pd.DataFrame({"id": [f"r{i}" for i in range(n)], "answer_entropy": rng.uniform(size=n) + 0.3 * flipped,
+                         "sentence_entropy": rng.uniform(size=n) + 1.0 * flipped,
+                         "correct_score": (~flipped).astype(float), "flipped": flipped, "ambiguous": False})
+
+
+def test_the_written_reproduction_of_a_hand_made_sweep(tmp_path):
+    root, art, n = tmp_path / "fmt", tmp_path / "art", 300
+    sft = SFT[:n]
+    for s in range(4):
+        for value, gain in (("random", 0), ("accuracy", 0), ("entropy", 40)):
+            v = sft.copy()
+            v[np.flatnonzero(sft == 0)[:gain + s]] = 1
+            _job(root, art, f"t3_{value}_{s}", [f"selection={value}", f"rl.seed={s}"], s, v, sft,
+                 _probe() if value == "entropy" else None)
+        for value in ("answer", "sentence"):
+            _job(root, art, f"t4_{value}_{s}", [f"entropy={value}", f"rl.seed={s}"], s, sft, sft, _probe())
+    arms, ids = load_cells(load_jobs(root), art)
+    assert len(ids) == n and set(arms) == {"sft", "table3:random", "table3:accuracy", "table3:entropy",
+                                           "table4:answer", "table4:sentence"}
+    assert arms["table3:entropy"][2].sum() == sft.sum() + 42  # the parse failures (pred None) count wrong
+    md = ci_tables_markdown(arms)
+    assert "**table3** (reference: entropy)" in md and "| entropy | 4 |" in md and "reference |" in md
+    stats = {"alpha": 0.05, "margin": 2.0, "rho_margin": 0.1, "auroc_margin": 0.05}
+    claims, beyond, detect, sft_items = write_format("fmt", root, art, tmp_path / "out", stats, ["sentence"])
+    assert len(sft_items) == n and sum(sft_items.values()) == sft.sum()
+    b = next(c for c in claims if c["claim"] == "b")
+    assert [r["verdict"] for r in b["links"]] == [HOLDS, REFUTED]  # entropy > random; random = accuracy
+    assert next(c for c in claims if c["claim"] == "a")["verdict"] == HOLDS  # correct falls with entropy
+    assert (tmp_path / "out" / "fmt" / "tables_ci.md").is_file()
+    assert (tmp_path / "out" / "fmt" / "fig2_ci.png").is_file()
+    by = {r["score"]: r for r in detect}
+    assert by["sentence"]["auroc"] > by["answer"]["auroc"] and by["sentence"]["verdict"] == HOLDS
+
+
+def test_write_reproduction_writes_the_verdict_file(tmp_path):
+    from egt.reproduce import read_protocol
+
+    proto = tmp_path / "protocol.md"
+    proto.write_text("```yaml\n# egt-protocol\nseeds: 3\nseeds_tier2: 1\ncalibration_seeds: [100]\n"
+                     "formats: {fmt_a: []}\ncommon: []\nsweeps: [{name: table2, experiment: table2}]\n"
+                     "gates: {}\ntimings: {}\n"
+                     "stats: {alpha: 0.05, power: 0.8, margin: 2.0, rho_margin: 0.1, auroc_margin: 0.05}\n```\n")
+    sweeps, art, sft = tmp_path / "sw", tmp_path / "art", SFT[:200]
+    for s in range(3):
+        for value, gain in (("full_rl", 10), ("selection", 5), ("selection_sort", 5)):
+            v = sft.copy()
+            v[np.flatnonzero(sft == 0)[:gain]] = 1
+            _job(sweeps / "fmt_a", art, f"{value}_{s}", [f"ablation={value}", f"rl.seed={s}"], s, v, sft)
+    path = write_reproduction(read_protocol(proto), sweeps, art, tmp_path / "out")
+    text = path.read_text()
+    assert "sha256" in text and "| fmt_a | **(e)**" in text and "table2:full_rl > sft" in text
+    assert "(needs the SFT judges of two formats)" in text
+    assert (tmp_path / "out" / "fmt_a" / "tables_ci.md").is_file()
+
+
+def test_detection_needs_the_reference_probe(tmp_path):
+    assert detection_rows([], ["sentence"]) == []

@@ -1,0 +1,130 @@
+"""python -m egt.reproduce: the protocol block, the planned commands, the dry run's CPU estimate (the real
+configs composed) and the gates, on hand-made results. Nothing is trained here."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from egt.reproduce import estimate, gate_rl, main, plan, read_protocol
+
+PROTOCOL = """# A protocol
+
+Text around the block is ignored.
+
+```yaml
+# egt-protocol
+threads_per_process: 1
+workers: 2
+seeds: 2
+seeds_tier2: 1
+calibration_seeds: [100]
+formats:
+  fmt_a: [distill.teacher.judge_each=false]
+common: [data.world.n_bench=500, rl.epochs=2, eval.order=official]
+sweeps:
+  - {name: table2, experiment: table2, tier: 1}
+  - {name: beyond, experiment: table4, tier: 2, sweep: {entropy: "answer,no_such_entropy"}}
+gates: {sft_overall: [0.55, 0.82], rl_changed_min: 0.05, rl_parse_failures_max: 0.05}
+stats: {alpha: 0.05, power: 0.8, margin: 2.0, rho_margin: 0.1, auroc_margin: 0.05}
+timings: {sft_step: 0.2, rl_step: 1.0, eval_item: 0.03, probe_item: 0.03, job_overhead: 10, stage_overhead: 30}
+```
+"""
+
+
+@pytest.fixture
+def protocol(tmp_path):
+    path = tmp_path / "protocol.md"
+    path.write_text(PROTOCOL)
+    return read_protocol(path)
+
+
+def test_the_protocol_block_is_required_and_complete(tmp_path):
+    bad = tmp_path / "p.md"
+    bad.write_text("no block here")
+    with pytest.raises(KeyError, match="no ```yaml block"):
+        read_protocol(bad)
+    bad.write_text(PROTOCOL.replace("seeds_tier2: 1\n", ""))
+    with pytest.raises(KeyError, match="'seeds_tier2'"):
+        read_protocol(bad)
+
+
+def test_the_plan_runs_upstream_then_calibration_then_the_tiers(protocol, tmp_path):
+    steps = plan(protocol, tmp_path / "sw", tmp_path / "art")
+    assert [s["phase"] for s in steps] == ["upstream", "calibration", "tier1", "tier2"]
+    table2 = steps[2]["cmd"]
+    assert table2[1:4] == ["train.py", "experiment=[small,table2]", 'seeds="0,1"']
+    assert "distill.teacher.judge_each=false" in table2 and f"paths.artifacts={tmp_path / 'art'}" in table2
+    assert f"hydra.sweep.dir={tmp_path / 'sw' / 'fmt_a' / 'table2'}" in table2
+    assert 'seeds="100"' in steps[1]["cmd"] and "ablation=full_rl" in steps[1]["cmd"]
+    assert "entropy=answer,no_such_entropy" in steps[3]["cmd"] and 'seeds="0"' in steps[3]["cmd"]
+    assert str(tmp_path / "sw" / "calibration" / "fmt_a") in " ".join(steps[1]["cmd"])  # outside the tables' root
+
+
+def test_the_dry_run_estimates_cpu_from_the_composed_configs(protocol, tmp_path, capsys):
+    est = estimate(protocol)
+    arms = {a["arm"]: a for a in est["arms"]}
+    full = arms["ablation=full_rl"]
+    assert full["selected"] == 1000 and full["steps"] == math.ceil(1000 / 8) * 2 * 2 and full["evaluated"] == 500
+    assert full["cpu_s"] == pytest.approx(500 * 1.0 + 500 * 0.03 + 10)
+    assert arms["ablation=selection"]["steps"] == math.ceil(150 / 8) * 2 * 2
+    assert arms["entropy=answer"]["new_seeds"] == 1  # table4's selection seed differs from table2's: its own run
+    assert len(est["missing"]) == 1 and "no_such_entropy" in est["missing"][0]
+    assert est["phases"]["calibration"] == pytest.approx(full["cpu_s"])
+    tier1 = 2 * sum(arms[f"ablation={r}"]["cpu_s"] for r in ("full_rl", "selection", "selection_sort"))
+    assert est["phases"]["tier1"] == pytest.approx(tier1)
+    assert main(["--protocol", str(protocol.path), "--out", str(tmp_path / "run"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "[upstream] fmt_a/upstream: train.py experiment=small" in out
+    assert "total:" in out and "CPU h" in out and "CPUs" in out and "MISSING" in out
+    assert not (tmp_path / "run").exists()  # a dry run writes nothing
+
+
+def _calibration(root, art, changed, parse_failures=0.0):
+    sft = np.zeros(100, dtype=int)
+    for seed, k in enumerate(changed):
+        d = root / f"job{seed}"
+        d.mkdir(parents=True)
+        metrics = []
+        for model, key, n_right in (("sft", "s", 0), ("rl", f"r{seed}", k)):
+            (art / "eval" / key).mkdir(parents=True, exist_ok=True)
+            (art / "eval" / key / "predictions.jsonl").write_text("".join(
+                json.dumps({"id": f"i{i}", "view": "official", "label": 1, "pred": 1 if i < n_right else 2}) + "\n"
+                for i in range(len(sft))))
+            metrics.append({"model": model, "benchmark": "synthetic", "key": key,
+                            "metrics": {"overall": 0.5, "parse_failure_rate": parse_failures}})
+        (d / "job.json").write_text(json.dumps({"status": "completed", "overrides": ["ablation=full_rl"],
+                                                "params": {"rl.seed": 100 + seed}, "metrics": metrics}))
+
+
+def test_gate_g2_needs_rl_to_change_enough_decisions(protocol, tmp_path, capsys):
+    _calibration(tmp_path / "sw" / "calibration" / "fmt_a", tmp_path / "art", [8, 4])
+    assert gate_rl(protocol, tmp_path / "sw", tmp_path / "art") == []  # 6% of the decisions changed
+    _calibration(tmp_path / "sw2" / "calibration" / "fmt_a", tmp_path / "art2", [2, 4])
+    (bad,) = gate_rl(protocol, tmp_path / "sw2", tmp_path / "art2")
+    assert bad.startswith("G2 fmt_a: Full RL changed 0.03")
+    _calibration(tmp_path / "sw3" / "calibration" / "fmt_a", tmp_path / "art3", [30, 30], parse_failures=0.2)
+    (bad,) = gate_rl(protocol, tmp_path / "sw3", tmp_path / "art3")  # moved, but by no longer answering
+    assert bad == "G2 fmt_a: Full RL's parse failures 0.2 above 0.05"
+
+
+def _upstream(sweeps, overall):
+    d = sweeps / "fmt_a" / "upstream"
+    d.mkdir(parents=True)
+    (d / "job.json").write_text(json.dumps({"status": "completed", "overrides": [], "params": {}, "metrics": [
+        {"model": "sft", "benchmark": "synthetic", "key": "s", "metrics": {"overall": overall}}]}))
+
+
+def test_a_failed_gate_stops_the_run_before_any_table(protocol, tmp_path, monkeypatch, capsys):
+    import egt.reproduce as r
+
+    ran = []
+    monkeypatch.setattr(r, "_execute", lambda step, logs, threads: ran.append(step["phase"]) or 1.0)
+    _upstream(tmp_path / "sw", 0.90)  # no headroom: above gates.sft_overall
+    assert r.run(protocol, tmp_path / "sw", tmp_path / "art", tmp_path / "out", 2, skip_gates=False) == 3
+    assert ran == ["upstream"]
+    assert "G1 fmt_a: SFT Overall 0.9 outside [0.55, 0.82]" in capsys.readouterr().err
+    _upstream(tmp_path / "ok", 0.70)
+    assert r.gate_sft(protocol, tmp_path / "ok") == []
