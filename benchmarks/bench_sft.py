@@ -13,6 +13,8 @@ step, a tiny model saved). Peak RSS is the whole process's (``wait4``), alternat
   nocache      sft.cache_encodings=false: a check pass encodes every sample, then encoding at every step
   arrow-build  sft.cache_encodings=true with no cache yet: the build (removed first, every repeat)
   arrow-reuse  sft.cache_encodings=true, the cache already built: it is memory-mapped
+  check-build, check-reuse   the same with sft.cache_tensors=false: the cache holds each sample's check
+               only, samples are encoded at every step (what real pixel budgets need)
 Prints one JSON line per run, then a table of medians with ratios to the baseline (or to nocache).
 """
 from __future__ import annotations
@@ -31,7 +33,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = {"old": "in-memory cache ({rev})", "nocache": "no cache", "arrow-build": "Arrow cache, first run (builds)",
-          "arrow-reuse": "Arrow cache, reused"}
+          "arrow-reuse": "Arrow cache, reused", "check-build": "check-only cache, first run",
+          "check-reuse": "check-only cache, reused"}
 # the pipeline summary's "<stage> computed|reused <seconds>" and the store's "[<stage>] ... artifact <path>"
 STAGE_LINE = re.compile(r"^(\w+)\s+(computed|reused)\s+([\d.]+)", re.M)
 ARTIFACT_LINE = re.compile(r"\[(\w+)\] (?:computing|reusing finished) artifact (\S+)")
@@ -87,7 +90,9 @@ def measure(tree: Path, work: Path, n: int, traj: Path, mode: str, seed: int) ->
             "sft.max_steps=1", "sft.val_fraction=0", f"seed={seed}"]
     if mode == "nocache":
         args.append("sft.cache_encodings=false")
-    if mode == "arrow-build":
+    if mode.startswith("check"):
+        args.append("sft.cache_tensors=false")
+    if mode.endswith("-build"):  # every cache goes: the modes run in order, each build before its reuse
         shutil.rmtree(work / "artifacts" / "sft_encodings", ignore_errors=True)
     r = train(tree, work, args)
     sft = r["stages"]["sft"]
@@ -96,32 +101,33 @@ def measure(tree: Path, work: Path, n: int, traj: Path, mode: str, seed: int) ->
            "wall_s": r["wall_seconds"], "seconds_to_first_step": summary.get("seconds_to_first_step"),
            "n_train": summary.get("n_train"), "log": r["log"]}
     caches = list((work / "artifacts" / "sft_encodings").glob("*/_SUCCESS.json"))
-    if mode.startswith("arrow") and caches:
+    if mode.startswith(("arrow", "check")) and caches:
         out["cache_mb"] = json.loads(caches[0].read_text())["summary"]["megabytes"]
     return out
 
 
 def table(results: list[dict], modes: list[str], rev: str | None) -> str:
     base = "old" if "old" in modes else "nocache"
-    heads = [LABELS[m].format(rev=rev) for m in modes]
-    lines = ["| samples | metric | " + " | ".join(heads) + f" | Arrow reused / {LABELS[base].format(rev=rev)} |",
-             "|---|---|" + "---|" * (len(modes) + 1)]
+    reused = [m for m in ("arrow-reuse", "check-reuse") if m in modes and m != base]
+    heads = [LABELS[m].format(rev=rev) for m in modes] + [f"{LABELS[m]} / {LABELS[base].format(rev=rev)}"
+                                                          for m in reused]
+    lines = ["| samples | metric | " + " | ".join(heads) + " |", "|---|---|" + "---|" * len(heads)]
     for n in sorted({r["samples"] for r in results}):
         for key, name in (("to_first_step_s", "time to first step (s)"), ("peak_rss_mb", "peak RSS (MB)")):
             med = {m: statistics.median(r[key] for r in results if r["samples"] == n and r["mode"] == m)
                    for m in modes if any(r["samples"] == n and r["mode"] == m for r in results)}
             cells = [("–" if m not in med else f"{med[m]:,.1f}" if key.endswith("_s") else f"{med[m]:,.0f}")
                      for m in modes]
-            ratio = f"{med['arrow-reuse'] / med[base]:.2f}×" if "arrow-reuse" in med and base in med else "–"
-            lines.append(f"| {n:,} | {name} | " + " | ".join(cells) + f" | {ratio} |")
+            cells += [f"{med[m] / med[base]:.2f}×" if m in med and base in med else "–" for m in reused]
+            lines.append(f"| {n:,} | {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, nargs="+", default=[12_000, 100_000])
-    ap.add_argument("--modes", nargs="+", default=["old", "nocache", "arrow-build", "arrow-reuse"],
-                    choices=list(LABELS))
+    ap.add_argument("--modes", nargs="+", choices=list(LABELS),
+                    default=["old", "nocache", "arrow-build", "arrow-reuse", "check-build", "check-reuse"])
     ap.add_argument("--baseline", help="git revision whose in-memory cache is the 'old' mode (e.g. a8731a2)")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--workdir", help="keep artifacts here (default: a temporary folder, removed at the end)")
