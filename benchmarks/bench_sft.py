@@ -6,7 +6,7 @@
 Per size it builds once, untimed: the synthetic world's data artifact with N SFT samples, one
 trajectory per sample (``distill.trajectories_path``) and the tiny model. Then every measured run is a
 fresh ``python train.py experiment=quick stages=[data,distill,sft] sft.max_steps=1 sft.val_fraction=0``
-with a new ``seed`` (a new SFT artifact; data, trajectories and the encoding cache stay the same), so
+with the SFT artifacts removed first (data, trajectories and the encoding cache stay the same), so
 the SFT stage's seconds are its time to the end of step 1 (model load, join, encoding or cache, one
 step, a tiny model saved). Peak RSS is the whole process's (``wait4``), alternating modes per repeat:
   old          the baseline commit, run from ``git archive REV`` (its in-memory cache: every encoding held)
@@ -92,6 +92,7 @@ def measure(tree: Path, work: Path, n: int, traj: Path, mode: str, seed: int) ->
         args.append("sft.cache_encodings=false")
     if mode.startswith("check"):
         args.append("sft.cache_tensors=false")
+    shutil.rmtree(work / "artifacts" / "sft", ignore_errors=True)  # SFT itself is never reused
     if mode.endswith("-build"):  # every cache goes: the modes run in order, each build before its reuse
         shutil.rmtree(work / "artifacts" / "sft_encodings", ignore_errors=True)
     r = train(tree, work, args)
