@@ -1,10 +1,10 @@
 """Typed config schemas (Hydra ConfigStore) and early validation.
 
 The YAML files under ``conf/`` fill these schemas; ``conf/config.yaml`` lists
-``egt_schema`` first in its defaults, so a misspelt key or a wrong type fails
-at compose time, before any heavy work. :func:`validate` then checks what a
-type cannot express (known stage names, ranges, paths) and says what to write
-instead.
+``egt_schema`` first in its defaults, so a misspelt key, a wrong type or a value
+outside a choice field's set (an Enum of egt.choices) fails at compose time,
+before any heavy work. :func:`validate` then checks what a type cannot express
+(known stage names, ranges, paths) and says what to write instead.
 """
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from egt.choices import (Attention, Backend, Band, BuildKind, Dtype, EvalOrder, KLEstimator, KLIn, LossReduction,
+                         OnBadSample, Template)
+
 STAGES = ("data", "distill", "sft", "probe", "select", "rl", "eval")  # report: python -m egt.report
-DTYPES = ("float32", "bfloat16", "float16")
-ATTN = ("auto", "sdpa", "eager", "flash_attention_2")
 
 
 @dataclass
@@ -35,7 +36,7 @@ class BuildConfig:
     on the synthetic world, tiny/demo) and egt.models.replica (kind ``qwen2_5_vl_replica``: the real
     Qwen2.5 tokenizer and the files of a Qwen2.5-VL-7B-Instruct download)."""
 
-    kind: str = "world"  # world | qwen2_5_vl_replica
+    kind: BuildKind = BuildKind.world
     hidden_size: int = 64
     num_layers: int = 2
     num_heads: int = 4
@@ -54,8 +55,8 @@ class ModelConfig:
     name: str = "demo"
     path: Optional[str] = None  # a local HF VLM directory; None → built offline from `build`
     build: Optional[BuildConfig] = None
-    dtype: str = "float32"
-    attn_implementation: str = "sdpa"
+    dtype: Dtype = Dtype.float32
+    attn_implementation: Attention = Attention.sdpa
     trust_remote_code: bool = False
     freeze_vision: bool = False
     gradient_checkpointing: bool = False
@@ -84,9 +85,9 @@ class DataConfig:
     deduplicate: bool = True  # repeated pairs inside a pool, and SFT pairs that are also in the RL pool, dropped
     contamination_benchmarks: list = field(
         default_factory=lambda: ["vl_rewardbench", "multimodal_rewardbench", "mm_rlhf_rewardbench"])
-    on_bad_sample: str = "error"  # error | skip
+    on_bad_sample: OnBadSample = OnBadSample.error
     randomize_order: bool = True
-    template: str = "short"  # judge prompt: minimal | short | r1_reward
+    template: Template = Template.short  # the judge prompt
     # per training pool, each source's share: {sft_pool: {weights: {name: w}, counts: {name: n}, size: N}}
     # (egt.data.mixture); unset = every kept row once. In the data key only when set.
     mix: dict = field(default_factory=dict)
@@ -114,7 +115,7 @@ class SFTConfig:
     accumulate_grad_batches: int = 1
     # token: Σ target-token NLL / target tokens of the whole optimizer step (accumulation and ranks);
     # sequence: each sequence's token mean, averaged over the step's sequences (egt.sft.loss)
-    loss_reduction: str = "token"
+    loss_reduction: LossReduction = LossReduction.token
     chunk_size: Optional[int] = 256  # output-head positions per loss chunk (recomputed in backward); null: one pass
     epochs: int = 1
     max_steps: int = -1
@@ -193,7 +194,7 @@ class SelectionConfig:
     k: Optional[int] = None
     fraction: Optional[float] = None
     percentile: Optional[float] = None  # in (0, 100]
-    band: str = "low"  # low | mid (centred on the median) | high
+    band: Band = Band.low  # mid: centred on the median
     seed: int = 0
     # online (with curriculum.reprobe_every > 0): re-select the same number of lowest-scored samples of the
     # probed pool at every re-probe, at most max_change entering (and as many leaving) each time
@@ -222,7 +223,7 @@ class EvalConfig:
     benchmarks: list = field(default_factory=lambda: ["synthetic"])  # names, {name: …, kwargs} or {_target_: …}
     optional_benchmarks: list = field(default_factory=list)  # evaluated only if <data_root>/<name> exists
     data_root: Optional[str] = None  # public benchmarks are read from <data_root>/<name>
-    order: str = "both"  # both (each pair in both orders: debiased accuracy, consistency) | official (half the cost)
+    order: EvalOrder = EvalOrder.both  # both: debiased accuracy, consistency; official: half the cost
     position_bias: PositionBiasLimits = field(default_factory=PositionBiasLimits)  # warning + dagger limits
     votes: int = 1  # Voting@K: majority of K sampled judgements (needs temperature > 0)
     temperature: float = 0.0  # 0 = greedy
@@ -230,7 +231,7 @@ class EvalConfig:
     max_new_tokens: int = 256
     max_length: int = 8192  # prompt tokens (image tokens included); longer prompts are bad samples
     batch_size: int = 16
-    on_bad_sample: str = "error"  # error | skip (counted in metrics.json)
+    on_bad_sample: OnBadSample = OnBadSample.error  # skip: counted in metrics.json
     limit: Optional[int] = None  # first N items of each benchmark
     seed: int = 0  # random-swap order and sampling
 
@@ -260,8 +261,8 @@ class RLConfig:
     max_new_tokens: int = 96
     max_length: int = 512  # prompt tokens (image tokens included)
     kl_coef: float = 1e-3  # 0 = no KL term and no reference model
-    kl_estimator: str = "k3"  # k1 | k3
-    kl_in: str = "loss"  # loss | reward
+    kl_estimator: KLEstimator = KLEstimator.k3
+    kl_in: KLIn = KLIn.loss
     logprob_batch_size: Optional[int] = None  # sequences per no-grad π_old / π_ref forward; null = the rollout batch
     logprob_chunk_size: int = 128  # positions per output-head chunk: peak extra memory ~ chunk × V fp32
     checkpoint_every_n_steps: int = 5
@@ -297,7 +298,7 @@ class TrainerConfig:
 class DistributedConfig:
     """Multi-process runs (torchrun / SLURM; egt.distributed). The launcher sets the ranks."""
 
-    backend: str = "auto"  # auto (nccl on GPU, gloo on CPU) | nccl | gloo
+    backend: Backend = Backend.auto  # auto: nccl on GPU, gloo on CPU
     timeout_minutes: float = 720.0  # how long ranks wait for rank 0 (it may be distilling)
 
 
@@ -390,9 +391,6 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("stages is empty: write e.g. stages=[data,distill,sft]")
     for stage in cfg.stages:
         _check_choice("stages", str(stage), STAGES)
-    _check_choice("model.dtype", cfg.model.dtype, DTYPES)
-    _check_choice("model.attn_implementation", cfg.model.attn_implementation, ATTN)
-    _check_choice("data.on_bad_sample", cfg.data.on_bad_sample, ("error", "skip"))
     _validate_sources(cfg)
     if OmegaConf.is_missing(cfg.model, "path"):
         raise ConfigError(
@@ -427,7 +425,6 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"sft.warmup_ratio={s.warmup_ratio} must be in [0, 1)")
     if s.lr <= 0 or s.batch_size < 1 or s.epochs < 1:
         raise ConfigError("sft.lr must be > 0, sft.batch_size >= 1 and sft.epochs >= 1")
-    _check_choice("sft.loss_reduction", s.loss_reduction, ("token", "sequence"))
     if s.chunk_size is not None and s.chunk_size < 1:
         raise ConfigError(f"sft.chunk_size={s.chunk_size} must be >= 1 (positions per output-head chunk)")
     _validate_probe_select(cfg)
@@ -449,7 +446,6 @@ def _validate_trainer(cfg: DictConfig) -> None:
         raise ConfigError(f"trainer.devices={devices}: write a number of devices per node (e.g. 8) or auto")
     if t.num_nodes < 1:
         raise ConfigError(f"trainer.num_nodes={t.num_nodes} must be >= 1")
-    _check_choice("distributed.backend", cfg.distributed.backend, ("auto", "nccl", "gloo"))
     if cfg.distributed.timeout_minutes <= 0:
         raise ConfigError("distributed.timeout_minutes must be > 0")
     strategy = t.strategy
@@ -471,7 +467,6 @@ def _validate_probe_select(cfg: DictConfig) -> None:
         raise ConfigError(f"probe.n={p.n} greedy outputs would all be the same: set probe.temperature>0 "
                           "(e.g. probe.temperature=1.0) or probe.n=1")
     sel = cfg.selection
-    _check_choice("selection.band", sel.band, ("low", "mid", "high"))
     if sel.k is not None and sel.k < 1:
         raise ConfigError(f"selection.k={sel.k} must be >= 1 (or null to use selection.fraction)")
     if sel.fraction is not None and not 0.0 < sel.fraction <= 1.0:
@@ -527,8 +522,6 @@ def _validate_sources(cfg: DictConfig) -> None:
 
 def _validate_rl(cfg: DictConfig) -> None:
     r = cfg.rl
-    _check_choice("rl.kl_estimator", r.kl_estimator, ("k1", "k3"))
-    _check_choice("rl.kl_in", r.kl_in, ("loss", "reward"))
     if min(r.group_size, r.batch_size, r.num_mini_batches, r.ppo_epochs, r.epochs, r.max_new_tokens) < 1:
         raise ConfigError("rl.group_size, rl.batch_size, rl.num_mini_batches, rl.ppo_epochs, rl.epochs and "
                           "rl.max_new_tokens must be >= 1")
@@ -553,12 +546,10 @@ def _validate_rl(cfg: DictConfig) -> None:
 
 def _validate_eval(cfg: DictConfig) -> None:
     e = cfg.eval
-    _check_choice("eval.order", e.order, ("both", "official"))
     for name in ("min_consistency", "max_gap"):
         if not 0.0 <= e.position_bias[name] <= 1.0:
             raise ConfigError(f"eval.position_bias.{name}={e.position_bias[name]} must be a fraction in [0, 1] "
                               f"(default {getattr(PositionBiasLimits, name)})")
-    _check_choice("eval.on_bad_sample", e.on_bad_sample, ("error", "skip"))
     if e.votes < 1 or e.batch_size < 1 or e.max_new_tokens < 1:
         raise ConfigError("eval.votes, eval.batch_size and eval.max_new_tokens must be >= 1")
     if e.temperature < 0:
@@ -578,4 +569,5 @@ def _validate_eval(cfg: DictConfig) -> None:
 
 
 def to_container(cfg: DictConfig) -> dict:
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    """Plain data, interpolations resolved; choice fields (egt.choices) as plain ``str``."""
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[return-value]

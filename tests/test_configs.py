@@ -1,13 +1,24 @@
-"""Every option of every config group composes against the typed schema and validates."""
+"""Every option of every config group composes against the typed schema and validates; every
+``_target_`` it holds resolves to a callable that takes its arguments, and is built where that is
+cheap and offline; a choice field (egt.choices) refuses a value outside its set at compose time."""
+import dataclasses
+import inspect
+import json
+import typing
 from pathlib import Path
 
+import hydra.utils
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import ValidationError
 
 import egt.config  # noqa: F401  (registers the schema)
+from egt import choices
+from egt.artifacts import make_key
 from egt.cli import rewrite_model_path_args
-from egt.config import ConfigError, validate
+from egt.config import ConfigError, EgtConfig, _schema_class, to_container, validate
+from egt.utils.secrets import config_container
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 # groups whose options need something from the user (a local model path)
@@ -38,6 +49,72 @@ def test_every_option_composes_and_validates(group, option, tmp_path):
     cfg = _compose(overrides + NEEDS_ARGS.get((group, option), []))
     OmegaConf.resolve(cfg)
     validate(cfg)
+    for where, node in targets(cfg):
+        check_target(where, node, tmp_path)
+
+
+# Resolved and their arguments bound, never built: DeepSpeed needs its package and CUDA, a wandb logger
+# starts wandb. Everything else is built, with these arguments where the YAML asks the user (???) or
+# the constructor reads a directory.
+NOT_BUILT = {"lightning.pytorch.strategies.DeepSpeedStrategy", "lightning.pytorch.loggers.WandbLogger"}
+BUILD_WITH = {"egt.distill.hf_teacher.HFTeacher": "model_path", "egt.rl.judges.hf.HFJudge": "model_path"}
+_built: set[str] = set()  # nodes already checked in this process (most options share the defaults' targets)
+
+
+def targets(node, where=""):
+    """(key, node) for every node with a ``_target_`` in a config tree, nested ones too."""
+    if isinstance(node, DictConfig):
+        if "_target_" in node:
+            yield where or "<root>", node
+        for key in node:
+            if not OmegaConf.is_missing(node, key):
+                yield from targets(node[key], f"{where}.{key}" if where else str(key))
+    elif isinstance(node, ListConfig):
+        for i, item in enumerate(node):
+            yield from targets(item, f"{where}[{i}]")
+
+
+def check_target(where: str, node: DictConfig, tmp_path: Path) -> None:
+    """``node._target_`` imports and is callable, its signature takes the node's keys, and (unless in
+    NOT_BUILT) hydra.utils.instantiate builds it, as the stages do."""
+    target = str(node._target_)
+    seen = f"{where}:{json.dumps(OmegaConf.to_container(node, enum_to_str=True), sort_keys=True, default=str)}"
+    if seen in _built:
+        return
+    try:
+        fn = hydra.utils.get_method(target)
+    except Exception as e:
+        pytest.fail(f"{where}._target_={target} does not import: {e}")
+    kwargs = {str(k): None for k in node if not str(k).startswith("_")}
+    try:
+        inspect.signature(fn).bind_partial(*node.get("_args_", []), **kwargs)
+    except TypeError as e:
+        pytest.fail(f"{where}: {target} does not take the arguments {sorted(kwargs)}: {e}")
+    extra = {}
+    if target in BUILD_WITH:
+        model = tmp_path / "model"
+        model.mkdir(exist_ok=True)
+        (model / "config.json").write_text("{}")
+        extra[BUILD_WITH[target]] = str(model)
+    missing = {k.removeprefix(f"{where}.") for k in OmegaConf.missing_keys(node)}  # full keys: drop `where.`
+    if target not in NOT_BUILT and not missing - set(extra):
+        obj = hydra.utils.instantiate(node, **extra)
+        assert obj is not None and (not isinstance(fn, type) or isinstance(obj, fn)), (where, target, obj)
+    _built.add(seen)
+
+
+def test_hydra_callbacks_resolve_and_build(tmp_path):
+    callbacks = OmegaConf.load(CONF / "config.yaml").hydra.callbacks
+    for name in callbacks:
+        check_target(f"hydra.callbacks.{name}", callbacks[name], tmp_path)
+
+
+def test_a_misspelt_target_or_argument_fails(tmp_path):
+    with pytest.raises(pytest.fail.Exception, match="does not import"):
+        check_target("rl.loss", OmegaConf.create({"_target_": "egt.rl.losses.PPOClipLos"}), tmp_path)
+    with pytest.raises(pytest.fail.Exception, match="clip_epss"):
+        check_target("rl.loss", OmegaConf.create({"_target_": "egt.rl.losses.PPOClipLoss", "clip_epss": 0.2}),
+                     tmp_path)
 
 
 def test_default_is_demo_model_on_cpu_with_offline_wandb():
@@ -58,8 +135,6 @@ def test_wrong_type_fails_at_compose():
 
 @pytest.mark.parametrize("override,msg", [
     ("stages=[data,distil]", "Did you mean 'distill'"),
-    ("model.dtype=bf16", "Did you mean 'bfloat16'"),
-    ("data.on_bad_sample=skpi", "Did you mean 'skip'"),
     ("sft.val_fraction=1.5", "val_fraction"),
     ("distill.concurrency=0", "requests in flight"),
     ("distill/teacher=openai", "needs distill.teacher.base_url=…, distill.teacher.model=…"),
@@ -69,6 +144,81 @@ def test_wrong_type_fails_at_compose():
 def test_validation_says_what_to_write(override, msg):
     with pytest.raises(ConfigError, match=msg):
         validate(_compose([override]))
+
+
+# every choice field of the schema, with the Enum that holds its values
+CHOICE_FIELDS = {
+    "model.dtype": choices.Dtype, "model.attn_implementation": choices.Attention,
+    "model.build.kind": choices.BuildKind, "data.template": choices.Template,
+    "data.on_bad_sample": choices.OnBadSample, "eval.on_bad_sample": choices.OnBadSample,
+    "sft.loss_reduction": choices.LossReduction, "selection.band": choices.Band, "eval.order": choices.EvalOrder,
+    "rl.kl_estimator": choices.KLEstimator, "rl.kl_in": choices.KLIn, "distributed.backend": choices.Backend,
+}
+
+
+@pytest.fixture(scope="module")
+def schema():
+    return OmegaConf.structured(EgtConfig)
+
+
+@pytest.mark.parametrize("key", sorted(CHOICE_FIELDS))
+def test_a_value_outside_a_choice_fails_at_compose(key, schema):
+    """The schema refuses it on merge (a YAML file or a command-line override), naming key and values."""
+    allowed = ", ".join(m.value for m in CHOICE_FIELDS[key])
+    with pytest.raises(ValidationError, match=rf"(?s)expected one of \[{allowed}\].*full_key: {key}"):
+        OmegaConf.merge(schema, OmegaConf.from_dotlist([f"{key}=nonsense"]))
+    for value in CHOICE_FIELDS[key]:  # every allowed value, written as a string
+        OmegaConf.merge(schema, OmegaConf.from_dotlist([f"{key}={value.value}"]))
+
+
+def test_hydra_rejects_a_bad_choice_on_the_command_line():
+    with pytest.raises(Exception) as e:
+        _compose(["model.dtype=bf16"])
+    msg = f"{e.value}\n{e.value.__cause__}"
+    assert "full_key: model.dtype" in msg and "expected one of [float32, bfloat16, float16]" in msg
+
+
+def test_every_choice_field_is_listed():
+    def fields(schema, where=""):
+        for f in dataclasses.fields(schema):
+            tp = typing.get_type_hints(schema)[f.name]
+            sub = _schema_class(tp)
+            if sub is not None:
+                yield from fields(sub, f"{where}{f.name}.")
+            elif isinstance(tp, type) and issubclass(tp, choices.Choice):
+                yield f"{where}{f.name}", tp
+    assert dict(fields(EgtConfig)) == CHOICE_FIELDS
+
+
+def test_choices_are_what_the_code_implements():
+    from egt.data.prompt import TEMPLATES
+    from egt.models.loader import DTYPES
+    from egt.models.resolve import BUILD_KINDS
+    from egt.rl.functional import KL_ESTIMATORS
+    from egt.select.selection import band_window
+    from egt.sft.loss import REDUCTIONS
+
+    for enum in set(CHOICE_FIELDS.values()):
+        assert all(m.name == m.value for m in enum), enum  # OmegaConf reads a value by the member's name
+    assert set(choices.Dtype) == set(DTYPES) and set(choices.Template) == set(TEMPLATES)
+    assert set(choices.BuildKind) == set(BUILD_KINDS) and set(choices.KLEstimator) == set(KL_ESTIMATORS)
+    assert set(choices.LossReduction) == set(REDUCTIONS)
+    for band in choices.Band:
+        band_window(10, 4, band)
+
+
+def test_choice_values_read_as_the_same_strings():
+    """What stages compare, hash into artifact keys, log and write is the text it was as a str field."""
+    cfg = _compose(["model.dtype=bfloat16", "rl.kl_in=reward", "selection.band=mid"])
+    d = cfg.model.dtype
+    assert d == "bfloat16" and str(d) == f"{d}" == "bfloat16" and json.dumps(d) == '"bfloat16"'
+    assert {"bfloat16": 1}[d] == 1 and "bfloat16" in {d}
+    assert make_key("sft", {"dtype": d, "kl_in": cfg.rl.kl_in}) == \
+        make_key("sft", {"dtype": "bfloat16", "kl_in": "reward"})
+    for plain in (to_container(cfg), config_container(cfg)):
+        assert type(plain["model"]["dtype"]) is str and type(plain["selection"]["band"]) is str
+        assert plain["selection"]["band"] == "mid"
+    assert "dtype: bfloat16" in OmegaConf.to_yaml(cfg.model)
 
 
 def test_model_that_needs_a_path_says_so():

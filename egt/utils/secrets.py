@@ -204,8 +204,8 @@ def config_container(cfg: Any) -> Any:
     may be logged, put in a wandb run or hashed into an artifact key."""
     if not OmegaConf.is_config(cfg):
         return redact(cfg)
-    raw = OmegaConf.to_container(cfg, resolve=False)
-    return redact(_keep_env_refs(raw, OmegaConf.to_container(cfg, resolve=True)))
+    raw = OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)  # choice fields (egt.choices) as str
+    return redact(_keep_env_refs(raw, OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)))
 
 
 def _register(node: Any, secret: bool, extras: bool, headers: bool) -> None:

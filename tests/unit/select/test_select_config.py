@@ -25,7 +25,6 @@ def test_defaults_follow_the_paper():
 
 @pytest.mark.parametrize("override,msg", [
     (["probe.n=4"], "temperature"),
-    (["selection.band=middle"], "Did you mean 'mid'"),
     (["selection.fraction=15"], "fraction"),
     (["selection.percentile=0"], "percentile"),
     (["selection.fraction=null"], "needs a size"),
@@ -34,6 +33,12 @@ def test_defaults_follow_the_paper():
 def test_validation_messages(override, msg):
     with pytest.raises(ConfigError, match=msg):
         validate(_cfg(*override))
+
+
+def test_band_outside_low_mid_high_fails_at_compose():
+    with pytest.raises(Exception) as e:
+        _cfg("selection.band=middle")
+    assert "expected one of [low, mid, high]" in f"{e.value}\n{e.value.__cause__}"
 
 
 def test_k_overrides_the_default_fraction():
