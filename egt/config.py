@@ -171,6 +171,7 @@ class ProbeConfig:
     chunk_size: int = 128  # positions per full-vocabulary entropy chunk: peak extra memory chunk × V fp32
     shard_size: int = 256  # samples per resumable shard
     bins: int = 10  # entropy bins of Figure 2
+    both_orders: bool = False  # probe again with the responses swapped (<column>_swapped); entropy=answer_debiased
 
 
 @dataclass
@@ -428,6 +429,7 @@ def validate(cfg: DictConfig) -> None:
     if s.chunk_size is not None and s.chunk_size < 1:
         raise ConfigError(f"sft.chunk_size={s.chunk_size} must be >= 1 (positions per output-head chunk)")
     _validate_probe_select(cfg)
+    _validate_entropy_probe(cfg)
     _validate_online(cfg)
     _validate_eval(cfg)
     _validate_rl(cfg)
@@ -477,6 +479,27 @@ def _validate_probe_select(cfg: DictConfig) -> None:
             and sel.percentile is None:
         raise ConfigError("selection needs a size: write selection.k=2500, selection.fraction=0.15 or "
                           "selection.percentile=15 (or selection=all)")
+
+
+def _validate_entropy_probe(cfg: DictConfig) -> None:
+    """The entropy score's ``probe_settings`` (egt.select.scores): e.g. entropy=answer_debiased reads the
+    swapped-order columns that only probe.both_orders=true writes. An outside table (probe.table_path) is
+    checked by the score itself when it reads it."""
+    target = (cfg.get("entropy") or {}).get("score", {}) or {}
+    target = target.get("_target_") if isinstance(target, DictConfig) else None
+    if not target or cfg.probe.table_path:
+        return
+    from hydra.utils import get_class
+
+    try:
+        needs = getattr(get_class(target), "probe_settings", {})
+    except Exception as exc:  # noqa: BLE001 - a wrong _target_ fails with its own message at instantiate
+        raise ConfigError(f"entropy.score._target_={target} cannot be imported: {exc}") from exc
+    wrong = {k: v for k, v in needs.items() if cfg.probe.get(k) != v}
+    if wrong:
+        fix = " ".join(f"probe.{k}={str(v).lower()}" for k, v in wrong.items())
+        raise ConfigError(f"entropy={cfg.entropy.name} reads probe columns that need {fix}: write "
+                          f"entropy={cfg.entropy.name} {fix}")
 
 
 def _validate_online(cfg: DictConfig) -> None:

@@ -26,7 +26,8 @@ NEEDS_PATH = {("model", "local"), ("model", "qwen2_5_vl_7b")}
 NEEDS_ARGS = {("distill/teacher", "openai"): ["distill.teacher.base_url=http://127.0.0.1:8000/v1",
                                               "distill.teacher.model=m"],
               ("distill/teacher", "hf"): ["distill.teacher.model_path=/models/vlm"],
-              ("data", "r1_reward_rl"): ["data.path=/data/R1-Reward-RL"]}
+              ("data", "r1_reward_rl"): ["data.path=/data/R1-Reward-RL"],
+              ("entropy", "answer_debiased"): ["probe.both_orders=true"]}
 
 
 def options():

@@ -26,6 +26,7 @@ __all__ = [
     "check_image",
     "meta_dict",
     "randomize_order",
+    "swap_sample",
     "stable_hash",
     "validate_dataset",
     "validate_sample",
@@ -194,6 +195,23 @@ def _swap_meta(meta: str | None) -> str | None:
     if isinstance(claims, list) and len(claims) == 2:  # per-response, in shown order
         obj["claims"] = claims[::-1]
     return json.dumps(obj, sort_keys=True)
+
+
+def swap_sample(sample: dict) -> dict:
+    """The sample shown in the other response order: response_1/response_2 exchanged, the label flipped,
+    ``meta`` remapped as :func:`randomize_order` does (the probe's ``probe.both_orders``).
+
+    >>> s = swap_sample({"id": "x", "response_1": "a", "response_2": "b", "label": 1,
+    ...                  "meta": '{"true_label": 2}'})
+    >>> s["response_1"], s["response_2"], s["label"], s["meta"]
+    ('b', 'a', 2, '{"true_label": 1}')
+    """
+    out = dict(sample)
+    out["response_1"], out["response_2"] = sample["response_2"], sample["response_1"]
+    out["label"] = 3 - int(sample["label"])
+    if "meta" in sample:
+        out["meta"] = _swap_meta(sample["meta"])
+    return out
 
 
 def randomize_order(ds: datasets.Dataset, seed: int) -> tuple[datasets.Dataset, dict]:

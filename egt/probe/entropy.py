@@ -11,7 +11,7 @@ from typing import Callable
 
 import torch
 
-__all__ = ["token_entropy", "chunked_entropy_from_hidden", "answer_entropy", "sentence_entropy"]
+__all__ = ["token_entropy", "chunked_entropy_from_hidden", "answer_entropy", "sentence_entropy", "span_entropy"]
 
 
 def token_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -72,3 +72,20 @@ def sentence_entropy(entropy: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     n = m.sum(1)  # [B]
     mean = (entropy * m).sum(1) / n.clamp(min=1)
     return torch.where(n > 0, mean, torch.full_like(mean, float("inf")))
+
+
+def span_entropy(entropy: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+    """Mean entropy over generated tokens ``[start, end)`` of each row (the reasoning tokens: eq. 4 over
+    the reasoning sentence).  ([B, G], [B], [B]) → [B]
+
+    An empty span (``end <= start``, e.g. −1/−1 for an output without reasoning) gets NaN: no reasoning
+    is missing data, not certainty (+inf) and not zero entropy.
+
+    >>> span_entropy(torch.tensor([[1.0, 2.0, 4.0], [1.0, 1.0, 1.0]]), torch.tensor([1, -1]), torch.tensor([3, -1]))
+    tensor([3., nan])
+    """
+    pos = torch.arange(entropy.shape[1], device=entropy.device)  # [G]
+    m = ((pos >= start.unsqueeze(1)) & (pos < end.unsqueeze(1))).float()  # [B, G]
+    n = m.sum(1)  # [B]
+    mean = (entropy * m).sum(1) / n.clamp(min=1)
+    return torch.where(n > 0, mean, torch.full_like(mean, float("nan")))

@@ -13,6 +13,13 @@ With n > 1 the answer entropy is the mean over the outputs that *have* an
 answer digit (+inf only when none has; ``n_no_answer`` counts the rest), the
 sentence entropy the mean over all outputs.
 
+Reasoning entropy (beyond the paper, ``entropy=sentence_fallback``): the mean
+token entropy over the tokens inside ``<think>…</think>``
+(:func:`egt.probe.locate.reasoning_token_range`), NaN for an output without
+reasoning; with n > 1 the mean over the outputs that have reasoning.
+``probe.both_orders`` (``entropy=answer_debiased``) probes each sample a second
+time with its responses swapped and adds ``<column>_swapped`` (:data:`SWAPPED`).
+
 Work is cut into shards of consecutive samples, each written atomically as
 its own parquet file, so a killed probe resumes from its last finished shard;
 :func:`shards_for_rank` splits the shard list across ranks and
@@ -30,12 +37,16 @@ import torch
 
 from egt.data.encode import ChatEncoder
 from egt.data.prompt import format_ok, parse_answer
-from egt.data.schema import meta_dict
+from egt.data.schema import meta_dict, swap_sample
 from egt.eval.generation import generate_batch, prompt_batch
-from egt.probe.entropy import answer_entropy, chunked_entropy_from_hidden, sentence_entropy
-from egt.probe.locate import answer_token_index
+from egt.probe.entropy import answer_entropy, chunked_entropy_from_hidden, sentence_entropy, span_entropy
+from egt.probe.locate import answer_token_index, reasoning_token_range
 
 META_FLAGS = ("true_label", "flipped", "ambiguous", "difficulty", "kind")
+# columns probe.both_orders adds as ``<name>_swapped``: the sample probed with response_1/response_2
+# exchanged and the label flipped (so correct_score_swapped is about the same true answer)
+SWAPPED = ("answer_entropy", "sentence_entropy", "reasoning_entropy", "n_no_answer", "answers", "correct_score",
+           "output")
 Shard = tuple[int, int]
 
 
@@ -146,16 +157,19 @@ def probe_batch(model: Any, encoder: ChatEncoder, samples: Sequence[dict[str, An
         mask = generated_mask(new, stops)  # [B, G]
         ent = teacher_forced_entropy(model, batch, new, mask, chunk)  # [B, G]
         lengths = mask.sum(1).tolist()
-        texts, where = [], []
+        texts, where, spans = [], [], []
         for i, length in enumerate(lengths):
             ids = new[i, :length].tolist()
             texts.append(tok.decode(ids, skip_special_tokens=True))
             j = answer_token_index(tok, ids, texts[-1])
             where.append(-1 if j is None else j)
+            spans.append(reasoning_token_range(tok, ids, texts[-1]) or (-1, -1))
         a = answer_entropy(ent, torch.tensor(where, device=ent.device)).tolist()
         s = sentence_entropy(ent, mask).tolist()
+        start, end = (torch.tensor(c, device=ent.device) for c in zip(*spans))
+        r = span_entropy(ent, start, end).tolist()
         for i in range(len(samples)):
-            draws[i].append({"answer": parse_answer(texts[i]), "a": a[i], "s": s[i], "len": lengths[i],
+            draws[i].append({"answer": parse_answer(texts[i]), "a": a[i], "s": s[i], "r": r[i], "len": lengths[i],
                              "fmt": format_ok(texts[i]), "text": texts[i]})
     return [_row(sample, d) for sample, d in zip(samples, draws)]
 
@@ -163,11 +177,13 @@ def probe_batch(model: Any, encoder: ChatEncoder, samples: Sequence[dict[str, An
 def _row(sample: dict[str, Any], draws: list[dict[str, Any]]) -> dict[str, Any]:
     label = int(sample["label"])
     answered = [d["a"] for d in draws if math.isfinite(d["a"])]
+    reasoned = [d["r"] for d in draws if not math.isnan(d["r"])]
     meta = _meta(sample)
     row = {
         "id": sample["id"],
         "answer_entropy": sum(answered) / len(answered) if answered else math.inf,
         "sentence_entropy": sum(d["s"] for d in draws) / len(draws),
+        "reasoning_entropy": sum(reasoned) / len(reasoned) if reasoned else math.nan,
         "n_samples": len(draws),
         "n_no_answer": len(draws) - len(answered),
         "answers": [d["answer"] for d in draws],
@@ -176,6 +192,7 @@ def _row(sample: dict[str, Any], draws: list[dict[str, Any]]) -> dict[str, Any]:
         "format_ok": sum(d["fmt"] for d in draws) / len(draws),
         "answer_entropies": [d["a"] for d in draws],
         "sentence_entropies": [d["s"] for d in draws],
+        "reasoning_entropies": [d["r"] for d in draws],
         "output": draws[0]["text"],
         "label": label,
         "category": sample.get("category"),
@@ -190,11 +207,14 @@ def _row(sample: dict[str, Any], draws: list[dict[str, Any]]) -> dict[str, Any]:
 def probe_shards(model: Any, encoder: ChatEncoder, dataset: Any, shards: Sequence[Shard], out_dir: Path,
                  n: int = 1, temperature: float = 0.0, max_new_tokens: int = 128, batch_size: int = 16,
                  chunk: int = 128, seed: int = 0, progress: Callable[[int], Any] | None = None,
-                 sampling: dict[str, Any] | None = None) -> dict[str, int]:
+                 sampling: dict[str, Any] | None = None, both_orders: bool = False) -> dict[str, int]:
     """Probe every shard not yet on disk; each finished shard is one atomic parquet write.
 
     Sampling is seeded per shard (``seed``, shard start), so a resumed or
     rank-split probe gives the same rows as one uninterrupted process.
+    ``both_orders`` probes the shard again with the responses swapped (:func:`egt.data.schema.swap_sample`)
+    after the shown order, adding the :data:`SWAPPED` columns; the shown-order columns are the rows a
+    probe without it writes.
     """
     was_training = model.training
     model.eval()
@@ -209,11 +229,19 @@ def probe_shards(model: Any, encoder: ChatEncoder, dataset: Any, shards: Sequenc
                 continue
             torch.manual_seed(seed * 1_000_003 + shard[0])
             rows: list[dict[str, Any]] = []
-            for start in range(shard[0], shard[1], batch_size):
-                samples = list(dataset.select(range(start, min(start + batch_size, shard[1]))))
-                rows += probe_batch(model, encoder, samples, n, temperature, max_new_tokens, chunk, sampling)
-                if progress:
-                    progress(len(samples))
+            swapped: list[dict[str, Any]] = []
+            for order in ("shown", "swapped") if both_orders else ("shown",):
+                for start in range(shard[0], shard[1], batch_size):
+                    samples = list(dataset.select(range(start, min(start + batch_size, shard[1]))))
+                    if order == "shown":
+                        rows += probe_batch(model, encoder, samples, n, temperature, max_new_tokens, chunk, sampling)
+                    else:
+                        swapped += probe_batch(model, encoder, [swap_sample(x) for x in samples], n, temperature,
+                                               max_new_tokens, chunk, sampling)
+                    if progress:
+                        progress(len(samples) / 2 if both_orders else len(samples))  # a sample = both its orders
+            for row, sw in zip(rows, swapped):
+                row.update({f"{c}_swapped": sw[c] for c in SWAPPED})
             write_parquet_atomic(pd.DataFrame(rows), path)
             computed += 1
     finally:

@@ -71,9 +71,12 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
 def key_config(cfg: DictConfig) -> dict[str, Any]:
     """What the probe table depends on. Sampled probing (temperature > 0) draws from one RNG stream per
     shard, batch by batch, so its rows depend on ``batch_size`` and ``shard_size`` too: then they are in
-    the key (greedy probing does not depend on them)."""
+    the key (greedy probing does not depend on them). ``both_orders`` is in it only when true (its table
+    has more columns; without it the key is the one from before the setting existed)."""
     p = cfg.probe
     conf = {k: v for k, v in to_container(p).items() if k not in NOT_IN_KEY}
+    if not conf.get("both_orders"):
+        conf.pop("both_orders", None)  # only when true: the shown-order probe keeps its key
     conf.update(template=template_key(cfg.data.template), dtype=cfg.model.dtype,
                 seed=cfg.seed if p.temperature > 0 else None, **pixel_budget(cfg))
     if p.temperature > 0:
@@ -135,7 +138,8 @@ def _probe_mine(cfg: DictConfig, model: Any, encoder: ChatEncoder, ds: Any, mine
               disable=rank != 0) as bar:
         return probe_shards(model, encoder, ds, mine, out, n=p.n, temperature=p.temperature,
                             max_new_tokens=p.max_new_tokens, batch_size=p.batch_size, chunk=p.chunk_size,
-                            seed=cfg.seed, progress=bar.update, sampling=to_container(p.generation))
+                            seed=cfg.seed, progress=bar.update, sampling=to_container(p.generation),
+                            both_orders=bool(p.get("both_orders", False)))
 
 
 def probe_with(cfg: DictConfig, model: Any, processor: Any, ds: Any, out: Path, desc: str = "re-probe") -> pd.DataFrame:
@@ -173,6 +177,7 @@ def summarize(table: pd.DataFrame, bins: int, out: Path) -> dict[str, Any]:
         "accuracy": round(float(table["correct_score"].mean()), 4),
         "format_ok": round(float(table["format_ok"].mean()), 4),
         "answer_entropy": _mean(table["answer_entropy"]), "sentence_entropy": _mean(table["sentence_entropy"]),
+        "reasoning_entropy": _mean(table["reasoning_entropy"]) if "reasoning_entropy" in table else None,
         "answer_entropy_right": _mean(table.loc[right, "answer_entropy"]),
         "answer_entropy_wrong": _mean(table.loc[~right, "answer_entropy"]),
         "sentence_entropy_right": _mean(table.loc[right, "sentence_entropy"]),

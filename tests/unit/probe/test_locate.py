@@ -1,7 +1,7 @@
 """The answer digit's token is found by character offsets of the generated ids, whatever the merges."""
 import pytest
 
-from egt.probe.locate import answer_token_index, token_offsets
+from egt.probe.locate import answer_token_index, reasoning_token_range, token_offsets
 
 
 class PieceTokenizer:
@@ -58,3 +58,14 @@ def test_real_tokenizer_generated_ids(tiny_model_dir):
         j = answer_token_index(tok, ids)
         digit = text[text.index("<answer>") + len("<answer>"):].strip()[0]
         assert j is not None and digit in tok.decode([ids[j]])
+
+
+@pytest.mark.parametrize("pieces,expected", [
+    (["<think>", "a", " b", "</think>", "<answer>", "1", "</answer>"], (1, 3)),
+    (["<think>a", " b</", "think><answer>1</answer>"], (0, 2)),     # tags merged with reasoning text
+    (["<think>", "a", " b"], (1, 3)),                               # cut off before </think>
+    (["<think>", "</think>", "<answer>", "1", "</answer>"], None),   # empty reasoning
+    (["<answer>", "1", "</answer>"], None),                          # no <think>
+])
+def test_reasoning_tokens_by_offsets(pieces, expected):
+    assert reasoning_token_range(PieceTokenizer(pieces), list(range(len(pieces)))) == expected

@@ -112,3 +112,51 @@ def test_resume_after_kill_recomputes_only_missing_shards(tiny, world_small, tmp
     assert again == {"shards_reused": 2, "shards_computed": 1} and sum(seen) == 5
     assert [shard_path(tmp_path, s).stat().st_mtime_ns for s in shards[:2]] == mtimes
     pd.testing.assert_frame_equal(full, merge_shards(tmp_path, shards))
+
+
+def test_reasoning_entropy_over_the_think_tokens(tiny, world_small, monkeypatch):
+    """Forced outputs: the reasoning entropy is the mean entropy of the tokens holding a character inside
+    <think>…</think>; an output without reasoning gets NaN."""
+    from egt.probe.locate import token_offsets
+
+    model, enc = tiny
+    tok = enc.tokenizer
+    text = "<think>The image shows 2 circles.</think><answer>2</answer>"
+    ids = tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    bare = tok("<answer>2</answer>", add_special_tokens=False)["input_ids"]
+    forced = torch.tensor([ids, bare + [tok.eos_token_id] * (len(ids) - len(bare))])
+    monkeypatch.setattr(probe_mod, "generate_batch", lambda *a, **k: forced)
+    samples = list(world_small["rl_pool"].select(range(2)))
+    rows = probe_batch(model, enc, samples, max_new_tokens=len(ids))
+    batch = prompt_batch(enc, samples, "cpu")
+    T = batch["input_ids"].shape[1]
+    ent = token_entropy(_full_logits(model, batch, forced)[:, T - 1:-1])
+    a, b = len("<think>"), text.index("</think>")
+    inside = [j for j, (s, e) in enumerate(token_offsets(tok, ids[:-1])) if s < b and e > a and e > s]
+    assert inside and inside == list(range(inside[0], inside[-1] + 1))
+    assert rows[0]["reasoning_entropy"] == pytest.approx(ent[0, inside].mean().item(), abs=1e-5)
+    assert rows[0]["reasoning_entropies"] == [pytest.approx(rows[0]["reasoning_entropy"])]
+    assert math.isnan(rows[1]["reasoning_entropy"]) and math.isfinite(rows[1]["answer_entropy"])
+
+
+def test_both_orders_adds_the_swapped_probe(tiny, world_small, tmp_path):
+    """probe.both_orders: the shown-order columns are the plain probe's, the *_swapped ones are the probe
+    of the swapped samples (responses exchanged, label flipped)."""
+    from egt.data.schema import swap_sample
+
+    model, enc = tiny
+    ds = world_small["rl_pool"].select(range(3))
+    kw = dict(max_new_tokens=4, batch_size=2, chunk=7)
+    plain = probe_shards(model, enc, ds, [(0, 3)], tmp_path / "plain", **kw)
+    both = probe_shards(model, enc, ds, [(0, 3)], tmp_path / "both", both_orders=True, **kw)
+    assert plain == both == {"shards_reused": 0, "shards_computed": 1}
+    p, t = merge_shards(tmp_path / "plain", [(0, 3)]), merge_shards(tmp_path / "both", [(0, 3)])
+    pd.testing.assert_frame_equal(p, t[p.columns])
+    swapped = pd.DataFrame(probe_batch(model, enc, [swap_sample(x) for x in ds], max_new_tokens=4, chunk=7))
+    for c in probe_mod.SWAPPED:
+        got, want = t[f"{c}_swapped"].tolist(), swapped[c].tolist()
+        if t[f"{c}_swapped"].dtype.kind == "f":
+            assert got == pytest.approx(want, nan_ok=True), c
+        else:
+            assert [list(v) if c == "answers" else v for v in got] == want, c
+    assert (swapped["label"] == 3 - t["label"]).all()

@@ -25,3 +25,8 @@ def test_sampled_probe_key_holds_batch_and_shard_sizes():
     assert _conf(*sampled, "probe.shard_size=16") != _conf(*sampled, "probe.shard_size=256")
     assert _conf(*sampled)["seed"] == 0 and _conf(*sampled, "seed=3")["seed"] == 3
     assert _conf("model.max_pixels=1003520")["max_pixels"] == 1003520  # the pixel budget is in the key
+
+
+def test_both_orders_is_in_the_key_only_when_true():
+    assert "both_orders" not in _conf() and _conf("probe.both_orders=false") == _conf()
+    assert _conf("probe.both_orders=true")["both_orders"] is True
