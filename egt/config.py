@@ -18,6 +18,8 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from egt.errors import ConfigError  # noqa: F401  (re-exported: egt.config.ConfigError)
+from egt.utils.conf import to_container  # noqa: F401  (re-exported)
 from egt.choices import (Attention, Backend, Band, BuildKind, Dtype, EvalOrder, KLEstimator, KLIn, LossReduction,
                          OnBadSample, Template)
 
@@ -336,8 +338,6 @@ def register_configs() -> None:
 register_configs()
 
 
-class ConfigError(ValueError):
-    """A config that composes but cannot run; the message says what to write instead."""
 
 
 def _did_you_mean(value: str, options: tuple[str, ...] | list[str]) -> str:
@@ -452,7 +452,7 @@ def _validate_trainer(cfg: DictConfig) -> None:
         raise ConfigError("distributed.timeout_minutes must be > 0")
     strategy = t.strategy
     target = str(strategy.get("_target_", "")) if OmegaConf.is_dict(strategy) else str(strategy)
-    from egt import distributed  # late: it imports this module
+    from egt import distributed  # late: it imports torch
 
     distributed.check_launch(cfg, distributed.detect())  # devices > 1 without a launcher: the torchrun command
     if "deepspeed" in target.lower() and t.accelerator == "cpu":
@@ -591,6 +591,3 @@ def _validate_eval(cfg: DictConfig) -> None:
             raise ConfigError(f"eval.benchmarks: {_did_you_mean(str(name), names())}")
 
 
-def to_container(cfg: DictConfig) -> dict:
-    """Plain data, interpolations resolved; choice fields (egt.choices) as plain ``str``."""
-    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[return-value]

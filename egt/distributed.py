@@ -37,6 +37,9 @@ import torch
 import torch.distributed as dist
 from omegaconf import DictConfig
 
+from egt.errors import ConfigError
+from egt.utils.conf import to_container
+
 log = logging.getLogger(__name__)
 _COORD: Any = None  # the gloo group used for barriers / object broadcasts
 
@@ -96,7 +99,6 @@ def torchrun_command(nproc: int, nnodes: int = 1, argv: list[str] | None = None)
 
 def check_launch(cfg: DictConfig, env: DistEnv) -> None:
     """Raise a ConfigError when the trainer asks for more processes than the launcher started."""
-    from egt.config import ConfigError
 
     devices, nodes = cfg.trainer.devices, int(cfg.trainer.num_nodes)
     if env.world_size == 1:
@@ -206,7 +208,6 @@ def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     one, and a ``strategy`` given as ``{_target_: …}`` (DeepSpeed) instantiated."""
     from hydra.utils import instantiate
 
-    from egt.config import to_container
 
     kw = to_container(cfg.trainer)
     env = detect()
