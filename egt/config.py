@@ -338,8 +338,6 @@ def register_configs() -> None:
 register_configs()
 
 
-
-
 def _did_you_mean(value: str, options: tuple[str, ...] | list[str]) -> str:
     close = difflib.get_close_matches(value, options, n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
@@ -589,5 +587,3 @@ def _validate_eval(cfg: DictConfig) -> None:
         name = spec if isinstance(spec, str) else spec.get("name")
         if name is not None and name not in names() and "_target_" not in spec:
             raise ConfigError(f"eval.benchmarks: {_did_you_mean(str(name), names())}")
-
-
