@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from egt.stages import data as data_stage
 from egt.stages import distill as distill_stage
 from egt.utils.checkpoint import AtomicCheckpointIO
 from egt.utils.logging import close_logger, log_metrics, make_logger
+from egt.utils.progress import progress_callback
 
 log = logging.getLogger(__name__)
 VERSION = 1
@@ -146,8 +148,9 @@ def train(cfg: DictConfig, out: Path, base: Path, data: dict, distill: dict, sto
         trainer_kw = distributed.trainer_kwargs(cfg)
         plugins = [] if distributed.is_deepspeed(trainer_kw["strategy"]) else [AtomicCheckpointIO()]
         trainer = L.Trainer(**trainer_kw, max_epochs=s.epochs, max_steps=s.max_steps,
-                            accumulate_grad_batches=s.accumulate_grad_batches, callbacks=[ckpt_cb, history],
-                            plugins=plugins, logger=logger if logger is not None else False,
+                            accumulate_grad_batches=s.accumulate_grad_batches,
+                            callbacks=[ckpt_cb, history, progress_callback("sft", log, "train/loss")],
+                            enable_progress_bar=sys.stderr.isatty(), plugins=plugins, logger=logger if logger is not None else False,
                             default_root_dir=str(out), log_every_n_steps=s.log_every_n_steps,
                             enable_model_summary=False, use_distributed_sampler=False,
                             limit_val_batches=1.0 if val_dl is not None else 0)

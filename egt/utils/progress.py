@@ -93,8 +93,9 @@ class ProgressLog:
             return
         per_epoch = trainer.num_training_batches
         total = per_epoch * max(1, trainer.max_epochs or 1) if per_epoch != float("inf") else 0
-        if trainer.max_steps and trainer.max_steps > 0:
-            total = min(total, trainer.max_steps) if total else trainer.max_steps
+        if trainer.max_steps and trainer.max_steps > 0:  # optimizer steps: batches = steps × accumulation
+            cap = trainer.max_steps * int(getattr(trainer, "accumulate_grad_batches", 1) or 1)
+            total = min(total, cap) if total else cap
         done = int(trainer.fit_loop.epoch_loop.batch_progress.total.completed)  # a resumed run: what is left
         desc = f"[{self.stage}]" + (f" resumed after {done} batches," if done else "")
         self.progress = Progress(max(0, int(total) - done), desc, self.out, unit="batches", every=self.every, tty=False)
