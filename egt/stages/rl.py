@@ -14,8 +14,6 @@ import hashlib
 import json
 import logging
 import math
-import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,14 +27,13 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from egt import distributed
-from egt.artifacts import make_key, replace_dir, write_json_atomic
+from egt.artifacts import make_key, write_json_atomic
 from egt.config import ConfigError, to_container
 from egt.data.encode import ChatEncoder, image_tokens
 from egt.data.prompt import template_key
 from egt.data.schema import BadSampleError
-from egt.eval.generation import generate, score
 from egt.models.loader import load_model
-from egt.models.resolve import load_for_inference, load_for_training, pixel_budget, resolve_attn
+from egt.models.resolve import load_for_training, pixel_budget, resolve_attn
 from egt.rl.module import RLModule
 from egt.rl.reward import CompositeReward
 from egt.select.curriculum import Curriculum, make_sampler
@@ -44,10 +41,11 @@ from egt.select.methods import Selection
 from egt.select.online import OnlineCurriculumSampler, Reprobe
 from egt.select.scores import EntropyScore
 from egt.stages import data as data_stage
+from egt.stages.trained import bench_eval, save_model
 from egt.stages.reprobe import OnlineOrder, reprobe_settings
 from egt.stages.reprobe import key_config as reprobe_key
 from egt.utils.checkpoint import AtomicCheckpointIO
-from egt.utils.logging import close_logger, log_metrics, make_logger
+from egt.utils.logging import close_logger, make_logger
 from egt.utils.progress import progress_callback
 from egt.utils.secrets import config_container
 
@@ -285,11 +283,7 @@ def _seconds_per_epoch(history: list[dict[str, Any]]) -> list[float]:
 def _finish(cfg: DictConfig, out: Path, module: RLModule, processor: Any, data: dict, logger: Any,
             state: dict | None = None) -> dict[str, Any]:
     """Save the HF model dir atomically and the curves; measure the reloaded model on the bench."""
-    tmp = out / f".model.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    module.model.save_pretrained(tmp, state_dict=state)
-    processor.save_pretrained(tmp)
-    replace_dir(tmp, out / "model")
+    save_model(out, module.model, processor, state)
     write_json_atomic(out / "curves.json", {"steps": module.history})
     summary: dict[str, Any] = {}
     hist = module.history
@@ -301,22 +295,5 @@ def _finish(cfg: DictConfig, out: Path, module: RLModule, processor: Any, data: 
         summary["seconds_per_step"] = round(sum(h["rl/step_s"] for h in hist) / len(hist), 3)
         summary["headline"] = summary["reward_last"]
     if cfg.rl.eval_n > 0:
-        summary.update(bench_eval(cfg, out / "model", data, logger, module.rollouts))
+        summary.update(bench_eval(cfg, "rl", out / "model", data, logger, module.rollouts))
     return summary
-
-
-def bench_eval(cfg: DictConfig, path: Path, data: dict, logger: Any, step: int) -> dict[str, Any]:
-    bench = data_stage.load(data)["bench"]
-    samples = list(bench.select(range(min(cfg.rl.eval_n, len(bench)))))
-    model, processor = load_for_inference(path, cfg)
-    model = model.to(distributed.device(cfg))
-    encoder = ChatEncoder(processor, template=cfg.data.template, max_length=cfg.rl.max_length,
-                          length_key="rl.max_length")
-    outputs = generate(model, encoder, samples, cfg.rl.eval_max_new_tokens, cfg.rl.eval_batch_size, desc="rl bench")
-    metrics = score(samples, outputs)
-    write_json_atomic(path.parent / "bench_eval.json",
-                      {"metrics": metrics, "examples": [{"id": s["id"], "label": s["label"], "output": o}
-                                                        for s, o in list(zip(samples, outputs))[:20]]})
-    log_metrics(logger, {f"rl_bench/{k}": v for k, v in metrics.items()}, step=step)
-    log.info("[rl] bench after RL: %s", metrics)
-    return {f"bench_{k}": v for k, v in metrics.items()} | {"headline": metrics["accuracy"]}

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -23,20 +21,20 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from egt import distributed
-from egt.artifacts import ArtifactStore, content_fingerprint, make_key, replace_dir, write_json_atomic
+from egt.artifacts import ArtifactStore, content_fingerprint, make_key, write_json_atomic
 from egt.config import to_container
 from egt.data.prompt import template_key
 from egt.data.encode import ChatEncoder, collate, image_tokens
 from egt.data.sampler import ResumableSampler
-from egt.eval.generation import generate, score
-from egt.models.resolve import load_for_inference, load_for_training, model_dir, pixel_budget
+from egt.models.resolve import load_for_training, model_dir, pixel_budget
 from egt.sft import cache as encoding_cache
 from egt.sft.data import SFTDataset, from_cache, join_trajectories
 from egt.sft.module import SFTModule
 from egt.stages import data as data_stage
+from egt.stages.trained import bench_eval, save_model
 from egt.stages import distill as distill_stage
 from egt.utils.checkpoint import AtomicCheckpointIO
-from egt.utils.logging import close_logger, log_metrics, make_logger
+from egt.utils.logging import close_logger, make_logger
 from egt.utils.progress import progress_callback
 
 log = logging.getLogger(__name__)
@@ -178,11 +176,7 @@ def train(cfg: DictConfig, out: Path, base: Path, data: dict, distill: dict, sto
 def _finish(cfg: DictConfig, out: Path, module: SFTModule, processor: Any, history: LossHistory,
             trainer: L.Trainer, data: dict, logger: Any, state: dict | None = None) -> dict[str, Any]:
     """Save the HF model dir atomically, then measure the reloaded model on the bench split."""
-    tmp = out / f".model.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    module.model.save_pretrained(tmp, state_dict=state)
-    processor.save_pretrained(tmp)
-    replace_dir(tmp, out / "model")
+    save_model(out, module.model, processor, state)
     write_json_atomic(out / "curve.json", {"train/loss": history.losses})
     summary: dict[str, Any] = {}
     if history.losses:
@@ -192,23 +186,5 @@ def _finish(cfg: DictConfig, out: Path, module: SFTModule, processor: Any, histo
     if "val/loss" in trainer.callback_metrics:
         summary["val_loss"] = round(float(trainer.callback_metrics["val/loss"]), 4)
     if cfg.sft.eval_n > 0:
-        summary.update(bench_eval(cfg, out / "model", data, logger, trainer.global_step))
+        summary.update(bench_eval(cfg, "sft", out / "model", data, logger, trainer.global_step))
     return summary
-
-
-def bench_eval(cfg: DictConfig, path: Path, data: dict, logger: Any, step: int) -> dict[str, Any]:
-    bench = data_stage.load(data)["bench"]
-    bench = bench.select(range(min(cfg.sft.eval_n, len(bench))))
-    model, processor = load_for_inference(path, cfg)
-    model = model.to(distributed.device(cfg))
-    encoder = ChatEncoder(processor, template=cfg.data.template, max_length=cfg.sft.max_length)
-    samples = list(bench)
-    outputs = generate(model, encoder, samples, cfg.sft.eval_max_new_tokens, cfg.sft.eval_batch_size,
-                       desc="sft bench")
-    metrics = score(samples, outputs)
-    write_json_atomic(path.parent / "bench_eval.json",
-                      {"metrics": metrics, "examples": [{"id": s["id"], "label": s["label"], "output": o}
-                                                        for s, o in list(zip(samples, outputs))[:20]]})
-    log_metrics(logger, {f"sft_bench/{k}": v for k, v in metrics.items()}, step=step)
-    log.info("[sft] bench after SFT: %s", metrics)
-    return {f"bench_{k}": v for k, v in metrics.items()} | {"headline": metrics["accuracy"]}

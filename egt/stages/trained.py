@@ -1,0 +1,58 @@
+"""What the two training stages (sft, rl) do with the model they trained: save it as an HF model
+directory, atomically, and measure the reloaded model on a slice of the bench split.
+
+One place for both (they were near copies); each stage passes its own config section's settings.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from egt import distributed
+from egt.artifacts import replace_dir, write_json_atomic
+from egt.data.encode import ChatEncoder
+from egt.eval.generation import generate, score
+from egt.models.resolve import load_for_inference
+from egt.stages import data as data_stage
+from egt.utils.logging import log_metrics
+
+log = logging.getLogger(__name__)
+__all__ = ["save_model", "bench_eval"]
+
+
+def save_model(out: Path, model: Any, processor: Any, state: dict | None = None) -> Path:
+    """``<out>/model``: ``model.save_pretrained`` (from ``state`` when ZeRO-3 gathered one) and the
+    processor, written to a per-process temporary directory and renamed into place whole."""
+    tmp = out / f".model.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, state_dict=state)
+    processor.save_pretrained(tmp)
+    replace_dir(tmp, out / "model")
+    return out / "model"
+
+
+def bench_eval(cfg: DictConfig, stage: str, path: Path, data: dict, logger: Any, step: int) -> dict[str, Any]:
+    """Greedy judgements of the first ``cfg.<stage>.eval_n`` bench samples by the model saved at ``path``
+    (``<stage>.eval_max_new_tokens`` / ``eval_batch_size`` / ``max_length``); writes
+    ``bench_eval.json`` beside it (metrics and 20 examples), logs ``<stage>_bench/*`` at ``step``, and
+    returns ``bench_*`` summary keys plus ``headline`` = bench accuracy (a fraction)."""
+    s = cfg[stage]
+    bench = data_stage.load(data)["bench"]
+    samples = list(bench.select(range(min(s.eval_n, len(bench)))))
+    model, processor = load_for_inference(path, cfg)
+    model = model.to(distributed.device(cfg))
+    encoder = ChatEncoder(processor, template=cfg.data.template, max_length=s.max_length,
+                          length_key=f"{stage}.max_length")
+    outputs = generate(model, encoder, samples, s.eval_max_new_tokens, s.eval_batch_size, desc=f"{stage} bench")
+    metrics = score(samples, outputs)
+    write_json_atomic(path.parent / "bench_eval.json",
+                      {"metrics": metrics, "examples": [{"id": x["id"], "label": x["label"], "output": o}
+                                                        for x, o in list(zip(samples, outputs))[:20]]})
+    log_metrics(logger, {f"{stage}_bench/{k}": v for k, v in metrics.items()}, step=step)
+    log.info("[%s] bench after %s: %s", stage, stage.upper(), metrics)
+    return {f"bench_{k}": v for k, v in metrics.items()} | {"headline": metrics["accuracy"]}
