@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -75,23 +76,30 @@ def fig2_markdown(df: pd.DataFrame, rho: dict[str, float | None]) -> str:
     return "\n".join(lines)
 
 
-def plot_fig2(df: pd.DataFrame, path: str | Path, rho: dict[str, float | None] | None = None) -> Path:
-    """Accuracy per entropy bin, one panel per entropy kind, as a PNG."""
+def plot_fig2(df: pd.DataFrame, path: str | Path, rho: dict[str, float | None] | None = None,
+              half_width: Callable[[float, int], float] | None = None) -> Path:
+    """Accuracy per entropy bin, one panel per entropy kind, as a PNG: bars, or with ``half_width``
+    (accuracy, n) → CI half width (e.g. Wilson's) points with error bars, in percent."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rho = rho or {}
+    scale = 100 if half_width else 1
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, (metric, _) in zip(axes, METRICS):
         part = df[df["metric"] == metric] if len(df) else df
         if len(part):
-            ax.bar(part["bin"], part["accuracy"], color="#4c72b0")
+            if half_width:
+                err = [scale * half_width(a, n) for a, n in zip(part["accuracy"], part["n"])]
+                ax.errorbar(part["bin"], scale * part["accuracy"], yerr=err, fmt="o", capsize=3, color="#4c72b0")
+            else:
+                ax.bar(part["bin"], part["accuracy"], color="#4c72b0")
             ax.set_xticks(part["bin"], [f"{v:.3g}" for v in part["mean_entropy"]], rotation=45, fontsize=7)
-        ax.set_ylim(0, 1)
+        ax.set_ylim(0, scale)
         ax.set_xlabel(f"{metric} entropy (bin mean, nats)")
-        ax.set_ylabel("accuracy")
+        ax.set_ylabel("accuracy (%), 95% CI" if half_width else "accuracy")
         ax.set_title(f"{metric} entropy, Spearman ρ = {rho.get(metric)}")
     return save_figure(fig, path)
 

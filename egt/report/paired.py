@@ -143,23 +143,7 @@ def fig4_ci(arms: dict[str, dict[int, np.ndarray]], path: str | Path, alpha: flo
 
 def fig2_ci(table: Any, path: str | Path, bins: int = 10, alpha: float = 0.05) -> Path:
     """Figure 2 with Wilson 95% intervals: accuracy per equal-count entropy bin."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from egt.report.figures import METRICS, _save, entropy_accuracy
+    from egt.probe.figure2 import entropy_accuracy, plot_fig2
 
     df, rho = entropy_accuracy(table, bins)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, (metric, _) in zip(axes, METRICS):
-        part = df[df["metric"] == metric] if len(df) else df
-        if len(part):
-            err = [100 * wilson_half(a, n, alpha) for a, n in zip(part["accuracy"], part["n"])]
-            ax.errorbar(part["bin"], 100 * part["accuracy"], yerr=err, fmt="o", capsize=3, color="#4c72b0")
-            ax.set_xticks(part["bin"], [f"{v:.3g}" for v in part["mean_entropy"]], rotation=45, fontsize=7)
-        ax.set_ylim(0, 100)
-        ax.set_xlabel(f"{metric} entropy (bin mean, nats)")
-        ax.set_ylabel("accuracy (%), 95% CI")
-        ax.set_title(f"{metric} entropy, Spearman ρ = {rho.get(metric)}")
-    return _save(fig, path)
+    return plot_fig2(df, path, rho, half_width=lambda a, n: wilson_half(a, n, alpha))
