@@ -93,17 +93,21 @@ def measure(tree: Path, work: Path, n: int, traj: Path, mode: str, seed: int) ->
     if mode.startswith("check"):
         args.append("sft.cache_tensors=false")
     shutil.rmtree(work / "artifacts" / "sft", ignore_errors=True)  # SFT itself is never reused
-    if mode.endswith("-build"):  # every cache goes: the modes run in order, each build before its reuse
-        shutil.rmtree(work / "artifacts" / "sft_encodings", ignore_errors=True)
+    if mode.endswith("-build"):  # the caches of this kind (and unfinished ones) go
+        for d in (work / "artifacts" / "sft_encodings").glob("*/"):
+            done = d / "_SUCCESS.json"
+            if not done.exists() or json.loads(done.read_text())["config"]["tensors"] == mode.startswith("arrow"):
+                shutil.rmtree(d)
     r = train(tree, work, args)
     sft = r["stages"]["sft"]
     summary = json.loads((Path(sft["path"]) / "_SUCCESS.json").read_text())["summary"]
     out = {"samples": n, "mode": mode, "to_first_step_s": sft["seconds"], "peak_rss_mb": r["peak_rss_mb"],
            "wall_s": r["wall_seconds"], "seconds_to_first_step": summary.get("seconds_to_first_step"),
            "n_train": summary.get("n_train"), "log": r["log"]}
-    caches = list((work / "artifacts" / "sft_encodings").glob("*/_SUCCESS.json"))
-    if mode.startswith(("arrow", "check")) and caches:
-        out["cache_mb"] = json.loads(caches[0].read_text())["summary"]["megabytes"]
+    for done in (work / "artifacts" / "sft_encodings").glob("*/_SUCCESS.json"):
+        record = json.loads(done.read_text())
+        if mode.startswith(("arrow", "check")) and record["config"]["tensors"] == mode.startswith("arrow"):
+            out["cache_mb"] = record["summary"]["megabytes"]
     return out
 
 
