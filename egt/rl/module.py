@@ -4,10 +4,12 @@ One training step is one rollout batch of N prompts, in the curriculum's order:
 
 1. roll out G completions per prompt from the current policy π_old;
 2. score them: R = R_acc (1 + α R_logic) + β R_format, every term kept;
-3. one no-grad forward for log π_old (and the token entropy) — skipped when the rollout gets one
-   update (``ppo_epochs`` 1, one mini-batch, no KL in the reward): π_old is then the gradient pass's
-   own log-probs, detached; when a KL term is on, one for log π_ref through the frozen reference
-   model (images included);
+3. log π_old (and the token entropy) of the rows the first mini-batch does not hold, in a no-grad
+   pass per later mini-batch, before any update: the first mini-batch's gradient pass runs at θ_old,
+   so its own log-probs, detached, are π_old for its rows (one mini-batch: no extra pass at all).
+   A KL term in the reward needs every row's π_old before the advantages: then one pass over all
+   rows. When a KL term is on, one no-grad pass for log π_ref through the frozen reference model
+   (images included);
 4. KL in the reward, if so configured: R ← R − β_KL Σ_t k(π_old, π_ref);
 5. advantages (``rl/advantage``: group | batch_whiten), then the advantage filter
    (``rl/filter``: which sequences count in the loss and in its denominator);
@@ -84,7 +86,8 @@ class RLModule(L.LightningModule):
         self._ref = (ref_model,)  # a tuple: not a submodule, so not in the checkpoint nor the optimizer
         self.seed, self.max_rollouts, self.log_examples = seed, max_rollouts, log_examples
         self.logprob_batch_size, self.logprob_chunk_size = logprob_batch_size, logprob_chunk_size
-        self.skip_old_pass_on_policy = skip_old_pass_on_policy
+        self.skip_old_pass_on_policy = skip_old_pass_on_policy  # False: a no-grad π_old pass over every row
+        self._entropy = torch.zeros(0)  # [B, L] token entropy of the current rollout under π_old
         self.suppress_ids = multimodal_token_ids(encoder.processor)  # never sampled: out of the normaliser too
         self.rollouts = 0  # rollout batches done (the checkpoint holds it)
         self.history: list[dict[str, Any]] = []  # per-step metrics + sample ids, for curves.json
@@ -122,30 +125,38 @@ class RLModule(L.LightningModule):
         prompts = [s for s in ro.samples for _ in range(ro.group_size)]  # [B]
         terms = self.reward.terms(prompts, ro.texts)
         rewards = torch.tensor(terms.reward, dtype=torch.float32)  # [B]
-        pad = self.encoder.tokenizer.pad_token_id
         mask = ro.completion_mask  # [B, L]
-        # one update on the whole rollout (ppo_epochs = 1, one mini-batch): π_θ = π_old when the loss is
-        # computed, so log π_old is the gradient pass's own log-probs, detached (TRL does the same); the
-        # separate no-grad pass is needed only before several updates or for a KL term in the reward
-        on_policy = (self.skip_old_pass_on_policy and self.ppo_epochs == 1 and min(self.num_mini_batches, ro.size) == 1
-                     and not (self.ref_model is not None and self.kl_in == "reward"))
-        entropy = None
+        chunks = torch.arange(ro.size).tensor_split(min(self.num_mini_batches, ro.size))  # the mini-batches
+        in_reward = self.ref_model is not None and self.kl_in == "reward"
+        # π_old is θ before this rollout's first update, which is where the first mini-batch's gradient pass
+        # runs: its detached log-probs are π_old for its rows (TRL does this for one update; here for the
+        # first of several too). The other rows get a no-grad pass now, in the same mini-batches (and so the
+        # same padding) as their gradient passes. A KL term in the reward needs every row's π_old before the
+        # advantages: then one pass over all rows (as with skip_old_pass_on_policy=False, the reference).
+        first_is_old = self.skip_old_pass_on_policy and not in_reward
         with torch.no_grad():
-            if not on_policy:
-                old_logp, entropy = logprobs_and_entropy(self.model, ro.prompt_feats, ro.completion_ids, mask, pad,
-                                                         self.temperature, with_entropy=True, **self._logprob_kw())
-                ro.old_logp = old_logp.detach().cpu()
+            if not first_is_old:
+                old_logp, entropy = logprobs_and_entropy(self.model, ro.prompt_feats, ro.completion_ids, mask,
+                                                         self._pad, self.temperature, with_entropy=True,
+                                                         **self._logprob_kw())
+                ro.old_logp, self._entropy = old_logp.cpu(), entropy.cpu()
+            else:
+                ro.old_logp, self._entropy = torch.zeros(mask.shape), torch.zeros(mask.shape)  # [B, L]
+                for idx in chunks[1:]:
+                    old_logp, entropy = logprobs_and_entropy(self.model, [ro.prompt_feats[i] for i in idx.tolist()],
+                                                             ro.completion_ids[idx], mask[idx], self._pad,
+                                                             self.temperature, with_entropy=True,
+                                                             **self._logprob_kw())
+                    ro.old_logp[idx], self._entropy[idx] = old_logp.cpu(), entropy.cpu()
             if self.ref_model is not None:
-                ref_logp, _ = logprobs_and_entropy(self.ref_model, ro.prompt_feats, ro.completion_ids, mask, pad,
-                                                   self.temperature, **self._logprob_kw())
+                ref_logp, _ = logprobs_and_entropy(self.ref_model, ro.prompt_feats, ro.completion_ids, mask,
+                                                   self._pad, self.temperature, **self._logprob_kw())
                 ro.ref_logp = ref_logp.cpu()
-        kl_tok = None if on_policy else self._kl_tokens(ro)  # on-policy: known after the gradient pass
-        if self.ref_model is not None and self.kl_in == "reward":  # (never on-policy: see above)
-            rewards = rewards - self.kl_coef * (kl_tok * mask).sum(-1)  # [B]
+        if in_reward:  # every row's π_old is known (see above)
+            rewards = rewards - self.kl_coef * (self._kl_tokens(ro) * mask).sum(-1)  # [B]
         adv, keep, in_denominator = self._advantages(rewards, ro.group_size)  # [B], [B], [B]
-        update = self._update(ro, adv, keep, in_denominator)
-        if on_policy:  # the gradient pass filled ro.old_logp and its entropy
-            entropy, kl_tok = self._pass_entropy, self._kl_tokens(ro)
+        update = self._update(ro, chunks, first_is_old, adv, keep, in_denominator)
+        kl_tok, entropy = self._kl_tokens(ro), self._entropy  # π_old complete after the first epoch
         m = {
             "rl/reward": float(torch.tensor(terms.reward).mean()), "rl/reward_std": float(torch.tensor(terms.reward).std(unbiased=False)),
             "rl/acc": _mean(terms.acc), "rl/logic": _mean(terms.logic), "rl/format": _mean(terms.format),
@@ -159,6 +170,10 @@ class RLModule(L.LightningModule):
         m.update({f"rl/judge_{k}": float(terms.verdicts.get(k, 0))
                   for k in ("support", "contradict", "undecided", "error", "not_asked")})
         return m | update
+
+    @property
+    def _pad(self) -> int:
+        return self.encoder.tokenizer.pad_token_id
 
     def _kl_tokens(self, ro: Rollout) -> torch.Tensor:
         """k(π_old, π_ref) per token [B, L]; zeros without a reference model."""
@@ -183,22 +198,23 @@ class RLModule(L.LightningModule):
         mine = slice(distributed.rank() * rewards.numel(), (distributed.rank() + 1) * rewards.numel())
         return adv[mine], keep[mine], in_denominator[mine]
 
-    def _update(self, ro: Rollout, adv: torch.Tensor, keep: torch.Tensor, in_denominator: torch.Tensor) -> dict[str, float]:
+    def _update(self, ro: Rollout, chunks: tuple[torch.Tensor, ...], first_is_old: bool, adv: torch.Tensor,
+                keep: torch.Tensor, in_denominator: torch.Tensor) -> dict[str, float]:
+        """``ppo_epochs`` passes over the mini-batches ``chunks`` (row indices). ``first_is_old``: the first
+        gradient pass fills in log π_old and the entropy of its rows (see _score_and_update)."""
         opt, sched = self.optimizers(), self.lr_schedulers()
         params = [p for p in self.model.parameters() if p.requires_grad]
-        chunks = torch.arange(ro.size).tensor_split(min(self.num_mini_batches, ro.size))
-        pad = self.encoder.tokenizer.pad_token_id
         stats: dict[str, list[float]] = {"loss": [], "clip_frac": [], "ratio": [], "grad_norm": []}
-        for _ in range(self.ppo_epochs):
-            for idx in chunks:
+        for epoch in range(self.ppo_epochs):
+            for k, idx in enumerate(chunks):
                 feats = [ro.prompt_feats[i] for i in idx.tolist()]
                 mask = ro.completion_mask[idx].to(self.device)  # [b, L]
-                first = ro.old_logp is None  # on-policy: this pass is π_old too (see _score_and_update)
-                logp, ent = logprobs_and_entropy(self.model, feats, ro.completion_ids[idx], mask, pad, self.temperature,
-                                                 chunk_size=self.logprob_chunk_size, suppress_ids=self.suppress_ids,
-                                                 with_entropy=first)
+                first = first_is_old and epoch == 0 and k == 0  # θ = θ_old: this pass is π_old too
+                logp, ent = logprobs_and_entropy(self.model, feats, ro.completion_ids[idx], mask, self._pad,
+                                                 self.temperature, chunk_size=self.logprob_chunk_size,
+                                                 suppress_ids=self.suppress_ids, with_entropy=first)
                 if first:
-                    ro.old_logp, self._pass_entropy = logp.detach().cpu(), ent.detach().cpu()
+                    ro.old_logp[idx], self._entropy[idx] = logp.detach().cpu(), ent.detach().cpu()
                 out = self.loss_fn(logp, ro.old_logp[idx].to(self.device), adv[idx].to(self.device), mask,
                                    keep[idx].to(self.device), in_denominator[idx].to(self.device))
                 loss = out.loss
