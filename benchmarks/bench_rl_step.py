@@ -109,10 +109,10 @@ def child_egt(a: argparse.Namespace) -> None:
 
     rl_stage.RLModule = Timed  # the stage builds its module by this name
     ds = _samples(a)
-    out = Path(tempfile.mkdtemp(prefix="bench_rl_egt-"))
     selection = {"ids": list(ds["id"]), "seed": a.seed, "shuffle_each_epoch": False}  # in order, as TRL's
-    summary = rl_stage.train(cfg, out, Path(a.model_dir), ds, selection, data={})
-    hist = json.loads((out / "curves.json").read_text())["steps"]
+    with tempfile.TemporaryDirectory(prefix="bench_rl_egt-") as tmp:
+        summary = rl_stage.train(cfg, Path(tmp), Path(a.model_dir), ds, selection, data={})
+        hist = json.loads((Path(tmp) / "curves.json").read_text())["steps"]
     kept = hist[a.warmup:]
     _report("egt", a.setting, a, ends, {
         "optimizer_steps": summary["optimizer_steps"], "num_mini_batches": int(cfg.rl.num_mini_batches),
@@ -158,9 +158,9 @@ def child_trl(a: argparse.Namespace) -> None:
             if logs and "completions/mean_length" in logs and state.global_step > a.warmup * spg:
                 lengths.append(float(logs["completions/mean_length"]))
 
-    out = tempfile.mkdtemp(prefix="bench_rl_trl-")
+    out = tempfile.TemporaryDirectory(prefix="bench_rl_trl-")  # removed at exit (save_strategy="no")
     args = GRPOConfig(
-        output_dir=out, report_to="none", save_strategy="no", logging_steps=1, use_cpu=True, bf16=False,
+        output_dir=out.name, report_to="none", save_strategy="no", logging_steps=1, use_cpu=True, bf16=False,
         seed=a.seed, max_steps=(a.warmup + a.steps) * spg, num_generations=GROUP,
         per_device_train_batch_size=PROMPTS * GROUP // spg, steps_per_generation=spg, gradient_accumulation_steps=1,
         num_iterations=1, max_completion_length=a.new, temperature=1.0, top_k=0, top_p=1.0,
