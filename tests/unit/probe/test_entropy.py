@@ -1,10 +1,12 @@
-"""Eqs. 3–4 on hand-worked distributions; chunked == unchunked; masks."""
+"""Eqs. 3–4 on hand-worked distributions; chunked == unchunked; the vocabulary-blocked head against a
+float64 reference; masks."""
 import math
 
 import pytest
 import torch
 
-from egt.probe.entropy import answer_entropy, chunked_entropy_from_hidden, sentence_entropy, token_entropy
+from egt.probe.entropy import (answer_entropy, blocked_entropy, chunked_entropy_from_hidden, logits_entropy,
+                               sentence_entropy, token_entropy)
 
 
 def test_uniform_is_log_v():
@@ -41,6 +43,62 @@ def test_chunked_equals_unchunked(L, chunk):
         full = token_entropy(head(hidden))  # [3, L]
         chunked = chunked_entropy_from_hidden(hidden, head, chunk=chunk)
     assert torch.allclose(full, chunked, atol=1e-5)
+
+
+def _entropy64(z):
+    """Entropy in float64.  [N, V] → [N]"""
+    logp = torch.log_softmax(z.double(), -1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def _reference(h, w, b=None):
+    """Entropy in float64 from float64 logits.  [N, H] → [N]"""
+    return _entropy64(h.double() @ w.double().T + (0 if b is None else b.double()))
+
+
+@pytest.mark.parametrize("scale", [0.0, 1.0, 30.0, 1000.0])  # uniform, flat, trained-like, one-hot
+def test_blocked_entropy_is_exact_against_float64(scale):
+    g = torch.Generator().manual_seed(1)
+    h, b = torch.randn(6, 16, generator=g), torch.randn(3001, generator=g)
+    w = torch.randn(3001, 16, generator=g) * scale / 16 ** 0.5
+    ref = _reference(h, w)
+    for block in (7, 512, 3001, 10_000, None):  # a ragged last block, one block, wider than V, the default
+        assert torch.allclose(blocked_entropy(h, w, vocab_block=block).double(), ref, atol=1e-5, rtol=0), block
+    assert torch.allclose(blocked_entropy(h, w, b, vocab_block=700).double(), _reference(h, w, b), atol=1e-5, rtol=0)
+    if scale == 0.0:
+        assert torch.allclose(ref, torch.full_like(ref, math.log(3001)))
+
+
+def test_blocked_entropy_rescales_when_the_max_moves_to_a_later_block():
+    """Row 0's logits rise over the vocabulary, so every block raises its running max (m, S, T rescaled
+    each time); row 1's fall, so the first block holds it."""
+    w = torch.stack([torch.linspace(-40, 40, 3001), torch.linspace(40, -40, 3001)]).T  # [V, 2]: rising, falling
+    h = torch.eye(2)
+    assert torch.allclose(blocked_entropy(h, w, vocab_block=64).double(), _reference(h, w), atol=1e-6, rtol=0)
+
+
+def test_logits_entropy_is_blocked_entropy_on_the_same_logits():
+    g = torch.Generator().manual_seed(2)
+    h, w = torch.randn(5, 16, generator=g), torch.randn(3001, 16, generator=g)
+    assert torch.equal(logits_entropy(h @ w.T, vocab_block=256), blocked_entropy(h, w, vocab_block=256))
+
+
+def test_a_long_block_keeps_its_digits():
+    """One block of Qwen's 151,936 logits: the entropy arithmetic adds < 2e-6 to the logits' own rounding
+    (a dot product over the row instead of a cascaded sum lost ~1e-4 here)."""
+    z = torch.randn(4, 151_936, generator=torch.Generator().manual_seed(4)) * 3
+    assert (logits_entropy(z, vocab_block=151_936).double() - _entropy64(z)).abs().max() < 2e-6
+
+
+def test_chunked_blocks_a_plain_linear_head_like_any_other_head():
+    g = torch.Generator().manual_seed(3)
+    hidden, head = torch.randn(2, 9, 16, generator=g), torch.nn.Linear(16, 3001)
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(3001, 16, generator=g) * 3)
+        ref = _reference(hidden.reshape(18, 16), head.weight, head.bias).view(2, 9)
+        called = chunked_entropy_from_hidden(hidden, lambda x: head(x), chunk=4)  # not an nn.Linear: [4, V] logits
+    blocked = chunked_entropy_from_hidden(hidden, head, chunk=4, vocab_block=300)  # grad mode, trainable head
+    assert torch.allclose(blocked.double(), ref, atol=1e-5, rtol=0) and torch.allclose(called.double(), ref, atol=1e-5)
 
 
 def test_masked_positions_are_skipped_and_zero():
