@@ -108,3 +108,10 @@ class Backend(Choice):
     auto = "auto"
     nccl = "nccl"
     gloo = "gloo"
+
+
+class EntropyFrom(Choice):
+    """probe.entropy_from: where the probe's token entropies come from (egt.probe.probe.ENTROPY_FROM)."""
+
+    teacher_forced = "teacher_forced"
+    generate = "generate"

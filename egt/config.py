@@ -20,8 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from egt.errors import ConfigError  # noqa: F401  (re-exported: egt.config.ConfigError)
 from egt.utils.conf import to_container  # noqa: F401  (re-exported)
-from egt.choices import (Attention, Backend, Band, BuildKind, Dtype, EvalOrder, KLEstimator, KLIn, LossReduction,
-                         OnBadSample, Template)
+from egt.choices import (Attention, Backend, Band, BuildKind, Dtype, EntropyFrom, EvalOrder, KLEstimator, KLIn,
+                         LossReduction, OnBadSample, Template)
 
 STAGES = ("data", "distill", "sft", "probe", "select", "rl", "eval")  # report: python -m egt.report
 
@@ -170,7 +170,12 @@ class ProbeConfig:
     max_new_tokens: int = 96
     max_length: int = 512  # prompt tokens (image tokens included)
     batch_size: int = 32
-    chunk_size: int = 128  # positions per full-vocabulary entropy chunk: peak extra memory chunk × V fp32
+    # positions per full-vocabulary entropy chunk; the output head is applied to a block of vocabulary rows
+    # at a time, chunk × rows = 2^24, so peak extra memory is 2 × 64 MB fp32 whatever V (egt.probe.entropy)
+    chunk_size: int = 2048
+    # teacher_forced: one extra forward pass over prompt + output; generate: read from the output head while
+    # generating (no second pass; same entropies up to rounding, docs/scale.md)
+    entropy_from: EntropyFrom = EntropyFrom.teacher_forced
     shard_size: int = 256  # samples per resumable shard
     bins: int = 10  # entropy bins of Figure 2
     both_orders: bool = False  # probe again with the responses swapped (<column>_swapped); entropy=answer_debiased

@@ -154,6 +154,7 @@ CHOICE_FIELDS = {
     "data.on_bad_sample": choices.OnBadSample, "eval.on_bad_sample": choices.OnBadSample,
     "sft.loss_reduction": choices.LossReduction, "selection.band": choices.Band, "eval.order": choices.EvalOrder,
     "rl.kl_estimator": choices.KLEstimator, "rl.kl_in": choices.KLIn, "distributed.backend": choices.Backend,
+    "probe.entropy_from": choices.EntropyFrom,
 }
 
 
@@ -195,6 +196,7 @@ def test_choices_are_what_the_code_implements():
     from egt.data.prompt import TEMPLATES
     from egt.models.loader import DTYPES
     from egt.models.resolve import BUILD_KINDS
+    from egt.probe.probe import ENTROPY_FROM
     from egt.rl.functional import KL_ESTIMATORS
     from egt.select.selection import band_window
     from egt.sft.loss import REDUCTIONS
@@ -203,7 +205,7 @@ def test_choices_are_what_the_code_implements():
         assert all(m.name == m.value for m in enum), enum  # OmegaConf reads a value by the member's name
     assert set(choices.Dtype) == set(DTYPES) and set(choices.Template) == set(TEMPLATES)
     assert set(choices.BuildKind) == set(BUILD_KINDS) and set(choices.KLEstimator) == set(KL_ESTIMATORS)
-    assert set(choices.LossReduction) == set(REDUCTIONS)
+    assert set(choices.LossReduction) == set(REDUCTIONS) and set(choices.EntropyFrom) == set(ENTROPY_FROM)
     for band in choices.Band:
         band_window(10, 4, band)
 

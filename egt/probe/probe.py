@@ -4,10 +4,12 @@ For every sample the model generates ``n`` outputs (greedy for n = 1, or
 sampled at ``temperature``) with left padding; one forward pass over
 prompt + generated tokens gives the last hidden states, and the output head
 turns them into full-vocabulary entropies a chunk of positions at a time
-(:mod:`egt.probe.entropy`). Per sample: answer entropy (eq. 3) at the token
-that produced the answer digit, sentence entropy (eq. 4) over the generated
-tokens (up to, not including, the stop token), parsed answers, the
-correctness score (fraction of outputs whose answer equals the label).
+(:mod:`egt.probe.entropy`); ``probe.entropy_from=generate`` skips that pass and
+reads the same entropies from the output head while generating
+(:func:`generation_entropy`; when that is exact: docs/scale.md). Per sample:
+answer entropy (eq. 3) at the token that produced the answer digit, sentence
+entropy (eq. 4) over the generated tokens (up to, not including, the stop
+token), parsed answers, the correctness score (fraction of outputs whose answer equals the label).
 
 With n > 1 the answer entropy is the mean over the outputs that *have* an
 answer digit (+inf only when none has; ``n_no_answer`` counts the rest), the
@@ -39,7 +41,8 @@ from egt.data.encode import ChatEncoder
 from egt.data.prompt import format_ok, parse_answer
 from egt.data.schema import meta_dict, swap_sample
 from egt.eval.generation import generate_batch, prompt_batch
-from egt.probe.entropy import answer_entropy, chunked_entropy_from_hidden, sentence_entropy, span_entropy
+from egt.probe.entropy import (answer_entropy, chunked_entropy_from_hidden, entropy_scratch, logits_entropy,
+                              sentence_entropy, span_entropy)
 from egt.probe.locate import answer_token_index, reasoning_token_range
 
 META_FLAGS = ("true_label", "flipped", "ambiguous", "difficulty", "kind")
@@ -137,25 +140,84 @@ def teacher_forced_entropy(model: Any, batch: dict[str, torch.Tensor], new: torc
     return chunked_entropy_from_hidden(hidden[:, T - 1:T + G - 1], head, mask, chunk)  # [B, G]
 
 
+@torch.no_grad()
+def generation_entropy(model: Any, encoder: ChatEncoder, batch: dict[str, torch.Tensor], max_new_tokens: int = 128,
+                       temperature: float = 0.0, sampling: dict[str, Any] | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generated ids [B, G] and the entropy of the distribution each was drawn from [B, G], read while
+    generating (``probe.entropy_from=generate``): no second pass.
+
+    A forward hook on the output head sends the last position's logits of every decoding step (the raw
+    model logits, before any logits processor: what ``generate(output_logits=True)`` returns) through
+    :func:`egt.probe.entropy.logits_entropy`, so one [B, V] step is held at a time, never [B, G, V].
+    It equals :func:`teacher_forced_entropy` up to kernel rounding (KV-cached steps against one
+    full-sequence pass; ≤ 1e-5 in fp32, docs/scale.md) when the model's logits are its output head's
+    output (no soft-capping or scaling after the head, as in Qwen2/2.5-VL) and generate calls the head
+    once per new token (greedy or sampling; any logits processors; not assisted decoding, which scores
+    several positions a call — then this raises). Rows after their stop token hold the entropy of
+    whatever generate fed them (pad): the caller masks them.
+    """
+    steps: list[torch.Tensor] = []
+    scratch: list[Any] = []  # (vocab_block, buffers), made at the first step and reused by every step
+
+    def record(module: Any, args: Any, out: torch.Tensor) -> None:
+        last = out[:, -1] if out.dim() == 3 else out  # [B, V]
+        if not scratch:
+            scratch.extend(entropy_scratch(*last.shape, last.device))
+        steps.append(logits_entropy(last, *scratch))  # [B]
+
+    handle = model.get_output_embeddings().register_forward_hook(record)
+    try:
+        new = generate_batch(model, encoder, batch, max_new_tokens, temperature, sampling)  # [B, G]
+    finally:
+        handle.remove()
+    if len(steps) != new.shape[1]:
+        raise RuntimeError(f"the output head ran {len(steps)} times for {new.shape[1]} new tokens: this model's "
+                           "generate does not score one position per step; use probe.entropy_from=teacher_forced")
+    return new, torch.stack(steps, 1)  # [B, G]
+
+
+def _generate_then_score(model: Any, encoder: ChatEncoder, batch: dict[str, torch.Tensor], stops: set[int],
+                         max_new_tokens: int, temperature: float, sampling: dict[str, Any] | None,
+                         chunk: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """probe.entropy_from=teacher_forced: generate, then :func:`teacher_forced_entropy`.
+    → new ids, generated mask, entropy [B, G] each"""
+    new = generate_batch(model, encoder, batch, max_new_tokens, temperature, sampling)  # [B, G]
+    mask = generated_mask(new, stops)  # [B, G]
+    return new, mask, teacher_forced_entropy(model, batch, new, mask, chunk)
+
+
+def _score_while_generating(model: Any, encoder: ChatEncoder, batch: dict[str, torch.Tensor], stops: set[int],
+                            max_new_tokens: int, temperature: float, sampling: dict[str, Any] | None,
+                            chunk: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """probe.entropy_from=generate: :func:`generation_entropy`.  → new, mask, entropy [B, G] (0 off the mask)"""
+    new, ent = generation_entropy(model, encoder, batch, max_new_tokens, temperature, sampling)
+    mask = generated_mask(new, stops)
+    return new, mask, ent * mask
+
+
+# probe.entropy_from (egt.choices.EntropyFrom) → how a batch's outputs and their token entropies are made
+ENTROPY_FROM = {"teacher_forced": _generate_then_score, "generate": _score_while_generating}
+
+
 def _meta(sample: dict[str, Any]) -> dict[str, Any]:
     meta = meta_dict(sample.get("meta"))
     return {k: meta[k] for k in META_FLAGS if k in meta}
 
 
 def probe_batch(model: Any, encoder: ChatEncoder, samples: Sequence[dict[str, Any]], n: int = 1,
-                temperature: float = 0.0, max_new_tokens: int = 128, chunk: int = 128,
-                sampling: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+                temperature: float = 0.0, max_new_tokens: int = 128, chunk: int = 2048,
+                sampling: dict[str, Any] | None = None, entropy_from: str = "teacher_forced") -> list[dict[str, Any]]:
     """One probe row per sample (see the module docstring); ``sampling`` is ``probe.generation``
-    (:func:`egt.eval.generation.generate_batch`)."""
+    (:func:`egt.eval.generation.generate_batch`), ``entropy_from`` a key of :data:`ENTROPY_FROM`."""
     tok = encoder.tokenizer
     device = next(model.parameters()).device
     batch = prompt_batch(encoder, samples, device)
     stops = stop_token_ids(model, tok)
     draws: list[list[dict[str, Any]]] = [[] for _ in samples]
     for _ in range(n):
-        new = generate_batch(model, encoder, batch, max_new_tokens, temperature, sampling)  # [B, G]
-        mask = generated_mask(new, stops)  # [B, G]
-        ent = teacher_forced_entropy(model, batch, new, mask, chunk)  # [B, G]
+        new, mask, ent = ENTROPY_FROM[entropy_from](model, encoder, batch, stops, max_new_tokens, temperature,
+                                                    sampling, chunk)  # [B, G] each
         lengths = mask.sum(1).tolist()
         texts, where, spans = [], [], []
         for i, length in enumerate(lengths):
@@ -206,8 +268,9 @@ def _row(sample: dict[str, Any], draws: list[dict[str, Any]]) -> dict[str, Any]:
 # ----------------------------------------------------------------- shards of a data set
 def probe_shards(model: Any, encoder: ChatEncoder, dataset: Any, shards: Sequence[Shard], out_dir: Path,
                  n: int = 1, temperature: float = 0.0, max_new_tokens: int = 128, batch_size: int = 16,
-                 chunk: int = 128, seed: int = 0, progress: Callable[[int], Any] | None = None,
-                 sampling: dict[str, Any] | None = None, both_orders: bool = False) -> dict[str, int]:
+                 chunk: int = 2048, seed: int = 0, progress: Callable[[int], Any] | None = None,
+                 sampling: dict[str, Any] | None = None, both_orders: bool = False,
+                 entropy_from: str = "teacher_forced") -> dict[str, int]:
     """Probe every shard not yet on disk; each finished shard is one atomic parquet write.
 
     Sampling is seeded per shard (``seed``, shard start), so a resumed or
@@ -234,10 +297,11 @@ def probe_shards(model: Any, encoder: ChatEncoder, dataset: Any, shards: Sequenc
                 for start in range(shard[0], shard[1], batch_size):
                     samples = list(dataset.select(range(start, min(start + batch_size, shard[1]))))
                     if order == "shown":
-                        rows += probe_batch(model, encoder, samples, n, temperature, max_new_tokens, chunk, sampling)
+                        rows += probe_batch(model, encoder, samples, n, temperature, max_new_tokens, chunk, sampling,
+                                            entropy_from)
                     else:
                         swapped += probe_batch(model, encoder, [swap_sample(x) for x in samples], n, temperature,
-                                               max_new_tokens, chunk, sampling)
+                                               max_new_tokens, chunk, sampling, entropy_from)
                     if progress:
                         progress(len(samples) / 2 if both_orders else len(samples))  # a sample = both its orders
             for row, sw in zip(rows, swapped):

@@ -72,11 +72,14 @@ def key_config(cfg: DictConfig) -> dict[str, Any]:
     """What the probe table depends on. Sampled probing (temperature > 0) draws from one RNG stream per
     shard, batch by batch, so its rows depend on ``batch_size`` and ``shard_size`` too: then they are in
     the key (greedy probing does not depend on them). ``both_orders`` is in it only when true (its table
-    has more columns; without it the key is the one from before the setting existed)."""
+    has more columns; without it the key is the one from before the setting existed), ``entropy_from``
+    only when ``generate`` (its entropies differ from the teacher-forced pass's in the last digits)."""
     p = cfg.probe
     conf = {k: v for k, v in to_container(p).items() if k not in NOT_IN_KEY}
     if not conf.get("both_orders"):
         conf.pop("both_orders", None)  # only when true: the shown-order probe keeps its key
+    if conf.get("entropy_from", "teacher_forced") == "teacher_forced":
+        conf.pop("entropy_from", None)  # likewise: only the non-default source is in the key
     conf.update(template=template_key(cfg.data.template), dtype=cfg.model.dtype,
                 seed=cfg.seed if p.temperature > 0 else None, **pixel_budget(cfg))
     if p.temperature > 0:
@@ -139,7 +142,8 @@ def _probe_mine(cfg: DictConfig, model: Any, encoder: ChatEncoder, ds: Any, mine
         return probe_shards(model, encoder, ds, mine, out, n=p.n, temperature=p.temperature,
                             max_new_tokens=p.max_new_tokens, batch_size=p.batch_size, chunk=p.chunk_size,
                             seed=cfg.seed, progress=bar.update, sampling=to_container(p.generation),
-                            both_orders=bool(p.get("both_orders", False)))
+                            both_orders=bool(p.get("both_orders", False)),
+                            entropy_from=str(p.get("entropy_from", "teacher_forced")))
 
 
 def probe_with(cfg: DictConfig, model: Any, processor: Any, ds: Any, out: Path, desc: str = "re-probe") -> pd.DataFrame:

@@ -9,9 +9,9 @@ import egt.probe.probe as probe_mod
 from egt.data.encode import ChatEncoder
 from egt.eval.generation import prompt_batch
 from egt.models.loader import load_model_and_processor
-from egt.probe.entropy import token_entropy
-from egt.probe.probe import (generated_mask, merge_shards, probe_batch, probe_shards, shard_path, shard_ranges,
-                             shards_for_rank, stop_token_ids, teacher_forced_entropy)
+from egt.probe.entropy import sentence_entropy, token_entropy
+from egt.probe.probe import (generated_mask, generation_entropy, merge_shards, probe_batch, probe_shards, shard_path,
+                             shard_ranges, shards_for_rank, stop_token_ids, teacher_forced_entropy)
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +41,25 @@ def test_teacher_forced_entropy_equals_full_logits_and_greedy(tiny, world_small)
     logits = _full_logits(model, batch, new)[:, T - 1:-1]  # [B, G, V]
     assert torch.allclose(ent, token_entropy(logits) * mask, atol=1e-5)
     assert ((logits.argmax(-1) == new) | ~mask).all()  # the pass sees what greedy generation saw
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_generation_time_entropy_equals_the_teacher_forced_pass(tiny, world_small, temperature):
+    """probe.entropy_from=generate: the entropies a hook on the output head reads while generating are the
+    teacher-forced pass's on the same tokens, greedy or sampled (raw logits, before any processor)."""
+    model, enc = tiny
+    samples = list(world_small["rl_pool"].select(range(3)))
+    batch = prompt_batch(enc, samples, "cpu")
+    torch.manual_seed(0)
+    new, ent = generation_entropy(model, enc, batch, max_new_tokens=6, temperature=temperature)
+    mask = generated_mask(new, stop_token_ids(model, enc.tokenizer))
+    assert ent.shape == new.shape and not model.get_output_embeddings()._forward_hooks  # the hook is gone
+    forced = teacher_forced_entropy(model, batch, new, mask, chunk=4)
+    assert torch.allclose(ent * mask, forced, atol=1e-5)
+    if temperature == 0.0:  # greedy: the probe rows hold the same outputs and entropies
+        rows = probe_batch(model, enc, samples, max_new_tokens=6, entropy_from="generate")
+        assert [r["gen_lengths"] for r in rows] == [[n] for n in mask.sum(1).tolist()]
+        assert [r["sentence_entropy"] for r in rows] == pytest.approx(sentence_entropy(forced, mask).tolist(), abs=1e-5)
 
 
 def test_generated_mask_stops_before_first_stop_token():

@@ -30,3 +30,8 @@ def test_sampled_probe_key_holds_batch_and_shard_sizes():
 def test_both_orders_is_in_the_key_only_when_true():
     assert "both_orders" not in _conf() and _conf("probe.both_orders=false") == _conf()
     assert _conf("probe.both_orders=true")["both_orders"] is True
+
+
+def test_entropy_from_is_in_the_key_only_when_not_the_default():
+    assert "entropy_from" not in _conf() and _conf("probe.entropy_from=teacher_forced") == _conf()
+    assert _conf("probe.entropy_from=generate")["entropy_from"] == "generate"
