@@ -180,12 +180,13 @@ def child_trl(a: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------------------- parent
 def build_demo(work: Path) -> Path:
-    """The demo model exactly as ``egt.models.resolve.model_dir`` builds it (same spec and corpus)."""
+    """The demo model exactly as the ``model`` stage (egt.stages.model) builds it (same spec and corpus)."""
     from omegaconf import OmegaConf
 
-    from egt.data.world import WorldConfig, world_corpus
+    from egt.data.world import WorldConfig
     from egt.models.builder import TinyVLMSpec, build_tiny_vlm
-    from egt.models.resolve import CORPUS_LINES
+    from egt.models.corpus import world_corpus
+    from egt.stages.model import CORPUS_LINES
 
     out = work / "demo_model"
     if not (out / "config.json").exists():

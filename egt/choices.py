@@ -44,7 +44,7 @@ class Attention(Choice):
 
 
 class BuildKind(Choice):
-    """model.build.kind: which offline-built model (egt.models.resolve.BUILD_KINDS)."""
+    """model.build.kind: which offline-built model (egt.stages.model.BUILD_KINDS)."""
 
     world = "world"
     qwen2_5_vl_replica = "qwen2_5_vl_replica"

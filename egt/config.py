@@ -23,7 +23,7 @@ from egt.utils.conf import to_container  # noqa: F401  (re-exported)
 from egt.choices import (Attention, Backend, Band, BuildKind, Dtype, EntropyFrom, EvalOrder, KLEstimator, KLIn,
                          LossReduction, OnBadSample, Template)
 
-STAGES = ("data", "distill", "sft", "probe", "select", "rl", "eval")  # report: python -m egt.report
+from egt.stages import MODEL_STAGES, STAGES  # the one stage list; report: python -m egt.report
 
 
 @dataclass
@@ -227,7 +227,7 @@ class EvalConfig:
 
     model_path: Optional[str] = None  # evaluate this HF VLM dir instead of the pipeline's models
     model_label: Optional[str] = None  # its row label in reports (default: the directory name)
-    models: list = field(default_factory=lambda: ["sft", "rl"])  # stages whose models are evaluated (those in `stages`; sft always)
+    models: list = field(default_factory=lambda: ["sft", "rl"])  # stages whose models are evaluated (egt.stages.MODEL_STAGES; those in `stages`, sft always)
     benchmarks: list = field(default_factory=lambda: ["synthetic"])  # names, {name: …, kwargs} or {_target_: …}
     optional_benchmarks: list = field(default_factory=list)  # evaluated only if <data_root>/<name> exists
     data_root: Optional[str] = None  # public benchmarks are read from <data_root>/<name>
@@ -312,7 +312,7 @@ class DistributedConfig:
 
 @dataclass
 class EgtConfig:
-    stages: list = field(default_factory=lambda: ["data", "distill", "sft", "probe", "select", "rl", "eval"])
+    stages: list = field(default_factory=lambda: list(STAGES))  # egt.stages.STAGES
     seed: int = 0
     seeds: Optional[str] = None  # experiment=table*|fig4: the rl.seed values swept, "0,1,2"
     run_name: Optional[str] = None
@@ -395,6 +395,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("stages is empty: write e.g. stages=[data,distill,sft]")
     for stage in cfg.stages:
         _check_choice("stages", str(stage), STAGES)
+    for stage in cfg.eval.models:
+        _check_choice("eval.models", str(stage), MODEL_STAGES)
     _validate_sources(cfg)
     if OmegaConf.is_missing(cfg.model, "path"):
         raise ConfigError(

@@ -1,9 +1,10 @@
 """Runs the stages named in ``cfg.stages``; resolves upstream stages on demand.
 
 Each stage is ``egt.stages.<name>.run(cfg, pipe) -> dict``. A stage asks the
-pipeline for what it needs (``pipe.get("data")``); the pipeline runs that
-stage once per process, and the artifact store makes a finished stage a
-cheap reuse. So ``stages=[sft]`` works on a fresh machine too.
+pipeline for what it needs (``pipe.get("data")``), only among the stages its
+module declares in ``REQUIRES``; the pipeline runs that stage once per process,
+and the artifact store makes a finished stage a cheap reuse. So ``stages=[sft]``
+works on a fresh machine too.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from egt.artifacts import ArtifactStore
+from egt.stages import STAGES
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,20 @@ class Pipeline:
         self._running: list[str] = []
 
     def get(self, stage: str) -> dict[str, Any]:
+        """The result of ``stage`` (run now if this process has not run it yet).
+
+        Raises:
+            KeyError: ``stage`` is not one of egt.stages.STAGES.
+            RuntimeError: a stage asked for one not in its module's ``REQUIRES``, or a dependency cycle.
+        """
+        if stage not in STAGES:
+            raise KeyError(f"no stage {stage!r} (egt.stages.STAGES: {', '.join(STAGES)})")
+        if self._running:
+            caller = self._running[-1]
+            allowed = importlib.import_module(f"egt.stages.{caller}").REQUIRES
+            if stage not in allowed:
+                raise RuntimeError(f"stage {caller!r} asked for {stage!r}, which is not in its REQUIRES {allowed} "
+                                   f"(egt/stages/{caller}.py)")
         if stage in self.results:
             return self.results[stage]
         if stage in self._running:
@@ -59,6 +75,9 @@ def _num(v: Any, digits: int = 3) -> str:
 def headline(stage: str, summary: dict[str, Any]) -> str:
     """One line of what a stage's run showed (the full summary is in its ``_SUCCESS.json``)."""
     s = summary or {}
+    if stage == "model":
+        size = f", {s['parameters'] / 1e6:.1f}M parameters" if "parameters" in s else ""
+        return f"{s.get('name', '?')} ({'checkpoint' if s.get('source') == 'model.path' else 'built offline'}){size}"
     if stage == "data":
         counts = {k: (v.get("n") if isinstance(v, dict) else s.get(f"{k}_n")) for k, v in s.items()
                   if k in ("sft_pool", "rl_pool", "bench")}

@@ -23,7 +23,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A tiny random Qwen2.5-VL saved with save_pretrained (built once per session)."""
-    from egt.data.world import world_corpus
+    from egt.models.corpus import world_corpus
     from egt.models.builder import TinyVLMSpec, build_tiny_vlm
 
     out = tmp_path_factory.mktemp("tiny") / "model"

@@ -195,7 +195,7 @@ def test_every_choice_field_is_listed():
 def test_choices_are_what_the_code_implements():
     from egt.data.prompt import TEMPLATES
     from egt.models.loader import DTYPES
-    from egt.models.resolve import BUILD_KINDS
+    from egt.stages.model import BUILD_KINDS
     from egt.probe.probe import ENTROPY_FROM
     from egt.rl.functional import KL_ESTIMATORS
     from egt.select.selection import band_window

@@ -58,6 +58,9 @@ class Benchmark(ABC):
     headline_key: ClassVar[str] = "overall"
     # (metric key, header) of the per-benchmark category table in reports
     columns: ClassVar[tuple[tuple[str, str], ...]] = (("overall", "Overall"),)
+    # a pipeline stage whose saved data set this benchmark reads when no ``path`` is given (the eval stage
+    # then passes that stage's ``dataset_path`` and ``key`` to :meth:`use_dataset`); None: path or data_root
+    source_stage: ClassVar[Optional[str]] = None
 
     def __init__(self, path: Optional[str] = None, on_bad_sample: str = "error", limit: Optional[int] = None,
                  seed: int = 0) -> None:
@@ -66,6 +69,11 @@ class Benchmark(ABC):
         self.path, self.on_bad_sample, self.limit, self.seed = path, on_bad_sample, limit, seed
         self.files: list[Path] = []  # the data files read (fingerprinted)
         self.skipped: Counter = Counter()  # reason -> count, with on_bad_sample=skip
+
+    def use_dataset(self, path: str, key: str) -> None:
+        """Read the data set saved at ``path`` by the stage ``source_stage`` (artifact key ``key``); only
+        called when no ``path`` was configured."""
+        raise NotImplementedError(f"{self.name} reads no pipeline stage's data set (source_stage is None)")
 
     # -- loading -------------------------------------------------------------------------------------------
     def root(self, data_root: Optional[str]) -> Path:

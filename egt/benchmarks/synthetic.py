@@ -29,11 +29,11 @@ class SyntheticBench(Benchmark):
         self.split = split
         self.data_key: Optional[str] = None
 
-    def bind(self, pipe: Any) -> None:
-        """Read the pipeline's data stage output unless an explicit path was given."""
-        if not self.path:
-            data = pipe.get("data")
-            self.path, self.data_key = data["dataset_path"], data["key"]
+    source_stage = "data"
+
+    def use_dataset(self, path: str, key: str) -> None:
+        """The data stage's saved DatasetDict (``path``), identified by its artifact key (``key``)."""
+        self.path, self.data_key = path, key
 
     def root(self, data_root: Optional[str]) -> Path:
         if not self.path:

@@ -64,7 +64,6 @@ __all__ = [
     "make_record",
     "make_world",
     "render_scene",
-    "world_corpus",
 ]
 
 SOURCE = "egt-world"
@@ -487,28 +486,3 @@ def make_world(cfg: WorldConfig | Mapping[str, Any] | None = None) -> datasets.D
         ds.info.description = json.dumps({"order_balance": balance})
         out[split] = ds
     return datasets.DatasetDict(out)
-
-
-def world_corpus(cfg: WorldConfig | Mapping[str, Any] | None = None, n: int = 2000) -> list[str]:
-    """Texts to train the tiny model's tokenizer on: prompts (both templates),
-    queries, responses and synthetic-teacher outputs (both styles, with and
-    without a verdict sentence, the latter describing the scene first), from a stream of their own (``"corpus"``)."""
-    from egt.distill.synthetic import SyntheticTeacher  # lazy: distill depends on data
-    from egt.distill.teacher import strip_label
-
-    cfg = as_world_config(cfg)
-    cfg.validate()
-    recs = [make_record(cfg, "corpus", i) for i in range(n)]
-    # r1_reward_legacy: the text this corpus was built with (a new template text would change the
-    # tokenizer under the same model key)
-    texts = [build_user_text("{query}", "{response_1}", "{response_2}", t) for t in ("short", "r1_reward_legacy")]
-    for rec in recs:
-        texts += [rec["query"], rec["response_1"], rec["response_2"],
-                  build_user_text(rec["query"], rec["response_1"], rec["response_2"])]
-    public = [strip_label(r) for r in recs]
-    for style in ("prose", "compact"):
-        for verdict in (False, True):
-            teacher = SyntheticTeacher(seed=cfg.seed, verdict_sentence=verdict, style=style, describe=verdict)
-            texts += teacher.generate(public, attempt=0)
-    texts += ["<think>", "</think>", "<answer>1</answer>", "<answer>2</answer>", " ".join("0123456789")]
-    return texts

@@ -1,5 +1,6 @@
-"""Which model directory a run uses: a user's local HF directory, or a tiny/demo model
-built offline once (through the artifact store) and then loaded like any checkpoint."""
+"""Loading a model directory the way the config says (dtype, attention, pixel budget, freezing).
+
+Which directory a run starts from is the ``model`` stage's job (egt.stages.model)."""
 from __future__ import annotations
 
 import importlib.util
@@ -10,16 +11,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from egt.artifacts import make_key
-from egt.config import to_container
 
 log = logging.getLogger(__name__)
-BUILD_VERSION = 6  # 2: the tokenizer corpus holds the compact teacher style too; 3: untied embeddings;
-#                    4: and scene descriptions (distill.teacher.describe); 5: Qwen's default system message;
-#                    6: egt's own BPE trainer (ties broken by the pair, the same in every process)
-CORPUS_LINES = 4000
-BUILD_KINDS = ("world", "qwen2_5_vl_replica")
-REPLICA_VERSION = 1  # egt.models.replica's files
 
 
 def resolve_attn(name: str) -> str:
@@ -33,34 +26,6 @@ def resolve_attn(name: str) -> str:
     why = "no CUDA device" if not cuda else "the flash-attn package is not installed (pip install egt[gpu])"
     log.info("attn_implementation=auto: %s, using sdpa (PyTorch scaled-dot-product attention)", why)
     return "sdpa"
-
-
-def model_dir(cfg: DictConfig, pipe: Any) -> Path:
-    """The model directory for ``cfg.model``, building the tiny/demo model on first use."""
-    if cfg.model.path:
-        return Path(cfg.model.path).expanduser().resolve()
-    from egt.data.world import WorldConfig, world_corpus
-    from egt.models.builder import TinyVLMSpec, build_tiny_vlm
-
-    build = to_container(cfg.model.build)
-    kind = build.pop("kind", "world")
-    if kind not in BUILD_KINDS:
-        raise ValueError(f"model.build.kind={kind!r} is not one of {list(BUILD_KINDS)}")
-    what = {"name": cfg.model.name, "build": build, "corpus_lines": CORPUS_LINES}
-    if kind != "world":  # the world kind's keys stay what they were before kinds existed
-        what = {"name": cfg.model.name, "build": build, "kind": kind, "replica_version": REPLICA_VERSION}
-    key = make_key("models", what, version=BUILD_VERSION)
-    with pipe.store.open("models", key) as art:
-        if not art.reused:
-            if kind == "qwen2_5_vl_replica":
-                from egt.models.replica import build_qwen2_5_vl_replica
-                build_qwen2_5_vl_replica(art.path / "model", TinyVLMSpec(**build))
-            else:
-                corpus = world_corpus(WorldConfig(seed=0), n=CORPUS_LINES)
-                build_tiny_vlm(art.path / "model", TinyVLMSpec(**build), corpus)
-            n_params = sum(p.numel() for p in _load(art.path / "model", cfg).parameters())
-            art.finish({"name": cfg.model.name, "parameters": n_params})
-    return art.path / "model"
 
 
 def _load(path: Path, cfg: DictConfig):

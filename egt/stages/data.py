@@ -16,6 +16,7 @@ from egt.data.world import as_world_config, make_world
 from egt.utils.io import save_dataset_atomic
 
 log = logging.getLogger(__name__)
+REQUIRES = ()  # the stages this one may ask the pipeline for (egt.stages)
 VERSION = 1
 SPLITS = ("sft_pool", "rl_pool", "bench")
 

@@ -18,6 +18,7 @@ from egt.stages import data as data_stage
 from egt.utils.io import Journal, save_dataset_atomic
 
 log = logging.getLogger(__name__)
+REQUIRES = ("data",)  # the stages this one may ask the pipeline for (egt.stages)
 VERSION = 2  # 2: failures/retries by cause, requests and tokens in stats.json
 TRAJECTORY_FEATURES = Features({"id": Value("string"), "target": Value("string"), "attempts": Value("int64")})
 

@@ -29,6 +29,7 @@ from egt.data.prompt import template_key
 from egt.utils.io import Journal
 
 log = logging.getLogger(__name__)
+REQUIRES = ("data", "model", "sft", "rl")  # the stages this one may ask the pipeline for (egt.stages)
 VERSION = 1
 # eval settings that do not change what is generated or how it is scored
 NOT_IN_KEY = ("model_path", "model_label", "models", "benchmarks", "optional_benchmarks", "data_root", "batch_size",
@@ -206,8 +207,9 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     models, benches = _models(cfg, pipe), _benchmarks(cfg)
     loaded = []
     for bench in benches:
-        if hasattr(bench, "bind"):
-            bench.bind(pipe)
+        if bench.source_stage and not bench.path:  # e.g. the synthetic bench: the data stage's bench split
+            source = pipe.get(bench.source_stage)
+            bench.use_dataset(source["dataset_path"], source["key"])
         loaded.append((bench, bench.load(cfg.eval.data_root)))
         if bench.skipped:
             log.warning("[eval] %s: skipped %d bad rows %s", bench.name, sum(bench.skipped.values()),

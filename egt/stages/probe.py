@@ -34,6 +34,7 @@ from egt.stages import data as data_stage
 from egt.utils.logging import close_logger, log_metrics, make_logger
 
 log = logging.getLogger(__name__)
+REQUIRES = ("data", "sft")  # the stages this one may ask the pipeline for (egt.stages)
 VERSION = 1
 # How the probe is run, not what it produces (shard files are named by their range).
 NOT_IN_KEY = ("model_path", "table_path", "batch_size", "chunk_size", "shard_size", "bins")

@@ -50,6 +50,7 @@ from egt.utils.progress import progress_callback
 from egt.utils.secrets import config_container
 
 log = logging.getLogger(__name__)
+REQUIRES = ("data", "sft", "probe", "select")  # the stages this one may ask the pipeline for (egt.stages)
 VERSION = 1
 # Settings that change how RL is run or reported, not the model it produces.
 NOT_IN_KEY = ("checkpoint_every_n_steps", "log_examples", "eval_n", "eval_max_new_tokens", "eval_batch_size",

@@ -27,6 +27,7 @@ from egt.select.selection import select
 from egt.utils.logging import close_logger, log_metrics, make_logger
 
 log = logging.getLogger(__name__)
+REQUIRES = ("probe",)  # the stages this one may ask the pipeline for (egt.stages)
 VERSION = 1
 
 

@@ -26,7 +26,7 @@ from egt.config import to_container
 from egt.data.prompt import template_key
 from egt.data.encode import ChatEncoder, collate, image_tokens
 from egt.data.sampler import ResumableSampler
-from egt.models.resolve import load_for_training, model_dir, pixel_budget
+from egt.models.resolve import load_for_training, pixel_budget
 from egt.sft import cache as encoding_cache
 from egt.sft.data import SFTDataset, from_cache, join_trajectories
 from egt.sft.module import SFTModule
@@ -38,6 +38,7 @@ from egt.utils.logging import close_logger, make_logger
 from egt.utils.progress import progress_callback
 
 log = logging.getLogger(__name__)
+REQUIRES = ("model", "data", "distill")  # the stages this one may ask the pipeline for (egt.stages)
 VERSION = 1
 # Settings that change how SFT is run or reported, not the model it produces.
 NOT_IN_KEY = ("num_workers", "cache_encodings", "cache_tensors", "log_every_n_steps", "checkpoint_every_n_steps",
@@ -59,25 +60,19 @@ class LossHistory(Callback):
             self.first_step = round(time.perf_counter() - self.t0, 2)
 
 
-def model_identity(cfg: DictConfig, path: Path) -> dict[str, Any]:
-    if cfg.model.path:  # an outside checkpoint: by content, so a new one at the same path is not reused
-        return {"path": str(path), "content": content_fingerprint(path)}
-    return {"built": path.parent.name}  # the models artifact key
-
-
 def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     if cfg.sft.model_path:
         log.info("[sft] using outside model %s", cfg.sft.model_path)
         key = f"external-{content_fingerprint(cfg.sft.model_path)}"  # by content: downstream keys follow it
         return {"key": key, "path": cfg.sft.model_path, "reused": True, "summary": {},
                 "model_path": cfg.sft.model_path}
-    data, distill = pipe.get("data"), pipe.get("distill")
-    base = model_dir(cfg, pipe)
+    data, distill, model = pipe.get("data"), pipe.get("distill"), pipe.get("model")
+    base = Path(model["model_path"])
     conf = {k: v for k, v in to_container(cfg.sft).items() if k not in NOT_IN_KEY}
     conf.update(seed=cfg.seed, template=template_key(cfg.data.template), on_bad_sample=cfg.data.on_bad_sample,
                 trainer=to_container(cfg.trainer), dtype=cfg.model.dtype, freeze_vision=cfg.model.freeze_vision,
                 **pixel_budget(cfg))  # set only when given: keys of runs without a budget are unchanged
-    upstream = {"data": data["key"], "distill": distill["key"], "model": json.dumps(model_identity(cfg, base))}
+    upstream = {"data": data["key"], "distill": distill["key"], "model": json.dumps(model["identity"])}
     key = make_key("sft", conf, upstream=upstream, version=VERSION)
     with pipe.store.open("sft", key, ranks="all") as art:  # every rank trains (DDP / DeepSpeed)
         if not art.reused:

@@ -59,7 +59,7 @@ def test_r1_reward_template_is_the_released_prompt_byte_for_byte():
 
 
 def test_world_corpus_keeps_the_legacy_r1_reward_text():
-    from egt.data.world import world_corpus
+    from egt.models.corpus import world_corpus
 
     corpus = world_corpus(n=1)  # the tiny/demo tokenizers were trained on it: it must not change
     assert "###### **Input:**\n###### [Question]:\n{query}\n\n" in corpus[1]

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from egt.data.schema import validate_dataset
-from egt.data.world import SplitConfig, WorldConfig, as_world_config, make_world, world_corpus
+from egt.data.world import SplitConfig, WorldConfig, as_world_config, make_world
 
 SMALL = dict(seed=3, n_sft=120, n_rl=150, n_bench=90)
 
@@ -158,16 +158,6 @@ def test_config_from_mapping_and_errors():
 def test_single_kind_world():
     dd = make_world(WorldConfig(n_sft=30, n_rl=0, n_bench=0, kind_weights={"count": 1.0}))
     assert set(dd["sft_pool"]["category"]) == {"reasoning"}
-
-
-def test_world_corpus():
-    texts = world_corpus(WorldConfig(seed=0), n=50)
-    assert all(isinstance(t, str) and t for t in texts)
-    joined = "\n".join(texts)
-    for needle in ("[Response 1]", "impartial evaluator", "How many", "colour", "<answer>1</answer>", "is better.",
-                   "which is right", ", wrong."):  # both teacher styles
-        assert needle in joined
-    assert texts == world_corpus(WorldConfig(seed=0), n=50)
 
 
 def _in_cells(meta, cell=28) -> bool:

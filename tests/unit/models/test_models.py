@@ -147,7 +147,8 @@ def test_tokenizer_is_the_same_in_a_fresh_process():
     """HF's BpeTrainer breaks count ties in hash-map order, which changes between processes."""
     code = textwrap.dedent("""
         import sys
-        from egt.data.world import WorldConfig, world_corpus
+        from egt.data.world import WorldConfig
+        from egt.models.corpus import world_corpus
         from egt.models.builder import train_tokenizer
         tok = train_tokenizer(world_corpus(WorldConfig(seed=0), n=1000), 600)
         sys.stdout.write(tok.backend_tokenizer.to_str())
