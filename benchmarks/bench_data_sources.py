@@ -87,7 +87,7 @@ def child(spec: dict, num_proc: int = 1) -> None:
 
     from egt.data.schema import randomize_order, validate_dataset
     from egt.data.sources import load_source
-    from egt.utils.io import save_dataset_atomic
+    from egt.utils.atomic import save_dataset_atomic
 
     datasets.disable_progress_bars()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

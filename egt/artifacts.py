@@ -16,7 +16,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import Any, Iterator
 from filelock import FileLock
 
 from egt import distributed as dist
+from egt.utils.atomic import write_json_atomic
 from egt.utils.secrets import redact
 
 log = logging.getLogger(__name__)
@@ -78,24 +78,6 @@ def content_fingerprint(path: str | Path, sample_bytes: int = 1 << 16) -> str:
     return h.hexdigest()[:16]
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON so that readers see either the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def replace_dir(src: Path, dst: Path) -> None:
-    """Move a fully written directory into place (rename is atomic on one file system)."""
-    if dst.exists():
-        shutil.rmtree(dst)
-    os.replace(src, dst)
-
-
 def is_done(path: str | Path) -> bool:
     return (Path(path) / SUCCESS).is_file()
 
@@ -105,7 +87,7 @@ def read_success(path: str | Path) -> dict:
 
 
 _PID_TMP = re.compile(r"^\..*\.tmp-(\d+)(?:-[0-9a-f]+)?$")  # egt's atomic writes: .NAME.tmp-PID[-uuid]
-_MKSTEMP_TMP = re.compile(r"^\..*\.tmp$")  # write_json_atomic's mkstemp files: .NAME.XXXXXXXX.tmp
+_MKSTEMP_TMP = re.compile(r"^\..*\.tmp$")  # older temporaries (.NAME.XXXXXXXX.tmp: mkstemp, sweep copies)
 
 
 def _alive(pid: int) -> bool:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 import traceback
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any, Callable, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from egt import distributed
-from egt.artifacts import write_json_atomic
+from egt.utils.atomic import copy_file_atomic, write_json_atomic
 from egt.utils.secrets import redact, redacted_argv, scrub_exception
 
 log = logging.getLogger(__name__)
@@ -81,9 +80,7 @@ def _copy_small_files(results: dict[str, dict[str, Any]], job_dir: Path) -> dict
         src = (results.get(stage) or {}).get(field)
         if src and Path(src).is_file():
             dst = job_dir / Path(src).name
-            tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-            shutil.copyfile(src, tmp)
-            tmp.replace(dst)
+            copy_file_atomic(src, dst)
             files[name] = dst.name
     return files
 

@@ -9,9 +9,6 @@ token ids shared by tokenizer and config, and ``generation_config`` pad/eos ids.
 from __future__ import annotations
 
 import itertools
-import os
-import shutil
-import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -22,6 +19,7 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_token
 from transformers import PreTrainedTokenizerFast
 
 from egt.models.processor import EgtQwen2_5_VLProcessor, make_image_processor
+from egt.utils.atomic import atomic_path
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
                   "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
@@ -227,16 +225,9 @@ def build_tiny_vlm(out_dir: str | Path, spec: TinyVLMSpec, corpus: Iterable[str]
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.bos_token_id = tokenizer.pad_token_id
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
+    with atomic_path(out_dir) as tmp:  # an empty out_dir (checked above) is replaced
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
-        if out_dir.exists():
-            out_dir.rmdir()  # empty (checked above)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
 

@@ -26,13 +26,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from egt.models.builder import TinyVLMSpec, mrope_section
+from egt.utils.atomic import atomic_path
 
 VOCAB_ROWS = 152_064  # Qwen2.5-VL-7B's embedding rows (3B: 151,936)
 # Qwen2.5-VL's added tokens from id 151,643 on; "special": false for the tool/FIM ones, as shipped.
@@ -154,9 +154,7 @@ def build_qwen2_5_vl_replica(out_dir: str | Path, spec: TinyVLMSpec, shard_size:
     if out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} already exists and is not empty; pick a fresh directory")
     tok = qwen_tokenizer_object()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
+    with atomic_path(out_dir) as tmp:  # an empty out_dir (checked above) is replaced
         tmp.mkdir()
         (tmp / "config.json").write_text(json.dumps(replica_config(spec), indent=2))
         config = AutoConfig.from_pretrained(tmp)  # transformers' own reading of the 4.x layout
@@ -171,9 +169,4 @@ def build_qwen2_5_vl_replica(out_dir: str | Path, spec: TinyVLMSpec, shard_size:
         (tmp / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR_CONFIG, indent=2))
         (tmp / "chat_template.json").write_text(json.dumps({"chat_template": CHAT_TEMPLATE}, indent=2))
         _tokenizer_files(tok, tmp)
-        if out_dir.exists():
-            out_dir.rmdir()
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out_dir

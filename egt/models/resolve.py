@@ -28,7 +28,10 @@ def resolve_attn(name: str) -> str:
     return "sdpa"
 
 
-def _load(path: Path, cfg: DictConfig):
+def load_configured(path: str | Path, cfg: DictConfig):
+    """The model alone (no processor, train mode as loaded) from ``path`` with ``model.dtype``,
+    ``model.attn_implementation`` (``auto`` resolved) and ``model.trust_remote_code``: the one place a
+    stage turns the model config into a ``from_pretrained`` call (egt.models.loader.load_model)."""
     from egt.models.loader import load_model
     return load_model(path, dtype=cfg.model.dtype, attn_implementation=resolve_attn(cfg.model.attn_implementation),
                       trust_remote_code=cfg.model.trust_remote_code)
@@ -43,7 +46,7 @@ def pixel_budget(cfg: DictConfig) -> dict[str, int]:
 def load_for_inference(path: str | Path, cfg: DictConfig) -> tuple[Any, Any]:
     """Model (eval mode) + processor from ``path`` with the config's dtype, attention and pixel budget."""
     from egt.models.loader import load_processor
-    return _load(Path(path), cfg), load_processor(path, trust_remote_code=cfg.model.trust_remote_code,
+    return load_configured(path, cfg), load_processor(path, trust_remote_code=cfg.model.trust_remote_code,
                                                   **pixel_budget(cfg))
 
 

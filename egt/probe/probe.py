@@ -30,7 +30,6 @@ its own parquet file, so a killed probe resumes from its last finished shard;
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -44,6 +43,7 @@ from egt.eval.generation import generate_batch, prompt_batch
 from egt.probe.entropy import (answer_entropy, chunked_entropy_from_hidden, entropy_scratch, logits_entropy,
                               sentence_entropy, span_entropy)
 from egt.probe.locate import answer_token_index, reasoning_token_range
+from egt.utils.atomic import write_parquet_atomic
 
 META_FLAGS = ("true_label", "flipped", "ambiguous", "difficulty", "kind")
 # columns probe.both_orders adds as ``<name>_swapped``: the sample probed with response_1/response_2
@@ -76,13 +76,6 @@ def shards_for_rank(shards: Sequence[Shard], rank: int, world_size: int) -> list
 
 def shard_path(out_dir: Path, shard: Shard) -> Path:
     return Path(out_dir) / "shards" / f"shard-{shard[0]:08d}-{shard[1]:08d}.parquet"
-
-
-def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
 
 
 def merge_shards(out_dir: Path, shards: Sequence[Shard]) -> pd.DataFrame:

@@ -3,8 +3,8 @@ files and read memory-mapped, so neither time to first step nor memory grows wit
 
 Layout (``<artifacts>/sft_encodings/<key>/``): ``part-00000.arrow``, … one file per
 :data:`ROWS_PER_PART` rows of the joined data set (pool ⋈ trajectories, in its order). A part is
-written to ``.part-NNNNN.arrow.tmp-PID`` and renamed once whole, so a killed build resumes at the
-missing parts and a torn part is never read; ``_SUCCESS.json`` comes last (:mod:`egt.artifacts`).
+written to a temporary beside ``part-NNNNN.arrow`` (egt.utils.atomic) and renamed once whole, so a
+killed build resumes at the missing parts and a torn part is never read; ``_SUCCESS.json`` comes last (:mod:`egt.artifacts`).
 Under several processes rank r builds parts r, r+W, r+2W, …; every rank waits for all of them.
 
 Per row: ``ok``; for a good row ``target_tokens``, ``tokens``, ``image_tokens`` and (``tensors``, the
@@ -27,7 +27,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,7 @@ from egt import distributed
 from egt.artifacts import ArtifactStore, canonical_json, make_key
 from egt.data.encode import IGNORE, ChatEncoder
 from egt.data.schema import BadSampleError
+from egt.utils.atomic import atomic_path
 from egt.utils.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -145,10 +145,8 @@ def _record_batch(rows: list[dict[str, Any]], schema: pa.Schema, dtypes: dict[st
 def _write_part(path: Path, k: int, joined: Dataset, encoder: ChatEncoder, schema: pa.Schema, raise_bad: bool,
                 bar: Progress) -> None:
     """Encode part ``k``'s rows into ``part-k.arrow`` (a temporary renamed once whole)."""
-    dst = path / part_name(k)
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
     dtypes = json.loads(schema.metadata[b"dtypes"])
-    try:
+    with atomic_path(path / part_name(k)) as tmp:
         with open(tmp, "wb") as f:
             with pa.ipc.new_file(f, schema) as writer:
                 rows, size = [], 0
@@ -163,11 +161,6 @@ def _write_part(path: Path, k: int, joined: Dataset, encoder: ChatEncoder, schem
                     bar.update(1)
                 if rows:
                     writer.write_batch(_record_batch(rows, schema, dtypes))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def build(path: Path, joined: Dataset, encoder: ChatEncoder, raise_bad: bool = False, tensors: bool = True) -> None:

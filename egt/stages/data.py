@@ -13,7 +13,7 @@ from egt.artifacts import make_key
 from egt.config import DataConfig, to_container
 from egt.data.schema import randomize_order, validate_dataset
 from egt.data.world import as_world_config, make_world
-from egt.utils.io import save_dataset_atomic
+from egt.utils.atomic import save_dataset_atomic
 
 log = logging.getLogger(__name__)
 REQUIRES = ()  # the stages this one may ask the pipeline for (egt.stages)

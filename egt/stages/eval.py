@@ -21,7 +21,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from egt import distributed
-from egt.artifacts import content_fingerprint, make_key, write_json_atomic
+from egt.artifacts import content_fingerprint, make_key
+from egt.utils.atomic import write_json_atomic
 from egt.benchmarks import Benchmark, get
 from egt.benchmarks.metrics import position_bias
 from egt.config import to_container

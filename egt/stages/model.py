@@ -68,8 +68,8 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
                 from egt.models.builder import build_tiny_vlm
                 from egt.models.corpus import world_corpus
                 build_tiny_vlm(art.path / "model", TinyVLMSpec(**build), world_corpus(WorldConfig(seed=0), n=CORPUS_LINES))
-            from egt.models.resolve import load_for_inference
-            n_params = sum(p.numel() for p in load_for_inference(art.path / "model", cfg)[0].parameters())
+            from egt.models.resolve import load_configured
+            n_params = sum(p.numel() for p in load_configured(art.path / "model", cfg).parameters())
             art.finish({"name": cfg.model.name, "kind": kind, "parameters": n_params})
     return {"key": key, "path": str(art.path), "reused": art.reused, "summary": art.summary,
             "model_path": str(art.path / "model"), "identity": {"built": art.path.name}}

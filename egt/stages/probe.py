@@ -21,12 +21,13 @@ from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from egt import distributed
-from egt.artifacts import content_fingerprint, make_key, write_json_atomic
+from egt.artifacts import content_fingerprint, make_key
 from egt.config import to_container
 from egt.data.prompt import template_key
 from egt.data.encode import ChatEncoder, image_tokens
 from egt.models.resolve import load_for_inference, pixel_budget
-from egt.probe.probe import merge_shards, probe_shards, shard_ranges, shards_for_rank, write_parquet_atomic
+from egt.probe.probe import merge_shards, probe_shards, shard_ranges, shards_for_rank
+from egt.utils.atomic import write_json_atomic, write_parquet_atomic
 from egt.probe.figure2 import entropy_accuracy, fig2_markdown, plot_fig2
 from egt.select.noise import noise_at_fractions
 from egt.select.scores import AnswerEntropy, SentenceEntropy

@@ -24,9 +24,8 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from egt import distributed
-from egt.artifacts import write_json_atomic
 from egt.config import to_container
-from egt.probe.probe import write_parquet_atomic
+from egt.utils.atomic import write_json_atomic, write_parquet_atomic
 from egt.select.curriculum import Curriculum
 from egt.select.methods import Selection
 from egt.select.online import Reprobe, drift, next_selection

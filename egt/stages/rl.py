@@ -27,13 +27,13 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from egt import distributed
-from egt.artifacts import make_key, write_json_atomic
+from egt.artifacts import make_key
+from egt.utils.atomic import write_json_atomic
 from egt.config import ConfigError, to_container
 from egt.data.encode import ChatEncoder, image_tokens
 from egt.data.prompt import template_key
 from egt.data.schema import BadSampleError
-from egt.models.loader import load_model
-from egt.models.resolve import load_for_training, pixel_budget, resolve_attn
+from egt.models.resolve import load_configured, load_for_training, pixel_budget
 from egt.rl.module import RLModule
 from egt.rl.reward import CompositeReward
 from egt.select.curriculum import Curriculum, make_sampler
@@ -184,8 +184,7 @@ def train(cfg: DictConfig, out: Path, model_path: Path, ds: Dataset, selection: 
         raise ConfigError("no selected sample can be encoded: nothing to train on")
     ref = None
     if r.kl_coef > 0:  # the frozen reference is the starting (SFT) model
-        ref = load_model(model_path, dtype=cfg.model.dtype, attn_implementation=resolve_attn(cfg.model.attn_implementation),
-                         trust_remote_code=cfg.model.trust_remote_code).eval().requires_grad_(False)
+        ref = load_configured(model_path, cfg).eval().requires_grad_(False)
     reward = instantiate(cfg.reward)  # the judge inside is built too
     if not isinstance(reward, CompositeReward):
         raise TypeError(f"reward._target_ must build an egt.rl.reward.CompositeReward (it needs terms()), "

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from egt.artifacts import make_key, write_json_atomic
+from egt.artifacts import make_key
+from egt.utils.atomic import write_json_atomic
 from egt.config import ConfigError, to_container
 from egt.select.curriculum import Curriculum
 from egt.select.methods import Selection

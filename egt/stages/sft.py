@@ -21,7 +21,8 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from egt import distributed
-from egt.artifacts import ArtifactStore, content_fingerprint, make_key, write_json_atomic
+from egt.artifacts import ArtifactStore, content_fingerprint, make_key
+from egt.utils.atomic import write_json_atomic
 from egt.config import to_container
 from egt.data.prompt import template_key
 from egt.data.encode import ChatEncoder, collate, image_tokens

@@ -6,15 +6,13 @@ One place for both (they were near copies); each stage passes its own config sec
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
 from egt import distributed
-from egt.artifacts import replace_dir, write_json_atomic
+from egt.utils.atomic import atomic_path, write_json_atomic
 from egt.data.encode import ChatEncoder
 from egt.eval.generation import generate, score
 from egt.models.resolve import load_for_inference
@@ -28,11 +26,9 @@ __all__ = ["save_model", "bench_eval"]
 def save_model(out: Path, model: Any, processor: Any, state: dict | None = None) -> Path:
     """``<out>/model``: ``model.save_pretrained`` (from ``state`` when ZeRO-3 gathered one) and the
     processor, written to a per-process temporary directory and renamed into place whole."""
-    tmp = out / f".model.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, state_dict=state)
-    processor.save_pretrained(tmp)
-    replace_dir(tmp, out / "model")
+    with atomic_path(out / "model") as tmp:
+        model.save_pretrained(tmp, state_dict=state)
+        processor.save_pretrained(tmp)
     return out / "model"
 
 

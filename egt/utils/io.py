@@ -1,32 +1,14 @@
-"""Small file helpers: atomic dataset saves and an append-only journal."""
+"""An append-only JSON-lines journal (atomic writes: egt.utils.atomic)."""
 from __future__ import annotations
 
 import json
 import logging
 import os
-import shutil
 import threading
 from pathlib import Path
 from typing import Any, Iterable
 
-from datasets import Dataset, DatasetDict
-
-from egt.artifacts import replace_dir
-
 log = logging.getLogger(__name__)
-
-
-def save_dataset_atomic(ds: Dataset | DatasetDict, path: str | Path) -> Path:
-    """``save_to_disk`` into a temp dir, then rename into place."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    # an empty Dataset saved with the default sharding writes no shard and cannot be loaded back
-    kw = {"num_shards": 1} if isinstance(ds, Dataset) and len(ds) == 0 else {}
-    ds.save_to_disk(str(tmp), **kw)
-    replace_dir(tmp, path)
-    return path
 
 
 class Journal:

@@ -4,7 +4,8 @@ import time
 
 import pytest
 
-from egt.artifacts import SUCCESS, ArtifactStore, is_done, make_key, write_json_atomic
+from egt.artifacts import SUCCESS, ArtifactStore, is_done, make_key
+from egt.utils.atomic import write_json_atomic
 
 
 def test_same_config_same_key_and_key_order_irrelevant():
