@@ -58,11 +58,15 @@ def rewrite_group_args(argv: list[str], conf_dir: Path = CONF_DIR) -> list[str]:
 
 
 def headline_metric(results: dict) -> float | None:
-    """The number a sweeper optimises: the last stage's ``headline`` summary value."""
+    """The number a sweeper optimises: the ``headline`` summary value of the last stage of the run that
+    defines one (egt.stages.HEADLINES: sft, rl, eval). None when that stage ran without it (e.g.
+    ``rl.eval_n=0`` with no eval stage after it): an earlier stage's number is never passed off as it."""
+    from egt.stages import HEADLINES
+
     for stage in reversed(list(results)):
-        value = (results[stage].get("summary") or {}).get("headline")
-        if value is not None:
-            return float(value)
+        if stage in HEADLINES:
+            value = (results[stage].get("summary") or {}).get("headline")
+            return None if value is None else float(value)
     return None
 
 

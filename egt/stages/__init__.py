@@ -11,3 +11,11 @@ one the code follows:
 
 STAGES = ("model", "data", "distill", "sft", "probe", "select", "rl", "eval")  # the run order of the default
 MODEL_STAGES = ("model", "sft", "rl")  # stages whose result has a ``model_path`` (what eval.models may name)
+
+# The stages whose summary has a ``headline``, the one number a sweep optimises (egt.cli.headline_metric:
+# that of the last of these stages the run reached; None if it ran without one). Always a fraction.
+HEADLINES = {
+    "sft": "accuracy of the saved SFT model on the first sft.eval_n bench items (greedy; absent if eval_n=0)",
+    "rl": "accuracy of the saved RL model on the first rl.eval_n bench items (greedy; absent if eval_n=0)",
+    "eval": "the last evaluated model's headline metric on the synthetic benchmark (else the first one)",
+}

@@ -293,7 +293,6 @@ def _finish(cfg: DictConfig, out: Path, module: RLModule, processor: Any, data: 
             summary[f"{name}_first"] = round(sum(h[f"rl/{name}"] for h in hist[:k]) / k, 4)
             summary[f"{name}_last"] = round(sum(h[f"rl/{name}"] for h in hist[-k:]) / k, 4)
         summary["seconds_per_step"] = round(sum(h["rl/step_s"] for h in hist) / len(hist), 3)
-        summary["headline"] = summary["reward_last"]
     if cfg.rl.eval_n > 0:
         summary.update(bench_eval(cfg, "rl", out / "model", data, logger, module.rollouts))
     return summary
