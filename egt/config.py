@@ -273,6 +273,7 @@ class RLConfig:
     kl_in: KLIn = KLIn.loss
     logprob_batch_size: Optional[int] = None  # sequences per no-grad π_old / π_ref forward; null = the rollout batch
     logprob_chunk_size: int = 128  # positions per output-head chunk: peak extra memory ~ chunk × V fp32
+    shared_prompt_pass: bool = True  # log-prob passes run each prompt once per group (not in the key: same numbers)
     checkpoint_every_n_steps: int = 5
     log_examples: int = 2  # completions kept per step in curves.json
     eval_n: int = 64  # bench samples generated after RL (format-ok, accuracy); 0 = none

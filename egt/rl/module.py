@@ -73,7 +73,7 @@ class RLModule(L.LightningModule):
                  kl_coef: float, kl_estimator: str, kl_in: str, ref_model: torch.nn.Module | None = None,
                  seed: int = 0, max_rollouts: int = -1, log_examples: int = 2,
                  logprob_batch_size: int | None = None, logprob_chunk_size: int = 256,
-                 skip_old_pass_on_policy: bool = True):
+                 skip_old_pass_on_policy: bool = True, shared_prompt_pass: bool = True):
         super().__init__()
         self.automatic_optimization = False
         self.model, self.encoder, self.reward = model, encoder, reward
@@ -87,6 +87,7 @@ class RLModule(L.LightningModule):
         self.seed, self.max_rollouts, self.log_examples = seed, max_rollouts, log_examples
         self.logprob_batch_size, self.logprob_chunk_size = logprob_batch_size, logprob_chunk_size
         self.skip_old_pass_on_policy = skip_old_pass_on_policy  # False: a no-grad π_old pass over every row
+        self.shared_prompt_pass = shared_prompt_pass  # one prompt pass per group (egt.rl.rollout.shared_prompt_hidden)
         self._entropy = torch.zeros(0)  # [B, L] token entropy of the current rollout under π_old
         self.suppress_ids = multimodal_token_ids(encoder.processor)  # never sampled: out of the normaliser too
         self.rollouts = 0  # rollout batches done (the checkpoint holds it)
@@ -182,7 +183,7 @@ class RLModule(L.LightningModule):
     def _logprob_kw(self) -> dict[str, Any]:
         """Micro-batch and head-chunk sizes of the no-grad log-prob passes (π_old, π_ref)."""
         return {"chunk_size": self.logprob_chunk_size, "batch_size": self.logprob_batch_size,
-                "suppress_ids": self.suppress_ids}
+                "suppress_ids": self.suppress_ids, "shared_prompt": self.shared_prompt_pass}
 
     def _advantages(self, rewards: torch.Tensor, group_size: int) -> tuple[torch.Tensor, ...]:
         """Advantages and filter masks over the *global* rollout batch (every rank's rewards gathered, in
@@ -212,7 +213,8 @@ class RLModule(L.LightningModule):
                 first = first_is_old and epoch == 0 and k == 0  # θ = θ_old: this pass is π_old too
                 logp, ent = logprobs_and_entropy(self.model, feats, ro.completion_ids[idx], mask, self._pad,
                                                  self.temperature, chunk_size=self.logprob_chunk_size,
-                                                 suppress_ids=self.suppress_ids, with_entropy=first)
+                                                 suppress_ids=self.suppress_ids, with_entropy=first,
+                                                 shared_prompt=self.shared_prompt_pass)
                 if first:
                     ro.old_logp[idx], self._entropy[idx] = logp.detach().cpu(), ent.detach().cpu()
                 out = self.loss_fn(logp, ro.old_logp[idx].to(self.device), adv[idx].to(self.device), mask,

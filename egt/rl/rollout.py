@@ -11,6 +11,7 @@ last ``L + 1`` logits predict the completion (``logits_to_keep``).
 """
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -21,6 +22,8 @@ from egt.data.encode import ChatEncoder, collate, token_keys
 from egt.eval.generation import generate_batch
 from egt.probe.probe import last_hidden_and_head
 from egt.rl.functional import chunked_token_logprobs, completion_mask
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -120,7 +123,8 @@ def logprobs_and_entropy(model: Any, prompt_feats: Sequence[dict[str, torch.Tens
                          completion_mask: torch.Tensor, pad_id: int, temperature: float = 1.0,
                          with_entropy: bool = False, chunk_size: int = 256,
                          batch_size: int | None = None,
-                         suppress_ids: Sequence[int] = ()) -> tuple[torch.Tensor, torch.Tensor | None]:
+                         suppress_ids: Sequence[int] = (),
+                         shared_prompt: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log π(completion tokens) [b, L] (fp32, differentiable when grads are on) and, optionally,
     the policy's token entropy [b, L] in nats; both 0 where ``completion_mask`` [b, L] is 0.
 
@@ -129,8 +133,11 @@ def logprobs_and_entropy(model: Any, prompt_feats: Sequence[dict[str, torch.Tens
     [b, L, V] tensor is held, with or without gradients. ``batch_size`` (no-grad calls only: the
     π_old and π_ref passes) runs the rows in micro-batches of that many sequences; None = all at
     once. ``suppress_ids``: tokens the rollout could not sample (the vision placeholders), left out
-    of the normaliser so the first PPO epoch is exactly on-policy. Results are on the model's device. Raises ValueError for ``batch_size`` < 1 or a
-    micro-batch request with gradients on (the gradient pass's size is ``rl.num_mini_batches``).
+    of the normaliser so the first PPO epoch is exactly on-policy. ``shared_prompt``: rows that repeat
+    their predecessor's prompt (a GRPO group) share one prompt pass (:func:`shared_prompt_hidden`; the
+    same numbers to fp32 rounding). Results are on the model's device. Raises ValueError for
+    ``batch_size`` < 1 or a micro-batch request with gradients on (the gradient pass's size is
+    ``rl.num_mini_batches``).
     """
     b, length = completion_ids.shape
     if batch_size is not None and batch_size < 1:
@@ -141,14 +148,110 @@ def logprobs_and_entropy(model: Any, prompt_feats: Sequence[dict[str, torch.Tens
                              "rl.num_mini_batches")
         parts = [logprobs_and_entropy(model, prompt_feats[s:s + batch_size], completion_ids[s:s + batch_size],
                                       completion_mask[s:s + batch_size], pad_id, temperature, with_entropy,
-                                      chunk_size, suppress_ids=suppress_ids) for s in range(0, b, batch_size)]
+                                      chunk_size, suppress_ids=suppress_ids, shared_prompt=shared_prompt)
+                 for s in range(0, b, batch_size)]
         logp = torch.cat([p[0] for p in parts])
         return logp, (torch.cat([p[1] for p in parts]) if with_entropy else None)
     device = next(model.parameters()).device
-    inputs = {k: v.to(device) for k, v in sequence_inputs(prompt_feats, completion_ids, completion_mask,
-                                                          pad_id).items()}
-    hidden, head = last_hidden_and_head(model, inputs)  # [b, T+L, H]
-    T = hidden.shape[1] - length
-    return chunked_token_logprobs(hidden[:, T - 1:T + length - 1], head, completion_ids.to(device), temperature,
+    shared = shared_prompt_hidden(model, prompt_feats, completion_ids, completion_mask, pad_id) if shared_prompt else None
+    if shared is not None:
+        hidden, head = shared  # [b, L, H]: the states that predict the L completion tokens
+    else:
+        inputs = {k: v.to(device) for k, v in sequence_inputs(prompt_feats, completion_ids, completion_mask,
+                                                              pad_id).items()}
+        hidden, head = last_hidden_and_head(model, inputs)  # [b, T+L, H]
+        T = hidden.shape[1] - length
+        hidden = hidden[:, T - 1:T + length - 1]
+    return chunked_token_logprobs(hidden, head, completion_ids.to(device), temperature,
                                   mask=completion_mask, chunk=chunk_size, with_entropy=with_entropy,
                                   suppress_ids=suppress_ids)
+
+
+def prompt_runs(prompt_feats: Sequence[dict[str, torch.Tensor]]) -> list[int]:
+    """Lengths of the runs of consecutive rows that share one prompt: the same features object, as
+    :func:`rollout` repeats each prompt's G times (``[a, a, b, b, b] → [2, 3]``)."""
+    runs: list[int] = []
+    for i, f in enumerate(prompt_feats):
+        if i and f is prompt_feats[i - 1]:
+            runs[-1] += 1
+        else:
+            runs.append(1)
+    return runs
+
+
+def _shared_prompt_unsupported(model: Any, feats: dict[str, torch.Tensor]) -> str | None:
+    """Why :func:`shared_prompt_hidden` cannot run on ``model`` (None: it can)."""
+    base = getattr(model, "model", None)
+    if base is None or not hasattr(base, "get_rope_index") or model.get_output_embeddings() is None:
+        return f"{type(model).__name__} has no Qwen2-VL-style base model (get_rope_index) and output head"
+    if "mm_token_type_ids" not in feats:
+        return "the processor gives no mm_token_type_ids (transformers' multimodal RoPE needs them)"
+    checkpointing = getattr(model, "is_activation_checkpointing", None)  # transformers >= 5.2x; before: is_gradient_…
+    if checkpointing is None:
+        checkpointing = getattr(model, "is_gradient_checkpointing", False)
+    if checkpointing and model.training and torch.is_grad_enabled():
+        return "gradient checkpointing drops the KV cache in a gradient pass"
+    return None
+
+
+_warned: set[str] = set()
+
+
+def shared_prompt_hidden(model: Any, prompt_feats: Sequence[dict[str, torch.Tensor]], completion_ids: torch.Tensor,
+                         completion_mask: torch.Tensor, pad_id: int) -> tuple[torch.Tensor, Any] | None:
+    """The hidden states that predict the completion tokens, [b, L, H], and the output head, with each
+    prompt (and its image) run **once per group** instead of once per completion; None (nothing run)
+    when no row repeats its predecessor's prompt or the model cannot (logged once).
+
+    The P distinct prompts (runs of :func:`prompt_runs`) go through the base model with a KV cache;
+    the cache is indexed out to the b rows (differentiable: gradients of every completion flow back
+    into its prompt's keys and values) and the b completions run on it. Positions are the model's
+    own multimodal RoPE indices (``get_rope_index``) of ``[prompt | completion]``, the same as the
+    full pass computes, so the result equals the full pass's to fp32 rounding (tests:
+    tests/unit/rl/test_shared_prompt.py). Completion positions after a row's stop token are masked
+    and come last, so they change nothing before them.
+
+    Saves (G − 1)/G of the prompt tokens' work in every log-prob pass (prompt length T, completion L:
+    a pass costs ~P·T + b·L token-forwards instead of b·(T + L)); at the paper's scale (about 1,225
+    image tokens per prompt, G = 4–8) that is most of the pass. The same idea as Prefix Grouper
+    (Liu et al., 2025, "Prefix Grouper: Efficient GRPO Training through Shared-Prefix Forward"),
+    done here with transformers' KV cache instead of a custom attention. Departs from TRL / verl,
+    which run every (prompt, completion) row whole.
+
+    Supported: Qwen2-VL-family models in transformers 5.x (a base model with ``get_rope_index`` and
+    ``mm_token_type_ids`` from the processor). Not in a gradient pass under gradient checkpointing
+    (transformers drops the cache there): the caller then runs the full pass.
+    """
+    runs = prompt_runs(prompt_feats)
+    if len(runs) == len(prompt_feats):
+        return None
+    why = _shared_prompt_unsupported(model, prompt_feats[0])
+    if why is not None:
+        if why not in _warned:
+            _warned.add(why)
+            log.info("rl.shared_prompt_pass: running every row whole (%s)", why)
+        return None
+    from transformers import DynamicCache
+
+    base, head = model.model, model.get_output_embeddings()
+    device = next(model.parameters()).device
+    starts = [sum(runs[:i]) for i in range(len(runs))]
+    prompts = collate([prompt_feats[s] for s in starts], pad_id, "left")
+    prompts = {k: v.to(device) for k, v in prompts.items()}
+    P, T = prompts["input_ids"].shape
+    b, length = completion_ids.shape
+    ones = torch.ones((P, length), dtype=prompts["attention_mask"].dtype, device=device)
+    rope_kw = {k: prompts[k] for k in ("image_grid_thw", "video_grid_thw", "second_per_grid_ts") if k in prompts}
+    positions, _ = base.get_rope_index(
+        input_ids=torch.cat([prompts["input_ids"], torch.zeros_like(ones, dtype=prompts["input_ids"].dtype)], 1),
+        mm_token_type_ids=torch.cat([prompts["mm_token_type_ids"],
+                                     torch.zeros_like(ones, dtype=prompts["mm_token_type_ids"].dtype)], 1),
+        attention_mask=torch.cat([prompts["attention_mask"], ones], 1), **rope_kw)  # [3, P, T+L]
+    cache = DynamicCache(config=base.config)
+    out = base(**prompts, position_ids=positions[:, :, :T], cache=cache, use_cache=True)
+    rows = torch.repeat_interleave(torch.arange(P, device=device), torch.tensor(runs, device=device))  # [b]
+    cache.batch_select_indices(rows)  # [P, …, T, d] → [b, …, T, d]
+    mask = torch.cat([prompts["attention_mask"][rows], completion_mask.to(device, prompts["attention_mask"].dtype)], 1)
+    done = base(input_ids=completion_ids.to(device), attention_mask=mask, position_ids=positions[:, rows, T:],
+                cache=cache, use_cache=True).last_hidden_state  # [b, L, H]
+    return torch.cat([out.last_hidden_state[rows, -1:], done[:, :-1]], 1), head

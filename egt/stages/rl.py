@@ -54,7 +54,7 @@ REQUIRES = ("data", "sft", "probe", "select")  # the stages this one may ask the
 VERSION = 1
 # Settings that change how RL is run or reported, not the model it produces.
 NOT_IN_KEY = ("checkpoint_every_n_steps", "log_examples", "eval_n", "eval_max_new_tokens", "eval_batch_size",
-              "selection_path", "logprob_batch_size", "logprob_chunk_size")
+              "selection_path", "logprob_batch_size", "logprob_chunk_size", "shared_prompt_pass")
 
 
 class RolloutCheckpoint(Callback):
@@ -216,7 +216,8 @@ def train(cfg: DictConfig, out: Path, model_path: Path, ds: Dataset, selection: 
                       warmup_steps=int(r.warmup_ratio * opt_steps), max_grad_norm=r.max_grad_norm,
                       kl_coef=r.kl_coef, kl_estimator=r.kl_estimator, kl_in=r.kl_in, ref_model=ref, seed=rl_seed(cfg),
                       max_rollouts=r.max_steps, log_examples=r.log_examples,
-                      logprob_batch_size=r.logprob_batch_size, logprob_chunk_size=r.logprob_chunk_size)
+                      logprob_batch_size=r.logprob_batch_size, logprob_chunk_size=r.logprob_chunk_size,
+                      shared_prompt_pass=r.shared_prompt_pass)
     last = out / "checkpoints" / "last.ckpt"
     last.parent.mkdir(parents=True, exist_ok=True)
     trainer_kw = distributed.trainer_kwargs(cfg)

@@ -1,0 +1,83 @@
+"""egt.rl.rollout.shared_prompt_hidden: one prompt pass per GRPO group gives the full pass's log-probs,
+entropies and gradients (to fp32 rounding) on the tiny Qwen2.5-VL."""
+import pytest
+import torch
+
+from egt.data.encode import ChatEncoder
+from egt.models.loader import load_model_and_processor
+from egt.rl.functional import token_entropy, token_logprobs
+from egt.rl.rollout import (completion_logits, logprobs_and_entropy, prompt_runs, sequence_inputs,
+                            shared_prompt_hidden)
+
+
+def test_prompt_runs_follow_object_identity():
+    a, b, c = {"input_ids": torch.tensor([1])}, {"input_ids": torch.tensor([1])}, {"input_ids": torch.tensor([2])}
+    assert prompt_runs([a, a, b, b, b, c]) == [2, 3, 1]  # b equals a but is another prompt object
+    assert prompt_runs([a]) == [1] and prompt_runs([]) == []
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_model_dir, world_small):
+    model, proc = load_model_and_processor(tiny_model_dir)
+    enc = ChatEncoder(proc)
+    rows = list(world_small["rl_pool"].select(range(3)))
+    uniq = [enc.encode_prompt(r) for r in rows]  # prompts of different lengths: left padding differs
+    feats = [uniq[0]] * 2 + [uniq[1]] * 3 + [uniq[2]]  # groups of 2, 3 and 1
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(10, 500, (6, 9), generator=g)
+    mask = torch.ones(6, 9, dtype=torch.long)
+    mask[1, 4:] = 0  # stopped early
+    mask[3, 1:] = 0
+    return model, proc.tokenizer.pad_token_id, feats, ids, mask
+
+
+def test_no_grad_logprobs_and_entropy_equal_the_full_logits_reference(setup):
+    model, pad, feats, ids, mask = setup
+    model.eval()
+    with torch.no_grad():
+        logits = completion_logits(model, sequence_inputs(feats, ids, mask, pad), ids.shape[1])  # [6, L, V]
+        ref_lp, ref_ent = token_logprobs(logits, ids, 0.8), token_entropy(logits, 0.8)
+        lp, ent = logprobs_and_entropy(model, feats, ids, mask, pad, 0.8, with_entropy=True, chunk_size=4,
+                                       shared_prompt=True)
+        lp_mb, _ = logprobs_and_entropy(model, feats, ids, mask, pad, 0.8, batch_size=4, shared_prompt=True)
+    m = mask.bool()
+    torch.testing.assert_close(lp[m], ref_lp[m], atol=1e-5, rtol=0)
+    torch.testing.assert_close(ent[m], ref_ent[m], atol=1e-5, rtol=0)
+    torch.testing.assert_close(lp_mb[m], ref_lp[m], atol=1e-5, rtol=0)  # a micro-batch cuts the 3-group
+    assert (lp[~m] == 0).all() and (ent[~m] == 0).all()
+
+
+def test_gradients_equal_the_full_pass(setup):
+    model, pad, feats, ids, mask = setup
+    model.train()
+    w = torch.randn(mask.shape, generator=torch.Generator().manual_seed(1)) * mask
+    params = [p for p in model.parameters() if p.requires_grad]
+    full, _ = logprobs_and_entropy(model, feats, ids, mask, pad, 1.0)
+    g_full = torch.autograd.grad((full * w).sum(), params, allow_unused=True)
+    shared, _ = logprobs_and_entropy(model, feats, ids, mask, pad, 1.0, shared_prompt=True)
+    g_shared = torch.autograd.grad((shared * w).sum(), params, allow_unused=True)
+    torch.testing.assert_close(shared.detach(), full.detach(), atol=1e-5, rtol=0)
+    assert sum(a is not None for a in g_shared) > 0
+    for a, b in zip(g_shared, g_full):
+        assert (a is None) == (b is None)
+        if b is not None:
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_it_declines_where_it_cannot_help_or_cannot_run(setup, tiny_model_dir):
+    model, pad, feats, ids, mask = setup
+    distinct = [dict(f) for f in feats]  # no row repeats its predecessor's prompt object
+    assert shared_prompt_hidden(model, distinct, ids, mask, pad) is None
+    ckpt, _ = load_model_and_processor(tiny_model_dir)
+    ckpt.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})  # as load_for_training
+    ckpt.train()
+    with torch.enable_grad():
+        assert shared_prompt_hidden(ckpt, feats, ids, mask, pad) is None  # transformers would drop the cache
+        full, _ = logprobs_and_entropy(ckpt, feats, ids, mask, pad, shared_prompt=True)  # so: the full pass
+    with torch.no_grad():
+        assert shared_prompt_hidden(ckpt, feats, ids, mask, pad) is not None  # no backward: the cache is kept
+        ref, _ = logprobs_and_entropy(ckpt, feats, ids, mask, pad)
+    torch.testing.assert_close(full.detach(), ref, atol=1e-5, rtol=0)
+    no_mm = [{k: v for k, v in f.items() if k != "mm_token_type_ids"} for f in feats[:2]]
+    no_mm = [no_mm[0], no_mm[0]]
+    assert shared_prompt_hidden(model, no_mm, ids[:2], mask[:2], pad) is None
