@@ -3,6 +3,7 @@
     python benchmarks/bench_rl_step.py                                  # both settings, 3 alternating repeats
     PYTHONPATH=/tmp/trl_site python benchmarks/bench_rl_step.py          # or: --trl-site /tmp/trl_site
     python benchmarks/bench_rl_step.py --settings on_policy --repeats 5 --steps 6
+    python benchmarks/bench_rl_step.py --baseline-overrides rl.shared_prompt_pass=false   # + egt without a change
 
 Same model, data and sizes on both sides: the demo model (``conf/model/demo.yaml``, 4 M parameters,
 built offline here once, random weights) or ``--model-dir``; the synthetic world's RL prompts (one
@@ -51,14 +52,17 @@ def _load() -> float:
 
 
 # ---------------------------------------------------------------------------- shared by both children
-def _cfg(a: argparse.Namespace, setting: str):
+def _cfg(a: argparse.Namespace, setting: str, extra: list[str] | None = None):
     from hydra import compose, initialize_config_dir
+
+    import egt.config  # noqa: F401  (registers the typed schema conf/config.yaml starts from)
 
     over = ["rl=grpo", "model=demo", "logger=none", f"seed={a.seed}", f"rl.group_size={GROUP}",
             f"rl.batch_size={PROMPTS}", f"rl.max_new_tokens={a.new}", f"rl.max_steps={a.warmup + a.steps}",
             f"rl.kl_coef={a.kl}", "rl.checkpoint_every_n_steps=0", "rl.eval_n=0", "rl.log_examples=0"]
     if setting == "on_policy":
         over.append("rl.num_mini_batches=1")
+    over += list(extra or [])
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("config", overrides=over)
 
@@ -99,7 +103,7 @@ def child_egt(a: argparse.Namespace) -> None:
     from egt.rl import module as rl_module
     from egt.stages import rl as rl_stage
 
-    cfg = _cfg(a, a.setting)
+    cfg = _cfg(a, a.setting, a.egt_overrides)
     ends: list[tuple[float, float]] = []
 
     class Timed(rl_module.RLModule):
@@ -216,6 +220,9 @@ def run_child(a: argparse.Namespace, framework: str, setting: str, env: dict[str
             "--steps", str(a.steps), "--warmup", str(a.warmup), "--new", str(a.new), "--kl", str(a.kl),
             "--seed", str(a.seed)] + (["--threads", str(a.threads)] if a.threads else []) + \
         (["--trl-gradient-checkpointing"] if a.trl_gradient_checkpointing else [])
+    if framework == "egt-base":  # egt with the baseline's overrides
+        argv[argv.index("--child") + 1] = "egt"
+        argv += ["--egt-overrides", *a.baseline_overrides]
     load = _load()
     t0 = time.perf_counter()
     proc = subprocess.run(argv, env=env, capture_output=True, text=True)
@@ -223,7 +230,7 @@ def run_child(a: argparse.Namespace, framework: str, setting: str, env: dict[str
     if proc.returncode or not lines:
         raise RuntimeError(f"{framework}/{setting} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     row = json.loads(lines[-1])
-    row.update(load_1min=load, load_1min_after=_load(), process_s=round(time.perf_counter() - t0, 1))
+    row.update(framework=framework, load_1min=load, load_1min_after=_load(), process_s=round(time.perf_counter() - t0, 1))
     return row
 
 
@@ -275,7 +282,11 @@ def main() -> None:
     p.add_argument("--trl-gradient-checkpointing", action="store_true",
                    help="TRL's own default (recomputes activations in backward); off by default, as egt's demo")
     p.add_argument("--no-trl", action="store_true", help="egt only")
+    p.add_argument("--baseline-overrides", nargs="+", default=[],
+                   help="also run egt with these Hydra overrides (framework egt-base, alternating with the others), "
+                        "e.g. rl.shared_prompt_pass=false; prints egt / egt-base paired ratios")
     p.add_argument("--child", choices=["egt", "trl"], help=argparse.SUPPRESS)
+    p.add_argument("--egt-overrides", nargs="*", default=[], help=argparse.SUPPRESS)
     p.add_argument("--setting", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
@@ -294,13 +305,22 @@ def main() -> None:
     rows = []
     for rep in range(a.repeats):
         for s in a.settings:
-            order = ["egt", "trl"] if trl else ["egt"]
+            order = (["egt", "trl"] if trl else ["egt"]) + (["egt-base"] if a.baseline_overrides else [])
             for fw in (order if rep % 2 == 0 else order[::-1]):
                 row = run_child(a, fw, s, env_trl if fw == "trl" else env_egt)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     print()
     print(table(rows, a.settings, trl))
+    if a.baseline_overrides:
+        print(f"\negt / egt-base ({' '.join(a.baseline_overrides)}): median (range) of paired ratios")
+        for s in a.settings:
+            e = [r for r in rows if r["setting"] == s and r["framework"] == "egt"]
+            b = [r for r in rows if r["setting"] == s and r["framework"] == "egt-base"]
+            for clock, key in (("wall", "step_s_median"), ("CPU", "cpu_s_median")):
+                ratios = [x[key] / y[key] for x, y in zip(e, b)]
+                print(f"  {s} {clock}: {statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f}); "
+                      f"egt-base median {statistics.median(r[key] for r in b):.3f} s")
 
 
 if __name__ == "__main__":
