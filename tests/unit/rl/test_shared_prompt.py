@@ -81,3 +81,23 @@ def test_it_declines_where_it_cannot_help_or_cannot_run(setup, tiny_model_dir):
     no_mm = [{k: v for k, v in f.items() if k != "mm_token_type_ids"} for f in feats[:2]]
     no_mm = [no_mm[0], no_mm[0]]
     assert shared_prompt_hidden(model, no_mm, ids[:2], mask[:2], pad) is None
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("attn", ["sdpa", "flash_attention_2"])
+def test_shared_prompt_on_cuda_in_bf16(setup, tiny_model_dir, attn):
+    """The CUDA kernels (sdpa's masked path, flash-attn's unpadded varlen path) with a cache and
+    right-padded completions: the shared pass matches the full one to bf16 rounding."""
+    import importlib.util
+
+    if attn == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+        pytest.skip("flash-attn is not installed")
+    from egt.models.loader import load_model
+
+    _, pad, feats, ids, mask = setup
+    model = load_model(tiny_model_dir, dtype="bfloat16", attn_implementation=attn).cuda().eval()
+    with torch.no_grad():  # prompt features stay on the CPU, as a rollout keeps them
+        full, _ = logprobs_and_entropy(model, feats, ids, mask, pad)
+        shared, _ = logprobs_and_entropy(model, feats, ids, mask, pad, shared_prompt=True)
+    m = mask.bool().cuda()
+    torch.testing.assert_close(shared[m].float(), full[m].float(), atol=0.1, rtol=0.02)  # bf16: ~3 digits
