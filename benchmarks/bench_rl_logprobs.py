@@ -10,6 +10,10 @@ and ``--new`` completion tokens):
   after   ``egt.rl.rollout.logprobs_and_entropy``: last hidden states, then the output head
           ``--chunk`` positions at a time (checkpointed under gradients), micro-batches of
           ``--micro`` sequences in the no-grad pass
+  shared  the same with ``shared_prompt=True`` (``rl.shared_prompt_pass``): the rollout is ``--batch`` /
+          ``--group`` prompts with ``--group`` completions each, and each prompt runs once per group
+          (egt.rl.rollout.shared_prompt_hidden). Under the activation checkpointing this script turns
+          on, the grad pass declines it and runs every row whole (``--no-checkpointing`` to measure it)
 for two passes:
   old     no-grad log π_old + token entropy (the rollout's scoring pass)
   grad    log π_θ with gradients, then backward (the policy update)
@@ -30,15 +34,16 @@ from pathlib import Path
 SHAPES = {"v152k": dict(hidden=64, layers=2, heads=4, kv=2, inter=128, vocab=151936, tie=False)}
 
 
-def _model(shape: str, dtype, device: str):
+def _model(shape: str, dtype, device: str, checkpointing: bool = True):
     sys.path.insert(0, str(Path(__file__).parent))
     import bench_gpu_scale as g
 
     if shape in SHAPES:
         g.SHAPES[shape], g.VISION[shape] = SHAPES[shape], g.VISION["tiny"]
     model = g.build(shape, "sdpa", dtype, device)
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model.config.use_cache = False
+    if checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
     return model, g
 
 
@@ -49,12 +54,14 @@ def _rollout(g, a, device):
     n_img = px * px // 4
     torch.manual_seed(0)
     feats = []
-    for _ in range(a.batch):
+    for _ in range(a.batch // a.group):  # each prompt's features object repeated --group times, as rollout() does
         text = torch.randint(1000, 100000, (a.prompt - n_img - 2,))
         ids = torch.cat([torch.tensor([g.START]), torch.full((n_img,), g.IMAGE), torch.tensor([g.END]), text])
-        feats.append({"input_ids": ids, "attention_mask": torch.ones_like(ids),
-                      "pixel_values": torch.randn(px * px, 3 * 2 * 14 * 14),
-                      "image_grid_thw": torch.tensor([[1, px, px]])})
+        mm = torch.zeros_like(ids)
+        mm[1:1 + n_img] = 1  # the processor's mm_token_type_ids: 1 on image tokens
+        feats += [{"input_ids": ids, "attention_mask": torch.ones_like(ids), "mm_token_type_ids": mm,
+                   "pixel_values": torch.randn(px * px, 3 * 2 * 14 * 14),
+                   "image_grid_thw": torch.tensor([[1, px, px]])}] * a.group
     ids = torch.randint(1000, 100000, (a.batch, a.new))
     lengths = torch.randint(a.new // 2, a.new + 1, (a.batch,))  # completions end at different lengths
     mask = (torch.arange(a.new)[None] < lengths[:, None]).long()
@@ -70,7 +77,7 @@ def _child(a) -> None:
     cuda = a.device.startswith("cuda")
     dtype = torch.bfloat16 if cuda else torch.float32
     torch.manual_seed(0)  # the same weights in every process
-    model, g = _model(a.shape, dtype, a.device)
+    model, g = _model(a.shape, dtype, a.device, checkpointing=not a.no_checkpointing)
     feats, ids, mask = _rollout(g, a, a.device)
     pad = 151643
     w = torch.randn(mask.shape, device=a.device) * mask.to(a.device)
@@ -85,7 +92,8 @@ def _child(a) -> None:
             with torch.set_grad_enabled(a.pass_ == "grad"):
                 lp, ent = logprobs_and_entropy(model, feats, ids, mask, pad, 1.0, with_entropy=a.pass_ == "old",
                                                chunk_size=a.chunk,
-                                               batch_size=a.micro if a.pass_ == "old" else None)
+                                               batch_size=a.micro if a.pass_ == "old" else None,
+                                               shared_prompt=a.variant == "shared")
         if a.pass_ == "grad":
             (lp * w).sum().backward()
             model.zero_grad(set_to_none=True)
@@ -107,7 +115,7 @@ def _child(a) -> None:
         times.append(time.perf_counter() - t0)
     peak = (torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     print(json.dumps({"variant": a.variant, "pass": a.pass_, "shape": a.shape, "device": a.device,
-                      "batch": a.batch, "new": a.new, "prompt": a.prompt, "vocab": model.config.text_config.vocab_size,
+                      "batch": a.batch, "group": a.group, "new": a.new, "prompt": a.prompt, "vocab": model.config.text_config.vocab_size,
                       "chunk": a.chunk, "micro": a.micro, "seconds_min": round(min(times), 4),
                       "seconds_all": [round(t, 4) for t in times], "extra_gb": round((peak - base) / 2**30, 3),
                       "checksum": checksum}), flush=True)
@@ -125,15 +133,20 @@ def main() -> None:
     p.add_argument("--micro", type=int, default=None, help="no-grad micro-batch (sequences); default: none")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--passes", nargs="+", default=["old", "grad"])
+    p.add_argument("--group", type=int, default=1, help="completions per prompt G (--batch must divide by it)")
+    p.add_argument("--variants", nargs="+", default=["before", "after", "shared"], choices=["before", "after", "shared"])
+    p.add_argument("--no-checkpointing", action="store_true", help="no activation checkpointing in the model")
     p.add_argument("--child", nargs=2, metavar=("VARIANT", "PASS"))
     a = p.parse_args()
+    if a.batch % a.group:
+        p.error(f"--batch {a.batch} is not a multiple of --group {a.group}")
     if a.child:
         a.variant, a.pass_ = a.child
         return _child(a)
     rows = []
     argv = [a for a in sys.argv[1:]]
     for pass_ in a.passes:
-        for variant in ("before", "after"):
+        for variant in a.variants:
             proc = subprocess.run([sys.executable, __file__, *argv, "--child", variant, pass_], capture_output=True,
                                   text=True)
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -142,15 +155,17 @@ def main() -> None:
                 continue
             print(lines[-1], flush=True)
             rows.append(json.loads(lines[-1]))
-    print("\n| pass | before: s / extra GB | after: s / extra GB | after/before time | after/before memory |")
-    print("|---|---|---|---|---|")
+    print("\n| pass | variant | s | extra GB | time / before | memory / before | time / after | memory / after |")
+    print("|---|---|---|---|---|---|---|---|")
     for pass_ in a.passes:
-        b = next((r for r in rows if r["pass"] == pass_ and r["variant"] == "before"), None)
-        f = next((r for r in rows if r["pass"] == pass_ and r["variant"] == "after"), None)
-        if b and f:
-            print(f"| {pass_} | {b['seconds_min']:.3f} / {b['extra_gb']:.2f} | {f['seconds_min']:.3f} / "
-                  f"{f['extra_gb']:.2f} | {f['seconds_min'] / b['seconds_min']:.2f} | "
-                  f"{f['extra_gb'] / max(b['extra_gb'], 1e-9):.3f} |")
+        got = {r["variant"]: r for r in rows if r["pass"] == pass_}
+        for variant, r in got.items():
+            cells = [pass_, variant, f"{r['seconds_min']:.3f}", f"{r['extra_gb']:.2f}"]
+            for ref in ("before", "after"):
+                b = got.get(ref)
+                cells += ([f"{r['seconds_min'] / b['seconds_min']:.2f}", f"{r['extra_gb'] / max(b['extra_gb'], 1e-9):.3f}"]
+                          if b else ["–", "–"])
+            print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@
 # Parts: env, pytest (pytest -m gpu, parallel), sftloss (7B SFT step: egt's chunked NLL vs the full-logit
 # loss), plainload (an egt-saved judge in plain transformers), bench3b, bench7b (AdamW: bf16 parameters and states
 # fit one 141 GB H200), logprob (benchmarks/bench_rl_logprobs.py, 7B shapes: V = 152,064, 16 sequences
-# of 320 + 1,024 tokens, before vs after chunking).
+# of 320 + 1,024 tokens, before vs after chunking), sharedprompt (the same script, 7B, 2 prompts of 1,300
+# tokens x G = 8 completions of 512: every row whole vs one prompt pass per group, no checkpointing).
 # Logs: $OUT/env.txt, $OUT/pytest_gpu.log, $OUT/bench.jsonl (+ bench_*.log), $OUT/logprob.log.
 set -u
 OUT=${OUT:-gpu_check_out}
@@ -76,4 +77,11 @@ if has logprob; then
   timeout "$T_LOGPROB" python3 benchmarks/bench_rl_logprobs.py --device cuda --shape 7b --batch 16 --new 1024 \
     --prompt 320 --image 224 >"$OUT/logprob.log" 2>&1
   echo "logprob: rc=$?"; tail -20 "$OUT/logprob.log"
+fi
+
+if has sharedprompt; then  # one prompt pass per group at 7B: 2 prompts (1,225 image tokens) x G = 8, 512 new tokens
+  timeout "${T_SHARED:-300}" python3 benchmarks/bench_rl_logprobs.py --device cuda --shape 7b --batch 16 --group 8 \
+    --new 512 --prompt 1300 --image 980 --variants after shared --repeats 2 --no-checkpointing \
+    >"$OUT/sharedprompt.log" 2>&1
+  echo "sharedprompt: rc=$?"; tail -12 "$OUT/sharedprompt.log"
 fi
