@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from egt.config import ConfigError
+from egt.errors import ConfigError
 
 if TYPE_CHECKING:
     import datasets
