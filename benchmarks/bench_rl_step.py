@@ -223,15 +223,33 @@ def run_child(a: argparse.Namespace, framework: str, setting: str, env: dict[str
     if framework == "egt-base":  # egt with the baseline's overrides
         argv[argv.index("--child") + 1] = "egt"
         argv += ["--egt-overrides", *a.baseline_overrides]
+    return run_json_child(argv, env, f"{framework}/{setting}") | {"framework": framework}
+
+
+def run_json_child(argv: list[str], env: dict[str, str], what: str) -> dict:
+    """Run a child process and return its last JSON line, with the 1-minute load before and after it
+    and its wall seconds (``process_s``). Raises RuntimeError with the end of its stderr if it fails."""
     load = _load()
     t0 = time.perf_counter()
     proc = subprocess.run(argv, env=env, capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode or not lines:
-        raise RuntimeError(f"{framework}/{setting} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+        raise RuntimeError(f"{what} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     row = json.loads(lines[-1])
-    row.update(framework=framework, load_1min=load, load_1min_after=_load(), process_s=round(time.perf_counter() - t0, 1))
+    row.update(load_1min=load, load_1min_after=_load(), process_s=round(time.perf_counter() - t0, 1))
     return row
+
+
+def ran_as_child(a: argparse.Namespace, children: dict) -> bool:
+    """In a child process (``--child NAME``): set the torch threads and run ``children[NAME](a)``; True if it
+    did (the parent then returns)."""
+    if not a.child:
+        return False
+    if a.threads:
+        import torch
+        torch.set_num_threads(a.threads)
+    children[a.child](a)
+    return True
 
 
 def table(rows: list[dict], settings: list[str], trl: str | None) -> str:
@@ -289,11 +307,8 @@ def main() -> None:
     p.add_argument("--egt-overrides", nargs="*", default=[], help=argparse.SUPPRESS)
     p.add_argument("--setting", help=argparse.SUPPRESS)
     a = p.parse_args()
-    if a.child:
-        if a.threads:
-            import torch
-            torch.set_num_threads(a.threads)
-        return (child_egt if a.child == "egt" else child_trl)(a)
+    if ran_as_child(a, {"egt": child_egt, "trl": child_trl}):
+        return
     a.model_dir = Path(a.model_dir) if a.model_dir else build_demo(Path(a.workdir))
     env_egt, env_trl = _env(None, a.threads), _env(a.trl_site, a.threads)
     trl = None if a.no_trl else trl_version(env_trl)

@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +37,7 @@ from pathlib import Path
 T_START = time.perf_counter()  # the child's clock starts at import: time to first step counts the start-up
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_rl_step import _env, _load, build_demo  # noqa: E402  (the same demo model and environment)
+from bench_rl_step import _env, _load, build_demo, ran_as_child, run_json_child, trl_version  # noqa: E402  (the same demo model, environment and child runner)
 
 
 def _cfg(a: argparse.Namespace):
@@ -170,15 +169,7 @@ def run_child(a: argparse.Namespace, framework: str, env: dict[str, str]) -> dic
             "--samples", str(a.samples)] + \
         (["--threads", str(a.threads)] if a.threads else []) + \
         (["--trl-gradient-checkpointing"] if a.trl_gradient_checkpointing else [])
-    load = _load()
-    t0 = time.perf_counter()
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode or not lines:
-        raise RuntimeError(f"{framework} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    row = json.loads(lines[-1])
-    row.update(load_1min=load, load_1min_after=_load(), process_s=round(time.perf_counter() - t0, 1))
-    return row
+    return run_json_child(argv, env, framework)
 
 
 def table(rows: list[dict], trl: str | None) -> str:
@@ -223,15 +214,10 @@ p.add_argument("--child", choices=["egt", "trl"], help=argparse.SUPPRESS)
 
 def main() -> None:
     a = p.parse_args()
-    if a.child:
-        if a.threads:
-            import torch
-            torch.set_num_threads(a.threads)
-        return (child_egt if a.child == "egt" else child_trl)(a)
+    if ran_as_child(a, {"egt": child_egt, "trl": child_trl}):
+        return
     a.model_dir = Path(a.model_dir) if a.model_dir else build_demo(Path(a.workdir))
     env_egt, env_trl = _env(None, a.threads), _env(a.trl_site, a.threads)
-    from bench_rl_step import trl_version
-
     trl = None if a.no_trl else trl_version(env_trl)
     # data, trajectories and egt's encoding cache, once and untimed (a second run of the same data finds them)
     a_prep = argparse.Namespace(**{**vars(a), "steps": 1, "warmup": 0})
