@@ -1,5 +1,5 @@
 """``python -m egt.reproduce --protocol docs/reproduction/protocol.md --out docs/reproduction/<run>
-[--dry-run] [--sweeps DIR] [--artifacts DIR] [--workers N] [--skip-gates]``
+[--dry-run | --status] [--sweeps DIR] [--artifacts DIR] [--workers N] [--skip-gates]``
 
 Regenerates the whole small-scale reproduction (issue #20) from the settings block of the protocol
 (the fenced ``yaml`` block whose first line is ``# egt-protocol``), in this order, per teacher format:
@@ -225,6 +225,48 @@ def dry_run(p: Protocol, sweeps: Path, artifacts: Path, out: Path, workers: int)
     return est
 
 
+def planned_jobs(p: Protocol, step: dict[str, Any]) -> int:
+    """How many Hydra jobs a planned step runs: 1 upstream run, one per calibration seed, and for a
+    table sweep every combination of its experiment's sweeper axes and the protocol's extra axes, times
+    the tier's seeds."""
+    if step["phase"] == "upstream":
+        return 1
+    if step["phase"] == "calibration":
+        return len(p.settings["calibration_seeds"])
+    spec = next(s for s in p.sweeps if s.name == step["name"])
+    exp = _compose([f"experiment=[{p.preset},{spec.experiment}]", *spec.overrides, *p.settings["common"],
+                    *p.settings["formats"][step["format"]]], hydra_cfg=True)
+    axes = {k: str(v) for k, v in exp.hydra.sweeper.params.items() if k != "rl.seed"}
+    axes.update(spec.sweep)
+    return len(_product(axes)) * len(p.seeds(spec.tier))
+
+
+def status(p: Protocol, sweeps: Path, artifacts: Path) -> list[dict[str, Any]]:
+    """Where a run stands, read from its sweep directories (nothing runs): per planned step the jobs it
+    plans and how many have a ``job.json`` that says completed or failed (egt.sweep). A killed or
+    paused run picks up from its artifacts when started again with the same command."""
+    from egt.sweep import JOB_FILE
+
+    rows = []
+    for step in plan(p, sweeps, artifacts):
+        d = Path(step["dir"])
+        files = [d / JOB_FILE] if step["phase"] == "upstream" else sorted(d.glob(f"*/{JOB_FILE}"))
+        states = [json.loads(f.read_text()).get("status") for f in files if f.is_file()]
+        rows.append({"phase": step["phase"], "format": step["format"], "name": step["name"],
+                     "planned": planned_jobs(p, step), "completed": states.count("completed"),
+                     "failed": states.count("failed")})
+    return rows
+
+
+def print_status(rows: list[dict[str, Any]]) -> None:
+    print("| phase | format | sweep | completed / planned jobs | failed |")
+    print("|:--|:--|:--|--:|--:|")
+    for r in rows:
+        print(f"| {r['phase']} | {r['format']} | {r['name']} | {r['completed']} / {r['planned']} | {r['failed']} |")
+    done, total = sum(min(r["completed"], r["planned"]) for r in rows), sum(r["planned"] for r in rows)
+    print(f"{done} of {total} jobs completed ({100 * done / max(total, 1):.0f}%)")
+
+
 def _quote(arg: str) -> str:
     return f"'{arg}'" if any(c in arg for c in ' "[]${}') else arg
 
@@ -328,6 +370,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--workers", type=int, help="processes at once (default: the protocol's workers)")
     ap.add_argument("--dry-run", action="store_true", help="print the commands and the estimated CPU time only")
     ap.add_argument("--skip-gates", action="store_true", help="run the tables even if G1/G2 fail (not the protocol)")
+    ap.add_argument("--status", action="store_true", help="how many of the planned jobs have finished; runs nothing")
     args = ap.parse_args(argv)
     p = read_protocol(args.protocol)
     out = Path(args.out)
@@ -337,6 +380,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"{os.cpu_count()} CPUs on this machine")
     if args.dry_run:
         dry_run(p, sweeps, artifacts, out, workers)
+        return 0
+    if args.status:
+        print_status(status(p, sweeps, artifacts))
         return 0
     out.mkdir(parents=True, exist_ok=True)
     return run(p, sweeps, artifacts, out, workers, args.skip_gates)

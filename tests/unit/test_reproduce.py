@@ -128,3 +128,30 @@ def test_a_failed_gate_stops_the_run_before_any_table(protocol, tmp_path, monkey
     assert "G1 fmt_a: SFT Overall 0.9 outside [0.55, 0.82]" in capsys.readouterr().err
     _upstream(tmp_path / "ok", 0.70)
     assert r.gate_sft(protocol, tmp_path / "ok") == []
+
+
+def test_status_counts_finished_jobs_against_the_plan(protocol, tmp_path, capsys):
+    from egt.reproduce import status
+
+    sw = tmp_path / "sw"
+
+    def job(d, state):
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "job.json").write_text(json.dumps({"status": state}))
+
+    job(sw / "fmt_a" / "upstream", "completed")
+    job(sw / "calibration" / "fmt_a" / "0", "completed")
+    for i, state in enumerate(["completed", "completed", "failed"]):
+        job(sw / "fmt_a" / "table2" / str(i), state)
+    (sw / "fmt_a" / "table2" / "3").mkdir()  # a job that has not written its record yet
+    rows = {r["name"]: r for r in status(protocol, sw, tmp_path / "art")}
+    assert rows["upstream"] == {"phase": "upstream", "format": "fmt_a", "name": "upstream", "planned": 1,
+                                "completed": 1, "failed": 0}
+    assert (rows["calibration"]["planned"], rows["calibration"]["completed"]) == (1, 1)
+    # table2: 3 ablation rows x 2 seeds; beyond: the protocol's own entropy axis (2 values) x 1 tier-2 seed
+    assert (rows["table2"]["planned"], rows["table2"]["completed"], rows["table2"]["failed"]) == (6, 2, 1)
+    assert (rows["beyond"]["planned"], rows["beyond"]["completed"]) == (2, 0)
+    assert main(["--protocol", str(protocol.path), "--out", str(tmp_path / "out"), "--sweeps", str(sw),
+                 "--artifacts", str(tmp_path / "art"), "--status"]) == 0
+    assert "4 of 10 jobs completed (40%)" in capsys.readouterr().out
+    assert not (tmp_path / "out").exists()  # nothing runs, nothing is written
