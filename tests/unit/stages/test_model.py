@@ -43,3 +43,16 @@ def test_a_built_model_is_built_once_and_then_reused(tmp_path):
     assert again["reused"] is True and again["key"] == first["key"]
     with pytest.raises(ValueError, match="model.build.kind='nope'"):
         _pipe(tmp_path, build={**build, "kind": "nope"}).get("model")
+
+
+def test_eval_can_name_the_base_model(tmp_path, monkeypatch):
+    from egt.stages.eval import _models
+
+    cfg = OmegaConf.create({"paths": {"artifacts": str(tmp_path)}, "stages": ["model", "sft", "eval"],
+                            "eval": {"model_path": None, "models": ["model", "sft", "rl"]}})
+    monkeypatch.setattr("egt.stages.model.run", lambda c, p: {"key": "m", "model_path": "/base"})
+    monkeypatch.setattr("egt.stages.sft.run", lambda c, p: {"key": "s", "model_path": "/sft"})
+    pipe = Pipeline(cfg)
+    pipe._running.append("eval")  # as inside the eval stage: its REQUIRES apply
+    got = _models(cfg, pipe)
+    assert [(m["label"], m["path"], m["identity"]["key"]) for m in got] == [("model", "/base", "m"), ("sft", "/sft", "s")]
