@@ -240,6 +240,25 @@ def run_json_child(argv: list[str], env: dict[str, str], what: str) -> dict:
     return row
 
 
+def print_header(a: argparse.Namespace, sizes: str, per: str, trl: str | None) -> None:
+    """The run's first lines: the tree, model, sizes, processes, CPUs, threads, load, and whether TRL is there."""
+    print(f"# egt {REPO}; model {a.model_dir}; {sizes}; {a.repeats} processes × {a.steps} steps (+{a.warmup} "
+          f"warm-up) {per}; {os.cpu_count()} CPUs, threads {a.threads or 'default'}; load {_load():.2f}", flush=True)
+    if trl is None:
+        print("# TRL is not importable (pip install trl==1.16.0, or --trl-site DIR): egt only", flush=True)
+
+
+def start(a: argparse.Namespace, children: dict) -> tuple[dict, dict, str | None] | None:
+    """A child process runs its child (None); the parent gets the model directory (the demo model built in
+    ``--workdir`` unless ``--model-dir``) and returns egt's and TRL's environments and TRL's version (None
+    when it is not importable or ``--no-trl``)."""
+    if ran_as_child(a, children):
+        return None
+    a.model_dir = Path(a.model_dir) if a.model_dir else build_demo(Path(a.workdir))
+    env_egt, env_trl = _env(None, a.threads), _env(a.trl_site, a.threads)
+    return env_egt, env_trl, None if a.no_trl else trl_version(env_trl)
+
+
 def ran_as_child(a: argparse.Namespace, children: dict) -> bool:
     """In a child process (``--child NAME``): set the torch threads and run ``children[NAME](a)``; True if it
     did (the parent then returns)."""
@@ -307,16 +326,11 @@ def main() -> None:
     p.add_argument("--egt-overrides", nargs="*", default=[], help=argparse.SUPPRESS)
     p.add_argument("--setting", help=argparse.SUPPRESS)
     a = p.parse_args()
-    if ran_as_child(a, {"egt": child_egt, "trl": child_trl}):
+    started = start(a, {"egt": child_egt, "trl": child_trl})
+    if started is None:  # this was a child process
         return
-    a.model_dir = Path(a.model_dir) if a.model_dir else build_demo(Path(a.workdir))
-    env_egt, env_trl = _env(None, a.threads), _env(a.trl_site, a.threads)
-    trl = None if a.no_trl else trl_version(env_trl)
-    print(f"# egt {REPO}; model {a.model_dir}; G={GROUP}, {PROMPTS} prompts, {a.new} new tokens, kl {a.kl}, "
-          f"{a.repeats} processes × {a.steps} steps (+{a.warmup} warm-up) per framework and setting; "
-          f"{os.cpu_count()} CPUs, threads {a.threads or 'default'}; load {_load():.2f}", flush=True)
-    if trl is None:
-        print("# TRL is not importable (pip install trl==1.16.0, or --trl-site DIR): egt only", flush=True)
+    env_egt, env_trl, trl = started
+    print_header(a, f"G={GROUP}, {PROMPTS} prompts, {a.new} new tokens, kl {a.kl}", "per framework and setting", trl)
     rows = []
     for rep in range(a.repeats):
         for s in a.settings:

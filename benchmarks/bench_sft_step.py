@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -37,7 +36,7 @@ from pathlib import Path
 T_START = time.perf_counter()  # the child's clock starts at import: time to first step counts the start-up
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_rl_step import _env, _load, build_demo, ran_as_child, run_json_child, trl_version  # noqa: E402  (the same demo model, environment and child runner)
+from bench_rl_step import print_header, run_json_child, start  # noqa: E402  (the same demo model, environment and child runner)
 
 
 def _cfg(a: argparse.Namespace):
@@ -214,19 +213,14 @@ p.add_argument("--child", choices=["egt", "trl"], help=argparse.SUPPRESS)
 
 def main() -> None:
     a = p.parse_args()
-    if ran_as_child(a, {"egt": child_egt, "trl": child_trl}):
+    started = start(a, {"egt": child_egt, "trl": child_trl})
+    if started is None:  # this was a child process
         return
-    a.model_dir = Path(a.model_dir) if a.model_dir else build_demo(Path(a.workdir))
-    env_egt, env_trl = _env(None, a.threads), _env(a.trl_site, a.threads)
-    trl = None if a.no_trl else trl_version(env_trl)
+    env_egt, env_trl, trl = started
     # data, trajectories and egt's encoding cache, once and untimed (a second run of the same data finds them)
     a_prep = argparse.Namespace(**{**vars(a), "steps": 1, "warmup": 0})
     run_child(a_prep, "egt", env_egt)
-    print(f"# egt {REPO}; model {a.model_dir}; batch {a.batch}, {a.repeats} processes × {a.steps} steps "
-          f"(+{a.warmup} warm-up) per framework; {os.cpu_count()} CPUs, threads {a.threads or 'default'}; "
-          f"load {_load():.2f}", flush=True)
-    if trl is None:
-        print("# TRL is not importable (pip install trl==1.16.0, or --trl-site DIR): egt only", flush=True)
+    print_header(a, f"batch {a.batch}", "per framework", trl)
     rows = []
     for rep in range(a.repeats):
         order = ["egt", "trl"] if trl else ["egt"]
