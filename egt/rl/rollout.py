@@ -184,8 +184,10 @@ def _shared_prompt_unsupported(model: Any, feats: dict[str, torch.Tensor]) -> st
     base = getattr(model, "model", None)
     if base is None or not hasattr(base, "get_rope_index") or model.get_output_embeddings() is None:
         return f"{type(model).__name__} has no Qwen2-VL-style base model (get_rope_index) and output head"
-    if "mm_token_type_ids" not in feats:
-        return "the processor gives no mm_token_type_ids (transformers' multimodal RoPE needs them)"
+    import inspect
+
+    if "mm_token_type_ids" not in feats or "mm_token_type_ids" not in inspect.signature(base.get_rope_index).parameters:
+        return "no mm_token_type_ids from the processor or in get_rope_index (transformers before 5.x's multimodal RoPE)"
     checkpointing = getattr(model, "is_activation_checkpointing", None)  # transformers >= 5.2x; before: is_gradient_…
     if checkpointing is None:
         checkpointing = getattr(model, "is_gradient_checkpointing", False)
@@ -248,10 +250,30 @@ def shared_prompt_hidden(model: Any, prompt_feats: Sequence[dict[str, torch.Tens
                                      torch.zeros_like(ones, dtype=prompts["mm_token_type_ids"].dtype)], 1),
         attention_mask=torch.cat([prompts["attention_mask"], ones], 1), **rope_kw)  # [3, P, T+L]
     cache = DynamicCache(config=base.config)
-    out = base(**prompts, position_ids=positions[:, :, :T], cache=cache, use_cache=True)
+    kw = {_cache_kwarg(base): cache, "use_cache": True}  # transformers renamed past_key_values → cache in 5.2x
+    out = base(**prompts, position_ids=positions[:, :, :T], **kw)
+    _check_cache(cache, T, "the prompt pass")
     rows = torch.repeat_interleave(torch.arange(P, device=device), torch.tensor(runs, device=device))  # [b]
     cache.batch_select_indices(rows)  # [P, …, T, d] → [b, …, T, d]
     mask = torch.cat([prompts["attention_mask"][rows], completion_mask.to(device, prompts["attention_mask"].dtype)], 1)
     done = base(input_ids=completion_ids.to(device), attention_mask=mask, position_ids=positions[:, rows, T:],
-                cache=cache, use_cache=True).last_hidden_state  # [b, L, H]
+                **kw).last_hidden_state  # [b, L, H]
+    _check_cache(cache, T + length, "the completion pass")
     return torch.cat([out.last_hidden_state[rows, -1:], done[:, :-1]], 1), head
+
+
+def _cache_kwarg(base: Any) -> str:
+    """The name the base model's forward takes its KV cache by: ``cache`` (transformers >= 5.2x) or
+    ``past_key_values`` (before)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def _check_cache(cache: Any, expected: int, where: str) -> None:
+    """A cache the model did not fill would leave the completions attending to nothing: fail loudly."""
+    got = cache.get_seq_length()
+    if got != expected:
+        raise RuntimeError(f"rl.shared_prompt_pass: after {where} the KV cache holds {got} positions, not "
+                           f"{expected}: this transformers version does not fill the cache it was given; set "
+                           "rl.shared_prompt_pass=false")

@@ -101,3 +101,15 @@ def test_shared_prompt_on_cuda_in_bf16(setup, tiny_model_dir, attn):
         shared, _ = logprobs_and_entropy(model, feats, ids, mask, pad, shared_prompt=True)
     m = mask.bool().cuda()
     torch.testing.assert_close(shared[m].float(), full[m].float(), atol=0.1, rtol=0.02)  # bf16: ~3 digits
+
+
+def test_a_cache_the_model_does_not_fill_is_an_error_not_a_wrong_answer(setup, monkeypatch):
+    """A transformers version that took the cache under another name would run the completions on an
+    empty cache (attending to no prompt): that must fail, not give plausible log-probs."""
+    import egt.rl.rollout as rollout_mod
+
+    model, pad, feats, ids, mask = setup
+    assert rollout_mod._cache_kwarg(model.model) in ("cache", "past_key_values")
+    monkeypatch.setattr(rollout_mod, "_cache_kwarg", lambda base: "a_name_the_model_ignores")
+    with torch.no_grad(), pytest.raises(RuntimeError, match=r"after the prompt pass the KV cache holds 0 positions"):
+        shared_prompt_hidden(model, feats, ids, mask, pad)
