@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from egt import distributed
 from egt.config import validate
 from egt.pipeline import Pipeline, format_summary
+from egt.stages import HEADLINES
 from egt.sweep import run_job
 from egt.utils import secrets
 from egt.utils.logging import quiet_third_party
@@ -61,8 +62,6 @@ def headline_metric(results: dict) -> float | None:
     """The number a sweeper optimises: the ``headline`` summary value of the last stage of the run that
     defines one (egt.stages.HEADLINES: sft, rl, eval). None when that stage ran without it (e.g.
     ``rl.eval_n=0`` with no eval stage after it): an earlier stage's number is never passed off as it."""
-    from egt.stages import HEADLINES
-
     for stage in reversed(list(results)):
         if stage in HEADLINES:
             value = (results[stage].get("summary") or {}).get("headline")

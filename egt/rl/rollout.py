@@ -11,6 +11,8 @@ last ``L + 1`` logits predict the completion (``logits_to_keep``).
 """
 from __future__ import annotations
 
+import inspect
+import itertools
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -184,8 +186,6 @@ def _shared_prompt_unsupported(model: Any, feats: dict[str, torch.Tensor]) -> st
     base = getattr(model, "model", None)
     if base is None or not hasattr(base, "get_rope_index") or model.get_output_embeddings() is None:
         return f"{type(model).__name__} has no Qwen2-VL-style base model (get_rope_index) and output head"
-    import inspect
-
     if "mm_token_type_ids" not in feats or "mm_token_type_ids" not in inspect.signature(base.get_rope_index).parameters:
         return "no mm_token_type_ids from the processor or in get_rope_index (transformers before 5.x's multimodal RoPE)"
     checkpointing = getattr(model, "is_activation_checkpointing", None)  # transformers >= 5.2x; before: is_gradient_…
@@ -237,7 +237,7 @@ def shared_prompt_hidden(model: Any, prompt_feats: Sequence[dict[str, torch.Tens
 
     base, head = model.model, model.get_output_embeddings()
     device = next(model.parameters()).device
-    starts = [sum(runs[:i]) for i in range(len(runs))]
+    starts = [0, *itertools.accumulate(runs[:-1])]  # first row of each run
     prompts = collate([prompt_feats[s] for s in starts], pad_id, "left")
     prompts = {k: v.to(device) for k, v in prompts.items()}
     P, T = prompts["input_ids"].shape
@@ -265,8 +265,6 @@ def shared_prompt_hidden(model: Any, prompt_feats: Sequence[dict[str, torch.Tens
 def _cache_kwarg(base: Any) -> str:
     """The name the base model's forward takes its KV cache by: ``cache`` (transformers >= 5.2x) or
     ``past_key_values`` (before)."""
-    import inspect
-
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 

@@ -11,11 +11,11 @@ from datasets import Dataset, Features, Value, load_from_disk
 from omegaconf import DictConfig
 
 from egt.artifacts import content_fingerprint, make_key
-from egt.utils.atomic import save_dataset_atomic, write_json_atomic
 from egt.distill.fidelity import FidelityState, Timer, fidelity_stats, run_fidelity_filter
 from egt.distill.progress import DistillProgress
 from egt.distill.teacher import RequestBudget, Teacher
 from egt.stages import data as data_stage
+from egt.utils.atomic import save_dataset_atomic, write_json_atomic
 from egt.utils.io import Journal
 
 log = logging.getLogger(__name__)

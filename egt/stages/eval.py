@@ -22,11 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from egt import distributed
 from egt.artifacts import content_fingerprint, make_key
-from egt.utils.atomic import write_json_atomic
 from egt.benchmarks import Benchmark, get
 from egt.benchmarks.metrics import position_bias
 from egt.config import to_container
 from egt.data.prompt import template_key
+from egt.utils.atomic import write_json_atomic
 from egt.utils.io import Journal
 
 log = logging.getLogger(__name__)

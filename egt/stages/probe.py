@@ -27,11 +27,11 @@ from egt.data.prompt import template_key
 from egt.data.encode import ChatEncoder, image_tokens
 from egt.models.resolve import load_for_inference, pixel_budget
 from egt.probe.probe import merge_shards, probe_shards, shard_ranges, shards_for_rank
-from egt.utils.atomic import write_json_atomic, write_parquet_atomic
 from egt.probe.figure2 import entropy_accuracy, fig2_markdown, plot_fig2
 from egt.select.noise import noise_at_fractions
 from egt.select.scores import AnswerEntropy, SentenceEntropy
 from egt.stages import data as data_stage
+from egt.utils.atomic import write_json_atomic, write_parquet_atomic
 from egt.utils.logging import close_logger, log_metrics, make_logger
 
 log = logging.getLogger(__name__)

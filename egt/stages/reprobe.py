@@ -25,11 +25,11 @@ from omegaconf import DictConfig
 
 from egt import distributed
 from egt.config import to_container
-from egt.utils.atomic import write_json_atomic, write_parquet_atomic
 from egt.select.curriculum import Curriculum
 from egt.select.methods import Selection
 from egt.select.online import Reprobe, drift, next_selection
 from egt.select.scores import EntropyScore
+from egt.utils.atomic import write_json_atomic, write_parquet_atomic
 from egt.utils.logging import log_metrics
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,6 @@ from torch.utils.data import DataLoader
 
 from egt import distributed
 from egt.artifacts import make_key
-from egt.utils.atomic import write_json_atomic
 from egt.config import ConfigError, to_container
 from egt.data.encode import ChatEncoder, image_tokens
 from egt.data.prompt import template_key
@@ -44,6 +43,7 @@ from egt.stages import data as data_stage
 from egt.stages.trained import bench_eval, save_model
 from egt.stages.reprobe import OnlineOrder, reprobe_settings
 from egt.stages.reprobe import key_config as reprobe_key
+from egt.utils.atomic import write_json_atomic
 from egt.utils.checkpoint import AtomicCheckpointIO
 from egt.utils.logging import close_logger, make_logger
 from egt.utils.progress import progress_callback

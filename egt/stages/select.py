@@ -18,13 +18,13 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from egt.artifacts import make_key
-from egt.utils.atomic import write_json_atomic
 from egt.config import ConfigError, to_container
 from egt.select.curriculum import Curriculum
 from egt.select.methods import Selection
 from egt.select.noise import noise_breakdown
 from egt.select.scores import EntropyScore
 from egt.select.selection import select
+from egt.utils.atomic import write_json_atomic
 from egt.utils.logging import close_logger, log_metrics, make_logger
 
 log = logging.getLogger(__name__)

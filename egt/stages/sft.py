@@ -22,7 +22,6 @@ from torch.utils.data import DataLoader
 
 from egt import distributed
 from egt.artifacts import ArtifactStore, content_fingerprint, make_key
-from egt.utils.atomic import write_json_atomic
 from egt.config import to_container
 from egt.data.prompt import template_key
 from egt.data.encode import ChatEncoder, collate, image_tokens
@@ -34,6 +33,7 @@ from egt.sft.module import SFTModule
 from egt.stages import data as data_stage
 from egt.stages.trained import bench_eval, save_model
 from egt.stages import distill as distill_stage
+from egt.utils.atomic import write_json_atomic
 from egt.utils.checkpoint import AtomicCheckpointIO
 from egt.utils.logging import close_logger, make_logger
 from egt.utils.progress import progress_callback

@@ -12,11 +12,11 @@ from typing import Any
 from omegaconf import DictConfig
 
 from egt import distributed
-from egt.utils.atomic import atomic_path, write_json_atomic
 from egt.data.encode import ChatEncoder
 from egt.eval.generation import generate, score
 from egt.models.resolve import load_for_inference
 from egt.stages import data as data_stage
+from egt.utils.atomic import atomic_path, write_json_atomic
 from egt.utils.logging import log_metrics
 
 log = logging.getLogger(__name__)
