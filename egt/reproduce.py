@@ -1,5 +1,5 @@
 """``python -m egt.reproduce --protocol docs/reproduction/protocol.md --out docs/reproduction/<run>
-[--dry-run | --status] [--sweeps DIR] [--artifacts DIR] [--workers N] [--skip-gates]``
+[--dry-run | --status | --report] [--sweeps DIR] [--artifacts DIR] [--workers N] [--skip-gates]``
 
 Regenerates the whole small-scale reproduction (issue #20) from the settings block of the protocol
 (the fenced ``yaml`` block whose first line is ``# egt-protocol``), in this order, per teacher format:
@@ -15,7 +15,8 @@ Regenerates the whole small-scale reproduction (issue #20) from the settings blo
 
 A failed gate stops the run before any table: the protocol is then amended (its text says how) and
 everything reruns. Wall time per step and the CPU count are printed and written to ``timings.md``.
-``--dry-run`` prints the commands and the CPU time estimated from the protocol's measured timings.
+``--dry-run`` prints the commands and the CPU time estimated from the protocol's measured timings;
+``--status`` counts the finished jobs; ``--report`` writes an INTERIM report from them (neither runs a job).
 """
 from __future__ import annotations
 
@@ -338,6 +339,33 @@ def gate_rl(p: Protocol, sweeps: Path, artifacts: Path) -> list[str]:
     return bad
 
 
+def current_default(p: Protocol) -> Optional[str]:
+    """The teacher format the default config (``python train.py``) already is: the one whose every
+    override sets what the composed default has (None if not exactly one)."""
+    from omegaconf import OmegaConf
+
+    cfg = _compose([])
+    hits = [fmt for fmt, over in p.settings["formats"].items()
+            if all(OmegaConf.select(cfg, k.lstrip("+")) == yaml.safe_load(v)
+                   for k, v in (o.split("=", 1) for o in over))]
+    return hits[0] if len(hits) == 1 else None
+
+
+def report(p: Protocol, sweeps: Path, artifacts: Path, out: Path) -> Path:
+    """The written reproduction from the jobs finished so far (``--report``): an INTERIM verdict.md headed
+    by the run's status, to read (or commit) while the run is under way or paused between sessions."""
+    from egt.report.reproduction import write_reproduction
+
+    rows = status(p, sweeps, artifacts)
+    done, total = sum(min(r["completed"], r["planned"]) for r in rows), sum(r["planned"] for r in rows)
+    pending = [f"{r['format']}/{r['name']} {r['completed']}/{r['planned']}" for r in rows
+               if r["completed"] < r["planned"]]
+    text = (f"**{done} of {total} jobs finished** ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}); "
+            f"still to run: {', '.join(pending) or 'none'}.")
+    out.mkdir(parents=True, exist_ok=True)
+    return write_reproduction(p, sweeps, artifacts, out, current_default(p), interim=text)
+
+
 def run(p: Protocol, sweeps: Path, artifacts: Path, out: Path, workers: int, skip_gates: bool) -> int:
     t0, threads = time.perf_counter(), int(p.settings.get("threads_per_process", 1))
     steps, logs, walls = plan(p, sweeps, artifacts), sweeps / "logs", {}
@@ -351,7 +379,7 @@ def run(p: Protocol, sweeps: Path, artifacts: Path, out: Path, workers: int, ski
             return 3
     from egt.report.reproduction import write_reproduction
 
-    write_reproduction(p, sweeps, artifacts, out)
+    write_reproduction(p, sweeps, artifacts, out, current_default(p))
     total = time.perf_counter() - t0
     lines = ["| step | wall (min) |", "|:--|--:|"] + [f"| {k} | {v / 60:.1f} |" for k, v in walls.items()]
     lines += ["", f"total wall {total / 60:.1f} min on {os.cpu_count()} CPUs, {workers} processes of {threads} "
@@ -371,6 +399,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="print the commands and the estimated CPU time only")
     ap.add_argument("--skip-gates", action="store_true", help="run the tables even if G1/G2 fail (not the protocol)")
     ap.add_argument("--status", action="store_true", help="how many of the planned jobs have finished; runs nothing")
+    ap.add_argument("--report", action="store_true", help="write an INTERIM report from the jobs finished so far; "
+                    "runs no job")
     args = ap.parse_args(argv)
     p = read_protocol(args.protocol)
     out = Path(args.out)
@@ -383,6 +413,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     if args.status:
         print_status(status(p, sweeps, artifacts))
+        return 0
+    if args.report:
+        print(report(p, sweeps, artifacts, out))
         return 0
     out.mkdir(parents=True, exist_ok=True)
     return run(p, sweeps, artifacts, out, workers, args.skip_gates)

@@ -6,6 +6,7 @@ entropy score finds flipped labels.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -96,9 +97,11 @@ def detection_markdown(by_format: dict[str, list[dict[str, Any]]], margin: float
 
 
 def write_format(fmt: str, root: Path, artifacts: Path, out: Path, stats: dict[str, Any],
-                 beyond_entropies: Sequence[str]) -> tuple[list[dict], list[dict], list[dict], dict[str, int]]:
+                 beyond_entropies: Sequence[str], interim: bool = False
+                 ) -> tuple[list[dict], list[dict], list[dict], dict[str, int]]:
     """One teacher format: its report, CI tables and figures under out/<fmt>; returns its verdict rows
-    and its SFT judge's correctness per bench item."""
+    and its SFT judge's correctness per bench item (``interim``: arms without a finished job are not
+    run yet, egt.report.verdict)."""
     from egt.report.__main__ import write_report
     from egt.report.figures import spearman
 
@@ -119,8 +122,8 @@ def write_format(fmt: str, root: Path, artifacts: Path, out: Path, stats: dict[s
         e, c = table["answer_entropy"].to_numpy(dtype=float), table["correct_score"].to_numpy(dtype=float)
         fin = np.isfinite(e)
         rho, n = spearman(e[fin], c[fin]), int(fin.sum())
-    claims = claim_rows(arms, rho, n, stats["margin"], stats["rho_margin"], stats["alpha"])
-    beyond = beyond_rows(arms, stats["margin"], stats["alpha"])
+    claims = claim_rows(arms, rho, n, stats["margin"], stats["rho_margin"], stats["alpha"], interim=interim)
+    beyond = beyond_rows(arms, stats["margin"], stats["alpha"], interim=interim)
     detect = detection_rows(jobs, beyond_entropies, margin=stats["auroc_margin"])
     sft = arms.get("sft", {}).get(SHARED)
     return claims, beyond, detect, ({} if sft is None else dict(zip(ids, (int(v) for v in sft))))
@@ -136,29 +139,145 @@ def formats_markdown(sft: dict[str, dict[str, int]], alpha: float = 0.05) -> str
     names = [k for k, v in sft.items() if v]
     if len(names) != 2:
         return "(needs the SFT judges of two formats)"
+    d = _sft_difference(sft, names, alpha)
+    return "\n".join(["| SFT judges | items | Overall difference [95% CI] |", "|:--|--:|--:|",
+                      f"| {names[0]} − {names[1]} | {d['n']} | {d['diff']:+.2f} [{d['lo']:+.2f}, {d['hi']:+.2f}] |"])
+
+
+def _sft_difference(sft: dict[str, dict[str, int]], names: Sequence[str], alpha: float) -> dict[str, Any]:
     ids = sorted(set(sft[names[0]]) & set(sft[names[1]]))
     a, b = (np.array([[sft[n][i] for i in ids]]) for n in names)
     d = paired_difference(a, b, alpha)
-    return "\n".join(["| SFT judges | items | Overall difference [95% CI] |", "|:--|--:|--:|",
-                      f"| {names[0]} − {names[1]} | {len(ids)} | {100 * d.mean:+.2f} [{100 * d.lo:+.2f}, "
-                      f"{100 * d.hi:+.2f}] |"])
+    return {"n": len(ids), "diff": 100 * d.mean, "lo": 100 * d.lo, "hi": 100 * d.hi}
 
 
-def write_reproduction(p: Any, sweeps: Path, artifacts: Path, out: Path) -> Path:
-    """Everything under ``out``; returns the path of verdict.md."""
+def auroc_difference(a: pd.DataFrame, b: pd.DataFrame, score: str = "answer", alpha: float = 0.05,
+                     n_boot: int = 2000, seed: int = 0) -> Optional[dict[str, Any]]:
+    """AUROC(score of ``a`` → flipped) − AUROC(score of ``b`` → flipped) over the rl_pool ids both probe
+    tables hold, with a paired bootstrap CI (resampling ids; the flipped flag is the sample's, the same
+    in both). None without the flag or without both classes.
+
+    >>> t = pd.DataFrame({"id": list("abcdef"), "flipped": [1, 1, 0, 0, 0, 1],
+    ...                   "answer_entropy": [.9, .8, .1, .2, .3, .7]})
+    >>> d = auroc_difference(t, t.assign(answer_entropy=[.1, .2, .9, .8, .3, .7]), n_boot=200)
+    >>> round(d["a"], 3), round(d["b"], 3), round(d["diff"], 3), d["n"]  # b: of 9 flipped/clean pairs only .7 > .3
+    (1.0, 0.111, 0.889, 6)
+    """
+    if "flipped" not in a:
+        return None
+    ids = sorted(set(a["id"]) & set(b["id"]))
+    ta, tb = (t.drop_duplicates("id").set_index("id").loc[ids].reset_index() for t in (a, b))
+    fl = ta["flipped"].fillna(False).to_numpy(dtype=bool)
+    sa, sb = (np.nan_to_num(entropy_scores(score, t), posinf=1e30) for t in (ta, tb))
+    ra, rb = auroc(sa, fl), auroc(sb, fl)
+    if ra is None or rb is None:
+        return None
+    rng, diffs = np.random.default_rng(seed), []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(ids), len(ids))
+        x, y = auroc(sa[i], fl[i]), auroc(sb[i], fl[i])
+        if x is not None and y is not None:
+            diffs.append(x - y)
+    lo, hi = np.percentile(diffs, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return {"a": ra, "b": rb, "diff": ra - rb, "lo": float(lo), "hi": float(hi), "n": len(ids)}
+
+
+def default_choice(sft: dict[str, dict[str, int]], probes: dict[str, Optional[pd.DataFrame]], current: Optional[str],
+                   alpha: float = 0.05) -> tuple[Optional[str], str]:
+    """The demo default by the protocol's §3 rules, none of which looks at an RL table: (1) the more
+    accurate SFT judge if the paired CI of the Overall difference excludes 0; else (2) the format whose
+    answer entropy finds flipped labels better if the paired bootstrap CI of the AUROC difference
+    excludes 0; else (3) ``current`` (the format the default config already is) stays.
+    Returns (the chosen format or None when two formats' results are missing, the reasoning in Markdown)."""
+    names = [k for k in sft if sft[k]]
+    if len(names) != 2:
+        return None, "(needs the SFT judges of two formats)"
+    d = _sft_difference(sft, names, alpha)
+    lines = [f"1. SFT judges, {names[0]} − {names[1]}: {d['diff']:+.2f} points [{d['lo']:+.2f}, {d['hi']:+.2f}] "
+             f"over {d['n']} bench items"]
+    if d["lo"] > 0 or d["hi"] < 0:
+        chosen = names[0] if d["lo"] > 0 else names[1]
+        return chosen, "\n".join(lines + [f"   → the CI excludes 0: **{chosen}** is the demo default (rule 1)."])
+    lines[-1] += ": the CI includes 0, so rule 1 does not decide."
+    pa, pb = probes.get(names[0]), probes.get(names[1])
+    r = None if pa is None or pb is None else auroc_difference(pa, pb, "answer", alpha)
+    if r is None:
+        lines.append("2. flipped-label AUROC of answer entropy: a probe table (or its flipped flag) is missing.")
+    else:
+        lines.append(f"2. flipped-label AUROC of answer entropy, {names[0]} {r['a']:.3f} − {names[1]} {r['b']:.3f} "
+                     f"= {r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] (paired bootstrap over {r['n']} rl_pool "
+                     "samples)")
+        if r["lo"] > 0 or r["hi"] < 0:
+            chosen = names[0] if r["lo"] > 0 else names[1]
+            return chosen, "\n".join(lines + [f"   → the CI excludes 0: **{chosen}** is the demo default (rule 2)."])
+        lines[-1] += ": the CI includes 0, so rule 2 does not decide."
+    lines.append(f"3. → the current default stays: **{current}** (rule 3).")
+    return current, "\n".join(lines)
+
+
+_COMPUTED = re.compile(r"^(\w+)\s+computed\s+([\d.]+)\s", re.M)
+
+
+def computed_seconds(log_text: str) -> float:
+    """Seconds of the stages a job computed (not reused), summed over every end-of-run table in its
+    train.log (egt.cli's "stage  state  seconds  headline" table; Hydra appends to the log, so a job
+    rerun after a kill adds its new table; a process killed before its table adds nothing).
+
+    >>> computed_seconds("stage    state     seconds  headline\\nrl       computed    775.7  250 steps\\n"
+    ...                  "eval     reused        0.6  sft 72.5%\\neval     computed    103.2  x\\n")
+    878.9
+    """
+    return round(sum(float(m.group(2)) for m in _COMPUTED.finditer(log_text)), 6)
+
+
+def sweep_seconds(sweeps: Path, formats: Sequence[str]) -> str:
+    """Computed stage seconds per sweep, read from the jobs' train.log tables (:func:`computed_seconds`):
+    the run's cost however many sessions, pauses and restarts it took (job.json's ``seconds`` is the
+    last process's, a few seconds for a job whose artifacts were all reused)."""
+    lines = ["| format | sweep | jobs that computed | computed seconds (sum) | median per job |",
+             "|:--|:--|--:|--:|--:|"]
+    total = 0.0
+    for fmt in formats:
+        for name, root in [("upstream", sweeps / fmt / "upstream"), ("calibration", sweeps / "calibration" / fmt),
+                           *sorted((p.name, p) for p in (sweeps / fmt).glob("*")
+                                   if p.is_dir() and p.name != "upstream")]:
+            secs = [s for s in (computed_seconds(f.read_text(encoding="utf-8", errors="replace"))
+                                for f in sorted(root.rglob("train.log"))) if s > 0]
+            if secs:
+                total += sum(secs)
+                lines.append(f"| {fmt} | {name} | {len(secs)} | {sum(secs):,.0f} | {float(np.median(secs)):,.0f} |")
+    lines += ["", f"Total: {total / 3600:.2f} process hours of computed stages (each job one process of the "
+              "protocol's threads; processes killed before their end-of-run table are not counted)."]
+    return "\n".join(lines)
+
+
+def write_reproduction(p: Any, sweeps: Path, artifacts: Path, out: Path, current_default: Optional[str] = None,
+                       interim: Optional[str] = None) -> Path:
+    """Everything under ``out``; returns the path of verdict.md. ``current_default``: the format the
+    default config already is (rule 3 of the demo default); ``interim``: the run is still under way
+    (this text, e.g. how many jobs are done, heads verdict.md, and arms without a finished job are not
+    run yet)."""
     stats = p.settings["stats"]
     names = [n.strip() for s in p.sweeps for k, v in s.sweep.items() if k == "entropy" for n in v.split(",")]
     names = [n for n in dict.fromkeys(names) if n not in ("answer", "sentence", "mix")]
-    claims, beyond, detect, sft = {}, {}, {}, {}
+    claims, beyond, detect, sft, probes = {}, {}, {}, {}, {}
     for fmt in p.settings["formats"]:
         claims[fmt], beyond[fmt], detect[fmt], sft[fmt] = write_format(fmt, sweeps / fmt, artifacts, out, stats,
-                                                                       ["sentence", "mix", *names])
-    text = [f"# Verdicts ({p.path.name}, sha256 {p.sha256[:12]})", "",
-            "## The paper's claims and the beyond-the-paper arms", "",
+                                                                       ["sentence", "mix", *names],
+                                                                       interim=interim is not None)
+        probes[fmt] = probe_table(load_jobs(sweeps / fmt))
+    _, choice = default_choice(sft, probes, current_default, stats["alpha"])
+    head = [f"# Verdicts ({p.path.name}, sha256 {p.sha256[:12]})", ""]
+    if interim is not None:
+        head = [f"# INTERIM verdicts ({p.path.name}, sha256 {p.sha256[:12]}): the run is under way", "",
+                "Not the protocol's verdict: arms with fewer seeds than the protocol's are provisional and arms "
+                "without a finished job are *not run yet*. The finished run rewrites this file.", "", interim, ""]
+    text = [*head, "## The paper's claims and the beyond-the-paper arms", "",
             verdict_markdown(claims, beyond, stats["margin"]), "", "## Which entropy finds flipped labels", "",
             detection_markdown(detect, stats["auroc_margin"]), "",
-            "## Teacher formats: the SFT judges (the demo default's first criterion, protocol §3)", "",
-            formats_markdown(sft, stats["alpha"]), ""]
+            "## Teacher formats: the demo default (protocol §3; no RL table is looked at)", "",
+            formats_markdown(sft, stats["alpha"]), "", choice, "",
+            "## Time per sweep", "", sweep_seconds(sweeps, list(p.settings["formats"])), ""]
     path = out / "verdict.md"
     path.write_text("\n".join(text), encoding="utf-8")
     return path

@@ -15,6 +15,8 @@ Rules, with a margin m (2 points for accuracy):
   is below 0 (A is worse, and a loss of m is not ruled out); else **inconclusive**.
 - a claim holds if every link holds, is refuted if any link is refuted, else is inconclusive (an
   intersection-union test: "every link holds" needs no multiplicity correction).
+- in an interim report (a run still under way) a link whose arm has no finished job yet is **not run
+  yet**, and so is a claim with such a link and no refuted one; a finished run calls it inconclusive.
 - (a), a negative correlation: superiority of -rho over 0 with margin 0.1.
 
 With the design's minimum detectable difference equal to m, a true difference of 0 is refuted and
@@ -26,6 +28,8 @@ a true difference of m holds, each with probability 0.8.
 ('holds', 'refuted', 'inconclusive')
 >>> combine(["holds", "holds"]), combine(["holds", "refuted", "inconclusive"]), combine(["holds", "inconclusive"])
 ('holds', 'refuted', 'inconclusive')
+>>> combine(["holds", "not run yet"]), combine(["not run yet", "refuted"])
+('not run yet', 'refuted')
 """
 from __future__ import annotations
 
@@ -36,7 +40,7 @@ import numpy as np
 
 from egt.report.power import paired_difference, spearman_ci, t_ppf
 
-HOLDS, REFUTED, INCONCLUSIVE = "holds", "refuted", "inconclusive"
+HOLDS, REFUTED, INCONCLUSIVE, PENDING = "holds", "refuted", "inconclusive", "not run yet"
 SHARED = -1  # the seed key of a model every seed shares (the SFT row)
 Cells = Mapping[str, Mapping[int, np.ndarray]]  # arm -> {seed: [N] correctness}
 
@@ -59,7 +63,9 @@ RULES = {"superiority": superiority, "non_inferiority": non_inferiority}
 def combine(verdicts: Sequence[str]) -> str:
     if verdicts and all(v == HOLDS for v in verdicts):
         return HOLDS
-    return REFUTED if REFUTED in verdicts else INCONCLUSIVE
+    if REFUTED in verdicts:
+        return REFUTED
+    return PENDING if PENDING in verdicts else INCONCLUSIVE
 
 
 @dataclass(frozen=True)
@@ -116,14 +122,16 @@ def _matrices(cells: Cells, a: str, b: str) -> Optional[tuple[np.ndarray, np.nda
     return np.stack([sa[s] for s in seeds]), np.stack([sb[s] for s in seeds]), seeds
 
 
-def link_row(cells: Cells, link: Link, margin: float, alpha: float = 0.05, power: float = 0.8) -> dict[str, Any]:
+def link_row(cells: Cells, link: Link, margin: float, alpha: float = 0.05, power: float = 0.8,
+             interim: bool = False) -> dict[str, Any]:
     """Difference better - worse in points with its CI, the seeds used, the design's minimum detectable
-    difference at the measured variance, and the link's verdict."""
+    difference at the measured variance, and the link's verdict (``interim``: a missing arm is not run
+    yet rather than a failure that leaves the link inconclusive)."""
     row: dict[str, Any] = {"link": link.text, "kind": link.kind}
     m = _matrices(cells, link.better, link.worse)
     if m is None:
-        return {**row, "diff": None, "lo": None, "hi": None, "seeds": 0, "verdict": INCONCLUSIVE,
-                "note": "arm missing"}
+        return {**row, "diff": None, "lo": None, "hi": None, "seeds": 0,
+                "verdict": PENDING if interim else INCONCLUSIVE, "note": "" if interim else "arm missing"}
     a, b, seeds = m
     if a.shape[0] < 2 and b.shape[0] == a.shape[0]:
         return {**row, "diff": None, "lo": None, "hi": None, "seeds": len(seeds), "verdict": INCONCLUSIVE,
@@ -153,20 +161,20 @@ def correlation_row(rho: Optional[float], n: int, margin: float, alpha: float = 
 
 
 def claim_rows(cells: Cells, rho: Optional[float], n_probe: int, margin: float = 2.0, rho_margin: float = 0.1,
-               alpha: float = 0.05, claims: Sequence[Claim] = CLAIMS) -> list[dict[str, Any]]:
+               alpha: float = 0.05, claims: Sequence[Claim] = CLAIMS, interim: bool = False) -> list[dict[str, Any]]:
     """One row per claim (its verdict) followed by one per link."""
     out = []
     for c in claims:
         links = [correlation_row(rho, n_probe, rho_margin, alpha)] if not c.links else \
-            [link_row(cells, link, margin, alpha) for link in c.links]
+            [link_row(cells, link, margin, alpha, interim=interim) for link in c.links]
         out.append({"claim": c.name, "text": c.text, "verdict": combine([r["verdict"] for r in links]),
                     "links": links})
     return out
 
 
-def beyond_rows(cells: Cells, margin: float = 2.0, alpha: float = 0.05,
-                links: Sequence[Link] = BEYOND) -> list[dict[str, Any]]:
-    return [link_row(cells, link, margin, alpha) for link in links if link.better in cells]
+def beyond_rows(cells: Cells, margin: float = 2.0, alpha: float = 0.05, links: Sequence[Link] = BEYOND,
+                interim: bool = False) -> list[dict[str, Any]]:
+    return [link_row(cells, link, margin, alpha, interim=interim) for link in links if link.better in cells]
 
 
 def _num(v: Optional[float], digits: int = 2) -> str:

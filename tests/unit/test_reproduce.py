@@ -155,3 +155,29 @@ def test_status_counts_finished_jobs_against_the_plan(protocol, tmp_path, capsys
                  "--artifacts", str(tmp_path / "art"), "--status"]) == 0
     assert "4 of 10 jobs completed (40%)" in capsys.readouterr().out
     assert not (tmp_path / "out").exists()  # nothing runs, nothing is written
+
+
+def test_the_current_default_is_the_format_the_default_config_already_is(protocol, tmp_path):
+    from egt.reproduce import current_default
+
+    assert current_default(protocol) is None  # fmt_a (judge_each=false) is not what python train.py runs
+    two = tmp_path / "two.md"
+    two.write_text(PROTOCOL.replace("  fmt_a: [distill.teacher.judge_each=false]\n",
+                                    "  fmt_a: [distill.teacher.judge_each=false]\n"
+                                    "  fmt_b: [distill.teacher.judge_each=true]\n"))
+    assert current_default(read_protocol(two)) == "fmt_b"
+
+
+def test_report_writes_an_interim_verdict_from_the_finished_jobs(protocol, tmp_path, capsys):
+    sw, art = tmp_path / "sw", tmp_path / "art"
+    _upstream(sw, 0.70)
+    _calibration(sw / "calibration" / "fmt_a", art, [8, 4])
+    assert main(["--protocol", str(protocol.path), "--out", str(tmp_path / "out"), "--sweeps", str(sw),
+                 "--artifacts", str(art), "--report"]) == 0
+    text = (tmp_path / "out" / "verdict.md").read_text()
+    assert text.startswith("# INTERIM verdicts") and "**2 of 10 jobs finished**" in text
+    assert "still to run: fmt_a/table2 0/6, fmt_a/beyond 0/2." in text
+    assert ("| fmt_a | **(e)** selection + sort ≥ selection ≥ full RL ≥ SFT (Table 2) | | | | | **not run yet** |"
+            in text)
+    assert "## Time per sweep" in text
+    assert not list(sw.glob("fmt_a/table2/*"))  # no job ran

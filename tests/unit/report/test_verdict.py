@@ -170,3 +170,66 @@ def test_write_reproduction_writes_the_verdict_file(tmp_path):
 
 def test_detection_needs_the_reference_probe(tmp_path):
     assert detection_rows([], ["sentence"]) == []
+
+
+# ---- an interim report, the demo default's rules and the time per sweep ---------------------------------------
+
+def test_an_interim_report_says_not_run_yet_where_a_finished_run_says_inconclusive():
+    from egt.report.verdict import PENDING
+
+    c = cells(table2__full_rl=arm(-4))  # RL made the judge worse: the last link of (e) is refuted already
+    final = {r["claim"]: r for r in claim_rows(c, None, 0)}
+    interim = {r["claim"]: r for r in claim_rows(c, None, 0, interim=True)}
+    assert final["b"]["verdict"] == INCONCLUSIVE and final["b"]["links"][0]["note"] == "arm missing"
+    assert interim["b"]["verdict"] == PENDING and [r["verdict"] for r in interim["b"]["links"]] == [PENDING] * 2
+    assert interim["e"]["verdict"] == REFUTED  # a refuted link refutes the claim whatever is still to run
+    assert [r["verdict"] for r in interim["e"]["links"]] == [PENDING, PENDING, REFUTED]
+    c = cells(table4__answer_debiased=arm(6))
+    assert beyond_rows(c, interim=True)[0]["verdict"] == PENDING  # its reference arm has not run
+
+
+def _probe_with(auroc_shift: float, seed: int) -> pd.DataFrame:
+    t = _probe()
+    rng = np.random.default_rng(seed)
+    t["answer_entropy"] = rng.uniform(size=len(t)) + auroc_shift * t["flipped"]
+    return t
+
+
+def test_the_demo_default_follows_the_protocols_three_rules():
+    from egt.report.reproduction import default_choice
+
+    ids = [f"b{i}" for i in range(N)]
+    better = SFT.copy()
+    better[WRONG[:200]] = 1  # +10 points on the same items
+    sft = {"fmt_a": dict(zip(ids, SFT.tolist())), "fmt_b": dict(zip(ids, better.tolist()))}
+    probes = {"fmt_a": _probe_with(0.0, 1), "fmt_b": _probe_with(0.0, 2)}
+    chosen, text = default_choice(sft, probes, "fmt_a")
+    assert chosen == "fmt_b" and "(rule 1)" in text
+    sft["fmt_b"] = dict(zip(ids, SFT.tolist()))  # equal judges: rule 1 cannot decide
+    probes["fmt_a"] = _probe_with(1.0, 1)  # fmt_a's answer entropy separates flipped labels, fmt_b's does not
+    chosen, text = default_choice(sft, probes, "fmt_b")
+    assert chosen == "fmt_a" and "(rule 2)" in text and "rule 1 does not decide" in text
+    probes["fmt_a"] = _probe_with(0.0, 3)
+    chosen, text = default_choice(sft, probes, "fmt_b")
+    assert chosen == "fmt_b" and "(rule 3)" in text and "rule 2 does not decide" in text
+    assert default_choice({"fmt_a": sft["fmt_a"]}, probes, "fmt_a")[0] is None
+
+
+def test_time_per_sweep_sums_the_computed_stages_of_every_logged_run(tmp_path):
+    from egt.report.reproduction import sweep_seconds
+
+    table = "stage    state     seconds  headline\n{}\n"
+    job = tmp_path / "sw" / "fmt_a" / "table2" / "0"
+    job.mkdir(parents=True)
+    # killed once after the table of a first run, then rerun: the log holds both tables
+    (job / "train.log").write_text(table.format("rl       computed    100.0  x\neval     computed     20.5  y")
+                                   + "[...] resuming\n" + table.format("rl       reused        0.1  x"))
+    running = tmp_path / "sw" / "fmt_a" / "table2" / "1"
+    running.mkdir()
+    (running / "train.log").write_text("[rl] 10/111 batches\n")  # under way: no table yet, not counted
+    (tmp_path / "sw" / "fmt_a" / "upstream").mkdir()
+    (tmp_path / "sw" / "fmt_a" / "upstream" / "train.log").write_text(
+        table.format("sft      computed   3600.0  z"))
+    text = sweep_seconds(tmp_path / "sw", ["fmt_a"])
+    assert "| fmt_a | upstream | 1 | 3,600 | 3,600 |" in text and "| fmt_a | table2 | 1 | 120 | 120 |" in text
+    assert "Total: 1.03 process hours" in text
