@@ -381,9 +381,12 @@ def run(p: Protocol, sweeps: Path, artifacts: Path, out: Path, workers: int, ski
 
     write_reproduction(p, sweeps, artifacts, out, current_default(p))
     total = time.perf_counter() - t0
-    lines = ["| step | wall (min) |", "|:--|--:|"] + [f"| {k} | {v / 60:.1f} |" for k, v in walls.items()]
+    lines = ["| step | wall of this invocation (min) |", "|:--|--:|"]
+    lines += [f"| {k} | {v / 60:.1f} |" for k, v in walls.items()]
     lines += ["", f"total wall {total / 60:.1f} min on {os.cpu_count()} CPUs, {workers} processes of {threads} "
-              f"thread(s); protocol sha256 {p.sha256}"]
+              f"thread(s); protocol sha256 {p.sha256}", "", "A run continued after a kill reuses its finished jobs "
+              "(seconds each here); the computed seconds of every sweep, however many invocations it took, are "
+              "in verdict.md ('Time per sweep')."]
     (out / "timings.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
     return 0
