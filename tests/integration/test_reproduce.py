@@ -47,6 +47,9 @@ def test_one_command_regenerates_the_reproduction(tmp_path):
     assert "CPUs on this machine" in out and "total wall" in out and "G2 answer_token" in out
     verdict = (tmp_path / "out" / "verdict.md").read_text()
     assert "| answer_token | | table2:full_rl > sft | " in verdict and "| answer_token | sentence |" in verdict
+    # each sweep's computed seconds, read from the end-of-run tables the real CLI wrote in its jobs' logs
+    assert "| answer_token | table2 | 6 |" in verdict and "| answer_token | upstream | 1 |" in verdict
+    assert "the current default stays" in verdict or "(needs the SFT judges of two formats)" in verdict
     for name in ("report.md", "table2.md", "tables_ci.md", "fig2_ci.png"):
         assert (tmp_path / "out" / "answer_token" / name).is_file(), name
     assert "| tier1 answer_token/table2 |" in (tmp_path / "out" / "timings.md").read_text()
