@@ -64,13 +64,43 @@ def load_cells(jobs: Sequence[dict[str, Any]], artifacts: str | Path, benchmark:
             for arm, per in raw.items()}, ids
 
 
+def training_sets(jobs: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per RL arm, what its jobs trained on, averaged over seeds from job.json's stage summaries: the
+    selected samples ``n``, their ``flipped`` and ``ambiguous`` label rates (synthetic world; fractions)
+    and the RL ``steps`` (optimizer steps). An online arm's set is its first (the SFT probe's); arms whose
+    jobs recorded none are left out. Read beside a table, it says whether a difference can come from a
+    cleaner set or only from fewer updates."""
+    out: dict[str, dict[str, float]] = {}
+    for exp in EXPERIMENTS:
+        for value, js in cells(jobs, exp).items():
+            sel = [((j.get("stages") or {}).get("select") or {}).get("summary") or {} for j in js]
+            rl = [((j.get("stages") or {}).get("rl") or {}).get("summary") or {} for j in js]
+            row = {}
+            for name, vals in (
+                    ("n", [d["n_selected"] for d in sel if d.get("n_selected")]),
+                    # egt.select's flipped_rate / ambiguous_rate are the pool's; the set's is kept / selected
+                    ("flipped", [d["flipped_kept"] / d["n_selected"] for d in sel
+                                 if d.get("n_selected") and d.get("flipped_kept") is not None]),
+                    ("ambiguous", [d["ambiguous_kept"] / d["n_selected"] for d in sel
+                                   if d.get("n_selected") and d.get("ambiguous_kept") is not None]),
+                    ("steps", [d["optimizer_steps"] for d in rl if d.get("optimizer_steps") is not None])):
+                if vals:
+                    row[name] = float(np.mean(vals))
+            if row:
+                out[f"{exp.name}:{value}"] = row
+    return out
+
+
 def _label(arm: str) -> str:
     return arm.split(":", 1)[-1]
 
 
-def ci_tables_markdown(arms: dict[str, dict[int, np.ndarray]], alpha: float = 0.05) -> str:
+def ci_tables_markdown(arms: dict[str, dict[int, np.ndarray]], alpha: float = 0.05,
+                       sets: Optional[dict[str, dict[str, float]]] = None) -> str:
     """Per experiment: Overall mean ± 95% CI over seeds and the paired difference [95% CI] against the
-    reference row (same seeds, same items; egt.report.power.paired_difference)."""
+    reference row (same seeds, same items; egt.report.power.paired_difference); with ``sets``
+    (:func:`training_sets`) also each arm's RL set: samples, flipped / ambiguous labels (%), steps."""
+    sets = sets or {}
     out = []
     for exp in EXPERIMENTS:
         rows = [a for a in arms if a.startswith(exp.name + ":")]
@@ -80,7 +110,8 @@ def ci_tables_markdown(arms: dict[str, dict[int, np.ndarray]], alpha: float = 0.
         if exp.sft_row and "sft" in arms:
             rows = ["sft"] + rows
         out += [f"**{exp.name}** (reference: {_label(ref) if ref else '–'})", "",
-                "| row | seeds | Overall, mean ± 95% CI | difference vs reference [95% CI] |", "|:--|--:|--:|--:|"]
+                "| row | seeds | Overall, mean ± 95% CI | difference vs reference [95% CI] | RL set: samples, "
+                "flipped %, ambiguous % | RL steps |", "|:--|--:|--:|--:|--:|--:|"]
         for arm in rows:
             per = arms[arm]
             accs = [100 * float(v.mean()) for v in per.values()]
@@ -90,9 +121,21 @@ def ci_tables_markdown(arms: dict[str, dict[int, np.ndarray]], alpha: float = 0.
                 half = 100 * wilson_half(m / 100, n, alpha)  # one model: the bench's binomial interval
             cell = f"{m:.2f}" + ("" if half is None else f" ± {half:.2f}")
             diff = "reference" if arm == ref else _diff(arms, arm, ref, alpha)
-            out.append(f"| {_label(arm)} | {len(per) if arm != 'sft' else 1} | {cell} | {diff} |")
+            out.append(f"| {_label(arm)} | {len(per) if arm != 'sft' else 1} | {cell} | {diff} | "
+                       f"{_set_cell(sets.get(arm))} | {_steps_cell(sets.get(arm))} |")
         out.append("")
     return "\n".join(out)
+
+
+def _set_cell(row: Optional[dict[str, float]]) -> str:
+    if not row or "n" not in row:
+        return "–"
+    rates = ", ".join(f"{100 * row[k]:.1f}" if k in row else "–" for k in ("flipped", "ambiguous"))
+    return f"{row['n']:,.0f}, {rates}"
+
+
+def _steps_cell(row: Optional[dict[str, float]]) -> str:
+    return "–" if not row or "steps" not in row else f"{row['steps']:,.0f}"
 
 
 def _diff(arms: dict[str, dict[int, np.ndarray]], arm: str, ref: Optional[str], alpha: float) -> str:

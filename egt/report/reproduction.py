@@ -13,7 +13,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from egt.report.paired import ci_tables_markdown, fig2_ci, fig4_ci, load_cells
+from egt.report.paired import ci_tables_markdown, fig2_ci, fig4_ci, load_cells, training_sets
 from egt.report.power import paired_difference
 from egt.report.verdict import SHARED, beyond_rows, claim_rows, superiority, verdict_markdown
 from egt.select.noise import auroc, noise_at_fractions
@@ -113,7 +113,8 @@ def write_format(fmt: str, root: Path, artifacts: Path, out: Path, stats: dict[s
         log.warning("%s: no report (%s)", fmt, exc)
     jobs = load_jobs(root)
     arms, ids = load_cells(jobs, artifacts)
-    (d / "tables_ci.md").write_text(ci_tables_markdown(arms, stats["alpha"]) + "\n", encoding="utf-8")
+    (d / "tables_ci.md").write_text(ci_tables_markdown(arms, stats["alpha"], training_sets(jobs)) + "\n",
+                                    encoding="utf-8")
     fig4_ci(arms, d / "fig4_ci.png", stats["alpha"])
     rho, n = None, 0
     table = probe_table(jobs)

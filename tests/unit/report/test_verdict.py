@@ -233,3 +233,23 @@ def test_time_per_sweep_sums_the_computed_stages_of_every_logged_run(tmp_path):
     text = sweep_seconds(tmp_path / "sw", ["fmt_a"])
     assert "| fmt_a | upstream | 1 | 3,600 | 3,600 |" in text and "| fmt_a | table2 | 1 | 120 | 120 |" in text
     assert "Total: 1.03 process hours" in text
+
+
+def test_the_ci_tables_say_what_each_arm_trained_on(tmp_path):
+    from egt.report.paired import training_sets
+
+    root, art, sft = tmp_path / "fmt", tmp_path / "art", SFT[:100]
+    for s, (flipped, steps) in enumerate(((39, 76), (45, 76))):
+        _job(root, art, f"sel{s}", ["+ablation=selection", f"rl.seed={s}"], s, sft, sft)
+        rec = json.loads((root / f"sel{s}" / "job.json").read_text())
+        rec["stages"] = {"select": {"summary": {"n_selected": 150, "flipped_kept": flipped, "ambiguous_kept": 30,
+                                                "flipped_rate": 0.313, "ambiguous_rate": 0.212}},  # the pool's
+                         "rl": {"summary": {"optimizer_steps": steps}}}
+        (root / f"sel{s}" / "job.json").write_text(json.dumps(rec))
+    _job(root, art, "full0", ["+ablation=full_rl", "rl.seed=0"], 0, sft, sft)  # recorded no stages
+    jobs = load_jobs(root)
+    sets = training_sets(jobs)
+    assert sets == {"table2:selection": {"n": 150.0, "flipped": pytest.approx(0.28), "ambiguous": pytest.approx(0.2),
+                                         "steps": 76.0}}  # (39 + 45) / 2 / 150 flipped, 30 / 150 ambiguous
+    md = ci_tables_markdown(load_cells(jobs, art)[0], sets=sets)
+    assert "| 150, 28.0, 20.0 | 76 |" in md and "| full_rl | 1 |" in md
