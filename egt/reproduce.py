@@ -259,12 +259,17 @@ def status(p: Protocol, sweeps: Path, artifacts: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def progress(rows: list[dict[str, Any]]) -> tuple[int, int]:
+    """(jobs completed, jobs planned) over :func:`status`'s rows (a step's extra jobs are not counted)."""
+    return sum(min(r["completed"], r["planned"]) for r in rows), sum(r["planned"] for r in rows)
+
+
 def print_status(rows: list[dict[str, Any]]) -> None:
     print("| phase | format | sweep | completed / planned jobs | failed |")
     print("|:--|:--|:--|--:|--:|")
     for r in rows:
         print(f"| {r['phase']} | {r['format']} | {r['name']} | {r['completed']} / {r['planned']} | {r['failed']} |")
-    done, total = sum(min(r["completed"], r["planned"]) for r in rows), sum(r["planned"] for r in rows)
+    done, total = progress(rows)
     print(f"{done} of {total} jobs completed ({100 * done / max(total, 1):.0f}%)")
 
 
@@ -357,7 +362,7 @@ def report(p: Protocol, sweeps: Path, artifacts: Path, out: Path) -> Path:
     from egt.report.reproduction import write_reproduction
 
     rows = status(p, sweeps, artifacts)
-    done, total = sum(min(r["completed"], r["planned"]) for r in rows), sum(r["planned"] for r in rows)
+    done, total = progress(rows)
     pending = [f"{r['format']}/{r['name']} {r['completed']}/{r['planned']}" for r in rows
                if r["completed"] < r["planned"]]
     text = (f"**{done} of {total} jobs finished** ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}); "

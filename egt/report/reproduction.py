@@ -46,6 +46,20 @@ def entropy_scores(name: str, table: pd.DataFrame) -> np.ndarray:
                       dtype=np.float64)
 
 
+def auroc_diff_ci(sa: np.ndarray, sb: np.ndarray, flipped: np.ndarray, alpha: float = 0.05, n_boot: int = 2000,
+                  seed: int = 0) -> tuple[float, float]:
+    """Paired bootstrap (1 - alpha) CI of AUROC(sa → flipped) − AUROC(sb → flipped): [n] scores of the
+    same n samples, resampled together; resamples with one class only are dropped."""
+    rng, diffs = np.random.default_rng(seed), []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(flipped), len(flipped))
+        x, y = auroc(sa[i], flipped[i]), auroc(sb[i], flipped[i])
+        if x is not None and y is not None:
+            diffs.append(x - y)
+    lo, hi = np.percentile(diffs, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return float(lo), float(hi)
+
+
 def detection_rows(jobs: Sequence[dict[str, Any]], names: Sequence[str], reference: str = "answer",
                    margin: float = 0.05, n_boot: int = 2000, seed: int = 0) -> list[dict[str, Any]]:
     """Does entropy score X find flipped labels better than the reference (answer entropy)? AUROC as a
@@ -69,16 +83,8 @@ def detection_rows(jobs: Sequence[dict[str, Any]], names: Sequence[str], referen
                "recall15": at.get("keep15_flipped_recall"), "flipped_in_kept15": at.get("keep15_flipped_in_kept"),
                "n": len(both), "diff": None, "lo": None, "hi": None, "verdict": "reference"}
         if name != reference:
-            rng = np.random.default_rng(seed)
-            diffs = []
-            for _ in range(n_boot):
-                i = rng.integers(0, len(both), len(both))
-                a, b = auroc(s_x[i], flipped[i]), auroc(s_ref[i], flipped[i])
-                if a is not None and b is not None:
-                    diffs.append(a - b)
-            lo, hi = np.percentile(diffs, [2.5, 97.5])
-            row.update(diff=row["auroc"] - auroc(s_ref, flipped), lo=float(lo), hi=float(hi),
-                       verdict=superiority(float(lo), float(hi), margin))
+            lo, hi = auroc_diff_ci(s_x, s_ref, flipped, n_boot=n_boot, seed=seed)
+            row.update(diff=row["auroc"] - auroc(s_ref, flipped), lo=lo, hi=hi, verdict=superiority(lo, hi, margin))
         rows.append(row)
     return rows
 
@@ -98,10 +104,10 @@ def detection_markdown(by_format: dict[str, list[dict[str, Any]]], margin: float
 
 def write_format(fmt: str, root: Path, artifacts: Path, out: Path, stats: dict[str, Any],
                  beyond_entropies: Sequence[str], interim: bool = False
-                 ) -> tuple[list[dict], list[dict], list[dict], dict[str, int]]:
-    """One teacher format: its report, CI tables and figures under out/<fmt>; returns its verdict rows
-    and its SFT judge's correctness per bench item (``interim``: arms without a finished job are not
-    run yet, egt.report.verdict)."""
+                 ) -> tuple[list[dict], list[dict], list[dict], dict[str, int], Optional[pd.DataFrame]]:
+    """One teacher format: its report, CI tables and figures under out/<fmt>; returns its verdict rows,
+    its SFT judge's correctness per bench item and its probe table (``interim``: arms without a
+    finished job are not run yet, egt.report.verdict)."""
     from egt.report.__main__ import write_report
     from egt.report.figures import spearman
 
@@ -127,7 +133,7 @@ def write_format(fmt: str, root: Path, artifacts: Path, out: Path, stats: dict[s
     beyond = beyond_rows(arms, stats["margin"], stats["alpha"], interim=interim)
     detect = detection_rows(jobs, beyond_entropies, margin=stats["auroc_margin"])
     sft = arms.get("sft", {}).get(SHARED)
-    return claims, beyond, detect, ({} if sft is None else dict(zip(ids, (int(v) for v in sft))))
+    return claims, beyond, detect, ({} if sft is None else dict(zip(ids, (int(v) for v in sft)))), table
 
 
 def formats_markdown(sft: dict[str, dict[str, int]], alpha: float = 0.05) -> str:
@@ -173,14 +179,8 @@ def auroc_difference(a: pd.DataFrame, b: pd.DataFrame, score: str = "answer", al
     ra, rb = auroc(sa, fl), auroc(sb, fl)
     if ra is None or rb is None:
         return None
-    rng, diffs = np.random.default_rng(seed), []
-    for _ in range(n_boot):
-        i = rng.integers(0, len(ids), len(ids))
-        x, y = auroc(sa[i], fl[i]), auroc(sb[i], fl[i])
-        if x is not None and y is not None:
-            diffs.append(x - y)
-    lo, hi = np.percentile(diffs, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    return {"a": ra, "b": rb, "diff": ra - rb, "lo": float(lo), "hi": float(hi), "n": len(ids)}
+    lo, hi = auroc_diff_ci(sa, sb, fl, alpha, n_boot, seed)
+    return {"a": ra, "b": rb, "diff": ra - rb, "lo": lo, "hi": hi, "n": len(ids)}
 
 
 def default_choice(sft: dict[str, dict[str, int]], probes: dict[str, Optional[pd.DataFrame]], current: Optional[str],
@@ -263,10 +263,8 @@ def write_reproduction(p: Any, sweeps: Path, artifacts: Path, out: Path, current
     names = [n for n in dict.fromkeys(names) if n not in ("answer", "sentence", "mix")]
     claims, beyond, detect, sft, probes = {}, {}, {}, {}, {}
     for fmt in p.settings["formats"]:
-        claims[fmt], beyond[fmt], detect[fmt], sft[fmt] = write_format(fmt, sweeps / fmt, artifacts, out, stats,
-                                                                       ["sentence", "mix", *names],
-                                                                       interim=interim is not None)
-        probes[fmt] = probe_table(load_jobs(sweeps / fmt))
+        claims[fmt], beyond[fmt], detect[fmt], sft[fmt], probes[fmt] = write_format(
+            fmt, sweeps / fmt, artifacts, out, stats, ["sentence", "mix", *names], interim=interim is not None)
     _, choice = default_choice(sft, probes, current_default, stats["alpha"])
     head = [f"# Verdicts ({p.path.name}, sha256 {p.sha256[:12]})", ""]
     if interim is not None:

@@ -136,8 +136,8 @@ def test_the_written_reproduction_of_a_hand_made_sweep(tmp_path):
     md = ci_tables_markdown(arms)
     assert "**table3** (reference: entropy)" in md and "| entropy | 4 |" in md and "reference |" in md
     stats = {"alpha": 0.05, "margin": 2.0, "rho_margin": 0.1, "auroc_margin": 0.05}
-    claims, beyond, detect, sft_items = write_format("fmt", root, art, tmp_path / "out", stats, ["sentence"])
-    assert len(sft_items) == n and sum(sft_items.values()) == sft.sum()
+    claims, beyond, detect, sft_items, probe = write_format("fmt", root, art, tmp_path / "out", stats, ["sentence"])
+    assert len(sft_items) == n and sum(sft_items.values()) == sft.sum() and len(probe) == 400
     b = next(c for c in claims if c["claim"] == "b")
     assert [r["verdict"] for r in b["links"]] == [HOLDS, REFUTED]  # entropy > random; random = accuracy
     assert next(c for c in claims if c["claim"] == "a")["verdict"] == HOLDS  # correct falls with entropy
