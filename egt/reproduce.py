@@ -358,7 +358,9 @@ def current_default(p: Protocol) -> Optional[str]:
 
 def report(p: Protocol, sweeps: Path, artifacts: Path, out: Path) -> Path:
     """The written reproduction from the jobs finished so far (``--report``): an INTERIM verdict.md headed
-    by the run's status, to read (or commit) while the run is under way or paused between sessions."""
+    by the run's status, to read (or commit) while the run is under way or paused between sessions; once
+    every planned job has completed (none failed, none left), the protocol's verdict itself, as the run
+    writes it (so a finished run can be re-reported by newer report code without rerunning a job)."""
     from egt.report.reproduction import write_reproduction
 
     rows = status(p, sweeps, artifacts)
@@ -368,7 +370,8 @@ def report(p: Protocol, sweeps: Path, artifacts: Path, out: Path) -> Path:
     text = (f"**{done} of {total} jobs finished** ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}); "
             f"still to run: {', '.join(pending) or 'none'}.")
     out.mkdir(parents=True, exist_ok=True)
-    return write_reproduction(p, sweeps, artifacts, out, current_default(p), interim=text)
+    finished = done == total and not any(r["failed"] for r in rows)
+    return write_reproduction(p, sweeps, artifacts, out, current_default(p), interim=None if finished else text)
 
 
 def run(p: Protocol, sweeps: Path, artifacts: Path, out: Path, workers: int, skip_gates: bool) -> int:
@@ -407,8 +410,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="print the commands and the estimated CPU time only")
     ap.add_argument("--skip-gates", action="store_true", help="run the tables even if G1/G2 fail (not the protocol)")
     ap.add_argument("--status", action="store_true", help="how many of the planned jobs have finished; runs nothing")
-    ap.add_argument("--report", action="store_true", help="write an INTERIM report from the jobs finished so far; "
-                    "runs no job")
+    ap.add_argument("--report", action="store_true", help="write the report from the jobs finished so far (INTERIM until "
+                    "every planned job has completed); runs no job")
     args = ap.parse_args(argv)
     p = read_protocol(args.protocol)
     out = Path(args.out)

@@ -44,7 +44,9 @@ def write_fig4(jobs: Sequence[dict[str, Any]], out: Path) -> list[Path]:
 
 
 def write_fig2(jobs: Sequence[dict[str, Any]], out: Path) -> list[Path]:
-    """Figure 2 (PNG + Markdown) once per distinct probe table among the jobs."""
+    """Figure 2 (PNG + Markdown) once per distinct Figure 2 among the jobs' probe tables: two probes that
+    bin to the same accuracy-per-entropy table and rho (e.g. ``probe.both_orders=true``, whose first order
+    is the plain probe) are drawn once, under ``fig2``; different ones under ``fig2_<probe key>``."""
     import pandas as pd
 
     from egt.report.figures import entropy_accuracy, fig2_markdown, plot_fig2
@@ -55,10 +57,17 @@ def write_fig2(jobs: Sequence[dict[str, Any]], out: Path) -> list[Path]:
         key = ((j.get("stages") or {}).get("probe") or {}).get("key") or name
         if name and key not in probes and (Path(j["_dir"]) / name).is_file():
             probes[str(key)] = Path(j["_dir"]) / name
-    written = []
+    figures: dict[str, tuple[Path, Any, Any]] = {}
+    seen: set[str] = set()
     for key, path in probes.items():
-        stem = "fig2" if len(probes) == 1 else f"fig2_{key}"
         df, rho = entropy_accuracy(pd.read_parquet(path))
+        content = df.to_csv() + repr(rho)
+        if content not in seen:
+            seen.add(content)
+            figures[key] = (path, df, rho)
+    written = []
+    for key, (path, df, rho) in figures.items():
+        stem = "fig2" if len(figures) == 1 else f"fig2_{key}"
         written.append(plot_fig2(df, out / f"{stem}.png", rho))
         (out / f"{stem}.md").write_text(fig2_markdown(df, rho) + f"\nprobe table: {path}\n", encoding="utf-8")
         (out / f"{stem}.json").write_text(json.dumps({"probe": str(path), "spearman": rho}, indent=1), encoding="utf-8")

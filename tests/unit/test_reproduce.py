@@ -181,3 +181,18 @@ def test_report_writes_an_interim_verdict_from_the_finished_jobs(protocol, tmp_p
             in text)
     assert "## Time per sweep" in text
     assert not list(sw.glob("fmt_a/table2/*"))  # no job ran
+
+
+def test_report_on_a_finished_run_writes_the_protocols_verdict_not_an_interim_one(protocol, tmp_path, monkeypatch):
+    import egt.reproduce as r
+    import egt.report.reproduction as rep
+
+    seen = []
+    monkeypatch.setattr(rep, "write_reproduction", lambda *a, interim=None: seen.append(interim) or tmp_path)
+    row = {"phase": "tier1", "format": "fmt_a", "name": "table2", "planned": 6, "completed": 6, "failed": 0}
+    monkeypatch.setattr(r, "status", lambda *a: [row])
+    r.report(protocol, tmp_path / "sw", tmp_path / "art", tmp_path / "out")
+    assert seen == [None]  # every planned job completed: the final verdict
+    monkeypatch.setattr(r, "status", lambda *a: [{**row, "completed": 5, "failed": 1}])
+    r.report(protocol, tmp_path / "sw", tmp_path / "art", tmp_path / "out")
+    assert seen[1].startswith("**5 of 6 jobs finished**") and "fmt_a/table2 5/6" in seen[1]

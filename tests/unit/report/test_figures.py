@@ -28,3 +28,27 @@ def test_bins_accuracy_falls_with_entropy(tmp_path):
     assert path.read_bytes()[:4] == b"\x89PNG"
     md = fig2_markdown(df, rho)
     assert "Spearman" in md and md.count("\n| ") >= 8
+
+
+def test_fig2_is_drawn_once_per_distinct_figure_not_per_probe_artifact(tmp_path):
+    from egt.report.sweep_figures import write_fig2
+
+    e = np.linspace(0, 2, 40)
+    plain = pd.DataFrame({"answer_entropy": e, "sentence_entropy": e, "correct_score": (e < 1).astype(float)})
+    both_orders = plain.assign(answer_entropy_swapped=e[::-1])  # extra columns, the same Figure 2
+    other = plain.assign(correct_score=(e > 1).astype(float))
+
+    def job(name, key, table):
+        d = tmp_path / name
+        d.mkdir()
+        table.to_parquet(d / "probe.parquet")
+        return {"_dir": str(d), "files": {"probe": "probe.parquet"}, "stages": {"probe": {"key": key}}}
+
+    out = tmp_path / "out"
+    out.mkdir()
+    write_fig2([job("a", "k1", plain), job("b", "k2", both_orders)], out)
+    assert sorted(p.name for p in out.iterdir()) == ["fig2.json", "fig2.md", "fig2.png"]
+    out2 = tmp_path / "out2"
+    out2.mkdir()
+    write_fig2([job("c", "k1", plain), job("d", "k3", other)], out2)
+    assert sorted(p.stem for p in out2.glob("*.png")) == ["fig2_k1", "fig2_k3"]
