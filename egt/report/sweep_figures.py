@@ -52,11 +52,15 @@ def write_fig2(jobs: Sequence[dict[str, Any]], out: Path) -> list[Path]:
     from egt.report.figures import entropy_accuracy, fig2_markdown, plot_fig2
 
     probes: dict[str, Path] = {}
+    uses: dict[str, int] = {}
     for j in jobs:
         name = (j.get("files") or {}).get("probe")
-        key = ((j.get("stages") or {}).get("probe") or {}).get("key") or name
-        if name and key not in probes and (Path(j["_dir"]) / name).is_file():
-            probes[str(key)] = Path(j["_dir"]) / name
+        key = str(((j.get("stages") or {}).get("probe") or {}).get("key") or name)
+        if name and (Path(j["_dir"]) / name).is_file():
+            probes.setdefault(key, Path(j["_dir"]) / name)
+            uses[key] = uses.get(key, 0) + 1
+    # the probe most jobs share first: it names a figure that several probes bin to
+    probes = dict(sorted(probes.items(), key=lambda kv: -uses[kv[0]]))
     figures: dict[str, tuple[Path, Any, Any]] = {}
     seen: set[str] = set()
     for key, path in probes.items():

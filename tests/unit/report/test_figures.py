@@ -46,9 +46,10 @@ def test_fig2_is_drawn_once_per_distinct_figure_not_per_probe_artifact(tmp_path)
 
     out = tmp_path / "out"
     out.mkdir()
-    write_fig2([job("a", "k1", plain), job("b", "k2", both_orders)], out)
+    write_fig2([job("a", "k2", both_orders), job("b", "k1", plain), job("c", "k1", plain)], out)
     assert sorted(p.name for p in out.iterdir()) == ["fig2.json", "fig2.md", "fig2.png"]
+    assert "/b/probe.parquet" in (out / "fig2.md").read_text()  # named after the probe most jobs share
     out2 = tmp_path / "out2"
     out2.mkdir()
-    write_fig2([job("c", "k1", plain), job("d", "k3", other)], out2)
+    write_fig2([job("d", "k1", plain), job("e", "k3", other)], out2)
     assert sorted(p.stem for p in out2.glob("*.png")) == ["fig2_k1", "fig2_k3"]
