@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -51,26 +52,21 @@ def write_fig2(jobs: Sequence[dict[str, Any]], out: Path) -> list[Path]:
 
     from egt.report.figures import entropy_accuracy, fig2_markdown, plot_fig2
 
-    probes: dict[str, Path] = {}
-    uses: dict[str, int] = {}
+    paths: dict[str, Path] = {}
+    uses: Counter[str] = Counter()
     for j in jobs:
         name = (j.get("files") or {}).get("probe")
         key = str(((j.get("stages") or {}).get("probe") or {}).get("key") or name)
         if name and (Path(j["_dir"]) / name).is_file():
-            probes.setdefault(key, Path(j["_dir"]) / name)
-            uses[key] = uses.get(key, 0) + 1
-    # the probe most jobs share first: it names a figure that several probes bin to
-    probes = dict(sorted(probes.items(), key=lambda kv: -uses[kv[0]]))
-    figures: dict[str, tuple[Path, Any, Any]] = {}
-    seen: set[str] = set()
-    for key, path in probes.items():
-        df, rho = entropy_accuracy(pd.read_parquet(path))
-        content = df.to_csv() + repr(rho)
-        if content not in seen:
-            seen.add(content)
-            figures[key] = (path, df, rho)
+            paths.setdefault(key, Path(j["_dir"]) / name)
+            uses[key] += 1
+    # one entry per distinct figure; the probe most jobs share names it (most_common keeps ties in job order)
+    figures: dict[str, tuple[str, Path, Any, Any]] = {}
+    for key, _ in uses.most_common():
+        df, rho = entropy_accuracy(pd.read_parquet(paths[key]))
+        figures.setdefault(df.to_csv() + repr(rho), (key, paths[key], df, rho))
     written = []
-    for key, (path, df, rho) in figures.items():
+    for key, path, df, rho in figures.values():
         stem = "fig2" if len(figures) == 1 else f"fig2_{key}"
         written.append(plot_fig2(df, out / f"{stem}.png", rho))
         (out / f"{stem}.md").write_text(fig2_markdown(df, rho) + f"\nprobe table: {path}\n", encoding="utf-8")
