@@ -59,8 +59,17 @@ class Pipeline:
         return result
 
     def run(self) -> dict[str, dict[str, Any]]:
-        for stage in self.cfg.stages:
-            self.get(str(stage))
+        """Every stage of ``cfg.stages`` in order, except one whose output nothing in this run would read
+        (a stage module's ``unused(cfg)`` gives the reason: distillation when ``sft.model_path`` replaces
+        SFT); it is recorded as skipped, with the reason, and logged."""
+        for stage in map(str, self.cfg.stages):
+            unused = getattr(importlib.import_module(f"egt.stages.{stage}"), "unused", None)
+            reason = unused(self.cfg) if unused is not None and stage not in self.results else None
+            if reason:
+                log.info("[%s] skipped: %s", stage, reason)
+                self.results[stage] = {"key": None, "skipped": reason, "reused": False, "summary": {}, "seconds": 0.0}
+                continue
+            self.get(stage)
         return self.results
 
 
@@ -85,6 +94,8 @@ def headline(stage: str, summary: dict[str, Any]) -> str:
         return ", ".join(f"{k} {v:,}" for k, v in counts.items() if isinstance(v, int))
     if stage == "distill" and "kept" in s:
         return f"kept {s['kept']:,} of {s.get('seen', '?'):,} trajectories"
+    if stage == "sft" and s.get("source") == "sft.model_path":
+        return "outside model (sft.model_path)"
     if stage == "sft":
         bench = f"bench accuracy {_pct(s['bench_accuracy'])}, " if "bench_accuracy" in s else ""
         return f"{bench}{s.get('steps', '?')} steps, loss {_num(s.get('train_loss_first'))} -> {_num(s.get('train_loss_last'))}"
@@ -109,8 +120,9 @@ def format_summary(results: dict[str, dict[str, Any]]) -> str:
     metrics and full summaries are."""
     lines = ["", "egt pipeline summary: what this run showed", f"{'stage':8s} {'state':8s} {'seconds':>8s}  headline"]
     for stage, r in results.items():
-        state = "reused" if r.get("reused") else "computed"
-        lines.append(f"{stage:8s} {state:8s} {r.get('seconds', 0):8.1f}  {headline(stage, r.get('summary') or {})}")
+        state = "skipped" if r.get("skipped") else "reused" if r.get("reused") else "computed"
+        line = r["skipped"] if r.get("skipped") else headline(stage, r.get("summary") or {})
+        lines.append(f"{stage:8s} {state:8s} {r.get('seconds', 0):8.1f}  {line}")
     where = [("Figure 2", results.get("probe", {}).get("figure_path")),
              ("selection", results.get("select", {}).get("selection_path"))]
     where += [(f"{stage} artifact", r.get("path")) for stage, r in results.items() if r.get("path")]

@@ -42,9 +42,11 @@ class SyntheticBench(Benchmark):
         return super().root(data_root)
 
     def load_items(self, root: Path) -> list[dict[str, Any]]:
-        from datasets import DatasetDict, load_from_disk
+        from datasets import DatasetDict
 
-        ds = load_from_disk(str(root))
+        from egt.utils.atomic import load_saved_dataset
+
+        ds = load_saved_dataset(root)
         if isinstance(ds, DatasetDict):
             if self.split not in ds:
                 raise BenchmarkDataError(root, None, f"no split {self.split!r} (has {list(ds)})")

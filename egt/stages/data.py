@@ -6,14 +6,14 @@ import logging
 from collections import Counter
 from typing import Any
 
-from datasets import DatasetDict, load_from_disk
+from datasets import DatasetDict
 from omegaconf import DictConfig
 
 from egt.artifacts import make_key
 from egt.config import DataConfig, to_container
 from egt.data.schema import randomize_order, validate_dataset
 from egt.data.world import as_world_config, make_world
-from egt.utils.atomic import save_dataset_atomic
+from egt.utils.atomic import load_saved_dataset, save_dataset_atomic
 
 log = logging.getLogger(__name__)
 REQUIRES = ()  # the stages this one may ask the pipeline for (egt.stages)
@@ -162,4 +162,4 @@ def run(cfg: DictConfig, pipe) -> dict[str, Any]:
 
 
 def load(result: dict[str, Any]) -> DatasetDict:
-    return load_from_disk(result["dataset_path"])
+    return load_saved_dataset(result["dataset_path"])

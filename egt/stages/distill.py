@@ -14,6 +14,7 @@ from egt.artifacts import content_fingerprint, make_key
 from egt.distill.fidelity import FidelityState, Timer, fidelity_stats, run_fidelity_filter
 from egt.distill.progress import DistillProgress
 from egt.distill.teacher import RequestBudget, Teacher
+from egt.errors import ConfigError
 from egt.stages import data as data_stage
 from egt.utils.atomic import save_dataset_atomic, write_json_atomic
 from egt.utils.io import Journal
@@ -58,6 +59,14 @@ def _distil(cfg: DictConfig, teacher: Teacher, samples: list[dict], journal: Jou
     return state, t.seconds
 
 
+def unused(cfg: DictConfig) -> str | None:
+    """Why the pipeline skips this stage in a run that lists it (egt.pipeline.Pipeline.run): SFT is in the
+    run but replaced by ``sft.model_path``, the only reader of the trajectories. None: it runs."""
+    if cfg.sft.model_path and "sft" in cfg.stages and not cfg.distill.trajectories_path:
+        return "sft.model_path is set, so SFT does not run and nothing reads the trajectories"
+    return None
+
+
 def run(cfg: DictConfig, pipe) -> dict[str, Any]:
     if cfg.distill.trajectories_path:
         path = cfg.distill.trajectories_path
@@ -65,6 +74,11 @@ def run(cfg: DictConfig, pipe) -> dict[str, Any]:
         key = f"external-{content_fingerprint(path)}"  # by content: two trajectory files never share SFT
         return {"key": key, "path": path, "reused": True, "summary": {}, "trajectories_path": path}
     data = pipe.get("data")
+    if (data.get("splits") or {}).get("sft_pool", {}).get("n") == 0:  # before any artifact is opened
+        only_rl = ": R1-Reward-RL is an RL pool only" if cfg.data.name == "r1_reward_rl" else ""
+        raise ConfigError(f"distill: the data set's sft_pool is empty (data={cfg.data.name}{only_rl}): give the "
+                          "judge to start RL from (sft.model_path=…), or SFT sources "
+                          "(data.sources.sft_pool=[{path: …}], docs/data.md)")
     teacher = make_teacher(cfg)
     conf = {"teacher": teacher.public_config(), "max_attempts": cfg.distill.max_attempts,
             "limit": cfg.distill.limit}

@@ -211,6 +211,11 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
         if bench.source_stage and not bench.path:  # e.g. the synthetic bench: the data stage's bench split
             source = pipe.get(bench.source_stage)
             bench.use_dataset(source["dataset_path"], source["key"])
+            if (source.get("splits") or {}).get(getattr(bench, "split", None), {}).get("n") == 0:
+                log.warning("[eval] %s: the data set has no %s split (data=%s): not evaluated; the real benchmarks "
+                            "are evaluated when their files are under eval.data_root (docs/evaluation.md)",
+                            bench.name, bench.split, cfg.data.name)
+                continue
         loaded.append((bench, bench.load(cfg.eval.data_root)))
         if bench.skipped:
             log.warning("[eval] %s: skipped %d bad rows %s", bench.name, sum(bench.skipped.values()),

@@ -37,6 +37,16 @@ REPLICA_VERSION = 1  # egt.models.replica's files
 STORE = "models"  # the artifact store's directory for built models (its name predates the stage)
 
 
+def unused(cfg: DictConfig) -> str | None:
+    """Why the pipeline skips this stage in a run that lists it (egt.pipeline.Pipeline.run): SFT, which
+    starts from this model, is replaced by ``sft.model_path``, and the eval stage does not evaluate it
+    (``eval.models`` without ``model``). None: it runs."""
+    evaluated = "eval" in cfg.stages and "model" in (cfg.eval.models or []) and not cfg.eval.model_path
+    if cfg.sft.model_path and "sft" in cfg.stages and not evaluated:
+        return "sft.model_path is set, so SFT does not start from this model, and eval.models does not name it"
+    return None
+
+
 def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     if cfg.model.path:
         path = Path(cfg.model.path).expanduser().resolve()

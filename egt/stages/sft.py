@@ -65,7 +65,7 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     if cfg.sft.model_path:
         log.info("[sft] using outside model %s", cfg.sft.model_path)
         key = f"external-{content_fingerprint(cfg.sft.model_path)}"  # by content: downstream keys follow it
-        return {"key": key, "path": cfg.sft.model_path, "reused": True, "summary": {},
+        return {"key": key, "path": cfg.sft.model_path, "reused": True, "summary": {"source": "sft.model_path"},
                 "model_path": cfg.sft.model_path}
     data, distill, model = pipe.get("data"), pipe.get("distill"), pipe.get("model")
     base = Path(model["model_path"])

@@ -36,9 +36,15 @@ def bench_eval(cfg: DictConfig, stage: str, path: Path, data: dict, logger: Any,
     """Greedy judgements of the first ``cfg.<stage>.eval_n`` bench samples by the model saved at ``path``
     (``<stage>.eval_max_new_tokens`` / ``eval_batch_size`` / ``max_length``); writes
     ``bench_eval.json`` beside it (metrics and 20 examples), logs ``<stage>_bench/*`` at ``step``, and
-    returns ``bench_*`` summary keys plus ``headline`` = bench accuracy (a fraction)."""
+    returns ``bench_*`` summary keys plus ``headline`` = bench accuracy (a fraction). An empty bench split
+    (``data=r1_reward_rl`` has none) gives no check and no headline, never an accuracy of 0 items."""
     s = cfg[stage]
     bench = data_stage.load(data)["bench"]
+    if len(bench) == 0:
+        log.warning("[%s] the data set has no bench split (data=%s): no bench check after %s (%s.eval_n=%d); "
+                    "evaluate on the real benchmarks with the eval stage (docs/evaluation.md)",
+                    stage, cfg.data.name, stage.upper(), stage, s.eval_n)
+        return {}
     samples = list(bench.select(range(min(s.eval_n, len(bench)))))
     model, processor = load_for_inference(path, cfg)
     model = model.to(distributed.device(cfg))

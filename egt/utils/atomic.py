@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["atomic_path", "copy_file_atomic", "replace_dir", "save_dataset_atomic", "temp_sibling",
-           "write_json_atomic", "write_parquet_atomic", "write_text_atomic"]
+__all__ = ["atomic_path", "copy_file_atomic", "load_saved_dataset", "replace_dir", "save_dataset_atomic",
+           "temp_sibling", "write_json_atomic", "write_parquet_atomic", "write_text_atomic"]
 
 
 def temp_sibling(path: str | Path) -> Path:
@@ -103,11 +103,37 @@ def copy_file_atomic(src: str | Path, dst: str | Path) -> None:
 
 def save_dataset_atomic(ds: Any, path: str | Path) -> Path:
     """``ds.save_to_disk`` (a ``datasets`` Dataset or DatasetDict) into a temporary directory, renamed
-    into place. An empty Dataset is saved as one shard (the default sharding writes none, and it could
-    not be loaded back)."""
-    from datasets import Dataset
+    into place. An empty Dataset, or an empty split of a DatasetDict (``data=r1_reward_rl`` has no SFT
+    pool and no bench), is saved as one shard: the default sharding writes no Arrow file for it, and
+    ``load_from_disk`` cannot read that back (IndexError in ``concat_tables``)."""
+    from datasets import Dataset, DatasetDict
 
-    kw = {"num_shards": 1} if isinstance(ds, Dataset) and len(ds) == 0 else {}
+    kw: dict[str, Any] = {}
+    if isinstance(ds, Dataset) and len(ds) == 0:
+        kw = {"num_shards": 1}
+    elif isinstance(ds, DatasetDict) and any(len(split) == 0 for split in ds.values()):
+        kw = {"num_shards": {name: 1 for name, split in ds.items() if len(split) == 0}}
     with atomic_path(path) as tmp:
         ds.save_to_disk(str(tmp), **kw)
     return Path(path)
+
+
+def load_saved_dataset(path: str | Path) -> Any:
+    """``datasets.load_from_disk(path)``, also for a DatasetDict that an egt before the fix above saved
+    with an empty split and no Arrow file for it: that split is read back empty, with its features
+    (its ``dataset_info.json``), so a finished artifact of that kind is not rebuilt or lost."""
+    from datasets import Dataset, DatasetDict, DatasetInfo, load_from_disk
+
+    path = Path(path)
+    dict_file = path / "dataset_dict.json"
+    if not dict_file.is_file():
+        return load_from_disk(str(path))
+    splits = {}
+    for name in json.loads(dict_file.read_text())["splits"]:
+        state = json.loads((path / name / "state.json").read_text())
+        if state.get("_data_files"):
+            splits[name] = Dataset.load_from_disk(str(path / name))
+        else:
+            info = DatasetInfo.from_directory(str(path / name))
+            splits[name] = Dataset.from_dict({k: [] for k in info.features}, features=info.features)
+    return DatasetDict(splits)

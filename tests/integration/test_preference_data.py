@@ -91,3 +91,23 @@ def test_a_training_row_that_is_a_benchmark_item_is_found_and_dropped(tmp_path):
     assert "are benchmark items" in kept
     summary = json.loads((done(tmp_path / "art2", "data")[0] / "_SUCCESS.json").read_text())["summary"]
     assert summary["sft_pool"]["n"] == 4 and summary["contamination"]["sft_pool"]["rows"] == 1
+
+
+def test_the_readme_r1_reward_rl_command_runs_every_stage(tmp_path):
+    # python train.py data=r1_reward_rl data.path=… sft.model_path=/ckpt/sft (README): R1-Reward-RL is an RL
+    # pool only, so the data set's sft_pool and bench are empty (issue 30: the probe died with IndexError)
+    r1, art = FIX / "r1_reward_rl", tmp_path / "art"
+    cli(art, *QUICK, "stages=[model]", "logger=none")
+    sft = done(art, "models")[0] / "model"
+    out = cli(art, *QUICK, "logger=none", "data=r1_reward_rl", f"data.path={r1}", f"data.image_root={r1 / 'images'}",
+              f"sft.model_path={sft}", "rl.max_steps=1", "eval.optional_benchmarks=[]")
+    job = json.loads(sorted((art / "runs").glob("*/job.json"))[-1].read_text())
+    assert job["status"] == "completed", out[-3000:]
+    stages = job["stages"]
+    assert stages["distill"]["key"] is None and stages["model"]["key"] is None  # skipped: SFT is the outside model
+    assert "distill  skipped" in out and "sft.model_path is set" in out
+    assert stages["data"]["summary"] == {"sft_pool_n": 0, "rl_pool_n": 4, "bench_n": 0}
+    assert stages["probe"]["summary"]["n"] == 4 and stages["rl"]["summary"]["steps"] == 1
+    assert "bench_accuracy" not in stages["rl"]["summary"]  # no accuracy of an empty bench
+    assert job.get("headline") is None and not done(art, "distill")
+    assert "synthetic: the data set has no bench split" in out
