@@ -5,6 +5,10 @@ The YAML files under ``conf/`` fill these schemas; ``conf/config.yaml`` lists
 outside a choice field's set (an Enum of egt.choices) fails at compose time,
 before any heavy work. :func:`validate` then checks what a type cannot express
 (known stage names, ranges, paths) and says what to write instead.
+
+Each default value is written once: a key that the default config's YAML files set is ``MISSING``
+here (the schema only types it; its value and its comment for users are in ``conf/``), and a key they
+leave out takes the default written here (``tests/test_configs.py::test_each_default_is_written_once``).
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from egt.errors import ConfigError  # noqa: F401  (re-exported: egt.config.ConfigError)
 from egt.utils.conf import to_container  # noqa: F401  (re-exported)
@@ -28,8 +32,8 @@ from egt.stages import MODEL_STAGES, STAGES  # the one stage list; report: pytho
 
 @dataclass
 class PathsConfig:
-    artifacts: str = "artifacts"  # content-addressed stage outputs, shared across runs
-    logs: str = "logs"  # wandb / csv logger files
+    artifacts: str = MISSING  # content-addressed stage outputs, shared across runs
+    logs: str = MISSING  # wandb / csv logger files
 
 
 @dataclass
@@ -39,26 +43,26 @@ class BuildConfig:
     Qwen2.5 tokenizer and the files of a Qwen2.5-VL-7B-Instruct download)."""
 
     kind: BuildKind = BuildKind.world
-    hidden_size: int = 64
-    num_layers: int = 2
-    num_heads: int = 4
-    num_kv_heads: int = 2
-    intermediate_size: int = 128
-    vision_depth: int = 2
-    vision_hidden_size: int = 64
-    vision_heads: int = 4
-    vocab_size: int = 600
-    tie_word_embeddings: bool = False  # untied as in Qwen2.5-VL-7B (see TinyVLMSpec)
-    seed: int = 0
+    hidden_size: int = MISSING
+    num_layers: int = MISSING
+    num_heads: int = MISSING
+    num_kv_heads: int = MISSING
+    intermediate_size: int = MISSING
+    vision_depth: int = MISSING
+    vision_hidden_size: int = MISSING
+    vision_heads: int = MISSING
+    vocab_size: int = MISSING
+    tie_word_embeddings: bool = MISSING  # untied as in Qwen2.5-VL-7B (see TinyVLMSpec)
+    seed: int = MISSING
 
 
 @dataclass
 class ModelConfig:
-    name: str = "demo"
-    path: Optional[str] = None  # a local HF VLM directory; None → built offline from `build`
+    name: str = MISSING
+    path: Optional[str] = MISSING  # a local HF VLM directory; None → built offline from `build`
     build: Optional[BuildConfig] = None
-    dtype: Dtype = Dtype.float32
-    attn_implementation: Attention = Attention.sdpa
+    dtype: Dtype = MISSING
+    attn_implementation: Attention = MISSING
     trust_remote_code: bool = False
     freeze_vision: bool = False
     gradient_checkpointing: bool = False
@@ -71,10 +75,10 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    name: str = "world"
+    name: str = MISSING
     # The synthetic world (egt.data.world.WorldConfig fields); loaders of public
     # data sets take their own keys here.
-    world: dict = field(default_factory=dict)
+    world: dict = MISSING
     # Outside preference data (data=preference_files, data=r1_reward_rl; egt.data.sources): per split
     # (sft_pool, rl_pool, bench) a list of {path, format, name, columns, image_root, split, limit}.
     sources: dict = field(default_factory=dict)
@@ -87,9 +91,9 @@ class DataConfig:
     deduplicate: bool = True  # repeated pairs inside a pool, and SFT pairs that are also in the RL pool, dropped
     contamination_benchmarks: list = field(
         default_factory=lambda: ["vl_rewardbench", "multimodal_rewardbench", "mm_rlhf_rewardbench"])
-    on_bad_sample: OnBadSample = OnBadSample.error
-    randomize_order: bool = True
-    template: Template = Template.short  # the judge prompt
+    on_bad_sample: OnBadSample = MISSING
+    randomize_order: bool = MISSING
+    template: Template = MISSING  # the judge prompt
     # per training pool, each source's share: {sft_pool: {weights: {name: w}, counts: {name: n}, size: N}}
     # (egt.data.mixture); unset = every kept row once. In the data key only when set.
     mix: dict = field(default_factory=dict)
@@ -98,39 +102,39 @@ class DataConfig:
 
 @dataclass
 class DistillConfig:
-    teacher: Any = None  # _target_ + kwargs of an egt.distill.teacher.Teacher
-    max_attempts: int = 3
-    batch_size: int = 64  # samples per call of a batched (local) teacher
-    concurrency: int = 8  # requests in flight for a remote teacher (a local model uses 1)
-    max_requests: Optional[int] = 100000  # per-run cap on teacher HTTP requests (retries included)
-    limit: Optional[int] = None  # distil only the first N samples of sft_pool
-    trajectories_path: Optional[str] = None  # use outside trajectories, skip the stage
+    teacher: Any = MISSING  # _target_ + kwargs of an egt.distill.teacher.Teacher
+    max_attempts: int = MISSING
+    batch_size: int = MISSING  # samples per call of a batched (local) teacher
+    concurrency: int = MISSING  # requests in flight for a remote teacher (a local model uses 1)
+    max_requests: Optional[int] = MISSING  # per-run cap on teacher HTTP requests (retries included)
+    limit: Optional[int] = MISSING  # distil only the first N samples of sft_pool
+    trajectories_path: Optional[str] = MISSING  # use outside trajectories, skip the stage
 
 
 @dataclass
 class SFTConfig:
-    model_path: Optional[str] = None  # use an outside model, skip the stage
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.05
-    batch_size: int = 16
-    accumulate_grad_batches: int = 1
+    model_path: Optional[str] = MISSING  # use an outside model, skip the stage
+    lr: float = MISSING
+    weight_decay: float = MISSING
+    warmup_ratio: float = MISSING
+    batch_size: int = MISSING
+    accumulate_grad_batches: int = MISSING
     # token: Σ target-token NLL / target tokens of the whole optimizer step (accumulation and ranks);
     # sequence: each sequence's token mean, averaged over the step's sequences (egt.sft.loss)
-    loss_reduction: LossReduction = LossReduction.token
-    chunk_size: Optional[int] = 256  # output-head positions per loss chunk (recomputed in backward); null: one pass
-    epochs: int = 1
-    max_steps: int = -1
-    max_length: int = 512
-    val_fraction: float = 0.05
-    checkpoint_every_n_steps: int = 50
-    log_every_n_steps: int = 5
-    num_workers: int = 0
-    cache_encodings: bool = True  # encode once into an on-disk Arrow cache, memory-mapped (egt.sft.cache)
-    cache_tensors: bool = True  # false: the cache keeps only each sample's check; samples encoded at every step
-    eval_n: int = 128  # bench samples generated after SFT (format-ok, accuracy); 0 = none
-    eval_max_new_tokens: int = 96
-    eval_batch_size: int = 32
+    loss_reduction: LossReduction = MISSING
+    chunk_size: Optional[int] = MISSING  # output-head positions per loss chunk (recomputed in backward); null: one pass
+    epochs: int = MISSING
+    max_steps: int = MISSING
+    max_length: int = MISSING
+    val_fraction: float = MISSING
+    checkpoint_every_n_steps: int = MISSING
+    log_every_n_steps: int = MISSING
+    num_workers: int = MISSING
+    cache_encodings: bool = MISSING  # encode once into an on-disk Arrow cache, memory-mapped (egt.sft.cache)
+    cache_tensors: bool = MISSING  # false: the cache keeps only each sample's check; samples encoded at every step
+    eval_n: int = MISSING  # bench samples generated after SFT (format-ok, accuracy); 0 = none
+    eval_max_new_tokens: int = MISSING
+    eval_batch_size: int = MISSING
 
 
 @dataclass
@@ -140,10 +144,10 @@ class GenerationSettings:
     generation_config.json applies only with ``use_checkpoint_defaults`` (Qwen2.5-VL-7B-Instruct
     ships top_k 1, top_p 0.001, temperature 0.1, repetition_penalty 1.05)."""
 
-    top_k: Optional[int] = None
-    top_p: Optional[float] = None
-    repetition_penalty: Optional[float] = None
-    use_checkpoint_defaults: bool = False
+    top_k: Optional[int] = MISSING
+    top_p: Optional[float] = MISSING
+    repetition_penalty: Optional[float] = MISSING
+    use_checkpoint_defaults: bool = MISSING
 
 
 @dataclass
@@ -152,41 +156,41 @@ class PositionBiasLimits:
     report marks its official number with a dagger. Defaults and why: egt.benchmarks.metrics
     (MIN_CONSISTENCY, MAX_ORDER_GAP)."""
 
-    min_consistency: float = 0.8  # fraction of pairs picking the same response in both orders
-    max_gap: float = 0.1  # |accuracy with the better response first - accuracy with it second|
+    min_consistency: float = MISSING  # fraction of pairs picking the same response in both orders
+    max_gap: float = MISSING  # |accuracy with the better response first - accuracy with it second|
 
 
 @dataclass
 class ProbeConfig:
     """Entropy probing (paper §2.3): the model generates, one teacher-forced pass scores."""
 
-    model_path: Optional[str] = None  # probe with this HF VLM dir instead of the sft stage's model
-    table_path: Optional[str] = None  # use an outside probe.parquet, skip the stage
-    split: str = "rl_pool"
-    limit: Optional[int] = None  # probe only the first N samples of the split
-    n: int = 1  # outputs per sample; n > 1 needs temperature > 0
-    temperature: float = 0.0  # 0 = greedy
+    model_path: Optional[str] = MISSING  # probe with this HF VLM dir instead of the sft stage's model
+    table_path: Optional[str] = MISSING  # use an outside probe.parquet, skip the stage
+    split: str = MISSING
+    limit: Optional[int] = MISSING  # probe only the first N samples of the split
+    n: int = MISSING  # outputs per sample; n > 1 needs temperature > 0
+    temperature: float = MISSING  # 0 = greedy
     generation: GenerationSettings = field(default_factory=GenerationSettings)
-    max_new_tokens: int = 96
-    max_length: int = 512  # prompt tokens (image tokens included)
-    batch_size: int = 32
+    max_new_tokens: int = MISSING
+    max_length: int = MISSING  # prompt tokens (image tokens included)
+    batch_size: int = MISSING
     # positions per full-vocabulary entropy chunk; the output head is applied to a block of vocabulary rows
     # at a time, chunk × rows = 2^24, so peak extra memory is 2 × 64 MB fp32 whatever V (egt.probe.entropy)
-    chunk_size: int = 2048
+    chunk_size: int = MISSING
     # teacher_forced: one extra forward pass over prompt + output; generate: read from the output head while
     # generating (no second pass; same entropies up to rounding, docs/scale.md)
-    entropy_from: EntropyFrom = EntropyFrom.teacher_forced
-    shard_size: int = 256  # samples per resumable shard
-    bins: int = 10  # entropy bins of Figure 2
-    both_orders: bool = False  # probe again with the responses swapped (<column>_swapped); entropy=answer_debiased
+    entropy_from: EntropyFrom = MISSING
+    shard_size: int = MISSING  # samples per resumable shard
+    bins: int = MISSING  # entropy bins of Figure 2
+    both_orders: bool = MISSING  # probe again with the responses swapped (<column>_swapped); entropy=answer_debiased
 
 
 @dataclass
 class EntropyConfig:
     """The per-sample score e_i = f(e_answer, e_sentence) selection and curriculum sort by."""
 
-    name: str = "answer"
-    score: Any = None  # _target_ of an egt.select.scores.EntropyScore
+    name: str = MISSING
+    score: Any = MISSING  # _target_ of an egt.select.scores.EntropyScore
 
 
 @dataclass
@@ -197,13 +201,13 @@ class SelectionConfig:
     entropy score), else ``fraction`` of the pool; ``all`` ignores them.
     """
 
-    name: str = "entropy"
-    method: Any = None  # _target_ of an egt.select.methods.Selection
-    k: Optional[int] = None
-    fraction: Optional[float] = None
-    percentile: Optional[float] = None  # in (0, 100]
-    band: Band = Band.low  # mid: centred on the median
-    seed: int = 0
+    name: str = MISSING
+    method: Any = MISSING  # _target_ of an egt.select.methods.Selection
+    k: Optional[int] = MISSING
+    fraction: Optional[float] = MISSING
+    percentile: Optional[float] = MISSING  # in (0, 100]
+    band: Band = MISSING  # mid: centred on the median
+    seed: int = MISSING
     # online (with curriculum.reprobe_every > 0): re-select the same number of lowest-scored samples of the
     # probed pool at every re-probe, at most max_change entering (and as many leaving) each time
     online: bool = False
@@ -215,9 +219,9 @@ class CurriculumConfig:
     """The order RL sees the selected samples in (paper §2.4); ``reprobe_every`` > 0 makes it online
     (egt.select.online: the current policy re-probes every that many epochs and the order follows)."""
 
-    name: str = "ascending"
-    order: Any = None  # _target_ of an egt.select.curriculum.Curriculum
-    seed: int = 0  # for shuffle
+    name: str = MISSING
+    order: Any = MISSING  # _target_ of an egt.select.curriculum.Curriculum
+    seed: int = MISSING  # for shuffle
     reprobe_every: int = 0  # 0 = the static curriculum (the paper): one probe, one order for every epoch
 
 
@@ -225,23 +229,23 @@ class CurriculumConfig:
 class EvalConfig:
     """Judge evaluation on registered benchmarks (egt.benchmarks; docs/design.md §6, paper Table 1)."""
 
-    model_path: Optional[str] = None  # evaluate this HF VLM dir instead of the pipeline's models
-    model_label: Optional[str] = None  # its row label in reports (default: the directory name)
-    models: list = field(default_factory=lambda: ["sft", "rl"])  # stages whose models are evaluated (egt.stages.MODEL_STAGES; those in `stages`, sft always)
-    benchmarks: list = field(default_factory=lambda: ["synthetic"])  # names, {name: …, kwargs} or {_target_: …}
-    optional_benchmarks: list = field(default_factory=list)  # evaluated only if <data_root>/<name> exists
-    data_root: Optional[str] = None  # public benchmarks are read from <data_root>/<name>
-    order: EvalOrder = EvalOrder.both  # both: debiased accuracy, consistency; official: half the cost
+    model_path: Optional[str] = MISSING  # evaluate this HF VLM dir instead of the pipeline's models
+    model_label: Optional[str] = MISSING  # its row label in reports (default: the directory name)
+    models: list = MISSING  # stages whose models are evaluated (egt.stages.MODEL_STAGES; those in `stages`, sft always)
+    benchmarks: list = MISSING  # names, {name: …, kwargs} or {_target_: …}
+    optional_benchmarks: list = MISSING  # evaluated only if <data_root>/<name> exists
+    data_root: Optional[str] = MISSING  # public benchmarks are read from <data_root>/<name>
+    order: EvalOrder = MISSING  # both: debiased accuracy, consistency; official: half the cost
     position_bias: PositionBiasLimits = field(default_factory=PositionBiasLimits)  # warning + dagger limits
-    votes: int = 1  # Voting@K: majority of K sampled judgements (needs temperature > 0)
-    temperature: float = 0.0  # 0 = greedy
+    votes: int = MISSING  # Voting@K: majority of K sampled judgements (needs temperature > 0)
+    temperature: float = MISSING  # 0 = greedy
     generation: GenerationSettings = field(default_factory=GenerationSettings)
-    max_new_tokens: int = 256
-    max_length: int = 8192  # prompt tokens (image tokens included); longer prompts are bad samples
-    batch_size: int = 16
-    on_bad_sample: OnBadSample = OnBadSample.error  # skip: counted in metrics.json
-    limit: Optional[int] = None  # first N items of each benchmark
-    seed: int = 0  # random-swap order and sampling
+    max_new_tokens: int = MISSING
+    max_length: int = MISSING  # prompt tokens (image tokens included); longer prompts are bad samples
+    batch_size: int = MISSING
+    on_bad_sample: OnBadSample = MISSING  # skip: counted in metrics.json
+    limit: Optional[int] = MISSING  # first N items of each benchmark
+    seed: int = MISSING  # random-swap order and sampling
 
 
 @dataclass
@@ -249,36 +253,36 @@ class RLConfig:
     """RL on the selected samples in curriculum order (paper §2.4, docs/design.md §5). Steps count
     rollout batches of ``batch_size`` prompts × ``group_size`` completions."""
 
-    name: str = "stable_reinforce"
-    loss: Any = None  # _target_ of an egt.rl.losses class (rl/loss=…)
-    advantage: Any = None  # _target_ of an egt.rl.advantages class (rl/advantage=…)
-    filter: Any = None  # _target_ of an egt.rl.filters class (rl/filter=…)
-    backend: Any = None  # _target_ of an egt.rl.rollout.RolloutBackend
-    selection_path: Optional[str] = None  # a selection.json to train on instead of the select stage's
-    group_size: int = 4
-    batch_size: int = 8  # prompts per rollout batch
-    num_mini_batches: int = 1  # optimizer steps per PPO epoch over one rollout batch
-    ppo_epochs: int = 1
-    epochs: int = 1
-    max_steps: int = -1  # rollout batches; -1 = all epochs
-    lr: float = 1e-5
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.0
-    max_grad_norm: Optional[float] = 1.0
-    temperature: float = 1.0
-    max_new_tokens: int = 96
-    max_length: int = 512  # prompt tokens (image tokens included)
-    kl_coef: float = 1e-3  # 0 = no KL term and no reference model
-    kl_estimator: KLEstimator = KLEstimator.k3
-    kl_in: KLIn = KLIn.loss
-    logprob_batch_size: Optional[int] = None  # sequences per no-grad π_old / π_ref forward; null = the rollout batch
-    logprob_chunk_size: int = 128  # positions per output-head chunk: peak extra memory ~ chunk × V fp32
-    shared_prompt_pass: bool = True  # log-prob passes run each prompt once per group (not in the key: same numbers)
-    checkpoint_every_n_steps: int = 5
-    log_examples: int = 2  # completions kept per step in curves.json
-    eval_n: int = 64  # bench samples generated after RL (format-ok, accuracy); 0 = none
-    eval_max_new_tokens: int = 96
-    eval_batch_size: int = 32
+    name: str = MISSING
+    loss: Any = MISSING  # _target_ of an egt.rl.losses class (rl/loss=…)
+    advantage: Any = MISSING  # _target_ of an egt.rl.advantages class (rl/advantage=…)
+    filter: Any = MISSING  # _target_ of an egt.rl.filters class (rl/filter=…)
+    backend: Any = MISSING  # _target_ of an egt.rl.rollout.RolloutBackend
+    selection_path: Optional[str] = MISSING  # a selection.json to train on instead of the select stage's
+    group_size: int = MISSING
+    batch_size: int = MISSING  # prompts per rollout batch
+    num_mini_batches: int = MISSING  # optimizer steps per PPO epoch over one rollout batch
+    ppo_epochs: int = MISSING
+    epochs: int = MISSING
+    max_steps: int = MISSING  # rollout batches; -1 = all epochs
+    lr: float = MISSING
+    weight_decay: float = MISSING
+    warmup_ratio: float = MISSING
+    max_grad_norm: Optional[float] = MISSING
+    temperature: float = MISSING
+    max_new_tokens: int = MISSING
+    max_length: int = MISSING  # prompt tokens (image tokens included)
+    kl_coef: float = MISSING  # 0 = no KL term and no reference model
+    kl_estimator: KLEstimator = MISSING
+    kl_in: KLIn = MISSING
+    logprob_batch_size: Optional[int] = MISSING  # sequences per no-grad π_old / π_ref forward; null = the rollout batch
+    logprob_chunk_size: int = MISSING  # positions per output-head chunk: peak extra memory ~ chunk × V fp32
+    shared_prompt_pass: bool = MISSING  # log-prob passes run each prompt once per group (not in the key: same numbers)
+    checkpoint_every_n_steps: int = MISSING
+    log_examples: int = MISSING  # completions kept per step in curves.json
+    eval_n: int = MISSING  # bench samples generated after RL (format-ok, accuracy); 0 = none
+    eval_max_new_tokens: int = MISSING
+    eval_batch_size: int = MISSING
     seed: Optional[int] = None  # rollouts and init of RL; null = the top-level seed (sweeps vary it alone)
 
 
@@ -286,21 +290,21 @@ class RLConfig:
 class RewardConfig:
     """R = R_acc (1 + alpha R_logic) + beta R_format (paper §2.4)."""
 
-    _target_: str = "egt.rl.reward.CompositeReward"  # any class with CompositeReward's terms()
-    alpha: float = 0.5
-    beta: float = 0.5
-    judge: Any = None  # _target_ of an egt.rl.judges LogicJudge (reward/judge=rule|hf|http)
+    _target_: str = MISSING  # any class with CompositeReward's terms()
+    alpha: float = MISSING
+    beta: float = MISSING
+    judge: Any = MISSING  # _target_ of an egt.rl.judges LogicJudge (reward/judge=rule|hf|http)
 
 
 @dataclass
 class TrainerConfig:
-    accelerator: str = "cpu"
-    devices: Any = 1
-    num_nodes: int = 1
-    strategy: Any = "auto"
-    precision: str = "32-true"
-    gradient_clip_val: Optional[float] = 1.0
-    deterministic: bool = False
+    accelerator: str = MISSING
+    devices: Any = MISSING
+    num_nodes: int = MISSING
+    strategy: Any = MISSING
+    precision: str = MISSING
+    gradient_clip_val: Optional[float] = MISSING
+    deterministic: bool = MISSING
 
 
 @dataclass
@@ -314,9 +318,9 @@ class DistributedConfig:
 @dataclass
 class EgtConfig:
     stages: list = field(default_factory=lambda: list(STAGES))  # egt.stages.STAGES
-    seed: int = 0
+    seed: int = MISSING
     seeds: Optional[str] = None  # experiment=table*|fig4: the rl.seed values swept, "0,1,2"
-    run_name: Optional[str] = None
+    run_name: Optional[str] = MISSING
     paths: PathsConfig = field(default_factory=PathsConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -331,7 +335,7 @@ class EgtConfig:
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    logger: Any = None  # _target_ of a Lightning logger, or null
+    logger: Any = MISSING  # _target_ of a Lightning logger, or null
 
 
 def register_configs() -> None:

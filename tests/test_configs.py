@@ -268,3 +268,53 @@ def test_experiment_paper_holds_the_papers_settings(tmp_path):
     for gpus in (8, 4):  # global batches split evenly over the GPUs it expects
         assert s.batch_size % gpus == 0 and r.batch_size % gpus == 0
     assert "hydra" not in OmegaConf.load(CONF / "experiment" / "paper.yaml")  # combinable with table sweeps
+
+
+# ------------------------------------------------------------------ each default written once
+def _schema_leaves(schema=EgtConfig, where=""):
+    """(dotted key, dataclasses.Field) of every schema leaf (a field whose type is not a schema class)."""
+    hints = typing.get_type_hints(schema)
+    for f in dataclasses.fields(schema):
+        sub = _schema_class(hints[f.name])
+        if sub is not None:
+            yield from _schema_leaves(sub, f"{where}{f.name}.")
+        else:
+            yield f"{where}{f.name}", f
+
+
+def _set_keys(node, where=""):
+    """Every dotted key a composed config sets, and every prefix of one."""
+    for k in node.keys():
+        yield f"{where}{k}"
+        if not OmegaConf.is_missing(node, k) and isinstance(node._get_node(k), DictConfig) and node[k] is not None:
+            yield from _set_keys(node[k], f"{where}{k}.")
+
+
+@pytest.fixture(scope="module")
+def yaml_only(tmp_path_factory):
+    """The default config composed from the YAML files alone (conf/config.yaml without the schema)."""
+    import shutil
+
+    conf = tmp_path_factory.mktemp("conf") / "conf"
+    shutil.copytree(CONF, conf)
+    (conf / "config.yaml").write_text((conf / "config.yaml").read_text().replace("  - egt_schema\n", "", 1))
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        return set(_set_keys(compose("config")))
+
+
+def test_each_default_is_written_once(yaml_only):
+    """A key the default YAML files set has no default in the schema (MISSING: the schema only types it),
+    and a key they leave out takes the schema's: a reader finds each default value in one place."""
+    twice = [key for key, f in _schema_leaves() if key in yaml_only
+             and (f.default is not dataclasses.MISSING and f.default != "???" or f.default_factory is not dataclasses.MISSING)]
+    assert not twice, f"defaults in both egt/config.py and conf/: {twice} (make the schema's MISSING)"
+    missing = sorted(OmegaConf.missing_keys(_compose([])))
+    assert not missing, f"the default config leaves {missing} unset"
+
+
+def test_the_schema_types_every_key_the_default_yaml_sets(yaml_only):
+    leaves = {key for key, _ in _schema_leaves()}
+    sections = {key.rsplit(".", 1)[0] for key in leaves if "." in key}
+    untyped = sorted(k for k in yaml_only if k not in leaves and k not in sections and k.split(".")[0] in sections
+                     and not any(k.startswith(f"{leaf}.") for leaf in leaves))
+    assert not untyped, f"keys in conf/ that the schema does not define: {untyped}"
