@@ -1,12 +1,13 @@
 """Policy losses (docs/design.md §5.4), one class each, chosen by ``rl/loss=…``.
 
-A loss sees one mini-batch of completions: current and rollout-time log-probs of
-the completion tokens, one advantage per sequence, the token mask and the
+A loss subclasses :class:`PolicyLoss` and sees one mini-batch of completions: current and
+rollout-time log-probs of the completion tokens, one advantage per sequence, the token mask and the
 filter's keep/denominator masks. KL to the reference is added by the module.
 """
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import NamedTuple
 
 import torch
@@ -20,7 +21,19 @@ class LossOutput(NamedTuple):
     ratio_mean: torch.Tensor  # mean ρ over completion tokens (≈ 1 on the first PPO epoch)
 
 
-class PPOClipLoss:
+class PolicyLoss(ABC):
+    """The contract: ``__call__(logp, old_logp, advantages, token_mask, keep, in_denominator)`` with
+    logp, old_logp, token_mask [b, L] (log-probs of the completion tokens under π_θ, with gradient, and
+    π_old), advantages, keep, in_denominator [b] → :class:`LossOutput` (a differentiable scalar loss)."""
+
+    @abstractmethod
+    def __call__(self, logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
+                 token_mask: torch.Tensor, keep: torch.Tensor | None = None,
+                 in_denominator: torch.Tensor | None = None) -> LossOutput:
+        """The mini-batch's policy loss."""
+
+
+class PPOClipLoss(PolicyLoss):
     """GRPO / PPO clipped surrogate, ρ = exp(log π_θ − log π_old) without pre-clip."""
 
     def __init__(self, clip_eps: float = 0.2):

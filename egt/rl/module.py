@@ -50,7 +50,9 @@ Departures from the paper (StableReinforce in OpenRLHF, 8 GPUs) and from R1-Rewa
 """
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
@@ -60,20 +62,26 @@ from egt import distributed
 from egt.data.encode import ChatEncoder
 from egt.data.sampler import ResumableSampler
 from egt.models.loader import multimodal_token_ids
+from egt.rl.advantages import AdvantageEstimator
+from egt.rl.batch import RolloutBatch
+from egt.rl.filters import AdvantageFilter
 from egt.rl.functional import KL_ESTIMATORS, aggregate, masked_mean, truncated
+from egt.rl.losses import PolicyLoss
 from egt.rl.reward import CompositeReward
 from egt.rl.rollout import Rollout, RolloutBackend, logprobs_and_entropy, rollout, stop_ids
 
 
 class RLModule(L.LightningModule):
-    def __init__(self, model: torch.nn.Module, encoder: ChatEncoder, reward: CompositeReward, loss: Any,
-                 advantage: Any, adv_filter: Any, backend: RolloutBackend, sampler: ResumableSampler, *,
+    def __init__(self, model: torch.nn.Module, encoder: ChatEncoder, reward: CompositeReward, loss: PolicyLoss,
+                 advantage: AdvantageEstimator, adv_filter: AdvantageFilter, backend: RolloutBackend,
+                 sampler: ResumableSampler, *,
                  group_size: int, ppo_epochs: int, num_mini_batches: int, max_new_tokens: int,
                  temperature: float, lr: float, weight_decay: float, warmup_steps: int, max_grad_norm: float | None,
                  kl_coef: float, kl_estimator: str, kl_in: str, ref_model: torch.nn.Module | None = None,
                  seed: int = 0, max_rollouts: int = -1, log_examples: int = 2,
                  logprob_batch_size: int | None = None, logprob_chunk_size: int = 256,
-                 skip_old_pass_on_policy: bool = True, shared_prompt_pass: bool = True):
+                 skip_old_pass_on_policy: bool = True, shared_prompt_pass: bool = True,
+                 scores: Mapping[str, float] | None = None):
         super().__init__()
         self.automatic_optimization = False
         self.model, self.encoder, self.reward = model, encoder, reward
@@ -90,6 +98,7 @@ class RLModule(L.LightningModule):
         self.shared_prompt_pass = shared_prompt_pass  # one prompt pass per group (egt.rl.rollout.shared_prompt_hidden)
         self._entropy = torch.zeros(0)  # [B, L] token entropy of the current rollout under π_old
         self.suppress_ids = multimodal_token_ids(encoder.processor)  # never sampled: out of the normaliser too
+        self.scores = dict(scores or {})  # sample id → the selection's score (RolloutBatch.scores)
         self.rollouts = 0  # rollout batches done (the checkpoint holds it)
         self.history: list[dict[str, Any]] = []  # per-step metrics + sample ids, for curves.json
 
@@ -155,7 +164,7 @@ class RLModule(L.LightningModule):
                 ro.ref_logp = ref_logp.cpu()
         if in_reward:  # every row's π_old is known (see above)
             rewards = rewards - self.kl_coef * (self._kl_tokens(ro) * mask).sum(-1)  # [B]
-        adv, keep, in_denominator = self._advantages(rewards, ro.group_size)  # [B], [B], [B]
+        adv, keep, in_denominator = self._advantages(self._batch(ro, rewards, terms))  # [B], [B], [B]
         update = self._update(ro, chunks, first_is_old, adv, keep, in_denominator)
         kl_tok, entropy = self._kl_tokens(ro), self._entropy  # π_old complete after the first epoch
         m = {
@@ -185,18 +194,32 @@ class RLModule(L.LightningModule):
         return {"chunk_size": self.logprob_chunk_size, "batch_size": self.logprob_batch_size,
                 "suppress_ids": self.suppress_ids, "shared_prompt": self.shared_prompt_pass}
 
-    def _advantages(self, rewards: torch.Tensor, group_size: int) -> tuple[torch.Tensor, ...]:
-        """Advantages and filter masks over the *global* rollout batch (every rank's rewards gathered, in
-        rank order), so batch whitening and the filter see what one process would; returns this rank's
-        rows.  [B] → [B], [B], [B]"""
+    def _batch(self, ro: Rollout, rewards: torch.Tensor, terms: Any) -> RolloutBatch:
+        """This rank's rows as the advantage estimator and filter see them (egt.rl.batch)."""
+        b = rewards.numel()
+        score = [self.scores.get(str(s["id"]), math.nan) for s in ro.samples for _ in range(ro.group_size)]
+        return RolloutBatch(rewards=rewards.float(), acc=torch.tensor(terms.acc, dtype=torch.float32),
+                            logic=torch.tensor(terms.logic, dtype=torch.float32),
+                            format=torch.tensor(terms.format, dtype=torch.float32),
+                            lengths=ro.completion_mask.sum(-1).long(),
+                            group_ids=torch.arange(b, dtype=torch.long) // ro.group_size,
+                            scores=torch.tensor(score, dtype=torch.float32), group_size=ro.group_size)
+
+    def _advantages(self, batch: RolloutBatch) -> tuple[torch.Tensor, ...]:
+        """Advantages and filter masks over the *global* rollout batch (every rank's rows gathered, in
+        rank order, group ids renumbered), so batch whitening and the filter see what one process would;
+        returns this rank's rows.  [B] each → [B], [B], [B]"""
         world = distributed.world_size()
         if world == 1:
-            adv = self.advantage(rewards, group_size)
-            return (adv, *self.adv_filter(rewards, adv))
-        every = self.all_gather(rewards.to(self.device)).reshape(-1).cpu()  # [W·B], rank r's rows r·B … r·B+B−1
-        adv = self.advantage(every, group_size)
+            adv = self.advantage(batch)
+            return (adv, *self.adv_filter(batch, adv))
+        b = len(batch)
+        gathered = {k: self.all_gather(v.to(self.device)).reshape(-1).cpu() for k, v in batch.tensors().items()}
+        gathered["group_ids"] = torch.arange(world * b, dtype=torch.long) // batch.group_size  # [W·B]
+        every = RolloutBatch(**gathered, group_size=batch.group_size)  # rank r's rows r·B … r·B+B−1
+        adv = self.advantage(every)
         keep, in_denominator = self.adv_filter(every, adv)
-        mine = slice(distributed.rank() * rewards.numel(), (distributed.rank() + 1) * rewards.numel())
+        mine = slice(distributed.rank() * b, (distributed.rank() + 1) * b)
         return adv[mine], keep[mine], in_denominator[mine]
 
     def _update(self, ro: Rollout, chunks: tuple[torch.Tensor, ...], first_is_old: bool, adv: torch.Tensor,

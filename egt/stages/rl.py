@@ -28,11 +28,15 @@ from torch.utils.data import DataLoader
 
 from egt import distributed
 from egt.artifacts import make_key
+from egt.components import build
 from egt.config import ConfigError, to_container
 from egt.data.encode import ChatEncoder, image_tokens
 from egt.data.prompt import template_key
 from egt.data.schema import BadSampleError
 from egt.models.resolve import load_configured, load_for_training, pixel_budget
+from egt.rl.advantages import AdvantageEstimator
+from egt.rl.filters import AdvantageFilter
+from egt.rl.losses import PolicyLoss
 from egt.rl.module import RLModule
 from egt.rl.reward import CompositeReward
 from egt.select.curriculum import Curriculum, make_sampler
@@ -137,16 +141,13 @@ def online_samples(cfg: DictConfig, rl_pool: Dataset, selection: dict[str, Any],
     """The RL data set of an online curriculum and what :class:`egt.stages.reprobe.OnlineOrder` needs:
     the selected samples in epoch 0's order, or (online selection) every sample of the probe stage's
     table, in its order, with epoch 0's selection among them."""
-    from egt.stages.select import _build
-
-    parts = {"score": _build(cfg.entropy.score, EntropyScore, "entropy.score"),
-             "curriculum": _build(cfg.curriculum.order, Curriculum, "curriculum.order"), "method": None,
-             "first_scores": {str(k): (math.inf if v is None else float(v))
-                              for k, v in (selection.get("scores") or {}).items()}}
+    parts = {"score": build(cfg.entropy.score, EntropyScore, "entropy.score"),
+             "curriculum": build(cfg.curriculum.order, Curriculum, "curriculum.order"), "method": None,
+             "first_scores": _scores(selection)}
     if pool is None:
         return ordered_samples(rl_pool, selection, cfg), parts
     table = pd.read_parquet(pool["table_path"])
-    parts["method"] = _build(cfg.selection.method, Selection, "selection.method")
+    parts["method"] = build(cfg.selection.method, Selection, "selection.method")
     parts["first_scores"] = dict(zip(table["id"].astype(str), parts["score"](table).tolist()))
     return ordered_samples(rl_pool, {"ids": list(table["id"].astype(str))}, cfg), parts
 
@@ -209,7 +210,9 @@ def train(cfg: DictConfig, out: Path, model_path: Path, ds: Dataset, selection: 
                  len(ds), r.batch_size, len(ds) % r.batch_size)
     log.info("[rl] %d samples, %d rollout batches/epoch × %d epochs (%d rollouts), G=%d, %d optimizer steps",
              len(ds), per_epoch, r.epochs, rollouts, r.group_size, opt_steps)
-    module = RLModule(model, encoder, reward, instantiate(r.loss), instantiate(r.advantage), instantiate(r.filter),
+    module = RLModule(model, encoder, reward, build(r.loss, PolicyLoss, "rl.loss"),
+                      build(r.advantage, AdvantageEstimator, "rl.advantage"),
+                      build(r.filter, AdvantageFilter, "rl.filter"),
                       instantiate(r.backend), sampler, group_size=r.group_size, ppo_epochs=r.ppo_epochs,
                       num_mini_batches=r.num_mini_batches, max_new_tokens=r.max_new_tokens,
                       temperature=r.temperature, lr=r.lr, weight_decay=r.weight_decay,
@@ -217,7 +220,7 @@ def train(cfg: DictConfig, out: Path, model_path: Path, ds: Dataset, selection: 
                       kl_coef=r.kl_coef, kl_estimator=r.kl_estimator, kl_in=r.kl_in, ref_model=ref, seed=rl_seed(cfg),
                       max_rollouts=r.max_steps, log_examples=r.log_examples,
                       logprob_batch_size=r.logprob_batch_size, logprob_chunk_size=r.logprob_chunk_size,
-                      shared_prompt_pass=r.shared_prompt_pass)
+                      shared_prompt_pass=r.shared_prompt_pass, scores=_scores(selection))
     last = out / "checkpoints" / "last.ckpt"
     last.parent.mkdir(parents=True, exist_ok=True)
     trainer_kw = distributed.trainer_kwargs(cfg)
@@ -256,6 +259,11 @@ def train(cfg: DictConfig, out: Path, model_path: Path, ds: Dataset, selection: 
         return summary
     finally:
         close_logger(logger, status)
+
+
+def _scores(selection: dict[str, Any]) -> dict[str, float]:
+    """The selection's score of each selected sample (selection.json ``scores``; null = +inf, no answer)."""
+    return {str(k): (math.inf if v is None else float(v)) for k, v in (selection.get("scores") or {}).items()}
 
 
 def _reprobe_summary(reprobes: list[dict[str, Any]], rl_seconds: list[float]) -> dict[str, Any]:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import hydra
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
 from egt.artifacts import make_key
-from egt.config import ConfigError, to_container
+from egt.components import build
+from egt.config import to_container
 from egt.select.curriculum import Curriculum
 from egt.select.methods import Selection
 from egt.select.noise import noise_breakdown
@@ -32,21 +32,11 @@ REQUIRES = ("probe",)  # the stages this one may ask the pipeline for (egt.stage
 VERSION = 1
 
 
-def _build(node: Any, base: type, where: str) -> Any:
-    if node is None:
-        raise ConfigError(f"{where} is not set: pick an option of its group (e.g. entropy=answer, "
-                          "selection=entropy, curriculum=ascending)")
-    obj = hydra.utils.instantiate(node)
-    if not isinstance(obj, base):
-        raise TypeError(f"{where}._target_ must build an {base.__module__}.{base.__name__}, got {type(obj)}")
-    return obj
-
-
 def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     probe = pipe.get("probe")
-    score = _build(cfg.entropy.score, EntropyScore, "entropy.score")
-    method = _build(cfg.selection.method, Selection, "selection.method")
-    curriculum = _build(cfg.curriculum.order, Curriculum, "curriculum.order")
+    score = build(cfg.entropy.score, EntropyScore, "entropy.score")
+    method = build(cfg.selection.method, Selection, "selection.method")
+    curriculum = build(cfg.curriculum.order, Curriculum, "curriculum.order")
     conf = key_config(cfg)
     key = make_key("select", conf, upstream={"probe": probe["key"]}, version=VERSION)
     with pipe.store.open("select", key) as art:
