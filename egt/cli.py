@@ -3,16 +3,20 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 import lightning as L
+from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
 from egt import distributed
 from egt.config import validate
+from egt.errors import ConfigError
 from egt.pipeline import Pipeline, format_summary
+from egt.preflight import configured_paths
 from egt.stages import HEADLINES
-from egt.sweep import run_job
+from egt.sweep import hydra_job, run_job
 from egt.utils import secrets
 from egt.utils.logging import quiet_third_party
 
@@ -69,6 +73,56 @@ def headline_metric(results: dict) -> float | None:
     return None
 
 
+DEBUG_HINT = "(the full traceback: EGT_DEBUG=1 or HYDRA_FULL_ERROR=1)"
+
+
+class UserFacingError(CompactHydraException):
+    """A mistake the user fixes by changing a setting or an input: Hydra prints its message alone (one
+    line and a hint) instead of a traceback, and exits 1. The original error is its ``__cause__``."""
+
+
+def debug_requested() -> bool:
+    """EGT_DEBUG=1 or HYDRA_FULL_ERROR=1: every error shows its full traceback."""
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes") for v in ("EGT_DEBUG", "HYDRA_FULL_ERROR"))
+
+
+def apply_debug_switch() -> None:
+    """Make EGT_DEBUG=1 mean HYDRA_FULL_ERROR=1 too (Hydra reads only its own variable, and only "1")."""
+    if debug_requested():
+        os.environ["HYDRA_FULL_ERROR"] = "1"
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    """The errors whose message tells the user what to change (a setting, a row, a file, a secret)."""
+    from egt.benchmarks.base import BenchmarkDataError
+    from egt.data.schema import BadSampleError
+    from egt.data.sources import SourceRowError
+    from egt.distill.teacher import RequestCapReached
+    from egt.select.scores import MissingColumnError
+    from egt.utils.http import MissingSecretError
+
+    return (ConfigError, SourceRowError, BadSampleError, BenchmarkDataError, MissingColumnError,
+            MissingSecretError, RequestCapReached)
+
+
+def is_user_error(exc: BaseException, cfg: DictConfig) -> bool:
+    """Whether ``exc`` is a mistake the user can fix: one of :func:`user_error_types`, or a
+    FileNotFoundError about a path the config names (any other is a bug: keep its traceback)."""
+    if isinstance(exc, user_error_types()):
+        return True
+    if isinstance(exc, FileNotFoundError):
+        named = [path for _, path, _ in configured_paths(cfg, list(cfg.stages) + ["model", "data", "distill",
+                                                                                  "sft", "probe", "rl", "eval"])]
+        return any(path and path in str(exc) for path in named)
+    return False
+
+
+def user_message(exc: BaseException) -> str:
+    """``egt: <message>`` on one line, then how to see the traceback."""
+    text = " ".join(str(exc).split())
+    return f"egt: {text}\n{DEBUG_HINT}"
+
+
 def main_impl(cfg: DictConfig) -> float | None:
     # under train.py the Hydra callback (egt.utils.secrets.RedactSecrets) did this before Hydra logged anything
     secrets.register_config(cfg)
@@ -76,7 +130,7 @@ def main_impl(cfg: DictConfig) -> float | None:
     quiet_third_party()
 
     def run() -> dict:
-        validate(cfg)
+        validate(cfg)  # includes the paths this run's stages read (egt.preflight): before any stage starts
         distributed.init(cfg)  # a no-op for one process; every rank of a torchrun / srun launch gets here
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         Path(cfg.paths.artifacts).mkdir(parents=True, exist_ok=True)
@@ -85,4 +139,17 @@ def main_impl(cfg: DictConfig) -> float | None:
         log.info(format_summary(results))
         return results
 
-    return run_job(cfg, run, headline_metric)  # + job.json in the Hydra output dir
+    try:
+        return run_job(cfg, run, headline_metric)  # + job.json in the Hydra output dir, failed or not
+    except Exception as exc:
+        if debug_requested() or not is_user_error(exc, cfg):
+            raise
+        if _multirun():  # stays an exception: Hydra records the failed job, runs the others, then prints it
+            raise UserFacingError(user_message(exc)) from exc
+        print(user_message(exc), file=sys.stderr)  # one run: the message alone, none of Hydra's lines
+        raise SystemExit(1) from exc
+
+
+def _multirun() -> bool:
+    job = hydra_job()
+    return job is not None and job["mode"] == "MULTIRUN"

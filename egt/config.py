@@ -4,7 +4,8 @@ The YAML files under ``conf/`` fill these schemas; ``conf/config.yaml`` lists
 ``egt_schema`` first in its defaults, so a misspelt key, a wrong type or a value
 outside a choice field's set (an Enum of egt.choices) fails at compose time,
 before any heavy work. :func:`validate` then checks what a type cannot express
-(known stage names, ranges, paths) and says what to write instead.
+(known stage names, ranges, and the local paths the stages of this run read: egt.preflight) and says
+what to write instead.
 
 Each default value is written once: a key that the default config's YAML files set is ``MISSING``
 here (the schema only types it; its value and its comment for users are in ``conf/``), and a key they
@@ -16,13 +17,13 @@ import dataclasses
 import difflib
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from egt.errors import ConfigError  # noqa: F401  (re-exported: egt.config.ConfigError)
+from egt.preflight import check_paths
 from egt.utils.conf import to_container  # noqa: F401  (re-exported)
 from egt.choices import (Attention, Backend, Band, BuildKind, Dtype, EntropyFrom, EvalOrder, KLEstimator, KLIn,
                          LossReduction, OnBadSample, Template)
@@ -413,11 +414,6 @@ def validate(cfg: DictConfig) -> None:
             f"model '{cfg.model.name}' has neither a path nor a build spec: write "
             "model.path=/path/to/hf/vlm (or model=/path/to/hf/vlm), or model=tiny / model=demo"
         )
-    if cfg.model.path is not None and not (str(cfg.model.path).strip() and Path(cfg.model.path).expanduser().is_dir()):
-        raise ConfigError(
-            f"model.path={cfg.model.path} is not a directory. Point it at a local Hugging Face "
-            "model directory (with config.json), e.g. model.path=/models/Qwen2.5-VL-7B-Instruct"
-        )
     if cfg.distill.max_attempts < 1:
         raise ConfigError("distill.max_attempts must be >= 1 (the paper uses 3)")
     teacher = cfg.distill.teacher
@@ -449,6 +445,7 @@ def validate(cfg: DictConfig) -> None:
             "bf16 on this CPU is ~28x slower than fp32: use trainer.precision=32-true on CPU "
             "(trainer=cpu), bf16-mixed on GPU (trainer=gpu)"
         )
+    check_paths(cfg)  # last: the local paths the stages of this run read exist (egt.preflight)
 
 
 def _validate_trainer(cfg: DictConfig) -> None:
@@ -570,9 +567,6 @@ def _validate_rl(cfg: DictConfig) -> None:
             and r.group_size < 2:
         raise ConfigError("rl/advantage=group with rl.group_size=1 gives every advantage 0: set rl.group_size>=2 "
                           "or use rl/advantage=batch_whiten")
-    if r.selection_path is not None and not Path(str(r.selection_path)).expanduser().is_file():
-        raise ConfigError(f"rl.selection_path={r.selection_path} is not a file: point it at a selection.json "
-                          "(the select stage writes one)")
     if cfg.reward.alpha < 0 or cfg.reward.beta < 0:
         raise ConfigError("reward.alpha and reward.beta must be >= 0 (the paper uses 0.5 and 0.5)")
 
@@ -590,9 +584,6 @@ def _validate_eval(cfg: DictConfig) -> None:
     if e.votes > 1 and e.temperature <= 0:
         raise ConfigError(f"eval.votes={e.votes} greedy judgements would all be the same: set "
                           "eval.temperature>0 (e.g. eval.temperature=1.0) or eval.votes=1")
-    if e.model_path is not None and not Path(str(e.model_path)).expanduser().is_dir():
-        raise ConfigError(f"eval.model_path={e.model_path} is not a directory: point it at a local "
-                          "Hugging Face model directory (with config.json)")
     from egt.benchmarks.registry import names
 
     for spec in list(e.benchmarks) + list(e.optional_benchmarks):

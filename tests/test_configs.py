@@ -26,7 +26,8 @@ NEEDS_PATH = {("model", "local"), ("model", "qwen2_5_vl_7b")}
 NEEDS_ARGS = {("distill/teacher", "openai"): ["distill.teacher.base_url=http://127.0.0.1:8000/v1",
                                               "distill.teacher.model=m"],
               ("distill/teacher", "hf"): ["distill.teacher.model_path=/models/vlm"],
-              ("data", "r1_reward_rl"): ["data.path=/data/R1-Reward-RL"],
+              # the data stage's paths must exist (egt.preflight): the release's layout in the fixtures
+              ("data", "r1_reward_rl"): [f"data.path={CONF.parent / 'tests' / 'fixtures' / 'r1_reward_rl'}"],
               ("entropy", "answer_debiased"): ["probe.both_orders=true"]}
 
 
@@ -227,7 +228,7 @@ def test_choice_values_read_as_the_same_strings():
 def test_model_that_needs_a_path_says_so():
     with pytest.raises(ConfigError, match="model.path"):
         validate(_compose(["model=qwen2_5_vl_7b"]))
-    with pytest.raises(ConfigError, match="not a directory"):
+    with pytest.raises(ConfigError, match="model.path=/no/such/dir does not exist"):
         validate(_compose(["model=local", "model.path=/no/such/dir"]))
 
 
@@ -238,7 +239,7 @@ def test_model_dir_shorthand():
 
 # experiment=paper names the 7B model: it needs model.path too
 NEEDS_PATH.add(("experiment", "paper"))
-NEEDS_ARGS[("experiment", "paper")] = ["data.path=/data/R1-Reward-RL"]  # its RL pool is R1-Reward's
+NEEDS_ARGS[("experiment", "paper")] = NEEDS_ARGS[("data", "r1_reward_rl")]  # its RL pool is R1-Reward's
 
 
 @pytest.mark.parametrize("overrides,msg", [

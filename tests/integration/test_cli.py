@@ -108,3 +108,37 @@ def test_pixel_budget_reaches_every_stage_and_its_key(tmp_path):
         assert '"max_pixels": 784' in saved, stage  # in the key's config
     out = cli(tmp_path, *_QUICK, stages, *small, "model.min_pixels=784", "model.max_pixels=3136")
     assert "[data] reusing" in out and "[sft] computing artifact" in out  # a new budget, new models
+
+
+def _failing_run(tmp_path, *args, env_extra=None):
+    """``python train.py *args`` as a user runs it (no debug switch unless ``env_extra`` sets one)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("EGT_DEBUG", "HYDRA_FULL_ERROR")}
+    env.update({"EGT_ARTIFACTS": str(tmp_path / "art"), "EGT_LOGS": str(tmp_path / "logs"),
+                "WANDB_MODE": "offline", **(env_extra or {})})
+    return subprocess.run([sys.executable, "train.py", *args, "logger=none"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_a_missing_model_path_is_one_line_before_any_stage(tmp_path):
+    """A path the user mistyped: exit 1, one line naming the setting and the path on stderr, no
+    traceback, and no stage started (no artifact for data or probe)."""
+    args = ["stages=[sft,probe]", "sft.model_path=/nonexistent", f"hydra.run.dir={tmp_path / 'run'}"]
+    proc = _failing_run(tmp_path, *args)
+    assert proc.returncode != 0
+    assert "sft.model_path=/nonexistent does not exist" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) <= 2, proc.stderr
+    assert not (tmp_path / "art" / "probe").exists() and not (tmp_path / "art" / "data").exists()
+    job = json.loads((tmp_path / "run" / "job.json").read_text())
+    assert job["status"] == "failed" and job["error"].startswith("ConfigError: sft.model_path=/nonexistent")
+    debug = _failing_run(tmp_path, *args, env_extra={"EGT_DEBUG": "1"})  # the traceback on request
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_a_failed_multirun_job_is_recorded_and_the_others_run(tmp_path):
+    proc = _failing_run(tmp_path, "-m", *_QUICK, "stages=[data]", "data.image_root=/nonexistent,null",
+                        f"hydra.sweep.dir={tmp_path / 'multi'}")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "data.image_root=/nonexistent does not exist" in proc.stderr
+    jobs = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "multi").glob("*/job.json")}
+    assert jobs["0"]["status"] == "failed" and "data.image_root" in jobs["0"]["error"]
+    assert jobs["1"]["status"] == "completed" and done(tmp_path / "art", "data")

@@ -41,7 +41,7 @@ def test_missing_columns_say_how_to_get_them():
         DebiasedAnswerEntropy()(old)
 
 
-def test_config_options_and_validation():
+def test_config_options_and_validation(tmp_path):
     cfg = _compose("entropy=sentence_fallback")
     validate(cfg)
     assert isinstance(instantiate(cfg.entropy.score), SentenceFallbackEntropy)
@@ -50,4 +50,6 @@ def test_config_options_and_validation():
     cfg = _compose("entropy=answer_debiased", "probe.both_orders=true")
     validate(cfg)
     assert isinstance(instantiate(cfg.entropy.score), DebiasedAnswerEntropy)
-    validate(_compose("entropy=answer_debiased", "probe.table_path=/x/probe.parquet"))  # the score checks it
+    table = tmp_path / "probe.parquet"
+    table.touch()  # validate checks that an outside table exists (egt.preflight), not its columns
+    validate(_compose("entropy=answer_debiased", f"probe.table_path={table}"))  # the score checks them
