@@ -281,3 +281,18 @@ def test_duplicates_inside_and_across_pools(tmp_path):
     splits, report = deduplicate({"sft_pool": sft, "rl_pool": rl, "bench": rl})
     assert report == {"inside": {"sft_pool": {"sft": 1}, "rl_pool": {}}, "across": {"sft_pool": {"sft": 1}}}
     assert splits["sft_pool"]["id"] == ["pair-0", "pair-1", "pair-3"] and splits["rl_pool"]["id"] == ["rl-copy"]
+
+
+# ------------------------------------------------------------------ real-release quirks (issue 30)
+def _jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_vlfeedback_without_a_prompt_column_is_a_missing_column(tmp_path):
+    rows = [json.loads(line) for line in (SFT / "vlfeedback.jsonl").read_text().splitlines()]
+    path = _jsonl(tmp_path / "vlf.jsonl", [{k: v for k, v in r.items() if k != "prompt"} for r in rows])
+    with pytest.raises(SourceRowError) as e:
+        load_source({"path": str(path), "format": "vlfeedback"}, "sft_pool", image_root=str(SFT / "images"))
+    assert (e.value.field, e.value.reason, e.value.row) == ("prompt", "missing column", 0)
+    assert "'prompt'" in str(e.value)
