@@ -56,7 +56,7 @@ DEFAULT_COLUMNS = {"id": "id", "query": "query", "chosen": "chosen", "rejected":
                    "image": "image", "images": "images", "category": "category"}
 # reasons a row is bad (what a skip is counted under)
 REASONS = ("missing column", "missing image", "unreadable image", "empty response", "identical responses",
-           "label not derivable", "unparsable R1-Reward prompt", "tie", "multi-turn", "video only",
+           "label not derivable", "unparsable R1-Reward prompt", "unreadable turn", "tie", "multi-turn", "video only",
            "no rated pair")
 _ERROR = "_egt_error"
 _FEATURES = datasets.Features({**FEATURES, _ERROR: datasets.Value("string")})
@@ -330,8 +330,20 @@ def convert_rlhf_v(row: Mapping[str, Any], columns: Mapping[str, str], image_roo
 def _turn(conversation: Any, roles: tuple[str, ...], field: str) -> str:
     for turn in conversation or []:
         if turn.get("from", turn.get("role")) in roles:
-            return str(turn.get("value", turn.get("content", "")))
+            value = turn.get("value")  # LLaVA's {from, value}, else {role, content}
+            return _content_text(turn.get("content") if value is None else value, field)
     raise _Bad(field, "missing column", f"no {roles[0]} turn")
+
+
+def _content_text(content: Any, field: str) -> str:
+    """A turn's text: a string as it is, or the text parts of a list of ``{type, text}`` parts joined
+    (the newer arena export; image parts skipped, the image is its own column), never a Python repr."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, (list, tuple)) and all(isinstance(c, Mapping) and "type" in c for c in content):
+        return "".join(str(c.get("text") or "") for c in content if c.get("type") == "text")
+    raise _Bad(field, "unreadable turn", f"a turn's content is a {type(content).__name__}, neither text nor a "
+                                         "list of {type, text} parts")
 
 
 def convert_povid(row: Mapping[str, Any], columns: Mapping[str, str], image_root: str | None) -> dict[str, Any]:

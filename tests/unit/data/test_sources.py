@@ -296,3 +296,30 @@ def test_vlfeedback_without_a_prompt_column_is_a_missing_column(tmp_path):
         load_source({"path": str(path), "format": "vlfeedback"}, "sft_pool", image_root=str(SFT / "images"))
     assert (e.value.field, e.value.reason, e.value.row) == ("prompt", "missing column", 0)
     assert "'prompt'" in str(e.value)
+
+
+def _battle(content_a, content_b, winner="model_a", qid="q0") -> dict:
+    return {"question_id": qid, "winner": winner, "turn": 1, "image": "red.jpg",
+            "conversation_a": [{"role": "user", "content": content_a[0]}, {"role": "assistant", "content": content_a[1]}],
+            "conversation_b": [{"role": "user", "content": content_b[0]}, {"role": "assistant", "content": content_b[1]}]}
+
+
+def test_wildvision_turn_content_as_a_list_of_parts_is_its_text(tmp_path):
+    """The newer arena export: each turn's content a list of {type: text | image} parts."""
+    def parts(*texts):
+        return [{"type": "text", "text": t} for t in texts]
+    q = [{"type": "image", "text": None}, *parts("What colour ", "is the square?")]
+    path = _jsonl(tmp_path / "b.jsonl", [_battle((q, parts("The square is red.")), (q, parts("It is green.")))])
+    Image.new("RGB", (28, 28), RED).save(tmp_path / "red.jpg")
+    ds, _ = load_source({"path": str(path), "format": "wildvision_battle"}, "sft_pool", image_root=str(tmp_path))
+    assert (ds[0]["query"], ds[0]["response_1"], ds[0]["response_2"]) == (
+        "What colour is the square?", "The square is red.", "It is green.")
+
+
+def test_wildvision_turn_content_neither_text_nor_parts_is_a_bad_row(tmp_path):
+    path = _jsonl(tmp_path / "b.jsonl", [_battle(("What colour?", {"answer": "red"}), ("What colour?", "Green."))])
+    Image.new("RGB", (28, 28), RED).save(tmp_path / "red.jpg")
+    with pytest.raises(SourceRowError) as e:
+        load_source({"path": str(path), "format": "wildvision_battle"}, "sft_pool", image_root=str(tmp_path))
+    assert (e.value.row, e.value.sample_id, e.value.field) == (0, "q0", "conversation_a")
+    assert "content" in str(e.value) and "dict" in str(e.value)
