@@ -192,11 +192,12 @@ class _Bad(Exception):
 
 def _image(value: Any, image_root: str | None) -> dict[str, Any]:
     """One image as ``{"bytes", "path"}`` with its bytes read (so the artifact holds them)."""
+    path = None
     if isinstance(value, Image.Image):
         buf = io.BytesIO()
         value.save(buf, format="PNG")
-        return {"bytes": buf.getvalue(), "path": None}
-    if isinstance(value, Mapping):
+        data = buf.getvalue()
+    elif isinstance(value, Mapping):
         if value.get("bytes"):
             data = value["bytes"]
         elif value.get("path"):
@@ -206,32 +207,80 @@ def _image(value: Any, image_root: str | None) -> dict[str, Any]:
     elif isinstance(value, (bytes, bytearray)):
         data = bytes(value)
     elif isinstance(value, str) and value.strip():
-        path = Path(value).expanduser()
-        candidates = [path] if path.is_absolute() else []
-        if image_root:  # a path on the authors' disk, or one with their folder prefix ("./data/coco/x.jpg"):
-            root = Path(image_root).expanduser()  # also its file name directly under image_root
-            candidates += ([] if path.is_absolute() else [root / value]) + [root / path.name]
-        elif not path.is_absolute():
-            candidates.append(path)
-        hit = next((c for c in dict.fromkeys(candidates) if c.is_file()), None)
-        if hit is None:
-            data = _base64(value)
-            if data is None:
-                raise _Bad("images", "missing image", f"no file at {' or '.join(map(str, candidates)) or value}")
-        else:
-            data = hit.read_bytes()
-            value = str(hit)
+        data, path = _image_string(value, image_root)
     else:
         raise _Bad("images", "missing image", f"an image of type {type(value).__name__}")
     why = check_image(data)
     if why is not None:
-        raise _Bad("images", "unreadable image", why)
-    return {"bytes": data, "path": value if isinstance(value, str) else None}
+        raise _Bad("images", "unreadable image", why + (f"; from {_short(value)}" if isinstance(value, str) else ""))
+    return {"bytes": data, "path": path}
+
+
+def _image_string(value: str, image_root: str | None) -> tuple[bytes, str | None]:
+    """The bytes (and file, if one) of an image string: a data URI or a long base64 payload is decoded
+    before any filesystem call (R1-Reward-RL's ~165 kB strings are no file names: ``OSError: File name too
+    long``), else a path (relative ones under ``image_root``), else short base64."""
+    data = _inline(value)
+    if data is not None:
+        return data, None
+    candidates = _candidates(value, image_root)
+    try:
+        hit = next((c for c in candidates if c.is_file()), None)
+        if hit is not None:
+            return hit.read_bytes(), str(hit)
+    except OSError as exc:  # not a usable path (too long, permissions, …): a bad row, never a crash
+        raise _Bad("images", "missing image", f"{_short(value)} is not a readable file ({exc.strerror})") from None
+    data = _base64(value)
+    if data is None:
+        raise _Bad("images", "missing image", "no file at " + " or ".join(_short(str(c)) for c in candidates))
+    return data, None
+
+
+def _candidates(value: str, image_root: str | None) -> list[Path]:
+    """Where an image path may be: as given if absolute; else under image_root; also its file name directly
+    under image_root (a path on the authors' disk, or one with their folder prefix: "./data/coco/x.jpg")."""
+    path = Path(value).expanduser()
+    candidates = [path] if path.is_absolute() else []
+    if image_root:
+        root = Path(image_root).expanduser()
+        candidates += ([] if path.is_absolute() else [root / value]) + [root / path.name]
+    elif not path.is_absolute():
+        candidates.append(path)
+    return list(dict.fromkeys(candidates))
+
+
+def _short(text: str, n: int = 80) -> str:
+    """At most ``n`` characters of an image string for a message (a base64 image is ~165 kB, and messages
+    reach the log and job.json)."""
+    return text if len(text) <= n else f"{text[:n]}… ({len(text)} characters)"
+
+
+_DATA_URI = re.compile(r"data:([\w.+-]+/[\w.+-]+)?((?:;[\w.+-]+=[^;,]*)*)(;base64)?,", re.IGNORECASE)
+_BASE64 = re.compile(r"[A-Za-z0-9+/=\s]+")
+_INLINE_MIN = 256  # a base64 string this long is no path (no dot, no extension, longer than a file name)
+
+
+def _inline(value: str) -> bytes | None:
+    """The bytes of an image given inline (a ``data:`` URI, or base64 of at least 256 characters); None
+    for anything else. A data URI that is not a base64 image is a bad row."""
+    text = value.strip()
+    if text[:5].lower() == "data:":
+        m = _DATA_URI.match(text)
+        mime = (m.group(1) or "") if m else ""
+        if m is None or not m.group(3) or not mime.lower().startswith("image/"):
+            raise _Bad("images", "unreadable image", f"a data URI that is not a base64 image ({_short(text)})")
+        text = text[m.end():]
+    elif len(text) < _INLINE_MIN or not _BASE64.fullmatch(text):
+        return None
+    try:
+        return base64.b64decode(text, validate=False)
+    except (binascii.Error, ValueError) as exc:
+        raise _Bad("images", "unreadable image", f"not valid base64 ({exc}; {_short(text)})") from None
 
 
 def _base64(text: str) -> bytes | None:
-    text = re.sub(r"^data:image/[\w.+-]+;base64,", "", text.strip())  # a data URI's payload
-    if len(text) < 64 or not re.fullmatch(r"[A-Za-z0-9+/=\s]+", text[:256]):
+    """Short base64 image bytes (tried after no file was found), or None."""
+    if len(text) < 64 or not _BASE64.fullmatch(text[:256]):
         return None
     try:
         return base64.b64decode(text, validate=False)

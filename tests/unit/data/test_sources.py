@@ -323,3 +323,43 @@ def test_wildvision_turn_content_neither_text_nor_parts_is_a_bad_row(tmp_path):
         load_source({"path": str(path), "format": "wildvision_battle"}, "sft_pool", image_root=str(tmp_path))
     assert (e.value.row, e.value.sample_id, e.value.field) == (0, "q0", "conversation_a")
     assert "content" in str(e.value) and "dict" in str(e.value)
+
+
+def _noise_png(size: int = 256) -> bytes:  # incompressible: its base64 is ~size² · 4 bytes (> any path limit)
+    import numpy as np
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("image_root", [False, True])
+def test_long_base64_and_data_uri_images_are_decoded_before_any_path_check(tmp_path, image_root):
+    """R1-Reward-RL's ~165 kB image strings: never tried as a path (OSError: File name too long)."""
+    import base64
+
+    png = _noise_png()
+    b64 = base64.b64encode(png).decode()
+    assert len(b64) > 200_000
+    df = pd.read_parquet(R1 / "data" / "train-00000-of-00001.parquet").iloc[:2]
+    df.loc[0, "image"], df.loc[1, "image"] = b64, "data:image/png;base64," + b64
+    df.to_parquet(tmp_path / "train.parquet")
+    ds, counts = load_source({"path": str(tmp_path / "train.parquet"), "format": "r1_reward_rl"}, "rl_pool",
+                             image_root=str(tmp_path) if image_root else None)
+    raw = ds.cast_column("images", datasets.List(datasets.Image(decode=False)))
+    assert counts["kept"] == 2 and [r["images"][0]["bytes"] for r in raw] == [png, png]
+    assert [r["images"][0]["path"] for r in raw] == [None, None]  # an inline image has no path
+
+
+@pytest.mark.parametrize("value,reason", [
+    ("data:image/png;base64," + "A" * 5000, "unreadable image"),   # a data URI whose bytes are no image
+    ("x-" * 3000 + ".png", "missing image"),                       # no path (ENAMETOOLONG), no base64
+    ("data:text/plain;base64,aGVsbG8=" + "A" * 5000, "unreadable image"),  # a data URI, not an image
+])
+def test_a_bad_image_string_is_a_bad_row_and_its_message_is_short(tmp_path, value, reason):
+    path = _jsonl(tmp_path / "p.jsonl", [{"id": "a", "query": "q", "chosen": "x", "rejected": "y", "image": value}])
+    for root in (None, str(tmp_path)):
+        with pytest.raises(SourceRowError) as e:
+            load_source({"path": str(path)}, "sft_pool", image_root=root)
+        assert (e.value.row, e.value.sample_id, e.value.field, e.value.reason) == (0, "a", "images", reason)
+        assert len(str(e.value)) < 600 and value[:20] in str(e.value)
