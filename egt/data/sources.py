@@ -54,10 +54,11 @@ FORMATS = ("pairs", "r1_reward_rl", "rlaif_v", "rlhf_v", "povid", "wildvision_ba
 DEFAULT_COLUMNS = {"id": "id", "query": "query", "chosen": "chosen", "rejected": "rejected",
                    "response_1": "response_1", "response_2": "response_2", "label": "label",
                    "image": "image", "images": "images", "category": "category"}
-# reasons a row is bad (what a skip is counted under)
+# reasons a row is bad (what a skip is counted under): they obey data.on_bad_sample
 REASONS = ("missing column", "missing image", "unreadable image", "empty response", "identical responses",
-           "label not derivable", "unparsable R1-Reward prompt", "unreadable turn", "tie", "multi-turn", "video only",
-           "no rated pair")
+           "label not derivable", "unparsable R1-Reward prompt", "unreadable turn")
+# rows a release holds that are no single-turn image preference pair, by design: always dropped, counted apart
+EXCLUSIONS = ("tie", "multi-turn", "video only", "no rated pair")
 _ERROR = "_egt_error"
 _FEATURES = datasets.Features({**FEATURES, _ERROR: datasets.Value("string")})
 
@@ -499,9 +500,12 @@ def _check_unique_ids(ids: list[str], path: str, id_col: str | None) -> None:
 
 def load_source(spec: Mapping[str, Any], split: str, on_bad_sample: str = "error",
                 image_root: str | None = None, num_proc: int = 1) -> tuple[datasets.Dataset, dict[str, Any]]:
-    """One source's rows on egt's schema, and its counts ``{"rows", "kept", "skipped": {reason: n}}``.
+    """One source's rows on egt's schema, and its counts
+    ``{"rows", "kept", "excluded": {reason: n}, "skipped": {reason: n}}``.
 
-    Raises :class:`SourceRowError` for the first bad row unless ``on_bad_sample="skip"``. ``num_proc``
+    Rows excluded by design (:data:`EXCLUSIONS`: ties, multi-turn battles, video rows, prompts without a
+    rated pair) are always dropped and counted under ``excluded``. Raises :class:`SourceRowError` for the
+    first bad row (:data:`REASONS`) unless ``on_bad_sample="skip"`` (then counted under ``skipped``). ``num_proc``
     processes convert contiguous shards of the rows (``Dataset.map``); the result is the same rows in
     the same order as with one.
     """
@@ -542,21 +546,37 @@ def load_source(spec: Mapping[str, Any], split: str, on_bad_sample: str = "error
 
     converted = table.map(one, with_indices=True, remove_columns=table.column_names, features=_FEATURES,
                           desc=f"[data] {name} ({split})", load_from_cache_file=False, **procs)
-    errors = converted.filter(lambda e: e != "", input_columns=[_ERROR], load_from_cache_file=False)
-    skipped: Counter[str] = Counter()
-    if len(errors):
-        first = errors[0]
-        field, reason, detail = json.loads(first[_ERROR])
-        if on_bad_sample != "skip":
-            meta = json.loads(first["meta"])
-            raise SourceRowError(path, meta["row"], meta.get("source_id", first["id"]), field, reason, detail)
-        skipped.update(json.loads(e)[1] for e in errors[_ERROR])
+    excluded, skipped = _drop_failed(converted, path, on_bad_sample)
+    if excluded or skipped:
         converted = converted.filter(lambda e: e == "", input_columns=[_ERROR], load_from_cache_file=False)
-        log.warning("[data] %s (%s): skipped %d of %d rows: %s", name, split, sum(skipped.values()), len(table),
-                    dict(skipped))
+        (log.warning if skipped else log.info)("[data] %s (%s): of %d rows, excluded by design %s, skipped as "
+                                               "bad %s", name, split, len(table), dict(excluded), dict(skipped))
     converted = converted.remove_columns(_ERROR).cast(FEATURES)
     _check_unique_ids(converted["id"], path, id_col)
-    return converted, {"rows": len(table), "kept": len(converted), "skipped": dict(skipped)}
+    return converted, {"rows": len(table), "kept": len(converted), "excluded": dict(excluded),
+                       "skipped": dict(skipped)}
+
+
+def _drop_failed(converted: datasets.Dataset, path: str, on_bad_sample: str) -> tuple[Counter[str], Counter[str]]:
+    """The rows that did not convert, counted by reason: (excluded by design, skipped as bad). Raises
+    :class:`SourceRowError` for the first bad row unless ``on_bad_sample="skip"``; exclusions never raise."""
+    errors = converted.filter(lambda e: e != "", input_columns=[_ERROR], load_from_cache_file=False)
+    excluded: Counter[str] = Counter()
+    skipped: Counter[str] = Counter()
+    first_bad = None
+    for i, e in enumerate(errors[_ERROR] if len(errors) else []):
+        reason = json.loads(e)[1]
+        if reason in EXCLUSIONS:
+            excluded[reason] += 1
+        else:
+            skipped[reason] += 1
+            first_bad = i if first_bad is None else first_bad
+    if first_bad is not None and on_bad_sample != "skip":
+        row = errors[first_bad]
+        field, reason, detail = json.loads(row[_ERROR])
+        meta = json.loads(row["meta"])
+        raise SourceRowError(path, meta["row"], meta.get("source_id", row["id"]), field, reason, detail)
+    return excluded, skipped
 
 
 def build_split(specs: list[Mapping[str, Any]], split: str, on_bad_sample: str,
