@@ -22,8 +22,10 @@ Formats:
   ``vlfeedback``, ``mm_rlhf``): each release's own columns (see the converters).
 
 Every row becomes ``id, images, query, response_1, response_2, label, category, source, meta``
-(``meta`` records the file and row). A bad row raises :class:`SourceRowError` naming the file,
-row, id and field, or, with ``on_bad_sample=skip``, is dropped and counted under its reason.
+(``meta`` records the file and row; for a folder also the shard file and the row in it). A bad row raises
+:class:`SourceRowError` naming the file (the shard), the row in it, the id and the field, or, with
+``on_bad_sample=skip``, is dropped and counted under its reason; rows excluded by design (:data:`EXCLUSIONS`)
+are always dropped and counted apart. Reading the files: :mod:`egt.data.tables`.
 Rows are converted with ``Dataset.map`` (Arrow-backed, written in batches), images embedded as
 bytes, so memory does not grow with the number of rows.
 """
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import functools
 import hashlib
 import io
@@ -47,6 +50,7 @@ from PIL import Image
 
 from egt.data.mixture import source_name
 from egt.data.schema import FEATURES, check_image
+from egt.data.tables import SourceFileError, Shards, load_table, read_table  # noqa: F401  (load_table: API)
 
 log = logging.getLogger(__name__)
 
@@ -74,39 +78,7 @@ class SourceRowError(ValueError):
                          "(data.on_bad_sample=skip)")
 
 
-# ------------------------------------------------------------------ reading a table
-def load_table(path: str, split: str | None = None, num_proc: int = 1) -> datasets.Dataset:
-    """The rows of ``path`` as a ``datasets.Dataset`` (Arrow-backed, memory-mapped).
-
-    .jsonl / .json / .parquet files (or a folder of them) go through ``load_dataset`` (a folder's files
-    read by up to ``num_proc`` processes), a ``save_to_disk`` folder through ``load_from_disk``
-    (``split`` picks one of a DatasetDict), and anything else is taken as a Hub id. Raises
-    FileNotFoundError for a local path that does not exist.
-    """
-    p = Path(path).expanduser()
-    builders = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
-    if p.is_file():
-        builder = builders.get(p.suffix.lower())
-        if builder is None:
-            raise ValueError(f"{p}: cannot read a {p.suffix!r} file; use .jsonl, .json or .parquet")
-        return datasets.load_dataset(builder, data_files=str(p), split="train")
-    if p.is_dir():
-        if (p / "dataset_info.json").is_file() or (p / "dataset_dict.json").is_file():
-            loaded = datasets.load_from_disk(str(p))
-            if isinstance(loaded, datasets.DatasetDict):
-                loaded = loaded[split or next(iter(loaded))]
-            return loaded
-        for suffix, builder in builders.items():
-            files = sorted(str(f) for f in p.rglob(f"*{suffix}"))
-            if files:
-                return datasets.load_dataset(builder, data_files=files, split="train",
-                                             num_proc=min(num_proc, len(files)) if num_proc > 1 else None)
-        raise FileNotFoundError(f"{p} holds no .jsonl, .json or .parquet file and is not a save_to_disk folder")
-    if path.startswith(("/", ".", "~")) or os.sep in path and not re.fullmatch(r"[\w.-]+/[\w.-]+", path):
-        raise FileNotFoundError(f"data source {path} does not exist")
-    return datasets.load_dataset(path, split=split or "train")  # a Hub id
-
-
+# ------------------------------------------------------------------ a source's key
 def fingerprint(path: str, image_root: str | None = None, sample_bytes: int = 1 << 16) -> str:
     """A content fingerprint of a source for artifact keys: :func:`egt.artifacts.content_fingerprint` of
     its file or folder (names, sizes, sampled bytes), and the names and sizes of the files under
@@ -516,7 +488,7 @@ def load_source(spec: Mapping[str, Any], split: str, on_bad_sample: str = "error
     name = source_name(spec)
     root = spec.get("image_root") or image_root
     columns = {**DEFAULT_COLUMNS, **(spec.get("columns") or {})}
-    table = load_table(path, spec.get("split"), num_proc)
+    table, shards = read_table(path, spec.get("split"), num_proc)
     procs = {"num_proc": min(num_proc, len(table))} if num_proc > 1 and len(table) > 1 else {}
     if spec.get("limit"):
         table = table.select(range(min(int(spec["limit"]), len(table))))
@@ -525,11 +497,12 @@ def load_source(spec: Mapping[str, Any], split: str, on_bad_sample: str = "error
         convert = functools.partial(convert_vlfeedback, pair_rule=spec.get("pair_rule", "best_worst"))
 
     id_col = (spec.get("columns") or {}).get("id", "id" if fmt == "pairs" else None)
+    shard_of = _shard_locator(path, shards)
 
     def one(row: dict[str, Any], idx: int) -> dict[str, Any]:
         sid = row.get(id_col) if id_col in row else None
         sid = str(sid) if sid not in (None, "") else f"{name}-{split}-{idx:08d}"
-        meta = {"file": path, "row": idx}
+        meta = {"file": path, "row": idx, **shard_of(idx)}  # a single file's meta as it always was
         if row.get(RELEASE_IDS.get(fmt, "")) not in (None, ""):
             meta["source_id"] = str(row[RELEASE_IDS[fmt]])
         out = {"id": sid, "images": [], "query": "", "response_1": "", "response_2": "", "label": 1,
@@ -575,8 +548,27 @@ def _drop_failed(converted: datasets.Dataset, path: str, on_bad_sample: str) -> 
         row = errors[first_bad]
         field, reason, detail = json.loads(row[_ERROR])
         meta = json.loads(row["meta"])
-        raise SourceRowError(path, meta["row"], meta.get("source_id", row["id"]), field, reason, detail)
+        file = os.path.join(path, meta["shard"]) if "shard" in meta else path
+        raise SourceRowError(file, meta.get("shard_row", meta["row"]), meta.get("source_id", row["id"]), field,
+                             reason, detail)
     return excluded, skipped
+
+
+def _shard_locator(path: str, shards: Shards | None):
+    """``idx -> {"shard": file relative to the folder, "shard_row": row in it}`` for a folder of files;
+    ``{}`` for a single file (its meta stays ``{"file", "row"}``, byte for byte as before)."""
+    if not shards:
+        return lambda idx: {}
+    starts = [0]
+    for _, n in shards:
+        starts.append(starts[-1] + n)
+    names = [os.path.relpath(f, path) for f, _ in shards]
+
+    def locate(idx: int) -> dict[str, Any]:
+        k = bisect.bisect_right(starts, idx) - 1
+        return {"shard": names[k], "shard_row": idx - starts[k]}
+
+    return locate
 
 
 def build_split(specs: list[Mapping[str, Any]], split: str, on_bad_sample: str,

@@ -35,7 +35,8 @@ def test_r1_reward_rl_rows_recovered_field_by_field():
     assert row["response_2"] == "There are two circles, one\nbehind the other."  # inner newline kept
     assert row["label"] == 2 and row["category"] == "r1_reward_rl"
     assert row["images"][0]["bytes"] == _png((30, 160, 60))  # from the base64 image column
-    assert json.loads(row["meta"]) == {"file": str(R1), "row": 1}
+    assert json.loads(row["meta"]) == {"file": str(R1), "row": 1,  # a folder: its shard and the row there too
+                                       "shard": "data/train-00000-of-00001.parquet", "shard_row": 1}
     third = ds[2]  # no image column value: the message's path, its file name under image_root
     assert third["images"][0].size == (28, 28) and third["images"][0].getpixel((0, 0)) == (40, 60, 200)
 
