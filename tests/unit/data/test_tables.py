@@ -96,3 +96,17 @@ def test_a_file_rewritten_with_its_mtime_kept_gives_the_new_rows(tmp_path):
     assert path.stat().st_size == stat.st_size
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert load_table(str(path))["query"] == ["question 5", "question 6", "question 7"]
+
+
+def test_a_change_outside_the_sampled_bytes_is_seen_too(tmp_path):
+    """The content fingerprint samples 3 × 64 KiB; the cache key's ctime sees any rewrite."""
+    path = _jsonl(tmp_path / "big.jsonl", _rows(6000))
+    assert path.stat().st_size > 4 * 65536
+    stat = path.stat()
+    load_table(str(path))
+    text = path.read_text()
+    at = text.index('"question 1500"')  # about a quarter in: none of the first, middle or last 64 KiB
+    assert 65536 < at < path.stat().st_size // 2 - 32768
+    path.write_text(text[:at] + '"QUESTION 1500"' + text[at + 15:])
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert load_table(str(path))["query"][1500] == "QUESTION 1500"
