@@ -116,9 +116,11 @@ def test_data_stage_mixes_after_drops_counts_in_summary_and_key(tmp_path):
     assert key_config(cfg)["mix"] == {"sft_pool": {"weights": {"a": 0.2, "b": 0.3, "c": 0.5}, "size": 100}}
     text = report(cfg, n=0)
     assert "== sft_pool: 100 samples" in text
-    assert "source a: 10 rows, 10 kept, excluded none, skipped none; after duplicates and contamination 10, mixed to 20 " \
+    assert "source a: 10 rows, 10 kept, excluded none, skipped none; after duplicates and " \
+           "contamination 10, mixed to 20 " \
            "(10 of them repeats)" in text
-    assert "source c: 30 rows, 30 kept, excluded none, skipped none; after duplicates and contamination 30, mixed to 50 " \
+    assert "source c: 30 rows, 30 kept, excluded none, skipped none; after duplicates and " \
+           "contamination 30, mixed to 50 " \
            "(20 of them repeats)" in text
 
 

@@ -296,9 +296,10 @@ def test_vlfeedback_without_a_prompt_column_is_a_missing_column(tmp_path):
 
 
 def _battle(content_a, content_b, winner="model_a", qid="q0") -> dict:
+    def conv(content):
+        return [{"role": "user", "content": content[0]}, {"role": "assistant", "content": content[1]}]
     return {"question_id": qid, "winner": winner, "turn": 1, "image": "red.jpg",
-            "conversation_a": [{"role": "user", "content": content_a[0]}, {"role": "assistant", "content": content_a[1]}],
-            "conversation_b": [{"role": "user", "content": content_b[0]}, {"role": "assistant", "content": content_b[1]}]}
+            "conversation_a": conv(content_a), "conversation_b": conv(content_b)}
 
 
 def test_wildvision_turn_content_as_a_list_of_parts_is_its_text(tmp_path):
