@@ -418,8 +418,9 @@ def convert_vlfeedback(row: Mapping[str, Any], columns: Mapping[str, str], image
     are merged_images/<id>.jpg in merged_images.zip). A completion's score is the mean of its three ratings
     (as the authors' run_dpo.py; a completion with a rating that is not a number is left out).
     ``pair_rule``: best_worst = the highest against the lowest score (one pair per prompt; none if they tie)."""
-    if "prompt" not in row:  # a file without the column: say so, not "empty response"
-        raise _Bad("prompt", "missing column", "no column 'prompt'")
+    for column in ("prompt", "completions"):  # a file without the column: say so, never "empty response"
+        if column not in row:  # or an exclusion ("no rated pair")
+            raise _Bad(column, "missing column", f"no column {column!r}")
     comps = row.get("completions")
     if isinstance(comps, Mapping):  # the loading script's Sequence of dicts: a dict of lists
         comps = [dict(zip(comps, vals)) for vals in zip(*comps.values())]

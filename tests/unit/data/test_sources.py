@@ -410,3 +410,11 @@ def test_a_default_run_counts_exclusions_per_source_and_inspect_shows_them_apart
     text = report(cfg, n=0)
     assert "source wildvision_battle: 4 rows, 2 kept, excluded tie: 2, skipped none;" in text
     assert "source bad: 7 rows, 1 kept, excluded none, skipped empty response: 1," in text
+
+
+def test_vlfeedback_without_completions_is_a_missing_column_not_an_exclusion(tmp_path):
+    rows = [json.loads(line) for line in (SFT / "vlfeedback.jsonl").read_text().splitlines()]
+    path = _jsonl(tmp_path / "vlf.jsonl", [{k: v for k, v in r.items() if k != "completions"} for r in rows])
+    with pytest.raises(SourceRowError) as e:
+        load_source({"path": str(path), "format": "vlfeedback"}, "sft_pool", image_root=str(SFT / "images"))
+    assert (e.value.field, e.value.reason) == ("completions", "missing column")
