@@ -2,7 +2,8 @@
 
 Composes the config as ``train.py`` does (same overrides), builds the three splits exactly as the data
 stage would, with bad rows counted instead of raised, and prints per split and per source: rows, kept,
-skipped by reason, label balance, categories, the first ``n`` samples rendered (id, label, image
+excluded by design (ties, multi-turn battles, video rows, prompts without a rated pair) and skipped as bad,
+each by reason, label balance, categories, the first ``n`` samples rendered (id, label, image
 sizes, the judge prompt's user text in ``data.template``), and the training pools' overlap with each
 public benchmark found under ``eval.data_root``. With ``data.mix``, each source's rows before and after
 mixing. Nothing is written to the artifact store.
@@ -38,17 +39,20 @@ def report(cfg: Any, n: int = 3, width: int = 700) -> str:
     cfg.data.on_bad_sample = "skip"  # count every bad row instead of stopping at the first
     dsd, per_source = data_stage.build(cfg)
     out = [f"data={cfg.data.name} (template {cfg.data.template}; on_bad_sample={asked}"
-           + (": the first bad row would stop a run)" if asked == "error" else ")")]
+           + (": the first bad row would stop a run; rows excluded by design never do)" if asked == "error"
+              else ")")]
     for split in SPLITS:
         ds = dsd[split]
         labels = Counter(ds["label"])
         out.append(f"\n== {split}: {len(ds)} samples, label 1: {labels.get(1, 0)}, label 2: {labels.get(2, 0)}, "
                    f"categories {dict(Counter(ds['category']))}")
         for name, c in (per_source.get(split) or {}).items():
-            skipped = ", ".join(f"{k}: {v}" for k, v in sorted(c["skipped"].items())) or "none"
+            excluded, skipped = (", ".join(f"{k}: {v}" for k, v in sorted((c.get(kind) or {}).items())) or "none"
+                                 for kind in ("excluded", "skipped"))
             left = (f"{c['unmixed']}, mixed to {c['final']} ({c['repeated']} of them repeats)" if "unmixed" in c
                     else f"{c['final']}")
-            out.append(f"   source {name}: {c['rows']} rows, {c['kept']} kept, skipped {skipped}; after duplicates and "
+            out.append(f"   source {name}: {c['rows']} rows, {c['kept']} kept, excluded {excluded}, skipped {skipped}; "
+                       "after duplicates and "
                        f"contamination {left} (label 1: {c['label_1']}, label 2: {c['label_2']})")
         for row in ds.select(range(min(n, len(ds)))):
             sizes = ", ".join(f"{im.width}×{im.height}" for im in row["images"])

@@ -78,11 +78,13 @@ def _number(key: str, value: Any, integer: bool) -> None:
 
 
 def check(mix: Mapping[str, Any] | None, sources: Mapping[str, Any] | None) -> None:
-    """Raise :class:`ConfigError`, naming the config key, for a mix that cannot be built: a pool that is
-    not a training pool, an unknown field or source name, a negative or non-numeric weight or count,
-    weights that are all 0, a source with both, ``size`` without weights, two sources of one name."""
+    """Raise :class:`ConfigError`, naming the config key, for two sources of one split with one name (mix
+    or not), or a mix that cannot be built: a pool that is not a training pool, an unknown field or source
+    name, a negative or non-numeric weight or count, weights that are all 0, a source with both, ``size``
+    without weights."""
     import difflib
 
+    check_names(sources)
     for pool, m in (mix or {}).items():
         where = f"data.mix.{pool}"
         if pool not in POOLS:
@@ -96,10 +98,6 @@ def check(mix: Mapping[str, Any] | None, sources: Mapping[str, Any] | None) -> N
         if all(v in (None, {}, []) for v in m.values()):
             continue
         names = [source_name(s) for s in ((sources or {}).get(pool) or [])]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise ConfigError(f"{where} picks sources by name, but data.sources.{pool} has several named {twice}: "
-                              "give each source its own name: …")
         weights, counts = dict(m.get("weights") or {}), dict(m.get("counts") or {})
         for field, values in (("weights", weights), ("counts", counts)):
             for name, value in values.items():
@@ -120,6 +118,19 @@ def check(mix: Mapping[str, Any] | None, sources: Mapping[str, Any] | None) -> N
             if not weights:
                 raise ConfigError(f"{where}.size={m['size']} is the rows the weighted sources make together: "
                                   f"set {where}.weights too (or use {where}.counts)")
+
+
+def check_names(sources: Mapping[str, Any] | None) -> None:
+    """Two sources of one split must not share a name (``name``, else the file's stem, which repeats across
+    releases: ``test-00000-of-00001``): they would share sample ids, and one's counts would overwrite the
+    other's in the data summary. Raises :class:`ConfigError` saying to set ``name:``."""
+    for split, specs in (sources or {}).items():
+        names = [source_name(s) for s in (specs or []) if s.get("path") not in (None, "")]
+        for n in dict.fromkeys(x for x in names if names.count(x) > 1):
+            paths = [str(s["path"]) for s in specs if s.get("path") not in (None, "") and source_name(s) == n]
+            raise ConfigError(f"data.sources.{split} has {len(paths)} sources named {n!r} ({', '.join(paths)}): a "
+                              "source's name is its `name`, else its file's stem; give each one its own, e.g. "
+                              f"{{path: {paths[0]}, name: {n}_1}}")
 
 
 def plan(available: Mapping[str, int], weights: Mapping[str, float] | None = None,

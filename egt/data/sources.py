@@ -22,8 +22,10 @@ Formats:
   ``vlfeedback``, ``mm_rlhf``): each release's own columns (see the converters).
 
 Every row becomes ``id, images, query, response_1, response_2, label, category, source, meta``
-(``meta`` records the file and row). A bad row raises :class:`SourceRowError` naming the file,
-row, id and field, or, with ``on_bad_sample=skip``, is dropped and counted under its reason.
+(``meta`` records the file and row; for a folder also the shard file and the row in it). A bad row raises
+:class:`SourceRowError` naming the file (the shard), the row in it, the id and the field, or, with
+``on_bad_sample=skip``, is dropped and counted under its reason; rows excluded by design (:data:`EXCLUSIONS`)
+are always dropped and counted apart. Reading the files: :mod:`egt.data.tables`.
 Rows are converted with ``Dataset.map`` (Arrow-backed, written in batches), images embedded as
 bytes, so memory does not grow with the number of rows.
 """
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import functools
 import hashlib
 import io
@@ -47,6 +50,7 @@ from PIL import Image
 
 from egt.data.mixture import source_name
 from egt.data.schema import FEATURES, check_image
+from egt.data.tables import SourceFileError, Shards, load_table, read_table  # noqa: F401  (load_table: API)
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +58,11 @@ FORMATS = ("pairs", "r1_reward_rl", "rlaif_v", "rlhf_v", "povid", "wildvision_ba
 DEFAULT_COLUMNS = {"id": "id", "query": "query", "chosen": "chosen", "rejected": "rejected",
                    "response_1": "response_1", "response_2": "response_2", "label": "label",
                    "image": "image", "images": "images", "category": "category"}
-# reasons a row is bad (what a skip is counted under)
+# reasons a row is bad (what a skip is counted under): they obey data.on_bad_sample
 REASONS = ("missing column", "missing image", "unreadable image", "empty response", "identical responses",
-           "label not derivable", "unparsable R1-Reward prompt", "tie", "multi-turn", "video only",
-           "no rated pair")
+           "label not derivable", "unparsable R1-Reward prompt", "unreadable turn")
+# rows a release holds that are no single-turn image preference pair, by design: always dropped, counted apart
+EXCLUSIONS = ("tie", "multi-turn", "video only", "no rated pair")
 _ERROR = "_egt_error"
 _FEATURES = datasets.Features({**FEATURES, _ERROR: datasets.Value("string")})
 
@@ -73,39 +78,7 @@ class SourceRowError(ValueError):
                          "(data.on_bad_sample=skip)")
 
 
-# ------------------------------------------------------------------ reading a table
-def load_table(path: str, split: str | None = None, num_proc: int = 1) -> datasets.Dataset:
-    """The rows of ``path`` as a ``datasets.Dataset`` (Arrow-backed, memory-mapped).
-
-    .jsonl / .json / .parquet files (or a folder of them) go through ``load_dataset`` (a folder's files
-    read by up to ``num_proc`` processes), a ``save_to_disk`` folder through ``load_from_disk``
-    (``split`` picks one of a DatasetDict), and anything else is taken as a Hub id. Raises
-    FileNotFoundError for a local path that does not exist.
-    """
-    p = Path(path).expanduser()
-    builders = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
-    if p.is_file():
-        builder = builders.get(p.suffix.lower())
-        if builder is None:
-            raise ValueError(f"{p}: cannot read a {p.suffix!r} file; use .jsonl, .json or .parquet")
-        return datasets.load_dataset(builder, data_files=str(p), split="train")
-    if p.is_dir():
-        if (p / "dataset_info.json").is_file() or (p / "dataset_dict.json").is_file():
-            loaded = datasets.load_from_disk(str(p))
-            if isinstance(loaded, datasets.DatasetDict):
-                loaded = loaded[split or next(iter(loaded))]
-            return loaded
-        for suffix, builder in builders.items():
-            files = sorted(str(f) for f in p.rglob(f"*{suffix}"))
-            if files:
-                return datasets.load_dataset(builder, data_files=files, split="train",
-                                             num_proc=min(num_proc, len(files)) if num_proc > 1 else None)
-        raise FileNotFoundError(f"{p} holds no .jsonl, .json or .parquet file and is not a save_to_disk folder")
-    if path.startswith(("/", ".", "~")) or os.sep in path and not re.fullmatch(r"[\w.-]+/[\w.-]+", path):
-        raise FileNotFoundError(f"data source {path} does not exist")
-    return datasets.load_dataset(path, split=split or "train")  # a Hub id
-
-
+# ------------------------------------------------------------------ a source's key
 def fingerprint(path: str, image_root: str | None = None, sample_bytes: int = 1 << 16) -> str:
     """A content fingerprint of a source for artifact keys: :func:`egt.artifacts.content_fingerprint` of
     its file or folder (names, sizes, sampled bytes), and the names and sizes of the files under
@@ -192,11 +165,12 @@ class _Bad(Exception):
 
 def _image(value: Any, image_root: str | None) -> dict[str, Any]:
     """One image as ``{"bytes", "path"}`` with its bytes read (so the artifact holds them)."""
+    path = None
     if isinstance(value, Image.Image):
         buf = io.BytesIO()
         value.save(buf, format="PNG")
-        return {"bytes": buf.getvalue(), "path": None}
-    if isinstance(value, Mapping):
+        data = buf.getvalue()
+    elif isinstance(value, Mapping):
         if value.get("bytes"):
             data = value["bytes"]
         elif value.get("path"):
@@ -206,32 +180,80 @@ def _image(value: Any, image_root: str | None) -> dict[str, Any]:
     elif isinstance(value, (bytes, bytearray)):
         data = bytes(value)
     elif isinstance(value, str) and value.strip():
-        path = Path(value).expanduser()
-        candidates = [path] if path.is_absolute() else []
-        if image_root:  # a path on the authors' disk, or one with their folder prefix ("./data/coco/x.jpg"):
-            root = Path(image_root).expanduser()  # also its file name directly under image_root
-            candidates += ([] if path.is_absolute() else [root / value]) + [root / path.name]
-        elif not path.is_absolute():
-            candidates.append(path)
-        hit = next((c for c in dict.fromkeys(candidates) if c.is_file()), None)
-        if hit is None:
-            data = _base64(value)
-            if data is None:
-                raise _Bad("images", "missing image", f"no file at {' or '.join(map(str, candidates)) or value}")
-        else:
-            data = hit.read_bytes()
-            value = str(hit)
+        data, path = _image_string(value, image_root)
     else:
         raise _Bad("images", "missing image", f"an image of type {type(value).__name__}")
     why = check_image(data)
     if why is not None:
-        raise _Bad("images", "unreadable image", why)
-    return {"bytes": data, "path": value if isinstance(value, str) else None}
+        raise _Bad("images", "unreadable image", why + (f"; from {_short(value)}" if isinstance(value, str) else ""))
+    return {"bytes": data, "path": path}
+
+
+def _image_string(value: str, image_root: str | None) -> tuple[bytes, str | None]:
+    """The bytes (and file, if one) of an image string: a data URI or a long base64 payload is decoded
+    before any filesystem call (R1-Reward-RL's ~165 kB strings are no file names: ``OSError: File name too
+    long``), else a path (relative ones under ``image_root``), else short base64."""
+    data = _inline(value)
+    if data is not None:
+        return data, None
+    candidates = _candidates(value, image_root)
+    try:
+        hit = next((c for c in candidates if c.is_file()), None)
+        if hit is not None:
+            return hit.read_bytes(), str(hit)
+    except OSError as exc:  # not a usable path (too long, permissions, …): a bad row, never a crash
+        raise _Bad("images", "missing image", f"{_short(value)} is not a readable file ({exc.strerror})") from None
+    data = _base64(value)
+    if data is None:
+        raise _Bad("images", "missing image", "no file at " + " or ".join(_short(str(c)) for c in candidates))
+    return data, None
+
+
+def _candidates(value: str, image_root: str | None) -> list[Path]:
+    """Where an image path may be: as given if absolute; else under image_root; also its file name directly
+    under image_root (a path on the authors' disk, or one with their folder prefix: "./data/coco/x.jpg")."""
+    path = Path(value).expanduser()
+    candidates = [path] if path.is_absolute() else []
+    if image_root:
+        root = Path(image_root).expanduser()
+        candidates += ([] if path.is_absolute() else [root / value]) + [root / path.name]
+    elif not path.is_absolute():
+        candidates.append(path)
+    return list(dict.fromkeys(candidates))
+
+
+def _short(text: str, n: int = 80) -> str:
+    """At most ``n`` characters of an image string for a message (a base64 image is ~165 kB, and messages
+    reach the log and job.json)."""
+    return text if len(text) <= n else f"{text[:n]}… ({len(text)} characters)"
+
+
+_DATA_URI = re.compile(r"data:([\w.+-]+/[\w.+-]+)?((?:;[\w.+-]+=[^;,]*)*)(;base64)?,", re.IGNORECASE)
+_BASE64 = re.compile(r"[A-Za-z0-9+/=\s]+")
+_INLINE_MIN = 256  # a base64 string this long is no path (no dot, no extension, longer than a file name)
+
+
+def _inline(value: str) -> bytes | None:
+    """The bytes of an image given inline (a ``data:`` URI, or base64 of at least 256 characters); None
+    for anything else. A data URI that is not a base64 image is a bad row."""
+    text = value.strip()
+    if text[:5].lower() == "data:":
+        m = _DATA_URI.match(text)
+        mime = (m.group(1) or "") if m else ""
+        if m is None or not m.group(3) or not mime.lower().startswith("image/"):
+            raise _Bad("images", "unreadable image", f"a data URI that is not a base64 image ({_short(text)})")
+        text = text[m.end():]
+    elif len(text) < _INLINE_MIN or not _BASE64.fullmatch(text):
+        return None
+    try:
+        return base64.b64decode(text, validate=False)
+    except (binascii.Error, ValueError) as exc:
+        raise _Bad("images", "unreadable image", f"not valid base64 ({exc}; {_short(text)})") from None
 
 
 def _base64(text: str) -> bytes | None:
-    text = re.sub(r"^data:image/[\w.+-]+;base64,", "", text.strip())  # a data URI's payload
-    if len(text) < 64 or not re.fullmatch(r"[A-Za-z0-9+/=\s]+", text[:256]):
+    """Short base64 image bytes (tried after no file was found), or None."""
+    if len(text) < 64 or not _BASE64.fullmatch(text[:256]):
         return None
     try:
         return base64.b64decode(text, validate=False)
@@ -330,8 +352,20 @@ def convert_rlhf_v(row: Mapping[str, Any], columns: Mapping[str, str], image_roo
 def _turn(conversation: Any, roles: tuple[str, ...], field: str) -> str:
     for turn in conversation or []:
         if turn.get("from", turn.get("role")) in roles:
-            return str(turn.get("value", turn.get("content", "")))
+            value = turn.get("value")  # LLaVA's {from, value}, else {role, content}
+            return _content_text(turn.get("content") if value is None else value, field)
     raise _Bad(field, "missing column", f"no {roles[0]} turn")
+
+
+def _content_text(content: Any, field: str) -> str:
+    """A turn's text: a string as it is, or the text parts of a list of ``{type, text}`` parts joined
+    (the newer arena export; image parts skipped, the image is its own column), never a Python repr."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, (list, tuple)) and all(isinstance(c, Mapping) and "type" in c for c in content):
+        return "".join(str(c.get("text") or "") for c in content if c.get("type") == "text")
+    raise _Bad(field, "unreadable turn", f"a turn's content is a {type(content).__name__}, neither text nor a "
+                                         "list of {type, text} parts")
 
 
 def convert_povid(row: Mapping[str, Any], columns: Mapping[str, str], image_root: str | None) -> dict[str, Any]:
@@ -384,6 +418,9 @@ def convert_vlfeedback(row: Mapping[str, Any], columns: Mapping[str, str], image
     are merged_images/<id>.jpg in merged_images.zip). A completion's score is the mean of its three ratings
     (as the authors' run_dpo.py; a completion with a rating that is not a number is left out).
     ``pair_rule``: best_worst = the highest against the lowest score (one pair per prompt; none if they tie)."""
+    for column in ("prompt", "completions"):  # a file without the column: say so, never "empty response"
+        if column not in row:  # or an exclusion ("no rated pair")
+            raise _Bad(column, "missing column", f"no column {column!r}")
     comps = row.get("completions")
     if isinstance(comps, Mapping):  # the loading script's Sequence of dicts: a dict of lists
         comps = [dict(zip(comps, vals)) for vals in zip(*comps.values())]
@@ -436,9 +473,12 @@ def _check_unique_ids(ids: list[str], path: str, id_col: str | None) -> None:
 
 def load_source(spec: Mapping[str, Any], split: str, on_bad_sample: str = "error",
                 image_root: str | None = None, num_proc: int = 1) -> tuple[datasets.Dataset, dict[str, Any]]:
-    """One source's rows on egt's schema, and its counts ``{"rows", "kept", "skipped": {reason: n}}``.
+    """One source's rows on egt's schema, and its counts
+    ``{"rows", "kept", "excluded": {reason: n}, "skipped": {reason: n}}``.
 
-    Raises :class:`SourceRowError` for the first bad row unless ``on_bad_sample="skip"``. ``num_proc``
+    Rows excluded by design (:data:`EXCLUSIONS`: ties, multi-turn battles, video rows, prompts without a
+    rated pair) are always dropped and counted under ``excluded``. Raises :class:`SourceRowError` for the
+    first bad row (:data:`REASONS`) unless ``on_bad_sample="skip"`` (then counted under ``skipped``). ``num_proc``
     processes convert contiguous shards of the rows (``Dataset.map``); the result is the same rows in
     the same order as with one.
     """
@@ -449,7 +489,7 @@ def load_source(spec: Mapping[str, Any], split: str, on_bad_sample: str = "error
     name = source_name(spec)
     root = spec.get("image_root") or image_root
     columns = {**DEFAULT_COLUMNS, **(spec.get("columns") or {})}
-    table = load_table(path, spec.get("split"), num_proc)
+    table, shards = read_table(path, spec.get("split"), num_proc)
     procs = {"num_proc": min(num_proc, len(table))} if num_proc > 1 and len(table) > 1 else {}
     if spec.get("limit"):
         table = table.select(range(min(int(spec["limit"]), len(table))))
@@ -458,11 +498,12 @@ def load_source(spec: Mapping[str, Any], split: str, on_bad_sample: str = "error
         convert = functools.partial(convert_vlfeedback, pair_rule=spec.get("pair_rule", "best_worst"))
 
     id_col = (spec.get("columns") or {}).get("id", "id" if fmt == "pairs" else None)
+    shard_of = _shard_locator(path, shards)
 
     def one(row: dict[str, Any], idx: int) -> dict[str, Any]:
         sid = row.get(id_col) if id_col in row else None
         sid = str(sid) if sid not in (None, "") else f"{name}-{split}-{idx:08d}"
-        meta = {"file": path, "row": idx}
+        meta = {"file": path, "row": idx, **shard_of(idx)}  # a single file's meta as it always was
         if row.get(RELEASE_IDS.get(fmt, "")) not in (None, ""):
             meta["source_id"] = str(row[RELEASE_IDS[fmt]])
         out = {"id": sid, "images": [], "query": "", "response_1": "", "response_2": "", "label": 1,
@@ -479,21 +520,56 @@ def load_source(spec: Mapping[str, Any], split: str, on_bad_sample: str = "error
 
     converted = table.map(one, with_indices=True, remove_columns=table.column_names, features=_FEATURES,
                           desc=f"[data] {name} ({split})", load_from_cache_file=False, **procs)
-    errors = converted.filter(lambda e: e != "", input_columns=[_ERROR], load_from_cache_file=False)
-    skipped: Counter[str] = Counter()
-    if len(errors):
-        first = errors[0]
-        field, reason, detail = json.loads(first[_ERROR])
-        if on_bad_sample != "skip":
-            meta = json.loads(first["meta"])
-            raise SourceRowError(path, meta["row"], meta.get("source_id", first["id"]), field, reason, detail)
-        skipped.update(json.loads(e)[1] for e in errors[_ERROR])
+    excluded, skipped = _drop_failed(converted, path, on_bad_sample)
+    if excluded or skipped:
         converted = converted.filter(lambda e: e == "", input_columns=[_ERROR], load_from_cache_file=False)
-        log.warning("[data] %s (%s): skipped %d of %d rows: %s", name, split, sum(skipped.values()), len(table),
-                    dict(skipped))
+        (log.warning if skipped else log.info)("[data] %s (%s): of %d rows, excluded by design %s, skipped as "
+                                               "bad %s", name, split, len(table), dict(excluded), dict(skipped))
     converted = converted.remove_columns(_ERROR).cast(FEATURES)
     _check_unique_ids(converted["id"], path, id_col)
-    return converted, {"rows": len(table), "kept": len(converted), "skipped": dict(skipped)}
+    return converted, {"rows": len(table), "kept": len(converted), "excluded": dict(excluded),
+                       "skipped": dict(skipped)}
+
+
+def _drop_failed(converted: datasets.Dataset, path: str, on_bad_sample: str) -> tuple[Counter[str], Counter[str]]:
+    """The rows that did not convert, counted by reason: (excluded by design, skipped as bad). Raises
+    :class:`SourceRowError` for the first bad row unless ``on_bad_sample="skip"``; exclusions never raise."""
+    errors = converted.filter(lambda e: e != "", input_columns=[_ERROR], load_from_cache_file=False)
+    excluded: Counter[str] = Counter()
+    skipped: Counter[str] = Counter()
+    first_bad = None
+    for i, e in enumerate(errors[_ERROR] if len(errors) else []):
+        reason = json.loads(e)[1]
+        if reason in EXCLUSIONS:
+            excluded[reason] += 1
+        else:
+            skipped[reason] += 1
+            first_bad = i if first_bad is None else first_bad
+    if first_bad is not None and on_bad_sample != "skip":
+        row = errors[first_bad]
+        field, reason, detail = json.loads(row[_ERROR])
+        meta = json.loads(row["meta"])
+        file = os.path.join(path, meta["shard"]) if "shard" in meta else path
+        raise SourceRowError(file, meta.get("shard_row", meta["row"]), meta.get("source_id", row["id"]), field,
+                             reason, detail)
+    return excluded, skipped
+
+
+def _shard_locator(path: str, shards: Shards | None):
+    """``idx -> {"shard": file relative to the folder, "shard_row": row in it}`` for a folder of files;
+    ``{}`` for a single file (its meta stays ``{"file", "row"}``, byte for byte as before)."""
+    if not shards:
+        return lambda idx: {}
+    starts = [0]
+    for _, n in shards:
+        starts.append(starts[-1] + n)
+    names = [os.path.relpath(f, path) for f, _ in shards]
+
+    def locate(idx: int) -> dict[str, Any]:
+        k = bisect.bisect_right(starts, idx) - 1
+        return {"shard": names[k], "shard_row": idx - starts[k]}
+
+    return locate
 
 
 def build_split(specs: list[Mapping[str, Any]], split: str, on_bad_sample: str,

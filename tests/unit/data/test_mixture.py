@@ -88,9 +88,8 @@ def test_bad_mixes_name_the_config_key(mix, message):
 
 def test_a_mix_needs_distinct_names_and_rows():
     twice = {"sft_pool": [{"path": "/d/data.parquet"}, {"path": "/e/data.parquet"}]}
-    with pytest.raises(ConfigError, match=r"several named \['data'\]"):
+    with pytest.raises(ConfigError, match=r"2 sources named .data."):
         check({"sft_pool": {"weights": {"data": 1}}}, twice)
-    check({"sft_pool": {"weights": None, "counts": {}, "size": None}}, twice)  # unset: nothing to check
     empty = _pool().filter(lambda s: s != "b", input_columns=["source"])
     with pytest.raises(ValueError, match=r"data\.mix\.sft_pool\.weights\.b=1.0: source b has no rows left"):
         mix_pool(empty, {"weights": {"a": 1.0, "b": 1.0}}, 0, "sft_pool", list(SIZES))
@@ -117,9 +116,11 @@ def test_data_stage_mixes_after_drops_counts_in_summary_and_key(tmp_path):
     assert key_config(cfg)["mix"] == {"sft_pool": {"weights": {"a": 0.2, "b": 0.3, "c": 0.5}, "size": 100}}
     text = report(cfg, n=0)
     assert "== sft_pool: 100 samples" in text
-    assert "source a: 10 rows, 10 kept, skipped none; after duplicates and contamination 10, mixed to 20 " \
+    assert "source a: 10 rows, 10 kept, excluded none, skipped none; after duplicates and " \
+           "contamination 10, mixed to 20 " \
            "(10 of them repeats)" in text
-    assert "source c: 30 rows, 30 kept, skipped none; after duplicates and contamination 30, mixed to 50 " \
+    assert "source c: 30 rows, 30 kept, excluded none, skipped none; after duplicates and " \
+           "contamination 30, mixed to 50 " \
            "(20 of them repeats)" in text
 
 
@@ -134,3 +135,22 @@ def test_num_proc_gives_the_same_rows(tmp_path):
         two, c2 = load_source(spec, "rl_pool", "skip", root, num_proc=2)
         raw = datasets.List(datasets.Image(decode=False))
         assert c1 == c2 and one.cast_column("images", raw).to_list() == two.cast_column("images", raw).to_list()
+
+
+def test_two_sources_of_one_split_with_one_name_are_a_config_error_mix_or_not():
+    """Names default to the file stem (test-00000-of-00001): two such sources would share ids, and one's
+    counts would overwrite the other's in the summary."""
+    from egt.data.inspect import _compose
+    from egt.config import validate
+
+    twice = {"sft_pool": [{"path": "/d/test-00000-of-00001.parquet"}, {"path": "/e/test-00000-of-00001.parquet"}]}
+    for mix in (None, {}, {"sft_pool": {"weights": None, "counts": {}, "size": None}}):
+        with pytest.raises(ConfigError, match=r"data\.sources\.sft_pool has 2 sources named "
+                                              r"'test-00000-of-00001'.*name:"):
+            check(mix, twice)
+    check(None, {"sft_pool": [{"path": "/d/test-00000-of-00001.parquet", "name": "a"},
+                              {"path": "/e/test-00000-of-00001.parquet", "name": "b"}],
+                 "rl_pool": [{"path": "/d/test-00000-of-00001.parquet"}]})  # other splits: other ids
+    cfg = _compose(["data=preference_files", "data.sources.sft_pool=[{path: /d/x.parquet}, {path: /e/x.parquet}]"])
+    with pytest.raises(ConfigError, match="name:"):
+        validate(cfg)  # before any stage starts

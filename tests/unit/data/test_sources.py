@@ -27,7 +27,7 @@ def _png(colour) -> bytes:
 def test_r1_reward_rl_rows_recovered_field_by_field():
     ds, counts = load_source({"path": str(R1), "format": "r1_reward_rl", "name": "r1_reward_rl"}, "rl_pool",
                              image_root=str(R1 / "images"))
-    assert counts == {"rows": 4, "kept": 4, "skipped": {}} and len(ds) == 4
+    assert counts == {"rows": 4, "kept": 4, "excluded": {}, "skipped": {}} and len(ds) == 4
     row = ds.cast_column("images", datasets.List(datasets.Image(decode=False)))[1]
     assert row["id"] == "r1_reward_rl-rl_pool-00000001" and row["source"] == "r1_reward_rl"
     assert row["query"] == "How many circles are there?"
@@ -35,7 +35,8 @@ def test_r1_reward_rl_rows_recovered_field_by_field():
     assert row["response_2"] == "There are two circles, one\nbehind the other."  # inner newline kept
     assert row["label"] == 2 and row["category"] == "r1_reward_rl"
     assert row["images"][0]["bytes"] == _png((30, 160, 60))  # from the base64 image column
-    assert json.loads(row["meta"]) == {"file": str(R1), "row": 1}
+    assert json.loads(row["meta"]) == {"file": str(R1), "row": 1,  # a folder: its shard and the row there too
+                                       "shard": "data/train-00000-of-00001.parquet", "shard_row": 1}
     third = ds[2]  # no image column value: the message's path, its file name under image_root
     assert third["images"][0].size == (28, 28) and third["images"][0].getpixel((0, 0)) == (40, 60, 200)
 
@@ -135,9 +136,9 @@ def test_inspect_reports_counts_reasons_and_rendered_samples(tmp_path):
                     f"data.sources.rl_pool=[{{path: {R1}, format: r1_reward_rl, image_root: {R1 / 'images'}}}]"])
     text = report(cfg, n=1)
     assert "== sft_pool: 1 samples" in text and "on_bad_sample=error: the first bad row would stop a run" in text
-    assert ("source bad: 7 rows, 1 kept, skipped empty response: 1, identical responses: 1, "
+    assert ("source bad: 7 rows, 1 kept, excluded none, skipped empty response: 1, identical responses: 1, "
             "label not derivable: 1, missing image: 2, unreadable image: 1") in text
-    assert "source r1_reward_rl: 4 rows, 4 kept, skipped none" in text
+    assert "source r1_reward_rl: 4 rows, 4 kept, excluded none, skipped none" in text
     assert "###### [Question]:\nWhat colour is the square?  \n" in text and "images 28×28" in text
     assert "vl_rewardbench: not checked" in text and "sft_pool: 0 samples are benchmark items" in text
 
@@ -167,7 +168,7 @@ def _near(pixel, colour, tol: int = 3) -> bool:  # the JPEG fixtures decode to w
     return all(abs(p - c) <= tol for p, c in zip(pixel, colour))
 
 
-@pytest.mark.parametrize("fmt,file,kept,skipped,first", [
+@pytest.mark.parametrize("fmt,file,kept,excluded,first", [
     ("rlaif_v", "rlaif_v.parquet", 2, {}, ("What colour is the square?", "The square is red.", 1)),
     ("rlhf_v", "rlhf_v.parquet", 2, {}, ("What colour is the square?", "The square is red.", 1)),
     ("povid", "povid.json", 2, {}, ("What colour is the square?", "The square is red.", 1)),
@@ -180,10 +181,9 @@ def _near(pixel, colour, tol: int = 3) -> bool:  # the JPEG fixtures decode to w
     ("mm_rlhf", "mm_rlhf_dpo_pairs.jsonl", 2, {"video only": 1},
      ("What colour is the square?", "The square is red.", 1)),
 ])
-def test_sft_source_formats(fmt, file, kept, skipped, first):
-    ds, counts = load_source({"path": str(SFT / file), "format": fmt}, "sft_pool", on_bad_sample="skip",
-                             image_root=str(SFT / "images"))
-    assert counts["kept"] == kept and counts["skipped"] == skipped
+def test_sft_source_formats(fmt, file, kept, excluded, first):
+    ds, counts = load_source({"path": str(SFT / file), "format": fmt}, "sft_pool", image_root=str(SFT / "images"))
+    assert counts["kept"] == kept and counts["excluded"] == excluded and counts["skipped"] == {}
     row = ds[0]
     assert (row["query"], row["response_1"], row["label"]) == first
     assert _near(row["images"][0].getpixel((0, 0)), RED) and row["source"] == Path(file).stem
@@ -213,10 +213,6 @@ def test_vlfeedback_pair_is_best_against_worst():
     ds, _ = load_source({"path": str(SFT / "vlfeedback.jsonl"), "format": "vlfeedback"}, "sft_pool",
                         on_bad_sample="skip", image_root=str(SFT / "images"))
     assert ds[0]["response_2"] == "The square is green."  # m3, mean 2.0 (m1 has 3.33)
-    with pytest.raises(SourceRowError, match="no rated pair") as e:
-        load_source({"path": str(SFT / "vlfeedback.jsonl"), "format": "vlfeedback"}, "sft_pool",
-                    image_root=str(SFT / "images"))
-    assert e.value.sample_id == "svit-conversation-1220"  # the error names the release's id
 
 
 def test_vlfeedback_as_its_loading_script_gives_it(tmp_path):
@@ -250,7 +246,7 @@ def test_wildvision_battle_without_a_turn_column_counts_user_turns(tmp_path):
     df.to_parquet(tmp_path / "battle.parquet")
     ds, counts = load_source({"path": str(tmp_path / "battle.parquet"), "format": "wildvision_battle"},
                              "sft_pool", on_bad_sample="skip")
-    assert counts["skipped"] == {"tie": 2, "multi-turn": 1} and len(ds) == 1
+    assert counts["excluded"] == {"tie": 2, "multi-turn": 1} and len(ds) == 1
 
 
 def test_r1_reward_rl_image_as_data_uri_and_text_only_message(tmp_path):
@@ -281,3 +277,144 @@ def test_duplicates_inside_and_across_pools(tmp_path):
     splits, report = deduplicate({"sft_pool": sft, "rl_pool": rl, "bench": rl})
     assert report == {"inside": {"sft_pool": {"sft": 1}, "rl_pool": {}}, "across": {"sft_pool": {"sft": 1}}}
     assert splits["sft_pool"]["id"] == ["pair-0", "pair-1", "pair-3"] and splits["rl_pool"]["id"] == ["rl-copy"]
+
+
+# ------------------------------------------------------------------ real-release quirks (issue 30)
+def _jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_vlfeedback_without_a_prompt_column_is_a_missing_column(tmp_path):
+    rows = [json.loads(line) for line in (SFT / "vlfeedback.jsonl").read_text().splitlines()]
+    path = _jsonl(tmp_path / "vlf.jsonl", [{k: v for k, v in r.items() if k != "prompt"} for r in rows])
+    with pytest.raises(SourceRowError) as e:
+        load_source({"path": str(path), "format": "vlfeedback"}, "sft_pool", image_root=str(SFT / "images"))
+    assert (e.value.field, e.value.reason, e.value.row) == ("prompt", "missing column", 0)
+    assert e.value.sample_id == "svit-conversation-1219"  # the error names the release's id
+    assert "'prompt'" in str(e.value)
+
+
+def _battle(content_a, content_b, winner="model_a", qid="q0") -> dict:
+    def conv(content):
+        return [{"role": "user", "content": content[0]}, {"role": "assistant", "content": content[1]}]
+    return {"question_id": qid, "winner": winner, "turn": 1, "image": "red.jpg",
+            "conversation_a": conv(content_a), "conversation_b": conv(content_b)}
+
+
+def test_wildvision_turn_content_as_a_list_of_parts_is_its_text(tmp_path):
+    """The newer arena export: each turn's content a list of {type: text | image} parts."""
+    def parts(*texts):
+        return [{"type": "text", "text": t} for t in texts]
+    q = [{"type": "image", "text": None}, *parts("What colour ", "is the square?")]
+    path = _jsonl(tmp_path / "b.jsonl", [_battle((q, parts("The square is red.")), (q, parts("It is green.")))])
+    Image.new("RGB", (28, 28), RED).save(tmp_path / "red.jpg")
+    ds, _ = load_source({"path": str(path), "format": "wildvision_battle"}, "sft_pool", image_root=str(tmp_path))
+    assert (ds[0]["query"], ds[0]["response_1"], ds[0]["response_2"]) == (
+        "What colour is the square?", "The square is red.", "It is green.")
+
+
+def test_wildvision_turn_content_neither_text_nor_parts_is_a_bad_row(tmp_path):
+    path = _jsonl(tmp_path / "b.jsonl", [_battle(("What colour?", {"answer": "red"}), ("What colour?", "Green."))])
+    Image.new("RGB", (28, 28), RED).save(tmp_path / "red.jpg")
+    with pytest.raises(SourceRowError) as e:
+        load_source({"path": str(path), "format": "wildvision_battle"}, "sft_pool", image_root=str(tmp_path))
+    assert (e.value.row, e.value.sample_id, e.value.field) == (0, "q0", "conversation_a")
+    assert "content" in str(e.value) and "dict" in str(e.value)
+
+
+def _noise_png(size: int = 256) -> bytes:  # incompressible: its base64 is ~size² · 4 bytes (> any path limit)
+    import numpy as np
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("image_root", [False, True])
+def test_long_base64_and_data_uri_images_are_decoded_before_any_path_check(tmp_path, image_root):
+    """R1-Reward-RL's ~165 kB image strings: never tried as a path (OSError: File name too long)."""
+    import base64
+
+    png = _noise_png()
+    b64 = base64.b64encode(png).decode()
+    assert len(b64) > 200_000
+    df = pd.read_parquet(R1 / "data" / "train-00000-of-00001.parquet").iloc[:2]
+    df.loc[0, "image"], df.loc[1, "image"] = b64, "data:image/png;base64," + b64
+    df.to_parquet(tmp_path / "train.parquet")
+    ds, counts = load_source({"path": str(tmp_path / "train.parquet"), "format": "r1_reward_rl"}, "rl_pool",
+                             image_root=str(tmp_path) if image_root else None)
+    raw = ds.cast_column("images", datasets.List(datasets.Image(decode=False)))
+    assert counts["kept"] == 2 and [r["images"][0]["bytes"] for r in raw] == [png, png]
+    assert [r["images"][0]["path"] for r in raw] == [None, None]  # an inline image has no path
+
+
+@pytest.mark.parametrize("value,reason", [
+    ("data:image/png;base64," + "A" * 5000, "unreadable image"),   # a data URI whose bytes are no image
+    ("x-" * 3000 + ".png", "missing image"),                       # no path (ENAMETOOLONG), no base64
+    ("data:text/plain;base64,aGVsbG8=" + "A" * 5000, "unreadable image"),  # a data URI, not an image
+])
+def test_a_bad_image_string_is_a_bad_row_and_its_message_is_short(tmp_path, value, reason):
+    path = _jsonl(tmp_path / "p.jsonl", [{"id": "a", "query": "q", "chosen": "x", "rejected": "y", "image": value}])
+    for root in (None, str(tmp_path)):
+        with pytest.raises(SourceRowError) as e:
+            load_source({"path": str(path)}, "sft_pool", image_root=root)
+        assert (e.value.row, e.value.sample_id, e.value.field, e.value.reason) == (0, "a", "images", reason)
+        assert len(str(e.value)) < 600 and value[:20] in str(e.value)
+
+
+@pytest.mark.parametrize("fmt,file,kept,excluded", [
+    ("wildvision_battle", "wildvision_battle.parquet", 2, {"tie": 2}),  # "tie" and "tie (bothbad)"
+    ("vlfeedback", "vlfeedback.jsonl", 1, {"no rated pair": 1}),
+    ("mm_rlhf", "mm_rlhf_dpo_pairs.jsonl", 2, {"video only": 1}),
+])
+@pytest.mark.parametrize("on_bad_sample", ["error", "skip"])
+def test_by_design_exclusions_are_dropped_and_counted_whatever_on_bad_sample(fmt, file, kept, excluded,
+                                                                             on_bad_sample):
+    """Ties, prompts without a rated pair, video rows: not broken rows, so a default run loads the release."""
+    ds, counts = load_source({"path": str(SFT / file), "format": fmt}, "sft_pool", on_bad_sample=on_bad_sample,
+                             image_root=str(SFT / "images"))
+    assert counts["kept"] == len(ds) == kept and counts["excluded"] == excluded and counts["skipped"] == {}
+
+
+def test_exclusions_and_bad_rows_are_counted_apart(tmp_path):
+    df = pd.read_parquet(SFT / "wildvision_battle.parquet").drop(columns=["turn"])
+    conv = list(df.loc[3, "conversation_a"])
+    df.at[3, "conversation_a"] = conv + [{"role": "user", "content": "And now?"},
+                                         {"role": "assistant", "content": "Still red."}]  # multi-turn: excluded
+    df.loc[0, "winner"] = "model_c"  # a broken row
+    df.to_parquet(tmp_path / "battle.parquet")
+    spec = {"path": str(tmp_path / "battle.parquet"), "format": "wildvision_battle"}
+    with pytest.raises(SourceRowError, match="label not derivable"):
+        load_source(spec, "sft_pool")
+    ds, counts = load_source(spec, "sft_pool", on_bad_sample="skip")
+    assert counts == {"rows": 4, "kept": 0, "excluded": {"tie": 2, "multi-turn": 1},
+                      "skipped": {"label not derivable": 1}} and len(ds) == 0
+
+
+def test_a_default_run_counts_exclusions_per_source_and_inspect_shows_them_apart(tmp_path):
+    from egt.data.inspect import _compose, report
+    from egt.stages.data import build
+
+    bad = _bad_rows(tmp_path)
+    sft = (f"data.sources.sft_pool=[{{path: {SFT / 'wildvision_battle.parquet'}, format: wildvision_battle}}, "
+           f"{{path: {SFT / 'mm_rlhf_dpo_pairs.jsonl'}, format: mm_rlhf, image_root: {SFT / 'images'}}}]")
+    cfg = _compose(["data=preference_files", sft, "data.deduplicate=false"])
+    assert cfg.data.on_bad_sample == "error"
+    _, counts = build(cfg)  # the data stage's per-source counts (its summary's "sources")
+    assert counts["sft_pool"]["wildvision_battle"]["excluded"] == {"tie": 2}
+    assert counts["sft_pool"]["mm_rlhf_dpo_pairs"]["excluded"] == {"video only": 1}
+    assert counts["sft_pool"]["mm_rlhf_dpo_pairs"]["skipped"] == {}
+    cfg = _compose(["data=preference_files", sft, "data.deduplicate=false",
+                    f"data.sources.rl_pool=[{{path: {bad}, name: bad, image_root: {tmp_path}}}]"])
+    text = report(cfg, n=0)
+    assert "source wildvision_battle: 4 rows, 2 kept, excluded tie: 2, skipped none;" in text
+    assert "source bad: 7 rows, 1 kept, excluded none, skipped empty response: 1," in text
+
+
+def test_vlfeedback_without_completions_is_a_missing_column_not_an_exclusion(tmp_path):
+    rows = [json.loads(line) for line in (SFT / "vlfeedback.jsonl").read_text().splitlines()]
+    path = _jsonl(tmp_path / "vlf.jsonl", [{k: v for k, v in r.items() if k != "completions"} for r in rows])
+    with pytest.raises(SourceRowError) as e:
+        load_source({"path": str(path), "format": "vlfeedback"}, "sft_pool", image_root=str(SFT / "images"))
+    assert (e.value.field, e.value.reason) == ("completions", "missing column")
