@@ -108,3 +108,22 @@ def test_pixel_budget_reaches_every_stage_and_its_key(tmp_path):
         assert '"max_pixels": 784' in saved, stage  # in the key's config
     out = cli(tmp_path, *_QUICK, stages, *small, "model.min_pixels=784", "model.max_pixels=3136")
     assert "[data] reusing" in out and "[sft] computing artifact" in out  # a new budget, new models
+
+
+def test_chdir_run_reuses_the_store_under_the_launch_directory(tmp_path):
+    """hydra.job.chdir=true: relative paths (the default ``artifacts``, a data file) are the launch
+    directory's, not each run directory's, so a second run reuses and a killed one resumes."""
+    env = {k: v for k, v in os.environ.items() if k not in ("EGT_ARTIFACTS", "EGT_LOGS")}
+    env.update(WANDB_MODE="offline", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+
+    def run(name: str) -> str:
+        proc = subprocess.run([sys.executable, str(REPO / "train.py"), *_QUICK, "stages=[model,data]",
+                               "hydra.job.chdir=true", f"hydra.run.dir=runs/{name}"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+        return proc.stdout + proc.stderr
+
+    run("a")
+    out = run("b")
+    assert "[models] reusing finished artifact" in out and "[data] reusing finished artifact" in out, out[-3000:]
+    assert (tmp_path / "artifacts" / "data").is_dir() and not (tmp_path / "runs" / "b" / "artifacts").exists()
