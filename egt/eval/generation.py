@@ -70,7 +70,8 @@ class RowSeededSampler(LogitsProcessor):
     """
 
     def __init__(self, seeds: Sequence[int], temperature: float, top_k: int | None, top_p: float | None) -> None:
-        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.seeds = [int(s) for s in seeds]
+        self.generators: list[torch.Generator] = []  # made on the logits' device at the first step
         self.warpers = [TemperatureLogitsWarper(float(temperature))]
         if top_k:
             self.warpers.append(TopKLogitsWarper(int(top_k)))
@@ -81,7 +82,9 @@ class RowSeededSampler(LogitsProcessor):
         for w in self.warpers:
             scores = w(input_ids, scores)
         logp = torch.log_softmax(scores.float(), dim=-1)  # [B, V]
-        u = torch.stack([torch.rand(scores.shape[-1], generator=g) for g in self.generators]).to(scores.device)
+        if not self.generators:  # on the GPU the draws stay there (a CUDA stream differs from the CPU's)
+            self.generators = [torch.Generator(device=scores.device).manual_seed(s) for s in self.seeds]
+        u = torch.stack([torch.rand(scores.shape[-1], generator=g, device=scores.device) for g in self.generators])
         gumbel = -torch.log(-torch.log(u.clamp(min=1e-20, max=1.0 - 1e-7)))  # [B, V]
         pick = (logp + gumbel).argmax(-1, keepdim=True)  # [B, 1]
         return torch.full_like(scores, float("-inf")).scatter(-1, pick, 0.0)
