@@ -8,7 +8,7 @@ from pathlib import Path
 
 import lightning as L
 from hydra.errors import CompactHydraException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from egt import distributed
 from egt.config import validate
@@ -123,6 +123,54 @@ def user_message(exc: BaseException) -> str:
     return f"egt: {text}\n{DEBUG_HINT}"
 
 
+# Directories egt writes (made absolute whenever relative) and paths it reads (made absolute when they
+# exist under the launch directory: a Hub id such as ``org/name`` that does not passes through)
+OUTPUT_PATHS = ("paths.artifacts", "paths.logs")
+INPUT_PATHS = ("model.path", "data.path", "data.image_root", "distill.trajectories_path", "distill.teacher.model_path",
+               "sft.model_path", "probe.model_path", "probe.table_path", "rl.selection_path",
+               "reward.judge.model_path", "eval.model_path", "eval.data_root")
+
+
+def launch_dir() -> Path:
+    """Where the command was started: Hydra's original cwd (before ``hydra.job.chdir=true`` moved into
+    the run directory), else the current directory."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return Path.cwd()
+    from hydra.utils import get_original_cwd
+    return Path(get_original_cwd())
+
+
+def _anchored(value: object, base: Path, output: bool) -> str | None:
+    """``value`` made absolute against ``base`` when it is a relative path to anchor, else None."""
+    if not isinstance(value, str) or not value.strip() or Path(value).expanduser().is_absolute():
+        return None
+    path = base / value
+    return str(path) if output or path.exists() else None
+
+
+def anchor_paths(cfg: DictConfig, base: Path | None = None) -> list[str]:
+    """Relative paths in ``cfg`` resolved against the launch directory when the run has moved
+    (``hydra.job.chdir=true``), so the artifact store, logs and inputs are the launch directory's and
+    a second run reuses, a killed one resumes. Returns the keys changed; nothing when cwd is ``base``."""
+    base = (base or launch_dir()).resolve()
+    if base == Path.cwd().resolve():
+        return []
+    keys = [(k, True) for k in OUTPUT_PATHS] + [(k, False) for k in INPUT_PATHS]
+    sources = OmegaConf.select(cfg, "data.sources", default=None) or {}
+    keys += [(f"data.sources.{split}.{i}.{f}", False) for split in sources
+             for i in range(len(sources[split] or [])) for f in ("path", "image_root")]
+    changed = []
+    for key, output in keys:
+        value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+        new = _anchored(value, base, output)
+        if new is not None:
+            OmegaConf.update(cfg, key, new, merge=False, force_add=False)
+            changed.append(key)
+    return changed
+
+
 def main_impl(cfg: DictConfig) -> float | None:
     # under train.py the Hydra callback (egt.utils.secrets.RedactSecrets) did this before Hydra logged anything
     secrets.register_config(cfg)
@@ -130,6 +178,9 @@ def main_impl(cfg: DictConfig) -> float | None:
     quiet_third_party()
 
     def run() -> dict:
+        moved = anchor_paths(cfg)
+        if moved:
+            log.info("hydra.job.chdir: %s resolved against %s", ", ".join(moved), launch_dir())
         validate(cfg)  # includes the paths this run's stages read (egt.preflight): before any stage starts
         distributed.init(cfg)  # a no-op for one process; every rank of a torchrun / srun launch gets here
         L.seed_everything(cfg.seed, workers=True, verbose=False)

@@ -30,6 +30,7 @@ from PIL import Image
 
 from egt.benchmarks import metrics as M
 from egt.data.schema import BadSampleError, stable_hash
+from egt.utils.images import to_rgb
 
 ORDERS = ("as_given", "random_swap")
 PARSE_POLICIES = ("exclude", "coin_flip", "wrong")
@@ -209,18 +210,19 @@ def sample_frames(folder: Path, n: int, file: Path, row: int) -> list[Path]:
 
 
 def open_images(item: dict[str, Any]) -> list[Image.Image]:
-    """Open an item's image references as RGB PIL images (BadSampleError names the item and file)."""
+    """Open an item's image references as RGB PIL images, transparency on white (BadSampleError names the
+    item and file)."""
     out = []
     for ref in item["images"]:
         try:
             if isinstance(ref, Image.Image):
-                out.append(ref.convert("RGB"))
+                out.append(to_rgb(ref))
                 continue
             if isinstance(ref, dict):
                 ref = ref.get("bytes") or ref.get("path")
             src = io.BytesIO(ref) if isinstance(ref, (bytes, bytearray)) else ref
             with Image.open(src) as im:
-                out.append(im.convert("RGB"))
+                out.append(to_rgb(im))
         except Exception as exc:  # PIL raises many types for broken files
             where = ref if isinstance(ref, (str, Path)) else "<bytes>"
             raise BadSampleError(item["id"], "images", kind="unreadable image", reason=f"cannot open {where} ({type(exc).__name__}: {exc}) "

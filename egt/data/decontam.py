@@ -20,6 +20,8 @@ from typing import Any, Iterable
 import datasets
 from PIL import Image
 
+from egt.utils.images import to_rgb
+
 log = logging.getLogger(__name__)
 
 
@@ -32,7 +34,7 @@ def dhash(image: Image.Image, size: int = 8) -> int:
     >>> bin(dhash(a) ^ dhash(a.transpose(Image.Transpose.FLIP_LEFT_RIGHT))).count("1")   # mirrored: all 64 bits
     64
     """
-    grey = image.convert("L").resize((size + 1, size), Image.Resampling.LANCZOS)
+    grey = to_rgb(image).convert("L").resize((size + 1, size), Image.Resampling.LANCZOS)
     px = list(grey.getdata())
     bits = 0
     for y in range(size):

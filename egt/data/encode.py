@@ -13,13 +13,14 @@ import torch
 
 from egt.data.prompt import build_messages
 from egt.data.schema import BadSampleError
+from egt.utils.images import to_rgb
 
 IGNORE = -100
 TEXT_KEYS = ("input_ids", "attention_mask", "labels")
 
 
 def _images(sample: dict[str, Any]) -> list:
-    return [im.convert("RGB") for im in (sample.get("images") or [])]
+    return [to_rgb(im) for im in (sample.get("images") or [])]
 
 
 class ChatEncoder:

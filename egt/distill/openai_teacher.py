@@ -28,6 +28,7 @@ from egt.data.prompt import TEMPLATES, build_user_text, template_key
 from egt.data.schema import BadSampleError
 from egt.distill.teacher import Reply, RequestBudget, Teacher
 from egt.utils.http import Endpoint, HTTPRequestError, check_reachable, post_json
+from egt.utils.images import to_rgb
 
 __all__ = ["OpenAITeacher", "image_data_url", "message_text"]
 
@@ -51,7 +52,7 @@ def image_data_url(image: Any, sample_id: Any = None) -> str:
                 data = f.read()
         elif isinstance(image, Image.Image):
             buf = io.BytesIO()
-            image.convert("RGB").save(buf, format="PNG")
+            to_rgb(image).save(buf, format="PNG")
             data = buf.getvalue()
         else:
             raise TypeError(f"unsupported image type {type(image).__name__}")

@@ -1,12 +1,15 @@
 """Batched judge generation and its quick scoring (format-ok, accuracy per category)."""
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from typing import Any, Mapping, Sequence
 
 import torch
 from tqdm.auto import tqdm
 from transformers import GenerationConfig
+from transformers.generation.logits_process import (LogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper,
+                                                    TopPLogitsWarper)
 
 from egt.data.encode import ChatEncoder, collate
 from egt.data.prompt import format_ok, parse_answer
@@ -45,21 +48,73 @@ def generation_config(max_new_tokens: int, temperature: float = 0.0, pad_token_i
     return GenerationConfig(**kw)
 
 
+def row_seed(seed: int, *parts: Any) -> int:
+    """A 63-bit seed for one row's sampling stream from the run's ``seed`` and what names the row
+    (item view key, vote), so a draw does not depend on which batch, process or resume made it.
+
+    >>> row_seed(0, "a|official", 1) == row_seed(0, "a|official", 1) != row_seed(0, "a|official", 0)
+    True
+    """
+    digest = hashlib.sha256(repr((int(seed), *parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+class RowSeededSampler(LogitsProcessor):
+    """Samples each row from its own ``torch.Generator`` (Gumbel-max over the warped log-probs) and
+    returns a one-hot score row, so transformers' own draw from the global RNG can only pick that token.
+
+    transformers runs custom processors after its penalties / suppressed tokens and before its
+    warpers, so the temperature, top-k and top-p are applied here (the same warpers, same order);
+    on a one-hot row transformers' warpers change nothing. ``argmax(log softmax(z) + Gumbel)`` is a
+    draw from ``softmax(z)`` (the Gumbel-max trick), one uniform per vocabulary entry per step.
+    """
+
+    def __init__(self, seeds: Sequence[int], temperature: float, top_k: int | None, top_p: float | None) -> None:
+        self.seeds = [int(s) for s in seeds]
+        self.generators: list[torch.Generator] = []  # made on the logits' device at the first step
+        self.warpers = [TemperatureLogitsWarper(float(temperature))]
+        if top_k:
+            self.warpers.append(TopKLogitsWarper(int(top_k)))
+        if top_p is not None and top_p < 1.0:
+            self.warpers.append(TopPLogitsWarper(float(top_p)))
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        for w in self.warpers:
+            scores = w(input_ids, scores)
+        logp = torch.log_softmax(scores.float(), dim=-1)  # [B, V]
+        if not self.generators:  # on the GPU the draws stay there (a CUDA stream differs from the CPU's)
+            self.generators = [torch.Generator(device=scores.device).manual_seed(s) for s in self.seeds]
+        u = torch.stack([torch.rand(scores.shape[-1], generator=g, device=scores.device) for g in self.generators])
+        gumbel = -torch.log(-torch.log(u.clamp(min=1e-20, max=1.0 - 1e-7)))  # [B, V]
+        pick = (logp + gumbel).argmax(-1, keepdim=True)  # [B, 1]
+        return torch.full_like(scores, float("-inf")).scatter(-1, pick, 0.0)
+
+
+def row_sampler(model: Any, config: GenerationConfig, seeds: Sequence[int]) -> RowSeededSampler:
+    """The :class:`RowSeededSampler` for ``config``'s temperature / top-k / top-p (unset ones: the
+    checkpoint's, as transformers would fill them under ``use_checkpoint_defaults``)."""
+    own = getattr(model, "generation_config", None)
+    def get(name: str) -> Any:
+        value = getattr(config, name, None)
+        return value if value is not None else getattr(own, name, None)
+    return RowSeededSampler(seeds, get("temperature"), get("top_k"), get("top_p"))
+
+
 def model_generate(model: Any, batch: dict[str, torch.Tensor], config: GenerationConfig,
-                   use_checkpoint_defaults: bool = False) -> torch.Tensor:
+                   use_checkpoint_defaults: bool = False, **kw: Any) -> torch.Tensor:
     """``model.generate(**batch, generation_config=config)`` where nothing comes from the checkpoint's
     generation_config.json but its token ids (eos, pad, bos), unless ``use_checkpoint_defaults``.
 
     transformers fills every field ``config`` leaves unset from ``model.generation_config``; for the
     call, that is replaced by one holding the checkpoint's token ids alone (restored afterwards).
-    Returns prompt + new ids [B, T+G].
+    Returns prompt + new ids [B, T+G]. ``kw`` go to ``generate`` (``logits_processor``).
     """
     if use_checkpoint_defaults:
-        return model.generate(**batch, generation_config=config)
+        return model.generate(**batch, generation_config=config, **kw)
     own = model.generation_config
     model.generation_config = GenerationConfig(**{k: getattr(own, k, None) for k in TOKEN_FIELDS})
     try:
-        return model.generate(**batch, generation_config=config)
+        return model.generate(**batch, generation_config=config, **kw)
     finally:
         model.generation_config = own
 
@@ -72,17 +127,23 @@ def prompt_batch(encoder: ChatEncoder, samples: Sequence[dict[str, Any]], device
 
 @torch.no_grad()
 def generate_batch(model: Any, encoder: ChatEncoder, batch: dict[str, torch.Tensor], max_new_tokens: int = 128,
-                   temperature: float = 0.0, sampling: Mapping[str, Any] | None = None) -> torch.Tensor:
+                   temperature: float = 0.0, sampling: Mapping[str, Any] | None = None,
+                   row_seeds: Sequence[int] | None = None) -> torch.Tensor:
     """Generated token ids [B, G] for one left-padded prompt batch (greedy when ``temperature`` is 0);
     rows that stopped early are filled with pad after their stop token. ``sampling``: ``top_k``,
     ``top_p``, ``repetition_penalty``, ``use_checkpoint_defaults`` (a stage's ``*.generation``
-    config; see :func:`generation_config`). Multimodal special tokens are suppressed."""
+    config; see :func:`generation_config`). Multimodal special tokens are suppressed. ``row_seeds``
+    (one per row, when sampling): each row drawn from its own stream (:class:`RowSeededSampler`),
+    not from the global RNG, so a row's draw does not depend on the batch it is in."""
     s = dict(sampling or {})
     checkpoint = bool(s.pop("use_checkpoint_defaults", False))
     config = generation_config(max_new_tokens, temperature, encoder.tokenizer.pad_token_id,
                                use_checkpoint_defaults=checkpoint,
                                suppress_ids=multimodal_token_ids(encoder.processor), **s)
-    seq = model_generate(model, batch, config, checkpoint)
+    kw = {}
+    if row_seeds is not None and temperature > 0:
+        kw["logits_processor"] = [row_sampler(model, config, row_seeds)]
+    seq = model_generate(model, batch, config, checkpoint, **kw)
     return seq[:, batch["input_ids"].shape[1]:]
 
 

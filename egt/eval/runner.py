@@ -33,7 +33,9 @@ class Judge(Protocol):
 
 
 class HFJudge:
-    """A Hugging Face VLM + its :class:`~egt.data.encode.ChatEncoder`; greedy at temperature 0."""
+    """A Hugging Face VLM + its :class:`~egt.data.encode.ChatEncoder`; greedy at temperature 0. Sampled
+    (temperature > 0), every (view key, vote) is drawn from its own stream seeded by ``seed`` and that
+    pair (:func:`~egt.eval.generation.row_seed`), so batch size, process count and resume change no draw."""
 
     def __init__(self, model: Any, encoder: Any, max_new_tokens: int = 256, temperature: float = 0.0,
                  seed: int = 0, sampling: dict[str, Any] | None = None) -> None:
@@ -41,22 +43,25 @@ class HFJudge:
         self.max_new_tokens, self.temperature, self.seed = max_new_tokens, temperature, seed
         self.calls = 0
 
-    def prepare(self, sample: dict[str, Any]) -> Any:
-        return self.encoder.encode_prompt(sample)
+    def prepare(self, sample: dict[str, Any]) -> tuple[dict[str, torch.Tensor], int]:
+        """(prompt features, the row's sampling seed) for one (view, ``sample["vote"]``)."""
+        from egt.eval.generation import row_seed
+
+        return self.encoder.encode_prompt(sample), row_seed(self.seed, sample["key"], int(sample.get("vote", 0)))
 
     @torch.no_grad()
-    def __call__(self, prepared: list[Any]) -> list[str]:
+    def __call__(self, prepared: list[tuple[dict[str, torch.Tensor], int]]) -> list[str]:
         from egt.data.encode import collate
         from egt.eval.generation import generate_batch
 
-        if self.temperature > 0:  # reproducible per batch (not per item: batched sampling shares one stream)
-            torch.manual_seed(self.seed * 1_000_003 + self.calls)
         self.calls += 1
         tok = self.encoder.tokenizer
         device = next(self.model.parameters()).device
-        batch = {k: v.to(device) for k, v in collate(prepared, tok.pad_token_id, side="left").items()}
+        feats = [f for f, _ in prepared]
+        batch = {k: v.to(device) for k, v in collate(feats, tok.pad_token_id, side="left").items()}
         self.model.eval()
-        new = generate_batch(self.model, self.encoder, batch, self.max_new_tokens, self.temperature, self.sampling)
+        new = generate_batch(self.model, self.encoder, batch, self.max_new_tokens, self.temperature, self.sampling,
+                             row_seeds=[s for _, s in prepared])
         return tok.batch_decode(new, skip_special_tokens=True)
 
 
@@ -87,7 +92,7 @@ def generate_views(views: Sequence[dict[str, Any]], judge: Judge, journal: Journ
         chunk, prepared, ready, new = pending[start:start + batch_size], [], [], []
         for view, k in chunk:
             try:
-                prepared.append(judge.prepare({**view, "images": open_images(view)}))
+                prepared.append(judge.prepare({**view, "images": open_images(view), "vote": k}))
                 ready.append((view, k))
             except BadSampleError as exc:
                 if on_bad_sample == "error":

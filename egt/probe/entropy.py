@@ -86,26 +86,27 @@ def blocked_entropy(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     two non-negative terms: no cancellation, even at H ≈ 0). m, S and T are
     accumulated over vocabulary blocks; when the running max rises from m to m′,
     S ← a S and T ← a (T + (m − m′) S) with a = e^{m − m′} (the online-softmax
-    rescaling, Milakov & Gimelshein 2018). Logits are fp32 (computed in the
-    weight's dtype, then cast, like ``lm_head(h).float()``). ``vocab_block``
+    rescaling, Milakov & Gimelshein 2018). Logits are fp32 and so is the head's
+    matmul: bf16 / fp16 hidden states and weight are upcast block by block (a
+    [b, H] fp32 copy of the weight block), because bf16 logits (spacing 1/8 at
+    16–32) move low entropies at Qwen-like logit scales by up to ~10% (docs/design.md
+    §3.1); the entropy is then exact to fp32 rounding (~1e-5) for the bf16 values. ``vocab_block``
     None: :data:`BLOCK_ELEMENTS` // N. ``buffers``: two fp32 tensors of at least
     N × vocab_block elements to reuse (else allocated).
     """
     n, V = h.shape[0], weight.shape[0]
     vocab_block = _vocab_block(n, V, vocab_block)
     buffers = _blocks(n, vocab_block, h.device, buffers)
-    fp32 = h.dtype == torch.float32 and weight.dtype == torch.float32
+    h = h.float()  # [N, H]; a no-op in fp32
     state = None
     for v0 in range(0, V, vocab_block):
-        w = weight[v0:v0 + vocab_block]  # [b, H]
+        w = weight[v0:v0 + vocab_block].float()  # [b, H]; a view in fp32, an fp32 copy from bf16
         z, e = (buf[:n * w.shape[0]].view(n, w.shape[0]) for buf in buffers)  # [n, b] each
-        bb = None if bias is None else bias[v0:v0 + w.shape[0]]
-        if fp32 and bb is None:
+        bb = None if bias is None else bias[v0:v0 + w.shape[0]].float()
+        if bb is None:
             torch.matmul(h, w.t(), out=z)  # into the reused block: no fresh [n, b] allocation
-        elif fp32:
-            torch.addmm(bb, h, w.t(), out=z)
         else:
-            z.copy_(torch.nn.functional.linear(h, w, bb))
+            torch.addmm(bb, h, w.t(), out=z)
         state = _online_update(z, e, state)
     return (state[1].log() - state[2] / state[1]).view(n)
 
@@ -148,8 +149,10 @@ def chunked_entropy_from_hidden(hidden: torch.Tensor, lm_head: Callable[[torch.T
     ``nn.Linear`` head goes through :func:`blocked_entropy`: the largest
     temporaries are two [c, vocab_block] fp32 blocks, c = min(chunk, positions)
     (vocab_block None: c × vocab_block = :data:`BLOCK_ELEMENTS`, so 2 × 64 MB
-    whatever B, L and V), and the head's weight is read once per chunk. Any
-    other callable is applied to ``chunk`` positions at a time: [chunk, V] fp32.
+    whatever B, L and V), and the head's weight is read once per chunk; its
+    matmul is fp32 whatever the model's dtype. Any other callable (a quantised or
+    hooked head) is applied to ``chunk`` positions at a time in its own dtype, the
+    logits then cast: [chunk, V] fp32.
     Not differentiable (a measurement: both paths work in place).
     """
     if chunk < 1 or (vocab_block is not None and vocab_block < 1):

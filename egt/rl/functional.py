@@ -238,7 +238,10 @@ def chunked_token_logprobs(hidden: torch.Tensor, head: Callable[[torch.Tensor], 
     forward + backward is O(chunk × V) fp32 whatever B and L (the approach of chunked / "fused
     linear" cross-entropy, e.g. Liger-Kernel; here in plain PyTorch). ``recompute=False`` keeps every
     chunk's logits for backward instead (faster, memory O(N × V)). The entropy never carries a
-    gradient. Same values as the unchunked reference to fp32 rounding (tests/unit/rl).
+    gradient. Same values as the unchunked reference to fp32 rounding (tests/unit/rl). The head runs
+    in the model's dtype (bf16 logits under bf16, then fp32): the logits HF generate and vLLM sample
+    from, so log π and π/π_old match the sampler's distribution; the probe's entropy instead upcasts
+    the head (:func:`egt.probe.entropy.blocked_entropy`, docs/design.md §3.1).
 
     Raises ValueError if ``chunk`` < 1.
 

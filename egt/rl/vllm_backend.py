@@ -24,6 +24,7 @@ import torch
 from egt import distributed
 from egt.data.encode import ChatEncoder
 from egt.rl.rollout import RolloutBackend
+from egt.utils.images import to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ class VLLMRollout(RolloutBackend):
         """vLLM inputs: the chat-template text (one placeholder per image) and the PIL images."""
         out = []
         for s in samples:
-            images = [im.convert("RGB") for im in (s.get("images") or [])]
+            images = [to_rgb(im) for im in (s.get("images") or [])]
             item: dict[str, Any] = {"prompt": encoder.prompt_text(s)}
             if images:
                 item["multi_modal_data"] = {"image": images if len(images) > 1 else images[0]}

@@ -60,7 +60,10 @@ class SFTModule(L.LightningModule):
         counts = [self.target_tokens[i] for i in window]
         return float(sum(counts)), float(sum(c > 0 for c in counts)), float(self.accumulate * self.world_size)
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        """``loss``: this micro-batch's share of the step loss (what backward needs; Lightning divides it by
+        acc); ``token_loss``: its true per-token NLL (detached), what is logged and recorded, the same
+        whatever ``accumulate`` is."""
         tokens, sequences, scale = self.step_counts()
         if self.sampler is not None:  # counted before any checkpoint of this step is written
             self.sampler.advance(batch["input_ids"].shape[0])
@@ -73,7 +76,7 @@ class SFTModule(L.LightningModule):
             mean = (nll * mask).sum() / n_tok.clamp(min=1)
         self.log("train/loss", mean, prog_bar=True, batch_size=batch["input_ids"].shape[0])
         self.log("train/target_tokens", n_tok.float(), reduce_fx="sum", batch_size=1)
-        return loss
+        return {"loss": loss, "token_loss": mean}
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         nll, mask = sft_nll(self.model, batch, self.chunk_size)

@@ -32,7 +32,9 @@ from egt.utils.io import Journal
 log = logging.getLogger(__name__)
 REQUIRES = ("data", "model", "sft", "rl")  # the stages this one may ask the pipeline for (egt.stages)
 VERSION = 1
-# eval settings that do not change what is generated or how it is scored
+# eval settings that do not change what is generated or how it is scored (batch_size: greedy, and sampled
+# draws come from per-(view, vote) streams, egt.eval.generation.row_seed; only floating-point batching
+# effects remain, as for greedy)
 NOT_IN_KEY = ("model_path", "model_label", "models", "benchmarks", "optional_benchmarks", "data_root", "batch_size",
               "position_bias")
 
@@ -117,17 +119,27 @@ class _LazyJudge:
         return self.judge
 
 
-def evaluate_one(cfg: DictConfig, pipe: Any, model: dict[str, Any], bench: Benchmark, items: list[dict],
-                 judge: _LazyJudge) -> dict[str, Any]:
-    from egt.eval.runner import evaluate
-
+def key_conf(cfg: DictConfig, bench: Benchmark) -> dict[str, Any]:
+    """What an eval key is made of: the benchmark, its files' fingerprint and the settings that change
+    what is generated or scored. Sampled runs (temperature > 0) name their per-(view, vote) streams:
+    their draws differ from the earlier batch-seeded ones; greedy keys are unchanged."""
     e = cfg.eval
     settings = {k: v for k, v in to_container(e).items() if k not in NOT_IN_KEY}
     settings["template"] = template_key(cfg.data.template)
     from egt.models.resolve import pixel_budget
     settings.update(pixel_budget(cfg))  # only when set: keys without a budget are unchanged
+    if e.temperature > 0:
+        settings["sampling_streams"] = "per-view-vote"
     bench_id = {k: v for k, v in bench.describe().items() if k != "files"}
-    conf = {"benchmark": bench_id, "fingerprint": bench.fingerprint(), "settings": settings}
+    return {"benchmark": bench_id, "fingerprint": bench.fingerprint(), "settings": settings}
+
+
+def evaluate_one(cfg: DictConfig, pipe: Any, model: dict[str, Any], bench: Benchmark, items: list[dict],
+                 judge: _LazyJudge) -> dict[str, Any]:
+    from egt.eval.runner import evaluate
+
+    e = cfg.eval
+    conf = key_conf(cfg, bench)
     key = make_key("eval", conf, upstream={"model": json.dumps(model["identity"], sort_keys=True)}, version=VERSION)
     with pipe.store.open("eval", key, ranks="all") as art:
         if not art.reused:

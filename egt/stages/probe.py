@@ -75,7 +75,9 @@ def key_config(cfg: DictConfig) -> dict[str, Any]:
     shard, batch by batch, so its rows depend on ``batch_size`` and ``shard_size`` too: then they are in
     the key (greedy probing does not depend on them). ``both_orders`` is in it only when true (its table
     has more columns; without it the key is the one from before the setting existed), ``entropy_from``
-    only when ``generate`` (its entropies differ from the teacher-forced pass's in the last digits)."""
+    only when ``generate`` (its entropies differ from the teacher-forced pass's in the last digits);
+    ``entropy_head`` for a bf16 / fp16 model's teacher-forced pass, whose head now runs in fp32 (fp32
+    keys unchanged)."""
     p = cfg.probe
     conf = {k: v for k, v in to_container(p).items() if k not in NOT_IN_KEY}
     if not conf.get("both_orders"):
@@ -86,6 +88,8 @@ def key_config(cfg: DictConfig) -> dict[str, Any]:
                 seed=cfg.seed if p.temperature > 0 else None, **pixel_budget(cfg))
     if p.temperature > 0:
         conf.update(batch_size=p.batch_size, shard_size=p.shard_size)
+    if str(cfg.model.dtype) != "float32" and "entropy_from" not in conf:
+        conf["entropy_head"] = "fp32"  # the teacher-forced head runs in fp32 now: bf16 entropies changed
     return conf
 
 

@@ -47,7 +47,8 @@ NOT_IN_KEY = ("num_workers", "cache_encodings", "cache_tensors", "log_every_n_st
 
 
 class LossHistory(Callback):
-    """The loss of every micro-batch, and the seconds from ``t0`` (the stage's start) to the first one's end."""
+    """The per-token loss of every micro-batch (``token_loss``, not Lightning's ``loss``: that one is the
+    step-share divided by acc), and the seconds from ``t0`` (the stage's start) to the first one's end."""
 
     def __init__(self, t0: float) -> None:
         self.losses: list[tuple[int, float]] = []
@@ -55,7 +56,7 @@ class LossHistory(Callback):
         self.first_step: float | None = None
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, idx: int) -> None:
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        loss = outputs.get("token_loss", outputs["loss"]) if isinstance(outputs, dict) else outputs
         self.losses.append((trainer.global_step, float(loss)))
         if self.first_step is None:
             self.first_step = round(time.perf_counter() - self.t0, 2)
@@ -101,15 +102,19 @@ def _datasets(cfg: DictConfig, store: ArtifactStore, data: dict, distill: dict,
     tr_idx, va_idx = _split(len(joined), s.val_fraction, cfg.seed)
     if not s.cache_encodings:
         train_ds, val_ds = SFTDataset(joined.select(tr_idx), encoder), SFTDataset(joined.select(va_idx), encoder)
-        checked = train_ds.check(cfg.data.on_bad_sample)
-        val_ds.check(cfg.data.on_bad_sample)
+        checked = _both(train_ds.check(cfg.data.on_bad_sample), val_ds.check(cfg.data.on_bad_sample))
         return train_ds, val_ds, {**checked, **image_tokens(encoder)}
     conf = {"template": template_key(cfg.data.template), "max_length": s.max_length, **pixel_budget(cfg)}
     cache = encoding_cache.open_or_build(store, encoder, joined, conf, {"data": data["key"]}, cfg.data.on_bad_sample,
                                          tensors=s.cache_tensors)
     train_ds, checked = from_cache(cache, tr_idx, cfg.data.on_bad_sample, joined, encoder)
-    val_ds, _ = from_cache(cache, va_idx, cfg.data.on_bad_sample, joined, encoder)
-    return train_ds, val_ds, {**checked, **cache.image_token_stats()}
+    val_ds, val_checked = from_cache(cache, va_idx, cfg.data.on_bad_sample, joined, encoder)
+    return train_ds, val_ds, {**_both(checked, val_checked), **cache.image_token_stats()}
+
+
+def _both(train: dict[str, int], val: dict[str, int]) -> dict[str, int]:
+    """The two splits' checks summed: the summary's ``skipped`` counts every skipped trajectory."""
+    return {k: train[k] + val[k] for k in ("checked", "skipped")}
 
 
 def train(cfg: DictConfig, out: Path, base: Path, data: dict, distill: dict, store: ArtifactStore) -> dict[str, Any]:

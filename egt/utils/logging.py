@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from hydra.utils import instantiate
@@ -20,10 +21,32 @@ def make_logger(cfg: DictConfig, stage: str) -> Logger | None:
     if cfg.logger is None:
         return None
     name = f"{cfg.run_name or 'egt'}-{stage}"
-    logger = instantiate(cfg.logger, name=name)
-    with redacted_argv():  # wandb starts its run (and reads sys.argv) at the first call
-        logger.log_hyperparams(config_container(cfg))
+    user_mode = os.environ.get("WANDB_MODE")
+    try:
+        logger = instantiate(cfg.logger, name=name, **wandb_mode_kwargs(cfg.logger, user_mode))
+        with redacted_argv():  # wandb starts its run (and reads sys.argv) at the first call
+            logger.log_hyperparams(config_container(cfg))
+    finally:  # Lightning's offline flag sets WANDB_MODE=dryrun process-wide; later wandb.init must not inherit it
+        if user_mode is None:
+            os.environ.pop("WANDB_MODE", None)
+        else:
+            os.environ["WANDB_MODE"] = user_mode
     return logger
+
+
+def wandb_mode_kwargs(logger_cfg: DictConfig, user_mode: str | None) -> dict[str, Any]:
+    """Overrides for a ``WandbLogger`` with ``offline: true``: the run's mode goes to its own
+    ``wandb.init(mode=…)`` instead of Lightning's process-wide ``WANDB_MODE=dryrun``, and a user's
+    ``WANDB_MODE`` (``online`` under a sweep agent) wins over the offline default.
+
+    >>> wandb_mode_kwargs({"_target_": "lightning.pytorch.loggers.WandbLogger", "offline": True}, None)
+    {'offline': False, 'mode': 'offline'}
+    >>> wandb_mode_kwargs({"_target_": "lightning.pytorch.loggers.WandbLogger", "offline": True}, "online")
+    {'offline': False, 'mode': 'online'}
+    """
+    if not str(logger_cfg.get("_target_", "")).endswith("WandbLogger") or not logger_cfg.get("offline"):
+        return {}
+    return {"offline": False, "mode": user_mode or "offline"}
 
 
 def close_logger(logger: Logger | None, status: str) -> None:

@@ -142,3 +142,22 @@ def test_a_failed_multirun_job_is_recorded_and_the_others_run(tmp_path):
     jobs = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "multi").glob("*/job.json")}
     assert jobs["0"]["status"] == "failed" and "data.image_root" in jobs["0"]["error"]
     assert jobs["1"]["status"] == "completed" and done(tmp_path / "art", "data")
+
+
+def test_chdir_run_reuses_the_store_under_the_launch_directory(tmp_path):
+    """hydra.job.chdir=true: relative paths (the default ``artifacts``, a data file) are the launch
+    directory's, not each run directory's, so a second run reuses and a killed one resumes."""
+    env = {k: v for k, v in os.environ.items() if k not in ("EGT_ARTIFACTS", "EGT_LOGS")}
+    env.update(WANDB_MODE="offline", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+
+    def run(name: str) -> str:
+        proc = subprocess.run([sys.executable, str(REPO / "train.py"), *_QUICK, "stages=[model,data]",
+                               "hydra.job.chdir=true", f"hydra.run.dir=runs/{name}"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+        return proc.stdout + proc.stderr
+
+    run("a")
+    out = run("b")
+    assert "[models] reusing finished artifact" in out and "[data] reusing finished artifact" in out, out[-3000:]
+    assert (tmp_path / "artifacts" / "data").is_dir() and not (tmp_path / "runs" / "b" / "artifacts").exists()

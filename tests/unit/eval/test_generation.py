@@ -65,3 +65,18 @@ def test_checkpoint_defaults_apply_only_when_asked(shipped_dir, prompts):
     model_generate(model, {"input_ids": torch.tensor([[1, 2]]), "attention_mask": torch.ones(1, 2, dtype=torch.long)},
                    generation_config(2, 0.0, 0))
     assert model.generation_config.to_dict() == before  # restored after the call
+
+
+def test_row_seeded_sampler_draws_from_the_warped_distribution():
+    from egt.eval.generation import RowSeededSampler, row_seed
+
+    z = torch.tensor([[2.0, 1.0, 0.0, -1.0]])
+    n = 4000
+    picks = torch.cat([RowSeededSampler([row_seed(0, i)], 2.0, None, None)(None, z).argmax(-1) for i in range(n)])
+    freq = torch.bincount(picks, minlength=4).double() / n
+    p = torch.softmax(z[0].double() / 2.0, -1)
+    assert torch.allclose(freq, p, atol=4 * float((p * (1 - p) / n).sqrt().max()))  # 4 binomial sigmas
+    top1 = [int(RowSeededSampler([row_seed(1, i)], 5.0, 1, None)(None, z).argmax()) for i in range(50)]
+    assert set(top1) == {0}  # top_k = 1: always the mode
+    out = RowSeededSampler([1, 2], 1.0, None, None)(None, z.repeat(2, 1))
+    assert (out == 0).sum(-1).tolist() == [1, 1] and torch.isinf(out).sum().item() == 6  # one-hot rows

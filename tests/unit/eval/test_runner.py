@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from egt.benchmarks.base import Benchmark
@@ -82,3 +83,28 @@ def test_bad_sample_at_generation_errors_or_is_counted(tmp_path):
                                       on_bad_sample="skip", progress=False)
     assert metrics["n"] == 2 and metrics["skipped_items"] == 1 and sum(info["skipped_views"].values()) == 1
     assert list(metrics["skipped_by_reason"]) == [f"generation/{next(iter(info['skipped_views']))}"]
+
+
+def _sampled(tiny_model_dir, views, batch_size, journal, seed=0, votes=2):
+    from egt.data.encode import ChatEncoder
+    from egt.eval.runner import HFJudge, generate_views
+    from egt.models.loader import load_model_and_processor
+
+    model, proc = load_model_and_processor(tiny_model_dir)
+    judge = HFJudge(model, ChatEncoder(proc), max_new_tokens=8, temperature=1.0, seed=seed)
+    torch.manual_seed(batch_size)  # the global stream must not matter either
+    out = generate_views(views, judge, journal, votes, batch_size, progress=False)
+    return {k: r["output"] for k, r in out.items()}
+
+
+def test_sampled_votes_do_not_depend_on_batch_size_or_resume(tiny_model_dir, world_small, tmp_path):
+    rows = list(world_small["rl_pool"].select(range(3)))
+    views = [{**r, "key": f"{r['id']}|official"} for r in rows]
+    one = _sampled(tiny_model_dir, views, 1, Journal(tmp_path / "b1.jsonl"))
+    three = _sampled(tiny_model_dir, views, 3, Journal(tmp_path / "b3.jsonl"))
+    assert one == three  # the same (view, vote) → the same draw, however it is batched
+    assert len(set(one.values())) > 1  # sampled: the votes differ
+    part = Journal(tmp_path / "resumed.jsonl")
+    part.append([{"key": views[0]["key"], "k": 0, "output": one[(views[0]["key"], 0)]}])
+    assert _sampled(tiny_model_dir, views, 2, part) == one  # resumed mid-way: the rest drawn as before
+    assert _sampled(tiny_model_dir, views, 3, Journal(tmp_path / "s1.jsonl"), seed=1) != one  # eval.seed counts

@@ -126,3 +126,23 @@ def test_sentence_entropy_is_masked_mean():
     mask = torch.tensor([[1, 1, 0], [1, 0, 0], [0, 0, 0]], dtype=torch.bool)
     out = sentence_entropy(ent, mask)
     assert out[:2].tolist() == [1.5, 3.0] and math.isinf(out[2].item())
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_bf16_hidden_and_head_give_the_fp32_entropy_of_their_logits(bias):
+    """Under bf16 the head runs in fp32 from the bf16 values (docs/design.md §3.1): rounding the logits
+    to bf16 first moves low entropies at Qwen-like logit scales (top logit ~30) by ~10%."""
+    g = torch.Generator().manual_seed(0)
+    head = torch.nn.Linear(64, 3000, bias=bias).to(torch.bfloat16)
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(3000, 64, generator=g) * 0.02)
+    z0 = torch.randn(32, 64, generator=g) @ head.weight.float().t()
+    hidden = (torch.randn(32, 64, generator=g) * (30.0 / z0.amax(-1, keepdim=True))).to(torch.bfloat16)
+    exact = head.weight.double() @ hidden.double().t()  # [V, N]: the logits of the bf16 values, fp64
+    if bias:
+        exact = exact + head.bias.double().unsqueeze(-1)
+    lp = exact.t().log_softmax(-1)
+    ref = -(lp.exp() * lp).sum(-1)  # [N]
+    got = chunked_entropy_from_hidden(hidden.unsqueeze(0), head, chunk=7, vocab_block=512)[0]
+    # fp32 accumulation over H = 64 products and V = 3000 terms: ~1e-6 relative, far below bf16's 2^-8
+    torch.testing.assert_close(got.double(), ref, rtol=1e-4, atol=1e-6)

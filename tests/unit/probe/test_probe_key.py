@@ -35,3 +35,9 @@ def test_both_orders_is_in_the_key_only_when_true():
 def test_entropy_from_is_in_the_key_only_when_not_the_default():
     assert "entropy_from" not in _conf() and _conf("probe.entropy_from=teacher_forced") == _conf()
     assert _conf("probe.entropy_from=generate")["entropy_from"] == "generate"
+
+
+def test_a_half_precision_probe_names_its_fp32_head_and_fp32_keys_stay():
+    assert "entropy_head" not in _conf() and "entropy_head" not in _conf("model.dtype=float32")
+    assert _conf("model.dtype=bfloat16")["entropy_head"] == "fp32"  # its entropies changed with the fp32 head
+    assert "entropy_head" not in _conf("model.dtype=bfloat16", "probe.entropy_from=generate")  # generate's own logits

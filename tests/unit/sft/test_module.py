@@ -73,7 +73,7 @@ def test_accumulated_gradient_equals_the_one_batch_gradient(tiny_model_dir, worl
                        accumulate=3, local_batch=1, world_size=1, chunk_size=chunk)
     grads = [torch.zeros_like(p) for p in params]
     for e in examples:
-        loss = module.training_step(collate([e], pad, "right"), 0) / 3
+        loss = module.training_step(collate([e], pad, "right"), 0)["loss"] / 3
         for acc, g in zip(grads, torch.autograd.grad(loss, params)):
             acc += g
     for a, b in zip(grads, g_ref):
