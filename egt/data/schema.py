@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -25,6 +26,7 @@ __all__ = [
     "BadSampleError",
     "check_image",
     "meta_dict",
+    "row_location",
     "randomize_order",
     "swap_sample",
     "stable_hash",
@@ -148,6 +150,22 @@ def meta_dict(meta: Any) -> dict:
     return json.loads(meta) if isinstance(meta, str) and meta else (meta or {})
 
 
+def row_location(meta: Any) -> str:
+    """Where an outside sample came from, as its ``meta`` records it (egt.data.sources): ``<file>: row
+    <n>``, the shard and its row for a folder of shards; ``""`` for a sample without that record.
+
+    >>> row_location('{"file": "/d/x.jsonl", "row": 7}'), row_location({"file": "/d", "row": 9, "shard": "b.parquet", "shard_row": 2})
+    ('/d/x.jsonl: row 7', '/d/b.parquet: row 2')
+    """
+    try:
+        m = meta_dict(meta) if isinstance(meta, (str, Mapping)) or meta is None else {}
+    except json.JSONDecodeError:  # a broken meta is its own bad field; it names no place
+        return ""
+    if "shard" in m:
+        return f"{os.path.join(str(m.get('file', '')), str(m['shard']))}: row {m.get('shard_row')}"
+    return f"{m['file']}: row {m.get('row')}" if "file" in m else ""
+
+
 def validate_dataset(
     ds: datasets.Dataset, on_bad_sample: Literal["error", "skip"] = "error"
 ) -> tuple[datasets.Dataset, dict]:
@@ -171,6 +189,9 @@ def validate_dataset(
             validate_sample(row)
         except BadSampleError as err:
             if on_bad_sample == "error":
+                where = row_location(row.get("meta")) if "meta" in row else ""
+                if where:  # an outside sample: name its file (shard) and row too
+                    raise BadSampleError(err.sample_id, err.field, f"{err.reason} ({where})", err.kind) from None
                 raise
             reasons[err.field] += 1
             continue

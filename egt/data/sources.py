@@ -49,7 +49,7 @@ import datasets
 from PIL import Image
 
 from egt.data.mixture import source_name
-from egt.data.schema import FEATURES, check_image
+from egt.data.schema import FEATURES, check_image, row_location
 from egt.data.tables import SourceFileError, Shards, load_table, read_table  # noqa: F401  (load_table: API)
 
 log = logging.getLogger(__name__)
@@ -461,14 +461,15 @@ RELEASE_IDS = {"rlaif_v": "idx", "rlhf_v": "idx", "povid": "id", "wildvision_bat
                "vlfeedback": "id", "mm_rlhf": "id"}
 
 
-def _check_unique_ids(ids: list[str], path: str, id_col: str | None) -> None:
-    seen: set[str] = set()
+def _check_unique_ids(ids: list[str], metas: list[str], id_col: str | None) -> None:
+    """A sample id that occurs twice is an error naming both rows' file (shard) and row."""
+    seen: dict[str, int] = {}
     for i, sid in enumerate(ids):
         if sid in seen:
-            raise ValueError(f"{path}: sample id {sid!r} occurs more than once (column {id_col!r}, kept row {i}); "
-                             "egt keys its stages by sample id. Map a unique column (columns.id) or number the "
-                             "rows (columns: {id: null})")
-        seen.add(sid)
+            raise ValueError(f"{row_location(metas[i])}: sample id {sid!r} (column {id_col!r}) occurs again, first at "
+                             f"{row_location(metas[seen[sid]])}; egt keys its stages by sample id. Map a unique column "
+                             "(columns.id) or number the rows (columns: {id: null})")
+        seen[sid] = i
 
 
 def load_source(spec: Mapping[str, Any], split: str, on_bad_sample: str = "error",
@@ -526,7 +527,7 @@ def load_source(spec: Mapping[str, Any], split: str, on_bad_sample: str = "error
         (log.warning if skipped else log.info)("[data] %s (%s): of %d rows, excluded by design %s, skipped as "
                                                "bad %s", name, split, len(table), dict(excluded), dict(skipped))
     converted = converted.remove_columns(_ERROR).cast(FEATURES)
-    _check_unique_ids(converted["id"], path, id_col)
+    _check_unique_ids(converted["id"], converted["meta"], id_col)
     return converted, {"rows": len(table), "kept": len(converted), "excluded": dict(excluded),
                        "skipped": dict(skipped)}
 

@@ -79,6 +79,29 @@ def test_a_folder_of_shards_names_the_shard_and_its_row(tmp_path):
                                          "shard_row": 0}
 
 
+def test_a_repeated_id_in_a_folder_names_both_shards_and_rows(tmp_path):
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(tmp_path / "x.png")
+    data = tmp_path / "data"
+    data.mkdir()
+    _jsonl(data / "a.jsonl", _rows(2))
+    _jsonl(data / "b.jsonl", [_rows(1, 5)[0], {**_rows(1, 6)[0], "id": "r1"}])
+    with pytest.raises(ValueError, match=rf"{data / 'b.jsonl'}: row 1: sample id 'r1' \(column 'id'\) occurs again, "
+                                         rf"first at {data / 'a.jsonl'}: row 1"):
+        load_source({"path": str(data), "name": "d"}, "sft_pool", image_root=str(tmp_path))
+
+
+def test_a_bad_sample_after_conversion_names_its_file_and_row(tmp_path):
+    from egt.data.schema import BadSampleError, validate_dataset
+
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(tmp_path / "x.png")
+    path = _jsonl(tmp_path / "p.jsonl", _rows(2))
+    ds, _ = load_source({"path": str(path)}, "sft_pool", image_root=str(tmp_path))
+    broken = ds.map(lambda r, i: {"label": 3 if i == 1 else r["label"]}, with_indices=True)
+    with pytest.raises(BadSampleError, match=rf"bad sample 'r1': field 'label': must be 1 or 2, got 3 "
+                                             rf"\({path}: row 1\)"):
+        validate_dataset(broken)
+
+
 def test_a_single_file_sources_meta_is_unchanged(tmp_path):
     Image.new("RGB", (8, 8), (1, 2, 3)).save(tmp_path / "x.png")
     path = _jsonl(tmp_path / "p.jsonl", _rows(2))
