@@ -389,6 +389,18 @@ def unknown_keys(node: Any, schema: type, where: str = "") -> list[str]:
     return out
 
 
+def _ranks_every_sample(method: Any) -> bool:
+    """Whether a selection method's class ranks the whole pool and is sized (so it needs k / fraction /
+    percentile), rather than keeping everything (``sized = False``) or filtering (``filters = True``)."""
+    try:
+        import hydra.utils
+
+        cls = hydra.utils.get_class(str(method["_target_"]))
+    except Exception:  # building it reports a bad _target_ with its own message
+        return False
+    return bool(getattr(cls, "sized", True)) and not getattr(cls, "filters", False)
+
+
 def validate(cfg: DictConfig) -> None:
     """Check a composed config before any heavy work; raise ConfigError if it cannot run."""
     sections = {name: _schema_class(tp) for name, tp in typing.get_type_hints(EgtConfig).items()}
@@ -482,7 +494,7 @@ def _validate_probe_select(cfg: DictConfig) -> None:
         raise ConfigError(f"selection.fraction={sel.fraction} must be in (0, 1], e.g. 0.15")
     if sel.percentile is not None and not 0.0 < sel.percentile <= 100.0:
         raise ConfigError(f"selection.percentile={sel.percentile} must be in (0, 100], e.g. 15 (keep e < q_15)")
-    if sel.method is not None and sel.name != "all" and sel.k is None and sel.fraction is None \
+    if sel.method is not None and _ranks_every_sample(sel.method) and sel.k is None and sel.fraction is None \
             and sel.percentile is None:
         raise ConfigError("selection needs a size: write selection.k=2500, selection.fraction=0.15 or "
                           "selection.percentile=15 (or selection=all)")

@@ -1,9 +1,11 @@
-"""Selection methods (paper §2.3, Tables 2, 3 and 5): each ranks the probed samples.
+"""Selection methods (paper §2.3, Tables 2, 3 and 5): each ranks the probed samples, filters them, or both.
 
-A method returns the row indices of the probe table in preference order;
-:func:`egt.select.selection.select` then takes a window of that ranking
-(size by k / fraction / percentile, band low / mid / high). Ties are broken
-by sample id, so the result never depends on the table's row order.
+A method returns row indices of the probe table in preference order: all of them (a ranking), or only
+the samples that pass its rule (a filter, e.g. a pass-rate band). :func:`egt.select.selection.select`
+then takes a window of those candidates (size by k / fraction / percentile, band low / mid / high; no
+size set keeps every candidate). Ties are broken by sample id, so the result never depends on the
+table's row order. Add one: subclass :class:`Selection`, name it by ``_target_`` in
+``conf/selection/<name>.yaml`` (docs/extending.md).
 """
 from __future__ import annotations
 
@@ -25,12 +27,18 @@ def rank_by(key: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 
 class Selection(ABC):
+    """The contract: ``rank(table, scores, seed)`` returns [M ≤ N] distinct row indices of ``table`` (the
+    probe table: ``id``, ``answer_entropy``, ``sentence_entropy``, ``correct_score``, …) best first,
+    given the entropy score of every row ``scores`` [N] (lower = more certain, +inf = no answer) and a
+    seed; deterministic for a seed and independent of the table's row order (break ties by id)."""
+
     name = "selection"
-    sized = True  # False: keeps everything whatever k / fraction / percentile say
+    sized = True  # False: keeps every candidate whatever k / fraction / percentile say
+    filters = False  # True: may return a subset; with no size set, every sample that passes is kept
 
     @abstractmethod
-    def rank(self, table: pd.DataFrame, scores: np.ndarray, seed: int) -> np.ndarray:  # [N] indices
-        """Implemented by each variant."""
+    def rank(self, table: pd.DataFrame, scores: np.ndarray, seed: int) -> np.ndarray:  # [M] indices
+        """The candidates, best first."""
 
 
 class EntropySelection(Selection):

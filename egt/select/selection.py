@@ -1,7 +1,8 @@
 """From a probe table to the ordered list of ids RL trains on (paper §2.3–2.4, docs/design.md §4.2–4.3).
 
-``select`` = score (entropy variant) → rank (selection method) → window
-(size and band) → order (curriculum). The result is the ``selection.json``
+``select`` = score (entropy variant) → rank (selection method: every sample in preference order, or
+only those that pass its filter) → window over those candidates (size and band; no size keeps them
+all) → order (curriculum). The result is the ``selection.json``
 contract of :mod:`egt.select.curriculum`.
 """
 from __future__ import annotations
@@ -39,12 +40,13 @@ def percentile(values: np.ndarray, p: float) -> float:
 
 def selection_size(scores: np.ndarray, k: int | None = None, fraction: float | None = None,
                    percentile_p: float | None = None) -> int:
-    """How many samples to keep: ``k``, else #{e < q_p}, else round(fraction × N).
+    """How many of N candidates to keep: ``k``, else #{e < q_p}, else round(fraction × N); all N when
+    none is set (a filtering method keeps every sample that passes).
 
     >>> selection_size(np.arange(10.0), k=3), selection_size(np.arange(10.0), fraction=0.25)
     (3, 2)
-    >>> selection_size(np.arange(10.0), percentile_p=50)   # q_50 = 4.5: keeps 0..4
-    5
+    >>> selection_size(np.arange(10.0), percentile_p=50), selection_size(np.arange(10.0))  # q_50 = 4.5: keeps 0..4
+    (5, 10)
     """
     n = len(scores)
     if k is not None:
@@ -53,7 +55,7 @@ def selection_size(scores: np.ndarray, k: int | None = None, fraction: float | N
         return int((np.asarray(scores) < percentile(scores, percentile_p)).sum())
     if fraction is not None:
         return min(n, int(round(fraction * n)))
-    raise ValueError("no size given: set k, fraction or percentile")
+    return n
 
 
 def band_window(n: int, size: int, band: str) -> slice:
@@ -81,9 +83,9 @@ def select(table: pd.DataFrame, score: EntropyScore, method: Selection, curricul
            band: str = "low", seed: int = 0, curriculum_seed: int = 0) -> dict[str, Any]:
     """The ``selection.json`` dict: ids in epoch 0's order, their scores, how to reshuffle."""
     scores = score(table)  # [N]
-    ranking = method.rank(table, scores, seed)  # [N]
-    size = selection_size(scores, k, fraction, percentile_p) if method.sized else len(table)
-    kept = ranking[band_window(len(table), size, band)]  # [K] row indices
+    ranking = np.asarray(method.rank(table, scores, seed), dtype=np.int64)  # [M ≤ N] candidates, best first
+    size = selection_size(scores[ranking], k, fraction, percentile_p) if method.sized else len(ranking)
+    kept = ranking[band_window(len(ranking), size, band)]  # [K] row indices
     ids = table["id"].to_numpy()[kept]
     order = curriculum.first_epoch(ids, scores[kept], kept, curriculum_seed)
     kept = kept[order]
@@ -97,4 +99,4 @@ def select(table: pd.DataFrame, score: EntropyScore, method: Selection, curricul
         "score": score.name,
         "band": band if method.sized else None,
         "n_pool": int(len(table)),
-    }
+    } | ({"n_candidates": int(len(ranking))} if len(ranking) < len(table) else {})  # a filtering method

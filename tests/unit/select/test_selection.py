@@ -61,8 +61,7 @@ def test_percentile_and_size_helpers():
     assert percentile(np.array([0.1, 0.2, 0.2, 0.5, 0.9, INF]), 50) == pytest.approx(0.35)
     assert percentile(np.array([0.1, INF]), 90) == INF
     assert selection_size(np.array([1.0, 2.0, INF]), percentile_p=100) == 2  # strict: e < q_p
-    with pytest.raises(ValueError):
-        selection_size(np.array([1.0]))
+    assert selection_size(np.array([1.0, 2.0])) == 2  # no size: every candidate (validation asks a ranking for one)
 
 
 def test_bands(table):
@@ -113,3 +112,31 @@ def test_auroc_ties_count_half():
     assert auroc(np.array([1.0, 1.0]), np.array([True, False])) == 0.5
     assert auroc(np.array([0.0, INF]), np.array([False, True])) == 1.0
     assert auroc(np.array([1.0]), np.array([True])) is None
+
+
+class CorrectAtLeastHalf(EntropySelection):
+    """A filter: the samples the judge gets right at least half the time, lowest entropy first."""
+
+    filters = True
+
+    def rank(self, table, scores, seed):
+        ranked = super().rank(table, scores, seed)
+        return ranked[table["correct_score"].to_numpy()[ranked] >= 0.5]
+
+
+def test_a_filtering_method_keeps_every_sample_that_passes_then_may_be_sized(table):
+    # correct_score >= 0.5: e (0.2), d (inf), b (0.2), f (0.5); by entropy, ties by id: b, e, f, d
+    assert ids(table, method=CorrectAtLeastHalf()) == ["b", "e", "f", "d"]  # no size: every candidate
+    assert ids(table, method=CorrectAtLeastHalf(), k=2) == ["b", "e"]  # sized over the candidates
+    assert ids(table, method=CorrectAtLeastHalf(), fraction=0.5, band="high") == ["f", "d"]
+    out = select(table, AnswerEntropy(), CorrectAtLeastHalf(), Ascending(), k=3)
+    assert out["n_pool"] == 6 and out["n_candidates"] == 4
+    assert "n_candidates" not in select(table, AnswerEntropy(), EntropySelection(), Ascending(), k=3)  # ranks all
+
+
+def test_only_a_method_that_ranks_every_sample_needs_a_size():
+    from egt.config import _ranks_every_sample
+
+    assert _ranks_every_sample({"_target_": "egt.select.methods.EntropySelection"})
+    assert not _ranks_every_sample({"_target_": "egt.select.methods.AllSelection"})
+    assert not _ranks_every_sample({"_target_": f"{__name__}.CorrectAtLeastHalf"})
