@@ -596,7 +596,7 @@ def _validate_eval(cfg: DictConfig) -> None:
     if e.votes > 1 and e.temperature <= 0:
         raise ConfigError(f"eval.votes={e.votes} greedy judgements would all be the same: set "
                           "eval.temperature>0 (e.g. eval.temperature=1.0) or eval.votes=1")
-    from egt.benchmarks.registry import names
+    from egt.benchmarks import names
 
     for spec in list(e.benchmarks) + list(e.optional_benchmarks):
         name = spec if isinstance(spec, str) else spec.get("name")

@@ -1,13 +1,29 @@
 """Benchmarks, each scored as its authors score it (docs/design.md §6); look them up by name.
 
+A benchmark is a :class:`Benchmark` subclass; egt's own are found by name with no list to keep: the
+module ``egt/benchmarks/<name>.py`` defines the class with ``name = "<name>"`` (egt.components). An
+outside one is named by ``{_target_: your.module.Class}`` in ``eval.benchmarks``.
+
 >>> from egt.benchmarks import get, names
 >>> names()
 ['mm_rlhf_rewardbench', 'multimodal_rewardbench', 'synthetic', 'vl_rewardbench']
 >>> get("vl_rewardbench").on_parse_failure
 'exclude'
 """
-from egt.benchmarks import mm_rlhf_rewardbench, multimodal_rewardbench, synthetic, vl_rewardbench  # noqa: F401
 from egt.benchmarks.base import Benchmark, BenchmarkDataError, open_images
-from egt.benchmarks.registry import get, names, register
 
-__all__ = ["Benchmark", "BenchmarkDataError", "get", "names", "open_images", "register"]
+__all__ = ["Benchmark", "BenchmarkDataError", "get", "names", "open_images"]
+
+
+def get(name: str) -> type[Benchmark]:
+    """The built-in benchmark class called ``name`` (a ConfigError with the known names otherwise)."""
+    from egt.components import builtin
+
+    return builtin(Benchmark, __name__, name, "eval.benchmarks")
+
+
+def names() -> list[str]:
+    """Every built-in benchmark's name."""
+    from egt.components import builtin_names
+
+    return builtin_names(Benchmark, __name__)

@@ -50,7 +50,7 @@ class BenchmarkDataError(ValueError):
 class Benchmark(ABC):
     """One public benchmark. Subclasses set the class attributes and implement :meth:`load_items`."""
 
-    name: ClassVar[str] = ""  # set by @register
+    name: ClassVar[str] = ""  # egt's own: the module's name (egt/benchmarks/<name>.py; egt.components)
     version: ClassVar[int] = 1  # bump when loading or scoring changes
     order: ClassVar[str] = "as_given"  # as_given | random_swap (seeded, per item)
     on_parse_failure: ClassVar[str] = "wrong"  # exclude | coin_flip | wrong

@@ -16,11 +16,10 @@ from typing import Any, Optional
 
 from egt.benchmarks import metrics as M
 from egt.benchmarks.base import Benchmark, BenchmarkDataError, resolve_image, sample_frames
-from egt.benchmarks.registry import register
 
 
-@register("mm_rlhf_rewardbench")
 class MMRLHFRewardBench(Benchmark):
+    name = "mm_rlhf_rewardbench"
     version = 1
     order = "as_given"  # chosen first
     on_parse_failure = "wrong"

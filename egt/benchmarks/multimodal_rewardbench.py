@@ -15,7 +15,6 @@ from typing import Any
 
 from egt.benchmarks import metrics as M
 from egt.benchmarks.base import Benchmark, BenchmarkDataError, resolve_image
-from egt.benchmarks.registry import register
 
 RAW_CATEGORIES = {"open_generation/correctness_task": "correctness", "open_generation/preference_task": "preference",
                   "knowledge": "knowledge", "reasoning": "reasoning", "safety": "safety", "vqa": "vqa"}
@@ -37,8 +36,8 @@ def category_of(raw: str, item_id: str) -> str:
     return cat
 
 
-@register("multimodal_rewardbench")
 class MultimodalRewardBench(Benchmark):
+    name = "multimodal_rewardbench"
     version = 1
     order = "as_given"
     on_parse_failure = "coin_flip"

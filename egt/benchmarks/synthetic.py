@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 from egt.benchmarks.base import Benchmark, BenchmarkDataError
-from egt.benchmarks.registry import register
 
 
-@register("synthetic")
 class SyntheticBench(Benchmark):
+    name = "synthetic"
     version = 1
     order = "as_given"
     on_parse_failure = "wrong"

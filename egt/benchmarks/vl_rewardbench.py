@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 from egt.benchmarks.base import Benchmark, BenchmarkDataError, resolve_image
-from egt.benchmarks.registry import register
 
 HALLUCINATION = ("RLAIF", "RLHF", "hallucination")
 REASONING = ("mathverse", "mmmu")
@@ -34,8 +33,8 @@ def category_of(item_id: str) -> str:
     return "general"
 
 
-@register("vl_rewardbench")
 class VLRewardBench(Benchmark):
+    name = "vl_rewardbench"
     version = 1
     order = "random_swap"
     on_parse_failure = "exclude"

@@ -17,13 +17,13 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from egt import distributed
 from egt.artifacts import content_fingerprint, make_key
-from egt.benchmarks import Benchmark, get
+from egt.benchmarks import Benchmark
 from egt.benchmarks.metrics import position_bias
+from egt.components import build
 from egt.config import to_container
 from egt.data.prompt import template_key
 from egt.utils.atomic import write_json_atomic
@@ -40,19 +40,12 @@ NOT_IN_KEY = ("model_path", "model_label", "models", "benchmarks", "optional_ben
 
 
 def make_benchmark(spec: Any, cfg: DictConfig) -> Benchmark:
-    """A benchmark from a registry name, ``{name: …, kwargs}`` or ``{_target_: …, kwargs}``."""
+    """A benchmark from a built-in name, ``{name: …, <arguments>}`` or ``{_target_: …, <arguments>}``
+    (egt.components.build), with eval's ``on_bad_sample``, ``limit`` and ``seed``."""
     e = cfg.eval
     common = {"on_bad_sample": e.on_bad_sample, "limit": e.limit, "seed": e.seed}
-    if isinstance(spec, str):
-        return get(spec)(**common)
-    spec = to_container(spec) if OmegaConf.is_config(spec) else dict(spec)
-    if "_target_" in spec:
-        bench = hydra.utils.instantiate({**common, **spec})
-    else:
-        bench = get(spec.pop("name"))(**{**common, **spec})
-    if not isinstance(bench, Benchmark):
-        raise TypeError(f"eval benchmark {spec} built a {type(bench).__name__}, not an egt.benchmarks.Benchmark")
-    return bench
+    spec = to_container(spec) if OmegaConf.is_config(spec) else spec
+    return build(spec, Benchmark, "eval.benchmarks", package="egt.benchmarks", **common)
 
 
 def _benchmarks(cfg: DictConfig) -> list[Benchmark]:

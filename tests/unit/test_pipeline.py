@@ -7,7 +7,7 @@ import pytest
 from omegaconf import OmegaConf
 
 import egt.stages
-from egt.benchmarks.registry import get as get_benchmark, names as benchmark_names
+from egt.benchmarks import get as get_benchmark, names as benchmark_names
 from egt.pipeline import Pipeline, format_summary, headline
 from egt.stages import MODEL_STAGES, STAGES
 

@@ -19,6 +19,10 @@ log = logging.getLogger(__name__)
 
 
 class HFJudge(LogicJudge):
+    """R_logic from a local model asked egt's consistency question (``consistency_prompt``): a reply
+    starting "yes" → +1, "no" → −1, else 0 (undecided). R1-Reward used Qwen2.5-VL-7B as this judge;
+    the question's wording is egt's (egt.rl.judges.base.consistency_prompt)."""
+
     name = "hf"
 
     def __init__(self, model_path: str, dtype: str = "float32", device: str = "auto", batch_size: int = 8,

@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 
 
 class HTTPJudge(LogicJudge):
+    """R_logic from a model behind an OpenAI-compatible endpoint asked egt's consistency question: +1 /
+    −1 / 0 as :class:`egt.rl.judges.hf.HFJudge`; a request that fails for good gives None (counted, 0)."""
+
     name = "http"
 
     def __init__(self, base_url: str, model: str, api_key_env: str | None = "EGT_JUDGE_API_KEY",

@@ -15,10 +15,12 @@ from egt.benchmarks.multimodal_rewardbench import MultimodalRewardBench
 from egt.benchmarks.vl_rewardbench import VLRewardBench
 
 
-def test_registry_names_and_versions():
+def test_builtin_names_and_versions():
+    from egt.errors import ConfigError
+
     assert names() == ["mm_rlhf_rewardbench", "multimodal_rewardbench", "synthetic", "vl_rewardbench"]
-    assert all(get(n).version >= 1 for n in names())
-    with pytest.raises(KeyError, match="Did you mean 'vl_rewardbench'"):
+    assert all(get(n).version >= 1 and get(n).name == n for n in names())
+    with pytest.raises(ConfigError, match="Did you mean 'vl_rewardbench'"):
         get("vl_rewardbenc")
 
 
