@@ -542,7 +542,8 @@ def _validate_online(cfg: DictConfig) -> None:
 
 
 def _validate_sources(cfg: DictConfig) -> None:
-    """Every outside data source names a path (data=r1_reward_rl takes it from data.path); data.mix names
+    """Every outside data source names a path (data=r1_reward_rl takes it from data.path) and a format egt
+    can build (egt.data.formats); data.mix names
     known sources with sane weights (egt.data.mixture.check); data.num_proc >= 1."""
     from egt.data.mixture import check
 
@@ -559,6 +560,9 @@ def _validate_sources(cfg: DictConfig) -> None:
                                       "images are files")
                 raise ConfigError(f"data.sources.{split}[{i}] has no path: give each source "
                                   "{path: <file, folder, save_to_disk folder or Hub id>, …}")
+            from egt.data.sources import data_format
+
+            data_format(to_container(spec), f"{split}[{i}]")  # an unknown format fails here, not in the data stage
     check(to_container(cfg.data.mix) if cfg.data.get("mix") else {}, to_container(sources) if sources else {})
 
 

@@ -19,6 +19,9 @@ from egt.benchmarks.base import Benchmark, BenchmarkDataError, resolve_image, sa
 
 
 class MMRLHFRewardBench(Benchmark):
+    """MM-RLHF-RewardBench as its authors score it: chosen first; Acc over pairs, Acc+ over groups; unparsed = wrong.
+    The module docstring gives the layout and the sources."""
+
     name = "mm_rlhf_rewardbench"
     version = 1
     order = "as_given"  # chosen first

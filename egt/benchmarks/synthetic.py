@@ -14,6 +14,9 @@ from egt.benchmarks.base import Benchmark, BenchmarkDataError
 
 
 class SyntheticBench(Benchmark):
+    """The data stage's bench split scored as VL-RewardBench's categories: stored order; unparsed = wrong.
+    The module docstring gives the layout and the sources."""
+
     name = "synthetic"
     version = 1
     order = "as_given"

@@ -34,6 +34,9 @@ def category_of(item_id: str) -> str:
 
 
 class VLRewardBench(Benchmark):
+    """VL-RewardBench as its authors score it: seeded random order; unparsed excluded; macro headline.
+    The module docstring gives the layout and the sources."""
+
     name = "vl_rewardbench"
     version = 1
     order = "random_swap"

@@ -68,3 +68,15 @@ def test_build_takes_a_name_a_name_with_arguments_or_a_target():
         build({"_target_": "egt.rl.advantages.GroupAdvantage"}, PolicyLoss, "rl.loss")
     with pytest.raises(ConfigError, match="rl.advantage is not set"):
         build(None, AdvantageEstimator, "rl.advantage")
+
+
+@pytest.mark.parametrize("base,package", [(Benchmark, "egt.benchmarks"), ("DataFormat", "egt.data.formats")])
+def test_every_builtin_named_component_is_a_documented_subclass(base, package):
+    if isinstance(base, str):
+        from egt.data.formats import DataFormat as base
+    for name in builtin_names(base, package):
+        cls = builtin(base, package, name)
+        assert cls.name == name and (cls.__doc__ or "").strip(), f"{package}.{name}"
+        for method in _abstract_methods(base):
+            want = list(inspect.signature(getattr(base, method)).parameters)
+            assert list(inspect.signature(getattr(cls, method)).parameters)[:len(want)] == want, f"{name}.{method}"

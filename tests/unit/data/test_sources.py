@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from egt.data.prompt import build_user_text
-from egt.data.sources import SourceRowError, fingerprint, load_source, parse_r1_reward_prompt, r1_reward_label
+from egt.data.formats.r1_reward_rl import parse_r1_reward_prompt, r1_reward_label
+from egt.data.sources import SourceRowError, fingerprint, load_source
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures"
 R1 = FIX / "r1_reward_rl"
@@ -419,3 +420,20 @@ def test_vlfeedback_without_completions_is_a_missing_column_not_an_exclusion(tmp
     with pytest.raises(SourceRowError) as e:
         load_source({"path": str(path), "format": "vlfeedback"}, "sft_pool", image_root=str(SFT / "images"))
     assert (e.value.field, e.value.reason) == ("completions", "missing column")
+
+
+def test_formats_are_found_by_name_and_an_outside_one_by_target(tmp_path):
+    from egt.data.formats import names
+    from egt.data.sources import data_format
+    from egt.errors import ConfigError
+
+    assert names() == ["mm_rlhf", "pairs", "povid", "r1_reward_rl", "rlaif_v", "rlhf_v", "vlfeedback",
+                       "wildvision_battle"]
+    assert data_format({"path": "x"}).name == "pairs" and data_format({"format": "povid"}).release_id == "id"
+    assert data_format({"format": {"name": "vlfeedback", "pair_rule": "best_worst"}}).pair_rule == "best_worst"
+    assert data_format({"format": {"_target_": "egt.data.formats.rlaif_v.RLAIFV"}}).name == "rlaif_v"
+    with pytest.raises(ConfigError, match=r"data.sources.sft_pool\[0\].format: unknown DataFormat 'rlaifv'.*"
+                                          r"Did you mean 'rlaif_v'"):
+        data_format({"format": "rlaifv"}, "sft_pool[0]")
+    with pytest.raises(ConfigError, match="format: {name: vlfeedback, pair_rule: best_worst}"):
+        data_format({"format": "vlfeedback", "pair_rule": "best_worst"})
