@@ -448,6 +448,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"sft.chunk_size={s.chunk_size} must be >= 1 (positions per output-head chunk)")
     _validate_probe_select(cfg)
     _validate_entropy_probe(cfg)
+    _validate_selection_probe(cfg)
     _validate_online(cfg)
     _validate_eval(cfg)
     _validate_rl(cfg)
@@ -498,6 +499,23 @@ def _validate_probe_select(cfg: DictConfig) -> None:
             and sel.percentile is None:
         raise ConfigError("selection needs a size: write selection.k=2500, selection.fraction=0.15 or "
                           "selection.percentile=15 (or selection=all)")
+
+
+def _validate_selection_probe(cfg: DictConfig) -> None:
+    """The selection method's needs of the probe (``Selection.check_probe``: e.g. selection=pass_rate needs
+    several sampled outputs per sample). An outside table (probe.table_path) is not checked here."""
+    method = cfg.selection.get("method")
+    if method is None or cfg.probe.table_path or "_target_" not in method:
+        return
+    from egt.components import build
+    from egt.select.methods import Selection
+
+    try:
+        fix = build(method, Selection, "selection.method").check_probe(int(cfg.probe.n), float(cfg.probe.temperature))
+    except (ImportError, TypeError, ValueError) as exc:
+        raise ConfigError(f"selection.method: {exc}") from exc
+    if fix:
+        raise ConfigError(fix)
 
 
 def _validate_entropy_probe(cfg: DictConfig) -> None:

@@ -105,7 +105,8 @@ def headline(stage: str, summary: dict[str, Any]) -> str:
     if stage == "select" and "n_selected" in s:
         noise = (f"; flipped kept {s['flipped_kept']} (pool rate {_pct(s.get('flipped_rate'))}, "
                  f"kept {_pct(s['flipped_kept'] / max(1, s['n_selected']))})" if "flipped_kept" in s else "")
-        return f"kept {s['n_selected']:,} of {s.get('n_pool', '?'):,} by {s.get('score')} entropy{noise}"
+        cost = f"; probe {s['probe_draws']:,} outputs, {s.get('probe_seconds')} s" if "probe_draws" in s else ""
+        return f"kept {s['n_selected']:,} of {s.get('n_pool', '?'):,} by {s.get('method')} on {s.get('score')}{noise}{cost}"
     if stage == "rl" and "steps" in s:
         bench = f"bench accuracy {_pct(s['bench_accuracy'])}, " if "bench_accuracy" in s else ""
         online = f", {s['reprobes']} re-probes ({s.get('reprobe_seconds')} s)" if s.get("reprobes") else ""

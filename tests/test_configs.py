@@ -28,7 +28,8 @@ NEEDS_ARGS = {("distill/teacher", "openai"): ["distill.teacher.base_url=http://1
               ("distill/teacher", "hf"): ["distill.teacher.model_path=/models/vlm"],
               # the data stage's paths must exist (egt.preflight): the release's layout in the fixtures
               ("data", "r1_reward_rl"): [f"data.path={CONF.parent / 'tests' / 'fixtures' / 'r1_reward_rl'}"],
-              ("entropy", "answer_debiased"): ["probe.both_orders=true"]}
+              ("entropy", "answer_debiased"): ["probe.both_orders=true"],
+              ("selection", "pass_rate"): ["probe.n=8", "probe.temperature=1.0"]}
 
 
 def options():
@@ -142,6 +143,8 @@ def test_wrong_type_fails_at_compose():
     ("distill/teacher=openai", "needs distill.teacher.base_url=…, distill.teacher.model=…"),
     ("trainer.precision=bf16-mixed", "28x slower"),
     ("trainer.devices=2", "one process"),
+    ("selection=pass_rate", "selection=pass_rate needs at least 8 sampled probe outputs per sample: write "
+                            "probe.n=8 probe.temperature=1.0"),
 ])
 def test_validation_says_what_to_write(override, msg):
     with pytest.raises(ConfigError, match=msg):
@@ -319,3 +322,8 @@ def test_the_schema_types_every_key_the_default_yaml_sets(yaml_only):
     untyped = sorted(k for k in yaml_only if k not in leaves and k not in sections and k.split(".")[0] in sections
                      and not any(k.startswith(f"{leaf}.") for leaf in leaves))
     assert not untyped, f"keys in conf/ that the schema does not define: {untyped}"
+
+
+def test_pass_rate_orders_by_difficulty_unless_told_otherwise():
+    assert _compose(["selection=pass_rate", "probe.n=8", "probe.temperature=1.0"]).entropy.name == "difficulty"
+    assert _compose(["selection=pass_rate", "entropy=answer"]).entropy.name == "answer"  # the command line wins

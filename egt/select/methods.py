@@ -14,7 +14,8 @@ from abc import ABC, abstractmethod
 import numpy as np
 import pandas as pd
 
-__all__ = ["Selection", "EntropySelection", "RandomSelection", "AccuracySelection", "AllSelection", "rank_by"]
+__all__ = ["Selection", "EntropySelection", "RandomSelection", "AccuracySelection", "AllSelection", "PassRateBand",
+           "rank_by"]
 
 
 def rank_by(key: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -39,6 +40,11 @@ class Selection(ABC):
     @abstractmethod
     def rank(self, table: pd.DataFrame, scores: np.ndarray, seed: int) -> np.ndarray:  # [M] indices
         """The candidates, best first."""
+
+    def check_probe(self, n: int, temperature: float) -> str | None:
+        """What to set when the probe's ``n`` outputs per sample at ``temperature`` cannot serve this method
+        (checked by egt.config.validate before any stage); None when they can."""
+        return None
 
 
 class EntropySelection(Selection):
@@ -77,3 +83,38 @@ class AllSelection(Selection):
 
     def rank(self, table: pd.DataFrame, scores: np.ndarray, seed: int) -> np.ndarray:
         return EntropySelection().rank(table, scores, seed)
+
+
+class PassRateBand(Selection):
+    """The difficulty prior's offline filter (Chen et al. 2025, "Unlocking the Potential of Difficulty Prior
+    in RL-based Multimodal Reasoning", arXiv 2505.13261, §3; no code released): keep the samples whose
+    pass rate — the fraction of the probe's n sampled outputs whose answer equals the dataset label
+    (``correct_score``, in [0, 1]) — lies in [``low``, ``high``], both inclusive; drop the almost-never-right
+    (< low) and the always-right (> high), the two ends of the U-shaped pass-rate distribution. The defaults
+    0.1 and 0.87 are the thresholds the paper's method section and its OpenReview discussion (forum
+    0xewM6o97m) give. A filter: no size keeps every sample in the band; k / fraction / percentile then
+    apply within it. Candidates are ordered by the entropy score (``entropy=difficulty``, 1 − pass rate,
+    makes ``curriculum=ascending`` go from easy to hard); ties by id.
+
+    egt's choices where the source is silent: the pass rate counts an output without an answer as wrong;
+    it needs ``probe.n`` ≥ ``min_draws`` sampled outputs (8 by default; with n = 8 the band keeps pass rates
+    1/8 … 6/8)."""
+
+    name = "pass_rate"
+    filters = True
+
+    def __init__(self, low: float = 0.1, high: float = 0.87, min_draws: int = 8):
+        if not 0.0 <= low <= high <= 1.0:
+            raise ValueError(f"selection pass_rate: need 0 <= low <= high <= 1, got low={low}, high={high}")
+        self.low, self.high, self.min_draws = low, high, min_draws
+
+    def check_probe(self, n: int, temperature: float) -> str | None:
+        if n < self.min_draws or temperature <= 0:
+            return (f"selection=pass_rate needs at least {self.min_draws} sampled probe outputs per sample: "
+                    f"write probe.n={max(n, self.min_draws)} probe.temperature={temperature if temperature > 0 else 1.0}")
+        return None
+
+    def rank(self, table: pd.DataFrame, scores: np.ndarray, seed: int) -> np.ndarray:
+        ranked = rank_by(scores, table["id"].to_numpy())
+        rate = table["correct_score"].to_numpy(dtype=np.float64)[ranked]
+        return ranked[(rate >= self.low) & (rate <= self.high)]

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["EntropyScore", "AnswerEntropy", "SentenceEntropy", "MixEntropy", "SentenceFallbackEntropy",
-           "DebiasedAnswerEntropy", "MissingColumnError"]
+           "DebiasedAnswerEntropy", "Difficulty", "MissingColumnError"]
 
 
 class MissingColumnError(KeyError):
@@ -109,3 +109,15 @@ class DebiasedAnswerEntropy(EntropyScore):
         swapped = self.column(table, "answer_entropy_swapped", "probe each sample in both response orders: "
                               "write probe.both_orders=true (with entropy=answer_debiased) and re-run the probe")
         return (AnswerEntropy()(table) + swapped) / 2
+
+
+class Difficulty(EntropyScore):
+    """1 − pass rate: the share of the probe's outputs that do not give the dataset label (``correct_score``
+    is the pass rate), in [0, 1]; lower = easier. Not an entropy: the score the difficulty prior orders by
+    (``selection=pass_rate``; Chen et al. 2025, arXiv 2505.13261), so ``curriculum=ascending`` goes from easy
+    to hard. It reads the label, as ``selection=accuracy`` does."""
+
+    name = "difficulty"
+
+    def __call__(self, table: pd.DataFrame) -> np.ndarray:
+        return 1.0 - table["correct_score"].to_numpy(dtype=np.float64)

@@ -45,7 +45,7 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
             s = cfg.selection
             sel = select(table, score, method, curriculum, k=s.k, fraction=s.fraction, percentile_p=s.percentile,
                          band=s.band, seed=s.seed, curriculum_seed=cfg.curriculum.seed)
-            summary = summarize(table, sel, score)
+            summary = summarize(table, sel, score) | probe_cost(table, probe.get("summary") or {})
             write_json_atomic(art.path / "selection.json", sel)
             log.info(format_summary(summary))
             logger = make_logger(cfg, "select")
@@ -79,7 +79,8 @@ def summarize(table: pd.DataFrame, sel: dict[str, Any], score: EntropyScore) -> 
     fin = np.isfinite(scores)
     out: dict[str, Any] = {
         "method": sel["method"], "score": sel["score"], "curriculum": sel["curriculum"], "band": sel["band"],
-        "n_pool": int(len(table)), "n_selected": int(kept.sum()),
+        "n_pool": int(len(table)), **({"n_candidates": sel["n_candidates"]} if "n_candidates" in sel else {}),
+        "n_selected": int(kept.sum()),
         "score_kept_mean": round(float(scores[kept & fin].mean()), 4) if (kept & fin).any() else None,
         "score_dropped_mean": round(float(scores[~kept & fin].mean()), 4) if (~kept & fin).any() else None,
         "no_answer_kept": int((kept & ~np.isfinite(table["answer_entropy"].to_numpy())).sum()),
@@ -87,6 +88,14 @@ def summarize(table: pd.DataFrame, sel: dict[str, Any], score: EntropyScore) -> 
     }
     out.update(noise_breakdown(table, kept))
     return out
+
+
+def probe_cost(table: pd.DataFrame, probe_summary: dict[str, Any]) -> dict[str, Any]:
+    """What the probe behind this selection cost: outputs generated (``n_samples`` per row, both orders
+    counted) and the probe stage's seconds (None for an outside table)."""
+    per_row = table["n_samples"].to_numpy() if "n_samples" in table else np.ones(len(table))
+    draws = int(per_row.sum()) * (2 if "answer_entropy_swapped" in table else 1)
+    return {"probe_draws": draws, "probe_seconds": probe_summary.get("probe_seconds")}
 
 
 def format_summary(s: dict[str, Any]) -> str:

@@ -43,3 +43,24 @@ def test_multirun_probes_once_selects_three_ways(first_run, art):
     assert len(done(art, "probe")) == 1 and len(done(art, "select")) == 4
     scores = {json.loads((d / "selection.json").read_text())["score"] for d in done(art, "select")}
     assert scores == {"answer", "sentence", "mix"}
+
+
+def test_pass_rate_band_probe_select_rl(first_run, art):
+    # the tiny model's sampled outputs rarely parse, so the band starts at 0 here to keep something
+    out = cli(art, *QUICK, "stages=[probe,select,rl]", "logger=none", "probe.shard_size=24", "selection=pass_rate",
+              "probe.n=8", "probe.temperature=1.0", "probe.limit=16", "selection.method.low=0.0", "selection.k=6",
+              "rl.max_steps=1",
+              "rl.eval_n=0")
+    probes = done(art, "probe")
+    assert len(probes) == 2  # a sampled probe of n = 8 beside the greedy one
+    table = pd.read_parquet(next(p for p in probes if (pd.read_parquet(p / "probe.parquet")["n_samples"] == 8).all())
+                            / "probe.parquet")
+    sel_dir = next(d for d in done(art, "select") if json.loads((d / "selection.json").read_text())["method"]
+                   == "pass_rate")
+    sel, summary = (json.loads((sel_dir / f).read_text()) for f in ("selection.json", "_SUCCESS.json"))
+    rates = dict(zip(table["id"].astype(str), table["correct_score"]))
+    band = sorted((1 - r, i) for i, r in rates.items() if r <= 0.87)
+    assert sel["ids"] == [i for _, i in band[:6]] and sel["score"] == "difficulty"
+    assert sel.get("n_candidates", len(table)) == len(band) and summary["summary"]["probe_draws"] == 8 * 16
+    assert "by pass_rate on difficulty" in out and "probe 128 outputs" in out
+    assert done(art, "rl")

@@ -31,6 +31,8 @@ def _options():
     for group, (key, base) in KINDS.items():
         for f in sorted((CONF / group).glob("*.yaml")):
             node = OmegaConf.load(f)
+            if f.read_text().startswith("# @package _global_"):  # e.g. selection=pass_rate also sets entropy
+                node = node[group.replace("/", ".")]
             yield pytest.param(group, (node[key] if key else node)["_target_"], base, id=f"{group}={f.stem}")
 
 

@@ -140,3 +140,28 @@ def test_only_a_method_that_ranks_every_sample_needs_a_size():
     assert _ranks_every_sample({"_target_": "egt.select.methods.EntropySelection"})
     assert not _ranks_every_sample({"_target_": "egt.select.methods.AllSelection"})
     assert not _ranks_every_sample({"_target_": f"{__name__}.CorrectAtLeastHalf"})
+
+
+def test_pass_rate_band_keeps_the_inclusive_band_easy_first():
+    from egt.select.methods import PassRateBand
+    from egt.select.scores import Difficulty
+
+    # n = 8 draws: pass rates 0, 1/8, 3/8, 6/8, 7/8, 1 and one exactly at each bound
+    t = pd.DataFrame({"id": list("abcdefgh"), "answer_entropy": [0.1] * 8, "sentence_entropy": [1.0] * 8,
+                      "correct_score": [0.0, 0.125, 0.375, 0.75, 0.875, 1.0, 0.1, 0.87]})
+    out = select(t, Difficulty(), PassRateBand(low=0.1, high=0.87), Ascending())
+    # kept: b (.125), c (.375), d (.75), g (0.1 = low), h (0.87 = high); easy first = ascending 1 - rate
+    assert out["ids"] == ["h", "d", "c", "b", "g"] and out["n_candidates"] == 5
+    assert out["scores"]["h"] == pytest.approx(0.13) and out["scores"]["g"] == pytest.approx(0.9)
+    assert select(t, Difficulty(), PassRateBand(), Ascending(), k=2)["ids"] == ["h", "d"]  # sized in the band
+    with pytest.raises(ValueError, match="low <= high"):
+        PassRateBand(low=0.9, high=0.1)
+
+
+def test_pass_rate_says_which_probe_settings_it_needs():
+    from egt.select.methods import PassRateBand
+
+    assert PassRateBand().check_probe(8, 1.0) is None
+    assert PassRateBand().check_probe(1, 0.0) == ("selection=pass_rate needs at least 8 sampled probe outputs per "
+                                                 "sample: write probe.n=8 probe.temperature=1.0")
+    assert "probe.n=16" in PassRateBand(min_draws=16).check_probe(8, 0.7)
