@@ -28,6 +28,7 @@ from egt.config import to_container
 from egt.data.prompt import template_key
 from egt.utils.atomic import write_json_atomic
 from egt.utils.io import Journal
+from egt.utils.fmt import pct
 
 log = logging.getLogger(__name__)
 REQUIRES = ("data", "model", "sft", "rl")  # the stages this one may ask the pipeline for (egt.stages)
@@ -247,3 +248,9 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     keys = sorted(r["key"] for r in results.values())
     return {"key": make_key("eval", keys, version=VERSION), "path": str(pipe.store.root / "eval"),
             "reused": all(r["reused"] for r in results.values()), "summary": summary, "results": results}
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    """The stage's line in the end-of-run summary (egt.pipeline.format_summary): each model's headline
+    metric on each benchmark."""
+    return "; ".join(f"{k} {pct(v)}" for k, v in summary.items() if "/" in k and isinstance(v, (int, float)))
