@@ -38,7 +38,7 @@ timings: {sft_step: 0.2, rl_step: 1.0, eval_item: 0.03, probe_item: 0.03, job_ov
 def test_one_command_regenerates_the_reproduction(tmp_path):
     (tmp_path / "protocol.md").write_text(PROTOCOL)
     env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.run([sys.executable, "-m", "egt.campaign.reproduce", "--protocol", str(tmp_path / "protocol.md"),
+    proc = subprocess.run([sys.executable, "-m", "egt.reproduce", "--protocol", str(tmp_path / "protocol.md"),
                            "--out", str(tmp_path / "out"), "--sweeps", str(tmp_path / "sw"),
                            "--artifacts", str(tmp_path / "art")], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=1500)
