@@ -21,102 +21,21 @@ everything reruns. Wall time per step and the CPU count are printed and written 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-BLOCK = re.compile(r"```yaml\n(# egt-protocol\b.*?)```", re.S)
+from egt.campaign.protocol import Protocol, plan, read_protocol  # read_protocol: public here too
 
-
-@dataclass(frozen=True)
-class SweepSpec:
-    name: str
-    experiment: str
-    tier: int = 1
-    sweep: dict[str, str] = field(default_factory=dict)  # extra sweep axes: {key: "a,b,c"}
-    overrides: tuple[str, ...] = ()  # fixed overrides of this sweep only
-
-
-@dataclass
-class Protocol:
-    settings: dict[str, Any]
-    sha256: str
-    path: Path
-
-    @property
-    def sweeps(self) -> list[SweepSpec]:
-        return [SweepSpec(s["name"], s["experiment"], int(s.get("tier", 1)), dict(s.get("sweep") or {}),
-                          tuple(s.get("overrides") or ())) for s in self.settings["sweeps"]]
-
-    @property
-    def preset(self) -> str:
-        """The scale preset every command starts from (experiment=[<preset>,<table>]): small; quick in tests."""
-        return str(self.settings.get("preset", "small"))
-
-    def seeds(self, tier: int) -> list[int]:
-        return list(range(int(self.settings["seeds"] if tier == 1 else self.settings["seeds_tier2"])))
-
-
-def read_protocol(path: str | Path) -> Protocol:
-    """The protocol's settings block (KeyError naming what is missing)."""
-    text = Path(path).read_text(encoding="utf-8")
-    m = BLOCK.search(text)
-    if m is None:
-        raise KeyError(f"{path}: no ```yaml block starting with '# egt-protocol'")
-    settings = yaml.safe_load(m.group(1))
-    for key in ("seeds", "seeds_tier2", "formats", "common", "sweeps", "timings", "stats", "gates",
-                "calibration_seeds"):
-        if key not in settings:
-            raise KeyError(f"{path}: the egt-protocol block has no '{key}'")
-    return Protocol(settings, hashlib.sha256(text.encode()).hexdigest(), Path(path))
-
-
-def _seeds_arg(seeds: Sequence[int]) -> str:
-    return 'seeds="' + ",".join(str(s) for s in seeds) + '"'
-
-
-def train_cmd(p: Protocol, fmt: str, overrides: Sequence[str], artifacts: Path) -> list[str]:
-    return [sys.executable, "train.py", *overrides, *p.settings["common"], *p.settings["formats"][fmt],
-            f"paths.artifacts={artifacts}"]
-
-
-def plan(p: Protocol, sweeps: Path, artifacts: Path) -> list[dict[str, Any]]:
-    """Every step: {"phase", "format", "name", "cmd", "dir"} in run order (phases: upstream, calibration,
-    tier1, tier2)."""
-    steps = []
-    for fmt in p.settings["formats"]:
-        d = sweeps / fmt / "upstream"
-        steps.append({"phase": "upstream", "format": fmt, "name": "upstream", "dir": d, "cmd": train_cmd(
-            p, fmt, [f"experiment={p.preset}", "stages=[data,distill,sft,probe,eval]", f"hydra.run.dir={d}"],
-            artifacts)})
-    for fmt in p.settings["formats"]:
-        d = sweeps / "calibration" / fmt
-        steps.append({"phase": "calibration", "format": fmt, "name": "calibration", "dir": d, "cmd": train_cmd(
-            p, fmt, [f"experiment=[{p.preset},table2]", "ablation=full_rl", _seeds_arg(p.settings["calibration_seeds"]),
-                     f"hydra.sweep.dir={d}"], artifacts)})
-    for tier in (1, 2):
-        for spec in (s for s in p.sweeps if s.tier == tier):
-            for fmt in p.settings["formats"]:
-                d = sweeps / fmt / spec.name
-                axes = [*spec.overrides, *(f"{k}={v}" for k, v in spec.sweep.items())]
-                steps.append({"phase": f"tier{tier}", "format": fmt, "name": spec.name, "dir": d, "cmd": train_cmd(
-                    p, fmt, [f"experiment=[{p.preset},{spec.experiment}]", *axes, _seeds_arg(p.seeds(tier)),
-                             f"hydra.sweep.dir={d}"], artifacts)})
-    return steps
-
-
+REPO = Path(__file__).resolve().parents[2]  # the checkout: egt/campaign/reproduce.py
 # ---- the CPU estimate ---------------------------------------------------------------------------------------
 
 def _compose(overrides: Sequence[str], hydra_cfg: bool = False):

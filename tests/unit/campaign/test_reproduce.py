@@ -196,3 +196,11 @@ def test_report_on_a_finished_run_writes_the_protocols_verdict_not_an_interim_on
     monkeypatch.setattr(r, "status", lambda *a: [{**row, "completed": 5, "failed": 1}])
     r.report(protocol, tmp_path / "sw", tmp_path / "art", tmp_path / "out")
     assert seen[1].startswith("**5 of 6 jobs finished**") and "fmt_a/table2 5/6" in seen[1]
+
+
+def test_commands_run_in_the_checkout():
+    """The default sweep and artifact folders and every command's working directory are the checkout
+    (where train.py is), also from inside egt/campaign/."""
+    from egt.campaign.reproduce import REPO
+
+    assert (REPO / "train.py").is_file()
