@@ -27,8 +27,8 @@ from egt.benchmarks.metrics import position_bias
 from egt.config import to_container
 from egt.data.prompt import template_key
 from egt.utils.atomic import write_json_atomic
-from egt.utils.io import Journal
 from egt.utils.fmt import pct
+from egt.utils.io import Journal
 
 log = logging.getLogger(__name__)
 REQUIRES = ("data", "model", "sft", "rl")  # the stages this one may ask the pipeline for (egt.stages)

@@ -30,8 +30,8 @@ from egt.select.noise import noise_at_fractions
 from egt.select.scores import AnswerEntropy, SentenceEntropy
 from egt.stages import data as data_stage
 from egt.utils.atomic import write_json_atomic, write_parquet_atomic
-from egt.utils.logging import close_logger, log_metrics, make_logger
 from egt.utils.fmt import num, pct
+from egt.utils.logging import close_logger, log_metrics, make_logger
 
 log = logging.getLogger(__name__)
 REQUIRES = ("data", "sft")  # the stages this one may ask the pipeline for (egt.stages)

@@ -43,8 +43,8 @@ from egt.stages.probe import key_config as probe_key
 from egt.training import recipe
 from egt.training.trained import bench_eval, save_model
 from egt.utils.atomic import write_json_atomic
-from egt.utils.secrets import config_container
 from egt.utils.fmt import num, pct
+from egt.utils.secrets import config_container
 
 log = logging.getLogger(__name__)
 REQUIRES = ("data", "sft", "probe", "select")  # the stages this one may ask the pipeline for (egt.stages)

@@ -25,8 +25,8 @@ from egt.select.noise import noise_breakdown
 from egt.select.scores import EntropyScore
 from egt.select.selection import select
 from egt.utils.atomic import write_json_atomic
-from egt.utils.logging import close_logger, log_metrics, make_logger
 from egt.utils.fmt import pct
+from egt.utils.logging import close_logger, log_metrics, make_logger
 
 log = logging.getLogger(__name__)
 REQUIRES = ("probe",)  # the stages this one may ask the pipeline for (egt.stages)
