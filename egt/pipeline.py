@@ -1,9 +1,9 @@
 """Runs the stages named in ``cfg.stages``; resolves upstream stages on demand.
 
-Each stage is ``egt.stages.<name>.run(cfg, pipe) -> dict``. A stage asks the
-pipeline for what it needs (``pipe.get("data")``), only among the stages its
-module declares in ``REQUIRES``; the pipeline runs that stage once per process,
-and the artifact store makes a finished stage a cheap reuse. So ``stages=[sft]``
+Each stage is ``egt.stages.<name>.run(cfg, pipe) -> dict``, with ``summary_line(summary) -> str``, its
+line in the end-of-run summary (:func:`format_summary`). A stage asks the pipeline for what it needs
+(``pipe.get("data")``), only among the stages its module declares in ``REQUIRES``; the pipeline runs that
+stage once per process, and the artifact store makes a finished stage a cheap reuse. So ``stages=[sft]``
 works on a fresh machine too.
 """
 from __future__ import annotations
@@ -73,56 +73,20 @@ class Pipeline:
         return self.results
 
 
-def _pct(v: Any) -> str:
-    return "-" if v is None else f"{100 * float(v):.1f}%"
-
-
-def _num(v: Any, digits: int = 3) -> str:
-    return "-" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else str(v))
-
-
-def headline(stage: str, summary: dict[str, Any]) -> str:
-    """One line of what a stage's run showed (the full summary is in its ``_SUCCESS.json``)."""
-    s = summary or {}
-    if stage == "model":
-        size = f", {s['parameters'] / 1e6:.1f}M parameters" if "parameters" in s else ""
-        return f"{s.get('name', '?')} ({'checkpoint' if s.get('source') == 'model.path' else 'built offline'}){size}"
-    if stage == "data":
-        counts = {k: (v.get("n") if isinstance(v, dict) else s.get(f"{k}_n")) for k, v in s.items()
-                  if k in ("sft_pool", "rl_pool", "bench")}
-        counts.update({k[:-2]: v for k, v in s.items() if k in ("sft_pool_n", "rl_pool_n", "bench_n")})
-        return ", ".join(f"{k} {v:,}" for k, v in counts.items() if isinstance(v, int))
-    if stage == "distill" and "kept" in s:
-        return f"kept {s['kept']:,} of {s.get('seen', '?'):,} trajectories"
-    if stage == "sft" and s.get("source") == "sft.model_path":
-        return "outside model (sft.model_path)"
-    if stage == "sft":
-        bench = f"bench accuracy {_pct(s['bench_accuracy'])}, " if "bench_accuracy" in s else ""
-        return f"{bench}{s.get('steps', '?')} steps, loss {_num(s.get('train_loss_first'))} -> {_num(s.get('train_loss_last'))}"
-    if stage == "probe" and "n" in s:
-        return (f"{s['n']:,} samples, accuracy {_pct(s.get('accuracy'))}; answer entropy: Spearman rho vs accuracy "
-                f"{_num(s.get('spearman_answer'))}, flipped-label AUROC {_num(s.get('answer_flipped_auroc'))}")
-    if stage == "select" and "n_selected" in s:
-        noise = (f"; flipped kept {s['flipped_kept']} (pool rate {_pct(s.get('flipped_rate'))}, "
-                 f"kept {_pct(s['flipped_kept'] / max(1, s['n_selected']))})" if "flipped_kept" in s else "")
-        cost = f"; probe {s['probe_draws']:,} outputs, {s.get('probe_seconds')} s" if "probe_draws" in s else ""
-        return f"kept {s['n_selected']:,} of {s.get('n_pool', '?'):,} by {s.get('method')} on {s.get('score')}{noise}{cost}"
-    if stage == "rl" and "steps" in s:
-        bench = f"bench accuracy {_pct(s['bench_accuracy'])}, " if "bench_accuracy" in s else ""
-        online = f", {s['reprobes']} re-probes ({s.get('reprobe_seconds')} s)" if s.get("reprobes") else ""
-        return f"{bench}{s['steps']} steps, reward {_num(s.get('reward_first'))} -> {_num(s.get('reward_last'))}{online}"
-    if stage == "eval":
-        return "; ".join(f"{k} {_pct(v)}" for k, v in s.items() if "/" in k and isinstance(v, (int, float)))
-    return ""
+def summary_line(stage: str, summary: dict[str, Any]) -> str:
+    """One line of what a stage's run showed (the full summary is in its ``_SUCCESS.json``): the stage
+    module's ``summary_line(summary)``, empty for a stage without one."""
+    line = getattr(importlib.import_module(f"egt.stages.{stage}"), "summary_line", None)
+    return line(summary or {}) if line is not None else ""
 
 
 def format_summary(results: dict[str, dict[str, Any]]) -> str:
-    """The end-of-run report: per stage computed/reused, seconds, one headline; where the figures,
+    """The end-of-run report: per stage computed/reused, seconds, its summary line; where the figures,
     metrics and full summaries are."""
     lines = ["", "egt pipeline summary: what this run showed", f"{'stage':8s} {'state':8s} {'seconds':>8s}  headline"]
     for stage, r in results.items():
         state = "skipped" if r.get("skipped") else "reused" if r.get("reused") else "computed"
-        line = r["skipped"] if r.get("skipped") else headline(stage, r.get("summary") or {})
+        line = r["skipped"] if r.get("skipped") else summary_line(stage, r.get("summary") or {})
         lines.append(f"{stage:8s} {state:8s} {r.get('seconds', 0):8.1f}  {line}")
     where = [("Figure 2", results.get("probe", {}).get("figure_path")),
              ("selection", results.get("select", {}).get("selection_path"))]

@@ -148,11 +148,11 @@ def check_paths(cfg: DictConfig) -> None:
 def _check_benchmarks(cfg: DictConfig) -> None:
     """Each benchmark of ``eval.benchmarks`` that reads files (not a stage's data set) has them:
     ``<eval.data_root>/<name>`` or its own ``path``."""
+    from egt.benchmarks import make
     from egt.benchmarks.base import BenchmarkDataError
-    from egt.stages.eval import make_benchmark
 
     for spec in cfg.eval.benchmarks:
-        bench: Any = make_benchmark(spec, cfg)
+        bench: Any = make(spec, cfg.eval.on_bad_sample, cfg.eval.limit, cfg.eval.seed)
         if bench.source_stage and not bench.path:
             continue
         try:

@@ -25,7 +25,9 @@ time with its responses swapped and adds ``<column>_swapped`` (:data:`SWAPPED`).
 Work is cut into shards of consecutive samples, each written atomically as
 its own parquet file, so a killed probe resumes from its last finished shard;
 :func:`shards_for_rank` splits the shard list across ranks and
-:func:`merge_shards` joins them in data order.
+:func:`merge_shards` joins them in data order. :func:`probe_rows` runs this rank's shards with the
+``probe.*`` settings (the probe stage), :func:`probe_with` a whole data set with a model in memory (the
+online curriculum's re-probes, :mod:`egt.select.reprobe`).
 """
 from __future__ import annotations
 
@@ -35,7 +37,10 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 import torch
+from omegaconf import DictConfig
+from tqdm.auto import tqdm
 
+from egt import distributed
 from egt.data.encode import ChatEncoder
 from egt.data.prompt import format_ok, parse_answer
 from egt.data.schema import meta_dict, swap_sample
@@ -44,6 +49,7 @@ from egt.probe.entropy import (answer_entropy, chunked_entropy_from_hidden, entr
                               sentence_entropy, span_entropy)
 from egt.probe.locate import answer_token_index, reasoning_token_range
 from egt.utils.atomic import write_parquet_atomic
+from egt.utils.conf import to_container
 
 META_FLAGS = ("true_label", "flipped", "ambiguous", "difficulty", "kind")
 # columns probe.both_orders adds as ``<name>_swapped``: the sample probed with response_1/response_2
@@ -304,3 +310,35 @@ def probe_shards(model: Any, encoder: ChatEncoder, dataset: Any, shards: Sequenc
     finally:
         model.train(was_training)
     return {"shards_reused": done, "shards_computed": computed}
+
+
+def probe_rows(cfg: DictConfig, model: Any, encoder: ChatEncoder, ds: Any, mine: list, out: Path, rank: int,
+               desc: str) -> dict[str, int]:
+    """This rank's shards of ``ds`` into ``out/shards/``, with the ``probe.*`` settings of ``cfg`` (a progress
+    bar on rank 0): the probe stage's run, and the online curriculum's re-probes (:func:`probe_with`)."""
+    p = cfg.probe
+    with tqdm(total=sum(e - s for s, e in mine), desc=desc, unit="sample", dynamic_ncols=True,
+              disable=rank != 0) as bar:
+        return probe_shards(model, encoder, ds, mine, out, n=p.n, temperature=p.temperature,
+                            max_new_tokens=p.max_new_tokens, batch_size=p.batch_size, chunk=p.chunk_size,
+                            seed=cfg.seed, progress=bar.update, sampling=to_container(p.generation),
+                            both_orders=bool(p.get("both_orders", False)),
+                            entropy_from=str(p.get("entropy_from", "teacher_forced")))
+
+
+def probe_with(cfg: DictConfig, model: Any, processor: Any, ds: Any, out: Path, desc: str = "re-probe") -> pd.DataFrame:
+    """Probe every row of ``ds`` with an in-memory ``model`` exactly as the probe stage does (its
+    ``probe.*`` settings, prompt template, shards of ``probe.shard_size`` rows seeded by their start, so
+    the rows equal a probe stage run with this model saved to disk and ``probe.model_path`` set).
+    Collective: every rank probes its shards into ``out/shards/`` (a killed re-probe resumes from the
+    finished shards), then every rank reads the merged table (one row per sample, in ``ds`` order; the
+    columns of :mod:`egt.probe.probe`). The global RNG state is left as it was."""
+    encoder = ChatEncoder(processor, template=cfg.data.template, max_length=cfg.probe.max_length,
+                          length_key="probe.max_length")
+    rank, world = distributed.rank(), distributed.world_size()
+    shards = shard_ranges(len(ds), cfg.probe.shard_size)
+    device = next(model.parameters()).device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        probe_rows(cfg, model, encoder, ds, shards_for_rank(shards, rank, world), out, rank, desc)
+    distributed.all_gather(rank)  # every shard is written
+    return merge_shards(out, shards)

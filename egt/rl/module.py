@@ -53,12 +53,16 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from typing import Any
 
 import lightning as L
 import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 
 from egt import distributed
+from egt.components import build
 from egt.data.encode import ChatEncoder
 from egt.data.sampler import ResumableSampler
 from egt.models.loader import multimodal_token_ids
@@ -71,36 +75,90 @@ from egt.rl.reward import CompositeReward
 from egt.rl.rollout import Rollout, RolloutBackend, logprobs_and_entropy, rollout, stop_ids
 
 
+@dataclass(frozen=True)
+class RLSettings:
+    """The RL module's settings. Each field named as a key of ``cfg.rl`` is read from it by
+    :meth:`from_config` (a new setting: a field here, its key in ``conf/rl`` and ``RLConfig``, and its use
+    in :class:`RLModule` as ``self.settings.<name>``); the stage derives ``warmup_steps``, ``seed`` and
+    ``max_rollouts``."""
+
+    group_size: int
+    ppo_epochs: int
+    num_mini_batches: int
+    max_new_tokens: int
+    temperature: float
+    lr: float
+    weight_decay: float
+    warmup_steps: int
+    max_grad_norm: float | None
+    kl_coef: float
+    kl_estimator: str
+    kl_in: str
+    seed: int = 0
+    max_rollouts: int = -1
+    log_examples: int = 2
+    logprob_batch_size: int | None = None
+    logprob_chunk_size: int = 256
+    skip_old_pass_on_policy: bool = True  # False: a no-grad π_old pass over every row
+    shared_prompt_pass: bool = True  # one prompt pass per group (egt.rl.rollout.shared_prompt_hidden)
+
+    @classmethod
+    def from_config(cls, rl: Mapping[str, Any], **derived: Any) -> RLSettings:
+        """Every field from the key of ``rl`` (``cfg.rl``) of the same name, ``derived`` (what the stage
+        computes) winning; a field in neither keeps its default."""
+        given = {f.name: rl[f.name] for f in fields(cls) if f.name in rl and f.name not in derived}
+        return cls(**given, **derived)
+
+
 class RLModule(L.LightningModule):
+    """The components (reward, loss, advantage, filter, rollout backend) and :class:`RLSettings`, given as
+    ``settings`` or as its fields by keyword; :meth:`from_config` builds all of them from the config."""
+
     def __init__(self, model: torch.nn.Module, encoder: ChatEncoder, reward: CompositeReward, loss: PolicyLoss,
                  advantage: AdvantageEstimator, adv_filter: AdvantageFilter, backend: RolloutBackend,
-                 sampler: ResumableSampler, *,
-                 group_size: int, ppo_epochs: int, num_mini_batches: int, max_new_tokens: int,
-                 temperature: float, lr: float, weight_decay: float, warmup_steps: int, max_grad_norm: float | None,
-                 kl_coef: float, kl_estimator: str, kl_in: str, ref_model: torch.nn.Module | None = None,
-                 seed: int = 0, max_rollouts: int = -1, log_examples: int = 2,
-                 logprob_batch_size: int | None = None, logprob_chunk_size: int = 256,
-                 skip_old_pass_on_policy: bool = True, shared_prompt_pass: bool = True,
-                 scores: Mapping[str, float] | None = None):
+                 sampler: ResumableSampler, settings: RLSettings | None = None, *,
+                 ref_model: torch.nn.Module | None = None, scores: Mapping[str, float] | None = None,
+                 **settings_kw: Any):
         super().__init__()
+        if (settings is None) == (not settings_kw):
+            raise TypeError("RLModule takes its settings as an RLSettings or as keywords (exactly one of the two)")
+        s = self.settings = settings if settings is not None else RLSettings(**settings_kw)
         self.automatic_optimization = False
         self.model, self.encoder, self.reward = model, encoder, reward
         self.loss_fn, self.advantage, self.adv_filter, self.backend = loss, advantage, adv_filter, backend
         self.sampler = sampler
-        self.group_size, self.ppo_epochs, self.num_mini_batches = group_size, ppo_epochs, num_mini_batches
-        self.max_new_tokens, self.temperature = max_new_tokens, temperature
-        self.lr, self.weight_decay, self.warmup_steps, self.max_grad_norm = lr, weight_decay, warmup_steps, max_grad_norm
-        self.kl_coef, self.kl, self.kl_in = kl_coef, KL_ESTIMATORS[kl_estimator], kl_in
+        self.group_size, self.ppo_epochs, self.num_mini_batches = s.group_size, s.ppo_epochs, s.num_mini_batches
+        self.max_new_tokens, self.temperature = s.max_new_tokens, s.temperature
+        self.lr, self.weight_decay, self.warmup_steps = s.lr, s.weight_decay, s.warmup_steps
+        self.max_grad_norm = s.max_grad_norm
+        self.kl_coef, self.kl, self.kl_in = s.kl_coef, KL_ESTIMATORS[s.kl_estimator], s.kl_in
         self._ref = (ref_model,)  # a tuple: not a submodule, so not in the checkpoint nor the optimizer
-        self.seed, self.max_rollouts, self.log_examples = seed, max_rollouts, log_examples
-        self.logprob_batch_size, self.logprob_chunk_size = logprob_batch_size, logprob_chunk_size
-        self.skip_old_pass_on_policy = skip_old_pass_on_policy  # False: a no-grad π_old pass over every row
-        self.shared_prompt_pass = shared_prompt_pass  # one prompt pass per group (egt.rl.rollout.shared_prompt_hidden)
+        self.seed, self.max_rollouts, self.log_examples = s.seed, s.max_rollouts, s.log_examples
+        self.logprob_batch_size, self.logprob_chunk_size = s.logprob_batch_size, s.logprob_chunk_size
+        self.skip_old_pass_on_policy = s.skip_old_pass_on_policy
+        self.shared_prompt_pass = s.shared_prompt_pass
         self._entropy = torch.zeros(0)  # [B, L] token entropy of the current rollout under π_old
         self.suppress_ids = multimodal_token_ids(encoder.processor)  # never sampled: out of the normaliser too
         self.scores = dict(scores or {})  # sample id → the selection's score (RolloutBatch.scores)
         self.rollouts = 0  # rollout batches done (the checkpoint holds it)
         self.history: list[dict[str, Any]] = []  # per-step metrics + sample ids, for curves.json
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, model: torch.nn.Module, encoder: ChatEncoder, sampler: ResumableSampler,
+                    *, ref_model: torch.nn.Module | None = None, scores: Mapping[str, float] | None = None,
+                    **derived: Any) -> RLModule:
+        """The module of ``cfg.reward`` and ``cfg.rl``: the reward, ``rl.loss``, ``rl.advantage``, ``rl.filter``
+        and ``rl.backend`` by their ``_target_``, the settings by name (:meth:`RLSettings.from_config`, with
+        the stage's ``derived`` ones)."""
+        r = cfg.rl
+        reward = instantiate(cfg.reward)  # the judge inside is built too
+        if not isinstance(reward, CompositeReward):
+            raise TypeError(f"reward._target_ must build an egt.rl.reward.CompositeReward (it needs terms()), "
+                            f"got {type(reward).__name__}")
+        return cls(model, encoder, reward, build(r.loss, PolicyLoss, "rl.loss"),
+                   build(r.advantage, AdvantageEstimator, "rl.advantage"), build(r.filter, AdvantageFilter, "rl.filter"),
+                   instantiate(r.backend), sampler, RLSettings.from_config(r, **derived), ref_model=ref_model,
+                   scores=scores)
 
     @property
     def ref_model(self) -> torch.nn.Module | None:

@@ -161,5 +161,14 @@ def run(cfg: DictConfig, pipe) -> dict[str, Any]:
             "splits": summary, "dataset_path": str(art.path / "dataset")}
 
 
+def summary_line(summary: dict[str, Any]) -> str:
+    """The stage's line in the end-of-run summary (egt.pipeline.format_summary): the size of each split."""
+    s = summary
+    counts = {k: (v.get("n") if isinstance(v, dict) else s.get(f"{k}_n")) for k, v in s.items()
+              if k in ("sft_pool", "rl_pool", "bench")}
+    counts.update({k[:-2]: v for k, v in s.items() if k in ("sft_pool_n", "rl_pool_n", "bench_n")})
+    return ", ".join(f"{k} {v:,}" for k, v in counts.items() if isinstance(v, int))
+
+
 def load(result: dict[str, Any]) -> DatasetDict:
     return load_saved_dataset(result["dataset_path"])

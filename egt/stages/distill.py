@@ -105,5 +105,12 @@ def run(cfg: DictConfig, pipe) -> dict[str, Any]:
             "trajectories_path": str(art.path / "trajectories")}
 
 
+def summary_line(summary: dict[str, Any]) -> str:
+    """The stage's line in the end-of-run summary (egt.pipeline.format_summary); none for outside
+    trajectories."""
+    s = summary
+    return f"kept {s['kept']:,} of {s.get('seen', '?'):,} trajectories" if "kept" in s else ""
+
+
 def load(result: dict[str, Any]) -> Dataset:
     return load_from_disk(result["trajectories_path"])

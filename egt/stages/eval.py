@@ -17,16 +17,16 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from egt import distributed
 from egt.artifacts import content_fingerprint, make_key
-from egt.benchmarks import Benchmark
+from egt.benchmarks import Benchmark, make
 from egt.benchmarks.metrics import position_bias
-from egt.components import build
 from egt.config import to_container
 from egt.data.prompt import template_key
 from egt.utils.atomic import write_json_atomic
+from egt.utils.fmt import pct
 from egt.utils.io import Journal
 
 log = logging.getLogger(__name__)
@@ -40,12 +40,8 @@ NOT_IN_KEY = ("model_path", "model_label", "models", "benchmarks", "optional_ben
 
 
 def make_benchmark(spec: Any, cfg: DictConfig) -> Benchmark:
-    """A benchmark from a built-in name, ``{name: …, <arguments>}`` or ``{_target_: …, <arguments>}``
-    (egt.components.build), with eval's ``on_bad_sample``, ``limit`` and ``seed``."""
-    e = cfg.eval
-    common = {"on_bad_sample": e.on_bad_sample, "limit": e.limit, "seed": e.seed}
-    spec = to_container(spec) if OmegaConf.is_config(spec) else spec
-    return build(spec, Benchmark, "eval.benchmarks", package="egt.benchmarks", **common)
+    """A benchmark of ``eval.benchmarks`` with eval's ``on_bad_sample``, ``limit`` and ``seed`` (egt.benchmarks.make)."""
+    return make(spec, cfg.eval.on_bad_sample, cfg.eval.limit, cfg.eval.seed)
 
 
 def _benchmarks(cfg: DictConfig) -> list[Benchmark]:
@@ -240,3 +236,9 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     keys = sorted(r["key"] for r in results.values())
     return {"key": make_key("eval", keys, version=VERSION), "path": str(pipe.store.root / "eval"),
             "reused": all(r["reused"] for r in results.values()), "summary": summary, "results": results}
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    """The stage's line in the end-of-run summary (egt.pipeline.format_summary): each model's headline
+    metric on each benchmark."""
+    return "; ".join(f"{k} {pct(v)}" for k, v in summary.items() if "/" in k and isinstance(v, (int, float)))

@@ -83,3 +83,10 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
             art.finish({"name": cfg.model.name, "kind": kind, "parameters": n_params})
     return {"key": key, "path": str(art.path), "reused": art.reused, "summary": art.summary,
             "model_path": str(art.path / "model"), "identity": {"built": art.path.name}}
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    """The stage's line in the end-of-run summary (egt.pipeline.format_summary)."""
+    s = summary
+    size = f", {s['parameters'] / 1e6:.1f}M parameters" if "parameters" in s else ""
+    return f"{s.get('name', '?')} ({'checkpoint' if s.get('source') == 'model.path' else 'built offline'}){size}"

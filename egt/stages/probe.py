@@ -16,9 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from omegaconf import DictConfig
-from tqdm.auto import tqdm
 
 from egt import distributed
 from egt.artifacts import content_fingerprint, make_key
@@ -26,12 +24,13 @@ from egt.config import to_container
 from egt.data.prompt import template_key
 from egt.data.encode import ChatEncoder, image_tokens
 from egt.models.resolve import load_for_inference, pixel_budget
-from egt.probe.probe import merge_shards, probe_shards, shard_ranges, shards_for_rank
+from egt.probe.probe import merge_shards, probe_rows, shard_ranges, shards_for_rank
 from egt.probe.figure2 import entropy_accuracy, fig2_markdown, plot_fig2
 from egt.select.noise import noise_at_fractions
 from egt.select.scores import AnswerEntropy, SentenceEntropy
 from egt.stages import data as data_stage
 from egt.utils.atomic import write_json_atomic, write_parquet_atomic
+from egt.utils.fmt import num, pct
 from egt.utils.logging import close_logger, log_metrics, make_logger
 
 log = logging.getLogger(__name__)
@@ -68,6 +67,15 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
             art.finish(summary, {"config": conf, "upstream": upstream})  # rank 0 writes
     return {"key": key, "path": str(art.path), "reused": art.reused, "summary": art.summary,
             "table_path": str(art.path / "probe.parquet"), "figure_path": str(art.path / "fig2.png")}
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    """The stage's line in the end-of-run summary (egt.pipeline.format_summary); none for an outside table."""
+    s = summary
+    if "n" not in s:
+        return ""
+    return (f"{s['n']:,} samples, accuracy {pct(s.get('accuracy'))}; answer entropy: Spearman rho vs accuracy "
+            f"{num(s.get('spearman_answer'))}, flipped-label AUROC {num(s.get('answer_flipped_auroc'))}")
 
 
 def key_config(cfg: DictConfig) -> dict[str, Any]:
@@ -114,7 +122,7 @@ def probe(cfg: DictConfig, out: Path, model_path: str, data: dict, rank: int = 0
     status = "failed"
     try:
         t0 = time.perf_counter()
-        counts = _probe_mine(cfg, model, encoder, ds, mine, out, rank, "probe")
+        counts = probe_rows(cfg, model, encoder, ds, mine, out, rank, "probe")
         seconds = time.perf_counter() - t0
         n_mine = sum(e - s for s, e in mine) if counts["shards_computed"] == len(mine) else None
         ranks = distributed.all_gather((counts, n_mine, seconds))  # also waits until every shard is written
@@ -136,38 +144,6 @@ def probe(cfg: DictConfig, out: Path, model_path: str, data: dict, rank: int = 0
         return summary
     finally:
         close_logger(logger, status)
-
-
-def _probe_mine(cfg: DictConfig, model: Any, encoder: ChatEncoder, ds: Any, mine: list, out: Path, rank: int,
-                desc: str) -> dict[str, int]:
-    """This rank's shards of ``ds`` into ``out/shards/``, with the ``probe.*`` settings (a progress bar on
-    rank 0)."""
-    p = cfg.probe
-    with tqdm(total=sum(e - s for s, e in mine), desc=desc, unit="sample", dynamic_ncols=True,
-              disable=rank != 0) as bar:
-        return probe_shards(model, encoder, ds, mine, out, n=p.n, temperature=p.temperature,
-                            max_new_tokens=p.max_new_tokens, batch_size=p.batch_size, chunk=p.chunk_size,
-                            seed=cfg.seed, progress=bar.update, sampling=to_container(p.generation),
-                            both_orders=bool(p.get("both_orders", False)),
-                            entropy_from=str(p.get("entropy_from", "teacher_forced")))
-
-
-def probe_with(cfg: DictConfig, model: Any, processor: Any, ds: Any, out: Path, desc: str = "re-probe") -> pd.DataFrame:
-    """Probe every row of ``ds`` with an in-memory ``model`` exactly as the probe stage does (its
-    ``probe.*`` settings, prompt template, shards of ``probe.shard_size`` rows seeded by their start, so
-    the rows equal a probe stage run with this model saved to disk and ``probe.model_path`` set).
-    Collective: every rank probes its shards into ``out/shards/`` (a killed re-probe resumes from the
-    finished shards), then every rank reads the merged table (one row per sample, in ``ds`` order; the
-    columns of :mod:`egt.probe.probe`). The global RNG state is left as it was."""
-    encoder = ChatEncoder(processor, template=cfg.data.template, max_length=cfg.probe.max_length,
-                          length_key="probe.max_length")
-    rank, world = distributed.rank(), distributed.world_size()
-    shards = shard_ranges(len(ds), cfg.probe.shard_size)
-    device = next(model.parameters()).device
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        _probe_mine(cfg, model, encoder, ds, shards_for_rank(shards, rank, world), out, rank, desc)
-    distributed.all_gather(rank)  # every shard is written
-    return merge_shards(out, shards)
 
 
 def _mean(x: pd.Series) -> float | None:

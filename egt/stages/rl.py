@@ -14,14 +14,12 @@ import hashlib
 import json
 import logging
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import pandas as pd
 from datasets import Dataset
-from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
@@ -34,23 +32,18 @@ from egt.data.encode import ChatEncoder, image_tokens
 from egt.data.prompt import template_key
 from egt.data.schema import BadSampleError
 from egt.models.resolve import load_configured, load_for_training, pixel_budget
-from egt.rl.advantages import AdvantageEstimator
-from egt.rl.filters import AdvantageFilter
-from egt.rl.losses import PolicyLoss
 from egt.rl.module import RLModule
-from egt.rl.reward import CompositeReward
 from egt.select.curriculum import Curriculum, make_sampler
 from egt.select.methods import Selection
 from egt.select.online import OnlineCurriculumSampler, Reprobe
+from egt.select.reprobe import OnlineOrder, reprobe_settings
 from egt.select.scores import EntropyScore
 from egt.stages import data as data_stage
-from egt.stages.trained import bench_eval, save_model
-from egt.stages.reprobe import OnlineOrder, reprobe_settings
-from egt.stages.reprobe import key_config as reprobe_key
+from egt.stages.probe import key_config as probe_key
+from egt.training import recipe
+from egt.training.trained import bench_eval, save_model
 from egt.utils.atomic import write_json_atomic
-from egt.utils.checkpoint import AtomicCheckpointIO
-from egt.utils.logging import close_logger, make_logger
-from egt.utils.progress import progress_callback
+from egt.utils.fmt import num, pct
 from egt.utils.secrets import config_container
 
 log = logging.getLogger(__name__)
@@ -105,10 +98,28 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
             "model_path": str(art.path / "model")}
 
 
+def summary_line(summary: dict[str, Any]) -> str:
+    """The stage's line in the end-of-run summary (egt.pipeline.format_summary)."""
+    s = summary
+    if "steps" not in s:
+        return ""
+    bench = f"bench accuracy {pct(s['bench_accuracy'])}, " if "bench_accuracy" in s else ""
+    online = f", {s['reprobes']} re-probes ({s.get('reprobe_seconds')} s)" if s.get("reprobes") else ""
+    return f"{bench}{s['steps']} steps, reward {num(s.get('reward_first'))} -> {num(s.get('reward_last'))}{online}"
+
+
 def rl_seed(cfg: DictConfig) -> int:
     """``rl.seed`` if set, else the top-level ``seed``: a seed sweep over ``rl.seed`` varies RL
     alone while SFT and probing (keyed on ``seed``) stay shared."""
     return int(cfg.rl.seed if cfg.rl.get("seed") is not None else cfg.seed)
+
+
+def reprobe_key(cfg: DictConfig, reprobe: Reprobe) -> dict[str, Any]:
+    """What the online curriculum adds to the RL key (nothing for the static one): its settings, the
+    probe settings of the re-probes and the score / method / curriculum that re-rank."""
+    return {"reprobe_every": reprobe.every, "online_selection": reprobe.online_selection,
+            "max_change": reprobe.max_change, "probe": probe_key(cfg), "entropy": to_container(cfg.entropy),
+            "selection": to_container(cfg.selection), "curriculum": to_container(cfg.curriculum)}
 
 
 def load_selection(cfg: DictConfig, pipe: Any) -> tuple[dict[str, Any], str]:
@@ -138,7 +149,7 @@ def ordered_samples(rl_pool: Dataset, selection: dict[str, Any], cfg: DictConfig
 
 def online_samples(cfg: DictConfig, rl_pool: Dataset, selection: dict[str, Any], reprobe: Reprobe,
                    pool: dict[str, Any] | None) -> tuple[Dataset, dict[str, Any]]:
-    """The RL data set of an online curriculum and what :class:`egt.stages.reprobe.OnlineOrder` needs:
+    """The RL data set of an online curriculum and what :class:`egt.select.reprobe.OnlineOrder` needs:
     the selected samples in epoch 0's order, or (online selection) every sample of the probe stage's
     table, in its order, with epoch 0's selection among them."""
     parts = {"score": build(cfg.entropy.score, EntropyScore, "entropy.score"),
@@ -186,79 +197,69 @@ def train(cfg: DictConfig, out: Path, model_path: Path, ds: Dataset, selection: 
     ref = None
     if r.kl_coef > 0:  # the frozen reference is the starting (SFT) model
         ref = load_configured(model_path, cfg).eval().requires_grad_(False)
-    reward = instantiate(cfg.reward)  # the judge inside is built too
-    if not isinstance(reward, CompositeReward):
-        raise TypeError(f"reward._target_ must build an egt.rl.reward.CompositeReward (it needs terms()), "
-                        f"got {type(reward).__name__}")
-    order = None
+    sampler, order = _sampler(cfg, out, ds, processor, selection, online)
+    local_batch = distributed.split_batch(r.batch_size)  # rl.batch_size prompts per rollout over all ranks
+    loader = DataLoader(ds, batch_size=local_batch, sampler=sampler, collate_fn=_as_list, num_workers=0)
+    opt_steps = _plan(r, len(ds), math.ceil(len(sampler) / local_batch))
+    module = RLModule.from_config(cfg, model, encoder, sampler, ref_model=ref, scores=_scores(selection),
+                                  warmup_steps=int(r.warmup_ratio * opt_steps), seed=rl_seed(cfg),
+                                  max_rollouts=r.max_steps)
+    last = out / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True, exist_ok=True)
+
+    def before_fit(trainer: L.Trainer, logger: Any) -> None:
+        if order is None:
+            return
+        order.model, order.logger, order.step = module.model, logger, lambda: module.rollouts
+        if getattr(trainer.strategy, "zero_stage_3", False) and trainer.world_size > 1:
+            raise ConfigError("curriculum.reprobe_every>0 under ZeRO-3 on several ranks is not supported yet (the "
+                              "re-probe's generate calls would differ in number across ranks); use deepspeed_zero2 "
+                              "or ddp, or curriculum.reprobe_every=0")
+
+    def summarize(trainer: L.Trainer, resumed: bool) -> dict[str, Any]:
+        summary = {"rank": trainer.global_rank, "n_selected": len(ds), "skipped": len(skipped),
+                   "steps": module.rollouts, "optimizer_steps": trainer.global_step, "resumed": resumed,
+                   "processes": trainer.world_size, **image_tokens(encoder)}
+        if order is not None:
+            summary.update(_reprobe_summary(order.summary(), _seconds_per_epoch(module.history)))
+        return summary
+
+    def finish(trainer: L.Trainer, logger: Any, state: dict | None) -> dict[str, Any]:
+        return _finish(cfg, out, module, processor, data, logger, state)
+
+    return recipe.fit(cfg, "rl", module, out, loader, checkpoint=last,
+                      callbacks=[RolloutCheckpoint(last, r.checkpoint_every_n_steps)], progress_metric="rl/reward",
+                      summarize=summarize, finish=finish, before_fit=before_fit,
+                      clip_gradients=False,  # manual optimisation clips itself (rl.max_grad_norm)
+                      max_epochs=r.epochs, log_every_n_steps=1, enable_checkpointing=False, num_sanity_val_steps=0)
+
+
+def _sampler(cfg: DictConfig, out: Path, ds: Dataset, processor: Any, selection: dict[str, Any],
+             online: dict[str, Any] | None) -> tuple[Any, OnlineOrder | None]:
+    """This rank's sampler over ``ds``: the static curriculum's (egt.select.curriculum), or the online
+    one's with the :class:`OnlineOrder` that re-probes (its model and logger are set before fit)."""
     if online is None:
-        sampler = make_sampler(selection, len(ds))  # egt.select.curriculum
+        sampler, order = make_sampler(selection, len(ds)), None
     else:
         order = OnlineOrder(cfg, out, ds, processor, reprobe_settings(cfg), [str(i) for i in selection["ids"]],
                             online["first_scores"], online["score"], online["curriculum"], online["method"])
         sampler = OnlineCurriculumSampler(len(selection["ids"]), order, seed=rl_seed(cfg))
-        if r.backend is not None and "vllm" in str(r.backend.get("_target_", "")).lower():
+        if cfg.rl.backend is not None and "vllm" in str(cfg.rl.backend.get("_target_", "")).lower():
             log.info("[rl] re-probes generate with the policy's HF model, not the vLLM engine")
-    sampler = sampler.shard(distributed.rank(), distributed.world_size())
-    local_batch = distributed.split_batch(r.batch_size)  # rl.batch_size prompts per rollout over all ranks
-    loader = DataLoader(ds, batch_size=local_batch, sampler=sampler, collate_fn=_as_list, num_workers=0)
-    per_epoch = math.ceil(len(sampler) / local_batch)
+    return sampler.shard(distributed.rank(), distributed.world_size()), order
+
+
+def _plan(r: DictConfig, n: int, per_epoch: int) -> int:
+    """Log the run's size (``n`` samples, ``per_epoch`` rollout batches per epoch); returns its optimizer
+    steps (what ``rl.warmup_ratio`` is a fraction of)."""
     rollouts = min(r.max_steps, per_epoch * r.epochs) if r.max_steps > 0 else per_epoch * r.epochs
     opt_steps = rollouts * r.ppo_epochs * min(r.num_mini_batches, r.batch_size * r.group_size)
-    if len(ds) % r.batch_size:
+    if n % r.batch_size:
         log.info("[rl] %d samples do not fill batches of %d: the last rollout batch of each epoch has %d prompts",
-                 len(ds), r.batch_size, len(ds) % r.batch_size)
+                 n, r.batch_size, n % r.batch_size)
     log.info("[rl] %d samples, %d rollout batches/epoch × %d epochs (%d rollouts), G=%d, %d optimizer steps",
-             len(ds), per_epoch, r.epochs, rollouts, r.group_size, opt_steps)
-    module = RLModule(model, encoder, reward, build(r.loss, PolicyLoss, "rl.loss"),
-                      build(r.advantage, AdvantageEstimator, "rl.advantage"),
-                      build(r.filter, AdvantageFilter, "rl.filter"),
-                      instantiate(r.backend), sampler, group_size=r.group_size, ppo_epochs=r.ppo_epochs,
-                      num_mini_batches=r.num_mini_batches, max_new_tokens=r.max_new_tokens,
-                      temperature=r.temperature, lr=r.lr, weight_decay=r.weight_decay,
-                      warmup_steps=int(r.warmup_ratio * opt_steps), max_grad_norm=r.max_grad_norm,
-                      kl_coef=r.kl_coef, kl_estimator=r.kl_estimator, kl_in=r.kl_in, ref_model=ref, seed=rl_seed(cfg),
-                      max_rollouts=r.max_steps, log_examples=r.log_examples,
-                      logprob_batch_size=r.logprob_batch_size, logprob_chunk_size=r.logprob_chunk_size,
-                      shared_prompt_pass=r.shared_prompt_pass, scores=_scores(selection))
-    last = out / "checkpoints" / "last.ckpt"
-    last.parent.mkdir(parents=True, exist_ok=True)
-    trainer_kw = distributed.trainer_kwargs(cfg)
-    trainer_kw.pop("gradient_clip_val", None)  # manual optimisation clips itself (rl.max_grad_norm)
-    plugins = [] if distributed.is_deepspeed(trainer_kw["strategy"]) else [AtomicCheckpointIO()]
-    logger = make_logger(cfg, "rl")
-    if order is not None:
-        order.model, order.logger, order.step = module.model, logger, lambda: module.rollouts
-    status = "failed"
-    try:
-        trainer = L.Trainer(**trainer_kw, max_epochs=r.epochs,
-                            callbacks=[RolloutCheckpoint(last, r.checkpoint_every_n_steps),
-                                       progress_callback("rl", log, "rl/reward")],
-                            enable_progress_bar=sys.stderr.isatty(), plugins=plugins, logger=logger if logger is not None else False,
-                            default_root_dir=str(out), log_every_n_steps=1, enable_model_summary=False,
-                            enable_checkpointing=False, use_distributed_sampler=False, num_sanity_val_steps=0)
-        if order is not None and getattr(trainer.strategy, "zero_stage_3", False) and trainer.world_size > 1:
-            raise ConfigError("curriculum.reprobe_every>0 under ZeRO-3 on several ranks is not supported yet (the "
-                              "re-probe's generate calls would differ in number across ranks); use deepspeed_zero2 "
-                              "or ddp, or curriculum.reprobe_every=0")
-        resumed = last.exists()
-        if resumed:
-            log.info("[rl] resuming from %s", last)
-        trainer.fit(module, loader, ckpt_path=str(last) if resumed else None)
-        summary: dict[str, Any] = {"rank": trainer.global_rank, "n_selected": len(ds), "skipped": len(skipped),
-                                   "steps": module.rollouts, "optimizer_steps": trainer.global_step,
-                                   "resumed": resumed, "processes": trainer.world_size, **image_tokens(encoder)}
-        if order is not None:
-            summary.update(_reprobe_summary(order.summary(), _seconds_per_epoch(module.history)))
-        state = distributed.full_state_dict(trainer, module.model)  # collective under ZeRO-3
-        summary["params_in_sync"] = distributed.check_in_sync(
-            module.model, "rl", sharded=getattr(trainer.strategy, "zero_stage_3", False))
-        if trainer.is_global_zero:
-            summary.update(_finish(cfg, out, module, processor, data, logger, state))
-        status = "success"
-        return summary
-    finally:
-        close_logger(logger, status)
+             n, per_epoch, r.epochs, rollouts, r.group_size, opt_steps)
+    return opt_steps
 
 
 def _scores(selection: dict[str, Any]) -> dict[str, float]:

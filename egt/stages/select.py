@@ -25,6 +25,7 @@ from egt.select.noise import noise_breakdown
 from egt.select.scores import EntropyScore
 from egt.select.selection import select
 from egt.utils.atomic import write_json_atomic
+from egt.utils.fmt import pct
 from egt.utils.logging import close_logger, log_metrics, make_logger
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,17 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
             art.finish(summary, {"config": conf, "upstream": {"probe": probe["key"]}})
     return {"key": key, "path": str(art.path), "reused": art.reused, "summary": art.summary,
             "selection_path": str(art.path / "selection.json")}
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    """The stage's line in the end-of-run summary (egt.pipeline.format_summary)."""
+    s = summary
+    if "n_selected" not in s:
+        return ""
+    noise = (f"; flipped kept {s['flipped_kept']} (pool rate {pct(s.get('flipped_rate'))}, "
+             f"kept {pct(s['flipped_kept'] / max(1, s['n_selected']))})" if "flipped_kept" in s else "")
+    cost = f"; probe {s['probe_draws']:,} outputs, {s.get('probe_seconds')} s" if "probe_draws" in s else ""
+    return f"kept {s['n_selected']:,} of {s.get('n_pool', '?'):,} by {s.get('method')} on {s.get('score')}{noise}{cost}"
 
 
 # Settings of the online curriculum (egt.select.online): the RL stage reads them, the selection.json of

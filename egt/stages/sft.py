@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,12 +30,11 @@ from egt.sft import cache as encoding_cache
 from egt.sft.data import SFTDataset, from_cache, join_trajectories
 from egt.sft.module import SFTModule
 from egt.stages import data as data_stage
-from egt.stages.trained import bench_eval, save_model
 from egt.stages import distill as distill_stage
+from egt.training import recipe
+from egt.training.trained import bench_eval, save_model
 from egt.utils.atomic import write_json_atomic
-from egt.utils.checkpoint import AtomicCheckpointIO
-from egt.utils.logging import close_logger, make_logger
-from egt.utils.progress import progress_callback
+from egt.utils.fmt import num, pct
 
 log = logging.getLogger(__name__)
 REQUIRES = ("model", "data", "distill")  # the stages this one may ask the pipeline for (egt.stages)
@@ -82,6 +80,15 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
             art.finish(summary, {"config": conf, "upstream": upstream})  # rank 0 writes
     return {"key": key, "path": str(art.path), "reused": art.reused, "summary": art.summary,
             "model_path": str(art.path / "model")}
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    """The stage's line in the end-of-run summary (egt.pipeline.format_summary)."""
+    s = summary
+    if s.get("source") == "sft.model_path":
+        return "outside model (sft.model_path)"
+    bench = f"bench accuracy {pct(s['bench_accuracy'])}, " if "bench_accuracy" in s else ""
+    return f"{bench}{s.get('steps', '?')} steps, loss {num(s.get('train_loss_first'))} -> {num(s.get('train_loss_last'))}"
 
 
 def _split(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -141,37 +148,21 @@ def train(cfg: DictConfig, out: Path, base: Path, data: dict, distill: dict, sto
     ckpt_dir = out / "checkpoints"
     ckpt_cb = ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True,
                               every_n_train_steps=s.checkpoint_every_n_steps)
-    logger = make_logger(cfg, "sft")
-    status = "failed"
-    try:
-        trainer_kw = distributed.trainer_kwargs(cfg)
-        plugins = [] if distributed.is_deepspeed(trainer_kw["strategy"]) else [AtomicCheckpointIO()]
-        trainer = L.Trainer(**trainer_kw, max_epochs=s.epochs, max_steps=s.max_steps,
-                            accumulate_grad_batches=s.accumulate_grad_batches,
-                            callbacks=[ckpt_cb, history, progress_callback("sft", log, "train/loss")],
-                            enable_progress_bar=sys.stderr.isatty(), plugins=plugins, logger=logger if logger is not None else False,
-                            default_root_dir=str(out), log_every_n_steps=s.log_every_n_steps,
-                            enable_model_summary=False, use_distributed_sampler=False,
-                            limit_val_batches=1.0 if val_dl is not None else 0)
-        last = ckpt_dir / "last.ckpt"
-        resumed = last.exists()
-        if resumed:
-            log.info("[sft] resuming from %s", last)
-        trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resumed else None)
-        summary: dict[str, Any] = {"rank": trainer.global_rank, "n_train": len(train_ds), "n_val": len(val_ds),
-                                   "skipped": checked["skipped"], "steps": trainer.global_step,
-                                   "resumed": resumed, "processes": trainer.world_size,
-                                   "seconds_to_first_step": history.first_step,
-                                   **{k: v for k, v in checked.items() if k.startswith("image_tokens")}}
-        state = distributed.full_state_dict(trainer, module.model)  # collective under ZeRO-3
-        summary["params_in_sync"] = distributed.check_in_sync(
-            module.model, "sft", sharded=getattr(trainer.strategy, "zero_stage_3", False))
-        if trainer.is_global_zero:
-            summary.update(_finish(cfg, out, module, processor, history, trainer, data, logger, state))
-        status = "success"
-        return summary
-    finally:
-        close_logger(logger, status)
+
+    def summarize(trainer: L.Trainer, resumed: bool) -> dict[str, Any]:
+        return {"rank": trainer.global_rank, "n_train": len(train_ds), "n_val": len(val_ds),
+                "skipped": checked["skipped"], "steps": trainer.global_step, "resumed": resumed,
+                "processes": trainer.world_size, "seconds_to_first_step": history.first_step,
+                **{k: v for k, v in checked.items() if k.startswith("image_tokens")}}
+
+    def finish(trainer: L.Trainer, logger: Any, state: dict | None) -> dict[str, Any]:
+        return _finish(cfg, out, module, processor, history, trainer, data, logger, state)
+
+    return recipe.fit(cfg, "sft", module, out, train_dl, val_dl, checkpoint=ckpt_dir / "last.ckpt",
+                      callbacks=[ckpt_cb, history], progress_metric="train/loss", summarize=summarize,
+                      finish=finish, max_epochs=s.epochs, max_steps=s.max_steps,
+                      accumulate_grad_batches=s.accumulate_grad_batches, log_every_n_steps=s.log_every_n_steps,
+                      limit_val_batches=1.0 if val_dl is not None else 0)
 
 
 def _finish(cfg: DictConfig, out: Path, module: SFTModule, processor: Any, history: LossHistory,

@@ -119,7 +119,7 @@ def test_reprobe_gives_the_probe_stage_table_for_that_checkpoint(base):
 
     import egt.config  # noqa: F401
     from egt.models.resolve import load_for_training
-    from egt.stages.probe import probe_with
+    from egt.probe.probe import probe_with
 
     art, _ = base
     with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[2] / "conf"), version_base="1.3"):

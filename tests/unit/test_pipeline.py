@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 import egt.stages
 from egt.benchmarks import get as get_benchmark, names as benchmark_names
-from egt.pipeline import Pipeline, format_summary, headline
+from egt.pipeline import Pipeline, format_summary, summary_line
 from egt.stages import MODEL_STAGES, STAGES
 
 
@@ -72,9 +72,15 @@ def test_the_default_config_runs_every_stage_in_order():
     assert STAGES[0] == "model"
 
 
-def test_model_headline_and_summary_table():
-    assert headline("model", {"name": "demo", "parameters": 2_345_678}) == "demo (built offline), 2.3M parameters"
-    assert headline("model", {"name": "qwen", "source": "model.path"}) == "qwen (checkpoint)"
+def test_every_stage_owns_its_summary_line():
+    for stage in STAGES:
+        line = importlib.import_module(f"egt.stages.{stage}").summary_line
+        assert isinstance(line({}), str), stage  # an empty summary (outside input, skipped) gives a line too
+
+
+def test_model_summary_line_and_summary_table():
+    assert summary_line("model", {"name": "demo", "parameters": 2_345_678}) == "demo (built offline), 2.3M parameters"
+    assert summary_line("model", {"name": "qwen", "source": "model.path"}) == "qwen (checkpoint)"
     table = format_summary({"model": {"reused": True, "seconds": 0.1, "summary": {"name": "demo"},
                                       "path": "/a/models/k"}})
     assert "model    reused        0.1  demo (built offline)" in table and "model artifact: /a/models/k" in table

@@ -16,7 +16,7 @@ from egt.select.curriculum import Ascending, Descending
 from egt.select.methods import EntropySelection
 from egt.select.online import OnlineCurriculumSampler, Reprobe, drift, next_selection, reprobe_epochs
 from egt.select.scores import AnswerEntropy
-from egt.stages import reprobe as reprobe_mod
+from egt.select import reprobe as reprobe_mod
 
 CONF = Path(__file__).resolve().parents[3] / "conf"
 
@@ -116,7 +116,7 @@ def test_online_order_reprobes_once_and_reads_back(tmp_path, monkeypatch):
         e = [0.1, 0.2, 0.3, 0.4, 0.5] if len(probes) % 2 else [0.5, 0.4, 0.3, 0.2, 0.1]
         return table(e, flipped=[True, False, False, False, True])
 
-    monkeypatch.setattr("egt.stages.probe.probe_with", fake_probe)
+    monkeypatch.setattr("egt.probe.probe.probe_with", fake_probe)
     first = ["s4", "s3"]  # epoch 0: the select stage's (by the SFT probe, s4 lowest)
 
     def make():

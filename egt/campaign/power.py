@@ -21,7 +21,7 @@ arms whose seeds are uncorrelated (:func:`seed_sd_of_difference`), ``sd_A²`` ag
 model (it has no seed variance), and Welch–Satterthwaite degrees of freedom. The minimum detectable
 difference at two-sided level alpha with power 1 - beta is ``(t[1-alpha/2, df] + t[1-beta, df]) * SE``,
 the usual two-quantile approximation to the noncentral t. Its accuracy, measured by simulation
-(tests/unit/report/test_power.py): a paired t-test over S seeds of normal differences, with a true
+(tests/unit/campaign/test_power.py): a paired t-test over S seeds of normal differences, with a true
 difference equal to the MDE, rejects in 80% of runs within ±2 points of power for S >= 5; at S = 3
 (df = 2) the true power is about 76%.
 
@@ -298,11 +298,11 @@ def _table(title: str, rows: list[dict[str, float]], seeds: Sequence[int]) -> st
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m egt.report.power [--runs DIR ...] [--seed-sd SD ...] [--item-var Q] [--bench N ...]
+    """``python -m egt.campaign.power [--runs DIR ...] [--seed-sd SD ...] [--item-var Q] [--bench N ...]
     [--seeds S ...]``: the measured seed sds of earlier runs and the MDE tables (Markdown)."""
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m egt.report.power", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m egt.campaign.power", description=main.__doc__)
     ap.add_argument("--runs", nargs="*", default=[], help="report folders (docs/reproduction/<run>) to measure")
     ap.add_argument("--seed-sd", type=float, nargs="*", default=[], help="per-arm sd over seeds (points)")
     ap.add_argument("--item-var", type=float, default=0.10, help="per-item variance of the paired difference")

@@ -1,8 +1,9 @@
-"""The RL stage's online curriculum (``curriculum.reprobe_every`` > 0; :mod:`egt.select.online`).
+"""The re-probing of the online curriculum (``curriculum.reprobe_every`` > 0; :mod:`egt.select.online`),
+which the RL stage runs (egt.stages.rl).
 
 :class:`OnlineOrder` answers the RL sampler's "which rows, in which order, in epoch e": epoch 0 is the
 select stage's selection; a re-probe epoch probes the candidate rows with the current policy (the
-probe stage's code, :func:`egt.stages.probe.probe_with`) and re-sorts, or re-selects, from the new
+probe stage's code, :func:`egt.probe.probe.probe_with`) and re-sorts, or re-selects, from the new
 entropies. Every re-probe is part of the RL artifact's state, under ``<rl artifact>/reprobe/``:
 
 - ``epoch_<e>/shards/*.parquet``: the re-probe's shards (a killed re-probe resumes from them);
@@ -24,7 +25,6 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from egt import distributed
-from egt.config import to_container
 from egt.select.curriculum import Curriculum
 from egt.select.methods import Selection
 from egt.select.online import Reprobe, drift, next_selection
@@ -41,16 +41,6 @@ def reprobe_settings(cfg: DictConfig) -> Reprobe | None:
     if every <= 0:
         return None
     return Reprobe(every, bool(cfg.selection.get("online")), cfg.selection.get("max_change"))
-
-
-def key_config(cfg: DictConfig, reprobe: Reprobe) -> dict[str, Any]:
-    """What the online curriculum adds to the RL key (nothing for the static one): its settings, the
-    probe settings of the re-probes and the score / method / curriculum that re-rank."""
-    from egt.stages.probe import key_config as probe_key
-
-    return {"reprobe_every": reprobe.every, "online_selection": reprobe.online_selection,
-            "max_change": reprobe.max_change, "probe": probe_key(cfg), "entropy": to_container(cfg.entropy),
-            "selection": to_container(cfg.selection), "curriculum": to_container(cfg.curriculum)}
 
 
 class OnlineOrder:
@@ -113,7 +103,7 @@ class OnlineOrder:
         path = self.dir / f"epoch_{epoch}.parquet"
         if path.is_file():
             return pd.read_parquet(path)
-        from egt.stages.probe import probe_with
+        from egt.probe.probe import probe_with
 
         if self.model is None:
             raise RuntimeError("OnlineOrder.model is not set: the RL stage sets it to the policy before training")

@@ -1,4 +1,4 @@
-"""The written reproduction (``python -m egt.reproduce``'s last step): per teacher format the usual
+"""The written reproduction (``python -m egt.campaign.reproduce``'s last step): per teacher format the usual
 report (``python -m egt.report``), tables with 95% CIs and paired differences, Figures 2 and 4 with
 error bars, and one ``verdict.md`` for the claims (a)–(f), the beyond-the-paper arms and how well each
 entropy score finds flipped labels.
@@ -13,9 +13,9 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from egt.report.paired import ci_tables_markdown, fig2_ci, fig4_ci, load_cells, training_sets
-from egt.report.power import paired_difference
-from egt.report.verdict import SHARED, beyond_rows, claim_rows, superiority, verdict_markdown
+from egt.campaign.paired import ci_tables_markdown, fig2_ci, fig4_ci, load_cells, training_sets
+from egt.campaign.power import paired_difference
+from egt.campaign.verdict import SHARED, beyond_rows, claim_rows, superiority, verdict_markdown
 from egt.select.noise import auroc, noise_at_fractions
 from egt.sweep import load_jobs, override_value
 
@@ -107,7 +107,7 @@ def write_format(fmt: str, root: Path, artifacts: Path, out: Path, stats: dict[s
                  ) -> tuple[list[dict], list[dict], list[dict], dict[str, int], Optional[pd.DataFrame]]:
     """One teacher format: its report, CI tables and figures under out/<fmt>; returns its verdict rows,
     its SFT judge's correctness per bench item and its probe table (``interim``: arms without a
-    finished job are not run yet, egt.report.verdict)."""
+    finished job are not run yet, egt.campaign.verdict)."""
     from egt.report.__main__ import write_report
     from egt.report.figures import spearman
 

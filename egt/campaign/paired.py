@@ -2,7 +2,7 @@
 (from the eval artifacts' ``predictions.jsonl``), the tables with mean ± 95% CI over seeds and paired
 differences against each table's reference row, and Figures 2 and 4 with error bars.
 
-Arms are named as in egt.report.verdict (``table3:random``, ``fig4:0.15``, ``sft``).
+Arms are named as in egt.campaign.verdict (``table3:random``, ``fig4:0.15``, ``sft``).
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from egt.campaign.power import mean_ci, paired_difference, t_ppf
+from egt.campaign.verdict import SHARED
 from egt.report.experiments import EXPERIMENTS, cells, entries
-from egt.report.power import mean_ci, paired_difference, t_ppf
-from egt.report.verdict import SHARED
 
 log = logging.getLogger(__name__)
 # each table's reference row: the paper's method (Table 2: SFT; Figure 4: all the data; online: static)
@@ -98,7 +98,7 @@ def _label(arm: str) -> str:
 def ci_tables_markdown(arms: dict[str, dict[int, np.ndarray]], alpha: float = 0.05,
                        sets: Optional[dict[str, dict[str, float]]] = None) -> str:
     """Per experiment: Overall mean ± 95% CI over seeds and the paired difference [95% CI] against the
-    reference row (same seeds, same items; egt.report.power.paired_difference); with ``sets``
+    reference row (same seeds, same items; egt.campaign.power.paired_difference); with ``sets``
     (:func:`training_sets`) also each arm's RL set: samples, flipped / ambiguous labels (%), steps."""
     sets = sets or {}
     out = []

@@ -1,7 +1,8 @@
 """What the two training stages (sft, rl) do with the model they trained: save it as an HF model
 directory, atomically, and measure the reloaded model on a slice of the bench split.
 
-One place for both (they were near copies); each stage passes its own config section's settings.
+One place for both (they were near copies); each stage passes its own config section's settings, and the
+data stage's result (its ``dataset_path``), not the stage: nothing here imports egt.stages.
 """
 from __future__ import annotations
 
@@ -15,8 +16,7 @@ from egt import distributed
 from egt.data.encode import ChatEncoder
 from egt.eval.generation import generate, score
 from egt.models.resolve import load_for_inference
-from egt.stages import data as data_stage
-from egt.utils.atomic import atomic_path, write_json_atomic
+from egt.utils.atomic import atomic_path, load_saved_dataset, write_json_atomic
 from egt.utils.logging import log_metrics
 
 log = logging.getLogger(__name__)
@@ -33,13 +33,13 @@ def save_model(out: Path, model: Any, processor: Any, state: dict | None = None)
 
 
 def bench_eval(cfg: DictConfig, stage: str, path: Path, data: dict, logger: Any, step: int) -> dict[str, Any]:
-    """Greedy judgements of the first ``cfg.<stage>.eval_n`` bench samples by the model saved at ``path``
+    """Greedy judgements of the first ``cfg.<stage>.eval_n`` bench samples (of ``data``, the data stage's result) by the model saved at ``path``
     (``<stage>.eval_max_new_tokens`` / ``eval_batch_size`` / ``max_length``); writes
     ``bench_eval.json`` beside it (metrics and 20 examples), logs ``<stage>_bench/*`` at ``step``, and
     returns ``bench_*`` summary keys plus ``headline`` = bench accuracy (a fraction). An empty bench split
     (``data=r1_reward_rl`` has none) gives no check and no headline, never an accuracy of 0 items."""
     s = cfg[stage]
-    bench = data_stage.load(data)["bench"]
+    bench = load_saved_dataset(data["dataset_path"])["bench"]  # the data stage's data set
     if len(bench) == 0:
         log.warning("[%s] the data set has no bench split (data=%s): no bench check after %s (%s.eval_n=%d); "
                     "evaluate on the real benchmarks with the eval stage (docs/evaluation.md)",

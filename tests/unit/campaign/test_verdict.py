@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from egt.report.paired import ci_tables_markdown, load_cells
-from egt.report.reproduction import detection_rows, write_format, write_reproduction
-from egt.report.verdict import (BEYOND, CLAIMS, HOLDS, INCONCLUSIVE, REFUTED, SHARED, Link, beyond_rows,
+from egt.campaign.paired import ci_tables_markdown, load_cells
+from egt.campaign.reproduction import detection_rows, write_format, write_reproduction
+from egt.campaign.verdict import (BEYOND, CLAIMS, HOLDS, INCONCLUSIVE, REFUTED, SHARED, Link, beyond_rows,
                                 claim_rows, link_row, verdict_markdown)
 from egt.sweep import load_jobs
 
@@ -148,7 +148,7 @@ def test_the_written_reproduction_of_a_hand_made_sweep(tmp_path):
 
 
 def test_write_reproduction_writes_the_verdict_file(tmp_path):
-    from egt.reproduce import read_protocol
+    from egt.campaign.reproduce import read_protocol
 
     proto = tmp_path / "protocol.md"
     proto.write_text("```yaml\n# egt-protocol\nseeds: 3\nseeds_tier2: 1\ncalibration_seeds: [100]\n"
@@ -175,7 +175,7 @@ def test_detection_needs_the_reference_probe(tmp_path):
 # ---- an interim report, the demo default's rules and the time per sweep ---------------------------------------
 
 def test_an_interim_report_says_not_run_yet_where_a_finished_run_says_inconclusive():
-    from egt.report.verdict import PENDING
+    from egt.campaign.verdict import PENDING
 
     c = cells(table2__full_rl=arm(-4))  # RL made the judge worse: the last link of (e) is refuted already
     final = {r["claim"]: r for r in claim_rows(c, None, 0)}
@@ -196,7 +196,7 @@ def _probe_with(auroc_shift: float, seed: int) -> pd.DataFrame:
 
 
 def test_the_demo_default_follows_the_protocols_three_rules():
-    from egt.report.reproduction import default_choice
+    from egt.campaign.reproduction import default_choice
 
     ids = [f"b{i}" for i in range(N)]
     better = SFT.copy()
@@ -216,7 +216,7 @@ def test_the_demo_default_follows_the_protocols_three_rules():
 
 
 def test_time_per_sweep_sums_the_computed_stages_of_every_logged_run(tmp_path):
-    from egt.report.reproduction import sweep_seconds
+    from egt.campaign.reproduction import sweep_seconds
 
     table = "stage    state     seconds  headline\n{}\n"
     job = tmp_path / "sw" / "fmt_a" / "table2" / "0"
@@ -236,7 +236,7 @@ def test_time_per_sweep_sums_the_computed_stages_of_every_logged_run(tmp_path):
 
 
 def test_the_ci_tables_say_what_each_arm_trained_on(tmp_path):
-    from egt.report.paired import training_sets
+    from egt.campaign.paired import training_sets
 
     root, art, sft = tmp_path / "fmt", tmp_path / "art", SFT[:100]
     for s, (flipped, steps) in enumerate(((39, 76), (45, 76))):

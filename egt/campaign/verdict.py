@@ -4,7 +4,7 @@ docs/reproduction/protocol.md (issue #20).
 An *arm* is a table cell, ``"<experiment>:<value>"`` as egt.report.experiments names them
 (``table3:random``, ``fig4:0.15``) or ``sft``. Its data are ``{seed: [N] correctness}`` on the bench
 items (1 right, 0 wrong); the SFT model is one model shared by every seed (seed :data:`SHARED`).
-A *link* compares two arms with the paired difference of egt.report.power (same seeds, same items);
+A *link* compares two arms with the paired difference of egt.campaign.power (same seeds, same items);
 a claim is a chain of links.
 
 Rules, with a margin m (2 points for accuracy):
@@ -38,7 +38,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from egt.report.power import paired_difference, spearman_ci, t_ppf
+from egt.campaign.power import paired_difference, spearman_ci, t_ppf
 
 HOLDS, REFUTED, INCONCLUSIVE, PENDING = "holds", "refuted", "inconclusive", "not run yet"
 SHARED = -1  # the seed key of a model every seed shares (the SFT row)
@@ -207,5 +207,5 @@ def verdict_markdown(by_format: Mapping[str, list[dict[str, Any]]], beyond: Mapp
                          f"{r['verdict']} |")
     lines += ["", f"Differences in Overall accuracy points (correlation: Spearman rho), paired over seeds and bench "
               f"items; margin {margin:g} points (rho: 0.1). 'detectable': the difference this design finds with 80% "
-              "power at the variance measured in the run. Rules: egt.report.verdict, docs/reproduction/protocol.md."]
+              "power at the variance measured in the run. Rules: egt.campaign.verdict, docs/reproduction/protocol.md."]
     return "\n".join(lines)

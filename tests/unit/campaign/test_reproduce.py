@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from egt.reproduce import estimate, gate_rl, main, plan, read_protocol
+from egt.campaign.reproduce import estimate, gate_rl, main, plan, read_protocol
 
 PROTOCOL = """# A protocol
 
@@ -118,7 +118,7 @@ def _upstream(sweeps, overall):
 
 
 def test_a_failed_gate_stops_the_run_before_any_table(protocol, tmp_path, monkeypatch, capsys):
-    import egt.reproduce as r
+    import egt.campaign.reproduce as r
 
     ran = []
     monkeypatch.setattr(r, "_execute", lambda step, logs, threads: ran.append(step["phase"]) or 1.0)
@@ -131,7 +131,7 @@ def test_a_failed_gate_stops_the_run_before_any_table(protocol, tmp_path, monkey
 
 
 def test_status_counts_finished_jobs_against_the_plan(protocol, tmp_path, capsys):
-    from egt.reproduce import status
+    from egt.campaign.reproduce import status
 
     sw = tmp_path / "sw"
 
@@ -158,7 +158,7 @@ def test_status_counts_finished_jobs_against_the_plan(protocol, tmp_path, capsys
 
 
 def test_the_current_default_is_the_format_the_default_config_already_is(protocol, tmp_path):
-    from egt.reproduce import current_default
+    from egt.campaign.reproduce import current_default
 
     assert current_default(protocol) is None  # fmt_a (judge_each=false) is not what python train.py runs
     two = tmp_path / "two.md"
@@ -184,8 +184,8 @@ def test_report_writes_an_interim_verdict_from_the_finished_jobs(protocol, tmp_p
 
 
 def test_report_on_a_finished_run_writes_the_protocols_verdict_not_an_interim_one(protocol, tmp_path, monkeypatch):
-    import egt.reproduce as r
-    import egt.report.reproduction as rep
+    import egt.campaign.reproduce as r
+    import egt.campaign.reproduction as rep
 
     seen = []
     monkeypatch.setattr(rep, "write_reproduction", lambda *a, interim=None: seen.append(interim) or tmp_path)
@@ -196,3 +196,11 @@ def test_report_on_a_finished_run_writes_the_protocols_verdict_not_an_interim_on
     monkeypatch.setattr(r, "status", lambda *a: [{**row, "completed": 5, "failed": 1}])
     r.report(protocol, tmp_path / "sw", tmp_path / "art", tmp_path / "out")
     assert seen[1].startswith("**5 of 6 jobs finished**") and "fmt_a/table2 5/6" in seen[1]
+
+
+def test_commands_run_in_the_checkout():
+    """The default sweep and artifact folders and every command's working directory are the checkout
+    (where train.py is), also from inside egt/campaign/."""
+    from egt.campaign.reproduce import REPO
+
+    assert (REPO / "train.py").is_file()

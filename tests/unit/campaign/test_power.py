@@ -1,11 +1,11 @@
-"""egt.report.power: Student t without scipy, the MDE formula against simulation, the paired difference's
+"""egt.campaign.power: Student t without scipy, the MDE formula against simulation, the paired difference's
 CI on simulated benches, and the seed sds measured from report tables."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from egt.report.power import (main, mde, measured_seed_sds, paired_difference, paired_se, power_table, t_cdf,
+from egt.campaign.power import (main, mde, measured_seed_sds, paired_difference, paired_se, power_table, t_cdf,
                               t_ppf)
 
 # Student t quantiles from printed tables (e.g. Abramowitz & Stegun 26.10)

@@ -1,0 +1,79 @@
+"""The Lightning sequence every training stage runs, written once (sft, rl; docs/design.md §1.3).
+
+:func:`fit` makes the stage's logger, a ``Trainer`` from ``cfg.trainer`` (atomic checkpoints unless
+DeepSpeed writes its own), resumes from ``last.ckpt`` when a killed attempt left one, fits, gathers the
+full state dict (a collective under ZeRO-3), checks that every rank holds the same parameters, lets rank 0
+finish (save the model, measure it), and closes the logger in a ``finally`` so that one failed sweep job
+does not leave the next one's run open. The stage brings its module, loaders and callbacks, and two
+functions: ``summarize`` (every rank, after fit) and ``finish`` (rank 0).
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader
+
+from egt import distributed
+from egt.utils.checkpoint import AtomicCheckpointIO
+from egt.utils.logging import close_logger, make_logger
+from egt.utils.progress import progress_callback
+
+Summarize = Callable[[L.Trainer, bool], dict[str, Any]]  # (trainer, resumed) -> the stage's summary
+Finish = Callable[[L.Trainer, "Logger | None", "dict | None"], dict[str, Any]]  # (trainer, logger, state)
+BeforeFit = Callable[[L.Trainer, "Logger | None"], None]
+
+
+def make_trainer(cfg: DictConfig, stage: str, out: Path, logger: Logger | None, callbacks: list[Callback],
+                 progress_metric: str, clip_gradients: bool = True, **kwargs: Any) -> L.Trainer:
+    """``L.Trainer`` of ``cfg.trainer`` (egt.distributed.trainer_kwargs) with egt's fixed choices: the
+    stage's sampler (no distributed sampler), a progress log of ``progress_metric``, a progress bar only
+    on a terminal. ``clip_gradients=False`` leaves clipping to the module (manual optimisation)."""
+    trainer_kw = distributed.trainer_kwargs(cfg)
+    if not clip_gradients:
+        trainer_kw.pop("gradient_clip_val", None)
+    plugins = [] if distributed.is_deepspeed(trainer_kw["strategy"]) else [AtomicCheckpointIO()]
+    progress = progress_callback(stage, logging.getLogger(f"egt.stages.{stage}"), progress_metric)
+    return L.Trainer(**trainer_kw, callbacks=[*callbacks, progress], enable_progress_bar=sys.stderr.isatty(),
+                     plugins=plugins, logger=logger if logger is not None else False, default_root_dir=str(out),
+                     enable_model_summary=False, use_distributed_sampler=False, **kwargs)
+
+
+def fit(cfg: DictConfig, stage: str, module: L.LightningModule, out: Path, train: DataLoader,
+        val: DataLoader | None = None, *, checkpoint: Path, callbacks: list[Callback], progress_metric: str,
+        summarize: Summarize, finish: Finish, before_fit: BeforeFit | None = None,
+        clip_gradients: bool = True, **trainer_args: Any) -> dict[str, Any]:
+    """Train ``module`` (whose ``.model`` is the network saved) and return the stage's summary:
+    ``summarize(trainer, resumed)``, ``params_in_sync``, then rank 0's ``finish(trainer, logger, state)``.
+
+    ``checkpoint``: the ``last.ckpt`` a killed attempt resumes from; ``before_fit(trainer, logger)``: the
+    stage's last checks and wiring once both exist; ``trainer_args``: the stage's ``L.Trainer`` keywords.
+    """
+    log = logging.getLogger(f"egt.stages.{stage}")
+    logger = make_logger(cfg, stage)
+    status = "failed"
+    try:
+        trainer = make_trainer(cfg, stage, out, logger, callbacks, progress_metric, clip_gradients, **trainer_args)
+        if before_fit is not None:
+            before_fit(trainer, logger)
+        resumed = checkpoint.exists()
+        if resumed:
+            log.info("[%s] resuming from %s", stage, checkpoint)
+        trainer.fit(module, train, val, ckpt_path=str(checkpoint) if resumed else None)
+        summary = summarize(trainer, resumed)
+        state = distributed.full_state_dict(trainer, module.model)  # collective under ZeRO-3
+        summary["params_in_sync"] = distributed.check_in_sync(
+            module.model, stage, sharded=getattr(trainer.strategy, "zero_stage_3", False))
+        if trainer.is_global_zero:
+            summary.update(finish(trainer, logger, state))
+        status = "success"
+        return summary
+    finally:
+        close_logger(logger, status)

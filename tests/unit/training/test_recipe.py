@@ -1,0 +1,73 @@
+"""egt.training.recipe.fit, the sequence sft and rl share, on a one-layer module: the summary's order
+(the stage's, params_in_sync, rank 0's finish), resume from last.ckpt, the logger closed on success and on
+failure."""
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from torch.utils.data import DataLoader, TensorDataset
+
+import egt.config  # noqa: F401  (registers the schema)
+from egt.training import recipe
+
+CONF = Path(__file__).resolve().parents[3] / "conf"
+
+
+class Tiny(L.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = torch.nn.Linear(2, 1)
+
+    def training_step(self, batch, idx):  # noqa: ANN001
+        (x,) = batch
+        return self.model(x).pow(2).mean()
+
+    def configure_optimizers(self):  # noqa: ANN201
+        return torch.optim.SGD(self.model.parameters(), lr=0.1)
+
+
+@pytest.fixture
+def cfg():
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=["logger=none"])
+
+
+def _fit(cfg, tmp_path, module, closed, monkeypatch, finish=lambda trainer, logger, state: {"finished": trainer.is_global_zero}):
+    monkeypatch.setattr(recipe, "close_logger", lambda logger, status: closed.append(status))
+    loader = DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=4)
+    return recipe.fit(cfg, "sft", module, tmp_path, loader, checkpoint=tmp_path / "checkpoints" / "last.ckpt",
+                      callbacks=[], progress_metric="train/loss", max_epochs=1,
+                      summarize=lambda trainer, resumed: {"steps": trainer.global_step, "resumed": resumed},
+                      finish=finish)
+
+
+def test_fit_summarizes_checks_sync_and_finishes_in_that_order(cfg, tmp_path, monkeypatch):
+    closed = []
+    summary = _fit(cfg, tmp_path, Tiny(), closed, monkeypatch)
+    assert list(summary) == ["steps", "resumed", "params_in_sync", "finished"]
+    assert summary["steps"] == 2 and summary["resumed"] is False and summary["params_in_sync"] is not False
+    assert closed == ["success"]
+
+
+def test_fit_resumes_from_last_ckpt(cfg, tmp_path, monkeypatch):
+    first = Tiny()
+    L.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+              enable_checkpointing=False, default_root_dir=tmp_path).fit(
+        first, DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=4))
+    (tmp_path / "checkpoints").mkdir()
+    first.trainer.save_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    summary = _fit(cfg, tmp_path, Tiny(), [], monkeypatch)
+    assert summary["resumed"] is True and summary["steps"] == 2  # nothing left to do: the epoch was done
+
+
+def test_a_failed_finish_closes_the_logger_as_failed(cfg, tmp_path, monkeypatch):
+    closed = []
+
+    def finish(trainer, logger, state):  # noqa: ANN001, ANN202
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        _fit(cfg, tmp_path, Tiny(), closed, monkeypatch, finish)
+    assert closed == ["failed"]
