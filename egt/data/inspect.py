@@ -33,11 +33,11 @@ def _compose(overrides: list[str]) -> Any:
 
 def report(cfg: Any, n: int = 3, width: int = 700) -> str:
     """The text :func:`main` prints, for a composed config."""
-    from egt.stages import data as data_stage
+    from egt.data.assemble import build
 
     asked = cfg.data.on_bad_sample
     cfg.data.on_bad_sample = "skip"  # count every bad row instead of stopping at the first
-    dsd, per_source = data_stage.build(cfg)
+    dsd, per_source = build(cfg)
     out = [f"data={cfg.data.name} (template {cfg.data.template}; on_bad_sample={asked}"
            + (": the first bad row would stop a run; rows excluded by design never do)" if asked == "error"
               else ")")]

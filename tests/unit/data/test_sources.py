@@ -396,7 +396,7 @@ def test_exclusions_and_bad_rows_are_counted_apart(tmp_path):
 
 def test_a_default_run_counts_exclusions_per_source_and_inspect_shows_them_apart(tmp_path):
     from egt.data.inspect import _compose, report
-    from egt.stages.data import build
+    from egt.data.assemble import build
 
     bad = _bad_rows(tmp_path)
     sft = (f"data.sources.sft_pool=[{{path: {SFT / 'wildvision_battle.parquet'}, format: wildvision_battle}}, "
