@@ -50,6 +50,7 @@ Departures from the paper (StableReinforce in OpenRLHF, 8 GPUs) and from R1-Rewa
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Mapping
@@ -65,7 +66,7 @@ from egt.models.loader import multimodal_token_ids
 from egt.rl.advantages import AdvantageEstimator
 from egt.rl.batch import RolloutBatch
 from egt.rl.filters import AdvantageFilter
-from egt.rl.functional import KL_ESTIMATORS, aggregate, masked_mean, truncated
+from egt.rl.functional import aggregate, kl_term, masked_mean, truncated
 from egt.rl.losses import PolicyLoss
 from egt.rl.reward import CompositeReward
 from egt.rl.rollout import Rollout, RolloutBackend, logprobs_and_entropy, rollout, stop_ids
@@ -78,7 +79,7 @@ class RLModule(L.LightningModule):
                  group_size: int, ppo_epochs: int, num_mini_batches: int, max_new_tokens: int,
                  temperature: float, lr: float, weight_decay: float, warmup_steps: int, max_grad_norm: float | None,
                  kl_coef: float, kl_estimator: str, kl_in: str, ref_model: torch.nn.Module | None = None,
-                 seed: int = 0, max_rollouts: int = -1, log_examples: int = 2,
+                 kl_clamp: float | None = None, seed: int = 0, max_rollouts: int = -1, log_examples: int = 2,
                  logprob_batch_size: int | None = None, logprob_chunk_size: int = 256,
                  skip_old_pass_on_policy: bool = True, shared_prompt_pass: bool = True,
                  scores: Mapping[str, float] | None = None):
@@ -90,7 +91,8 @@ class RLModule(L.LightningModule):
         self.group_size, self.ppo_epochs, self.num_mini_batches = group_size, ppo_epochs, num_mini_batches
         self.max_new_tokens, self.temperature = max_new_tokens, temperature
         self.lr, self.weight_decay, self.warmup_steps, self.max_grad_norm = lr, weight_decay, warmup_steps, max_grad_norm
-        self.kl_coef, self.kl, self.kl_in = kl_coef, KL_ESTIMATORS[kl_estimator], kl_in
+        self.kl_coef, self.kl_in = kl_coef, kl_in
+        self.kl = functools.partial(kl_term, estimator=kl_estimator, clamp=kl_clamp)  # [B, L], [B, L] → [B, L]
         self._ref = (ref_model,)  # a tuple: not a submodule, so not in the checkpoint nor the optimizer
         self.seed, self.max_rollouts, self.log_examples = seed, max_rollouts, log_examples
         self.logprob_batch_size, self.logprob_chunk_size = logprob_batch_size, logprob_chunk_size
@@ -211,14 +213,12 @@ class RLModule(L.LightningModule):
         returns this rank's rows.  [B] each → [B], [B], [B]"""
         world = distributed.world_size()
         if world == 1:
-            adv = self.advantage(batch)
-            return (adv, *self.adv_filter(batch, adv))
+            return _filtered(batch, self.advantage, self.adv_filter)
         b = len(batch)
         gathered = {k: self.all_gather(v.to(self.device)).reshape(-1).cpu() for k, v in batch.tensors().items()}
         gathered["group_ids"] = torch.arange(world * b, dtype=torch.long) // batch.group_size  # [W·B]
         every = RolloutBatch(**gathered, group_size=batch.group_size)  # rank r's rows r·B … r·B+B−1
-        adv = self.advantage(every)
-        keep, in_denominator = self.adv_filter(every, adv)
+        adv, keep, in_denominator = _filtered(every, self.advantage, self.adv_filter)
         mine = slice(distributed.rank() * b, (distributed.rank() + 1) * b)
         return adv[mine], keep[mine], in_denominator[mine]
 
@@ -285,6 +285,15 @@ class RLModule(L.LightningModule):
         if "egt_rl" in checkpoint:
             self.rollouts = int(checkpoint["egt_rl"]["rollouts"])
             self.history = list(checkpoint["egt_rl"]["history"])
+
+
+def _filtered(batch: RolloutBatch, advantage: AdvantageEstimator,
+              adv_filter: AdvantageFilter) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Advantages [B] (0 where the filter drops a row, so a non-finite one cannot reach the loss as
+    0 · NaN), keep [B], in_denominator [B]."""
+    adv = advantage(batch)  # [B]
+    keep, in_denominator = adv_filter(batch, adv)
+    return adv.masked_fill(~keep, 0.0), keep, in_denominator
 
 
 def _mean(xs: list[float]) -> float:

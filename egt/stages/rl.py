@@ -217,7 +217,8 @@ def train(cfg: DictConfig, out: Path, model_path: Path, ds: Dataset, selection: 
                       num_mini_batches=r.num_mini_batches, max_new_tokens=r.max_new_tokens,
                       temperature=r.temperature, lr=r.lr, weight_decay=r.weight_decay,
                       warmup_steps=int(r.warmup_ratio * opt_steps), max_grad_norm=r.max_grad_norm,
-                      kl_coef=r.kl_coef, kl_estimator=r.kl_estimator, kl_in=r.kl_in, ref_model=ref, seed=rl_seed(cfg),
+                      kl_coef=r.kl_coef, kl_estimator=r.kl_estimator, kl_in=r.kl_in, kl_clamp=r.kl_clamp,
+                      ref_model=ref, seed=rl_seed(cfg),
                       max_rollouts=r.max_steps, log_examples=r.log_examples,
                       logprob_batch_size=r.logprob_batch_size, logprob_chunk_size=r.logprob_chunk_size,
                       shared_prompt_pass=r.shared_prompt_pass, scores=_scores(selection))
