@@ -11,25 +11,30 @@ One training step is one rollout batch of N prompts, in the curriculum's order:
    rows. When a KL term is on, one no-grad pass for log π_ref through the frozen reference model
    (images included);
 4. KL in the reward, if so configured: R ← R − β_KL Σ_t k(π_old, π_ref);
-5. advantages (``rl/advantage``: group | batch_whiten), then the advantage filter
+5. advantages (``rl/advantage``: token_whiten | batch_whiten | group), then the advantage filter
    (``rl/filter``: which sequences count in the loss and in its denominator);
 6. ``ppo_epochs`` passes over ``num_mini_batches`` mini-batches: policy loss
    (``rl/loss``: PPO clip, or StableReinforce = pre-clip + PPO clip), plus
    β_KL · KL when the KL term is in the loss; backward, clip, step, LR step;
 7. log every term.
 
-Departures from the paper (StableReinforce in OpenRLHF, 8 GPUs) and from R1-Reward:
+Departures from the paper (StableReinforce in OpenRLHF, 8 GPUs) and from R1-Reward's released code
+(yfzhang114/r1_reward@3693413; docs/design.md §11 gives each with its effect in numbers):
 
-- R_acc of an unparseable answer is 0; the R1-Reward code counts an exception as correct.
+- Reward rules: R1-Reward's format and accuracy rules by default (``reward/format=r1``,
+  ``reward/accuracy=r1``, egt.rl.rules), its accuracy rule ported for answers of 1 or 2 (no sympy, and
+  no ``except: reward = 1.0``: an exception is not counted as correct); ``=strict``: egt's own.
 - R_logic comes from a pluggable judge; the default is a rule (the conclusion stated in
   ``<think>`` names the chosen response), not R1-Reward's Qwen2.5-VL-7B consistency judge
   (``reward/judge=hf|http`` gives a model). A judge failure gives R_logic = 0, counted.
-- The advantage filter is the R1-Reward *paper's* (|Â| ≤ z after normalisation, dropped from
-  loss and denominator); the released code's (raw rewards in mean ± z, zeroed but kept in the
-  denominator) is ``rl/filter=r1_reward_code``. With group advantages and G ≤ 10 the paper
-  filter can never fire (|Â| ≤ (G−1)/√G < 3): StableReinforce whitens over the batch.
-- KL: k3 in the loss by default, aggregated over all sequences (filtered ones included);
-  in-reward KL is one sequence-level sum, not OpenRLHF's per-token reward shaping.
+- Advantages: ``rl=stable_reinforce`` whitens over completion tokens as R1's code (token_whiten); the
+  advantage filter is the R1-Reward *paper's* (|Â| ≤ z after normalisation, dropped from loss and
+  denominator); the released code's, exactly, is ``rl/filter=r1_reward_code``. With group advantages
+  and G ≤ 10 the paper filter can never fire (|Â| ≤ √(G−1) with the population σ, (G−1)/√G with
+  Bessel's, ``rl=grpo``'s as TRL, verl and OpenRLHF): StableReinforce whitens over the batch.
+- KL: k3 in the loss by default, aggregated over all sequences (filtered ones included); R1's script
+  puts k1 in the reward per token, and egt's in-reward KL is one sequence-level sum. ``rl.kl_clamp``:
+  none for StableReinforce (as R1's code), ±10 for ``rl=grpo`` (as verl and OpenRLHF; TRL: none).
 - Loss aggregation: token mean per sequence, then the mean over sequences.
 - Data parallel (N ranks): each rank rolls out its slice of the global batch (the epoch padded by
   wrapping to a multiple of N); rewards are gathered so advantages and the filter are the global
