@@ -112,7 +112,8 @@ def filter_r1_code(advantages: torch.Tensor, raw_mean: torch.Tensor | float, z: 
     openrlhf/trainer/ppo_utils/replay_buffer.py, yfzhang114/r1_reward@3693413): the *whitened*
     advantages are compared with the *raw* mean ± z (``lower_bound = mean - 3``, where ``mean`` is the
     token mean of the un-whitened returns), and |Â| > ``cap`` (10) or a non-finite Â is dropped too.
-    Both bounds mix units, so the cut is one-sided: with a high mean reward it drops low-reward rows.
+    The bounds mix units: the window is centred on the raw mean, not on 0 (a high mean reward drops
+    the low-reward rows).
 
     advantages: [B] whitened; raw_mean: the token mean of the rewards → keep mask [B] (bool)
 
