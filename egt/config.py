@@ -276,7 +276,7 @@ class RLConfig:
     kl_coef: float = MISSING  # 0 = no KL term and no reference model
     kl_estimator: KLEstimator = MISSING
     kl_in: KLIn = MISSING
-    kl_clamp: Optional[float] = None  # clamp each token's KL estimate to ±kl_clamp (verl, OpenRLHF: 10); null: none
+    kl_clamp: Optional[float] = MISSING  # clamp each token's KL estimate to ±kl_clamp (verl, OpenRLHF: 10); null: none
     logprob_batch_size: Optional[int] = MISSING  # sequences per no-grad π_old / π_ref forward; null = the rollout batch
     logprob_chunk_size: int = MISSING  # positions per output-head chunk: peak extra memory ~ chunk × V fp32
     shared_prompt_pass: bool = MISSING  # log-prob passes run each prompt once per group (not in the key: same numbers)
