@@ -276,6 +276,7 @@ class RLConfig:
     kl_coef: float = MISSING  # 0 = no KL term and no reference model
     kl_estimator: KLEstimator = MISSING
     kl_in: KLIn = MISSING
+    kl_clamp: Optional[float] = MISSING  # clamp each token's KL estimate to ±kl_clamp (verl, OpenRLHF: 10); null: none
     logprob_batch_size: Optional[int] = MISSING  # sequences per no-grad π_old / π_ref forward; null = the rollout batch
     logprob_chunk_size: int = MISSING  # positions per output-head chunk: peak extra memory ~ chunk × V fp32
     shared_prompt_pass: bool = MISSING  # log-prob passes run each prompt once per group (not in the key: same numbers)
@@ -295,6 +296,8 @@ class RewardConfig:
     alpha: float = MISSING
     beta: float = MISSING
     judge: Any = MISSING  # _target_ of an egt.rl.judges LogicJudge (reward/judge=rule|hf|http)
+    accuracy: Any = MISSING  # _target_ of an egt.rl.rules AccuracyRule (reward/accuracy=r1|strict)
+    format: Any = MISSING  # _target_ of an egt.rl.rules FormatRule (reward/format=r1|strict)
 
 
 @dataclass
@@ -594,6 +597,8 @@ def _validate_rl(cfg: DictConfig) -> None:
                           f"{r.logprob_batch_size} >= 1 or null (null: the whole rollout batch in one forward)")
     if r.lr <= 0 or r.kl_coef < 0 or not 0.0 <= r.warmup_ratio < 1.0:
         raise ConfigError("rl.lr must be > 0, rl.kl_coef >= 0 and rl.warmup_ratio in [0, 1)")
+    if r.kl_clamp is not None and r.kl_clamp <= 0:
+        raise ConfigError(f"rl.kl_clamp={r.kl_clamp} must be > 0 (verl and OpenRLHF clamp at 10) or null (no clamp)")
     if r.temperature <= 0:
         raise ConfigError(f"rl.temperature={r.temperature}: RL samples its rollouts, use a temperature > 0 "
                           "(e.g. rl.temperature=1.0)")

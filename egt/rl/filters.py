@@ -13,9 +13,9 @@ from typing import NamedTuple
 import torch
 
 from egt.rl.batch import RolloutBatch
-from egt.rl.functional import filter_normalised, filter_raw_rewards
+from egt.rl.functional import filter_normalised, filter_r1_code, token_mean
 
-__all__ = ["AdvantageFilter", "FilterResult", "NoFilter", "NormalisedAdvantageFilter", "RawRewardFilter"]
+__all__ = ["AdvantageFilter", "FilterResult", "NoFilter", "NormalisedAdvantageFilter", "R1CodeFilter"]
 
 
 class FilterResult(NamedTuple):
@@ -52,15 +52,28 @@ class NormalisedAdvantageFilter(AdvantageFilter):
         return FilterResult(keep, keep)
 
 
-class RawRewardFilter(AdvantageFilter):
-    """The released R1-Reward code's filter: keep raw rewards inside mean ± z (or mean ± z·std
-    with ``times_std``); the dropped sequences are zeroed but stay in the denominator.
-    With rewards in [0, 2] and z = 3 the absolute bounds never bite, which is the point of
-    offering both: the code and the paper disagree."""
+class R1CodeFilter(AdvantageFilter):
+    """The released R1-Reward code's filter (``ReplayBuffer.normalize``,
+    openrlhf/trainer/ppo_utils/replay_buffer.py, yfzhang114/r1_reward@3693413), exactly: the whitened
+    advantages Â (with ``rl/advantage=token_whiten``, R1's own) are compared with the *raw* mean ± z, the
+    rewards' mean over completion tokens (``lower_bound = mean - 3``); Â outside, |Â| > ``cap`` (10) and
+    non-finite Â are zeroed. Zeroed rows **stay in the denominator** (R1 sets their advantage to 0, its
+    loss still averages over them). The bounds mix units: the window is centred on the raw mean μ, not
+    on 0, so a low-reward row goes once μ > z − |Â| and a rare high one once Â > μ + z. Rewards [2, 2, 2, 0] → Â [.58, .58, .58,
+    −1.73], bounds [−1.5, 4.5]: keeps [1, 1, 1, 0] (the paper's |Â| ≤ 3 keeps all four).
 
-    def __init__(self, z: float = 3.0, times_std: bool = False):
-        self.z, self.times_std = z, times_std
+    ``token_weighted=False`` takes the raw mean per sequence (for ``rl/advantage=batch_whiten``).
+
+    >>> from egt.rl.advantages import TokenWhitenAdvantage
+    >>> b = RolloutBatch.of_rewards(torch.tensor([2., 2., 2., 0.]))
+    >>> R1CodeFilter()(b, TokenWhitenAdvantage()(b))
+    FilterResult(keep=tensor([ True,  True,  True, False]), in_denominator=tensor([True, True, True, True]))
+    """
+
+    def __init__(self, z: float = 3.0, cap: float = 10.0, token_weighted: bool = True):
+        self.z, self.cap, self.token_weighted = z, cap, token_weighted
 
     def __call__(self, batch: RolloutBatch, advantages: torch.Tensor) -> FilterResult:
-        keep = filter_raw_rewards(batch.rewards, self.z, self.times_std)
+        lengths = batch.lengths if self.token_weighted else torch.ones_like(batch.lengths)
+        keep = filter_r1_code(advantages, token_mean(batch.rewards, lengths), self.z, self.cap)  # [B]
         return FilterResult(keep, torch.ones_like(keep))

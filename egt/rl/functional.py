@@ -19,25 +19,36 @@ PRECLIP_LOW, PRECLIP_HIGH = math.log(1e-3), math.log(1e3)
 
 
 # ---------------------------------------------------------------- advantages
-def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6) -> torch.Tensor:
-    """GRPO: Â_i = (r_i − mean_g) / (std_g + ε) within each group of ``group_size``
-    consecutive completions of one prompt (population std; a constant group gives 0).
+def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6,
+                     unbiased: bool = False) -> torch.Tensor:
+    """GRPO: Â_i = (r_i − mean_g) / (σ_g + ε) within each group of ``group_size`` consecutive
+    completions of one prompt; σ_g is the population std (÷G) or, with ``unbiased``, Bessel's (÷(G−1):
+    TRL ``GRPOTrainer``, verl ``compute_grpo_outcome_advantage``, OpenRLHF ``group_norm``, all via
+    ``torch.std``). A constant group gives 0; so does a group of one (σ undefined for ÷(G−1)).
+
+    Bound: one outlier in G gives the largest |Â|: √(G−1) with population σ (1.73 at G = 4, 3 at
+    G = 10), (G−1)/√G with Bessel's (1.5 at G = 4, 2.85 at G = 10); the unbiased advantages are the
+    population ones × √((G−1)/G).
 
     rewards: [N*G] → [N*G]
 
     >>> group_advantages(torch.tensor([1., 3., 2., 2.]), 2)
     tensor([-1.0000,  1.0000,  0.0000,  0.0000])
+    >>> group_advantages(torch.tensor([1., 0., 0., 0.]), 4, eps=0.0)                # √3 = 1.73
+    tensor([ 1.7321, -0.5774, -0.5774, -0.5774])
+    >>> group_advantages(torch.tensor([1., 0., 0., 0.]), 4, eps=0.0, unbiased=True)  # 3/√4 = 1.5
+    tensor([ 1.5000, -0.5000, -0.5000, -0.5000])
     """
     if rewards.numel() % group_size:
         raise ValueError(f"{rewards.numel()} rewards do not split into groups of {group_size}")
     r = rewards.float().view(-1, group_size)  # [N, G]
     mean = r.mean(dim=1, keepdim=True)  # [N, 1]
-    std = r.std(dim=1, unbiased=False, keepdim=True)  # [N, 1]
+    std = r.std(dim=1, correction=int(unbiased and group_size > 1), keepdim=True)  # [N, 1]
     return ((r - mean) / (std + eps)).view(-1)  # [N*G]
 
 
 def batch_whiten(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """REINFORCE(++)-style whitening over the whole batch: (r − mean) / (std + ε).
+    """Whitening over the whole batch, one weight per sequence: (r − mean_B) / (σ_B + ε), population σ.
 
     rewards: [B] → [B]
 
@@ -46,6 +57,40 @@ def batch_whiten(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """
     r = rewards.float()  # [B]
     return (r - r.mean()) / (r.std(unbiased=False) + eps)
+
+
+def token_mean(rewards: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Mean of a per-sequence value over the batch's completion tokens: Σ L_i r_i / Σ L_i.
+
+    rewards: [B]; lengths: [B] completion tokens → scalar
+
+    >>> token_mean(torch.tensor([0., 1.]), torch.tensor([1, 3]))
+    tensor(0.7500)
+    """
+    w = lengths.float()  # [B]
+    return (w * rewards.float()).sum() / w.sum().clamp(min=1.0)
+
+
+def token_whiten(rewards: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """REINFORCE++ whitening over action tokens, as R1-Reward's OpenRLHF fork (``ReplayBuffer.normalize``,
+    openrlhf/trainer/ppo_utils/replay_buffer.py, yfzhang114/r1_reward@3693413) and OpenRLHF run it: every
+    completion token carries its sequence's return r_i, so the mean and variance are over tokens and a
+    sequence weighs by its length L_i:
+
+        μ = Σ L_i r_i / Σ L_i,  v = Σ L_i (r_i − μ)² / Σ L_i,  Â_i = (r_i − μ) / √max(v, ε).
+
+    (R1's code adds 1e-8 to every Â, not done here; a constant batch gives 0, R1's 1e-8.)
+
+    rewards: [B]; lengths: [B] completion tokens → [B]
+
+    >>> token_whiten(torch.tensor([0., 1.]), torch.tensor([1, 3]))    # per sequence: [−1, 1]
+    tensor([-1.7321,  0.5774])
+    """
+    w = lengths.float()  # [B]
+    r = rewards.float()  # [B]
+    mu = token_mean(r, w)
+    var = (w * (r - mu).square()).sum() / w.sum().clamp(min=1.0)
+    return (r - mu) * var.clamp(min=eps).rsqrt()
 
 
 # ---------------------------------------------------------- advantage filters
@@ -61,21 +106,26 @@ def filter_normalised(advantages: torch.Tensor, z: float = 3.0) -> torch.Tensor:
     return advantages.abs() <= z
 
 
-def filter_raw_rewards(rewards: torch.Tensor, z: float = 3.0, times_std: bool = False) -> torch.Tensor:
-    """The advantage filter of the released R1-Reward code: keep rewards inside
-    mean ± z (raw reward units; ``times_std`` → mean ± z·std). The dropped entries are
-    zeroed in the loss but stay in its denominator (see :func:`aggregate`).
+def filter_r1_code(advantages: torch.Tensor, raw_mean: torch.Tensor | float, z: float = 3.0,
+                   cap: float = 10.0) -> torch.Tensor:
+    """The advantage filter of R1-Reward's released code (``ReplayBuffer.normalize``,
+    openrlhf/trainer/ppo_utils/replay_buffer.py, yfzhang114/r1_reward@3693413): the *whitened*
+    advantages are compared with the *raw* mean ± z (``lower_bound = mean - 3``, where ``mean`` is the
+    token mean of the un-whitened returns), and |Â| > ``cap`` (10) or a non-finite Â is dropped too.
+    The bounds mix units: the window is centred on the raw mean, not on 0 (a high mean reward drops
+    the low-reward rows).
 
-    rewards: [B] → keep mask [B] (bool)
+    advantages: [B] whitened; raw_mean: the token mean of the rewards → keep mask [B] (bool)
 
-    >>> filter_raw_rewards(torch.tensor([0., 0., 0., 8.]), z=3.0)   # mean 2: keeps [-1, 5]
+    >>> a = token_whiten(torch.tensor([2., 2., 2., 0.]), torch.ones(4, dtype=torch.long))  # [.58 ×3, −1.73]
+    >>> filter_r1_code(a, raw_mean=1.5)        # bounds [−1.5, 4.5]
     tensor([ True,  True,  True, False])
-    >>> filter_raw_rewards(torch.tensor([0., 0., 0., 8.]), z=1.0, times_std=True)  # std ≈ 3.46
-    tensor([ True,  True,  True, False])
+    >>> filter_r1_code(torch.tensor([0.5, float("nan"), 11.0, -9.0]), raw_mean=0.0, z=20.0)
+    tensor([ True, False, False,  True])
     """
-    r = rewards.float()  # [B]
-    width = z * r.std(unbiased=False) if times_std else torch.tensor(z)
-    return (r - r.mean()).abs() <= width
+    a = advantages.float()  # [B]
+    inside = (a >= raw_mean - z) & (a <= raw_mean + z)  # [B]
+    return inside & torch.isfinite(a) & (a.abs() <= cap)
 
 
 # ------------------------------------------------------------ ratio and PPO
@@ -137,6 +187,21 @@ def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
 
 
 KL_ESTIMATORS = {"k1": kl_k1, "k3": kl_k3}
+
+
+def kl_term(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str = "k3",
+            clamp: float | None = None) -> torch.Tensor:
+    """Per-token KL estimate ``estimator`` (k1 | k3), clamped to [−clamp, clamp] when ``clamp`` is set
+    (verl ``kl_penalty`` clamps k3 at ±10, OpenRLHF ``compute_approx_kl`` every estimator at ±10, TRL and
+    R1-Reward's fork do not). A clamped token gives no KL gradient.
+
+    [B, L], [B, L] → [B, L]
+
+    >>> kl_term(torch.tensor([-1.0, -1.0]), torch.tensor([-1.0, 12.0]), "k3", clamp=10.0)  # e^13 − 14 → 10
+    tensor([ 0., 10.])
+    """
+    k = KL_ESTIMATORS[estimator](logp, ref_logp)  # [B, L]
+    return k if clamp is None else k.clamp(min=-clamp, max=clamp)
 
 
 # ---------------------------------------------------------------- aggregation

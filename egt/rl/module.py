@@ -11,25 +11,30 @@ One training step is one rollout batch of N prompts, in the curriculum's order:
    rows. When a KL term is on, one no-grad pass for log π_ref through the frozen reference model
    (images included);
 4. KL in the reward, if so configured: R ← R − β_KL Σ_t k(π_old, π_ref);
-5. advantages (``rl/advantage``: group | batch_whiten), then the advantage filter
+5. advantages (``rl/advantage``: token_whiten | batch_whiten | group), then the advantage filter
    (``rl/filter``: which sequences count in the loss and in its denominator);
 6. ``ppo_epochs`` passes over ``num_mini_batches`` mini-batches: policy loss
    (``rl/loss``: PPO clip, or StableReinforce = pre-clip + PPO clip), plus
    β_KL · KL when the KL term is in the loss; backward, clip, step, LR step;
 7. log every term.
 
-Departures from the paper (StableReinforce in OpenRLHF, 8 GPUs) and from R1-Reward:
+Departures from the paper (StableReinforce in OpenRLHF, 8 GPUs) and from R1-Reward's released code
+(yfzhang114/r1_reward@3693413; docs/design.md §11 gives each with its effect in numbers):
 
-- R_acc of an unparseable answer is 0; the R1-Reward code counts an exception as correct.
+- Reward rules: R1-Reward's format and accuracy rules by default (``reward/format=r1``,
+  ``reward/accuracy=r1``, egt.rl.rules), its accuracy rule ported for answers of 1 or 2 (no sympy, and
+  no ``except: reward = 1.0``: an exception is not counted as correct); ``=strict``: egt's own.
 - R_logic comes from a pluggable judge; the default is a rule (the conclusion stated in
   ``<think>`` names the chosen response), not R1-Reward's Qwen2.5-VL-7B consistency judge
   (``reward/judge=hf|http`` gives a model). A judge failure gives R_logic = 0, counted.
-- The advantage filter is the R1-Reward *paper's* (|Â| ≤ z after normalisation, dropped from
-  loss and denominator); the released code's (raw rewards in mean ± z, zeroed but kept in the
-  denominator) is ``rl/filter=r1_reward_code``. With group advantages and G ≤ 10 the paper
-  filter can never fire (|Â| ≤ (G−1)/√G < 3): StableReinforce whitens over the batch.
-- KL: k3 in the loss by default, aggregated over all sequences (filtered ones included);
-  in-reward KL is one sequence-level sum, not OpenRLHF's per-token reward shaping.
+- Advantages: ``rl=stable_reinforce`` whitens over completion tokens as R1's code (token_whiten); the
+  advantage filter is the R1-Reward *paper's* (|Â| ≤ z after normalisation, dropped from loss and
+  denominator); the released code's, exactly, is ``rl/filter=r1_reward_code``. With group advantages
+  and G ≤ 10 the paper filter can never fire (|Â| ≤ √(G−1) with the population σ, (G−1)/√G with
+  Bessel's, ``rl=grpo``'s as TRL, verl and OpenRLHF): StableReinforce whitens over the batch.
+- KL: k3 in the loss by default, aggregated over all sequences (filtered ones included); R1's script
+  puts k1 in the reward per token, and egt's in-reward KL is one sequence-level sum. ``rl.kl_clamp``:
+  none for StableReinforce (as R1's code), ±10 for ``rl=grpo`` (as verl and OpenRLHF; TRL: none).
 - Loss aggregation: token mean per sequence, then the mean over sequences.
 - Data parallel (N ranks): each rank rolls out its slice of the global batch (the epoch padded by
   wrapping to a multiple of N); rewards are gathered so advantages and the filter are the global
@@ -50,6 +55,7 @@ Departures from the paper (StableReinforce in OpenRLHF, 8 GPUs) and from R1-Rewa
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Mapping
@@ -69,7 +75,7 @@ from egt.models.loader import multimodal_token_ids
 from egt.rl.advantages import AdvantageEstimator
 from egt.rl.batch import RolloutBatch
 from egt.rl.filters import AdvantageFilter
-from egt.rl.functional import KL_ESTIMATORS, aggregate, masked_mean, truncated
+from egt.rl.functional import aggregate, kl_term, masked_mean, truncated
 from egt.rl.losses import PolicyLoss
 from egt.rl.reward import CompositeReward
 from egt.rl.rollout import Rollout, RolloutBackend, logprobs_and_entropy, rollout, stop_ids
@@ -94,6 +100,7 @@ class RLSettings:
     kl_coef: float
     kl_estimator: str
     kl_in: str
+    kl_clamp: float | None = None  # k1/k3 per token clamped at ±kl_clamp (verl, OpenRLHF: 10); None: not clamped
     seed: int = 0
     max_rollouts: int = -1
     log_examples: int = 2
@@ -131,7 +138,8 @@ class RLModule(L.LightningModule):
         self.max_new_tokens, self.temperature = s.max_new_tokens, s.temperature
         self.lr, self.weight_decay, self.warmup_steps = s.lr, s.weight_decay, s.warmup_steps
         self.max_grad_norm = s.max_grad_norm
-        self.kl_coef, self.kl, self.kl_in = s.kl_coef, KL_ESTIMATORS[s.kl_estimator], s.kl_in
+        self.kl_coef, self.kl_in = s.kl_coef, s.kl_in
+        self.kl = functools.partial(kl_term, estimator=s.kl_estimator, clamp=s.kl_clamp)  # [B, L], [B, L] → [B, L]
         self._ref = (ref_model,)  # a tuple: not a submodule, so not in the checkpoint nor the optimizer
         self.seed, self.max_rollouts, self.log_examples = s.seed, s.max_rollouts, s.log_examples
         self.logprob_batch_size, self.logprob_chunk_size = s.logprob_batch_size, s.logprob_chunk_size
@@ -269,14 +277,12 @@ class RLModule(L.LightningModule):
         returns this rank's rows.  [B] each → [B], [B], [B]"""
         world = distributed.world_size()
         if world == 1:
-            adv = self.advantage(batch)
-            return (adv, *self.adv_filter(batch, adv))
+            return _filtered(batch, self.advantage, self.adv_filter)
         b = len(batch)
         gathered = {k: self.all_gather(v.to(self.device)).reshape(-1).cpu() for k, v in batch.tensors().items()}
         gathered["group_ids"] = torch.arange(world * b, dtype=torch.long) // batch.group_size  # [W·B]
         every = RolloutBatch(**gathered, group_size=batch.group_size)  # rank r's rows r·B … r·B+B−1
-        adv = self.advantage(every)
-        keep, in_denominator = self.adv_filter(every, adv)
+        adv, keep, in_denominator = _filtered(every, self.advantage, self.adv_filter)
         mine = slice(distributed.rank() * b, (distributed.rank() + 1) * b)
         return adv[mine], keep[mine], in_denominator[mine]
 
@@ -343,6 +349,15 @@ class RLModule(L.LightningModule):
         if "egt_rl" in checkpoint:
             self.rollouts = int(checkpoint["egt_rl"]["rollouts"])
             self.history = list(checkpoint["egt_rl"]["history"])
+
+
+def _filtered(batch: RolloutBatch, advantage: AdvantageEstimator,
+              adv_filter: AdvantageFilter) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Advantages [B] (0 where the filter drops a row, so a non-finite one cannot reach the loss as
+    0 · NaN), keep [B], in_denominator [B]."""
+    adv = advantage(batch)  # [B]
+    keep, in_denominator = adv_filter(batch, adv)
+    return adv.masked_fill(~keep, 0.0), keep, in_denominator
 
 
 def _mean(xs: list[float]) -> float:

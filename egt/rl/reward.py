@@ -1,12 +1,13 @@
 """The composite reward of paper §2.4 / docs/design.md §5.1: R = R_acc · (1 + α R_logic) + β R_format.
 
-- R_acc ∈ {0, 1}: the parsed answer equals the label; a parse failure is 0 (the
-  R1-Reward code counts an exception as correct — not copied).
-- R_format ∈ {0, 1}: the whole output is ``<think>…</think><answer>…</answer>``.
-- R_logic ∈ {+1, −1, 0}: the judge's verdict on whether the reasoning supports the
-  answer, asked only when R_acc = 1 (it cannot change R otherwise). A judge that
-  fails on a sample gives 0 there — neither reward nor penalty for something the
-  policy did not do — and is counted (``verdicts["error"]``).
+- R_acc ∈ {0, 1}: the answer read by the accuracy rule (``reward/accuracy``: ``r1``, R1-Reward's lenient
+  reading, default; ``strict``, egt's parse_answer) equals the label. R1-Reward's code counts an
+  exception as correct — not copied.
+- R_format ∈ {0, 1}: the format rule (``reward/format``: ``r1``, R1-Reward's
+  ``^<think>.*?</think><answer>.*?</answer>$``, default; ``strict``, egt's format_ok). egt.rl.rules.
+- R_logic ∈ {+1, −1, 0}: the judge's verdict on whether the reasoning supports the answer, asked only
+  when R_acc = 1 (it cannot change R otherwise). A judge that fails on a sample gives 0 there —
+  neither reward nor penalty for something the policy did not do — and is counted (``verdicts["error"]``).
 
 Reward functions follow the contract ``fn(prompts, completions, **kw) -> list[float | None]``
 (prompts are schema rows; dataset columns such as ``label`` arrive as keyword lists).
@@ -19,9 +20,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from egt.data.prompt import format_ok, parse_answer
 from egt.rl.judges.base import CONTRADICT, SUPPORT, UNDECIDED, JudgeItem, LogicJudge
 from egt.rl.judges.rule import RuleJudge
+from egt.rl.rules import AccuracyRule, FormatRule, R1Accuracy, R1Format, StrictAccuracy, StrictFormat
 
 log = logging.getLogger(__name__)
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
@@ -34,21 +35,21 @@ def _labels(prompts: Sequence[Mapping[str, Any]], label: Sequence[int] | None) -
 
 def accuracy_reward(prompts: Sequence[Mapping[str, Any]], completions: Sequence[str],
                     label: Sequence[int] | None = None, **kw: Any) -> list[float | None]:
-    """1.0 when the parsed answer is the label, else 0.0 (a parse failure is 0.0).
+    """egt's strict R_acc (egt.rl.rules.StrictAccuracy): 1.0 when parse_answer gives the label, else 0.0.
 
     >>> accuracy_reward([{}, {}, {}], ["<answer>2</answer>", "<answer>1</answer>", "<answer>2"], label=[2, 2, 2])
     [1.0, 0.0, 0.0]
     """
-    return [float(parse_answer(c) == y) for c, y in zip(completions, _labels(prompts, label))]
+    return list(StrictAccuracy()(prompts, completions, label))
 
 
 def format_reward(prompts: Sequence[Any], completions: Sequence[str], **kw: Any) -> list[float | None]:
-    """1.0 when the whole output is ``<think>…</think><answer>…</answer>``.
+    """egt's strict R_format (egt.rl.rules.StrictFormat): the whole output is ``<think>…</think><answer>…</answer>``.
 
     >>> format_reward([{}, {}], ["<think>a</think><answer>1</answer>", "<answer>1</answer>"])
     [1.0, 0.0]
     """
-    return [float(format_ok(c)) for c in completions]
+    return list(StrictFormat()(prompts, completions))
 
 
 def reasoning_of(completion: str) -> str:
@@ -69,7 +70,8 @@ class RewardTerms:
 
 
 class CompositeReward:
-    """R = R_acc (1 + α R_logic) + β R_format.
+    """R = R_acc (1 + α R_logic) + β R_format, R_acc and R_format by the given rules (default: R1-Reward's,
+    egt.rl.rules.R1Accuracy / R1Format, as ``reward/accuracy=r1 reward/format=r1``).
 
     >>> r = CompositeReward(alpha=0.5, beta=0.5)
     >>> good = "<think>Response 1 says 3, which is wrong. Response 2 says 2, which is right.</think><answer>2</answer>"
@@ -77,9 +79,15 @@ class CompositeReward:
     [2.0, 0.5, 1.0]
     """
 
-    def __init__(self, alpha: float = 0.5, beta: float = 0.5, judge: LogicJudge | None = None):
+    def __init__(self, alpha: float = 0.5, beta: float = 0.5, judge: LogicJudge | None = None,
+                 accuracy: AccuracyRule | None = None, format: FormatRule | None = None):
         self.alpha, self.beta = alpha, beta
         self.judge = judge if judge is not None else RuleJudge()
+        self.accuracy = accuracy if accuracy is not None else R1Accuracy()
+        self.format = format if format is not None else R1Format()
+        for name, rule, base in (("accuracy", self.accuracy, AccuracyRule), ("format", self.format, FormatRule)):
+            if not isinstance(rule, base):
+                raise TypeError(f"reward.{name} must build an egt.rl.rules.{base.__name__}, got {type(rule).__name__}")
 
     def __call__(self, prompts: Sequence[Mapping[str, Any]], completions: Sequence[str],
                  **kw: Any) -> list[float | None]:
@@ -87,13 +95,15 @@ class CompositeReward:
 
     def terms(self, prompts: Sequence[Mapping[str, Any]], completions: Sequence[str],
               label: Sequence[int] | None = None, **kw: Any) -> RewardTerms:
-        acc = [float(a) for a in accuracy_reward(prompts, completions, label)]
-        fmt = [float(f) for f in format_reward(prompts, completions)]
+        answers = [self.accuracy.answer(c) for c in completions]
+        labels = _labels(prompts, label)
+        acc = [float(a == y) for a, y in zip(answers, labels)]
+        fmt = [float(f) for f in self.format(prompts, completions)]
         logic = [0.0] * len(completions)
         counts: Counter = Counter(not_asked=sum(a == 0.0 for a in acc))
         asked = [i for i, a in enumerate(acc) if a == 1.0]
         if asked:
-            items = [JudgeItem(_public(prompts[i]), reasoning_of(completions[i]), parse_answer(completions[i]))
+            items = [JudgeItem(_public(prompts[i]), reasoning_of(completions[i]), answers[i])
                      for i in asked]
             for i, v in zip(asked, self._verdicts(items)):
                 counts[VERDICT_NAMES[v]] += 1

@@ -7,7 +7,7 @@ import torch
 from egt.rl import functional as F
 from egt.rl.advantages import BatchWhitenAdvantage, GroupAdvantage
 from egt.rl.batch import RolloutBatch
-from egt.rl.filters import NoFilter, NormalisedAdvantageFilter, RawRewardFilter
+from egt.rl.filters import NoFilter, NormalisedAdvantageFilter, R1CodeFilter
 from egt.rl.losses import PPOClipLoss, StableReinforceLoss
 
 
@@ -27,7 +27,7 @@ def test_batch_whiten_ignores_groups():
     adv = BatchWhitenAdvantage(eps=0.0)(RolloutBatch.of_rewards(torch.tensor([1.0, 1.0, 3.0, 3.0]), group_size=2))
     torch.testing.assert_close(adv, torch.tensor([-1.0, -1.0, 1.0, 1.0]))
     assert torch.all(F.batch_whiten(torch.full((5,), 2.0)) == 0)  # constant batch → 0, no NaN
-    torch.testing.assert_close(GroupAdvantage()(RolloutBatch.of_rewards(torch.tensor([1.0, 3.0]), 2)), torch.tensor([-1.0, 1.0]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(GroupAdvantage(unbiased=False)(RolloutBatch.of_rewards(torch.tensor([1.0, 3.0]), 2)), torch.tensor([-1.0, 1.0]), atol=1e-5, rtol=0)
 
 
 def test_preclip_bounds():
@@ -58,10 +58,10 @@ def test_filters_masks_and_denominators():
     batch = RolloutBatch.of_rewards(rewards)
     keep, denom = NormalisedAdvantageFilter(z=3.0)(batch, adv)
     assert keep.tolist() == [True] * 15 + [False] and torch.equal(keep, denom)
-    keep, denom = RawRewardFilter(z=3.0)(batch, adv)  # raw bounds 0.125 ± 3: nothing dropped
-    assert keep.all() and denom.all()
-    keep, denom = RawRewardFilter(z=1.0)(batch, adv)  # 0.125 ± 1: the 2.0 is out, but stays in the denominator
+    keep, denom = R1CodeFilter(z=3.0)(batch, adv)  # Â 3.87 vs raw bounds 0.125 ± 3: out, stays in the denominator
     assert keep.tolist() == [True] * 15 + [False] and denom.all()
+    keep, denom = R1CodeFilter(z=5.0)(batch, adv)  # 0.125 ± 5: nothing dropped
+    assert keep.all() and denom.all()
     keep, denom = NoFilter()(batch, adv)
     assert keep.all() and denom.all()
 

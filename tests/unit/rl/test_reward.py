@@ -4,6 +4,7 @@ import pytest
 from egt.rl.judges.base import JudgeItem, LogicJudge, consistency_prompt
 from egt.rl.judges.rule import RuleJudge, conclusion
 from egt.rl.reward import CompositeReward, accuracy_reward, format_reward, reasoning_of
+from egt.rl.rules import StrictAccuracy, StrictFormat
 
 SUPPORTS_2 = "Response 1 says 3 circles, which is wrong. Response 2 says 2 circles, which is right."
 SUPPORTS_1 = "Response 1 says 2 circles, which is right. Response 2 says 3 circles, which is wrong."
@@ -31,7 +32,8 @@ def out(reasoning, answer, well_formed=True):
     return body if well_formed else body + " trailing text"
 
 
-# (completion, label, R_acc, R_logic, R_format, R)  with α = β = 0.5
+# (completion, label, R_acc, R_logic, R_format, R)  with α = β = 0.5, egt's strict rules
+# (R1-Reward's rules: tests/unit/rl/test_fidelity.py)
 TABLE = [
     (out(SUPPORTS_2, 2), 2, 1, 1, 1, 2.0),            # right, supported, well-formed
     (out(SUPPORTS_2, 2, False), 2, 1, 1, 0, 1.5),     # right, supported, bad format
@@ -50,7 +52,8 @@ TABLE = [
 
 @pytest.mark.parametrize("completion,label,acc,logic,fmt,total", TABLE)
 def test_reward_table(completion, label, acc, logic, fmt, total):
-    terms = CompositeReward(alpha=0.5, beta=0.5).terms([{"label": label}], [completion])
+    strict = CompositeReward(alpha=0.5, beta=0.5, accuracy=StrictAccuracy(), format=StrictFormat())
+    terms = strict.terms([{"label": label}], [completion])
     assert (terms.acc[0], terms.logic[0], terms.format[0], terms.reward[0]) == (acc, logic, fmt, total)
 
 
