@@ -49,7 +49,6 @@ import datasets
 import numpy as np
 from PIL import Image, ImageDraw
 
-from egt.data.prompt import build_user_text
 from egt.data.schema import FEATURES, randomize_order
 
 __all__ = [

@@ -142,7 +142,7 @@ def table1(results: Sequence[Result], baseline: Optional[str] = None, paper_rows
         baseline = "sft" if "sft" in labels else (labels[0] if labels else None)
     elif baseline not in labels:
         raise KeyError(f"--baseline {baseline!r} is not a row; rows: {labels}")
-    base = next((m["avg"] for l, m, _ in flat if l == baseline), None)
+    base = next((m["avg"] for lab, m, _ in flat if lab == baseline), None)
     for label, m, _ in flat:
         m["gain"] = None if label == baseline or base is None or m["avg"] is None else m["avg"] - base
     cols = _table1_columns(benches, both, any(m["avg|deb"] is not None for _, m, _ in flat))
@@ -150,7 +150,7 @@ def table1(results: Sequence[Result], baseline: Optional[str] = None, paper_rows
     if both:
         caption += (", official (as the benchmark's authors order the responses) and position-debiased (deb., "
                     "the mean over both orders) with position consistency (cons.)")
-    table = build_table([(l, [m], s) for l, m, s in flat], cols, caption=f"{caption}; Avg. Gain over {baseline}.")
+    table = build_table([(lab, [m], s) for lab, m, s in flat], cols, caption=f"{caption}; Avg. Gain over {baseline}.")
     for row in table.rows:
         for j, col in enumerate(cols):
             if col.key in marked[row.label] and row.cells[j].mean is not None:
@@ -188,7 +188,7 @@ def category_table(results: Sequence[Result], benchmark: str) -> Table:
     mine = {label: by[benchmark] for label, by in rows.items() if benchmark in by}
     spec = next(iter(mine.values())).data["benchmark"].get("columns") or [["overall", "Overall"]]
     cols = [Column(k, h) for k, h in spec]
-    return build_table([(l, [r.metrics]) for l, r in mine.items()], cols,
+    return build_table([(lab, [r.metrics]) for lab, r in mine.items()], cols,
                        caption=f"{SHORT.get(benchmark, benchmark)}: official metrics (%) per category.")
 
 
@@ -197,5 +197,5 @@ def diagnostics_table(results: Sequence[Result], benchmark: str) -> Table:
     mine = {label: by[benchmark] for label, by in grouped(results).items() if benchmark in by}
     cols = [Column(k, h, best=b) for k, h, b in DIAGNOSTICS
             if any(r.metrics.get(k) is not None for r in mine.values())]
-    return build_table([(l, [r.metrics]) for l, r in mine.items()], cols,
+    return build_table([(lab, [r.metrics]) for lab, r in mine.items()], cols,
                        caption=f"{SHORT.get(benchmark, benchmark)}: parse failures and robustness (%).")

@@ -7,7 +7,6 @@ import datasets
 import pytest
 from PIL import Image
 
-import egt.data.schema as schema
 from egt.data.schema import FEATURES, BadSampleError, randomize_order, validate_dataset, validate_sample
 
 

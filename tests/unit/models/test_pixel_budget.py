@@ -1,6 +1,5 @@
 """The pixel budget (model.min_pixels / max_pixels) reaches the processor; hand-worked token counts."""
 import pytest
-import torch
 from PIL import Image
 
 from egt.data.encode import ChatEncoder
