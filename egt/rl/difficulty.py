@@ -23,7 +23,8 @@ def difficulty_weights(acc: torch.Tensor, kind: str = "exp", temperature: float 
 
     >>> difficulty_weights(torch.tensor([1.0, 0.25, 0.0])).tolist() == [1.0, math.exp(0.75), math.exp(1.0)]
     True
-    >>> difficulty_weights(torch.tensor([0.0, 0.3, 0.5, 0.9]), "bins", edges=[0.25, 0.5], values=[2.0, 1.5, 1.0]).tolist()
+    >>> difficulty_weights(torch.tensor([0.0, 0.3, 0.5, 0.9]), "bins", edges=[0.25, 0.5],
+    ...                    values=[2.0, 1.5, 1.0]).tolist()
     [2.0, 1.5, 1.5, 1.0]
     """
     if kind == "exp":
