@@ -99,8 +99,8 @@ def child(spec: dict, num_proc: int = 1) -> None:
     save_dataset_atomic(datasets.DatasetDict({"rl_pool": ds}), Path(spec["path"]).parent / "saved")
     sec = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"num_proc": num_proc, "rows": counts["rows"], "kept": counts["kept"], "convert_seconds": round(sec_convert, 1),
-                      "seconds": round(sec, 1),
+    print(json.dumps({"num_proc": num_proc, "rows": counts["rows"], "kept": counts["kept"],
+                      "convert_seconds": round(sec_convert, 1), "seconds": round(sec, 1),
                       "rows_per_s": round(counts["rows"] / sec, 1), "peak_rss_mb": round(peak),
                       "rss_before_mb": round(before)}))
 

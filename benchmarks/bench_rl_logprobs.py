@@ -115,7 +115,8 @@ def _child(a) -> None:
         times.append(time.perf_counter() - t0)
     peak = (torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     print(json.dumps({"variant": a.variant, "pass": a.pass_, "shape": a.shape, "device": a.device,
-                      "batch": a.batch, "group": a.group, "new": a.new, "prompt": a.prompt, "vocab": model.config.text_config.vocab_size,
+                      "batch": a.batch, "group": a.group, "new": a.new, "prompt": a.prompt,
+                      "vocab": model.config.text_config.vocab_size,
                       "chunk": a.chunk, "micro": a.micro, "seconds_min": round(min(times), 4),
                       "seconds_all": [round(t, 4) for t in times], "extra_gb": round((peak - base) / 2**30, 3),
                       "checksum": checksum}), flush=True)
@@ -134,7 +135,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--passes", nargs="+", default=["old", "grad"])
     p.add_argument("--group", type=int, default=1, help="completions per prompt G (--batch must divide by it)")
-    p.add_argument("--variants", nargs="+", default=["before", "after", "shared"], choices=["before", "after", "shared"])
+    p.add_argument("--variants", nargs="+", default=["before", "after", "shared"],
+                   choices=["before", "after", "shared"])
     p.add_argument("--no-checkpointing", action="store_true", help="no activation checkpointing in the model")
     p.add_argument("--child", nargs=2, metavar=("VARIANT", "PASS"))
     a = p.parse_args()
@@ -163,7 +165,8 @@ def main() -> None:
             cells = [pass_, variant, f"{r['seconds_min']:.3f}", f"{r['extra_gb']:.2f}"]
             for ref in ("before", "after"):
                 b = got.get(ref)
-                cells += ([f"{r['seconds_min'] / b['seconds_min']:.2f}", f"{r['extra_gb'] / max(b['extra_gb'], 1e-9):.3f}"]
+                cells += ([f"{r['seconds_min'] / b['seconds_min']:.2f}",
+                           f"{r['extra_gb'] / max(b['extra_gb'], 1e-9):.3f}"]
                           if b else ["–", "–"])
             print("| " + " | ".join(cells) + " |")
 

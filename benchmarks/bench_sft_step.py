@@ -177,7 +177,8 @@ def table(rows: list[dict], trl: str | None) -> str:
 
     e = [r for r in rows if r["framework"] == "egt"]
     t = [r for r in rows if r["framework"] == "trl"]
-    head = "| metric | egt: min / median / max |" + (f" TRL {trl}: min / median / max | egt / TRL (paired) |" if trl else "")
+    head = "| metric | egt: min / median / max |" + (f" TRL {trl}: min / median / max | egt / TRL (paired) |"
+                                                     if trl else "")
     lines = [head, "|---|---|" + ("---|---|" if trl else "")]
     for name, key, fmt in (("s/step (wall)", "step_s_median", "{:.3f}"), ("s/step (CPU)", "cpu_s_median", "{:.3f}"),
                            ("non-pad tokens/s", "tokens_per_s", "{:,.0f}"),

@@ -92,5 +92,6 @@ def format_summary(results: dict[str, dict[str, Any]]) -> str:
              ("selection", results.get("select", {}).get("selection_path"))]
     where += [(f"{stage} artifact", r.get("path")) for stage, r in results.items() if r.get("path")]
     lines += [f"  {name}: {path}" for name, path in where if path]
-    lines.append("  full summaries: <artifact>/_SUCCESS.json (and the log above); tables: python -m egt.report <run dir>")
+    lines.append("  full summaries: <artifact>/_SUCCESS.json (and the log above); "
+                 "tables: python -m egt.report <run dir>")
     return "\n".join(lines)

@@ -236,7 +236,8 @@ def test_model_that_needs_a_path_says_so():
 
 
 def test_model_dir_shorthand():
-    assert rewrite_model_path_args(["t", "model=/m/qwen", "sft.lr=1"]) == ["t", "model=local", "model.path=/m/qwen", "sft.lr=1"]
+    assert rewrite_model_path_args(["t", "model=/m/qwen", "sft.lr=1"]) == ["t", "model=local", "model.path=/m/qwen",
+                                                                           "sft.lr=1"]
     assert rewrite_model_path_args(["t", "model=demo"]) == ["t", "model=demo"]
 
 
@@ -310,7 +311,8 @@ def test_each_default_is_written_once(yaml_only):
     """A key the default YAML files set has no default in the schema (MISSING: the schema only types it),
     and a key they leave out takes the schema's: a reader finds each default value in one place."""
     twice = [key for key, f in _schema_leaves() if key in yaml_only
-             and (f.default is not dataclasses.MISSING and f.default != "???" or f.default_factory is not dataclasses.MISSING)]
+             and (f.default is not dataclasses.MISSING and f.default != "???"
+                  or f.default_factory is not dataclasses.MISSING)]
     assert not twice, f"defaults in both egt/config.py and conf/: {twice} (make the schema's MISSING)"
     missing = sorted(OmegaConf.missing_keys(_compose([])))
     assert not missing, f"the default config leaves {missing} unset"

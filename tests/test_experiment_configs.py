@@ -13,7 +13,8 @@ from egt.config import validate
 CONF = Path(__file__).resolve().parents[1] / "conf"
 AXES = {"table2": ("ablation", "full_rl,selection,selection_sort"), "table3": ("selection", "random,accuracy,entropy"),
         "table4": ("entropy", "sentence,answer,mix"), "table5": ("selection.band", "low,mid,high"),
-        "fig4": ("selection.fraction", "0.05,0.15,0.3,0.5,1.0"), "online_curriculum": ("online", "static,order,selection")}
+        "fig4": ("selection.fraction", "0.05,0.15,0.3,0.5,1.0"),
+        "online_curriculum": ("online", "static,order,selection")}
 
 
 def _compose(overrides, hydra=True):
@@ -44,7 +45,8 @@ def test_table_with_a_preset_is_a_seed_sweep_over_its_axis(preset, name):
             assert job.selection.seed == 2
 
 
-@pytest.mark.parametrize("row,selection,curriculum", [("full_rl", "all", "shuffle"), ("selection", "entropy", "shuffle"),
+@pytest.mark.parametrize("row,selection,curriculum", [("full_rl", "all", "shuffle"),
+                                                      ("selection", "entropy", "shuffle"),
                                                       ("selection_sort", "entropy", "ascending")])
 def test_table2_rows(row, selection, curriculum):
     cfg = _compose(["experiment=table2", f"ablation={row}"])

@@ -225,6 +225,7 @@ def open_images(item: dict[str, Any]) -> list[Image.Image]:
                 out.append(to_rgb(im))
         except Exception as exc:  # PIL raises many types for broken files
             where = ref if isinstance(ref, (str, Path)) else "<bytes>"
-            raise BadSampleError(item["id"], "images", kind="unreadable image", reason=f"cannot open {where} ({type(exc).__name__}: {exc}) "
-                                                        f"[{item.get('source', '')}]") from None
+            raise BadSampleError(item["id"], "images", kind="unreadable image",
+                                 reason=f"cannot open {where} ({type(exc).__name__}: {exc}) "
+                                        f"[{item.get('source', '')}]") from None
     return out

@@ -175,7 +175,8 @@ def position_bias(metrics: dict[str, Any], min_consistency: float = MIN_CONSISTE
 
     >>> position_bias({"order/position_consistency": 0.0, "order/chosen_first/accuracy": 1.0,
     ...                "order/chosen_second/accuracy": 0.0})
-    ['position consistency 0.00 < 0.80', 'accuracy with the better response first 1.00 vs second 0.00 (gap 1.00 > 0.10)']
+    ['position consistency 0.00 < 0.80',
+     'accuracy with the better response first 1.00 vs second 0.00 (gap 1.00 > 0.10)']
     >>> position_bias({"order/position_consistency": 0.9, "order/chosen_first/accuracy": 0.8,
     ...                "order/chosen_second/accuracy": 0.75}), position_bias({"overall": 1.0})
     ([], [])

@@ -37,8 +37,8 @@ def category_of(raw: str, item_id: str) -> str:
 
 
 class MultimodalRewardBench(Benchmark):
-    """Multimodal RewardBench as its authors score it: stored order; unparsed = a seeded coin flip; overall (micro) headline.
-    The module docstring gives the layout and the sources."""
+    """Multimodal RewardBench as its authors score it: stored order; unparsed = a seeded coin flip; overall (micro)
+    headline. The module docstring gives the layout and the sources."""
 
     name = "multimodal_rewardbench"
     version = 1

@@ -329,8 +329,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="print the commands and the estimated CPU time only")
     ap.add_argument("--skip-gates", action="store_true", help="run the tables even if G1/G2 fail (not the protocol)")
     ap.add_argument("--status", action="store_true", help="how many of the planned jobs have finished; runs nothing")
-    ap.add_argument("--report", action="store_true", help="write the report from the jobs finished so far (INTERIM until "
-                    "every planned job has completed); runs no job")
+    ap.add_argument("--report", action="store_true", help="write the report from the jobs finished so far (INTERIM "
+                    "until every planned job has completed); runs no job")
     args = ap.parse_args(argv)
     p = read_protocol(args.protocol)
     out = Path(args.out)

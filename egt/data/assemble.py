@@ -61,7 +61,8 @@ def build(cfg: DictConfig) -> tuple[DatasetDict, dict[str, Any]]:
             counts["contamination"][split] = found
             if found["rows"]:
                 log.warning("[data] %s: %d samples are benchmark items %s; %s", split, found["rows"],
-                            found["overlap"], "dropped" if cfg.data.decontaminate else "kept (data.decontaminate=false)")
+                            found["overlap"],
+                            "dropped" if cfg.data.decontaminate else "kept (data.decontaminate=false)")
     for split in TRAINING_POOLS:
         if split in mix:  # each source's share, sampled from what is left after every drop
             splits[split], mixed = mixture.mix_pool(splits[split], mix[split], cfg.data.seed, split,

@@ -40,7 +40,8 @@ class ChatEncoder:
         self.length_key, self.skip_key = length_key, skip_key
         self.end_text = self._assistant_end()
         image_id = self.tokenizer.convert_tokens_to_ids("<|image_pad|>")
-        self.image_token_id = image_id if isinstance(image_id, int) and image_id != self.tokenizer.unk_token_id else None
+        self.image_token_id = (image_id if isinstance(image_id, int) and image_id != self.tokenizer.unk_token_id
+                               else None)
         self._image_tokens: list[int] = [0, 0, 0]  # prompts, image tokens, most in one prompt
 
     def image_token_stats(self) -> dict[str, float]:

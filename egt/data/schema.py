@@ -154,7 +154,8 @@ def row_location(meta: Any) -> str:
     """Where an outside sample came from, as its ``meta`` records it (egt.data.sources): ``<file>: row
     <n>``, the shard and its row for a folder of shards; ``""`` for a sample without that record.
 
-    >>> row_location('{"file": "/d/x.jsonl", "row": 7}'), row_location({"file": "/d", "row": 9, "shard": "b.parquet", "shard_row": 2})
+    >>> row_location('{"file": "/d/x.jsonl", "row": 7}'), row_location({"file": "/d", "row": 9, "shard": "b.parquet",
+    ...                                                                    "shard_row": 2})
     ('/d/x.jsonl: row 7', '/d/b.parquet: row 2')
     """
     try:

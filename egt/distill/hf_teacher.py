@@ -51,8 +51,8 @@ class HFTeacher(Teacher):
 
     def public_config(self) -> dict:
         return {"name": self.name, "version": _VERSION, "model_path": self.model_path, "dtype": self.dtype,
-                "template": template_key(self.template), "max_new_tokens": self.max_new_tokens, "max_length": self.max_length,
-                "temperature": self.temperature, "seed": self.seed}
+                "template": template_key(self.template), "max_new_tokens": self.max_new_tokens,
+                "max_length": self.max_length, "temperature": self.temperature, "seed": self.seed}
 
     def _load(self) -> tuple[Any, ChatEncoder]:
         if self._model is None:

@@ -103,7 +103,8 @@ def has_video_processor_config(directory: Path) -> bool:
     nested = directory / "processor_config.json"
     if nested.is_file() and "video_processor" in json.loads(nested.read_text(encoding="utf-8")):
         return True
-    return (directory / "video_preprocessor_config.json").is_file() or (directory / "preprocessor_config.json").is_file()
+    return ((directory / "video_preprocessor_config.json").is_file()
+            or (directory / "preprocessor_config.json").is_file())
 
 
 STOCK_NAME = "Qwen2_5_VLProcessor"

@@ -121,7 +121,8 @@ def experiment_table(jobs: Sequence[dict[str, Any]], exp: Experiment, benchmark:
     if exp.sft_row:
         rows.append((exp.sft_row, unique_metrics([j for js in groups.values() for j in js], "sft", benchmark)))
     for value, js in groups.items():
-        label = _fraction_label(value) if exp.key == "selection.fraction" and _is_number(value) else labels.get(value, value)
+        label = (_fraction_label(value) if exp.key == "selection.fraction" and _is_number(value)
+                 else labels.get(value, value))
         rows.append((label, unique_metrics(js, "rl", benchmark)))
     from egt.report.table1 import SHORT
 

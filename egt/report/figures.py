@@ -12,8 +12,8 @@ from egt.probe.figure2 import save_figure as _save
 __all__ = ["METRICS", "spearman", "entropy_accuracy", "fig2_markdown", "plot_fig2", "plot_fig4"]
 
 
-def plot_fig4(points: list[tuple[float, float, float | None]], path: str | Path, sft: tuple[float, float | None] | None = None,
-              ylabel: str = "accuracy (%)", title: str = "") -> Path:
+def plot_fig4(points: list[tuple[float, float, float | None]], path: str | Path,
+              sft: tuple[float, float | None] | None = None, ylabel: str = "accuracy (%)", title: str = "") -> Path:
     """Accuracy (mean ± sd over seeds) against the % of the lowest-entropy data used for RL.
 
     ``points``: (percent, mean, sd or None) of the RL runs; ``sft``: (mean, sd) drawn at 0% with

@@ -69,7 +69,8 @@ Runs = Sequence[Mapping[str, Any]]
 RowSpec = Union[tuple[str, Runs], tuple[str, Runs, Optional[str]]]  # (label, runs[, section])
 
 
-def build_table(rows: Sequence[RowSpec], columns: Sequence[Column], row_header: str = "Model", caption: Optional[str] = None) -> Table:
+def build_table(rows: Sequence[RowSpec], columns: Sequence[Column], row_header: str = "Model",
+                caption: Optional[str] = None) -> Table:
     """``rows``: (label, runs) or (label, runs, section); each run a flat metrics dict."""
     out = []
     for r in rows:

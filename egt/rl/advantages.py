@@ -29,8 +29,8 @@ class AdvantageEstimator(ABC):
 class GroupAdvantage(AdvantageEstimator):
     """GRPO (Shao et al. 2024, DeepSeekMath §4.1.2): Â_i = (r_i − mean_g) / (σ_g + ε) within each
     prompt's group of G rewards; σ_g Bessel's (÷(G−1)) with ``unbiased`` (the default, as TRL, verl and
-    OpenRLHF), else the population σ (÷G; egt before issue 34). A prompt whose G completions all score the same contributes no
-    gradient. Largest |Â|: √(G−1) population, (G−1)/√G unbiased (egt.rl.functional.group_advantages).
+    OpenRLHF), else the population σ (÷G; egt before issue 34). A prompt whose G completions all score the same
+    contributes no gradient. Largest |Â|: √(G−1) population, (G−1)/√G unbiased (egt.rl.functional.group_advantages).
 
     >>> GroupAdvantage()(RolloutBatch.of_rewards(torch.tensor([1., 3., 2., 2.]), group_size=2))
     tensor([-0.7071,  0.7071,  0.0000,  0.0000])

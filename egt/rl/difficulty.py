@@ -22,7 +22,8 @@ def difficulty_weights(acc: torch.Tensor, kind: str = "exp", temperature: float 
 
     >>> [round(w, 4) for w in difficulty_weights(torch.tensor([1.0, 0.25, 0.0])).tolist()]  # 1, e^0.75, e
     [1.0, 2.117, 2.7183]
-    >>> difficulty_weights(torch.tensor([0.0, 0.3, 0.5, 0.9]), "bins", edges=[0.25, 0.5], values=[2.0, 1.5, 1.0]).tolist()
+    >>> difficulty_weights(torch.tensor([0.0, 0.3, 0.5, 0.9]), "bins", edges=[0.25, 0.5],
+    ...                    values=[2.0, 1.5, 1.0]).tolist()
     [2.0, 1.5, 1.5, 1.0]
     """
     if kind == "exp":

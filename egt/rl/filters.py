@@ -59,8 +59,8 @@ class R1CodeFilter(AdvantageFilter):
     rewards' mean over completion tokens (``lower_bound = mean - 3``); Â outside, |Â| > ``cap`` (10) and
     non-finite Â are zeroed. Zeroed rows **stay in the denominator** (R1 sets their advantage to 0, its
     loss still averages over them). The bounds mix units: the window is centred on the raw mean μ, not
-    on 0, so a low-reward row goes once μ > z − |Â| and a rare high one once Â > μ + z. Rewards [2, 2, 2, 0] → Â [.58, .58, .58,
-    −1.73], bounds [−1.5, 4.5]: keeps [1, 1, 1, 0] (the paper's |Â| ≤ 3 keeps all four).
+    on 0, so a low-reward row goes once μ > z − |Â| and a rare high one once Â > μ + z. Rewards [2, 2, 2, 0] → Â
+    [.58, .58, .58, −1.73], bounds [−1.5, 4.5]: keeps [1, 1, 1, 0] (the paper's |Â| ≤ 3 keeps all four).
 
     ``token_weighted=False`` takes the raw mean per sequence (for ``rl/advantage=batch_whiten``).
 

@@ -164,7 +164,8 @@ class RLModule(L.LightningModule):
             raise TypeError(f"reward._target_ must build an egt.rl.reward.CompositeReward (it needs terms()), "
                             f"got {type(reward).__name__}")
         return cls(model, encoder, reward, build(r.loss, PolicyLoss, "rl.loss"),
-                   build(r.advantage, AdvantageEstimator, "rl.advantage"), build(r.filter, AdvantageFilter, "rl.filter"),
+                   build(r.advantage, AdvantageEstimator, "rl.advantage"),
+                   build(r.filter, AdvantageFilter, "rl.filter"),
                    instantiate(r.backend), sampler, RLSettings.from_config(r, **derived), ref_model=ref_model,
                    scores=scores)
 
@@ -194,8 +195,8 @@ class RLModule(L.LightningModule):
         self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False, batch_size=len(samples))
         examples = [{"id": s["id"], "label": s["label"], "output": t}
                     for s, t in zip([s for s in samples for _ in range(self.group_size)], ro.texts)]
-        self.history.append({"step": self.rollouts, "epoch": self.sampler.epoch, **metrics, "ids": [s["id"] for s in samples],
-                             "examples": examples[:self.log_examples]})
+        self.history.append({"step": self.rollouts, "epoch": self.sampler.epoch, **metrics,
+                             "ids": [s["id"] for s in samples], "examples": examples[:self.log_examples]})
 
     def _score_and_update(self, ro: Rollout) -> dict[str, float]:
         prompts = [s for s in ro.samples for _ in range(ro.group_size)]  # [B]
@@ -234,7 +235,8 @@ class RLModule(L.LightningModule):
         update = self._update(ro, chunks, first_is_old, adv, keep, in_denominator)
         kl_tok, entropy = self._kl_tokens(ro), self._entropy  # π_old complete after the first epoch
         m = {
-            "rl/reward": float(torch.tensor(terms.reward).mean()), "rl/reward_std": float(torch.tensor(terms.reward).std(unbiased=False)),
+            "rl/reward": float(torch.tensor(terms.reward).mean()),
+            "rl/reward_std": float(torch.tensor(terms.reward).std(unbiased=False)),
             "rl/acc": _mean(terms.acc), "rl/logic": _mean(terms.logic), "rl/format": _mean(terms.format),
             "rl/parse_fail": _mean([float(t is None) for t in map(_parsed, ro.texts)]),
             "rl/adv_filtered": 1.0 - float(keep.float().mean()),
@@ -314,7 +316,8 @@ class RLModule(L.LightningModule):
                 norm = self._clip(params)
                 opt.step()
                 sched.step()
-                for k, v in (("loss", loss), ("clip_frac", out.clip_frac), ("ratio", out.ratio_mean), ("grad_norm", norm)):
+                for k, v in (("loss", loss), ("clip_frac", out.clip_frac), ("ratio", out.ratio_mean),
+                             ("grad_norm", norm)):
                     stats[k].append(float(v.detach()) if torch.is_tensor(v) else float(v))
         return {"rl/loss": _mean(stats["loss"]), "rl/clip_frac": _mean(stats["clip_frac"]),
                 "rl/ratio_mean": _mean(stats["ratio"]), "rl/grad_norm": _mean(stats["grad_norm"]),

@@ -155,7 +155,8 @@ def logprobs_and_entropy(model: Any, prompt_feats: Sequence[dict[str, torch.Tens
         logp = torch.cat([p[0] for p in parts])
         return logp, (torch.cat([p[1] for p in parts]) if with_entropy else None)
     device = next(model.parameters()).device
-    shared = shared_prompt_hidden(model, prompt_feats, completion_ids, completion_mask, pad_id) if shared_prompt else None
+    shared = (shared_prompt_hidden(model, prompt_feats, completion_ids, completion_mask, pad_id) if shared_prompt
+              else None)
     if shared is not None:
         hidden, head = shared  # [b, L, H]: the states that predict the L completion tokens
     else:
@@ -187,7 +188,8 @@ def _shared_prompt_unsupported(model: Any, feats: dict[str, torch.Tensor]) -> st
     if base is None or not hasattr(base, "get_rope_index") or model.get_output_embeddings() is None:
         return f"{type(model).__name__} has no Qwen2-VL-style base model (get_rope_index) and output head"
     if "mm_token_type_ids" not in feats or "mm_token_type_ids" not in inspect.signature(base.get_rope_index).parameters:
-        return "no mm_token_type_ids from the processor or in get_rope_index (transformers before 5.x's multimodal RoPE)"
+        return ("no mm_token_type_ids from the processor or in get_rope_index "
+                "(transformers before 5.x's multimodal RoPE)")
     checkpointing = getattr(model, "is_activation_checkpointing", None)  # transformers >= 5.2x; before: is_gradient_…
     if checkpointing is None:
         checkpointing = getattr(model, "is_gradient_checkpointing", False)

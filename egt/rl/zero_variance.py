@@ -21,7 +21,8 @@ class ZeroVarianceFilter(AdvantageFilter):
     batch shrinks, so the optimizer steps per epoch stay fixed (a mini-batch with every row dropped has a
     zero loss gradient; AdamW's momentum and weight decay still act on that step).
 
-    >>> b = RolloutBatch.of_rewards(torch.tensor([2., 1.5, 0., 0.5, 2., 0.]), 2, acc=torch.tensor([1., 1., 0., 0., 1., 0.]))
+    >>> b = RolloutBatch.of_rewards(torch.tensor([2., 1.5, 0., 0.5, 2., 0.]), 2,
+    ...                             acc=torch.tensor([1., 1., 0., 0., 1., 0.]))
     >>> ZeroVarianceFilter()(b, torch.zeros(6)).keep.tolist()
     [False, False, False, False, True, True]
     """

@@ -111,7 +111,8 @@ class PassRateBand(Selection):
     def check_probe(self, n: int, temperature: float) -> str | None:
         if n < self.min_draws or temperature <= 0:
             return (f"selection=pass_rate needs at least {self.min_draws} sampled probe outputs per sample: "
-                    f"write probe.n={max(n, self.min_draws)} probe.temperature={temperature if temperature > 0 else 1.0}")
+                    f"write probe.n={max(n, self.min_draws)} "
+                    f"probe.temperature={temperature if temperature > 0 else 1.0}")
         return None
 
     def rank(self, table: pd.DataFrame, scores: np.ndarray, seed: int) -> np.ndarray:

@@ -4,8 +4,9 @@ files and read memory-mapped, so neither time to first step nor memory grows wit
 Layout (``<artifacts>/sft_encodings/<key>/``): ``part-00000.arrow``, … one file per
 :data:`ROWS_PER_PART` rows of the joined data set (pool ⋈ trajectories, in its order). A part is
 written to a temporary beside ``part-NNNNN.arrow`` (egt.utils.atomic) and renamed once whole, so a
-killed build resumes at the missing parts and a torn part is never read; ``_SUCCESS.json`` comes last (:mod:`egt.artifacts`).
-Under several processes rank r builds parts r, r+W, r+2W, …; every rank waits for all of them.
+killed build resumes at the missing parts and a torn part is never read; ``_SUCCESS.json`` comes
+last (:mod:`egt.artifacts`). Under several processes rank r builds parts r, r+W, r+2W, …; every rank
+waits for all of them.
 
 Per row: ``ok``; for a good row ``target_tokens``, ``tokens``, ``image_tokens`` and (``tensors``, the
 default) every tensor of :meth:`ChatEncoder.encode_example` as its raw bytes (column ``<name>``) and

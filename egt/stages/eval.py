@@ -40,7 +40,8 @@ NOT_IN_KEY = ("model_path", "model_label", "models", "benchmarks", "optional_ben
 
 
 def make_benchmark(spec: Any, cfg: DictConfig) -> Benchmark:
-    """A benchmark of ``eval.benchmarks`` with eval's ``on_bad_sample``, ``limit`` and ``seed`` (egt.benchmarks.make)."""
+    """A benchmark of ``eval.benchmarks`` with eval's ``on_bad_sample``, ``limit`` and ``seed``
+    (egt.benchmarks.make)."""
     return make(spec, cfg.eval.on_bad_sample, cfg.eval.limit, cfg.eval.seed)
 
 

@@ -77,7 +77,8 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
                 from egt.data.world import WorldConfig
                 from egt.models.builder import build_tiny_vlm
                 from egt.models.corpus import world_corpus
-                build_tiny_vlm(art.path / "model", TinyVLMSpec(**build), world_corpus(WorldConfig(seed=0), n=CORPUS_LINES))
+                build_tiny_vlm(art.path / "model", TinyVLMSpec(**build),
+                               world_corpus(WorldConfig(seed=0), n=CORPUS_LINES))
             from egt.models.resolve import load_configured
             n_params = sum(p.numel() for p in load_configured(art.path / "model", cfg).parameters())
             art.finish({"name": cfg.model.name, "kind": kind, "parameters": n_params})

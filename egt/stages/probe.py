@@ -53,7 +53,8 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     p = cfg.probe
     if p.table_path:
         log.info("[probe] using outside probe table %s", p.table_path)
-        return {"key": make_key("probe", {"table_path": str(p.table_path), "content": content_fingerprint(p.table_path)}),
+        return {"key": make_key("probe", {"table_path": str(p.table_path),
+                                          "content": content_fingerprint(p.table_path)}),
                 "path": str(Path(p.table_path).parent),
                 "reused": True, "summary": {}, "table_path": str(p.table_path)}
     data = pipe.get("data")

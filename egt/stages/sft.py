@@ -88,7 +88,8 @@ def summary_line(summary: dict[str, Any]) -> str:
     if s.get("source") == "sft.model_path":
         return "outside model (sft.model_path)"
     bench = f"bench accuracy {pct(s['bench_accuracy'])}, " if "bench_accuracy" in s else ""
-    return f"{bench}{s.get('steps', '?')} steps, loss {num(s.get('train_loss_first'))} -> {num(s.get('train_loss_last'))}"
+    return (f"{bench}{s.get('steps', '?')} steps, "
+            f"loss {num(s.get('train_loss_first'))} -> {num(s.get('train_loss_last'))}")
 
 
 def _split(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:

@@ -33,8 +33,8 @@ def save_model(out: Path, model: Any, processor: Any, state: dict | None = None)
 
 
 def bench_eval(cfg: DictConfig, stage: str, path: Path, data: dict, logger: Any, step: int) -> dict[str, Any]:
-    """Greedy judgements of the first ``cfg.<stage>.eval_n`` bench samples (of ``data``, the data stage's result) by the model saved at ``path``
-    (``<stage>.eval_max_new_tokens`` / ``eval_batch_size`` / ``max_length``); writes
+    """Greedy judgements of the first ``cfg.<stage>.eval_n`` bench samples (of ``data``, the data stage's result) by
+    the model saved at ``path`` (``<stage>.eval_max_new_tokens`` / ``eval_batch_size`` / ``max_length``); writes
     ``bench_eval.json`` beside it (metrics and 20 examples), logs ``<stage>_bench/*`` at ``step``, and
     returns ``bench_*`` summary keys plus ``headline`` = bench accuracy (a fraction). An empty bench split
     (``data=r1_reward_rl`` has none) gives no check and no headline, never an accuracy of 0 items."""

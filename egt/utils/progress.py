@@ -84,7 +84,8 @@ class ProgressLog:
 
     def __init__(self, stage: str, logger: logging.Logger, metric: str | None = None, every: float = 30.0,
                  tty: bool | None = None):
-        self.stage, self.out, self.metric, self.every = stage, logger, metric, every  # not .log: Lightning sets callback.log
+        # not .log: Lightning sets callback.log
+        self.stage, self.out, self.metric, self.every = stage, logger, metric, every
         self.tty = sys.stderr.isatty() if tty is None else tty
         self.progress: Progress | None = None
 

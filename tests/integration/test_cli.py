@@ -69,7 +69,10 @@ def test_saved_model_reloads_and_generates(first_run, art):
 def test_killed_sft_resumes_to_the_same_model(tmp_path):
     args = [*QUICK, "sft.epochs=6", "sft.checkpoint_every_n_steps=3", "sft.eval_n=0", "logger=none"]
     killed, clean = tmp_path / "killed", tmp_path / "clean"
-    kill_when(cli(killed, *args, popen=True), lambda: any(not (p.parents[1] / "_SUCCESS.json").exists() for p in (killed / "sft").glob("*/checkpoints/last.ckpt")), killed, "an SFT checkpoint")
+    kill_when(cli(killed, *args, popen=True),
+              lambda: any(not (p.parents[1] / "_SUCCESS.json").exists()
+                          for p in (killed / "sft").glob("*/checkpoints/last.ckpt")),
+              killed, "an SFT checkpoint")
     assert not done(killed, "sft")
     out = cli(killed, *args)
     assert "[sft] resuming from" in out

@@ -81,7 +81,8 @@ def test_openai_teacher_killed_and_resumed_matches_an_uninterrupted_run(tmp_path
             time.sleep(0.05)
         journal = next(iter(journals.glob("*/journal.jsonl")), None)
         assert journal is not None, (art / "popen.log").read_text()[-3000:]
-        kill_when(proc, lambda: journal.is_file() and journal.read_text().count("\n") >= 12, art, "12 journal lines", 120)
+        kill_when(proc, lambda: journal.is_file() and journal.read_text().count("\n") >= 12, art, "12 journal lines",
+                  120)
         assert not done(art, "distill")
         recorded = {(r["id"], r["attempt"]) for r in Journal(journal).read()}
         before, seen_before = len(fake.calls), len(fake.seen)

@@ -35,7 +35,8 @@ def test_every_stage_on_preference_files(tmp_path, monkeypatch):
     assert {s: summary[s]["n"] for s in ("sft_pool", "rl_pool", "bench")} == {"sft_pool": 4, "rl_pool": 4, "bench": 4}
     assert summary["rl_pool"]["sources"]["r1_reward_rl"] == {"rows": 4, "kept": 4, "excluded": {}, "skipped": {},
                                                              "final": 4,
-                                                             "label_1": 0, "label_2": 4}  # the fixture's labels, shuffled
+                                                             # the fixture's labels, shuffled
+                                                             "label_1": 0, "label_2": 4}
     dsd = load_from_disk(str(data / "dataset"))
     assert sorted(dsd["rl_pool"]["query"])[0] == "Describe the image."
     samples = list(dsd["sft_pool"])

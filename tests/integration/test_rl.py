@@ -19,8 +19,8 @@ STUB = "reward._target_=tests.helpers.rl_stub.ShortIsGood"
 def base(tmp_path_factory):
     """The whole quick pipeline through select and a few RL steps."""
     art = tmp_path_factory.mktemp("rl-artifacts")
-    out = cli(art, *QUICK, "stages=[data,distill,sft,probe,select,rl]", "rl.max_steps=2", "rl.eval_n=4", "rl.max_new_tokens=16",
-              "sft.eval_n=0", "logger=csv")
+    out = cli(art, *QUICK, "stages=[data,distill,sft,probe,select,rl]", "rl.max_steps=2", "rl.eval_n=4",
+              "rl.max_new_tokens=16", "sft.eval_n=0", "logger=csv")
     return art, out
 
 
@@ -95,7 +95,8 @@ def test_empty_selection_fails_clearly(base, tmp_path):
 def test_killed_rl_resumes_to_the_same_model(base, selection, tmp_path):
     args = _args(base, selection, "rl.epochs=2", "rl.max_steps=3", "rl.checkpoint_every_n_steps=1", "rl.eval_n=0")
     killed, clean = _with_data(base, tmp_path / "killed"), _with_data(base, tmp_path / "clean")
-    kill_when(cli(killed, *args, popen=True), lambda: bool(list((killed / "rl").glob("*/checkpoints/last.ckpt"))), killed, "an RL checkpoint")
+    kill_when(cli(killed, *args, popen=True), lambda: bool(list((killed / "rl").glob("*/checkpoints/last.ckpt"))),
+              killed, "an RL checkpoint")
     assert not done(killed, "rl")
     assert "[rl] resuming from" in cli(killed, *args)
     cli(clean, *args)

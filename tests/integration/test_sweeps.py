@@ -56,8 +56,9 @@ def smoke(shared):
     return root
 
 
+# rows; Table 2's SFT and Figure 4's 0% row are no job
 ROWS = {"table2": (4, "ablation"), "table3": (3, "selection"), "table4": (3, "entropy"),
-        "table5": (3, "selection.band"), "fig4": (6, "selection.fraction")}  # rows; Table 2's SFT and Figure 4's 0% row are no job
+        "table5": (3, "selection.band"), "fig4": (6, "selection.fraction")}
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)

@@ -23,7 +23,8 @@ from egt.select.scores import EntropyScore
 CONF = Path(__file__).resolve().parents[2] / "conf"
 # config group → (the key of the option's _target_ inside its file, the kind's base)
 KINDS = {"entropy": ("score", EntropyScore), "selection": ("method", Selection), "curriculum": ("order", Curriculum),
-         "rl/advantage": (None, AdvantageEstimator), "rl/filter": (None, AdvantageFilter), "rl/loss": (None, PolicyLoss),
+         "rl/advantage": (None, AdvantageEstimator), "rl/filter": (None, AdvantageFilter),
+         "rl/loss": (None, PolicyLoss),
          "rl/backend": (None, RolloutBackend), "reward/judge": (None, LogicJudge), "distill/teacher": (None, Teacher)}
 
 

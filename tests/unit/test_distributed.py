@@ -115,7 +115,8 @@ def test_nothing_gpu_only_is_imported_with_the_package(tmp_path):
 
     for name in ("deepspeed", "vllm"):  # (flash_attn: transformers itself probes it when found)
         (tmp_path / f"{name}.py").write_text(f"raise RuntimeError('{name} imported at module import time')\n")
-    code = "import egt.distributed, egt.rl.vllm_backend, egt.stages.sft, egt.stages.rl, egt.stages.probe, egt.stages.eval"
+    code = ("import egt.distributed, egt.rl.vllm_backend, egt.stages.sft, egt.stages.rl, "
+            "egt.stages.probe, egt.stages.eval")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -82,7 +82,8 @@ def read_image(value: Any, image_root: str | None) -> dict[str, Any]:
         raise RowRejected("images", "missing image", f"an image of type {type(value).__name__}")
     why = check_image(data)
     if why is not None:
-        raise RowRejected("images", "unreadable image", why + (f"; from {_short(value)}" if isinstance(value, str) else ""))
+        raise RowRejected("images", "unreadable image",
+                          why + (f"; from {_short(value)}" if isinstance(value, str) else ""))
     return {"bytes": data, "path": path}
 
 
@@ -99,7 +100,8 @@ def _image_string(value: str, image_root: str | None) -> tuple[bytes, str | None
         if hit is not None:
             return hit.read_bytes(), str(hit)
     except OSError as exc:  # not a usable path (too long, permissions, …): a bad row, never a crash
-        raise RowRejected("images", "missing image", f"{_short(value)} is not a readable file ({exc.strerror})") from None
+        raise RowRejected("images", "missing image",
+                          f"{_short(value)} is not a readable file ({exc.strerror})") from None
     data = _base64(value)
     if data is None:
         raise RowRejected("images", "missing image", "no file at " + " or ".join(_short(str(c)) for c in candidates))

@@ -24,5 +24,6 @@ def rlhf_v_fields(row: Mapping[str, Any], columns: Mapping[str, str], image_root
         text = json.loads(row["text"]) if isinstance(row["text"], str) else row["text"]
         fields = {"query": text["question"], "chosen": text["chosen"], "rejected": text["rejected"]}
     except (KeyError, TypeError, ValueError) as exc:
-        raise RowRejected("text", "missing column", f"not a JSON object with question/chosen/rejected ({exc})") from None
+        raise RowRejected("text", "missing column",
+                          f"not a JSON object with question/chosen/rejected ({exc})") from None
     return pair_fields({**fields, "image": row.get("image")}, DEFAULT_COLUMNS, image_root)

@@ -53,7 +53,8 @@ def vlfeedback_fields(row: Mapping[str, Any], columns: Mapping[str, str], image_
         raise ValueError(f"vlfeedback pair_rule={pair_rule!r}: only best_worst is implemented")
     scored.sort(key=lambda s: s[0])
     if len(scored) < 2 or scored[0][0] == scored[-1][0]:
-        raise RowRejected("completions", "no rated pair", f"{len(scored)} completions with numeric ratings, no better one")
+        raise RowRejected("completions", "no rated pair",
+                          f"{len(scored)} completions with numeric ratings, no better one")
     image = row.get("img_path") or row.get("image") or (f"{row['id']}.jpg" if row.get("id") else None)
     return pair_fields({"query": row.get("prompt"), "chosen": scored[-1][1], "rejected": scored[0][1],
                           "image": image}, DEFAULT_COLUMNS, image_root)

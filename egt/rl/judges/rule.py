@@ -63,7 +63,8 @@ def conclusion(reasoning: str) -> int | None:
     2
     >>> conclusion("Response 1 says yes, which is right. Response 2 says no, which is wrong. Response 2 is better.")
     2
-    >>> conclusion("Response 1 says red, which is right. Response 2 says red, which is right. Both responses are right.")
+    >>> conclusion("Response 1 says red, which is right. Response 2 says red, which is right. "
+    ...            "Both responses are right.")
     """
     explicit = _explicit(reasoning)
     if explicit is not None:

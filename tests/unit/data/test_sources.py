@@ -206,7 +206,8 @@ def test_mm_rlhf_repeated_instruction_ids_become_distinct_sample_ids():
     assert ds["id"] == ["mm_rlhf-sft_pool-00000000", "mm_rlhf-sft_pool-00000001"]
     assert {json.loads(m)["source_id"] for m in ds["meta"]} == {"073712_6205145"}
     with pytest.raises(ValueError, match=r"mm_rlhf_dpo_pairs.jsonl: row 1: sample id '073712_6205145' \(column 'id'\) "
-                                         r"occurs again, first at .*mm_rlhf_dpo_pairs.jsonl: row 0"):  # mapped on purpose
+                                         r"occurs again, "
+                                         r"first at .*mm_rlhf_dpo_pairs.jsonl: row 0"):  # mapped on purpose
         load_source({"path": str(SFT / "mm_rlhf_dpo_pairs.jsonl"), "format": "mm_rlhf", "columns": {"id": "id"}},
                     "sft_pool", on_bad_sample="skip", image_root=str(SFT / "images"))
 

@@ -108,7 +108,8 @@ def test_constant_judge_official_debiased_consistency_warning_and_dagger(bench_r
     md = (tmp_path / "report" / "table1.md").read_text()
     assert ("| Model | VL-Reward | VL-Reward deb. | VL-Reward cons. | Multimodal | Multimodal deb. | "
             "Multimodal cons. | MM-RLHF | MM-RLHF deb. | MM-RLHF cons. | Avg. | Avg. deb. | Avg. Gain |") in md
-    assert "| always-1 | 33.33† | 50.00 | 0.00 | 66.67† | 50.00 | 0.00 | **100.00**† | 50.00 | 0.00 | 66.67 | 50.00 |" in md
+    assert ("| always-1 | 33.33† | 50.00 | 0.00 | 66.67† | 50.00 | 0.00 | "
+            "**100.00**† | 50.00 | 0.00 | 66.67 | 50.00 |") in md
     assert "| oracle | **100.00** | **100.00** | **100.00** | **100.00** | **100.00** | **100.00** | **100.00** |" in md
     assert "† position-biased judge on this benchmark (position consistency < 80%" in md
     tex = (tmp_path / "report" / "table1.tex").read_text()

@@ -18,6 +18,7 @@ def test_world_corpus():
 
 def test_the_data_package_does_not_import_distillation():
     """Distillation depends on data; the corpus (which needs both) lives with the builder."""
-    code = "import sys, egt.data.world, egt.stages.data; print(sorted(m for m in sys.modules if m.startswith('egt.distill')))"
+    code = ("import sys, egt.data.world, egt.stages.data; "
+            "print(sorted(m for m in sys.modules if m.startswith('egt.distill')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -97,7 +97,8 @@ def test_rows_follow_the_paper(sweep):
 def test_fig4_points_and_failed_job(sweep):
     points, sft = fig4_points(load_jobs(sweep / "fig4"), "synthetic")
     assert sft == (50.0, None)
-    assert [(p, round(m, 6), round(s, 4) if s else s) for p, m, s in points] == [(15.0, 70.0, 14.1421), (100.0, 70.0, None)]
+    assert [(p, round(m, 6), round(s, 4) if s else s) for p, m, s in points] == [(15.0, 70.0, 14.1421),
+                                                                                 (100.0, 70.0, None)]
     md = to_markdown(dict(experiment_tables(load_jobs(sweep)))["fig4"])
     assert "FAILED job" in md and "selection.fraction=0.05" in md and "empty selection" in md
 

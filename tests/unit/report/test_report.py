@@ -78,7 +78,8 @@ def test_table1_baseline_and_latex(run_dir):
     assert "sft & 65.00 & -- & -- & 50.00 & -- & -- & 57.50 & -- & $\\downarrow$7.50 \\\\" in tex
     assert "rl & \\textbf{70.00} & 69.00 & 80.00 & \\textbf{60.00}$^\\dagger$ & 50.00 & 60.00 & \\textbf{65.00} & " \
            "59.50 & -- \\\\" in tex
-    assert "\\par\\footnotesize $^\\dagger$ position-biased judge on this benchmark (position consistency $<$ 80\\%" in tex
+    assert ("\\par\\footnotesize $^\\dagger$ position-biased judge on this benchmark "
+            "(position consistency $<$ 80\\%") in tex
     with pytest.raises(KeyError, match="not a row"):
         table1(find_results(run_dir), baseline="gpt")
 
@@ -102,7 +103,8 @@ def test_table1_without_order_both_is_as_before(run_dir):
             data["metrics"] = {k: v for k, v in data["metrics"].items() if not k.startswith("order/")}
             path.write_text(json.dumps(data))
     md = to_markdown(table1(find_results(run_dir)))
-    assert "| Model | VL-Reward | MM-RLHF | Avg. | Avg. Gain |" in md and "| rl | **70.00** | **60.00** | **65.00** |" in md
+    assert ("| Model | VL-Reward | MM-RLHF | Avg. | Avg. Gain |" in md
+            and "| rl | **70.00** | **60.00** | **65.00** |" in md)
     assert "deb." not in md and "†" not in md
     assert "\\multicolumn" not in to_latex(table1(find_results(run_dir)))
 

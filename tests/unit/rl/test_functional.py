@@ -27,7 +27,8 @@ def test_batch_whiten_ignores_groups():
     adv = BatchWhitenAdvantage(eps=0.0)(RolloutBatch.of_rewards(torch.tensor([1.0, 1.0, 3.0, 3.0]), group_size=2))
     torch.testing.assert_close(adv, torch.tensor([-1.0, -1.0, 1.0, 1.0]))
     assert torch.all(F.batch_whiten(torch.full((5,), 2.0)) == 0)  # constant batch → 0, no NaN
-    torch.testing.assert_close(GroupAdvantage(unbiased=False)(RolloutBatch.of_rewards(torch.tensor([1.0, 3.0]), 2)), torch.tensor([-1.0, 1.0]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(GroupAdvantage(unbiased=False)(RolloutBatch.of_rewards(torch.tensor([1.0, 3.0]), 2)),
+                               torch.tensor([-1.0, 1.0]), atol=1e-5, rtol=0)
 
 
 def test_preclip_bounds():

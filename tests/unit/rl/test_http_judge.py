@@ -87,7 +87,8 @@ def test_retries_429_with_retry_after_then_5xx(stub, fast, caplog):
 @pytest.mark.parametrize("stub", [[(400, {}, "bad request"), (200, {}, "yes")]], indirect=True)
 def test_4xx_is_not_retried_and_counts_as_error(stub, fast, caplog):
     caplog.set_level(logging.DEBUG)
-    terms = CompositeReward(judge=HTTPJudge(stub.url, "m")).terms([{"label": 2}], ["<think>x</think><answer>2</answer>"])
+    terms = CompositeReward(judge=HTTPJudge(stub.url, "m")).terms([{"label": 2}],
+                                                                  ["<think>x</think><answer>2</answer>"])
     assert stub.calls == 1 and not fast
     assert terms.verdicts["error"] == 1 and terms.logic == [0.0] and terms.reward == [1.5]
     assert "HTTP 400" in caplog.text and SECRET not in caplog.text

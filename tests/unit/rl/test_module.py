@@ -64,7 +64,8 @@ def test_first_ppo_epoch_is_on_policy(tiny_model_dir, world):
     torch.manual_seed(0)
     ro = rollout(model, HFGenerateBackend(), enc, list(world.select(range(2))), 2, 10, 1.0)
     assert ro.completion_ids.shape[0] == 4 and len(ro.texts) == 4
-    full, _ = logprobs_and_entropy(model, ro.prompt_feats, ro.completion_ids, ro.completion_mask, enc.tokenizer.pad_token_id)
+    full, _ = logprobs_and_entropy(model, ro.prompt_feats, ro.completion_ids, ro.completion_mask,
+                                   enc.tokenizer.pad_token_id)
     half, _ = logprobs_and_entropy(model, ro.prompt_feats[2:], ro.completion_ids[2:], ro.completion_mask[2:],
                                    enc.tokenizer.pad_token_id)
     m = ro.completion_mask[2:].bool()

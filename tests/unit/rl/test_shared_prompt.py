@@ -69,7 +69,8 @@ def test_it_declines_where_it_cannot_help_or_cannot_run(setup, tiny_model_dir):
     distinct = [dict(f) for f in feats]  # no row repeats its predecessor's prompt object
     assert shared_prompt_hidden(model, distinct, ids, mask, pad) is None
     ckpt, _ = load_model_and_processor(tiny_model_dir)
-    ckpt.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})  # as load_for_training
+    # as load_for_training
+    ckpt.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     ckpt.train()
     with torch.enable_grad():
         assert shared_prompt_hidden(ckpt, feats, ids, mask, pad) is None  # transformers would drop the cache

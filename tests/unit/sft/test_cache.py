@@ -69,7 +69,8 @@ def test_cached_batches_and_losses_equal_encoding_at_every_step(tiny, world_smal
             for k in a:
                 assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), k
     with torch.no_grad():
-        losses = [[float(m.training_step(b, i)["loss"]) for i, b in enumerate(bs[:2])] for m, bs in zip(modules, batches)]
+        losses = [[float(m.training_step(b, i)["loss"]) for i, b in enumerate(bs[:2])]
+                  for m, bs in zip(modules, batches)]
     assert losses[0] == losses[1] == losses[2]
 
 

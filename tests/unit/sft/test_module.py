@@ -53,7 +53,8 @@ def test_accumulated_gradient_equals_the_one_batch_gradient(tiny_model_dir, worl
     model.train()
     enc, pad = ChatEncoder(proc, max_length=1024), proc.tokenizer.pad_token_id
     rows = list(world_small["sft_pool"].select(range(3)))
-    targets = ["Response 1.", "<think>a much longer line of reasoning, with many tokens in it</think><answer>2</answer>",
+    targets = ["Response 1.",
+               "<think>a much longer line of reasoning, with many tokens in it</think><answer>2</answer>",
                "<think>short</think><answer>1</answer>"]
     examples = [enc.encode_example(r, t) for r, t in zip(rows, targets)]
     counts = [int((e["labels"] != -100).sum()) for e in examples]

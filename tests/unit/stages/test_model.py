@@ -20,7 +20,8 @@ def test_a_checkpoint_is_used_in_place_and_keyed_by_content(tmp_path, tiny_model
     shutil.copytree(tiny_model_dir, ckpt)
     first = _pipe(tmp_path, path=str(ckpt)).get("model")
     assert first["model_path"] == str(ckpt.resolve()) and first["reused"] is True
-    assert first["identity"]["path"] == str(ckpt.resolve()) and first["key"] == f"external-{first['identity']['content']}"
+    assert (first["identity"]["path"] == str(ckpt.resolve())
+            and first["key"] == f"external-{first['identity']['content']}")
     assert not (tmp_path / "artifacts" / "models").exists()  # nothing copied or built
     (ckpt / "generation_config.json").write_text((ckpt / "generation_config.json").read_text() + "\n")
     second = _pipe(tmp_path, path=str(ckpt)).get("model")
@@ -37,7 +38,8 @@ def test_a_built_model_is_built_once_and_then_reused(tmp_path):
              "intermediate_size": 32, "vision_depth": 1, "vision_hidden_size": 16, "vision_heads": 2,
              "vocab_size": 400, "tie_word_embeddings": False, "seed": 0}
     first = _pipe(tmp_path, build=build).get("model")
-    assert first["reused"] is False and (tmp_path / "artifacts" / "models" / first["key"] / "model" / "config.json").exists()
+    assert (first["reused"] is False
+            and (tmp_path / "artifacts" / "models" / first["key"] / "model" / "config.json").exists())
     assert first["identity"] == {"built": first["key"]} and first["summary"]["parameters"] > 0
     again = _pipe(tmp_path, build=build).get("model")
     assert again["reused"] is True and again["key"] == first["key"]
@@ -55,4 +57,5 @@ def test_eval_can_name_the_base_model(tmp_path, monkeypatch):
     pipe = Pipeline(cfg)
     pipe._running.append("eval")  # as inside the eval stage: its REQUIRES apply
     got = _models(cfg, pipe)
-    assert [(m["label"], m["path"], m["identity"]["key"]) for m in got] == [("model", "/base", "m"), ("sft", "/sft", "s")]
+    assert [(m["label"], m["path"], m["identity"]["key"]) for m in got] == [("model", "/base", "m"),
+                                                                            ("sft", "/sft", "s")]

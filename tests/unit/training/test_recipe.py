@@ -34,7 +34,8 @@ def cfg():
         return compose("config", overrides=["logger=none"])
 
 
-def _fit(cfg, tmp_path, module, closed, monkeypatch, finish=lambda trainer, logger, state: {"finished": trainer.is_global_zero}):
+def _fit(cfg, tmp_path, module, closed, monkeypatch,
+         finish=lambda trainer, logger, state: {"finished": trainer.is_global_zero}):
     monkeypatch.setattr(recipe, "close_logger", lambda logger, status: closed.append(status))
     loader = DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=4)
     return recipe.fit(cfg, "sft", module, tmp_path, loader, checkpoint=tmp_path / "checkpoints" / "last.ckpt",
