@@ -16,11 +16,6 @@ class MMRLHF(DataFormat):
     release_id = "id"  # the release's own row id: kept as meta.source_id, never the sample id
 
     def convert(self, row: Mapping[str, Any], columns: Mapping[str, str], image_root: str | None) -> dict[str, Any]:
-        return mm_rlhf_fields(row, columns, image_root)
-
-
-def mm_rlhf_fields(row: Mapping[str, Any], columns: Mapping[str, str], image_root: str | None) -> dict[str, Any]:
-    """The sample fields of one row (:class:`MMRLHF`). Raises RowRejected."""
-    if not row.get("image") and row.get("video"):
-        raise RowRejected("video", "video only", str(row.get("video")))
-    return pair_fields(row, {**columns, "query": "prompt"}, image_root)
+        if not row.get("image") and row.get("video"):
+            raise RowRejected("video", "video only", str(row.get("video")))
+        return pair_fields(row, {**columns, "query": "prompt"}, image_root)

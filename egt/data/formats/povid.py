@@ -17,13 +17,8 @@ class POVID(DataFormat):
     release_id = "id"  # the release's own row id: kept as meta.source_id, never the sample id
 
     def convert(self, row: Mapping[str, Any], columns: Mapping[str, str], image_root: str | None) -> dict[str, Any]:
-        return povid_fields(row, columns, image_root)
-
-
-def povid_fields(row: Mapping[str, Any], columns: Mapping[str, str], image_root: str | None) -> dict[str, Any]:
-    """The sample fields of one row (:class:`POVID`). Raises RowRejected."""
-    query = turn_text(row.get("conversations"), ("human", "user"), "conversations").replace("<image>", "").strip()
-    chosen = turn_text(row.get("conversations"), ("gpt", "assistant"), "conversations")
-    rejected = turn_text(row.get("rejected_conversations"), ("gpt", "assistant"), "rejected_conversations")
-    return pair_fields({"query": query, "chosen": chosen, "rejected": rejected, "image": row.get("image")},
-                         DEFAULT_COLUMNS, image_root)
+        query = turn_text(row.get("conversations"), ("human", "user"), "conversations").replace("<image>", "").strip()
+        chosen = turn_text(row.get("conversations"), ("gpt", "assistant"), "conversations")
+        rejected = turn_text(row.get("rejected_conversations"), ("gpt", "assistant"), "rejected_conversations")
+        return pair_fields({"query": query, "chosen": chosen, "rejected": rejected, "image": row.get("image")},
+                           DEFAULT_COLUMNS, image_root)

@@ -25,7 +25,30 @@ class R1RewardRL(DataFormat):
     name = "r1_reward_rl"
 
     def convert(self, row: Mapping[str, Any], columns: Mapping[str, str], image_root: str | None) -> dict[str, Any]:
-        return r1_reward_fields(row, image_root)
+        raw = row.get("message")
+        if raw is None:
+            raise RowRejected("message", "missing column", "no column 'message'")
+        try:
+            turns = json.loads(raw) if isinstance(raw, str) else raw
+            content = turns[0]["content"]
+            if isinstance(content, str):  # a text-only turn (OpenAI style): the image is in the image column
+                content = [{"type": "text", "text": content}]
+            text = "".join(c.get("text", "") for c in content if c.get("type") == "text")
+            paths = [c.get("image") for c in content if c.get("type") == "image"]
+            query, r1, r2 = parse_r1_reward_prompt(text)
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise RowRejected("message", "unparsable R1-Reward prompt", str(exc)) from None
+        question = row.get("question")
+        if isinstance(question, str) and question.strip() and _words(question) != _words(query):
+            raise RowRejected("message", "unparsable R1-Reward prompt",
+                              "its [Question] differs from the question column")
+        label = r1_reward_label(row.get("answer"))
+        if label is None:
+            raise RowRejected("answer", "label not derivable", f"got {row.get('answer')!r}")
+        image = row.get("image")
+        images = read_images(image, image_root) if image else read_images(paths or None, image_root)
+        return {"query": query, "response_1": nonempty(r1, "response_1"), "response_2": nonempty(r2, "response_2"),
+                "label": label, "images": images}
 
 
 _MARK = r"(?:^|\n)[ \t]*#*[ \t]*\[{}\][ \t]*:?[ \t]*\n"
@@ -80,30 +103,3 @@ def r1_reward_label(answer: Any) -> int | None:
         m = re.fullmatch(r"\s*(?:<answer>\s*)?([12])\s*(?:</answer>)?\s*", answer)
         return int(m.group(1)) if m else None
     return None
-
-
-def r1_reward_fields(row: Mapping[str, Any], image_root: str | None) -> dict[str, Any]:
-    """One R1-Reward-RL row → schema fields. Raises RowRejected."""
-    raw = row.get("message")
-    if raw is None:
-        raise RowRejected("message", "missing column", "no column 'message'")
-    try:
-        turns = json.loads(raw) if isinstance(raw, str) else raw
-        content = turns[0]["content"]
-        if isinstance(content, str):  # a text-only turn (OpenAI style): the image is in the image column
-            content = [{"type": "text", "text": content}]
-        text = "".join(c.get("text", "") for c in content if c.get("type") == "text")
-        paths = [c.get("image") for c in content if c.get("type") == "image"]
-        query, r1, r2 = parse_r1_reward_prompt(text)
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-        raise RowRejected("message", "unparsable R1-Reward prompt", str(exc)) from None
-    question = row.get("question")
-    if isinstance(question, str) and question.strip() and _words(question) != _words(query):
-        raise RowRejected("message", "unparsable R1-Reward prompt", "its [Question] differs from the question column")
-    label = r1_reward_label(row.get("answer"))
-    if label is None:
-        raise RowRejected("answer", "label not derivable", f"got {row.get('answer')!r}")
-    image = row.get("image")
-    images = read_images(image, image_root) if image else read_images(paths or None, image_root)
-    return {"query": query, "response_1": nonempty(r1, "response_1"), "response_2": nonempty(r2, "response_2"),
-            "label": label, "images": images}

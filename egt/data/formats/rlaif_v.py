@@ -14,9 +14,4 @@ class RLAIFV(DataFormat):
     release_id = "idx"  # the release's own row id: kept as meta.source_id, never the sample id
 
     def convert(self, row: Mapping[str, Any], columns: Mapping[str, str], image_root: str | None) -> dict[str, Any]:
-        return rlaif_v_fields(row, columns, image_root)
-
-
-def rlaif_v_fields(row: Mapping[str, Any], columns: Mapping[str, str], image_root: str | None) -> dict[str, Any]:
-    """The sample fields of one row (:class:`RLAIFV`). Raises RowRejected."""
-    return pair_fields(row, {**columns, "query": "question"}, image_root)
+        return pair_fields(row, {**columns, "query": "question"}, image_root)

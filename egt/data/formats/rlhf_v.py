@@ -15,15 +15,10 @@ class RLHFV(DataFormat):
     release_id = "idx"  # the release's own row id: kept as meta.source_id, never the sample id
 
     def convert(self, row: Mapping[str, Any], columns: Mapping[str, str], image_root: str | None) -> dict[str, Any]:
-        return rlhf_v_fields(row, columns, image_root)
-
-
-def rlhf_v_fields(row: Mapping[str, Any], columns: Mapping[str, str], image_root: str | None) -> dict[str, Any]:
-    """The sample fields of one row (:class:`RLHFV`). Raises RowRejected."""
-    try:
-        text = json.loads(row["text"]) if isinstance(row["text"], str) else row["text"]
-        fields = {"query": text["question"], "chosen": text["chosen"], "rejected": text["rejected"]}
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RowRejected("text", "missing column",
-                          f"not a JSON object with question/chosen/rejected ({exc})") from None
-    return pair_fields({**fields, "image": row.get("image")}, DEFAULT_COLUMNS, image_root)
+        try:
+            text = json.loads(row["text"]) if isinstance(row["text"], str) else row["text"]
+            fields = {"query": text["question"], "chosen": text["chosen"], "rejected": text["rejected"]}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RowRejected("text", "missing column",
+                              f"not a JSON object with question/chosen/rejected ({exc})") from None
+        return pair_fields({**fields, "image": row.get("image")}, DEFAULT_COLUMNS, image_root)

@@ -25,7 +25,24 @@ class VLFeedback(DataFormat):
         self.pair_rule = pair_rule
 
     def convert(self, row: Mapping[str, Any], columns: Mapping[str, str], image_root: str | None) -> dict[str, Any]:
-        return vlfeedback_fields(row, columns, image_root, self.pair_rule)
+        for column in ("prompt", "completions"):  # a file without the column: say so, never "empty response"
+            if column not in row:  # or an exclusion ("no rated pair")
+                raise RowRejected(column, "missing column", f"no column {column!r}")
+        comps = row.get("completions")
+        if isinstance(comps, Mapping):  # the loading script's Sequence of dicts: a dict of lists
+            comps = [dict(zip(comps, vals)) for vals in zip(*comps.values())]
+        scored = []
+        for c in comps or []:
+            ratings = [_rating(a) for a in (c.get("annotations") or {}).values()]
+            if ratings and all(r is not None for r in ratings):
+                scored.append((sum(ratings) / len(ratings), str(c.get("response") or "")))
+        scored.sort(key=lambda s: s[0])
+        if len(scored) < 2 or scored[0][0] == scored[-1][0]:
+            raise RowRejected("completions", "no rated pair",
+                              f"{len(scored)} completions with numeric ratings, no better one")
+        image = row.get("img_path") or row.get("image") or (f"{row['id']}.jpg" if row.get("id") else None)
+        return pair_fields({"query": row.get("prompt"), "chosen": scored[-1][1], "rejected": scored[0][1],
+                            "image": image}, DEFAULT_COLUMNS, image_root)
 
 
 def _rating(annotation: Any) -> float | None:
@@ -33,28 +50,3 @@ def _rating(annotation: Any) -> float | None:
         return float(annotation["Rating"])
     except (KeyError, TypeError, ValueError):
         return None
-
-
-def vlfeedback_fields(row: Mapping[str, Any], columns: Mapping[str, str], image_root: str | None,
-                       pair_rule: str = "best_worst") -> dict[str, Any]:
-    """The sample fields of one row (:class:`VLFeedback`). Raises RowRejected."""
-    for column in ("prompt", "completions"):  # a file without the column: say so, never "empty response"
-        if column not in row:  # or an exclusion ("no rated pair")
-            raise RowRejected(column, "missing column", f"no column {column!r}")
-    comps = row.get("completions")
-    if isinstance(comps, Mapping):  # the loading script's Sequence of dicts: a dict of lists
-        comps = [dict(zip(comps, vals)) for vals in zip(*comps.values())]
-    scored = []
-    for c in comps or []:
-        ratings = [_rating(a) for a in (c.get("annotations") or {}).values()]
-        if ratings and all(r is not None for r in ratings):
-            scored.append((sum(ratings) / len(ratings), str(c.get("response") or "")))
-    if pair_rule != "best_worst":
-        raise ValueError(f"vlfeedback pair_rule={pair_rule!r}: only best_worst is implemented")
-    scored.sort(key=lambda s: s[0])
-    if len(scored) < 2 or scored[0][0] == scored[-1][0]:
-        raise RowRejected("completions", "no rated pair",
-                          f"{len(scored)} completions with numeric ratings, no better one")
-    image = row.get("img_path") or row.get("image") or (f"{row['id']}.jpg" if row.get("id") else None)
-    return pair_fields({"query": row.get("prompt"), "chosen": scored[-1][1], "rejected": scored[0][1],
-                          "image": image}, DEFAULT_COLUMNS, image_root)
