@@ -27,6 +27,7 @@ __all__ = [
     "check_image",
     "meta_dict",
     "row_location",
+    "row_origin",
     "randomize_order",
     "swap_sample",
     "stable_hash",
@@ -150,21 +151,31 @@ def meta_dict(meta: Any) -> dict:
     return json.loads(meta) if isinstance(meta, str) and meta else (meta or {})
 
 
+def row_origin(meta: Any) -> tuple[str, int] | None:
+    """(file, row in it) of an outside sample, as its ``meta`` records it (egt.data.sources): the shard and
+    its row for a folder of shards; None for a sample without that record (or a broken meta).
+
+    >>> row_origin({"file": "/d", "row": 9, "shard": "b.parquet", "shard_row": 2}), row_origin("{}")
+    (('/d/b.parquet', 2), None)
+    """
+    try:
+        m = meta_dict(meta) if isinstance(meta, (str, Mapping)) or meta is None else {}
+    except json.JSONDecodeError:  # a broken meta is its own bad field; it names no place
+        return None
+    if "shard" in m:
+        return os.path.join(str(m.get("file", "")), str(m["shard"])), m.get("shard_row")
+    return (m["file"], m.get("row")) if "file" in m else None
+
+
 def row_location(meta: Any) -> str:
-    """Where an outside sample came from, as its ``meta`` records it (egt.data.sources): ``<file>: row
-    <n>``, the shard and its row for a folder of shards; ``""`` for a sample without that record.
+    """``<file>: row <n>`` of :func:`row_origin`; ``""`` for a sample without that record.
 
     >>> row_location('{"file": "/d/x.jsonl", "row": 7}'), row_location({"file": "/d", "row": 9, "shard": "b.parquet",
     ...                                                                    "shard_row": 2})
     ('/d/x.jsonl: row 7', '/d/b.parquet: row 2')
     """
-    try:
-        m = meta_dict(meta) if isinstance(meta, (str, Mapping)) or meta is None else {}
-    except json.JSONDecodeError:  # a broken meta is its own bad field; it names no place
-        return ""
-    if "shard" in m:
-        return f"{os.path.join(str(m.get('file', '')), str(m['shard']))}: row {m.get('shard_row')}"
-    return f"{m['file']}: row {m.get('row')}" if "file" in m else ""
+    origin = row_origin(meta)
+    return f"{origin[0]}: row {origin[1]}" if origin else ""
 
 
 def validate_dataset(

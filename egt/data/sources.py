@@ -35,7 +35,7 @@ import datasets
 from egt.components import build
 from egt.data.formats import DEFAULT_COLUMNS, EXCLUSIONS, DataFormat, RowRejected
 from egt.data.mixture import source_name
-from egt.data.schema import FEATURES, row_location
+from egt.data.schema import FEATURES, row_location, row_origin
 from egt.data.tables import SourceFileError, Shards, load_table, read_table  # noqa: F401  (load_table: API)
 from egt.errors import ConfigError
 
@@ -145,7 +145,7 @@ def load_source(spec: Mapping[str, Any], split: str, on_bad_sample: str = "error
 
     converted = table.map(one, with_indices=True, remove_columns=table.column_names, features=_FEATURES,
                           desc=f"[data] {name} ({split})", load_from_cache_file=False, **procs)
-    excluded, skipped = _drop_failed(converted, path, on_bad_sample)
+    excluded, skipped = _drop_failed(converted, on_bad_sample)
     if excluded or skipped:
         converted = converted.filter(lambda e: e == "", input_columns=[_ERROR], load_from_cache_file=False)
         (log.warning if skipped else log.info)("[data] %s (%s): of %d rows, excluded by design %s, skipped as "
@@ -156,7 +156,7 @@ def load_source(spec: Mapping[str, Any], split: str, on_bad_sample: str = "error
                        "skipped": dict(skipped)}
 
 
-def _drop_failed(converted: datasets.Dataset, path: str, on_bad_sample: str) -> tuple[Counter[str], Counter[str]]:
+def _drop_failed(converted: datasets.Dataset, on_bad_sample: str) -> tuple[Counter[str], Counter[str]]:
     """The rows that did not convert, counted by reason: (excluded by design, skipped as bad). Raises
     :class:`SourceRowError` for the first bad row unless ``on_bad_sample="skip"``; exclusions never raise."""
     errors = converted.filter(lambda e: e != "", input_columns=[_ERROR], load_from_cache_file=False)
@@ -174,9 +174,8 @@ def _drop_failed(converted: datasets.Dataset, path: str, on_bad_sample: str) -> 
         row = errors[first_bad]
         field, reason, detail = json.loads(row[_ERROR])
         meta = json.loads(row["meta"])
-        file = os.path.join(path, meta["shard"]) if "shard" in meta else path
-        raise SourceRowError(file, meta.get("shard_row", meta["row"]), meta.get("source_id", row["id"]), field,
-                             reason, detail)
+        file, line = row_origin(meta)  # the shard and the row in it, for a folder
+        raise SourceRowError(file, line, meta.get("source_id", row["id"]), field, reason, detail)
     return excluded, skipped
 
 
