@@ -7,6 +7,7 @@
 A mistake the user can fix (a bad value, a missing path, a bad row) prints one line and exits 1;
 ``EGT_DEBUG=1`` or ``HYDRA_FULL_ERROR=1`` shows the full traceback (egt.cli.UserFacingError).
 """
+
 from __future__ import annotations
 
 import sys

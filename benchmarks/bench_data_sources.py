@@ -15,6 +15,7 @@ conversion's processes; each run with its own empty datasets cache); peak RSS is
   r1_reward_rl   R1-Reward-RL's columns: question, message (JSON string, the judge prompt), answer, image
                  (base64 PNG)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,23 +54,48 @@ def write(fmt: str, n: int, out: Path) -> dict:
         with open(out / "data.jsonl", "w") as f:
             for i in range(n):
                 (out / "img" / f"{i}.png").write_bytes(_png(i))
-                f.write(json.dumps({"id": f"r{i}", "query": f"{q} ({i})", "chosen": a1, "rejected": a2,
-                                    "image": f"img/{i}.png"}) + "\n")
+                f.write(
+                    json.dumps(
+                        {"id": f"r{i}", "query": f"{q} ({i})", "chosen": a1, "rejected": a2, "image": f"img/{i}.png"}
+                    )
+                    + "\n"
+                )
         return {"path": str(out / "data.jsonl"), "image_root": str(out)}
     batches, writer = 10_000, None
     for start in range(0, n, batches):
         ids = range(start, min(start + batches, n))
         if fmt == "pairs_parquet":
-            cols = {"question": [f"{q} ({i})" for i in ids], "response_1": [a1] * len(ids),
-                    "response_2": [a2] * len(ids), "label": ["1" if i % 2 else "2" for i in ids],
-                    "image": [{"bytes": _png(i), "path": f"{i}.png"} for i in ids]}
+            cols = {
+                "question": [f"{q} ({i})" for i in ids],
+                "response_1": [a1] * len(ids),
+                "response_2": [a2] * len(ids),
+                "label": ["1" if i % 2 else "2" for i in ids],
+                "image": [{"bytes": _png(i), "path": f"{i}.png"} for i in ids],
+            }
         else:
-            msgs = [json.dumps([{"role": "user", "content": [
-                {"type": "text", "text": R1_PROMPT.format(question=f"{q} ({i})", answer1=a1, answer2=a2)},
-                {"type": "image", "image": f"/remote/{i}.png"}]}]) for i in ids]
-            cols = {"question": [f"{q} ({i})" for i in ids], "message": msgs,
-                    "answer": [[f"<answer>{1 + i % 2}</answer>"] for i in ids],
-                    "image": [base64.b64encode(_png(i)).decode() for i in ids]}
+            msgs = [
+                json.dumps(
+                    [
+                        {
+                            "role": "user",
+                            "content": [
+                                {
+                                    "type": "text",
+                                    "text": R1_PROMPT.format(question=f"{q} ({i})", answer1=a1, answer2=a2),
+                                },
+                                {"type": "image", "image": f"/remote/{i}.png"},
+                            ],
+                        }
+                    ]
+                )
+                for i in ids
+            ]
+            cols = {
+                "question": [f"{q} ({i})" for i in ids],
+                "message": msgs,
+                "answer": [[f"<answer>{1 + i % 2}</answer>"] for i in ids],
+                "image": [base64.b64encode(_png(i)).decode() for i in ids],
+            }
         table = pa.table(cols)
         writer = writer or pq.ParquetWriter(out / "data.parquet", table.schema)
         writer.write_table(table)
@@ -99,10 +125,20 @@ def child(spec: dict, num_proc: int = 1) -> None:
     save_dataset_atomic(datasets.DatasetDict({"rl_pool": ds}), Path(spec["path"]).parent / "saved")
     sec = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"num_proc": num_proc, "rows": counts["rows"], "kept": counts["kept"],
-                      "convert_seconds": round(sec_convert, 1), "seconds": round(sec, 1),
-                      "rows_per_s": round(counts["rows"] / sec, 1), "peak_rss_mb": round(peak),
-                      "rss_before_mb": round(before)}))
+    print(
+        json.dumps(
+            {
+                "num_proc": num_proc,
+                "rows": counts["rows"],
+                "kept": counts["kept"],
+                "convert_seconds": round(sec_convert, 1),
+                "seconds": round(sec, 1),
+                "rows_per_s": round(counts["rows"] / sec, 1),
+                "peak_rss_mb": round(peak),
+                "rss_before_mb": round(before),
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -121,8 +157,12 @@ def main() -> None:
             written = time.perf_counter() - t0
             for n in a.num_proc:
                 env = {"HF_DATASETS_CACHE": str(Path(tmp) / f"cache-{fmt}-{n}")}
-                proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec), "--num-proc", str(n)],
-                                      capture_output=True, text=True, env={**os.environ, **env})
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--child", json.dumps(spec), "--num-proc", str(n)],
+                    capture_output=True,
+                    text=True,
+                    env={**os.environ, **env},
+                )
                 line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("{")), None)
                 result = json.loads(line) if line else {"error": proc.stderr[-800:]}
                 print(json.dumps({"format": fmt, "write_seconds": round(written, 1), **result}), flush=True)

@@ -18,6 +18,7 @@ CPU seconds (user + system) and of peak extra memory (the rise of the process's 
 inputs already hold), and the ratios of medians to trl. ``--check`` instead prints each variant's
 largest absolute error against float64 references (``--head-scale`` sharpens the distributions).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,7 +59,7 @@ def _setup(L: int, V: int, H: int):
     h = torch.randn(L, H)
     head = torch.nn.Linear(H, V, bias=False)
     with torch.no_grad():
-        head.weight.normal_(0, H ** -0.5)
+        head.weight.normal_(0, H**-0.5)
     torch.set_grad_enabled(False)
     return h, head
 
@@ -75,9 +76,11 @@ def _fn(variant: str, h, head, chunk: int, vocab_block: int | None):
     if variant == "trl":
         return lambda: trl_entropy_from_logits(head(h))
     if variant == "naive":
+
         def naive():
             logp = torch.log_softmax(head(h).float(), -1)
             return -(logp.exp() * logp).sum(-1)
+
         return naive
     raise ValueError(f"unknown variant {variant!r}; one of {VARIANTS}")
 
@@ -90,13 +93,23 @@ def _child(variant: str, L: int, V: int, H: int, chunk: int, vocab_block: int | 
     out = fn()
     sec = time.perf_counter() - t0
     r = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({"variant": variant, "L": L, "seconds": sec, "extra_mb": (r.ru_maxrss - base.ru_maxrss) / 1024,
-                      "cpu_seconds": r.ru_utime + r.ru_stime - base.ru_utime - base.ru_stime,
-                      "checksum": float(out.sum())}))
+    print(
+        json.dumps(
+            {
+                "variant": variant,
+                "L": L,
+                "seconds": sec,
+                "extra_mb": (r.ru_maxrss - base.ru_maxrss) / 1024,
+                "cpu_seconds": r.ru_utime + r.ru_stime - base.ru_utime - base.ru_stime,
+                "checksum": float(out.sum()),
+            }
+        )
+    )
 
 
-def _check(variants: list[str], lengths: list[int], V: int, H: int, chunk: int, vocab_block: int | None,
-           scale: float) -> None:
+def _check(
+    variants: list[str], lengths: list[int], V: int, H: int, chunk: int, vocab_block: int | None, scale: float
+) -> None:
     """Largest |variant − reference| per length, against two float64 references (256 rows at a time):
     the entropy of float64 logits (all rounding), and the float64 entropy of the fp32 logits (the
     entropy arithmetic alone: the fp32 logits' own rounding is the same in every variant)."""
@@ -113,10 +126,17 @@ def _check(variants: list[str], lengths: list[int], V: int, H: int, chunk: int, 
         ref = torch.cat([entropy64(part @ w.T) for part in h.double().split(256)])
         ref32 = torch.cat([entropy64(head(part)) for part in h.split(256)])
         got = {v: _fn(v, h, head, chunk, vocab_block)().double() for v in variants}
-        print(json.dumps({"L": L, "head_scale": scale, "entropy_range": [float(ref.min()), float(ref.max())],
-                          "max_abs_error": {v: float((g - ref).abs().max()) for v, g in got.items()},
-                          "max_abs_error_same_fp32_logits": {v: float((g - ref32).abs().max())
-                                                             for v, g in got.items()}}))
+        print(
+            json.dumps(
+                {
+                    "L": L,
+                    "head_scale": scale,
+                    "entropy_range": [float(ref.min()), float(ref.max())],
+                    "max_abs_error": {v: float((g - ref).abs().max()) for v, g in got.items()},
+                    "max_abs_error_same_fp32_logits": {v: float((g - ref32).abs().max()) for v, g in got.items()},
+                }
+            )
+        )
 
 
 def _stats(xs: list[float]) -> tuple[float, float, float]:
@@ -143,21 +163,36 @@ def main() -> None:
         return _check(a.variants, a.lengths, a.vocab, a.hidden, a.chunk, a.vocab_block, a.head_scale)
     import torch
 
-    print(f"V={a.vocab} H={a.hidden} chunk={a.chunk} vocab_block={a.vocab_block or 'auto'} "
-          f"threads={torch.get_num_threads()} repeats={a.repeats}")
+    print(
+        f"V={a.vocab} H={a.hidden} chunk={a.chunk} vocab_block={a.vocab_block or 'auto'} "
+        f"threads={torch.get_num_threads()} repeats={a.repeats}"
+    )
     runs = []
     for L in a.lengths:
         for r in range(a.repeats):
             k = r % len(a.variants)
             for v in a.variants[k:] + a.variants[:k]:
-                cmd = [sys.executable, __file__, "--vocab", str(a.vocab), "--hidden", str(a.hidden), "--chunk",
-                       str(a.chunk), "--child", v, str(L)]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--vocab",
+                    str(a.vocab),
+                    "--hidden",
+                    str(a.hidden),
+                    "--chunk",
+                    str(a.chunk),
+                    "--child",
+                    v,
+                    str(L),
+                ]
                 cmd += ["--vocab-block", str(a.vocab_block)] if a.vocab_block else []
                 load = os.getloadavg()[0]
                 out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
                 runs.append({**json.loads(out), "repeat": r, "load1": load})
-    print(f"{'L':>5} {'variant':>7} {'wall s min/med/max':>20} {'cpu s':>6} {'extra MB':>8} {'load':>9} "
-          f"{'time/trl':>8} {'mem/trl':>7}")
+    print(
+        f"{'L':>5} {'variant':>7} {'wall s min/med/max':>20} {'cpu s':>6} {'extra MB':>8} {'load':>9} "
+        f"{'time/trl':>8} {'mem/trl':>7}"
+    )
     for L in a.lengths:
         med = {}
         for v in a.variants:
@@ -167,16 +202,25 @@ def main() -> None:
         for v in a.variants:
             m, t = med[v], med.get("trl")
             lo, mid, hi = m["wall"]
-            ratios = (f"{m['seconds'] / t['seconds']:>8.2f} {m['extra_mb'] / max(t['extra_mb'], 1):>7.2f}"
-                      if t else "")
-            print(f"{L:>5} {v:>7} {lo:>6.2f}/{mid:>5.2f}/{hi:>6.2f} {m['cpu_seconds']:>6.2f} {m['extra_mb']:>8.0f} "
-                  f"{m['load'][0]:>4.1f}–{m['load'][2]:<4.1f} {ratios}")
+            ratios = f"{m['seconds'] / t['seconds']:>8.2f} {m['extra_mb'] / max(t['extra_mb'], 1):>7.2f}" if t else ""
+            print(
+                f"{L:>5} {v:>7} {lo:>6.2f}/{mid:>5.2f}/{hi:>6.2f} {m['cpu_seconds']:>6.2f} {m['extra_mb']:>8.0f} "
+                f"{m['load'][0]:>4.1f}–{m['load'][2]:<4.1f} {ratios}"
+            )
         sums = {x["variant"]: x["checksum"] for x in runs if x["L"] == L}
         assert max(sums.values()) - min(sums.values()) < 1e-3 * L, sums
     if a.out:
         with open(a.out, "w") as f:
-            json.dump({"version": 2, "config": {k: v for k, v in vars(a).items() if k not in ("child", "out")},
-                       "threads": torch.get_num_threads(), "runs": runs}, f, indent=1)
+            json.dump(
+                {
+                    "version": 2,
+                    "config": {k: v for k, v in vars(a).items() if k not in ("child", "out")},
+                    "threads": torch.get_num_threads(),
+                    "runs": runs,
+                },
+                f,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ text prompt, --prompt tokens in all):
          (egt.rl.functional.chunked_token_logprobs, --chunk positions); seconds per step
 Prints one JSON line per measurement.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,9 +32,11 @@ SHAPES = {  # Qwen2.5-VL-{3B,7B}-Instruct config.json; tiny = the CPU smoke shap
     "3b": dict(hidden=2048, layers=36, heads=16, kv=2, inter=11008, vocab=151936, tie=True),
     "tiny": dict(hidden=64, layers=2, heads=4, kv=2, inter=128, vocab=1000, tie=True),
 }
-VISION = {"7b": dict(depth=32, hidden=1280, heads=16, inter=3420),
-          "3b": dict(depth=32, hidden=1280, heads=16, inter=3420),
-          "tiny": dict(depth=2, hidden=64, heads=4, inter=128)}
+VISION = {
+    "7b": dict(depth=32, hidden=1280, heads=16, inter=3420),
+    "3b": dict(depth=32, hidden=1280, heads=16, inter=3420),
+    "tiny": dict(depth=2, hidden=64, heads=4, inter=128),
+}
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16
 IMAGE, START, END = 151655, 151652, 151653  # Qwen's <|image_pad|>, <|vision_start|>, <|vision_end|>
 
@@ -45,17 +48,44 @@ def build(shape: str, attn: str, dtype: torch.dtype, device: str) -> torch.nn.Mo
     vocab = max(t["vocab"], IMAGE + 10)
     head_dim = t["hidden"] // t["heads"]
     sec = [head_dim // 8, (head_dim // 2 - head_dim // 8) // 2]
-    text = dict(vocab_size=vocab, hidden_size=t["hidden"], intermediate_size=t["inter"], num_hidden_layers=t["layers"],
-                num_attention_heads=t["heads"], num_key_value_heads=t["kv"], max_position_embeddings=32768,
-                rope_parameters={"rope_type": "default", "rope_theta": 1e6,
-                                 "mrope_section": [sec[0], sec[1], head_dim // 2 - sec[0] - sec[1]]},
-                eos_token_id=151645, pad_token_id=151643, bos_token_id=151643)
-    vision = dict(depth=v["depth"], hidden_size=v["hidden"], num_heads=v["heads"], intermediate_size=v["inter"],
-                  out_hidden_size=t["hidden"], patch_size=14, spatial_merge_size=2, temporal_patch_size=2,
-                  window_size=112, fullatt_block_indexes=[v["depth"] - 1])
-    cfg = Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=t["tie"],
-                           image_token_id=IMAGE, vision_start_token_id=START, vision_end_token_id=END,
-                           video_token_id=151656)
+    text = dict(
+        vocab_size=vocab,
+        hidden_size=t["hidden"],
+        intermediate_size=t["inter"],
+        num_hidden_layers=t["layers"],
+        num_attention_heads=t["heads"],
+        num_key_value_heads=t["kv"],
+        max_position_embeddings=32768,
+        rope_parameters={
+            "rope_type": "default",
+            "rope_theta": 1e6,
+            "mrope_section": [sec[0], sec[1], head_dim // 2 - sec[0] - sec[1]],
+        },
+        eos_token_id=151645,
+        pad_token_id=151643,
+        bos_token_id=151643,
+    )
+    vision = dict(
+        depth=v["depth"],
+        hidden_size=v["hidden"],
+        num_heads=v["heads"],
+        intermediate_size=v["inter"],
+        out_hidden_size=t["hidden"],
+        patch_size=14,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        window_size=112,
+        fullatt_block_indexes=[v["depth"] - 1],
+    )
+    cfg = Qwen2_5_VLConfig(
+        text_config=text,
+        vision_config=vision,
+        tie_word_embeddings=t["tie"],
+        image_token_id=IMAGE,
+        vision_start_token_id=START,
+        vision_end_token_id=END,
+        video_token_id=151656,
+    )
     cfg._attn_implementation = attn
     with torch.device(device):
         model = Qwen2_5_VLForConditionalGeneration._from_config(cfg, dtype=dtype)
@@ -70,11 +100,21 @@ def inputs(batch: int, prompt: int, image_px: int, device: str, dtype: torch.dty
     if prompt < n_img + 8:
         raise ValueError(f"--prompt {prompt} is shorter than the {n_img} image tokens of a {image_px} px image")
     text = torch.randint(1000, 100000, (batch, prompt - n_img - 2), device=device)
-    ids = torch.cat([torch.full((batch, 1), START, device=device), torch.full((batch, n_img), IMAGE, device=device),
-                     torch.full((batch, 1), END, device=device), text], 1)
-    return {"input_ids": ids, "attention_mask": torch.ones_like(ids),
-            "pixel_values": torch.randn(batch * g * g, 3 * 2 * 14 * 14, device=device, dtype=dtype),
-            "image_grid_thw": torch.tensor([[1, g, g]] * batch, device=device)}
+    ids = torch.cat(
+        [
+            torch.full((batch, 1), START, device=device),
+            torch.full((batch, n_img), IMAGE, device=device),
+            torch.full((batch, 1), END, device=device),
+            text,
+        ],
+        1,
+    )
+    return {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "pixel_values": torch.randn(batch * g * g, 3 * 2 * 14 * 14, device=device, dtype=dtype),
+        "image_grid_thw": torch.tensor([[1, g, g]] * batch, device=device),
+    }
 
 
 def sync(device: str) -> None:
@@ -98,7 +138,7 @@ def bench_sft(model, opt, a, device, dtype) -> dict:
 
     batch = inputs(a.batch, a.prompt + a.target, a.image, device, dtype)
     batch["labels"] = batch["input_ids"].clone()
-    batch["labels"][:, :a.prompt] = -100  # the target tokens only, as egt's SFT
+    batch["labels"][:, : a.prompt] = -100  # the target tokens only, as egt's SFT
 
     def step():
         if a.sft_loss == "hf":  # transformers' causal-LM loss: [b, T, V] logits, upcast to fp32
@@ -113,8 +153,12 @@ def bench_sft(model, opt, a, device, dtype) -> dict:
     s = timed(step, device, a.steps)
     tokens = a.batch * (a.prompt + a.target)
     n = sum(p.numel() for p in model.parameters())
-    out = {"sft_tokens_per_s": round(tokens / s, 1), "sft_s_per_step": round(s, 4), "parameters": n,
-           "sft_loss": a.sft_loss}
+    out = {
+        "sft_tokens_per_s": round(tokens / s, 1),
+        "sft_s_per_step": round(s, 4),
+        "parameters": n,
+        "sft_loss": a.sft_loss,
+    }
     if a.peak_tflops:
         out["sft_mfu"] = round(6 * n * tokens / s / (a.peak_tflops * 1e12), 4)
     return out
@@ -128,7 +172,7 @@ def bench_probe(model, a, device, dtype) -> dict:
 
     def probe():
         seq = model.generate(**batch, max_new_tokens=a.new, min_new_tokens=a.new, do_sample=False)
-        new = seq[:, batch["input_ids"].shape[1]:]
+        new = seq[:, batch["input_ids"].shape[1] :]
         teacher_forced_entropy(model, batch, new, generated_mask(new, {151645}), a.chunk)
 
     model.eval()
@@ -146,13 +190,14 @@ def bench_rl(model, opt, a, device, dtype) -> dict:
 
     def logprobs(full, seq):  # egt's RL path: hidden states through the head in chunks, never [b, L, V]
         hidden, head = last_hidden_and_head(model, full)
-        return chunked_token_logprobs(hidden[:, T - 1:-1], head, seq[:, T:], chunk=a.chunk)[0]
+        return chunked_token_logprobs(hidden[:, T - 1 : -1], head, seq[:, T:], chunk=a.chunk)[0]
 
     def step():
         model.eval()
         with torch.no_grad():
-            seq = model.generate(**batch, max_new_tokens=a.new, min_new_tokens=a.new, do_sample=True,
-                                 top_k=0, top_p=1.0)
+            seq = model.generate(
+                **batch, max_new_tokens=a.new, min_new_tokens=a.new, do_sample=True, top_k=0, top_p=1.0
+            )
             full = {**batch, "input_ids": seq, "attention_mask": torch.ones_like(seq)}
             old = logprobs(full, seq)
         model.train()
@@ -178,8 +223,12 @@ def main() -> None:
     p.add_argument("--new", type=int, default=256, help="generated tokens (probe, RL)")
     p.add_argument("--image", type=int, default=448, help="image side in px (448 → 256 image tokens)")
     p.add_argument("--chunk", type=int, default=128, help="output-head positions per chunk (egt's losses, probe)")
-    p.add_argument("--sft-loss", choices=["egt", "hf"], default="egt",
-                   help="egt: chunked NLL (egt.sft.loss); hf: the model's own loss over full logits")
+    p.add_argument(
+        "--sft-loss",
+        choices=["egt", "hf"],
+        default="egt",
+        help="egt: chunked NLL (egt.sft.loss); hf: the model's own loss over full logits",
+    )
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--peak-tflops", type=float, default=None, help="device peak (default: from the GPU name)")
     p.add_argument("--only", nargs="*", default=["sft", "probe", "rl"])
@@ -188,6 +237,7 @@ def main() -> None:
     dtype = torch.bfloat16 if cuda else torch.float32  # bf16 is ~28x slower on CPUs without it
     if a.attn == "auto":
         from egt.models.resolve import resolve_attn
+
         a.attn = resolve_attn("auto")
     if a.peak_tflops is None and cuda:
         name = torch.cuda.get_device_name()
@@ -201,12 +251,24 @@ def main() -> None:
     model.config.use_cache = False
     model.train()
     opt = (torch.optim.AdamW if a.optim == "adamw" else torch.optim.SGD)(model.parameters(), lr=1e-6)
-    head = {"shape": a.shape, "device": torch.cuda.get_device_name() if cuda else "cpu", "dtype": str(dtype),
-            "attn": a.attn, "optim": a.optim, "batch": a.batch, "prompt": a.prompt, "target": a.target,
-            "new": a.new, "image_px": a.image, "torch": torch.__version__}
-    for name, fn in (("sft", lambda: bench_sft(model, opt, a, a.device, dtype)),
-                     ("probe", lambda: bench_probe(model, a, a.device, dtype)),
-                     ("rl", lambda: bench_rl(model, opt, a, a.device, dtype))):
+    head = {
+        "shape": a.shape,
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "dtype": str(dtype),
+        "attn": a.attn,
+        "optim": a.optim,
+        "batch": a.batch,
+        "prompt": a.prompt,
+        "target": a.target,
+        "new": a.new,
+        "image_px": a.image,
+        "torch": torch.__version__,
+    }
+    for name, fn in (
+        ("sft", lambda: bench_sft(model, opt, a, a.device, dtype)),
+        ("probe", lambda: bench_probe(model, a, a.device, dtype)),
+        ("rl", lambda: bench_rl(model, opt, a, a.device, dtype)),
+    ):
         if name in a.only:
             out = fn()
             if cuda:

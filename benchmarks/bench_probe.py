@@ -19,6 +19,7 @@ the same and the largest entropy difference to teacher_forced on generated token
 multiplies the output head (sharper distributions than a random model's, like a trained one's) and
 ``--temperature`` > 0 checks a sampled generation (the teacher-forced pass scores the drawn tokens).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,11 +63,12 @@ def _run(variant: str, model, encoder, batch, new_tokens: int, chunk: int):
     stops = stop_token_ids(model, encoder.tokenizer)
     if variant in ENTROPY_FROM:
         return ENTROPY_FROM[variant](model, encoder, batch, stops, new_tokens, 0.0, None, chunk)
-    config = generation_config(new_tokens, 0.0, encoder.tokenizer.pad_token_id,
-                               suppress_ids=multimodal_token_ids(encoder.processor))
+    config = generation_config(
+        new_tokens, 0.0, encoder.tokenizer.pad_token_id, suppress_ids=multimodal_token_ids(encoder.processor)
+    )
     config.output_logits, config.return_dict_in_generate = True, True
     out = model_generate(model, batch, config)
-    new = out.sequences[:, batch["input_ids"].shape[1]:]  # [B, G]
+    new = out.sequences[:, batch["input_ids"].shape[1] :]  # [B, G]
     mask = generated_mask(new, stops)
     return new, mask, token_entropy(torch.stack(out.logits, 1)) * mask  # [B, G, V] → [B, G]
 
@@ -79,10 +81,21 @@ def _child(variant: str, a: argparse.Namespace) -> None:
     new, mask, ent = _run(variant, model, encoder, batch, a.new_tokens, a.chunk)
     sec = time.perf_counter() - t0
     r = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({"variant": variant, "seconds": sec, "cpu_seconds": r.ru_utime + r.ru_stime - base.ru_utime
-                      - base.ru_stime, "extra_mb": (r.ru_maxrss - base.ru_maxrss) / 1024,
-                      "B": int(new.shape[0]), "G": int(new.shape[1]), "tokens": int(mask.sum()),
-                      "V": int(model.get_output_embeddings().weight.shape[0]), "checksum": float(ent.sum())}))
+    print(
+        json.dumps(
+            {
+                "variant": variant,
+                "seconds": sec,
+                "cpu_seconds": r.ru_utime + r.ru_stime - base.ru_utime - base.ru_stime,
+                "extra_mb": (r.ru_maxrss - base.ru_maxrss) / 1024,
+                "B": int(new.shape[0]),
+                "G": int(new.shape[1]),
+                "tokens": int(mask.sum()),
+                "V": int(model.get_output_embeddings().weight.shape[0]),
+                "checksum": float(ent.sum()),
+            }
+        )
+    )
 
 
 def _check(a: argparse.Namespace) -> None:
@@ -96,18 +109,37 @@ def _check(a: argparse.Namespace) -> None:
         new, ent = generation_entropy(model, encoder, batch, a.new_tokens, a.temperature)
         mask = generated_mask(new, stop_token_ids(model, encoder.tokenizer))
         ref = teacher_forced_entropy(model, batch, new, mask, a.chunk)
-        print(json.dumps({"model": a.model, "head_scale": a.head_scale, "temperature": a.temperature,
-                          "tokens": int(mask.sum()), "entropy_range": [float(ref[mask].min()), float(ref[mask].max())],
-                          "generate_max_abs_diff": float((ent - ref)[mask].abs().max())}))
+        print(
+            json.dumps(
+                {
+                    "model": a.model,
+                    "head_scale": a.head_scale,
+                    "temperature": a.temperature,
+                    "tokens": int(mask.sum()),
+                    "entropy_range": [float(ref[mask].min()), float(ref[mask].max())],
+                    "generate_max_abs_diff": float((ent - ref)[mask].abs().max()),
+                }
+            )
+        )
         return
     res = {v: _run(v, model, encoder, batch, a.new_tokens, a.chunk) for v in VARIANTS}
     new, mask, ref = res["teacher_forced"]
     top = float(model(**batch, logits_to_keep=1).logits.abs().max())  # the logits' scale, at the first new token
-    print(json.dumps({"model": a.model, "head_scale": a.head_scale, "B": int(new.shape[0]), "G": int(new.shape[1]),
-                      "tokens": int(mask.sum()), "max_abs_logit": top,
-                      "entropy_range": [float(ref[mask].min()), float(ref[mask].max())],
-                      **{f"{v}_same_tokens": bool((res[v][0] == new).all()) for v in VARIANTS[1:]},
-                      **{f"{v}_max_abs_diff": float((res[v][2] - ref)[mask].abs().max()) for v in VARIANTS[1:]}}))
+    print(
+        json.dumps(
+            {
+                "model": a.model,
+                "head_scale": a.head_scale,
+                "B": int(new.shape[0]),
+                "G": int(new.shape[1]),
+                "tokens": int(mask.sum()),
+                "max_abs_logit": top,
+                "entropy_range": [float(ref[mask].min()), float(ref[mask].max())],
+                **{f"{v}_same_tokens": bool((res[v][0] == new).all()) for v in VARIANTS[1:]},
+                **{f"{v}_max_abs_diff": float((res[v][2] - ref)[mask].abs().max()) for v in VARIANTS[1:]},
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -132,15 +164,29 @@ def main() -> None:
     for r in range(a.repeats):
         k = r % len(a.variants)
         for v in a.variants[k:] + a.variants[:k]:
-            cmd = [sys.executable, __file__, "--model", a.model, "--batch", str(a.batch), "--new-tokens",
-                   str(a.new_tokens), "--chunk", str(a.chunk), "--child", v]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--model",
+                a.model,
+                "--batch",
+                str(a.batch),
+                "--new-tokens",
+                str(a.new_tokens),
+                "--chunk",
+                str(a.chunk),
+                "--child",
+                v,
+            ]
             load = os.getloadavg()[0]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
             runs.append({**json.loads(out), "repeat": r, "load1": load})
     x = runs[0]
     print(f"model={a.model} B={x['B']} G={x['G']} V={x['V']} repeats={a.repeats}")
-    print(f"{'variant':>14} {'wall s min/med/max':>20} {'cpu s':>6} {'extra MB':>8} {'load':>9} {'time/hf':>7} "
-          f"{'mem/hf':>6}")
+    print(
+        f"{'variant':>14} {'wall s min/med/max':>20} {'cpu s':>6} {'extra MB':>8} {'load':>9} {'time/hf':>7} "
+        f"{'mem/hf':>6}"
+    )
     med = {}
     for v in a.variants:
         rs = [x for x in runs if x["variant"] == v]
@@ -150,12 +196,17 @@ def main() -> None:
     for v in a.variants:
         m, h = med[v], med.get("hf_logits")
         ratios = f"{m['seconds'] / h['seconds']:>7.2f} {m['extra_mb'] / max(h['extra_mb'], 1):>6.2f}" if h else ""
-        print(f"{v:>14} {m['wall'][0]:>6.2f}/{m['wall'][1]:>5.2f}/{m['wall'][2]:>6.2f} {m['cpu_seconds']:>6.2f} "
-              f"{m['extra_mb']:>8.0f} {m['load'][0]:>4.1f}–{m['load'][1]:<4.1f} {ratios}")
+        print(
+            f"{v:>14} {m['wall'][0]:>6.2f}/{m['wall'][1]:>5.2f}/{m['wall'][2]:>6.2f} {m['cpu_seconds']:>6.2f} "
+            f"{m['extra_mb']:>8.0f} {m['load'][0]:>4.1f}–{m['load'][1]:<4.1f} {ratios}"
+        )
     if a.out:
         with open(a.out, "w") as f:
-            json.dump({"version": 1, "config": {k: v for k, v in vars(a).items() if k not in ("child", "out")},
-                       "runs": runs}, f, indent=1)
+            json.dump(
+                {"version": 1, "config": {k: v for k, v in vars(a).items() if k not in ("child", "out")}, "runs": runs},
+                f,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

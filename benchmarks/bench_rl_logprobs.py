@@ -21,6 +21,7 @@ Each (variant, pass) runs in a fresh process. Peak extra memory: on CPU the rise
 RSS over what the model and the inputs already hold; on CUDA max_memory_allocated over the memory
 allocated before the pass. Prints one JSON line per run, then a side-by-side table with after/before.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,10 +59,16 @@ def _rollout(g, a, device):
         text = torch.randint(1000, 100000, (a.prompt - n_img - 2,))
         ids = torch.cat([torch.tensor([g.START]), torch.full((n_img,), g.IMAGE), torch.tensor([g.END]), text])
         mm = torch.zeros_like(ids)
-        mm[1:1 + n_img] = 1  # the processor's mm_token_type_ids: 1 on image tokens
-        feats += [{"input_ids": ids, "attention_mask": torch.ones_like(ids), "mm_token_type_ids": mm,
-                   "pixel_values": torch.randn(px * px, 3 * 2 * 14 * 14),
-                   "image_grid_thw": torch.tensor([[1, px, px]])}] * a.group
+        mm[1 : 1 + n_img] = 1  # the processor's mm_token_type_ids: 1 on image tokens
+        feats += [
+            {
+                "input_ids": ids,
+                "attention_mask": torch.ones_like(ids),
+                "mm_token_type_ids": mm,
+                "pixel_values": torch.randn(px * px, 3 * 2 * 14 * 14),
+                "image_grid_thw": torch.tensor([[1, px, px]]),
+            }
+        ] * a.group
     ids = torch.randint(1000, 100000, (a.batch, a.new))
     lengths = torch.randint(a.new // 2, a.new + 1, (a.batch,))  # completions end at different lengths
     mask = (torch.arange(a.new)[None] < lengths[:, None]).long()
@@ -90,10 +97,18 @@ def _child(a) -> None:
                 ent = token_entropy(logits, 1.0) if a.pass_ == "old" else None
         else:
             with torch.set_grad_enabled(a.pass_ == "grad"):
-                lp, ent = logprobs_and_entropy(model, feats, ids, mask, pad, 1.0, with_entropy=a.pass_ == "old",
-                                               chunk_size=a.chunk,
-                                               batch_size=a.micro if a.pass_ == "old" else None,
-                                               shared_prompt=a.variant == "shared")
+                lp, ent = logprobs_and_entropy(
+                    model,
+                    feats,
+                    ids,
+                    mask,
+                    pad,
+                    1.0,
+                    with_entropy=a.pass_ == "old",
+                    chunk_size=a.chunk,
+                    batch_size=a.micro if a.pass_ == "old" else None,
+                    shared_prompt=a.variant == "shared",
+                )
         if a.pass_ == "grad":
             (lp * w).sum().backward()
             model.zero_grad(set_to_none=True)
@@ -113,13 +128,29 @@ def _child(a) -> None:
         if cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-    peak = (torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    print(json.dumps({"variant": a.variant, "pass": a.pass_, "shape": a.shape, "device": a.device,
-                      "batch": a.batch, "group": a.group, "new": a.new, "prompt": a.prompt,
-                      "vocab": model.config.text_config.vocab_size,
-                      "chunk": a.chunk, "micro": a.micro, "seconds_min": round(min(times), 4),
-                      "seconds_all": [round(t, 4) for t in times], "extra_gb": round((peak - base) / 2**30, 3),
-                      "checksum": checksum}), flush=True)
+    peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(
+        json.dumps(
+            {
+                "variant": a.variant,
+                "pass": a.pass_,
+                "shape": a.shape,
+                "device": a.device,
+                "batch": a.batch,
+                "group": a.group,
+                "new": a.new,
+                "prompt": a.prompt,
+                "vocab": model.config.text_config.vocab_size,
+                "chunk": a.chunk,
+                "micro": a.micro,
+                "seconds_min": round(min(times), 4),
+                "seconds_all": [round(t, 4) for t in times],
+                "extra_gb": round((peak - base) / 2**30, 3),
+                "checksum": checksum,
+            }
+        ),
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -135,8 +166,9 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--passes", nargs="+", default=["old", "grad"])
     p.add_argument("--group", type=int, default=1, help="completions per prompt G (--batch must divide by it)")
-    p.add_argument("--variants", nargs="+", default=["before", "after", "shared"],
-                   choices=["before", "after", "shared"])
+    p.add_argument(
+        "--variants", nargs="+", default=["before", "after", "shared"], choices=["before", "after", "shared"]
+    )
     p.add_argument("--no-checkpointing", action="store_true", help="no activation checkpointing in the model")
     p.add_argument("--child", nargs=2, metavar=("VARIANT", "PASS"))
     a = p.parse_args()
@@ -149,8 +181,9 @@ def main() -> None:
     argv = [a for a in sys.argv[1:]]
     for pass_ in a.passes:
         for variant in a.variants:
-            proc = subprocess.run([sys.executable, __file__, *argv, "--child", variant, pass_], capture_output=True,
-                                  text=True)
+            proc = subprocess.run(
+                [sys.executable, __file__, *argv, "--child", variant, pass_], capture_output=True, text=True
+            )
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
             if proc.returncode or not lines:
                 print(json.dumps({"variant": variant, "pass": pass_, "error": proc.stderr.strip()[-600:]}))
@@ -165,9 +198,11 @@ def main() -> None:
             cells = [pass_, variant, f"{r['seconds_min']:.3f}", f"{r['extra_gb']:.2f}"]
             for ref in ("before", "after"):
                 b = got.get(ref)
-                cells += ([f"{r['seconds_min'] / b['seconds_min']:.2f}",
-                           f"{r['extra_gb'] / max(b['extra_gb'], 1e-9):.3f}"]
-                          if b else ["–", "–"])
+                cells += (
+                    [f"{r['seconds_min'] / b['seconds_min']:.2f}", f"{r['extra_gb'] / max(b['extra_gb'], 1e-9):.3f}"]
+                    if b
+                    else ["–", "–"]
+                )
             print("| " + " | ".join(cells) + " |")
 
 

@@ -30,6 +30,7 @@ dropped. The machine's 1-minute load average is read before every process. Print
 process, then a table: per setting, min / median / max over processes of each process's median step,
 and the median of the paired egt/TRL ratios. Without TRL importable, egt alone, saying so.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,9 +58,20 @@ def _cfg(a: argparse.Namespace, setting: str, extra: list[str] | None = None):
 
     import egt.config  # noqa: F401  (registers the typed schema conf/config.yaml starts from)
 
-    over = ["rl=grpo", "model=demo", "logger=none", f"seed={a.seed}", f"rl.group_size={GROUP}",
-            f"rl.batch_size={PROMPTS}", f"rl.max_new_tokens={a.new}", f"rl.max_steps={a.warmup + a.steps}",
-            f"rl.kl_coef={a.kl}", "rl.checkpoint_every_n_steps=0", "rl.eval_n=0", "rl.log_examples=0"]
+    over = [
+        "rl=grpo",
+        "model=demo",
+        "logger=none",
+        f"seed={a.seed}",
+        f"rl.group_size={GROUP}",
+        f"rl.batch_size={PROMPTS}",
+        f"rl.max_new_tokens={a.new}",
+        f"rl.max_steps={a.warmup + a.steps}",
+        f"rl.kl_coef={a.kl}",
+        "rl.checkpoint_every_n_steps=0",
+        "rl.eval_n=0",
+        "rl.log_examples=0",
+    ]
     if setting == "on_policy":
         over.append("rl.num_mini_batches=1")
     over += list(extra or [])
@@ -91,11 +103,23 @@ def _report(framework: str, setting: str, a, ends: list[tuple[float, float]], ex
 
     steps = _intervals([e[0] for e in ends], a.warmup)
     cpu = _intervals([e[1] for e in ends], a.warmup)
-    print(json.dumps({"framework": framework, "setting": setting, "step_s_median": round(statistics.median(steps), 4),
-                      "step_s": [round(s, 4) for s in steps], "cpu_s_median": round(statistics.median(cpu), 4),
-                      "cpu_s": [round(s, 4) for s in cpu], "rollouts": len(ends), "threads": torch.get_num_threads(),
-                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), **extra}),
-          flush=True)
+    print(
+        json.dumps(
+            {
+                "framework": framework,
+                "setting": setting,
+                "step_s_median": round(statistics.median(steps), 4),
+                "step_s": [round(s, 4) for s in steps],
+                "cpu_s_median": round(statistics.median(cpu), 4),
+                "cpu_s": [round(s, 4) for s in cpu],
+                "rollouts": len(ends),
+                "threads": torch.get_num_threads(),
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                **extra,
+            }
+        ),
+        flush=True,
+    )
 
 
 # ---------------------------------------------------------------------------- egt child
@@ -117,11 +141,19 @@ def child_egt(a: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench_rl_egt-") as tmp:
         summary = rl_stage.train(cfg, Path(tmp), Path(a.model_dir), ds, selection, data={})
         hist = json.loads((Path(tmp) / "curves.json").read_text())["steps"]
-    kept = hist[a.warmup:]
-    _report("egt", a.setting, a, ends, {
-        "optimizer_steps": summary["optimizer_steps"], "num_mini_batches": int(cfg.rl.num_mini_batches),
-        "inner_step_s_median": round(statistics.median(h["rl/step_s"] for h in kept), 4),
-        "completion_len": round(statistics.mean(h["rl/response_len"] for h in kept), 1)})
+    kept = hist[a.warmup :]
+    _report(
+        "egt",
+        a.setting,
+        a,
+        ends,
+        {
+            "optimizer_steps": summary["optimizer_steps"],
+            "num_mini_batches": int(cfg.rl.num_mini_batches),
+            "inner_step_s_median": round(statistics.median(h["rl/step_s"] for h in kept), 4),
+            "completion_len": round(statistics.mean(h["rl/response_len"] for h in kept), 1),
+        },
+    )
 
 
 # ---------------------------------------------------------------------------- TRL child
@@ -140,10 +172,21 @@ def child_trl(a: argparse.Namespace) -> None:
     samples = list(ds)
     reward = instantiate(cfg.reward)
     # the same user turn egt builds (images first, then the text): TRL inserts the image placeholders
-    train = datasets.Dataset.from_dict({
-        "prompt": [[{"role": "user", "content": build_user_text(s["query"], s["response_1"], s["response_2"],
-                                                                 cfg.data.template)}] for s in samples],
-        "images": [s["images"] for s in samples], "idx": list(range(len(samples)))})
+    train = datasets.Dataset.from_dict(
+        {
+            "prompt": [
+                [
+                    {
+                        "role": "user",
+                        "content": build_user_text(s["query"], s["response_1"], s["response_2"], cfg.data.template),
+                    }
+                ]
+                for s in samples
+            ],
+            "images": [s["images"] for s in samples],
+            "idx": list(range(len(samples))),
+        }
+    )
 
     def egt_reward(prompts, completions, idx, **kw):  # noqa: ANN001
         texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
@@ -164,22 +207,60 @@ def child_trl(a: argparse.Namespace) -> None:
 
     out = tempfile.TemporaryDirectory(prefix="bench_rl_trl-")  # removed at exit (save_strategy="no")
     args = GRPOConfig(
-        output_dir=out.name, report_to="none", save_strategy="no", logging_steps=1, use_cpu=True, bf16=False,
-        seed=a.seed, max_steps=(a.warmup + a.steps) * spg, num_generations=GROUP,
-        per_device_train_batch_size=PROMPTS * GROUP // spg, steps_per_generation=spg, gradient_accumulation_steps=1,
-        num_iterations=1, max_completion_length=a.new, temperature=1.0, top_k=0, top_p=1.0,
-        learning_rate=float(cfg.rl.lr), lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
-        max_grad_norm=float(cfg.rl.max_grad_norm), beta=a.kl, epsilon=0.2, loss_type="grpo",
-        scale_rewards="group", shuffle_dataset=False, dataloader_num_workers=0, disable_tqdm=True,
-        gradient_checkpointing=a.trl_gradient_checkpointing)  # TRL's default is on; egt's demo model: off
-    trainer = GRPOTrainer(model=model, reward_funcs=egt_reward, args=args, train_dataset=train,
-                          processing_class=processor, callbacks=[Timed()])
+        output_dir=out.name,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        use_cpu=True,
+        bf16=False,
+        seed=a.seed,
+        max_steps=(a.warmup + a.steps) * spg,
+        num_generations=GROUP,
+        per_device_train_batch_size=PROMPTS * GROUP // spg,
+        steps_per_generation=spg,
+        gradient_accumulation_steps=1,
+        num_iterations=1,
+        max_completion_length=a.new,
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        learning_rate=float(cfg.rl.lr),
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        weight_decay=0.0,
+        max_grad_norm=float(cfg.rl.max_grad_norm),
+        beta=a.kl,
+        epsilon=0.2,
+        loss_type="grpo",
+        scale_rewards="group",
+        shuffle_dataset=False,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        gradient_checkpointing=a.trl_gradient_checkpointing,
+    )  # TRL's default is on; egt's demo model: off
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=egt_reward,
+        args=args,
+        train_dataset=train,
+        processing_class=processor,
+        callbacks=[Timed()],
+    )
     trainer.train()
     import trl
 
-    _report("trl", a.setting, a, ends, {"trl": trl.__version__, "optimizer_steps": trainer.state.global_step,
-                                        "steps_per_generation": spg,
-                                        "completion_len": round(statistics.mean(lengths), 1) if lengths else None})
+    _report(
+        "trl",
+        a.setting,
+        a,
+        ends,
+        {
+            "trl": trl.__version__,
+            "optimizer_steps": trainer.state.global_step,
+            "steps_per_generation": spg,
+            "completion_len": round(statistics.mean(lengths), 1) if lengths else None,
+        },
+    )
 
 
 # ---------------------------------------------------------------------------- parent
@@ -200,8 +281,14 @@ def build_demo(work: Path) -> Path:
 
 
 def _env(trl_site: str | None, threads: int | None) -> dict[str, str]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "WANDB_MODE": "disabled", "TRANSFORMERS_VERBOSITY": "error"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "WANDB_MODE": "disabled",
+        "TRANSFORMERS_VERBOSITY": "error",
+    }
     if threads:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     # egt from the tree this file is in (a `git archive` copy benchmarks that revision), then TRL's folder
@@ -210,16 +297,37 @@ def _env(trl_site: str | None, threads: int | None) -> dict[str, str]:
 
 
 def trl_version(env: dict[str, str]) -> str | None:
-    proc = subprocess.run([sys.executable, "-c", "import trl; print(trl.__version__)"], env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import trl; print(trl.__version__)"], env=env, capture_output=True, text=True
+    )
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
 def run_child(a: argparse.Namespace, framework: str, setting: str, env: dict[str, str]) -> dict:
-    argv = [sys.executable, __file__, "--child", framework, "--setting", setting, "--model-dir", str(a.model_dir),
-            "--steps", str(a.steps), "--warmup", str(a.warmup), "--new", str(a.new), "--kl", str(a.kl),
-            "--seed", str(a.seed)] + (["--threads", str(a.threads)] if a.threads else []) + \
-        (["--trl-gradient-checkpointing"] if a.trl_gradient_checkpointing else [])
+    argv = (
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            framework,
+            "--setting",
+            setting,
+            "--model-dir",
+            str(a.model_dir),
+            "--steps",
+            str(a.steps),
+            "--warmup",
+            str(a.warmup),
+            "--new",
+            str(a.new),
+            "--kl",
+            str(a.kl),
+            "--seed",
+            str(a.seed),
+        ]
+        + (["--threads", str(a.threads)] if a.threads else [])
+        + (["--trl-gradient-checkpointing"] if a.trl_gradient_checkpointing else [])
+    )
     if framework == "egt-base":  # egt with the baseline's overrides
         argv[argv.index("--child") + 1] = "egt"
         argv += ["--egt-overrides", *a.baseline_overrides]
@@ -242,8 +350,11 @@ def run_json_child(argv: list[str], env: dict[str, str], what: str) -> dict:
 
 def print_header(a: argparse.Namespace, sizes: str, per: str, trl: str | None) -> None:
     """The run's first lines: the tree, model, sizes, processes, CPUs, threads, load, and whether TRL is there."""
-    print(f"# egt {REPO}; model {a.model_dir}; {sizes}; {a.repeats} processes × {a.steps} steps (+{a.warmup} "
-          f"warm-up) {per}; {os.cpu_count()} CPUs, threads {a.threads or 'default'}; load {_load():.2f}", flush=True)
+    print(
+        f"# egt {REPO}; model {a.model_dir}; {sizes}; {a.repeats} processes × {a.steps} steps (+{a.warmup} "
+        f"warm-up) {per}; {os.cpu_count()} CPUs, threads {a.threads or 'default'}; load {_load():.2f}",
+        flush=True,
+    )
     if trl is None:
         print("# TRL is not importable (pip install trl==1.16.0, or --trl-site DIR): egt only", flush=True)
 
@@ -266,6 +377,7 @@ def ran_as_child(a: argparse.Namespace, children: dict) -> bool:
         return False
     if a.threads:
         import torch
+
         torch.set_num_threads(a.threads)
     children[a.child](a)
     return True
@@ -274,14 +386,17 @@ def ran_as_child(a: argparse.Namespace, children: dict) -> bool:
 def table(rows: list[dict], settings: list[str], trl: str | None) -> str:
     """Per setting and clock (wall; CPU = this process's user + system seconds, all threads), min / median
     / max over processes of each process's median step, and the median (range) of the paired ratios."""
+
     def stats(xs: list[float]) -> str:
         return f"{min(xs):.3f} / **{statistics.median(xs):.3f}** / {max(xs):.3f}" if xs else "–"
 
     head = "| setting | clock | egt s/step: min / **median** / max |"
     if trl:
         head += f" TRL {trl} s/step: min / **median** / max | egt / TRL: median (range) of paired ratios |"
-    lines = [head + " load (1 min) | processes × steps | completion tokens egt / TRL |",
-             "|---|---|---|" + ("---|---|" if trl else "") + "---|---|---|"]
+    lines = [
+        head + " load (1 min) | processes × steps | completion tokens egt / TRL |",
+        "|---|---|---|" + ("---|---|" if trl else "") + "---|---|---|",
+    ]
     for s in settings:
         e = [r for r in rows if r["setting"] == s and r["framework"] == "egt"]
         t = [r for r in rows if r["setting"] == s and r["framework"] == "trl"]
@@ -294,8 +409,12 @@ def table(rows: list[dict], settings: list[str], trl: str | None) -> str:
                 cells += [stats([r[key] for r in t]), paired]
             cells.append(f"{min(loads):.1f}–{max(loads):.1f}" if loads else "–")
             cells.append(f"{len(e)} × {len(e[0]['step_s']) if e else 0}")
-            lens = [statistics.mean(r["completion_len"] for r in rs) if rs and all(r.get("completion_len") for r in rs)
-                    else None for rs in (e, t)]
+            lens = [
+                statistics.mean(r["completion_len"] for r in rs)
+                if rs and all(r.get("completion_len") for r in rs)
+                else None
+                for rs in (e, t)
+            ]
             cells.append(" / ".join(f"{x:.1f}" for x in lens if x is not None) or "–")
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -310,18 +429,29 @@ def main() -> None:
     p.add_argument("--new", type=int, default=48, help="max new tokens per completion")
     p.add_argument("--kl", type=float, default=1e-3, help="KL coefficient (egt rl.kl_coef, TRL beta)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, help="torch threads in both children (OMP_NUM_THREADS; default: torch's "
-                   "own, one per core). On a shared machine 1 is far steadier: two threads wait on each other "
-                   "whenever another process holds a core")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads in both children (OMP_NUM_THREADS; default: torch's "
+        "own, one per core). On a shared machine 1 is far steadier: two threads wait on each other "
+        "whenever another process holds a core",
+    )
     p.add_argument("--model-dir", help="an HF model directory (default: the demo model, built in --workdir)")
     p.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "bench_rl_step"))
     p.add_argument("--trl-site", help="a folder holding trl (and accelerate), put on the TRL child's PYTHONPATH")
-    p.add_argument("--trl-gradient-checkpointing", action="store_true",
-                   help="TRL's own default (recomputes activations in backward); off by default, as egt's demo")
+    p.add_argument(
+        "--trl-gradient-checkpointing",
+        action="store_true",
+        help="TRL's own default (recomputes activations in backward); off by default, as egt's demo",
+    )
     p.add_argument("--no-trl", action="store_true", help="egt only")
-    p.add_argument("--baseline-overrides", nargs="+", default=[],
-                   help="also run egt with these Hydra overrides (framework egt-base, alternating with the others), "
-                        "e.g. rl.shared_prompt_pass=false; prints egt / egt-base paired ratios")
+    p.add_argument(
+        "--baseline-overrides",
+        nargs="+",
+        default=[],
+        help="also run egt with these Hydra overrides (framework egt-base, alternating with the others), "
+        "e.g. rl.shared_prompt_pass=false; prints egt / egt-base paired ratios",
+    )
     p.add_argument("--child", choices=["egt", "trl"], help=argparse.SUPPRESS)
     p.add_argument("--egt-overrides", nargs="*", default=[], help=argparse.SUPPRESS)
     p.add_argument("--setting", help=argparse.SUPPRESS)
@@ -335,7 +465,7 @@ def main() -> None:
     for rep in range(a.repeats):
         for s in a.settings:
             order = (["egt", "trl"] if trl else ["egt"]) + (["egt-base"] if a.baseline_overrides else [])
-            for fw in (order if rep % 2 == 0 else order[::-1]):
+            for fw in order if rep % 2 == 0 else order[::-1]:
                 row = run_child(a, fw, s, env_trl if fw == "trl" else env_egt)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
@@ -348,8 +478,10 @@ def main() -> None:
             b = [r for r in rows if r["setting"] == s and r["framework"] == "egt-base"]
             for clock, key in (("wall", "step_s_median"), ("CPU", "cpu_s_median")):
                 ratios = [x[key] / y[key] for x, y in zip(e, b)]
-                print(f"  {s} {clock}: {statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f}); "
-                      f"egt-base median {statistics.median(r[key] for r in b):.3f} s")
+                print(
+                    f"  {s} {clock}: {statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f}); "
+                    f"egt-base median {statistics.median(r[key] for r in b):.3f} s"
+                )
 
 
 if __name__ == "__main__":

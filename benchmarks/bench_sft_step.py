@@ -23,6 +23,7 @@ from process start to the end of the first step, the whole process's wall time, 
 Prints one JSON line per process, then a table: min / median / max over processes and the median
 of the paired egt/TRL ratios. Without TRL importable, egt alone, saying so.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,10 +45,20 @@ def _cfg(a: argparse.Namespace):
 
     import egt.config  # noqa: F401  (registers the typed schema)
 
-    over = ["model=demo", "logger=none", f"seed={a.seed}", f"paths.artifacts={a.workdir}/artifacts",
-            f"data.world.n_sft={a.samples}", f"sft.batch_size={a.batch}",
-            f"sft.max_steps={a.warmup + a.steps}", "sft.val_fraction=0", "sft.eval_n=0",
-            "sft.checkpoint_every_n_steps=100000", "sft.warmup_ratio=0", "stages=[data,distill,sft]"]
+    over = [
+        "model=demo",
+        "logger=none",
+        f"seed={a.seed}",
+        f"paths.artifacts={a.workdir}/artifacts",
+        f"data.world.n_sft={a.samples}",
+        f"sft.batch_size={a.batch}",
+        f"sft.max_steps={a.warmup + a.steps}",
+        "sft.val_fraction=0",
+        "sft.eval_n=0",
+        "sft.checkpoint_every_n_steps=100000",
+        "sft.warmup_ratio=0",
+        "stages=[data,distill,sft]",
+    ]
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         return compose("config", overrides=over)
 
@@ -84,12 +95,23 @@ class _Clock:
         wall = [self.ends[k][0] - self.ends[k - 1][0] for k in range(w, len(self.ends))]
         cpu = [self.ends[k][1] - self.ends[k - 1][1] for k in range(w, len(self.ends))]
         tokens = sum(self.tokens[w:])
-        print(json.dumps({
-            "framework": framework, "step_s_median": round(statistics.median(wall), 4),
-            "cpu_s_median": round(statistics.median(cpu), 4), "tokens_per_s": round(tokens / sum(wall), 1),
-            "tokens_per_step": round(tokens / len(wall), 1), "steps": len(self.ends),
-            "first_step_s": self.first_step_s, "threads": torch.get_num_threads(),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), **extra}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "framework": framework,
+                    "step_s_median": round(statistics.median(wall), 4),
+                    "cpu_s_median": round(statistics.median(cpu), 4),
+                    "tokens_per_s": round(tokens / sum(wall), 1),
+                    "tokens_per_step": round(tokens / len(wall), 1),
+                    "steps": len(self.ends),
+                    "first_step_s": self.first_step_s,
+                    "threads": torch.get_num_threads(),
+                    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                    **extra,
+                }
+            ),
+            flush=True,
+        )
 
 
 # ---------------------------------------------------------------------------- children
@@ -130,11 +152,21 @@ def child_trl(a: argparse.Namespace) -> None:
     model, processor = load_for_training(Path(a.model_dir), cfg)
     # the same user turn egt builds (images first, then the text: TRL inserts the image placeholders) and
     # the same assistant target
-    train = datasets.Dataset.from_dict({
-        "prompt": [[{"role": "user", "content": build_user_text(r["query"], r["response_1"], r["response_2"],
-                                                                 cfg.data.template)}] for r in joined],
-        "completion": [[{"role": "assistant", "content": r["target"]}] for r in joined],
-        "images": [r["images"] for r in joined]})
+    train = datasets.Dataset.from_dict(
+        {
+            "prompt": [
+                [
+                    {
+                        "role": "user",
+                        "content": build_user_text(r["query"], r["response_1"], r["response_2"], cfg.data.template),
+                    }
+                ]
+                for r in joined
+            ],
+            "completion": [[{"role": "assistant", "content": r["target"]}] for r in joined],
+            "images": [r["images"] for r in joined],
+        }
+    )
     seen = {"tokens": 0.0}
 
     class Timed(TrainerCallback):
@@ -146,28 +178,64 @@ def child_trl(a: argparse.Namespace) -> None:
     s = cfg.sft
     with tempfile.TemporaryDirectory(prefix="bench_sft_trl-") as out:
         args = SFTConfig(
-            output_dir=out, report_to="none", save_strategy="no", logging_steps=1, use_cpu=True, bf16=False,
-            seed=a.seed, max_steps=a.warmup + a.steps, per_device_train_batch_size=a.batch,
-            gradient_accumulation_steps=1, learning_rate=float(s.lr), weight_decay=float(s.weight_decay),
-            lr_scheduler_type="constant", warmup_steps=0, max_length=int(s.max_length), packing=False,
-            completion_only_loss=True, dataloader_num_workers=0, disable_tqdm=True,
-            gradient_checkpointing=a.trl_gradient_checkpointing)
-        trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=processor,
-                             callbacks=[Timed()])
+            output_dir=out,
+            report_to="none",
+            save_strategy="no",
+            logging_steps=1,
+            use_cpu=True,
+            bf16=False,
+            seed=a.seed,
+            max_steps=a.warmup + a.steps,
+            per_device_train_batch_size=a.batch,
+            gradient_accumulation_steps=1,
+            learning_rate=float(s.lr),
+            weight_decay=float(s.weight_decay),
+            lr_scheduler_type="constant",
+            warmup_steps=0,
+            max_length=int(s.max_length),
+            packing=False,
+            completion_only_loss=True,
+            dataloader_num_workers=0,
+            disable_tqdm=True,
+            gradient_checkpointing=a.trl_gradient_checkpointing,
+        )
+        trainer = SFTTrainer(
+            model=model, args=args, train_dataset=train, processing_class=processor, callbacks=[Timed()]
+        )
         trainer.train()
     import trl
 
-    clock.report("trl", a, {"trl": trl.__version__, "optimizer_steps": trainer.state.global_step,
-                            "n_train": len(train)})
+    clock.report(
+        "trl", a, {"trl": trl.__version__, "optimizer_steps": trainer.state.global_step, "n_train": len(train)}
+    )
 
 
 # ---------------------------------------------------------------------------- parent
 def run_child(a: argparse.Namespace, framework: str, env: dict[str, str]) -> dict:
-    argv = [sys.executable, __file__, "--child", framework, "--model-dir", str(a.model_dir), "--workdir", a.workdir,
-            "--steps", str(a.steps), "--warmup", str(a.warmup), "--batch", str(a.batch), "--seed", str(a.seed),
-            "--samples", str(a.samples)] + \
-        (["--threads", str(a.threads)] if a.threads else []) + \
-        (["--trl-gradient-checkpointing"] if a.trl_gradient_checkpointing else [])
+    argv = (
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            framework,
+            "--model-dir",
+            str(a.model_dir),
+            "--workdir",
+            a.workdir,
+            "--steps",
+            str(a.steps),
+            "--warmup",
+            str(a.warmup),
+            "--batch",
+            str(a.batch),
+            "--seed",
+            str(a.seed),
+            "--samples",
+            str(a.samples),
+        ]
+        + (["--threads", str(a.threads)] if a.threads else [])
+        + (["--trl-gradient-checkpointing"] if a.trl_gradient_checkpointing else [])
+    )
     return run_json_child(argv, env, framework)
 
 
@@ -177,19 +245,26 @@ def table(rows: list[dict], trl: str | None) -> str:
 
     e = [r for r in rows if r["framework"] == "egt"]
     t = [r for r in rows if r["framework"] == "trl"]
-    head = "| metric | egt: min / median / max |" + (f" TRL {trl}: min / median / max | egt / TRL (paired) |"
-                                                     if trl else "")
+    head = "| metric | egt: min / median / max |" + (
+        f" TRL {trl}: min / median / max | egt / TRL (paired) |" if trl else ""
+    )
     lines = [head, "|---|---|" + ("---|---|" if trl else "")]
-    for name, key, fmt in (("s/step (wall)", "step_s_median", "{:.3f}"), ("s/step (CPU)", "cpu_s_median", "{:.3f}"),
-                           ("non-pad tokens/s", "tokens_per_s", "{:,.0f}"),
-                           ("tokens per step", "tokens_per_step", "{:,.0f}"),
-                           ("s to the end of step 1 (process start)", "first_step_s", "{:.1f}"),
-                           ("process wall s", "process_s", "{:.1f}"), ("peak RSS MB", "peak_rss_mb", "{:,.0f}")):
+    for name, key, fmt in (
+        ("s/step (wall)", "step_s_median", "{:.3f}"),
+        ("s/step (CPU)", "cpu_s_median", "{:.3f}"),
+        ("non-pad tokens/s", "tokens_per_s", "{:,.0f}"),
+        ("tokens per step", "tokens_per_step", "{:,.0f}"),
+        ("s to the end of step 1 (process start)", "first_step_s", "{:.1f}"),
+        ("process wall s", "process_s", "{:.1f}"),
+        ("peak RSS MB", "peak_rss_mb", "{:,.0f}"),
+    ):
         cells = [name, stats([r[key] for r in e], fmt)]
         if trl:
             ratios = [x[key] / y[key] for x, y in zip(e, t)]
-            cells += [stats([r[key] for r in t], fmt),
-                      f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})" if ratios else "–"]
+            cells += [
+                stats([r[key] for r in t], fmt),
+                f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})" if ratios else "–",
+            ]
         lines.append("| " + " | ".join(cells) + " |")
     loads = [r["load_1min"] for r in rows]
     lines.append(f"\nload (1 min) {min(loads):.1f}–{max(loads):.1f}; {len(e)} processes per framework")
@@ -225,7 +300,7 @@ def main() -> None:
     rows = []
     for rep in range(a.repeats):
         order = ["egt", "trl"] if trl else ["egt"]
-        for fw in (order if rep % 2 == 0 else order[::-1]):
+        for fw in order if rep % 2 == 0 else order[::-1]:
             row = run_child(a, fw, env_trl if fw == "trl" else env_egt)
             rows.append(row)
             print(json.dumps(row), flush=True)

@@ -7,6 +7,7 @@ answers with the label, so every sample takes exactly one request: req/s measure
 the client (pool, base64 images, JSON, journal fsync per result) against a
 fixed-latency server. The ideal is concurrency / latency.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,13 +31,19 @@ def measure(samples: list[dict], latency: float, concurrency: int) -> dict:
     with FakeOpenAI(samples, answer="label", latency=latency) as fake, tempfile.TemporaryDirectory() as tmp:
         teacher = OpenAITeacher(fake.url, "fake", api_key_env=None, seed=0)
         t0 = time.perf_counter()
-        state = run_fidelity_filter(teacher, samples, Journal(Path(tmp) / "journal.jsonl"), concurrency=concurrency,
-                                    budget=RequestBudget(None))
+        state = run_fidelity_filter(
+            teacher, samples, Journal(Path(tmp) / "journal.jsonl"), concurrency=concurrency, budget=RequestBudget(None)
+        )
         seconds = time.perf_counter() - t0
         assert len(state.kept) == len(samples), (len(state.kept), len(samples))
         assert state.requests == len(fake.calls), (state.requests, len(fake.calls), dict(state.retries))
-    return {"concurrency": concurrency, "requests": state.requests, "seconds": round(seconds, 3),
-            "req_s": round(state.requests / seconds, 1), "ideal_req_s": round(concurrency / latency, 1)}
+    return {
+        "concurrency": concurrency,
+        "requests": state.requests,
+        "seconds": round(seconds, 3),
+        "req_s": round(state.requests / seconds, 1),
+        "ideal_req_s": round(concurrency / latency, 1),
+    }
 
 
 def main() -> None:

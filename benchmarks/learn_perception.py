@@ -14,6 +14,7 @@ prompt and a 30-token target; when this bare task does not learn, neither will i
 Chance is 1/#colours for colour, 1/2 for existence. Single-thread CPU: about 0.13 s a
 step at batch 16.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,7 +56,7 @@ def encode(rec: dict, cfg: WorldConfig, encoder: QuestionEncoder) -> dict:
     labels[keep] = ex["labels"][keep]
     ex["labels"] = labels
     for k in ("input_ids", "labels", *token_keys(ex)):  # the sequence ends at the answer
-        ex[k] = ex[k][:keep + 1]
+        ex[k] = ex[k][: keep + 1]
     return ex
 
 
@@ -64,7 +65,7 @@ def accuracy(model, bench: list[tuple[dict, str]], pad: int) -> dict[str, float]
     model.eval()
     hits: dict[str, list[bool]] = {}
     for i in range(0, len(bench), 50):
-        chunk = bench[i:i + 50]
+        chunk = bench[i : i + 50]
         batch = collate([x for x, _ in chunk], pad)
         labels = batch.pop("labels")
         logits = model(**batch).logits
@@ -95,8 +96,9 @@ def main() -> None:
 
     torch.manual_seed(args.seed)
     model, processor = load_model(args.model), load_processor(args.model)
-    cfg = WorldConfig(layout=args.layout, max_objects=args.max_objects,
-                      kind_weights={k: 1.0 for k in args.kinds.split(",")})
+    cfg = WorldConfig(
+        layout=args.layout, max_objects=args.max_objects, kind_weights={k: 1.0 for k in args.kinds.split(",")}
+    )
     cfg.validate()
     recs = [make_record(cfg, "perception", i) for i in range(args.n_train)]  # a stream of its own
     encoder = QuestionEncoder(processor)
@@ -107,8 +109,10 @@ def main() -> None:
     model.train()
     rng = np.random.default_rng(args.seed)
     t0 = time.time()
-    print(f"{len(train)} training scenes; kinds {args.kinds}; max_objects {args.max_objects}; "
-          f"layout {args.layout}; lr {args.lr}")
+    print(
+        f"{len(train)} training scenes; kinds {args.kinds}; max_objects {args.max_objects}; "
+        f"layout {args.layout}; lr {args.lr}"
+    )
     for step in range(args.steps + 1):
         if step % args.eval_every == 0:
             print(f"step {step:5d}  accuracy {accuracy(model, bench, pad)}  {time.time() - t0:.0f}s", flush=True)

@@ -8,6 +8,7 @@ journal / checkpoints there and resumes. The *last* thing written is
 artifact is never read as finished. A file lock per key makes concurrent jobs
 (Hydra multirun, several nodes sharing a file system) compute a key once.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -111,7 +112,8 @@ def remove_debris(path: Path, stale_seconds: float = 600.0) -> list[Path]:
     for p in sorted(Path(path).rglob(".*"), key=lambda q: len(q.parts), reverse=True):
         m = _PID_TMP.match(p.name)
         debris = (m is not None and (int(m.group(1)) == os.getpid() or not _alive(int(m.group(1))))) or (
-            _MKSTEMP_TMP.match(p.name) is not None and p.is_file() and now - p.stat().st_mtime > stale_seconds)
+            _MKSTEMP_TMP.match(p.name) is not None and p.is_file() and now - p.stat().st_mtime > stale_seconds
+        )
         if debris and p.exists():
             shutil.rmtree(p) if p.is_dir() else p.unlink()
             removed.append(p)
@@ -138,8 +140,12 @@ class Artifact:
         if dist.world_size() == 1:  # other ranks' temporaries may still be in flight (other nodes' pids too)
             removed = remove_debris(self.path)
             if removed:
-                log.info("[%s] removed %d temporaries of killed attempts: %s", self.stage, len(removed),
-                         [p.name for p in removed[:5]])
+                log.info(
+                    "[%s] removed %d temporaries of killed attempts: %s",
+                    self.stage,
+                    len(removed),
+                    [p.name for p in removed[:5]],
+                )
         write_json_atomic(self.path / SUCCESS, record)
         self.summary = summary
 
@@ -192,8 +198,10 @@ class ArtifactStore:
     def _finished(self, stage: str, key: str) -> Artifact:
         path = self.path(stage, key)
         if not is_done(path):
-            raise RuntimeError(f"rank {dist.rank()}: rank 0 did not finish {stage} artifact {path} (see rank 0's "
-                               "error), or paths.artifacts is not on a file system every node sees")
+            raise RuntimeError(
+                f"rank {dist.rank()}: rank 0 did not finish {stage} artifact {path} (see rank 0's "
+                "error), or paths.artifacts is not on a file system every node sees"
+            )
         return Artifact(stage, key, path, True, read_success(path).get("summary", {}))
 
     @contextmanager

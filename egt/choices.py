@@ -9,6 +9,7 @@ keys, logged configs and results files hold the same text as when these fields w
 OmegaConf reads a YAML or command-line value as a member's *name*, so every name is its value
 (tests/test_configs.py checks that, and that each set is what the code behind it implements).
 """
+
 from __future__ import annotations
 
 from enum import Enum

@@ -1,4 +1,5 @@
 """What train.py does once Hydra has composed the config."""
+
 from __future__ import annotations
 
 import logging
@@ -33,8 +34,8 @@ def rewrite_model_path_args(argv: list[str]) -> list[str]:
     """
     out = []
     for arg in argv:
-        if arg.startswith("model=") and ("/" in arg or os.path.isdir(arg[len("model="):])):
-            out += ["model=local", f"model.path={arg[len('model='):]}"]
+        if arg.startswith("model=") and ("/" in arg or os.path.isdir(arg[len("model=") :])):
+            out += ["model=local", f"model.path={arg[len('model=') :]}"]
         else:
             out.append(arg)
     return out
@@ -55,8 +56,14 @@ def rewrite_group_args(argv: list[str], conf_dir: Path = CONF_DIR) -> list[str]:
     for arg in argv:
         key, eq, value = arg.partition("=")
         group = conf_dir / key.replace(".", "/")
-        if eq and "." in key and key[0].isalpha() and value and group.is_dir() and all(
-                (group / f"{v.strip()}.yaml").is_file() for v in value.split(",")):
+        if (
+            eq
+            and "." in key
+            and key[0].isalpha()
+            and value
+            and group.is_dir()
+            and all((group / f"{v.strip()}.yaml").is_file() for v in value.split(","))
+        ):
             arg = f"{key.replace('.', '/')}={value}"
         out.append(arg)
     return out
@@ -101,8 +108,15 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from egt.select.scores import MissingColumnError
     from egt.utils.http import MissingSecretError
 
-    return (ConfigError, SourceRowError, BadSampleError, BenchmarkDataError, MissingColumnError,
-            MissingSecretError, RequestCapReached)
+    return (
+        ConfigError,
+        SourceRowError,
+        BadSampleError,
+        BenchmarkDataError,
+        MissingColumnError,
+        MissingSecretError,
+        RequestCapReached,
+    )
 
 
 def is_user_error(exc: BaseException, cfg: DictConfig) -> bool:
@@ -111,8 +125,12 @@ def is_user_error(exc: BaseException, cfg: DictConfig) -> bool:
     if isinstance(exc, user_error_types()):
         return True
     if isinstance(exc, FileNotFoundError):
-        named = [path for _, path, _ in configured_paths(cfg, list(cfg.stages) + ["model", "data", "distill",
-                                                                                  "sft", "probe", "rl", "eval"])]
+        named = [
+            path
+            for _, path, _ in configured_paths(
+                cfg, list(cfg.stages) + ["model", "data", "distill", "sft", "probe", "rl", "eval"]
+            )
+        ]
         return any(path and path in str(exc) for path in named)
     return False
 
@@ -126,9 +144,20 @@ def user_message(exc: BaseException) -> str:
 # Directories egt writes (made absolute whenever relative) and paths it reads (made absolute when they
 # exist under the launch directory: a Hub id such as ``org/name`` that does not passes through)
 OUTPUT_PATHS = ("paths.artifacts", "paths.logs")
-INPUT_PATHS = ("model.path", "data.path", "data.image_root", "distill.trajectories_path", "distill.teacher.model_path",
-               "sft.model_path", "probe.model_path", "probe.table_path", "rl.selection_path",
-               "reward.judge.model_path", "eval.model_path", "eval.data_root")
+INPUT_PATHS = (
+    "model.path",
+    "data.path",
+    "data.image_root",
+    "distill.trajectories_path",
+    "distill.teacher.model_path",
+    "sft.model_path",
+    "probe.model_path",
+    "probe.table_path",
+    "rl.selection_path",
+    "reward.judge.model_path",
+    "eval.model_path",
+    "eval.data_root",
+)
 
 
 def launch_dir() -> Path:
@@ -139,6 +168,7 @@ def launch_dir() -> Path:
     if not HydraConfig.initialized():
         return Path.cwd()
     from hydra.utils import get_original_cwd
+
     return Path(get_original_cwd())
 
 
@@ -159,8 +189,12 @@ def anchor_paths(cfg: DictConfig, base: Path | None = None) -> list[str]:
         return []
     keys = [(k, True) for k in OUTPUT_PATHS] + [(k, False) for k in INPUT_PATHS]
     sources = OmegaConf.select(cfg, "data.sources", default=None) or {}
-    keys += [(f"data.sources.{split}.{i}.{f}", False) for split in sources
-             for i in range(len(sources[split] or [])) for f in ("path", "image_root")]
+    keys += [
+        (f"data.sources.{split}.{i}.{f}", False)
+        for split in sources
+        for i in range(len(sources[split] or []))
+        for f in ("path", "image_root")
+    ]
     changed = []
     for key, output in keys:
         value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)

@@ -12,6 +12,7 @@ Kinds whose config also takes a short name (``eval.benchmarks=[vl_rewardbench]``
 class by convention, with no list to keep: the name is a module of the kind's package that defines
 the class, whose ``name`` attribute is that name (``egt/benchmarks/vl_rewardbench.py``).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -33,8 +34,10 @@ def build(node: Any, base: type[T], where: str, package: str | None = None, **de
     name. ``node``: a ``_target_`` mapping (``defaults`` fill arguments it does not give), or, for a kind
     with built-in names (``package``), a name or ``{name: …, <arguments>}``."""
     if node is None:
-        raise ConfigError(f"{where} is not set: pick an option of its group (e.g. entropy=answer, "
-                          "selection=entropy, curriculum=ascending, rl/advantage=group)")
+        raise ConfigError(
+            f"{where} is not set: pick an option of its group (e.g. entropy=answer, "
+            "selection=entropy, curriculum=ascending, rl/advantage=group)"
+        )
     if package is not None and isinstance(node, str):
         node = {"name": node}
     if hasattr(node, "items") and "_target_" not in node and package is not None and "name" in node:
@@ -61,8 +64,10 @@ def builtin(base: type[T], package: str, name: str, where: str = "") -> type[T]:
         known = builtin_names(base, package)
         close = difflib.get_close_matches(name, known, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"{where or base.__name__}: unknown {base.__name__} {name!r}; egt has {known}.{hint} "
-                          "An outside one: {_target_: your.module.Class}")
+        raise ConfigError(
+            f"{where or base.__name__}: unknown {base.__name__} {name!r}; egt has {known}.{hint} "
+            "An outside one: {_target_: your.module.Class}"
+        )
     return cls
 
 
@@ -73,6 +78,13 @@ def _defined(base: type, module: str, name: str) -> type | None:
         if e.name == module:
             return None
         raise
-    found = [obj for obj in vars(mod).values() if isinstance(obj, type) and issubclass(obj, base)
-             and obj.__module__ == module and not inspect.isabstract(obj) and getattr(obj, "name", None) == name]
+    found = [
+        obj
+        for obj in vars(mod).values()
+        if isinstance(obj, type)
+        and issubclass(obj, base)
+        and obj.__module__ == module
+        and not inspect.isabstract(obj)
+        and getattr(obj, "name", None) == name
+    ]
     return found[0] if len(found) == 1 else None

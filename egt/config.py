@@ -11,6 +11,7 @@ Each default value is written once: a key that the default config's YAML files s
 here (the schema only types it; its value and its comment for users are in ``conf/``), and a key they
 leave out takes the default written here (``tests/test_configs.py::test_each_default_is_written_once``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,8 +26,20 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from egt.errors import ConfigError  # noqa: F401  (re-exported: egt.config.ConfigError)
 from egt.preflight import check_paths
 from egt.utils.conf import to_container  # noqa: F401  (re-exported)
-from egt.choices import (Attention, Backend, Band, BuildKind, Dtype, EntropyFrom, EvalOrder, KLEstimator, KLIn,
-                         LossReduction, OnBadSample, Template)
+from egt.choices import (
+    Attention,
+    Backend,
+    Band,
+    BuildKind,
+    Dtype,
+    EntropyFrom,
+    EvalOrder,
+    KLEstimator,
+    KLIn,
+    LossReduction,
+    OnBadSample,
+    Template,
+)
 
 from egt.stages import MODEL_STAGES, STAGES  # the one stage list; report: python -m egt.report
 
@@ -91,7 +104,8 @@ class DataConfig:
     decontaminate: bool = True
     deduplicate: bool = True  # repeated pairs inside a pool, and SFT pairs that are also in the RL pool, dropped
     contamination_benchmarks: list = field(
-        default_factory=lambda: ["vl_rewardbench", "multimodal_rewardbench", "mm_rlhf_rewardbench"])
+        default_factory=lambda: ["vl_rewardbench", "multimodal_rewardbench", "mm_rlhf_rewardbench"]
+    )
     on_bad_sample: OnBadSample = MISSING
     randomize_order: bool = MISSING
     template: Template = MISSING  # the judge prompt
@@ -407,11 +421,18 @@ def _ranks_every_sample(method: Any) -> bool:
 def validate(cfg: DictConfig) -> None:
     """Check a composed config before any heavy work; raise ConfigError if it cannot run."""
     sections = {name: _schema_class(tp) for name, tp in typing.get_type_hints(EgtConfig).items()}
-    unknown = [k for name, schema in sections.items() if schema is not None and name in cfg
-               for k in unknown_keys(cfg[name], schema, f"{name}.")]
+    unknown = [
+        k
+        for name, schema in sections.items()
+        if schema is not None and name in cfg
+        for k in unknown_keys(cfg[name], schema, f"{name}.")
+    ]
     if unknown:
-        raise ConfigError("unknown config keys (no stage reads them): " + "; ".join(unknown) +
-                          ". Remove them or fix the spelling (python train.py --cfg job shows every key)")
+        raise ConfigError(
+            "unknown config keys (no stage reads them): "
+            + "; ".join(unknown)
+            + ". Remove them or fix the spelling (python train.py --cfg job shows every key)"
+        )
     if not cfg.stages:
         raise ConfigError("stages is empty: write e.g. stages=[data,distill,sft]")
     for stage in cfg.stages:
@@ -434,8 +455,11 @@ def validate(cfg: DictConfig) -> None:
     teacher = cfg.distill.teacher
     missing = sorted(OmegaConf.missing_keys(teacher)) if isinstance(teacher, DictConfig) else []
     if missing and "distill" in cfg.stages and not cfg.distill.trajectories_path:
-        raise ConfigError("the distill teacher needs " + ", ".join(f"{k}=…" for k in missing)
-                          + " (e.g. distill.teacher.base_url=http://host:8000/v1 distill.teacher.model=NAME)")
+        raise ConfigError(
+            "the distill teacher needs "
+            + ", ".join(f"{k}=…" for k in missing)
+            + " (e.g. distill.teacher.base_url=http://host:8000/v1 distill.teacher.model=NAME)"
+        )
     if cfg.distill.concurrency < 1:
         raise ConfigError("distill.concurrency must be >= 1 (requests in flight)")
     if cfg.distill.max_requests is not None and cfg.distill.max_requests < 1:
@@ -479,18 +503,23 @@ def _validate_trainer(cfg: DictConfig) -> None:
 
     distributed.check_launch(cfg, distributed.detect())  # devices > 1 without a launcher: the torchrun command
     if "deepspeed" in target.lower() and t.accelerator == "cpu":
-        raise ConfigError("DeepSpeed runs on CUDA GPUs only (Lightning refuses a CPU accelerator): use "
-                          "trainer=deepspeed_zero2|deepspeed_zero3 on GPUs, trainer=ddp on CPU")
+        raise ConfigError(
+            "DeepSpeed runs on CUDA GPUs only (Lightning refuses a CPU accelerator): use "
+            "trainer=deepspeed_zero2|deepspeed_zero3 on GPUs, trainer=ddp on CPU"
+        )
 
 
 def _validate_probe_select(cfg: DictConfig) -> None:
     p = cfg.probe
     if p.n < 1 or p.batch_size < 1 or p.chunk_size < 1 or p.shard_size < 1 or p.max_new_tokens < 1:
-        raise ConfigError("probe.n, probe.batch_size, probe.chunk_size, probe.shard_size and "
-                          "probe.max_new_tokens must be >= 1")
+        raise ConfigError(
+            "probe.n, probe.batch_size, probe.chunk_size, probe.shard_size and probe.max_new_tokens must be >= 1"
+        )
     if p.n > 1 and p.temperature <= 0:
-        raise ConfigError(f"probe.n={p.n} greedy outputs would all be the same: set probe.temperature>0 "
-                          "(e.g. probe.temperature=1.0) or probe.n=1")
+        raise ConfigError(
+            f"probe.n={p.n} greedy outputs would all be the same: set probe.temperature>0 "
+            "(e.g. probe.temperature=1.0) or probe.n=1"
+        )
     sel = cfg.selection
     if sel.k is not None and sel.k < 1:
         raise ConfigError(f"selection.k={sel.k} must be >= 1 (or null to use selection.fraction)")
@@ -498,10 +527,17 @@ def _validate_probe_select(cfg: DictConfig) -> None:
         raise ConfigError(f"selection.fraction={sel.fraction} must be in (0, 1], e.g. 0.15")
     if sel.percentile is not None and not 0.0 < sel.percentile <= 100.0:
         raise ConfigError(f"selection.percentile={sel.percentile} must be in (0, 100], e.g. 15 (keep e < q_15)")
-    if sel.method is not None and _ranks_every_sample(sel.method) and sel.k is None and sel.fraction is None \
-            and sel.percentile is None:
-        raise ConfigError("selection needs a size: write selection.k=2500, selection.fraction=0.15 or "
-                          "selection.percentile=15 (or selection=all)")
+    if (
+        sel.method is not None
+        and _ranks_every_sample(sel.method)
+        and sel.k is None
+        and sel.fraction is None
+        and sel.percentile is None
+    ):
+        raise ConfigError(
+            "selection needs a size: write selection.k=2500, selection.fraction=0.15 or "
+            "selection.percentile=15 (or selection=all)"
+        )
 
 
 def _validate_selection_probe(cfg: DictConfig) -> None:
@@ -538,8 +574,9 @@ def _validate_entropy_probe(cfg: DictConfig) -> None:
     wrong = {k: v for k, v in needs.items() if cfg.probe.get(k) != v}
     if wrong:
         fix = " ".join(f"probe.{k}={str(v).lower()}" for k, v in wrong.items())
-        raise ConfigError(f"entropy={cfg.entropy.name} reads probe columns that need {fix}: write "
-                          f"entropy={cfg.entropy.name} {fix}")
+        raise ConfigError(
+            f"entropy={cfg.entropy.name} reads probe columns that need {fix}: write entropy={cfg.entropy.name} {fix}"
+        )
 
 
 def _validate_online(cfg: DictConfig) -> None:
@@ -551,15 +588,21 @@ def _validate_online(cfg: DictConfig) -> None:
         raise ConfigError(f"selection.max_change={sel.max_change} must be >= 0 or null (no cap)")
     if every == 0:
         if sel.get("online"):
-            raise ConfigError("selection.online=true re-selects at every re-probe: set curriculum.reprobe_every>=1 "
-                              "(e.g. curriculum=ascending_online)")
+            raise ConfigError(
+                "selection.online=true re-selects at every re-probe: set curriculum.reprobe_every>=1 "
+                "(e.g. curriculum=ascending_online)"
+            )
         return
     if cfg.curriculum.name not in ("ascending", "descending", "ascending_online", "descending_online"):
-        raise ConfigError(f"curriculum.reprobe_every={every} re-sorts by the new entropies: it needs an ordered "
-                          f"curriculum (curriculum=ascending_online or descending), not {cfg.curriculum.name}")
+        raise ConfigError(
+            f"curriculum.reprobe_every={every} re-sorts by the new entropies: it needs an ordered "
+            f"curriculum (curriculum=ascending_online or descending), not {cfg.curriculum.name}"
+        )
     if sel.get("online") and (sel.name == "all" or cfg.rl.selection_path is not None):
-        raise ConfigError("selection.online=true re-selects from the probed pool: it needs a sized selection "
-                          "(selection=entropy, not all) made by the select stage (rl.selection_path unset)")
+        raise ConfigError(
+            "selection.online=true re-selects from the probed pool: it needs a sized selection "
+            "(selection=entropy, not all) made by the select stage (rl.selection_path unset)"
+        )
 
 
 def _validate_sources(cfg: DictConfig) -> None:
@@ -576,11 +619,15 @@ def _validate_sources(cfg: DictConfig) -> None:
             path = spec.get("path") if not OmegaConf.is_missing(spec, "path") else None
             if path in (None, "", "None"):
                 if cfg.data.name == "r1_reward_rl":
-                    raise ConfigError("data=r1_reward_rl needs data.path=/path/to/R1-Reward-RL (the release's folder "
-                                      "or a file; nothing is downloaded at run time), and data.image_root=… if its "
-                                      "images are files")
-                raise ConfigError(f"data.sources.{split}[{i}] has no path: give each source "
-                                  "{path: <file, folder, save_to_disk folder or Hub id>, …}")
+                    raise ConfigError(
+                        "data=r1_reward_rl needs data.path=/path/to/R1-Reward-RL (the release's folder "
+                        "or a file; nothing is downloaded at run time), and data.image_root=… if its "
+                        "images are files"
+                    )
+                raise ConfigError(
+                    f"data.sources.{split}[{i}] has no path: give each source "
+                    "{path: <file, folder, save_to_disk folder or Hub id>, …}"
+                )
             from egt.data.sources import data_format
 
             data_format(to_container(spec), f"{split}[{i}]")  # an unknown format fails here, not in the data stage
@@ -590,22 +637,28 @@ def _validate_sources(cfg: DictConfig) -> None:
 def _validate_rl(cfg: DictConfig) -> None:
     r = cfg.rl
     if min(r.group_size, r.batch_size, r.num_mini_batches, r.ppo_epochs, r.epochs, r.max_new_tokens) < 1:
-        raise ConfigError("rl.group_size, rl.batch_size, rl.num_mini_batches, rl.ppo_epochs, rl.epochs and "
-                          "rl.max_new_tokens must be >= 1")
+        raise ConfigError(
+            "rl.group_size, rl.batch_size, rl.num_mini_batches, rl.ppo_epochs, rl.epochs and "
+            "rl.max_new_tokens must be >= 1"
+        )
     if r.logprob_chunk_size < 1 or (r.logprob_batch_size is not None and r.logprob_batch_size < 1):
-        raise ConfigError(f"rl.logprob_chunk_size={r.logprob_chunk_size} must be >= 1 and rl.logprob_batch_size="
-                          f"{r.logprob_batch_size} >= 1 or null (null: the whole rollout batch in one forward)")
+        raise ConfigError(
+            f"rl.logprob_chunk_size={r.logprob_chunk_size} must be >= 1 and rl.logprob_batch_size="
+            f"{r.logprob_batch_size} >= 1 or null (null: the whole rollout batch in one forward)"
+        )
     if r.lr <= 0 or r.kl_coef < 0 or not 0.0 <= r.warmup_ratio < 1.0:
         raise ConfigError("rl.lr must be > 0, rl.kl_coef >= 0 and rl.warmup_ratio in [0, 1)")
     if r.kl_clamp is not None and r.kl_clamp <= 0:
         raise ConfigError(f"rl.kl_clamp={r.kl_clamp} must be > 0 (verl and OpenRLHF clamp at 10) or null (no clamp)")
     if r.temperature <= 0:
-        raise ConfigError(f"rl.temperature={r.temperature}: RL samples its rollouts, use a temperature > 0 "
-                          "(e.g. rl.temperature=1.0)")
-    if r.advantage is not None and str(r.advantage.get("_target_", "")).endswith("GroupAdvantage") \
-            and r.group_size < 2:
-        raise ConfigError("rl/advantage=group with rl.group_size=1 gives every advantage 0: set rl.group_size>=2 "
-                          "or use rl/advantage=batch_whiten")
+        raise ConfigError(
+            f"rl.temperature={r.temperature}: RL samples its rollouts, use a temperature > 0 (e.g. rl.temperature=1.0)"
+        )
+    if r.advantage is not None and str(r.advantage.get("_target_", "")).endswith("GroupAdvantage") and r.group_size < 2:
+        raise ConfigError(
+            "rl/advantage=group with rl.group_size=1 gives every advantage 0: set rl.group_size>=2 "
+            "or use rl/advantage=batch_whiten"
+        )
     if cfg.reward.alpha < 0 or cfg.reward.beta < 0:
         raise ConfigError("reward.alpha and reward.beta must be >= 0 (the paper uses 0.5 and 0.5)")
 
@@ -614,15 +667,19 @@ def _validate_eval(cfg: DictConfig) -> None:
     e = cfg.eval
     for name in ("min_consistency", "max_gap"):
         if not 0.0 <= e.position_bias[name] <= 1.0:
-            raise ConfigError(f"eval.position_bias.{name}={e.position_bias[name]} must be a fraction in [0, 1] "
-                              f"(default {getattr(PositionBiasLimits, name)})")
+            raise ConfigError(
+                f"eval.position_bias.{name}={e.position_bias[name]} must be a fraction in [0, 1] "
+                f"(default {getattr(PositionBiasLimits, name)})"
+            )
     if e.votes < 1 or e.batch_size < 1 or e.max_new_tokens < 1:
         raise ConfigError("eval.votes, eval.batch_size and eval.max_new_tokens must be >= 1")
     if e.temperature < 0:
         raise ConfigError(f"eval.temperature={e.temperature} must be >= 0 (0 = greedy)")
     if e.votes > 1 and e.temperature <= 0:
-        raise ConfigError(f"eval.votes={e.votes} greedy judgements would all be the same: set "
-                          "eval.temperature>0 (e.g. eval.temperature=1.0) or eval.votes=1")
+        raise ConfigError(
+            f"eval.votes={e.votes} greedy judgements would all be the same: set "
+            "eval.temperature>0 (e.g. eval.temperature=1.0) or eval.votes=1"
+        )
     from egt.benchmarks import names
 
     for spec in list(e.benchmarks) + list(e.optional_benchmarks):

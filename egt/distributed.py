@@ -23,6 +23,7 @@ processes only inside ``Trainer.fit`` (half-way through the sft stage), so the
 artifact store, probing and evaluation could not be rank-aware, and it re-runs
 ``sys.argv`` under Hydra, which breaks multiruns and output directories.
 """
+
 from __future__ import annotations
 
 import logging
@@ -73,14 +74,24 @@ def detect(environ: Mapping[str, str] | None = None) -> DistEnv:
     env = os.environ if environ is None else environ
     if int(env.get("WORLD_SIZE", "1")) > 1:
         world = int(env["WORLD_SIZE"])
-        return DistEnv(int(env.get("RANK", "0")), world, int(env.get("LOCAL_RANK", "0")),
-                       int(env.get("LOCAL_WORLD_SIZE", str(world))), "torchrun")
+        return DistEnv(
+            int(env.get("RANK", "0")),
+            world,
+            int(env.get("LOCAL_RANK", "0")),
+            int(env.get("LOCAL_WORLD_SIZE", str(world))),
+            "torchrun",
+        )
     ntasks = int(env.get("SLURM_NTASKS", "1"))
     interactive = env.get("SLURM_JOB_NAME", "") in ("bash", "interactive")
     if ntasks > 1 and not interactive:
         nodes = int(env.get("SLURM_JOB_NUM_NODES", env.get("SLURM_NNODES", "1")))
-        return DistEnv(int(env["SLURM_PROCID"]), ntasks, int(env.get("SLURM_LOCALID", "0")),
-                       max(1, ntasks // max(1, nodes)), "slurm")
+        return DistEnv(
+            int(env["SLURM_PROCID"]),
+            ntasks,
+            int(env.get("SLURM_LOCALID", "0")),
+            max(1, ntasks // max(1, nodes)),
+            "slurm",
+        )
     return DistEnv()
 
 
@@ -91,10 +102,12 @@ def torchrun_command(nproc: int, nnodes: int = 1, argv: list[str] | None = None)
     'python -m torch.distributed.run --nproc_per_node=2 train.py trainer=ddp'
     """
     argv = list(sys.argv if argv is None else argv)
-    nodes = f" --nnodes={nnodes} --node_rank=$NODE_RANK --master_addr=$MASTER_ADDR --master_port=29500" \
-        if nnodes > 1 else ""
-    return f"python -m torch.distributed.run --nproc_per_node={nproc}{nodes} " + " ".join(
-        shlex.quote(a) for a in argv)
+    nodes = (
+        f" --nnodes={nnodes} --node_rank=$NODE_RANK --master_addr=$MASTER_ADDR --master_port=29500"
+        if nnodes > 1
+        else ""
+    )
+    return f"python -m torch.distributed.run --nproc_per_node={nproc}{nodes} " + " ".join(shlex.quote(a) for a in argv)
 
 
 def check_launch(cfg: DictConfig, env: DistEnv) -> None:
@@ -107,15 +120,19 @@ def check_launch(cfg: DictConfig, env: DistEnv) -> None:
             raise ConfigError(
                 f"trainer.devices={devices} trainer.num_nodes={nodes} needs one process per device, started by a "
                 f"launcher (egt does not re-launch itself). Run:\n  {torchrun_command(n, nodes)}\n"
-                "or submit with SLURM (hydra/launcher=slurm, see docs/scale.md)")
+                "or submit with SLURM (hydra/launcher=slurm, see docs/scale.md)"
+            )
         return
     if isinstance(devices, int) and devices not in (-1, env.local_world_size):
         raise ConfigError(
             f"trainer.devices={devices} but the launcher ({env.launcher}) started {env.local_world_size} processes "
-            f"per node: write trainer.devices={env.local_world_size} (or trainer.devices=auto)")
+            f"per node: write trainer.devices={env.local_world_size} (or trainer.devices=auto)"
+        )
     if nodes not in (1, env.num_nodes):  # 1 (the default) is filled in from the launcher
-        raise ConfigError(f"trainer.num_nodes={nodes} but the launcher started {env.num_nodes} nodes: "
-                          f"write trainer.num_nodes={env.num_nodes}")
+        raise ConfigError(
+            f"trainer.num_nodes={nodes} but the launcher started {env.num_nodes} nodes: "
+            f"write trainer.num_nodes={env.num_nodes}"
+        )
 
 
 def backend_for(cfg: DictConfig) -> str:
@@ -154,8 +171,14 @@ def init(cfg: DictConfig, environ: Mapping[str, str] | None = None) -> DistEnv:
     _COORD = dist.new_group(backend="gloo", timeout=timeout) if dist.get_backend() != "gloo" else None
     if env.rank != 0:  # rank-zero logging: the others say only what goes wrong
         logging.getLogger("egt").setLevel(logging.WARNING)
-    log.info("distributed: %d processes (%d nodes × %d) via %s, backend %s", env.world_size, env.num_nodes,
-             env.local_world_size, env.launcher, dist.get_backend())
+    log.info(
+        "distributed: %d processes (%d nodes × %d) via %s, backend %s",
+        env.world_size,
+        env.num_nodes,
+        env.local_world_size,
+        env.launcher,
+        dist.get_backend(),
+    )
     return env
 
 
@@ -208,7 +231,6 @@ def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     one, and a ``strategy`` given as ``{_target_: …}`` (DeepSpeed) instantiated."""
     from hydra.utils import instantiate
 
-
     kw = to_container(cfg.trainer)
     env = detect()
     if env.world_size > 1:
@@ -216,8 +238,11 @@ def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     elif kw["devices"] in ("auto", -1):  # one process, one device (Lightning would self-launch on all of them)
         kw["devices"] = 1
         if uses_cuda(cfg) and torch.cuda.device_count() > 1:
-            log.info("using 1 of %d GPUs; for all of them: %s", torch.cuda.device_count(),
-                     torchrun_command(torch.cuda.device_count()))
+            log.info(
+                "using 1 of %d GPUs; for all of them: %s",
+                torch.cuda.device_count(),
+                torchrun_command(torch.cuda.device_count()),
+            )
     if isinstance(kw.get("strategy"), dict):
         kw["strategy"] = instantiate(kw["strategy"])
     return kw
@@ -245,7 +270,8 @@ def adamw(params: list[torch.nn.Parameter], lr: float, weight_decay: float, trai
     (DeepSpeed requires it there)."""
     strategy = getattr(trainer, "strategy", None)
     offload = is_deepspeed(strategy) and "offload_optimizer" in (
-        (getattr(strategy, "config", None) or {}).get("zero_optimization") or {})
+        (getattr(strategy, "config", None) or {}).get("zero_optimization") or {}
+    )
     if offload:
         from deepspeed.ops.adam import DeepSpeedCPUAdam
 
@@ -305,7 +331,9 @@ def check_in_sync(model: torch.nn.Module, what: str, sharded: bool = False) -> b
         return None
     prints = all_gather(param_fingerprint(model))
     if len(set(prints)) != 1:
-        raise RuntimeError(f"{what}: parameters differ across ranks after training (fingerprints {prints}): "
-                           "gradients were not synchronised")
+        raise RuntimeError(
+            f"{what}: parameters differ across ranks after training (fingerprints {prints}): "
+            "gradients were not synchronised"
+        )
     log.info("%s: parameters identical on all %d ranks", what, len(prints))
     return True

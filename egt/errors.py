@@ -1,5 +1,6 @@
 """Errors every layer of egt raises, in a module that imports nothing of egt (so ``egt.config`` and
 ``egt.distributed`` can both use them without importing each other)."""
+
 from __future__ import annotations
 
 __all__ = ["ConfigError"]

@@ -6,6 +6,7 @@ line in the end-of-run summary (:func:`format_summary`). A stage asks the pipeli
 stage once per process, and the artifact store makes a finished stage a cheap reuse. So ``stages=[sft]``
 works on a fresh machine too.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -41,8 +42,10 @@ class Pipeline:
             caller = self._running[-1]
             allowed = importlib.import_module(f"egt.stages.{caller}").REQUIRES
             if stage not in allowed:
-                raise RuntimeError(f"stage {caller!r} asked for {stage!r}, which is not in its REQUIRES {allowed} "
-                                   f"(egt/stages/{caller}.py)")
+                raise RuntimeError(
+                    f"stage {caller!r} asked for {stage!r}, which is not in its REQUIRES {allowed} "
+                    f"(egt/stages/{caller}.py)"
+                )
         if stage in self.results:
             return self.results[stage]
         if stage in self._running:
@@ -88,10 +91,13 @@ def format_summary(results: dict[str, dict[str, Any]]) -> str:
         state = "skipped" if r.get("skipped") else "reused" if r.get("reused") else "computed"
         line = r["skipped"] if r.get("skipped") else summary_line(stage, r.get("summary") or {})
         lines.append(f"{stage:8s} {state:8s} {r.get('seconds', 0):8.1f}  {line}")
-    where = [("Figure 2", results.get("probe", {}).get("figure_path")),
-             ("selection", results.get("select", {}).get("selection_path"))]
+    where = [
+        ("Figure 2", results.get("probe", {}).get("figure_path")),
+        ("selection", results.get("select", {}).get("selection_path")),
+    ]
     where += [(f"{stage} artifact", r.get("path")) for stage, r in results.items() if r.get("path")]
     lines += [f"  {name}: {path}" for name, path in where if path]
-    lines.append("  full summaries: <artifact>/_SUCCESS.json (and the log above); "
-                 "tables: python -m egt.report <run dir>")
+    lines.append(
+        "  full summaries: <artifact>/_SUCCESS.json (and the log above); tables: python -m egt.report <run dir>"
+    )
     return "\n".join(lines)

@@ -6,6 +6,7 @@ the settings the stages of this run will read are checked: :func:`stages_to_run`
 own choice of upstream stages (an outside model, table or trajectories file replaces a stage), so a
 path set for a stage that does not run is never an error.
 """
+
 from __future__ import annotations
 
 import os
@@ -111,13 +112,15 @@ def configured_paths(cfg: DictConfig, stages: list[str]) -> list[tuple[str, str,
 
 
 _WHAT = {"dir": "a directory", "file": "a file", "any": "a file or directory"}
-_HINT = {"model.path": "a local Hugging Face model directory (with config.json)",
-         "sft.model_path": "a local Hugging Face model directory, e.g. an earlier run's artifacts/sft/<key>/model",
-         "probe.model_path": "a local Hugging Face model directory (the judge to probe)",
-         "eval.model_path": "a local Hugging Face model directory (the judge to evaluate)",
-         "probe.table_path": "a probe.parquet (the probe stage writes one)",
-         "rl.selection_path": "a selection.json (the select stage writes one)",
-         "distill.trajectories_path": "a trajectories folder or file (the distill stage writes one)"}
+_HINT = {
+    "model.path": "a local Hugging Face model directory (with config.json)",
+    "sft.model_path": "a local Hugging Face model directory, e.g. an earlier run's artifacts/sft/<key>/model",
+    "probe.model_path": "a local Hugging Face model directory (the judge to probe)",
+    "eval.model_path": "a local Hugging Face model directory (the judge to evaluate)",
+    "probe.table_path": "a probe.parquet (the probe stage writes one)",
+    "rl.selection_path": "a selection.json (the select stage writes one)",
+    "distill.trajectories_path": "a trajectories folder or file (the distill stage writes one)",
+}
 
 
 def _problem(path: str, kind: str) -> Optional[str]:

@@ -1,5 +1,6 @@
 """``python -m egt.reproduce``: the protocol campaign's runner, which lives in :mod:`egt.campaign.reproduce`
 (this name stays the documented command)."""
+
 from __future__ import annotations
 
 import sys

@@ -13,6 +13,7 @@ records an exception as a failed job, runs the rest, then re-raises the first fa
 (exit status 1). ``run_job`` keeps that contract: it writes ``status: failed`` with the
 error and re-raises.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,22 +34,41 @@ log = logging.getLogger(__name__)
 VERSION = 1
 JOB_FILE = "job.json"
 # the settings the paper's experiments vary, recorded resolved (an override may set them indirectly)
-PARAMS = ("seed", "rl.seed", "selection.name", "selection.k", "selection.fraction", "selection.percentile",
-          "selection.band", "selection.seed", "curriculum.name", "curriculum.seed", "entropy.name", "model.name")
+PARAMS = (
+    "seed",
+    "rl.seed",
+    "selection.name",
+    "selection.k",
+    "selection.fraction",
+    "selection.percentile",
+    "selection.band",
+    "selection.seed",
+    "curriculum.name",
+    "curriculum.seed",
+    "entropy.name",
+    "model.name",
+)
 
 
 def hydra_job() -> Optional[dict[str, Any]]:
     """The running Hydra job's output dir, overrides and choices; None outside ``@hydra.main``."""
     try:
         from hydra.core.hydra_config import HydraConfig
+
         hc = HydraConfig.get()
     except Exception:  # not under @hydra.main (tests, notebooks)
         return None
-    return {"dir": str(hc.runtime.output_dir), "mode": str(hc.mode).split(".")[-1],
-            "num": hc.job.get("num"), "sweep_dir": str(hc.sweep.dir) if str(hc.mode).endswith("MULTIRUN") else None,
-            "overrides": [str(o) for o in hc.overrides.task],
-            "choices": {str(k): (v if v is None or isinstance(v, str) else str(v))
-                        for k, v in OmegaConf.to_container(hc.runtime.choices).items()}}
+    return {
+        "dir": str(hc.runtime.output_dir),
+        "mode": str(hc.mode).split(".")[-1],
+        "num": hc.job.get("num"),
+        "sweep_dir": str(hc.sweep.dir) if str(hc.mode).endswith("MULTIRUN") else None,
+        "overrides": [str(o) for o in hc.overrides.task],
+        "choices": {
+            str(k): (v if v is None or isinstance(v, str) else str(v))
+            for k, v in OmegaConf.to_container(hc.runtime.choices).items()
+        },
+    }
 
 
 def resolved_params(cfg: DictConfig) -> dict[str, Any]:
@@ -66,10 +86,18 @@ def _metrics_entries(results: dict[str, dict[str, Any]], job_dir: Path) -> list[
         data = json.loads(src.read_text(encoding="utf-8"))
         model, bench = data["model"]["label"], data["benchmark"]["name"]
         copy = job_dir / "eval" / str(model) / str(bench) / "metrics.json"
-        out.append({"model": model, "benchmark": bench, "key": data.get("key"),
-                    "path": str(copy.relative_to(job_dir)) if copy.is_file() else str(src),
-                    "columns": data["benchmark"].get("columns"), "headline_key": data["benchmark"].get("headline_key"),
-                    "model_identity": data["model"].get("identity"), "metrics": data["metrics"]})
+        out.append(
+            {
+                "model": model,
+                "benchmark": bench,
+                "key": data.get("key"),
+                "path": str(copy.relative_to(job_dir)) if copy.is_file() else str(src),
+                "columns": data["benchmark"].get("columns"),
+                "headline_key": data["benchmark"].get("headline_key"),
+                "model_identity": data["model"].get("identity"),
+                "metrics": data["metrics"],
+            }
+        )
     return out
 
 
@@ -85,28 +113,53 @@ def _copy_small_files(results: dict[str, dict[str, Any]], job_dir: Path) -> dict
     return files
 
 
-def job_record(cfg: DictConfig, job: dict[str, Any], results: Optional[dict[str, dict[str, Any]]],
-               error: Optional[BaseException], seconds: float, headline: Optional[float]) -> dict[str, Any]:
+def job_record(
+    cfg: DictConfig,
+    job: dict[str, Any],
+    results: Optional[dict[str, dict[str, Any]]],
+    error: Optional[BaseException],
+    seconds: float,
+    headline: Optional[float],
+) -> dict[str, Any]:
     job_dir = Path(job["dir"])
     results = results or {}
     rec: dict[str, Any] = {
-        "version": VERSION, "status": "failed" if error is not None else "completed",
+        "version": VERSION,
+        "status": "failed" if error is not None else "completed",
         "error": None if error is None else f"{type(error).__name__}: {error}",
         "traceback": None if error is None else "".join(traceback.format_exception(error))[-4000:],
-        "job": {k: job[k] for k in ("num", "mode", "sweep_dir")}, "overrides": job["overrides"],
-        "choices": job["choices"], "params": resolved_params(cfg), "stages_requested": [str(s) for s in cfg.stages],
-        "headline": headline, "seconds": round(seconds, 2), "finished_at": time.time(),
-        "stages": {s: {"key": r.get("key"), "path": r.get("path"), "reused": r.get("reused"),
-                       "summary": _scalars(r.get("summary"))} for s, r in results.items()},
-        "metrics": [], "files": {}}
+        "job": {k: job[k] for k in ("num", "mode", "sweep_dir")},
+        "overrides": job["overrides"],
+        "choices": job["choices"],
+        "params": resolved_params(cfg),
+        "stages_requested": [str(s) for s in cfg.stages],
+        "headline": headline,
+        "seconds": round(seconds, 2),
+        "finished_at": time.time(),
+        "stages": {
+            s: {
+                "key": r.get("key"),
+                "path": r.get("path"),
+                "reused": r.get("reused"),
+                "summary": _scalars(r.get("summary")),
+            }
+            for s, r in results.items()
+        },
+        "metrics": [],
+        "files": {},
+    }
     if error is None:
         rec["metrics"] = _metrics_entries(results, job_dir)
         rec["files"] = _copy_small_files(results, job_dir)
     return rec
 
 
-def run_job(cfg: DictConfig, run: Callable[[], dict[str, dict[str, Any]]],
-            headline: Callable[[dict], Optional[float]], job: Optional[dict[str, Any]] = None) -> Optional[float]:
+def run_job(
+    cfg: DictConfig,
+    run: Callable[[], dict[str, dict[str, Any]]],
+    headline: Callable[[dict], Optional[float]],
+    job: Optional[dict[str, Any]] = None,
+) -> Optional[float]:
     """Run the pipeline (``run()`` → stage results) and write ``job.json`` whatever happens.
     ``job``: dir, overrides and choices (default: the running Hydra job's; none: no file)."""
     job = job or hydra_job()
@@ -116,16 +169,18 @@ def run_job(cfg: DictConfig, run: Callable[[], dict[str, dict[str, Any]]],
     except Exception as exc:
         scrub_exception(exc)  # its message is written below, logged, and printed by Hydra
         if job is not None and distributed.is_main():  # under torchrun every rank runs the job; rank 0 records it
-            write_json_atomic(Path(job["dir"]) / JOB_FILE,
-                              redact(job_record(cfg, job, None, exc, time.perf_counter() - t0, None)))
+            write_json_atomic(
+                Path(job["dir"]) / JOB_FILE, redact(job_record(cfg, job, None, exc, time.perf_counter() - t0, None))
+            )
             log.error("job failed (%s: %s); recorded in %s", type(exc).__name__, exc, Path(job["dir"]) / JOB_FILE)
         raise
     value = headline(results)
     if os.environ.get("WANDB_SWEEP_ID") and distributed.is_main():
         log_to_wandb_sweep(cfg, results, value)
     if job is not None and distributed.is_main():
-        write_json_atomic(Path(job["dir"]) / JOB_FILE,
-                          redact(job_record(cfg, job, results, None, time.perf_counter() - t0, value)))
+        write_json_atomic(
+            Path(job["dir"]) / JOB_FILE, redact(job_record(cfg, job, results, None, time.perf_counter() - t0, value))
+        )
     return value
 
 
@@ -144,8 +199,11 @@ def log_to_wandb_sweep(cfg: DictConfig, results: dict[str, dict[str, Any]], valu
     import wandb
 
     with redacted_argv():
-        run = wandb.init(project=OmegaConf.select(cfg, "logger.project", default=None) or "egt", resume="allow",
-                         dir=str(cfg.paths.logs))
+        run = wandb.init(
+            project=OmegaConf.select(cfg, "logger.project", default=None) or "egt",
+            resume="allow",
+            dir=str(cfg.paths.logs),
+        )
     try:
         metrics = sweep_metrics(results, value)
         run.log({k: v for k, v in metrics.items() if v is not None})

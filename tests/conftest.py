@@ -1,4 +1,5 @@
 """Shared test setup: nothing here may reach a network, wandb logs offline."""
+
 import os
 
 os.environ.setdefault("WANDB_MODE", "offline")

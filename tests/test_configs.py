@@ -1,6 +1,7 @@
 """Every option of every config group composes against the typed schema and validates; every
 ``_target_`` it holds resolves to a callable that takes its arguments, and is built where that is
 cheap and offline; a choice field (egt.choices) refuses a value outside its set at compose time."""
+
 import dataclasses
 import inspect
 import json
@@ -23,13 +24,14 @@ from egt.utils.secrets import config_container
 CONF = Path(__file__).resolve().parents[1] / "conf"
 # groups whose options need something from the user (a local model path)
 NEEDS_PATH = {("model", "local"), ("model", "qwen2_5_vl_7b")}
-NEEDS_ARGS = {("distill/teacher", "openai"): ["distill.teacher.base_url=http://127.0.0.1:8000/v1",
-                                              "distill.teacher.model=m"],
-              ("distill/teacher", "hf"): ["distill.teacher.model_path=/models/vlm"],
-              # the data stage's paths must exist (egt.preflight): the release's layout in the fixtures
-              ("data", "r1_reward_rl"): [f"data.path={CONF.parent / 'tests' / 'fixtures' / 'r1_reward_rl'}"],
-              ("entropy", "answer_debiased"): ["probe.both_orders=true"],
-              ("selection", "pass_rate"): ["probe.n=8", "probe.temperature=1.0"]}
+NEEDS_ARGS = {
+    ("distill/teacher", "openai"): ["distill.teacher.base_url=http://127.0.0.1:8000/v1", "distill.teacher.model=m"],
+    ("distill/teacher", "hf"): ["distill.teacher.model_path=/models/vlm"],
+    # the data stage's paths must exist (egt.preflight): the release's layout in the fixtures
+    ("data", "r1_reward_rl"): [f"data.path={CONF.parent / 'tests' / 'fixtures' / 'r1_reward_rl'}"],
+    ("entropy", "answer_debiased"): ["probe.both_orders=true"],
+    ("selection", "pass_rate"): ["probe.n=8", "probe.temperature=1.0"],
+}
 
 
 def options():
@@ -116,8 +118,7 @@ def test_a_misspelt_target_or_argument_fails(tmp_path):
     with pytest.raises(pytest.fail.Exception, match="does not import"):
         check_target("rl.loss", OmegaConf.create({"_target_": "egt.rl.losses.PPOClipLos"}), tmp_path)
     with pytest.raises(pytest.fail.Exception, match="clip_epss"):
-        check_target("rl.loss", OmegaConf.create({"_target_": "egt.rl.losses.PPOClipLoss", "clip_epss": 0.2}),
-                     tmp_path)
+        check_target("rl.loss", OmegaConf.create({"_target_": "egt.rl.losses.PPOClipLoss", "clip_epss": 0.2}), tmp_path)
 
 
 def test_default_is_demo_model_on_cpu_with_offline_wandb():
@@ -136,16 +137,22 @@ def test_wrong_type_fails_at_compose():
         _compose(["sft.batch_size=many"])
 
 
-@pytest.mark.parametrize("override,msg", [
-    ("stages=[data,distil]", "Did you mean 'distill'"),
-    ("sft.val_fraction=1.5", "val_fraction"),
-    ("distill.concurrency=0", "requests in flight"),
-    ("distill/teacher=openai", "needs distill.teacher.base_url=…, distill.teacher.model=…"),
-    ("trainer.precision=bf16-mixed", "28x slower"),
-    ("trainer.devices=2", "one process"),
-    ("selection=pass_rate", "selection=pass_rate needs at least 8 sampled probe outputs per sample: write "
-                            "probe.n=8 probe.temperature=1.0"),
-])
+@pytest.mark.parametrize(
+    "override,msg",
+    [
+        ("stages=[data,distil]", "Did you mean 'distill'"),
+        ("sft.val_fraction=1.5", "val_fraction"),
+        ("distill.concurrency=0", "requests in flight"),
+        ("distill/teacher=openai", "needs distill.teacher.base_url=…, distill.teacher.model=…"),
+        ("trainer.precision=bf16-mixed", "28x slower"),
+        ("trainer.devices=2", "one process"),
+        (
+            "selection=pass_rate",
+            "selection=pass_rate needs at least 8 sampled probe outputs per sample: write "
+            "probe.n=8 probe.temperature=1.0",
+        ),
+    ],
+)
 def test_validation_says_what_to_write(override, msg):
     with pytest.raises(ConfigError, match=msg):
         validate(_compose([override]))
@@ -153,11 +160,18 @@ def test_validation_says_what_to_write(override, msg):
 
 # every choice field of the schema, with the Enum that holds its values
 CHOICE_FIELDS = {
-    "model.dtype": choices.Dtype, "model.attn_implementation": choices.Attention,
-    "model.build.kind": choices.BuildKind, "data.template": choices.Template,
-    "data.on_bad_sample": choices.OnBadSample, "eval.on_bad_sample": choices.OnBadSample,
-    "sft.loss_reduction": choices.LossReduction, "selection.band": choices.Band, "eval.order": choices.EvalOrder,
-    "rl.kl_estimator": choices.KLEstimator, "rl.kl_in": choices.KLIn, "distributed.backend": choices.Backend,
+    "model.dtype": choices.Dtype,
+    "model.attn_implementation": choices.Attention,
+    "model.build.kind": choices.BuildKind,
+    "data.template": choices.Template,
+    "data.on_bad_sample": choices.OnBadSample,
+    "eval.on_bad_sample": choices.OnBadSample,
+    "sft.loss_reduction": choices.LossReduction,
+    "selection.band": choices.Band,
+    "eval.order": choices.EvalOrder,
+    "rl.kl_estimator": choices.KLEstimator,
+    "rl.kl_in": choices.KLIn,
+    "distributed.backend": choices.Backend,
     "probe.entropy_from": choices.EntropyFrom,
 }
 
@@ -193,6 +207,7 @@ def test_every_choice_field_is_listed():
                 yield from fields(sub, f"{where}{f.name}.")
             elif isinstance(tp, type) and issubclass(tp, choices.Choice):
                 yield f"{where}{f.name}", tp
+
     assert dict(fields(EgtConfig)) == CHOICE_FIELDS
 
 
@@ -220,8 +235,9 @@ def test_choice_values_read_as_the_same_strings():
     d = cfg.model.dtype
     assert d == "bfloat16" and str(d) == f"{d}" == "bfloat16" and json.dumps(d) == '"bfloat16"'
     assert {"bfloat16": 1}[d] == 1 and "bfloat16" in {d}
-    assert make_key("sft", {"dtype": d, "kl_in": cfg.rl.kl_in}) == \
-        make_key("sft", {"dtype": "bfloat16", "kl_in": "reward"})
+    assert make_key("sft", {"dtype": d, "kl_in": cfg.rl.kl_in}) == make_key(
+        "sft", {"dtype": "bfloat16", "kl_in": "reward"}
+    )
     for plain in (to_container(cfg), config_container(cfg)):
         assert type(plain["model"]["dtype"]) is str and type(plain["selection"]["band"]) is str
         assert plain["selection"]["band"] == "mid"
@@ -236,8 +252,12 @@ def test_model_that_needs_a_path_says_so():
 
 
 def test_model_dir_shorthand():
-    assert rewrite_model_path_args(["t", "model=/m/qwen", "sft.lr=1"]) == ["t", "model=local", "model.path=/m/qwen",
-                                                                           "sft.lr=1"]
+    assert rewrite_model_path_args(["t", "model=/m/qwen", "sft.lr=1"]) == [
+        "t",
+        "model=local",
+        "model.path=/m/qwen",
+        "sft.lr=1",
+    ]
     assert rewrite_model_path_args(["t", "model=demo"]) == ["t", "model=demo"]
 
 
@@ -246,11 +266,14 @@ NEEDS_PATH.add(("experiment", "paper"))
 NEEDS_ARGS[("experiment", "paper")] = NEEDS_ARGS[("data", "r1_reward_rl")]  # its RL pool is R1-Reward's
 
 
-@pytest.mark.parametrize("overrides,msg", [
-    (["trainer.devices=0"], "number of devices per node"),
-    (["trainer=deepspeed_zero2", "trainer.accelerator=cpu"], "CUDA GPUs only"),
-    (["trainer=ddp", "trainer.devices=4"], "python -m torch.distributed.run --nproc_per_node=4"),
-])
+@pytest.mark.parametrize(
+    "overrides,msg",
+    [
+        (["trainer.devices=0"], "number of devices per node"),
+        (["trainer=deepspeed_zero2", "trainer.accelerator=cpu"], "CUDA GPUs only"),
+        (["trainer=ddp", "trainer.devices=4"], "python -m torch.distributed.run --nproc_per_node=4"),
+    ],
+)
 def test_scale_validation_says_what_to_write(overrides, msg):
     with pytest.raises(ConfigError, match=msg):
         validate(_compose(overrides))
@@ -310,9 +333,14 @@ def yaml_only(tmp_path_factory):
 def test_each_default_is_written_once(yaml_only):
     """A key the default YAML files set has no default in the schema (MISSING: the schema only types it),
     and a key they leave out takes the schema's: a reader finds each default value in one place."""
-    twice = [key for key, f in _schema_leaves() if key in yaml_only
-             and (f.default is not dataclasses.MISSING and f.default != "???"
-                  or f.default_factory is not dataclasses.MISSING)]
+    twice = [
+        key
+        for key, f in _schema_leaves()
+        if key in yaml_only
+        and (
+            f.default is not dataclasses.MISSING and f.default != "???" or f.default_factory is not dataclasses.MISSING
+        )
+    ]
     assert not twice, f"defaults in both egt/config.py and conf/: {twice} (make the schema's MISSING)"
     missing = sorted(OmegaConf.missing_keys(_compose([])))
     assert not missing, f"the default config leaves {missing} unset"
@@ -321,8 +349,14 @@ def test_each_default_is_written_once(yaml_only):
 def test_the_schema_types_every_key_the_default_yaml_sets(yaml_only):
     leaves = {key for key, _ in _schema_leaves()}
     sections = {key.rsplit(".", 1)[0] for key in leaves if "." in key}
-    untyped = sorted(k for k in yaml_only if k not in leaves and k not in sections and k.split(".")[0] in sections
-                     and not any(k.startswith(f"{leaf}.") for leaf in leaves))
+    untyped = sorted(
+        k
+        for k in yaml_only
+        if k not in leaves
+        and k not in sections
+        and k.split(".")[0] in sections
+        and not any(k.startswith(f"{leaf}.") for leaf in leaves)
+    )
     assert not untyped, f"keys in conf/ that the schema does not define: {untyped}"
 
 

@@ -1,4 +1,5 @@
 """Every hand-worked example in an egt docstring is a test (one place for all modules)."""
+
 import doctest
 import importlib
 import pkgutil

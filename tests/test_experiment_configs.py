@@ -1,5 +1,6 @@
 """The paper's experiments: each table combines with a scale preset, sets a multirun over its
 axis × seeds, and stays within the synthetic rl_pool (every job's config validates)."""
+
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,14 @@ import egt.config  # noqa: F401  (registers the schema)
 from egt.config import validate
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-AXES = {"table2": ("ablation", "full_rl,selection,selection_sort"), "table3": ("selection", "random,accuracy,entropy"),
-        "table4": ("entropy", "sentence,answer,mix"), "table5": ("selection.band", "low,mid,high"),
-        "fig4": ("selection.fraction", "0.05,0.15,0.3,0.5,1.0"),
-        "online_curriculum": ("online", "static,order,selection")}
+AXES = {
+    "table2": ("ablation", "full_rl,selection,selection_sort"),
+    "table3": ("selection", "random,accuracy,entropy"),
+    "table4": ("entropy", "sentence,answer,mix"),
+    "table5": ("selection.band", "low,mid,high"),
+    "fig4": ("selection.fraction", "0.05,0.15,0.3,0.5,1.0"),
+    "online_curriculum": ("online", "static,order,selection"),
+}
 
 
 def _compose(overrides, hydra=True):
@@ -45,16 +50,19 @@ def test_table_with_a_preset_is_a_seed_sweep_over_its_axis(preset, name):
             assert job.selection.seed == 2
 
 
-@pytest.mark.parametrize("row,selection,curriculum", [("full_rl", "all", "shuffle"),
-                                                      ("selection", "entropy", "shuffle"),
-                                                      ("selection_sort", "entropy", "ascending")])
+@pytest.mark.parametrize(
+    "row,selection,curriculum",
+    [("full_rl", "all", "shuffle"), ("selection", "entropy", "shuffle"), ("selection_sort", "entropy", "ascending")],
+)
 def test_table2_rows(row, selection, curriculum):
     cfg = _compose(["experiment=table2", f"ablation={row}"])
     assert (cfg.selection.name, cfg.curriculum.name) == (selection, curriculum)
 
 
-@pytest.mark.parametrize("row,curriculum,online", [("static", "ascending", False), ("order", "ascending_online", False),
-                                                   ("selection", "ascending_online", True)])
+@pytest.mark.parametrize(
+    "row,curriculum,online",
+    [("static", "ascending", False), ("order", "ascending_online", False), ("selection", "ascending_online", True)],
+)
 def test_online_curriculum_rows_share_the_budget(row, curriculum, online):
     cfg = _compose(["experiment=[small,online_curriculum]", f"online={row}"], hydra=False)
     assert (cfg.selection.name, cfg.curriculum.name, cfg.selection.online) == ("entropy", curriculum, online)

@@ -1,5 +1,6 @@
 """docs/extending.md's worked examples run as written: every ```python block, in order, in one module
 (registered, so the examples' ``_target_`` paths resolve), and every ```yaml block parses."""
+
 import re
 import sys
 import types

@@ -10,6 +10,7 @@ outside one is named by ``{_target_: your.module.Class}`` in ``eval.benchmarks``
 >>> get("vl_rewardbench").on_parse_failure
 'exclude'
 """
+
 from typing import Any, Optional
 
 from egt.benchmarks.base import Benchmark, BenchmarkDataError, open_images
@@ -39,5 +40,6 @@ def make(spec: Any, on_bad_sample: str = "error", limit: Optional[int] = None, s
     from egt.components import build
 
     spec = OmegaConf.to_container(spec, resolve=True) if OmegaConf.is_config(spec) else spec
-    return build(spec, Benchmark, "eval.benchmarks", package=__name__, on_bad_sample=on_bad_sample, limit=limit,
-                 seed=seed)
+    return build(
+        spec, Benchmark, "eval.benchmarks", package=__name__, on_bad_sample=on_bad_sample, limit=limit, seed=seed
+    )

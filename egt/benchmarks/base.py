@@ -16,6 +16,7 @@ How the pair is *shown* (``order``) and what an unparsed output counts as
 (``on_parse_failure``) are class attributes, so each benchmark is scored the way
 its authors score it; :meth:`Benchmark.score` gives the official metrics.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -63,8 +64,9 @@ class Benchmark(ABC):
     # then passes that stage's ``dataset_path`` and ``key`` to :meth:`use_dataset`); None: path or data_root
     source_stage: ClassVar[Optional[str]] = None
 
-    def __init__(self, path: Optional[str] = None, on_bad_sample: str = "error", limit: Optional[int] = None,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, path: Optional[str] = None, on_bad_sample: str = "error", limit: Optional[int] = None, seed: int = 0
+    ) -> None:
         if on_bad_sample not in ("error", "skip"):
             raise ValueError(f"on_bad_sample must be 'error' or 'skip', got {on_bad_sample!r}")
         self.path, self.on_bad_sample, self.limit, self.seed = path, on_bad_sample, limit, seed
@@ -84,11 +86,16 @@ class Benchmark(ABC):
         elif data_root:
             root = Path(data_root).expanduser() / self.name
         else:
-            raise BenchmarkDataError(self.name, None, "no location: set eval.data_root (the benchmark is read "
-                                                      f"from <data_root>/{self.name}) or the benchmark's path")
+            raise BenchmarkDataError(
+                self.name,
+                None,
+                "no location: set eval.data_root (the benchmark is read "
+                f"from <data_root>/{self.name}) or the benchmark's path",
+            )
         if not root.exists():
-            raise BenchmarkDataError(root, None, f"benchmark directory for {self.name!r} does not exist. "
-                                                 f"{self.where_to_get()}")
+            raise BenchmarkDataError(
+                root, None, f"benchmark directory for {self.name!r} does not exist. {self.where_to_get()}"
+            )
         return root
 
     def where_to_get(self) -> str:
@@ -104,8 +111,12 @@ class Benchmark(ABC):
             items = items[: int(self.limit)]
         return unique_ids(items)
 
-    def convert_rows(self, file: Path, rows: Iterable[Any], convert: Callable[[Any, int], dict[str, Any]],
-                     ) -> list[dict[str, Any]]:
+    def convert_rows(
+        self,
+        file: Path,
+        rows: Iterable[Any],
+        convert: Callable[[Any, int], dict[str, Any]],
+    ) -> list[dict[str, Any]]:
         """``convert(raw, row)`` each row; a failing row raises (naming file and row) or is counted and skipped."""
         self.files.append(Path(file))
         out = []
@@ -113,25 +124,39 @@ class Benchmark(ABC):
             try:
                 item = convert(raw, i)
                 if item["category"] not in self.categories:
-                    raise BenchmarkDataError(file, i, f"unknown category {item['category']!r}; "
-                                                      f"{self.name} knows {list(self.categories)}", "unknown category")
+                    raise BenchmarkDataError(
+                        file,
+                        i,
+                        f"unknown category {item['category']!r}; {self.name} knows {list(self.categories)}",
+                        "unknown category",
+                    )
                 for field in ("response_1", "response_2"):  # an empty response would be scored as a real one
                     if not isinstance(item.get(field), str) or not item[field].strip():
-                        raise BenchmarkDataError(file, i, f"item {item.get('id')!r}: {field} is empty or whitespace "
-                                                          "only", "empty response")
+                        raise BenchmarkDataError(
+                            file, i, f"item {item.get('id')!r}: {field} is empty or whitespace only", "empty response"
+                        )
                 if item["response_1"].strip() == item["response_2"].strip():  # no preference to judge: a coin
-                    raise BenchmarkDataError(file, i, f"item {item.get('id')!r}: response_1 and response_2 are "
-                                                      "identical", "identical responses")
+                    raise BenchmarkDataError(
+                        file,
+                        i,
+                        f"item {item.get('id')!r}: response_1 and response_2 are identical",
+                        "identical responses",
+                    )
                 if not isinstance(item.get("query"), str) or not item["query"].strip():
-                    raise BenchmarkDataError(file, i, f"item {item.get('id')!r}: query is empty or whitespace only",
-                                             "empty query")
+                    raise BenchmarkDataError(
+                        file, i, f"item {item.get('id')!r}: query is empty or whitespace only", "empty query"
+                    )
                 item.setdefault("source", f"{file}:{i}")
                 item.setdefault("group", item["id"])
                 out.append(item)
             except BenchmarkDataError as exc:
                 if self.on_bad_sample == "error":
-                    raise BenchmarkDataError(exc.file, exc.row, f"{exc.reason} (eval.on_bad_sample=skip skips such "
-                                             f"rows, counted as {exc.kind!r})", exc.kind) from None
+                    raise BenchmarkDataError(
+                        exc.file,
+                        exc.row,
+                        f"{exc.reason} (eval.on_bad_sample=skip skips such rows, counted as {exc.kind!r})",
+                        exc.kind,
+                    ) from None
                 self.skipped[exc.kind] += 1
             except (KeyError, TypeError, ValueError) as exc:
                 err = BenchmarkDataError(file, i, f"malformed row ({type(exc).__name__}: {exc})")
@@ -165,10 +190,16 @@ class Benchmark(ABC):
         return h.hexdigest()[:16]
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "order": self.order,
-                "on_parse_failure": self.on_parse_failure, "categories": list(self.categories),
-                "headline_key": self.headline_key, "columns": [list(c) for c in self.columns],
-                "files": [str(f) for f in self.files]}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "order": self.order,
+            "on_parse_failure": self.on_parse_failure,
+            "categories": list(self.categories),
+            "headline_key": self.headline_key,
+            "columns": [list(c) for c in self.columns],
+            "files": [str(f) for f in self.files],
+        }
 
 
 # -- helpers -----------------------------------------------------------------------------------------------
@@ -195,8 +226,9 @@ def resolve_image(file: Path, row: int, rel: str, *bases: Path) -> Path:
         p = base / rel
         if p.is_file():
             return p
-    raise BenchmarkDataError(file, row, f"missing image file {rel!r} (looked in {[str(b) for b in bases]})",
-                             "missing image")
+    raise BenchmarkDataError(
+        file, row, f"missing image file {rel!r} (looked in {[str(b) for b in bases]})", "missing image"
+    )
 
 
 def sample_frames(folder: Path, n: int, file: Path, row: int) -> list[Path]:
@@ -225,7 +257,10 @@ def open_images(item: dict[str, Any]) -> list[Image.Image]:
                 out.append(to_rgb(im))
         except Exception as exc:  # PIL raises many types for broken files
             where = ref if isinstance(ref, (str, Path)) else "<bytes>"
-            raise BadSampleError(item["id"], "images", kind="unreadable image",
-                                 reason=f"cannot open {where} ({type(exc).__name__}: {exc}) "
-                                        f"[{item.get('source', '')}]") from None
+            raise BadSampleError(
+                item["id"],
+                "images",
+                kind="unreadable image",
+                reason=f"cannot open {where} ({type(exc).__name__}: {exc}) [{item.get('source', '')}]",
+            ) from None
     return out

@@ -12,6 +12,7 @@ Parse-failure policies (how each benchmark's authors count an unparsed output):
   ``extract_judgment`` calls ``random.random() < 0.5`` → "A");
 - ``wrong``: counted as a wrong answer.
 """
+
 from __future__ import annotations
 
 import random
@@ -50,8 +51,9 @@ def _ratio(c: int, t: int) -> Optional[float]:
     return c / t if t else None
 
 
-def accuracy_table(records: Sequence[dict[str, Any]], policy: str, categories: Iterable[str] = (),
-                   coin_seed: int = 123) -> dict[str, Any]:
+def accuracy_table(
+    records: Sequence[dict[str, Any]], policy: str, categories: Iterable[str] = (), coin_seed: int = 123
+) -> dict[str, Any]:
     """Per-category accuracy, overall (micro) and macro (mean over categories that have scored items).
 
     >>> recs = [{"category": "a", "label": 1, "pred": 1}, {"category": "a", "label": 1, "pred": None},
@@ -74,8 +76,11 @@ def accuracy_table(records: Sequence[dict[str, Any]], policy: str, categories: I
             continue
         scored[c] += 1
         correct[c] += int(p is not None and p == int(r["label"]))
-    out: dict[str, Any] = {"n": len(records), "n_scored": sum(scored.values()),
-                           "overall": _ratio(sum(correct.values()), sum(scored.values()))}
+    out: dict[str, Any] = {
+        "n": len(records),
+        "n_scored": sum(scored.values()),
+        "overall": _ratio(sum(correct.values()), sum(scored.values())),
+    }
     per = []
     for c in cats:
         acc = _ratio(correct[c], scored[c])
@@ -86,8 +91,9 @@ def accuracy_table(records: Sequence[dict[str, Any]], policy: str, categories: I
     return out
 
 
-def acc_plus(records: Sequence[dict[str, Any]], policy: str = "wrong", categories: Iterable[str] = (),
-             coin_seed: int = 123) -> dict[str, Any]:
+def acc_plus(
+    records: Sequence[dict[str, Any]], policy: str = "wrong", categories: Iterable[str] = (), coin_seed: int = 123
+) -> dict[str, Any]:
     """Acc+ (MM-RLHF-RewardBench): the fraction of groups whose pairs are *all* judged correctly.
 
     >>> recs = [{"group": "g1", "category": "a", "label": 1, "pred": 1},
@@ -151,8 +157,12 @@ def position_consistency(pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]])
         both_right += int(bool(px) and bool(py))
         first_bias += int(x["pred"] == 1 and y["pred"] == 1) + int(x["pred"] == 2 and y["pred"] == 2)
     n = len(pairs)
-    return {"position_consistency": _ratio(consistent, n), "both_orders_correct": _ratio(both_right, n),
-            "same_position_both_orders": _ratio(first_bias, n), "pairs": n}
+    return {
+        "position_consistency": _ratio(consistent, n),
+        "both_orders_correct": _ratio(both_right, n),
+        "same_position_both_orders": _ratio(first_bias, n),
+        "pairs": n,
+    }
 
 
 # Position-bias limits (eval.position_bias; documented in docs/evaluation.md). With every output parsed, an item
@@ -165,8 +175,9 @@ MIN_CONSISTENCY = 0.8
 MAX_ORDER_GAP = 0.1
 
 
-def position_bias(metrics: dict[str, Any], min_consistency: float = MIN_CONSISTENCY,
-                  max_gap: float = MAX_ORDER_GAP) -> list[str]:
+def position_bias(
+    metrics: dict[str, Any], min_consistency: float = MIN_CONSISTENCY, max_gap: float = MAX_ORDER_GAP
+) -> list[str]:
     """Why a judge's numbers on a benchmark depend on the order the responses are shown in.
 
     ``metrics``: a benchmark's metrics with ``eval.order=both`` (``order/position_consistency``,
@@ -187,6 +198,8 @@ def position_bias(metrics: dict[str, Any], min_consistency: float = MIN_CONSISTE
         out.append(f"position consistency {consistency:.2f} < {min_consistency:.2f}")
     first, second = metrics.get("order/chosen_first/accuracy"), metrics.get("order/chosen_second/accuracy")
     if first is not None and second is not None and abs(first - second) > max_gap + 1e-9:
-        out.append(f"accuracy with the better response first {first:.2f} vs second {second:.2f} "
-                   f"(gap {abs(first - second):.2f} > {max_gap:.2f})")
+        out.append(
+            f"accuracy with the better response first {first:.2f} vs second {second:.2f} "
+            f"(gap {abs(first - second):.2f} > {max_gap:.2f})"
+        )
     return out

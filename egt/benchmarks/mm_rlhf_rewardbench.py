@@ -8,6 +8,7 @@ the first path component (mcq, long, short, safety, video); ``image`` is a file 
 Acc+ = the fraction of groups (same ``id``) whose pairs are all judged correctly; an
 unparsed judgement counts as wrong.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,10 @@ class MMRLHFRewardBench(Benchmark):
     on_parse_failure = "wrong"
     categories = ("mcq", "long", "short", "safety", "video")
     headline_key = "overall"
-    columns = tuple((f"category/{c}", c.upper() if c == "mcq" else c.capitalize()) for c in
-                    ("mcq", "long", "short", "safety", "video")) + (("overall", "Acc"), ("acc_plus", "Acc+"))
+    columns = tuple(
+        (f"category/{c}", c.upper() if c == "mcq" else c.capitalize())
+        for c in ("mcq", "long", "short", "safety", "video")
+    ) + (("overall", "Acc"), ("acc_plus", "Acc+"))
 
     def __init__(self, path: Optional[str] = None, video_frames: int = 32, **kw: Any) -> None:
         super().__init__(path, **kw)
@@ -38,8 +41,10 @@ class MMRLHFRewardBench(Benchmark):
         self.video_frames = video_frames
 
     def where_to_get(self) -> str:
-        return ("Download MM-RLHF-RewardBench (mm_reward_bench.jsonl with its mcq/ long/ short/ safety/ video/ "
-                "folders) into it.")
+        return (
+            "Download MM-RLHF-RewardBench (mm_reward_bench.jsonl with its mcq/ long/ short/ safety/ video/ "
+            "folders) into it."
+        )
 
     def load_items(self, root: Path) -> list[dict[str, Any]]:
         files = [root] if root.is_file() else sorted(root.glob("*.jsonl"))
@@ -47,6 +52,7 @@ class MMRLHFRewardBench(Benchmark):
             raise BenchmarkDataError(root, None, "no MM-RLHF-RewardBench jsonl found. " + self.where_to_get())
         items: list[dict[str, Any]] = []
         for file in files:
+
             def convert(line: str, i: int, file: Path = file) -> dict[str, Any]:
                 row = json.loads(line)
                 rel = row.get("image") or row.get("video")
@@ -54,15 +60,25 @@ class MMRLHFRewardBench(Benchmark):
                     raise BenchmarkDataError(file, i, "row has neither image nor video", "missing image")
                 category = Path(rel).parts[0]
                 if category not in self.categories:
-                    raise BenchmarkDataError(file, i, f"unknown category {category!r} from path {rel!r}; "
-                                                      f"expected one of {list(self.categories)}")
+                    raise BenchmarkDataError(
+                        file,
+                        i,
+                        f"unknown category {category!r} from path {rel!r}; expected one of {list(self.categories)}",
+                    )
                 if row.get("video"):
                     images = [str(p) for p in sample_frames(file.parent / rel, self.video_frames, file, i)]
                 else:
                     images = [str(resolve_image(file, i, rel, file.parent))]
-                return {"id": str(row["id"]), "group": str(row["id"]), "category": category, "images": images,
-                        "query": row["prompt"], "response_1": row["chosen"], "response_2": row["rejected"],
-                        "label": 1}
+                return {
+                    "id": str(row["id"]),
+                    "group": str(row["id"]),
+                    "category": category,
+                    "images": images,
+                    "query": row["prompt"],
+                    "response_1": row["chosen"],
+                    "response_2": row["rejected"],
+                    "label": 1,
+                }
 
             with open(file, encoding="utf-8") as fh:
                 items += self.convert_rows(file, [ln for ln in fh if ln.strip()], convert)

@@ -7,6 +7,7 @@ coin flip from ``random.seed(123)``, accuracy per category with reasoning split 
 math / coding by the ``ID`` prefix ("math…") and safety into bias / toxicity ("pairs…"),
 and overall (micro, the headline). The six leaderboard areas are reported too.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,14 @@ from typing import Any
 from egt.benchmarks import metrics as M
 from egt.benchmarks.base import Benchmark, BenchmarkDataError, resolve_image
 
-RAW_CATEGORIES = {"open_generation/correctness_task": "correctness", "open_generation/preference_task": "preference",
-                  "knowledge": "knowledge", "reasoning": "reasoning", "safety": "safety", "vqa": "vqa"}
+RAW_CATEGORIES = {
+    "open_generation/correctness_task": "correctness",
+    "open_generation/preference_task": "preference",
+    "knowledge": "knowledge",
+    "reasoning": "reasoning",
+    "safety": "safety",
+    "vqa": "vqa",
+}
 
 
 def category_of(raw: str, item_id: str) -> str:
@@ -45,26 +52,44 @@ class MultimodalRewardBench(Benchmark):
     order = "as_given"
     on_parse_failure = "coin_flip"
     coin_seed = 123
-    categories = ("correctness", "preference", "knowledge", "reasoning/math", "reasoning/coding",
-                  "safety/bias", "safety/toxicity", "vqa")
+    categories = (
+        "correctness",
+        "preference",
+        "knowledge",
+        "reasoning/math",
+        "reasoning/coding",
+        "safety/bias",
+        "safety/toxicity",
+        "vqa",
+    )
     areas = ("correctness", "preference", "knowledge", "reasoning", "safety", "vqa")
     headline_key = "overall"
-    columns = (("area/correctness", "Correct."), ("area/preference", "Pref."), ("area/knowledge", "Knowl."),
-               ("category/reasoning/math", "Math"), ("category/reasoning/coding", "Coding"),
-               ("category/safety/bias", "Bias"), ("category/safety/toxicity", "Toxicity"),
-               ("area/vqa", "VQA"), ("overall", "Overall"))
+    columns = (
+        ("area/correctness", "Correct."),
+        ("area/preference", "Pref."),
+        ("area/knowledge", "Knowl."),
+        ("category/reasoning/math", "Math"),
+        ("category/reasoning/coding", "Coding"),
+        ("category/safety/bias", "Bias"),
+        ("category/safety/toxicity", "Toxicity"),
+        ("area/vqa", "VQA"),
+        ("overall", "Overall"),
+    )
 
     def where_to_get(self) -> str:
-        return ("Clone facebookresearch/multimodal_rewardbench and run its scripts/0_download_data.py; "
-                "point the benchmark at its data/ folder (all_data.json + images/).")
+        return (
+            "Clone facebookresearch/multimodal_rewardbench and run its scripts/0_download_data.py; "
+            "point the benchmark at its data/ folder (all_data.json + images/)."
+        )
 
     def load_items(self, root: Path) -> list[dict[str, Any]]:
         file = root if root.is_file() else root / "all_data.json"
         if not file.is_file():
             found = sorted(root.glob("*.json")) if root.is_dir() else []
             if len(found) != 1:
-                raise BenchmarkDataError(file, None, "Multimodal RewardBench's all_data.json not found. "
-                                                     + self.where_to_get())
+                raise BenchmarkDataError(
+                    file, None, "Multimodal RewardBench's all_data.json not found. " + self.where_to_get()
+                )
             file = found[0]
         try:
             rows = json.loads(file.read_text(encoding="utf-8"))
@@ -75,12 +100,19 @@ class MultimodalRewardBench(Benchmark):
 
         def convert(row: dict, i: int) -> dict[str, Any]:
             if row["Better"] not in ("Output1", "Output2"):
-                raise BenchmarkDataError(file, i, f"Better must be Output1 or Output2, got {row['Better']!r}",
-                                         "malformed row")
+                raise BenchmarkDataError(
+                    file, i, f"Better must be Output1 or Output2, got {row['Better']!r}", "malformed row"
+                )
             image = resolve_image(file, i, row["Image"], file.parent)
-            return {"id": str(row["ID"]), "category": category_of(row["Category"], str(row["ID"])),
-                    "images": [str(image)], "query": row["Text"], "response_1": row["Output1"],
-                    "response_2": row["Output2"], "label": 1 if row["Better"] == "Output1" else 2}
+            return {
+                "id": str(row["ID"]),
+                "category": category_of(row["Category"], str(row["ID"])),
+                "images": [str(image)],
+                "query": row["Text"],
+                "response_1": row["Output1"],
+                "response_2": row["Output2"],
+                "label": 1 if row["Better"] == "Output1" else 2,
+            }
 
         return self.convert_rows(file, rows, convert)
 

@@ -5,6 +5,7 @@ as stored (the data stage already randomised the order, seeded); an unparsed jud
 counts as wrong. ``path`` may point at any saved ``datasets`` directory with a ``bench``
 split (or a single split); otherwise the pipeline's data stage supplies it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,8 +24,13 @@ class SyntheticBench(Benchmark):
     on_parse_failure = "wrong"
     categories = ("reasoning", "hallucination", "general")
     headline_key = "overall"
-    columns = (("category/reasoning", "Reasoning"), ("category/hallucination", "Hallu."),
-               ("category/general", "General"), ("overall", "Overall"), ("macro", "Macro"))
+    columns = (
+        ("category/reasoning", "Reasoning"),
+        ("category/hallucination", "Hallu."),
+        ("category/general", "General"),
+        ("overall", "Overall"),
+        ("macro", "Macro"),
+    )
 
     def __init__(self, path: Optional[str] = None, split: str = "bench", **kw: Any) -> None:
         super().__init__(path, **kw)
@@ -39,8 +45,11 @@ class SyntheticBench(Benchmark):
 
     def root(self, data_root: Optional[str]) -> Path:
         if not self.path:
-            raise BenchmarkDataError("synthetic", None, "no dataset: run it inside the pipeline (the data stage "
-                                                        "supplies it) or set the benchmark's path")
+            raise BenchmarkDataError(
+                "synthetic",
+                None,
+                "no dataset: run it inside the pipeline (the data stage supplies it) or set the benchmark's path",
+            )
         return super().root(data_root)
 
     def load_items(self, root: Path) -> list[dict[str, Any]]:
@@ -55,9 +64,15 @@ class SyntheticBench(Benchmark):
             ds = ds[self.split]
 
         def convert(row: dict, i: int) -> dict[str, Any]:
-            return {"id": row["id"], "category": row.get("category") or "general", "images": list(row["images"]),
-                    "query": row["query"], "response_1": row["response_1"], "response_2": row["response_2"],
-                    "label": int(row["label"])}
+            return {
+                "id": row["id"],
+                "category": row.get("category") or "general",
+                "images": list(row["images"]),
+                "query": row["query"],
+                "response_1": row["response_1"],
+                "response_2": row["response_2"],
+                "label": int(row["label"]),
+            }
 
         items = self.convert_rows(root / self.split, ds, convert)
         # the split's state.json holds its arrow files' fingerprints

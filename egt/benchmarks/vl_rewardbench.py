@@ -8,6 +8,7 @@ unparsed outputs are excluded from the denominator, and the metrics are accuracy
 category, overall (micro) and the macro average over the three categories (the
 headline). Paper Table 1 reports the overall (micro) accuracy.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,13 @@ class VLRewardBench(Benchmark):
     on_parse_failure = "exclude"
     categories = ("reasoning", "hallucination", "general")
     headline_key = "macro"
-    columns = (("category/reasoning", "Reasoning"), ("category/hallucination", "Hallu."),
-               ("category/general", "General"), ("overall", "Overall"), ("macro", "Macro"))
+    columns = (
+        ("category/reasoning", "Reasoning"),
+        ("category/hallucination", "Hallu."),
+        ("category/general", "General"),
+        ("overall", "Overall"),
+        ("macro", "Macro"),
+    )
 
     def __init__(self, path: Optional[str] = None, format: str = "auto", **kw: Any) -> None:
         super().__init__(path, **kw)
@@ -53,8 +59,10 @@ class VLRewardBench(Benchmark):
         self.format = format
 
     def where_to_get(self) -> str:
-        return ("Download the HF dataset MMInstruction/VL-RewardBench (its parquet files) or R1-Reward's "
-                "inference/VL-Reward-Bench/data.jsonl with its images into it.")
+        return (
+            "Download the HF dataset MMInstruction/VL-RewardBench (its parquet files) or R1-Reward's "
+            "inference/VL-Reward-Bench/data.jsonl with its images into it."
+        )
 
     def load_items(self, root: Path) -> list[dict[str, Any]]:
         if root.is_file():
@@ -66,8 +74,9 @@ class VLRewardBench(Benchmark):
             if self.format == "official" and not parquet:
                 files = []
         if not files:
-            raise BenchmarkDataError(root, None, "no VL-RewardBench data file (*.parquet or *.jsonl) found. "
-                                                 + self.where_to_get())
+            raise BenchmarkDataError(
+                root, None, "no VL-RewardBench data file (*.parquet or *.jsonl) found. " + self.where_to_get()
+            )
         items: list[dict[str, Any]] = []
         for f in files:
             items += self._load_parquet(f) if f.suffix == ".parquet" else self._load_jsonl(f, root)
@@ -84,14 +93,25 @@ class VLRewardBench(Benchmark):
         def convert(row: dict, i: int) -> dict[str, Any]:
             responses, ranking = list(row["response"]), [int(x) for x in row["human_ranking"]]
             if len(responses) != 2 or len(ranking) != 2 or ranking[0] == ranking[1]:
-                raise BenchmarkDataError(file, i, f"expected 2 responses and a strict human_ranking, got "
-                                                  f"{len(responses)} responses, ranking {ranking}", "malformed row")
+                raise BenchmarkDataError(
+                    file,
+                    i,
+                    f"expected 2 responses and a strict human_ranking, got "
+                    f"{len(responses)} responses, ranking {ranking}",
+                    "malformed row",
+                )
             image = row["image"]
             if not isinstance(image, dict) or not (image.get("bytes") or image.get("path")):
                 raise BenchmarkDataError(file, i, "image has neither bytes nor path", "missing image")
-            return {"id": str(row["id"]), "category": category_of(str(row["id"])), "images": [image],
-                    "query": row["query"], "response_1": responses[0], "response_2": responses[1],
-                    "label": 1 if ranking[0] < ranking[1] else 2}
+            return {
+                "id": str(row["id"]),
+                "category": category_of(str(row["id"])),
+                "images": [image],
+                "query": row["query"],
+                "response_1": responses[0],
+                "response_2": responses[1],
+                "label": 1 if ranking[0] < ranking[1] else 2,
+            }
 
         return self.convert_rows(file, df.to_dict("records"), convert)
 
@@ -99,9 +119,15 @@ class VLRewardBench(Benchmark):
         def convert(line: str, i: int) -> dict[str, Any]:
             row = json.loads(line)
             image = resolve_image(file, i, row["image"], file.parent, root if root.is_dir() else file.parent)
-            return {"id": str(row["id"]), "category": category_of(str(row["id"])), "images": [str(image)],
-                    "query": row["prompt"], "response_1": row["chosen"], "response_2": row["rejected"],
-                    "label": 1}
+            return {
+                "id": str(row["id"]),
+                "category": category_of(str(row["id"])),
+                "images": [str(image)],
+                "query": row["prompt"],
+                "response_1": row["chosen"],
+                "response_2": row["rejected"],
+                "label": 1,
+            }
 
         with open(file, encoding="utf-8") as fh:
             lines = [ln for ln in fh if ln.strip()]

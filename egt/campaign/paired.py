@@ -4,6 +4,7 @@ differences against each table's reference row, and Figures 2 and 4 with error b
 
 Arms are named as in egt.campaign.verdict (``table3:random``, ``fig4:0.15``, ``sft``).
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,14 @@ from egt.report.experiments import EXPERIMENTS, cells, entries
 
 log = logging.getLogger(__name__)
 # each table's reference row: the paper's method (Table 2: SFT; Figure 4: all the data; online: static)
-REFERENCE = {"table2": "sft", "table3": "table3:entropy", "table4": "table4:answer", "table5": "table5:low",
-             "fig4": "fig4:1.0", "online": "online:static"}
+REFERENCE = {
+    "table2": "sft",
+    "table3": "table3:entropy",
+    "table4": "table4:answer",
+    "table5": "table5:low",
+    "fig4": "fig4:1.0",
+    "online": "online:static",
+}
 
 
 def item_correctness(path: str | Path) -> dict[str, int]:
@@ -41,8 +48,11 @@ def _predictions(entry: dict[str, Any], artifacts: Path) -> Optional[Path]:
     return p if p.is_file() else None
 
 
-def load_cells(jobs: Sequence[dict[str, Any]], artifacts: str | Path, benchmark: str = "synthetic",
-               ) -> tuple[dict[str, dict[int, np.ndarray]], list[str]]:
+def load_cells(
+    jobs: Sequence[dict[str, Any]],
+    artifacts: str | Path,
+    benchmark: str = "synthetic",
+) -> tuple[dict[str, dict[int, np.ndarray]], list[str]]:
     """({arm: {seed: [N] correctness}}, item ids), items aligned over every model (their common ids)."""
     artifacts = Path(artifacts)
     raw: dict[str, dict[int, dict[str, int]]] = {}
@@ -60,8 +70,9 @@ def load_cells(jobs: Sequence[dict[str, Any]], artifacts: str | Path, benchmark:
     if not raw:
         return {}, []
     ids = sorted(set.intersection(*(set(v) for per in raw.values() for v in per.values())))
-    return {arm: {s: np.array([v[i] for i in ids], dtype=np.int8) for s, v in per.items()}
-            for arm, per in raw.items()}, ids
+    return {
+        arm: {s: np.array([v[i] for i in ids], dtype=np.int8) for s, v in per.items()} for arm, per in raw.items()
+    }, ids
 
 
 def training_sets(jobs: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -77,13 +88,26 @@ def training_sets(jobs: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]
             rl = [((j.get("stages") or {}).get("rl") or {}).get("summary") or {} for j in js]
             row = {}
             for name, vals in (
-                    ("n", [d["n_selected"] for d in sel if d.get("n_selected")]),
-                    # egt.select's flipped_rate / ambiguous_rate are the pool's; the set's is kept / selected
-                    ("flipped", [d["flipped_kept"] / d["n_selected"] for d in sel
-                                 if d.get("n_selected") and d.get("flipped_kept") is not None]),
-                    ("ambiguous", [d["ambiguous_kept"] / d["n_selected"] for d in sel
-                                   if d.get("n_selected") and d.get("ambiguous_kept") is not None]),
-                    ("steps", [d["optimizer_steps"] for d in rl if d.get("optimizer_steps") is not None])):
+                ("n", [d["n_selected"] for d in sel if d.get("n_selected")]),
+                # egt.select's flipped_rate / ambiguous_rate are the pool's; the set's is kept / selected
+                (
+                    "flipped",
+                    [
+                        d["flipped_kept"] / d["n_selected"]
+                        for d in sel
+                        if d.get("n_selected") and d.get("flipped_kept") is not None
+                    ],
+                ),
+                (
+                    "ambiguous",
+                    [
+                        d["ambiguous_kept"] / d["n_selected"]
+                        for d in sel
+                        if d.get("n_selected") and d.get("ambiguous_kept") is not None
+                    ],
+                ),
+                ("steps", [d["optimizer_steps"] for d in rl if d.get("optimizer_steps") is not None]),
+            ):
                 if vals:
                     row[name] = float(np.mean(vals))
             if row:
@@ -95,8 +119,9 @@ def _label(arm: str) -> str:
     return arm.split(":", 1)[-1]
 
 
-def ci_tables_markdown(arms: dict[str, dict[int, np.ndarray]], alpha: float = 0.05,
-                       sets: Optional[dict[str, dict[str, float]]] = None) -> str:
+def ci_tables_markdown(
+    arms: dict[str, dict[int, np.ndarray]], alpha: float = 0.05, sets: Optional[dict[str, dict[str, float]]] = None
+) -> str:
     """Per experiment: Overall mean ± 95% CI over seeds and the paired difference [95% CI] against the
     reference row (same seeds, same items; egt.campaign.power.paired_difference); with ``sets``
     (:func:`training_sets`) also each arm's RL set: samples, flipped / ambiguous labels (%), steps."""
@@ -109,9 +134,13 @@ def ci_tables_markdown(arms: dict[str, dict[int, np.ndarray]], alpha: float = 0.
         ref = REFERENCE.get(exp.name)
         if exp.sft_row and "sft" in arms:
             rows = ["sft"] + rows
-        out += [f"**{exp.name}** (reference: {_label(ref) if ref else '–'})", "",
-                "| row | seeds | Overall, mean ± 95% CI | difference vs reference [95% CI] | RL set: samples, "
-                "flipped %, ambiguous % | RL steps |", "|:--|--:|--:|--:|--:|--:|"]
+        out += [
+            f"**{exp.name}** (reference: {_label(ref) if ref else '–'})",
+            "",
+            "| row | seeds | Overall, mean ± 95% CI | difference vs reference [95% CI] | RL set: samples, "
+            "flipped %, ambiguous % | RL steps |",
+            "|:--|--:|--:|--:|--:|--:|",
+        ]
         for arm in rows:
             per = arms[arm]
             accs = [100 * float(v.mean()) for v in per.values()]
@@ -121,8 +150,10 @@ def ci_tables_markdown(arms: dict[str, dict[int, np.ndarray]], alpha: float = 0.
                 half = 100 * wilson_half(m / 100, n, alpha)  # one model: the bench's binomial interval
             cell = f"{m:.2f}" + ("" if half is None else f" ± {half:.2f}")
             diff = "reference" if arm == ref else _diff(arms, arm, ref, alpha)
-            out.append(f"| {_label(arm)} | {len(per) if arm != 'sft' else 1} | {cell} | {diff} | "
-                       f"{_set_cell(sets.get(arm))} | {_steps_cell(sets.get(arm))} |")
+            out.append(
+                f"| {_label(arm)} | {len(per) if arm != 'sft' else 1} | {cell} | {diff} | "
+                f"{_set_cell(sets.get(arm))} | {_steps_cell(sets.get(arm))} |"
+            )
         out.append("")
     return "\n".join(out)
 
@@ -180,8 +211,9 @@ def fig4_ci(arms: dict[str, dict[int, np.ndarray]], path: str | Path, alpha: flo
     if "sft" in arms:
         v = arms["sft"][SHARED]
         sft = (100 * float(v.mean()), 100 * wilson_half(float(v.mean()), len(v), alpha))
-    return plot_fig4(points, path, sft, ylabel="overall accuracy (%)",
-                     title="Figure 4: data scale (mean ± 95% CI over seeds)")
+    return plot_fig4(
+        points, path, sft, ylabel="overall accuracy (%)", title="Figure 4: data scale (mean ± 95% CI over seeds)"
+    )
 
 
 def fig2_ci(table: Any, path: str | Path, bins: int = 10, alpha: float = 0.05) -> Path:

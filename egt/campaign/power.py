@@ -34,6 +34,7 @@ Student t without scipy (not an egt dependency): the CDF from the regularized in
 function (continued fraction, Numerical Recipes §6.4; exact to ~1e-12 for any df > 0), the quantile
 by bisection; the normal quantile from :class:`statistics.NormalDist`.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,9 +46,22 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-__all__ = ["t_cdf", "t_ppf", "paired_binary_var", "seed_sd_of_difference", "pooled_sd", "paired_se", "mde",
-           "power_table", "PairedDiff", "paired_difference", "mean_ci", "spearman_ci", "mde_correlation",
-           "measured_seed_sds"]
+__all__ = [
+    "t_cdf",
+    "t_ppf",
+    "paired_binary_var",
+    "seed_sd_of_difference",
+    "pooled_sd",
+    "paired_se",
+    "mde",
+    "power_table",
+    "PairedDiff",
+    "paired_difference",
+    "mean_ci",
+    "spearman_ci",
+    "mde_correlation",
+    "measured_seed_sds",
+]
 
 
 def _betacf(a: float, b: float, x: float) -> float:
@@ -146,7 +160,7 @@ def seed_sd_of_difference(sd_a: float, sd_b: float = 0.0, corr: float = 0.0) -> 
     >>> seed_sd_of_difference(2.0, 2.0, corr=0.5)
     2.0
     """
-    return math.sqrt(max(sd_a ** 2 + sd_b ** 2 - 2.0 * corr * sd_a * sd_b, 0.0))
+    return math.sqrt(max(sd_a**2 + sd_b**2 - 2.0 * corr * sd_a * sd_b, 0.0))
 
 
 def pooled_sd(sds: Sequence[float], n_per: int | Sequence[int]) -> tuple[float, int]:
@@ -180,20 +194,27 @@ def paired_se(seed_var: float, n_seeds: int, item_var: float, n_items: int) -> t
     return math.sqrt(a + b), ((a + b) ** 2 / den if den > 0 else float("inf"))
 
 
-def mde(seed_sd_diff: float, n_seeds: int, item_var: float, n_items: int, alpha: float = 0.05,
-        power: float = 0.8) -> float:
+def mde(
+    seed_sd_diff: float, n_seeds: int, item_var: float, n_items: int, alpha: float = 0.05, power: float = 0.8
+) -> float:
     """Minimum detectable difference (points): (t[1 - alpha/2] + t[power]) * SE at the Satterthwaite df.
 
     No bench term, 5 seeds, sd 1: (t[.975, 4] + t[.8, 4]) / sqrt(5) = (2.7764 + 0.9410) / 2.2361.
     >>> round(mde(1.0, 5, 0.0, 300), 3)
     1.662
     """
-    se, df = paired_se(seed_sd_diff ** 2, n_seeds, item_var, n_items)
+    se, df = paired_se(seed_sd_diff**2, n_seeds, item_var, n_items)
     return (t_ppf(1 - alpha / 2, df) + t_ppf(power, df)) * se
 
 
-def power_table(seed_sd_diff: float, item_var: float, n_items: Sequence[int], n_seeds: Sequence[int],
-                alpha: float = 0.05, power: float = 0.8) -> list[dict[str, float]]:
+def power_table(
+    seed_sd_diff: float,
+    item_var: float,
+    n_items: Sequence[int],
+    n_seeds: Sequence[int],
+    alpha: float = 0.05,
+    power: float = 0.8,
+) -> list[dict[str, float]]:
     """One row per bench size: {"n_items": N, S: MDE in points for each S in ``n_seeds``}."""
     return [{"n_items": n, **{s: mde(seed_sd_diff, s, item_var, n, alpha, power) for s in n_seeds}} for n in n_items]
 
@@ -201,6 +222,7 @@ def power_table(seed_sd_diff: float, item_var: float, n_items: Sequence[int], n_
 @dataclass(frozen=True)
 class PairedDiff:
     """A paired difference (fractions, not points) with its (1 - alpha) CI."""
+
     mean: float
     se: float
     df: float
@@ -223,13 +245,14 @@ def paired_difference(a: np.ndarray, b: np.ndarray, alpha: float = 0.05) -> Pair
     """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.ndim != 2 or b.ndim != 2 or b.shape[1] != a.shape[1] or b.shape[0] not in (1, a.shape[0]):
-        raise ValueError(f"paired_difference: a [S, N] and b [S or 1, N] over the same items, got {a.shape} "
-                         f"and {b.shape}")
+        raise ValueError(
+            f"paired_difference: a [S, N] and b [S or 1, N] over the same items, got {a.shape} and {b.shape}"
+        )
     x = a - b  # [S, N]
     s, n = x.shape
     seed_term = float(x.mean(axis=1).var(ddof=1)) / s if s > 1 else 0.0
     item_term = float(x.mean(axis=0).var(ddof=1)) / n if n > 1 else 0.0
-    den = (seed_term ** 2 / (s - 1) if s > 1 else 0.0) + (item_term ** 2 / (n - 1) if n > 1 else 0.0)
+    den = (seed_term**2 / (s - 1) if s > 1 else 0.0) + (item_term**2 / (n - 1) if n > 1 else 0.0)
     df = (seed_term + item_term) ** 2 / den if den > 0 else float("inf")
     se = math.sqrt(seed_term + item_term)
     half = t_ppf(1 - alpha / 2, df) * se if se > 0 else 0.0
@@ -291,8 +314,12 @@ def measured_seed_sds(run_dir: str | Path, column: str = "Overall") -> list[floa
 
 
 def _table(title: str, rows: list[dict[str, float]], seeds: Sequence[int]) -> str:
-    lines = [f"**{title}**", "", "| bench items | " + " | ".join(f"{s} seeds" for s in seeds) + " |",
-             "|--:|" + "--:|" * len(seeds)]
+    lines = [
+        f"**{title}**",
+        "",
+        "| bench items | " + " | ".join(f"{s} seeds" for s in seeds) + " |",
+        "|--:|" + "--:|" * len(seeds),
+    ]
     lines += [f"| {r['n_items']:,} | " + " | ".join(f"{r[s]:.2f}" for s in seeds) + " |" for r in rows]
     return "\n".join(lines)
 
@@ -322,8 +349,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for sd in sds:
         for what, sdd in (("RL arm vs RL arm", seed_sd_of_difference(sd, sd)), ("RL arm vs SFT", sd)):
             rows = power_table(sdd, args.item_var, args.bench, args.seeds, args.alpha, args.power)
-            print("\n" + _table(f"MDE (points), {what}: arm sd {sd:g}, item variance {args.item_var:g}, "
-                                f"alpha {args.alpha:g}, power {args.power:g}", rows, args.seeds))
+            print(
+                "\n"
+                + _table(
+                    f"MDE (points), {what}: arm sd {sd:g}, item variance {args.item_var:g}, "
+                    f"alpha {args.alpha:g}, power {args.power:g}",
+                    rows,
+                    args.seeds,
+                )
+            )
     return 0
 
 

@@ -1,6 +1,7 @@
 """The protocol (docs/reproduction/protocol.md): its settings block, read and hashed, and the plan of
 every ``train.py`` command it asks for, in run order (:func:`plan`). :mod:`egt.campaign.reproduce` runs it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,8 +33,16 @@ class Protocol:
 
     @property
     def sweeps(self) -> list[SweepSpec]:
-        return [SweepSpec(s["name"], s["experiment"], int(s.get("tier", 1)), dict(s.get("sweep") or {}),
-                          tuple(s.get("overrides") or ())) for s in self.settings["sweeps"]]
+        return [
+            SweepSpec(
+                s["name"],
+                s["experiment"],
+                int(s.get("tier", 1)),
+                dict(s.get("sweep") or {}),
+                tuple(s.get("overrides") or ()),
+            )
+            for s in self.settings["sweeps"]
+        ]
 
     @property
     def preset(self) -> str:
@@ -51,8 +60,17 @@ def read_protocol(path: str | Path) -> Protocol:
     if m is None:
         raise KeyError(f"{path}: no ```yaml block starting with '# egt-protocol'")
     settings = yaml.safe_load(m.group(1))
-    for key in ("seeds", "seeds_tier2", "formats", "common", "sweeps", "timings", "stats", "gates",
-                "calibration_seeds"):
+    for key in (
+        "seeds",
+        "seeds_tier2",
+        "formats",
+        "common",
+        "sweeps",
+        "timings",
+        "stats",
+        "gates",
+        "calibration_seeds",
+    ):
         if key not in settings:
             raise KeyError(f"{path}: the egt-protocol block has no '{key}'")
     return Protocol(settings, hashlib.sha256(text.encode()).hexdigest(), Path(path))
@@ -66,8 +84,14 @@ def seeds_arg(seeds: Sequence[int]) -> str:
 def train_cmd(p: Protocol, fmt: str, overrides: Sequence[str], artifacts: Path) -> list[str]:
     """One ``python train.py`` command of teacher format ``fmt``: ``overrides``, the protocol's common and
     per-format settings, the shared artifact store."""
-    return [sys.executable, "train.py", *overrides, *p.settings["common"], *p.settings["formats"][fmt],
-            f"paths.artifacts={artifacts}"]
+    return [
+        sys.executable,
+        "train.py",
+        *overrides,
+        *p.settings["common"],
+        *p.settings["formats"][fmt],
+        f"paths.artifacts={artifacts}",
+    ]
 
 
 def plan(p: Protocol, sweeps: Path, artifacts: Path) -> list[dict[str, Any]]:
@@ -76,20 +100,63 @@ def plan(p: Protocol, sweeps: Path, artifacts: Path) -> list[dict[str, Any]]:
     steps = []
     for fmt in p.settings["formats"]:
         d = sweeps / fmt / "upstream"
-        steps.append({"phase": "upstream", "format": fmt, "name": "upstream", "dir": d, "cmd": train_cmd(
-            p, fmt, [f"experiment={p.preset}", "stages=[data,distill,sft,probe,eval]", f"hydra.run.dir={d}"],
-            artifacts)})
+        steps.append(
+            {
+                "phase": "upstream",
+                "format": fmt,
+                "name": "upstream",
+                "dir": d,
+                "cmd": train_cmd(
+                    p,
+                    fmt,
+                    [f"experiment={p.preset}", "stages=[data,distill,sft,probe,eval]", f"hydra.run.dir={d}"],
+                    artifacts,
+                ),
+            }
+        )
     for fmt in p.settings["formats"]:
         d = sweeps / "calibration" / fmt
-        steps.append({"phase": "calibration", "format": fmt, "name": "calibration", "dir": d, "cmd": train_cmd(
-            p, fmt, [f"experiment=[{p.preset},table2]", "ablation=full_rl", seeds_arg(p.settings["calibration_seeds"]),
-                     f"hydra.sweep.dir={d}"], artifacts)})
+        steps.append(
+            {
+                "phase": "calibration",
+                "format": fmt,
+                "name": "calibration",
+                "dir": d,
+                "cmd": train_cmd(
+                    p,
+                    fmt,
+                    [
+                        f"experiment=[{p.preset},table2]",
+                        "ablation=full_rl",
+                        seeds_arg(p.settings["calibration_seeds"]),
+                        f"hydra.sweep.dir={d}",
+                    ],
+                    artifacts,
+                ),
+            }
+        )
     for tier in (1, 2):
         for spec in (s for s in p.sweeps if s.tier == tier):
             for fmt in p.settings["formats"]:
                 d = sweeps / fmt / spec.name
                 axes = [*spec.overrides, *(f"{k}={v}" for k, v in spec.sweep.items())]
-                steps.append({"phase": f"tier{tier}", "format": fmt, "name": spec.name, "dir": d, "cmd": train_cmd(
-                    p, fmt, [f"experiment=[{p.preset},{spec.experiment}]", *axes, seeds_arg(p.seeds(tier)),
-                             f"hydra.sweep.dir={d}"], artifacts)})
+                steps.append(
+                    {
+                        "phase": f"tier{tier}",
+                        "format": fmt,
+                        "name": spec.name,
+                        "dir": d,
+                        "cmd": train_cmd(
+                            p,
+                            fmt,
+                            [
+                                f"experiment=[{p.preset},{spec.experiment}]",
+                                *axes,
+                                seeds_arg(p.seeds(tier)),
+                                f"hydra.sweep.dir={d}",
+                            ],
+                            artifacts,
+                        ),
+                    }
+                )
     return steps

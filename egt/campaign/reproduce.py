@@ -18,6 +18,7 @@ everything reruns. Wall time per step and the CPU count are printed and written 
 ``--dry-run`` prints the commands and the CPU time estimated from the protocol's measured timings;
 ``--status`` counts the finished jobs; ``--report`` writes an INTERIM report from them (neither runs a job).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,6 +38,7 @@ from egt.campaign.protocol import Protocol, plan, read_protocol  # read_protocol
 
 REPO = Path(__file__).resolve().parents[2]  # the checkout: egt/campaign/reproduce.py
 # ---- the CPU estimate ---------------------------------------------------------------------------------------
+
 
 def _compose(overrides: Sequence[str], hydra_cfg: bool = False):
     from hydra import compose, initialize_config_dir
@@ -91,9 +93,12 @@ def estimate(p: Protocol) -> dict[str, Any]:
         sft_steps = math.ceil(kept / up.sft.batch_size) * up.sft.epochs
         if up.sft.max_steps and up.sft.max_steps > 0:
             sft_steps = min(sft_steps, int(up.sft.max_steps))
-        phases["upstream"] += (sft_steps * t["sft_step"] + up.data.world.n_rl * t["probe_item"]
-                               + up.data.world.n_bench * (2 if up.eval.order == "both" else 1) * t["eval_item"]
-                               + t["stage_overhead"])
+        phases["upstream"] += (
+            sft_steps * t["sft_step"]
+            + up.data.world.n_rl * t["probe_item"]
+            + up.data.world.n_bench * (2 if up.eval.order == "both" else 1) * t["eval_item"]
+            + t["stage_overhead"]
+        )
         cal = arm_cost(_compose([f"experiment=[{p.preset},table2]", "ablation=full_rl", *base]), t)
         phases["calibration"] += cal["cpu_s"] * len(p.settings["calibration_seeds"])
         seen: dict[str, int] = {}  # arm signature -> seeds already paid for
@@ -106,16 +111,25 @@ def estimate(p: Protocol) -> dict[str, Any]:
                     try:
                         cfg = _compose([f"experiment=[{p.preset},{spec.experiment}]", *spec.overrides, *combo, *base])
                     except Exception as exc:  # an option that does not exist (yet)
-                        missing.append(f"{fmt} {spec.name}: {' '.join(combo)}: {type(exc).__name__}: "
-                                       f"{str(exc).splitlines()[0]}")
+                        missing.append(
+                            f"{fmt} {spec.name}: {' '.join(combo)}: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+                        )
                         continue
                     c = arm_cost(cfg, t)
                     sig, n_seeds = _signature(cfg), len(p.seeds(tier))
                     new = max(0, n_seeds - seen.get(sig, 0))
                     seen[sig] = max(seen.get(sig, 0), n_seeds)
                     phases[f"tier{tier}"] += new * c["cpu_s"]
-                    arms.append({"format": fmt, "sweep": spec.name, "arm": " ".join(combo), "seeds": n_seeds,
-                                 "new_seeds": new, **c})
+                    arms.append(
+                        {
+                            "format": fmt,
+                            "sweep": spec.name,
+                            "arm": " ".join(combo),
+                            "seeds": n_seeds,
+                            "new_seeds": new,
+                            **c,
+                        }
+                    )
     return {"phases": phases, "arms": arms, "missing": missing, "cpu_s": sum(phases.values())}
 
 
@@ -134,12 +148,16 @@ def dry_run(p: Protocol, sweeps: Path, artifacts: Path, out: Path, workers: int)
     print("\n| format | sweep | arm | seeds | new seeds | selected | RL steps | re-probed | evaluated | CPU s / seed |")
     print("|:--|:--|:--|--:|--:|--:|--:|--:|--:|--:|")
     for a in est["arms"]:
-        print(f"| {a['format']} | {a['sweep']} | {a['arm']} | {a['seeds']} | {a['new_seeds']} | {a['selected']} | "
-              f"{a['steps']} | {a['reprobed']} | {a['evaluated']} | {a['cpu_s']:.0f} |")
+        print(
+            f"| {a['format']} | {a['sweep']} | {a['arm']} | {a['seeds']} | {a['new_seeds']} | {a['selected']} | "
+            f"{a['steps']} | {a['reprobed']} | {a['evaluated']} | {a['cpu_s']:.0f} |"
+        )
     for phase, sec in est["phases"].items():
         print(f"{phase}: {sec / 3600:.2f} CPU h")
-    print(f"total: {est['cpu_s'] / 3600:.2f} CPU h; about {est['cpu_s'] / 3600 / workers:.2f} h wall with {workers} "
-          f"processes of {p.settings.get('threads_per_process', 1)} thread(s) (this machine: {os.cpu_count()} CPUs)")
+    print(
+        f"total: {est['cpu_s'] / 3600:.2f} CPU h; about {est['cpu_s'] / 3600 / workers:.2f} h wall with {workers} "
+        f"processes of {p.settings.get('threads_per_process', 1)} thread(s) (this machine: {os.cpu_count()} CPUs)"
+    )
     for m in est["missing"]:
         print(f"MISSING (the run would fail here; not in the total): {m}")
     return est
@@ -154,8 +172,15 @@ def planned_jobs(p: Protocol, step: dict[str, Any]) -> int:
     if step["phase"] == "calibration":
         return len(p.settings["calibration_seeds"])
     spec = next(s for s in p.sweeps if s.name == step["name"])
-    exp = _compose([f"experiment=[{p.preset},{spec.experiment}]", *spec.overrides, *p.settings["common"],
-                    *p.settings["formats"][step["format"]]], hydra_cfg=True)
+    exp = _compose(
+        [
+            f"experiment=[{p.preset},{spec.experiment}]",
+            *spec.overrides,
+            *p.settings["common"],
+            *p.settings["formats"][step["format"]],
+        ],
+        hydra_cfg=True,
+    )
     axes = {k: str(v) for k, v in exp.hydra.sweeper.params.items() if k != "rl.seed"}
     axes.update(spec.sweep)
     return len(_product(axes)) * len(p.seeds(spec.tier))
@@ -172,9 +197,16 @@ def status(p: Protocol, sweeps: Path, artifacts: Path) -> list[dict[str, Any]]:
         d = Path(step["dir"])
         files = [d / JOB_FILE] if step["phase"] == "upstream" else sorted(d.glob(f"*/{JOB_FILE}"))
         states = [json.loads(f.read_text()).get("status") for f in files if f.is_file()]
-        rows.append({"phase": step["phase"], "format": step["format"], "name": step["name"],
-                     "planned": planned_jobs(p, step), "completed": states.count("completed"),
-                     "failed": states.count("failed")})
+        rows.append(
+            {
+                "phase": step["phase"],
+                "format": step["format"],
+                "name": step["name"],
+                "planned": planned_jobs(p, step),
+                "completed": states.count("completed"),
+                "failed": states.count("failed"),
+            }
+        )
     return rows
 
 
@@ -198,6 +230,7 @@ def _quote(arg: str) -> str:
 
 # ---- the run --------------------------------------------------------------------------------------------------
 
+
 def _execute(step: dict[str, Any], logs: Path, threads: int) -> float:
     """Run one step; a failed sweep is run once more (its finished jobs are reused from the artifact
     store, so only the failed ones recompute). Upstream and calibration must succeed; a table sweep
@@ -209,8 +242,11 @@ def _execute(step: dict[str, Any], logs: Path, threads: int) -> float:
         with open(logs / f"{step['format']}_{step['name']}.{attempt}.log", "w", encoding="utf-8") as fh:
             rc = subprocess.run(step["cmd"], cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT).returncode
         wall = time.perf_counter() - t0
-        print(f"[{step['phase']}] {step['format']}/{step['name']}: exit {rc}, {wall / 60:.1f} min wall"
-              f"{' (second attempt)' if attempt == 2 else ''}", flush=True)
+        print(
+            f"[{step['phase']}] {step['format']}/{step['name']}: exit {rc}, {wall / 60:.1f} min wall"
+            f"{' (second attempt)' if attempt == 2 else ''}",
+            flush=True,
+        )
         if rc == 0:
             return wall
     if step["phase"] in ("upstream", "calibration"):
@@ -231,8 +267,12 @@ def gate_sft(p: Protocol, sweeps: Path) -> list[str]:
     lo, hi = p.settings["gates"]["sft_overall"]
     bad = []
     for fmt in p.settings["formats"]:
-        vals = [m["metrics"]["overall"] for j in load_jobs(sweeps / fmt / "upstream") for m in j.get("metrics") or []
-                if m["model"] == "sft"]
+        vals = [
+            m["metrics"]["overall"]
+            for j in load_jobs(sweeps / fmt / "upstream")
+            for m in j.get("metrics") or []
+            if m["model"] == "sft"
+        ]
         if not vals or not lo <= vals[0] <= hi:
             bad.append(f"G1 {fmt}: SFT Overall {vals[0] if vals else None} outside [{lo}, {hi}]")
     return bad
@@ -252,10 +292,13 @@ def gate_rl(p: Protocol, sweeps: Path, artifacts: Path) -> list[str]:
         rl, sft = arms.get("table2:full_rl", {}), arms.get("sft", {}).get(SHARED)
         changed = [float(abs(v.astype(int) - sft.astype(int)).mean()) for v in rl.values()] if sft is not None else []
         mean = sum(changed) / len(changed) if changed else None
-        fails = [m["metrics"].get("parse_failure_rate") or 0.0 for j in jobs for m in j.get("metrics") or []
-                 if m["model"] == "rl"]
-        print(f"G2 {fmt}: Full RL changed {mean} of the bench's decisions (per seed {changed}); "
-              f"parse failures {fails}")
+        fails = [
+            m["metrics"].get("parse_failure_rate") or 0.0
+            for j in jobs
+            for m in j.get("metrics") or []
+            if m["model"] == "rl"
+        ]
+        print(f"G2 {fmt}: Full RL changed {mean} of the bench's decisions (per seed {changed}); parse failures {fails}")
         if mean is None or mean < g["rl_changed_min"]:
             bad.append(f"G2 {fmt}: Full RL changed {mean} of the decisions, below {g['rl_changed_min']}")
         if fails and max(fails) > g.get("rl_parse_failures_max", 1.0):
@@ -269,9 +312,11 @@ def current_default(p: Protocol) -> Optional[str]:
     from omegaconf import OmegaConf
 
     cfg = _compose([])
-    hits = [fmt for fmt, over in p.settings["formats"].items()
-            if all(OmegaConf.select(cfg, k.lstrip("+")) == yaml.safe_load(v)
-                   for k, v in (o.split("=", 1) for o in over))]
+    hits = [
+        fmt
+        for fmt, over in p.settings["formats"].items()
+        if all(OmegaConf.select(cfg, k.lstrip("+")) == yaml.safe_load(v) for k, v in (o.split("=", 1) for o in over))
+    ]
     return hits[0] if len(hits) == 1 else None
 
 
@@ -284,10 +329,13 @@ def report(p: Protocol, sweeps: Path, artifacts: Path, out: Path) -> Path:
 
     rows = status(p, sweeps, artifacts)
     done, total = progress(rows)
-    pending = [f"{r['format']}/{r['name']} {r['completed']}/{r['planned']}" for r in rows
-               if r["completed"] < r["planned"]]
-    text = (f"**{done} of {total} jobs finished** ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}); "
-            f"still to run: {', '.join(pending) or 'none'}.")
+    pending = [
+        f"{r['format']}/{r['name']} {r['completed']}/{r['planned']}" for r in rows if r["completed"] < r["planned"]
+    ]
+    text = (
+        f"**{done} of {total} jobs finished** ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}); "
+        f"still to run: {', '.join(pending) or 'none'}."
+    )
     out.mkdir(parents=True, exist_ok=True)
     finished = done == total and not any(r["failed"] for r in rows)
     return write_reproduction(p, sweeps, artifacts, out, current_default(p), interim=None if finished else text)
@@ -298,11 +346,21 @@ def run(p: Protocol, sweeps: Path, artifacts: Path, out: Path, workers: int, ski
     steps, logs, walls = plan(p, sweeps, artifacts), sweeps / "logs", {}
     for phase in ("upstream", "calibration", "tier1", "tier2"):
         walls.update(_phase([s for s in steps if s["phase"] == phase], logs, threads, workers))
-        bad = [] if skip_gates else gate_sft(p, sweeps) if phase == "upstream" else \
-            gate_rl(p, sweeps, artifacts) if phase == "calibration" else []
+        bad = (
+            []
+            if skip_gates
+            else gate_sft(p, sweeps)
+            if phase == "upstream"
+            else gate_rl(p, sweeps, artifacts)
+            if phase == "calibration"
+            else []
+        )
         if bad:
-            print("gate failed, no table is run: amend the protocol (its 'Amendments' section) and rerun\n  "
-                  + "\n  ".join(bad), file=sys.stderr)
+            print(
+                "gate failed, no table is run: amend the protocol (its 'Amendments' section) and rerun\n  "
+                + "\n  ".join(bad),
+                file=sys.stderr,
+            )
             return 3
     from egt.campaign.reproduction import write_reproduction
 
@@ -310,10 +368,15 @@ def run(p: Protocol, sweeps: Path, artifacts: Path, out: Path, workers: int, ski
     total = time.perf_counter() - t0
     lines = ["| step | wall of this invocation (min) |", "|:--|--:|"]
     lines += [f"| {k} | {v / 60:.1f} |" for k, v in walls.items()]
-    lines += ["", f"total wall {total / 60:.1f} min on {os.cpu_count()} CPUs, {workers} processes of {threads} "
-              f"thread(s); protocol sha256 {p.sha256}", "", "A run continued after a kill reuses its finished jobs "
-              "(seconds each here); the computed seconds of every sweep, however many invocations it took, are "
-              "in verdict.md ('Time per sweep')."]
+    lines += [
+        "",
+        f"total wall {total / 60:.1f} min on {os.cpu_count()} CPUs, {workers} processes of {threads} "
+        f"thread(s); protocol sha256 {p.sha256}",
+        "",
+        "A run continued after a kill reuses its finished jobs "
+        "(seconds each here); the computed seconds of every sweep, however many invocations it took, are "
+        "in verdict.md ('Time per sweep').",
+    ]
     (out / "timings.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
     return 0
@@ -329,8 +392,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="print the commands and the estimated CPU time only")
     ap.add_argument("--skip-gates", action="store_true", help="run the tables even if G1/G2 fail (not the protocol)")
     ap.add_argument("--status", action="store_true", help="how many of the planned jobs have finished; runs nothing")
-    ap.add_argument("--report", action="store_true", help="write the report from the jobs finished so far (INTERIM "
-                    "until every planned job has completed); runs no job")
+    ap.add_argument(
+        "--report",
+        action="store_true",
+        help="write the report from the jobs finished so far (INTERIM "
+        "until every planned job has completed); runs no job",
+    )
     args = ap.parse_args(argv)
     p = read_protocol(args.protocol)
     out = Path(args.out)

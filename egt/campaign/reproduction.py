@@ -3,6 +3,7 @@ report (``python -m egt.report``), tables with 95% CIs and paired differences, F
 error bars, and one ``verdict.md`` for the claims (a)–(f), the beyond-the-paper arms and how well each
 entropy score finds flipped labels.
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,12 +43,14 @@ def entropy_scores(name: str, table: pd.DataFrame) -> np.ndarray:
 
     from egt.cli import CONF_DIR
 
-    return np.asarray(hydra.utils.instantiate(OmegaConf.load(CONF_DIR / "entropy" / f"{name}.yaml").score)(table),
-                      dtype=np.float64)
+    return np.asarray(
+        hydra.utils.instantiate(OmegaConf.load(CONF_DIR / "entropy" / f"{name}.yaml").score)(table), dtype=np.float64
+    )
 
 
-def auroc_diff_ci(sa: np.ndarray, sb: np.ndarray, flipped: np.ndarray, alpha: float = 0.05, n_boot: int = 2000,
-                  seed: int = 0) -> tuple[float, float]:
+def auroc_diff_ci(
+    sa: np.ndarray, sb: np.ndarray, flipped: np.ndarray, alpha: float = 0.05, n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float]:
     """Paired bootstrap (1 - alpha) CI of AUROC(sa → flipped) − AUROC(sb → flipped): [n] scores of the
     same n samples, resampled together; resamples with one class only are dropped."""
     rng, diffs = np.random.default_rng(seed), []
@@ -60,8 +63,14 @@ def auroc_diff_ci(sa: np.ndarray, sb: np.ndarray, flipped: np.ndarray, alpha: fl
     return float(lo), float(hi)
 
 
-def detection_rows(jobs: Sequence[dict[str, Any]], names: Sequence[str], reference: str = "answer",
-                   margin: float = 0.05, n_boot: int = 2000, seed: int = 0) -> list[dict[str, Any]]:
+def detection_rows(
+    jobs: Sequence[dict[str, Any]],
+    names: Sequence[str],
+    reference: str = "answer",
+    margin: float = 0.05,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
     """Does entropy score X find flipped labels better than the reference (answer entropy)? AUROC as a
     flipped-label detector with a paired bootstrap CI of the difference (same samples), and precision /
     recall of "dropped ⇒ flipped" when the lowest 15% are kept."""
@@ -79,9 +88,18 @@ def detection_rows(jobs: Sequence[dict[str, Any]], names: Sequence[str], referen
         s_x = np.nan_to_num(entropy_scores(name, both), posinf=1e30)
         flipped = both["flipped"].fillna(False).to_numpy(dtype=bool)
         at = noise_at_fractions(both, s_x, (0.15,))
-        row = {"score": name, "auroc": auroc(s_x, flipped), "precision15": at.get("keep15_flipped_precision"),
-               "recall15": at.get("keep15_flipped_recall"), "flipped_in_kept15": at.get("keep15_flipped_in_kept"),
-               "n": len(both), "diff": None, "lo": None, "hi": None, "verdict": "reference"}
+        row = {
+            "score": name,
+            "auroc": auroc(s_x, flipped),
+            "precision15": at.get("keep15_flipped_precision"),
+            "recall15": at.get("keep15_flipped_recall"),
+            "flipped_in_kept15": at.get("keep15_flipped_in_kept"),
+            "n": len(both),
+            "diff": None,
+            "lo": None,
+            "hi": None,
+            "verdict": "reference",
+        }
         if name != reference:
             lo, hi = auroc_diff_ci(s_x, s_ref, flipped, n_boot=n_boot, seed=seed)
             row.update(diff=row["auroc"] - auroc(s_ref, flipped), lo=lo, hi=hi, verdict=superiority(lo, hi, margin))
@@ -90,21 +108,32 @@ def detection_rows(jobs: Sequence[dict[str, Any]], names: Sequence[str], referen
 
 
 def detection_markdown(by_format: dict[str, list[dict[str, Any]]], margin: float) -> str:
-    lines = ["| format | score | flipped-label AUROC | vs answer [95% CI] | precision@15% | recall@15% | "
-             "flipped in kept 15% | verdict (better than answer) |", "|:--|:--|--:|--:|--:|--:|--:|:--|"]
+    lines = [
+        "| format | score | flipped-label AUROC | vs answer [95% CI] | precision@15% | recall@15% | "
+        "flipped in kept 15% | verdict (better than answer) |",
+        "|:--|:--|--:|--:|--:|--:|--:|:--|",
+    ]
     f = lambda v, d=3: "–" if v is None else f"{v:.{d}f}"  # noqa: E731
     for fmt, rows in by_format.items():
         for r in rows:
             ci = "–" if r["lo"] is None else f"{r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]"
-            lines.append(f"| {fmt} | {r['score']} | {f(r['auroc'])} | {ci} | {f(r['precision15'])} | "
-                         f"{f(r['recall15'])} | {f(r['flipped_in_kept15'])} | {r['verdict']} |")
+            lines.append(
+                f"| {fmt} | {r['score']} | {f(r['auroc'])} | {ci} | {f(r['precision15'])} | "
+                f"{f(r['recall15'])} | {f(r['flipped_in_kept15'])} | {r['verdict']} |"
+            )
     lines += ["", f"Paired bootstrap over the probed rl_pool samples (2,000 resamples); margin {margin:g} AUROC."]
     return "\n".join(lines)
 
 
-def write_format(fmt: str, root: Path, artifacts: Path, out: Path, stats: dict[str, Any],
-                 beyond_entropies: Sequence[str], interim: bool = False
-                 ) -> tuple[list[dict], list[dict], list[dict], dict[str, int], Optional[pd.DataFrame]]:
+def write_format(
+    fmt: str,
+    root: Path,
+    artifacts: Path,
+    out: Path,
+    stats: dict[str, Any],
+    beyond_entropies: Sequence[str],
+    interim: bool = False,
+) -> tuple[list[dict], list[dict], list[dict], dict[str, int], Optional[pd.DataFrame]]:
     """One teacher format: its report, CI tables and figures under out/<fmt>; returns its verdict rows,
     its SFT judge's correctness per bench item and its probe table (``interim``: arms without a
     finished job are not run yet, egt.campaign.verdict)."""
@@ -119,8 +148,9 @@ def write_format(fmt: str, root: Path, artifacts: Path, out: Path, stats: dict[s
         log.warning("%s: no report (%s)", fmt, exc)
     jobs = load_jobs(root)
     arms, ids = load_cells(jobs, artifacts)
-    (d / "tables_ci.md").write_text(ci_tables_markdown(arms, stats["alpha"], training_sets(jobs)) + "\n",
-                                    encoding="utf-8")
+    (d / "tables_ci.md").write_text(
+        ci_tables_markdown(arms, stats["alpha"], training_sets(jobs)) + "\n", encoding="utf-8"
+    )
     fig4_ci(arms, d / "fig4_ci.png", stats["alpha"])
     rho, n = None, 0
     table = probe_table(jobs)
@@ -147,8 +177,13 @@ def formats_markdown(sft: dict[str, dict[str, int]], alpha: float = 0.05) -> str
     if len(names) != 2:
         return "(needs the SFT judges of two formats)"
     d = _sft_difference(sft, names, alpha)
-    return "\n".join(["| SFT judges | items | Overall difference [95% CI] |", "|:--|--:|--:|",
-                      f"| {names[0]} − {names[1]} | {d['n']} | {d['diff']:+.2f} [{d['lo']:+.2f}, {d['hi']:+.2f}] |"])
+    return "\n".join(
+        [
+            "| SFT judges | items | Overall difference [95% CI] |",
+            "|:--|--:|--:|",
+            f"| {names[0]} − {names[1]} | {d['n']} | {d['diff']:+.2f} [{d['lo']:+.2f}, {d['hi']:+.2f}] |",
+        ]
+    )
 
 
 def _sft_difference(sft: dict[str, dict[str, int]], names: Sequence[str], alpha: float) -> dict[str, Any]:
@@ -158,8 +193,9 @@ def _sft_difference(sft: dict[str, dict[str, int]], names: Sequence[str], alpha:
     return {"n": len(ids), "diff": 100 * d.mean, "lo": 100 * d.lo, "hi": 100 * d.hi}
 
 
-def auroc_difference(a: pd.DataFrame, b: pd.DataFrame, score: str = "answer", alpha: float = 0.05,
-                     n_boot: int = 2000, seed: int = 0) -> Optional[dict[str, Any]]:
+def auroc_difference(
+    a: pd.DataFrame, b: pd.DataFrame, score: str = "answer", alpha: float = 0.05, n_boot: int = 2000, seed: int = 0
+) -> Optional[dict[str, Any]]:
     """AUROC(score of ``a`` → flipped) − AUROC(score of ``b`` → flipped) over the rl_pool ids both probe
     tables hold, with a paired bootstrap CI (resampling ids; the flipped flag is the sample's, the same
     in both). None without the flag or without both classes.
@@ -183,8 +219,12 @@ def auroc_difference(a: pd.DataFrame, b: pd.DataFrame, score: str = "answer", al
     return {"a": ra, "b": rb, "diff": ra - rb, "lo": lo, "hi": hi, "n": len(ids)}
 
 
-def default_choice(sft: dict[str, dict[str, int]], probes: dict[str, Optional[pd.DataFrame]], current: Optional[str],
-                   alpha: float = 0.05) -> tuple[Optional[str], str]:
+def default_choice(
+    sft: dict[str, dict[str, int]],
+    probes: dict[str, Optional[pd.DataFrame]],
+    current: Optional[str],
+    alpha: float = 0.05,
+) -> tuple[Optional[str], str]:
     """The demo default by the protocol's §3 rules, none of which looks at an RL table: (1) the more
     accurate SFT judge if the paired CI of the Overall difference excludes 0; else (2) the format whose
     answer entropy finds flipped labels better if the paired bootstrap CI of the AUROC difference
@@ -194,8 +234,10 @@ def default_choice(sft: dict[str, dict[str, int]], probes: dict[str, Optional[pd
     if len(names) != 2:
         return None, "(needs the SFT judges of two formats)"
     d = _sft_difference(sft, names, alpha)
-    lines = [f"1. SFT judges, {names[0]} − {names[1]}: {d['diff']:+.2f} points [{d['lo']:+.2f}, {d['hi']:+.2f}] "
-             f"over {d['n']} bench items"]
+    lines = [
+        f"1. SFT judges, {names[0]} − {names[1]}: {d['diff']:+.2f} points [{d['lo']:+.2f}, {d['hi']:+.2f}] "
+        f"over {d['n']} bench items"
+    ]
     if d["lo"] > 0 or d["hi"] < 0:
         chosen = names[0] if d["lo"] > 0 else names[1]
         return chosen, "\n".join(lines + [f"   → the CI excludes 0: **{chosen}** is the demo default (rule 1)."])
@@ -205,9 +247,11 @@ def default_choice(sft: dict[str, dict[str, int]], probes: dict[str, Optional[pd
     if r is None:
         lines.append("2. flipped-label AUROC of answer entropy: a probe table (or its flipped flag) is missing.")
     else:
-        lines.append(f"2. flipped-label AUROC of answer entropy, {names[0]} {r['a']:.3f} − {names[1]} {r['b']:.3f} "
-                     f"= {r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] (paired bootstrap over {r['n']} rl_pool "
-                     "samples)")
+        lines.append(
+            f"2. flipped-label AUROC of answer entropy, {names[0]} {r['a']:.3f} − {names[1]} {r['b']:.3f} "
+            f"= {r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}] (paired bootstrap over {r['n']} rl_pool "
+            "samples)"
+        )
         if r["lo"] > 0 or r["hi"] < 0:
             chosen = names[0] if r["lo"] > 0 else names[1]
             return chosen, "\n".join(lines + [f"   → the CI excludes 0: **{chosen}** is the demo default (rule 2)."])
@@ -235,25 +279,44 @@ def sweep_seconds(sweeps: Path, formats: Sequence[str]) -> str:
     """Computed stage seconds per sweep, read from the jobs' train.log tables (:func:`computed_seconds`):
     the run's cost however many sessions, pauses and restarts it took (job.json's ``seconds`` is the
     last process's, a few seconds for a job whose artifacts were all reused)."""
-    lines = ["| format | sweep | jobs that computed | computed seconds (sum) | median per job |",
-             "|:--|:--|--:|--:|--:|"]
+    lines = [
+        "| format | sweep | jobs that computed | computed seconds (sum) | median per job |",
+        "|:--|:--|--:|--:|--:|",
+    ]
     total = 0.0
     for fmt in formats:
-        for name, root in [("upstream", sweeps / fmt / "upstream"), ("calibration", sweeps / "calibration" / fmt),
-                           *sorted((p.name, p) for p in (sweeps / fmt).glob("*")
-                                   if p.is_dir() and p.name != "upstream")]:
-            secs = [s for s in (computed_seconds(f.read_text(encoding="utf-8", errors="replace"))
-                                for f in sorted(root.rglob("train.log"))) if s > 0]
+        for name, root in [
+            ("upstream", sweeps / fmt / "upstream"),
+            ("calibration", sweeps / "calibration" / fmt),
+            *sorted((p.name, p) for p in (sweeps / fmt).glob("*") if p.is_dir() and p.name != "upstream"),
+        ]:
+            secs = [
+                s
+                for s in (
+                    computed_seconds(f.read_text(encoding="utf-8", errors="replace"))
+                    for f in sorted(root.rglob("train.log"))
+                )
+                if s > 0
+            ]
             if secs:
                 total += sum(secs)
                 lines.append(f"| {fmt} | {name} | {len(secs)} | {sum(secs):,.0f} | {float(np.median(secs)):,.0f} |")
-    lines += ["", f"Total: {total / 3600:.2f} process hours of computed stages (each job one process of the "
-              "protocol's threads; processes killed before their end-of-run table are not counted)."]
+    lines += [
+        "",
+        f"Total: {total / 3600:.2f} process hours of computed stages (each job one process of the "
+        "protocol's threads; processes killed before their end-of-run table are not counted).",
+    ]
     return "\n".join(lines)
 
 
-def write_reproduction(p: Any, sweeps: Path, artifacts: Path, out: Path, current_default: Optional[str] = None,
-                       interim: Optional[str] = None) -> Path:
+def write_reproduction(
+    p: Any,
+    sweeps: Path,
+    artifacts: Path,
+    out: Path,
+    current_default: Optional[str] = None,
+    interim: Optional[str] = None,
+) -> Path:
     """Everything under ``out``; returns the path of verdict.md. ``current_default``: the format the
     default config already is (rule 3 of the demo default); ``interim``: the run is still under way
     (this text, e.g. how many jobs are done, heads verdict.md, and arms without a finished job are not
@@ -264,19 +327,41 @@ def write_reproduction(p: Any, sweeps: Path, artifacts: Path, out: Path, current
     claims, beyond, detect, sft, probes = {}, {}, {}, {}, {}
     for fmt in p.settings["formats"]:
         claims[fmt], beyond[fmt], detect[fmt], sft[fmt], probes[fmt] = write_format(
-            fmt, sweeps / fmt, artifacts, out, stats, ["sentence", "mix", *names], interim=interim is not None)
+            fmt, sweeps / fmt, artifacts, out, stats, ["sentence", "mix", *names], interim=interim is not None
+        )
     _, choice = default_choice(sft, probes, current_default, stats["alpha"])
     head = [f"# Verdicts ({p.path.name}, sha256 {p.sha256[:12]})", ""]
     if interim is not None:
-        head = [f"# INTERIM verdicts ({p.path.name}, sha256 {p.sha256[:12]}): the run is under way", "",
-                "Not the protocol's verdict: arms with fewer seeds than the protocol's are provisional and arms "
-                "without a finished job are *not run yet*. The finished run rewrites this file.", "", interim, ""]
-    text = [*head, "## The paper's claims and the beyond-the-paper arms", "",
-            verdict_markdown(claims, beyond, stats["margin"]), "", "## Which entropy finds flipped labels", "",
-            detection_markdown(detect, stats["auroc_margin"]), "",
-            "## Teacher formats: the demo default (protocol §3; no RL table is looked at)", "",
-            formats_markdown(sft, stats["alpha"]), "", choice, "",
-            "## Time per sweep", "", sweep_seconds(sweeps, list(p.settings["formats"])), ""]
+        head = [
+            f"# INTERIM verdicts ({p.path.name}, sha256 {p.sha256[:12]}): the run is under way",
+            "",
+            "Not the protocol's verdict: arms with fewer seeds than the protocol's are provisional and arms "
+            "without a finished job are *not run yet*. The finished run rewrites this file.",
+            "",
+            interim,
+            "",
+        ]
+    text = [
+        *head,
+        "## The paper's claims and the beyond-the-paper arms",
+        "",
+        verdict_markdown(claims, beyond, stats["margin"]),
+        "",
+        "## Which entropy finds flipped labels",
+        "",
+        detection_markdown(detect, stats["auroc_margin"]),
+        "",
+        "## Teacher formats: the demo default (protocol §3; no RL table is looked at)",
+        "",
+        formats_markdown(sft, stats["alpha"]),
+        "",
+        choice,
+        "",
+        "## Time per sweep",
+        "",
+        sweep_seconds(sweeps, list(p.settings["formats"])),
+        "",
+    ]
     path = out / "verdict.md"
     path.write_text("\n".join(text), encoding="utf-8")
     return path

@@ -31,6 +31,7 @@ a true difference of m holds, each with probability 0.8.
 >>> combine(["holds", "not run yet"]), combine(["not run yet", "refuted"])
 ('not run yet', 'refuted')
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -88,21 +89,38 @@ class Claim:
 
 CLAIMS = (
     Claim("a", "answer entropy and accuracy are negatively correlated (Fig. 2)"),
-    Claim("b", "entropy ≥ random ≥ accuracy selection (Table 3)",
-          (Link("table3:entropy", "table3:random"), Link("table3:random", "table3:accuracy"))),
-    Claim("c", "answer ≥ mix ≥ sentence entropy (Table 4)",
-          (Link("table4:answer", "table4:mix"), Link("table4:mix", "table4:sentence"))),
-    Claim("d", "the low band beats mid and high (Table 5)",
-          (Link("table5:low", "table5:mid"), Link("table5:low", "table5:high"))),
-    Claim("e", "selection + sort ≥ selection ≥ full RL ≥ SFT (Table 2)",
-          (Link("table2:selection_sort", "table2:selection"), Link("table2:selection", "table2:full_rl"),
-           Link("table2:full_rl", "sft"))),
+    Claim(
+        "b",
+        "entropy ≥ random ≥ accuracy selection (Table 3)",
+        (Link("table3:entropy", "table3:random"), Link("table3:random", "table3:accuracy")),
+    ),
+    Claim(
+        "c",
+        "answer ≥ mix ≥ sentence entropy (Table 4)",
+        (Link("table4:answer", "table4:mix"), Link("table4:mix", "table4:sentence")),
+    ),
+    Claim(
+        "d",
+        "the low band beats mid and high (Table 5)",
+        (Link("table5:low", "table5:mid"), Link("table5:low", "table5:high")),
+    ),
+    Claim(
+        "e",
+        "selection + sort ≥ selection ≥ full RL ≥ SFT (Table 2)",
+        (
+            Link("table2:selection_sort", "table2:selection"),
+            Link("table2:selection", "table2:full_rl"),
+            Link("table2:full_rl", "sft"),
+        ),
+    ),
     Claim("f", "the lowest 15% matches 100% (Fig. 4)", (Link("fig4:0.15", "fig4:1.0", "non_inferiority"),)),
 )
 # beyond the paper: each arm against the paper's method under the same RL budget (superiority)
 BEYOND = (
-    Link("table4:answer_debiased", "table4:answer"), Link("table4:sentence_fallback", "table4:answer"),
-    Link("online:order", "online:static"), Link("online:selection", "online:static"),
+    Link("table4:answer_debiased", "table4:answer"),
+    Link("table4:sentence_fallback", "table4:answer"),
+    Link("online:order", "online:static"),
+    Link("online:selection", "online:static"),
 )
 
 
@@ -122,26 +140,50 @@ def _matrices(cells: Cells, a: str, b: str) -> Optional[tuple[np.ndarray, np.nda
     return np.stack([sa[s] for s in seeds]), np.stack([sb[s] for s in seeds]), seeds
 
 
-def link_row(cells: Cells, link: Link, margin: float, alpha: float = 0.05, power: float = 0.8,
-             interim: bool = False) -> dict[str, Any]:
+def link_row(
+    cells: Cells, link: Link, margin: float, alpha: float = 0.05, power: float = 0.8, interim: bool = False
+) -> dict[str, Any]:
     """Difference better - worse in points with its CI, the seeds used, the design's minimum detectable
     difference at the measured variance, and the link's verdict (``interim``: a missing arm is not run
     yet rather than a failure that leaves the link inconclusive)."""
     row: dict[str, Any] = {"link": link.text, "kind": link.kind}
     m = _matrices(cells, link.better, link.worse)
     if m is None:
-        return {**row, "diff": None, "lo": None, "hi": None, "seeds": 0,
-                "verdict": PENDING if interim else INCONCLUSIVE, "note": "" if interim else "arm missing"}
+        return {
+            **row,
+            "diff": None,
+            "lo": None,
+            "hi": None,
+            "seeds": 0,
+            "verdict": PENDING if interim else INCONCLUSIVE,
+            "note": "" if interim else "arm missing",
+        }
     a, b, seeds = m
     if a.shape[0] < 2 and b.shape[0] == a.shape[0]:
-        return {**row, "diff": None, "lo": None, "hi": None, "seeds": len(seeds), "verdict": INCONCLUSIVE,
-                "note": "fewer than 2 paired seeds"}
+        return {
+            **row,
+            "diff": None,
+            "lo": None,
+            "hi": None,
+            "seeds": len(seeds),
+            "verdict": INCONCLUSIVE,
+            "note": "fewer than 2 paired seeds",
+        }
     d = paired_difference(a, b, alpha)
     lo, hi = 100 * d.lo, 100 * d.hi
     # the difference this design detects with 80% power at its measured variance (not at its effect)
     detectable = 100 * d.se * (t_ppf(1 - alpha / 2, d.df) + t_ppf(power, d.df)) if d.se > 0 else 0.0
-    return {**row, "diff": 100 * d.mean, "lo": lo, "hi": hi, "seeds": len(seeds), "df": d.df, "mde": detectable,
-            "verdict": RULES[link.kind](lo, hi, margin), "note": ""}
+    return {
+        **row,
+        "diff": 100 * d.mean,
+        "lo": lo,
+        "hi": hi,
+        "seeds": len(seeds),
+        "df": d.df,
+        "mde": detectable,
+        "verdict": RULES[link.kind](lo, hi, margin),
+        "note": "",
+    }
 
 
 def correlation_row(rho: Optional[float], n: int, margin: float, alpha: float = 0.05) -> dict[str, Any]:
@@ -153,27 +195,55 @@ def correlation_row(rho: Optional[float], n: int, margin: float, alpha: float = 
     'inconclusive'
     """
     if rho is None or n < 4:
-        return {"link": "rho(answer entropy, correct)", "kind": "correlation", "diff": None, "lo": None,
-                "hi": None, "seeds": 0, "verdict": INCONCLUSIVE, "note": "no probe table or no finite answer entropy"}
+        return {
+            "link": "rho(answer entropy, correct)",
+            "kind": "correlation",
+            "diff": None,
+            "lo": None,
+            "hi": None,
+            "seeds": 0,
+            "verdict": INCONCLUSIVE,
+            "note": "no probe table or no finite answer entropy",
+        }
     lo, hi = spearman_ci(rho, n, alpha)
-    return {"link": "rho(answer entropy, correct)", "kind": "correlation", "diff": rho, "lo": lo, "hi": hi,
-            "seeds": 0, "n": n, "verdict": superiority(-hi, -lo, margin), "note": f"n = {n} samples"}
+    return {
+        "link": "rho(answer entropy, correct)",
+        "kind": "correlation",
+        "diff": rho,
+        "lo": lo,
+        "hi": hi,
+        "seeds": 0,
+        "n": n,
+        "verdict": superiority(-hi, -lo, margin),
+        "note": f"n = {n} samples",
+    }
 
 
-def claim_rows(cells: Cells, rho: Optional[float], n_probe: int, margin: float = 2.0, rho_margin: float = 0.1,
-               alpha: float = 0.05, claims: Sequence[Claim] = CLAIMS, interim: bool = False) -> list[dict[str, Any]]:
+def claim_rows(
+    cells: Cells,
+    rho: Optional[float],
+    n_probe: int,
+    margin: float = 2.0,
+    rho_margin: float = 0.1,
+    alpha: float = 0.05,
+    claims: Sequence[Claim] = CLAIMS,
+    interim: bool = False,
+) -> list[dict[str, Any]]:
     """One row per claim (its verdict) followed by one per link."""
     out = []
     for c in claims:
-        links = [correlation_row(rho, n_probe, rho_margin, alpha)] if not c.links else \
-            [link_row(cells, link, margin, alpha, interim=interim) for link in c.links]
-        out.append({"claim": c.name, "text": c.text, "verdict": combine([r["verdict"] for r in links]),
-                    "links": links})
+        links = (
+            [correlation_row(rho, n_probe, rho_margin, alpha)]
+            if not c.links
+            else [link_row(cells, link, margin, alpha, interim=interim) for link in c.links]
+        )
+        out.append({"claim": c.name, "text": c.text, "verdict": combine([r["verdict"] for r in links]), "links": links})
     return out
 
 
-def beyond_rows(cells: Cells, margin: float = 2.0, alpha: float = 0.05, links: Sequence[Link] = BEYOND,
-                interim: bool = False) -> list[dict[str, Any]]:
+def beyond_rows(
+    cells: Cells, margin: float = 2.0, alpha: float = 0.05, links: Sequence[Link] = BEYOND, interim: bool = False
+) -> list[dict[str, Any]]:
     return [link_row(cells, link, margin, alpha, interim=interim) for link in links if link.better in cells]
 
 
@@ -190,22 +260,31 @@ def _mde(r: dict[str, Any]) -> str:
     return "–" if r.get("mde") is None else f"{r['mde']:.2f}"
 
 
-def verdict_markdown(by_format: Mapping[str, list[dict[str, Any]]], beyond: Mapping[str, list[dict[str, Any]]],
-                     margin: float) -> str:
+def verdict_markdown(
+    by_format: Mapping[str, list[dict[str, Any]]], beyond: Mapping[str, list[dict[str, Any]]], margin: float
+) -> str:
     """The verdict table: claim, link, measured difference [95% CI], seeds, verdict, per teacher format."""
-    lines = ["| format | claim | comparison | difference [95% CI] | detectable | seeds | verdict |",
-             "|:--|:--|:--|--:|--:|--:|:--|"]
+    lines = [
+        "| format | claim | comparison | difference [95% CI] | detectable | seeds | verdict |",
+        "|:--|:--|:--|--:|--:|--:|:--|",
+    ]
     for fmt, rows in by_format.items():
         for c in rows:
             lines.append(f"| {fmt} | **({c['claim']})** {c['text']} | | | | | **{c['verdict']}** |")
             for r in c["links"]:
                 note = f" ({r['note']})" if r.get("note") and r["lo"] is None else ""
-                lines.append(f"| {fmt} | | {r['link']} | {_ci(r)} | {_mde(r)} | {r['seeds'] or r.get('n', '')} | "
-                             f"{r['verdict']}{note} |")
+                lines.append(
+                    f"| {fmt} | | {r['link']} | {_ci(r)} | {_mde(r)} | {r['seeds'] or r.get('n', '')} | "
+                    f"{r['verdict']}{note} |"
+                )
         for r in beyond.get(fmt, []):
-            lines.append(f"| {fmt} | beyond the paper | {r['link']} | {_ci(r)} | {_mde(r)} | {r['seeds']} | "
-                         f"{r['verdict']} |")
-    lines += ["", f"Differences in Overall accuracy points (correlation: Spearman rho), paired over seeds and bench "
-              f"items; margin {margin:g} points (rho: 0.1). 'detectable': the difference this design finds with 80% "
-              "power at the variance measured in the run. Rules: egt.campaign.verdict, docs/reproduction/protocol.md."]
+            lines.append(
+                f"| {fmt} | beyond the paper | {r['link']} | {_ci(r)} | {_mde(r)} | {r['seeds']} | {r['verdict']} |"
+            )
+    lines += [
+        "",
+        f"Differences in Overall accuracy points (correlation: Spearman rho), paired over seeds and bench "
+        f"items; margin {margin:g} points (rho: 0.1). 'detectable': the difference this design finds with 80% "
+        "power at the variance measured in the run. Rules: egt.campaign.verdict, docs/reproduction/protocol.md.",
+    ]
     return "\n".join(lines)

@@ -9,6 +9,7 @@ horizontal neighbours; Krawetz 2013) survives re-encoding, resizing and small co
 re-saved JPEG of the same picture still matches, while different pictures with the same question
 ("Describe this image.") do not. egt's own code: no deduplication library covers multimodal pairs.
 """
+
 from __future__ import annotations
 
 import logging
@@ -107,8 +108,12 @@ def decontaminate(ds: datasets.Dataset, index: BenchmarkIndex, drop: bool) -> tu
     examples = [{"id": ids[i], "benchmark": b, "item": item} for i, b, item in hits[:5]]
     if drop and rows:
         ds = ds.select([i for i in range(len(ds)) if i not in rows])
-    return ds, {"overlap": {b: dict(s) for b, s in overlap.items()}, "rows": len(rows),
-                "dropped": len(rows) if drop else 0, "examples": examples}
+    return ds, {
+        "overlap": {b: dict(s) for b, s in overlap.items()},
+        "rows": len(rows),
+        "dropped": len(rows) if drop else 0,
+        "examples": examples,
+    }
 
 
 def load_index(names: list[str], data_root: str | None, max_distance: int = 4) -> tuple[BenchmarkIndex, dict]:
@@ -151,8 +156,9 @@ def sample_keys(ds: datasets.Dataset) -> list[str]:
     return keys
 
 
-def deduplicate(splits: dict[str, datasets.Dataset], pools: tuple[str, str] = ("sft_pool", "rl_pool")
-                ) -> tuple[dict[str, datasets.Dataset], dict]:
+def deduplicate(
+    splits: dict[str, datasets.Dataset], pools: tuple[str, str] = ("sft_pool", "rl_pool")
+) -> tuple[dict[str, datasets.Dataset], dict]:
     """Drop repeated pairs inside each pool (the first stays), then the SFT-pool pairs that are also in
     the RL pool (RL trains on pairs SFT has not seen). Returns the splits and ``{pool: {source: n}}``
     counts under ``inside`` and ``across``."""

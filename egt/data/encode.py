@@ -5,6 +5,7 @@ processor (which expands image placeholders into the right number of image
 tokens), the assistant target is tokenised on its own and appended, and only
 the target's tokens carry labels (prompt and image tokens are -100).
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -31,8 +32,14 @@ class ChatEncoder:
     (:meth:`image_token_stats`), so a stage can log what its pixel budget costs.
     """
 
-    def __init__(self, processor: Any, template: str = "short", max_length: int = 512,
-                 length_key: str = "sft.max_length", skip_key: str = "data.on_bad_sample"):
+    def __init__(
+        self,
+        processor: Any,
+        template: str = "short",
+        max_length: int = 512,
+        length_key: str = "sft.max_length",
+        skip_key: str = "data.on_bad_sample",
+    ):
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.template = template
@@ -40,8 +47,9 @@ class ChatEncoder:
         self.length_key, self.skip_key = length_key, skip_key
         self.end_text = self._assistant_end()
         image_id = self.tokenizer.convert_tokens_to_ids("<|image_pad|>")
-        self.image_token_id = (image_id if isinstance(image_id, int) and image_id != self.tokenizer.unk_token_id
-                               else None)
+        self.image_token_id = (
+            image_id if isinstance(image_id, int) and image_id != self.tokenizer.unk_token_id else None
+        )
         self._image_tokens: list[int] = [0, 0, 0]  # prompts, image tokens, most in one prompt
 
     def image_token_stats(self) -> dict[str, float]:
@@ -70,18 +78,23 @@ class ChatEncoder:
             # token-aligned fields ([1, T]: input_ids, mm_token_type_ids, …) become [T]
             out[k] = v[0] if v.dim() == 2 and v.shape == (1, n) else v
         n_image = int((out["input_ids"] == self.image_token_id).sum()) if self.image_token_id is not None else 0
-        self._image_tokens = [self._image_tokens[0] + 1, self._image_tokens[1] + n_image,
-                              max(self._image_tokens[2], n_image)]
+        self._image_tokens = [
+            self._image_tokens[0] + 1,
+            self._image_tokens[1] + n_image,
+            max(self._image_tokens[2], n_image),
+        ]
         if len(out["input_ids"]) > self.max_length:
             sizes = ", ".join(f"{im.width}×{im.height}" for im in images) or "none"
             budget = getattr(getattr(self.processor, "image_processor", None), "size", None)
             budget = dict(budget or {}).get("longest_edge") if budget is not None else None
             raise BadSampleError(
-                sample.get("id"), "query",
+                sample.get("id"),
+                "query",
                 f"the prompt is {len(out['input_ids'])} tokens, {n_image} of them image tokens (images: {sizes} px), "
                 f"over {self.length_key}={self.max_length}; truncating would cut the image or the responses. "
                 f"Raise {self.length_key}, lower the pixel budget (model.max_pixels, now {budget}), or skip "
-                f"such samples ({self.skip_key}=skip)", kind="prompt too long",
+                f"such samples ({self.skip_key}=skip)",
+                kind="prompt too long",
             )
         return out
 
@@ -92,7 +105,8 @@ class ChatEncoder:
         prompt = feats["input_ids"]
         if len(prompt) + len(tgt) > self.max_length:
             raise BadSampleError(
-                sample.get("id"), "target",
+                sample.get("id"),
+                "target",
                 f"prompt ({len(prompt)}) + target ({len(tgt)}) tokens exceed max_length={self.max_length}",
             )
         tgt_t = torch.tensor(tgt, dtype=prompt.dtype)

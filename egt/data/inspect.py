@@ -8,6 +8,7 @@ sizes, the judge prompt's user text in ``data.template``), and the training pool
 public benchmark found under ``eval.data_root``. With ``data.mix``, each source's rows before and after
 mixing. Nothing is written to the artifact store.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,35 +39,49 @@ def report(cfg: Any, n: int = 3, width: int = 700) -> str:
     asked = cfg.data.on_bad_sample
     cfg.data.on_bad_sample = "skip"  # count every bad row instead of stopping at the first
     dsd, per_source = build(cfg)
-    out = [f"data={cfg.data.name} (template {cfg.data.template}; on_bad_sample={asked}"
-           + (": the first bad row would stop a run; rows excluded by design never do)" if asked == "error"
-              else ")")]
+    out = [
+        f"data={cfg.data.name} (template {cfg.data.template}; on_bad_sample={asked}"
+        + (": the first bad row would stop a run; rows excluded by design never do)" if asked == "error" else ")")
+    ]
     for split in SPLITS:
         ds = dsd[split]
         labels = Counter(ds["label"])
-        out.append(f"\n== {split}: {len(ds)} samples, label 1: {labels.get(1, 0)}, label 2: {labels.get(2, 0)}, "
-                   f"categories {dict(Counter(ds['category']))}")
+        out.append(
+            f"\n== {split}: {len(ds)} samples, label 1: {labels.get(1, 0)}, label 2: {labels.get(2, 0)}, "
+            f"categories {dict(Counter(ds['category']))}"
+        )
         for name, c in (per_source.get(split) or {}).items():
-            excluded, skipped = (", ".join(f"{k}: {v}" for k, v in sorted((c.get(kind) or {}).items())) or "none"
-                                 for kind in ("excluded", "skipped"))
-            left = (f"{c['unmixed']}, mixed to {c['final']} ({c['repeated']} of them repeats)" if "unmixed" in c
-                    else f"{c['final']}")
-            out.append(f"   source {name}: {c['rows']} rows, {c['kept']} kept, excluded {excluded}, skipped {skipped}; "
-                       "after duplicates and "
-                       f"contamination {left} (label 1: {c['label_1']}, label 2: {c['label_2']})")
+            excluded, skipped = (
+                ", ".join(f"{k}: {v}" for k, v in sorted((c.get(kind) or {}).items())) or "none"
+                for kind in ("excluded", "skipped")
+            )
+            left = (
+                f"{c['unmixed']}, mixed to {c['final']} ({c['repeated']} of them repeats)"
+                if "unmixed" in c
+                else f"{c['final']}"
+            )
+            out.append(
+                f"   source {name}: {c['rows']} rows, {c['kept']} kept, excluded {excluded}, skipped {skipped}; "
+                "after duplicates and "
+                f"contamination {left} (label 1: {c['label_1']}, label 2: {c['label_2']})"
+            )
         for row in ds.select(range(min(n, len(ds)))):
             sizes = ", ".join(f"{im.width}×{im.height}" for im in row["images"])
             text = build_user_text(row["query"], row["response_1"], row["response_2"], cfg.data.template)
             cut = text if len(text) <= width else text[:width] + f"… [{len(text) - width} more characters]"
-            out.append(f"\n-- {row['id']} (label {row['label']}, {row['category']}, source {row['source']}, "
-                       f"images {sizes}, meta {json.loads(row['meta']) if row['meta'] else {}})\n{cut}")
+            out.append(
+                f"\n-- {row['id']} (label {row['label']}, {row['category']}, source {row['source']}, "
+                f"images {sizes}, meta {json.loads(row['meta']) if row['meta'] else {}})\n{cut}"
+            )
     dup = per_source.get("duplicates")
     if dup is not None:
         out.append(f"\nduplicates dropped: inside pools {dup['inside']}, SFT pairs also in the RL pool {dup['across']}")
     cont = per_source.get("contamination")
     if cont is None:
-        out.append("\noverlap with the public benchmarks: not checked (data.contamination_benchmarks is empty, "
-                    "or the synthetic world)")
+        out.append(
+            "\noverlap with the public benchmarks: not checked (data.contamination_benchmarks is empty, "
+            "or the synthetic world)"
+        )
     else:
         out.append("\noverlap with the public benchmarks (" + ("dropped" if cont["dropped"] else "kept") + "):")
         for name, status in cont["benchmarks"].items():

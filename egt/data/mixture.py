@@ -28,6 +28,7 @@ split a requested total by normalised weights):
 - Mixing comes after skips, deduplication and decontamination, so the weights are those of the rows
   that train. Rows keep their source order, then file order.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -93,8 +94,10 @@ def check(mix: Mapping[str, Any] | None, sources: Mapping[str, Any] | None) -> N
         for k in m:
             if k not in FIELDS:
                 close = difflib.get_close_matches(str(k), FIELDS, n=1)
-                raise ConfigError(f"{where}.{k}: not a mix field" + (f" (did you mean {where}.{close[0]}?)"
-                                                                     if close else f"; use {list(FIELDS)}"))
+                raise ConfigError(
+                    f"{where}.{k}: not a mix field"
+                    + (f" (did you mean {where}.{close[0]}?)" if close else f"; use {list(FIELDS)}")
+                )
         if all(v in (None, {}, []) for v in m.values()):
             continue
         names = [source_name(s) for s in ((sources or {}).get(pool) or [])]
@@ -104,20 +107,27 @@ def check(mix: Mapping[str, Any] | None, sources: Mapping[str, Any] | None) -> N
                 key = f"{where}.{field}.{name}"
                 if name not in names:
                     close = difflib.get_close_matches(str(name), names, n=1)
-                    raise ConfigError(f"{key}: data.sources.{pool} has no source named {name!r}"
-                                      + (f" (did you mean {close[0]}?)" if close else "") + f"; its sources: {names}")
+                    raise ConfigError(
+                        f"{key}: data.sources.{pool} has no source named {name!r}"
+                        + (f" (did you mean {close[0]}?)" if close else "")
+                        + f"; its sources: {names}"
+                    )
                 _number(key, value, integer=field == "counts")
         both = sorted(set(weights) & set(counts))
         if both:
             raise ConfigError(f"{where}: {both} has both a weight and a count; give each source one of them")
         if weights and not any(weights.values()):
-            raise ConfigError(f"{where}.weights are all 0: give some source a weight > 0, or drop "
-                              f"{where}.weights (counts alone, or no mix)")
+            raise ConfigError(
+                f"{where}.weights are all 0: give some source a weight > 0, or drop "
+                f"{where}.weights (counts alone, or no mix)"
+            )
         if m.get("size") is not None:
             _number(f"{where}.size", m["size"], integer=True)
             if not weights:
-                raise ConfigError(f"{where}.size={m['size']} is the rows the weighted sources make together: "
-                                  f"set {where}.weights too (or use {where}.counts)")
+                raise ConfigError(
+                    f"{where}.size={m['size']} is the rows the weighted sources make together: "
+                    f"set {where}.weights too (or use {where}.counts)"
+                )
 
 
 def check_names(sources: Mapping[str, Any] | None) -> None:
@@ -128,13 +138,19 @@ def check_names(sources: Mapping[str, Any] | None) -> None:
         names = [source_name(s) for s in (specs or []) if s.get("path") not in (None, "")]
         for n in dict.fromkeys(x for x in names if names.count(x) > 1):
             paths = [str(s["path"]) for s in specs if s.get("path") not in (None, "") and source_name(s) == n]
-            raise ConfigError(f"data.sources.{split} has {len(paths)} sources named {n!r} ({', '.join(paths)}): a "
-                              "source's name is its `name`, else its file's stem; give each one its own, e.g. "
-                              f"{{path: {paths[0]}, name: {n}_1}}")
+            raise ConfigError(
+                f"data.sources.{split} has {len(paths)} sources named {n!r} ({', '.join(paths)}): a "
+                "source's name is its `name`, else its file's stem; give each one its own, e.g. "
+                f"{{path: {paths[0]}, name: {n}_1}}"
+            )
 
 
-def plan(available: Mapping[str, int], weights: Mapping[str, float] | None = None,
-         counts: Mapping[str, int] | None = None, size: int | None = None) -> dict[str, int]:
+def plan(
+    available: Mapping[str, int],
+    weights: Mapping[str, float] | None = None,
+    counts: Mapping[str, int] | None = None,
+    size: int | None = None,
+) -> dict[str, int]:
     """Rows each source contributes (sources in neither map: all they have), in ``available``'s order.
 
     >>> plan({"a": 10, "b": 20, "c": 30}, weights={"a": 1, "b": 1, "c": 2})  # 40 = min(10/¼, 20/¼, 30/½)
@@ -184,8 +200,9 @@ def pick(available: int, count: int, seed: int, pool: str, name: str) -> np.ndar
     return np.concatenate([np.tile(np.arange(available), reps), tail]).astype(np.int64)
 
 
-def mix_pool(ds: "datasets.Dataset", mix: Mapping[str, Any], seed: int, pool: str,
-             names: list[str]) -> tuple["datasets.Dataset", dict[str, dict[str, int]]]:
+def mix_pool(
+    ds: "datasets.Dataset", mix: Mapping[str, Any], seed: int, pool: str, names: list[str]
+) -> tuple["datasets.Dataset", dict[str, dict[str, int]]]:
     """``ds`` (one pool, rows of ``names`` in that order) mixed by ``mix`` (:func:`active`'s form).
     Returns the mixed pool and per source ``{"unmixed": rows before, "repeated": rows that are copies}``."""
     sources = ds["source"] if len(ds) else []
@@ -197,8 +214,10 @@ def mix_pool(ds: "datasets.Dataset", mix: Mapping[str, Any], seed: int, pool: st
     for field in ("weights", "counts"):
         for n, v in (mix.get(field) or {}).items():
             if v and not available.get(n):
-                raise ValueError(f"{where}.{field}.{n}={v}: source {n} has no rows left after skips, deduplication "
-                                 "and decontamination (see the data summary); set it to 0 or drop it")
+                raise ValueError(
+                    f"{where}.{field}.{n}={v}: source {n} has no rows left after skips, deduplication "
+                    "and decontamination (see the data summary); set it to 0 or drop it"
+                )
     want = plan(available, mix.get("weights"), mix.get("counts"), mix.get("size"))
     index, copies, report = [], [], {}
     for n in rows:
@@ -215,6 +234,7 @@ def mix_pool(ds: "datasets.Dataset", mix: Mapping[str, Any], seed: int, pool: st
 
 def _mark_copies(ds: "datasets.Dataset", copies: list[int]) -> "datasets.Dataset":
     """Ids ``<id>#k`` and ``meta.repeat = k`` for the k-th pass (k >= 2) over a source's rows."""
+
     def fn(ids: list[str], metas: list[str], indices: list[int]) -> dict:
         ids, metas = list(ids), list(metas)
         for j, i in enumerate(indices):
@@ -224,5 +244,12 @@ def _mark_copies(ds: "datasets.Dataset", copies: list[int]) -> "datasets.Dataset
                 metas[j] = json.dumps({**meta, "repeat": copies[i] + 1}, sort_keys=True)
         return {"id": ids, "meta": metas}
 
-    return ds.map(fn, input_columns=["id", "meta"], with_indices=True, batched=True, load_from_cache_file=False,
-                  features=ds.features, desc="[data] repeated rows")
+    return ds.map(
+        fn,
+        input_columns=["id", "meta"],
+        with_indices=True,
+        batched=True,
+        load_from_cache_file=False,
+        features=ds.features,
+        desc="[data] repeated rows",
+    )

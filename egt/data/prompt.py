@@ -107,12 +107,7 @@ MINIMAL_INSTRUCTION = (
     "then answer 1 or 2 in <answer></answer>."
 )
 
-_MINIMAL_BODY = (
-    "{instruction}\n"
-    "[Question]\n{query}\n"
-    "[Response 1]\n{response_1}\n"
-    "[Response 2]\n{response_2}"
-)
+_MINIMAL_BODY = "{instruction}\n[Question]\n{query}\n[Response 1]\n{response_1}\n[Response 2]\n{response_2}"
 
 # name -> (instruction, body)
 TEMPLATES: dict[str, tuple[str, str]] = {
@@ -143,9 +138,7 @@ def template_key(template: str) -> str:
     return f"{template}:{hashlib.sha256((instruction + chr(0) + body).encode()).hexdigest()[:10]}"
 
 
-def build_user_text(
-    query: str, response_1: str, response_2: str, template: str = "short"
-) -> str:
+def build_user_text(query: str, response_1: str, response_2: str, template: str = "short") -> str:
     """The user text of the judge prompt (without image placeholders).
 
     >>> t = build_user_text("How many circles?", "There are 2 circles.", "There is 1 circle.")
@@ -157,9 +150,7 @@ def build_user_text(
         did = f" (did you mean {hint[0]!r}?)" if hint else ""
         raise ValueError(f"unknown prompt template {template!r}{did}; choose from {sorted(TEMPLATES)}")
     instruction, body = TEMPLATES[template]
-    return body.format(
-        instruction=instruction, query=query, response_1=response_1, response_2=response_2
-    )
+    return body.format(instruction=instruction, query=query, response_1=response_1, response_2=response_2)
 
 
 def build_messages(sample: Mapping[str, Any], template: str = "short") -> list[dict]:
@@ -312,7 +303,7 @@ def normalise_output(raw: str) -> str | None:
         if span is None or text.count("</answer>") != 1:
             return None
         answer = int(text[span[0]])
-        if text[text.index("</answer>") + len("</answer>"):].strip():
+        if text[text.index("</answer>") + len("</answer>") :].strip():
             return None
         reasoning = _reasoning_before(text[: text.index("<answer>")])
     else:

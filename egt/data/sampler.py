@@ -1,4 +1,5 @@
 """A seeded, resumable sampler: the position inside an epoch is part of the checkpoint."""
+
 from __future__ import annotations
 
 from typing import Iterator
@@ -44,7 +45,7 @@ class ResumableSampler(Sampler[int]):
         """
         if self.world_size == 1:
             return self.order(epoch)
-        return self.padded_order(epoch)[self.rank::self.world_size]
+        return self.padded_order(epoch)[self.rank :: self.world_size]
 
     def padded_order(self, epoch: int) -> list[int]:
         """The epoch's global order wrapped to a multiple of the world size (what the ranks share).
@@ -82,7 +83,9 @@ class ResumableSampler(Sampler[int]):
     def load_state_dict(self, state: dict[str, int]) -> None:
         saved = int(state.get("world_size", 1))
         if saved != self.world_size:
-            raise ValueError(f"this checkpoint was written by {saved} processes; resume it with {saved} "
-                             f"(now {self.world_size}): the sampler position is per rank")
+            raise ValueError(
+                f"this checkpoint was written by {saved} processes; resume it with {saved} "
+                f"(now {self.world_size}): the sampler position is per rank"
+            )
         self.epoch, self.consumed = int(state["epoch"]), int(state["consumed"])
         self._skip = self.consumed

@@ -284,6 +284,7 @@ def randomize_order(ds: datasets.Dataset, seed: int) -> tuple[datasets.Dataset, 
 
 def _map_cols(ds: datasets.Dataset, cols: list[str], fn) -> datasets.Dataset:
     """Batched map over ``cols`` only, so images are never decoded."""
+
     def _wrapped(*args):
         *values, indices = args
         return fn(dict(zip(cols, values)), indices)
@@ -291,8 +292,14 @@ def _map_cols(ds: datasets.Dataset, cols: list[str], fn) -> datasets.Dataset:
     quiet = datasets.are_progress_bars_disabled()
     datasets.disable_progress_bars()  # a per-sample coin is not worth a progress bar
     try:
-        return ds.map(_wrapped, input_columns=cols, with_indices=True, batched=True,
-                      load_from_cache_file=False, features=ds.features)
+        return ds.map(
+            _wrapped,
+            input_columns=cols,
+            with_indices=True,
+            batched=True,
+            load_from_cache_file=False,
+            features=ds.features,
+        )
     finally:
         if not quiet:
             datasets.enable_progress_bars()

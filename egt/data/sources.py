@@ -19,6 +19,7 @@ are always dropped and counted apart. Reading the files: :mod:`egt.data.tables`.
 Rows are converted with ``Dataset.map`` (Arrow-backed, written in batches), images embedded as
 bytes, so memory does not grow with the number of rows.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -51,9 +52,11 @@ class SourceRowError(ValueError):
     def __init__(self, file: str, row: int, sample_id: Any, field: str, reason: str, detail: str = "") -> None:
         self.file, self.row, self.sample_id, self.field, self.reason = file, row, sample_id, field, reason
         more = f" ({detail})" if detail else ""
-        super().__init__(f"{file}: row {row} (id {sample_id!r}): field {field!r}: {reason}{more}. "
-                         "Fix the row, map the column (data.sources.<split>[i].columns), or skip such rows "
-                         "(data.on_bad_sample=skip)")
+        super().__init__(
+            f"{file}: row {row} (id {sample_id!r}): field {field!r}: {reason}{more}. "
+            "Fix the row, map the column (data.sources.<split>[i].columns), or skip such rows "
+            "(data.on_bad_sample=skip)"
+        )
 
 
 # ------------------------------------------------------------------ a source's key
@@ -86,9 +89,11 @@ def _check_unique_ids(ids: list[str], metas: list[str], id_col: str | None) -> N
     seen: dict[str, int] = {}
     for i, sid in enumerate(ids):
         if sid in seen:
-            raise ValueError(f"{row_location(metas[i])}: sample id {sid!r} (column {id_col!r}) occurs again, first at "
-                             f"{row_location(metas[seen[sid]])}; egt keys its stages by sample id. Map a unique column "
-                             "(columns.id) or number the rows (columns: {id: null})")
+            raise ValueError(
+                f"{row_location(metas[i])}: sample id {sid!r} (column {id_col!r}) occurs again, first at "
+                f"{row_location(metas[seen[sid]])}; egt keys its stages by sample id. Map a unique column "
+                "(columns.id) or number the rows (columns: {id: null})"
+            )
         seen[sid] = i
 
 
@@ -96,13 +101,16 @@ def data_format(spec: Mapping[str, Any], split: str = "") -> DataFormat:
     """The source's format (``format``: a built-in name, ``{name: …, <arguments>}`` or ``{_target_: …}``;
     default ``pairs``)."""
     if "pair_rule" in spec:
-        raise ConfigError("data.sources: pair_rule is the vlfeedback format's argument: write "
-                          "format: {name: vlfeedback, pair_rule: best_worst}")
+        raise ConfigError(
+            "data.sources: pair_rule is the vlfeedback format's argument: write "
+            "format: {name: vlfeedback, pair_rule: best_worst}"
+        )
     return build(spec.get("format", "pairs"), DataFormat, f"data.sources.{split}.format", package="egt.data.formats")
 
 
-def load_source(spec: Mapping[str, Any], split: str, on_bad_sample: str = "error",
-                image_root: str | None = None, num_proc: int = 1) -> tuple[datasets.Dataset, dict[str, Any]]:
+def load_source(
+    spec: Mapping[str, Any], split: str, on_bad_sample: str = "error", image_root: str | None = None, num_proc: int = 1
+) -> tuple[datasets.Dataset, dict[str, Any]]:
     """One source's rows on egt's schema, and its counts
     ``{"rows", "kept", "excluded": {reason: n}, "skipped": {reason: n}}``.
 
@@ -131,9 +139,20 @@ def load_source(spec: Mapping[str, Any], split: str, on_bad_sample: str = "error
         meta = {"file": path, "row": idx, **shard_of(idx)}  # a single file's meta as it always was
         if fmt.release_id and row.get(fmt.release_id) not in (None, ""):
             meta["source_id"] = str(row[fmt.release_id])
-        out = {"id": sid, "images": [], "query": "", "response_1": "", "response_2": "", "label": 1,
-               "category": str(row.get(columns["category"]) or category or name) if columns.get("category") in row
-               else str(category or name), "source": name, "meta": json.dumps(meta), _ERROR: ""}
+        out = {
+            "id": sid,
+            "images": [],
+            "query": "",
+            "response_1": "",
+            "response_2": "",
+            "label": 1,
+            "category": str(row.get(columns["category"]) or category or name)
+            if columns.get("category") in row
+            else str(category or name),
+            "source": name,
+            "meta": json.dumps(meta),
+            _ERROR: "",
+        }
         try:
             fields = fmt.convert(row, columns, root)
             if " ".join(fields["response_1"].split()) == " ".join(fields["response_2"].split()):
@@ -143,17 +162,29 @@ def load_source(spec: Mapping[str, Any], split: str, on_bad_sample: str = "error
             out[_ERROR] = json.dumps([bad.field, bad.reason, bad.detail])
         return out
 
-    converted = table.map(one, with_indices=True, remove_columns=table.column_names, features=_FEATURES,
-                          desc=f"[data] {name} ({split})", load_from_cache_file=False, **procs)
+    converted = table.map(
+        one,
+        with_indices=True,
+        remove_columns=table.column_names,
+        features=_FEATURES,
+        desc=f"[data] {name} ({split})",
+        load_from_cache_file=False,
+        **procs,
+    )
     excluded, skipped = _drop_failed(converted, on_bad_sample)
     if excluded or skipped:
         converted = converted.filter(lambda e: e == "", input_columns=[_ERROR], load_from_cache_file=False)
-        (log.warning if skipped else log.info)("[data] %s (%s): of %d rows, excluded by design %s, skipped as "
-                                               "bad %s", name, split, len(table), dict(excluded), dict(skipped))
+        (log.warning if skipped else log.info)(
+            "[data] %s (%s): of %d rows, excluded by design %s, skipped as bad %s",
+            name,
+            split,
+            len(table),
+            dict(excluded),
+            dict(skipped),
+        )
     converted = converted.remove_columns(_ERROR).cast(FEATURES)
     _check_unique_ids(converted["id"], converted["meta"], id_col)
-    return converted, {"rows": len(table), "kept": len(converted), "excluded": dict(excluded),
-                       "skipped": dict(skipped)}
+    return converted, {"rows": len(table), "kept": len(converted), "excluded": dict(excluded), "skipped": dict(skipped)}
 
 
 def _drop_failed(converted: datasets.Dataset, on_bad_sample: str) -> tuple[Counter[str], Counter[str]]:
@@ -196,8 +227,9 @@ def _shard_locator(path: str, shards: Shards | None):
     return locate
 
 
-def build_split(specs: list[Mapping[str, Any]], split: str, on_bad_sample: str,
-                image_root: str | None, num_proc: int = 1) -> tuple[datasets.Dataset, dict[str, Any]]:
+def build_split(
+    specs: list[Mapping[str, Any]], split: str, on_bad_sample: str, image_root: str | None, num_proc: int = 1
+) -> tuple[datasets.Dataset, dict[str, Any]]:
     """Every source of one split, concatenated in order; per-source counts."""
     parts, counts = [], {}
     for spec in specs:

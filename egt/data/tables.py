@@ -13,6 +13,7 @@ Three things ``datasets.load_dataset`` alone gets wrong for egt:
 - **Shards.** A folder's rows are numbered across its files; :func:`read_table` also gives each file's
   row count, so a row can be named by its shard and its row there.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -65,8 +66,9 @@ def read_table(path: str, split: str | None = None, num_proc: int = 1) -> tuple[
         for suffix, builder in BUILDERS.items():
             files = [Path(f) for f in sorted(str(f) for f in p.rglob(f"*{suffix}"))]
             if files:
-                table = _load(builder, files, [str(f) for f in files],
-                              min(num_proc, len(files)) if num_proc > 1 else None)
+                table = _load(
+                    builder, files, [str(f) for f in files], min(num_proc, len(files)) if num_proc > 1 else None
+                )
                 return table, shard_rows(files, builder, len(table))
         raise FileNotFoundError(f"{p} holds no .jsonl, .json or .parquet file and is not a save_to_disk folder")
     if path.startswith(("/", ".", "~")) or os.sep in path and not re.fullmatch(r"[\w.-]+/[\w.-]+", path):
@@ -77,15 +79,19 @@ def read_table(path: str, split: str | None = None, num_proc: int = 1) -> tuple[
 def _load(builder: str, files: list[Path], data_files: str | list[str], num_proc: int | None) -> datasets.Dataset:
     """``load_dataset`` of local files into :func:`cache_dir`; a file it cannot read: SourceFileError."""
     try:
-        return datasets.load_dataset(builder, data_files=data_files, split="train", num_proc=num_proc,
-                                     cache_dir=cache_dir(files))
+        return datasets.load_dataset(
+            builder, data_files=data_files, split="train", num_proc=num_proc, cache_dir=cache_dir(files)
+        )
     except Exception as exc:  # noqa: BLE001 — find the file and line, whatever datasets / arrow raised
         for f in files:
             check_file(f, builder)
         cause = exc.__cause__ or exc
         what = files[0] if len(files) == 1 else files[0].parent
-        raise SourceFileError(str(what), f"cannot be read as {builder} ({type(cause).__name__}: "
-                                         f"{str(cause).splitlines()[0][:300] if str(cause) else ''})") from exc
+        raise SourceFileError(
+            str(what),
+            f"cannot be read as {builder} ({type(cause).__name__}: "
+            f"{str(cause).splitlines()[0][:300] if str(cause) else ''})",
+        ) from exc
 
 
 def cache_dir(files: list[Path]) -> str:
@@ -97,8 +103,9 @@ def cache_dir(files: list[Path]) -> str:
     h = hashlib.sha256()
     for f in files:
         st = f.stat()
-        h.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0"
-                 f"{content_fingerprint(f)}\n".encode())
+        h.update(
+            f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{content_fingerprint(f)}\n".encode()
+        )
     return str(Path(datasets.config.HF_DATASETS_CACHE) / "egt_tables" / h.hexdigest()[:16])
 
 

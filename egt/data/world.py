@@ -125,21 +125,15 @@ class WorldConfig:
     layout: str = "grid"
     shapes: List[str] = field(default_factory=lambda: list(SHAPES))
     colours: List[str] = field(default_factory=lambda: list(COLOUR_RGB))
-    kind_weights: Dict[str, float] = field(
-        default_factory=lambda: {"count": 1.0, "exist": 1.0, "color": 1.0}
-    )
+    kind_weights: Dict[str, float] = field(default_factory=lambda: {"count": 1.0, "exist": 1.0, "color": 1.0})
     categories: Dict[str, str] = field(
         default_factory=lambda: {"count": "reasoning", "exist": "hallucination", "color": "general"}
     )
     sft_pool: SplitConfig = field(
-        default_factory=lambda: SplitConfig(
-            0.0, 0.6, 1.0, noise_floor=0.02, noise_slope=0.1, ambiguous_rate=0.05
-        )
+        default_factory=lambda: SplitConfig(0.0, 0.6, 1.0, noise_floor=0.02, noise_slope=0.1, ambiguous_rate=0.05)
     )
     rl_pool: SplitConfig = field(
-        default_factory=lambda: SplitConfig(
-            0.1, 1.0, 0.6, noise_floor=0.05, noise_slope=0.5, ambiguous_rate=0.2
-        )
+        default_factory=lambda: SplitConfig(0.1, 1.0, 0.6, noise_floor=0.05, noise_slope=0.5, ambiguous_rate=0.2)
     )
     bench: SplitConfig = field(default_factory=lambda: SplitConfig(0.0, 1.0, 1.0))
 
@@ -163,12 +157,16 @@ class WorldConfig:
         _check_name(self.layout, LAYOUTS, "layout")
         if self.layout == "grid":
             if self.image_size % GRID_CELL:
-                raise ValueError(f"layout=grid needs image_size a multiple of {GRID_CELL} "
-                                 f"(one cell per merged image token), got {self.image_size}")
+                raise ValueError(
+                    f"layout=grid needs image_size a multiple of {GRID_CELL} "
+                    f"(one cell per merged image token), got {self.image_size}"
+                )
             cells = (self.image_size // GRID_CELL) ** 2
             if self.max_objects + 1 > cells:  # +1: an ambiguous scene adds a hard-to-see object
-                raise ValueError(f"layout=grid at image_size={self.image_size} has {cells} cells, room for "
-                                 f"max_objects <= {cells - 1}, got {self.max_objects}; raise image_size")
+                raise ValueError(
+                    f"layout=grid at image_size={self.image_size} has {cells} cells, room for "
+                    f"max_objects <= {cells - 1}, got {self.max_objects}; raise image_size"
+                )
         if sum(max(0.0, w) for w in self.kind_weights.values()) <= 0:
             raise ValueError("kind_weights must have a positive weight")
         missing = [k for k, w in self.kind_weights.items() if w > 0 and k not in self.categories]
@@ -277,8 +275,10 @@ class _Builder:
                 lo, hi = (s + 1) // 2, w - 1 - (s + 1) // 2
                 x, y = (int(v) for v in self.rng.integers(lo, hi + 1, size=2))
             slack = min(
-                (max(abs(x - o["x"]), abs(y - o["y"])) - ((1 - 0.6 * d) * (s + o["size"]) / 2 + 1)
-                 for o in self.objects),
+                (
+                    max(abs(x - o["x"]), abs(y - o["y"])) - ((1 - 0.6 * d) * (s + o["size"]) / 2 + 1)
+                    for o in self.objects
+                ),
                 default=0.0,
             )
             if slack > best_slack:
@@ -360,8 +360,9 @@ def _exist(b: _Builder, ambiguity: str | None):
             b.add(shape, colour)
             b.distractors(n - 1, is_target)
         elif b.rng.random() < b.d:  # near miss: same shape or same colour
-            near = b.pick([(shape, c) for c in b.cfg.colours if c != colour]
-                          + [(s, colour) for s in b.cfg.shapes if s != shape])
+            near = b.pick(
+                [(shape, c) for c in b.cfg.colours if c != colour] + [(s, colour) for s in b.cfg.shapes if s != shape]
+            )
             b.add(*near)
             b.distractors(n - 1, is_target)
         else:
@@ -421,9 +422,15 @@ def make_record(cfg: WorldConfig, split: str, i: int) -> dict:
     p_flip = sc.p_flip(d, ambiguous)
     flipped = bool(u_flip < p_flip)
     meta = {
-        "true_label": true_label, "flipped": flipped, "ambiguous": ambiguous,
-        "ambiguity": ambiguity, "difficulty": round(float(d), 4), "p_flip": round(p_flip, 4),
-        "kind": kind, "scene": builder.shuffle(), "claims": claims,
+        "true_label": true_label,
+        "flipped": flipped,
+        "ambiguous": ambiguous,
+        "ambiguity": ambiguity,
+        "difficulty": round(float(d), 4),
+        "p_flip": round(p_flip, 4),
+        "kind": kind,
+        "scene": builder.shuffle(),
+        "claims": claims,
     }
     return {
         "id": f"world-{SPLITS.get(split, split)}-{i:06d}",

@@ -15,6 +15,7 @@ Only the main thread writes: each unit's records are appended to the journal
 attempt is queued only then. So after a kill no recorded ``(sample, attempt)``
 is asked again and none is lost; an attempt in flight at the kill is asked again.
 """
+
 from __future__ import annotations
 
 import logging
@@ -96,14 +97,23 @@ def judge_attempt(sample: dict[str, Any], reply: Reply | str | None, attempt: in
     empty = text is not None and text.startswith("<think></think>")  # an answer without reasoning
     ok = parsed is not None and parsed == int(sample["label"]) and not empty
     cause = None if ok else reply.cause or ("parse" if parsed is None else "no_reasoning" if empty else "wrong_answer")
-    return {"id": sample["id"], "attempt": attempt, "parsed": parsed, "ok": ok, "cause": cause,
-            "output": text if text is not None else ("" if raw is None else str(raw)[:4000]),
-            "requests": reply.requests, "retries": dict(reply.retries),
-            "tokens_in": reply.tokens_in, "tokens_out": reply.tokens_out}
+    return {
+        "id": sample["id"],
+        "attempt": attempt,
+        "parsed": parsed,
+        "ok": ok,
+        "cause": cause,
+        "output": text if text is not None else ("" if raw is None else str(raw)[:4000]),
+        "requests": reply.requests,
+        "retries": dict(reply.retries),
+        "tokens_in": reply.tokens_in,
+        "tokens_out": reply.tokens_out,
+    }
 
 
-def _ask(teacher: Teacher, batch: list[dict], attempt: int, budget: RequestBudget | None,
-         on_bad_sample: str) -> list[dict[str, Any]]:
+def _ask(
+    teacher: Teacher, batch: list[dict], attempt: int, budget: RequestBudget | None, on_bad_sample: str
+) -> list[dict[str, Any]]:
     """Records for one unit (runs in a worker thread). A sample the teacher cannot send
     (:class:`BadSampleError`) stops the run, or with ``on_bad_sample="skip"`` is recorded as skipped
     (a batch is then asked again one sample at a time to find it)."""
@@ -152,9 +162,18 @@ class _Units:
 class _Run:
     """One pass of the filter: submits units to the pool, journals results as they arrive (main thread only)."""
 
-    def __init__(self, teacher: Teacher, by_id: dict[str, dict[str, Any]], journal: Journal, state: FidelityState,
-                 max_attempts: int, units: _Units, progress: Progress | None, budget: RequestBudget | None,
-                 on_bad_sample: str):
+    def __init__(
+        self,
+        teacher: Teacher,
+        by_id: dict[str, dict[str, Any]],
+        journal: Journal,
+        state: FidelityState,
+        max_attempts: int,
+        units: _Units,
+        progress: Progress | None,
+        budget: RequestBudget | None,
+        on_bad_sample: str,
+    ):
         self.teacher, self.by_id, self.journal, self.state = teacher, by_id, journal, state
         self.max_attempts, self.units, self.progress = max_attempts, units, progress
         self.budget, self.on_bad_sample = budget, on_bad_sample
@@ -190,9 +209,17 @@ class _Run:
                 self.progress(records)
 
 
-def run_fidelity_filter(teacher: Teacher, samples: Sequence[dict[str, Any]], journal: Journal, max_attempts: int = 3,
-                        batch_size: int = 64, progress: Progress | None = None, concurrency: int = 1,
-                        budget: RequestBudget | None = None, on_bad_sample: str = "error") -> FidelityState:
+def run_fidelity_filter(
+    teacher: Teacher,
+    samples: Sequence[dict[str, Any]],
+    journal: Journal,
+    max_attempts: int = 3,
+    batch_size: int = 64,
+    progress: Progress | None = None,
+    concurrency: int = 1,
+    budget: RequestBudget | None = None,
+    on_bad_sample: str = "error",
+) -> FidelityState:
     """Ask ``teacher`` for every sample not yet decided, attempt after failed attempt; return the final state.
 
     On an error in a unit (request cap, unencodable sample) or Ctrl-C, units in flight are
@@ -224,8 +251,9 @@ def run_fidelity_filter(teacher: Teacher, samples: Sequence[dict[str, Any]], jou
     return state
 
 
-def fidelity_stats(state: FidelityState, samples: Sequence[dict[str, Any]], max_attempts: int,
-                   seconds: float) -> dict[str, Any]:
+def fidelity_stats(
+    state: FidelityState, samples: Sequence[dict[str, Any]], max_attempts: int, seconds: float
+) -> dict[str, Any]:
     """The numbers of ``stats.json`` (summed over the whole journal, across restarts)."""
     n = len(samples)
     hist = Counter(r["attempt"] for r in state.kept.values())

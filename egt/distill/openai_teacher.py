@@ -15,6 +15,7 @@ what still fails — retries exhausted, another 4xx, malformed JSON, a non-JSON
 content type, no choices, non-text content, ``finish_reason == "length"`` —
 is a failed *attempt* with its cause (a :class:`Reply` without text), never a crash.
 """
+
 from __future__ import annotations
 
 import base64
@@ -104,20 +105,35 @@ class OpenAITeacher(Teacher):
     name = "openai"
     batched = False
 
-    def __init__(self, base_url: str, model: str, api_key_env: str | None = "OPENAI_API_KEY",
-                 template: str = "r1_reward", system_prompt: str | None = None, temperature: float = 1.0,
-                 max_tokens: int = 4096, seed: int | None = None, timeout: float = 120.0, max_retries: int = 5,
-                 backoff: float = 1.0, max_backoff: float = 60.0, check_timeout: float = 10.0,
-                 extra_body: dict | None = None, extra_headers: dict | None = None,
-                 extra_headers_env: dict | None = None, extra_body_env: dict | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key_env: str | None = "OPENAI_API_KEY",
+        template: str = "r1_reward",
+        system_prompt: str | None = None,
+        temperature: float = 1.0,
+        max_tokens: int = 4096,
+        seed: int | None = None,
+        timeout: float = 120.0,
+        max_retries: int = 5,
+        backoff: float = 1.0,
+        max_backoff: float = 60.0,
+        check_timeout: float = 10.0,
+        extra_body: dict | None = None,
+        extra_headers: dict | None = None,
+        extra_headers_env: dict | None = None,
+        extra_body_env: dict | None = None,
+    ):
         """Timeouts and backoffs in seconds. Raises ValueError for a missing URL / model, an unknown
         template or an ``*_env`` value that is not a variable name (see :class:`Endpoint`)."""
         if not base_url or not model:
             raise ValueError("distill/teacher=openai needs distill.teacher.base_url and distill.teacher.model")
         if template not in TEMPLATES:
             raise ValueError(f"distill.teacher.template={template!r}: choose from {sorted(TEMPLATES)}")
-        self.endpoint = Endpoint(base_url, WHERE, api_key_env, extra_headers, extra_headers_env, extra_body,
-                                 extra_body_env)
+        self.endpoint = Endpoint(
+            base_url, WHERE, api_key_env, extra_headers, extra_headers_env, extra_body, extra_body_env
+        )
         self.base_url = self.endpoint.base_url  # without userinfo
         self.url = self.base_url + "/chat/completions"
         self.model, self.api_key_env, self.template, self.system_prompt = model, api_key_env, template, system_prompt
@@ -129,10 +145,18 @@ class OpenAITeacher(Teacher):
         """What determines the outputs, redacted: no key, no userinfo, no operational knobs; the names of
         variables that extras come from, not their values (extras only when set, as before they existed)."""
         public = self.endpoint.public()
-        out = {"name": self.name, "version": _VERSION, "base_url": public.pop("base_url"), "model": self.model,
-               "template": template_key(self.template), "system_prompt": self.system_prompt,
-               "temperature": self.temperature, "max_tokens": self.max_tokens, "seed": self.seed,
-               "extra_body": public.pop("extra_body", {})}
+        out = {
+            "name": self.name,
+            "version": _VERSION,
+            "base_url": public.pop("base_url"),
+            "model": self.model,
+            "template": template_key(self.template),
+            "system_prompt": self.system_prompt,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "seed": self.seed,
+            "extra_body": public.pop("extra_body", {}),
+        }
         return {**out, **public}
 
     def _headers(self) -> dict[str, str]:
@@ -147,22 +171,27 @@ class OpenAITeacher(Teacher):
         try:
             status = check_reachable(self.base_url + "/models", headers, self.check_timeout)
         except HTTPRequestError as e:
-            raise RuntimeError(f"distill.teacher.base_url={self.base_url} is unreachable ({e}); nothing was asked. "
-                               "Is the server running and the URL right (it usually ends in /v1)?") from None
+            raise RuntimeError(
+                f"distill.teacher.base_url={self.base_url} is unreachable ({e}); nothing was asked. "
+                "Is the server running and the URL right (it usually ends in /v1)?"
+            ) from None
         if status in (401, 403):
-            raise RuntimeError(f"{self.base_url} refused the credentials (HTTP {status}): check "
-                               f"{self.endpoint.credentials()}")
+            raise RuntimeError(
+                f"{self.base_url} refused the credentials (HTTP {status}): check {self.endpoint.credentials()}"
+            )
 
     def payload(self, sample: dict, attempt: int) -> dict[str, Any]:
         images = sample.get("images") or ([] if sample.get("image") is None else [sample["image"]])
-        content: list[dict] = [{"type": "image_url", "image_url": {"url": image_data_url(im, sample.get("id"))}}
-                               for im in images]
+        content: list[dict] = [
+            {"type": "image_url", "image_url": {"url": image_data_url(im, sample.get("id"))}} for im in images
+        ]
         text = build_user_text(sample["query"], sample["response_1"], sample["response_2"], self.template)
         content.append({"type": "text", "text": text})
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         messages.append({"role": "user", "content": content})
-        body = self.endpoint.body({"model": self.model, "messages": messages, "temperature": self.temperature,
-                                   "max_tokens": self.max_tokens})
+        body = self.endpoint.body(
+            {"model": self.model, "messages": messages, "temperature": self.temperature, "max_tokens": self.max_tokens}
+        )
         if self.seed is not None:  # a retry differs from earlier tries, and repeats itself
             body["seed"] = int(self.seed) + attempt
         return body
@@ -179,9 +208,17 @@ class OpenAITeacher(Teacher):
             reply.requests += 1
 
         try:
-            out = post_json(self.url, body, headers, self.timeout, self.max_retries, self.backoff,
-                            self.max_backoff, on_retry=lambda cause: reply.retries.update([cause]),
-                            on_request=on_request)
+            out = post_json(
+                self.url,
+                body,
+                headers,
+                self.timeout,
+                self.max_retries,
+                self.backoff,
+                self.max_backoff,
+                on_retry=lambda cause: reply.retries.update([cause]),
+                on_request=on_request,
+            )
         except HTTPRequestError as e:
             reply.cause = e.cause
             return reply

@@ -1,4 +1,5 @@
 """The distill progress bar: samples done (kept + discarded) of those to decide, req/s, ETA."""
+
 from __future__ import annotations
 
 import time

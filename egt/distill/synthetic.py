@@ -106,8 +106,11 @@ def _value(kind: str, value: Any) -> str:
 # asks how many circles there are." ({shapes}: the plural noun, colour included if asked).
 _ASKED = {
     "compact": {"count": "Count {shapes}", "exist": "Find a {colour} {shape}", "color": "Colour of the {shape}"},
-    "prose": {"count": "how many {shapes} there are", "exist": "whether there is a {colour} {shape}",
-              "color": "what colour the {shape} is"},
+    "prose": {
+        "count": "how many {shapes} there are",
+        "exist": "whether there is a {colour} {shape}",
+        "color": "what colour the {shape} is",
+    },
 }
 
 
@@ -115,8 +118,9 @@ _ASKED = {
 _RANK = {**{s: i for i, s in enumerate(SHAPES)}, **{c: i for i, c in enumerate(COLOUR_RGB)}}
 
 
-def _seen_scene(kind: str, claim: Mapping[str, Any], scene: list[dict], seen: Any,
-                spare_colour: str = next(iter(COLOUR_RGB))) -> list[tuple[str, str]]:
+def _seen_scene(
+    kind: str, claim: Mapping[str, Any], scene: list[dict], seen: Any, spare_colour: str = next(iter(COLOUR_RGB))
+) -> list[tuple[str, str]]:
     """The (shape, colour) objects the teacher reports: the scene, edited so the asked fact
     reads ``seen`` (``spare_colour`` colours an object the teacher imagines)."""
     objects = [(o["kind"], o["colour"]) for o in scene]
@@ -175,9 +179,14 @@ class SyntheticTeacher(Teacher):
 
     def public_config(self) -> dict:
         return {
-            "name": self.name, "version": _VERSION, "error_base": self.error_base,
-            "error_slope": self.error_slope, "verdict_sentence": self.verdict_sentence,
-            "judge_each": self.judge_each, "style": self.style, "seed": self.seed,
+            "name": self.name,
+            "version": _VERSION,
+            "error_base": self.error_base,
+            "error_slope": self.error_slope,
+            "verdict_sentence": self.verdict_sentence,
+            "judge_each": self.judge_each,
+            "style": self.style,
+            "seed": self.seed,
             **({"describe": True} if self.describe else {}),  # keeps earlier trajectories' keys
         }
 
@@ -233,8 +242,10 @@ class SyntheticTeacher(Teacher):
         return "Scene: " + (", ".join(words) if words else "empty") + "."
 
     def _prose(self, kind: str, claims: list, seen: Any, right: list[bool]) -> list[str]:
-        parts = [f"The question asks {_asked('prose', kind, claims[0])}.",
-                 f"The image shows {_fact(kind, claims[0], seen)}."]
+        parts = [
+            f"The question asks {_asked('prose', kind, claims[0])}.",
+            f"The image shows {_fact(kind, claims[0], seen)}.",
+        ]
         for i, (claim, ok) in enumerate(zip(claims, right), start=1):
             # judge_each=False leaves the comparison to the answer token itself: its entropy
             # then carries the decision, as a "right"/"wrong" per response would otherwise do

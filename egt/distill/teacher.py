@@ -82,7 +82,8 @@ class RequestBudget:
             if self.cap is not None and self.used >= self.cap:
                 raise RequestCapReached(
                     f"distill.max_requests={self.cap} requests made in this run: stopped. Everything answered "
-                    "so far is journaled; raise distill.max_requests (or run the same command again) to go on.")
+                    "so far is journaled; raise distill.max_requests (or run the same command again) to go on."
+                )
             self.used += 1
 
 

@@ -1,4 +1,5 @@
 """Batched judge generation and its quick scoring (format-ok, accuracy per category)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -8,8 +9,12 @@ from typing import Any, Mapping, Sequence
 import torch
 from tqdm.auto import tqdm
 from transformers import GenerationConfig
-from transformers.generation.logits_process import (LogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper,
-                                                    TopPLogitsWarper)
+from transformers.generation.logits_process import (
+    LogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
 from egt.data.encode import ChatEncoder, collate
 from egt.data.prompt import format_ok, parse_answer
@@ -22,9 +27,17 @@ from egt.models.loader import multimodal_token_ids
 TOKEN_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
 
 
-def generation_config(max_new_tokens: int, temperature: float = 0.0, pad_token_id: int | None = None, *,
-                      top_k: int | None = None, top_p: float | None = None, repetition_penalty: float | None = None,
-                      use_checkpoint_defaults: bool = False, suppress_ids: Sequence[int] = ()) -> GenerationConfig:
+def generation_config(
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    pad_token_id: int | None = None,
+    *,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    repetition_penalty: float | None = None,
+    use_checkpoint_defaults: bool = False,
+    suppress_ids: Sequence[int] = (),
+) -> GenerationConfig:
     """The one ``GenerationConfig`` every egt caller decodes with (probe, eval, Voting@K, RL rollouts on
     HF, the HF teacher and judge); use it through :func:`model_generate`.
 
@@ -35,8 +48,12 @@ def generation_config(max_new_tokens: int, temperature: float = 0.0, pad_token_i
     instead, so the checkpoint's generation_config.json fills them. ``suppress_ids`` (the vision
     placeholder tokens) are never generated.
     """
-    kw: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": pad_token_id,
-                          "do_sample": temperature > 0, "bad_words_ids": [[int(i)] for i in suppress_ids] or None}
+    kw: dict[str, Any] = {
+        "max_new_tokens": max_new_tokens,
+        "pad_token_id": pad_token_id,
+        "do_sample": temperature > 0,
+        "bad_words_ids": [[int(i)] for i in suppress_ids] or None,
+    }
     if temperature > 0:
         kw["temperature"] = float(temperature)
     off = {"top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0}
@@ -94,14 +111,21 @@ def row_sampler(model: Any, config: GenerationConfig, seeds: Sequence[int]) -> R
     """The :class:`RowSeededSampler` for ``config``'s temperature / top-k / top-p (unset ones: the
     checkpoint's, as transformers would fill them under ``use_checkpoint_defaults``)."""
     own = getattr(model, "generation_config", None)
+
     def get(name: str) -> Any:
         value = getattr(config, name, None)
         return value if value is not None else getattr(own, name, None)
+
     return RowSeededSampler(seeds, get("temperature"), get("top_k"), get("top_p"))
 
 
-def model_generate(model: Any, batch: dict[str, torch.Tensor], config: GenerationConfig,
-                   use_checkpoint_defaults: bool = False, **kw: Any) -> torch.Tensor:
+def model_generate(
+    model: Any,
+    batch: dict[str, torch.Tensor],
+    config: GenerationConfig,
+    use_checkpoint_defaults: bool = False,
+    **kw: Any,
+) -> torch.Tensor:
     """``model.generate(**batch, generation_config=config)`` where nothing comes from the checkpoint's
     generation_config.json but its token ids (eos, pad, bos), unless ``use_checkpoint_defaults``.
 
@@ -126,9 +150,15 @@ def prompt_batch(encoder: ChatEncoder, samples: Sequence[dict[str, Any]], device
 
 
 @torch.no_grad()
-def generate_batch(model: Any, encoder: ChatEncoder, batch: dict[str, torch.Tensor], max_new_tokens: int = 128,
-                   temperature: float = 0.0, sampling: Mapping[str, Any] | None = None,
-                   row_seeds: Sequence[int] | None = None) -> torch.Tensor:
+def generate_batch(
+    model: Any,
+    encoder: ChatEncoder,
+    batch: dict[str, torch.Tensor],
+    max_new_tokens: int = 128,
+    temperature: float = 0.0,
+    sampling: Mapping[str, Any] | None = None,
+    row_seeds: Sequence[int] | None = None,
+) -> torch.Tensor:
     """Generated token ids [B, G] for one left-padded prompt batch (greedy when ``temperature`` is 0);
     rows that stopped early are filled with pad after their stop token. ``sampling``: ``top_k``,
     ``top_p``, ``repetition_penalty``, ``use_checkpoint_defaults`` (a stage's ``*.generation``
@@ -137,20 +167,32 @@ def generate_batch(model: Any, encoder: ChatEncoder, batch: dict[str, torch.Tens
     not from the global RNG, so a row's draw does not depend on the batch it is in."""
     s = dict(sampling or {})
     checkpoint = bool(s.pop("use_checkpoint_defaults", False))
-    config = generation_config(max_new_tokens, temperature, encoder.tokenizer.pad_token_id,
-                               use_checkpoint_defaults=checkpoint,
-                               suppress_ids=multimodal_token_ids(encoder.processor), **s)
+    config = generation_config(
+        max_new_tokens,
+        temperature,
+        encoder.tokenizer.pad_token_id,
+        use_checkpoint_defaults=checkpoint,
+        suppress_ids=multimodal_token_ids(encoder.processor),
+        **s,
+    )
     kw = {}
     if row_seeds is not None and temperature > 0:
         kw["logits_processor"] = [row_sampler(model, config, row_seeds)]
     seq = model_generate(model, batch, config, checkpoint, **kw)
-    return seq[:, batch["input_ids"].shape[1]:]
+    return seq[:, batch["input_ids"].shape[1] :]
 
 
 @torch.no_grad()
-def generate(model: Any, encoder: ChatEncoder, samples: Sequence[dict[str, Any]], max_new_tokens: int = 128,
-             batch_size: int = 16, temperature: float = 0.0, desc: str = "generate",
-             sampling: Mapping[str, Any] | None = None) -> list[str]:
+def generate(
+    model: Any,
+    encoder: ChatEncoder,
+    samples: Sequence[dict[str, Any]],
+    max_new_tokens: int = 128,
+    batch_size: int = 16,
+    temperature: float = 0.0,
+    desc: str = "generate",
+    sampling: Mapping[str, Any] | None = None,
+) -> list[str]:
     """One judge output per sample (left padding, multimodal special tokens suppressed)."""
     tok = encoder.tokenizer
     was_training = model.training
@@ -159,7 +201,7 @@ def generate(model: Any, encoder: ChatEncoder, samples: Sequence[dict[str, Any]]
     device = next(model.parameters()).device
     try:
         for start in tqdm(range(0, len(samples), batch_size), desc=desc, dynamic_ncols=True):
-            batch = prompt_batch(encoder, samples[start:start + batch_size], device)
+            batch = prompt_batch(encoder, samples[start : start + batch_size], device)
             new = generate_batch(model, encoder, batch, max_new_tokens, temperature, sampling)
             outs += tok.batch_decode(new, skip_special_tokens=True)
     finally:
@@ -180,8 +222,12 @@ def score(samples: Sequence[dict[str, Any]], outputs: Sequence[str]) -> dict[str
         per[s.get("category") or "all"][0] += ok
         per[s.get("category") or "all"][1] += 1
     n = max(len(outputs), 1)
-    out: dict[str, Any] = {"n": len(outputs), "format_ok": round(fmt / n, 4), "parse_failures": fails,
-                           "accuracy": round(correct / n, 4)}
+    out: dict[str, Any] = {
+        "n": len(outputs),
+        "format_ok": round(fmt / n, 4),
+        "parse_failures": fails,
+        "accuracy": round(correct / n, 4),
+    }
     for cat, (c, t) in sorted(per.items()):
         out[f"accuracy/{cat}"] = round(c / max(t, 1), 4)
     return out

@@ -15,6 +15,7 @@ world's, ``minimal`` and ``compact``).
 A token that stays at ln(#options) NLL (1.10 for three shapes, 1.39 for four colours)
 has not been learned at all.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,11 +37,18 @@ def _new_acc() -> dict:
     return defaultdict(lambda: defaultdict(lambda: {"nll": 0.0, "hit": 0, "n": 0, "tokens": Counter()}))
 
 
-def _accumulate(acc: dict, logprobs: torch.Tensor, labels: torch.Tensor, kinds: Sequence[str],
-                tokens: Any, prefix: Sequence[int] | None = None) -> None:
+def _accumulate(
+    acc: dict,
+    logprobs: torch.Tensor,
+    labels: torch.Tensor,
+    kinds: Sequence[str],
+    tokens: Any,
+    prefix: Sequence[int] | None = None,
+) -> None:
     if logprobs.shape[:2] != labels.shape or len(kinds) != labels.shape[0]:
-        raise ValueError(f"shapes disagree: logprobs {tuple(logprobs.shape)}, labels "
-                         f"{tuple(labels.shape)}, {len(kinds)} kinds")
+        raise ValueError(
+            f"shapes disagree: logprobs {tuple(logprobs.shape)}, labels {tuple(labels.shape)}, {len(kinds)} kinds"
+        )
     ref = logprobs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # [B, T]
     hit = logprobs.argmax(-1) == labels
     for b, kind in enumerate(kinds):
@@ -57,15 +65,28 @@ def _accumulate(acc: dict, logprobs: torch.Tensor, labels: torch.Tensor, kinds: 
 
 def _finish(acc: dict) -> dict[str, list[dict]]:
     return {
-        kind: [{"pos": pos, "tokens": [t for t, _ in c["tokens"].most_common(4)],
-                "options": len(c["tokens"]), "nll": c["nll"] / c["n"], "acc": c["hit"] / c["n"], "n": c["n"]}
-               for pos, c in sorted(cells.items())]
+        kind: [
+            {
+                "pos": pos,
+                "tokens": [t for t, _ in c["tokens"].most_common(4)],
+                "options": len(c["tokens"]),
+                "nll": c["nll"] / c["n"],
+                "acc": c["hit"] / c["n"],
+                "n": c["n"],
+            }
+            for pos, c in sorted(cells.items())
+        ]
         for kind, cells in sorted(acc.items())
     }
 
 
-def aggregate(logprobs: torch.Tensor, labels: torch.Tensor, kinds: Sequence[str],
-              tokens: Any = str, prefix: Sequence[int] | None = None) -> dict[str, list[dict]]:
+def aggregate(
+    logprobs: torch.Tensor,
+    labels: torch.Tensor,
+    kinds: Sequence[str],
+    tokens: Any = str,
+    prefix: Sequence[int] | None = None,
+) -> dict[str, list[dict]]:
     """Per kind and target position: mean NLL, argmax accuracy, count, commonest tokens.
 
     ``logprobs`` [B, T, V] predict ``labels`` [B, T] at the same index (already shifted);
@@ -81,9 +102,15 @@ def aggregate(logprobs: torch.Tensor, labels: torch.Tensor, kinds: Sequence[str]
 
 
 @torch.no_grad()
-def position_report(model: Any, processor: Any, samples: Sequence[dict], targets: Sequence[str],
-                    template: str = "minimal", batch_size: int = 16,
-                    describe: bool = False) -> dict[str, list[dict]]:
+def position_report(
+    model: Any,
+    processor: Any,
+    samples: Sequence[dict],
+    targets: Sequence[str],
+    template: str = "minimal",
+    batch_size: int = 16,
+    describe: bool = False,
+) -> dict[str, list[dict]]:
     """:func:`aggregate` over ``samples`` (world rows with ``meta.kind``) and their ``targets``;
     ``describe``: the targets open with a one-sentence scene description (kind ``scene``)."""
     import torch.nn.functional as F
@@ -93,15 +120,14 @@ def position_report(model: Any, processor: Any, samples: Sequence[dict], targets
     acc = _new_acc()
     model.eval()
     for i in range(0, len(samples), batch_size):
-        rows, tgts = samples[i:i + batch_size], targets[i:i + batch_size]
+        rows, tgts = samples[i : i + batch_size], targets[i : i + batch_size]
         batch = collate([encoder.encode_example(r, t) for r, t in zip(rows, tgts)], tok.pad_token_id)
         labels = batch.pop("labels")
         logits = model(**batch).logits[:, :-1].float()
         kinds = [meta_dict(r["meta"])["kind"] for r in rows]
         labels = labels[:, 1:]
         prefix = [_sentence_length(row[row != IGNORE].tolist(), tok) for row in labels] if describe else None
-        _accumulate(acc, F.log_softmax(logits, -1), labels, kinds, tokens=lambda t: tok.decode([t]),
-                    prefix=prefix)
+        _accumulate(acc, F.log_softmax(logits, -1), labels, kinds, tokens=lambda t: tok.decode([t]), prefix=prefix)
     return _finish(acc)
 
 
@@ -117,12 +143,17 @@ def format_report(report: dict[str, list[dict]]) -> str:
     """Markdown: one table per kind, chance NLL ln(options) beside the measured one."""
     lines = []
     for kind, rows in report.items():
-        lines += [f"### {kind}", "", "| pos | token(s) | NLL | ln(options) | argmax acc | n |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            f"### {kind}",
+            "",
+            "| pos | token(s) | NLL | ln(options) | argmax acc | n |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in rows:
             toks = " / ".join(repr(t)[1:-1] for t in r["tokens"])
-            lines.append(f"| {r['pos']} | `{toks}` | {r['nll']:.3f} | {math.log(r['options']):.2f} "
-                         f"| {r['acc']:.2f} | {r['n']} |")
+            lines.append(
+                f"| {r['pos']} | `{toks}` | {r['nll']:.3f} | {math.log(r['options']):.2f} | {r['acc']:.2f} | {r['n']} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -141,8 +172,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--n", type=int, default=96)
     ap.add_argument("--template", default="minimal", help="data.template the model was trained with")
     ap.add_argument("--style", default="compact", help="the synthetic teacher's style (distill.teacher.style)")
-    ap.add_argument("--describe", action="store_true", help="the teacher described the scene first "
-                    "(distill.teacher.describe=true); its tokens get their own table, 'scene'")
+    ap.add_argument(
+        "--describe",
+        action="store_true",
+        help="the teacher described the scene first "
+        "(distill.teacher.describe=true); its tokens get their own table, 'scene'",
+    )
     ap.add_argument("--json", default=None, help="also write the report as JSON here")
     args = ap.parse_args(argv)
 
@@ -151,8 +186,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows = [ds[i] for i in range(len(ds))]
     teacher = SyntheticTeacher(error_base=0.0, error_slope=0.0, style=args.style, describe=args.describe)
     targets = teacher.generate([strip_label(r) for r in rows], attempt=0)
-    report = position_report(load_model(args.model), load_processor(args.model), rows, targets,
-                             template=args.template, describe=args.describe)
+    report = position_report(
+        load_model(args.model),
+        load_processor(args.model),
+        rows,
+        targets,
+        template=args.template,
+        describe=args.describe,
+    )
     print(format_report(report))
     if args.json:
         with open(args.json, "w") as f:

@@ -6,6 +6,7 @@ with ``order="both"``, ``swapped`` (the two responses exchanged). Each view is g
 before the next batch starts, so a killed evaluation resumes without generating any
 (view, vote) twice.
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,8 +38,15 @@ class HFJudge:
     (temperature > 0), every (view key, vote) is drawn from its own stream seeded by ``seed`` and that
     pair (:func:`~egt.eval.generation.row_seed`), so batch size, process count and resume change no draw."""
 
-    def __init__(self, model: Any, encoder: Any, max_new_tokens: int = 256, temperature: float = 0.0,
-                 seed: int = 0, sampling: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        encoder: Any,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        seed: int = 0,
+        sampling: dict[str, Any] | None = None,
+    ) -> None:
         self.model, self.encoder, self.sampling = model, encoder, sampling
         self.max_new_tokens, self.temperature, self.seed = max_new_tokens, temperature, seed
         self.calls = 0
@@ -60,8 +68,15 @@ class HFJudge:
         feats = [f for f, _ in prepared]
         batch = {k: v.to(device) for k, v in collate(feats, tok.pad_token_id, side="left").items()}
         self.model.eval()
-        new = generate_batch(self.model, self.encoder, batch, self.max_new_tokens, self.temperature, self.sampling,
-                             row_seeds=[s for _, s in prepared])
+        new = generate_batch(
+            self.model,
+            self.encoder,
+            batch,
+            self.max_new_tokens,
+            self.temperature,
+            self.sampling,
+            row_seeds=[s for _, s in prepared],
+        )
         return tok.batch_decode(new, skip_special_tokens=True)
 
 
@@ -76,9 +91,15 @@ def make_views(bench: Benchmark, items: Sequence[dict[str, Any]], order: str, se
     return views
 
 
-def generate_views(views: Sequence[dict[str, Any]], judge: Judge, journal: Journal, votes: int = 1,
-                   batch_size: int = 16, on_bad_sample: str = "error", progress: bool = True,
-                   ) -> dict[tuple[str, int], dict[str, Any]]:
+def generate_views(
+    views: Sequence[dict[str, Any]],
+    judge: Judge,
+    journal: Journal,
+    votes: int = 1,
+    batch_size: int = 16,
+    on_bad_sample: str = "error",
+    progress: bool = True,
+) -> dict[tuple[str, int], dict[str, Any]]:
     """Outputs for every (view key, vote), journalled per batch; what the journal holds is not redone.
 
     Returns ``{(key, k): {"output": str} | {"skipped": reason}}``.
@@ -89,7 +110,7 @@ def generate_views(views: Sequence[dict[str, Any]], judge: Judge, journal: Journ
         log.info("[eval] resuming: %d generations in the journal, %d to go", len(done), len(pending))
     bar = tqdm(total=len(pending), desc="eval", unit="pair", dynamic_ncols=True, disable=not progress)
     for start in range(0, len(pending), batch_size):
-        chunk, prepared, ready, new = pending[start:start + batch_size], [], [], []
+        chunk, prepared, ready, new = pending[start : start + batch_size], [], [], []
         for view, k in chunk:
             try:
                 prepared.append(judge.prepare({**view, "images": open_images(view), "vote": k}))
@@ -107,8 +128,9 @@ def generate_views(views: Sequence[dict[str, Any]], judge: Judge, journal: Journ
     return done
 
 
-def build_records(views: Sequence[dict[str, Any]], outputs: dict[tuple[str, int], dict[str, Any]],
-                  votes: int) -> tuple[list[dict[str, Any]], Counter]:
+def build_records(
+    views: Sequence[dict[str, Any]], outputs: dict[tuple[str, int], dict[str, Any]], votes: int
+) -> tuple[list[dict[str, Any]], Counter]:
     """One record per generated view (pred = vote majority); returns (records, skipped views by kind:
     prompt too long, unreadable image, …)."""
     records, skipped = [], Counter()
@@ -120,10 +142,20 @@ def build_records(views: Sequence[dict[str, Any]], outputs: dict[tuple[str, int]
             continue
         texts = [o["output"] for o in outs]
         preds = [parse_answer(t) for t in texts]
-        records.append({"id": v["id"], "key": v["key"], "view": v["view"], "group": v["group"],
-                        "category": v["category"], "label": int(v["label"]),
-                        "pred": preds[0] if votes == 1 else M.majority_vote(preds), "votes": preds,
-                        "format_ok": format_ok(texts[0]), "outputs": texts})
+        records.append(
+            {
+                "id": v["id"],
+                "key": v["key"],
+                "view": v["view"],
+                "group": v["group"],
+                "category": v["category"],
+                "label": int(v["label"]),
+                "pred": preds[0] if votes == 1 else M.majority_vote(preds),
+                "votes": preds,
+                "format_ok": format_ok(texts[0]),
+                "outputs": texts,
+            }
+        )
     return records, skipped
 
 
@@ -131,8 +163,9 @@ def _prefixed(prefix: str, metrics: dict[str, Any], keys: Optional[Sequence[str]
     return {f"{prefix}/{k}": v for k, v in metrics.items() if keys is None or k in keys}
 
 
-def compute_metrics(bench: Benchmark, records: Sequence[dict[str, Any]], votes: int = 1,
-                    order: str = "official") -> dict[str, Any]:
+def compute_metrics(
+    bench: Benchmark, records: Sequence[dict[str, Any]], votes: int = 1, order: str = "official"
+) -> dict[str, Any]:
     """Official metrics (on the official view) + parse failures, strict accuracy, order and voting extras."""
     official = [r for r in records if r["view"] == "official"]
     out = dict(bench.score(official))
@@ -154,8 +187,9 @@ def compute_metrics(bench: Benchmark, records: Sequence[dict[str, Any]], votes: 
 DEBIASED_KEYS = ("overall", "macro", "headline", "acc_plus")
 
 
-def order_metrics(bench: Benchmark, official: Sequence[dict[str, Any]],
-                  swapped: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def order_metrics(
+    bench: Benchmark, official: Sequence[dict[str, Any]], swapped: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
     """Position-bias metrics (``order/…``, fractions) of the items judged in both orders.
 
     - ``order/swapped/{overall,macro,headline}``: the official scoring on the swapped view;
@@ -186,24 +220,42 @@ def order_metrics(bench: Benchmark, official: Sequence[dict[str, Any]],
     return out
 
 
-def score_outputs(bench: Benchmark, views: Sequence[dict[str, Any]], outputs: dict[tuple[str, int], dict[str, Any]],
-                  votes: int, order: str) -> tuple[dict[str, Any], list[dict[str, Any]], Counter]:
+def score_outputs(
+    bench: Benchmark,
+    views: Sequence[dict[str, Any]],
+    outputs: dict[tuple[str, int], dict[str, Any]],
+    votes: int,
+    order: str,
+) -> tuple[dict[str, Any], list[dict[str, Any]], Counter]:
     """Records and metrics of the generated views, with every item that was not scored counted by reason
     (``skipped_by_reason``: ``load/<kind>`` and ``generation/<kind>``) and logged."""
     records, skipped_views = build_records(views, outputs, votes)
     metrics = compute_metrics(bench, records, votes, order)
     metrics["skipped_items"] = sum(bench.skipped.values()) + sum(skipped_views.values())
-    metrics["skipped_by_reason"] = {**{f"load/{k}": n for k, n in bench.skipped.items()},
-                                    **{f"generation/{k}": n for k, n in skipped_views.items()}}
+    metrics["skipped_by_reason"] = {
+        **{f"load/{k}": n for k, n in bench.skipped.items()},
+        **{f"generation/{k}": n for k, n in skipped_views.items()},
+    }
     if metrics["skipped_items"]:
-        log.warning("[eval] %s: %d items not scored %s", bench.name, metrics["skipped_items"],
-                    metrics["skipped_by_reason"])
+        log.warning(
+            "[eval] %s: %d items not scored %s", bench.name, metrics["skipped_items"], metrics["skipped_by_reason"]
+        )
     return metrics, records, skipped_views
 
 
-def evaluate(bench: Benchmark, items: Sequence[dict[str, Any]], judge: Judge, journal: Journal, *,
-             order: str = "official", votes: int = 1, batch_size: int = 16, on_bad_sample: str = "error",
-             seed: int = 0, progress: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+def evaluate(
+    bench: Benchmark,
+    items: Sequence[dict[str, Any]],
+    judge: Judge,
+    journal: Journal,
+    *,
+    order: str = "official",
+    votes: int = 1,
+    batch_size: int = 16,
+    on_bad_sample: str = "error",
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
     """Generate (resumably) and score; returns (metrics, records, run info incl. throughput)."""
     views = make_views(bench, items, order, seed)
     t0 = time.perf_counter()
@@ -212,10 +264,16 @@ def evaluate(bench: Benchmark, items: Sequence[dict[str, Any]], judge: Judge, jo
     seconds = time.perf_counter() - t0
     metrics, records, skipped_views = score_outputs(bench, views, outputs, votes, order)
     generated = len(outputs) - n_before
-    info = {"views": len(views), "generations": len(outputs), "generated_now": generated,
-            "resumed_from": n_before, "seconds": round(seconds, 2),
-            "generations_per_s": round(generated / seconds, 3) if seconds > 0 and generated else None,
-            "skipped_views": dict(skipped_views), "skipped_at_load": dict(bench.skipped)}
+    info = {
+        "views": len(views),
+        "generations": len(outputs),
+        "generated_now": generated,
+        "resumed_from": n_before,
+        "seconds": round(seconds, 2),
+        "generations_per_s": round(generated / seconds, 3) if seconds > 0 and generated else None,
+        "skipped_views": dict(skipped_views),
+        "skipped_at_load": dict(bench.skipped),
+    }
     return metrics, records, info
 
 
@@ -230,9 +288,20 @@ def read_journals(directory: Any) -> dict[tuple[str, int], dict[str, Any]]:
     return done
 
 
-def generate_shard(bench: Benchmark, items: Sequence[dict[str, Any]], judge: Judge, directory: Any, rank: int,
-                   world_size: int, *, order: str = "official", votes: int = 1, batch_size: int = 16,
-                   on_bad_sample: str = "error", seed: int = 0) -> dict[str, Any]:
+def generate_shard(
+    bench: Benchmark,
+    items: Sequence[dict[str, Any]],
+    judge: Judge,
+    directory: Any,
+    rank: int,
+    world_size: int,
+    *,
+    order: str = "official",
+    votes: int = 1,
+    batch_size: int = 16,
+    on_bad_sample: str = "error",
+    seed: int = 0,
+) -> dict[str, Any]:
     """Rank ``rank``'s share of the views (round robin), journalled in ``journal.rank<r>.jsonl``; views
     some journal already holds in full are not redone (so a resume may use another world size)."""
     from pathlib import Path
@@ -247,8 +316,16 @@ def generate_shard(bench: Benchmark, items: Sequence[dict[str, Any]], judge: Jud
     return {"generated_now": len(out) - n_before, "seconds": time.perf_counter() - t0, "resumed_from": len(before)}
 
 
-def merge_shards(bench: Benchmark, items: Sequence[dict[str, Any]], directory: Any, shard_infos: Sequence[dict],
-                 *, order: str = "official", votes: int = 1, seed: int = 0) -> tuple[dict, list[dict], dict]:
+def merge_shards(
+    bench: Benchmark,
+    items: Sequence[dict[str, Any]],
+    directory: Any,
+    shard_infos: Sequence[dict],
+    *,
+    order: str = "official",
+    votes: int = 1,
+    seed: int = 0,
+) -> tuple[dict, list[dict], dict]:
     """Metrics, records and run info from every rank's journal: what :func:`evaluate` returns in one process."""
     views = make_views(bench, items, order, seed)
     outputs = read_journals(directory)
@@ -258,9 +335,15 @@ def merge_shards(bench: Benchmark, items: Sequence[dict[str, Any]], directory: A
     metrics, records, skipped_views = score_outputs(bench, views, outputs, votes, order)
     generated = sum(i["generated_now"] for i in shard_infos)
     seconds = max(i["seconds"] for i in shard_infos)
-    info = {"views": len(views), "generations": len(outputs), "generated_now": generated,
-            "resumed_from": shard_infos[0]["resumed_from"], "seconds": round(seconds, 2),
-            "generations_per_s": round(generated / seconds, 3) if seconds > 0 and generated else None,
-            "skipped_views": dict(skipped_views), "skipped_at_load": dict(bench.skipped),
-            "processes": len(shard_infos)}
+    info = {
+        "views": len(views),
+        "generations": len(outputs),
+        "generated_now": generated,
+        "resumed_from": shard_infos[0]["resumed_from"],
+        "seconds": round(seconds, 2),
+        "generations_per_s": round(generated / seconds, 3) if seconds > 0 and generated else None,
+        "skipped_views": dict(skipped_views),
+        "skipped_at_load": dict(bench.skipped),
+        "processes": len(shard_infos),
+    }
     return metrics, records, info

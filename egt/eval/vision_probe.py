@@ -12,6 +12,7 @@ A tower that scores near 0.5 gives the language model nothing to read: a judge b
 cannot answer colour or existence questions, however long it is fine-tuned. This is how
 the demo model's failure on ``layout=free`` scenes was found (docs/demo-judge.md, "Position by position").
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,7 @@ def image_features(model: Any, processor: Any, images: Sequence[Any], batch_size
     dtype = next(visual.parameters()).dtype
     rows = []
     for i in range(0, len(images), batch_size):
-        chunk = list(images[i:i + batch_size])
+        chunk = list(images[i : i + batch_size])
         feats = processor.image_processor(images=chunk, return_tensors="pt")
         grid = feats["image_grid_thw"]
         if not bool((grid == grid[0]).all()):
@@ -44,11 +45,14 @@ def image_features(model: Any, processor: Any, images: Sequence[Any], batch_size
     return torch.cat(rows)
 
 
-def scene_targets(scenes: Sequence[Sequence[dict]], shapes: Sequence[str],
-                  colours: Sequence[str]) -> torch.Tensor:
+def scene_targets(scenes: Sequence[Sequence[dict]], shapes: Sequence[str], colours: Sequence[str]) -> torch.Tensor:
     """``[N, len(shapes) * len(colours)]``: 1 where the scene has an object of that shape and colour."""
-    return torch.tensor([[float(any(o["kind"] == s and o["colour"] == c for o in scene))
-                          for s in shapes for c in colours] for scene in scenes])
+    return torch.tensor(
+        [
+            [float(any(o["kind"] == s and o["colour"] == c for o in scene)) for s in shapes for c in colours]
+            for scene in scenes
+        ]
+    )
 
 
 def balanced_accuracy(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -59,8 +63,15 @@ def balanced_accuracy(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pos + neg) / 2
 
 
-def linear_probe(x: torch.Tensor, y: torch.Tensor, train_fraction: float = 0.8, steps: int = 300,
-                 lr: float = 1e-2, l2: float = 1e-3, seed: int = 0) -> dict[str, float]:
+def linear_probe(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    train_fraction: float = 0.8,
+    steps: int = 300,
+    lr: float = 1e-2,
+    l2: float = 1e-3,
+    seed: int = 0,
+) -> dict[str, float]:
     """Fit a class-weighted logistic regression per column of ``y`` on the first
     ``train_fraction`` of rows (features standardised on them), score the rest."""
     if x.shape[0] != y.shape[0] or x.shape[0] < 10:
@@ -82,12 +93,17 @@ def linear_probe(x: torch.Tensor, y: torch.Tensor, train_fraction: float = 0.8, 
         opt.step()
     with torch.no_grad():
         bal = balanced_accuracy(xte @ w + b > 0, yte)
-    return {"balanced_accuracy": float(bal.nanmean()), "worst_pair": float(bal.nan_to_num(1.0).min()),
-            "n_train": n_train, "n_test": x.shape[0] - n_train}
+    return {
+        "balanced_accuracy": float(bal.nanmean()),
+        "worst_pair": float(bal.nan_to_num(1.0).min()),
+        "n_train": n_train,
+        "n_test": x.shape[0] - n_train,
+    }
 
 
-def probe_scenes(model: Any, processor: Any, n: int = 1500, layout: str = "grid",
-                 world: dict | None = None) -> dict[str, float]:
+def probe_scenes(
+    model: Any, processor: Any, n: int = 1500, layout: str = "grid", world: dict | None = None
+) -> dict[str, float]:
     """Probe on ``n`` bench-difficulty scenes of the world with ``layout``."""
     from egt.data.world import as_world_config, make_record, render_scene
 

@@ -2,6 +2,7 @@
 
 Importing this package registers ``EgtQwen2_5_VLProcessor`` with ``AutoProcessor``.
 """
+
 from egt.models.builder import TinyVLMSpec, build_tiny_vlm, default_corpus
 from egt.models.loader import load_model, load_model_and_processor, load_processor, multimodal_token_ids
 from egt.models.processor import EgtQwen2_5_VLProcessor

@@ -6,6 +6,7 @@ Every pitfall listed in docs/design.md §7.3 is handled here: mrope sections tha
 sum to head_dim/2, vision ``out_hidden_size`` equal to the text hidden size, special
 token ids shared by tokenizer and config, and ``generation_config`` pad/eos ids.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -21,13 +22,23 @@ from transformers import PreTrainedTokenizerFast
 from egt.models.processor import EgtQwen2_5_VLProcessor, make_image_processor
 from egt.utils.atomic import atomic_path
 
-SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-                  "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
+SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
 # Added but *not* special: skip_special_tokens=True keeps them in decoded text.
 TAG_TOKENS = ("<think>", "</think>", "<answer>", "</answer>")
 # Qwen2's pre-tokenizer split: single digits, letters with one leading non-letter, ...
-_QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+_QWEN2_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
 # Qwen2.5-VL's own template, text and images only; like it, a conversation without a system
@@ -94,8 +105,9 @@ def mrope_section(head_dim: int) -> list[int]:
     return [half - 2 * hw, hw, hw]
 
 
-def train_bpe(words: Mapping[str, int], alphabet: Iterable[str], n_merges: int,
-              min_frequency: int = 2) -> list[tuple[str, str]]:
+def train_bpe(
+    words: Mapping[str, int], alphabet: Iterable[str], n_merges: int, min_frequency: int = 2
+) -> list[tuple[str, str]]:
     """Byte-pair merges learnt from pre-tokenised ``words`` (word → count), in merge order.
 
     Each step merges the adjacent pair with the highest count summed over the words; ties go
@@ -130,7 +142,7 @@ def train_bpe(words: Mapping[str, int], alphabet: Iterable[str], n_merges: int,
             i = 0
             while i < len(symbols) - 1:
                 if symbols[i] == left and symbols[i + 1] == right:
-                    symbols[i:i + 2] = [left + right]
+                    symbols[i : i + 2] = [left + right]
                 i += 1
     return merges
 
@@ -149,10 +161,12 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int) -> PreTrainedTokeniz
     ids: the special tokens, then the 256 byte symbols in code-point order, then one token
     per merge (``train_bpe``), then the think/answer tags; at most ``vocab_size`` in all.
     """
-    pre = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(_QWEN2_SPLIT), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    pre = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(_QWEN2_SPLIT), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     words: Counter[str] = Counter()
     for line in corpus:
         words.update(piece for piece, _ in pre.pre_tokenize_str(line))
@@ -165,11 +179,21 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int) -> PreTrainedTokeniz
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in TAG_TOKENS])
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=None, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-        unk_token=None, padding_side="left", chat_template=CHAT_TEMPLATE,
-        model_max_length=1 << 30, clean_up_tokenization_spaces=False,
-        extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
-                              "vision_start_token": "<|vision_start|>", "vision_end_token": "<|vision_end|>"},
+        tokenizer_object=tok,
+        bos_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+        padding_side="left",
+        chat_template=CHAT_TEMPLATE,
+        model_max_length=1 << 30,
+        clean_up_tokenization_spaces=False,
+        extra_special_tokens={
+            "image_token": "<|image_pad|>",
+            "video_token": "<|video_pad|>",
+            "vision_start_token": "<|vision_start|>",
+            "vision_end_token": "<|vision_end|>",
+        },
     )
 
 
@@ -180,24 +204,39 @@ def make_config(spec: TinyVLMSpec, tokenizer: PreTrainedTokenizerFast):
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     head_dim = spec.hidden_size // spec.num_heads
     text = dict(
-        vocab_size=len(tokenizer), hidden_size=spec.hidden_size, intermediate_size=spec.intermediate_size,
-        num_hidden_layers=spec.num_layers, num_attention_heads=spec.num_heads,
-        num_key_value_heads=spec.num_kv_heads, max_position_embeddings=spec.max_position_embeddings,
-        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0,
-                         "mrope_section": mrope_section(head_dim)},
-        max_window_layers=spec.num_layers, bos_token_id=ids["<|endoftext|>"],
-        eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_layers,
+        num_attention_heads=spec.num_heads,
+        num_key_value_heads=spec.num_kv_heads,
+        max_position_embeddings=spec.max_position_embeddings,
+        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": mrope_section(head_dim)},
+        max_window_layers=spec.num_layers,
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
     )
     vision = dict(
-        depth=spec.vision_depth, hidden_size=spec.vision_hidden_size, num_heads=spec.vision_heads,
-        intermediate_size=2 * spec.vision_hidden_size, out_hidden_size=spec.hidden_size,
-        patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
+        depth=spec.vision_depth,
+        hidden_size=spec.vision_hidden_size,
+        num_heads=spec.vision_heads,
+        intermediate_size=2 * spec.vision_hidden_size,
+        out_hidden_size=spec.hidden_size,
+        patch_size=14,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        window_size=112,
         fullatt_block_indexes=[spec.vision_depth - 1],
     )
     return Qwen2_5_VLConfig(
-        text_config=text, vision_config=vision, tie_word_embeddings=spec.tie_word_embeddings,
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        text_config=text,
+        vision_config=vision,
+        tie_word_embeddings=spec.tie_word_embeddings,
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
     )
 
 
@@ -215,8 +254,9 @@ def build_tiny_vlm(out_dir: str | Path, spec: TinyVLMSpec, corpus: Iterable[str]
         raise FileExistsError(f"{out_dir} already exists and is not empty; pick a fresh directory")
     roles = f"system\n{DEFAULT_SYSTEM}\nuser\nassistant\n"  # the template's own words, one token each
     tokenizer = train_tokenizer([*corpus, *[roles] * 100], spec.vocab_size)
-    processor = EgtQwen2_5_VLProcessor(make_image_processor(spec.min_pixels, spec.max_pixels), tokenizer,
-                                       chat_template=CHAT_TEMPLATE)
+    processor = EgtQwen2_5_VLProcessor(
+        make_image_processor(spec.min_pixels, spec.max_pixels), tokenizer, chat_template=CHAT_TEMPLATE
+    )
     config = make_config(spec, tokenizer)
     torch.manual_seed(spec.seed)
     model = Qwen2_5_VLForConditionalGeneration(config).to(torch.float32)
@@ -235,9 +275,13 @@ _SHAPES = ("circle", "square", "triangle", "star", "hexagon")
 _COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "black", "white")
 _NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 _PHRASES = (
-    "The image shows {n} {c} {s}s.", "Is there a {c} {s} in the image?", "How many {c} {s}s are there?",
-    "What colour is the {s}?", "Response 1 is correct and Response 2 is wrong.",
-    "Response 2 says there are {d} {s}s, which is wrong.", "Response 1 says the {s} is {c}, which is correct.",
+    "The image shows {n} {c} {s}s.",
+    "Is there a {c} {s} in the image?",
+    "How many {c} {s}s are there?",
+    "What colour is the {s}?",
+    "Response 1 is correct and Response 2 is wrong.",
+    "Response 2 says there are {d} {s}s, which is wrong.",
+    "Response 1 says the {s} is {c}, which is correct.",
     "Compare the two responses and decide which one is better.",
     "<think>I count {d} {c} {s}s in the picture.</think><answer>{a}</answer>",
     "The answer is {a} because the {c} {s} is clearly visible.",

@@ -6,6 +6,7 @@ already depends on data, so only a module downstream of both can hold it without
 Changing what it returns changes the tokenizer, so egt.stages.model's ``BUILD_VERSION`` must move
 with it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -33,8 +34,12 @@ def world_corpus(cfg: WorldConfig | Mapping[str, Any] | None = None, n: int = 20
     # tokenizer under the same model key)
     texts = [build_user_text("{query}", "{response_1}", "{response_2}", t) for t in ("short", "r1_reward_legacy")]
     for rec in recs:
-        texts += [rec["query"], rec["response_1"], rec["response_2"],
-                  build_user_text(rec["query"], rec["response_1"], rec["response_2"])]
+        texts += [
+            rec["query"],
+            rec["response_1"],
+            rec["response_2"],
+            build_user_text(rec["query"], rec["response_1"], rec["response_2"]),
+        ]
     public = [strip_label(r) for r in recs]
     for style in ("prose", "compact"):
         for verdict in (False, True):

@@ -4,6 +4,7 @@ Everything goes through the Auto classes, so the same code loads the offline tin
 Qwen2.5-VL and e.g. Qwen2.5-VL-7B-Instruct. ``from_pretrained`` returns the model in
 eval mode: callers that train must call ``model.train()`` themselves.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -43,8 +44,9 @@ def _saved_processor_class(path: Path) -> str | None:
     return None
 
 
-def load_processor(path: str | Path, trust_remote_code: bool = False, min_pixels: int | None = None,
-                   max_pixels: int | None = None) -> Any:
+def load_processor(
+    path: str | Path, trust_remote_code: bool = False, min_pixels: int | None = None, max_pixels: int | None = None
+) -> Any:
     """The processor of the VLM at ``path``; raises if only a bare tokenizer can be found.
 
     A directory whose processor is the stock ``Qwen2_5_VLProcessor`` is loaded with the egt subclass
@@ -68,7 +70,8 @@ def load_processor(path: str | Path, trust_remote_code: bool = False, min_pixels
         raise TypeError(
             f"AutoProcessor.from_pretrained({str(path)!r}) returned a {type(processor).__name__}, not a multimodal "
             f"processor (saved processor_class={saved!r}). If it names EgtQwen2_5_VLProcessor, import egt.models "
-            "first; otherwise check processor_config.json / preprocessor_config.json in that directory.")
+            "first; otherwise check processor_config.json / preprocessor_config.json in that directory."
+        )
     return set_pixel_budget(processor, min_pixels, max_pixels)
 
 
@@ -88,15 +91,22 @@ def set_pixel_budget(processor: Any, min_pixels: int | None = None, max_pixels: 
     ip = getattr(processor, "image_processor", None)
     size = dict(getattr(ip, "size", None) or {})
     if ip is None or not ({"shortest_edge", "longest_edge"} & set(size) or hasattr(ip, "max_pixels")):
-        raise TypeError(f"model.min_pixels / model.max_pixels: {type(processor).__name__} has no image processor "
-                        "with a pixel budget (Qwen2-VL-style min/max pixels); leave them null for this model")
+        raise TypeError(
+            f"model.min_pixels / model.max_pixels: {type(processor).__name__} has no image processor "
+            "with a pixel budget (Qwen2-VL-style min/max pixels); leave them null for this model"
+        )
     lo = min_pixels if min_pixels is not None else size.get("shortest_edge", getattr(ip, "min_pixels", None))
     hi = max_pixels if max_pixels is not None else size.get("longest_edge", getattr(ip, "max_pixels", None))
     unit = (getattr(ip, "patch_size", 14) * getattr(ip, "merge_size", 2)) ** 2
-    if (lo is not None and lo < unit) or (hi is not None and hi < unit) or (lo is not None and hi is not None
-                                                                           and lo > hi):
-        raise ValueError(f"pixel budget min_pixels={lo}, max_pixels={hi}: each must be >= {unit} (one merged "
-                         "patch) and min_pixels <= max_pixels")
+    if (
+        (lo is not None and lo < unit)
+        or (hi is not None and hi < unit)
+        or (lo is not None and hi is not None and lo > hi)
+    ):
+        raise ValueError(
+            f"pixel budget min_pixels={lo}, max_pixels={hi}: each must be >= {unit} (one merged "
+            "patch) and min_pixels <= max_pixels"
+        )
     ip.size = {**size, "shortest_edge": lo, "longest_edge": hi}
     for name, value in (("min_pixels", lo), ("max_pixels", hi)):
         if hasattr(ip, name):
@@ -108,7 +118,8 @@ def _check_attn(attn_implementation: str) -> None:
     if attn_implementation == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
         raise ImportError(
             "attn_implementation='flash_attention_2' needs the flash-attn package, which is not installed. "
-            "Install it with `pip install egt[gpu]` (CUDA machines only), or use attn_implementation='sdpa'.")
+            "Install it with `pip install egt[gpu]` (CUDA machines only), or use attn_implementation='sdpa'."
+        )
 
 
 def _model_class(config: Any) -> Any:
@@ -128,8 +139,9 @@ def _model_class(config: Any) -> Any:
     return AutoModelForImageTextToText  # trust_remote_code models resolve through auto_map
 
 
-def load_model(path: str | Path, dtype: str = "float32", attn_implementation: str = "sdpa",
-               trust_remote_code: bool = False) -> Any:
+def load_model(
+    path: str | Path, dtype: str = "float32", attn_implementation: str = "sdpa", trust_remote_code: bool = False
+) -> Any:
     """The VLM at ``path`` in ``dtype`` (float32 | bfloat16 | float16), in eval mode."""
     path = _check_dir(path)
     if dtype not in DTYPES:
@@ -137,18 +149,26 @@ def load_model(path: str | Path, dtype: str = "float32", attn_implementation: st
     _check_attn(attn_implementation)
     config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     cls = _model_class(config)
-    return cls.from_pretrained(path, config=config, dtype=DTYPES[dtype],
-                               attn_implementation=attn_implementation, trust_remote_code=trust_remote_code)
+    return cls.from_pretrained(
+        path,
+        config=config,
+        dtype=DTYPES[dtype],
+        attn_implementation=attn_implementation,
+        trust_remote_code=trust_remote_code,
+    )
 
 
-def load_model_and_processor(path: str | Path, dtype: str = "float32", attn_implementation: str = "sdpa",
-                             trust_remote_code: bool = False, min_pixels: int | None = None,
-                             max_pixels: int | None = None) -> tuple[Any, Any]:
+def load_model_and_processor(
+    path: str | Path,
+    dtype: str = "float32",
+    attn_implementation: str = "sdpa",
+    trust_remote_code: bool = False,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+) -> tuple[Any, Any]:
     """``(load_model(...), load_processor(...))`` for one directory; the model is in eval mode."""
-    processor = load_processor(path, trust_remote_code=trust_remote_code, min_pixels=min_pixels,
-                               max_pixels=max_pixels)
-    model = load_model(path, dtype=dtype, attn_implementation=attn_implementation,
-                       trust_remote_code=trust_remote_code)
+    processor = load_processor(path, trust_remote_code=trust_remote_code, min_pixels=min_pixels, max_pixels=max_pixels)
+    model = load_model(path, dtype=dtype, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code)
     return model, processor
 
 

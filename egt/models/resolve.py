@@ -1,6 +1,7 @@
 """Loading a model directory the way the config says (dtype, attention, pixel budget, freezing).
 
 Which directory a run starts from is the ``model`` stage's job (egt.stages.model)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -33,8 +34,13 @@ def load_configured(path: str | Path, cfg: DictConfig):
     ``model.attn_implementation`` (``auto`` resolved) and ``model.trust_remote_code``: the one place a
     stage turns the model config into a ``from_pretrained`` call (egt.models.loader.load_model)."""
     from egt.models.loader import load_model
-    return load_model(path, dtype=cfg.model.dtype, attn_implementation=resolve_attn(cfg.model.attn_implementation),
-                      trust_remote_code=cfg.model.trust_remote_code)
+
+    return load_model(
+        path,
+        dtype=cfg.model.dtype,
+        attn_implementation=resolve_attn(cfg.model.attn_implementation),
+        trust_remote_code=cfg.model.trust_remote_code,
+    )
 
 
 def pixel_budget(cfg: DictConfig) -> dict[str, int]:
@@ -46,8 +52,10 @@ def pixel_budget(cfg: DictConfig) -> dict[str, int]:
 def load_for_inference(path: str | Path, cfg: DictConfig) -> tuple[Any, Any]:
     """Model (eval mode) + processor from ``path`` with the config's dtype, attention and pixel budget."""
     from egt.models.loader import load_processor
-    return load_configured(path, cfg), load_processor(path, trust_remote_code=cfg.model.trust_remote_code,
-                                                  **pixel_budget(cfg))
+
+    return load_configured(path, cfg), load_processor(
+        path, trust_remote_code=cfg.model.trust_remote_code, **pixel_budget(cfg)
+    )
 
 
 def load_for_training(path: str | Path, cfg: DictConfig):

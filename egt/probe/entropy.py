@@ -8,14 +8,23 @@ one pass over the logits with a running max as in online softmax): peak extra
 memory is two [chunk, vocab_block] fp32 blocks (2 × 64 MB by default), whatever
 B, L and V.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable
 
 import torch
 
-__all__ = ["token_entropy", "blocked_entropy", "logits_entropy", "entropy_scratch", "chunked_entropy_from_hidden",
-           "answer_entropy", "sentence_entropy", "span_entropy"]
+__all__ = [
+    "token_entropy",
+    "blocked_entropy",
+    "logits_entropy",
+    "entropy_scratch",
+    "chunked_entropy_from_hidden",
+    "answer_entropy",
+    "sentence_entropy",
+    "span_entropy",
+]
 
 
 def token_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -50,8 +59,9 @@ def _blocks(n: int, block: int, device: Any, buffers: tuple[torch.Tensor, ...] |
     return buffers or tuple(torch.empty(n * block, dtype=torch.float32, device=device) for _ in range(2))
 
 
-def entropy_scratch(rows: int, V: int, device: Any, vocab_block: int | None = None
-                    ) -> tuple[int, tuple[torch.Tensor, torch.Tensor]]:
+def entropy_scratch(
+    rows: int, V: int, device: Any, vocab_block: int | None = None
+) -> tuple[int, tuple[torch.Tensor, torch.Tensor]]:
     """(vocab_block, two fp32 scratch buffers) for :func:`blocked_entropy` / :func:`logits_entropy` on
     up to ``rows`` rows, to pass to every call: reused, they cost no fresh memory pages per call."""
     vocab_block = _vocab_block(rows, V, vocab_block)
@@ -76,9 +86,13 @@ def _online_update(z: torch.Tensor, e: torch.Tensor, state: tuple | None) -> tup
     return mb, a * S + s, a * (T + d * S) + t
 
 
-def blocked_entropy(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-                    vocab_block: int | None = None, buffers: tuple[torch.Tensor, torch.Tensor] | None = None
-                    ) -> torch.Tensor:
+def blocked_entropy(
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    vocab_block: int | None = None,
+    buffers: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
     """H(softmax(h Wᵀ + b)) without [N, V] logits: the head applied ``vocab_block`` rows at a time.  [N, H] → [N]
 
     With m = max_k z_k, S = Σ_k e^{z_k − m} and T = Σ_k e^{z_k − m} (z_k − m),
@@ -100,9 +114,9 @@ def blocked_entropy(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     h = h.float()  # [N, H]; a no-op in fp32
     state = None
     for v0 in range(0, V, vocab_block):
-        w = weight[v0:v0 + vocab_block].float()  # [b, H]; a view in fp32, an fp32 copy from bf16
-        z, e = (buf[:n * w.shape[0]].view(n, w.shape[0]) for buf in buffers)  # [n, b] each
-        bb = None if bias is None else bias[v0:v0 + w.shape[0]].float()
+        w = weight[v0 : v0 + vocab_block].float()  # [b, H]; a view in fp32, an fp32 copy from bf16
+        z, e = (buf[: n * w.shape[0]].view(n, w.shape[0]) for buf in buffers)  # [n, b] each
+        bb = None if bias is None else bias[v0 : v0 + w.shape[0]].float()
         if bb is None:
             torch.matmul(h, w.t(), out=z)  # into the reused block: no fresh [n, b] allocation
         else:
@@ -111,8 +125,9 @@ def blocked_entropy(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     return (state[1].log() - state[2] / state[1]).view(n)
 
 
-def logits_entropy(logits: torch.Tensor, vocab_block: int | None = None,
-                   buffers: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+def logits_entropy(
+    logits: torch.Tensor, vocab_block: int | None = None, buffers: tuple[torch.Tensor, torch.Tensor] | None = None
+) -> torch.Tensor:
     """:func:`blocked_entropy`'s arithmetic on logits already computed (``vocab_block`` columns at a
     time, in fp32; with the same blocks the two agree to the last bit).  [N, V] → [N]
 
@@ -124,8 +139,8 @@ def logits_entropy(logits: torch.Tensor, vocab_block: int | None = None,
     z_buf, e_buf = _blocks(n, vocab_block, logits.device, buffers)
     state = None
     for v0 in range(0, V, vocab_block):
-        block = logits[:, v0:v0 + vocab_block]  # [n, b]
-        z, e = z_buf[:block.numel()].view_as(block), e_buf[:block.numel()].view_as(block)
+        block = logits[:, v0 : v0 + vocab_block]  # [n, b]
+        z, e = z_buf[: block.numel()].view_as(block), e_buf[: block.numel()].view_as(block)
         z.copy_(block)
         state = _online_update(z, e, state)
     return (state[1].log() - state[2] / state[1]).view(n)
@@ -134,13 +149,22 @@ def logits_entropy(logits: torch.Tensor, vocab_block: int | None = None,
 def _plain_linear(lm_head: Any) -> bool:
     """A bare ``nn.Linear`` with materialised weights and no hooks: its weight can be used directly
     (not a quantised/LoRA subclass, not an offloaded or hooked module whose forward does more)."""
-    return (type(lm_head) is torch.nn.Linear and lm_head.weight.device.type != "meta"
-            and not lm_head._forward_hooks and not lm_head._forward_pre_hooks and not hasattr(lm_head, "_hf_hook"))
+    return (
+        type(lm_head) is torch.nn.Linear
+        and lm_head.weight.device.type != "meta"
+        and not lm_head._forward_hooks
+        and not lm_head._forward_pre_hooks
+        and not hasattr(lm_head, "_hf_hook")
+    )
 
 
-def chunked_entropy_from_hidden(hidden: torch.Tensor, lm_head: Callable[[torch.Tensor], torch.Tensor],
-                                mask: torch.Tensor | None = None, chunk: int = 2048,
-                                vocab_block: int | None = None) -> torch.Tensor:
+def chunked_entropy_from_hidden(
+    hidden: torch.Tensor,
+    lm_head: Callable[[torch.Tensor], torch.Tensor],
+    mask: torch.Tensor | None = None,
+    chunk: int = 2048,
+    vocab_block: int | None = None,
+) -> torch.Tensor:
     """Entropy of the next-token distribution at every kept position.  [B, L, H] → [B, L]
 
     ``lm_head`` maps hidden states [N, H] to logits [N, V] (the model's output
@@ -164,10 +188,11 @@ def chunked_entropy_from_hidden(hidden: torch.Tensor, lm_head: Callable[[torch.T
     out = torch.zeros(B * L, dtype=torch.float32, device=hidden.device)
     blocked = _plain_linear(lm_head)
     if blocked:
-        vocab_block, buffers = entropy_scratch(min(chunk, idx.numel()), lm_head.weight.shape[0], hidden.device,
-                                               vocab_block)
+        vocab_block, buffers = entropy_scratch(
+            min(chunk, idx.numel()), lm_head.weight.shape[0], hidden.device, vocab_block
+        )
     for start in range(0, idx.numel(), chunk):
-        pos = idx[start:start + chunk]  # [c]
+        pos = idx[start : start + chunk]  # [c]
         if blocked:
             with torch.no_grad():  # out= into reused buffers: a measurement, not differentiable
                 out[pos] = blocked_entropy(flat_h[pos], lm_head.weight, lm_head.bias, vocab_block, buffers)  # [c]

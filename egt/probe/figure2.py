@@ -9,6 +9,7 @@ correctness is computed on ranks with ties averaged (no scipy needed).
 
 The probe stage writes it with every probe table; ``egt.report`` re-exports it for sweeps.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,7 +36,7 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float | None:
     rx = pd.Series(np.asarray(x, dtype=np.float64)).rank(method="average").to_numpy()
     ry = pd.Series(np.asarray(y, dtype=np.float64)).rank(method="average").to_numpy()
     rx, ry = rx - rx.mean(), ry - ry.mean()
-    den = math.sqrt(float((rx ** 2).sum() * (ry ** 2).sum()))
+    den = math.sqrt(float((rx**2).sum() * (ry**2).sum()))
     return round(float((rx * ry).sum() / den), 4) if den > 0 else None
 
 
@@ -57,9 +58,17 @@ def entropy_accuracy(table: pd.DataFrame, bins: int = 10) -> tuple[pd.DataFrame,
             continue
         order = np.lexsort((np.arange(len(e)), e))
         for b, part in enumerate(np.array_split(order, min(bins, len(e)))):
-            rows.append({"metric": metric, "bin": b, "lo": float(e[part].min()), "hi": float(e[part].max()),
-                         "mean_entropy": float(e[part].mean()), "n": int(len(part)),
-                         "accuracy": float(acc[part].mean())})
+            rows.append(
+                {
+                    "metric": metric,
+                    "bin": b,
+                    "lo": float(e[part].min()),
+                    "hi": float(e[part].max()),
+                    "mean_entropy": float(e[part].mean()),
+                    "n": int(len(part)),
+                    "accuracy": float(acc[part].mean()),
+                }
+            )
     return pd.DataFrame(rows), rho
 
 
@@ -67,17 +76,25 @@ def fig2_markdown(df: pd.DataFrame, rho: dict[str, float | None]) -> str:
     lines = ["# Figure 2: accuracy per entropy bin", ""]
     for metric, _ in METRICS:
         part = df[df["metric"] == metric] if len(df) else df
-        lines += [f"## {metric} entropy (Spearman ρ with correctness = {rho.get(metric)}; "
-                  f"no answer: {rho.get(f'{metric}_n_inf', 0)})", "",
-                  "| bin | entropy range | mean entropy | n | accuracy |", "|---|---|---|---|---|"]
+        lines += [
+            f"## {metric} entropy (Spearman ρ with correctness = {rho.get(metric)}; "
+            f"no answer: {rho.get(f'{metric}_n_inf', 0)})",
+            "",
+            "| bin | entropy range | mean entropy | n | accuracy |",
+            "|---|---|---|---|---|",
+        ]
         for r in part.itertuples():
             lines.append(f"| {r.bin} | {r.lo:.4f}–{r.hi:.4f} | {r.mean_entropy:.4f} | {r.n} | {r.accuracy:.3f} |")
         lines.append("")
     return "\n".join(lines)
 
 
-def plot_fig2(df: pd.DataFrame, path: str | Path, rho: dict[str, float | None] | None = None,
-              half_width: Callable[[float, int], float] | None = None) -> Path:
+def plot_fig2(
+    df: pd.DataFrame,
+    path: str | Path,
+    rho: dict[str, float | None] | None = None,
+    half_width: Callable[[float, int], float] | None = None,
+) -> Path:
     """Accuracy per entropy bin, one panel per entropy kind, as a PNG: bars, or with ``half_width``
     (accuracy, n) → CI half width (e.g. Wilson's) points with error bars, in percent."""
     import matplotlib

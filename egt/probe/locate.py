@@ -9,6 +9,7 @@ O(log G) decodes; it is checked against the full text and falls back to a
 linear scan when a tokenizer's decode is not prefix-stable (SentencePiece
 strips a leading space, clean-up merges spaces).
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence

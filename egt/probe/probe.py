@@ -29,6 +29,7 @@ its own parquet file, so a killed probe resumes from its last finished shard;
 ``probe.*`` settings (the probe stage), :func:`probe_with` a whole data set with a model in memory (the
 online curriculum's re-probes, :mod:`egt.select.reprobe`).
 """
+
 from __future__ import annotations
 
 import math
@@ -45,8 +46,14 @@ from egt.data.encode import ChatEncoder
 from egt.data.prompt import format_ok, parse_answer
 from egt.data.schema import meta_dict, swap_sample
 from egt.eval.generation import generate_batch, prompt_batch
-from egt.probe.entropy import (answer_entropy, chunked_entropy_from_hidden, entropy_scratch, logits_entropy,
-                              sentence_entropy, span_entropy)
+from egt.probe.entropy import (
+    answer_entropy,
+    chunked_entropy_from_hidden,
+    entropy_scratch,
+    logits_entropy,
+    sentence_entropy,
+    span_entropy,
+)
 from egt.probe.locate import answer_token_index, reasoning_token_range
 from egt.utils.atomic import write_parquet_atomic
 from egt.utils.conf import to_container
@@ -54,8 +61,15 @@ from egt.utils.conf import to_container
 META_FLAGS = ("true_label", "flipped", "ambiguous", "difficulty", "kind")
 # columns probe.both_orders adds as ``<name>_swapped``: the sample probed with response_1/response_2
 # exchanged and the label flipped (so correct_score_swapped is about the same true answer)
-SWAPPED = ("answer_entropy", "sentence_entropy", "reasoning_entropy", "n_no_answer", "answers", "correct_score",
-           "output")
+SWAPPED = (
+    "answer_entropy",
+    "sentence_entropy",
+    "reasoning_entropy",
+    "n_no_answer",
+    "answers",
+    "correct_score",
+    "output",
+)
 Shard = tuple[int, int]
 
 
@@ -120,8 +134,9 @@ def last_hidden_and_head(model: Any, inputs: dict[str, torch.Tensor]) -> tuple[t
 
 
 @torch.no_grad()
-def teacher_forced_entropy(model: Any, batch: dict[str, torch.Tensor], new: torch.Tensor,
-                           mask: torch.Tensor, chunk: int) -> torch.Tensor:
+def teacher_forced_entropy(
+    model: Any, batch: dict[str, torch.Tensor], new: torch.Tensor, mask: torch.Tensor, chunk: int
+) -> torch.Tensor:
     """Entropy of the distribution that produced each generated token.  → [B, G] (0 where ``mask`` is off)
 
     ``batch`` is the left-padded prompt batch (input_ids [B, T]), ``new`` [B, G]
@@ -136,13 +151,18 @@ def teacher_forced_entropy(model: Any, batch: dict[str, torch.Tensor], new: torc
         if k not in ("input_ids", "attention_mask") and v.dim() == 2 and v.shape == (B, T):
             inputs[k] = torch.cat([v, torch.zeros(B, G, dtype=v.dtype, device=v.device)], 1)
     hidden, head = last_hidden_and_head(model, inputs)  # [B, T+G, H]
-    return chunked_entropy_from_hidden(hidden[:, T - 1:T + G - 1], head, mask, chunk)  # [B, G]
+    return chunked_entropy_from_hidden(hidden[:, T - 1 : T + G - 1], head, mask, chunk)  # [B, G]
 
 
 @torch.no_grad()
-def generation_entropy(model: Any, encoder: ChatEncoder, batch: dict[str, torch.Tensor], max_new_tokens: int = 128,
-                       temperature: float = 0.0, sampling: dict[str, Any] | None = None
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
+def generation_entropy(
+    model: Any,
+    encoder: ChatEncoder,
+    batch: dict[str, torch.Tensor],
+    max_new_tokens: int = 128,
+    temperature: float = 0.0,
+    sampling: dict[str, Any] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Generated ids [B, G] and the entropy of the distribution each was drawn from [B, G], read while
     generating (``probe.entropy_from=generate``): no second pass.
 
@@ -171,14 +191,23 @@ def generation_entropy(model: Any, encoder: ChatEncoder, batch: dict[str, torch.
     finally:
         handle.remove()
     if len(steps) != new.shape[1]:
-        raise RuntimeError(f"the output head ran {len(steps)} times for {new.shape[1]} new tokens: this model's "
-                           "generate does not score one position per step; use probe.entropy_from=teacher_forced")
+        raise RuntimeError(
+            f"the output head ran {len(steps)} times for {new.shape[1]} new tokens: this model's "
+            "generate does not score one position per step; use probe.entropy_from=teacher_forced"
+        )
     return new, torch.stack(steps, 1)  # [B, G]
 
 
-def _generate_then_score(model: Any, encoder: ChatEncoder, batch: dict[str, torch.Tensor], stops: set[int],
-                         max_new_tokens: int, temperature: float, sampling: dict[str, Any] | None,
-                         chunk: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _generate_then_score(
+    model: Any,
+    encoder: ChatEncoder,
+    batch: dict[str, torch.Tensor],
+    stops: set[int],
+    max_new_tokens: int,
+    temperature: float,
+    sampling: dict[str, Any] | None,
+    chunk: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """probe.entropy_from=teacher_forced: generate, then :func:`teacher_forced_entropy`.
     → new ids, generated mask, entropy [B, G] each"""
     new = generate_batch(model, encoder, batch, max_new_tokens, temperature, sampling)  # [B, G]
@@ -186,9 +215,16 @@ def _generate_then_score(model: Any, encoder: ChatEncoder, batch: dict[str, torc
     return new, mask, teacher_forced_entropy(model, batch, new, mask, chunk)
 
 
-def _score_while_generating(model: Any, encoder: ChatEncoder, batch: dict[str, torch.Tensor], stops: set[int],
-                            max_new_tokens: int, temperature: float, sampling: dict[str, Any] | None,
-                            chunk: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _score_while_generating(
+    model: Any,
+    encoder: ChatEncoder,
+    batch: dict[str, torch.Tensor],
+    stops: set[int],
+    max_new_tokens: int,
+    temperature: float,
+    sampling: dict[str, Any] | None,
+    chunk: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """probe.entropy_from=generate: :func:`generation_entropy`.  → new, mask, entropy [B, G] (0 off the mask)"""
     new, ent = generation_entropy(model, encoder, batch, max_new_tokens, temperature, sampling)
     mask = generated_mask(new, stops)
@@ -204,9 +240,17 @@ def _meta(sample: dict[str, Any]) -> dict[str, Any]:
     return {k: meta[k] for k in META_FLAGS if k in meta}
 
 
-def probe_batch(model: Any, encoder: ChatEncoder, samples: Sequence[dict[str, Any]], n: int = 1,
-                temperature: float = 0.0, max_new_tokens: int = 128, chunk: int = 2048,
-                sampling: dict[str, Any] | None = None, entropy_from: str = "teacher_forced") -> list[dict[str, Any]]:
+def probe_batch(
+    model: Any,
+    encoder: ChatEncoder,
+    samples: Sequence[dict[str, Any]],
+    n: int = 1,
+    temperature: float = 0.0,
+    max_new_tokens: int = 128,
+    chunk: int = 2048,
+    sampling: dict[str, Any] | None = None,
+    entropy_from: str = "teacher_forced",
+) -> list[dict[str, Any]]:
     """One probe row per sample (see the module docstring); ``sampling`` is ``probe.generation``
     (:func:`egt.eval.generation.generate_batch`), ``entropy_from`` a key of :data:`ENTROPY_FROM`."""
     tok = encoder.tokenizer
@@ -215,8 +259,9 @@ def probe_batch(model: Any, encoder: ChatEncoder, samples: Sequence[dict[str, An
     stops = stop_token_ids(model, tok)
     draws: list[list[dict[str, Any]]] = [[] for _ in samples]
     for _ in range(n):
-        new, mask, ent = ENTROPY_FROM[entropy_from](model, encoder, batch, stops, max_new_tokens, temperature,
-                                                    sampling, chunk)  # [B, G] each
+        new, mask, ent = ENTROPY_FROM[entropy_from](
+            model, encoder, batch, stops, max_new_tokens, temperature, sampling, chunk
+        )  # [B, G] each
         lengths = mask.sum(1).tolist()
         texts, where, spans = [], [], []
         for i, length in enumerate(lengths):
@@ -230,8 +275,17 @@ def probe_batch(model: Any, encoder: ChatEncoder, samples: Sequence[dict[str, An
         start, end = (torch.tensor(c, device=ent.device) for c in zip(*spans))
         r = span_entropy(ent, start, end).tolist()
         for i in range(len(samples)):
-            draws[i].append({"answer": parse_answer(texts[i]), "a": a[i], "s": s[i], "r": r[i], "len": lengths[i],
-                             "fmt": format_ok(texts[i]), "text": texts[i]})
+            draws[i].append(
+                {
+                    "answer": parse_answer(texts[i]),
+                    "a": a[i],
+                    "s": s[i],
+                    "r": r[i],
+                    "len": lengths[i],
+                    "fmt": format_ok(texts[i]),
+                    "text": texts[i],
+                }
+            )
     return [_row(sample, d) for sample, d in zip(samples, draws)]
 
 
@@ -265,11 +319,23 @@ def _row(sample: dict[str, Any], draws: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------- shards of a data set
-def probe_shards(model: Any, encoder: ChatEncoder, dataset: Any, shards: Sequence[Shard], out_dir: Path,
-                 n: int = 1, temperature: float = 0.0, max_new_tokens: int = 128, batch_size: int = 16,
-                 chunk: int = 2048, seed: int = 0, progress: Callable[[int], Any] | None = None,
-                 sampling: dict[str, Any] | None = None, both_orders: bool = False,
-                 entropy_from: str = "teacher_forced") -> dict[str, int]:
+def probe_shards(
+    model: Any,
+    encoder: ChatEncoder,
+    dataset: Any,
+    shards: Sequence[Shard],
+    out_dir: Path,
+    n: int = 1,
+    temperature: float = 0.0,
+    max_new_tokens: int = 128,
+    batch_size: int = 16,
+    chunk: int = 2048,
+    seed: int = 0,
+    progress: Callable[[int], Any] | None = None,
+    sampling: dict[str, Any] | None = None,
+    both_orders: bool = False,
+    entropy_from: str = "teacher_forced",
+) -> dict[str, int]:
     """Probe every shard not yet on disk; each finished shard is one atomic parquet write.
 
     Sampling is seeded per shard (``seed``, shard start), so a resumed or
@@ -296,11 +362,21 @@ def probe_shards(model: Any, encoder: ChatEncoder, dataset: Any, shards: Sequenc
                 for start in range(shard[0], shard[1], batch_size):
                     samples = list(dataset.select(range(start, min(start + batch_size, shard[1]))))
                     if order == "shown":
-                        rows += probe_batch(model, encoder, samples, n, temperature, max_new_tokens, chunk, sampling,
-                                            entropy_from)
+                        rows += probe_batch(
+                            model, encoder, samples, n, temperature, max_new_tokens, chunk, sampling, entropy_from
+                        )
                     else:
-                        swapped += probe_batch(model, encoder, [swap_sample(x) for x in samples], n, temperature,
-                                               max_new_tokens, chunk, sampling, entropy_from)
+                        swapped += probe_batch(
+                            model,
+                            encoder,
+                            [swap_sample(x) for x in samples],
+                            n,
+                            temperature,
+                            max_new_tokens,
+                            chunk,
+                            sampling,
+                            entropy_from,
+                        )
                     if progress:
                         progress(len(samples) / 2 if both_orders else len(samples))  # a sample = both its orders
             for row, sw in zip(rows, swapped):
@@ -312,18 +388,32 @@ def probe_shards(model: Any, encoder: ChatEncoder, dataset: Any, shards: Sequenc
     return {"shards_reused": done, "shards_computed": computed}
 
 
-def probe_rows(cfg: DictConfig, model: Any, encoder: ChatEncoder, ds: Any, mine: list, out: Path, rank: int,
-               desc: str) -> dict[str, int]:
+def probe_rows(
+    cfg: DictConfig, model: Any, encoder: ChatEncoder, ds: Any, mine: list, out: Path, rank: int, desc: str
+) -> dict[str, int]:
     """This rank's shards of ``ds`` into ``out/shards/``, with the ``probe.*`` settings of ``cfg`` (a progress
     bar on rank 0): the probe stage's run, and the online curriculum's re-probes (:func:`probe_with`)."""
     p = cfg.probe
-    with tqdm(total=sum(e - s for s, e in mine), desc=desc, unit="sample", dynamic_ncols=True,
-              disable=rank != 0) as bar:
-        return probe_shards(model, encoder, ds, mine, out, n=p.n, temperature=p.temperature,
-                            max_new_tokens=p.max_new_tokens, batch_size=p.batch_size, chunk=p.chunk_size,
-                            seed=cfg.seed, progress=bar.update, sampling=to_container(p.generation),
-                            both_orders=bool(p.get("both_orders", False)),
-                            entropy_from=str(p.get("entropy_from", "teacher_forced")))
+    with tqdm(
+        total=sum(e - s for s, e in mine), desc=desc, unit="sample", dynamic_ncols=True, disable=rank != 0
+    ) as bar:
+        return probe_shards(
+            model,
+            encoder,
+            ds,
+            mine,
+            out,
+            n=p.n,
+            temperature=p.temperature,
+            max_new_tokens=p.max_new_tokens,
+            batch_size=p.batch_size,
+            chunk=p.chunk_size,
+            seed=cfg.seed,
+            progress=bar.update,
+            sampling=to_container(p.generation),
+            both_orders=bool(p.get("both_orders", False)),
+            entropy_from=str(p.get("entropy_from", "teacher_forced")),
+        )
 
 
 def probe_with(cfg: DictConfig, model: Any, processor: Any, ds: Any, out: Path, desc: str = "re-probe") -> pd.DataFrame:
@@ -333,8 +423,9 @@ def probe_with(cfg: DictConfig, model: Any, processor: Any, ds: Any, out: Path, 
     Collective: every rank probes its shards into ``out/shards/`` (a killed re-probe resumes from the
     finished shards), then every rank reads the merged table (one row per sample, in ``ds`` order; the
     columns of :mod:`egt.probe.probe`). The global RNG state is left as it was."""
-    encoder = ChatEncoder(processor, template=cfg.data.template, max_length=cfg.probe.max_length,
-                          length_key="probe.max_length")
+    encoder = ChatEncoder(
+        processor, template=cfg.data.template, max_length=cfg.probe.max_length, length_key="probe.max_length"
+    )
     rank, world = distributed.rank(), distributed.world_size()
     shards = shard_ranges(len(ds), cfg.probe.shard_size)
     device = next(model.parameters()).device

@@ -8,6 +8,7 @@ with ``job.json``, egt.sweep) also the paper's Tables 2–5 (mean ± sd over see
 Figures 2 and 4 as PNGs (egt.report.experiments); failed jobs are listed and make the
 exit status 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,18 +27,27 @@ from egt.report.tables import Table, to_latex, to_markdown
 log = logging.getLogger("egt.report")
 
 
-def write_report(root: str | Path, out: Optional[str | Path] = None, baseline: Optional[str] = None,
-                 paper_rows: bool = False, min_consistency: Optional[float] = None,
-                 max_gap: Optional[float] = None) -> list[Path]:
+def write_report(
+    root: str | Path,
+    out: Optional[str | Path] = None,
+    baseline: Optional[str] = None,
+    paper_rows: bool = False,
+    min_consistency: Optional[float] = None,
+    max_gap: Optional[float] = None,
+) -> list[Path]:
     results = find_results(root)
     jobs = load_jobs(root)
     if not results and not jobs:
-        raise FileNotFoundError(f"no eval metrics.json under {root}: run the eval stage first "
-                                "(python train.py stages=[eval] …)")
+        raise FileNotFoundError(
+            f"no eval metrics.json under {root}: run the eval stage first (python train.py stages=[eval] …)"
+        )
     out = Path(out) if out else Path(root) / "report"
     out.mkdir(parents=True, exist_ok=True)
-    tables: list[tuple[str, Table]] = [("table1", table1(results, baseline, paper_rows, min_consistency=min_consistency,
-                                                             max_gap=max_gap))] if results else []
+    tables: list[tuple[str, Table]] = (
+        [("table1", table1(results, baseline, paper_rows, min_consistency=min_consistency, max_gap=max_gap))]
+        if results
+        else []
+    )
     tables += experiment_tables(jobs)
     for bench in benchmarks_of(results):
         tables.append((f"{bench}_categories", category_table(results, bench)))
@@ -65,15 +75,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--baseline", help="row label the Avg. Gain is relative to (default: sft, else the first row)")
     p.add_argument("--out", help="output directory (default: <root>/report)")
     p.add_argument("--paper-rows", action="store_true", help="add the paper's reported Table 1 rows")
-    p.add_argument("--min-consistency", type=float, help="mark (†) a judge whose position consistency is below "
-                   "this fraction (default: its run's eval.position_bias.min_consistency, 0.8)")
-    p.add_argument("--max-order-gap", type=float, help="mark (†) a judge whose accuracy with the better response "
-                   "first vs second differs by more (default: its run's eval.position_bias.max_gap, 0.1)")
+    p.add_argument(
+        "--min-consistency",
+        type=float,
+        help="mark (†) a judge whose position consistency is below "
+        "this fraction (default: its run's eval.position_bias.min_consistency, 0.8)",
+    )
+    p.add_argument(
+        "--max-order-gap",
+        type=float,
+        help="mark (†) a judge whose accuracy with the better response "
+        "first vs second differs by more (default: its run's eval.position_bias.max_gap, 0.1)",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        written = write_report(args.root, args.out, args.baseline, args.paper_rows, args.min_consistency,
-                               args.max_order_gap)
+        written = write_report(
+            args.root, args.out, args.baseline, args.paper_rows, args.min_consistency, args.max_order_gap
+        )
     except (FileNotFoundError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

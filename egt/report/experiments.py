@@ -10,6 +10,7 @@ jobs, counted once per distinct evaluation. Table 2's SFT row (and Figure 4's 0%
 the SFT model's evaluation that every job shares. Columns are the benchmark's own
 (Reasoning / Hallu. / General / Overall …). Failed jobs are listed under the table.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -32,23 +33,48 @@ class Experiment:
 
 
 EXPERIMENTS = (
-    Experiment("table2", "ablation", (("full_rl", "+ Full RL"), ("selection", "+ Selection"),
-                                      ("selection_sort", "+ Selection & Sort")),
-               "Table 2: training strategies (SFT, RL on all data, on the lowest-entropy selection, "
-               "and on the selection in ascending entropy order).", sft_row="SFT"),
-    Experiment("table3", "selection", (("random", "Random"), ("accuracy", "Accuracy"), ("entropy", "Entropy")),
-               "Table 3: data selection strategies at equal size."),
-    Experiment("table4", "entropy", (("sentence", "Sentence"), ("answer", "Answer"), ("mix", "Mix")),
-               "Table 4: entropy score used to select the lowest-scored samples."),
-    Experiment("table5", "selection.band", (("low", "Low-Entropy"), ("mid", "Mid-Entropy"), ("high", "High-Entropy")),
-               "Table 5: equal-size subsets at different answer-entropy levels."),
-    Experiment("online", "online", (("static", "Static (EGT)"), ("order", "Online order"),
-                                    ("selection", "Online selection")),
-               "Online entropy curriculum (beyond the paper): the SFT model's order for every epoch, the order "
-               "re-probed by the current policy every epoch, and the selection re-made from those re-probes; "
-               "same RL budget.", sft_row="SFT"),
-    Experiment("fig4", "selection.fraction", (), "Figure 4: accuracy against the fraction of the lowest-entropy "
-               "data used for RL (0% = the SFT model).", sft_row="0% (SFT)"),
+    Experiment(
+        "table2",
+        "ablation",
+        (("full_rl", "+ Full RL"), ("selection", "+ Selection"), ("selection_sort", "+ Selection & Sort")),
+        "Table 2: training strategies (SFT, RL on all data, on the lowest-entropy selection, "
+        "and on the selection in ascending entropy order).",
+        sft_row="SFT",
+    ),
+    Experiment(
+        "table3",
+        "selection",
+        (("random", "Random"), ("accuracy", "Accuracy"), ("entropy", "Entropy")),
+        "Table 3: data selection strategies at equal size.",
+    ),
+    Experiment(
+        "table4",
+        "entropy",
+        (("sentence", "Sentence"), ("answer", "Answer"), ("mix", "Mix")),
+        "Table 4: entropy score used to select the lowest-scored samples.",
+    ),
+    Experiment(
+        "table5",
+        "selection.band",
+        (("low", "Low-Entropy"), ("mid", "Mid-Entropy"), ("high", "High-Entropy")),
+        "Table 5: equal-size subsets at different answer-entropy levels.",
+    ),
+    Experiment(
+        "online",
+        "online",
+        (("static", "Static (EGT)"), ("order", "Online order"), ("selection", "Online selection")),
+        "Online entropy curriculum (beyond the paper): the SFT model's order for every epoch, the order "
+        "re-probed by the current policy every epoch, and the selection re-made from those re-probes; "
+        "same RL budget.",
+        sft_row="SFT",
+    ),
+    Experiment(
+        "fig4",
+        "selection.fraction",
+        (),
+        "Figure 4: accuracy against the fraction of the lowest-entropy data used for RL (0% = the SFT model).",
+        sft_row="0% (SFT)",
+    ),
 )
 
 
@@ -121,13 +147,20 @@ def experiment_table(jobs: Sequence[dict[str, Any]], exp: Experiment, benchmark:
     if exp.sft_row:
         rows.append((exp.sft_row, unique_metrics([j for js in groups.values() for j in js], "sft", benchmark)))
     for value, js in groups.items():
-        label = (_fraction_label(value) if exp.key == "selection.fraction" and _is_number(value)
-                 else labels.get(value, value))
+        label = (
+            _fraction_label(value)
+            if exp.key == "selection.fraction" and _is_number(value)
+            else labels.get(value, value)
+        )
         rows.append((label, unique_metrics(js, "rl", benchmark)))
     from egt.report.table1 import SHORT
 
-    table = build_table(rows, cols, row_header="Method", caption=f"{exp.caption} {SHORT.get(benchmark, benchmark)}, "
-                        "accuracy (%), mean ± sd over seeds.")
+    table = build_table(
+        rows,
+        cols,
+        row_header="Method",
+        caption=f"{exp.caption} {SHORT.get(benchmark, benchmark)}, accuracy (%), mean ± sd over seeds.",
+    )
     n = {label: len(runs) for label, runs in rows}
     table.notes.append("runs per row: " + ", ".join(f"{k} {v}" for k, v in n.items()))
     bad = confounders(groups, exp)

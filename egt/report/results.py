@@ -1,4 +1,5 @@
 """Find ``metrics.json`` files (written by the eval stage) under a run, sweep or artifacts dir."""
+
 from __future__ import annotations
 
 import json

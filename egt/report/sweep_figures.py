@@ -1,5 +1,6 @@
 """Figures 2 and 4 of a sweep directory, from its ``job.json`` files and the probe tables
 copied beside them (no artifacts dir, no wandb)."""
+
 from __future__ import annotations
 
 import json

@@ -8,6 +8,7 @@ Beside each official number (the authors' response order), runs with ``eval.orde
 add the position-debiased accuracy and the position consistency; a position-biased judge's
 official number is marked † (footnote), as the eval stage warned in its log.
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,8 +22,12 @@ from egt.report.tables import Column, Table, build_table
 log = logging.getLogger(__name__)
 
 BENCH_ORDER = ("vl_rewardbench", "multimodal_rewardbench", "mm_rlhf_rewardbench", "synthetic")
-SHORT = {"vl_rewardbench": "VL-Reward", "multimodal_rewardbench": "Multimodal", "mm_rlhf_rewardbench": "MM-RLHF",
-         "synthetic": "Synthetic"}
+SHORT = {
+    "vl_rewardbench": "VL-Reward",
+    "multimodal_rewardbench": "Multimodal",
+    "mm_rlhf_rewardbench": "MM-RLHF",
+    "synthetic": "Synthetic",
+}
 # Paper Table 1, reported numbers (overall accuracy, %), for --paper-rows
 PAPER_ROWS: tuple[tuple[str, dict[str, float]], ...] = (
     ("GPT-4o (2024-08-06)", {"vl_rewardbench": 65.80, "multimodal_rewardbench": 70.80, "mm_rlhf_rewardbench": 58.23}),
@@ -32,13 +37,18 @@ PAPER_ROWS: tuple[tuple[str, dict[str, float]], ...] = (
     ("R1-Reward (7B)", {"vl_rewardbench": 72.89, "multimodal_rewardbench": 82.20, "mm_rlhf_rewardbench": 80.59}),
     ("EGT (paper, 7B)", {"vl_rewardbench": 77.15, "multimodal_rewardbench": 84.30, "mm_rlhf_rewardbench": 85.88}),
 )
-DIAGNOSTICS = (("parse_failure_rate", "Parse fail.", "min"), ("strict/overall", "Strict", "max"),
-               ("format_ok", "Format ok", "max"), ("order/swapped/overall", "Swapped", "max"),
-               ("order/debiased/overall", "Debiased", "max"),
-               ("order/chosen_first/accuracy", "Chosen 1st", None),
-               ("order/chosen_second/accuracy", "Chosen 2nd", None),
-               ("order/first_minus_second", "1st − 2nd", None),
-               ("order/position_consistency", "Consistency", "max"), ("single/overall", "Single", "max"))
+DIAGNOSTICS = (
+    ("parse_failure_rate", "Parse fail.", "min"),
+    ("strict/overall", "Strict", "max"),
+    ("format_ok", "Format ok", "max"),
+    ("order/swapped/overall", "Swapped", "max"),
+    ("order/debiased/overall", "Debiased", "max"),
+    ("order/chosen_first/accuracy", "Chosen 1st", None),
+    ("order/chosen_second/accuracy", "Chosen 2nd", None),
+    ("order/first_minus_second", "1st − 2nd", None),
+    ("order/position_consistency", "Consistency", "max"),
+    ("single/overall", "Single", "max"),
+)
 
 
 def benchmarks_of(results: Sequence[Result]) -> list[str]:
@@ -70,36 +80,50 @@ def grouped(results: Sequence[Result]) -> dict[str, dict[str, Result]]:
     for i, r in enumerate(results):
         old = rows[labels[i]].get(r.benchmark)
         if old is not None:
-            log.warning("two results for %s on %s (%s, %s): keeping the newer", labels[i], r.benchmark,
-                        old.path, r.path)
+            log.warning(
+                "two results for %s on %s (%s, %s): keeping the newer", labels[i], r.benchmark, old.path, r.path
+            )
             if (old.data.get("finished_at") or 0) > (r.data.get("finished_at") or 0):
                 continue
         rows[labels[i]][r.benchmark] = r
     return dict(rows)
 
 
-def bias_limits(result: Result, min_consistency: Optional[float] = None,
-                max_gap: Optional[float] = None) -> dict[str, float]:
+def bias_limits(
+    result: Result, min_consistency: Optional[float] = None, max_gap: Optional[float] = None
+) -> dict[str, float]:
     """The position-bias limits for ``result``: the given ones, else its run's ``eval.position_bias``,
     else egt's defaults (egt.benchmarks.metrics)."""
     own = (result.data.get("eval_config") or {}).get("position_bias") or {}
-    return {"min_consistency": min_consistency if min_consistency is not None
-            else own.get("min_consistency", M.MIN_CONSISTENCY),
-            "max_gap": max_gap if max_gap is not None else own.get("max_gap", M.MAX_ORDER_GAP)}
+    return {
+        "min_consistency": min_consistency
+        if min_consistency is not None
+        else own.get("min_consistency", M.MIN_CONSISTENCY),
+        "max_gap": max_gap if max_gap is not None else own.get("max_gap", M.MAX_ORDER_GAP),
+    }
 
 
 def _bias_note(limits: set[tuple[float, float]]) -> str:
-    which = (f"position consistency < {100 * next(iter(limits))[0]:.0f}% or accuracy with the better response "
-             f"first vs second more than {100 * next(iter(limits))[1]:.0f} points apart"
-             if len(limits) == 1 else "position consistency or first-vs-second gap beyond its run's "
-                                      "eval.position_bias")
-    return (f"† position-biased judge on this benchmark ({which}): its official number depends on the order "
-            "the authors show the responses in; the debiased column is the mean over both orders.")
+    which = (
+        f"position consistency < {100 * next(iter(limits))[0]:.0f}% or accuracy with the better response "
+        f"first vs second more than {100 * next(iter(limits))[1]:.0f} points apart"
+        if len(limits) == 1
+        else "position consistency or first-vs-second gap beyond its run's eval.position_bias"
+    )
+    return (
+        f"† position-biased judge on this benchmark ({which}): its official number depends on the order "
+        "the authors show the responses in; the debiased column is the mean over both orders."
+    )
 
 
-def table1(results: Sequence[Result], baseline: Optional[str] = None, paper_rows: bool = False,
-           metric: str = "overall", min_consistency: Optional[float] = None,
-           max_gap: Optional[float] = None) -> Table:
+def table1(
+    results: Sequence[Result],
+    baseline: Optional[str] = None,
+    paper_rows: bool = False,
+    metric: str = "overall",
+    min_consistency: Optional[float] = None,
+    max_gap: Optional[float] = None,
+) -> Table:
     """Models × benchmarks (``metric``, default overall accuracy, official: the authors' order), Avg. over
     the row's benchmarks, Avg. Gain over ``baseline`` (a row label; default: ``sft`` if there, else the
     first row). A benchmark some row evaluated with ``eval.order=both`` also gets its position-debiased
@@ -148,8 +172,10 @@ def table1(results: Sequence[Result], baseline: Optional[str] = None, paper_rows
     cols = _table1_columns(benches, both, any(m["avg|deb"] is not None for _, m, _ in flat))
     caption = f"Table 1: {metric} accuracy (%) per benchmark"
     if both:
-        caption += (", official (as the benchmark's authors order the responses) and position-debiased (deb., "
-                    "the mean over both orders) with position consistency (cons.)")
+        caption += (
+            ", official (as the benchmark's authors order the responses) and position-debiased (deb., "
+            "the mean over both orders) with position consistency (cons.)"
+        )
     table = build_table([(lab, [m], s) for lab, m, s in flat], cols, caption=f"{caption}; Avg. Gain over {baseline}.")
     for row in table.rows:
         for j, col in enumerate(cols):
@@ -157,8 +183,10 @@ def table1(results: Sequence[Result], baseline: Optional[str] = None, paper_rows
                 row.cells[j].mark = "†"
     table.notes.append(f"Avg. over {', '.join(SHORT.get(b, b) for b in avg_over)}; a row missing one has none.")
     if both:
-        table.notes.append("cons.: the fraction of pairs whose verdict picks the same response in both orders; "
-                           "– where a run used eval.order=official.")
+        table.notes.append(
+            "cons.: the fraction of pairs whose verdict picks the same response in both orders; "
+            "– where a run used eval.order=official."
+        )
     if limits_used:
         table.notes.append(_bias_note(limits_used))
     return table
@@ -171,12 +199,16 @@ def _table1_columns(benches: Sequence[str], both: Sequence[str], avg_debiased: b
         if b not in both:
             cols.append(Column(b, name))
             continue
-        cols += [Column(b, name, group=name, short="Off."),
-                 Column(f"{b}|deb", f"{name} deb.", group=name, short="Deb."),
-                 Column(f"{b}|cons", f"{name} cons.", group=name, short="Cons.")]
+        cols += [
+            Column(b, name, group=name, short="Off."),
+            Column(f"{b}|deb", f"{name} deb.", group=name, short="Deb."),
+            Column(f"{b}|cons", f"{name} cons.", group=name, short="Cons."),
+        ]
     if avg_debiased:
-        cols += [Column("avg", "Avg.", group="Avg.", short="Off."), Column("avg|deb", "Avg. deb.", group="Avg.",
-                                                                           short="Deb.")]
+        cols += [
+            Column("avg", "Avg.", group="Avg.", short="Off."),
+            Column("avg|deb", "Avg. deb.", group="Avg.", short="Deb."),
+        ]
     else:
         cols.append(Column("avg", "Avg."))
     return cols + [Column("gain", "Avg. Gain", best=None, delta=True)]
@@ -188,14 +220,19 @@ def category_table(results: Sequence[Result], benchmark: str) -> Table:
     mine = {label: by[benchmark] for label, by in rows.items() if benchmark in by}
     spec = next(iter(mine.values())).data["benchmark"].get("columns") or [["overall", "Overall"]]
     cols = [Column(k, h) for k, h in spec]
-    return build_table([(lab, [r.metrics]) for lab, r in mine.items()], cols,
-                       caption=f"{SHORT.get(benchmark, benchmark)}: official metrics (%) per category.")
+    return build_table(
+        [(lab, [r.metrics]) for lab, r in mine.items()],
+        cols,
+        caption=f"{SHORT.get(benchmark, benchmark)}: official metrics (%) per category.",
+    )
 
 
 def diagnostics_table(results: Sequence[Result], benchmark: str) -> Table:
     """egt's extras: parse failures, strict accuracy, order=both and voting columns that any row has."""
     mine = {label: by[benchmark] for label, by in grouped(results).items() if benchmark in by}
-    cols = [Column(k, h, best=b) for k, h, b in DIAGNOSTICS
-            if any(r.metrics.get(k) is not None for r in mine.values())]
-    return build_table([(lab, [r.metrics]) for lab, r in mine.items()], cols,
-                       caption=f"{SHORT.get(benchmark, benchmark)}: parse failures and robustness (%).")
+    cols = [Column(k, h, best=b) for k, h, b in DIAGNOSTICS if any(r.metrics.get(k) is not None for r in mine.values())]
+    return build_table(
+        [(lab, [r.metrics]) for lab, r in mine.items()],
+        cols,
+        caption=f"{SHORT.get(benchmark, benchmark)}: parse failures and robustness (%).",
+    )

@@ -11,6 +11,7 @@ scale, round, and whether to bold the best value. Paper Tables 1–5 are all bui
 | a | 50.00 |
 | b | **80.00 ± 14.14** |
 """
+
 from __future__ import annotations
 
 import math
@@ -69,8 +70,9 @@ Runs = Sequence[Mapping[str, Any]]
 RowSpec = Union[tuple[str, Runs], tuple[str, Runs, Optional[str]]]  # (label, runs[, section])
 
 
-def build_table(rows: Sequence[RowSpec], columns: Sequence[Column], row_header: str = "Model",
-                caption: Optional[str] = None) -> Table:
+def build_table(
+    rows: Sequence[RowSpec], columns: Sequence[Column], row_header: str = "Model", caption: Optional[str] = None
+) -> Table:
     """``rows``: (label, runs) or (label, runs, section); each run a flat metrics dict."""
     out = []
     for r in rows:
@@ -131,9 +133,23 @@ def to_markdown(table: Table) -> str:
     return "\n".join(lines)
 
 
-_TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$",
-                "†": r"$^\dagger$", "−": r"$-$", "<": r"$<$", ">": r"$>$"}  # < > are ¡ ¿ in OT1 text
+_TEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
+    "†": r"$^\dagger$",
+    "−": r"$-$",
+    "<": r"$<$",
+    ">": r"$>$",
+}  # < > are ¡ ¿ in OT1 text
 
 
 def tex_escape(text: str) -> str:

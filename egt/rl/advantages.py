@@ -5,6 +5,7 @@ reward, reward terms, completion length, group and selection score: :class:`egt.
 to one advantage per completion. Add one: a class here or in any importable module, a YAML file under
 ``conf/rl/advantage/`` with its ``_target_`` and arguments (docs/extending.md).
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod

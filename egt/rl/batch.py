@@ -11,6 +11,7 @@ advantage needs the group's accuracy), completion lengths (REINFORCE++ whitens o
 (GRPO's groups, zero-variance filters), and the selection's score of each row's sample (entropy,
 pass rate: a score-weighted advantage). A new per-row quantity belongs here, not in a wider call.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
@@ -51,10 +52,16 @@ class RolloutBatch:
         [0, 0, 1, 1]
         """
         b = rewards.numel()
-        out = cls(rewards=rewards.float(), acc=(rewards > 0).float(), logic=torch.zeros(b), format=torch.ones(b),
-                  lengths=torch.ones(b, dtype=torch.long),
-                  group_ids=torch.arange(b, dtype=torch.long) // max(1, group_size),
-                  scores=torch.full((b,), float("nan")), group_size=group_size)
+        out = cls(
+            rewards=rewards.float(),
+            acc=(rewards > 0).float(),
+            logic=torch.zeros(b),
+            format=torch.ones(b),
+            lengths=torch.ones(b, dtype=torch.long),
+            group_ids=torch.arange(b, dtype=torch.long) // max(1, group_size),
+            scores=torch.full((b,), float("nan")),
+            group_size=group_size,
+        )
         for name, value in given.items():
             setattr(out, name, value)
         return out

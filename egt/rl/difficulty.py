@@ -1,6 +1,7 @@
 """The difficulty prior's advantage (Chen et al. 2025, "Unlocking the Potential of Difficulty Prior in RL-based
 Multimodal Reasoning", arXiv 2505.13261): the group's empirical accuracy reweights the advantage, harder
 groups weighing more, in place of GRPO's σ normalisation. Chosen by ``rl/advantage=difficulty_weighted``."""
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -14,8 +15,13 @@ from egt.rl.functional import group_advantages
 __all__ = ["DifficultyWeightedAdvantage", "difficulty_weights"]
 
 
-def difficulty_weights(acc: torch.Tensor, kind: str = "exp", temperature: float = 1.0,
-                       edges: Sequence[float] = (), values: Sequence[float] = ()) -> torch.Tensor:
+def difficulty_weights(
+    acc: torch.Tensor,
+    kind: str = "exp",
+    temperature: float = 1.0,
+    edges: Sequence[float] = (),
+    values: Sequence[float] = (),
+) -> torch.Tensor:
     """w(acc_g) per group: ``exp`` → exp((1 − acc_g) / temperature) (1 for a group always right, e^(1/T) for
     one never right); ``bins`` → ``values[k]`` for the k-th pass-rate bin of ``edges`` (ascending upper
     bounds, a bin's upper bound inclusive; ``len(values) == len(edges) + 1``).  [N] → [N]
@@ -54,8 +60,15 @@ class DifficultyWeightedAdvantage(AdvantageEstimator):
     [2.382, -0.794, -0.794, -0.794]
     """
 
-    def __init__(self, base: str = "centred", weight: str = "exp", temperature: float = 1.0,
-                 edges: Sequence[float] = (), values: Sequence[float] = (), eps: float = 1e-6):
+    def __init__(
+        self,
+        base: str = "centred",
+        weight: str = "exp",
+        temperature: float = 1.0,
+        edges: Sequence[float] = (),
+        values: Sequence[float] = (),
+        eps: float = 1e-6,
+    ):
         if base not in ("centred", "group", "group_population"):
             raise ValueError(f"difficulty_weighted base must be centred, group or group_population, got {base!r}")
         difficulty_weights(torch.zeros(1), weight, temperature, edges, values)  # a bad setting fails when built

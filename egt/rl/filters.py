@@ -5,6 +5,7 @@ and which count in the loss's denominator (``in_denominator``); :func:`egt.rl.fu
 both. It sees the global rollout batch (:class:`egt.rl.batch.RolloutBatch`: rewards, reward terms,
 lengths, groups, selection scores) and the advantages the estimator gave it.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod

@@ -8,6 +8,7 @@ tokens. StableReinforce (R1-Reward) = pre-clip of the log-ratio + PPO clipping
 Every function has a hand-checkable doctest; ``tests/unit/rl`` checks more
 hand-worked values.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,7 @@ PRECLIP_LOW, PRECLIP_HIGH = math.log(1e-3), math.log(1e3)
 
 
 # ---------------------------------------------------------------- advantages
-def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6,
-                     unbiased: bool = False) -> torch.Tensor:
+def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6, unbiased: bool = False) -> torch.Tensor:
     """GRPO: Â_i = (r_i − mean_g) / (σ_g + ε) within each group of ``group_size`` consecutive
     completions of one prompt; σ_g is the population std (÷G) or, with ``unbiased``, Bessel's (÷(G−1):
     TRL ``GRPOTrainer``, verl ``compute_grpo_outcome_advantage``, OpenRLHF ``group_norm``, all via
@@ -106,8 +106,9 @@ def filter_normalised(advantages: torch.Tensor, z: float = 3.0) -> torch.Tensor:
     return advantages.abs() <= z
 
 
-def filter_r1_code(advantages: torch.Tensor, raw_mean: torch.Tensor | float, z: float = 3.0,
-                   cap: float = 10.0) -> torch.Tensor:
+def filter_r1_code(
+    advantages: torch.Tensor, raw_mean: torch.Tensor | float, z: float = 3.0, cap: float = 10.0
+) -> torch.Tensor:
     """The advantage filter of R1-Reward's released code (``ReplayBuffer.normalize``,
     openrlhf/trainer/ppo_utils/replay_buffer.py, yfzhang114/r1_reward@3693413): the *whitened*
     advantages are compared with the *raw* mean ± z (``lower_bound = mean - 3``, where ``mean`` is the
@@ -129,8 +130,9 @@ def filter_r1_code(advantages: torch.Tensor, raw_mean: torch.Tensor | float, z: 
 
 
 # ------------------------------------------------------------ ratio and PPO
-def preclip_log_ratio(logp: torch.Tensor, old_logp: torch.Tensor,
-                      low: float = PRECLIP_LOW, high: float = PRECLIP_HIGH) -> torch.Tensor:
+def preclip_log_ratio(
+    logp: torch.Tensor, old_logp: torch.Tensor, low: float = PRECLIP_LOW, high: float = PRECLIP_HIGH
+) -> torch.Tensor:
     """StableReinforce pre-clip: log π_θ − log π_old clamped to [log 1e-3, log 1e3]
     *before* exp, so a far-off-policy token cannot overflow the ratio.
 
@@ -142,8 +144,9 @@ def preclip_log_ratio(logp: torch.Tensor, old_logp: torch.Tensor,
     return torch.clamp(logp - old_logp, min=low, max=high)
 
 
-def ppo_clip_loss(log_ratio: torch.Tensor, advantages: torch.Tensor,
-                  clip_eps: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
+def ppo_clip_loss(
+    log_ratio: torch.Tensor, advantages: torch.Tensor, clip_eps: float = 0.2
+) -> tuple[torch.Tensor, torch.Tensor]:
     """PPO clipped surrogate per token: −min(ρ·Â, clip(ρ, 1−ε, 1+ε)·Â), ρ = exp(log_ratio).
 
     log_ratio: [B, L], advantages: [B] → (loss [B, L], clipped [B, L] bool: the clipped
@@ -189,8 +192,9 @@ def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
 KL_ESTIMATORS = {"k1": kl_k1, "k3": kl_k3}
 
 
-def kl_term(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str = "k3",
-            clamp: float | None = None) -> torch.Tensor:
+def kl_term(
+    logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str = "k3", clamp: float | None = None
+) -> torch.Tensor:
     """Per-token KL estimate ``estimator`` (k1 | k3), clamped to [−clamp, clamp] when ``clamp`` is set
     (verl ``kl_penalty`` clamps k3 at ±10, OpenRLHF ``compute_approx_kl`` every estimator at ±10, TRL and
     R1-Reward's fork do not). A clamped token gives no KL gradient.
@@ -217,8 +221,12 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> 
     return (x * m).sum(dim) / m.sum(dim).clamp(min=1.0)
 
 
-def aggregate(per_token: torch.Tensor, token_mask: torch.Tensor, keep: torch.Tensor | None = None,
-              in_denominator: torch.Tensor | None = None) -> torch.Tensor:
+def aggregate(
+    per_token: torch.Tensor,
+    token_mask: torch.Tensor,
+    keep: torch.Tensor | None = None,
+    in_denominator: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Per-sequence token mean, then the mean over sequences.
 
     per_token: [B, L]; token_mask: [B, L] (completion tokens); keep: [B] sequences whose
@@ -265,9 +273,14 @@ def token_entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tenso
     return -(logp.exp() * logp).sum(-1)
 
 
-def _chunk_logprobs(h: torch.Tensor, targets: torch.Tensor, head: Callable[[torch.Tensor], torch.Tensor],
-                    temperature: float, with_entropy: bool,
-                    suppress: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _chunk_logprobs(
+    h: torch.Tensor,
+    targets: torch.Tensor,
+    head: Callable[[torch.Tensor], torch.Tensor],
+    temperature: float,
+    with_entropy: bool,
+    suppress: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One chunk: [c, H], [c] → log π(target) [c] and entropy [c] (zeros unless ``with_entropy``), fp32."""
     z = head(h).float()  # [c, V]: the only vocabulary-sized tensors live here
     if temperature != 1.0:
@@ -284,11 +297,17 @@ def _chunk_logprobs(h: torch.Tensor, targets: torch.Tensor, head: Callable[[torc
     return logp, ent
 
 
-def chunked_token_logprobs(hidden: torch.Tensor, head: Callable[[torch.Tensor], torch.Tensor],
-                           targets: torch.Tensor, temperature: float = 1.0, mask: torch.Tensor | None = None,
-                           chunk: int = 256, with_entropy: bool = False,
-                           suppress_ids: Sequence[int] = (),
-                           recompute: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+def chunked_token_logprobs(
+    hidden: torch.Tensor,
+    head: Callable[[torch.Tensor], torch.Tensor],
+    targets: torch.Tensor,
+    temperature: float = 1.0,
+    mask: torch.Tensor | None = None,
+    chunk: int = 256,
+    with_entropy: bool = False,
+    suppress_ids: Sequence[int] = (),
+    recompute: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """:func:`token_logprobs` (and :func:`token_entropy`) from the last hidden states through the
     output head, ``chunk`` positions at a time, so [B, L, V] is never held.
 
@@ -323,16 +342,20 @@ def chunked_token_logprobs(hidden: torch.Tensor, head: Callable[[torch.Tensor], 
 
     B, L, H = hidden.shape
     flat_h, flat_t = hidden.reshape(B * L, H), targets.reshape(B * L).to(hidden.device)  # [B*L, H], [B*L]
-    idx = (torch.arange(B * L, device=hidden.device) if mask is None
-           else mask.to(hidden.device).reshape(-1).nonzero().squeeze(-1))  # [N] positions computed
+    idx = (
+        torch.arange(B * L, device=hidden.device)
+        if mask is None
+        else mask.to(hidden.device).reshape(-1).nonzero().squeeze(-1)
+    )  # [N] positions computed
     grad = torch.is_grad_enabled()
     suppress = torch.tensor(sorted(set(suppress_ids)), dtype=torch.long, device=hidden.device) if suppress_ids else None
     logps, ents = [], []
     for start in range(0, idx.numel(), chunk):
-        pos = idx[start:start + chunk]  # [c]
+        pos = idx[start : start + chunk]  # [c]
         args = (flat_h[pos], flat_t[pos], head, temperature, with_entropy, suppress)
-        lp, ent = (checkpoint(_chunk_logprobs, *args, use_reentrant=False) if grad and recompute
-                   else _chunk_logprobs(*args))
+        lp, ent = (
+            checkpoint(_chunk_logprobs, *args, use_reentrant=False) if grad and recompute else _chunk_logprobs(*args)
+        )
         logps.append(lp)
         ents.append(ent)
     zeros = torch.zeros(B * L, dtype=torch.float32, device=hidden.device)
@@ -343,8 +366,9 @@ def chunked_token_logprobs(hidden: torch.Tensor, head: Callable[[torch.Tensor], 
     return logp, ent
 
 
-def truncated(tokens: torch.Tensor, mask: torch.Tensor, stop_ids: list[int] | tuple[int, ...],
-              max_new_tokens: int) -> torch.Tensor:
+def truncated(
+    tokens: torch.Tensor, mask: torch.Tensor, stop_ids: list[int] | tuple[int, ...], max_new_tokens: int
+) -> torch.Tensor:
     """Completions cut by the length limit: no stop token among their tokens and ``max_new_tokens`` long.
     A completion whose stop token lands in the batch's last column stopped; it was not truncated.
 

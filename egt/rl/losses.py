@@ -4,6 +4,7 @@ A loss subclasses :class:`PolicyLoss` and sees one mini-batch of completions: cu
 rollout-time log-probs of the completion tokens, one advantage per sequence, the token mask and the
 filter's keep/denominator masks. KL to the reference is added by the module.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,9 +28,15 @@ class PolicyLoss(ABC):
     π_old), advantages, keep, in_denominator [b] → :class:`LossOutput` (a differentiable scalar loss)."""
 
     @abstractmethod
-    def __call__(self, logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
-                 token_mask: torch.Tensor, keep: torch.Tensor | None = None,
-                 in_denominator: torch.Tensor | None = None) -> LossOutput:
+    def __call__(
+        self,
+        logp: torch.Tensor,
+        old_logp: torch.Tensor,
+        advantages: torch.Tensor,
+        token_mask: torch.Tensor,
+        keep: torch.Tensor | None = None,
+        in_denominator: torch.Tensor | None = None,
+    ) -> LossOutput:
         """The mini-batch's policy loss."""
 
 
@@ -42,9 +49,15 @@ class PPOClipLoss(PolicyLoss):
     def log_ratio(self, logp: torch.Tensor, old_logp: torch.Tensor) -> torch.Tensor:
         return logp - old_logp  # [B, L]
 
-    def __call__(self, logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
-                 token_mask: torch.Tensor, keep: torch.Tensor | None = None,
-                 in_denominator: torch.Tensor | None = None) -> LossOutput:
+    def __call__(
+        self,
+        logp: torch.Tensor,
+        old_logp: torch.Tensor,
+        advantages: torch.Tensor,
+        token_mask: torch.Tensor,
+        keep: torch.Tensor | None = None,
+        in_denominator: torch.Tensor | None = None,
+    ) -> LossOutput:
         log_ratio = self.log_ratio(logp, old_logp)  # [B, L]
         per_token, clipped = ppo_clip_loss(log_ratio, advantages, self.clip_eps)  # [B, L]
         loss = aggregate(per_token, token_mask, keep, in_denominator)

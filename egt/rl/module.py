@@ -53,6 +53,7 @@ Departures from the paper (StableReinforce in OpenRLHF, 8 GPUs) and from R1-Rewa
 - LR: linear warmup, then constant. Rollout batches that do not fill ``batch_size`` (the
   end of an epoch) are used as they are, not dropped.
 """
+
 from __future__ import annotations
 
 import functools
@@ -121,11 +122,22 @@ class RLModule(L.LightningModule):
     """The components (reward, loss, advantage, filter, rollout backend) and :class:`RLSettings`, given as
     ``settings`` or as its fields by keyword; :meth:`from_config` builds all of them from the config."""
 
-    def __init__(self, model: torch.nn.Module, encoder: ChatEncoder, reward: CompositeReward, loss: PolicyLoss,
-                 advantage: AdvantageEstimator, adv_filter: AdvantageFilter, backend: RolloutBackend,
-                 sampler: ResumableSampler, settings: RLSettings | None = None, *,
-                 ref_model: torch.nn.Module | None = None, scores: Mapping[str, float] | None = None,
-                 **settings_kw: Any):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        encoder: ChatEncoder,
+        reward: CompositeReward,
+        loss: PolicyLoss,
+        advantage: AdvantageEstimator,
+        adv_filter: AdvantageFilter,
+        backend: RolloutBackend,
+        sampler: ResumableSampler,
+        settings: RLSettings | None = None,
+        *,
+        ref_model: torch.nn.Module | None = None,
+        scores: Mapping[str, float] | None = None,
+        **settings_kw: Any,
+    ):
         super().__init__()
         if (settings is None) == (not settings_kw):
             raise TypeError("RLModule takes its settings as an RLSettings or as keywords (exactly one of the two)")
@@ -152,22 +164,40 @@ class RLModule(L.LightningModule):
         self.history: list[dict[str, Any]] = []  # per-step metrics + sample ids, for curves.json
 
     @classmethod
-    def from_config(cls, cfg: DictConfig, model: torch.nn.Module, encoder: ChatEncoder, sampler: ResumableSampler,
-                    *, ref_model: torch.nn.Module | None = None, scores: Mapping[str, float] | None = None,
-                    **derived: Any) -> RLModule:
+    def from_config(
+        cls,
+        cfg: DictConfig,
+        model: torch.nn.Module,
+        encoder: ChatEncoder,
+        sampler: ResumableSampler,
+        *,
+        ref_model: torch.nn.Module | None = None,
+        scores: Mapping[str, float] | None = None,
+        **derived: Any,
+    ) -> RLModule:
         """The module of ``cfg.reward`` and ``cfg.rl``: the reward, ``rl.loss``, ``rl.advantage``, ``rl.filter``
         and ``rl.backend`` by their ``_target_``, the settings by name (:meth:`RLSettings.from_config`, with
         the stage's ``derived`` ones)."""
         r = cfg.rl
         reward = instantiate(cfg.reward)  # the judge inside is built too
         if not isinstance(reward, CompositeReward):
-            raise TypeError(f"reward._target_ must build an egt.rl.reward.CompositeReward (it needs terms()), "
-                            f"got {type(reward).__name__}")
-        return cls(model, encoder, reward, build(r.loss, PolicyLoss, "rl.loss"),
-                   build(r.advantage, AdvantageEstimator, "rl.advantage"),
-                   build(r.filter, AdvantageFilter, "rl.filter"),
-                   instantiate(r.backend), sampler, RLSettings.from_config(r, **derived), ref_model=ref_model,
-                   scores=scores)
+            raise TypeError(
+                f"reward._target_ must build an egt.rl.reward.CompositeReward (it needs terms()), "
+                f"got {type(reward).__name__}"
+            )
+        return cls(
+            model,
+            encoder,
+            reward,
+            build(r.loss, PolicyLoss, "rl.loss"),
+            build(r.advantage, AdvantageEstimator, "rl.advantage"),
+            build(r.filter, AdvantageFilter, "rl.filter"),
+            instantiate(r.backend),
+            sampler,
+            RLSettings.from_config(r, **derived),
+            ref_model=ref_model,
+            scores=scores,
+        )
 
     @property
     def ref_model(self) -> torch.nn.Module | None:
@@ -186,17 +216,27 @@ class RLModule(L.LightningModule):
             # each rank its own stream (its prompts differ anyway); rank 0 of W processes = one process
             torch.manual_seed(self.seed * 1_000_003 + self.rollouts + 7_919 * distributed.rank())
             self.backend.sync(self.model, self.rollouts)  # e.g. vLLM: this step's policy weights
-            ro = rollout(self.model, self.backend, self.encoder, samples, self.group_size, self.max_new_tokens,
-                         self.temperature)
+            ro = rollout(
+                self.model, self.backend, self.encoder, samples, self.group_size, self.max_new_tokens, self.temperature
+            )
             metrics = self._score_and_update(ro)
         self.rollouts += 1
         metrics["rl/step_s"] = time.perf_counter() - t0
         metrics["rl/samples_per_s"] = len(samples) / metrics["rl/step_s"]
         self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False, batch_size=len(samples))
-        examples = [{"id": s["id"], "label": s["label"], "output": t}
-                    for s, t in zip([s for s in samples for _ in range(self.group_size)], ro.texts)]
-        self.history.append({"step": self.rollouts, "epoch": self.sampler.epoch, **metrics,
-                             "ids": [s["id"] for s in samples], "examples": examples[:self.log_examples]})
+        examples = [
+            {"id": s["id"], "label": s["label"], "output": t}
+            for s, t in zip([s for s in samples for _ in range(self.group_size)], ro.texts)
+        ]
+        self.history.append(
+            {
+                "step": self.rollouts,
+                "epoch": self.sampler.epoch,
+                **metrics,
+                "ids": [s["id"] for s in samples],
+                "examples": examples[: self.log_examples],
+            }
+        )
 
     def _score_and_update(self, ro: Rollout) -> dict[str, float]:
         prompts = [s for s in ro.samples for _ in range(ro.group_size)]  # [B]
@@ -213,21 +253,41 @@ class RLModule(L.LightningModule):
         first_is_old = self.skip_old_pass_on_policy and not in_reward
         with torch.no_grad():
             if not first_is_old:
-                old_logp, entropy = logprobs_and_entropy(self.model, ro.prompt_feats, ro.completion_ids, mask,
-                                                         self._pad, self.temperature, with_entropy=True,
-                                                         **self._logprob_kw())
+                old_logp, entropy = logprobs_and_entropy(
+                    self.model,
+                    ro.prompt_feats,
+                    ro.completion_ids,
+                    mask,
+                    self._pad,
+                    self.temperature,
+                    with_entropy=True,
+                    **self._logprob_kw(),
+                )
                 ro.old_logp, self._entropy = old_logp.cpu(), entropy.cpu()
             else:
                 ro.old_logp, self._entropy = torch.zeros(mask.shape), torch.zeros(mask.shape)  # [B, L]
                 for idx in chunks[1:]:
-                    old_logp, entropy = logprobs_and_entropy(self.model, [ro.prompt_feats[i] for i in idx.tolist()],
-                                                             ro.completion_ids[idx], mask[idx], self._pad,
-                                                             self.temperature, with_entropy=True,
-                                                             **self._logprob_kw())
+                    old_logp, entropy = logprobs_and_entropy(
+                        self.model,
+                        [ro.prompt_feats[i] for i in idx.tolist()],
+                        ro.completion_ids[idx],
+                        mask[idx],
+                        self._pad,
+                        self.temperature,
+                        with_entropy=True,
+                        **self._logprob_kw(),
+                    )
                     ro.old_logp[idx], self._entropy[idx] = old_logp.cpu(), entropy.cpu()
             if self.ref_model is not None:
-                ref_logp, _ = logprobs_and_entropy(self.ref_model, ro.prompt_feats, ro.completion_ids, mask,
-                                                   self._pad, self.temperature, **self._logprob_kw())
+                ref_logp, _ = logprobs_and_entropy(
+                    self.ref_model,
+                    ro.prompt_feats,
+                    ro.completion_ids,
+                    mask,
+                    self._pad,
+                    self.temperature,
+                    **self._logprob_kw(),
+                )
                 ro.ref_logp = ref_logp.cpu()
         if in_reward:  # every row's π_old is known (see above)
             rewards = rewards - self.kl_coef * (self._kl_tokens(ro) * mask).sum(-1)  # [B]
@@ -237,16 +297,26 @@ class RLModule(L.LightningModule):
         m = {
             "rl/reward": float(torch.tensor(terms.reward).mean()),
             "rl/reward_std": float(torch.tensor(terms.reward).std(unbiased=False)),
-            "rl/acc": _mean(terms.acc), "rl/logic": _mean(terms.logic), "rl/format": _mean(terms.format),
+            "rl/acc": _mean(terms.acc),
+            "rl/logic": _mean(terms.logic),
+            "rl/format": _mean(terms.format),
             "rl/parse_fail": _mean([float(t is None) for t in map(_parsed, ro.texts)]),
             "rl/adv_filtered": 1.0 - float(keep.float().mean()),
-            "rl/kl": float(masked_mean(kl_tok, mask)), "rl/entropy": float(masked_mean(entropy.cpu(), mask)),
+            "rl/kl": float(masked_mean(kl_tok, mask)),
+            "rl/entropy": float(masked_mean(entropy.cpu(), mask)),
             "rl/response_len": float(mask.sum(-1).float().mean()),
-            "rl/truncated": float(truncated(ro.completion_ids, mask, stop_ids(self.model, self.encoder),
-                                            self.max_new_tokens).float().mean()),
+            "rl/truncated": float(
+                truncated(ro.completion_ids, mask, stop_ids(self.model, self.encoder), self.max_new_tokens)
+                .float()
+                .mean()
+            ),
         }
-        m.update({f"rl/judge_{k}": float(terms.verdicts.get(k, 0))
-                  for k in ("support", "contradict", "undecided", "error", "not_asked")})
+        m.update(
+            {
+                f"rl/judge_{k}": float(terms.verdicts.get(k, 0))
+                for k in ("support", "contradict", "undecided", "error", "not_asked")
+            }
+        )
         return m | update
 
     @property
@@ -259,19 +329,27 @@ class RLModule(L.LightningModule):
 
     def _logprob_kw(self) -> dict[str, Any]:
         """Micro-batch and head-chunk sizes of the no-grad log-prob passes (π_old, π_ref)."""
-        return {"chunk_size": self.logprob_chunk_size, "batch_size": self.logprob_batch_size,
-                "suppress_ids": self.suppress_ids, "shared_prompt": self.shared_prompt_pass}
+        return {
+            "chunk_size": self.logprob_chunk_size,
+            "batch_size": self.logprob_batch_size,
+            "suppress_ids": self.suppress_ids,
+            "shared_prompt": self.shared_prompt_pass,
+        }
 
     def _batch(self, ro: Rollout, rewards: torch.Tensor, terms: Any) -> RolloutBatch:
         """This rank's rows as the advantage estimator and filter see them (egt.rl.batch)."""
         b = rewards.numel()
         score = [self.scores.get(str(s["id"]), math.nan) for s in ro.samples for _ in range(ro.group_size)]
-        return RolloutBatch(rewards=rewards.float(), acc=torch.tensor(terms.acc, dtype=torch.float32),
-                            logic=torch.tensor(terms.logic, dtype=torch.float32),
-                            format=torch.tensor(terms.format, dtype=torch.float32),
-                            lengths=ro.completion_mask.sum(-1).long(),
-                            group_ids=torch.arange(b, dtype=torch.long) // ro.group_size,
-                            scores=torch.tensor(score, dtype=torch.float32), group_size=ro.group_size)
+        return RolloutBatch(
+            rewards=rewards.float(),
+            acc=torch.tensor(terms.acc, dtype=torch.float32),
+            logic=torch.tensor(terms.logic, dtype=torch.float32),
+            format=torch.tensor(terms.format, dtype=torch.float32),
+            lengths=ro.completion_mask.sum(-1).long(),
+            group_ids=torch.arange(b, dtype=torch.long) // ro.group_size,
+            scores=torch.tensor(score, dtype=torch.float32),
+            group_size=ro.group_size,
+        )
 
     def _advantages(self, batch: RolloutBatch) -> tuple[torch.Tensor, ...]:
         """Advantages and filter masks over the *global* rollout batch (every rank's rows gathered, in
@@ -288,8 +366,15 @@ class RLModule(L.LightningModule):
         mine = slice(distributed.rank() * b, (distributed.rank() + 1) * b)
         return adv[mine], keep[mine], in_denominator[mine]
 
-    def _update(self, ro: Rollout, chunks: tuple[torch.Tensor, ...], first_is_old: bool, adv: torch.Tensor,
-                keep: torch.Tensor, in_denominator: torch.Tensor) -> dict[str, float]:
+    def _update(
+        self,
+        ro: Rollout,
+        chunks: tuple[torch.Tensor, ...],
+        first_is_old: bool,
+        adv: torch.Tensor,
+        keep: torch.Tensor,
+        in_denominator: torch.Tensor,
+    ) -> dict[str, float]:
         """``ppo_epochs`` passes over the mini-batches ``chunks`` (row indices). ``first_is_old``: the first
         gradient pass fills in log π_old and the entropy of its rows (see _score_and_update)."""
         opt, sched = self.optimizers(), self.lr_schedulers()
@@ -300,14 +385,28 @@ class RLModule(L.LightningModule):
                 feats = [ro.prompt_feats[i] for i in idx.tolist()]
                 mask = ro.completion_mask[idx].to(self.device)  # [b, L]
                 first = first_is_old and epoch == 0 and k == 0  # θ = θ_old: this pass is π_old too
-                logp, ent = logprobs_and_entropy(self.model, feats, ro.completion_ids[idx], mask, self._pad,
-                                                 self.temperature, chunk_size=self.logprob_chunk_size,
-                                                 suppress_ids=self.suppress_ids, with_entropy=first,
-                                                 shared_prompt=self.shared_prompt_pass)
+                logp, ent = logprobs_and_entropy(
+                    self.model,
+                    feats,
+                    ro.completion_ids[idx],
+                    mask,
+                    self._pad,
+                    self.temperature,
+                    chunk_size=self.logprob_chunk_size,
+                    suppress_ids=self.suppress_ids,
+                    with_entropy=first,
+                    shared_prompt=self.shared_prompt_pass,
+                )
                 if first:
                     ro.old_logp[idx], self._entropy[idx] = logp.detach().cpu(), ent.detach().cpu()
-                out = self.loss_fn(logp, ro.old_logp[idx].to(self.device), adv[idx].to(self.device), mask,
-                                   keep[idx].to(self.device), in_denominator[idx].to(self.device))
+                out = self.loss_fn(
+                    logp,
+                    ro.old_logp[idx].to(self.device),
+                    adv[idx].to(self.device),
+                    mask,
+                    keep[idx].to(self.device),
+                    in_denominator[idx].to(self.device),
+                )
                 loss = out.loss
                 if self.ref_model is not None and self.kl_in == "loss":
                     loss = loss + self.kl_coef * aggregate(self.kl(logp, ro.ref_logp[idx].to(self.device)), mask)
@@ -316,12 +415,20 @@ class RLModule(L.LightningModule):
                 norm = self._clip(params)
                 opt.step()
                 sched.step()
-                for k, v in (("loss", loss), ("clip_frac", out.clip_frac), ("ratio", out.ratio_mean),
-                             ("grad_norm", norm)):
+                for k, v in (
+                    ("loss", loss),
+                    ("clip_frac", out.clip_frac),
+                    ("ratio", out.ratio_mean),
+                    ("grad_norm", norm),
+                ):
                     stats[k].append(float(v.detach()) if torch.is_tensor(v) else float(v))
-        return {"rl/loss": _mean(stats["loss"]), "rl/clip_frac": _mean(stats["clip_frac"]),
-                "rl/ratio_mean": _mean(stats["ratio"]), "rl/grad_norm": _mean(stats["grad_norm"]),
-                "rl/lr": float(sched.get_last_lr()[0])}
+        return {
+            "rl/loss": _mean(stats["loss"]),
+            "rl/clip_frac": _mean(stats["clip_frac"]),
+            "rl/ratio_mean": _mean(stats["ratio"]),
+            "rl/grad_norm": _mean(stats["grad_norm"]),
+            "rl/lr": float(sched.get_last_lr()[0]),
+        }
 
     def _clip(self, params: list[torch.nn.Parameter]) -> torch.Tensor:
         """Clip to rl.max_grad_norm (gradients are already averaged over ranks by DDP). Under DeepSpeed the
@@ -354,8 +461,9 @@ class RLModule(L.LightningModule):
             self.history = list(checkpoint["egt_rl"]["history"])
 
 
-def _filtered(batch: RolloutBatch, advantage: AdvantageEstimator,
-              adv_filter: AdvantageFilter) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _filtered(
+    batch: RolloutBatch, advantage: AdvantageEstimator, adv_filter: AdvantageFilter
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Advantages [B] (0 where the filter drops a row, so a non-finite one cannot reach the loss as
     0 · NaN), keep [B], in_denominator [B]."""
     adv = advantage(batch)  # [B]
@@ -369,4 +477,5 @@ def _mean(xs: list[float]) -> float:
 
 def _parsed(text: str) -> int | None:
     from egt.data.prompt import parse_answer
+
     return parse_answer(text)

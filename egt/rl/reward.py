@@ -12,6 +12,7 @@
 Reward functions follow the contract ``fn(prompts, completions, **kw) -> list[float | None]``
 (prompts are schema rows; dataset columns such as ``label`` arrive as keyword lists).
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,8 +34,9 @@ def _labels(prompts: Sequence[Mapping[str, Any]], label: Sequence[int] | None) -
     return [int(x) for x in label] if label is not None else [int(p["label"]) for p in prompts]
 
 
-def accuracy_reward(prompts: Sequence[Mapping[str, Any]], completions: Sequence[str],
-                    label: Sequence[int] | None = None, **kw: Any) -> list[float | None]:
+def accuracy_reward(
+    prompts: Sequence[Mapping[str, Any]], completions: Sequence[str], label: Sequence[int] | None = None, **kw: Any
+) -> list[float | None]:
     """egt's strict R_acc (egt.rl.rules.StrictAccuracy): 1.0 when parse_answer gives the label, else 0.0.
 
     >>> accuracy_reward([{}, {}, {}], ["<answer>2</answer>", "<answer>1</answer>", "<answer>2"], label=[2, 2, 2])
@@ -79,8 +81,14 @@ class CompositeReward:
     [2.0, 0.5, 1.0]
     """
 
-    def __init__(self, alpha: float = 0.5, beta: float = 0.5, judge: LogicJudge | None = None,
-                 accuracy: AccuracyRule | None = None, format: FormatRule | None = None):
+    def __init__(
+        self,
+        alpha: float = 0.5,
+        beta: float = 0.5,
+        judge: LogicJudge | None = None,
+        accuracy: AccuracyRule | None = None,
+        format: FormatRule | None = None,
+    ):
         self.alpha, self.beta = alpha, beta
         self.judge = judge if judge is not None else RuleJudge()
         self.accuracy = accuracy if accuracy is not None else R1Accuracy()
@@ -89,12 +97,18 @@ class CompositeReward:
             if not isinstance(rule, base):
                 raise TypeError(f"reward.{name} must build an egt.rl.rules.{base.__name__}, got {type(rule).__name__}")
 
-    def __call__(self, prompts: Sequence[Mapping[str, Any]], completions: Sequence[str],
-                 **kw: Any) -> list[float | None]:
+    def __call__(
+        self, prompts: Sequence[Mapping[str, Any]], completions: Sequence[str], **kw: Any
+    ) -> list[float | None]:
         return list(self.terms(prompts, completions, **kw).reward)
 
-    def terms(self, prompts: Sequence[Mapping[str, Any]], completions: Sequence[str],
-              label: Sequence[int] | None = None, **kw: Any) -> RewardTerms:
+    def terms(
+        self,
+        prompts: Sequence[Mapping[str, Any]],
+        completions: Sequence[str],
+        label: Sequence[int] | None = None,
+        **kw: Any,
+    ) -> RewardTerms:
         answers = [self.accuracy.answer(c) for c in completions]
         labels = _labels(prompts, label)
         acc = [float(a == y) for a, y in zip(answers, labels)]
@@ -103,8 +117,7 @@ class CompositeReward:
         counts: Counter = Counter(not_asked=sum(a == 0.0 for a in acc))
         asked = [i for i, a in enumerate(acc) if a == 1.0]
         if asked:
-            items = [JudgeItem(_public(prompts[i]), reasoning_of(completions[i]), answers[i])
-                     for i in asked]
+            items = [JudgeItem(_public(prompts[i]), reasoning_of(completions[i]), answers[i]) for i in asked]
             for i, v in zip(asked, self._verdicts(items)):
                 counts[VERDICT_NAMES[v]] += 1
                 logic[i] = float(v) if v is not None else 0.0

@@ -9,6 +9,7 @@ its weights synced from the training model before every rollout (:meth:`RolloutB
 Sequences are laid out ``[left-padded prompt | completion padded to L]``, so the
 last ``L + 1`` logits predict the completion (``logits_to_keep``).
 """
+
 from __future__ import annotations
 
 import inspect
@@ -52,9 +53,15 @@ class RolloutBackend(ABC):
         of the weights (vLLM) load them here. The HF backend generates with ``model`` itself."""
 
     @abstractmethod
-    def complete(self, model: Any, encoder: ChatEncoder, prompt_batch: dict[str, torch.Tensor],
-                 max_new_tokens: int, temperature: float,
-                 samples: Sequence[dict[str, Any]] | None = None) -> torch.Tensor:
+    def complete(
+        self,
+        model: Any,
+        encoder: ChatEncoder,
+        prompt_batch: dict[str, torch.Tensor],
+        max_new_tokens: int,
+        temperature: float,
+        samples: Sequence[dict[str, Any]] | None = None,
+    ) -> torch.Tensor:
         """Completion token ids [B, L] for a left-padded prompt batch (pad after a stop token);
         ``samples`` are the B schema rows behind it (engines that build their own prompts use them)."""
 
@@ -65,9 +72,15 @@ class HFGenerateBackend(RolloutBackend):
     def __init__(self, top_k: int = 0, top_p: float = 1.0):
         self.top_k, self.top_p = top_k, top_p
 
-    def complete(self, model: Any, encoder: ChatEncoder, prompt_batch: dict[str, torch.Tensor],
-                 max_new_tokens: int, temperature: float,
-                 samples: Sequence[dict[str, Any]] | None = None) -> torch.Tensor:
+    def complete(
+        self,
+        model: Any,
+        encoder: ChatEncoder,
+        prompt_batch: dict[str, torch.Tensor],
+        max_new_tokens: int,
+        temperature: float,
+        samples: Sequence[dict[str, Any]] | None = None,
+    ) -> torch.Tensor:
         sampling = {"top_k": self.top_k, "top_p": self.top_p} if temperature > 0 else {}
         return generate_batch(model, encoder, prompt_batch, max_new_tokens, temperature, sampling)
 
@@ -79,8 +92,15 @@ def stop_ids(model: Any, encoder: ChatEncoder) -> list[int]:
 
 
 @torch.no_grad()
-def rollout(model: Any, backend: RolloutBackend, encoder: ChatEncoder, samples: Sequence[dict[str, Any]],
-            group_size: int, max_new_tokens: int, temperature: float) -> Rollout:
+def rollout(
+    model: Any,
+    backend: RolloutBackend,
+    encoder: ChatEncoder,
+    samples: Sequence[dict[str, Any]],
+    group_size: int,
+    max_new_tokens: int,
+    temperature: float,
+) -> Rollout:
     """G completions per prompt. Prompts are encoded once and repeated G times."""
     device = next(model.parameters()).device
     encoded = [encoder.encode_prompt(s) for s in samples]
@@ -99,8 +119,12 @@ def rollout(model: Any, backend: RolloutBackend, encoder: ChatEncoder, samples: 
     return Rollout(list(samples), group_size, feats, ids, mask, texts)
 
 
-def sequence_inputs(prompt_feats: Sequence[dict[str, torch.Tensor]], completion_ids: torch.Tensor,
-                    completion_mask: torch.Tensor, pad_id: int) -> dict[str, torch.Tensor]:
+def sequence_inputs(
+    prompt_feats: Sequence[dict[str, torch.Tensor]],
+    completion_ids: torch.Tensor,
+    completion_mask: torch.Tensor,
+    pad_id: int,
+) -> dict[str, torch.Tensor]:
     """Model inputs for ``[left-padded prompt | completion]`` on the CPU: input_ids/attention_mask
     [b, T+L], token-aligned fields extended with zeros, image tensors concatenated. The completion
     tensors may be on any device."""
@@ -121,12 +145,19 @@ def completion_logits(model: Any, inputs: dict[str, torch.Tensor], length: int) 
     return out.logits[:, :-1]  # position t predicts token t+1
 
 
-def logprobs_and_entropy(model: Any, prompt_feats: Sequence[dict[str, torch.Tensor]], completion_ids: torch.Tensor,
-                         completion_mask: torch.Tensor, pad_id: int, temperature: float = 1.0,
-                         with_entropy: bool = False, chunk_size: int = 256,
-                         batch_size: int | None = None,
-                         suppress_ids: Sequence[int] = (),
-                         shared_prompt: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+def logprobs_and_entropy(
+    model: Any,
+    prompt_feats: Sequence[dict[str, torch.Tensor]],
+    completion_ids: torch.Tensor,
+    completion_mask: torch.Tensor,
+    pad_id: int,
+    temperature: float = 1.0,
+    with_entropy: bool = False,
+    chunk_size: int = 256,
+    batch_size: int | None = None,
+    suppress_ids: Sequence[int] = (),
+    shared_prompt: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log π(completion tokens) [b, L] (fp32, differentiable when grads are on) and, optionally,
     the policy's token entropy [b, L] in nats; both 0 where ``completion_mask`` [b, L] is 0.
 
@@ -146,28 +177,49 @@ def logprobs_and_entropy(model: Any, prompt_feats: Sequence[dict[str, torch.Tens
         raise ValueError(f"rl.logprob_batch_size must be >= 1 or null, got {batch_size}")
     if batch_size is not None and batch_size < b:
         if torch.is_grad_enabled():
-            raise ValueError("micro-batched log-probs are for no-grad passes; split the gradient pass with "
-                             "rl.num_mini_batches")
-        parts = [logprobs_and_entropy(model, prompt_feats[s:s + batch_size], completion_ids[s:s + batch_size],
-                                      completion_mask[s:s + batch_size], pad_id, temperature, with_entropy,
-                                      chunk_size, suppress_ids=suppress_ids, shared_prompt=shared_prompt)
-                 for s in range(0, b, batch_size)]
+            raise ValueError(
+                "micro-batched log-probs are for no-grad passes; split the gradient pass with rl.num_mini_batches"
+            )
+        parts = [
+            logprobs_and_entropy(
+                model,
+                prompt_feats[s : s + batch_size],
+                completion_ids[s : s + batch_size],
+                completion_mask[s : s + batch_size],
+                pad_id,
+                temperature,
+                with_entropy,
+                chunk_size,
+                suppress_ids=suppress_ids,
+                shared_prompt=shared_prompt,
+            )
+            for s in range(0, b, batch_size)
+        ]
         logp = torch.cat([p[0] for p in parts])
         return logp, (torch.cat([p[1] for p in parts]) if with_entropy else None)
     device = next(model.parameters()).device
-    shared = (shared_prompt_hidden(model, prompt_feats, completion_ids, completion_mask, pad_id) if shared_prompt
-              else None)
+    shared = (
+        shared_prompt_hidden(model, prompt_feats, completion_ids, completion_mask, pad_id) if shared_prompt else None
+    )
     if shared is not None:
         hidden, head = shared  # [b, L, H]: the states that predict the L completion tokens
     else:
-        inputs = {k: v.to(device) for k, v in sequence_inputs(prompt_feats, completion_ids, completion_mask,
-                                                              pad_id).items()}
+        inputs = {
+            k: v.to(device) for k, v in sequence_inputs(prompt_feats, completion_ids, completion_mask, pad_id).items()
+        }
         hidden, head = last_hidden_and_head(model, inputs)  # [b, T+L, H]
         T = hidden.shape[1] - length
-        hidden = hidden[:, T - 1:T + length - 1]
-    return chunked_token_logprobs(hidden, head, completion_ids.to(device), temperature,
-                                  mask=completion_mask, chunk=chunk_size, with_entropy=with_entropy,
-                                  suppress_ids=suppress_ids)
+        hidden = hidden[:, T - 1 : T + length - 1]
+    return chunked_token_logprobs(
+        hidden,
+        head,
+        completion_ids.to(device),
+        temperature,
+        mask=completion_mask,
+        chunk=chunk_size,
+        with_entropy=with_entropy,
+        suppress_ids=suppress_ids,
+    )
 
 
 def prompt_runs(prompt_feats: Sequence[dict[str, torch.Tensor]]) -> list[int]:
@@ -188,8 +240,9 @@ def _shared_prompt_unsupported(model: Any, feats: dict[str, torch.Tensor]) -> st
     if base is None or not hasattr(base, "get_rope_index") or model.get_output_embeddings() is None:
         return f"{type(model).__name__} has no Qwen2-VL-style base model (get_rope_index) and output head"
     if "mm_token_type_ids" not in feats or "mm_token_type_ids" not in inspect.signature(base.get_rope_index).parameters:
-        return ("no mm_token_type_ids from the processor or in get_rope_index "
-                "(transformers before 5.x's multimodal RoPE)")
+        return (
+            "no mm_token_type_ids from the processor or in get_rope_index (transformers before 5.x's multimodal RoPE)"
+        )
     checkpointing = getattr(model, "is_activation_checkpointing", None)  # transformers >= 5.2x; before: is_gradient_…
     if checkpointing is None:
         checkpointing = getattr(model, "is_gradient_checkpointing", False)
@@ -201,8 +254,13 @@ def _shared_prompt_unsupported(model: Any, feats: dict[str, torch.Tensor]) -> st
 _warned: set[str] = set()
 
 
-def shared_prompt_hidden(model: Any, prompt_feats: Sequence[dict[str, torch.Tensor]], completion_ids: torch.Tensor,
-                         completion_mask: torch.Tensor, pad_id: int) -> tuple[torch.Tensor, Any] | None:
+def shared_prompt_hidden(
+    model: Any,
+    prompt_feats: Sequence[dict[str, torch.Tensor]],
+    completion_ids: torch.Tensor,
+    completion_mask: torch.Tensor,
+    pad_id: int,
+) -> tuple[torch.Tensor, Any] | None:
     """The hidden states that predict the completion tokens, [b, L, H], and the output head, with each
     prompt (and its image) run **once per group** instead of once per completion; None (nothing run)
     when no row repeats its predecessor's prompt or the model cannot (logged once).
@@ -248,9 +306,12 @@ def shared_prompt_hidden(model: Any, prompt_feats: Sequence[dict[str, torch.Tens
     rope_kw = {k: prompts[k] for k in ("image_grid_thw", "video_grid_thw", "second_per_grid_ts") if k in prompts}
     positions, _ = base.get_rope_index(
         input_ids=torch.cat([prompts["input_ids"], torch.zeros_like(ones, dtype=prompts["input_ids"].dtype)], 1),
-        mm_token_type_ids=torch.cat([prompts["mm_token_type_ids"],
-                                     torch.zeros_like(ones, dtype=prompts["mm_token_type_ids"].dtype)], 1),
-        attention_mask=torch.cat([prompts["attention_mask"], ones], 1), **rope_kw)  # [3, P, T+L]
+        mm_token_type_ids=torch.cat(
+            [prompts["mm_token_type_ids"], torch.zeros_like(ones, dtype=prompts["mm_token_type_ids"].dtype)], 1
+        ),
+        attention_mask=torch.cat([prompts["attention_mask"], ones], 1),
+        **rope_kw,
+    )  # [3, P, T+L]
     cache = DynamicCache(config=base.config)
     kw = {_cache_kwarg(base): cache, "use_cache": True}  # transformers renamed past_key_values → cache in 5.2x
     out = base(**prompts, position_ids=positions[:, :, :T], **kw)
@@ -258,8 +319,9 @@ def shared_prompt_hidden(model: Any, prompt_feats: Sequence[dict[str, torch.Tens
     rows = torch.repeat_interleave(torch.arange(P, device=device), torch.tensor(runs, device=device))  # [b]
     cache.batch_select_indices(rows)  # [P, …, T, d] → [b, …, T, d]
     mask = torch.cat([prompts["attention_mask"][rows], completion_mask.to(device, prompts["attention_mask"].dtype)], 1)
-    done = base(input_ids=completion_ids.to(device), attention_mask=mask, position_ids=positions[:, rows, T:],
-                **kw).last_hidden_state  # [b, L, H]
+    done = base(
+        input_ids=completion_ids.to(device), attention_mask=mask, position_ids=positions[:, rows, T:], **kw
+    ).last_hidden_state  # [b, L, H]
     _check_cache(cache, T + length, "the completion pass")
     return torch.cat([out.last_hidden_state[rows, -1:], done[:, :-1]], 1), head
 
@@ -274,6 +336,8 @@ def _check_cache(cache: Any, expected: int, where: str) -> None:
     """A cache the model did not fill would leave the completions attending to nothing: fail loudly."""
     got = cache.get_seq_length()
     if got != expected:
-        raise RuntimeError(f"rl.shared_prompt_pass: after {where} the KV cache holds {got} positions, not "
-                           f"{expected}: this transformers version does not fill the cache it was given; set "
-                           "rl.shared_prompt_pass=false")
+        raise RuntimeError(
+            f"rl.shared_prompt_pass: after {where} the KV cache holds {got} positions, not "
+            f"{expected}: this transformers version does not fill the cache it was given; set "
+            "rl.shared_prompt_pass=false"
+        )

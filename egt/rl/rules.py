@@ -9,6 +9,7 @@ evaluation always use for the judge's verdict whatever the RL reward's rule.
 A rule follows the reward contract ``fn(prompts, completions, **kw) -> list[float]``; an accuracy rule
 also gives the answer it read (:meth:`AccuracyRule.answer`, what the logic judge is told).
 """
+
 from __future__ import annotations
 
 import re
@@ -21,8 +22,17 @@ __all__ = ["AccuracyRule", "FormatRule", "R1Accuracy", "R1Format", "StrictAccura
 
 _R1_FORMAT = re.compile(r"^<think>.*?</think><answer>.*?</answer>$", re.DOTALL)
 _R1_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-_R1_PREFIXES = ("The best answer is", "The correct answer is", "The answer is", "The answer: ", "Answer: ",
-                "The best option is", "The correct option is", "Best answer:", "Best option:")
+_R1_PREFIXES = (
+    "The best answer is",
+    "The correct answer is",
+    "The answer is",
+    "The answer: ",
+    "Answer: ",
+    "The best option is",
+    "The correct option is",
+    "Best answer:",
+    "Best option:",
+)
 _BOXED = re.compile(r"\\(?:boxed|fbox)\{([^{}]*)\}")
 _NUMBER = re.compile(r"(?<![\w>])\d+(?:\.\d+)?(?!\w)")
 
@@ -34,8 +44,13 @@ class AccuracyRule(ABC):
     def answer(self, completion: str) -> int | None:
         """The chosen response as this rule reads it (None: nothing it can read)."""
 
-    def __call__(self, prompts: Sequence[Mapping[str, Any]], completions: Sequence[str],
-                 label: Sequence[int] | None = None, **kw: Any) -> list[float]:
+    def __call__(
+        self,
+        prompts: Sequence[Mapping[str, Any]],
+        completions: Sequence[str],
+        label: Sequence[int] | None = None,
+        **kw: Any,
+    ) -> list[float]:
         labels = [int(x) for x in label] if label is not None else [int(p["label"]) for p in prompts]
         return [float(self.answer(c) == y) for c, y in zip(completions, labels)]
 
@@ -122,5 +137,4 @@ class R1Format(FormatRule):
 
     def ok(self, completion: str) -> bool:
         text = (completion or "").strip()
-        return (_R1_FORMAT.match(text) is not None and text.count("<think>") == 1
-                and text.count("<answer>") == 1)
+        return _R1_FORMAT.match(text) is not None and text.count("<think>") == 1 and text.count("<answer>") == 1

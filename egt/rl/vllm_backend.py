@@ -14,6 +14,7 @@ vLLM expands the image placeholders itself); sampling is from the full distribut
 (``top_k=-1, top_p=1``) at the RL temperature, so ``log π_old`` recomputed by the training model
 is the sampling policy's up to kernel numerics.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,8 +37,10 @@ class VLLMEngine:
         try:
             import vllm
         except ImportError as e:
-            raise ImportError("rl/backend=vllm needs vLLM in a separate environment (vllm 0.33 pins torch==2.14, "
-                              "transformers<5.21): pip install 'egt[vllm]' there, or use rl/backend=hf") from e
+            raise ImportError(
+                "rl/backend=vllm needs vLLM in a separate environment (vllm 0.33 pins torch==2.14, "
+                "transformers<5.21): pip install 'egt[vllm]' there, or use rl/backend=hf"
+            ) from e
         self._vllm = vllm
         self.llm = vllm.LLM(model=model_dir, **engine_kwargs)
 
@@ -63,15 +66,27 @@ class VLLMEngine:
 class VLLMRollout(RolloutBackend):
     """Rollouts with vLLM; weights synced from the training model (see the module docstring)."""
 
-    def __init__(self, gpu_memory_utilization: float = 0.3, tensor_parallel_size: int = 1,
-                 max_model_len: int = 4096, dtype: str = "bfloat16", enforce_eager: bool = False,
-                 sync_every: int = 1, max_images_per_prompt: int = 1, engine: Any = None) -> None:
+    def __init__(
+        self,
+        gpu_memory_utilization: float = 0.3,
+        tensor_parallel_size: int = 1,
+        max_model_len: int = 4096,
+        dtype: str = "bfloat16",
+        enforce_eager: bool = False,
+        sync_every: int = 1,
+        max_images_per_prompt: int = 1,
+        engine: Any = None,
+    ) -> None:
         if sync_every < 1:
             raise ValueError(f"rl.backend.sync_every={sync_every} must be >= 1 (1 = every rollout, as the paper)")
-        self.engine_kwargs = {"gpu_memory_utilization": gpu_memory_utilization,
-                              "tensor_parallel_size": tensor_parallel_size, "max_model_len": max_model_len,
-                              "dtype": dtype, "enforce_eager": enforce_eager,
-                              "limit_mm_per_prompt": {"image": max_images_per_prompt}}
+        self.engine_kwargs = {
+            "gpu_memory_utilization": gpu_memory_utilization,
+            "tensor_parallel_size": tensor_parallel_size,
+            "max_model_len": max_model_len,
+            "dtype": dtype,
+            "enforce_eager": enforce_eager,
+            "limit_mm_per_prompt": {"image": max_images_per_prompt},
+        }
         self.sync_every = sync_every
         self.engine = engine
         self.synced_step: int | None = None
@@ -80,8 +95,10 @@ class VLLMRollout(RolloutBackend):
         if self.engine is None:
             path = getattr(model, "name_or_path", None) or getattr(model.config, "_name_or_path", None)
             if not path:
-                raise ValueError("rl/backend=vllm builds its engine from the policy's model directory, but the "
-                                 "model has no name_or_path")
+                raise ValueError(
+                    "rl/backend=vllm builds its engine from the policy's model directory, but the "
+                    "model has no name_or_path"
+                )
             kw = dict(self.engine_kwargs)
             if distributed.world_size() > 1:  # one engine per training rank, inside torchrun's processes (as TRL)
                 kw.update(distributed_executor_backend="external_launcher", seed=distributed.rank())
@@ -97,13 +114,18 @@ class VLLMRollout(RolloutBackend):
         engine.load_weights(_full_weights(model))
         self.synced_step = step
 
-    def sampling_kwargs(self, encoder: ChatEncoder, model: Any, max_new_tokens: int,
-                        temperature: float) -> dict[str, Any]:
+    def sampling_kwargs(
+        self, encoder: ChatEncoder, model: Any, max_new_tokens: int, temperature: float
+    ) -> dict[str, Any]:
         from egt.models.loader import multimodal_token_ids
         from egt.rl.rollout import stop_ids
 
-        kw: dict[str, Any] = {"n": 1, "max_tokens": max_new_tokens, "stop_token_ids": stop_ids(model, encoder),
-                              "skip_special_tokens": False}
+        kw: dict[str, Any] = {
+            "n": 1,
+            "max_tokens": max_new_tokens,
+            "stop_token_ids": stop_ids(model, encoder),
+            "skip_special_tokens": False,
+        }
         if temperature > 0:
             kw.update(temperature=temperature, top_k=-1, top_p=1.0)
         else:
@@ -125,9 +147,15 @@ class VLLMRollout(RolloutBackend):
             out.append(item)
         return out
 
-    def complete(self, model: Any, encoder: ChatEncoder, prompt_batch: dict[str, torch.Tensor],
-                 max_new_tokens: int, temperature: float,
-                 samples: Sequence[dict[str, Any]] | None = None) -> torch.Tensor:
+    def complete(
+        self,
+        model: Any,
+        encoder: ChatEncoder,
+        prompt_batch: dict[str, torch.Tensor],
+        max_new_tokens: int,
+        temperature: float,
+        samples: Sequence[dict[str, Any]] | None = None,
+    ) -> torch.Tensor:
         if samples is None:
             raise ValueError("VLLMRollout needs the schema rows behind the prompt batch (samples=...)")
         engine = self._get_engine(model)
@@ -145,7 +173,7 @@ def pad_right(ids: Sequence[Sequence[int]], pad_id: int, device: Any = "cpu") ->
     length = max([len(x) for x in ids] + [1])
     out = torch.full((len(ids), length), pad_id, dtype=torch.long)
     for i, x in enumerate(ids):
-        out[i, :len(x)] = torch.tensor(list(x), dtype=torch.long)
+        out[i, : len(x)] = torch.tensor(list(x), dtype=torch.long)
     return out.to(device)
 
 

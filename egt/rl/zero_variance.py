@@ -1,4 +1,5 @@
 """DAPO's dynamic-sampling rule as an advantage filter (``rl/filter=zero_variance``)."""
+
 from __future__ import annotations
 
 import torch

@@ -9,6 +9,7 @@ with α = 0.2, or 25% with α = 0.05). egt's judges are outcome judges without s
 formula itself; an outcome-judge analogue (p over the probe's draws, R the probability on the label's answer
 token) needs the probe to record that probability, which it does not yet.
 """
+
 from __future__ import annotations
 
 from typing import Sequence

@@ -10,6 +10,7 @@ resumable sampler the RL stage iterates. Contract with the RL stage:
     # sampler.set_epoch(e) at each epoch start, sampler.advance(batch) per batch,
     # sampler.state_dict() in the checkpoint, load_state_dict() on resume.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -21,8 +22,16 @@ import numpy as np
 from egt.data.sampler import ResumableSampler
 from egt.select.methods import rank_by
 
-__all__ = ["Curriculum", "Ascending", "Descending", "Shuffle", "DataOrder", "CurriculumSampler",
-           "make_sampler", "epoch_ids"]
+__all__ = [
+    "Curriculum",
+    "Ascending",
+    "Descending",
+    "Shuffle",
+    "DataOrder",
+    "CurriculumSampler",
+    "make_sampler",
+    "epoch_ids",
+]
 
 
 class Curriculum(ABC):
@@ -88,8 +97,10 @@ def make_sampler(selection: dict[str, Any], n: int | None = None) -> CurriculumS
     against the selection so a data set built from other ids fails loudly."""
     k = len(selection["ids"])
     if n is not None and n != k:
-        raise ValueError(f"the RL data set has {n} rows but the selection holds {k} ids: build it from "
-                         "selection['ids'] in that order")
+        raise ValueError(
+            f"the RL data set has {n} rows but the selection holds {k} ids: build it from "
+            "selection['ids'] in that order"
+        )
     return CurriculumSampler(k, seed=int(selection["seed"]), shuffle=bool(selection["shuffle_each_epoch"]))
 
 

@@ -7,6 +7,7 @@ size set keeps every candidate). Ties are broken by sample id, so the result nev
 table's row order. Add one: subclass :class:`Selection`, name it by ``_target_`` in
 ``conf/selection/<name>.yaml`` (docs/extending.md).
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -14,8 +15,15 @@ from abc import ABC, abstractmethod
 import numpy as np
 import pandas as pd
 
-__all__ = ["Selection", "EntropySelection", "RandomSelection", "AccuracySelection", "AllSelection", "PassRateBand",
-           "rank_by"]
+__all__ = [
+    "Selection",
+    "EntropySelection",
+    "RandomSelection",
+    "AccuracySelection",
+    "AllSelection",
+    "PassRateBand",
+    "rank_by",
+]
 
 
 def rank_by(key: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -110,9 +118,11 @@ class PassRateBand(Selection):
 
     def check_probe(self, n: int, temperature: float) -> str | None:
         if n < self.min_draws or temperature <= 0:
-            return (f"selection=pass_rate needs at least {self.min_draws} sampled probe outputs per sample: "
-                    f"write probe.n={max(n, self.min_draws)} "
-                    f"probe.temperature={temperature if temperature > 0 else 1.0}")
+            return (
+                f"selection=pass_rate needs at least {self.min_draws} sampled probe outputs per sample: "
+                f"write probe.n={max(n, self.min_draws)} "
+                f"probe.temperature={temperature if temperature > 0 else 1.0}"
+            )
         return None
 
     def rank(self, table: pd.DataFrame, scores: np.ndarray, seed: int) -> np.ndarray:

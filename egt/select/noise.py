@@ -1,4 +1,5 @@
 """Does entropy find label noise? (synthetic world: meta flags ``flipped`` / ``ambiguous``)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -47,8 +48,9 @@ def noise_breakdown(table: pd.DataFrame, kept: np.ndarray) -> dict[str, Any]:
     return out
 
 
-def noise_at_fractions(table: pd.DataFrame, scores: np.ndarray,
-                       fractions: tuple[float, ...] = (0.15, 0.5)) -> dict[str, Any]:
+def noise_at_fractions(
+    table: pd.DataFrame, scores: np.ndarray, fractions: tuple[float, ...] = (0.15, 0.5)
+) -> dict[str, Any]:
     """For keeping the lowest-score fraction f: precision / recall of dropping flipped labels,
     plus the AUROC of the score as a flipped-label detector."""
     flipped = _flag(table, "flipped")

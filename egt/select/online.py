@@ -14,6 +14,7 @@ iterator is created (:class:`OnlineCurriculumSampler`). Probing and files are th
 (:mod:`egt.stages.rl`); requests for this exist in verl (PR #759, DynamicSampler, closed unmerged),
 Reasoning360 (PR #153) and atropos (PR #428).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -70,8 +71,9 @@ def _scores(table: pd.DataFrame, score: EntropyScore) -> dict[str, float]:
     return dict(zip(table["id"].astype(str), np.asarray(score(table), dtype=np.float64)))
 
 
-def order_epoch(ids: Sequence[str], scores: dict[str, float], curriculum: Curriculum,
-                pool_pos: dict[str, int], seed: int) -> list[str]:
+def order_epoch(
+    ids: Sequence[str], scores: dict[str, float], curriculum: Curriculum, pool_pos: dict[str, int], seed: int
+) -> list[str]:
     """``ids`` in the curriculum's order of their (new) ``scores``; ``pool_pos`` gives each id's
     position in the pool (the data order, for ``curriculum=none``).
 
@@ -85,9 +87,16 @@ def order_epoch(ids: Sequence[str], scores: dict[str, float], curriculum: Curric
     return arr[curriculum.first_epoch(arr, s, pos, seed)].tolist()
 
 
-def next_selection(table: pd.DataFrame, previous: Sequence[str], score: EntropyScore, curriculum: Curriculum,
-                   reprobe: Reprobe, method: Selection | None = None, seed: int = 0,
-                   curriculum_seed: int = 0) -> list[str]:
+def next_selection(
+    table: pd.DataFrame,
+    previous: Sequence[str],
+    score: EntropyScore,
+    curriculum: Curriculum,
+    reprobe: Reprobe,
+    method: Selection | None = None,
+    seed: int = 0,
+    curriculum_seed: int = 0,
+) -> list[str]:
     """The ids RL trains on after a re-probe, in the new epoch's order.
 
     ``table`` is the re-probe's table (rows ``id``, ``answer_entropy``, ``sentence_entropy``, …): the
@@ -124,7 +133,7 @@ def next_selection(table: pd.DataFrame, previous: Sequence[str], score: EntropyS
         ids = table["id"].astype(str).to_numpy()
         ranking = [str(i) for i in ids[method.rank(table, np.asarray([scores[i] for i in ids]), seed)]]
         place = {i: r for r, i in enumerate(ranking)}
-        target = set(ranking[:len(previous)])
+        target = set(ranking[: len(previous)])
         old = set(previous)
         enter = [i for i in ranking if i in target and i not in old]  # best first
         leave = sorted((i for i in previous if i not in target), key=lambda i: -place[i])  # worst first
@@ -136,8 +145,14 @@ def next_selection(table: pd.DataFrame, previous: Sequence[str], score: EntropyS
     return order_epoch(kept, scores, curriculum, pool_pos, curriculum_seed)
 
 
-def drift(table: pd.DataFrame, score: EntropyScore, previous_scores: dict[str, float],
-          first_scores: dict[str, float], previous: Sequence[str], kept: Sequence[str]) -> dict[str, Any]:
+def drift(
+    table: pd.DataFrame,
+    score: EntropyScore,
+    previous_scores: dict[str, float],
+    first_scores: dict[str, float],
+    previous: Sequence[str],
+    kept: Sequence[str],
+) -> dict[str, Any]:
     """What a re-probe changed, for the log and the summary.
 
     - ``score_mean`` / ``score_median``: the new score over the probed rows with an answer (nats);
@@ -157,7 +172,8 @@ def drift(table: pd.DataFrame, score: EntropyScore, previous_scores: dict[str, f
     new = _scores(table, score)
     finite = np.asarray([v for v in new.values() if np.isfinite(v)])
     out: dict[str, Any] = {
-        "n_probed": len(new), "no_answer": int(len(new) - len(finite)),
+        "n_probed": len(new),
+        "no_answer": int(len(new) - len(finite)),
         "score_mean": round(float(finite.mean()), 6) if len(finite) else None,
         "score_median": round(float(np.median(finite)), 6) if len(finite) else None,
     }
@@ -172,8 +188,9 @@ def drift(table: pd.DataFrame, score: EntropyScore, previous_scores: dict[str, f
         out["moved"] = int((before != after).sum())
         out["mean_rank_shift"] = round(float(np.abs(before - after).mean()), 3)
     old, now = set(map(str, previous)), set(map(str, kept))
-    out.update(overlap_previous=round(len(old & now) / max(1, len(now)), 4), entered=len(now - old),
-               left=len(old - now))
+    out.update(
+        overlap_previous=round(len(old & now) / max(1, len(now)), 4), entered=len(now - old), left=len(old - now)
+    )
     out.update(noise_breakdown(table, table["id"].astype(str).isin(now).to_numpy()))
     return out
 

@@ -13,6 +13,7 @@ entropies. Every re-probe is part of the RL artifact's state, under ``<rl artifa
 A re-probe whose ``.json`` exists is never run again, so a run killed anywhere after it resumes with
 the same order; a resumed run re-probes only epochs it had not reached.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,9 +53,19 @@ class OnlineOrder:
     (the policy) and :attr:`logger` before training starts.
     """
 
-    def __init__(self, cfg: DictConfig, out: Path, ds: Any, processor: Any, reprobe: Reprobe, first: list[str],
-                 first_scores: dict[str, float], score: EntropyScore, curriculum: Curriculum,
-                 method: Selection | None):
+    def __init__(
+        self,
+        cfg: DictConfig,
+        out: Path,
+        ds: Any,
+        processor: Any,
+        reprobe: Reprobe,
+        first: list[str],
+        first_scores: dict[str, float],
+        score: EntropyScore,
+        curriculum: Curriculum,
+        method: Selection | None,
+    ):
         self.cfg, self.dir, self.ds, self.processor, self.reprobe = cfg, Path(out) / "reprobe", ds, processor, reprobe
         self.ids = [str(i) for i in ds["id"]]
         self.row = {i: k for k, i in enumerate(self.ids)}
@@ -79,23 +90,42 @@ class OnlineOrder:
             return record["ids"]
         prev_epoch = self.reprobe.source_epoch(epoch - 1)
         if prev_epoch and not (self.dir / f"epoch_{prev_epoch}.json").is_file():
-            raise RuntimeError(f"{self.dir}: the re-probe of epoch {prev_epoch} is missing, so epoch {epoch}'s order "
-                               "cannot be rebuilt; delete the RL artifact directory to start RL again")
+            raise RuntimeError(
+                f"{self.dir}: the re-probe of epoch {prev_epoch} is missing, so epoch {epoch}'s order "
+                "cannot be rebuilt; delete the RL artifact directory to start RL again"
+            )
         previous = self.selection(prev_epoch)
         t0 = time.perf_counter()
         table = self._table(epoch)
         seconds = time.perf_counter() - t0
-        ids = next_selection(table, previous, self.score, self.curriculum, self.reprobe, self.method,
-                             seed=int(self.cfg.selection.seed), curriculum_seed=int(self.cfg.curriculum.seed))
+        ids = next_selection(
+            table,
+            previous,
+            self.score,
+            self.curriculum,
+            self.reprobe,
+            self.method,
+            seed=int(self.cfg.selection.seed),
+            curriculum_seed=int(self.cfg.curriculum.seed),
+        )
         stats = drift(table, self.score, self._scores(prev_epoch), self.first_scores, previous, ids)
         record = {"epoch": epoch, "ids": ids, "seconds": round(seconds, 2), "stats": stats}
         if distributed.rank() == 0:
             write_json_atomic(done, record)
-            log_metrics(self.logger, {"reprobe/seconds": seconds, **{f"reprobe/{k}": v for k, v in stats.items()
-                                                                       if isinstance(v, (int, float))}},
-                        step=self.step())
-        log.info("[rl] re-probe before epoch %d: %.1f s; %s", epoch, seconds,
-                 ", ".join(f"{k} {v}" for k, v in stats.items() if k in SHOWN))
+            log_metrics(
+                self.logger,
+                {
+                    "reprobe/seconds": seconds,
+                    **{f"reprobe/{k}": v for k, v in stats.items() if isinstance(v, (int, float))},
+                },
+                step=self.step(),
+            )
+        log.info(
+            "[rl] re-probe before epoch %d: %.1f s; %s",
+            epoch,
+            seconds,
+            ", ".join(f"{k} {v}" for k, v in stats.items() if k in SHOWN),
+        )
         self.records[epoch] = record
         return ids
 
@@ -108,8 +138,9 @@ class OnlineOrder:
         if self.model is None:
             raise RuntimeError("OnlineOrder.model is not set: the RL stage sets it to the policy before training")
         log.info("[rl] re-probing %d samples with the policy before epoch %d", len(self.ids), epoch)
-        table = probe_with(self.cfg, self.model, self.processor, self.ds, self.dir / f"epoch_{epoch}",
-                           desc=f"re-probe {epoch}")
+        table = probe_with(
+            self.cfg, self.model, self.processor, self.ds, self.dir / f"epoch_{epoch}", desc=f"re-probe {epoch}"
+        )
         if distributed.rank() == 0:
             write_parquet_atomic(table, path)
         return table
@@ -125,5 +156,14 @@ class OnlineOrder:
         return [{"epoch": e, "seconds": r["seconds"], **r["stats"]} for e, r in sorted(self.records.items())]
 
 
-SHOWN = ("score_mean", "spearman_previous", "spearman_first", "moved", "overlap_previous", "entered", "left",
-         "flipped_kept", "ambiguous_kept")
+SHOWN = (
+    "score_mean",
+    "spearman_previous",
+    "spearman_first",
+    "moved",
+    "overlap_previous",
+    "entered",
+    "left",
+    "flipped_kept",
+    "ambiguous_kept",
+)

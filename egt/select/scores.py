@@ -7,6 +7,7 @@ table (one row per sample). Lower = more certain; +inf sorts last.
 (checked by :func:`egt.config.validate`); a table without them raises
 :class:`MissingColumnError` saying how to get them.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -14,8 +15,16 @@ from abc import ABC, abstractmethod
 import numpy as np
 import pandas as pd
 
-__all__ = ["EntropyScore", "AnswerEntropy", "SentenceEntropy", "MixEntropy", "SentenceFallbackEntropy",
-           "DebiasedAnswerEntropy", "Difficulty", "MissingColumnError"]
+__all__ = [
+    "EntropyScore",
+    "AnswerEntropy",
+    "SentenceEntropy",
+    "MixEntropy",
+    "SentenceFallbackEntropy",
+    "DebiasedAnswerEntropy",
+    "Difficulty",
+    "MissingColumnError",
+]
 
 
 class MissingColumnError(KeyError):
@@ -84,9 +93,13 @@ class SentenceFallbackEntropy(EntropyScore):
     name = "sentence_fallback"
 
     def __call__(self, table: pd.DataFrame) -> np.ndarray:
-        r = self.column(table, "reasoning_entropy", "this table was written before the probe wrote "
-                        "that column: re-run the probe stage (delete that probe artifact, <artifacts>/probe/<key>/, "
-                        "and the same key is recomputed)")
+        r = self.column(
+            table,
+            "reasoning_entropy",
+            "this table was written before the probe wrote "
+            "that column: re-run the probe stage (delete that probe artifact, <artifacts>/probe/<key>/, "
+            "and the same key is recomputed)",
+        )
         return np.where(np.isnan(r), AnswerEntropy()(table), r)
 
 
@@ -106,8 +119,12 @@ class DebiasedAnswerEntropy(EntropyScore):
     probe_settings = {"both_orders": True}
 
     def __call__(self, table: pd.DataFrame) -> np.ndarray:
-        swapped = self.column(table, "answer_entropy_swapped", "probe each sample in both response orders: "
-                              "write probe.both_orders=true (with entropy=answer_debiased) and re-run the probe")
+        swapped = self.column(
+            table,
+            "answer_entropy_swapped",
+            "probe each sample in both response orders: "
+            "write probe.both_orders=true (with entropy=answer_debiased) and re-run the probe",
+        )
         return (AnswerEntropy()(table) + swapped) / 2
 
 

@@ -5,6 +5,7 @@ only those that pass its filter) → window over those candidates (size and band
 all) → order (curriculum). The result is the ``selection.json``
 contract of :mod:`egt.select.curriculum`.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,8 +39,9 @@ def percentile(values: np.ndarray, p: float) -> float:
     return float(s[lo] + (s[hi] - s[lo]) * (pos - lo))
 
 
-def selection_size(scores: np.ndarray, k: int | None = None, fraction: float | None = None,
-                   percentile_p: float | None = None) -> int:
+def selection_size(
+    scores: np.ndarray, k: int | None = None, fraction: float | None = None, percentile_p: float | None = None
+) -> int:
     """How many of N candidates to keep: ``k``, else #{e < q_p}, else round(fraction × N); all N when
     none is set (a filtering method keeps every sample that passes).
 
@@ -78,9 +80,18 @@ def _json_score(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None  # +inf (no answer) as null: plain JSON
 
 
-def select(table: pd.DataFrame, score: EntropyScore, method: Selection, curriculum: Curriculum,
-           k: int | None = None, fraction: float | None = None, percentile_p: float | None = None,
-           band: str = "low", seed: int = 0, curriculum_seed: int = 0) -> dict[str, Any]:
+def select(
+    table: pd.DataFrame,
+    score: EntropyScore,
+    method: Selection,
+    curriculum: Curriculum,
+    k: int | None = None,
+    fraction: float | None = None,
+    percentile_p: float | None = None,
+    band: str = "low",
+    seed: int = 0,
+    curriculum_seed: int = 0,
+) -> dict[str, Any]:
     """The ``selection.json`` dict: ids in epoch 0's order, their scores, how to reshuffle."""
     scores = score(table)  # [N]
     ranking = np.asarray(method.rank(table, scores, seed), dtype=np.int64)  # [M ≤ N] candidates, best first

@@ -21,6 +21,7 @@ processor with its pixel budget, library versions), the prompt template, ``sft.m
 pool (the data artifact's key) and the trajectories' text. Bump :data:`VERSION` when
 :mod:`egt.data.encode` changes what it returns.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -50,8 +51,16 @@ VERSION = 1
 STAGE = "sft_encodings"
 ROWS_PER_PART = 2048  # the unit of resumption and of the ranks' shares
 BATCH_ROWS, BATCH_BYTES = 256, 64 << 20  # a record batch is written at whichever comes first
-META = (("ok", pa.bool_()), ("target_tokens", pa.int32()), ("tokens", pa.int32()), ("image_tokens", pa.int32()),
-        ("bad_id", pa.string()), ("bad_field", pa.string()), ("bad_reason", pa.string()), ("bad_kind", pa.string()))
+META = (
+    ("ok", pa.bool_()),
+    ("target_tokens", pa.int32()),
+    ("tokens", pa.int32()),
+    ("image_tokens", pa.int32()),
+    ("bad_id", pa.string()),
+    ("bad_field", pa.string()),
+    ("bad_reason", pa.string()),
+    ("bad_kind", pa.string()),
+)
 
 
 def _sha(obj: Any) -> str:
@@ -64,12 +73,16 @@ def processor_identity(encoder: ChatEncoder) -> dict[str, str]:
     proc, tok = encoder.processor, encoder.tokenizer
     backend = getattr(tok, "backend_tokenizer", None)
     image = getattr(proc, "image_processor", None)
-    return {"processor": type(proc).__name__, "tokenizer": type(tok).__name__,
-            "vocab": _sha(backend.to_str() if backend is not None else sorted(tok.get_vocab().items())),
-            "chat_template": _sha([getattr(proc, "chat_template", None), getattr(tok, "chat_template", None)]),
-            "image_processor": _sha(image.to_dict()) if image is not None else "none",
-            "end_text": encoder.end_text, "transformers": transformers.__version__,
-            "tokenizers": tokenizers.__version__}
+    return {
+        "processor": type(proc).__name__,
+        "tokenizer": type(tok).__name__,
+        "vocab": _sha(backend.to_str() if backend is not None else sorted(tok.get_vocab().items())),
+        "chat_template": _sha([getattr(proc, "chat_template", None), getattr(tok, "chat_template", None)]),
+        "image_processor": _sha(image.to_dict()) if image is not None else "none",
+        "end_text": encoder.end_text,
+        "transformers": transformers.__version__,
+        "tokenizers": tokenizers.__version__,
+    }
 
 
 def content_digest(joined: Dataset, block: int = 10_000) -> str:
@@ -78,7 +91,7 @@ def content_digest(joined: Dataset, block: int = 10_000) -> str:
     h = hashlib.sha256()
     cols = joined.select_columns(["id", "target"])
     for start in range(0, len(cols), block):
-        part = cols[start:start + block]
+        part = cols[start : start + block]
         h.update(canonical_json([part["id"], part["target"]]).encode())
     return h.hexdigest()[:16]
 
@@ -99,13 +112,22 @@ def _encode_row(joined: Dataset, i: int, encoder: ChatEncoder, raise_bad: bool) 
     except BadSampleError as e:
         if raise_bad:
             raise
-        return {"ok": False, "bad_id": None if e.sample_id is None else str(e.sample_id), "bad_field": e.field,
-                "bad_reason": e.reason, "bad_kind": e.kind}
+        return {
+            "ok": False,
+            "bad_id": None if e.sample_id is None else str(e.sample_id),
+            "bad_field": e.field,
+            "bad_reason": e.reason,
+            "bad_kind": e.kind,
+        }
     image_id = encoder.image_token_id
-    return {"ok": True, "index": i, "target_tokens": int((ex["labels"] != IGNORE).sum()),
-            "tokens": len(ex["input_ids"]),
-            "image_tokens": int((ex["input_ids"] == image_id).sum()) if image_id is not None else 0,
-            "tensors": ex}
+    return {
+        "ok": True,
+        "index": i,
+        "target_tokens": int((ex["labels"] != IGNORE).sum()),
+        "tokens": len(ex["input_ids"]),
+        "image_tokens": int((ex["input_ids"] == image_id).sum()) if image_id is not None else 0,
+        "tensors": ex,
+    }
 
 
 def _schema(example: dict[str, torch.Tensor] | None) -> pa.Schema:
@@ -133,18 +155,22 @@ def _record_batch(rows: list[dict[str, Any]], schema: pa.Schema, dtypes: dict[st
         tensors = r.get("tensors") or {}
         odd = {k: str(v.dtype) for k, v in tensors.items() if dtypes.get(k) != str(v.dtype).removeprefix("torch.")}
         if odd:
-            raise ValueError(f"row {r['index']} encodes to {odd}, unlike the first good row "
-                             f"({dtypes}): the encoding cache needs one layout; set sft.cache_encodings=false")
+            raise ValueError(
+                f"row {r['index']} encodes to {odd}, unlike the first good row "
+                f"({dtypes}): the encoding cache needs one layout; set sft.cache_encodings=false"
+            )
     for name in dtypes:
         ts = [(r.get("tensors") or {}).get(name) for r in rows]
-        cols[name] = [None if t is None else t.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
-                      for t in ts]
+        cols[name] = [
+            None if t is None else t.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() for t in ts
+        ]
         cols[f"{name}.shape"] = [None if t is None else list(t.shape) for t in ts]
     return pa.RecordBatch.from_pydict(cols, schema=schema)
 
 
-def _write_part(path: Path, k: int, joined: Dataset, encoder: ChatEncoder, schema: pa.Schema, raise_bad: bool,
-                bar: Progress) -> None:
+def _write_part(
+    path: Path, k: int, joined: Dataset, encoder: ChatEncoder, schema: pa.Schema, raise_bad: bool, bar: Progress
+) -> None:
     """Encode part ``k``'s rows into ``part-k.arrow`` (a temporary renamed once whole)."""
     dtypes = json.loads(schema.metadata[b"dtypes"])
     with atomic_path(path / part_name(k)) as tmp:
@@ -184,16 +210,28 @@ def build(path: Path, joined: Dataset, encoder: ChatEncoder, raise_bad: bool = F
             _write_part(path, k, joined, encoder, schema, raise_bad, bar)
 
 
-def open_or_build(store: ArtifactStore, encoder: ChatEncoder, joined: Dataset, conf: dict[str, Any],
-                  upstream: dict[str, str], on_bad_sample: str, tensors: bool = True) -> "EncodingCache":
+def open_or_build(
+    store: ArtifactStore,
+    encoder: ChatEncoder,
+    joined: Dataset,
+    conf: dict[str, Any],
+    upstream: dict[str, str],
+    on_bad_sample: str,
+    tensors: bool = True,
+) -> "EncodingCache":
     """The finished cache for these encodings, built first when there is none (every rank takes part)."""
     conf = {**conf, "processor": processor_identity(encoder), "rows_per_part": ROWS_PER_PART, "tensors": tensors}
     upstream = {**upstream, "rows": content_digest(joined)}
     key = make_key(STAGE, conf, upstream=upstream, version=VERSION)
     with store.open(STAGE, key, ranks="all") as art:
         if not art.reused:
-            build(art.path, joined, encoder, raise_bad=on_bad_sample == "error" and distributed.world_size() == 1,
-                  tensors=tensors)
+            build(
+                art.path,
+                joined,
+                encoder,
+                raise_bad=on_bad_sample == "error" and distributed.world_size() == 1,
+                tensors=tensors,
+            )
             distributed.barrier()  # every rank's parts are written
             cache = EncodingCache(art.path, rows=len(joined))
             art.finish(cache.summary(), {"config": conf, "upstream": upstream})
@@ -268,9 +306,15 @@ class EncodingCache:
     def image_token_stats(self) -> dict[str, float]:
         """``{"image_tokens_mean", "image_tokens_max"}`` per prompt over the good rows."""
         good = self.image_tokens[self.ok]
-        return {"image_tokens_mean": round(float(good.mean()), 1) if len(good) else 0.0,
-                "image_tokens_max": int(good.max()) if len(good) else 0}
+        return {
+            "image_tokens_mean": round(float(good.mean()), 1) if len(good) else 0.0,
+            "image_tokens_max": int(good.max()) if len(good) else 0,
+        }
 
     def summary(self) -> dict[str, Any]:
-        return {"rows": len(self), "bad": int((~self.ok).sum()), "parts": len(self.files),
-                "megabytes": round(sum(f.stat().st_size for f in self.files) / 2**20, 1)}
+        return {
+            "rows": len(self),
+            "bad": int((~self.ok).sum()),
+            "parts": len(self.files),
+            "megabytes": round(sum(f.stat().st_size for f in self.files) / 2**20, 1),
+        }

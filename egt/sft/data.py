@@ -1,4 +1,5 @@
 """SFT examples: the data set's samples joined with their kept trajectories."""
+
 from __future__ import annotations
 
 import hashlib
@@ -78,8 +79,9 @@ class CachedSFTDataset(TorchDataset):
     ``joined``), bad ones already dropped; ``target_tokens`` as :meth:`SFTDataset.check` counts them. A
     check-only cache (no tensors) encodes ``joined``'s row with ``encoder`` at every access."""
 
-    def __init__(self, cache: EncodingCache, rows: list[int], joined: Dataset | None = None,
-                 encoder: ChatEncoder | None = None):
+    def __init__(
+        self, cache: EncodingCache, rows: list[int], joined: Dataset | None = None, encoder: ChatEncoder | None = None
+    ):
         if not cache.has_tensors and (joined is None or encoder is None) and rows:
             raise ValueError(f"the encoding cache {cache.path} holds no tensors: pass the joined rows and the encoder")
         self.cache, self.rows, self.joined, self.encoder = cache, rows, joined, encoder
@@ -95,8 +97,13 @@ class CachedSFTDataset(TorchDataset):
         return self.encoder.encode_example(row, row["target"])
 
 
-def from_cache(cache: EncodingCache, rows: list[int], on_bad_sample: str, joined: Dataset | None = None,
-               encoder: ChatEncoder | None = None) -> tuple[CachedSFTDataset, dict[str, Any]]:
+def from_cache(
+    cache: EncodingCache,
+    rows: list[int],
+    on_bad_sample: str,
+    joined: Dataset | None = None,
+    encoder: ChatEncoder | None = None,
+) -> tuple[CachedSFTDataset, dict[str, Any]]:
     """The cache's ``rows`` as a data set; a bad one raises its error, or with ``skip`` is left out and
     counted (what :meth:`SFTDataset.check` does with the same rows). ``joined`` / ``encoder``: for a
     check-only cache, what encodes a row."""

@@ -14,6 +14,7 @@ token mean, averaged over the step's sequences).
 The NLL comes from the last hidden states through the output head in chunks
 (:func:`egt.rl.functional.chunked_token_logprobs`), so no [b, T, V] fp32 tensor is held.
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -27,8 +28,9 @@ from egt.rl.functional import chunked_token_logprobs
 REDUCTIONS = ("token", "sequence")
 
 
-def step_window(order: Sequence[int], local_batch: int, world_size: int, accumulate: int,
-                local_consumed: int) -> list[int]:
+def step_window(
+    order: Sequence[int], local_batch: int, world_size: int, accumulate: int, local_consumed: int
+) -> list[int]:
     """Indices (into the data set) of every sample in the optimizer step that the local micro-batch
     starting at ``local_consumed`` (this rank's samples consumed this epoch) belongs to, over all ranks.
 
@@ -46,7 +48,7 @@ def step_window(order: Sequence[int], local_batch: int, world_size: int, accumul
     k = local_consumed // local_batch  # local batch index in the epoch
     per_step = local_batch * world_size * accumulate  # global positions per optimizer step
     start = (k // accumulate) * per_step
-    return list(order[start:start + per_step])
+    return list(order[start : start + per_step])
 
 
 def sft_nll(model: Any, batch: dict[str, torch.Tensor], chunk: int | None = 256) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,13 +63,20 @@ def sft_nll(model: Any, batch: dict[str, torch.Tensor], chunk: int | None = 256)
     targets = labels[:, 1:]  # [b, T−1]
     mask = targets != IGNORE
     whole = chunk is None
-    logp, _ = chunked_token_logprobs(hidden[:, :-1], head, targets.clamp(min=0), mask=mask,
-                                     chunk=max(1, int(mask.sum())) if whole else chunk, recompute=not whole)
+    logp, _ = chunked_token_logprobs(
+        hidden[:, :-1],
+        head,
+        targets.clamp(min=0),
+        mask=mask,
+        chunk=max(1, int(mask.sum())) if whole else chunk,
+        recompute=not whole,
+    )
     return -logp, mask
 
 
-def reduce_nll(nll: torch.Tensor, mask: torch.Tensor, reduction: str, step_tokens: float, step_sequences: float,
-               scale: float = 1.0) -> torch.Tensor:
+def reduce_nll(
+    nll: torch.Tensor, mask: torch.Tensor, reduction: str, step_tokens: float, step_sequences: float, scale: float = 1.0
+) -> torch.Tensor:
     """This micro-batch's share of the step loss: Σ NLL / step_tokens (``token``) or Σ_seq mean_seq NLL /
     step_sequences (``sequence``), times ``scale`` (acc · W, which Lightning's and DDP's averaging undo).
 

@@ -1,5 +1,6 @@
 """SFT as a LightningModule (paper eq. 2): NLL of the assistant tokens only, weighted by tokens over
 the whole optimizer step (accumulation and ranks; :mod:`egt.sft.loss`)."""
+
 from __future__ import annotations
 
 import math
@@ -30,10 +31,22 @@ class SFTModule(L.LightningModule):
     with the ``sampler`` they give every optimizer step's token count ahead of its micro-batches.
     Without them each micro-batch is normalised by its own tokens (the old, micro-batch-mean loss)."""
 
-    def __init__(self, model: torch.nn.Module, lr: float, weight_decay: float, warmup_ratio: float,
-                 total_steps: int, sampler: ResumableSampler | None = None, *,
-                 target_tokens: list[int] | None = None, loss_reduction: str = "token", accumulate: int = 1,
-                 local_batch: int = 1, world_size: int = 1, chunk_size: int = 256):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        lr: float,
+        weight_decay: float,
+        warmup_ratio: float,
+        total_steps: int,
+        sampler: ResumableSampler | None = None,
+        *,
+        target_tokens: list[int] | None = None,
+        loss_reduction: str = "token",
+        accumulate: int = 1,
+        local_batch: int = 1,
+        world_size: int = 1,
+        chunk_size: int = 256,
+    ):
         super().__init__()
         if loss_reduction not in REDUCTIONS:
             raise ValueError(f"sft.loss_reduction={loss_reduction!r} is not one of {list(REDUCTIONS)}")
@@ -55,8 +68,7 @@ class SFTModule(L.LightningModule):
             return 0.0, 0.0, 0.0
         if self._order is None or self._order[0] != self.sampler.epoch:
             self._order = (self.sampler.epoch, self.sampler.padded_order(self.sampler.epoch))
-        window = step_window(self._order[1], self.local_batch, self.world_size, self.accumulate,
-                             self.sampler.consumed)
+        window = step_window(self._order[1], self.local_batch, self.world_size, self.accumulate, self.sampler.consumed)
         counts = [self.target_tokens[i] for i in window]
         return float(sum(counts)), float(sum(c > 0 for c in counts)), float(self.accumulate * self.world_size)
 
@@ -86,8 +98,7 @@ class SFTModule(L.LightningModule):
     def configure_optimizers(self) -> Any:
         params = [p for p in self.model.parameters() if p.requires_grad]
         opt = distributed.adamw(params, self.lr, self.weight_decay, self._trainer)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: warmup_cosine(s, self.total_steps, self.warmup))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, self.total_steps, self.warmup))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

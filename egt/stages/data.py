@@ -1,4 +1,5 @@
 """data stage: build the preference data set (splits sft_pool, rl_pool, bench) as HF datasets."""
+
 from __future__ import annotations
 
 import json
@@ -21,16 +22,21 @@ VERSION = 1
 
 
 # DataConfig fields of outside data; left out of the world's key while unset (its keys stay as they were)
-OUTSIDE_KEYS = {k: getattr(DataConfig(), k) for k in ("sources", "path", "image_root", "seed", "decontaminate",
-                                                      "deduplicate", "contamination_benchmarks")}
+OUTSIDE_KEYS = {
+    k: getattr(DataConfig(), k)
+    for k in ("sources", "path", "image_root", "seed", "decontaminate", "deduplicate", "contamination_benchmarks")
+}
 
 
 def key_config(cfg: DictConfig) -> dict[str, Any]:
     """What the data set depends on: the config, and for outside sources a content fingerprint of
     each file (and of its image folder), so a file changed under the same path is not reused stale.
     ``data.num_proc`` is not in it (same rows), nor an unset ``data.mix``."""
-    conf = {k: v for k, v in to_container(cfg.data).items()
-            if k not in ("mix", "num_proc") and not (k in OUTSIDE_KEYS and v == OUTSIDE_KEYS[k])}
+    conf = {
+        k: v
+        for k, v in to_container(cfg.data).items()
+        if k not in ("mix", "num_proc") and not (k in OUTSIDE_KEYS and v == OUTSIDE_KEYS[k])
+    }
     from egt.data.mixture import active
 
     mix = active(to_container(cfg.data.mix) if cfg.data.get("mix") else {})
@@ -39,11 +45,13 @@ def key_config(cfg: DictConfig) -> dict[str, Any]:
     if cfg.data.sources:
         from egt.data.sources import fingerprint
 
-        conf["fingerprints"] = {split: [fingerprint(str(s["path"]), s.get("image_root") or cfg.data.image_root)
-                                        for s in (specs or [])]
-                                for split, specs in to_container(cfg.data.sources).items()}
-        conf["contamination"] = benchmark_fingerprints(list(cfg.data.contamination_benchmarks or []),
-                                                       cfg.eval.get("data_root"))
+        conf["fingerprints"] = {
+            split: [fingerprint(str(s["path"]), s.get("image_root") or cfg.data.image_root) for s in (specs or [])]
+            for split, specs in to_container(cfg.data.sources).items()
+        }
+        conf["contamination"] = benchmark_fingerprints(
+            list(cfg.data.contamination_benchmarks or []), cfg.eval.get("data_root")
+        )
     return conf
 
 
@@ -97,15 +105,24 @@ def run(cfg: DictConfig, pipe) -> dict[str, Any]:
             art.finish(summary)
         summary = art.summary
     flat = {f"{s}_n": summary[s]["n"] for s in SPLITS if s in summary}
-    return {"key": key, "path": str(art.path), "reused": art.reused, "summary": flat,
-            "splits": summary, "dataset_path": str(art.path / "dataset")}
+    return {
+        "key": key,
+        "path": str(art.path),
+        "reused": art.reused,
+        "summary": flat,
+        "splits": summary,
+        "dataset_path": str(art.path / "dataset"),
+    }
 
 
 def summary_line(summary: dict[str, Any]) -> str:
     """The stage's line in the end-of-run summary (egt.pipeline.format_summary): the size of each split."""
     s = summary
-    counts = {k: (v.get("n") if isinstance(v, dict) else s.get(f"{k}_n")) for k, v in s.items()
-              if k in ("sft_pool", "rl_pool", "bench")}
+    counts = {
+        k: (v.get("n") if isinstance(v, dict) else s.get(f"{k}_n"))
+        for k, v in s.items()
+        if k in ("sft_pool", "rl_pool", "bench")
+    }
     counts.update({k[:-2]: v for k, v in s.items() if k in ("sft_pool_n", "rl_pool_n", "bench_n")})
     return ", ".join(f"{k} {v:,}" for k, v in counts.items() if isinstance(v, int))
 

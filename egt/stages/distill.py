@@ -1,4 +1,5 @@
 """distill stage (paper §2.2): teacher trajectories for sft_pool through the fidelity filter."""
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,17 @@ def _distil(cfg: DictConfig, teacher: Teacher, samples: list[dict], journal: Jou
         log.info("[distill] resuming: %d of %d samples already decided (%d kept)", len(decided), len(samples), kept)
     budget = RequestBudget(d.max_requests)
     with Timer() as t, DistillProgress(len(samples) - len(decided), d.max_attempts, kept, len(decided) - kept) as bar:
-        state = run_fidelity_filter(teacher, samples, journal, d.max_attempts, d.batch_size, progress=bar,
-                                    concurrency=d.concurrency, budget=budget, on_bad_sample=cfg.data.on_bad_sample)
+        state = run_fidelity_filter(
+            teacher,
+            samples,
+            journal,
+            d.max_attempts,
+            d.batch_size,
+            progress=bar,
+            concurrency=d.concurrency,
+            budget=budget,
+            on_bad_sample=cfg.data.on_bad_sample,
+        )
     return state, t.seconds
 
 
@@ -76,12 +86,13 @@ def run(cfg: DictConfig, pipe) -> dict[str, Any]:
     data = pipe.get("data")
     if (data.get("splits") or {}).get("sft_pool", {}).get("n") == 0:  # before any artifact is opened
         only_rl = ": R1-Reward-RL is an RL pool only" if cfg.data.name == "r1_reward_rl" else ""
-        raise ConfigError(f"distill: the data set's sft_pool is empty (data={cfg.data.name}{only_rl}): give the "
-                          "judge to start RL from (sft.model_path=…), or SFT sources "
-                          "(data.sources.sft_pool=[{path: …}], docs/data.md)")
+        raise ConfigError(
+            f"distill: the data set's sft_pool is empty (data={cfg.data.name}{only_rl}): give the "
+            "judge to start RL from (sft.model_path=…), or SFT sources "
+            "(data.sources.sft_pool=[{path: …}], docs/data.md)"
+        )
     teacher = make_teacher(cfg)
-    conf = {"teacher": teacher.public_config(), "max_attempts": cfg.distill.max_attempts,
-            "limit": cfg.distill.limit}
+    conf = {"teacher": teacher.public_config(), "max_attempts": cfg.distill.max_attempts, "limit": cfg.distill.limit}
     key = make_key("distill", conf, upstream={"data": data["key"]}, version=VERSION)
     with pipe.store.open("distill", key) as art:
         if not art.reused:
@@ -95,14 +106,22 @@ def run(cfg: DictConfig, pipe) -> dict[str, Any]:
             stats.update(noise_breakdown(samples, set(state.kept)))
             # one row per kept sample id, from the journal: a resumed run cannot duplicate one
             kept = [state.kept[s["id"]] for s in samples if s["id"] in state.kept]
-            cols = {"id": [r["id"] for r in kept], "target": [r["output"] for r in kept],
-                    "attempts": [r["attempt"] for r in kept]}
+            cols = {
+                "id": [r["id"] for r in kept],
+                "target": [r["output"] for r in kept],
+                "attempts": [r["attempt"] for r in kept],
+            }
             save_dataset_atomic(Dataset.from_dict(cols, features=TRAJECTORY_FEATURES), art.path / "trajectories")
             write_json_atomic(art.path / "stats.json", stats)
             log.info("[distill] %s", stats)
             art.finish(stats, {"config": conf})
-    return {"key": key, "path": str(art.path), "reused": art.reused, "summary": art.summary,
-            "trajectories_path": str(art.path / "trajectories")}
+    return {
+        "key": key,
+        "path": str(art.path),
+        "reused": art.reused,
+        "summary": art.summary,
+        "trajectories_path": str(art.path / "trajectories"),
+    }
 
 
 def summary_line(summary: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ eval settings) under ``<artifacts>/eval/<key>/``: ``journal.jsonl`` (resume),
 ``predictions.jsonl``, ``metrics.json``; a copy of each ``metrics.json`` goes to the
 Hydra run dir (``eval/<model>/<benchmark>/``) so ``python -m egt.report <run dir>`` finds it.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,16 @@ VERSION = 1
 # eval settings that do not change what is generated or how it is scored (batch_size: greedy, and sampled
 # draws come from per-(view, vote) streams, egt.eval.generation.row_seed; only floating-point batching
 # effects remain, as for greedy)
-NOT_IN_KEY = ("model_path", "model_label", "models", "benchmarks", "optional_benchmarks", "data_root", "batch_size",
-              "position_bias")
+NOT_IN_KEY = (
+    "model_path",
+    "model_label",
+    "models",
+    "benchmarks",
+    "optional_benchmarks",
+    "data_root",
+    "batch_size",
+    "position_bias",
+)
 
 
 def make_benchmark(spec: Any, cfg: DictConfig) -> Benchmark:
@@ -65,8 +74,9 @@ def _models(cfg: DictConfig, pipe: Any) -> list[dict[str, Any]]:
     if e.model_path:
         path = Path(e.model_path).expanduser().resolve()
         label = e.model_label or (path.parent.name if path.name == "model" else path.name)
-        return [{"label": label, "path": str(path),
-                 "identity": {"path": str(path), "content": content_fingerprint(path)}}]  # retrained in place: new
+        return [
+            {"label": label, "path": str(path), "identity": {"path": str(path), "content": content_fingerprint(path)}}
+        ]  # retrained in place: new
     stages = [str(s) for s in cfg.stages]
     out = []
     for name in e.models:
@@ -75,14 +85,17 @@ def _models(cfg: DictConfig, pipe: Any) -> list[dict[str, Any]]:
         r = pipe.get(str(name))
         out.append({"label": str(name), "path": r["model_path"], "identity": {"stage": name, "key": r["key"]}})
     if not out:
-        raise ValueError(f"eval: no model to evaluate (eval.models={list(e.models)}, stages={stages}); "
-                         "set eval.model_path=/path/to/model")
+        raise ValueError(
+            f"eval: no model to evaluate (eval.models={list(e.models)}, stages={stages}); "
+            "set eval.model_path=/path/to/model"
+        )
     return out
 
 
 def _run_dir() -> Optional[Path]:
     try:
         from hydra.core.hydra_config import HydraConfig
+
         return Path(HydraConfig.get().runtime.output_dir)
     except Exception:  # not under @hydra.main (tests, notebooks)
         return None
@@ -103,8 +116,13 @@ class _LazyJudge:
             model, processor = load_for_inference(self.path, self.cfg)
             model = model.to(distributed.device(self.cfg))  # this rank's GPU (views are sharded over ranks)
             e = self.cfg.eval
-            encoder = ChatEncoder(processor, template=self.cfg.data.template, max_length=e.max_length,
-                                  length_key="eval.max_length", skip_key="eval.on_bad_sample")
+            encoder = ChatEncoder(
+                processor,
+                template=self.cfg.data.template,
+                max_length=e.max_length,
+                length_key="eval.max_length",
+                skip_key="eval.on_bad_sample",
+            )
             self.judge = HFJudge(model, encoder, e.max_new_tokens, e.temperature, e.seed, to_container(e.generation))
         return self.judge
 
@@ -117,6 +135,7 @@ def key_conf(cfg: DictConfig, bench: Benchmark) -> dict[str, Any]:
     settings = {k: v for k, v in to_container(e).items() if k not in NOT_IN_KEY}
     settings["template"] = template_key(cfg.data.template)
     from egt.models.resolve import pixel_budget
+
     settings.update(pixel_budget(cfg))  # only when set: keys without a budget are unchanged
     if e.temperature > 0:
         settings["sampling_streams"] = "per-view-vote"
@@ -124,8 +143,9 @@ def key_conf(cfg: DictConfig, bench: Benchmark) -> dict[str, Any]:
     return {"benchmark": bench_id, "fingerprint": bench.fingerprint(), "settings": settings}
 
 
-def evaluate_one(cfg: DictConfig, pipe: Any, model: dict[str, Any], bench: Benchmark, items: list[dict],
-                 judge: _LazyJudge) -> dict[str, Any]:
+def evaluate_one(
+    cfg: DictConfig, pipe: Any, model: dict[str, Any], bench: Benchmark, items: list[dict], judge: _LazyJudge
+) -> dict[str, Any]:
     from egt.eval.runner import evaluate
 
     e = cfg.eval
@@ -134,35 +154,70 @@ def evaluate_one(cfg: DictConfig, pipe: Any, model: dict[str, Any], bench: Bench
     with pipe.store.open("eval", key, ranks="all") as art:
         if not art.reused:
             if distributed.world_size() == 1:
-                metrics, records, info = evaluate(bench, items, judge.get(), Journal(art.path / "journal.jsonl"),
-                                                  order=e.order, votes=e.votes, batch_size=e.batch_size,
-                                                  on_bad_sample=e.on_bad_sample, seed=e.seed)
+                metrics, records, info = evaluate(
+                    bench,
+                    items,
+                    judge.get(),
+                    Journal(art.path / "journal.jsonl"),
+                    order=e.order,
+                    votes=e.votes,
+                    batch_size=e.batch_size,
+                    on_bad_sample=e.on_bad_sample,
+                    seed=e.seed,
+                )
             else:
                 merged = _evaluate_sharded(cfg, bench, items, judge, art.path)
                 if merged is None:  # not rank 0: its views are journalled, rank 0 scores
                     art.finish({})
-                    return {"key": key, "path": str(art.path), "reused": False, "summary": {},
-                            "metrics_path": str(art.path / "metrics.json")}
+                    return {
+                        "key": key,
+                        "path": str(art.path),
+                        "reused": False,
+                        "summary": {},
+                        "metrics_path": str(art.path / "metrics.json"),
+                    }
                 metrics, records, info = merged
             with open(art.path / "predictions.jsonl", "w", encoding="utf-8") as fh:
                 for r in records:
                     fh.write(json.dumps(r, sort_keys=True) + "\n")
-            result = {"key": key, "benchmark": {**bench.describe(), "fingerprint": conf["fingerprint"],
-                                                 "n_items": len(items)},
-                      "model": {k: model[k] for k in ("label", "path", "identity")},
-                      "eval_config": {**to_container(e), "template": cfg.data.template},
-                      "metrics": metrics, "run": info, "finished_at": time.time()}
+            result = {
+                "key": key,
+                "benchmark": {**bench.describe(), "fingerprint": conf["fingerprint"], "n_items": len(items)},
+                "model": {k: model[k] for k in ("label", "path", "identity")},
+                "eval_config": {**to_container(e), "template": cfg.data.template},
+                "metrics": metrics,
+                "run": info,
+                "finished_at": time.time(),
+            }
             write_json_atomic(art.path / "metrics.json", result)
-            debiased = ("" if "order/debiased/overall" not in metrics else
-                        f", overall={metrics['overall']} debiased={metrics['order/debiased/overall']} "
-                        f"position consistency={metrics['order/position_consistency']}")
-            log.info("[eval] %s on %s: %s=%s%s (%d items, %s generations/s)", model["label"], bench.name,
-                     bench.headline_key, metrics.get("headline"), debiased, len(items), info["generations_per_s"])
-            art.finish({"headline": metrics.get("headline"), "overall": metrics.get("overall"),
-                        "debiased": metrics.get("order/debiased/overall"),
-                        "position_consistency": metrics.get("order/position_consistency"),
-                        "parse_failures": metrics.get("parse_failures"), "n": metrics.get("n"),
-                        "generations_per_s": info["generations_per_s"]}, {"config": conf})
+            debiased = (
+                ""
+                if "order/debiased/overall" not in metrics
+                else f", overall={metrics['overall']} debiased={metrics['order/debiased/overall']} "
+                f"position consistency={metrics['order/position_consistency']}"
+            )
+            log.info(
+                "[eval] %s on %s: %s=%s%s (%d items, %s generations/s)",
+                model["label"],
+                bench.name,
+                bench.headline_key,
+                metrics.get("headline"),
+                debiased,
+                len(items),
+                info["generations_per_s"],
+            )
+            art.finish(
+                {
+                    "headline": metrics.get("headline"),
+                    "overall": metrics.get("overall"),
+                    "debiased": metrics.get("order/debiased/overall"),
+                    "position_consistency": metrics.get("order/position_consistency"),
+                    "parse_failures": metrics.get("parse_failures"),
+                    "n": metrics.get("n"),
+                    "generations_per_s": info["generations_per_s"],
+                },
+                {"config": conf},
+            )
     if distributed.is_main():
         warn_position_bias(cfg, f"{model['label']} on {bench.name}", art.path / "metrics.json")
     run_dir = _run_dir()
@@ -170,8 +225,13 @@ def evaluate_one(cfg: DictConfig, pipe: Any, model: dict[str, Any], bench: Bench
         dst = run_dir / "eval" / model["label"] / bench.name / "metrics.json"
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(art.path / "metrics.json", dst)
-    return {"key": key, "path": str(art.path), "reused": art.reused, "summary": art.summary,
-            "metrics_path": str(art.path / "metrics.json")}
+    return {
+        "key": key,
+        "path": str(art.path),
+        "reused": art.reused,
+        "summary": art.summary,
+        "metrics_path": str(art.path / "metrics.json"),
+    }
 
 
 def warn_position_bias(cfg: DictConfig, what: str, metrics_path: Path) -> list[str]:
@@ -181,9 +241,14 @@ def warn_position_bias(cfg: DictConfig, what: str, metrics_path: Path) -> list[s
     reasons = position_bias(m, **to_container(cfg.eval.position_bias))
     if reasons:
         off, deb = m.get("overall"), m.get("order/debiased/overall")
-        log.warning("[eval] position-biased judge: %s: %s. Official overall %s vs position-debiased %s "
-                    "(mean over both orders); Table 1 marks it with a dagger", what, "; ".join(reasons),
-                    _pct(off), _pct(deb))
+        log.warning(
+            "[eval] position-biased judge: %s: %s. Official overall %s vs position-debiased %s "
+            "(mean over both orders); Table 1 marks it with a dagger",
+            what,
+            "; ".join(reasons),
+            _pct(off),
+            _pct(deb),
+        )
     return reasons
 
 
@@ -191,15 +256,26 @@ def _pct(x: Optional[float]) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}%"
 
 
-def _evaluate_sharded(cfg: DictConfig, bench: Benchmark, items: list[dict], judge: _LazyJudge,
-                      out: Path) -> Optional[tuple[dict, list[dict], dict]]:
+def _evaluate_sharded(
+    cfg: DictConfig, bench: Benchmark, items: list[dict], judge: _LazyJudge, out: Path
+) -> Optional[tuple[dict, list[dict], dict]]:
     """Each rank generates its share of the views; rank 0 merges every journal and scores them."""
     from egt.eval.runner import generate_shard, merge_shards
 
     e = cfg.eval
-    info = generate_shard(bench, items, judge.get(), out, distributed.rank(), distributed.world_size(),
-                          order=e.order, votes=e.votes, batch_size=e.batch_size, on_bad_sample=e.on_bad_sample,
-                          seed=e.seed)
+    info = generate_shard(
+        bench,
+        items,
+        judge.get(),
+        out,
+        distributed.rank(),
+        distributed.world_size(),
+        order=e.order,
+        votes=e.votes,
+        batch_size=e.batch_size,
+        on_bad_sample=e.on_bad_sample,
+        seed=e.seed,
+    )
     infos = distributed.all_gather(info)  # also: every journal is complete
     if not distributed.is_main():
         return None
@@ -214,14 +290,19 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
             source = pipe.get(bench.source_stage)
             bench.use_dataset(source["dataset_path"], source["key"])
             if (source.get("splits") or {}).get(getattr(bench, "split", None), {}).get("n") == 0:
-                log.warning("[eval] %s: the data set has no %s split (data=%s): not evaluated; the real benchmarks "
-                            "are evaluated when their files are under eval.data_root (docs/evaluation.md)",
-                            bench.name, bench.split, cfg.data.name)
+                log.warning(
+                    "[eval] %s: the data set has no %s split (data=%s): not evaluated; the real benchmarks "
+                    "are evaluated when their files are under eval.data_root (docs/evaluation.md)",
+                    bench.name,
+                    bench.split,
+                    cfg.data.name,
+                )
                 continue
         loaded.append((bench, bench.load(cfg.eval.data_root)))
         if bench.skipped:
-            log.warning("[eval] %s: skipped %d bad rows %s", bench.name, sum(bench.skipped.values()),
-                        dict(bench.skipped))
+            log.warning(
+                "[eval] %s: skipped %d bad rows %s", bench.name, sum(bench.skipped.values()), dict(bench.skipped)
+            )
     results: dict[str, Any] = {}
     summary: dict[str, Any] = {}
     for model in models:
@@ -235,8 +316,13 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     if first is not None:
         summary["headline"] = summary[f"{models[-1]['label']}/{first.name}"]
     keys = sorted(r["key"] for r in results.values())
-    return {"key": make_key("eval", keys, version=VERSION), "path": str(pipe.store.root / "eval"),
-            "reused": all(r["reused"] for r in results.values()), "summary": summary, "results": results}
+    return {
+        "key": make_key("eval", keys, version=VERSION),
+        "path": str(pipe.store.root / "eval"),
+        "reused": all(r["reused"] for r in results.values()),
+        "summary": summary,
+        "results": results,
+    }
 
 
 def summary_line(summary: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ Raises:
     FileNotFoundError: ``model.path`` names no directory.
     ValueError: ``model.build.kind`` is unknown.
 """
+
 from __future__ import annotations
 
 import logging
@@ -51,13 +52,20 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     if cfg.model.path:
         path = Path(cfg.model.path).expanduser().resolve()
         if not path.is_dir():
-            raise FileNotFoundError(f"model.path={cfg.model.path}: no such directory (a local HF model directory "
-                                    f"with config.json; unset model.path to build the {cfg.model.name!r} model)")
+            raise FileNotFoundError(
+                f"model.path={cfg.model.path}: no such directory (a local HF model directory "
+                f"with config.json; unset model.path to build the {cfg.model.name!r} model)"
+            )
         identity = {"path": str(path), "content": content_fingerprint(path)}
         log.info("[model] %s (checkpoint, content %s)", path, identity["content"][:12])
-        return {"key": f"external-{identity['content']}", "path": str(path), "reused": True,
-                "summary": {"source": "model.path", "name": cfg.model.name}, "model_path": str(path),
-                "identity": identity}
+        return {
+            "key": f"external-{identity['content']}",
+            "path": str(path),
+            "reused": True,
+            "summary": {"source": "model.path", "name": cfg.model.name},
+            "model_path": str(path),
+            "identity": identity,
+        }
     from egt.models.builder import TinyVLMSpec
 
     build = to_container(cfg.model.build)
@@ -72,18 +80,28 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
         if not art.reused:
             if kind == "qwen2_5_vl_replica":
                 from egt.models.replica import build_qwen2_5_vl_replica
+
                 build_qwen2_5_vl_replica(art.path / "model", TinyVLMSpec(**build))
             else:
                 from egt.data.world import WorldConfig
                 from egt.models.builder import build_tiny_vlm
                 from egt.models.corpus import world_corpus
-                build_tiny_vlm(art.path / "model", TinyVLMSpec(**build),
-                               world_corpus(WorldConfig(seed=0), n=CORPUS_LINES))
+
+                build_tiny_vlm(
+                    art.path / "model", TinyVLMSpec(**build), world_corpus(WorldConfig(seed=0), n=CORPUS_LINES)
+                )
             from egt.models.resolve import load_configured
+
             n_params = sum(p.numel() for p in load_configured(art.path / "model", cfg).parameters())
             art.finish({"name": cfg.model.name, "kind": kind, "parameters": n_params})
-    return {"key": key, "path": str(art.path), "reused": art.reused, "summary": art.summary,
-            "model_path": str(art.path / "model"), "identity": {"built": art.path.name}}
+    return {
+        "key": key,
+        "path": str(art.path),
+        "reused": art.reused,
+        "summary": art.summary,
+        "model_path": str(art.path / "model"),
+        "identity": {"built": art.path.name},
+    }
 
 
 def summary_line(summary: dict[str, Any]) -> str:

@@ -6,6 +6,7 @@ per-shard parquet files it was assembled from (a killed probe resumes from
 the last finished shard). ``probe.model_path`` probes with any local HF VLM
 instead of the sft stage's model; ``probe.table_path`` uses an outside table.
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,10 +54,13 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     p = cfg.probe
     if p.table_path:
         log.info("[probe] using outside probe table %s", p.table_path)
-        return {"key": make_key("probe", {"table_path": str(p.table_path),
-                                          "content": content_fingerprint(p.table_path)}),
-                "path": str(Path(p.table_path).parent),
-                "reused": True, "summary": {}, "table_path": str(p.table_path)}
+        return {
+            "key": make_key("probe", {"table_path": str(p.table_path), "content": content_fingerprint(p.table_path)}),
+            "path": str(Path(p.table_path).parent),
+            "reused": True,
+            "summary": {},
+            "table_path": str(p.table_path),
+        }
     data = pipe.get("data")
     model_path, model_id = _model(cfg, pipe)
     conf = key_config(cfg)
@@ -66,8 +70,14 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
         if not art.reused:
             summary = probe(cfg, art.path, model_path, data, distributed.rank(), distributed.world_size())
             art.finish(summary, {"config": conf, "upstream": upstream})  # rank 0 writes
-    return {"key": key, "path": str(art.path), "reused": art.reused, "summary": art.summary,
-            "table_path": str(art.path / "probe.parquet"), "figure_path": str(art.path / "fig2.png")}
+    return {
+        "key": key,
+        "path": str(art.path),
+        "reused": art.reused,
+        "summary": art.summary,
+        "table_path": str(art.path / "probe.parquet"),
+        "figure_path": str(art.path / "fig2.png"),
+    }
 
 
 def summary_line(summary: dict[str, Any]) -> str:
@@ -75,8 +85,10 @@ def summary_line(summary: dict[str, Any]) -> str:
     s = summary
     if "n" not in s:
         return ""
-    return (f"{s['n']:,} samples, accuracy {pct(s.get('accuracy'))}; answer entropy: Spearman rho vs accuracy "
-            f"{num(s.get('spearman_answer'))}, flipped-label AUROC {num(s.get('answer_flipped_auroc'))}")
+    return (
+        f"{s['n']:,} samples, accuracy {pct(s.get('accuracy'))}; answer entropy: Spearman rho vs accuracy "
+        f"{num(s.get('spearman_answer'))}, flipped-label AUROC {num(s.get('answer_flipped_auroc'))}"
+    )
 
 
 def key_config(cfg: DictConfig) -> dict[str, Any]:
@@ -93,8 +105,12 @@ def key_config(cfg: DictConfig) -> dict[str, Any]:
         conf.pop("both_orders", None)  # only when true: the shown-order probe keeps its key
     if conf.get("entropy_from", "teacher_forced") == "teacher_forced":
         conf.pop("entropy_from", None)  # likewise: only the non-default source is in the key
-    conf.update(template=template_key(cfg.data.template), dtype=cfg.model.dtype,
-                seed=cfg.seed if p.temperature > 0 else None, **pixel_budget(cfg))
+    conf.update(
+        template=template_key(cfg.data.template),
+        dtype=cfg.model.dtype,
+        seed=cfg.seed if p.temperature > 0 else None,
+        **pixel_budget(cfg),
+    )
     if p.temperature > 0:
         conf.update(batch_size=p.batch_size, shard_size=p.shard_size)
     if str(cfg.model.dtype) != "float32" and "entropy_from" not in conf:
@@ -102,8 +118,9 @@ def key_config(cfg: DictConfig) -> dict[str, Any]:
     return conf
 
 
-def probe(cfg: DictConfig, out: Path, model_path: str, data: dict, rank: int = 0,
-          world_size: int = 1) -> dict[str, Any]:
+def probe(
+    cfg: DictConfig, out: Path, model_path: str, data: dict, rank: int = 0, world_size: int = 1
+) -> dict[str, Any]:
     """Probe this rank's shards (round robin); after a barrier rank 0 merges every shard into
     ``probe.parquet`` — the table one process writes — and summarises (others return ``{}``)."""
     p = cfg.probe
@@ -115,8 +132,7 @@ def probe(cfg: DictConfig, out: Path, model_path: str, data: dict, rank: int = 0
         ds = ds.select(range(min(p.limit, len(ds))))
     model, processor = load_for_inference(model_path, cfg)
     model = model.to(distributed.device(cfg))
-    encoder = ChatEncoder(processor, template=cfg.data.template, max_length=p.max_length,
-                          length_key="probe.max_length")
+    encoder = ChatEncoder(processor, template=cfg.data.template, max_length=p.max_length, length_key="probe.max_length")
     all_shards = shard_ranges(len(ds), p.shard_size)
     mine = shards_for_rank(all_shards, rank, world_size)
     logger = make_logger(cfg, "probe") if rank == 0 else None
@@ -136,9 +152,13 @@ def probe(cfg: DictConfig, out: Path, model_path: str, data: dict, rank: int = 0
         counts = {k: sum(c[k] for c, _, _ in ranks) for k in counts}
         n_computed = None if any(n is None for _, n, _ in ranks) else sum(n for _, n, _ in ranks)
         seconds = max(sec for _, _, sec in ranks)
-        summary.update(counts, probe_seconds=round(seconds, 1), processes=world_size,
-                       samples_per_s=round(n_computed / seconds, 2) if n_computed and seconds > 0 else None,
-                       **image_tokens(encoder))
+        summary.update(
+            counts,
+            probe_seconds=round(seconds, 1),
+            processes=world_size,
+            samples_per_s=round(n_computed / seconds, 2) if n_computed and seconds > 0 else None,
+            **image_tokens(encoder),
+        )
         log_metrics(logger, {f"probe/{k}": v for k, v in summary.items()})
         log.info("[probe] %s", summary)
         status = "success"
@@ -160,16 +180,19 @@ def summarize(table: pd.DataFrame, bins: int, out: Path) -> dict[str, Any]:
     write_json_atomic(out / "fig2.json", {"bins": df.to_dict(orient="records"), "spearman": rho})
     right = table["correct_score"] >= 0.5
     s: dict[str, Any] = {
-        "n": int(len(table)), "no_answer": int((~np.isfinite(table["answer_entropy"])).sum()),
+        "n": int(len(table)),
+        "no_answer": int((~np.isfinite(table["answer_entropy"])).sum()),
         "accuracy": round(float(table["correct_score"].mean()), 4),
         "format_ok": round(float(table["format_ok"].mean()), 4),
-        "answer_entropy": _mean(table["answer_entropy"]), "sentence_entropy": _mean(table["sentence_entropy"]),
+        "answer_entropy": _mean(table["answer_entropy"]),
+        "sentence_entropy": _mean(table["sentence_entropy"]),
         "reasoning_entropy": _mean(table["reasoning_entropy"]) if "reasoning_entropy" in table else None,
         "answer_entropy_right": _mean(table.loc[right, "answer_entropy"]),
         "answer_entropy_wrong": _mean(table.loc[~right, "answer_entropy"]),
         "sentence_entropy_right": _mean(table.loc[right, "sentence_entropy"]),
         "sentence_entropy_wrong": _mean(table.loc[~right, "sentence_entropy"]),
-        "spearman_answer": rho.get("answer"), "spearman_sentence": rho.get("sentence"),
+        "spearman_answer": rho.get("answer"),
+        "spearman_sentence": rho.get("sentence"),
         "gen_length": round(float(np.mean([sum(g) / len(g) for g in table["gen_lengths"]])), 1),
     }
     for score in (AnswerEntropy(), SentenceEntropy()):

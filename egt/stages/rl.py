@@ -8,6 +8,7 @@ sample ids of each step and a few completions) and, with ``rl.eval_n > 0``, ``be
 Killed runs resume from ``checkpoints/last.ckpt`` (optimizer, scheduler, sampler position,
 rollout counter that seeds the RNG).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -50,8 +51,17 @@ log = logging.getLogger(__name__)
 REQUIRES = ("data", "sft", "probe", "select")  # the stages this one may ask the pipeline for (egt.stages)
 VERSION = 1
 # Settings that change how RL is run or reported, not the model it produces.
-NOT_IN_KEY = ("checkpoint_every_n_steps", "log_examples", "eval_n", "eval_max_new_tokens", "eval_batch_size",
-              "selection_path", "logprob_batch_size", "logprob_chunk_size", "shared_prompt_pass")
+NOT_IN_KEY = (
+    "checkpoint_every_n_steps",
+    "log_examples",
+    "eval_n",
+    "eval_max_new_tokens",
+    "eval_batch_size",
+    "selection_path",
+    "logprob_batch_size",
+    "logprob_chunk_size",
+    "shared_prompt_pass",
+)
 
 
 class RolloutCheckpoint(Callback):
@@ -71,10 +81,16 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     rl_pool = data_stage.load(data)["rl_pool"]
     selection, select_key = load_selection(cfg, pipe)
     conf = {k: v for k, v in to_container(cfg.rl).items() if k not in NOT_IN_KEY}
-    conf.update(reward=config_container(cfg.reward),  # redacted: a judge's secrets as ***, variables by name
-                seed=rl_seed(cfg), template=template_key(cfg.data.template),
-                on_bad_sample=cfg.data.on_bad_sample, trainer=to_container(cfg.trainer), dtype=cfg.model.dtype,
-                freeze_vision=cfg.model.freeze_vision, **pixel_budget(cfg))
+    conf.update(
+        reward=config_container(cfg.reward),  # redacted: a judge's secrets as ***, variables by name
+        seed=rl_seed(cfg),
+        template=template_key(cfg.data.template),
+        on_bad_sample=cfg.data.on_bad_sample,
+        trainer=to_container(cfg.trainer),
+        dtype=cfg.model.dtype,
+        freeze_vision=cfg.model.freeze_vision,
+        **pixel_budget(cfg),
+    )
     sft_id = sft["key"]  # an outside model's key is its content fingerprint
     upstream = {"data": data["key"], "sft": sft_id, "select": select_key}
     reprobe = reprobe_settings(cfg)
@@ -94,8 +110,13 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
                 ds = ordered_samples(rl_pool, selection, cfg)
             summary = train(cfg, art.path, Path(sft["model_path"]), ds, selection, data, online)
             art.finish(summary, {"config": conf, "upstream": upstream})  # rank 0 writes
-    return {"key": key, "path": str(art.path), "reused": art.reused, "summary": art.summary,
-            "model_path": str(art.path / "model")}
+    return {
+        "key": key,
+        "path": str(art.path),
+        "reused": art.reused,
+        "summary": art.summary,
+        "model_path": str(art.path / "model"),
+    }
 
 
 def summary_line(summary: dict[str, Any]) -> str:
@@ -117,9 +138,15 @@ def rl_seed(cfg: DictConfig) -> int:
 def reprobe_key(cfg: DictConfig, reprobe: Reprobe) -> dict[str, Any]:
     """What the online curriculum adds to the RL key (nothing for the static one): its settings, the
     probe settings of the re-probes and the score / method / curriculum that re-rank."""
-    return {"reprobe_every": reprobe.every, "online_selection": reprobe.online_selection,
-            "max_change": reprobe.max_change, "probe": probe_key(cfg), "entropy": to_container(cfg.entropy),
-            "selection": to_container(cfg.selection), "curriculum": to_container(cfg.curriculum)}
+    return {
+        "reprobe_every": reprobe.every,
+        "online_selection": reprobe.online_selection,
+        "max_change": reprobe.max_change,
+        "probe": probe_key(cfg),
+        "entropy": to_container(cfg.entropy),
+        "selection": to_container(cfg.selection),
+        "curriculum": to_container(cfg.curriculum),
+    }
 
 
 def load_selection(cfg: DictConfig, pipe: Any) -> tuple[dict[str, Any], str]:
@@ -137,24 +164,31 @@ def ordered_samples(rl_pool: Dataset, selection: dict[str, Any], cfg: DictConfig
     """rl_pool rows in the selection's order (row i = selection["ids"][i])."""
     ids = [str(i) for i in selection.get("ids") or []]
     if not ids:
-        raise ConfigError("the selection is empty: RL has nothing to train on. Select more samples "
-                          "(e.g. selection.fraction=0.15, selection.k=2500 or selection=all)")
+        raise ConfigError(
+            "the selection is empty: RL has nothing to train on. Select more samples "
+            "(e.g. selection.fraction=0.15, selection.k=2500 or selection=all)"
+        )
     where = {str(sid): i for i, sid in enumerate(rl_pool["id"])}
     missing = [i for i in ids if i not in where]
     if missing:
-        raise ValueError(f"{len(missing)} selected ids are not in rl_pool (e.g. {missing[:3]}): the selection was "
-                         "made on other data")
+        raise ValueError(
+            f"{len(missing)} selected ids are not in rl_pool (e.g. {missing[:3]}): the selection was made on other data"
+        )
     return rl_pool.select([where[i] for i in ids])
 
 
-def online_samples(cfg: DictConfig, rl_pool: Dataset, selection: dict[str, Any], reprobe: Reprobe,
-                   pool: dict[str, Any] | None) -> tuple[Dataset, dict[str, Any]]:
+def online_samples(
+    cfg: DictConfig, rl_pool: Dataset, selection: dict[str, Any], reprobe: Reprobe, pool: dict[str, Any] | None
+) -> tuple[Dataset, dict[str, Any]]:
     """The RL data set of an online curriculum and what :class:`egt.select.reprobe.OnlineOrder` needs:
     the selected samples in epoch 0's order, or (online selection) every sample of the probe stage's
     table, in its order, with epoch 0's selection among them."""
-    parts = {"score": build(cfg.entropy.score, EntropyScore, "entropy.score"),
-             "curriculum": build(cfg.curriculum.order, Curriculum, "curriculum.order"), "method": None,
-             "first_scores": _scores(selection)}
+    parts = {
+        "score": build(cfg.entropy.score, EntropyScore, "entropy.score"),
+        "curriculum": build(cfg.curriculum.order, Curriculum, "curriculum.order"),
+        "method": None,
+        "first_scores": _scores(selection),
+    }
     if pool is None:
         return ordered_samples(rl_pool, selection, cfg), parts
     table = pd.read_parquet(pool["table_path"])
@@ -183,8 +217,15 @@ def _as_list(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return batch
 
 
-def train(cfg: DictConfig, out: Path, model_path: Path, ds: Dataset, selection: dict[str, Any],
-          data: dict, online: dict[str, Any] | None = None) -> dict[str, Any]:
+def train(
+    cfg: DictConfig,
+    out: Path,
+    model_path: Path,
+    ds: Dataset,
+    selection: dict[str, Any],
+    data: dict,
+    online: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     r = cfg.rl
     model, processor = load_for_training(model_path, cfg)
     encoder = ChatEncoder(processor, template=cfg.data.template, max_length=r.max_length, length_key="rl.max_length")
@@ -201,9 +242,17 @@ def train(cfg: DictConfig, out: Path, model_path: Path, ds: Dataset, selection: 
     local_batch = distributed.split_batch(r.batch_size)  # rl.batch_size prompts per rollout over all ranks
     loader = DataLoader(ds, batch_size=local_batch, sampler=sampler, collate_fn=_as_list, num_workers=0)
     opt_steps = _plan(r, len(ds), math.ceil(len(sampler) / local_batch))
-    module = RLModule.from_config(cfg, model, encoder, sampler, ref_model=ref, scores=_scores(selection),
-                                  warmup_steps=int(r.warmup_ratio * opt_steps), seed=rl_seed(cfg),
-                                  max_rollouts=r.max_steps)
+    module = RLModule.from_config(
+        cfg,
+        model,
+        encoder,
+        sampler,
+        ref_model=ref,
+        scores=_scores(selection),
+        warmup_steps=int(r.warmup_ratio * opt_steps),
+        seed=rl_seed(cfg),
+        max_rollouts=r.max_steps,
+    )
     last = out / "checkpoints" / "last.ckpt"
     last.parent.mkdir(parents=True, exist_ok=True)
 
@@ -212,14 +261,23 @@ def train(cfg: DictConfig, out: Path, model_path: Path, ds: Dataset, selection: 
             return
         order.model, order.logger, order.step = module.model, logger, lambda: module.rollouts
         if getattr(trainer.strategy, "zero_stage_3", False) and trainer.world_size > 1:
-            raise ConfigError("curriculum.reprobe_every>0 under ZeRO-3 on several ranks is not supported yet (the "
-                              "re-probe's generate calls would differ in number across ranks); use deepspeed_zero2 "
-                              "or ddp, or curriculum.reprobe_every=0")
+            raise ConfigError(
+                "curriculum.reprobe_every>0 under ZeRO-3 on several ranks is not supported yet (the "
+                "re-probe's generate calls would differ in number across ranks); use deepspeed_zero2 "
+                "or ddp, or curriculum.reprobe_every=0"
+            )
 
     def summarize(trainer: L.Trainer, resumed: bool) -> dict[str, Any]:
-        summary = {"rank": trainer.global_rank, "n_selected": len(ds), "skipped": len(skipped),
-                   "steps": module.rollouts, "optimizer_steps": trainer.global_step, "resumed": resumed,
-                   "processes": trainer.world_size, **image_tokens(encoder)}
+        summary = {
+            "rank": trainer.global_rank,
+            "n_selected": len(ds),
+            "skipped": len(skipped),
+            "steps": module.rollouts,
+            "optimizer_steps": trainer.global_step,
+            "resumed": resumed,
+            "processes": trainer.world_size,
+            **image_tokens(encoder),
+        }
         if order is not None:
             summary.update(_reprobe_summary(order.summary(), _seconds_per_epoch(module.history)))
         return summary
@@ -227,22 +285,46 @@ def train(cfg: DictConfig, out: Path, model_path: Path, ds: Dataset, selection: 
     def finish(trainer: L.Trainer, logger: Any, state: dict | None) -> dict[str, Any]:
         return _finish(cfg, out, module, processor, data, logger, state)
 
-    return recipe.fit(cfg, "rl", module, out, loader, checkpoint=last,
-                      callbacks=[RolloutCheckpoint(last, r.checkpoint_every_n_steps)], progress_metric="rl/reward",
-                      summarize=summarize, finish=finish, before_fit=before_fit,
-                      clip_gradients=False,  # manual optimisation clips itself (rl.max_grad_norm)
-                      max_epochs=r.epochs, log_every_n_steps=1, enable_checkpointing=False, num_sanity_val_steps=0)
+    return recipe.fit(
+        cfg,
+        "rl",
+        module,
+        out,
+        loader,
+        checkpoint=last,
+        callbacks=[RolloutCheckpoint(last, r.checkpoint_every_n_steps)],
+        progress_metric="rl/reward",
+        summarize=summarize,
+        finish=finish,
+        before_fit=before_fit,
+        clip_gradients=False,  # manual optimisation clips itself (rl.max_grad_norm)
+        max_epochs=r.epochs,
+        log_every_n_steps=1,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+    )
 
 
-def _sampler(cfg: DictConfig, out: Path, ds: Dataset, processor: Any, selection: dict[str, Any],
-             online: dict[str, Any] | None) -> tuple[Any, OnlineOrder | None]:
+def _sampler(
+    cfg: DictConfig, out: Path, ds: Dataset, processor: Any, selection: dict[str, Any], online: dict[str, Any] | None
+) -> tuple[Any, OnlineOrder | None]:
     """This rank's sampler over ``ds``: the static curriculum's (egt.select.curriculum), or the online
     one's with the :class:`OnlineOrder` that re-probes (its model and logger are set before fit)."""
     if online is None:
         sampler, order = make_sampler(selection, len(ds)), None
     else:
-        order = OnlineOrder(cfg, out, ds, processor, reprobe_settings(cfg), [str(i) for i in selection["ids"]],
-                            online["first_scores"], online["score"], online["curriculum"], online["method"])
+        order = OnlineOrder(
+            cfg,
+            out,
+            ds,
+            processor,
+            reprobe_settings(cfg),
+            [str(i) for i in selection["ids"]],
+            online["first_scores"],
+            online["score"],
+            online["curriculum"],
+            online["method"],
+        )
         sampler = OnlineCurriculumSampler(len(selection["ids"]), order, seed=rl_seed(cfg))
         if cfg.rl.backend is not None and "vllm" in str(cfg.rl.backend.get("_target_", "")).lower():
             log.info("[rl] re-probes generate with the policy's HF model, not the vLLM engine")
@@ -255,10 +337,21 @@ def _plan(r: DictConfig, n: int, per_epoch: int) -> int:
     rollouts = min(r.max_steps, per_epoch * r.epochs) if r.max_steps > 0 else per_epoch * r.epochs
     opt_steps = rollouts * r.ppo_epochs * min(r.num_mini_batches, r.batch_size * r.group_size)
     if n % r.batch_size:
-        log.info("[rl] %d samples do not fill batches of %d: the last rollout batch of each epoch has %d prompts",
-                 n, r.batch_size, n % r.batch_size)
-    log.info("[rl] %d samples, %d rollout batches/epoch × %d epochs (%d rollouts), G=%d, %d optimizer steps",
-             n, per_epoch, r.epochs, rollouts, r.group_size, opt_steps)
+        log.info(
+            "[rl] %d samples do not fill batches of %d: the last rollout batch of each epoch has %d prompts",
+            n,
+            r.batch_size,
+            n % r.batch_size,
+        )
+    log.info(
+        "[rl] %d samples, %d rollout batches/epoch × %d epochs (%d rollouts), G=%d, %d optimizer steps",
+        n,
+        per_epoch,
+        r.epochs,
+        rollouts,
+        r.group_size,
+        opt_steps,
+    )
     return opt_steps
 
 
@@ -271,9 +364,13 @@ def _reprobe_summary(reprobes: list[dict[str, Any]], rl_seconds: list[float]) ->
     """The online curriculum's part of the RL summary: every re-probe (``reprobe``), seconds of RL per
     epoch beside seconds of re-probing, and the last re-probe's headline numbers as scalars (what the
     pipeline summary prints)."""
-    out: dict[str, Any] = {"reprobe": reprobes, "rl_seconds_per_epoch": rl_seconds, "reprobes": len(reprobes),
-                           "reprobe_seconds": round(sum(r["seconds"] for r in reprobes), 1),
-                           "rl_seconds": round(sum(rl_seconds), 1)}
+    out: dict[str, Any] = {
+        "reprobe": reprobes,
+        "rl_seconds_per_epoch": rl_seconds,
+        "reprobes": len(reprobes),
+        "reprobe_seconds": round(sum(r["seconds"] for r in reprobes), 1),
+        "rl_seconds": round(sum(rl_seconds), 1),
+    }
     if reprobes:
         last = reprobes[-1]
         for k in ("spearman_first", "spearman_previous", "overlap_previous", "flipped_kept", "ambiguous_kept"):
@@ -290,8 +387,9 @@ def _seconds_per_epoch(history: list[dict[str, Any]]) -> list[float]:
     return [round(out.get(e, 0.0), 2) for e in range(max(out) + 1)] if out else []
 
 
-def _finish(cfg: DictConfig, out: Path, module: RLModule, processor: Any, data: dict, logger: Any,
-            state: dict | None = None) -> dict[str, Any]:
+def _finish(
+    cfg: DictConfig, out: Path, module: RLModule, processor: Any, data: dict, logger: Any, state: dict | None = None
+) -> dict[str, Any]:
     """Save the HF model dir atomically and the curves; measure the reloaded model on the bench."""
     save_model(out, module.model, processor, state)
     write_json_atomic(out / "curves.json", {"steps": module.history})

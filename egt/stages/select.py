@@ -7,6 +7,7 @@ config: ``-m entropy=answer,sentence,mix`` probes once and selects three ways.
 In the synthetic world the summary says how many flipped / ambiguous samples
 were kept and dropped.
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,8 +45,18 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
         if not art.reused:
             table = pd.read_parquet(probe["table_path"])
             s = cfg.selection
-            sel = select(table, score, method, curriculum, k=s.k, fraction=s.fraction, percentile_p=s.percentile,
-                         band=s.band, seed=s.seed, curriculum_seed=cfg.curriculum.seed)
+            sel = select(
+                table,
+                score,
+                method,
+                curriculum,
+                k=s.k,
+                fraction=s.fraction,
+                percentile_p=s.percentile,
+                band=s.band,
+                seed=s.seed,
+                curriculum_seed=cfg.curriculum.seed,
+            )
             summary = summarize(table, sel, score) | probe_cost(table, probe.get("summary") or {})
             write_json_atomic(art.path / "selection.json", sel)
             log.info(format_summary(summary))
@@ -55,8 +66,13 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
             finally:
                 close_logger(logger, "success")
             art.finish(summary, {"config": conf, "upstream": {"probe": probe["key"]}})
-    return {"key": key, "path": str(art.path), "reused": art.reused, "summary": art.summary,
-            "selection_path": str(art.path / "selection.json")}
+    return {
+        "key": key,
+        "path": str(art.path),
+        "reused": art.reused,
+        "summary": art.summary,
+        "selection_path": str(art.path / "selection.json"),
+    }
 
 
 def summary_line(summary: dict[str, Any]) -> str:
@@ -64,8 +80,12 @@ def summary_line(summary: dict[str, Any]) -> str:
     s = summary
     if "n_selected" not in s:
         return ""
-    noise = (f"; flipped kept {s['flipped_kept']} (pool rate {pct(s.get('flipped_rate'))}, "
-             f"kept {pct(s['flipped_kept'] / max(1, s['n_selected']))})" if "flipped_kept" in s else "")
+    noise = (
+        f"; flipped kept {s['flipped_kept']} (pool rate {pct(s.get('flipped_rate'))}, "
+        f"kept {pct(s['flipped_kept'] / max(1, s['n_selected']))})"
+        if "flipped_kept" in s
+        else ""
+    )
     cost = f"; probe {s['probe_draws']:,} outputs, {s.get('probe_seconds')} s" if "probe_draws" in s else ""
     return f"kept {s['n_selected']:,} of {s.get('n_pool', '?'):,} by {s.get('method')} on {s.get('score')}{noise}{cost}"
 
@@ -77,8 +97,11 @@ ONLINE_KEYS = {"selection": ("online", "max_change"), "curriculum": ("reprobe_ev
 
 def key_config(cfg: DictConfig) -> dict[str, Any]:
     """What selection.json depends on: the entropy, selection and curriculum groups, less ONLINE_KEYS."""
-    conf = {"entropy": to_container(cfg.entropy), "selection": to_container(cfg.selection),
-            "curriculum": to_container(cfg.curriculum)}
+    conf = {
+        "entropy": to_container(cfg.entropy),
+        "selection": to_container(cfg.selection),
+        "curriculum": to_container(cfg.curriculum),
+    }
     for group, keys in ONLINE_KEYS.items():
         for k in keys:
             conf[group].pop(k, None)
@@ -90,8 +113,12 @@ def summarize(table: pd.DataFrame, sel: dict[str, Any], score: EntropyScore) -> 
     scores = score(table)
     fin = np.isfinite(scores)
     out: dict[str, Any] = {
-        "method": sel["method"], "score": sel["score"], "curriculum": sel["curriculum"], "band": sel["band"],
-        "n_pool": int(len(table)), **({"n_candidates": sel["n_candidates"]} if "n_candidates" in sel else {}),
+        "method": sel["method"],
+        "score": sel["score"],
+        "curriculum": sel["curriculum"],
+        "band": sel["band"],
+        "n_pool": int(len(table)),
+        **({"n_candidates": sel["n_candidates"]} if "n_candidates" in sel else {}),
         "n_selected": int(kept.sum()),
         "score_kept_mean": round(float(scores[kept & fin].mean()), 4) if (kept & fin).any() else None,
         "score_dropped_mean": round(float(scores[~kept & fin].mean()), 4) if (~kept & fin).any() else None,
@@ -111,12 +138,16 @@ def probe_cost(table: pd.DataFrame, probe_summary: dict[str, Any]) -> dict[str, 
 
 
 def format_summary(s: dict[str, Any]) -> str:
-    lines = [f"[select] {s['method']} on {s['score']} entropy, band {s['band']}, curriculum {s['curriculum']}: "
-             f"kept {s['n_selected']} of {s['n_pool']} (mean score kept {s['score_kept_mean']}, "
-             f"dropped {s['score_dropped_mean']}; accuracy of kept {s['accuracy_kept']})"]
+    lines = [
+        f"[select] {s['method']} on {s['score']} entropy, band {s['band']}, curriculum {s['curriculum']}: "
+        f"kept {s['n_selected']} of {s['n_pool']} (mean score kept {s['score_kept_mean']}, "
+        f"dropped {s['score_dropped_mean']}; accuracy of kept {s['accuracy_kept']})"
+    ]
     if "flipped_kept" in s:
         for name in ("flipped", "ambiguous", "noisy"):
-            lines.append(f"[select]   {name:9s} kept {s[f'{name}_kept']:5d}  dropped {s[f'{name}_dropped']:5d}  "
-                         f"(rate in pool {s[f'{name}_rate']}); 'dropped => {name}': precision "
-                         f"{s[f'{name}_precision']}, recall {s[f'{name}_recall']}")
+            lines.append(
+                f"[select]   {name:9s} kept {s[f'{name}_kept']:5d}  dropped {s[f'{name}_dropped']:5d}  "
+                f"(rate in pool {s[f'{name}_rate']}); 'dropped => {name}': precision "
+                f"{s[f'{name}_precision']}, recall {s[f'{name}_recall']}"
+            )
     return "\n".join(lines)

@@ -4,6 +4,7 @@ Output: an HF model directory (safetensors + processor) at ``<artifact>/model``,
 the loss curve, and — when ``sft.eval_n > 0`` — format-ok rate and accuracy
 per category of the saved (and reloaded) model on the bench split.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,17 @@ log = logging.getLogger(__name__)
 REQUIRES = ("model", "data", "distill")  # the stages this one may ask the pipeline for (egt.stages)
 VERSION = 1
 # Settings that change how SFT is run or reported, not the model it produces.
-NOT_IN_KEY = ("num_workers", "cache_encodings", "cache_tensors", "log_every_n_steps", "checkpoint_every_n_steps",
-              "eval_n", "eval_max_new_tokens", "eval_batch_size", "model_path")
+NOT_IN_KEY = (
+    "num_workers",
+    "cache_encodings",
+    "cache_tensors",
+    "log_every_n_steps",
+    "checkpoint_every_n_steps",
+    "eval_n",
+    "eval_max_new_tokens",
+    "eval_batch_size",
+    "model_path",
+)
 
 
 class LossHistory(Callback):
@@ -64,22 +74,38 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     if cfg.sft.model_path:
         log.info("[sft] using outside model %s", cfg.sft.model_path)
         key = f"external-{content_fingerprint(cfg.sft.model_path)}"  # by content: downstream keys follow it
-        return {"key": key, "path": cfg.sft.model_path, "reused": True, "summary": {"source": "sft.model_path"},
-                "model_path": cfg.sft.model_path}
+        return {
+            "key": key,
+            "path": cfg.sft.model_path,
+            "reused": True,
+            "summary": {"source": "sft.model_path"},
+            "model_path": cfg.sft.model_path,
+        }
     data, distill, model = pipe.get("data"), pipe.get("distill"), pipe.get("model")
     base = Path(model["model_path"])
     conf = {k: v for k, v in to_container(cfg.sft).items() if k not in NOT_IN_KEY}
-    conf.update(seed=cfg.seed, template=template_key(cfg.data.template), on_bad_sample=cfg.data.on_bad_sample,
-                trainer=to_container(cfg.trainer), dtype=cfg.model.dtype, freeze_vision=cfg.model.freeze_vision,
-                **pixel_budget(cfg))  # set only when given: keys of runs without a budget are unchanged
+    conf.update(
+        seed=cfg.seed,
+        template=template_key(cfg.data.template),
+        on_bad_sample=cfg.data.on_bad_sample,
+        trainer=to_container(cfg.trainer),
+        dtype=cfg.model.dtype,
+        freeze_vision=cfg.model.freeze_vision,
+        **pixel_budget(cfg),
+    )  # set only when given: keys of runs without a budget are unchanged
     upstream = {"data": data["key"], "distill": distill["key"], "model": json.dumps(model["identity"])}
     key = make_key("sft", conf, upstream=upstream, version=VERSION)
     with pipe.store.open("sft", key, ranks="all") as art:  # every rank trains (DDP / DeepSpeed)
         if not art.reused:
             summary = train(cfg, art.path, base, data, distill, pipe.store)
             art.finish(summary, {"config": conf, "upstream": upstream})  # rank 0 writes
-    return {"key": key, "path": str(art.path), "reused": art.reused, "summary": art.summary,
-            "model_path": str(art.path / "model")}
+    return {
+        "key": key,
+        "path": str(art.path),
+        "reused": art.reused,
+        "summary": art.summary,
+        "model_path": str(art.path / "model"),
+    }
 
 
 def summary_line(summary: dict[str, Any]) -> str:
@@ -88,8 +114,9 @@ def summary_line(summary: dict[str, Any]) -> str:
     if s.get("source") == "sft.model_path":
         return "outside model (sft.model_path)"
     bench = f"bench accuracy {pct(s['bench_accuracy'])}, " if "bench_accuracy" in s else ""
-    return (f"{bench}{s.get('steps', '?')} steps, "
-            f"loss {num(s.get('train_loss_first'))} -> {num(s.get('train_loss_last'))}")
+    return (
+        f"{bench}{s.get('steps', '?')} steps, loss {num(s.get('train_loss_first'))} -> {num(s.get('train_loss_last'))}"
+    )
 
 
 def _split(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -99,8 +126,9 @@ def _split(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]
     return sorted(perm[n_val:]), sorted(perm[:n_val])
 
 
-def _datasets(cfg: DictConfig, store: ArtifactStore, data: dict, distill: dict,
-              encoder: ChatEncoder) -> tuple[Any, Any, dict]:
+def _datasets(
+    cfg: DictConfig, store: ArtifactStore, data: dict, distill: dict, encoder: ChatEncoder
+) -> tuple[Any, Any, dict]:
     """Training and validation sets — from the encoding cache (built on first use) or encoded at every
     access — and what the check found: ``{"checked", "skipped", "image_tokens_mean", "image_tokens_max"}``."""
     s = cfg.sft
@@ -113,8 +141,9 @@ def _datasets(cfg: DictConfig, store: ArtifactStore, data: dict, distill: dict,
         checked = _both(train_ds.check(cfg.data.on_bad_sample), val_ds.check(cfg.data.on_bad_sample))
         return train_ds, val_ds, {**checked, **image_tokens(encoder)}
     conf = {"template": template_key(cfg.data.template), "max_length": s.max_length, **pixel_budget(cfg)}
-    cache = encoding_cache.open_or_build(store, encoder, joined, conf, {"data": data["key"]}, cfg.data.on_bad_sample,
-                                         tensors=s.cache_tensors)
+    cache = encoding_cache.open_or_build(
+        store, encoder, joined, conf, {"data": data["key"]}, cfg.data.on_bad_sample, tensors=s.cache_tensors
+    )
     train_ds, checked = from_cache(cache, tr_idx, cfg.data.on_bad_sample, joined, encoder)
     val_ds, val_checked = from_cache(cache, va_idx, cfg.data.on_bad_sample, joined, encoder)
     return train_ds, val_ds, {**_both(checked, val_checked), **cache.image_token_stats()}
@@ -133,41 +162,92 @@ def train(cfg: DictConfig, out: Path, base: Path, data: dict, distill: dict, sto
     train_ds, val_ds, checked = _datasets(cfg, store, data, distill, encoder)
     pad = encoder.tokenizer.pad_token_id
     local_batch = distributed.split_batch(s.batch_size)  # sft.batch_size is the global batch per forward
-    sampler = ResumableSampler(len(train_ds), seed=cfg.seed, shuffle=True).shard(distributed.rank(),
-                                                                                 distributed.world_size())
-    train_dl = DataLoader(train_ds, batch_size=local_batch, sampler=sampler, num_workers=s.num_workers,
-                          collate_fn=lambda b: collate(b, pad, "right"))
-    val_dl = DataLoader(val_ds, batch_size=local_batch, num_workers=s.num_workers,
-                        collate_fn=lambda b: collate(b, pad, "right")) if len(val_ds) else None
+    sampler = ResumableSampler(len(train_ds), seed=cfg.seed, shuffle=True).shard(
+        distributed.rank(), distributed.world_size()
+    )
+    train_dl = DataLoader(
+        train_ds,
+        batch_size=local_batch,
+        sampler=sampler,
+        num_workers=s.num_workers,
+        collate_fn=lambda b: collate(b, pad, "right"),
+    )
+    val_dl = (
+        DataLoader(
+            val_ds, batch_size=local_batch, num_workers=s.num_workers, collate_fn=lambda b: collate(b, pad, "right")
+        )
+        if len(val_ds)
+        else None
+    )
     per_epoch = math.ceil(len(sampler) / local_batch / s.accumulate_grad_batches)
     total = s.max_steps if s.max_steps > 0 else per_epoch * s.epochs
-    module = SFTModule(model, s.lr, s.weight_decay, s.warmup_ratio, total, sampler,
-                       target_tokens=train_ds.target_tokens, loss_reduction=s.loss_reduction,
-                       accumulate=s.accumulate_grad_batches, local_batch=local_batch,
-                       world_size=distributed.world_size(), chunk_size=s.chunk_size)
+    module = SFTModule(
+        model,
+        s.lr,
+        s.weight_decay,
+        s.warmup_ratio,
+        total,
+        sampler,
+        target_tokens=train_ds.target_tokens,
+        loss_reduction=s.loss_reduction,
+        accumulate=s.accumulate_grad_batches,
+        local_batch=local_batch,
+        world_size=distributed.world_size(),
+        chunk_size=s.chunk_size,
+    )
     history = LossHistory(t0)
     ckpt_dir = out / "checkpoints"
-    ckpt_cb = ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True,
-                              every_n_train_steps=s.checkpoint_every_n_steps)
+    ckpt_cb = ModelCheckpoint(
+        dirpath=ckpt_dir, save_top_k=0, save_last=True, every_n_train_steps=s.checkpoint_every_n_steps
+    )
 
     def summarize(trainer: L.Trainer, resumed: bool) -> dict[str, Any]:
-        return {"rank": trainer.global_rank, "n_train": len(train_ds), "n_val": len(val_ds),
-                "skipped": checked["skipped"], "steps": trainer.global_step, "resumed": resumed,
-                "processes": trainer.world_size, "seconds_to_first_step": history.first_step,
-                **{k: v for k, v in checked.items() if k.startswith("image_tokens")}}
+        return {
+            "rank": trainer.global_rank,
+            "n_train": len(train_ds),
+            "n_val": len(val_ds),
+            "skipped": checked["skipped"],
+            "steps": trainer.global_step,
+            "resumed": resumed,
+            "processes": trainer.world_size,
+            "seconds_to_first_step": history.first_step,
+            **{k: v for k, v in checked.items() if k.startswith("image_tokens")},
+        }
 
     def finish(trainer: L.Trainer, logger: Any, state: dict | None) -> dict[str, Any]:
         return _finish(cfg, out, module, processor, history, trainer, data, logger, state)
 
-    return recipe.fit(cfg, "sft", module, out, train_dl, val_dl, checkpoint=ckpt_dir / "last.ckpt",
-                      callbacks=[ckpt_cb, history], progress_metric="train/loss", summarize=summarize,
-                      finish=finish, max_epochs=s.epochs, max_steps=s.max_steps,
-                      accumulate_grad_batches=s.accumulate_grad_batches, log_every_n_steps=s.log_every_n_steps,
-                      limit_val_batches=1.0 if val_dl is not None else 0)
+    return recipe.fit(
+        cfg,
+        "sft",
+        module,
+        out,
+        train_dl,
+        val_dl,
+        checkpoint=ckpt_dir / "last.ckpt",
+        callbacks=[ckpt_cb, history],
+        progress_metric="train/loss",
+        summarize=summarize,
+        finish=finish,
+        max_epochs=s.epochs,
+        max_steps=s.max_steps,
+        accumulate_grad_batches=s.accumulate_grad_batches,
+        log_every_n_steps=s.log_every_n_steps,
+        limit_val_batches=1.0 if val_dl is not None else 0,
+    )
 
 
-def _finish(cfg: DictConfig, out: Path, module: SFTModule, processor: Any, history: LossHistory,
-            trainer: L.Trainer, data: dict, logger: Any, state: dict | None = None) -> dict[str, Any]:
+def _finish(
+    cfg: DictConfig,
+    out: Path,
+    module: SFTModule,
+    processor: Any,
+    history: LossHistory,
+    trainer: L.Trainer,
+    data: dict,
+    logger: Any,
+    state: dict | None = None,
+) -> dict[str, Any]:
     """Save the HF model dir atomically, then measure the reloaded model on the bench split."""
     save_model(out, module.model, processor, state)
     write_json_atomic(out / "curve.json", {"train/loss": history.losses})

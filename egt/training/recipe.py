@@ -7,6 +7,7 @@ finish (save the model, measure it), and closes the logger in a ``finally`` so t
 does not leave the next one's run open. The stage brings its module, loaders and callbacks, and two
 functions: ``summarize`` (every rank, after fit) and ``finish`` (rank 0).
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,8 +32,16 @@ Finish = Callable[[L.Trainer, "Logger | None", "dict | None"], dict[str, Any]]  
 BeforeFit = Callable[[L.Trainer, "Logger | None"], None]
 
 
-def make_trainer(cfg: DictConfig, stage: str, out: Path, logger: Logger | None, callbacks: list[Callback],
-                 progress_metric: str, clip_gradients: bool = True, **kwargs: Any) -> L.Trainer:
+def make_trainer(
+    cfg: DictConfig,
+    stage: str,
+    out: Path,
+    logger: Logger | None,
+    callbacks: list[Callback],
+    progress_metric: str,
+    clip_gradients: bool = True,
+    **kwargs: Any,
+) -> L.Trainer:
     """``L.Trainer`` of ``cfg.trainer`` (egt.distributed.trainer_kwargs) with egt's fixed choices: the
     stage's sampler (no distributed sampler), a progress log of ``progress_metric``, a progress bar only
     on a terminal. ``clip_gradients=False`` leaves clipping to the module (manual optimisation)."""
@@ -41,15 +50,36 @@ def make_trainer(cfg: DictConfig, stage: str, out: Path, logger: Logger | None, 
         trainer_kw.pop("gradient_clip_val", None)
     plugins = [] if distributed.is_deepspeed(trainer_kw["strategy"]) else [AtomicCheckpointIO()]
     progress = progress_callback(stage, logging.getLogger(f"egt.stages.{stage}"), progress_metric)
-    return L.Trainer(**trainer_kw, callbacks=[*callbacks, progress], enable_progress_bar=sys.stderr.isatty(),
-                     plugins=plugins, logger=logger if logger is not None else False, default_root_dir=str(out),
-                     enable_model_summary=False, use_distributed_sampler=False, **kwargs)
+    return L.Trainer(
+        **trainer_kw,
+        callbacks=[*callbacks, progress],
+        enable_progress_bar=sys.stderr.isatty(),
+        plugins=plugins,
+        logger=logger if logger is not None else False,
+        default_root_dir=str(out),
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        **kwargs,
+    )
 
 
-def fit(cfg: DictConfig, stage: str, module: L.LightningModule, out: Path, train: DataLoader,
-        val: DataLoader | None = None, *, checkpoint: Path, callbacks: list[Callback], progress_metric: str,
-        summarize: Summarize, finish: Finish, before_fit: BeforeFit | None = None,
-        clip_gradients: bool = True, **trainer_args: Any) -> dict[str, Any]:
+def fit(
+    cfg: DictConfig,
+    stage: str,
+    module: L.LightningModule,
+    out: Path,
+    train: DataLoader,
+    val: DataLoader | None = None,
+    *,
+    checkpoint: Path,
+    callbacks: list[Callback],
+    progress_metric: str,
+    summarize: Summarize,
+    finish: Finish,
+    before_fit: BeforeFit | None = None,
+    clip_gradients: bool = True,
+    **trainer_args: Any,
+) -> dict[str, Any]:
     """Train ``module`` (whose ``.model`` is the network saved) and return the stage's summary:
     ``summarize(trainer, resumed)``, ``params_in_sync``, then rank 0's ``finish(trainer, logger, state)``.
 
@@ -70,7 +100,8 @@ def fit(cfg: DictConfig, stage: str, module: L.LightningModule, out: Path, train
         summary = summarize(trainer, resumed)
         state = distributed.full_state_dict(trainer, module.model)  # collective under ZeRO-3
         summary["params_in_sync"] = distributed.check_in_sync(
-            module.model, stage, sharded=getattr(trainer.strategy, "zero_stage_3", False))
+            module.model, stage, sharded=getattr(trainer.strategy, "zero_stage_3", False)
+        )
         if trainer.is_global_zero:
             summary.update(finish(trainer, logger, state))
         status = "success"

@@ -4,6 +4,7 @@ directory, atomically, and measure the reloaded model on a slice of the bench sp
 One place for both (they were near copies); each stage passes its own config section's settings, and the
 data stage's result (its ``dataset_path``), not the stage: nothing here imports egt.stages.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,20 +42,33 @@ def bench_eval(cfg: DictConfig, stage: str, path: Path, data: dict, logger: Any,
     s = cfg[stage]
     bench = load_saved_dataset(data["dataset_path"])["bench"]  # the data stage's data set
     if len(bench) == 0:
-        log.warning("[%s] the data set has no bench split (data=%s): no bench check after %s (%s.eval_n=%d); "
-                    "evaluate on the real benchmarks with the eval stage (docs/evaluation.md)",
-                    stage, cfg.data.name, stage.upper(), stage, s.eval_n)
+        log.warning(
+            "[%s] the data set has no bench split (data=%s): no bench check after %s (%s.eval_n=%d); "
+            "evaluate on the real benchmarks with the eval stage (docs/evaluation.md)",
+            stage,
+            cfg.data.name,
+            stage.upper(),
+            stage,
+            s.eval_n,
+        )
         return {}
     samples = list(bench.select(range(min(s.eval_n, len(bench)))))
     model, processor = load_for_inference(path, cfg)
     model = model.to(distributed.device(cfg))
-    encoder = ChatEncoder(processor, template=cfg.data.template, max_length=s.max_length,
-                          length_key=f"{stage}.max_length")
+    encoder = ChatEncoder(
+        processor, template=cfg.data.template, max_length=s.max_length, length_key=f"{stage}.max_length"
+    )
     outputs = generate(model, encoder, samples, s.eval_max_new_tokens, s.eval_batch_size, desc=f"{stage} bench")
     metrics = score(samples, outputs)
-    write_json_atomic(path.parent / "bench_eval.json",
-                      {"metrics": metrics, "examples": [{"id": x["id"], "label": x["label"], "output": o}
-                                                        for x, o in list(zip(samples, outputs))[:20]]})
+    write_json_atomic(
+        path.parent / "bench_eval.json",
+        {
+            "metrics": metrics,
+            "examples": [
+                {"id": x["id"], "label": x["label"], "output": o} for x, o in list(zip(samples, outputs))[:20]
+            ],
+        },
+    )
     log_metrics(logger, {f"{stage}_bench/{k}": v for k, v in metrics.items()}, step=step)
     log.info("[%s] bench after %s: %s", stage, stage.upper(), metrics)
     return {f"bench_{k}": v for k, v in metrics.items()} | {"headline": metrics["accuracy"]}

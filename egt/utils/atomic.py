@@ -7,6 +7,7 @@ file or directory or the new one, never half of the new one, plus a temporary th
 Files are fsynced before the rename. A directory target is replaced whole (the old one is removed
 first, which is not atomic itself, but a reader that checks the new name never sees a partial one).
 """
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["atomic_path", "copy_file_atomic", "load_saved_dataset", "replace_dir", "save_dataset_atomic",
-           "temp_sibling", "write_json_atomic", "write_parquet_atomic", "write_text_atomic"]
+__all__ = [
+    "atomic_path",
+    "copy_file_atomic",
+    "load_saved_dataset",
+    "replace_dir",
+    "save_dataset_atomic",
+    "temp_sibling",
+    "write_json_atomic",
+    "write_parquet_atomic",
+    "write_text_atomic",
+]
 
 
 def temp_sibling(path: str | Path) -> Path:

@@ -1,4 +1,5 @@
 """Lightning checkpoints that are never seen half-written."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """OmegaConf helpers shared by the config schema and the stages (no egt imports)."""
+
 from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf

@@ -1,4 +1,5 @@
 """Numbers as the end-of-run summary prints them (each stage's ``summary_line``, egt.pipeline)."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -11,6 +11,7 @@ every request (a request cap raises from it).
 :class:`Endpoint` holds what a teacher or judge sends besides its payload: basic auth from the URL's
 userinfo, a bearer key or extra headers / body fields from environment variables, read per request.
 """
+
 from __future__ import annotations
 
 import base64
@@ -71,30 +72,38 @@ def _retry_after(err: urllib.error.HTTPError) -> float | None:
 def _decode(url: str, resp: Any) -> dict[str, Any]:
     ctype = (resp.headers.get("Content-Type") or "application/json").lower()
     if "json" not in ctype:
-        raise HTTPRequestError(f"POST {url}: response Content-Type is {ctype!r}, not JSON", resp.status,
-                               "content_type")
+        raise HTTPRequestError(f"POST {url}: response Content-Type is {ctype!r}, not JSON", resp.status, "content_type")
     raw = resp.read()
     try:
         out = json.loads(raw.decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise HTTPRequestError(f"POST {url}: malformed JSON ({e}; {len(raw)} bytes)", resp.status, "bad_json") from None
     if not isinstance(out, dict):
-        raise HTTPRequestError(f"POST {url}: JSON body is a {type(out).__name__}, not an object", resp.status,
-                               "bad_json")
+        raise HTTPRequestError(
+            f"POST {url}: JSON body is a {type(out).__name__}, not an object", resp.status, "bad_json"
+        )
     return out
 
 
-def post_json(url: str, payload: dict[str, Any], headers: dict[str, str] | None = None, timeout: float = 60.0,
-              max_retries: int = 5, backoff: float = 1.0, max_backoff: float = 60.0,
-              sleep: Callable[[float], None] = time.sleep, on_retry: Callable[[str], None] | None = None,
-              on_request: Callable[[], None] | None = None) -> dict[str, Any]:
+def post_json(
+    url: str,
+    payload: dict[str, Any],
+    headers: dict[str, str] | None = None,
+    timeout: float = 60.0,
+    max_retries: int = 5,
+    backoff: float = 1.0,
+    max_backoff: float = 60.0,
+    sleep: Callable[[float], None] = time.sleep,
+    on_retry: Callable[[str], None] | None = None,
+    on_request: Callable[[], None] | None = None,
+) -> dict[str, Any]:
     """The decoded JSON response of one POST; retries with exponential backoff (+ jitter) on
     429/5xx/timeouts/connection errors, honouring ``Retry-After``; raises
     :class:`HTTPRequestError` at once on any other 4xx or an undecodable body."""
     body = json.dumps(payload).encode()
     hdrs = {"Content-Type": "application/json", **(headers or {})}
     for attempt in range(max_retries + 1):
-        wait = min(max_backoff, backoff * 2 ** attempt) * (0.5 + random.random() / 2)
+        wait = min(max_backoff, backoff * 2**attempt) * (0.5 + random.random() / 2)
         if on_request is not None:
             on_request()
         try:
@@ -130,8 +139,11 @@ def check_reachable(url: str, headers: dict[str, str] | None = None, timeout: fl
     except urllib.error.HTTPError as e:
         return int(e.code)
     except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, ValueError) as e:
-        raise HTTPRequestError(f"GET {url}: {type(e).__name__}: {getattr(e, 'reason', e)}", None,
-                               error_cause(e) if not isinstance(e, ValueError) else "connection") from None
+        raise HTTPRequestError(
+            f"GET {url}: {type(e).__name__}: {getattr(e, 'reason', e)}",
+            None,
+            error_cause(e) if not isinstance(e, ValueError) else "connection",
+        ) from None
 
 
 EXTRAS = ("extra_headers", "extra_headers_env", "extra_body", "extra_body_env")
@@ -181,9 +193,16 @@ class Endpoint:
     mapping; :meth:`headers` / :meth:`body` raise :class:`MissingSecretError` for an unset variable.
     """
 
-    def __init__(self, base_url: str, where: str, api_key_env: str | None = None,
-                 extra_headers: Any = None, extra_headers_env: Any = None, extra_body: Any = None,
-                 extra_body_env: Any = None):
+    def __init__(
+        self,
+        base_url: str,
+        where: str,
+        api_key_env: str | None = None,
+        extra_headers: Any = None,
+        extra_headers_env: Any = None,
+        extra_body: Any = None,
+        extra_body_env: Any = None,
+    ):
         self.where = where
         self.base_url, user, password = secrets.split_userinfo(str(base_url).rstrip("/"))
         self._basic = None
@@ -194,17 +213,23 @@ class Endpoint:
         self.api_key_env = None if api_key_env is None else secrets.env_name(api_key_env, f"{where}.api_key_env")
         self.extra_headers = {str(k): str(v) for k, v in _plain_dict(extra_headers, f"{where}.extra_headers").items()}
         self.extra_body = _plain_dict(extra_body, f"{where}.extra_body")
-        self.extra_headers_env = {str(k): secrets.env_name(v, f"{where}.extra_headers_env.{k}")
-                                  for k, v in _plain_dict(extra_headers_env, f"{where}.extra_headers_env").items()}
-        self.extra_body_env = {str(k): secrets.env_name(v, f"{where}.extra_body_env.{k}")
-                               for k, v in _plain_dict(extra_body_env, f"{where}.extra_body_env").items()}
+        self.extra_headers_env = {
+            str(k): secrets.env_name(v, f"{where}.extra_headers_env.{k}")
+            for k, v in _plain_dict(extra_headers_env, f"{where}.extra_headers_env").items()
+        }
+        self.extra_body_env = {
+            str(k): secrets.env_name(v, f"{where}.extra_body_env.{k}")
+            for k, v in _plain_dict(extra_body_env, f"{where}.extra_body_env").items()
+        }
         self._warned = False
 
     def _env(self, name: str, key: str) -> str:
         value = os.environ.get(name)
         if not value:
-            raise MissingSecretError(f"the environment variable {name} ({self.where}.{key}) is not set: export it, "
-                                     f"or remove {self.where}.{key}")
+            raise MissingSecretError(
+                f"the environment variable {name} ({self.where}.{key}) is not set: export it, "
+                f"or remove {self.where}.{key}"
+            )
         secrets.remember(value, name)
         return value
 
@@ -215,9 +240,14 @@ class Endpoint:
             out["Authorization"] = self._basic
             if self.api_key_env and os.environ.get(self.api_key_env) and not self._warned:
                 self._warned = True
-                log.warning("%s.base_url carries user:password, sent as HTTP basic auth: the key in $%s is not "
-                            "sent (for a server that wants it too: %s.extra_headers_env={X-Api-Key: %s})",
-                            self.where, self.api_key_env, self.where, self.api_key_env)
+                log.warning(
+                    "%s.base_url carries user:password, sent as HTTP basic auth: the key in $%s is not "
+                    "sent (for a server that wants it too: %s.extra_headers_env={X-Api-Key: %s})",
+                    self.where,
+                    self.api_key_env,
+                    self.where,
+                    self.api_key_env,
+                )
         elif self.api_key_env:
             out["Authorization"] = f"Bearer {self._env(self.api_key_env, 'api_key_env')}"
         out.update(self.extra_headers)
@@ -226,16 +256,23 @@ class Endpoint:
 
     def credentials(self) -> str:
         """Where the credentials come from, in words (no value): for a 401/403 message."""
-        where = [f"the user:password in {self.where}.base_url" if self._basic else
-                 f"the key in ${self.api_key_env} ({self.where}.api_key_env)" if self.api_key_env else
-                 f"{self.where}.api_key_env (null: no key is sent)"]
+        where = [
+            f"the user:password in {self.where}.base_url"
+            if self._basic
+            else f"the key in ${self.api_key_env} ({self.where}.api_key_env)"
+            if self.api_key_env
+            else f"{self.where}.api_key_env (null: no key is sent)"
+        ]
         where += [f"header {h}" for h in [*self.extra_headers, *self.extra_headers_env]]
         return ", ".join(where)
 
     def body(self, payload: dict[str, Any]) -> dict[str, Any]:
         """``payload`` with the extra body fields (they win over egt's own)."""
-        return {**payload, **self.extra_body,
-                **{f: self._env(n, f"extra_body_env.{f}") for f, n in self.extra_body_env.items()}}
+        return {
+            **payload,
+            **self.extra_body,
+            **{f: self._env(n, f"extra_body_env.{f}") for f, n in self.extra_body_env.items()},
+        }
 
     def public(self) -> dict[str, Any]:
         """What identifies the endpoint and its extras, redacted; empty extras left out."""

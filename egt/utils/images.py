@@ -6,6 +6,7 @@ usually black, and black strokes on a transparent canvas become black on black. 
 RGB (training, probe, eval, vLLM rollouts, the OpenAI-compatible teacher, decontamination) goes
 through :func:`to_rgb`, so they all see what the model's own pipeline sees. RGB images are unchanged.
 """
+
 from __future__ import annotations
 
 from PIL import Image

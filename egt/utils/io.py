@@ -1,4 +1,5 @@
 """An append-only JSON-lines journal (atomic writes: egt.utils.atomic)."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Experiment loggers (wandb offline by default, CSV, none) and a rank-zero logger."""
+
 from __future__ import annotations
 
 import logging
@@ -83,8 +84,11 @@ def quiet_third_party() -> None:
     (``isinstance(treespec, LeafSpec)``) on the console, without hiding real warnings. Idempotent."""
     import warnings
 
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
-                 "lightning.pytorch.trainer.connectors.checkpoint_connector"):
+    for name in (
+        "lightning.pytorch.utilities.rank_zero",
+        "lightning.fabric.utilities.rank_zero",
+        "lightning.pytorch.trainer.connectors.checkpoint_connector",
+    ):
         target = logging.getLogger(name)
         if not any(isinstance(f, DropKnownNoise) for f in target.filters):
             target.addFilter(DropKnownNoise())

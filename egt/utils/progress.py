@@ -3,6 +3,7 @@
 A tqdm bar written to a log file (SLURM, ``nohup``, CI) is a stream of carriage returns; there the
 same progress is a plain line — done, rate, time left — every ``every`` seconds and at the end.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,8 +32,16 @@ class Progress:
     a terminal; without one, ``logger`` gets ``"<desc>: 1,024/100,000 unit (1%), 512 unit/s, 3m13s left"``.
     """
 
-    def __init__(self, total: int, desc: str, logger: logging.Logger, unit: str = "samples", every: float = 30.0,
-                 enabled: bool = True, tty: bool | None = None):
+    def __init__(
+        self,
+        total: int,
+        desc: str,
+        logger: logging.Logger,
+        unit: str = "samples",
+        every: float = 30.0,
+        enabled: bool = True,
+        tty: bool | None = None,
+    ):
         self.total, self.desc, self.log, self.unit, self.every = total, desc, logger, unit, every
         self.enabled = enabled and total > 0
         self.tty = sys.stderr.isatty() if tty is None else tty
@@ -53,8 +62,10 @@ class Progress:
         elapsed = max(time.perf_counter() - self.t0, 1e-9)
         rate = self.done / elapsed
         left = f", {_clock((self.total - self.done) / rate)} left" if 0 < self.done < self.total else ""
-        return (f"{self.desc}: {self.done:,}/{self.total:,} {self.unit} ({100 * self.done / self.total:.0f}%), "
-                f"{rate:,.3g} {self.unit}/s{left}")
+        return (
+            f"{self.desc}: {self.done:,}/{self.total:,} {self.unit} ({100 * self.done / self.total:.0f}%), "
+            f"{rate:,.3g} {self.unit}/s{left}"
+        )
 
     def _line(self) -> None:
         self._last = time.perf_counter()
@@ -82,8 +93,14 @@ class ProgressLog:
     Lightning's own bar off there: ``enable_progress_bar=sys.stderr.isatty()``). On a terminal it
     does nothing; Lightning's bar shows. Rank 0 only."""
 
-    def __init__(self, stage: str, logger: logging.Logger, metric: str | None = None, every: float = 30.0,
-                 tty: bool | None = None):
+    def __init__(
+        self,
+        stage: str,
+        logger: logging.Logger,
+        metric: str | None = None,
+        every: float = 30.0,
+        tty: bool | None = None,
+    ):
         # not .log: Lightning sets callback.log
         self.stage, self.out, self.metric, self.every = stage, logger, metric, every
         self.tty = sys.stderr.isatty() if tty is None else tty

@@ -17,6 +17,7 @@ redacted), and every log record passes :func:`redact_text`
 (:func:`install_log_redaction`). Artifact keys hash the redacted form, so they
 carry the names of the variables, never their values.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,18 +35,60 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-__all__ = ["REDACTED", "RedactSecrets", "config_container", "install_log_redaction", "is_secret_key",
-           "redact", "redact_text", "redacted_argv", "register_config", "remember", "scrub_exception",
-           "split_userinfo"]
+__all__ = [
+    "REDACTED",
+    "RedactSecrets",
+    "config_container",
+    "install_log_redaction",
+    "is_secret_key",
+    "redact",
+    "redact_text",
+    "redacted_argv",
+    "register_config",
+    "remember",
+    "scrub_exception",
+    "split_userinfo",
+]
 
 REDACTED = "***"
 EXTRAS = ("extra_headers", "extra_body")  # request extras: a ${oc.env:…} inside is a secret whatever its key
-_ALWAYS = {"password", "passwd", "passphrase", "secret", "authorization", "credential", "credentials",
-           "cookie", "apikey", "accesskey", "privatekey", "auth"}
+_ALWAYS = {
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "authorization",
+    "credential",
+    "credentials",
+    "cookie",
+    "apikey",
+    "accesskey",
+    "privatekey",
+    "auth",
+}
 # "token" / "key" are secret alone (token) or after one of these ("api_key", "access_token", "X-Api-Key"),
 # not in "pad_token", "eos_token_id", "headline_key" or an artifact's "key"
-_QUALIFIERS = {"api", "access", "auth", "bearer", "refresh", "session", "secret", "private", "client", "hf",
-               "github", "gh", "wandb", "openai", "subscription", "security", "personal", "app", "id"}
+_QUALIFIERS = {
+    "api",
+    "access",
+    "auth",
+    "bearer",
+    "refresh",
+    "session",
+    "secret",
+    "private",
+    "client",
+    "hf",
+    "github",
+    "gh",
+    "wandb",
+    "openai",
+    "subscription",
+    "security",
+    "personal",
+    "app",
+    "id",
+}
 _HEADER_WORDS = {"key", "token", "signature"}  # in a header name these alone look secret ("X-Key", "X-Token")
 _MIN_REMEMBERED = 6  # shorter values are not searched for in free text (they would match ordinary words)
 
@@ -54,8 +97,10 @@ _URL_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*\\?://)[^/?#\s\"'<>]*@")  
 _BEARER = re.compile(r"\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=\-]+")
 _VALUE = r"[^\s\"',;}\]?&#]+"
 # key=value / key: value; a sweep's list (a.api_key=k1,k2) is one value: items without '=' or ':' follow
-_KV = re.compile(rf"(?P<k>[A-Za-z_][\w.\-]*)(?P<q>[\"']?)(?P<sep>\s*[=:]\s*)(?P<q2>[\"']?)"
-                 rf"(?P<v>{_VALUE}(?:,[^\s\"',;}}\]?&#=:]+(?=[,\s\"'}}\]]|$))*)")
+_KV = re.compile(
+    rf"(?P<k>[A-Za-z_][\w.\-]*)(?P<q>[\"']?)(?P<sep>\s*[=:]\s*)(?P<q2>[\"']?)"
+    rf"(?P<v>{_VALUE}(?:,[^\s\"',;}}\]?&#=:]+(?=[,\s\"'}}\]]|$))*)"
+)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 _lock = threading.Lock()
@@ -150,6 +195,7 @@ def redact_text(text: str) -> str:
         if v in (REDACTED, "Bearer", "Basic", "Token") or v.startswith("${") or not _is_path_secret(m.group("k")):
             return m.group(0)
         return m.group(0)[: m.start("v") - m.start(0)] + REDACTED
+
     return _KV.sub(kv, text)
 
 
@@ -190,8 +236,9 @@ def redact(obj: Any, _headers: bool = False) -> Any:
 def _keep_env_refs(raw: Any, resolved: Any, secret: bool = False) -> Any:
     """``resolved`` where ``raw`` held a ``${oc.env:…}`` in a secret context put back as that reference."""
     if isinstance(raw, dict) and isinstance(resolved, dict):
-        return {k: _keep_env_refs(raw.get(k), v, secret or k in EXTRAS or is_secret_key(k))
-                for k, v in resolved.items()}
+        return {
+            k: _keep_env_refs(raw.get(k), v, secret or k in EXTRAS or is_secret_key(k)) for k, v in resolved.items()
+        }
     if isinstance(raw, list) and isinstance(resolved, list) and len(raw) == len(resolved):
         return [_keep_env_refs(r, v, secret) for r, v in zip(raw, resolved)]
     if secret and isinstance(raw, str) and _ENV_REF.search(raw):
@@ -213,14 +260,13 @@ def _register(node: Any, secret: bool, extras: bool, headers: bool) -> None:
         for k, v in node.items():
             key = str(k)
             if key.endswith("_env"):  # names of variables: their values are secrets
-                for name in (v.values() if isinstance(v, dict) else [v]):
+                for name in v.values() if isinstance(v, dict) else [v]:
                     if isinstance(name, str) and _ENV_NAME.match(name):
                         remember(os.environ.get(name), name)
                     elif isinstance(name, str):
                         remember(name)  # a value pasted where a name belongs
                 continue
-            _register(v, secret or is_secret_key(key, header=headers), extras or key in EXTRAS,
-                      key.endswith("headers"))
+            _register(v, secret or is_secret_key(key, header=headers), extras or key in EXTRAS, key.endswith("headers"))
     elif isinstance(node, list):
         for v in node:
             _register(v, secret, extras, headers)
@@ -251,8 +297,10 @@ def env_name(name: Any, where: str) -> str:
     """
     if not isinstance(name, str) or not _ENV_NAME.match(name):
         remember(name if isinstance(name, str) else None)
-        raise ValueError(f"{where} must name an environment variable (letters, digits, _), not hold its value: "
-                         f"export the value, e.g. MY_KEY=…, and write {where}=MY_KEY")
+        raise ValueError(
+            f"{where} must name an environment variable (letters, digits, _), not hold its value: "
+            f"export the value, e.g. MY_KEY=…, and write {where}=MY_KEY"
+        )
     return name
 
 

@@ -1,6 +1,7 @@
 """Benchmark folders for tests: the real benchmark rows of tests/fixtures/benchmark_rows (gzipped
 jsonl; source and license in tests/fixtures/README.md) with placeholder images for the paths its rows
 name, and hand-made three-row folders of each public format (public_benchmarks)."""
+
 from __future__ import annotations
 
 import gzip
@@ -71,29 +72,52 @@ def public_benchmarks(root: Path) -> Path:
     green = png_bytes("green", 16)
     vl = root / "vl_rewardbench"
     (vl / "img").mkdir(parents=True)
-    rows = [{"id": i, "prompt": "What is shown?", "chosen": "A square.", "rejected": "A cat.",
-             "image": f"img/{n}.png"} for n, i in enumerate(["RLHF-V-1", "mmmu_2", "wildvision-battle_3"])]
+    rows = [
+        {"id": i, "prompt": "What is shown?", "chosen": "A square.", "rejected": "A cat.", "image": f"img/{n}.png"}
+        for n, i in enumerate(["RLHF-V-1", "mmmu_2", "wildvision-battle_3"])
+    ]
     for n in range(3):
         (vl / "img" / f"{n}.png").write_bytes(green)
     (vl / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     mm = root / "multimodal_rewardbench"
     (mm / "images").mkdir(parents=True)
     (mm / "images" / "a.png").write_bytes(green)
-    (mm / "all_data.json").write_text(json.dumps([
-        {"ID": f"{p}_{k}", "Text": "Describe.", "Image": "images/a.png", "Output1": first, "Output2": second,
-         "Better": better, "Category": c}
-        for k, (p, c, first, second, better) in enumerate([
-            ("mathvista", "reasoning", "A square.", "A dog.", "Output1"),
-            ("PAIRS", "safety", "A dog.", "A square.", "Output2"),
-            ("vqa", "vqa", "A square.", "A dog.", "Output1")])]))
+    (mm / "all_data.json").write_text(
+        json.dumps(
+            [
+                {
+                    "ID": f"{p}_{k}",
+                    "Text": "Describe.",
+                    "Image": "images/a.png",
+                    "Output1": first,
+                    "Output2": second,
+                    "Better": better,
+                    "Category": c,
+                }
+                for k, (p, c, first, second, better) in enumerate(
+                    [
+                        ("mathvista", "reasoning", "A square.", "A dog.", "Output1"),
+                        ("PAIRS", "safety", "A dog.", "A square.", "Output2"),
+                        ("vqa", "vqa", "A square.", "A dog.", "Output1"),
+                    ]
+                )
+            ]
+        )
+    )
     rl = root / "mm_rlhf_rewardbench"
     for d in ("mcq", "video/clip1"):
         (rl / d).mkdir(parents=True)
     (rl / "mcq" / "q.png").write_bytes(green)
     for f in range(5):
         (rl / "video" / "clip1" / f"{f:03d}.jpg").write_bytes(green)
-    (rl / "mm_reward_bench.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [
-        {"id": "g1", "image": "mcq/q.png", "prompt": "Which?", "chosen": "B", "rejected": "C"},
-        {"id": "g1", "image": "mcq/q.png", "prompt": "Which?", "chosen": "B", "rejected": "D"},
-        {"id": "g2", "video": "video/clip1", "prompt": "What happens?", "chosen": "x", "rejected": "y"}]))
+    (rl / "mm_reward_bench.jsonl").write_text(
+        "".join(
+            json.dumps(r) + "\n"
+            for r in [
+                {"id": "g1", "image": "mcq/q.png", "prompt": "Which?", "chosen": "B", "rejected": "C"},
+                {"id": "g1", "image": "mcq/q.png", "prompt": "Which?", "chosen": "B", "rejected": "D"},
+                {"id": "g2", "video": "video/clip1", "prompt": "What happens?", "chosen": "x", "rejected": "y"},
+            ]
+        )
+    )
     return root

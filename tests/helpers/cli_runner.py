@@ -1,4 +1,5 @@
 """Run the real CLI from tests: ``cli(artifacts_dir, *overrides)`` returns its output."""
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,15 @@ QUICK = ["experiment=quick", "eval.order=official"]
 
 
 def cli(art: Path, *args: str, timeout: float = 600, popen: bool = False):
-    env = {**os.environ, "EGT_ARTIFACTS": str(art), "EGT_LOGS": str(art / "logs"), "WANDB_MODE": "offline",
-           "WANDB_SILENT": "true", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {
+        **os.environ,
+        "EGT_ARTIFACTS": str(art),
+        "EGT_LOGS": str(art / "logs"),
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     cmd = [sys.executable, "train.py", *args, f"hydra.run.dir={art}/runs/{time.time_ns()}"]
     if popen:  # output to a file: an unread pipe would block the child once full
         art.mkdir(parents=True, exist_ok=True)
@@ -33,9 +41,7 @@ def done(art: Path, stage: str) -> list[Path]:
     return sorted(p.parent for p in (art / stage).glob("*/_SUCCESS.json"))
 
 
-
-def kill_when(proc: subprocess.Popen, ready: Callable[[], bool], art: Path, what: str,
-              timeout: float = 300) -> None:
+def kill_when(proc: subprocess.Popen, ready: Callable[[], bool], art: Path, what: str, timeout: float = 300) -> None:
     """SIGKILL a ``cli(..., popen=True)`` run as soon as ``ready()`` holds; fail the test (with the
     run's log) if it ends first or ``what`` does not happen within ``timeout`` seconds."""
     import pytest

@@ -1,6 +1,7 @@
 """The worker of tests/unit/test_artifacts_distributed.py. It lives on the pytest ``pythonpath``
 (tests/helpers) so that processes started by ``torch.multiprocessing.spawn`` can import it: the
 test module itself is imported by file path and is not importable by name in a child."""
+
 from __future__ import annotations
 
 import json

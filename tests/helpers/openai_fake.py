@@ -11,6 +11,7 @@ with the label (``answer="label"``). The attempt number is the request's
 ``429`` (``Retry-After: retry_after``), ``500``, ``400``, ``bad_json``, ``html`` (wrong content type), ``wrong_format``,
 ``disagree`` (answers against the label), ``empty_choices``, ``truncated``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,8 +44,16 @@ class _Server(ThreadingHTTPServer):
 
 
 class FakeOpenAI:
-    def __init__(self, samples: list[dict], plan: Plan | None = None, answer: str = "scene", latency: float = 0.0,
-                 slow_s: float = 1.0, retry_after: str = "0.01", template: str = "r1_reward"):
+    def __init__(
+        self,
+        samples: list[dict],
+        plan: Plan | None = None,
+        answer: str = "scene",
+        latency: float = 0.0,
+        slow_s: float = 1.0,
+        retry_after: str = "0.01",
+        template: str = "r1_reward",
+    ):
         probe = OpenAITeacher("http://unused/v1", "fake", api_key_env=None, template=template)
         self.by_key = {request_key(probe.payload(strip_label(s), 0)["messages"]): s for s in samples}
         self.plan, self.answer, self.latency = plan or (lambda sid, a, n: None), answer, latency
@@ -117,8 +126,10 @@ class FakeOpenAI:
                 return 200, {}, json.dumps({"choices": [], "usage": usage}).encode()
             self.tokens[0] += usage["prompt_tokens"]
             self.tokens[1] += usage["completion_tokens"]
-        out = {"choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                            "finish_reason": finish}], "usage": usage}
+        out = {
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+            "usage": usage,
+        }
         return 200, {}, json.dumps(out).encode()
 
     def _handler(self):

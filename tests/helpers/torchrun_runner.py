@@ -1,4 +1,5 @@
 """Run the real CLI under torchrun from tests: ``torchrun(artifacts_dir, *overrides, nproc=2)``."""
+
 from __future__ import annotations
 
 import json
@@ -17,14 +18,27 @@ SMALL = ["logger=none", "probe.shard_size=16", "sft.eval_n=0", "rl.eval_n=0", "e
 def torchrun(art: Path, *args: str, nproc: int = 2, timeout: float = 600, popen: bool = False):
     """Run to the end and return the output; with ``popen`` return the running launcher (its output in
     ``art/popen.log``)."""
-    env = {**os.environ, "EGT_ARTIFACTS": str(art), "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "train.py", *args, f"hydra.run.dir={art}/runs/{time.time_ns()}"]
+    env = {
+        **os.environ,
+        "EGT_ARTIFACTS": str(art),
+        "WANDB_MODE": "offline",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": "1",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "train.py",
+        *args,
+        f"hydra.run.dir={art}/runs/{time.time_ns()}",
+    ]
     if popen:
         art.mkdir(parents=True, exist_ok=True)
-        return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=open(art / "popen.log", "w"),
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=open(art / "popen.log", "w"), stderr=subprocess.STDOUT)
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]

@@ -1,4 +1,5 @@
 """The real CLI (python train.py …) on the tiny model: run, reuse, re-run one stage, resume after kill -9."""
+
 from __future__ import annotations
 
 import json
@@ -69,10 +70,14 @@ def test_saved_model_reloads_and_generates(first_run, art):
 def test_killed_sft_resumes_to_the_same_model(tmp_path):
     args = [*QUICK, "sft.epochs=6", "sft.checkpoint_every_n_steps=3", "sft.eval_n=0", "logger=none"]
     killed, clean = tmp_path / "killed", tmp_path / "clean"
-    kill_when(cli(killed, *args, popen=True),
-              lambda: any(not (p.parents[1] / "_SUCCESS.json").exists()
-                          for p in (killed / "sft").glob("*/checkpoints/last.ckpt")),
-              killed, "an SFT checkpoint")
+    kill_when(
+        cli(killed, *args, popen=True),
+        lambda: any(
+            not (p.parents[1] / "_SUCCESS.json").exists() for p in (killed / "sft").glob("*/checkpoints/last.ckpt")
+        ),
+        killed,
+        "an SFT checkpoint",
+    )
     assert not done(killed, "sft")
     out = cli(killed, *args)
     assert "[sft] resuming from" in out
@@ -93,8 +98,14 @@ def test_multirun_shares_upstream(tmp_path):
 
 def test_bad_config_fails_before_work(tmp_path):
     env = {**os.environ, "EGT_ARTIFACTS": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "train.py", "stages=[data,distil]"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "train.py", "stages=[data,distil]"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0 and "Did you mean 'distill'" in proc.stderr + proc.stdout
     assert not (tmp_path / "data").exists()
 
@@ -116,10 +127,22 @@ def test_pixel_budget_reaches_every_stage_and_its_key(tmp_path):
 def _failing_run(tmp_path, *args, env_extra=None):
     """``python train.py *args`` as a user runs it (no debug switch unless ``env_extra`` sets one)."""
     env = {k: v for k, v in os.environ.items() if k not in ("EGT_DEBUG", "HYDRA_FULL_ERROR")}
-    env.update({"EGT_ARTIFACTS": str(tmp_path / "art"), "EGT_LOGS": str(tmp_path / "logs"),
-                "WANDB_MODE": "offline", **(env_extra or {})})
-    return subprocess.run([sys.executable, "train.py", *args, "logger=none"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    env.update(
+        {
+            "EGT_ARTIFACTS": str(tmp_path / "art"),
+            "EGT_LOGS": str(tmp_path / "logs"),
+            "WANDB_MODE": "offline",
+            **(env_extra or {}),
+        }
+    )
+    return subprocess.run(
+        [sys.executable, "train.py", *args, "logger=none"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_a_missing_model_path_is_one_line_before_any_stage(tmp_path):
@@ -138,8 +161,14 @@ def test_a_missing_model_path_is_one_line_before_any_stage(tmp_path):
 
 
 def test_a_failed_multirun_job_is_recorded_and_the_others_run(tmp_path):
-    proc = _failing_run(tmp_path, "-m", *_QUICK, "stages=[data]", "data.image_root=/nonexistent,null",
-                        f"hydra.sweep.dir={tmp_path / 'multi'}")
+    proc = _failing_run(
+        tmp_path,
+        "-m",
+        *_QUICK,
+        "stages=[data]",
+        "data.image_root=/nonexistent,null",
+        f"hydra.sweep.dir={tmp_path / 'multi'}",
+    )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "data.image_root=/nonexistent does not exist" in proc.stderr
     jobs = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "multi").glob("*/job.json")}
@@ -154,9 +183,21 @@ def test_chdir_run_reuses_the_store_under_the_launch_directory(tmp_path):
     env.update(WANDB_MODE="offline", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
 
     def run(name: str) -> str:
-        proc = subprocess.run([sys.executable, str(REPO / "train.py"), *_QUICK, "stages=[model,data]",
-                               "hydra.job.chdir=true", f"hydra.run.dir=runs/{name}"],
-                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "train.py"),
+                *_QUICK,
+                "stages=[model,data]",
+                "hydra.job.chdir=true",
+                f"hydra.run.dir=runs/{name}",
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
         return proc.stdout + proc.stderr
 

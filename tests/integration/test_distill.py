@@ -1,6 +1,7 @@
 """distill with real teachers through the CLI: an OpenAI-compatible loopback server (kill -9 and resume;
 secrets in a variable, the URL's userinfo, extra headers and body fields reach the server and nothing
 written) and a local HF model (the tiny one)."""
+
 from __future__ import annotations
 
 import base64
@@ -34,18 +35,29 @@ def plan(sid: str, attempt: int, n: int) -> str | None:
 
 
 def teacher_args(url: str) -> list[str]:
-    return ["stages=[data,distill]", "distill/teacher=openai", f"distill.teacher.base_url={url}",
-            "distill.teacher.model=fake", f"distill.teacher.api_key_env={KEY_ENV}", "distill.teacher.seed=0",
-            "distill.teacher.timeout=5", "distill.teacher.backoff=0.001", "distill.teacher.max_backoff=0.01",
-            "distill.concurrency=2", f"distill.limit={LIMIT}"]
+    return [
+        "stages=[data,distill]",
+        "distill/teacher=openai",
+        f"distill.teacher.base_url={url}",
+        "distill.teacher.model=fake",
+        f"distill.teacher.api_key_env={KEY_ENV}",
+        "distill.teacher.seed=0",
+        "distill.teacher.timeout=5",
+        "distill.teacher.backoff=0.001",
+        "distill.teacher.max_backoff=0.01",
+        "distill.concurrency=2",
+        f"distill.limit={LIMIT}",
+    ]
 
 
 def secret_args(s: dict[str, str]) -> list[str]:
     """Secrets as a user may pass them: literals under secret-looking keys, variables by name or ${oc.env:…}."""
-    return [f"distill.teacher.extra_headers.X-Api-Key={s['header']}",
-            f"distill.teacher.extra_headers_env.X-Gateway-Token={HEADER_ENV}",
-            f"distill.teacher.extra_body.api_key={s['body']}",
-            f"distill.teacher.extra_body.metadata=${{oc.env:{BODY_ENV}}}"]
+    return [
+        f"distill.teacher.extra_headers.X-Api-Key={s['header']}",
+        f"distill.teacher.extra_headers_env.X-Gateway-Token={HEADER_ENV}",
+        f"distill.teacher.extra_body.api_key={s['body']}",
+        f"distill.teacher.extra_body.metadata=${{oc.env:{BODY_ENV}}}",
+    ]
 
 
 def leaks(roots: list[Path], texts: dict[str, str], secrets: dict[str, str]) -> tuple[int, list[str]]:
@@ -70,8 +82,9 @@ def test_openai_teacher_killed_and_resumed_matches_an_uninterrupted_run(tmp_path
     samples = list(load_from_disk(str(done(art, "data")[0] / "dataset"))["sft_pool"])[:LIMIT]
     with FakeOpenAI(samples, plan, latency=0.15) as fake:
         ref_teacher = OpenAITeacher(fake.url, "fake", api_key_env=KEY_ENV, seed=0, backoff=0.001, max_backoff=0.01)
-        ref = run_fidelity_filter(ref_teacher, samples, Journal(tmp_path / "ref.jsonl"), concurrency=8,
-                                  budget=RequestBudget(10_000))
+        ref = run_fidelity_filter(
+            ref_teacher, samples, Journal(tmp_path / "ref.jsonl"), concurrency=8, budget=RequestBudget(10_000)
+        )
         ref_calls = len(fake.calls)
         fake.reset()
         journals = art / "distill"
@@ -81,8 +94,9 @@ def test_openai_teacher_killed_and_resumed_matches_an_uninterrupted_run(tmp_path
             time.sleep(0.05)
         journal = next(iter(journals.glob("*/journal.jsonl")), None)
         assert journal is not None, (art / "popen.log").read_text()[-3000:]
-        kill_when(proc, lambda: journal.is_file() and journal.read_text().count("\n") >= 12, art, "12 journal lines",
-                  120)
+        kill_when(
+            proc, lambda: journal.is_file() and journal.read_text().count("\n") >= 12, art, "12 journal lines", 120
+        )
         assert not done(art, "distill")
         recorded = {(r["id"], r["attempt"]) for r in Journal(journal).read()}
         before, seen_before = len(fake.calls), len(fake.seen)
@@ -95,8 +109,9 @@ def test_openai_teacher_killed_and_resumed_matches_an_uninterrupted_run(tmp_path
     final = done(art, "distill")[0]
     rows = list(load_from_disk(str(final / "trajectories")))
     assert len({r["id"] for r in rows}) == len(rows)
-    assert {r["id"]: (r["target"], r["attempts"]) for r in rows} == \
-        {k: (v["output"], v["attempt"]) for k, v in ref.kept.items()}
+    assert {r["id"]: (r["target"], r["attempts"]) for r in rows} == {
+        k: (v["output"], v["attempt"]) for k, v in ref.kept.items()
+    }
     records = Journal(final / "journal.jsonl").read()
     assert len({(r["id"], r["attempt"]) for r in records}) == len(records)
     stats = json.loads((final / "stats.json").read_text())
@@ -123,8 +138,17 @@ def test_openai_teacher_killed_and_resumed_matches_an_uninterrupted_run(tmp_path
 
 def test_hf_teacher_on_the_tiny_model(tmp_path, tiny_model_dir):
     art = tmp_path / "art"
-    cli(art, *QUICK, "stages=[data,distill]", "distill/teacher=hf", f"distill.teacher.model_path={tiny_model_dir}",
-        "distill.limit=4", "distill.batch_size=4", "distill.max_attempts=2", "distill.teacher.max_new_tokens=8")
+    cli(
+        art,
+        *QUICK,
+        "stages=[data,distill]",
+        "distill/teacher=hf",
+        f"distill.teacher.model_path={tiny_model_dir}",
+        "distill.limit=4",
+        "distill.batch_size=4",
+        "distill.max_attempts=2",
+        "distill.teacher.max_new_tokens=8",
+    )
     final = done(art, "distill")[0]
     stats = json.loads((final / "stats.json").read_text())
     records = Journal(final / "journal.jsonl").read()

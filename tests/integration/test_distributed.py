@@ -1,6 +1,7 @@
 """The real CLI under torchrun with two CPU processes (gloo) on the tiny model: every stage runs
 rank-aware, SFT and RL keep the ranks' parameters identical (gradients synced), the sharded probe and
 evaluation merge into exactly what one process writes."""
+
 from __future__ import annotations
 
 import json
@@ -50,13 +51,16 @@ def test_sharded_probe_and_eval_equal_one_process(ddp_run, tmp_path):
     assert len(list((probe_dir / "shards").glob("*.parquet"))) == 4 and success(probe_dir)["processes"] == 2
     sft_model = done(art, "sft")[0] / "model"
     one = tmp_path / "one"
-    cli(one, *QUICK, *SMALL, "stages=[probe,eval]", f"probe.model_path={sft_model}",
-        f"eval.model_path={sft_model}")
+    cli(one, *QUICK, *SMALL, "stages=[probe,eval]", f"probe.model_path={sft_model}", f"eval.model_path={sft_model}")
     (single_probe,) = done(one, "probe")
-    pd.testing.assert_frame_equal(pd.read_parquet(probe_dir / "probe.parquet"),
-                                  pd.read_parquet(single_probe / "probe.parquet"))
-    sharded = next(json.loads((d / "metrics.json").read_text()) for d in done(art, "eval")
-                   if json.loads((d / "metrics.json").read_text())["model"]["label"] == "sft")
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(probe_dir / "probe.parquet"), pd.read_parquet(single_probe / "probe.parquet")
+    )
+    sharded = next(
+        json.loads((d / "metrics.json").read_text())
+        for d in done(art, "eval")
+        if json.loads((d / "metrics.json").read_text())["model"]["label"] == "sft"
+    )
     (single_eval,) = done(one, "eval")
     single = json.loads((single_eval / "metrics.json").read_text())
     assert sharded["run"]["processes"] == 2 and sharded["metrics"] == single["metrics"]
@@ -64,8 +68,13 @@ def test_sharded_probe_and_eval_equal_one_process(ddp_run, tmp_path):
 
 def test_devices_without_a_launcher_gives_the_torchrun_command(tmp_path):
     env = {**os.environ, "EGT_ARTIFACTS": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "train.py", *QUICK, "trainer=ddp", "trainer.devices=2",
-                           f"hydra.run.dir={tmp_path}/run"], cwd=REPO, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "train.py", *QUICK, "trainer=ddp", "trainer.devices=2", f"hydra.run.dir={tmp_path}/run"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode != 0
     assert "python -m torch.distributed.run --nproc_per_node=2 train.py" in proc.stderr
 
@@ -90,8 +99,14 @@ def test_killed_ddp_sft_resumes_to_the_same_model(tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    args = [*QUICK, "trainer=ddp", "stages=[data,distill,sft]", "sft.epochs=6", "sft.checkpoint_every_n_steps=3",
-            *SMALL]
+    args = [
+        *QUICK,
+        "trainer=ddp",
+        "stages=[data,distill,sft]",
+        "sft.epochs=6",
+        "sft.checkpoint_every_n_steps=3",
+        *SMALL,
+    ]
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     proc = torchrun(killed, *args, popen=True)
     t0 = time.time()

@@ -1,5 +1,6 @@
 """The eval stage through the real CLI on the tiny model: synthetic bench in the pipeline, public
 benchmark formats with an outside model dir, reuse, and the report from the run dir."""
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,12 @@ def test_second_eval_is_reused_and_report_builds(pipeline_run, art, tmp_path):
     out = cli(art, *QUICK, "stages=[eval]")
     assert "[eval] reusing finished artifact" in out and "[sft] reusing" in out
     run_dir = sorted((art / "runs").iterdir())[0]
-    proc = subprocess.run([sys.executable, "-m", "egt.report", str(run_dir), "--out", str(tmp_path)],
-                          cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "egt.report", str(run_dir), "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     t1 = (tmp_path / "table1.md").read_text()
     assert "| Model | Synthetic | Avg. | Avg. Gain |" in t1 and "| sft |" in t1
@@ -51,9 +56,17 @@ def test_second_eval_is_reused_and_report_builds(pipeline_run, art, tmp_path):
 def test_outside_model_on_public_formats_in_both_orders(pipeline_run, art, tmp_path):
     data_root = public_benchmarks(tmp_path / "benchmarks")
     model = done(art, "sft")[0] / "model"
-    cli(art, *QUICK, "stages=[eval]", f"eval.model_path={model}", "eval.model_label=tiny-sft",
+    cli(
+        art,
+        *QUICK,
+        "stages=[eval]",
+        f"eval.model_path={model}",
+        "eval.model_label=tiny-sft",
         "eval.benchmarks=[vl_rewardbench,multimodal_rewardbench,mm_rlhf_rewardbench]",
-        f"eval.data_root={data_root}", "eval.order=both", "eval.max_new_tokens=16")
+        f"eval.data_root={data_root}",
+        "eval.order=both",
+        "eval.max_new_tokens=16",
+    )
     loaded = [json.loads((p / "metrics.json").read_text()) for p in done(art, "eval")]
     results = {m["benchmark"]["name"]: m for m in loaded}
     assert {"vl_rewardbench", "multimodal_rewardbench", "mm_rlhf_rewardbench"} <= set(results)
@@ -63,7 +76,6 @@ def test_outside_model_on_public_formats_in_both_orders(pipeline_run, art, tmp_p
     assert {"order/debiased/overall", "order/debiased/acc_plus", "order/first_minus_second"} <= set(mm["metrics"])
     assert results["vl_rewardbench"]["metrics"]["headline"] == results["vl_rewardbench"]["metrics"]["macro"]
     assert "area/vqa" in results["multimodal_rewardbench"]["metrics"]
-
 
 
 def test_an_outside_model_retrained_in_place_is_evaluated_again(pipeline_run, art, tmp_path):
@@ -77,6 +89,9 @@ def test_an_outside_model_retrained_in_place_is_evaluated_again(pipeline_run, ar
     cli(art, *args)
     assert "[eval] reusing" in cli(art, *args)  # the same weights: reused
     weights = load_file(model / "model.safetensors")
-    save_file({k: (v + 0.01 if v.is_floating_point() else v) for k, v in weights.items()}, model / "model.safetensors",
-              metadata={"format": "pt"})  # "retrained" into the same path
+    save_file(
+        {k: (v + 0.01 if v.is_floating_point() else v) for k, v in weights.items()},
+        model / "model.safetensors",
+        metadata={"format": "pt"},
+    )  # "retrained" into the same path
     assert "[eval] computing artifact" in cli(art, *args)

@@ -1,5 +1,6 @@
 """GPU paths on the tiny model (skipped without CUDA): bf16 + attention choice, DeepSpeed ZeRO-2/3
 under torchrun, vLLM rollouts. A GPU session runs them with ``pytest -m gpu``."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -17,8 +18,16 @@ NGPU = torch.cuda.device_count()
 
 def test_trainer_gpu_bf16_runs_every_stage(tmp_path):
     # RL with the online curriculum: the policy re-probes (generate + exact entropies) on the GPU too
-    out = cli(tmp_path, *QUICK, "trainer=gpu", "stages=[data,distill,sft,probe,select,rl,eval]", *SMALL,
-              "curriculum=ascending_online", "selection.online=true", "rl.epochs=2")
+    out = cli(
+        tmp_path,
+        *QUICK,
+        "trainer=gpu",
+        "stages=[data,distill,sft,probe,select,rl,eval]",
+        *SMALL,
+        "curriculum=ascending_online",
+        "selection.online=true",
+        "rl.epochs=2",
+    )
     flash = importlib.util.find_spec("flash_attn") is not None
     assert ("using flash_attention_2" if flash else "using sdpa") in out
     assert success(done(tmp_path, "sft")[0])["steps"] > 0
@@ -50,8 +59,9 @@ def test_deepspeed_sft_and_rl_save_a_loadable_model(tmp_path, trainer):
 
 @pytest.mark.skipif(NGPU < 2, reason="needs 2 GPUs")
 def test_ddp_on_two_gpus_keeps_parameters_equal(tmp_path):
-    torchrun(tmp_path, *QUICK, "trainer=gpu", "model.dtype=float32", "stages=[data,distill,sft,probe,select,rl]",
-             *SMALL)
+    torchrun(
+        tmp_path, *QUICK, "trainer=gpu", "model.dtype=float32", "stages=[data,distill,sft,probe,select,rl]", *SMALL
+    )
     for stage in ("sft", "rl"):
         assert success(done(tmp_path, stage)[0])["params_in_sync"] is True
 

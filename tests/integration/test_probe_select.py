@@ -1,4 +1,5 @@
 """probe + select through the real CLI on the tiny model (experiment=quick)."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,19 @@ def test_probe_table_and_selection(first_run, art):
     assert len(probe) == 1
     table = pd.read_parquet(probe[0] / "probe.parquet")
     assert len(table) == 64 and table["id"].is_unique  # experiment=quick: n_rl=64
-    for col in ("answer_entropy", "sentence_entropy", "n_samples", "answers", "correct_score", "gen_lengths",
-                "format_ok", "flipped", "ambiguous", "difficulty", "category"):
+    for col in (
+        "answer_entropy",
+        "sentence_entropy",
+        "n_samples",
+        "answers",
+        "correct_score",
+        "gen_lengths",
+        "format_ok",
+        "flipped",
+        "ambiguous",
+        "difficulty",
+        "category",
+    ):
         assert col in table, col
     assert len(list((probe[0] / "shards").glob("*.parquet"))) == 3
     assert (probe[0] / "fig2.png").stat().st_size > 0 and "Spearman" in (probe[0] / "fig2.md").read_text()
@@ -37,8 +49,17 @@ def test_probe_table_and_selection(first_run, art):
 
 
 def test_multirun_probes_once_selects_three_ways(first_run, art):
-    out = cli(art, "-m", *QUICK, "stages=[probe,select]", "logger=none", "probe.shard_size=24",
-              "entropy=answer,sentence,mix", "selection.k=20", "curriculum=shuffle")
+    out = cli(
+        art,
+        "-m",
+        *QUICK,
+        "stages=[probe,select]",
+        "logger=none",
+        "probe.shard_size=24",
+        "entropy=answer,sentence,mix",
+        "selection.k=20",
+        "curriculum=shuffle",
+    )
     assert "[probe] computing artifact" not in out and "[sft] computing artifact" not in out
     assert len(done(art, "probe")) == 1 and len(done(art, "select")) == 4
     scores = {json.loads((d / "selection.json").read_text())["score"] for d in done(art, "select")}
@@ -47,16 +68,29 @@ def test_multirun_probes_once_selects_three_ways(first_run, art):
 
 def test_pass_rate_band_probe_select_rl(first_run, art):
     # the tiny model's sampled outputs rarely parse, so the band starts at 0 here to keep something
-    out = cli(art, *QUICK, "stages=[probe,select,rl]", "logger=none", "probe.shard_size=24", "selection=pass_rate",
-              "probe.n=8", "probe.temperature=1.0", "probe.limit=16", "selection.method.low=0.0", "selection.k=6",
-              "rl.max_steps=1",
-              "rl.eval_n=0")
+    out = cli(
+        art,
+        *QUICK,
+        "stages=[probe,select,rl]",
+        "logger=none",
+        "probe.shard_size=24",
+        "selection=pass_rate",
+        "probe.n=8",
+        "probe.temperature=1.0",
+        "probe.limit=16",
+        "selection.method.low=0.0",
+        "selection.k=6",
+        "rl.max_steps=1",
+        "rl.eval_n=0",
+    )
     probes = done(art, "probe")
     assert len(probes) == 2  # a sampled probe of n = 8 beside the greedy one
-    table = pd.read_parquet(next(p for p in probes if (pd.read_parquet(p / "probe.parquet")["n_samples"] == 8).all())
-                            / "probe.parquet")
-    sel_dir = next(d for d in done(art, "select") if json.loads((d / "selection.json").read_text())["method"]
-                   == "pass_rate")
+    table = pd.read_parquet(
+        next(p for p in probes if (pd.read_parquet(p / "probe.parquet")["n_samples"] == 8).all()) / "probe.parquet"
+    )
+    sel_dir = next(
+        d for d in done(art, "select") if json.loads((d / "selection.json").read_text())["method"] == "pass_rate"
+    )
     sel, summary = (json.loads((sel_dir / f).read_text()) for f in ("selection.json", "_SUCCESS.json"))
     rates = dict(zip(table["id"].astype(str), table["correct_score"]))
     band = sorted((1 - r, i) for i, r in rates.items() if r <= 0.87)

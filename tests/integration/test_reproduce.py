@@ -1,6 +1,7 @@
 """python -m egt.reproduce for real on the tiny model: a one-format protocol (2 seeds of Table 2, a
 tier-2 entropy sweep, the calibration), the gates opened wide; every step runs the real CLI, then the
 report, the tables with CIs and verdict.md are written."""
+
 from __future__ import annotations
 
 import os
@@ -38,10 +39,26 @@ timings: {sft_step: 0.2, rl_step: 1.0, eval_item: 0.03, probe_item: 0.03, job_ov
 def test_one_command_regenerates_the_reproduction(tmp_path):
     (tmp_path / "protocol.md").write_text(PROTOCOL)
     env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.run([sys.executable, "-m", "egt.reproduce", "--protocol", str(tmp_path / "protocol.md"),
-                           "--out", str(tmp_path / "out"), "--sweeps", str(tmp_path / "sw"),
-                           "--artifacts", str(tmp_path / "art")], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=1500)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "egt.reproduce",
+            "--protocol",
+            str(tmp_path / "protocol.md"),
+            "--out",
+            str(tmp_path / "out"),
+            "--sweeps",
+            str(tmp_path / "sw"),
+            "--artifacts",
+            str(tmp_path / "art"),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     assert "CPUs on this machine" in out and "total wall" in out and "G2 answer_token" in out

@@ -1,5 +1,6 @@
 """The rl stage through the real CLI on the tiny model: the full quick pipeline, a run on a given
 selection (curriculum order, parameters change, the HF dir reloads), kill -9 and resume."""
+
 from __future__ import annotations
 
 import json
@@ -19,14 +20,23 @@ STUB = "reward._target_=tests.helpers.rl_stub.ShortIsGood"
 def base(tmp_path_factory):
     """The whole quick pipeline through select and a few RL steps."""
     art = tmp_path_factory.mktemp("rl-artifacts")
-    out = cli(art, *QUICK, "stages=[data,distill,sft,probe,select,rl]", "rl.max_steps=2", "rl.eval_n=4",
-              "rl.max_new_tokens=16", "sft.eval_n=0", "logger=csv")
+    out = cli(
+        art,
+        *QUICK,
+        "stages=[data,distill,sft,probe,select,rl]",
+        "rl.max_steps=2",
+        "rl.eval_n=4",
+        "rl.max_new_tokens=16",
+        "sft.eval_n=0",
+        "logger=csv",
+    )
     return art, out
 
 
 @pytest.fixture(scope="module")
 def selection(base, tmp_path_factory):
     from datasets import load_from_disk
+
     art, _ = base
     ids = load_from_disk(str(done(art, "data")[0] / "dataset"))["rl_pool"]["id"]
     order = [ids[i] for i in (9, 2, 7, 0, 5, 11, 3)]  # 7 samples: batches of 4 do not divide them
@@ -37,8 +47,16 @@ def selection(base, tmp_path_factory):
 
 def _args(base, selection, *extra):
     art, _ = base
-    return [*QUICK, "stages=[rl]", f"sft.model_path={done(art, 'sft')[0] / 'model'}",
-            f"rl.selection_path={selection[0]}", STUB, "rl.max_new_tokens=16", "logger=none", *extra]
+    return [
+        *QUICK,
+        "stages=[rl]",
+        f"sft.model_path={done(art, 'sft')[0] / 'model'}",
+        f"rl.selection_path={selection[0]}",
+        STUB,
+        "rl.max_new_tokens=16",
+        "logger=none",
+        *extra,
+    ]
 
 
 def _with_data(base, dest: Path) -> Path:
@@ -55,7 +73,7 @@ def test_full_pipeline_runs_rl_after_select(base):
     sel = json.loads((done(art, "select")[0] / "selection.json").read_text())
     curves = json.loads((rl / "curves.json").read_text())["steps"]
     seen = [i for step in curves for i in step["ids"]]
-    assert seen == sel["ids"][:len(seen)]  # the curriculum's order
+    assert seen == sel["ids"][: len(seen)]  # the curriculum's order
     metrics = (art / "logs").rglob("metrics.csv")
     assert any("rl/reward" in p.read_text() for p in metrics), "rl metrics should be in the csv log"
 
@@ -78,6 +96,7 @@ def test_rl_on_a_given_selection(base, selection, tmp_path):
     from egt.eval.generation import generate
     from egt.models import load_model_and_processor
     from datasets import load_from_disk
+
     model, processor = load_model_and_processor(rl / "model")
     bench = load_from_disk(str(done(art, "data")[0] / "dataset"))["bench"]
     assert len(generate(model, ChatEncoder(processor), [bench[0]], max_new_tokens=4, batch_size=1)) == 1
@@ -95,8 +114,12 @@ def test_empty_selection_fails_clearly(base, tmp_path):
 def test_killed_rl_resumes_to_the_same_model(base, selection, tmp_path):
     args = _args(base, selection, "rl.epochs=2", "rl.max_steps=3", "rl.checkpoint_every_n_steps=1", "rl.eval_n=0")
     killed, clean = _with_data(base, tmp_path / "killed"), _with_data(base, tmp_path / "clean")
-    kill_when(cli(killed, *args, popen=True), lambda: bool(list((killed / "rl").glob("*/checkpoints/last.ckpt"))),
-              killed, "an RL checkpoint")
+    kill_when(
+        cli(killed, *args, popen=True),
+        lambda: bool(list((killed / "rl").glob("*/checkpoints/last.ckpt"))),
+        killed,
+        "an RL checkpoint",
+    )
     assert not done(killed, "rl")
     assert "[rl] resuming from" in cli(killed, *args)
     cli(clean, *args)
@@ -139,11 +162,16 @@ def test_killed_online_rl_resumes_with_the_same_order_and_model(base, selection,
     """curriculum=ascending_online: killed right after the re-probe of epoch 1 was written (before that
     epoch's first step, or just after), the rerun reads it back (no second re-probe) and ends where an
     uninterrupted run does: same order, same completions, same model."""
-    args = _args(base, selection, "curriculum=ascending_online", "rl.epochs=2", "rl.checkpoint_every_n_steps=1",
-                 "rl.eval_n=0")
+    args = _args(
+        base, selection, "curriculum=ascending_online", "rl.epochs=2", "rl.checkpoint_every_n_steps=1", "rl.eval_n=0"
+    )
     killed, clean = _with_data(base, tmp_path / "killed"), _with_data(base, tmp_path / "clean")
-    kill_when(cli(killed, *args, popen=True), lambda: bool(list((killed / "rl").glob("*/reprobe/epoch_1.json"))),
-              killed, "the re-probe of epoch 1")
+    kill_when(
+        cli(killed, *args, popen=True),
+        lambda: bool(list((killed / "rl").glob("*/reprobe/epoch_1.json"))),
+        killed,
+        "the re-probe of epoch 1",
+    )
     assert not done(killed, "rl")
     resumed = cli(killed, *args)
     assert "[rl] resuming from" in resumed and "[rl] re-probing" not in resumed

@@ -3,6 +3,7 @@
 One upstream (data, distill, SFT, probe) is computed once for the session and shared by
 every sweep through one artifacts dir; each sweep then runs RL and eval per job.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -57,8 +58,13 @@ def smoke(shared):
 
 
 # rows; Table 2's SFT and Figure 4's 0% row are no job
-ROWS = {"table2": (4, "ablation"), "table3": (3, "selection"), "table4": (3, "entropy"),
-        "table5": (3, "selection.band"), "fig4": (6, "selection.fraction")}
+ROWS = {
+    "table2": (4, "ablation"),
+    "table3": (3, "selection"),
+    "table4": (3, "entropy"),
+    "table5": (3, "selection.band"),
+    "fig4": (6, "selection.fraction"),
+}
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -99,8 +105,9 @@ def test_notebook_runs_on_the_smoke_sweep(smoke, notebook, monkeypatch):
     from nbclient import NotebookClient
 
     nb = nbformat.read(REPO / "notebooks" / notebook, as_version=4)
-    assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code"), \
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code"), (
         "notebook outputs must be stripped in git"
+    )
     monkeypatch.setenv("EGT_SWEEP_DIR", str(smoke))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
@@ -111,15 +118,35 @@ def test_explicit_form_and_a_failed_job_does_not_stop_the_others(shared):
     fails those jobs (config validation, inside the job), the others run, the multirun exits non-zero."""
     art, root = shared
     sweep = root / "explicit"
-    env = {**os.environ, "EGT_ARTIFACTS": str(art), "EGT_LOGS": str(art / "logs"), "WANDB_MODE": "offline",
-           "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "train.py", "-m", *QUICK, "entropy=answer,sentence,mix", "selection.k=0,8",
-                           f"hydra.sweep.dir={sweep}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "EGT_ARTIFACTS": str(art),
+        "EGT_LOGS": str(art / "logs"),
+        "WANDB_MODE": "offline",
+        "OMP_NUM_THREADS": "1",
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "-m",
+            *QUICK,
+            "entropy=answer,sentence,mix",
+            "selection.k=0,8",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode != 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     jobs = load_jobs(sweep)
     status = {(override_value(j, "entropy"), override_value(j, "selection.k")): j["status"] for j in jobs}
-    assert status == {(e, k): "failed" if k == "0" else "completed" for e in ("answer", "sentence", "mix")
-                      for k in ("0", "8")}
+    assert status == {
+        (e, k): "failed" if k == "0" else "completed" for e in ("answer", "sentence", "mix") for k in ("0", "8")
+    }
     assert all("selection.k=0 must be >= 1" in j["error"] for j in jobs if j["status"] == "failed")
 
     from egt.report.__main__ import main
@@ -165,10 +192,24 @@ def test_wandb_sweep_file_commands_compose_and_one_runs(shared, tmp_path):
     # one grid point runs under a (fake) agent's environment, at the tiny scale
     art, _ = shared
     cmd = [a if a != "experiment=small" else "experiment=[small,quick]" for a in cmds[-1]]
-    env = {**os.environ, "EGT_ARTIFACTS": str(art), "EGT_LOGS": str(tmp_path / "logs"), "WANDB_MODE": "offline",
-           "WANDB_SWEEP_ID": "smoke", "WANDB_RUN_ID": "smokerun1", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd + ["eval.order=official", f"hydra.run.dir={tmp_path}/run"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "EGT_ARTIFACTS": str(art),
+        "EGT_LOGS": str(tmp_path / "logs"),
+        "WANDB_MODE": "offline",
+        "WANDB_SWEEP_ID": "smoke",
+        "WANDB_RUN_ID": "smokerun1",
+        "WANDB_SILENT": "true",
+        "OMP_NUM_THREADS": "1",
+    }
+    proc = subprocess.run(
+        cmd + ["eval.order=official", f"hydra.run.dir={tmp_path}/run"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rec = json.loads((tmp_path / "run" / "job.json").read_text())
     assert override_value(rec, "selection.fraction") == "1.0" and rec["params"]["rl.seed"] == 2

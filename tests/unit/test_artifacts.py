@@ -14,8 +14,9 @@ def test_same_config_same_key_and_key_order_irrelevant():
     assert a == b and len(a) == 12
 
 
-@pytest.mark.parametrize("change", [
-    dict(stage="rl"), dict(config={"lr": 2e-3, "batch": 8}), dict(upstream={"data": "abd"}), dict(version=2)])
+@pytest.mark.parametrize(
+    "change", [dict(stage="rl"), dict(config={"lr": 2e-3, "batch": 8}), dict(upstream={"data": "abd"}), dict(version=2)]
+)
 def test_relevant_change_gives_new_key(change):
     base = dict(stage="sft", config={"lr": 1e-3, "batch": 8}, upstream={"data": "abc"}, version=1)
     assert make_key(**base) != make_key(**{**base, **change})
@@ -123,7 +124,12 @@ def test_finish_removes_temporaries_of_killed_attempts(tmp_path):
             (d / "shards" / "shard-0-16.parquet").write_text("done")
             art.finish({"n": 1})
         left = sorted(str(p.relative_to(d)) for p in d.rglob("*"))
-        assert left == [".fresh.ef56ab78.tmp", f".journal.tmp-{live.pid}", "_SUCCESS.json", "shards",
-                        "shards/shard-0-16.parquet"]
+        assert left == [
+            ".fresh.ef56ab78.tmp",
+            f".journal.tmp-{live.pid}",
+            "_SUCCESS.json",
+            "shards",
+            "shards/shard-0-16.parquet",
+        ]
     finally:
         live.kill()

@@ -1,6 +1,7 @@
 """The artifact store under two gloo processes: a rank-0 stage is computed once and read by the other
 rank, an all-rank stage runs its body on both and reuses on both, and a rank-0 failure makes the other
 rank fail with a clear message instead of hanging."""
+
 from __future__ import annotations
 
 import json

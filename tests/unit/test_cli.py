@@ -1,5 +1,6 @@
 """egt.cli.headline_metric: the number a sweep optimises, defined once per stage (egt.stages.HEADLINES);
 anchor_paths: under hydra.job.chdir=true relative paths are the launch directory's."""
+
 from omegaconf import OmegaConf
 
 from egt.cli import anchor_paths, headline_metric
@@ -11,8 +12,11 @@ def test_headline_stages_are_stages():
 
 
 def test_the_last_stage_that_defines_a_headline_gives_it():
-    results = {"sft": {"summary": {"headline": 0.8}}, "probe": {"summary": {}},
-               "rl": {"summary": {"headline": 0.85, "reward_last": 1.4}}}
+    results = {
+        "sft": {"summary": {"headline": 0.8}},
+        "probe": {"summary": {}},
+        "rl": {"summary": {"headline": 0.85, "reward_last": 1.4}},
+    }
     assert headline_metric(results) == 0.85
     results["eval"] = {"summary": {"headline": 0.9}}
     assert headline_metric(results) == 0.9
@@ -26,17 +30,24 @@ def test_a_stage_without_its_headline_gives_none_not_an_earlier_stages():
     assert headline_metric({"data": {"summary": {}}}) is None
 
 
-
 def test_relative_paths_are_anchored_at_the_launch_directory(tmp_path, monkeypatch):
     launch = tmp_path / "launch"
     (launch / "data").mkdir(parents=True)
     (launch / "data" / "pairs.jsonl").write_text("{}\n")
     (tmp_path / "run").mkdir()
     monkeypatch.chdir(tmp_path / "run")  # what hydra.job.chdir=true does before the task runs
-    cfg = OmegaConf.create({"paths": {"artifacts": "artifacts", "logs": "/abs/logs"},
-                            "model": {"path": None}, "sft": {"model_path": "???"},
-                            "data": {"path": "data/pairs.jsonl", "image_root": None,
-                                     "sources": {"sft_pool": [{"path": "org/hub-name", "image_root": "data"}]}}})
+    cfg = OmegaConf.create(
+        {
+            "paths": {"artifacts": "artifacts", "logs": "/abs/logs"},
+            "model": {"path": None},
+            "sft": {"model_path": "???"},
+            "data": {
+                "path": "data/pairs.jsonl",
+                "image_root": None,
+                "sources": {"sft_pool": [{"path": "org/hub-name", "image_root": "data"}]},
+            },
+        }
+    )
     changed = anchor_paths(cfg, launch)
     assert cfg.paths.artifacts == str(launch.resolve() / "artifacts") and cfg.paths.logs == "/abs/logs"
     assert cfg.data.path == str(launch.resolve() / "data/pairs.jsonl")

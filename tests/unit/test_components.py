@@ -1,5 +1,6 @@
 """egt.components: every option of every component kind builds a subclass of its kind's base, with a
 docstring and the base's call signature; built-in names need no list; errors name the key."""
+
 import inspect
 from pathlib import Path
 
@@ -22,10 +23,17 @@ from egt.select.scores import EntropyScore
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 # config group → (the key of the option's _target_ inside its file, the kind's base)
-KINDS = {"entropy": ("score", EntropyScore), "selection": ("method", Selection), "curriculum": ("order", Curriculum),
-         "rl/advantage": (None, AdvantageEstimator), "rl/filter": (None, AdvantageFilter),
-         "rl/loss": (None, PolicyLoss),
-         "rl/backend": (None, RolloutBackend), "reward/judge": (None, LogicJudge), "distill/teacher": (None, Teacher)}
+KINDS = {
+    "entropy": ("score", EntropyScore),
+    "selection": ("method", Selection),
+    "curriculum": ("order", Curriculum),
+    "rl/advantage": (None, AdvantageEstimator),
+    "rl/filter": (None, AdvantageFilter),
+    "rl/loss": (None, PolicyLoss),
+    "rl/backend": (None, RolloutBackend),
+    "reward/judge": (None, LogicJudge),
+    "distill/teacher": (None, Teacher),
+}
 
 
 def _options():
@@ -49,12 +57,15 @@ def test_every_option_is_a_documented_subclass_of_its_kind(group, target, base):
     for name in _abstract_methods(base):  # the call the rest of egt makes
         want = list(inspect.signature(getattr(base, name)).parameters)
         got = list(inspect.signature(getattr(cls, name)).parameters)
-        assert got[:len(want)] == want, f"{target}.{name}{got} does not take {base.__name__}.{name}{want}"
+        assert got[: len(want)] == want, f"{target}.{name}{got} does not take {base.__name__}.{name}{want}"
 
 
 def test_builtin_benchmarks_are_found_by_module_without_a_list():
-    assert builtin_names(Benchmark, "egt.benchmarks") == names() == [
-        "mm_rlhf_rewardbench", "multimodal_rewardbench", "synthetic", "vl_rewardbench"]
+    assert (
+        builtin_names(Benchmark, "egt.benchmarks")
+        == names()
+        == ["mm_rlhf_rewardbench", "multimodal_rewardbench", "synthetic", "vl_rewardbench"]
+    )
     assert builtin(Benchmark, "egt.benchmarks", "synthetic") is get("synthetic")
     with pytest.raises(ConfigError, match=r"eval.benchmarks: unknown Benchmark 'base'"):  # a module, not a benchmark
         builtin(Benchmark, "egt.benchmarks", "base", "eval.benchmarks")
@@ -63,8 +74,13 @@ def test_builtin_benchmarks_are_found_by_module_without_a_list():
 def test_build_takes_a_name_a_name_with_arguments_or_a_target():
     by_name = build("synthetic", Benchmark, "eval.benchmarks", package="egt.benchmarks", limit=3)
     with_args = build({"name": "synthetic", "split": "rl_pool"}, Benchmark, "eval.benchmarks", package="egt.benchmarks")
-    target = build({"_target_": "egt.benchmarks.synthetic.SyntheticBench", "split": "sft_pool"}, Benchmark,
-                   "eval.benchmarks", package="egt.benchmarks", limit=2)
+    target = build(
+        {"_target_": "egt.benchmarks.synthetic.SyntheticBench", "split": "sft_pool"},
+        Benchmark,
+        "eval.benchmarks",
+        package="egt.benchmarks",
+        limit=2,
+    )
     assert (type(by_name), by_name.limit) == (get("synthetic"), 3)
     assert with_args.split == "rl_pool" and (target.split, target.limit) == ("sft_pool", 2)
     with pytest.raises(TypeError, match=r"rl.loss._target_ must build an egt.rl.losses.PolicyLoss"):
@@ -82,4 +98,4 @@ def test_every_builtin_named_component_is_a_documented_subclass(base, package):
         assert cls.name == name and (cls.__doc__ or "").strip(), f"{package}.{name}"
         for method in _abstract_methods(base):
             want = list(inspect.signature(getattr(base, method)).parameters)
-            assert list(inspect.signature(getattr(cls, method)).parameters)[:len(want)] == want, f"{name}.{method}"
+            assert list(inspect.signature(getattr(cls, method)).parameters)[: len(want)] == want, f"{name}.{method}"

@@ -1,5 +1,6 @@
 """egt.distributed without a process group: launcher detection, launch checks, trainer keywords,
 the parameter fingerprint, and the rank-sharded sampler."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,8 +28,15 @@ TORCHRUN = {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE
 def test_detect_torchrun_slurm_and_single():
     env = distributed.detect(TORCHRUN)
     assert (env.rank, env.world_size, env.local_rank, env.num_nodes, env.launcher) == (3, 4, 1, 2, "torchrun")
-    slurm = distributed.detect({"SLURM_NTASKS": "16", "SLURM_PROCID": "9", "SLURM_LOCALID": "1",
-                                "SLURM_JOB_NUM_NODES": "2", "SLURM_JOB_NAME": "egt"})
+    slurm = distributed.detect(
+        {
+            "SLURM_NTASKS": "16",
+            "SLURM_PROCID": "9",
+            "SLURM_LOCALID": "1",
+            "SLURM_JOB_NUM_NODES": "2",
+            "SLURM_JOB_NAME": "egt",
+        }
+    )
     assert (slurm.rank, slurm.world_size, slurm.local_world_size, slurm.num_nodes) == (9, 16, 8, 2)
     # an interactive allocation (salloc + bash) is one process, not a launch
     assert distributed.detect({"SLURM_NTASKS": "8", "SLURM_PROCID": "0", "SLURM_JOB_NAME": "bash"}).world_size == 1
@@ -37,8 +45,9 @@ def test_detect_torchrun_slurm_and_single():
 def test_devices_without_launcher_is_an_error_with_the_command(monkeypatch):
     monkeypatch.setattr("sys.argv", ["train.py", "trainer=ddp"])
     with pytest.raises(ConfigError, match=r"--nproc_per_node=4 --nnodes=2 .*train.py trainer=ddp"):
-        distributed.check_launch(_cfg("trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2"),
-                                 distributed.detect({}))
+        distributed.check_launch(
+            _cfg("trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2"), distributed.detect({})
+        )
     distributed.check_launch(_cfg("trainer=ddp"), distributed.detect({}))  # devices=auto: one process is fine
 
 
@@ -47,8 +56,9 @@ def test_devices_must_match_the_launcher():
         distributed.check_launch(_cfg("trainer=ddp", "trainer.devices=8"), distributed.detect(TORCHRUN))
     with pytest.raises(ConfigError, match="write trainer.num_nodes=2"):
         distributed.check_launch(_cfg("trainer=ddp", "trainer.num_nodes=3"), distributed.detect(TORCHRUN))
-    distributed.check_launch(_cfg("trainer=ddp", "trainer.devices=2", "trainer.num_nodes=2"),
-                             distributed.detect(TORCHRUN))
+    distributed.check_launch(
+        _cfg("trainer=ddp", "trainer.devices=2", "trainer.num_nodes=2"), distributed.detect(TORCHRUN)
+    )
 
 
 def test_trainer_kwargs_take_devices_from_the_launcher(monkeypatch):
@@ -89,8 +99,8 @@ def test_sharded_sampler_global_batches_are_consecutive_positions():
     locals_ = [list(s) for s in shards]
     assert all(len(x) == len(s) == 5 for x, s in zip(locals_, shards))
     for b in range(2):  # global batch b = positions 4b … 4b+3 of the epoch order, spread over the ranks
-        got = sorted(i for x in locals_ for i in x[b * local:(b + 1) * local])
-        assert got == sorted(order[4 * b:4 * b + 4])
+        got = sorted(i for x in locals_ for i in x[b * local : (b + 1) * local])
+        assert got == sorted(order[4 * b : 4 * b + 4])
     # the tail (10 = 2·5) needs no padding; 11 samples pad by wrapping to the first position
     odd = [list(ResumableSampler(11, shuffle=False).shard(r, 2)) for r in range(2)]
     assert odd == [[0, 2, 4, 6, 8, 10], [1, 3, 5, 7, 9, 0]]
@@ -115,8 +125,9 @@ def test_nothing_gpu_only_is_imported_with_the_package(tmp_path):
 
     for name in ("deepspeed", "vllm"):  # (flash_attn: transformers itself probes it when found)
         (tmp_path / f"{name}.py").write_text(f"raise RuntimeError('{name} imported at module import time')\n")
-    code = ("import egt.distributed, egt.rl.vllm_backend, egt.stages.sft, egt.stages.rl, "
-            "egt.stages.probe, egt.stages.eval")
+    code = (
+        "import egt.distributed, egt.rl.vllm_backend, egt.stages.sft, egt.stages.rl, egt.stages.probe, egt.stages.eval"
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]

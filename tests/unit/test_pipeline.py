@@ -1,4 +1,5 @@
 """egt.pipeline: the stage list, each stage's REQUIRES, and the end-of-run table."""
+
 import ast
 import importlib
 from pathlib import Path
@@ -15,10 +16,17 @@ from egt.stages import MODEL_STAGES, STAGES
 def _requested(module) -> set[str]:
     """The stage names a module passes to ``pipe.get`` as literals."""
     tree = ast.parse(Path(module.__file__).read_text())
-    return {call.args[0].value for call in ast.walk(tree)
-            if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "get"
-            and isinstance(call.func.value, ast.Name) and call.func.value.id == "pipe"
-            and call.args and isinstance(call.args[0], ast.Constant)}
+    return {
+        call.args[0].value
+        for call in ast.walk(tree)
+        if isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Attribute)
+        and call.func.attr == "get"
+        and isinstance(call.func.value, ast.Name)
+        and call.func.value.id == "pipe"
+        and call.args
+        and isinstance(call.args[0], ast.Constant)
+    }
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -81,6 +89,7 @@ def test_every_stage_owns_its_summary_line():
 def test_model_summary_line_and_summary_table():
     assert summary_line("model", {"name": "demo", "parameters": 2_345_678}) == "demo (built offline), 2.3M parameters"
     assert summary_line("model", {"name": "qwen", "source": "model.path"}) == "qwen (checkpoint)"
-    table = format_summary({"model": {"reused": True, "seconds": 0.1, "summary": {"name": "demo"},
-                                      "path": "/a/models/k"}})
+    table = format_summary(
+        {"model": {"reused": True, "seconds": 0.1, "summary": {"name": "demo"}, "path": "/a/models/k"}}
+    )
     assert "model    reused        0.1  demo (built offline)" in table and "model artifact: /a/models/k" in table

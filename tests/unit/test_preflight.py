@@ -1,5 +1,6 @@
 """egt.preflight: the local paths a config names are checked before any stage starts, and only those
 the stages of this run read."""
+
 from pathlib import Path
 
 import pytest
@@ -25,19 +26,24 @@ def test_an_outside_model_or_table_replaces_its_stage():
     assert stages_to_run(_cfg("stages=[eval]", "eval.model_path=/m")) == ["eval", "data"]
 
 
-@pytest.mark.parametrize("overrides,setting", [
-    (["stages=[sft,probe]", "sft.model_path=/nonexistent"], "sft.model_path"),
-    (["stages=[probe]", "probe.model_path=/nonexistent"], "probe.model_path"),
-    (["stages=[select]", "probe.table_path=/nonexistent"], "probe.table_path"),
-    (["stages=[eval]", "eval.model_path=/nonexistent"], "eval.model_path"),
-    (["stages=[rl]", "rl.selection_path=/nonexistent"], "rl.selection_path"),
-    (["stages=[sft]", "distill.trajectories_path=/nonexistent"], "distill.trajectories_path"),
-    (["stages=[sft]", "model=local", "model.path=/nonexistent"], "model.path"),
-    (["stages=[data]", "data.image_root=/nonexistent"], "data.image_root"),
-    (["stages=[data]", "data=r1_reward_rl", "data.path=/nonexistent"], "data.path"),
-    (["stages=[data]", "data=preference_files", "data.sources.rl_pool=[{path: /nonexistent, format: pairs}]"],
-     r"data.sources.rl_pool\[0\].path"),
-])
+@pytest.mark.parametrize(
+    "overrides,setting",
+    [
+        (["stages=[sft,probe]", "sft.model_path=/nonexistent"], "sft.model_path"),
+        (["stages=[probe]", "probe.model_path=/nonexistent"], "probe.model_path"),
+        (["stages=[select]", "probe.table_path=/nonexistent"], "probe.table_path"),
+        (["stages=[eval]", "eval.model_path=/nonexistent"], "eval.model_path"),
+        (["stages=[rl]", "rl.selection_path=/nonexistent"], "rl.selection_path"),
+        (["stages=[sft]", "distill.trajectories_path=/nonexistent"], "distill.trajectories_path"),
+        (["stages=[sft]", "model=local", "model.path=/nonexistent"], "model.path"),
+        (["stages=[data]", "data.image_root=/nonexistent"], "data.image_root"),
+        (["stages=[data]", "data=r1_reward_rl", "data.path=/nonexistent"], "data.path"),
+        (
+            ["stages=[data]", "data=preference_files", "data.sources.rl_pool=[{path: /nonexistent, format: pairs}]"],
+            r"data.sources.rl_pool\[0\].path",
+        ),
+    ],
+)
 def test_a_missing_path_names_the_setting_and_the_path(overrides, setting):
     with pytest.raises(ConfigError, match=f"{setting}=/nonexistent does not exist"):
         check_paths(_cfg(*overrides))
@@ -54,8 +60,13 @@ def test_the_wrong_kind_and_a_hub_id():
         check_paths(_cfg("stages=[sft]", f"sft.model_path={__file__}"))
     with pytest.raises(ConfigError, match="probe.table_path=.* is not a file"):
         check_paths(_cfg("stages=[select]", f"probe.table_path={CONF}"))
-    check_paths(_cfg("stages=[data]", "data=preference_files",  # a Hub id is not a local path
-                     "data.sources.rl_pool=[{path: org/name, format: pairs}]"))
+    check_paths(
+        _cfg(
+            "stages=[data]",
+            "data=preference_files",  # a Hub id is not a local path
+            "data.sources.rl_pool=[{path: org/name, format: pairs}]",
+        )
+    )
 
 
 def test_a_benchmark_without_its_files(tmp_path):

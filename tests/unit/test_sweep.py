@@ -1,4 +1,5 @@
 """egt.sweep: job.json on success and failure, override parsing, loading."""
+
 import json
 
 import pytest
@@ -8,31 +9,56 @@ from egt.sweep import JOB_FILE, load_jobs, override_value, run_job, sweep_metric
 
 
 def _cfg():
-    return OmegaConf.create({"seed": 0, "stages": ["data", "eval"], "rl": {"seed": 2},
-                             "selection": {"name": "entropy", "k": None, "fraction": 0.15, "percentile": None,
-                                           "band": "low", "seed": 2},
-                             "curriculum": {"name": "ascending", "seed": 2}, "entropy": {"name": "answer"},
-                             "model": {"name": "tiny"}})
+    return OmegaConf.create(
+        {
+            "seed": 0,
+            "stages": ["data", "eval"],
+            "rl": {"seed": 2},
+            "selection": {"name": "entropy", "k": None, "fraction": 0.15, "percentile": None, "band": "low", "seed": 2},
+            "curriculum": {"name": "ascending", "seed": 2},
+            "entropy": {"name": "answer"},
+            "model": {"name": "tiny"},
+        }
+    )
 
 
 def _job(tmp_path):
-    return {"dir": str(tmp_path), "mode": "MULTIRUN", "num": 3, "sweep_dir": str(tmp_path.parent),
-            "overrides": ["selection.band=mid", "rl.seed=2"], "choices": {"selection": "entropy"}}
+    return {
+        "dir": str(tmp_path),
+        "mode": "MULTIRUN",
+        "num": 3,
+        "sweep_dir": str(tmp_path.parent),
+        "overrides": ["selection.band=mid", "rl.seed=2"],
+        "choices": {"selection": "entropy"},
+    }
 
 
 def _results(tmp_path):
-    metrics = {"key": "ev1", "benchmark": {"name": "synthetic", "columns": [["overall", "Overall"]],
-                                           "headline_key": "overall"},
-               "model": {"label": "rl", "identity": {"stage": "rl", "key": "r1"}}, "metrics": {"overall": 0.75}}
+    metrics = {
+        "key": "ev1",
+        "benchmark": {"name": "synthetic", "columns": [["overall", "Overall"]], "headline_key": "overall"},
+        "model": {"label": "rl", "identity": {"stage": "rl", "key": "r1"}},
+        "metrics": {"overall": 0.75},
+    }
     src = tmp_path / "art" / "metrics.json"
     src.parent.mkdir()
     src.write_text(json.dumps(metrics))
     probe = tmp_path / "art" / "probe.parquet"
     probe.write_bytes(b"PAR1")
-    return {"probe": {"key": "p1", "path": str(probe.parent), "reused": True, "summary": {"n": 4, "x": [1]},
-                      "table_path": str(probe)},
-            "eval": {"key": "e", "summary": {"rl/synthetic": 0.75, "headline": 0.75},
-                     "results": {"rl/synthetic": {"key": "ev1", "metrics_path": str(src)}}}}
+    return {
+        "probe": {
+            "key": "p1",
+            "path": str(probe.parent),
+            "reused": True,
+            "summary": {"n": 4, "x": [1]},
+            "table_path": str(probe),
+        },
+        "eval": {
+            "key": "e",
+            "summary": {"rl/synthetic": 0.75, "headline": 0.75},
+            "results": {"rl/synthetic": {"key": "ev1", "metrics_path": str(src)}},
+        },
+    }
 
 
 def test_completed_job_records_overrides_params_metrics_and_files(tmp_path):
@@ -76,4 +102,7 @@ def test_override_value_and_sweep_metrics():
     assert override_value(job, "rl.seed") == "2"  # the last one wins, as in Hydra
     assert override_value(job, "selection") is None
     assert sweep_metrics({"eval": {"summary": {"sft/synthetic": 0.5, "rl/synthetic": 0.7, "headline": 0.7}}}, 0.7) == {
-        "eval/headline": 0.7, "eval/sft/synthetic": 0.5, "eval/rl/synthetic": 0.7}
+        "eval/headline": 0.7,
+        "eval/sft/synthetic": 0.5,
+        "eval/rl/synthetic": 0.7,
+    }

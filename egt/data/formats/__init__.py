@@ -8,6 +8,7 @@ one by ``format: <name>``, ``format: {name: <name>, <arguments>}`` or ``format: 
 >>> names()
 ['mm_rlhf', 'pairs', 'povid', 'r1_reward_rl', 'rlaif_v', 'rlhf_v', 'vlfeedback', 'wildvision_battle']
 """
+
 from egt.data.formats.base import DEFAULT_COLUMNS, EXCLUSIONS, REASONS, DataFormat, RowRejected
 
 __all__ = ["DEFAULT_COLUMNS", "EXCLUSIONS", "REASONS", "DataFormat", "RowRejected", "names"]

@@ -8,6 +8,7 @@ reason: a bad row (:data:`REASONS`: obeys ``data.on_bad_sample``) or one exclude
 per name (``format: rlaif_v`` is ``egt/data/formats/rlaif_v.py``; egt.components); an outside one is
 ``format: {_target_: your.module.Format}``.
 """
+
 from __future__ import annotations
 
 import base64
@@ -22,15 +23,43 @@ from PIL import Image
 
 from egt.data.schema import check_image
 
-__all__ = ["DEFAULT_COLUMNS", "EXCLUSIONS", "REASONS", "DataFormat", "RowRejected", "column", "content_text",
-           "nonempty", "read_image", "read_images", "turn_text"]
+__all__ = [
+    "DEFAULT_COLUMNS",
+    "EXCLUSIONS",
+    "REASONS",
+    "DataFormat",
+    "RowRejected",
+    "column",
+    "content_text",
+    "nonempty",
+    "read_image",
+    "read_images",
+    "turn_text",
+]
 
-DEFAULT_COLUMNS = {"id": "id", "query": "query", "chosen": "chosen", "rejected": "rejected",
-                   "response_1": "response_1", "response_2": "response_2", "label": "label",
-                   "image": "image", "images": "images", "category": "category"}
+DEFAULT_COLUMNS = {
+    "id": "id",
+    "query": "query",
+    "chosen": "chosen",
+    "rejected": "rejected",
+    "response_1": "response_1",
+    "response_2": "response_2",
+    "label": "label",
+    "image": "image",
+    "images": "images",
+    "category": "category",
+}
 # reasons a row is bad (what a skip is counted under): they obey data.on_bad_sample
-REASONS = ("missing column", "missing image", "unreadable image", "empty response", "identical responses",
-           "label not derivable", "unparsable R1-Reward prompt", "unreadable turn")
+REASONS = (
+    "missing column",
+    "missing image",
+    "unreadable image",
+    "empty response",
+    "identical responses",
+    "label not derivable",
+    "unparsable R1-Reward prompt",
+    "unreadable turn",
+)
 # rows a release holds that are no single-turn image preference pair, by design: always dropped, counted apart
 EXCLUSIONS = ("tie", "multi-turn", "video only", "no rated pair")
 
@@ -82,8 +111,9 @@ def read_image(value: Any, image_root: str | None) -> dict[str, Any]:
         raise RowRejected("images", "missing image", f"an image of type {type(value).__name__}")
     why = check_image(data)
     if why is not None:
-        raise RowRejected("images", "unreadable image",
-                          why + (f"; from {_short(value)}" if isinstance(value, str) else ""))
+        raise RowRejected(
+            "images", "unreadable image", why + (f"; from {_short(value)}" if isinstance(value, str) else "")
+        )
     return {"bytes": data, "path": path}
 
 
@@ -100,8 +130,9 @@ def _image_string(value: str, image_root: str | None) -> tuple[bytes, str | None
         if hit is not None:
             return hit.read_bytes(), str(hit)
     except OSError as exc:  # not a usable path (too long, permissions, …): a bad row, never a crash
-        raise RowRejected("images", "missing image",
-                          f"{_short(value)} is not a readable file ({exc.strerror})") from None
+        raise RowRejected(
+            "images", "missing image", f"{_short(value)} is not a readable file ({exc.strerror})"
+        ) from None
     data = _base64(value)
     if data is None:
         raise RowRejected("images", "missing image", "no file at " + " or ".join(_short(str(c)) for c in candidates))
@@ -141,7 +172,7 @@ def _inline(value: str) -> bytes | None:
         mime = (m.group(1) or "") if m else ""
         if m is None or not m.group(3) or not mime.lower().startswith("image/"):
             raise RowRejected("images", "unreadable image", f"a data URI that is not a base64 image ({_short(text)})")
-        text = text[m.end():]
+        text = text[m.end() :]
     elif len(text) < _INLINE_MIN or not _BASE64.fullmatch(text):
         return None
     try:
@@ -197,5 +228,8 @@ def content_text(content: Any, field: str) -> str:
         return content or ""
     if isinstance(content, (list, tuple)) and all(isinstance(c, Mapping) and "type" in c for c in content):
         return "".join(str(c.get("text") or "") for c in content if c.get("type") == "text")
-    raise RowRejected(field, "unreadable turn", f"a turn's content is a {type(content).__name__}, neither text nor a "
-                                         "list of {type, text} parts")
+    raise RowRejected(
+        field,
+        "unreadable turn",
+        f"a turn's content is a {type(content).__name__}, neither text nor a list of {{type, text}} parts",
+    )

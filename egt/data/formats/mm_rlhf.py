@@ -1,4 +1,5 @@
 """``format: mm_rlhf``: MM-RLHF's ranked pairs (:class:`MMRLHF`)."""
+
 from __future__ import annotations
 
 from typing import Any, Mapping

@@ -1,4 +1,5 @@
 """``format: pairs``: any table of a query, two responses and which is better."""
+
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -36,5 +37,10 @@ def pair_fields(row: Mapping[str, Any], columns: Mapping[str, str], image_root: 
     image = column(row, columns, "images", required=False)
     if image is None:
         image = column(row, columns, "image")
-    return {"query": query, "response_1": nonempty(r1, "response_1"), "response_2": nonempty(r2, "response_2"),
-            "label": label, "images": read_images(image, image_root)}
+    return {
+        "query": query,
+        "response_1": nonempty(r1, "response_1"),
+        "response_2": nonempty(r2, "response_2"),
+        "label": label,
+        "images": read_images(image, image_root),
+    }

@@ -1,4 +1,5 @@
 """``format: povid``: POVID (:class:`POVID`)."""
+
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -20,5 +21,8 @@ class POVID(DataFormat):
         query = turn_text(row.get("conversations"), ("human", "user"), "conversations").replace("<image>", "").strip()
         chosen = turn_text(row.get("conversations"), ("gpt", "assistant"), "conversations")
         rejected = turn_text(row.get("rejected_conversations"), ("gpt", "assistant"), "rejected_conversations")
-        return pair_fields({"query": query, "chosen": chosen, "rejected": rejected, "image": row.get("image")},
-                           DEFAULT_COLUMNS, image_root)
+        return pair_fields(
+            {"query": query, "chosen": chosen, "rejected": rejected, "image": row.get("image")},
+            DEFAULT_COLUMNS,
+            image_root,
+        )

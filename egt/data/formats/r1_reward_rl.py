@@ -6,6 +6,7 @@ and whose ``image`` entry holds a path on the authors' disk), ``answer`` (e.g. `
 recovered from the prompt text (:func:`parse_r1_reward_prompt`), the label from ``answer``; the prompt
 is then re-rendered with egt's own template (layout sources: conf/data/r1_reward_rl.yaml).
 """
+
 from __future__ import annotations
 
 import json
@@ -40,15 +41,21 @@ class R1RewardRL(DataFormat):
             raise RowRejected("message", "unparsable R1-Reward prompt", str(exc)) from None
         question = row.get("question")
         if isinstance(question, str) and question.strip() and _words(question) != _words(query):
-            raise RowRejected("message", "unparsable R1-Reward prompt",
-                              "its [Question] differs from the question column")
+            raise RowRejected(
+                "message", "unparsable R1-Reward prompt", "its [Question] differs from the question column"
+            )
         label = r1_reward_label(row.get("answer"))
         if label is None:
             raise RowRejected("answer", "label not derivable", f"got {row.get('answer')!r}")
         image = row.get("image")
         images = read_images(image, image_root) if image else read_images(paths or None, image_root)
-        return {"query": query, "response_1": nonempty(r1, "response_1"), "response_2": nonempty(r2, "response_2"),
-                "label": label, "images": images}
+        return {
+            "query": query,
+            "response_1": nonempty(r1, "response_1"),
+            "response_2": nonempty(r2, "response_2"),
+            "label": label,
+            "images": images,
+        }
 
 
 _MARK = r"(?:^|\n)[ \t]*#*[ \t]*\[{}\][ \t]*:?[ \t]*\n"
@@ -79,7 +86,11 @@ def parse_r1_reward_prompt(text: str) -> tuple[str, str, str]:
     if not (q.end() <= r1.start() and r1.end() <= r2.start()):
         raise ValueError("the markers [Question], [Response 1], [Response 2] are out of order")
     end = _END.search(text, r2.end())
-    parts = (text[q.end():r1.start()], text[r1.end():r2.start()], text[r2.end():end.start() if end else len(text)])
+    parts = (
+        text[q.end() : r1.start()],
+        text[r1.end() : r2.start()],
+        text[r2.end() : end.start() if end else len(text)],
+    )
     return tuple(p.strip() for p in parts)  # type: ignore[return-value]
 
 

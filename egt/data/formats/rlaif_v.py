@@ -1,4 +1,5 @@
 """``format: rlaif_v``: openbmb/RLAIF-V-Dataset (:class:`RLAIFV`)."""
+
 from __future__ import annotations
 
 from typing import Any, Mapping

@@ -1,4 +1,5 @@
 """``format: rlhf_v``: openbmb/RLHF-V-Dataset (:class:`RLHFV`)."""
+
 from __future__ import annotations
 
 import json
@@ -19,6 +20,7 @@ class RLHFV(DataFormat):
             text = json.loads(row["text"]) if isinstance(row["text"], str) else row["text"]
             fields = {"query": text["question"], "chosen": text["chosen"], "rejected": text["rejected"]}
         except (KeyError, TypeError, ValueError) as exc:
-            raise RowRejected("text", "missing column",
-                              f"not a JSON object with question/chosen/rejected ({exc})") from None
+            raise RowRejected(
+                "text", "missing column", f"not a JSON object with question/chosen/rejected ({exc})"
+            ) from None
         return pair_fields({**fields, "image": row.get("image")}, DEFAULT_COLUMNS, image_root)

@@ -1,4 +1,5 @@
 """``format: vlfeedback``: MMInstruction/VLFeedback (:class:`VLFeedback`)."""
+
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -38,11 +39,15 @@ class VLFeedback(DataFormat):
                 scored.append((sum(ratings) / len(ratings), str(c.get("response") or "")))
         scored.sort(key=lambda s: s[0])
         if len(scored) < 2 or scored[0][0] == scored[-1][0]:
-            raise RowRejected("completions", "no rated pair",
-                              f"{len(scored)} completions with numeric ratings, no better one")
+            raise RowRejected(
+                "completions", "no rated pair", f"{len(scored)} completions with numeric ratings, no better one"
+            )
         image = row.get("img_path") or row.get("image") or (f"{row['id']}.jpg" if row.get("id") else None)
-        return pair_fields({"query": row.get("prompt"), "chosen": scored[-1][1], "rejected": scored[0][1],
-                            "image": image}, DEFAULT_COLUMNS, image_root)
+        return pair_fields(
+            {"query": row.get("prompt"), "chosen": scored[-1][1], "rejected": scored[0][1], "image": image},
+            DEFAULT_COLUMNS,
+            image_root,
+        )
 
 
 def _rating(annotation: Any) -> float | None:

@@ -1,4 +1,5 @@
 """``format: wildvision_battle``: WildVision arena battles (:class:`WildVisionBattle`)."""
+
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -26,8 +27,14 @@ class WildVisionBattle(DataFormat):
         if int(turns) > 1:
             raise RowRejected("conversation_a", "multi-turn", f"{turns} turns")
         a, b = row.get("conversation_a"), row.get("conversation_b")
-        return pair_fields({"query": turn_text(a, ("user",), "conversation_a"),
-                            "response_1": turn_text(a, ("assistant",), "conversation_a"),
-                            "response_2": turn_text(b, ("assistant",), "conversation_b"),
-                            "label": 1 if winner == "model_a" else 2, "image": row.get("image")},
-                           {**DEFAULT_COLUMNS, "chosen": None, "rejected": None}, image_root)
+        return pair_fields(
+            {
+                "query": turn_text(a, ("user",), "conversation_a"),
+                "response_1": turn_text(a, ("assistant",), "conversation_a"),
+                "response_2": turn_text(b, ("assistant",), "conversation_b"),
+                "label": 1 if winner == "model_a" else 2,
+                "image": row.get("image"),
+            },
+            {**DEFAULT_COLUMNS, "chosen": None, "rejected": None},
+            image_root,
+        )

@@ -1,4 +1,5 @@
 """The judge interface and what the model-based judges share (prompt, answer parsing)."""
+
 from __future__ import annotations
 
 import re
@@ -24,8 +25,7 @@ class LogicJudge(ABC):
     name: str = "judge"
 
     @abstractmethod
-    def verdicts(self, items: list[JudgeItem]) -> list[int | None]:
-        ...
+    def verdicts(self, items: list[JudgeItem]) -> list[int | None]: ...
 
     def public_config(self) -> dict[str, Any]:
         """What determines the verdicts (for artifact keys); never a secret."""

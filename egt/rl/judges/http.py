@@ -9,6 +9,7 @@ stored in :meth:`HTTPJudge.public_config`, a config, an artifact or a log. Reque
 Retry-After), 5xx and timeouts; other 4xx fail at once. A sample whose request
 fails for good gets ``None`` (the reward counts it and uses R_logic = 0).
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,15 +28,29 @@ class HTTPJudge(LogicJudge):
 
     name = "http"
 
-    def __init__(self, base_url: str, model: str, api_key_env: str | None = "EGT_JUDGE_API_KEY",
-                 timeout: float = 60.0, max_retries: int = 5, backoff: float = 1.0, max_backoff: float = 60.0,
-                 max_tokens: int = 8, temperature: float = 0.0, last_lines: int = 3, concurrency: int = 8,
-                 extra_headers: dict | None = None, extra_headers_env: dict | None = None,
-                 extra_body: dict | None = None, extra_body_env: dict | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key_env: str | None = "EGT_JUDGE_API_KEY",
+        timeout: float = 60.0,
+        max_retries: int = 5,
+        backoff: float = 1.0,
+        max_backoff: float = 60.0,
+        max_tokens: int = 8,
+        temperature: float = 0.0,
+        last_lines: int = 3,
+        concurrency: int = 8,
+        extra_headers: dict | None = None,
+        extra_headers_env: dict | None = None,
+        extra_body: dict | None = None,
+        extra_body_env: dict | None = None,
+    ):
         """Timeouts and backoffs in seconds. Raises ValueError for an ``*_env`` value that is not a
         variable name; an unset variable fails each request (a ``None`` verdict, logged)."""
-        self.endpoint = Endpoint(base_url, "reward.judge", api_key_env, extra_headers, extra_headers_env, extra_body,
-                                 extra_body_env)
+        self.endpoint = Endpoint(
+            base_url, "reward.judge", api_key_env, extra_headers, extra_headers_env, extra_body, extra_body_env
+        )
         self.url = self.endpoint.base_url + "/chat/completions"  # without userinfo
         self.model, self.api_key_env = model, api_key_env
         self.timeout, self.max_retries, self.backoff, self.max_backoff = timeout, max_retries, backoff, max_backoff
@@ -47,12 +62,17 @@ class HTTPJudge(LogicJudge):
         return self.endpoint.headers()
 
     def _one(self, item: JudgeItem) -> int | None:
-        payload = {"model": self.model, "max_tokens": self.max_tokens, "temperature": self.temperature,
-                   "messages": [{"role": "user", "content": consistency_prompt(item, self.last_lines)}]}
+        payload = {
+            "model": self.model,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "messages": [{"role": "user", "content": consistency_prompt(item, self.last_lines)}],
+        }
         try:
             payload = self.endpoint.body(payload)
-            out = post_json(self.url, payload, self._headers(), self.timeout, self.max_retries, self.backoff,
-                            self.max_backoff)
+            out = post_json(
+                self.url, payload, self._headers(), self.timeout, self.max_retries, self.backoff, self.max_backoff
+            )
             return parse_consistency(out["choices"][0]["message"]["content"])
         except (HTTPRequestError, KeyError, IndexError, TypeError, ValueError) as e:
             log.warning("[rl] http judge failed for sample %s: %s", item.sample.get("id"), e)
@@ -65,5 +85,12 @@ class HTTPJudge(LogicJudge):
     def public_config(self) -> dict[str, Any]:
         """Redacted: URL without userinfo, extras (when set) with ``***`` and variable names."""
         extras = {k: v for k, v in self.endpoint.public().items() if k != "base_url"}
-        return {"name": self.name, "url": self.url, "model": self.model, "max_tokens": self.max_tokens,
-                "temperature": self.temperature, "last_lines": self.last_lines, **extras}
+        return {
+            "name": self.name,
+            "url": self.url,
+            "model": self.model,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "last_lines": self.last_lines,
+            **extras,
+        }

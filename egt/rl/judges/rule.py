@@ -9,6 +9,7 @@ Two kinds of statement are read, the last one of the first kind winning:
    judged) is the conclusion. "Both responses are wrong." concludes nothing.
 No conclusion → 0 (undecided); the conclusion equals the answer → +1; else −1.
 """
+
 from __future__ import annotations
 
 import re
@@ -22,10 +23,14 @@ _VERDICT = re.compile(
     rf"response\s*(?P<n>[12])\s+(?:is|was|seems|appears)\s+(?:(?:clearly|much|slightly|the|overall)\s+)*"
     rf"(?:(?P<better>{_BETTER})|(?P<worse>{_WORSE}))"
     rf"|(?:prefer|choose|pick|select)\s+response\s*(?P<pick>[12])",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _MENTION = re.compile(r"\bresponse\s*([12])\b", re.IGNORECASE)
-_NEG = re.compile(r"\b(?:wrong|wrongly|incorrect(?:ly)?|inaccurate(?:ly)?|false|mistaken|"
-                  r"not\s+(?:right|correct|accurate|true))\b", re.IGNORECASE)
+_NEG = re.compile(
+    r"\b(?:wrong|wrongly|incorrect(?:ly)?|inaccurate(?:ly)?|false|mistaken|"
+    r"not\s+(?:right|correct|accurate|true))\b",
+    re.IGNORECASE,
+)
 _POS = re.compile(r"\b(?:right|correct(?:ly)?|accurate(?:ly)?|true)\b", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"[.!?;\n]")
 
@@ -48,7 +53,7 @@ def _assessments(reasoning: str) -> dict[int, bool]:
     for i, m in enumerate(mentions):
         end = mentions[i + 1].start() if i + 1 < len(mentions) else len(reasoning)
         stop = _SENTENCE_END.search(reasoning, m.end(), end)
-        segment = reasoning[m.end(): stop.start() if stop else end]
+        segment = reasoning[m.end() : stop.start() if stop else end]
         if _NEG.search(segment):
             said[int(m.group(1))] = False
         elif _POS.search(segment):

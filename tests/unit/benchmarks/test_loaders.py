@@ -1,4 +1,5 @@
 """Loaders on the real rows of tests/fixtures/benchmark_rows (placeholder images) and hand-made files."""
+
 from __future__ import annotations
 
 import json
@@ -72,7 +73,10 @@ def test_vl_rewardbench_official_parquet(tmp_path):
     pd.DataFrame(rows).to_parquet(root / "test-00000-of-00001.parquet")
     items = VLRewardBench().load(str(tmp_path))
     assert [(i["id"], i["category"], i["label"]) for i in items] == [
-        ("RLHF-V-1", "hallucination", 1), ("mmmu_7", "reasoning", 2), ("wildvision-battle_2", "general", 1)]
+        ("RLHF-V-1", "hallucination", 1),
+        ("mmmu_7", "reasoning", 2),
+        ("wildvision-battle_2", "general", 1),
+    ]
     assert items[1]["response_2"] == "good"
     (img,) = open_images(items[0])
     assert isinstance(img, Image.Image) and img.getpixel((0, 0)) == (0, 0, 255)
@@ -126,10 +130,16 @@ def _jsonl_bench(root, file: str, image: str, rows: list[dict]) -> None:
 
 
 def test_mm_rlhf_unknown_category_and_missing_video(tmp_path):
-    _jsonl_bench(tmp_path / "mm_rlhf_rewardbench", "b.jsonl", "mcq/a.png", [
-        {"id": "1", "image": "mcq/a.png", "prompt": "p", "chosen": "c", "rejected": "r"},
-        {"id": "2", "image": "charts/b.png", "prompt": "p", "chosen": "c", "rejected": "r"},
-        {"id": "3", "video": "video/none", "prompt": "p", "chosen": "c", "rejected": "r"}])
+    _jsonl_bench(
+        tmp_path / "mm_rlhf_rewardbench",
+        "b.jsonl",
+        "mcq/a.png",
+        [
+            {"id": "1", "image": "mcq/a.png", "prompt": "p", "chosen": "c", "rejected": "r"},
+            {"id": "2", "image": "charts/b.png", "prompt": "p", "chosen": "c", "rejected": "r"},
+            {"id": "3", "video": "video/none", "prompt": "p", "chosen": "c", "rejected": "r"},
+        ],
+    )
     with pytest.raises(BenchmarkDataError, match=r"b\.jsonl, row 1: unknown category 'charts'"):
         MMRLHFRewardBench().load(str(tmp_path))
     bench = MMRLHFRewardBench(on_bad_sample="skip")
@@ -142,15 +152,31 @@ def _mmrb(tmp_path, extra=()):
     root = tmp_path / "multimodal_rewardbench"
     (root / "images" / "x").mkdir(parents=True)
     rows = []
-    for i, (cat, id_, better) in enumerate([
-        ("open_generation/correctness_task", "nocaps_1", "Output1"),
-        ("open_generation/preference_task", "vb_2", "Output2"),
-        ("knowledge", "mmmu-pro_3", "Output1"), ("reasoning", "mathvista_4", "Output2"),
-        ("reasoning", "EMMA-Coding_5", "Output1"), ("safety", "PAIRS_6", "Output2"),
-        ("safety", "hateful_7", "Output1"), ("vqa", "realworldqa_8", "Output1"), *extra]):
+    for i, (cat, id_, better) in enumerate(
+        [
+            ("open_generation/correctness_task", "nocaps_1", "Output1"),
+            ("open_generation/preference_task", "vb_2", "Output2"),
+            ("knowledge", "mmmu-pro_3", "Output1"),
+            ("reasoning", "mathvista_4", "Output2"),
+            ("reasoning", "EMMA-Coding_5", "Output1"),
+            ("safety", "PAIRS_6", "Output2"),
+            ("safety", "hateful_7", "Output1"),
+            ("vqa", "realworldqa_8", "Output1"),
+            *extra,
+        ]
+    ):
         (root / "images" / "x" / f"{i}.png").write_bytes(png_bytes())
-        rows.append({"ID": id_, "Text": f"q{i}", "Image": f"images/x/{i}.png", "Output1": "o1", "Output2": "o2",
-                     "Better": better, "Category": cat})
+        rows.append(
+            {
+                "ID": id_,
+                "Text": f"q{i}",
+                "Image": f"images/x/{i}.png",
+                "Output1": "o1",
+                "Output2": "o2",
+                "Better": better,
+                "Category": cat,
+            }
+        )
     (root / "all_data.json").write_text(json.dumps(rows))
     return root
 
@@ -158,8 +184,16 @@ def _mmrb(tmp_path, extra=()):
 def test_multimodal_rewardbench_categories_split_by_id(tmp_path):
     _mmrb(tmp_path)
     items = MultimodalRewardBench().load(str(tmp_path))
-    assert [i["category"] for i in items] == ["correctness", "preference", "knowledge", "reasoning/math",
-                                              "reasoning/coding", "safety/bias", "safety/toxicity", "vqa"]
+    assert [i["category"] for i in items] == [
+        "correctness",
+        "preference",
+        "knowledge",
+        "reasoning/math",
+        "reasoning/coding",
+        "safety/bias",
+        "safety/toxicity",
+        "vqa",
+    ]
     assert [i["label"] for i in items] == [1, 2, 1, 2, 1, 2, 1, 1]
     assert MultimodalRewardBench().present(items[1], 0)["label"] == 2  # fixed order
 
@@ -171,11 +205,17 @@ def test_multimodal_rewardbench_unknown_category(tmp_path):
 
 
 def test_empty_responses_are_never_scored_and_skips_group_by_kind(tmp_path):
-    _jsonl_bench(tmp_path / "vl_rewardbench", "data.jsonl", "img/a.png", [
-        {"id": "RLHF-V-1", "prompt": "Q?", "chosen": "A square.", "rejected": "A cat.", "image": "img/a.png"},
-        {"id": "RLHF-V-2", "prompt": "Q?", "chosen": "", "rejected": "A cat.", "image": "img/a.png"},
-        {"id": "RLHF-V-3", "prompt": "Q?", "chosen": "A dog.", "rejected": "  \n", "image": "img/a.png"},
-        {"id": "other-4", "prompt": "Q?", "chosen": "x", "rejected": "y", "image": "img/missing.png"}])
+    _jsonl_bench(
+        tmp_path / "vl_rewardbench",
+        "data.jsonl",
+        "img/a.png",
+        [
+            {"id": "RLHF-V-1", "prompt": "Q?", "chosen": "A square.", "rejected": "A cat.", "image": "img/a.png"},
+            {"id": "RLHF-V-2", "prompt": "Q?", "chosen": "", "rejected": "A cat.", "image": "img/a.png"},
+            {"id": "RLHF-V-3", "prompt": "Q?", "chosen": "A dog.", "rejected": "  \n", "image": "img/a.png"},
+            {"id": "other-4", "prompt": "Q?", "chosen": "x", "rejected": "y", "image": "img/missing.png"},
+        ],
+    )
     with pytest.raises(BenchmarkDataError, match=r"row 1: item 'RLHF-V-2': response_1 is empty"):
         VLRewardBench().load(str(tmp_path))
     bench = VLRewardBench(on_bad_sample="skip")
@@ -185,13 +225,22 @@ def test_empty_responses_are_never_scored_and_skips_group_by_kind(tmp_path):
 
 
 def test_identical_responses_and_empty_queries_are_bad_rows(tmp_path):
-    _jsonl_bench(tmp_path / "vl_rewardbench", "data.jsonl", "img/a.png", [
-        {"id": "RLHF-V-1", "prompt": "Q?", "chosen": "A square.", "rejected": "A cat.", "image": "img/a.png"},
-        {"id": "RLHF-V-2", "prompt": "Q?", "chosen": "A cat. ", "rejected": "A cat.", "image": "img/a.png"},
-        {"id": "RLHF-V-3", "prompt": " ", "chosen": "A dog.", "rejected": "A cat.", "image": "img/a.png"}])
-    with pytest.raises(BenchmarkDataError, match=r"row 1: item 'RLHF-V-2': response_1 and response_2 are identical "
-                                                 r"\(eval.on_bad_sample=skip skips such rows, counted as "
-                                                 r"'identical responses'\)"):
+    _jsonl_bench(
+        tmp_path / "vl_rewardbench",
+        "data.jsonl",
+        "img/a.png",
+        [
+            {"id": "RLHF-V-1", "prompt": "Q?", "chosen": "A square.", "rejected": "A cat.", "image": "img/a.png"},
+            {"id": "RLHF-V-2", "prompt": "Q?", "chosen": "A cat. ", "rejected": "A cat.", "image": "img/a.png"},
+            {"id": "RLHF-V-3", "prompt": " ", "chosen": "A dog.", "rejected": "A cat.", "image": "img/a.png"},
+        ],
+    )
+    with pytest.raises(
+        BenchmarkDataError,
+        match=r"row 1: item 'RLHF-V-2': response_1 and response_2 are identical "
+        r"\(eval.on_bad_sample=skip skips such rows, counted as "
+        r"'identical responses'\)",
+    ):
         VLRewardBench().load(str(tmp_path))
     bench = VLRewardBench(on_bad_sample="skip")
     assert [i["id"] for i in bench.load(str(tmp_path))] == ["RLHF-V-1"]

@@ -1,16 +1,26 @@
 """egt.campaign.power: Student t without scipy, the MDE formula against simulation, the paired difference's
 CI on simulated benches, and the seed sds measured from report tables."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from egt.campaign.power import (main, mde, measured_seed_sds, paired_difference, paired_se, power_table, t_cdf,
-                              t_ppf)
+from egt.campaign.power import main, mde, measured_seed_sds, paired_difference, paired_se, power_table, t_cdf, t_ppf
 
 # Student t quantiles from printed tables (e.g. Abramowitz & Stegun 26.10)
-TABLE = [(0.975, 1, 12.7062), (0.975, 2, 4.3027), (0.975, 5, 2.5706), (0.975, 10, 2.2281), (0.975, 30, 2.0423),
-         (0.975, 120, 1.9799), (0.8, 2, 1.0607), (0.8, 5, 0.9195), (0.8, 10, 0.8791), (0.95, 4, 2.1318)]
+TABLE = [
+    (0.975, 1, 12.7062),
+    (0.975, 2, 4.3027),
+    (0.975, 5, 2.5706),
+    (0.975, 10, 2.2281),
+    (0.975, 30, 2.0423),
+    (0.975, 120, 1.9799),
+    (0.8, 2, 1.0607),
+    (0.8, 5, 0.9195),
+    (0.8, 10, 0.8791),
+    (0.95, 4, 2.1318),
+]
 
 
 @pytest.mark.parametrize("p,df,t", TABLE)
@@ -71,8 +81,9 @@ def test_against_one_shared_model_only_the_item_term_is_left():
 
 def test_measured_seed_sds_read_each_distinct_cell_once(tmp_path):
     head = "| Method | Overall |\n|:--|--:|\n"
-    (tmp_path / "table2.md").write_text(head + "| SFT | 86.00 |\n| + Full RL | 86.44 ± 0.84 |\n"
-                                        "| + Sel | **86.78 ± 0.38** |\n")
+    (tmp_path / "table2.md").write_text(
+        head + "| SFT | 86.00 |\n| + Full RL | 86.44 ± 0.84 |\n| + Sel | **86.78 ± 0.38** |\n"
+    )
     (tmp_path / "table3.md").write_text(head + "| Entropy | **86.78 ± 0.38** |\n| Random | 85.89 ± 0.69 |\n")
     (tmp_path / "fig4.md").write_text(head + "| 15% | 86.44 ± 0.19 |\n")
     assert sorted(measured_seed_sds(tmp_path)) == [0.19, 0.38, 0.69, 0.84]

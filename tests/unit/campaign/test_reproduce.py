@@ -1,5 +1,6 @@
 """python -m egt.reproduce: the protocol block, the planned commands, the dry run's CPU estimate (the real
 configs composed) and the gates, on hand-made results. Nothing is trained here."""
+
 from __future__ import annotations
 
 import json
@@ -90,13 +91,30 @@ def _calibration(root, art, changed, parse_failures=0.0):
         metrics = []
         for model, key, n_right in (("sft", "s", 0), ("rl", f"r{seed}", k)):
             (art / "eval" / key).mkdir(parents=True, exist_ok=True)
-            (art / "eval" / key / "predictions.jsonl").write_text("".join(
-                json.dumps({"id": f"i{i}", "view": "official", "label": 1, "pred": 1 if i < n_right else 2}) + "\n"
-                for i in range(len(sft))))
-            metrics.append({"model": model, "benchmark": "synthetic", "key": key,
-                            "metrics": {"overall": 0.5, "parse_failure_rate": parse_failures}})
-        (d / "job.json").write_text(json.dumps({"status": "completed", "overrides": ["ablation=full_rl"],
-                                                "params": {"rl.seed": 100 + seed}, "metrics": metrics}))
+            (art / "eval" / key / "predictions.jsonl").write_text(
+                "".join(
+                    json.dumps({"id": f"i{i}", "view": "official", "label": 1, "pred": 1 if i < n_right else 2}) + "\n"
+                    for i in range(len(sft))
+                )
+            )
+            metrics.append(
+                {
+                    "model": model,
+                    "benchmark": "synthetic",
+                    "key": key,
+                    "metrics": {"overall": 0.5, "parse_failure_rate": parse_failures},
+                }
+            )
+        (d / "job.json").write_text(
+            json.dumps(
+                {
+                    "status": "completed",
+                    "overrides": ["ablation=full_rl"],
+                    "params": {"rl.seed": 100 + seed},
+                    "metrics": metrics,
+                }
+            )
+        )
 
 
 def test_gate_g2_needs_rl_to_change_enough_decisions(protocol, tmp_path, capsys):
@@ -113,8 +131,16 @@ def test_gate_g2_needs_rl_to_change_enough_decisions(protocol, tmp_path, capsys)
 def _upstream(sweeps, overall):
     d = sweeps / "fmt_a" / "upstream"
     d.mkdir(parents=True)
-    (d / "job.json").write_text(json.dumps({"status": "completed", "overrides": [], "params": {}, "metrics": [
-        {"model": "sft", "benchmark": "synthetic", "key": "s", "metrics": {"overall": overall}}]}))
+    (d / "job.json").write_text(
+        json.dumps(
+            {
+                "status": "completed",
+                "overrides": [],
+                "params": {},
+                "metrics": [{"model": "sft", "benchmark": "synthetic", "key": "s", "metrics": {"overall": overall}}],
+            }
+        )
+    )
 
 
 def test_a_failed_gate_stops_the_run_before_any_table(protocol, tmp_path, monkeypatch, capsys):
@@ -145,14 +171,34 @@ def test_status_counts_finished_jobs_against_the_plan(protocol, tmp_path, capsys
         job(sw / "fmt_a" / "table2" / str(i), state)
     (sw / "fmt_a" / "table2" / "3").mkdir()  # a job that has not written its record yet
     rows = {r["name"]: r for r in status(protocol, sw, tmp_path / "art")}
-    assert rows["upstream"] == {"phase": "upstream", "format": "fmt_a", "name": "upstream", "planned": 1,
-                                "completed": 1, "failed": 0}
+    assert rows["upstream"] == {
+        "phase": "upstream",
+        "format": "fmt_a",
+        "name": "upstream",
+        "planned": 1,
+        "completed": 1,
+        "failed": 0,
+    }
     assert (rows["calibration"]["planned"], rows["calibration"]["completed"]) == (1, 1)
     # table2: 3 ablation rows x 2 seeds; beyond: the protocol's own entropy axis (2 values) x 1 tier-2 seed
     assert (rows["table2"]["planned"], rows["table2"]["completed"], rows["table2"]["failed"]) == (6, 2, 1)
     assert (rows["beyond"]["planned"], rows["beyond"]["completed"]) == (2, 0)
-    assert main(["--protocol", str(protocol.path), "--out", str(tmp_path / "out"), "--sweeps", str(sw),
-                 "--artifacts", str(tmp_path / "art"), "--status"]) == 0
+    assert (
+        main(
+            [
+                "--protocol",
+                str(protocol.path),
+                "--out",
+                str(tmp_path / "out"),
+                "--sweeps",
+                str(sw),
+                "--artifacts",
+                str(tmp_path / "art"),
+                "--status",
+            ]
+        )
+        == 0
+    )
     assert "4 of 10 jobs completed (40%)" in capsys.readouterr().out
     assert not (tmp_path / "out").exists()  # nothing runs, nothing is written
 
@@ -162,9 +208,12 @@ def test_the_current_default_is_the_format_the_default_config_already_is(protoco
 
     assert current_default(protocol) is None  # fmt_a (judge_each=false) is not what python train.py runs
     two = tmp_path / "two.md"
-    two.write_text(PROTOCOL.replace("  fmt_a: [distill.teacher.judge_each=false]\n",
-                                    "  fmt_a: [distill.teacher.judge_each=false]\n"
-                                    "  fmt_b: [distill.teacher.judge_each=true]\n"))
+    two.write_text(
+        PROTOCOL.replace(
+            "  fmt_a: [distill.teacher.judge_each=false]\n",
+            "  fmt_a: [distill.teacher.judge_each=false]\n  fmt_b: [distill.teacher.judge_each=true]\n",
+        )
+    )
     assert current_default(read_protocol(two)) == "fmt_b"
 
 
@@ -172,13 +221,28 @@ def test_report_writes_an_interim_verdict_from_the_finished_jobs(protocol, tmp_p
     sw, art = tmp_path / "sw", tmp_path / "art"
     _upstream(sw, 0.70)
     _calibration(sw / "calibration" / "fmt_a", art, [8, 4])
-    assert main(["--protocol", str(protocol.path), "--out", str(tmp_path / "out"), "--sweeps", str(sw),
-                 "--artifacts", str(art), "--report"]) == 0
+    assert (
+        main(
+            [
+                "--protocol",
+                str(protocol.path),
+                "--out",
+                str(tmp_path / "out"),
+                "--sweeps",
+                str(sw),
+                "--artifacts",
+                str(art),
+                "--report",
+            ]
+        )
+        == 0
+    )
     text = (tmp_path / "out" / "verdict.md").read_text()
     assert text.startswith("# INTERIM verdicts") and "**2 of 10 jobs finished**" in text
     assert "still to run: fmt_a/table2 0/6, fmt_a/beyond 0/2." in text
-    assert ("| fmt_a | **(e)** selection + sort ≥ selection ≥ full RL ≥ SFT (Table 2) | | | | | **not run yet** |"
-            in text)
+    assert (
+        "| fmt_a | **(e)** selection + sort ≥ selection ≥ full RL ≥ SFT (Table 2) | | | | | **not run yet** |" in text
+    )
     assert "## Time per sweep" in text
     assert not list(sw.glob("fmt_a/table2/*"))  # no job ran
 

@@ -1,5 +1,6 @@
 """Verdicts from hand-made item-level results: claims that hold, are refuted or stay inconclusive, and the
 whole written reproduction from hand-made sweep jobs with their eval predictions."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,19 @@ import pytest
 
 from egt.campaign.paired import ci_tables_markdown, load_cells
 from egt.campaign.reproduction import detection_rows, write_format, write_reproduction
-from egt.campaign.verdict import (BEYOND, CLAIMS, HOLDS, INCONCLUSIVE, REFUTED, SHARED, Link, beyond_rows,
-                                claim_rows, link_row, verdict_markdown)
+from egt.campaign.verdict import (
+    BEYOND,
+    CLAIMS,
+    HOLDS,
+    INCONCLUSIVE,
+    REFUTED,
+    SHARED,
+    Link,
+    beyond_rows,
+    claim_rows,
+    link_row,
+    verdict_markdown,
+)
 from egt.sweep import load_jobs
 
 N, SEEDS = 2000, 6
@@ -53,16 +65,24 @@ def test_equal_arms_refute_a_claimed_gain_and_a_reversal_refutes_too():
 
 
 def test_noisy_seeds_leave_a_claim_inconclusive():
-    c = cells(table5__low=arm(4, seed_sd_pts=6, rng_seed=2), table5__mid=arm(2, seed_sd_pts=6, rng_seed=3),
-              table5__high=arm(0))
+    c = cells(
+        table5__low=arm(4, seed_sd_pts=6, rng_seed=2),
+        table5__mid=arm(2, seed_sd_pts=6, rng_seed=3),
+        table5__high=arm(0),
+    )
     (d,) = claim_rows(c, None, 0, claims=[CLAIMS[3]])
     assert d["links"][0]["verdict"] == INCONCLUSIVE and d["verdict"] in (INCONCLUSIVE, REFUTED)
     assert d["links"][0]["mde"] > 2.0  # the design could not detect 2 points here
 
 
 def test_table2_chain_ends_at_the_shared_sft_model_and_fig4_is_non_inferiority():
-    c = cells(table2__selection_sort=arm(6), table2__selection=arm(4), table2__full_rl=arm(2),
-              fig4__0_15=arm(3), fig4__1_0=arm(4))
+    c = cells(
+        table2__selection_sort=arm(6),
+        table2__selection=arm(4),
+        table2__full_rl=arm(2),
+        fig4__0_15=arm(3),
+        fig4__1_0=arm(4),
+    )
     c["fig4:0.15"], c["fig4:1.0"] = c.pop("fig4:0_15"), c.pop("fig4:1_0")
     rows = {r["claim"]: r for r in claim_rows(c, -0.2, 1000)}
     assert rows["e"]["verdict"] == HOLDS and rows["e"]["links"][-1]["link"] == "table2:full_rl > sft"
@@ -87,8 +107,17 @@ def test_beyond_rows_and_the_markdown():
 
 # ---- a hand-made sweep: job.json files and the eval artifacts' predictions ----------------------------------
 
-def _job(root: Path, art: Path, name: str, overrides: list[str], seed: int, rl: np.ndarray, sft: np.ndarray,
-         probe: pd.DataFrame | None = None) -> None:
+
+def _job(
+    root: Path,
+    art: Path,
+    name: str,
+    overrides: list[str],
+    seed: int,
+    rl: np.ndarray,
+    sft: np.ndarray,
+    probe: pd.DataFrame | None = None,
+) -> None:
     d = root / name
     d.mkdir(parents=True)
     metrics = []
@@ -97,25 +126,55 @@ def _job(root: Path, art: Path, name: str, overrides: list[str], seed: int, rl: 
         (art / "eval" / key).mkdir(parents=True, exist_ok=True)
         with open(art / "eval" / key / "predictions.jsonl", "w") as fh:
             for i, c in enumerate(vec):
-                fh.write(json.dumps({"id": f"b{i:04d}", "view": "official", "label": 1,
-                                     "pred": 1 if c else (None if i % 2 else 2)}) + "\n")
-        metrics.append({"model": model, "benchmark": "synthetic", "key": key, "columns": [["overall", "Overall"]],
-                        "metrics": {"overall": float(np.mean(vec))}})
+                fh.write(
+                    json.dumps(
+                        {"id": f"b{i:04d}", "view": "official", "label": 1, "pred": 1 if c else (None if i % 2 else 2)}
+                    )
+                    + "\n"
+                )
+        metrics.append(
+            {
+                "model": model,
+                "benchmark": "synthetic",
+                "key": key,
+                "columns": [["overall", "Overall"]],
+                "metrics": {"overall": float(np.mean(vec))},
+            }
+        )
     files = {}
     if probe is not None:
         probe.to_parquet(d / "probe.parquet")
         files["probe"] = "probe.parquet"
-    (d / "job.json").write_text(json.dumps({"version": 1, "status": "completed", "overrides": overrides,
-                                            "choices": {}, "params": {"rl.seed": seed}, "metrics": metrics,
-                                            "files": files, "stages": {}, "seconds": 1.0}))
+    (d / "job.json").write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "status": "completed",
+                "overrides": overrides,
+                "choices": {},
+                "params": {"rl.seed": seed},
+                "metrics": metrics,
+                "files": files,
+                "stages": {},
+                "seconds": 1.0,
+            }
+        )
+    )
 
 
 def _probe(n=400):
     rng = np.random.default_rng(5)
     flipped = rng.uniform(size=n) < 0.3
-    return pd.DataFrame({"id": [f"r{i}" for i in range(n)], "answer_entropy": rng.uniform(size=n) + 0.3 * flipped,
-                         "sentence_entropy": rng.uniform(size=n) + 1.0 * flipped,
-                         "correct_score": (~flipped).astype(float), "flipped": flipped, "ambiguous": False})
+    return pd.DataFrame(
+        {
+            "id": [f"r{i}" for i in range(n)],
+            "answer_entropy": rng.uniform(size=n) + 0.3 * flipped,
+            "sentence_entropy": rng.uniform(size=n) + 1.0 * flipped,
+            "correct_score": (~flipped).astype(float),
+            "flipped": flipped,
+            "ambiguous": False,
+        }
+    )
 
 
 def test_the_written_reproduction_of_a_hand_made_sweep(tmp_path):
@@ -124,14 +183,28 @@ def test_the_written_reproduction_of_a_hand_made_sweep(tmp_path):
     for s in range(4):
         for value, gain in (("random", 0), ("accuracy", 0), ("entropy", 40)):
             v = sft.copy()
-            v[np.flatnonzero(sft == 0)[:gain + s]] = 1
-            _job(root, art, f"t3_{value}_{s}", [f"selection={value}", f"rl.seed={s}"], s, v, sft,
-                 _probe() if value == "entropy" else None)
+            v[np.flatnonzero(sft == 0)[: gain + s]] = 1
+            _job(
+                root,
+                art,
+                f"t3_{value}_{s}",
+                [f"selection={value}", f"rl.seed={s}"],
+                s,
+                v,
+                sft,
+                _probe() if value == "entropy" else None,
+            )
         for value in ("answer", "sentence"):
             _job(root, art, f"t4_{value}_{s}", [f"entropy={value}", f"rl.seed={s}"], s, sft, sft, _probe())
     arms, ids = load_cells(load_jobs(root), art)
-    assert len(ids) == n and set(arms) == {"sft", "table3:random", "table3:accuracy", "table3:entropy",
-                                           "table4:answer", "table4:sentence"}
+    assert len(ids) == n and set(arms) == {
+        "sft",
+        "table3:random",
+        "table3:accuracy",
+        "table3:entropy",
+        "table4:answer",
+        "table4:sentence",
+    }
     assert arms["table3:entropy"][2].sum() == sft.sum() + 42  # the parse failures (pred None) count wrong
     md = ci_tables_markdown(arms)
     assert "**table3** (reference: entropy)" in md and "| entropy | 4 |" in md and "reference |" in md
@@ -151,10 +224,12 @@ def test_write_reproduction_writes_the_verdict_file(tmp_path):
     from egt.campaign.reproduce import read_protocol
 
     proto = tmp_path / "protocol.md"
-    proto.write_text("```yaml\n# egt-protocol\nseeds: 3\nseeds_tier2: 1\ncalibration_seeds: [100]\n"
-                     "formats: {fmt_a: []}\ncommon: []\nsweeps: [{name: table2, experiment: table2}]\n"
-                     "gates: {}\ntimings: {}\n"
-                     "stats: {alpha: 0.05, power: 0.8, margin: 2.0, rho_margin: 0.1, auroc_margin: 0.05}\n```\n")
+    proto.write_text(
+        "```yaml\n# egt-protocol\nseeds: 3\nseeds_tier2: 1\ncalibration_seeds: [100]\n"
+        "formats: {fmt_a: []}\ncommon: []\nsweeps: [{name: table2, experiment: table2}]\n"
+        "gates: {}\ntimings: {}\n"
+        "stats: {alpha: 0.05, power: 0.8, margin: 2.0, rho_margin: 0.1, auroc_margin: 0.05}\n```\n"
+    )
     sweeps, art, sft = tmp_path / "sw", tmp_path / "art", SFT[:200]
     for s in range(3):
         for value, gain in (("full_rl", 10), ("selection", 5), ("selection_sort", 5)):
@@ -173,6 +248,7 @@ def test_detection_needs_the_reference_probe(tmp_path):
 
 
 # ---- an interim report, the demo default's rules and the time per sweep ---------------------------------------
+
 
 def test_an_interim_report_says_not_run_yet_where_a_finished_run_says_inconclusive():
     from egt.campaign.verdict import PENDING
@@ -222,14 +298,16 @@ def test_time_per_sweep_sums_the_computed_stages_of_every_logged_run(tmp_path):
     job = tmp_path / "sw" / "fmt_a" / "table2" / "0"
     job.mkdir(parents=True)
     # killed once after the table of a first run, then rerun: the log holds both tables
-    (job / "train.log").write_text(table.format("rl       computed    100.0  x\neval     computed     20.5  y")
-                                   + "[...] resuming\n" + table.format("rl       reused        0.1  x"))
+    (job / "train.log").write_text(
+        table.format("rl       computed    100.0  x\neval     computed     20.5  y")
+        + "[...] resuming\n"
+        + table.format("rl       reused        0.1  x")
+    )
     running = tmp_path / "sw" / "fmt_a" / "table2" / "1"
     running.mkdir()
     (running / "train.log").write_text("[rl] 10/111 batches\n")  # under way: no table yet, not counted
     (tmp_path / "sw" / "fmt_a" / "upstream").mkdir()
-    (tmp_path / "sw" / "fmt_a" / "upstream" / "train.log").write_text(
-        table.format("sft      computed   3600.0  z"))
+    (tmp_path / "sw" / "fmt_a" / "upstream" / "train.log").write_text(table.format("sft      computed   3600.0  z"))
     text = sweep_seconds(tmp_path / "sw", ["fmt_a"])
     assert "| fmt_a | upstream | 1 | 3,600 | 3,600 |" in text and "| fmt_a | table2 | 1 | 120 | 120 |" in text
     assert "Total: 1.03 process hours" in text
@@ -242,14 +320,24 @@ def test_the_ci_tables_say_what_each_arm_trained_on(tmp_path):
     for s, (flipped, steps) in enumerate(((39, 76), (45, 76))):
         _job(root, art, f"sel{s}", ["+ablation=selection", f"rl.seed={s}"], s, sft, sft)
         rec = json.loads((root / f"sel{s}" / "job.json").read_text())
-        rec["stages"] = {"select": {"summary": {"n_selected": 150, "flipped_kept": flipped, "ambiguous_kept": 30,
-                                                "flipped_rate": 0.313, "ambiguous_rate": 0.212}},  # the pool's
-                         "rl": {"summary": {"optimizer_steps": steps}}}
+        rec["stages"] = {
+            "select": {
+                "summary": {
+                    "n_selected": 150,
+                    "flipped_kept": flipped,
+                    "ambiguous_kept": 30,
+                    "flipped_rate": 0.313,
+                    "ambiguous_rate": 0.212,
+                }
+            },  # the pool's
+            "rl": {"summary": {"optimizer_steps": steps}},
+        }
         (root / f"sel{s}" / "job.json").write_text(json.dumps(rec))
     _job(root, art, "full0", ["+ablation=full_rl", "rl.seed=0"], 0, sft, sft)  # recorded no stages
     jobs = load_jobs(root)
     sets = training_sets(jobs)
-    assert sets == {"table2:selection": {"n": 150.0, "flipped": pytest.approx(0.28), "ambiguous": pytest.approx(0.2),
-                                         "steps": 76.0}}  # (39 + 45) / 2 / 150 flipped, 30 / 150 ambiguous
+    assert sets == {
+        "table2:selection": {"n": 150.0, "flipped": pytest.approx(0.28), "ambiguous": pytest.approx(0.2), "steps": 76.0}
+    }  # (39 + 45) / 2 / 150 flipped, 30 / 150 ambiguous
     md = ci_tables_markdown(load_cells(jobs, art)[0], sets=sets)
     assert "| 150, 28.0, 20.0 | 76 |" in md and "| full_rl | 1 |" in md

@@ -1,4 +1,5 @@
 """Encoding through the real processor: labels only on the assistant target, padding, errors."""
+
 import pytest
 import torch
 

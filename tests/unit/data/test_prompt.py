@@ -1,6 +1,5 @@
 """Judge prompt building and strict parsing (docs/design.md §2.3–2.4)."""
 
-
 import pytest
 
 import egt.data.prompt as prompt
@@ -14,7 +13,6 @@ from egt.data.prompt import (
     normalise_output,
     parse_answer,
 )
-
 
 
 def test_short_template_sections_and_length():
@@ -86,12 +84,12 @@ def test_messages_put_images_before_text():
     [
         ("<think>x</think><answer>1</answer>", 1),
         ("<think>x</think><answer>  2\n</answer>", 2),
-        ("<think>x</think>", None),                                # no tag
-        ("<answer>1</answer><answer>2</answer>", None),            # two tags
-        ("<answer>1</answer> and <answer>1</answer>", None),       # two tags, even if equal
-        ("<answer>3</answer>", None),                              # not 1/2
+        ("<think>x</think>", None),  # no tag
+        ("<answer>1</answer><answer>2</answer>", None),  # two tags
+        ("<answer>1</answer> and <answer>1</answer>", None),  # two tags, even if equal
+        ("<answer>3</answer>", None),  # not 1/2
         ("<answer>12</answer>", None),
-        ("<answer>1", None),                                       # missing closing tag
+        ("<answer>1", None),  # missing closing tag
         ("<answer>Response 1</answer>", None),
         ("The answer is 1.", None),
         ("", None),
@@ -106,7 +104,7 @@ def test_parse_answer(text, expected):
     [
         ("<think>r</think><answer>1</answer>", True),
         ("  <think>r\nr</think>\n\n<answer>2</answer>\n", True),
-        ("<think>r</think><answer>x</answer>", True),              # format, not content
+        ("<think>r</think><answer>x</answer>", True),  # format, not content
         ("<answer>1</answer>", False),
         ("prefix <think>r</think><answer>1</answer>", False),
         ("<think>r</think><answer>1</answer> suffix", False),

@@ -18,9 +18,15 @@ def _png() -> bytes:
 
 def _row(i: int = 0, **over) -> dict:
     row = {
-        "id": f"s-{i}", "images": [{"bytes": _png(), "path": None}], "query": "q?",
-        "response_1": "a", "response_2": "b", "label": 1, "category": "general",
-        "source": "test", "meta": json.dumps({"true_label": 1, "claims": ["A", "B"]}),
+        "id": f"s-{i}",
+        "images": [{"bytes": _png(), "path": None}],
+        "query": "q?",
+        "response_1": "a",
+        "response_2": "b",
+        "label": 1,
+        "category": "general",
+        "source": "test",
+        "meta": json.dumps({"true_label": 1, "claims": ["A", "B"]}),
     }
     row.update(over)
     return row
@@ -28,7 +34,6 @@ def _row(i: int = 0, **over) -> dict:
 
 def _ds(rows: list[dict]) -> datasets.Dataset:
     return datasets.Dataset.from_list(rows, features=FEATURES)
-
 
 
 def test_features_allow_several_images():
@@ -94,7 +99,7 @@ def test_randomize_order_remaps_and_is_seeded():
         i = int(row["id"].split("-")[1])
         meta = json.loads(row["meta"])
         good = row[f"response_{row['label']}"]
-        assert good == f"good{i}"                       # label follows the good response
+        assert good == f"good{i}"  # label follows the good response
         assert meta["true_label"] == row["label"]
         assert meta["claims"] == (["A", "B"] if row["label"] == 1 else ["B", "A"])
     assert out.features == FEATURES

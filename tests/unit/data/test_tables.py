@@ -1,5 +1,6 @@
 """Reading outside tables (egt.data.tables, and through egt.data.sources.load_source): truncated files,
 folders of shards, files changed in place under datasets' cache (issue 30)."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,10 @@ from egt.data.tables import SourceFileError, load_table
 
 
 def _rows(n: int, start: int = 0, image: str = "x.png") -> list[dict]:
-    return [{"id": f"r{i}", "query": f"question {i}", "chosen": "yes", "rejected": "no", "image": image}
-            for i in range(start, start + n)]
+    return [
+        {"id": f"r{i}", "query": f"question {i}", "chosen": "yes", "rejected": "no", "image": image}
+        for i in range(start, start + n)
+    ]
 
 
 def _jsonl(path: Path, rows: list[dict]) -> Path:
@@ -75,8 +78,12 @@ def test_a_folder_of_shards_names_the_shard_and_its_row(tmp_path):
         load_source(spec, "sft_pool", image_root=str(tmp_path))
     assert (e.value.file, e.value.row, e.value.sample_id) == (str(data / "train-00001-of-00002.jsonl"), 1, "r4")
     ds, _ = load_source(spec, "sft_pool", on_bad_sample="skip", image_root=str(tmp_path))
-    assert json.loads(ds[3]["meta"]) == {"file": str(data), "row": 3, "shard": "train-00001-of-00002.jsonl",
-                                         "shard_row": 0}
+    assert json.loads(ds[3]["meta"]) == {
+        "file": str(data),
+        "row": 3,
+        "shard": "train-00001-of-00002.jsonl",
+        "shard_row": 0,
+    }
 
 
 def test_a_repeated_id_in_a_folder_names_both_shards_and_rows(tmp_path):
@@ -85,8 +92,11 @@ def test_a_repeated_id_in_a_folder_names_both_shards_and_rows(tmp_path):
     data.mkdir()
     _jsonl(data / "a.jsonl", _rows(2))
     _jsonl(data / "b.jsonl", [_rows(1, 5)[0], {**_rows(1, 6)[0], "id": "r1"}])
-    with pytest.raises(ValueError, match=rf"{data / 'b.jsonl'}: row 1: sample id 'r1' \(column 'id'\) occurs again, "
-                                         rf"first at {data / 'a.jsonl'}: row 1"):
+    with pytest.raises(
+        ValueError,
+        match=rf"{data / 'b.jsonl'}: row 1: sample id 'r1' \(column 'id'\) occurs again, "
+        rf"first at {data / 'a.jsonl'}: row 1",
+    ):
         load_source({"path": str(data), "name": "d"}, "sft_pool", image_root=str(tmp_path))
 
 
@@ -97,8 +107,11 @@ def test_a_bad_sample_after_conversion_names_its_file_and_row(tmp_path):
     path = _jsonl(tmp_path / "p.jsonl", _rows(2))
     ds, _ = load_source({"path": str(path)}, "sft_pool", image_root=str(tmp_path))
     broken = ds.map(lambda r, i: {"label": 3 if i == 1 else r["label"]}, with_indices=True)
-    with pytest.raises(BadSampleError, match=rf"bad sample 'r1': field 'label': must be 1 or 2, got 3 "
-                                             rf"\({path}: row 1\)"):
+    with pytest.raises(
+        BadSampleError,
+        match=rf"bad sample 'r1': field 'label': must be 1 or 2, got 3 "
+        rf"\({path}: row 1\)",
+    ):
         validate_dataset(broken)
 
 
@@ -130,6 +143,6 @@ def test_a_change_outside_the_sampled_bytes_is_seen_too(tmp_path):
     text = path.read_text()
     at = text.index('"question 1500"')  # about a quarter in: none of the first, middle or last 64 KiB
     assert 65536 < at < path.stat().st_size // 2 - 32768
-    path.write_text(text[:at] + '"QUESTION 1500"' + text[at + 15:])
+    path.write_text(text[:at] + '"QUESTION 1500"' + text[at + 15 :])
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert load_table(str(path))["query"][1500] == "QUESTION 1500"

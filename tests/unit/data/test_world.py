@@ -129,7 +129,7 @@ def test_noise_concentrates_on_hard_and_ambiguous(big_rl):
     assert flipped[amb].mean() > flipped[~amb].mean() + 0.2
     clear = ~amb
     assert flipped[clear & (d > 0.7)].mean() > flipped[clear & (d < 0.4)].mean()
-    assert 0.1 <= d.min() and d.max() <= 1.0 and d.mean() > 0.55   # skewed to harder
+    assert 0.1 <= d.min() and d.max() <= 1.0 and d.mean() > 0.55  # skewed to harder
 
 
 def test_sft_pool_is_easier_than_rl(world):
@@ -166,8 +166,12 @@ def _in_cells(meta, cell=28) -> bool:
     for o in meta["scene"]:
         h = o["size"] / 2
         i, j = int(o["x"] // cell), int(o["y"] // cell)
-        if not (i * cell <= o["x"] - h and o["x"] + h <= (i + 1) * cell
-                and j * cell <= o["y"] - h and o["y"] + h <= (j + 1) * cell):
+        if not (
+            i * cell <= o["x"] - h
+            and o["x"] + h <= (i + 1) * cell
+            and j * cell <= o["y"] - h
+            and o["y"] + h <= (j + 1) * cell
+        ):
             return False
         if (i, j) in cells:
             return False
@@ -184,7 +188,7 @@ def test_grid_layout_one_object_per_cell():
     clear = [m for m in metas if m not in edge]
     assert all(_in_cells(m) for m in clear)
     assert edge and all(m["ambiguous"] for m in edge)  # only the "edge" ambiguity leaves the canvas
-    assert max(len(m["scene"]) for m in metas) == 6    # max_objects + an unclear one, in 9 cells
+    assert max(len(m["scene"]) for m in metas) == 6  # max_objects + an unclear one, in 9 cells
     # difficulty moves objects off their cell's centre and shrinks them
     d = np.array([m["difficulty"] for m in clear])
     off = np.array([np.mean([abs(o["x"] % 28 - 14) + abs(o["y"] % 28 - 14) for o in m["scene"]]) for m in clear])

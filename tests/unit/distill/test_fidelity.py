@@ -1,4 +1,5 @@
 """Fidelity filter (paper §2.2): up to N attempts, first success kept, all-fail discarded."""
+
 from collections import Counter
 
 import pytest
@@ -41,8 +42,9 @@ def test_first_success_kept_all_fail_discarded(tmp_path):
     assert {k: v["attempt"] for k, v in state.kept.items()} == {"a": 1, "b": 2, "c": 3}
     assert "d" not in state.kept
     # a kept sample is never asked again; d is asked exactly three times
-    assert sorted(t.calls) == sorted([("a", 1), ("b", 1), ("c", 1), ("d", 1), ("b", 2), ("c", 2), ("d", 2),
-                                      ("c", 3), ("d", 3)])
+    assert sorted(t.calls) == sorted(
+        [("a", 1), ("b", 1), ("c", 1), ("d", 1), ("b", 2), ("c", 2), ("d", 2), ("c", 3), ("d", 3)]
+    )
     assert not any(t.seen_labels), "the teacher must never see the label"
     stats = fidelity_stats(state, SAMPLES, 3, 0.0)
     assert stats["kept"] == 3 and stats["discarded"] == 1
@@ -74,10 +76,12 @@ def test_resume_asks_nothing_twice(tmp_path):
 
 
 def test_state_keeps_earliest_success():
-    s = FidelityState.from_records([
-        {"id": "x", "attempt": 2, "ok": True, "parsed": 1, "output": "late"},
-        {"id": "x", "attempt": 1, "ok": True, "parsed": 1, "output": "early"},
-    ])
+    s = FidelityState.from_records(
+        [
+            {"id": "x", "attempt": 2, "ok": True, "parsed": 1, "output": "late"},
+            {"id": "x", "attempt": 1, "ok": True, "parsed": 1, "output": "early"},
+        ]
+    )
     assert s.kept["x"]["output"] == "early"
 
 
@@ -95,8 +99,9 @@ def test_bad_sample_in_a_batch_is_skipped_alone(tmp_path):
                 raise BadSampleError("c", "images", "cannot encode")
             return super().generate(samples, attempt)
 
-    state = run_fidelity_filter(Picky(SCRIPT), SAMPLES, Journal(tmp_path / "j.jsonl"), 3, batch_size=4,
-                                on_bad_sample="skip")
+    state = run_fidelity_filter(
+        Picky(SCRIPT), SAMPLES, Journal(tmp_path / "j.jsonl"), 3, batch_size=4, on_bad_sample="skip"
+    )
     assert state.skipped == {"c": "bad sample 'c': field 'images': cannot encode"}
     assert set(state.kept) == {"a", "b"}
     stats = fidelity_stats(state, SAMPLES, 3, 0.0)

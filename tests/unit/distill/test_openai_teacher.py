@@ -1,4 +1,5 @@
 """The openai teacher against a real loopback server injecting faults: causes, retries, 3-attempt rule."""
+
 import json
 import logging
 import socket
@@ -30,8 +31,15 @@ def samples(world_small):
 
 
 def teacher(url, **kw):
-    kw = {"timeout": 2.0, "max_retries": 2, "backoff": 0.001, "max_backoff": 0.01, "seed": 0, "api_key_env": KEY_ENV,
-          **kw}
+    kw = {
+        "timeout": 2.0,
+        "max_retries": 2,
+        "backoff": 0.001,
+        "max_backoff": 0.01,
+        "seed": 0,
+        "api_key_env": KEY_ENV,
+        **kw,
+    }
     return OpenAITeacher(url, "fake-model", **kw)
 
 
@@ -54,6 +62,7 @@ def make_plan(samples):
     def plan(sid, attempt, n):
         f = FAULTS.get(index[sid], {})
         return f.get((attempt, n), f.get(attempt))
+
     return plan
 
 
@@ -69,8 +78,16 @@ def test_faults_counted_by_cause_and_three_attempt_rule(samples, secret, tmp_pat
     assert kept == {0: 1, 1: 1, 2: 2, 3: 1, 4: 3, 7: 2, 8: 1, 9: 1, 10: 1, 11: 1}  # 5 and 6 discarded
     stats = fidelity_stats(state, samples, 3, 0.0)
     assert stats["retries_by_cause"] == {"http_429": 1, "http_5xx": 2 + 2, "timeout": 1}
-    assert stats["failures_by_cause"] == {"bad_json": 1, "content_type": 1, "empty_choices": 1, "http_4xx": 1,
-                                          "http_5xx": 1, "parse": 1, "truncated": 3, "wrong_answer": 1}
+    assert stats["failures_by_cause"] == {
+        "bad_json": 1,
+        "content_type": 1,
+        "empty_choices": 1,
+        "http_4xx": 1,
+        "http_5xx": 1,
+        "parse": 1,
+        "truncated": 3,
+        "wrong_answer": 1,
+    }
     assert stats["attempts_histogram"] == {"1": 7, "2": 2, "3": 1} and stats["discarded"] == 2
     assert stats["parse_failures"] == 1
     # every request the server saw was counted once; kept samples never asked again
@@ -113,8 +130,9 @@ def test_request_cap_stops_and_rerun_resumes_without_duplicates(samples, secret,
 def test_unencodable_image_is_skipped_or_named(samples, secret, tmp_path):
     bad = {**samples[0], "id": "broken-1", "images": [{"bytes": b"not a png", "path": None}]}
     with FakeOpenAI(samples, answer="label") as fake:
-        state = run_fidelity_filter(teacher(fake.url), [bad, *samples[1:3]], Journal(tmp_path / "a.jsonl"),
-                                    on_bad_sample="skip")
+        state = run_fidelity_filter(
+            teacher(fake.url), [bad, *samples[1:3]], Journal(tmp_path / "a.jsonl"), on_bad_sample="skip"
+        )
         assert set(state.skipped) == {"broken-1"} and len(state.kept) == 2
         stats = fidelity_stats(state, [bad, *samples[1:3]], 3, 0.0)
         assert stats["skipped_bad_samples"] == 1 and stats["discarded"] == 0

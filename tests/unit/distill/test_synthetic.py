@@ -17,9 +17,22 @@ def _records(n, split="rl_pool", seed=0):
 
 
 def _hand_sample(scene, claims, difficulty=0.0, kind="count", ambiguous=False, ambiguity=None):
-    return {"id": "hand-1", "query": "q", "response_1": "a", "response_2": "b",
-            "meta": json.dumps({"scene": scene, "claims": claims, "difficulty": difficulty,
-                                "kind": kind, "ambiguous": ambiguous, "ambiguity": ambiguity})}
+    return {
+        "id": "hand-1",
+        "query": "q",
+        "response_1": "a",
+        "response_2": "b",
+        "meta": json.dumps(
+            {
+                "scene": scene,
+                "claims": claims,
+                "difficulty": difficulty,
+                "kind": kind,
+                "ambiguous": ambiguous,
+                "ambiguity": ambiguity,
+            }
+        ),
+    }
 
 
 CIRCLE = {"kind": "circle", "colour": "red", "x": 10, "y": 10, "size": 12}
@@ -47,19 +60,23 @@ def test_refuses_samples_with_labels():
     rec = _records(1)[0]
     with pytest.raises(ValueError, match="must not see the label"):
         SyntheticTeacher().generate([rec], attempt=0)
-    no_label = {k: v for k, v in rec.items() if k != "label"}   # meta still has true_label
+    no_label = {k: v for k, v in rec.items() if k != "label"}  # meta still has true_label
     with pytest.raises(ValueError, match="must not see the label"):
         SyntheticTeacher().generate([no_label], attempt=0)
 
 
 def test_hand_checked_output():
     scene = [CIRCLE, {**CIRCLE, "x": 40}]
-    claims = [{"kind": "count", "shape": "circle", "colour": None, "value": 3},
-              {"kind": "count", "shape": "circle", "colour": None, "value": 2}]
+    claims = [
+        {"kind": "count", "shape": "circle", "colour": None, "value": 3},
+        {"kind": "count", "shape": "circle", "colour": None, "value": 2},
+    ]
     out = SyntheticTeacher(error_base=0.0, error_slope=0.0).generate([_hand_sample(scene, claims)], 0)[0]
-    assert out == ("<think>The question asks how many circles there are. The image shows 2 circles. "
-                   "Response 1 says 3 circles, which is wrong. Response 2 says 2 circles, which is right."
-                   "</think><answer>2</answer>")
+    assert out == (
+        "<think>The question asks how many circles there are. The image shows 2 circles. "
+        "Response 1 says 3 circles, which is wrong. Response 2 says 2 circles, which is right."
+        "</think><answer>2</answer>"
+    )
     assert 25 <= len(out.split()) <= 45
 
 
@@ -71,7 +88,7 @@ def test_verdict_sentence_knob():
         n = parse_answer(v)
         assert "is better" not in p
         assert v.endswith(f"Response {n} is better.</think><answer>{n}</answer>")
-        assert parse_answer(p) == n    # same decisions, only the style differs
+        assert parse_answer(p) == n  # same decisions, only the style differs
 
 
 def test_outputs_are_canonical_and_deterministic():
@@ -79,10 +96,10 @@ def test_outputs_are_canonical_and_deterministic():
     t = SyntheticTeacher(seed=1)
     a, b = t.generate(samples, 0), t.generate(samples, 0)
     assert a == b and all(format_ok(o) and parse_answer(o) in (1, 2) for o in a)
-    assert t.generate(samples[5:6], 0) == a[5:6]   # independent of batch composition
+    assert t.generate(samples[5:6], 0) == a[5:6]  # independent of batch composition
     c = SyntheticTeacher(seed=1, error_base=0.5, error_slope=0.0).generate(samples, 1)
     d = SyntheticTeacher(seed=1, error_base=0.5, error_slope=0.0).generate(samples, 2)
-    assert c != d                                   # a retry can differ
+    assert c != d  # a retry can differ
 
 
 def _true_agreement(teacher, recs):
@@ -104,8 +121,10 @@ def test_about_half_on_ambiguous():
     cfg = WorldConfig(seed=2)
     cfg.rl_pool.ambiguous_rate = 1.0
     recs = [make_record(cfg, "rl_pool", i) for i in range(600)]
-    answers = [parse_answer(o) for o in SyntheticTeacher(error_base=0, error_slope=0).generate(
-        [strip_label(r) for r in recs], 0)]
+    answers = [
+        parse_answer(o)
+        for o in SyntheticTeacher(error_base=0, error_slope=0).generate([strip_label(r) for r in recs], 0)
+    ]
     assert 0.4 < np.mean([a == 1 for a in answers]) < 0.6
     assert 0.4 < np.mean([a == r["meta"]["true_label"] for a, r in zip(answers, recs)]) < 0.6
 
@@ -126,20 +145,26 @@ def test_compact_style_hand_checked():
     count = [{"kind": "count", "shape": "circle", "colour": "red", "value": v} for v in (3, 2)]
     exist = [{"kind": "exist", "shape": "square", "colour": "green", "value": v} for v in (True, False)]
     color = [{"kind": "color", "shape": "square", "colour": None, "value": v} for v in ("blue", "red")]
-    outs = t.generate([_hand_sample(scene, count), _hand_sample(scene, exist, kind="exist"),
-                       _hand_sample(scene, color, kind="color")], 0)
+    outs = t.generate(
+        [
+            _hand_sample(scene, count),
+            _hand_sample(scene, exist, kind="exist"),
+            _hand_sample(scene, color, kind="color"),
+        ],
+        0,
+    )
     assert outs == [
         "<think>Count red circles: 2. Response 1: 3, wrong. Response 2: 2, right.</think><answer>2</answer>",
         "<think>Find a green square: no. Response 1: yes, wrong. Response 2: no, right.</think><answer>2</answer>",
-        "<think>Colour of the square: blue. Response 1: blue, right. Response 2: red, wrong.</think>"
-        "<answer>1</answer>",
+        "<think>Colour of the square: blue. Response 1: blue, right. Response 2: red, wrong.</think><answer>1</answer>",
     ]
     both = [{"kind": "count", "shape": "circle", "colour": None, "value": v} for v in (1, 3)]
     out = t.generate([_hand_sample(scene, both, ambiguous=True, ambiguity="both_wrong")], 0)[0]
     assert "Count circles: 2. Response 1: 1, wrong. Response 2: 3, wrong. Both wrong.</think>" in out
     facts = SyntheticTeacher(error_base=0.0, error_slope=0.0, style="compact", judge_each=False)
     assert facts.generate([_hand_sample(scene, count)], 0)[0].startswith(
-        "<think>Count red circles: 2. Response 1: 3. Response 2: 2.</think>")
+        "<think>Count red circles: 2. Response 1: 3. Response 2: 2.</think>"
+    )
 
 
 def test_versus_style_hand_checked():
@@ -174,24 +199,30 @@ def test_rule_judge_reads_both_styles():
     samples = [strip_label(r) for r in _records(60)]
     for style, describe in (("prose", False), ("compact", False), ("versus", False), ("compact", True)):
         for out in SyntheticTeacher(style=style, describe=describe).generate(samples, 0):
-            reasoning = out[len("<think>"): out.index("</think>")]
+            reasoning = out[len("<think>") : out.index("</think>")]
             decided = conclusion(reasoning)
-            assert decided in (None, parse_answer(out))   # None only for "Both … right/wrong"
+            assert decided in (None, parse_answer(out))  # None only for "Both … right/wrong"
             assert (decided is None) == ("Both" in reasoning)
 
 
 def test_describe_lists_every_object_in_a_fixed_order():
-    scene = [{**CIRCLE, "kind": "square", "colour": "blue", "x": 25}, CIRCLE, {**CIRCLE, "colour": "green", "x": 40},
-             {**CIRCLE, "x": 50}]
+    scene = [
+        {**CIRCLE, "kind": "square", "colour": "blue", "x": 25},
+        CIRCLE,
+        {**CIRCLE, "colour": "green", "x": 40},
+        {**CIRCLE, "x": 50},
+    ]
     t = SyntheticTeacher(error_base=0.0, error_slope=0.0, style="compact", describe=True)
     color = [{"kind": "color", "shape": "square", "colour": None, "value": v} for v in ("blue", "red")]
     # shapes in the world's order (circle, square, triangle), then colours (red, green, blue, yellow)
     assert t.generate([_hand_sample(scene, color, kind="color")], 0) == [
         "<think>Scene: red circle, red circle, green circle, blue square. Colour of the square: blue. "
-        "Response 1: blue, right. Response 2: red, wrong.</think><answer>1</answer>"]
+        "Response 1: blue, right. Response 2: red, wrong.</think><answer>1</answer>"
+    ]
     prose = SyntheticTeacher(error_base=0.0, error_slope=0.0, describe=True)
     assert prose.generate([_hand_sample(scene, color, kind="color")], 0)[0].startswith(
-        "<think>The image contains red circle, red circle, green circle, blue square. The question asks")
+        "<think>The image contains red circle, red circle, green circle, blue square. The question asks"
+    )
     assert t.public_config()["describe"] is True
     assert "describe" not in SyntheticTeacher().public_config()  # earlier trajectories keep their keys
 
@@ -201,21 +232,26 @@ def test_described_scene_agrees_with_a_misperception():
 
     scene = [CIRCLE, {**CIRCLE, "x": 40}, {**CIRCLE, "kind": "square", "colour": "blue", "x": 25}]
     red_circles = {"shape": "circle", "colour": "red"}
-    assert _seen_scene("count", red_circles, scene, 2, "red") == [("circle", "red"), ("circle", "red"),
-                                                                    ("square", "blue")]
+    assert _seen_scene("count", red_circles, scene, 2, "red") == [
+        ("circle", "red"),
+        ("circle", "red"),
+        ("square", "blue"),
+    ]
     assert _seen_scene("count", red_circles, scene, 1, "red") == [("circle", "red"), ("square", "blue")]
     assert _seen_scene("count", {"shape": "square", "colour": None}, scene, 3, "red") == [
-        ("circle", "red"), ("circle", "red"), ("square", "blue"), ("square", "blue"), ("square", "blue")]
-    assert _seen_scene("count", {"shape": "triangle", "colour": None}, scene, 1, "yellow")[-1] == (
-        "triangle", "yellow")
-    assert _seen_scene("exist", {"shape": "square", "colour": "green"}, scene, True, "red")[-1] == (
-        "square", "green")
+        ("circle", "red"),
+        ("circle", "red"),
+        ("square", "blue"),
+        ("square", "blue"),
+        ("square", "blue"),
+    ]
+    assert _seen_scene("count", {"shape": "triangle", "colour": None}, scene, 1, "yellow")[-1] == ("triangle", "yellow")
+    assert _seen_scene("exist", {"shape": "square", "colour": "green"}, scene, True, "red")[-1] == ("square", "green")
     assert _seen_scene("exist", red_circles, scene, False, "red") == [("square", "blue")]
     square = {"shape": "square", "colour": None}
     assert _seen_scene("color", square, scene, "green", "red")[2] == ("square", "green")
     assert _seen_scene("color", square, scene, None, "red") == [("circle", "red"), ("circle", "red")]
-    assert _seen_scene("color", {"shape": "triangle", "colour": None}, scene, "blue", "red")[-1] == (
-        "triangle", "blue")
+    assert _seen_scene("color", {"shape": "triangle", "colour": None}, scene, "blue", "red")[-1] == ("triangle", "blue")
 
 
 def test_described_scene_always_implies_the_stated_fact():

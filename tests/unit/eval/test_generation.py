@@ -1,5 +1,6 @@
 """egt owns decoding: a checkpoint's generation_config.json (Qwen2.5-VL-7B-Instruct's, here on the
 tiny model) changes nothing unless ``use_checkpoint_defaults`` asks for it."""
+
 import json
 import shutil
 
@@ -62,8 +63,11 @@ def test_checkpoint_defaults_apply_only_when_asked(shipped_dir, prompts):
     assert all(len({tuple(d[i].tolist()) for d in draws}) == 1 for i in range(len(prompts)))
     model, _ = load_model_and_processor(shipped_dir)
     before = model.generation_config.to_dict()
-    model_generate(model, {"input_ids": torch.tensor([[1, 2]]), "attention_mask": torch.ones(1, 2, dtype=torch.long)},
-                   generation_config(2, 0.0, 0))
+    model_generate(
+        model,
+        {"input_ids": torch.tensor([[1, 2]]), "attention_mask": torch.ones(1, 2, dtype=torch.long)},
+        generation_config(2, 0.0, 0),
+    )
     assert model.generation_config.to_dict() == before  # restored after the call
 
 

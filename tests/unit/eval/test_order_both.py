@@ -6,6 +6,7 @@ mmmu_2 swapped and wildvision-battle_3 as stored (seeded, eval.seed=0); Multimod
 better response is Output1, Output2, Output1 (shown as stored); MM-RLHF-RewardBench shows the chosen
 response first (groups g1: two pairs, g2: one).
 """
+
 from __future__ import annotations
 
 import json
@@ -53,10 +54,19 @@ def run_eval(art: Path, bench_root: Path, label: str, judge, monkeypatch, *overr
     model.mkdir(parents=True, exist_ok=True)
     (model / "config.json").write_text(json.dumps({"judge": label}))
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[
-            "stages=[eval]", f"paths.artifacts={art}", f"eval.model_path={model}", f"eval.model_label={label}",
-            f"eval.benchmarks={BENCHES}", "eval.optional_benchmarks=[]", f"eval.data_root={bench_root}",
-            *overrides])
+        cfg = compose(
+            "config",
+            overrides=[
+                "stages=[eval]",
+                f"paths.artifacts={art}",
+                f"eval.model_path={model}",
+                f"eval.model_label={label}",
+                f"eval.benchmarks={BENCHES}",
+                "eval.optional_benchmarks=[]",
+                f"eval.data_root={bench_root}",
+                *overrides,
+            ],
+        )
     egt.config.validate(cfg)
     monkeypatch.setattr(eval_stage._LazyJudge, "get", lambda self: judge)
     Pipeline(cfg).run()
@@ -91,10 +101,13 @@ def test_constant_judge_official_debiased_consistency_warning_and_dagger(bench_r
     assert mmrlhf["order/swapped/overall"] == 0.0 and mmrlhf["order/debiased/acc_plus"] == 0.5
     assert vl["order/debiased/macro"] == 0.5
     warnings = [r.getMessage() for r in caplog.records if "position-biased judge" in r.getMessage()]
-    assert len(warnings) == 3 and all("position consistency 0.00 < 0.80" in w and "gap 1.00 > 0.10" in w
-                                      for w in warnings)
-    assert any("always-1 on mm_rlhf_rewardbench" in w and "Official overall 100.00% vs position-debiased 50.00%"
-               in w for w in warnings)
+    assert len(warnings) == 3 and all(
+        "position consistency 0.00 < 0.80" in w and "gap 1.00 > 0.10" in w for w in warnings
+    )
+    assert any(
+        "always-1 on mm_rlhf_rewardbench" in w and "Official overall 100.00% vs position-debiased 50.00%" in w
+        for w in warnings
+    )
 
     caplog.clear()  # a reused evaluation warns again
     with caplog.at_level(logging.INFO, logger="egt"):
@@ -106,10 +119,13 @@ def test_constant_judge_official_debiased_consistency_warning_and_dagger(bench_r
         assert bench["overall"] == bench["order/debiased/overall"] == bench["order/position_consistency"] == 1.0
     write_report(art, tmp_path / "report")
     md = (tmp_path / "report" / "table1.md").read_text()
-    assert ("| Model | VL-Reward | VL-Reward deb. | VL-Reward cons. | Multimodal | Multimodal deb. | "
-            "Multimodal cons. | MM-RLHF | MM-RLHF deb. | MM-RLHF cons. | Avg. | Avg. deb. | Avg. Gain |") in md
-    assert ("| always-1 | 33.33† | 50.00 | 0.00 | 66.67† | 50.00 | 0.00 | "
-            "**100.00**† | 50.00 | 0.00 | 66.67 | 50.00 |") in md
+    assert (
+        "| Model | VL-Reward | VL-Reward deb. | VL-Reward cons. | Multimodal | Multimodal deb. | "
+        "Multimodal cons. | MM-RLHF | MM-RLHF deb. | MM-RLHF cons. | Avg. | Avg. deb. | Avg. Gain |"
+    ) in md
+    assert (
+        "| always-1 | 33.33† | 50.00 | 0.00 | 66.67† | 50.00 | 0.00 | **100.00**† | 50.00 | 0.00 | 66.67 | 50.00 |"
+    ) in md
     assert "| oracle | **100.00** | **100.00** | **100.00** | **100.00** | **100.00** | **100.00** | **100.00** |" in md
     assert "† position-biased judge on this benchmark (position consistency < 80%" in md
     tex = (tmp_path / "report" / "table1.tex").read_text()
@@ -123,6 +139,9 @@ def test_order_official_halves_the_generations_and_checks_nothing(bench_root, tm
     mmrlhf = metrics_of(art, "always-1")["mm_rlhf_rewardbench"]
     assert mmrlhf["overall"] == 1.0 and not any(k.startswith("order/") for k in mmrlhf)
     assert "position-biased" not in caplog.text
-    (ev,) = [p.parent for p in art.glob("eval/*/metrics.json")
-             if json.loads(p.read_text())["benchmark"]["name"] == "mm_rlhf_rewardbench"]
+    (ev,) = [
+        p.parent
+        for p in art.glob("eval/*/metrics.json")
+        if json.loads(p.read_text())["benchmark"]["name"] == "mm_rlhf_rewardbench"
+    ]
     assert len((ev / "journal.jsonl").read_text().splitlines()) == 3  # one view per pair

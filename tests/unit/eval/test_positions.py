@@ -1,4 +1,5 @@
 """Per-position teacher-forced NLL (egt.eval.positions)."""
+
 import math
 
 import pytest
@@ -10,10 +11,12 @@ from egt.eval.positions import aggregate, format_report, main
 
 def test_aggregate_hand_worked():
     # vocab of 3; two samples, labels start at different offsets (prompt masked)
-    p = torch.tensor([
-        [[0.1, 0.1, 0.8], [0.5, 0.25, 0.25], [0.2, 0.7, 0.1]],
-        [[0.6, 0.2, 0.2], [0.1, 0.3, 0.6], [0.3, 0.3, 0.4]],
-    ])
+    p = torch.tensor(
+        [
+            [[0.1, 0.1, 0.8], [0.5, 0.25, 0.25], [0.2, 0.7, 0.1]],
+            [[0.6, 0.2, 0.2], [0.1, 0.3, 0.6], [0.3, 0.3, 0.4]],
+        ]
+    )
     labels = torch.tensor([[IGNORE, 0, 1], [0, 2, 2]])
     rep = aggregate(p.log(), labels, ["count", "count"])["count"]
     # position 0: sample 0 -> p=0.5 (argmax, hit); sample 1 -> p=0.6 (hit)
@@ -24,8 +27,7 @@ def test_aggregate_hand_worked():
     assert rep[1]["nll"] == pytest.approx(-(math.log(0.7) + math.log(0.6)) / 2)
     assert rep[1]["options"] == 2 and sorted(rep[1]["tokens"]) == ["1", "2"]
     # position 2: only sample 1 -> token 2, p=0.4 (argmax: 0.4 > 0.3, hit)
-    assert rep[2] == {"pos": 2, "tokens": ["2"], "options": 1, "nll": pytest.approx(-math.log(0.4)),
-                      "acc": 1.0, "n": 1}
+    assert rep[2] == {"pos": 2, "tokens": ["2"], "options": 1, "nll": pytest.approx(-math.log(0.4)), "acc": 1.0, "n": 1}
     assert len(rep) == 3
 
 
@@ -51,6 +53,7 @@ def test_cli_on_the_tiny_model(tiny_model_dir, world_small, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "| pos | token(s) | NLL |" in text
     import json
+
     rep = json.loads(out.read_text())
     assert sum(rows[0]["n"] for rows in rep.values()) == 6  # every sample has a position 0
     assert all(r["nll"] > 0 and 0 <= r["acc"] <= 1 for rows in rep.values() for r in rows)
@@ -63,8 +66,9 @@ def test_aggregate_puts_a_description_prefix_in_its_own_table():
     # sample 0: positions 0-1 -> scene 0-1, position 2 -> exist 0; sample 1: first labelled -> scene 0
     assert [r["n"] for r in rep["scene"]] == [2, 1]
     assert rep["scene"][0]["nll"] == pytest.approx(-(math.log(0.9) + math.log(0.5)) / 2)
-    assert rep["exist"] == [{"pos": 0, "tokens": ["1"], "options": 1, "nll": pytest.approx(-math.log(0.7)),
-                             "acc": 1.0, "n": 1}]
+    assert rep["exist"] == [
+        {"pos": 0, "tokens": ["1"], "options": 1, "nll": pytest.approx(-math.log(0.7)), "acc": 1.0, "n": 1}
+    ]
     assert rep["color"][0]["nll"] == pytest.approx(-math.log(0.8))
 
 

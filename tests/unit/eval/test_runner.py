@@ -1,4 +1,5 @@
 """The eval runner: journalled generation resumes after a crash without generating anything twice."""
+
 from __future__ import annotations
 
 import json
@@ -27,9 +28,19 @@ class TinyBench(Benchmark):
 
     def load_items(self, root):
         img = Image.new("RGB", (4, 4), "red")
-        return self.convert_rows(Path("tiny.jsonl"), range(self.n), lambda i, row: {
-            "id": f"t{i}", "category": "general" if i % 2 else "reasoning", "images": [img],
-            "query": "q", "response_1": "a", "response_2": "b", "label": 1 + i % 2})
+        return self.convert_rows(
+            Path("tiny.jsonl"),
+            range(self.n),
+            lambda i, row: {
+                "id": f"t{i}",
+                "category": "general" if i % 2 else "reasoning",
+                "images": [img],
+                "query": "q",
+                "response_1": "a",
+                "response_2": "b",
+                "label": 1 + i % 2,
+            },
+        )
 
 
 class FakeJudge:
@@ -63,8 +74,9 @@ def test_crashed_eval_resumes_from_journal_without_regenerating(tmp_path):
     metrics, records, info = evaluate(bench, items, resumed, journal, order="both", batch_size=4, progress=False)
     assert set(dying.seen).isdisjoint(resumed.seen)  # no (view) generated twice
     assert len(dying.seen) + len(resumed.seen) == 20 and info["resumed_from"] == 8
-    fresh, _, _ = evaluate(bench, items, FakeJudge(), Journal(tmp_path / "fresh.jsonl"), order="both", batch_size=4,
-                           progress=False)
+    fresh, _, _ = evaluate(
+        bench, items, FakeJudge(), Journal(tmp_path / "fresh.jsonl"), order="both", batch_size=4, progress=False
+    )
     assert metrics == fresh
     # official view: even items right, odd ones (label 2) answered 1 → 5/10
     assert metrics["overall"] == 0.5 and metrics["order/position_consistency"] == 0.5
@@ -79,8 +91,9 @@ def test_bad_sample_at_generation_errors_or_is_counted(tmp_path):
     with pytest.raises(BadSampleError, match="eval.on_bad_sample=skip"):
         evaluate(bench, items, FakeJudge(), Journal(tmp_path / "a.jsonl"), progress=False)
     items[1]["id"] = "bad"
-    metrics, records, info = evaluate(bench, items, FakeJudge(), Journal(tmp_path / "b.jsonl"),
-                                      on_bad_sample="skip", progress=False)
+    metrics, records, info = evaluate(
+        bench, items, FakeJudge(), Journal(tmp_path / "b.jsonl"), on_bad_sample="skip", progress=False
+    )
     assert metrics["n"] == 2 and metrics["skipped_items"] == 1 and sum(info["skipped_views"].values()) == 1
     assert list(metrics["skipped_by_reason"]) == [f"generation/{next(iter(info['skipped_views']))}"]
 

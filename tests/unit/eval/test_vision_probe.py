@@ -1,4 +1,5 @@
 """The linear probe on a vision tower's image tokens (egt.eval.vision_probe)."""
+
 import math
 
 import pytest
@@ -17,8 +18,10 @@ def test_balanced_accuracy_hand_worked():
 
 
 def test_scene_targets():
-    scenes = [[{"kind": "circle", "colour": "red"}], [{"kind": "square", "colour": "red"},
-                                                      {"kind": "circle", "colour": "blue"}]]
+    scenes = [
+        [{"kind": "circle", "colour": "red"}],
+        [{"kind": "square", "colour": "red"}, {"kind": "circle", "colour": "blue"}],
+    ]
     y = scene_targets(scenes, ["circle", "square"], ["red", "blue"])
     # columns: circle-red, circle-blue, square-red, square-blue
     assert y.tolist() == [[1, 0, 0, 0], [0, 1, 1, 0]]

@@ -1,4 +1,5 @@
 """egt.models: build a tiny Qwen2.5-VL offline, reload it, run it."""
+
 import json
 import shutil
 import subprocess
@@ -9,8 +10,16 @@ import pytest
 import torch
 from PIL import Image
 
-from egt.models import (EgtQwen2_5_VLProcessor, TinyVLMSpec, build_tiny_vlm, default_corpus, load_model,
-                        load_model_and_processor, load_processor, multimodal_token_ids)
+from egt.models import (
+    EgtQwen2_5_VLProcessor,
+    TinyVLMSpec,
+    build_tiny_vlm,
+    default_corpus,
+    load_model,
+    load_model_and_processor,
+    load_processor,
+    multimodal_token_ids,
+)
 from egt.models import loader
 from egt.models.builder import bpe_vocab, mrope_section, train_bpe, train_tokenizer
 
@@ -38,8 +47,13 @@ def _batch(processor, n=2, size=56):
 
 def test_build_writes_a_complete_directory(tiny_dir):
     names = {p.name for p in tiny_dir.iterdir()}
-    assert {"config.json", "model.safetensors", "tokenizer.json", "processor_config.json",
-            "generation_config.json"} <= names
+    assert {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "processor_config.json",
+        "generation_config.json",
+    } <= names
     assert not [p for p in tiny_dir.parent.iterdir() if ".tmp-" in p.name]
     with pytest.raises(FileExistsError):
         build_tiny_vlm(tiny_dir, TinyVLMSpec(), ["x"])
@@ -79,9 +93,11 @@ def test_processor_is_multimodal_and_image_tokens_match(loaded):
     model, processor = loaded
     assert isinstance(processor, EgtQwen2_5_VLProcessor)
     text = processor.apply_chat_template(MESSAGES, tokenize=False, add_generation_prompt=True)
-    assert text == ("<|im_start|>system\nYou are a judge.<|im_end|>\n<|im_start|>user\n"
-                    "<|vision_start|><|image_pad|><|vision_end|>How many red circles?<|im_end|>\n"
-                    "<|im_start|>assistant\n")
+    assert text == (
+        "<|im_start|>system\nYou are a judge.<|im_end|>\n<|im_start|>user\n"
+        "<|vision_start|><|image_pad|><|vision_end|>How many red circles?<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
     # like Qwen2.5-VL's own template: no system message -> the default one, in few tokens
     text = processor.apply_chat_template(MESSAGES[1:], tokenize=False, add_generation_prompt=True)
     assert text.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n")
@@ -105,7 +121,7 @@ def test_generate_never_emits_multimodal_tokens(loaded):
     batch = _batch(processor, n=4)
     torch.manual_seed(0)
     out = model.generate(**batch, max_new_tokens=5, do_sample=True, suppress_tokens=mm)
-    new = out[:, batch["input_ids"].shape[1]:]
+    new = out[:, batch["input_ids"].shape[1] :]
     assert new.shape[0] == 4 and 1 <= new.shape[1] <= 5
     assert not torch.isin(new, torch.tensor(mm)).any()
 
@@ -153,8 +169,10 @@ def test_tokenizer_is_the_same_in_a_fresh_process():
         tok = train_tokenizer(world_corpus(WorldConfig(seed=0), n=1000), 600)
         sys.stdout.write(tok.backend_tokenizer.to_str())
     """)
-    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-            for _ in range(2)]
+    runs = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        for _ in range(2)
+    ]
     assert runs[0] == runs[1]
     vocab = json.loads(runs[0])["model"]["vocab"]
     assert len(vocab) <= 600 - 4 and vocab["<|endoftext|>"] == 0
@@ -226,8 +244,11 @@ def test_stock_processor_class_without_a_video_config_loads_where_torchvision_is
     (copy / "processor_config.json").write_text(json.dumps(cfg))
     assert cfg["processor_class"] == "Qwen2_5_VLProcessor"
     monkeypatch.setattr(loader.egt_processor, "torchvision_available", lambda: True)
-    monkeypatch.setattr(loader.AutoProcessor, "from_pretrained",
-                        lambda *a, **k: pytest.fail("AutoProcessor would look for a video processor"))
+    monkeypatch.setattr(
+        loader.AutoProcessor,
+        "from_pretrained",
+        lambda *a, **k: pytest.fail("AutoProcessor would look for a video processor"),
+    )
     assert isinstance(load_processor(copy), EgtQwen2_5_VLProcessor)
 
 
@@ -262,8 +283,9 @@ def test_saved_judge_loads_in_plain_transformers_without_egt(tiny_dir, tmp_path)
     script.write_text(PLAIN_LOAD)
     # a fresh interpreter that never imports egt (the script asserts it); PYTHONPATH is kept for where
     # transformers itself comes from
-    run = subprocess.run([sys.executable, str(script), str(saved)], capture_output=True, text=True,
-                         cwd=tmp_path, timeout=300)
+    run = subprocess.run(
+        [sys.executable, str(script), str(saved)], capture_output=True, text=True, cwd=tmp_path, timeout=300
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "plain transformers: Qwen2_5_VLProcessor" in run.stdout
 

@@ -1,4 +1,5 @@
 """The pixel budget (model.min_pixels / max_pixels) reaches the processor; hand-worked token counts."""
+
 import pytest
 from PIL import Image
 

@@ -1,5 +1,6 @@
 """load_for_training honours model.freeze_vision and model.gradient_checkpointing (SFT and RL both load
 through it), and a training step then leaves the vision tower untouched."""
+
 from __future__ import annotations
 
 import torch
@@ -11,21 +12,36 @@ from egt.sft.module import SFTModule
 
 
 def _cfg(freeze: bool, ckpt: bool):
-    return OmegaConf.create({"model": {"dtype": "float32", "attn_implementation": "sdpa", "trust_remote_code": False,
-                                       "freeze_vision": freeze, "gradient_checkpointing": ckpt}})
+    return OmegaConf.create(
+        {
+            "model": {
+                "dtype": "float32",
+                "attn_implementation": "sdpa",
+                "trust_remote_code": False,
+                "freeze_vision": freeze,
+                "gradient_checkpointing": ckpt,
+            }
+        }
+    )
 
 
 def _checkpointing(model) -> bool:
-    return bool(getattr(model, "is_activation_checkpointing", None) if hasattr(model, "is_activation_checkpointing")
-                else model.is_gradient_checkpointing)
+    return bool(
+        getattr(model, "is_activation_checkpointing", None)
+        if hasattr(model, "is_activation_checkpointing")
+        else model.is_gradient_checkpointing
+    )
 
 
 def _batch(processor):
-    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many circles?"}]},
-            {"role": "assistant", "content": "<think>two</think><answer>1</answer>"}]
+    msgs = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many circles?"}]},
+        {"role": "assistant", "content": "<think>two</think><answer>1</answer>"},
+    ]
     text = processor.apply_chat_template(msgs, tokenize=False)
-    batch = processor(text=[text, text], images=[Image.new("RGB", (56, 56), (200, 30, 40))] * 2,
-                      return_tensors="pt", padding=True)
+    batch = processor(
+        text=[text, text], images=[Image.new("RGB", (56, 56), (200, 30, 40))] * 2, return_tensors="pt", padding=True
+    )
     batch["labels"] = batch["input_ids"].clone()
     return dict(batch)
 

@@ -1,12 +1,19 @@
 """Eqs. 3–4 on hand-worked distributions; chunked == unchunked; the vocabulary-blocked head against a
 float64 reference; masks."""
+
 import math
 
 import pytest
 import torch
 
-from egt.probe.entropy import (answer_entropy, blocked_entropy, chunked_entropy_from_hidden, logits_entropy,
-                               sentence_entropy, token_entropy)
+from egt.probe.entropy import (
+    answer_entropy,
+    blocked_entropy,
+    chunked_entropy_from_hidden,
+    logits_entropy,
+    sentence_entropy,
+    token_entropy,
+)
 
 
 def test_uniform_is_log_v():
@@ -60,7 +67,7 @@ def _reference(h, w, b=None):
 def test_blocked_entropy_is_exact_against_float64(scale):
     g = torch.Generator().manual_seed(1)
     h, b = torch.randn(6, 16, generator=g), torch.randn(3001, generator=g)
-    w = torch.randn(3001, 16, generator=g) * scale / 16 ** 0.5
+    w = torch.randn(3001, 16, generator=g) * scale / 16**0.5
     ref = _reference(h, w)
     for block in (7, 512, 3001, 10_000, None):  # a ragged last block, one block, wider than V, the default
         assert torch.allclose(blocked_entropy(h, w, vocab_block=block).double(), ref, atol=1e-5, rtol=0), block

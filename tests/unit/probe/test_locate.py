@@ -1,4 +1,5 @@
 """The answer digit's token is found by character offsets of the generated ids, whatever the merges."""
+
 import pytest
 
 from egt.probe.locate import answer_token_index, reasoning_token_range, token_offsets
@@ -15,13 +16,16 @@ class PieceTokenizer:
         return text.lstrip(" ") if self.strip else text
 
 
-@pytest.mark.parametrize("pieces,expected", [
-    (["<think>", "x", "</think>", "<answer>", "2", "</answer>"], 4),            # digit alone
-    (["<think>x</think>", "<answer", ">2", "</answer>"], 2),                   # '>' merged before
-    (["<think>x</think>", "<answer>", "2</", "answer>"], 2),                  # '</' merged after
-    (["<think>x</think><answer>", "1</answer>"], 1),
-    (["<think>1 2</think>", "<answer>", "\n", " 1", " </answer>"], 3),         # spaces inside the tag
-])
+@pytest.mark.parametrize(
+    "pieces,expected",
+    [
+        (["<think>", "x", "</think>", "<answer>", "2", "</answer>"], 4),  # digit alone
+        (["<think>x</think>", "<answer", ">2", "</answer>"], 2),  # '>' merged before
+        (["<think>x</think>", "<answer>", "2</", "answer>"], 2),  # '</' merged after
+        (["<think>x</think><answer>", "1</answer>"], 1),
+        (["<think>1 2</think>", "<answer>", "\n", " 1", " </answer>"], 3),  # spaces inside the tag
+    ],
+)
 def test_awkward_merges(pieces, expected):
     tok = PieceTokenizer(pieces)
     assert answer_token_index(tok, list(range(len(pieces)))) == expected
@@ -52,20 +56,26 @@ def test_real_tokenizer_generated_ids(tiny_model_dir):
     from egt.models.loader import load_processor
 
     tok = load_processor(tiny_model_dir).tokenizer
-    for text in ("<think>The image shows 2 circles.</think><answer>2</answer>",
-                 "<think>x</think>\n<answer> 1 </answer>", "<think>a</think><answer>1</answer>"):
+    for text in (
+        "<think>The image shows 2 circles.</think><answer>2</answer>",
+        "<think>x</think>\n<answer> 1 </answer>",
+        "<think>a</think><answer>1</answer>",
+    ):
         ids = tok(text, add_special_tokens=False)["input_ids"]
         j = answer_token_index(tok, ids)
-        digit = text[text.index("<answer>") + len("<answer>"):].strip()[0]
+        digit = text[text.index("<answer>") + len("<answer>") :].strip()[0]
         assert j is not None and digit in tok.decode([ids[j]])
 
 
-@pytest.mark.parametrize("pieces,expected", [
-    (["<think>", "a", " b", "</think>", "<answer>", "1", "</answer>"], (1, 3)),
-    (["<think>a", " b</", "think><answer>1</answer>"], (0, 2)),     # tags merged with reasoning text
-    (["<think>", "a", " b"], (1, 3)),                               # cut off before </think>
-    (["<think>", "</think>", "<answer>", "1", "</answer>"], None),   # empty reasoning
-    (["<answer>", "1", "</answer>"], None),                          # no <think>
-])
+@pytest.mark.parametrize(
+    "pieces,expected",
+    [
+        (["<think>", "a", " b", "</think>", "<answer>", "1", "</answer>"], (1, 3)),
+        (["<think>a", " b</", "think><answer>1</answer>"], (0, 2)),  # tags merged with reasoning text
+        (["<think>", "a", " b"], (1, 3)),  # cut off before </think>
+        (["<think>", "</think>", "<answer>", "1", "</answer>"], None),  # empty reasoning
+        (["<answer>", "1", "</answer>"], None),  # no <think>
+    ],
+)
 def test_reasoning_tokens_by_offsets(pieces, expected):
     assert reasoning_token_range(PieceTokenizer(pieces), list(range(len(pieces)))) == expected

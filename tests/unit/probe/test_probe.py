@@ -1,4 +1,5 @@
 """The probe on the tiny model: exact entropies, shards split across ranks, resume after a kill."""
+
 import math
 
 import pandas as pd
@@ -10,8 +11,18 @@ from egt.data.encode import ChatEncoder
 from egt.eval.generation import prompt_batch
 from egt.models.loader import load_model_and_processor
 from egt.probe.entropy import sentence_entropy, token_entropy
-from egt.probe.probe import (generated_mask, generation_entropy, merge_shards, probe_batch, probe_shards, shard_path,
-                             shard_ranges, shards_for_rank, stop_token_ids, teacher_forced_entropy)
+from egt.probe.probe import (
+    generated_mask,
+    generation_entropy,
+    merge_shards,
+    probe_batch,
+    probe_shards,
+    shard_path,
+    shard_ranges,
+    shards_for_rank,
+    stop_token_ids,
+    teacher_forced_entropy,
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +49,7 @@ def test_teacher_forced_entropy_equals_full_logits_and_greedy(tiny, world_small)
     mask = generated_mask(new, stop_token_ids(model, enc.tokenizer))
     ent = teacher_forced_entropy(model, batch, new, mask, chunk=4)
     T = batch["input_ids"].shape[1]
-    logits = _full_logits(model, batch, new)[:, T - 1:-1]  # [B, G, V]
+    logits = _full_logits(model, batch, new)[:, T - 1 : -1]  # [B, G, V]
     assert torch.allclose(ent, token_entropy(logits) * mask, atol=1e-5)
     assert ((logits.argmax(-1) == new) | ~mask).all()  # the pass sees what greedy generation saw
 
@@ -79,11 +90,11 @@ def test_answer_entropy_at_the_digit(tiny, world_small, monkeypatch):
     rows = probe_batch(model, enc, samples, max_new_tokens=len(ids))
     batch = prompt_batch(enc, samples, "cpu")
     T = batch["input_ids"].shape[1]
-    ent = token_entropy(_full_logits(model, batch, forced)[:, T - 1:-1])
+    ent = token_entropy(_full_logits(model, batch, forced)[:, T - 1 : -1])
     j = next(i for i in range(len(ids)) if "2" in tok.decode([ids[i]]) and tok.decode(ids[:i]).endswith("<answer>"))
     assert rows[0]["answers"] == [2] and rows[0]["gen_lengths"] == [len(ids) - 1] and rows[0]["format_ok"] == 1
     assert rows[0]["answer_entropy"] == pytest.approx(ent[0, j].item(), abs=1e-5)
-    assert rows[0]["sentence_entropy"] == pytest.approx(ent[0, :len(ids) - 1].mean().item(), abs=1e-5)
+    assert rows[0]["sentence_entropy"] == pytest.approx(ent[0, : len(ids) - 1].mean().item(), abs=1e-5)
     assert rows[0]["correct_score"] == float(samples[0]["label"] == 2)
     assert math.isinf(rows[1]["answer_entropy"]) and rows[1]["n_no_answer"] == 1 and rows[1]["answers"] == [None]
     assert "flipped" in rows[0] and "difficulty" in rows[0]
@@ -149,7 +160,7 @@ def test_reasoning_entropy_over_the_think_tokens(tiny, world_small, monkeypatch)
     rows = probe_batch(model, enc, samples, max_new_tokens=len(ids))
     batch = prompt_batch(enc, samples, "cpu")
     T = batch["input_ids"].shape[1]
-    ent = token_entropy(_full_logits(model, batch, forced)[:, T - 1:-1])
+    ent = token_entropy(_full_logits(model, batch, forced)[:, T - 1 : -1])
     a, b = len("<think>"), text.index("</think>")
     inside = [j for j, (s, e) in enumerate(token_offsets(tok, ids[:-1])) if s < b and e > a and e > s]
     assert inside and inside == list(range(inside[0], inside[-1] + 1))

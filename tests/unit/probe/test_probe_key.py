@@ -1,4 +1,5 @@
 """What the probe stage's artifact key covers: sampled draws depend on the batch and shard sizes."""
+
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir

@@ -1,4 +1,5 @@
 """Paper Tables 2–5 and Figure 4 from hand-made sweep job files (golden Markdown / LaTeX)."""
+
 from __future__ import annotations
 
 import json
@@ -13,25 +14,47 @@ from egt.report.tables import to_latex, to_markdown
 from egt.sweep import load_jobs
 
 GOLDEN = Path(__file__).parent / "golden"
-COLS = [["category/reasoning", "Reasoning"], ["category/hallucination", "Hallu."], ["category/general", "General"],
-        ["overall", "Overall"]]
+COLS = [
+    ["category/reasoning", "Reasoning"],
+    ["category/hallucination", "Hallu."],
+    ["category/general", "General"],
+    ["overall", "Overall"],
+]
 SFT = ("s1", (0.5, 0.4, 0.6, 0.5))
 
 
 def _metrics(model, key, vals):
     r, h, g, o = vals
-    return {"model": model, "benchmark": "synthetic", "key": key, "columns": COLS, "headline_key": "overall",
-            "metrics": {"category/reasoning": r, "category/hallucination": h, "category/general": g, "overall": o}}
+    return {
+        "model": model,
+        "benchmark": "synthetic",
+        "key": key,
+        "columns": COLS,
+        "headline_key": "overall",
+        "metrics": {"category/reasoning": r, "category/hallucination": h, "category/general": g, "overall": o},
+    }
 
 
 def job(root: Path, name: str, overrides: list[str], rl: tuple | None, status: str = "completed") -> None:
     d = root / name
     d.mkdir(parents=True)
     metrics = [_metrics("sft", *SFT)] + ([_metrics("rl", *rl)] if rl else [])
-    (d / "job.json").write_text(json.dumps({
-        "version": 1, "status": status, "error": None if status == "completed" else "ConfigError: empty selection",
-        "overrides": overrides, "choices": {}, "params": {}, "metrics": metrics if status == "completed" else [],
-        "files": {}, "stages": {}, "seconds": 1.0}))
+    (d / "job.json").write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "status": status,
+                "error": None if status == "completed" else "ConfigError: empty selection",
+                "overrides": overrides,
+                "choices": {},
+                "params": {},
+                "metrics": metrics if status == "completed" else [],
+                "files": {},
+                "stages": {},
+                "seconds": 1.0,
+            }
+        )
+    )
 
 
 @pytest.fixture
@@ -97,8 +120,10 @@ def test_rows_follow_the_paper(sweep):
 def test_fig4_points_and_failed_job(sweep):
     points, sft = fig4_points(load_jobs(sweep / "fig4"), "synthetic")
     assert sft == (50.0, None)
-    assert [(p, round(m, 6), round(s, 4) if s else s) for p, m, s in points] == [(15.0, 70.0, 14.1421),
-                                                                                 (100.0, 70.0, None)]
+    assert [(p, round(m, 6), round(s, 4) if s else s) for p, m, s in points] == [
+        (15.0, 70.0, 14.1421),
+        (100.0, 70.0, None),
+    ]
     md = to_markdown(dict(experiment_tables(load_jobs(sweep)))["fig4"])
     assert "FAILED job" in md and "selection.fraction=0.05" in md and "empty selection" in md
 

@@ -1,4 +1,5 @@
 """Figure 2: accuracy per entropy bin and the Spearman correlation."""
+
 import math
 
 import numpy as np
@@ -17,8 +18,13 @@ def test_spearman_hand_worked():
 def test_bins_accuracy_falls_with_entropy(tmp_path):
     n = 100
     e = np.linspace(0, 2, n)
-    table = pd.DataFrame({"answer_entropy": np.where(np.arange(n) == 7, math.inf, e), "sentence_entropy": e,
-                          "correct_score": (e < 1).astype(float)})
+    table = pd.DataFrame(
+        {
+            "answer_entropy": np.where(np.arange(n) == 7, math.inf, e),
+            "sentence_entropy": e,
+            "correct_score": (e < 1).astype(float),
+        }
+    )
     df, rho = entropy_accuracy(table, bins=4)
     ans = df[df.metric == "answer"]
     assert ans["n"].sum() == 99 and rho["answer_n_inf"] == 1 and len(ans) == 4

@@ -1,4 +1,5 @@
 """Report tables from hand-written metrics.json files (golden Markdown, LaTeX content)."""
+
 from __future__ import annotations
 
 import json
@@ -10,34 +11,91 @@ from egt.report.results import find_results
 from egt.report.table1 import table1
 from egt.report.tables import Column, build_table, to_latex, to_markdown
 
-VL_COLS = [["category/reasoning", "Reasoning"], ["category/hallucination", "Hallu."],
-           ["category/general", "General"], ["overall", "Overall"], ["macro", "Macro"]]
+VL_COLS = [
+    ["category/reasoning", "Reasoning"],
+    ["category/hallucination", "Hallu."],
+    ["category/general", "General"],
+    ["overall", "Overall"],
+    ["macro", "Macro"],
+]
 
 
 def write(path, key, label, bench, metrics, columns=VL_COLS, **eval_config):
     path.mkdir(parents=True, exist_ok=True)
-    (path / "metrics.json").write_text(json.dumps({
-        "key": key, "benchmark": {"name": bench, "version": 1, "columns": columns},
-        "model": {"label": label, "path": f"/m/{label}", "identity": {"stage": label, "key": f"k{label}"}},
-        "eval_config": {"votes": 1, "temperature": 0.0, **eval_config}, "metrics": metrics, "finished_at": 1.0}))
+    (path / "metrics.json").write_text(
+        json.dumps(
+            {
+                "key": key,
+                "benchmark": {"name": bench, "version": 1, "columns": columns},
+                "model": {"label": label, "path": f"/m/{label}", "identity": {"stage": label, "key": f"k{label}"}},
+                "eval_config": {"votes": 1, "temperature": 0.0, **eval_config},
+                "metrics": metrics,
+                "finished_at": 1.0,
+            }
+        )
+    )
 
 
 @pytest.fixture
 def run_dir(tmp_path):
-    vl = {"category/reasoning": 0.6, "category/hallucination": 0.7, "category/general": 0.5,
-          "overall": 0.65, "macro": 0.6, "parse_failure_rate": 0.02, "strict/overall": 0.64}
+    vl = {
+        "category/reasoning": 0.6,
+        "category/hallucination": 0.7,
+        "category/general": 0.5,
+        "overall": 0.65,
+        "macro": 0.6,
+        "parse_failure_rate": 0.02,
+        "strict/overall": 0.64,
+    }
     write(tmp_path / "eval/sft/vl", "a1", "sft", "vl_rewardbench", vl)
-    write(tmp_path / "eval/rl/vl", "a2", "rl", "vl_rewardbench",  # eval.order=both, not position-biased
-          {**vl, "category/general": 0.55, "overall": 0.7, "macro": 0.65, "order/position_consistency": 0.8,
-           "order/debiased/overall": 0.69, "order/chosen_first/accuracy": 0.74, "order/chosen_second/accuracy": 0.64})
-    write(tmp_path / "eval/sft/mm", "a3", "sft", "mm_rlhf_rewardbench", {"overall": 0.5, "acc_plus": 0.25},
-          columns=[["overall", "Acc"], ["acc_plus", "Acc+"]])  # eval.order=official
-    biased = {"overall": 0.6, "acc_plus": 0.5, "order/position_consistency": 0.6, "order/debiased/overall": 0.5,
-              "order/chosen_first/accuracy": 0.6, "order/chosen_second/accuracy": 0.4}  # both limits crossed: †
-    write(tmp_path / "eval/rl/mm", "a4", "rl", "mm_rlhf_rewardbench", biased,
-          columns=[["overall", "Acc"], ["acc_plus", "Acc+"]])
-    write(tmp_path / "copy/eval/rl/mm", "a4", "rl", "mm_rlhf_rewardbench", biased,
-          columns=[["overall", "Acc"], ["acc_plus", "Acc+"]])  # same key: a copy (run dir vs artifacts)
+    write(
+        tmp_path / "eval/rl/vl",
+        "a2",
+        "rl",
+        "vl_rewardbench",  # eval.order=both, not position-biased
+        {
+            **vl,
+            "category/general": 0.55,
+            "overall": 0.7,
+            "macro": 0.65,
+            "order/position_consistency": 0.8,
+            "order/debiased/overall": 0.69,
+            "order/chosen_first/accuracy": 0.74,
+            "order/chosen_second/accuracy": 0.64,
+        },
+    )
+    write(
+        tmp_path / "eval/sft/mm",
+        "a3",
+        "sft",
+        "mm_rlhf_rewardbench",
+        {"overall": 0.5, "acc_plus": 0.25},
+        columns=[["overall", "Acc"], ["acc_plus", "Acc+"]],
+    )  # eval.order=official
+    biased = {
+        "overall": 0.6,
+        "acc_plus": 0.5,
+        "order/position_consistency": 0.6,
+        "order/debiased/overall": 0.5,
+        "order/chosen_first/accuracy": 0.6,
+        "order/chosen_second/accuracy": 0.4,
+    }  # both limits crossed: †
+    write(
+        tmp_path / "eval/rl/mm",
+        "a4",
+        "rl",
+        "mm_rlhf_rewardbench",
+        biased,
+        columns=[["overall", "Acc"], ["acc_plus", "Acc+"]],
+    )
+    write(
+        tmp_path / "copy/eval/rl/mm",
+        "a4",
+        "rl",
+        "mm_rlhf_rewardbench",
+        biased,
+        columns=[["overall", "Acc"], ["acc_plus", "Acc+"]],
+    )  # same key: a copy (run dir vs artifacts)
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "metrics.json").write_text('{"loss": 1}')  # not an eval result
     return tmp_path
@@ -76,10 +134,13 @@ def test_table1_baseline_and_latex(run_dir):
     assert "\\cmidrule(lr){2-4} \\cmidrule(lr){5-7} \\cmidrule(lr){8-9}" in tex
     assert "Model & Off. & Deb. & Cons. & Off. & Deb. & Cons. & Off. & Deb. & Avg. Gain \\\\" in tex
     assert "sft & 65.00 & -- & -- & 50.00 & -- & -- & 57.50 & -- & $\\downarrow$7.50 \\\\" in tex
-    assert "rl & \\textbf{70.00} & 69.00 & 80.00 & \\textbf{60.00}$^\\dagger$ & 50.00 & 60.00 & \\textbf{65.00} & " \
-           "59.50 & -- \\\\" in tex
-    assert ("\\par\\footnotesize $^\\dagger$ position-biased judge on this benchmark "
-            "(position consistency $<$ 80\\%") in tex
+    assert (
+        "rl & \\textbf{70.00} & 69.00 & 80.00 & \\textbf{60.00}$^\\dagger$ & 50.00 & 60.00 & \\textbf{65.00} & "
+        "59.50 & -- \\\\" in tex
+    )
+    assert (
+        "\\par\\footnotesize $^\\dagger$ position-biased judge on this benchmark (position consistency $<$ 80\\%"
+    ) in tex
     with pytest.raises(KeyError, match="not a row"):
         table1(find_results(run_dir), baseline="gpt")
 
@@ -87,10 +148,20 @@ def test_table1_baseline_and_latex(run_dir):
 def test_table1_position_bias_limits_from_the_command_line_or_the_run(run_dir):
     md = to_markdown(table1(find_results(run_dir), min_consistency=0.5, max_gap=0.25))
     assert "†" not in md and "| rl | **70.00** | 69.00 | 80.00 | **60.00** | 50.00 |" in md
-    write(run_dir / "eval/rl/vl", "a2", "rl", "vl_rewardbench",  # its run asked for tighter limits
-          {"overall": 0.7, "order/position_consistency": 0.8, "order/debiased/overall": 0.69,
-           "order/chosen_first/accuracy": 0.74, "order/chosen_second/accuracy": 0.64},
-          position_bias={"min_consistency": 0.9, "max_gap": 0.05})
+    write(
+        run_dir / "eval/rl/vl",
+        "a2",
+        "rl",
+        "vl_rewardbench",  # its run asked for tighter limits
+        {
+            "overall": 0.7,
+            "order/position_consistency": 0.8,
+            "order/debiased/overall": 0.69,
+            "order/chosen_first/accuracy": 0.74,
+            "order/chosen_second/accuracy": 0.64,
+        },
+        position_bias={"min_consistency": 0.9, "max_gap": 0.05},
+    )
     md = to_markdown(table1(find_results(run_dir)))
     assert "| rl | **70.00**† |" in md and "beyond its run's eval.position_bias" in md  # two sets of limits
     assert "| rl | **70.00** |" in to_markdown(table1(find_results(run_dir), min_consistency=0.8, max_gap=0.2))
@@ -103,8 +174,10 @@ def test_table1_without_order_both_is_as_before(run_dir):
             data["metrics"] = {k: v for k, v in data["metrics"].items() if not k.startswith("order/")}
             path.write_text(json.dumps(data))
     md = to_markdown(table1(find_results(run_dir)))
-    assert ("| Model | VL-Reward | MM-RLHF | Avg. | Avg. Gain |" in md
-            and "| rl | **70.00** | **60.00** | **65.00** |" in md)
+    assert (
+        "| Model | VL-Reward | MM-RLHF | Avg. | Avg. Gain |" in md
+        and "| rl | **70.00** | **60.00** | **65.00** |" in md
+    )
     assert "deb." not in md and "†" not in md
     assert "\\multicolumn" not in to_latex(table1(find_results(run_dir)))
 
@@ -123,8 +196,12 @@ def test_write_report_category_and_diagnostics_tables(run_dir, tmp_path):
     assert "\\textbf{60.00}$^\\dagger$" in (out / "table1.tex").read_text()
     assert "| Model | Acc | Acc+ |" in (out / "mm_rlhf_rewardbench_categories.md").read_text()
     assert (out / "mm_rlhf_rewardbench_categories.tex").read_text().count("\\textbf{") == 2
-    assert "| Model | Debiased | Chosen 1st | Chosen 2nd | Consistency |" in (  # only the order=both ones
-        out / "mm_rlhf_rewardbench_diagnostics.md").read_text()
+    assert (
+        "| Model | Debiased | Chosen 1st | Chosen 2nd | Consistency |"
+        in (  # only the order=both ones
+            out / "mm_rlhf_rewardbench_diagnostics.md"
+        ).read_text()
+    )
     assert "Table 1" in (out / "report.md").read_text()
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no eval metrics.json"):
@@ -132,8 +209,10 @@ def test_write_report_category_and_diagnostics_tables(run_dir, tmp_path):
 
 
 def test_generic_table_mean_sd_over_seeds_and_sections():
-    rows = [("entropy", [{"overall": 0.7}, {"overall": 0.8}], "Selection"),
-            ("random", [{"overall": 0.6}, {"overall": None}], "Selection")]
+    rows = [
+        ("entropy", [{"overall": 0.7}, {"overall": 0.8}], "Selection"),
+        ("random", [{"overall": 0.6}, {"overall": None}], "Selection"),
+    ]
     t = build_table(rows, [Column("overall", "Overall")], row_header="Method")
     md = to_markdown(t)
     assert "| *Selection* |" in md and "| entropy | **75.00 ± 7.07** |" in md and "| random | 60.00 |" in md

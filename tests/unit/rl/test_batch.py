@@ -1,5 +1,6 @@
 """egt.rl.batch: what an advantage estimator and a filter see of a rollout, checked field by field
 against the rollout the RL module ran (tiny model, one step)."""
+
 import math
 
 import lightning as L
@@ -42,13 +43,38 @@ def test_the_estimator_sees_every_reward_term_length_group_and_score(tiny_model_
     sampler = ResumableSampler(len(world), shuffle=False)
     recording = Recording()
     scores = {world[0]["id"]: 0.25, world[1]["id"]: math.inf}  # the third sample has no score
-    m = RLModule(model, ChatEncoder(proc), ShortIsGood(), StableReinforceLoss(), recording, NormalisedAdvantageFilter(),
-                 HFGenerateBackend(), sampler, group_size=2, ppo_epochs=1, num_mini_batches=1, max_new_tokens=8,
-                 temperature=1.0, lr=1e-3, weight_decay=0.0, warmup_steps=0, max_grad_norm=1.0, kl_coef=0.0,
-                 kl_estimator="k3", kl_in="loss", max_rollouts=1, scores=scores)
-    L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-              enable_model_summary=False, use_distributed_sampler=False).fit(
-        m, DataLoader(world, batch_size=3, sampler=sampler, collate_fn=list))
+    m = RLModule(
+        model,
+        ChatEncoder(proc),
+        ShortIsGood(),
+        StableReinforceLoss(),
+        recording,
+        NormalisedAdvantageFilter(),
+        HFGenerateBackend(),
+        sampler,
+        group_size=2,
+        ppo_epochs=1,
+        num_mini_batches=1,
+        max_new_tokens=8,
+        temperature=1.0,
+        lr=1e-3,
+        weight_decay=0.0,
+        warmup_steps=0,
+        max_grad_norm=1.0,
+        kl_coef=0.0,
+        kl_estimator="k3",
+        kl_in="loss",
+        max_rollouts=1,
+        scores=scores,
+    )
+    L.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+    ).fit(m, DataLoader(world, batch_size=3, sampler=sampler, collate_fn=list))
     (batch,) = recording.seen
     texts = [e["output"] for e in m.history[0]["examples"]]  # log_examples=2: the first two rows
     terms = ShortIsGood().terms([s for s in world for _ in range(2)][:2], texts)

@@ -1,6 +1,7 @@
 """egt against the code the paper ran (R1-Reward's OpenRLHF fork, yfzhang114/r1_reward@3693413) and the
 GRPO peers (TRL, verl, OpenRLHF), on hand-worked inputs (issue 34; docs/design.md §5, §11). Each test
 pins one of the six behaviours so a later change cannot drift silently."""
+
 import math
 
 import pytest
@@ -37,7 +38,7 @@ def test_token_whitening_is_whitening_of_the_token_vector():
     rewards, lengths = torch.rand(7, generator=g) * 2, torch.randint(1, 9, (7,), generator=g)
     tokens = torch.repeat_interleave(rewards, lengths)  # every action token carries its sequence's return
     per_token = (tokens - tokens.mean()) / tokens.var(unbiased=False).sqrt()
-    expected = torch.stack([per_token[s:s + n][0] for s, n in zip(torch.cumsum(lengths, 0) - lengths, lengths)])
+    expected = torch.stack([per_token[s : s + n][0] for s, n in zip(torch.cumsum(lengths, 0) - lengths, lengths)])
     torch.testing.assert_close(F.token_whiten(rewards, lengths), expected)
     # equal lengths: the per-sequence whitening
     torch.testing.assert_close(F.token_whiten(rewards, torch.full((7,), 5)), F.batch_whiten(rewards, eps=0.0))
@@ -84,33 +85,39 @@ def test_dropped_rows_reach_the_loss_with_advantage_zero():
 
 
 # 3. and 4. the reward's rules ----------------------------------------------------------------------
-@pytest.mark.parametrize("text,r1,strict", [
-    ("<think>a</think><answer>2</answer>", 1.0, 1.0),
-    ("<think>a</think>\n<answer>2</answer>", 0.0, 1.0),          # R1: nothing between </think> and <answer>
-    ("  <think>a</think><answer>2</answer>\n", 1.0, 1.0),        # both strip the output
-    ("<think>a</think></think><answer>2</answer>", 1.0, 0.0),    # R1 counts opening tags only
-    ("<think>a</think><answer>2</answer></answer>", 1.0, 0.0),
-    ("<think>a<think>b</think><answer>2</answer>", 0.0, 0.0),
-    ("<think>a</think><answer>2</answer> trailing", 0.0, 0.0),
-    ("<answer>2</answer>", 0.0, 0.0),
-])
+@pytest.mark.parametrize(
+    "text,r1,strict",
+    [
+        ("<think>a</think><answer>2</answer>", 1.0, 1.0),
+        ("<think>a</think>\n<answer>2</answer>", 0.0, 1.0),  # R1: nothing between </think> and <answer>
+        ("  <think>a</think><answer>2</answer>\n", 1.0, 1.0),  # both strip the output
+        ("<think>a</think></think><answer>2</answer>", 1.0, 0.0),  # R1 counts opening tags only
+        ("<think>a</think><answer>2</answer></answer>", 1.0, 0.0),
+        ("<think>a<think>b</think><answer>2</answer>", 0.0, 0.0),
+        ("<think>a</think><answer>2</answer> trailing", 0.0, 0.0),
+        ("<answer>2</answer>", 0.0, 0.0),
+    ],
+)
 def test_format_rules(text, r1, strict):
     assert R1Format()([{}], [text]) == [r1] and StrictFormat()([{}], [text]) == [strict]
 
 
-@pytest.mark.parametrize("text,r1,strict", [
-    ("<think>x</think><answer>2</answer>", 2, 2),
-    ("Response 2", 2, None),                                    # no tag: the whole text
-    ("<think>x</think><answer>Response 2</answer>", 2, None),
-    ("<think>x</think><answer>\\boxed{2}</answer>", 2, None),
-    ("<answer>2</answer><answer>1</answer>", 2, None),            # the first of several tags
-    ("<answer>The answer is Response 1, not Response 2</answer>", 2, None),  # the last number (math_verify)
-    ("<answer>\\boxed{2}, not Response 1</answer>", 2, None),    # a box wins
-    ("<answer>12</answer>", 12, None),
-    ("<answer>2.0</answer>", 2, None),
-    ("<answer>2", None, None),                                  # unclosed: math_verify reads nothing in '>2'
-    ("<answer>none</answer>", None, None),
-])
+@pytest.mark.parametrize(
+    "text,r1,strict",
+    [
+        ("<think>x</think><answer>2</answer>", 2, 2),
+        ("Response 2", 2, None),  # no tag: the whole text
+        ("<think>x</think><answer>Response 2</answer>", 2, None),
+        ("<think>x</think><answer>\\boxed{2}</answer>", 2, None),
+        ("<answer>2</answer><answer>1</answer>", 2, None),  # the first of several tags
+        ("<answer>The answer is Response 1, not Response 2</answer>", 2, None),  # the last number (math_verify)
+        ("<answer>\\boxed{2}, not Response 1</answer>", 2, None),  # a box wins
+        ("<answer>12</answer>", 12, None),
+        ("<answer>2.0</answer>", 2, None),
+        ("<answer>2", None, None),  # unclosed: math_verify reads nothing in '>2'
+        ("<answer>none</answer>", None, None),
+    ],
+)
 def test_accuracy_rules(text, r1, strict):
     assert R1Accuracy().answer(text) == r1 and StrictAccuracy().answer(text) == strict
     assert R1Accuracy()([{}], [text], label=[2]) == [float(r1 == 2)]

@@ -1,4 +1,5 @@
 """Hand-worked values for the RL tensor functions (docs/design.md §5)."""
+
 import math
 
 import pytest
@@ -27,8 +28,12 @@ def test_batch_whiten_ignores_groups():
     adv = BatchWhitenAdvantage(eps=0.0)(RolloutBatch.of_rewards(torch.tensor([1.0, 1.0, 3.0, 3.0]), group_size=2))
     torch.testing.assert_close(adv, torch.tensor([-1.0, -1.0, 1.0, 1.0]))
     assert torch.all(F.batch_whiten(torch.full((5,), 2.0)) == 0)  # constant batch → 0, no NaN
-    torch.testing.assert_close(GroupAdvantage(unbiased=False)(RolloutBatch.of_rewards(torch.tensor([1.0, 3.0]), 2)),
-                               torch.tensor([-1.0, 1.0]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        GroupAdvantage(unbiased=False)(RolloutBatch.of_rewards(torch.tensor([1.0, 3.0]), 2)),
+        torch.tensor([-1.0, 1.0]),
+        atol=1e-5,
+        rtol=0,
+    )
 
 
 def test_preclip_bounds():
@@ -38,15 +43,18 @@ def test_preclip_bounds():
     assert F.PRECLIP_LOW == pytest.approx(-6.907755) and F.PRECLIP_HIGH == pytest.approx(6.907755)
 
 
-@pytest.mark.parametrize("ratio,adv,loss,clipped", [
-    (1.0, 1.0, -1.0, False),     # on-policy: −ρÂ
-    (1.1, 1.0, -1.1, False),     # inside [0.8, 1.2]
-    (1.5, 1.0, -1.2, True),      # Â > 0 and ρ > 1+ε: capped at 1.2
-    (0.5, 1.0, -0.5, False),     # Â > 0 and ρ < 1−ε: the unclipped (smaller) term is taken
-    (0.5, -1.0, 0.8, True),      # Â < 0 and ρ < 1−ε: capped at 0.8
-    (1.5, -1.0, 1.5, False),     # Â < 0 and ρ > 1+ε: unclipped, pessimistic
-    (1.2, 2.0, -2.4, False),     # exactly at the bound: not counted as clipped
-])
+@pytest.mark.parametrize(
+    "ratio,adv,loss,clipped",
+    [
+        (1.0, 1.0, -1.0, False),  # on-policy: −ρÂ
+        (1.1, 1.0, -1.1, False),  # inside [0.8, 1.2]
+        (1.5, 1.0, -1.2, True),  # Â > 0 and ρ > 1+ε: capped at 1.2
+        (0.5, 1.0, -0.5, False),  # Â > 0 and ρ < 1−ε: the unclipped (smaller) term is taken
+        (0.5, -1.0, 0.8, True),  # Â < 0 and ρ < 1−ε: capped at 0.8
+        (1.5, -1.0, 1.5, False),  # Â < 0 and ρ > 1+ε: unclipped, pessimistic
+        (1.2, 2.0, -2.4, False),  # exactly at the bound: not counted as clipped
+    ],
+)
 def test_ppo_clip_terms(ratio, adv, loss, clipped):
     out, was = F.ppo_clip_loss(torch.tensor([[math.log(ratio)]]), torch.tensor([adv]), clip_eps=0.2)
     assert out.item() == pytest.approx(loss, abs=1e-5)
@@ -164,7 +172,8 @@ def test_chunked_token_logprobs_leave_suppressed_tokens_out_of_the_normaliser():
     head = torch.nn.Linear(1, 3, bias=False)
     torch.nn.init.zeros_(head.weight)  # uniform over 3 tokens; token 2 can never be sampled
     with torch.no_grad():
-        lp, ent = F.chunked_token_logprobs(torch.ones(1, 2, 1), head, torch.tensor([[0, 1]]), suppress_ids=[2],
-                                           with_entropy=True)
+        lp, ent = F.chunked_token_logprobs(
+            torch.ones(1, 2, 1), head, torch.tensor([[0, 1]]), suppress_ids=[2], with_entropy=True
+        )
     torch.testing.assert_close(lp.exp(), torch.tensor([[0.5, 0.5]]))
     torch.testing.assert_close(ent, torch.full((1, 2), math.log(2.0)))  # 0 · log 0 counts 0, not NaN

@@ -1,5 +1,6 @@
 """The http judge against a local OpenAI-compatible stub: retries, no retry on 4xx, no leaked key, basic auth
 from the URL, extra headers and body fields."""
+
 import base64
 import json
 import logging
@@ -73,8 +74,9 @@ def fast(monkeypatch):
 ITEM = JudgeItem({"id": "s1"}, "Response 1 is wrong. Response 2 is right.", 2)
 
 
-@pytest.mark.parametrize("stub", [[(429, {"Retry-After": "7"}, "slow down"), (503, {}, "busy"),
-                                   (200, {}, "Yes.")]], indirect=True)
+@pytest.mark.parametrize(
+    "stub", [[(429, {"Retry-After": "7"}, "slow down"), (503, {}, "busy"), (200, {}, "Yes.")]], indirect=True
+)
 def test_retries_429_with_retry_after_then_5xx(stub, fast, caplog):
     caplog.set_level(logging.DEBUG)
     judge = HTTPJudge(stub.url, "m", backoff=0.5, max_backoff=30)
@@ -87,8 +89,9 @@ def test_retries_429_with_retry_after_then_5xx(stub, fast, caplog):
 @pytest.mark.parametrize("stub", [[(400, {}, "bad request"), (200, {}, "yes")]], indirect=True)
 def test_4xx_is_not_retried_and_counts_as_error(stub, fast, caplog):
     caplog.set_level(logging.DEBUG)
-    terms = CompositeReward(judge=HTTPJudge(stub.url, "m")).terms([{"label": 2}],
-                                                                  ["<think>x</think><answer>2</answer>"])
+    terms = CompositeReward(judge=HTTPJudge(stub.url, "m")).terms(
+        [{"label": 2}], ["<think>x</think><answer>2</answer>"]
+    )
     assert stub.calls == 1 and not fast
     assert terms.verdicts["error"] == 1 and terms.logic == [0.0] and terms.reward == [1.5]
     assert "HTTP 400" in caplog.text and SECRET not in caplog.text
@@ -111,6 +114,7 @@ def test_verdicts_and_missing_key(stub, monkeypatch):
 
 def test_timeout_is_retried(fast):
     import socket
+
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(8)  # accepts, never answers
@@ -124,8 +128,13 @@ def test_timeout_is_retried(fast):
 @pytest.mark.parametrize("stub", [[(200, {}, "yes")]], indirect=True)
 def test_basic_auth_from_the_url_and_extras_from_variables(stub, fast, monkeypatch, caplog):
     monkeypatch.setenv("EGT_TEST_JUDGE_HDR", "hdr-secret-123456")
-    judge = HTTPJudge(stub.url.replace("//", "//ann:pw%2Fx@"), "m", extra_headers={"X-Org": "o"},
-                      extra_headers_env={"X-Api-Key": "EGT_TEST_JUDGE_HDR"}, extra_body={"top_k": 1})
+    judge = HTTPJudge(
+        stub.url.replace("//", "//ann:pw%2Fx@"),
+        "m",
+        extra_headers={"X-Org": "o"},
+        extra_headers_env={"X-Api-Key": "EGT_TEST_JUDGE_HDR"},
+        extra_body={"top_k": 1},
+    )
     assert judge.verdicts([ITEM]) == [1]
     headers, body = stub.seen[0]
     assert headers["Authorization"] == "Basic " + base64.b64encode(b"ann:pw/x").decode()

@@ -1,5 +1,6 @@
 """RL steps on the tiny model: parameters change, the ratio starts at 1, the reference is only
 loaded with KL on, G = 1 works, the sampler order is the curriculum's."""
+
 import lightning as L
 import pytest
 import torch
@@ -13,28 +14,63 @@ from egt.rl.filters import NormalisedAdvantageFilter
 from egt.rl.losses import StableReinforceLoss
 from egt.rl.module import RLModule
 from egt.rl.functional import token_entropy, token_logprobs
-from egt.rl.rollout import (HFGenerateBackend, completion_logits, logprobs_and_entropy, rollout,
-                            sequence_inputs)
+from egt.rl.rollout import HFGenerateBackend, completion_logits, logprobs_and_entropy, rollout, sequence_inputs
 from rl_stub import ShortIsGood  # tests/helpers
 
 
-def _module(model_dir, world, *, group_size=2, kl=0.0, advantage=None, ppo_epochs=1, num_mini_batches=2,
-            skip_old_pass=True, kl_in="loss"):
+def _module(
+    model_dir,
+    world,
+    *,
+    group_size=2,
+    kl=0.0,
+    advantage=None,
+    ppo_epochs=1,
+    num_mini_batches=2,
+    skip_old_pass=True,
+    kl_in="loss",
+):
     model, proc = load_model_and_processor(model_dir)
     model.train()
     ref = load_model_and_processor(model_dir)[0] if kl > 0 else None
     sampler = ResumableSampler(len(world), shuffle=False)
-    m = RLModule(model, ChatEncoder(proc), ShortIsGood(), StableReinforceLoss(), advantage or BatchWhitenAdvantage(),
-                 NormalisedAdvantageFilter(), HFGenerateBackend(), sampler, group_size=group_size,
-                 ppo_epochs=ppo_epochs, num_mini_batches=num_mini_batches, max_new_tokens=12, temperature=1.0, lr=1e-3,
-                 weight_decay=0.0, warmup_steps=0, max_grad_norm=1.0, kl_coef=kl, kl_estimator="k3", kl_in=kl_in,
-                 ref_model=ref, max_rollouts=2, skip_old_pass_on_policy=skip_old_pass)
+    m = RLModule(
+        model,
+        ChatEncoder(proc),
+        ShortIsGood(),
+        StableReinforceLoss(),
+        advantage or BatchWhitenAdvantage(),
+        NormalisedAdvantageFilter(),
+        HFGenerateBackend(),
+        sampler,
+        group_size=group_size,
+        ppo_epochs=ppo_epochs,
+        num_mini_batches=num_mini_batches,
+        max_new_tokens=12,
+        temperature=1.0,
+        lr=1e-3,
+        weight_decay=0.0,
+        warmup_steps=0,
+        max_grad_norm=1.0,
+        kl_coef=kl,
+        kl_estimator="k3",
+        kl_in=kl_in,
+        ref_model=ref,
+        max_rollouts=2,
+        skip_old_pass_on_policy=skip_old_pass,
+    )
     return m, DataLoader(world, batch_size=3, sampler=sampler, collate_fn=list)
 
 
 def _fit(m, loader):
-    L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-              enable_model_summary=False, use_distributed_sampler=False).fit(m, loader)
+    L.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+    ).fit(m, loader)
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +85,21 @@ def test_rl_steps_change_parameters_and_log_every_term(tiny_model_dir, world):
     assert m.rollouts == 2 and len(m.history) == 2  # stopped by max_rollouts
     assert any(not torch.equal(before[k], v) for k, v in m.model.state_dict().items())
     h = m.history[0]
-    for key in ("rl/reward", "rl/acc", "rl/logic", "rl/format", "rl/parse_fail", "rl/adv_filtered", "rl/clip_frac",
-                "rl/kl", "rl/entropy", "rl/response_len", "rl/grad_norm", "rl/samples_per_s", "rl/judge_not_asked"):
+    for key in (
+        "rl/reward",
+        "rl/acc",
+        "rl/logic",
+        "rl/format",
+        "rl/parse_fail",
+        "rl/adv_filtered",
+        "rl/clip_frac",
+        "rl/kl",
+        "rl/entropy",
+        "rl/response_len",
+        "rl/grad_norm",
+        "rl/samples_per_s",
+        "rl/judge_not_asked",
+    ):
         assert torch.isfinite(torch.tensor(h[key])), key
     assert h["rl/grad_norm"] > 0 and h["rl/kl"] == 0.0  # the policy is the reference before the first update
     assert m.history[1]["rl/kl"] > 0
@@ -64,10 +113,12 @@ def test_first_ppo_epoch_is_on_policy(tiny_model_dir, world):
     torch.manual_seed(0)
     ro = rollout(model, HFGenerateBackend(), enc, list(world.select(range(2))), 2, 10, 1.0)
     assert ro.completion_ids.shape[0] == 4 and len(ro.texts) == 4
-    full, _ = logprobs_and_entropy(model, ro.prompt_feats, ro.completion_ids, ro.completion_mask,
-                                   enc.tokenizer.pad_token_id)
-    half, _ = logprobs_and_entropy(model, ro.prompt_feats[2:], ro.completion_ids[2:], ro.completion_mask[2:],
-                                   enc.tokenizer.pad_token_id)
+    full, _ = logprobs_and_entropy(
+        model, ro.prompt_feats, ro.completion_ids, ro.completion_mask, enc.tokenizer.pad_token_id
+    )
+    half, _ = logprobs_and_entropy(
+        model, ro.prompt_feats[2:], ro.completion_ids[2:], ro.completion_mask[2:], enc.tokenizer.pad_token_id
+    )
     m = ro.completion_mask[2:].bool()
     torch.testing.assert_close(full[2:][m], half[m], atol=1e-4, rtol=0)  # padding does not change log-probs
 
@@ -83,8 +134,9 @@ def test_chunked_micro_batched_logprobs_equal_the_full_logits_reference(tiny_mod
     ref_lp, ref_ent = token_logprobs(logits, ids, 0.8), token_entropy(logits, 0.8)
     m = mask.bool()
     with torch.no_grad():
-        lp, ent = logprobs_and_entropy(model, ro.prompt_feats, ids, mask, pad, 0.8, with_entropy=True,
-                                       chunk_size=chunk, batch_size=batch)
+        lp, ent = logprobs_and_entropy(
+            model, ro.prompt_feats, ids, mask, pad, 0.8, with_entropy=True, chunk_size=chunk, batch_size=batch
+        )
     torch.testing.assert_close(lp[m], ref_lp[m].detach(), atol=1e-5, rtol=0)
     torch.testing.assert_close(ent[m], ref_ent[m], atol=1e-5, rtol=0)
     # the gradient pass (chunks recomputed in backward) gives the reference's gradients
@@ -141,11 +193,17 @@ def _record_first_rollout(m) -> dict:
     return rec
 
 
-@pytest.mark.parametrize("mini,epochs,kl,kl_in,old_rows", [
-    (1, 1, 0.0, "loss", 0), (1, 1, 1e-3, "loss", 0),  # one update: the gradient pass is π_old
-    (2, 1, 1e-3, "loss", 3), (3, 2, 0.0, "loss", 4),  # the first mini-batch's rows need no pass
-    (1, 2, 0.0, "loss", 0),                            # one mini-batch, two epochs: none either
-    (2, 1, 1e-3, "reward", 6)])                        # KL in the reward: every row's π_old first
+@pytest.mark.parametrize(
+    "mini,epochs,kl,kl_in,old_rows",
+    [
+        (1, 1, 0.0, "loss", 0),
+        (1, 1, 1e-3, "loss", 0),  # one update: the gradient pass is π_old
+        (2, 1, 1e-3, "loss", 3),
+        (3, 2, 0.0, "loss", 4),  # the first mini-batch's rows need no pass
+        (1, 2, 0.0, "loss", 0),  # one mini-batch, two epochs: none either
+        (2, 1, 1e-3, "reward", 6),
+    ],
+)  # KL in the reward: every row's π_old first
 def test_skipping_the_old_pass_changes_nothing(tiny_model_dir, world, monkeypatch, mini, epochs, kl, kl_in, old_rows):
     """π_old of the rows whose gradient pass runs before any update (the first mini-batch of the first
     epoch) is that pass's own log-probs: the same π_old, loss and gradient as with a separate no-grad pass
@@ -177,8 +235,9 @@ def test_skipping_the_old_pass_changes_nothing(tiny_model_dir, world, monkeypatc
     for skip in (False, True):
         torch.manual_seed(0)
         rows.clear()
-        m, loader = _module(tiny_model_dir, world, num_mini_batches=mini, ppo_epochs=epochs, kl=kl, kl_in=kl_in,
-                            skip_old_pass=skip)
+        m, loader = _module(
+            tiny_model_dir, world, num_mini_batches=mini, ppo_epochs=epochs, kl=kl, kl_in=kl_in, skip_old_pass=skip
+        )
         recs.append(_record_first_rollout(m))
         _fit(m, loader)
         assert sum(rows) == (6 if not skip else old_rows) * m.rollouts  # π_old rows through a no-grad pass

@@ -1,4 +1,5 @@
 """The composite reward table (docs/design.md §5.1) and the judges' parsing."""
+
 import pytest
 
 from egt.rl.judges.base import JudgeItem, LogicJudge, consistency_prompt
@@ -35,17 +36,17 @@ def out(reasoning, answer, well_formed=True):
 # (completion, label, R_acc, R_logic, R_format, R)  with α = β = 0.5, egt's strict rules
 # (R1-Reward's rules: tests/unit/rl/test_fidelity.py)
 TABLE = [
-    (out(SUPPORTS_2, 2), 2, 1, 1, 1, 2.0),            # right, supported, well-formed
-    (out(SUPPORTS_2, 2, False), 2, 1, 1, 0, 1.5),     # right, supported, bad format
-    (out(UNDECIDED, 2), 2, 1, 0, 1, 1.5),             # right, undecided reasoning
+    (out(SUPPORTS_2, 2), 2, 1, 1, 1, 2.0),  # right, supported, well-formed
+    (out(SUPPORTS_2, 2, False), 2, 1, 1, 0, 1.5),  # right, supported, bad format
+    (out(UNDECIDED, 2), 2, 1, 0, 1, 1.5),  # right, undecided reasoning
     (out(UNDECIDED, 2, False), 2, 1, 0, 0, 1.0),
-    (out(SUPPORTS_1, 2), 2, 1, -1, 1, 1.0),           # right answer, reasoning says the other one
+    (out(SUPPORTS_1, 2), 2, 1, -1, 1, 1.0),  # right answer, reasoning says the other one
     (out(SUPPORTS_1, 2, False), 2, 1, -1, 0, 0.5),
-    (out(SUPPORTS_2, 2), 1, 0, 0, 1, 0.5),            # wrong: the judge is not asked
+    (out(SUPPORTS_2, 2), 1, 0, 0, 1, 0.5),  # wrong: the judge is not asked
     (out(SUPPORTS_2, 2, False), 1, 0, 0, 0, 0.0),
-    ("<think>x</think><answer>3</answer>", 1, 0, 0, 1, 0.5),   # parse failure = 0, format still ok
-    ("<think>x</think>", 2, 0, 0, 0, 0.0),                     # no answer at all
-    ("<answer>1</answer><answer>2</answer>", 1, 0, 0, 0, 0.0), # two answers: never a guess
+    ("<think>x</think><answer>3</answer>", 1, 0, 0, 1, 0.5),  # parse failure = 0, format still ok
+    ("<think>x</think>", 2, 0, 0, 0, 0.0),  # no answer at all
+    ("<answer>1</answer><answer>2</answer>", 1, 0, 0, 0, 0.0),  # two answers: never a guess
     ("", 1, 0, 0, 0, 0.0),
 ]
 
@@ -60,8 +61,7 @@ def test_reward_table(completion, label, acc, logic, fmt, total):
 def test_judge_asked_only_when_correct_and_counts():
     judge = FixedJudge(1)
     r = CompositeReward(judge=judge)
-    terms = r.terms([{"label": 1}, {"label": 2}, {"label": 1}],
-                    [out("a", 1), out("a", 1), "<answer>x</answer>"])
+    terms = r.terms([{"label": 1}, {"label": 2}, {"label": 1}], [out("a", 1), out("a", 1), "<answer>x</answer>"])
     assert judge.calls == 1 and terms.logic == [1.0, 0.0, 0.0]
     assert terms.verdicts == {"support": 1, "not_asked": 2}
 
@@ -92,23 +92,29 @@ def test_judge_never_sees_the_label():
     assert seen[0].sample == {"id": "a"} and seen[0].answer == 2 and seen[0].reasoning == "r"
 
 
-@pytest.mark.parametrize("text,expected", [
-    (SUPPORTS_2, 2),
-    (SUPPORTS_1, 1),
-    (SUPPORTS_1 + " Response 1 is better.", 1),
-    ("The image shows 2 circles. Response 2 says 2 circles, which is right.", 2),   # only one judged
-    ("Response 1 says yes, which is wrong.", 2),                                   # the other one, then
-    ("Response 1 says red, which is right. Response 2 says red, which is right. Both responses are right.", None),
-    ("Response 1 says red, which is wrong. Response 2 says blue, which is wrong. Both responses are wrong.", None),
-    ("Response 1 is right and Response 2 is wrong", 1),
-    ("Response 2 is not correct. Response 1 is accurate.", 1),
-    ("Overall, I prefer Response 2.", 2),
-    ("Response 1 is clearly worse.", 2),
-    ("Response 2 is the better one", 2),
-    ("Response 1 says 3, which is wrong. Response 2 says 2, which is right. Response 1 is better.", 1),  # explicit wins
-    ("I cannot tell.", None),
-    ("", None),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        (SUPPORTS_2, 2),
+        (SUPPORTS_1, 1),
+        (SUPPORTS_1 + " Response 1 is better.", 1),
+        ("The image shows 2 circles. Response 2 says 2 circles, which is right.", 2),  # only one judged
+        ("Response 1 says yes, which is wrong.", 2),  # the other one, then
+        ("Response 1 says red, which is right. Response 2 says red, which is right. Both responses are right.", None),
+        ("Response 1 says red, which is wrong. Response 2 says blue, which is wrong. Both responses are wrong.", None),
+        ("Response 1 is right and Response 2 is wrong", 1),
+        ("Response 2 is not correct. Response 1 is accurate.", 1),
+        ("Overall, I prefer Response 2.", 2),
+        ("Response 1 is clearly worse.", 2),
+        ("Response 2 is the better one", 2),
+        (
+            "Response 1 says 3, which is wrong. Response 2 says 2, which is right. Response 1 is better.",
+            1,
+        ),  # explicit wins
+        ("I cannot tell.", None),
+        ("", None),
+    ],
+)
 def test_rule_judge_conclusions(text, expected):
     assert conclusion(text) == expected
 
@@ -127,6 +133,7 @@ def test_reasoning_and_consistency_prompt():
 
 def test_hf_judge_on_the_tiny_model(tiny_model_dir):
     from egt.rl.judges.hf import HFJudge
+
     judge = HFJudge(str(tiny_model_dir), device="cpu", max_new_tokens=3)
     items = [JudgeItem({}, SUPPORTS_2, 2), JudgeItem({}, UNDECIDED, 1), JudgeItem({}, SUPPORTS_1, 1)]
     out = judge.verdicts(items)

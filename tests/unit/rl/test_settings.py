@@ -1,4 +1,5 @@
 """RLSettings: the RL module's settings read by name from cfg.rl, so a new setting needs no stage edit."""
+
 from dataclasses import MISSING, fields
 from pathlib import Path
 

@@ -1,13 +1,13 @@
 """egt.rl.rollout.shared_prompt_hidden: one prompt pass per GRPO group gives the full pass's log-probs,
 entropies and gradients (to fp32 rounding) on the tiny Qwen2.5-VL."""
+
 import pytest
 import torch
 
 from egt.data.encode import ChatEncoder
 from egt.models.loader import load_model_and_processor
 from egt.rl.functional import token_entropy, token_logprobs
-from egt.rl.rollout import (completion_logits, logprobs_and_entropy, prompt_runs, sequence_inputs,
-                            shared_prompt_hidden)
+from egt.rl.rollout import completion_logits, logprobs_and_entropy, prompt_runs, sequence_inputs, shared_prompt_hidden
 
 
 def test_prompt_runs_follow_object_identity():
@@ -37,8 +37,9 @@ def test_no_grad_logprobs_and_entropy_equal_the_full_logits_reference(setup):
     with torch.no_grad():
         logits = completion_logits(model, sequence_inputs(feats, ids, mask, pad), ids.shape[1])  # [6, L, V]
         ref_lp, ref_ent = token_logprobs(logits, ids, 0.8), token_entropy(logits, 0.8)
-        lp, ent = logprobs_and_entropy(model, feats, ids, mask, pad, 0.8, with_entropy=True, chunk_size=4,
-                                       shared_prompt=True)
+        lp, ent = logprobs_and_entropy(
+            model, feats, ids, mask, pad, 0.8, with_entropy=True, chunk_size=4, shared_prompt=True
+        )
         lp_mb, _ = logprobs_and_entropy(model, feats, ids, mask, pad, 0.8, batch_size=4, shared_prompt=True)
     m = mask.bool()
     torch.testing.assert_close(lp[m], ref_lp[m], atol=1e-5, rtol=0)

@@ -1,5 +1,6 @@
 """The vLLM rollout backend without vLLM: a fake engine with the same four calls checks the
 prompts and sampling parameters it is given, the weights synced into it, and an RL fit through it."""
+
 from __future__ import annotations
 
 import lightning as L
@@ -48,8 +49,7 @@ def test_prompts_and_sampling_params(setup):
     model, enc, world = setup
     fake = FakeEngine(enc.tokenizer)
     backend = VLLMRollout(engine=fake)
-    ro = rollout(model, backend, enc, list(world.select(range(2))), group_size=2, max_new_tokens=7,
-                 temperature=0.9)
+    ro = rollout(model, backend, enc, list(world.select(range(2))), group_size=2, max_new_tokens=7, temperature=0.9)
     prompts, params = fake.calls[0]
     assert len(prompts) == 4 and prompts[0] == prompts[1]  # G copies of each prompt, in rollout order
     assert "<|image_pad|>" in prompts[0]["prompt"] and prompts[0]["multi_modal_data"]["image"].mode == "RGB"
@@ -93,13 +93,37 @@ def test_rl_fit_through_the_vllm_backend_syncs_each_rollout(tiny_model_dir, worl
     world = world_small["rl_pool"].select(range(6))
     fake = FakeEngine(enc.tokenizer)
     sampler = ResumableSampler(len(world), shuffle=False)
-    m = RLModule(model, enc, ShortIsGood(), StableReinforceLoss(), BatchWhitenAdvantage(), NormalisedAdvantageFilter(),
-                 VLLMRollout(engine=fake), sampler, group_size=2, ppo_epochs=1, num_mini_batches=1,
-                 max_new_tokens=12, temperature=1.0, lr=1e-3, weight_decay=0.0, warmup_steps=0, max_grad_norm=1.0,
-                 kl_coef=0.0, kl_estimator="k3", kl_in="loss", max_rollouts=2)
-    L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-              enable_model_summary=False, use_distributed_sampler=False).fit(
-        m, DataLoader(world, batch_size=3, sampler=sampler, collate_fn=list))
+    m = RLModule(
+        model,
+        enc,
+        ShortIsGood(),
+        StableReinforceLoss(),
+        BatchWhitenAdvantage(),
+        NormalisedAdvantageFilter(),
+        VLLMRollout(engine=fake),
+        sampler,
+        group_size=2,
+        ppo_epochs=1,
+        num_mini_batches=1,
+        max_new_tokens=12,
+        temperature=1.0,
+        lr=1e-3,
+        weight_decay=0.0,
+        warmup_steps=0,
+        max_grad_norm=1.0,
+        kl_coef=0.0,
+        kl_estimator="k3",
+        kl_in="loss",
+        max_rollouts=2,
+    )
+    L.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+    ).fit(m, DataLoader(world, batch_size=3, sampler=sampler, collate_fn=list))
     assert m.rollouts == 2 and len(fake.calls) == 2 and len(fake.loads) == 2
     name = next(n for n, _ in model.named_parameters())
     assert not torch.equal(fake.loads[0][name], fake.loads[1][name])  # step 2 rolls out the updated policy
@@ -108,6 +132,7 @@ def test_rl_fit_through_the_vllm_backend_syncs_each_rollout(tiny_model_dir, worl
 def test_without_vllm_the_error_says_what_to_do():
     try:
         import vllm  # noqa: F401
+
         pytest.skip("vllm is installed here")  # the message is only reachable without it
     except ImportError:
         pass

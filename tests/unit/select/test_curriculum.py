@@ -1,4 +1,5 @@
 """Curriculum orders across epochs and across a save/restore in the middle of an epoch."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,9 +9,13 @@ from egt.select.methods import AllSelection
 from egt.select.scores import AnswerEntropy
 from egt.select.selection import select
 
-TABLE = pd.DataFrame({"id": [f"s{i}" for i in range(8)],
-                      "answer_entropy": [0.5, 0.1, 0.7, 0.3, np.inf, 0.3, 0.9, 0.2],
-                      "correct_score": [1.0] * 8})
+TABLE = pd.DataFrame(
+    {
+        "id": [f"s{i}" for i in range(8)],
+        "answer_entropy": [0.5, 0.1, 0.7, 0.3, np.inf, 0.3, 0.9, 0.2],
+        "correct_score": [1.0] * 8,
+    }
+)
 
 
 def sel(curriculum, seed=3):

@@ -1,6 +1,7 @@
 """The online curriculum on hand-made tables: order and selection follow the new entropies, the cap on
 changes, the sampler asks once per epoch and resumes, OnlineOrder re-probes once per re-probe epoch
 (a fake prober stands in for the policy) and reads its files back after a restart."""
+
 import json
 from pathlib import Path
 
@@ -22,8 +23,13 @@ CONF = Path(__file__).resolve().parents[3] / "conf"
 
 
 def table(entropies, flipped=None):
-    t = pd.DataFrame({"id": [f"s{i}" for i in range(len(entropies))], "answer_entropy": entropies,
-                      "sentence_entropy": [0.0] * len(entropies)})
+    t = pd.DataFrame(
+        {
+            "id": [f"s{i}" for i in range(len(entropies))],
+            "answer_entropy": entropies,
+            "sentence_entropy": [0.0] * len(entropies),
+        }
+    )
     if flipped is not None:
         t["flipped"], t["ambiguous"] = flipped, [False] * len(entropies)
     return t
@@ -31,10 +37,18 @@ def table(entropies, flipped=None):
 
 def test_resort_keeps_the_set_and_follows_the_new_entropies():
     new = table([0.9, 0.1, 0.5, np.inf, 0.3, 0.2])
-    assert next_selection(new, ["s0", "s2", "s3", "s4"], AnswerEntropy(), Ascending(), Reprobe(1)) == \
-        ["s4", "s2", "s0", "s3"]  # 0.3 < 0.5 < 0.9 < inf (no answer last)
-    assert next_selection(new, ["s0", "s2", "s3", "s4"], AnswerEntropy(), Descending(), Reprobe(1)) == \
-        ["s3", "s0", "s2", "s4"]
+    assert next_selection(new, ["s0", "s2", "s3", "s4"], AnswerEntropy(), Ascending(), Reprobe(1)) == [
+        "s4",
+        "s2",
+        "s0",
+        "s3",
+    ]  # 0.3 < 0.5 < 0.9 < inf (no answer last)
+    assert next_selection(new, ["s0", "s2", "s3", "s4"], AnswerEntropy(), Descending(), Reprobe(1)) == [
+        "s3",
+        "s0",
+        "s2",
+        "s4",
+    ]
 
 
 def test_online_selection_takes_the_lowest_k_with_a_cap():
@@ -43,10 +57,16 @@ def test_online_selection_takes_the_lowest_k_with_a_cap():
     full = next_selection(new, prev, AnswerEntropy(), Ascending(), Reprobe(1, True), EntropySelection())
     assert full == ["s1", "s5", "s4"]
     # cap 1: the best newcomer (s1) enters, the worst leaver (s0, 0.9) leaves
-    assert next_selection(new, prev, AnswerEntropy(), Ascending(), Reprobe(1, True, 1), EntropySelection()) == \
-        ["s1", "s4", "s2"]
-    assert next_selection(new, prev, AnswerEntropy(), Ascending(), Reprobe(1, True, 0), EntropySelection()) == \
-        ["s4", "s2", "s0"]
+    assert next_selection(new, prev, AnswerEntropy(), Ascending(), Reprobe(1, True, 1), EntropySelection()) == [
+        "s1",
+        "s4",
+        "s2",
+    ]
+    assert next_selection(new, prev, AnswerEntropy(), Ascending(), Reprobe(1, True, 0), EntropySelection()) == [
+        "s4",
+        "s2",
+        "s0",
+    ]
     with pytest.raises(KeyError, match="lacks 1 kept ids"):
         next_selection(new.iloc[:5], ["s5"], AnswerEntropy(), Ascending(), Reprobe(1))
 
@@ -120,8 +140,18 @@ def test_online_order_reprobes_once_and_reads_back(tmp_path, monkeypatch):
     first = ["s4", "s3"]  # epoch 0: the select stage's (by the SFT probe, s4 lowest)
 
     def make():
-        o = reprobe_mod.OnlineOrder(cfg, tmp_path, ds, None, Reprobe(1, True, 1), first,
-                                    {"s3": 0.2, "s4": 0.1}, AnswerEntropy(), Ascending(), EntropySelection())
+        o = reprobe_mod.OnlineOrder(
+            cfg,
+            tmp_path,
+            ds,
+            None,
+            Reprobe(1, True, 1),
+            first,
+            {"s3": 0.2, "s4": 0.1},
+            AnswerEntropy(),
+            Ascending(),
+            EntropySelection(),
+        )
         o.model = object()
         return o
 

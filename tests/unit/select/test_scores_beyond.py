@@ -1,4 +1,5 @@
 """The beyond-the-paper entropy scores (issue #20) on hand-made probe tables, and what they need."""
+
 import math
 from pathlib import Path
 
@@ -20,16 +21,19 @@ def _compose(*overrides):
 
 
 def test_sentence_fallback_uses_reasoning_else_the_answer_token():
-    t = pd.DataFrame({"id": list("abcd"),
-                      "reasoning_entropy": [0.40, NAN, 0.0, NAN],
-                      "answer_entropy": [0.01, 0.25, 0.9, INF],
-                      "sentence_entropy": [0.3, 0.2, 0.1, 0.5]})  # never read
+    t = pd.DataFrame(
+        {
+            "id": list("abcd"),
+            "reasoning_entropy": [0.40, NAN, 0.0, NAN],
+            "answer_entropy": [0.01, 0.25, 0.9, INF],
+            "sentence_entropy": [0.3, 0.2, 0.1, 0.5],
+        }
+    )  # never read
     assert SentenceFallbackEntropy()(t).tolist() == [0.40, 0.25, 0.0, INF]
 
 
 def test_debiased_is_the_mean_of_both_orders_and_inf_if_either_has_no_answer():
-    t = pd.DataFrame({"answer_entropy": [0.1, 0.6, INF, 0.2, INF],
-                      "answer_entropy_swapped": [0.3, 0.0, 0.5, INF, INF]})
+    t = pd.DataFrame({"answer_entropy": [0.1, 0.6, INF, 0.2, INF], "answer_entropy_swapped": [0.3, 0.0, 0.5, INF, INF]})
     assert DebiasedAnswerEntropy()(t).tolist() == pytest.approx([0.2, 0.3, INF, INF, INF])
 
 

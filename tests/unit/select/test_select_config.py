@@ -1,4 +1,5 @@
 """probe / entropy / selection / curriculum config: defaults and messages that say what to write."""
+
 from pathlib import Path
 
 import pytest
@@ -17,19 +18,26 @@ def _cfg(*overrides):
 
 def test_defaults_follow_the_paper():
     cfg = _cfg()
-    assert (cfg.entropy.name, cfg.selection.name, cfg.selection.band, cfg.curriculum.name) == \
-        ("answer", "entropy", "low", "ascending")
+    assert (cfg.entropy.name, cfg.selection.name, cfg.selection.band, cfg.curriculum.name) == (
+        "answer",
+        "entropy",
+        "low",
+        "ascending",
+    )
     assert cfg.selection.fraction == 0.15 and cfg.selection.k is None and cfg.probe.split == "rl_pool"
     assert _cfg("seed=5").selection.seed == 5
 
 
-@pytest.mark.parametrize("override,msg", [
-    (["probe.n=4"], "temperature"),
-    (["selection.fraction=15"], "fraction"),
-    (["selection.percentile=0"], "percentile"),
-    (["selection.fraction=null"], "needs a size"),
-    (["selection.k=0"], "selection.k"),
-])
+@pytest.mark.parametrize(
+    "override,msg",
+    [
+        (["probe.n=4"], "temperature"),
+        (["selection.fraction=15"], "fraction"),
+        (["selection.percentile=0"], "percentile"),
+        (["selection.fraction=null"], "needs a size"),
+        (["selection.k=0"], "selection.k"),
+    ],
+)
 def test_validation_messages(override, msg):
     with pytest.raises(ConfigError, match=msg):
         validate(_cfg(*override))

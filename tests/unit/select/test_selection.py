@@ -1,4 +1,5 @@
 """Selection rules on a hand-made probe table: sizes, bands, ties, seeds, accuracy order, scores."""
+
 import math
 
 import numpy as np
@@ -17,20 +18,23 @@ INF = math.inf
 @pytest.fixture
 def table():
     # rows deliberately not in id order; ids e and b tie on answer entropy
-    return pd.DataFrame({
-        "id": ["e", "a", "d", "b", "c", "f"],
-        "answer_entropy": [0.2, 0.1, INF, 0.2, 0.9, 0.5],
-        "sentence_entropy": [1.0, 3.0, 2.0, 1.0, 0.5, 0.0],
-        "correct_score": [1.0, 0.0, 0.5, 1.0, 0.0, 1.0],
-        "flipped": [False, False, True, False, True, False],
-        "ambiguous": [False, False, False, False, False, True],
-    })
+    return pd.DataFrame(
+        {
+            "id": ["e", "a", "d", "b", "c", "f"],
+            "answer_entropy": [0.2, 0.1, INF, 0.2, 0.9, 0.5],
+            "sentence_entropy": [1.0, 3.0, 2.0, 1.0, 0.5, 0.0],
+            "correct_score": [1.0, 0.0, 0.5, 1.0, 0.0, 1.0],
+            "flipped": [False, False, True, False, True, False],
+            "ambiguous": [False, False, False, False, False, True],
+        }
+    )
 
 
 def ids(table, **kw):
     kw.setdefault("curriculum", Ascending())
-    return select(table, kw.pop("score", AnswerEntropy()), kw.pop("method", EntropySelection()),
-                  kw.pop("curriculum"), **kw)["ids"]
+    return select(
+        table, kw.pop("score", AnswerEntropy()), kw.pop("method", EntropySelection()), kw.pop("curriculum"), **kw
+    )["ids"]
 
 
 def test_scores(table):
@@ -147,8 +151,14 @@ def test_pass_rate_band_keeps_the_inclusive_band_easy_first():
     from egt.select.scores import Difficulty
 
     # n = 8 draws: pass rates 0, 1/8, 3/8, 6/8, 7/8, 1 and one exactly at each bound
-    t = pd.DataFrame({"id": list("abcdefgh"), "answer_entropy": [0.1] * 8, "sentence_entropy": [1.0] * 8,
-                      "correct_score": [0.0, 0.125, 0.375, 0.75, 0.875, 1.0, 0.1, 0.87]})
+    t = pd.DataFrame(
+        {
+            "id": list("abcdefgh"),
+            "answer_entropy": [0.1] * 8,
+            "sentence_entropy": [1.0] * 8,
+            "correct_score": [0.0, 0.125, 0.375, 0.75, 0.875, 1.0, 0.1, 0.87],
+        }
+    )
     out = select(t, Difficulty(), PassRateBand(low=0.1, high=0.87), Ascending())
     # kept: b (.125), c (.375), d (.75), g (0.1 = low), h (0.87 = high); easy first = ascending 1 - rate
     assert out["ids"] == ["h", "d", "c", "b", "g"] and out["n_candidates"] == 5
@@ -162,6 +172,7 @@ def test_pass_rate_says_which_probe_settings_it_needs():
     from egt.select.methods import PassRateBand
 
     assert PassRateBand().check_probe(8, 1.0) is None
-    assert PassRateBand().check_probe(1, 0.0) == ("selection=pass_rate needs at least 8 sampled probe outputs per "
-                                                 "sample: write probe.n=8 probe.temperature=1.0")
+    assert PassRateBand().check_probe(1, 0.0) == (
+        "selection=pass_rate needs at least 8 sampled probe outputs per sample: write probe.n=8 probe.temperature=1.0"
+    )
     assert "probe.n=16" in PassRateBand(min_draws=16).check_probe(8, 0.7)

@@ -1,4 +1,5 @@
 """The Arrow encoding cache gives what encoding at every step gives: the same rows, batches and losses."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,8 +27,9 @@ def tiny(tiny_model_dir):
 def joined_rows(world_small, bad: int | None = 5, text: str = "the square is red"):
     """world_small's sft_pool with trajectories of different lengths; row ``bad``'s is over max_length."""
     pool = world_small["sft_pool"]
-    targets = [f"<think>{text} " + "and blue " * (i % 4) + f"</think><answer>{1 + i % 2}</answer>"
-               for i in range(len(pool))]
+    targets = [
+        f"<think>{text} " + "and blue " * (i % 4) + f"</think><answer>{1 + i % 2}</answer>" for i in range(len(pool))
+    ]
     if bad is not None:
         targets[bad] = "word " * MAX_LENGTH
     return pool.add_column("target", targets)
@@ -35,8 +37,15 @@ def joined_rows(world_small, bad: int | None = 5, text: str = "the square is red
 
 def build(store, proc, joined, on_bad_sample="skip", template="minimal", tensors=True):
     enc = ChatEncoder(proc, template=template, max_length=MAX_LENGTH)
-    return enc, encoding_cache.open_or_build(store, enc, joined, {"template": template, "max_length": MAX_LENGTH},
-                                             {"data": "world-small"}, on_bad_sample, tensors=tensors)
+    return enc, encoding_cache.open_or_build(
+        store,
+        enc,
+        joined,
+        {"template": template, "max_length": MAX_LENGTH},
+        {"data": "world-small"},
+        on_bad_sample,
+        tensors=tensors,
+    )
 
 
 def test_cached_batches_and_losses_equal_encoding_at_every_step(tiny, world_small, tmp_path, monkeypatch):
@@ -59,8 +68,16 @@ def test_cached_batches_and_losses_equal_encoding_at_every_step(tiny, world_smal
     modules, batches = [], []
     for ds in (old, new, checked_only):
         sampler = ResumableSampler(len(ds), seed=3)
-        batches.append(list(DataLoader(ds, batch_size=4, sampler=sampler,
-                                       collate_fn=lambda b: collate(b, proc.tokenizer.pad_token_id, "right"))))
+        batches.append(
+            list(
+                DataLoader(
+                    ds,
+                    batch_size=4,
+                    sampler=sampler,
+                    collate_fn=lambda b: collate(b, proc.tokenizer.pad_token_id, "right"),
+                )
+            )
+        )
         modules.append(SFTModule(model, 1e-3, 0.0, 0.0, 3, sampler, target_tokens=ds.target_tokens, local_batch=4))
     assert [len(b) for b in batches] == [3, 3, 3]
     for a, *others in zip(*batches):
@@ -69,8 +86,9 @@ def test_cached_batches_and_losses_equal_encoding_at_every_step(tiny, world_smal
             for k in a:
                 assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), k
     with torch.no_grad():
-        losses = [[float(m.training_step(b, i)["loss"]) for i, b in enumerate(bs[:2])]
-                  for m, bs in zip(modules, batches)]
+        losses = [
+            [float(m.training_step(b, i)["loss"]) for i, b in enumerate(bs[:2])] for m, bs in zip(modules, batches)
+        ]
     assert losses[0] == losses[1] == losses[2]
 
 

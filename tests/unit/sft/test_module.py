@@ -53,9 +53,11 @@ def test_accumulated_gradient_equals_the_one_batch_gradient(tiny_model_dir, worl
     model.train()
     enc, pad = ChatEncoder(proc, max_length=1024), proc.tokenizer.pad_token_id
     rows = list(world_small["sft_pool"].select(range(3)))
-    targets = ["Response 1.",
-               "<think>a much longer line of reasoning, with many tokens in it</think><answer>2</answer>",
-               "<think>short</think><answer>1</answer>"]
+    targets = [
+        "Response 1.",
+        "<think>a much longer line of reasoning, with many tokens in it</think><answer>2</answer>",
+        "<think>short</think><answer>1</answer>",
+    ]
     examples = [enc.encode_example(r, t) for r, t in zip(rows, targets)]
     counts = [int((e["labels"] != -100).sum()) for e in examples]
     assert len(set(counts)) == 3  # the micro-batches differ in tokens
@@ -70,8 +72,20 @@ def test_accumulated_gradient_equals_the_one_batch_gradient(tiny_model_dir, worl
         torch.testing.assert_close(ref.detach(), hf.detach(), atol=1e-5, rtol=0)
     # egt: three micro-batches of one sequence, accumulated (Lightning divides each loss by acc)
     sampler = ResumableSampler(3, shuffle=False)
-    module = SFTModule(model, 1e-3, 0.0, 0.0, 1, sampler, target_tokens=counts, loss_reduction=reduction,
-                       accumulate=3, local_batch=1, world_size=1, chunk_size=chunk)
+    module = SFTModule(
+        model,
+        1e-3,
+        0.0,
+        0.0,
+        1,
+        sampler,
+        target_tokens=counts,
+        loss_reduction=reduction,
+        accumulate=3,
+        local_batch=1,
+        world_size=1,
+        chunk_size=chunk,
+    )
     grads = [torch.zeros_like(p) for p in params]
     for e in examples:
         loss = module.training_step(collate([e], pad, "right"), 0)["loss"] / 3

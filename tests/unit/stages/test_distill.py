@@ -1,5 +1,6 @@
 """egt.stages.distill: when the pipeline skips distillation, and an empty SFT pool is a clear error
 before any artifact is opened."""
+
 import pytest
 from omegaconf import OmegaConf
 
@@ -9,10 +10,16 @@ from egt.stages import distill, model
 
 
 def _cfg(tmp_path, stages, sft_model_path=None, trajectories_path=None, eval_models=("sft", "rl")):
-    return OmegaConf.create({"paths": {"artifacts": str(tmp_path / "art")}, "stages": list(stages),
-                             "sft": {"model_path": sft_model_path}, "data": {"name": "r1_reward_rl"},
-                             "distill": {"trajectories_path": trajectories_path},
-                             "eval": {"models": list(eval_models), "model_path": None}})
+    return OmegaConf.create(
+        {
+            "paths": {"artifacts": str(tmp_path / "art")},
+            "stages": list(stages),
+            "sft": {"model_path": sft_model_path},
+            "data": {"name": "r1_reward_rl"},
+            "distill": {"trajectories_path": trajectories_path},
+            "eval": {"models": list(eval_models), "model_path": None},
+        }
+    )
 
 
 def test_distillation_is_unused_only_when_the_runs_sft_is_an_outside_model(tmp_path):
@@ -47,6 +54,9 @@ class _Pipe:
 
 def test_an_empty_sft_pool_is_a_config_error_before_any_artifact(tmp_path):
     cfg = _cfg(tmp_path, ["distill"])
-    with pytest.raises(ConfigError, match=r"sft_pool is empty \(data=r1_reward_rl: R1-Reward-RL is an RL pool only\)"
-                                          r".*sft.model_path"):
+    with pytest.raises(
+        ConfigError,
+        match=r"sft_pool is empty \(data=r1_reward_rl: R1-Reward-RL is an RL pool only\)"
+        r".*sft.model_path",
+    ):
         distill.run(cfg, _Pipe())

@@ -1,5 +1,6 @@
 """What the eval stage's artifact key covers: batch size never (sampled draws come from per-(view, vote)
 streams); sampled keys name those streams, greedy keys are what they were."""
+
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -29,8 +30,11 @@ def test_greedy_eval_key_is_unchanged_and_ignores_batch_size():
     cfg = _cfg("eval.batch_size=4")
     before = {k: v for k, v in to_container(cfg.eval).items() if k not in NOT_IN_KEY}  # the earlier formula
     before["template"] = template_key(cfg.data.template)
-    assert key_conf(cfg, StubBench()) == {"benchmark": {"name": "stub", "version": 1}, "fingerprint": "fp",
-                                          "settings": before}
+    assert key_conf(cfg, StubBench()) == {
+        "benchmark": {"name": "stub", "version": 1},
+        "fingerprint": "fp",
+        "settings": before,
+    }
     assert key_conf(cfg, StubBench()) == key_conf(_cfg("eval.batch_size=32"), StubBench())
 
 

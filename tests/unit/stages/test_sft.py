@@ -1,5 +1,6 @@
 """The sft stage's records: the loss curve is the batch's true per-token loss whatever
 ``sft.accumulate_grad_batches`` is, and the summary counts the skips of both splits."""
+
 from __future__ import annotations
 
 import time
@@ -18,9 +19,11 @@ from egt.sft.loss import sft_nll
 from egt.sft.module import SFTModule
 from egt.stages import sft as sft_stage
 
-TARGETS = ["<think>short</think><answer>1</answer>",
-           "<think>a much longer line of reasoning, with many tokens in it</think><answer>2</answer>",
-           "<think>the square is red and blue</think><answer>1</answer>"]
+TARGETS = [
+    "<think>short</think><answer>1</answer>",
+    "<think>a much longer line of reasoning, with many tokens in it</think><answer>2</answer>",
+    "<think>the square is red and blue</think><answer>1</answer>",
+]
 
 
 def _examples(tiny_model_dir, world_small):
@@ -37,9 +40,17 @@ def _recorded(model, pad, examples, k: int) -> list[float]:
     module = SFTModule(model, 1e-3, 0.0, 0.0, 3, sampler, target_tokens=counts, accumulate=k, local_batch=1)
     history = sft_stage.LossHistory(time.perf_counter())
     dl = DataLoader(examples, batch_size=1, sampler=sampler, collate_fn=lambda b: collate(b, pad, "right"))
-    trainer = L.Trainer(accelerator="cpu", max_epochs=1, accumulate_grad_batches=k, callbacks=[history],
-                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, use_distributed_sampler=False)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        accumulate_grad_batches=k,
+        callbacks=[history],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+    )
     trainer.fit(module, dl)
     return [v for _, v in history.losses]
 
@@ -68,9 +79,14 @@ def test_summary_skips_count_both_splits(tiny_model_dir, world_small, tmp_path, 
     monkeypatch.setattr(sft_stage.data_stage, "load", lambda d: {"sft_pool": pool})
     monkeypatch.setattr(sft_stage.distill_stage, "load", lambda d: None)
     for cache in (False, True):
-        cfg = OmegaConf.create({"seed": 0, "model": {}, "data": {"on_bad_sample": "skip", "template": "minimal"},
-                                "sft": {"val_fraction": 0.3, "cache_encodings": cache, "cache_tensors": True,
-                                        "max_length": 300}})
+        cfg = OmegaConf.create(
+            {
+                "seed": 0,
+                "model": {},
+                "data": {"on_bad_sample": "skip", "template": "minimal"},
+                "sft": {"val_fraction": 0.3, "cache_encodings": cache, "cache_tensors": True, "max_length": 300},
+            }
+        )
         enc = ChatEncoder(proc, template="minimal", max_length=300)
         train_ds, val_ds, checked = sft_stage._datasets(cfg, ArtifactStore(tmp_path), {"key": "k"}, {}, enc)
         assert (len(train_ds), len(val_ds)) == (0, 0)

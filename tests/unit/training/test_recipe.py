@@ -1,6 +1,7 @@
 """egt.training.recipe.fit, the sequence sft and rl share, on a one-layer module: the summary's order
 (the stage's, params_in_sync, rank 0's finish), resume from last.ckpt, the logger closed on success and on
 failure."""
+
 from pathlib import Path
 
 import lightning as L
@@ -34,14 +35,29 @@ def cfg():
         return compose("config", overrides=["logger=none"])
 
 
-def _fit(cfg, tmp_path, module, closed, monkeypatch,
-         finish=lambda trainer, logger, state: {"finished": trainer.is_global_zero}):
+def _fit(
+    cfg,
+    tmp_path,
+    module,
+    closed,
+    monkeypatch,
+    finish=lambda trainer, logger, state: {"finished": trainer.is_global_zero},
+):
     monkeypatch.setattr(recipe, "close_logger", lambda logger, status: closed.append(status))
     loader = DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=4)
-    return recipe.fit(cfg, "sft", module, tmp_path, loader, checkpoint=tmp_path / "checkpoints" / "last.ckpt",
-                      callbacks=[], progress_metric="train/loss", max_epochs=1,
-                      summarize=lambda trainer, resumed: {"steps": trainer.global_step, "resumed": resumed},
-                      finish=finish)
+    return recipe.fit(
+        cfg,
+        "sft",
+        module,
+        tmp_path,
+        loader,
+        checkpoint=tmp_path / "checkpoints" / "last.ckpt",
+        callbacks=[],
+        progress_metric="train/loss",
+        max_epochs=1,
+        summarize=lambda trainer, resumed: {"steps": trainer.global_step, "resumed": resumed},
+        finish=finish,
+    )
 
 
 def test_fit_summarizes_checks_sync_and_finishes_in_that_order(cfg, tmp_path, monkeypatch):
@@ -54,9 +70,14 @@ def test_fit_summarizes_checks_sync_and_finishes_in_that_order(cfg, tmp_path, mo
 
 def test_fit_resumes_from_last_ckpt(cfg, tmp_path, monkeypatch):
     first = Tiny()
-    L.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
-              enable_checkpointing=False, default_root_dir=tmp_path).fit(
-        first, DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=4))
+    L.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+    ).fit(first, DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=4))
     (tmp_path / "checkpoints").mkdir()
     first.trainer.save_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     summary = _fit(cfg, tmp_path, Tiny(), [], monkeypatch)

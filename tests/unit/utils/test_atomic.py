@@ -1,5 +1,6 @@
 """egt.utils.atomic: whole or not at all, for files and directories, and temporaries the artifact
 store recognises as debris."""
+
 import json
 import os
 
@@ -7,8 +8,14 @@ import pytest
 from datasets import Dataset, DatasetDict, Features, Value, load_from_disk
 
 from egt.artifacts import remove_debris
-from egt.utils.atomic import (atomic_path, copy_file_atomic, load_saved_dataset, save_dataset_atomic, temp_sibling,
-                              write_json_atomic)
+from egt.utils.atomic import (
+    atomic_path,
+    copy_file_atomic,
+    load_saved_dataset,
+    save_dataset_atomic,
+    temp_sibling,
+    write_json_atomic,
+)
 
 
 def test_a_directory_is_replaced_whole_or_kept(tmp_path):
@@ -40,8 +47,12 @@ def test_helpers_write_what_they_are_given(tmp_path):
 def test_a_dataset_dict_with_an_empty_split_loads_back(tmp_path):
     # data=r1_reward_rl: an RL pool, no SFT pool, no bench (issue 30: the probe died with IndexError)
     features = Features({"id": Value("string"), "label": Value("int8")})
-    dsd = DatasetDict({"sft_pool": Dataset.from_dict({"id": [], "label": []}, features=features),
-                       "rl_pool": Dataset.from_dict({"id": ["a", "b"], "label": [1, 2]}, features=features)})
+    dsd = DatasetDict(
+        {
+            "sft_pool": Dataset.from_dict({"id": [], "label": []}, features=features),
+            "rl_pool": Dataset.from_dict({"id": ["a", "b"], "label": [1, 2]}, features=features),
+        }
+    )
     save_dataset_atomic(dsd, tmp_path / "dataset")
     back = load_from_disk(str(tmp_path / "dataset"))
     assert {k: len(v) for k, v in back.items()} == {"sft_pool": 0, "rl_pool": 2}
@@ -51,9 +62,12 @@ def test_a_dataset_dict_with_an_empty_split_loads_back(tmp_path):
 def test_an_empty_split_saved_without_an_arrow_file_is_read_back_empty(tmp_path):
     # what egt wrote before the fix (save_to_disk's default sharding): the split has no data file
     features = Features({"id": Value("string"), "label": Value("int8")})
-    DatasetDict({"bench": Dataset.from_dict({"id": [], "label": []}, features=features),
-                 "rl_pool": Dataset.from_dict({"id": ["a"], "label": [2]}, features=features)}
-                ).save_to_disk(str(tmp_path / "old"))
+    DatasetDict(
+        {
+            "bench": Dataset.from_dict({"id": [], "label": []}, features=features),
+            "rl_pool": Dataset.from_dict({"id": ["a"], "label": [2]}, features=features),
+        }
+    ).save_to_disk(str(tmp_path / "old"))
     assert json.loads((tmp_path / "old" / "bench" / "state.json").read_text())["_data_files"] == []
     back = load_saved_dataset(tmp_path / "old")
     assert len(back["bench"]) == 0 and back["bench"].features == features and back["rl_pool"]["label"] == [2]

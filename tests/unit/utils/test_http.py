@@ -1,4 +1,5 @@
 """post_json: retries counted by cause, Retry-After honoured, bad bodies not retried, a request hook that stops."""
+
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -35,15 +36,27 @@ def test_retries_by_cause_and_retry_after(server):
     url, script = server
     script += [(429, {"Retry-After": "3"}, b"{}"), (502, {}, b"{}"), (200, {}, b'{"ok": 1}')]
     sleeps, causes, requests = [], [], []
-    out = post_json(url, {}, backoff=0.5, max_backoff=10, sleep=sleeps.append, on_retry=causes.append,
-                    on_request=lambda: requests.append(1))
+    out = post_json(
+        url,
+        {},
+        backoff=0.5,
+        max_backoff=10,
+        sleep=sleeps.append,
+        on_retry=causes.append,
+        on_request=lambda: requests.append(1),
+    )
     assert out == {"ok": 1} and causes == ["http_429", "http_5xx"] and len(requests) == 3
     assert sleeps[0] == 3.0 and 0.5 <= sleeps[1] <= 1.0  # Retry-After, then backoff 0.5·2¹·jitter∈[0.5, 1]
 
 
-@pytest.mark.parametrize("reply, cause", [((200, {}, b"{not json"), "bad_json"),
-                                          ((200, {"Content-Type": "text/html"}, b"<html>"), "content_type"),
-                                          ((404, {}, b"{}"), "http_4xx")])
+@pytest.mark.parametrize(
+    "reply, cause",
+    [
+        ((200, {}, b"{not json"), "bad_json"),
+        ((200, {"Content-Type": "text/html"}, b"<html>"), "content_type"),
+        ((404, {}, b"{}"), "http_4xx"),
+    ],
+)
 def test_final_failures_carry_their_cause_without_retry(server, reply, cause):
     url, script = server
     script.append(reply)

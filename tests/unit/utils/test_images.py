@@ -1,5 +1,6 @@
 """Transparent images are composited onto white (as qwen-vl-utils' ``to_rgb`` and vLLM do) in every path
 that turns an image into RGB: black strokes on a transparent canvas stay visible."""
+
 from __future__ import annotations
 
 import base64

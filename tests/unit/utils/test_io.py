@@ -15,5 +15,6 @@ def test_journal_corrupt_middle_line_is_an_error(tmp_path):
     p = tmp_path / "j.jsonl"
     p.write_text('{"id": 1}\nnot json\n{"id": 2}\n')
     import pytest
+
     with pytest.raises(ValueError, match="corrupt line 2"):
         Journal(p).read()

@@ -1,5 +1,6 @@
 """The offline WandbLogger does not set WANDB_MODE for the whole process: a user's WANDB_MODE (a sweep
 agent's online run) reaches the final report's wandb.init. No network: wandb.init is a fake."""
+
 from __future__ import annotations
 
 import os
@@ -33,15 +34,25 @@ def inits(monkeypatch):
     def init(**kw):
         calls.append({"kw": kw, "env": os.environ.get("WANDB_MODE")})
         return FakeRun()
+
     monkeypatch.setattr(wandb, "init", init)
     monkeypatch.setattr(wandb, "run", None, raising=False)
     return calls
 
 
 def _cfg(tmp_path):
-    return OmegaConf.create({"run_name": "t", "paths": {"logs": str(tmp_path)}, "logger": {
-        "_target_": "lightning.pytorch.loggers.WandbLogger", "project": "egt", "offline": True,
-        "save_dir": str(tmp_path)}})
+    return OmegaConf.create(
+        {
+            "run_name": "t",
+            "paths": {"logs": str(tmp_path)},
+            "logger": {
+                "_target_": "lightning.pytorch.loggers.WandbLogger",
+                "project": "egt",
+                "offline": True,
+                "save_dir": str(tmp_path),
+            },
+        }
+    )
 
 
 def _mode(call) -> str | None:

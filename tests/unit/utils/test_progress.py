@@ -1,4 +1,5 @@
 """Training progress as log lines where stderr is not a terminal (egt.utils.progress.ProgressLog)."""
+
 import logging
 import types
 
@@ -6,10 +7,18 @@ from egt.utils.progress import progress_callback
 
 
 def _trainer(done=0, metrics=None):
-    return types.SimpleNamespace(is_global_zero=True, num_training_batches=3, max_epochs=2, max_steps=-1,
-                                 fit_loop=types.SimpleNamespace(epoch_loop=types.SimpleNamespace(
-                                     batch_progress=types.SimpleNamespace(total=types.SimpleNamespace(completed=done)))),
-                                 callback_metrics=metrics or {})
+    return types.SimpleNamespace(
+        is_global_zero=True,
+        num_training_batches=3,
+        max_epochs=2,
+        max_steps=-1,
+        fit_loop=types.SimpleNamespace(
+            epoch_loop=types.SimpleNamespace(
+                batch_progress=types.SimpleNamespace(total=types.SimpleNamespace(completed=done))
+            )
+        ),
+        callback_metrics=metrics or {},
+    )
 
 
 def test_one_line_per_interval_and_at_the_end(caplog):

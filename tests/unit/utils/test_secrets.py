@@ -1,5 +1,6 @@
 """egt.utils.secrets and egt.utils.http.Endpoint: what is redacted and how, credentials sent where they belong,
 Hydra's files and a wandb run written without a secret (the CLI run: tests/integration/test_distill.py)."""
+
 import base64
 import json
 import logging
@@ -40,15 +41,28 @@ def log_redaction():
 
 def test_redact_keys_urls_text_and_env_references(env):
     secrets.remember(env["EGT_T_BODY"], "EGT_T_BODY")
-    tree = {"base_url": "http://me:pw@h/v1", "api_key_env": "EGT_T_KEY", "max_tokens": 8, "pad_token": "<pad>",
-            "headers": {"X-Key": "k", "Accept": "json"}, "token": 7, "creds": {"password": "x"},
-            "extra_body": {"top_k": 5, "meta": env["EGT_T_BODY"], "api_key": "${oc.env:EGT_T_KEY}"},
-            "overrides": ["a.extra_body.api_key=lit-123456", "a.extra_headers.X-Key=k2", "a.max_tokens=8"]}
+    tree = {
+        "base_url": "http://me:pw@h/v1",
+        "api_key_env": "EGT_T_KEY",
+        "max_tokens": 8,
+        "pad_token": "<pad>",
+        "headers": {"X-Key": "k", "Accept": "json"},
+        "token": 7,
+        "creds": {"password": "x"},
+        "extra_body": {"top_k": 5, "meta": env["EGT_T_BODY"], "api_key": "${oc.env:EGT_T_KEY}"},
+        "overrides": ["a.extra_body.api_key=lit-123456", "a.extra_headers.X-Key=k2", "a.max_tokens=8"],
+    }
     assert secrets.redact(tree) == {
-        "base_url": "http://***@h/v1", "api_key_env": "EGT_T_KEY", "max_tokens": 8, "pad_token": "<pad>",
-        "headers": {"X-Key": "***", "Accept": "json"}, "token": "***", "creds": {"password": "***"},
+        "base_url": "http://***@h/v1",
+        "api_key_env": "EGT_T_KEY",
+        "max_tokens": 8,
+        "pad_token": "<pad>",
+        "headers": {"X-Key": "***", "Accept": "json"},
+        "token": "***",
+        "creds": {"password": "***"},
         "extra_body": {"top_k": 5, "meta": "${oc.env:EGT_T_BODY}", "api_key": "${oc.env:EGT_T_KEY}"},
-        "overrides": ["a.extra_body.api_key=***", "a.extra_headers.X-Key=***", "a.max_tokens=8"]}
+        "overrides": ["a.extra_body.api_key=***", "a.extra_headers.X-Key=***", "a.max_tokens=8"],
+    }
     text = f"failed: {{'api_key': 'abc'}} sent {env['EGT_T_BODY']} to https://u:p@x.org/v1?password=pw2"
     assert secrets.redact_text(text) == "failed: {'api_key': '***'} sent *** to https://***@x.org/v1?password=***"
     sweep = r"#0 : t.base_url=http\://u\:p@h\:9/v1 t.api_key=k1,k2,t.seed=1"  # as Hydra's launcher logs it
@@ -56,8 +70,12 @@ def test_redact_keys_urls_text_and_env_references(env):
 
 
 def test_config_container_keeps_variable_names_and_keys_hash_names_not_values(env, monkeypatch):
-    cfg = OmegaConf.create({"judge": {"extra_headers": {"X-Org": "${oc.env:EGT_T_HDR}"}, "api_key": "lit-abcdef"},
-                            "paths": {"home": "${oc.env:EGT_T_KEY}"}})
+    cfg = OmegaConf.create(
+        {
+            "judge": {"extra_headers": {"X-Org": "${oc.env:EGT_T_HDR}"}, "api_key": "lit-abcdef"},
+            "paths": {"home": "${oc.env:EGT_T_KEY}"},
+        }
+    )
     out = secrets.config_container(cfg)
     assert out["judge"] == {"extra_headers": {"X-Org": "${oc.env:EGT_T_HDR}"}, "api_key": "***"}
     assert out["paths"]["home"] == env["EGT_T_KEY"]  # outside request extras and secret keys: resolved
@@ -68,17 +86,32 @@ def test_config_container_keeps_variable_names_and_keys_hash_names_not_values(en
 
 
 def test_register_config_remembers_what_a_config_holds_or_names(env):
-    cfg = OmegaConf.create({"t": {"api_key_env": "EGT_T_KEY", "extra_headers_env": {"X-A": "EGT_T_HDR"},
-                                  "extra_body": {"m": "${oc.env:EGT_T_BODY}"}, "password": "lit-pw-123456"},
-                            "hydra": {"overrides": {"task": ["t.base_url=http://u:pw-987654@h/v1"]}}})
+    cfg = OmegaConf.create(
+        {
+            "t": {
+                "api_key_env": "EGT_T_KEY",
+                "extra_headers_env": {"X-A": "EGT_T_HDR"},
+                "extra_body": {"m": "${oc.env:EGT_T_BODY}"},
+                "password": "lit-pw-123456",
+            },
+            "hydra": {"overrides": {"task": ["t.base_url=http://u:pw-987654@h/v1"]}},
+        }
+    )
     secrets.register_config(cfg)
     line = " ".join([*env.values(), "lit-pw-123456", "pw-987654"])
     assert secrets.redact_text(line) == " ".join(["***"] * 5)
 
 
 def test_endpoint_sends_credentials_where_they_belong_and_reads_variables_per_request(env, monkeypatch, caplog):
-    ep = Endpoint("http://bob:p%40ss@h:8/v1/", "distill.teacher", "EGT_T_KEY", {"X-Org": "o"},
-                  {"X-Api-Key": "EGT_T_HDR"}, {"top_k": 5}, {"user_token": "EGT_T_BODY"})
+    ep = Endpoint(
+        "http://bob:p%40ss@h:8/v1/",
+        "distill.teacher",
+        "EGT_T_KEY",
+        {"X-Org": "o"},
+        {"X-Api-Key": "EGT_T_HDR"},
+        {"top_k": 5},
+        {"user_token": "EGT_T_BODY"},
+    )
     assert ep.base_url == "http://h:8/v1"
     basic = "Basic " + base64.b64encode(b"bob:p@ss").decode()
     assert ep.headers() == {"Authorization": basic, "X-Org": "o", "X-Api-Key": env["EGT_T_HDR"]}
@@ -100,11 +133,25 @@ def test_endpoint_sends_credentials_where_they_belong_and_reads_variables_per_re
 
 def test_teacher_public_config_is_unchanged_by_credentials_and_names_its_variables(env):
     plain = OpenAITeacher("http://h/v1", "m", api_key_env="EGT_T_KEY").public_config()
-    assert set(plain) == {"name", "version", "base_url", "model", "template", "system_prompt", "temperature",
-                          "max_tokens", "seed", "extra_body"}  # as before extras existed: old keys stay valid
+    assert set(plain) == {
+        "name",
+        "version",
+        "base_url",
+        "model",
+        "template",
+        "system_prompt",
+        "temperature",
+        "max_tokens",
+        "seed",
+        "extra_body",
+    }  # as before extras existed: old keys stay valid
     assert OpenAITeacher("http://u:pw@h/v1", "m", api_key_env=None).public_config() == plain
-    t = OpenAITeacher("http://h/v1", "m", extra_body={"api_key": "lit-123456", "top_k": 5},
-                      extra_headers_env={"X-Api-Key": "EGT_T_HDR"})
+    t = OpenAITeacher(
+        "http://h/v1",
+        "m",
+        extra_body={"api_key": "lit-123456", "top_k": 5},
+        extra_headers_env={"X-Api-Key": "EGT_T_HDR"},
+    )
     public = t.public_config()
     assert public["extra_body"] == {"api_key": "***", "top_k": 5}
     assert public["extra_headers_env"] == {"X-Api-Key": "EGT_T_HDR"} and "lit-123456" not in json.dumps(public)
@@ -112,10 +159,18 @@ def test_teacher_public_config_is_unchanged_by_credentials_and_names_its_variabl
 
 def test_open_extras_compose_from_the_command_line():
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[
-            "distill/teacher=openai", "distill.teacher.base_url=http://h/v1", "distill.teacher.model=m",
-            "distill.teacher.extra_body={k: v, n: {a: 1}}", "distill.teacher.extra_headers.X-Org=o",
-            "reward/judge=http", "reward.judge.extra_headers_env={X-Api-Key: MY_VAR}"])
+        cfg = compose(
+            "config",
+            overrides=[
+                "distill/teacher=openai",
+                "distill.teacher.base_url=http://h/v1",
+                "distill.teacher.model=m",
+                "distill.teacher.extra_body={k: v, n: {a: 1}}",
+                "distill.teacher.extra_headers.X-Org=o",
+                "reward/judge=http",
+                "reward.judge.extra_headers_env={X-Api-Key: MY_VAR}",
+            ],
+        )
     assert OmegaConf.to_container(cfg.distill.teacher.extra_body) == {"k": "v", "n": {"a": 1}}
     assert cfg.distill.teacher.extra_headers == {"X-Org": "o"}
     assert cfg.reward.judge.extra_headers_env == {"X-Api-Key": "MY_VAR"}
@@ -136,12 +191,22 @@ def test_log_records_and_exceptions_are_redacted(env, log_redaction, caplog):
 
 def test_hydra_callback_writes_hydra_files_and_multirun_yaml_redacted(tmp_path, env):
     (tmp_path / "multirun.yaml").write_text("hydra:\n  overrides:\n    task: [t.api_key=lit-multirun-1]\n")
-    cfg = OmegaConf.create({
-        "t": {"base_url": "http://u:pw-123456@h/v1",
-              "extra_body": {"api_key": "lit-body-123", "m": "${oc.env:EGT_T_BODY}"}},
-        "hydra": {"mode": "RunMode.MULTIRUN", "output_subdir": None, "runtime": {"output_dir": str(tmp_path / "0")},
-                  "sweep": {"dir": str(tmp_path)}, "job": {"override_dirname": "t.api_key=lit-dirname-1"},
-                  "overrides": {"task": ["t.extra_body.api_key=lit-body-123"]}}})
+    cfg = OmegaConf.create(
+        {
+            "t": {
+                "base_url": "http://u:pw-123456@h/v1",
+                "extra_body": {"api_key": "lit-body-123", "m": "${oc.env:EGT_T_BODY}"},
+            },
+            "hydra": {
+                "mode": "RunMode.MULTIRUN",
+                "output_subdir": None,
+                "runtime": {"output_dir": str(tmp_path / "0")},
+                "sweep": {"dir": str(tmp_path)},
+                "job": {"override_dirname": "t.api_key=lit-dirname-1"},
+                "overrides": {"task": ["t.extra_body.api_key=lit-body-123"]},
+            },
+        }
+    )
     secrets.RedactSecrets().on_job_start(cfg)
     files = {p.name: p.read_text() for p in tmp_path.rglob("*.yaml")}
     assert set(files) == {"config.yaml", "hydra.yaml", "overrides.yaml", "multirun.yaml"}
@@ -157,10 +222,22 @@ def test_wandb_offline_run_holds_no_secret(tmp_path, env, monkeypatch):
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setattr(sys, "argv", [sys.argv[0], "t.base_url=http://u:pw-argv-77@h/v1", "t.api_key=lit-argv-1"])
-    cfg = OmegaConf.create({"run_name": "secrets", "logger": {
-        "_target_": "lightning.pytorch.loggers.WandbLogger", "project": "egt", "offline": True,
-        "save_dir": str(tmp_path)}, "t": {"api_key_env": "EGT_T_KEY", "extra_body": {"m": "${oc.env:EGT_T_BODY}"},
-                                         "base_url": "http://u:pw-argv-77@h/v1"}})
+    cfg = OmegaConf.create(
+        {
+            "run_name": "secrets",
+            "logger": {
+                "_target_": "lightning.pytorch.loggers.WandbLogger",
+                "project": "egt",
+                "offline": True,
+                "save_dir": str(tmp_path),
+            },
+            "t": {
+                "api_key_env": "EGT_T_KEY",
+                "extra_body": {"m": "${oc.env:EGT_T_BODY}"},
+                "base_url": "http://u:pw-argv-77@h/v1",
+            },
+        }
+    )
     secrets.register_config(cfg)
     logger = make_logger(cfg, "test")
     close_logger(logger, "success")
