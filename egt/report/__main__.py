@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from egt.report.experiments import experiment_tables, failed_jobs
+from egt.report.methods import cost_table
 from egt.report.results import find_results
 from egt.report.sweep_figures import write_fig2, write_fig4
 from egt.sweep import load_jobs
@@ -49,6 +50,9 @@ def write_report(
         else []
     )
     tables += experiment_tables(jobs)
+    cost = cost_table(jobs)
+    if cost is not None:
+        tables.append(("methods_cost", cost))
     for bench in benchmarks_of(results):
         tables.append((f"{bench}_categories", category_table(results, bench)))
         diag = diagnostics_table(results, bench)

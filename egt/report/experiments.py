@@ -69,6 +69,28 @@ EXPERIMENTS = (
         sft_row="SFT",
     ),
     Experiment(
+        "methods",
+        "method",
+        (
+            ("full_rl", "Full RL"),
+            ("random", "Random"),
+            ("accuracy", "Accuracy"),
+            ("egt", "EGT (answer entropy)"),
+            ("egt_sentence_fallback", "EGT (sentence_fallback)"),
+            ("pass_rate", "Pass-rate band"),
+            ("pass_rate_weighted", "Pass-rate band + difficulty weights"),
+            ("difficulty_prior", "Difficulty prior (two stages, hints)"),
+            ("zero_variance", "Zero-variance filter, all data"),
+            ("bis", "BIS analogue"),
+            ("confident_learning", "Confident learning"),
+            ("unifiedreward_think", "UnifiedReward-Think (RFT + incorrect)"),
+            ("egt_zero_variance", "EGT + zero-variance filter"),
+        ),
+        "Data-efficient training methods (issue 35; conf/method): the same SFT judge, RL pool and RL budget "
+        "in optimizer steps.",
+        sft_row="SFT",
+    ),
+    Experiment(
         "fig4",
         "selection.fraction",
         (),

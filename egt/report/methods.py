@@ -1,0 +1,115 @@
+"""The methods comparison's cost table (issue 35): what each data-efficient training method kept and spent.
+
+Rows are the values of the ``method`` override a sweep varies (``experiment=methods`` /
+``methods_quick``: ``conf/method/<name>.yaml``); the accuracy table beside it is
+:data:`egt.report.experiments.EXPERIMENTS`'s ``methods`` entry. Per row, the mean over the row's jobs
+(± sd where several seeds ran) of, from each job's ``job.json`` stage summaries:
+
+- **kept**: samples RL trains on (select ``n_selected``) and the pool (``n_pool``);
+- **flipped / ambiguous kept**: the share of the kept samples whose label the synthetic world flipped, or
+  whose pair it made ambiguous (select ``flipped_kept`` / ``n_selected``), beside the pool's rate
+  (``flipped_rate``); only in the synthetic world (elsewhere "–");
+- **probe outputs / probe s**: the judge's outputs the selection read (n × probed samples) and the probe
+  stage's seconds when it was computed (select ``probe_draws``, ``probe_seconds``);
+- **rft kept / rft s**: trajectories rejection sampling kept and its fine-tuning seconds (the ``rft``
+  stage, UnifiedReward-Think's recipe; "–" for the others);
+- **RL prompts / RL s**: prompts rolled out (refills of an online filter included: RL ``prompts_generated``,
+  else optimizer-step rollouts × batch) and RL's training seconds (``train_seconds``);
+- **method s**: probe + rft + RL seconds: what the method costs beyond the SFT judge every method shares.
+
+Seconds are those of the run that computed the artifact (a reused artifact keeps its own), on the
+machine that ran it: compare rows of one sweep, not across machines.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+from egt.report.experiments import EXPERIMENTS, Experiment, cells
+from egt.report.tables import Column, Table, build_table
+
+__all__ = ["COST_COLUMNS", "cost_row", "cost_table"]
+
+COST_COLUMNS = (
+    Column("n_selected", "Kept", scale=1, digits=0, best=None),
+    Column("kept_fraction", "Kept %", digits=1, best=None),
+    Column("flipped_kept_rate", "Flipped kept %", digits=1, best="min"),
+    Column("flipped_rate", "Flipped pool %", digits=1, best=None),
+    Column("ambiguous_kept_rate", "Ambiguous kept %", digits=1, best="min"),
+    Column("ambiguous_rate", "Ambiguous pool %", digits=1, best=None),
+    Column("probe_draws", "Probe outputs", scale=1, digits=0, best=None),
+    Column("probe_seconds", "Probe s", scale=1, digits=0, best=None),
+    Column("rft_kept", "RFT kept", scale=1, digits=0, best=None),
+    Column("rft_seconds", "RFT s", scale=1, digits=0, best=None),
+    Column("rl_prompts", "RL prompts", scale=1, digits=0, best=None),
+    Column("rl_seconds", "RL s", scale=1, digits=0, best=None),
+    Column("method_seconds", "Method s", scale=1, digits=0, best="min"),
+)
+
+
+def _summary(job: dict[str, Any], stage: str) -> dict[str, Any]:
+    return ((job.get("stages") or {}).get(stage) or {}).get("summary") or {}
+
+
+def _ratio(a: Any, b: Any) -> Optional[float]:
+    return None if a is None or not b else float(a) / float(b)
+
+
+def cost_row(job: dict[str, Any]) -> dict[str, Optional[float]]:
+    """One job's cost and kept-set figures (the keys of :data:`COST_COLUMNS`; None where not known).
+
+    >>> job = {"stages": {"select": {"summary": {"n_selected": 20, "n_pool": 100, "flipped_kept": 2,
+    ...        "flipped_rate": 0.1, "probe_draws": 800, "probe_seconds": 30.0}},
+    ...        "rl": {"summary": {"prompts_generated": 64, "train_seconds": 12.5}}}}
+    >>> r = cost_row(job)
+    >>> r["kept_fraction"], r["flipped_kept_rate"], r["rl_prompts"], r["method_seconds"]
+    (0.2, 0.1, 64.0, 42.5)
+    """
+    sel, rl, rft = _summary(job, "select"), _summary(job, "rl"), _summary(job, "rft")
+    kept = sel.get("n_selected")
+    prompts = rl.get("prompts_generated")
+    if prompts is None and rl.get("steps") is not None and rl.get("batch_size") is not None:
+        prompts = rl["steps"] * rl["batch_size"]
+    seconds = [sel.get("probe_seconds"), rft.get("train_seconds"), rl.get("train_seconds")]
+    known = [float(s) for s in seconds if s is not None]
+    return {
+        "n_selected": None if kept is None else float(kept),
+        "kept_fraction": _ratio(kept, sel.get("n_pool")),
+        "flipped_kept_rate": _ratio(sel.get("flipped_kept"), kept),
+        "flipped_rate": sel.get("flipped_rate"),
+        "ambiguous_kept_rate": _ratio(sel.get("ambiguous_kept"), kept),
+        "ambiguous_rate": sel.get("ambiguous_rate"),
+        "probe_draws": sel.get("probe_draws"),
+        "probe_seconds": sel.get("probe_seconds"),
+        "rft_kept": rft.get("n_kept"),
+        "rft_seconds": rft.get("train_seconds"),
+        "rl_prompts": None if prompts is None else float(prompts),
+        "rl_seconds": rl.get("train_seconds"),
+        "method_seconds": sum(known) if known else None,
+    }
+
+
+def methods_experiment() -> Experiment:
+    return next(e for e in EXPERIMENTS if e.name == "methods")
+
+
+def cost_table(jobs: Sequence[dict[str, Any]], exp: Optional[Experiment] = None) -> Optional[Table]:
+    """The cost table of the jobs that vary ``method`` (None when none did)."""
+    exp = exp or methods_experiment()
+    groups = cells(jobs, exp)
+    if not groups:
+        return None
+    labels = dict(exp.rows)
+    rows = [(labels.get(v, v), [cost_row(j) for j in js]) for v, js in groups.items()]
+    table = build_table(
+        rows,
+        COST_COLUMNS,
+        row_header="Method",
+        caption="Methods: what each kept and what it cost beyond the shared SFT judge (seconds on the machine "
+        "that computed each artifact; mean ± sd over seeds).",
+    )
+    table.notes.append(
+        "Flipped / ambiguous: labels the synthetic world flipped or pairs it made ambiguous, as a share of the "
+        "kept samples and of the pool. Method s = probe + rft + RL seconds."
+    )
+    return table

@@ -1,0 +1,61 @@
+"""The methods comparison's cost table (egt.report.methods) from hand-made job.json records."""
+
+import pytest
+
+from egt.report.methods import cost_row, cost_table
+from egt.report.tables import to_markdown
+
+
+def _job(method, seed, kept, flipped, draws, probe_s, prompts, rl_s, rft=None):
+    stages = {
+        "select": {
+            "summary": {
+                "n_selected": kept,
+                "n_pool": 100,
+                "flipped_kept": flipped,
+                "flipped_rate": 0.2,
+                "ambiguous_kept": 0,
+                "ambiguous_rate": 0.1,
+                "probe_draws": draws,
+                "probe_seconds": probe_s,
+            }
+        },
+        "rl": {"summary": {"prompts_generated": prompts, "train_seconds": rl_s}},
+    }
+    if rft:
+        stages["rft"] = {"summary": {"n_kept": rft[0], "train_seconds": rft[1]}}
+    return {"overrides": [f"method={method}", f"rl.seed={seed}"], "status": "completed", "stages": stages}
+
+
+def test_a_row_per_method_in_the_papers_order_with_means_over_seeds():
+    jobs = [
+        _job("pass_rate", 0, 40, 2, 800, 80.0, 64, 10.0),
+        _job("egt", 0, 15, 1, 100, 10.0, 64, 12.0),
+        _job("egt", 1, 15, 2, 100, 10.0, 64, 14.0),
+        _job("unifiedreward_think", 0, 10, 6, 800, 80.0, 64, 10.0, rft=(50, 30.0)),
+    ]
+    t = cost_table(jobs)
+    assert [r.label for r in t.rows] == [
+        "EGT (answer entropy)",
+        "Pass-rate band",
+        "UnifiedReward-Think (RFT + incorrect)",
+    ]
+    col = {c.key: i for i, c in enumerate(t.columns)}
+    egt, band, urt = t.rows
+    assert egt.cells[col["flipped_kept_rate"]].mean == pytest.approx((1 / 15 + 2 / 15) / 2)
+    assert egt.cells[col["rl_seconds"]].mean == pytest.approx(13.0)
+    assert egt.cells[col["rl_seconds"]].sd == pytest.approx(2**0.5)
+    assert egt.cells[col["method_seconds"]].mean == pytest.approx(23.0)  # probe 10 + RL 13
+    assert band.cells[col["rft_kept"]].mean is None  # no rft stage: "–"
+    assert urt.cells[col["method_seconds"]].mean == pytest.approx(80 + 30 + 10)
+    assert "| UnifiedReward-Think (RFT + incorrect) | 10 |" in to_markdown(t)
+
+
+def test_no_method_sweep_no_table():
+    assert cost_table([{"overrides": ["selection=entropy"], "status": "completed", "stages": {}}]) is None
+
+
+def test_outside_the_synthetic_world_noise_columns_are_unknown():
+    row = cost_row({"stages": {"select": {"summary": {"n_selected": 5, "n_pool": 10}}}})
+    assert row["kept_fraction"] == 0.5
+    assert row["flipped_kept_rate"] is None and row["method_seconds"] is None
