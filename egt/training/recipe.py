@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,7 @@ def fit(
     **trainer_args: Any,
 ) -> dict[str, Any]:
     """Train ``module`` (whose ``.model`` is the network saved) and return the stage's summary:
-    ``summarize(trainer, resumed)``, ``params_in_sync``, then rank 0's ``finish(trainer, logger, state)``.
+    ``summarize(trainer, resumed)``, ``train_seconds`` (the fit's wall seconds), ``params_in_sync``, then rank 0's ``finish(trainer, logger, state)``.
 
     ``checkpoint``: the ``last.ckpt`` a killed attempt resumes from; ``before_fit(trainer, logger)``: the
     stage's last checks and wiring once both exist; ``trainer_args``: the stage's ``L.Trainer`` keywords.
@@ -96,8 +97,11 @@ def fit(
         resumed = checkpoint.exists()
         if resumed:
             log.info("[%s] resuming from %s", stage, checkpoint)
+        t0 = time.perf_counter()
         trainer.fit(module, train, val, ckpt_path=str(checkpoint) if resumed else None)
         summary = summarize(trainer, resumed)
+        # the fit's wall seconds (this attempt's only, when it resumed): the cost a comparison reports
+        summary["train_seconds"] = round(time.perf_counter() - t0, 2)
         state = distributed.full_state_dict(trainer, module.model)  # collective under ZeRO-3
         summary["params_in_sync"] = distributed.check_in_sync(
             module.model, stage, sharded=getattr(trainer.strategy, "zero_stage_3", False)
