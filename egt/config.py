@@ -198,6 +198,8 @@ class ProbeConfig:
     shard_size: int = MISSING  # samples per resumable shard
     bins: int = MISSING  # entropy bins of Figure 2
     both_orders: bool = MISSING  # probe again with the responses swapped (<column>_swapped); entropy=answer_debiased
+    # record p("1"), p("2") at each draw's answer token (egt.probe.answer_probs); selection=bis, confident_learning
+    answer_probs: bool = MISSING
 
 
 @dataclass
