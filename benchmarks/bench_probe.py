@@ -62,7 +62,7 @@ def _run(variant: str, model, encoder, batch, new_tokens: int, chunk: int):
 
     stops = stop_token_ids(model, encoder.tokenizer)
     if variant in ENTROPY_FROM:
-        return ENTROPY_FROM[variant](model, encoder, batch, stops, new_tokens, 0.0, None, chunk)
+        return ENTROPY_FROM[variant](model, encoder, batch, stops, new_tokens, 0.0, None, chunk)[:3]
     config = generation_config(
         new_tokens, 0.0, encoder.tokenizer.pad_token_id, suppress_ids=multimodal_token_ids(encoder.processor)
     )

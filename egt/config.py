@@ -198,6 +198,8 @@ class ProbeConfig:
     shard_size: int = MISSING  # samples per resumable shard
     bins: int = MISSING  # entropy bins of Figure 2
     both_orders: bool = MISSING  # probe again with the responses swapped (<column>_swapped); entropy=answer_debiased
+    # record p("1"), p("2") at each draw's answer token (egt.probe.answer_probs); selection=bis, confident_learning
+    answer_probs: bool = MISSING
 
 
 @dataclass
@@ -542,19 +544,29 @@ def _validate_probe_select(cfg: DictConfig) -> None:
 
 def _validate_selection_probe(cfg: DictConfig) -> None:
     """The selection method's needs of the probe (``Selection.check_probe``: e.g. selection=pass_rate needs
-    several sampled outputs per sample). An outside table (probe.table_path) is not checked here."""
+    several sampled outputs per sample; ``Selection.probe_settings``: e.g. selection=bis reads the columns
+    of probe.answer_probs=true). An outside table (probe.table_path) is not checked here."""
     method = cfg.selection.get("method")
     if method is None or cfg.probe.table_path or "_target_" not in method:
         return
+    from hydra.errors import InstantiationException
+
     from egt.components import build
     from egt.select.methods import Selection
 
     try:
-        fix = build(method, Selection, "selection.method").check_probe(int(cfg.probe.n), float(cfg.probe.temperature))
-    except (ImportError, TypeError, ValueError) as exc:
+        built = build(method, Selection, "selection.method")
+        fix = built.check_probe(int(cfg.probe.n), float(cfg.probe.temperature))
+    except (ImportError, TypeError, ValueError, InstantiationException) as exc:  # a bad argument, cleanlab missing
         raise ConfigError(f"selection.method: {exc}") from exc
-    if fix:
-        raise ConfigError(fix)
+    wrong = {k: v for k, v in (built.probe_settings or {}).items() if cfg.probe.get(k) != v}
+    need = " ".join(f"probe.{k}={str(v).lower()}" for k, v in wrong.items())
+    columns = (
+        f"selection={cfg.selection.name} reads probe columns that need {need}: "
+        f"write selection={cfg.selection.name} {need}"
+    )
+    if fix or wrong:
+        raise ConfigError("; and ".join(m for m in (fix, columns if wrong else None) if m))
 
 
 def _validate_entropy_probe(cfg: DictConfig) -> None:

@@ -31,6 +31,8 @@ NEEDS_ARGS = {
     ("data", "r1_reward_rl"): [f"data.path={CONF.parent / 'tests' / 'fixtures' / 'r1_reward_rl'}"],
     ("entropy", "answer_debiased"): ["probe.both_orders=true"],
     ("selection", "pass_rate"): ["probe.n=8", "probe.temperature=1.0"],
+    ("selection", "bis"): ["probe.n=8", "probe.temperature=1.0", "probe.answer_probs=true"],
+    ("selection", "confident_learning"): ["probe.answer_probs=true"],
 }
 
 

@@ -21,6 +21,8 @@ token entropy over the tokens inside ``<think>…</think>``
 reasoning; with n > 1 the mean over the outputs that have reasoning.
 ``probe.both_orders`` (``entropy=answer_debiased``) probes each sample a second
 time with its responses swapped and adds ``<column>_swapped`` (:data:`SWAPPED`).
+``probe.answer_probs`` adds the probability the judge put on each answer digit at each draw's answer
+token (:mod:`egt.probe.answer_probs`, :data:`ANSWER_PROB_COLUMNS`).
 
 Work is cut into shards of consecutive samples, each written atomically as
 its own parquet file, so a killed probe resumes from its last finished shard;
@@ -54,6 +56,7 @@ from egt.probe.entropy import (
     sentence_entropy,
     span_entropy,
 )
+from egt.probe.answer_probs import answer_digit_ids, answer_prob_columns, draw_answer_probs, logprobs_at
 from egt.probe.locate import answer_token_index, reasoning_token_range
 from egt.utils.atomic import write_parquet_atomic
 from egt.utils.conf import to_container
@@ -70,6 +73,9 @@ SWAPPED = (
     "correct_score",
     "output",
 )
+# columns probe.answer_probs adds (egt.probe.answer_probs): per draw [p("1"), p("2")] at the answer token, their
+# means over the draws that have them, and the sample's source (for per-source selections: selection=bis)
+ANSWER_PROB_COLUMNS = ("answer_probs", "p_answer_1", "p_label", "source")
 Shard = tuple[int, int]
 
 
@@ -142,6 +148,14 @@ def teacher_forced_entropy(
     ``batch`` is the left-padded prompt batch (input_ids [B, T]), ``new`` [B, G]
     the generated ids; token j is predicted from the hidden state at T + j − 1.
     """
+    hidden, head = forced_hidden(model, batch, new)  # [B, G, H]
+    return chunked_entropy_from_hidden(hidden, head, mask, chunk)  # [B, G]
+
+
+@torch.no_grad()
+def forced_hidden(model: Any, batch: dict[str, torch.Tensor], new: torch.Tensor) -> tuple[torch.Tensor, Any]:
+    """The final hidden state that predicted each generated token [B, G, H] (one forward pass over prompt +
+    ``new``), and the output head."""
     B, T = batch["input_ids"].shape
     G = new.shape[1]
     inputs = dict(batch)
@@ -151,7 +165,7 @@ def teacher_forced_entropy(
         if k not in ("input_ids", "attention_mask") and v.dim() == 2 and v.shape == (B, T):
             inputs[k] = torch.cat([v, torch.zeros(B, G, dtype=v.dtype, device=v.device)], 1)
     hidden, head = last_hidden_and_head(model, inputs)  # [B, T+G, H]
-    return chunked_entropy_from_hidden(hidden[:, T - 1 : T + G - 1], head, mask, chunk)  # [B, G]
+    return hidden[:, T - 1 : T + G - 1], head
 
 
 @torch.no_grad()
@@ -162,9 +176,12 @@ def generation_entropy(
     max_new_tokens: int = 128,
     temperature: float = 0.0,
     sampling: dict[str, Any] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    answer_ids: Sequence[int] = (),
+) -> tuple[torch.Tensor, ...]:
     """Generated ids [B, G] and the entropy of the distribution each was drawn from [B, G], read while
-    generating (``probe.entropy_from=generate``): no second pass.
+    generating (``probe.entropy_from=generate``): no second pass. With ``answer_ids`` (K ids) a third
+    tensor [B, G, K]: their log-probabilities under each step's full softmax of the raw logits
+    (``probe.answer_probs``; only K values a step are kept).
 
     A forward hook on the output head sends the last position's logits of every decoding step (the raw
     model logits, before any logits processor: what ``generate(output_logits=True)`` returns) through
@@ -177,6 +194,8 @@ def generation_entropy(
     whatever generate fed them (pad): the caller masks them.
     """
     steps: list[torch.Tensor] = []
+    picked: list[torch.Tensor] = []  # [B, K] a step, with answer_ids
+    cols = torch.tensor(list(answer_ids), dtype=torch.long)
     scratch: list[Any] = []  # (vocab_block, buffers), made at the first step and reused by every step
 
     def record(module: Any, args: Any, out: torch.Tensor) -> None:
@@ -184,6 +203,9 @@ def generation_entropy(
         if not scratch:
             scratch.extend(entropy_scratch(*last.shape, last.device))
         steps.append(logits_entropy(last, *scratch))  # [B]
+        if len(cols):
+            z = last.float()  # [B, V]
+            picked.append(z[:, cols.to(z.device)] - torch.logsumexp(z, -1, keepdim=True))  # [B, K]
 
     handle = model.get_output_embeddings().register_forward_hook(record)
     try:
@@ -195,6 +217,8 @@ def generation_entropy(
             f"the output head ran {len(steps)} times for {new.shape[1]} new tokens: this model's "
             "generate does not score one position per step; use probe.entropy_from=teacher_forced"
         )
+    if len(cols):
+        return new, torch.stack(steps, 1), torch.stack(picked, 1)  # [B, G], [B, G], [B, G, K]
     return new, torch.stack(steps, 1)  # [B, G]
 
 
@@ -207,12 +231,18 @@ def _generate_then_score(
     temperature: float,
     sampling: dict[str, Any] | None,
     chunk: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    answer_ids: Sequence[int] = (),
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """probe.entropy_from=teacher_forced: generate, then :func:`teacher_forced_entropy`.
-    → new ids, generated mask, entropy [B, G] each"""
+    → new ids, generated mask, entropy [B, G] each; with ``answer_ids`` (K) their log-probs [B, G, K] where
+    the generated token is one of them (:func:`egt.probe.answer_probs.logprobs_at`; NaN elsewhere), else None"""
     new = generate_batch(model, encoder, batch, max_new_tokens, temperature, sampling)  # [B, G]
     mask = generated_mask(new, stops)  # [B, G]
-    return new, mask, teacher_forced_entropy(model, batch, new, mask, chunk)
+    if not answer_ids:
+        return new, mask, teacher_forced_entropy(model, batch, new, mask, chunk), None
+    hidden, head = forced_hidden(model, batch, new)  # [B, G, H]
+    at = mask & torch.isin(new, torch.tensor(list(answer_ids), device=new.device))  # [B, G]
+    return new, mask, chunked_entropy_from_hidden(hidden, head, mask, chunk), logprobs_at(hidden, head, at, answer_ids)
 
 
 def _score_while_generating(
@@ -224,11 +254,13 @@ def _score_while_generating(
     temperature: float,
     sampling: dict[str, Any] | None,
     chunk: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """probe.entropy_from=generate: :func:`generation_entropy`.  → new, mask, entropy [B, G] (0 off the mask)"""
-    new, ent = generation_entropy(model, encoder, batch, max_new_tokens, temperature, sampling)
+    answer_ids: Sequence[int] = (),
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """probe.entropy_from=generate: :func:`generation_entropy`.  → new, mask, entropy [B, G] (0 off the mask),
+    and with ``answer_ids`` their log-probs at every step [B, G, K] (else None)"""
+    new, ent, *logp = generation_entropy(model, encoder, batch, max_new_tokens, temperature, sampling, answer_ids)
     mask = generated_mask(new, stops)
-    return new, mask, ent * mask
+    return new, mask, ent * mask, logp[0] if logp else None
 
 
 # probe.entropy_from (egt.choices.EntropyFrom) → how a batch's outputs and their token entropies are made
@@ -250,18 +282,21 @@ def probe_batch(
     chunk: int = 2048,
     sampling: dict[str, Any] | None = None,
     entropy_from: str = "teacher_forced",
+    answer_probs: bool = False,
 ) -> list[dict[str, Any]]:
     """One probe row per sample (see the module docstring); ``sampling`` is ``probe.generation``
-    (:func:`egt.eval.generation.generate_batch`), ``entropy_from`` a key of :data:`ENTROPY_FROM`."""
+    (:func:`egt.eval.generation.generate_batch`), ``entropy_from`` a key of :data:`ENTROPY_FROM`;
+    ``answer_probs`` adds :data:`ANSWER_PROB_COLUMNS` (:mod:`egt.probe.answer_probs`)."""
     tok = encoder.tokenizer
     device = next(model.parameters()).device
     batch = prompt_batch(encoder, samples, device)
     stops = stop_token_ids(model, tok)
     draws: list[list[dict[str, Any]]] = [[] for _ in samples]
+    digits = answer_digit_ids(tok) if answer_probs else ()
     for _ in range(n):
-        new, mask, ent = ENTROPY_FROM[entropy_from](
-            model, encoder, batch, stops, max_new_tokens, temperature, sampling, chunk
-        )  # [B, G] each
+        new, mask, ent, logp = ENTROPY_FROM[entropy_from](
+            model, encoder, batch, stops, max_new_tokens, temperature, sampling, chunk, digits
+        )  # [B, G] each; logp [B, G, 2] or None
         lengths = mask.sum(1).tolist()
         texts, where, spans = [], [], []
         for i, length in enumerate(lengths):
@@ -274,6 +309,7 @@ def probe_batch(
         s = sentence_entropy(ent, mask).tolist()
         start, end = (torch.tensor(c, device=ent.device) for c in zip(*spans))
         r = span_entropy(ent, start, end).tolist()
+        probs = draw_answer_probs(logp, new, where, digits) if answer_probs else [None] * len(samples)
         for i in range(len(samples)):
             draws[i].append(
                 {
@@ -284,12 +320,13 @@ def probe_batch(
                     "len": lengths[i],
                     "fmt": format_ok(texts[i]),
                     "text": texts[i],
+                    "p": probs[i],
                 }
             )
-    return [_row(sample, d) for sample, d in zip(samples, draws)]
+    return [_row(sample, d, answer_probs) for sample, d in zip(samples, draws)]
 
 
-def _row(sample: dict[str, Any], draws: list[dict[str, Any]]) -> dict[str, Any]:
+def _row(sample: dict[str, Any], draws: list[dict[str, Any]], answer_probs: bool = False) -> dict[str, Any]:
     label = int(sample["label"])
     answered = [d["a"] for d in draws if math.isfinite(d["a"])]
     reasoned = [d["r"] for d in draws if not math.isnan(d["r"])]
@@ -313,6 +350,8 @@ def _row(sample: dict[str, Any], draws: list[dict[str, Any]]) -> dict[str, Any]:
         "category": sample.get("category"),
     }
     row.update(meta)
+    if answer_probs:
+        row.update(answer_prob_columns([d["p"] for d in draws], label), source=sample.get("source"))
     if "true_label" in meta:
         row["true_score"] = sum(d["answer"] == int(meta["true_label"]) for d in draws) / len(draws)
     return row
@@ -335,6 +374,7 @@ def probe_shards(
     sampling: dict[str, Any] | None = None,
     both_orders: bool = False,
     entropy_from: str = "teacher_forced",
+    answer_probs: bool = False,
 ) -> dict[str, int]:
     """Probe every shard not yet on disk; each finished shard is one atomic parquet write.
 
@@ -342,7 +382,7 @@ def probe_shards(
     rank-split probe gives the same rows as one uninterrupted process.
     ``both_orders`` probes the shard again with the responses swapped (:func:`egt.data.schema.swap_sample`)
     after the shown order, adding the :data:`SWAPPED` columns; the shown-order columns are the rows a
-    probe without it writes.
+    probe without it writes. ``answer_probs`` adds :data:`ANSWER_PROB_COLUMNS` (shown order only).
     """
     was_training = model.training
     model.eval()
@@ -363,7 +403,16 @@ def probe_shards(
                     samples = list(dataset.select(range(start, min(start + batch_size, shard[1]))))
                     if order == "shown":
                         rows += probe_batch(
-                            model, encoder, samples, n, temperature, max_new_tokens, chunk, sampling, entropy_from
+                            model,
+                            encoder,
+                            samples,
+                            n,
+                            temperature,
+                            max_new_tokens,
+                            chunk,
+                            sampling,
+                            entropy_from,
+                            answer_probs,
                         )
                     else:
                         swapped += probe_batch(
@@ -413,6 +462,7 @@ def probe_rows(
             sampling=to_container(p.generation),
             both_orders=bool(p.get("both_orders", False)),
             entropy_from=str(p.get("entropy_from", "teacher_forced")),
+            answer_probs=bool(p.get("answer_probs", False)),
         )
 
 

@@ -44,6 +44,9 @@ class Selection(ABC):
     name = "selection"
     sized = True  # False: keeps every candidate whatever k / fraction / percentile say
     filters = False  # True: may return a subset; with no size set, every sample that passes is kept
+    # probe.* values the columns this method reads need, e.g. {"answer_probs": True} (checked by
+    # egt.config.validate with check_probe; the message names the keys to write)
+    probe_settings: dict = {}
 
     @abstractmethod
     def rank(self, table: pd.DataFrame, scores: np.ndarray, seed: int) -> np.ndarray:  # [M] indices
@@ -53,6 +56,11 @@ class Selection(ABC):
         """What to set when the probe's ``n`` outputs per sample at ``temperature`` cannot serve this method
         (checked by egt.config.validate before any stage); None when they can."""
         return None
+
+    def stats(self) -> dict:
+        """What the last ``rank`` found beyond the kept ids (e.g. how many samples a filter flagged), as JSON
+        scalars for the select stage's summary; ``{}`` unless a method records some (in ``self._stats``)."""
+        return dict(getattr(self, "_stats", {}))
 
 
 class EntropySelection(Selection):

@@ -5,7 +5,7 @@ ids in epoch 0's order, shuffle_each_epoch, seed, scores, method, curriculum).
 Cheap, so its key is the probe's key plus the entropy / selection / curriculum
 config: ``-m entropy=answer,sentence,mix`` probes once and selects three ways.
 In the synthetic world the summary says how many flipped / ambiguous samples
-were kept and dropped.
+were kept and dropped; a method's own findings (``Selection.stats``: e.g. ``cl_flagged``) join it.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
                 seed=s.seed,
                 curriculum_seed=cfg.curriculum.seed,
             )
-            summary = summarize(table, sel, score) | probe_cost(table, probe.get("summary") or {})
+            summary = summarize(table, sel, score) | method.stats() | probe_cost(table, probe.get("summary") or {})
             write_json_atomic(art.path / "selection.json", sel)
             log.info(format_summary(summary))
             logger = make_logger(cfg, "select")
@@ -87,7 +87,9 @@ def summary_line(summary: dict[str, Any]) -> str:
         else ""
     )
     cost = f"; probe {s['probe_draws']:,} outputs, {s.get('probe_seconds')} s" if "probe_draws" in s else ""
-    return f"kept {s['n_selected']:,} of {s.get('n_pool', '?'):,} by {s.get('method')} on {s.get('score')}{noise}{cost}"
+    by = f"{s['method_title']} ({s.get('method')})" if "method_title" in s else s.get("method")
+    flagged = f", {s['cl_flagged']} flagged" if "cl_flagged" in s else ""
+    return f"kept {s['n_selected']:,} of {s.get('n_pool', '?'):,} by {by}{flagged} on {s.get('score')}{noise}{cost}"
 
 
 # Settings of the online curriculum (egt.select.online): the RL stage reads them, the selection.json of
@@ -143,6 +145,11 @@ def format_summary(s: dict[str, Any]) -> str:
         f"kept {s['n_selected']} of {s['n_pool']} (mean score kept {s['score_kept_mean']}, "
         f"dropped {s['score_dropped_mean']}; accuracy of kept {s['accuracy_kept']})"
     ]
+    extra = {k: v for k, v in s.items() if k.startswith(("bis_", "cl_"))}  # the method's own (Selection.stats)
+    if extra:
+        lines.append(
+            f"[select]   {s.get('method_title', s['method'])}: " + ", ".join(f"{k} {v}" for k, v in extra.items())
+        )
     if "flipped_kept" in s:
         for name in ("flipped", "ambiguous", "noisy"):
             lines.append(

@@ -98,3 +98,63 @@ def test_pass_rate_band_probe_select_rl(first_run, art):
     assert sel.get("n_candidates", len(table)) == len(band) and summary["summary"]["probe_draws"] == 8 * 16
     assert "by pass_rate on difficulty" in out and "probe 128 outputs" in out
     assert done(art, "rl")
+
+
+ANSWER_PROBS_PROBE = ["probe.n=2", "probe.temperature=1.0", "probe.answer_probs=true", "probe.limit=16"]
+
+
+def _select_dir(art, method):
+    return next(d for d in done(art, "select") if json.loads((d / "selection.json").read_text())["method"] == method)
+
+
+def test_bis_analogue_probe_select_rl(first_run, art):
+    """selection=bis: a probe with answer-token probabilities (its own key), the BIS analogue per source,
+    one RL step. The summary names the analogue and counts what it could not score."""
+    out = cli(
+        art,
+        *QUICK,
+        "stages=[probe,select,rl]",
+        "logger=none",
+        "probe.shard_size=24",
+        "selection=bis",
+        *ANSWER_PROBS_PROBE,
+        "rl.max_steps=1",
+        "rl.eval_n=0",
+    )
+    probe = next(p for p in done(art, "probe") if "p_label" in pd.read_parquet(p / "probe.parquet"))
+    table = pd.read_parquet(probe / "probe.parquet")
+    assert len(table) == 16 and {"answer_probs", "p_answer_1", "p_label", "source"} <= set(table.columns)
+    assert all(len(d) == 2 and len(p) == 2 for d in table["answer_probs"] for p in d)
+    sel_dir = _select_dir(art, "bis")
+    sel, summary = (json.loads((sel_dir / f).read_text()) for f in ("selection.json", "_SUCCESS.json"))
+    s = summary["summary"]
+    assert s["method_title"] == "BIS analogue" and s["bis_alpha"] == 0.05 and s["probe_draws"] == 32
+    assert sum(s["bis_kept_per_source"].values()) == len(sel["ids"]) == s["n_selected"] > 0
+    assert s["bis_unscored"] + len(table) >= len(sel["ids"]) and "flipped_rate" in s and "ambiguous_kept" in s
+    assert "by BIS analogue (bis)" in out and "flipped kept" in out
+    assert done(art, "rl")
+
+
+def test_confident_learning_probe_select_rl(first_run, art):
+    """selection=confident_learning on the same probe (reused: same key), one RL step; the summary gives the
+    number flagged and the samples without pred_probs, which together with the kept make the pool."""
+    pytest.importorskip("cleanlab")
+    out = cli(
+        art,
+        *QUICK,
+        "stages=[probe,select,rl]",
+        "logger=none",
+        "probe.shard_size=24",
+        "selection=confident_learning",
+        *ANSWER_PROBS_PROBE,
+        "rl.max_steps=1",
+        "rl.eval_n=0",
+    )
+    assert "[probe] computing artifact" not in out  # the bis test's probe
+    sel_dir = _select_dir(art, "confident_learning")
+    sel, summary = (json.loads((sel_dir / f).read_text()) for f in ("selection.json", "_SUCCESS.json"))
+    s = summary["summary"]
+    assert s["cl_filter_by"] == "prune_by_noise_rate" and s["cl_pred_probs"] == "answer_token"
+    assert s["cl_flagged"] + len(sel["ids"]) == s["n_pool"] == 16 and 0 <= s["cl_no_pred_probs"] <= 16
+    assert "cl_flagged" in out and "flipped kept" in out
+    assert done(art, "rl")

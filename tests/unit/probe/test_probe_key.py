@@ -33,6 +33,13 @@ def test_both_orders_is_in_the_key_only_when_true():
     assert _conf("probe.both_orders=true")["both_orders"] is True
 
 
+def test_answer_probs_is_in_the_key_only_when_true():
+    """The existing probe keys (greedy and sampled) stay what they were when the option is off."""
+    for probe in ((), ("probe.n=4", "probe.temperature=1.0")):
+        assert "answer_probs" not in _conf(*probe) and _conf(*probe, "probe.answer_probs=false") == _conf(*probe)
+        assert _conf(*probe, "probe.answer_probs=true") == {**_conf(*probe), "answer_probs": True}
+
+
 def test_entropy_from_is_in_the_key_only_when_not_the_default():
     assert "entropy_from" not in _conf() and _conf("probe.entropy_from=teacher_forced") == _conf()
     assert _conf("probe.entropy_from=generate")["entropy_from"] == "generate"

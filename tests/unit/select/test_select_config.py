@@ -53,3 +53,22 @@ def test_k_overrides_the_default_fraction():
     validate(_cfg("selection.k=2500"))
     validate(_cfg("selection=all", "selection.fraction=null"))
     validate(_cfg("probe.n=4", "probe.temperature=1.0"))
+
+
+def test_bis_and_confident_learning_say_which_probe_settings_they_need():
+    with pytest.raises(
+        ConfigError, match=r"probe.n=2 probe.temperature=1.0.*write selection=bis probe.answer_probs=true"
+    ):
+        validate(_cfg("selection=bis"))
+    with pytest.raises(ConfigError, match=r"^selection=bis reads .*write selection=bis probe.answer_probs=true$"):
+        validate(_cfg("selection=bis", "probe.n=4", "probe.temperature=1.0"))
+    validate(_cfg("selection=bis", "probe.n=4", "probe.temperature=1.0", "probe.answer_probs=true"))
+    pytest.importorskip("cleanlab")
+    with pytest.raises(ConfigError, match="write selection=confident_learning probe.answer_probs=true"):
+        validate(_cfg("selection=confident_learning"))
+    validate(_cfg("selection=confident_learning", "probe.answer_probs=true"))
+    validate(
+        _cfg("selection=confident_learning", "selection.method.pred_probs=draws", "probe.n=2", "probe.temperature=1")
+    )
+    with pytest.raises(ConfigError, match="(?s)selection.method: .*filter_by must be one of"):
+        validate(_cfg("selection=confident_learning", "probe.answer_probs=true", "selection.method.filter_by=x"))
