@@ -82,7 +82,8 @@ def fit(
     **trainer_args: Any,
 ) -> dict[str, Any]:
     """Train ``module`` (whose ``.model`` is the network saved) and return the stage's summary:
-    ``summarize(trainer, resumed)``, ``train_seconds`` (the fit's wall seconds), ``params_in_sync``, then rank 0's ``finish(trainer, logger, state)``.
+    ``summarize(trainer, resumed)``, ``train_seconds`` (the fit's wall seconds), ``params_in_sync``, then
+    rank 0's ``finish(trainer, logger, state)``.
 
     ``checkpoint``: the ``last.ckpt`` a killed attempt resumes from; ``before_fit(trainer, logger)``: the
     stage's last checks and wiring once both exist; ``trainer_args``: the stage's ``L.Trainer`` keywords.
