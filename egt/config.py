@@ -645,8 +645,8 @@ def _validate_two_stage(cfg: DictConfig) -> None:
 
     try:
         order = build(cfg.curriculum.order, Curriculum, "curriculum.order")
-    except (ImportError, TypeError, ValueError) as exc:
-        raise ConfigError(f"curriculum.order: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - Hydra wraps the class's own message: pass it on
+        raise ConfigError(f"curriculum.order: {exc.__cause__ or exc}") from exc
     score = (cfg.entropy.get("score") or {}).get("_target_")
     sampled = cfg.probe.table_path or (cfg.probe.n >= 2 and cfg.probe.temperature > 0)
     if not (score and issubclass(get_class(str(score)), Difficulty) and sampled):
