@@ -165,9 +165,9 @@ def build_messages(sample: Mapping[str, Any], template: str = "short") -> list[d
     >>> m = build_messages({"images": [0, 0], "query": "q", "response_1": "a", "response_2": "b"})
     >>> [c["type"] for c in m[0]["content"]], m[0]["role"]
     (['image', 'image', 'text'], 'user')
-    >>> build_messages({"query": "q", "response_1": "a", "response_2": "b", "hint": "Hint: hard."}, "minimal")[0][
-    ...     "content"][-1]["text"].endswith("[Response 2]\nb\nHint: hard.")
-    True
+    >>> m = build_messages({"query": "q", "response_1": "a", "response_2": "b", "hint": "Hint: hard."}, "minimal")
+    >>> m[0]["content"][-1]["text"].splitlines()[-2:]
+    ['b', 'Hint: hard.']
     """
     images = sample.get("images")
     if images is None:
