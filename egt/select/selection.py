@@ -102,20 +102,15 @@ def select(
     order = curriculum.first_epoch(ids, scores[kept], kept, curriculum_seed)
     kept = kept[order]
     stages = curriculum.stages(table["id"].to_numpy()[kept], scores[kept])  # None unless epochs differ
-    return (
-        {
-            "ids": [str(i) for i in table["id"].to_numpy()[kept]],
-            "shuffle_each_epoch": curriculum.shuffle_each_epoch,
-            "seed": int(curriculum_seed),
-            "scores": {str(i): _json_score(s) for i, s in zip(table["id"].to_numpy()[kept], scores[kept])},
-            "method": method.name,
-            "curriculum": curriculum.name,
-            "score": score.name,
-            "band": band if method.sized else None,
-            "n_pool": int(len(table)),
-        }
-        | ({"n_candidates": int(len(ranking))} if len(ranking) < len(table) else {})
-        | (  # a filtering method
-            {"stages": stages} if stages is not None else {}
-        )
-    )
+    out = {
+        "ids": [str(i) for i in table["id"].to_numpy()[kept]],
+        "shuffle_each_epoch": curriculum.shuffle_each_epoch,
+        "seed": int(curriculum_seed),
+        "scores": {str(i): _json_score(s) for i, s in zip(table["id"].to_numpy()[kept], scores[kept])},
+        "method": method.name,
+        "curriculum": curriculum.name,
+        "score": score.name,
+        "band": band if method.sized else None,
+        "n_pool": int(len(table)),
+    } | ({"n_candidates": int(len(ranking))} if len(ranking) < len(table) else {})  # a filtering method
+    return out | ({"stages": stages} if stages is not None else {})
