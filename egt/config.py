@@ -109,6 +109,9 @@ class DataConfig:
     on_bad_sample: OnBadSample = MISSING
     randomize_order: bool = MISSING
     template: Template = MISSING  # the judge prompt
+    # a difficulty hint appended to the prompt of RL's hard samples in stage 2 of curriculum=two_stage (null:
+    # none); never in evaluation, probing or SFT prompts. In the RL key only when set (not the data key)
+    hints: Optional[str] = MISSING
     # per training pool, each source's share: {sft_pool: {weights: {name: w}, counts: {name: n}, size: N}}
     # (egt.data.mixture); unset = every kept row once. In the data key only when set.
     mix: dict = field(default_factory=dict)
@@ -479,6 +482,7 @@ def validate(cfg: DictConfig) -> None:
     _validate_entropy_probe(cfg)
     _validate_selection_probe(cfg)
     _validate_online(cfg)
+    _validate_two_stage(cfg)
     _validate_eval(cfg)
     _validate_rl(cfg)
     _validate_trainer(cfg)
@@ -614,6 +618,61 @@ def _validate_online(cfg: DictConfig) -> None:
         raise ConfigError(
             "selection.online=true re-selects from the probed pool: it needs a sized selection "
             "(selection=entropy, not all) made by the select stage (rl.selection_path unset)"
+        )
+
+
+def _is_two_stage(cfg: DictConfig) -> bool:
+    target = (cfg.curriculum.get("order") or {}).get("_target_")
+    if not target:
+        return False
+    from hydra.utils import get_class
+
+    from egt.select.two_stage import TwoStage
+
+    try:
+        return issubclass(get_class(str(target)), TwoStage)
+    except Exception:  # noqa: BLE001 - building it reports a bad _target_ with its own message
+        return False
+
+
+def _validate_two_stage(cfg: DictConfig) -> None:
+    """curriculum=two_stage (egt.select.two_stage) and data.hints: the split needs pass rates, stage 2 needs
+    epochs, and a hint is only ever added by that curriculum."""
+    hints = cfg.data.get("hints")
+    two_stage = _is_two_stage(cfg)
+    if hints is not None and (not isinstance(hints, str) or not hints.strip()):
+        raise ConfigError(f"data.hints={hints!r}: write the hint's text, e.g. data.hints='Hint: …', or null for none")
+    if hints is not None and not two_stage:
+        raise ConfigError(
+            f"data.hints is added to the hard samples of curriculum=two_stage's second stage only; with "
+            f"curriculum={cfg.curriculum.name} it would change nothing: write curriculum=two_stage or data.hints=null"
+        )
+    if not two_stage:
+        return
+    from hydra.utils import get_class
+
+    from egt.components import build
+    from egt.select.curriculum import Curriculum
+    from egt.select.scores import Difficulty
+
+    try:
+        order = build(cfg.curriculum.order, Curriculum, "curriculum.order")
+    except Exception as exc:  # noqa: BLE001 - Hydra wraps the class's own message: pass it on
+        raise ConfigError(f"curriculum.order: {exc.__cause__ or exc}") from exc
+    score = (cfg.entropy.get("score") or {}).get("_target_")
+    sampled = cfg.probe.table_path or (cfg.probe.n >= 2 and cfg.probe.temperature > 0)
+    if not (score and issubclass(get_class(str(score)), Difficulty) and sampled):
+        raise ConfigError(
+            f"curriculum=two_stage splits the kept samples by their pass rate over sampled probe outputs "
+            f"(entropy=difficulty; now entropy={cfg.entropy.name}, probe.n={cfg.probe.n}): write "
+            "selection=pass_rate probe.n=8 probe.temperature=1.0"
+        )
+    e1 = order.stage1_epochs
+    if cfg.rl.epochs <= e1:
+        raise ConfigError(
+            f"curriculum=two_stage trains curriculum.order.stage1_epochs={e1} epoch(s) on the moderate samples, "
+            f"then the rest of rl.epochs on all of them; rl.epochs={cfg.rl.epochs} leaves no second stage: "
+            f"write rl.epochs={e1 + 1} (or more)"
         )
 
 

@@ -33,6 +33,7 @@ NEEDS_ARGS = {
     ("selection", "pass_rate"): ["probe.n=8", "probe.temperature=1.0"],
     ("selection", "bis"): ["probe.n=8", "probe.temperature=1.0", "probe.answer_probs=true"],
     ("selection", "confident_learning"): ["probe.answer_probs=true"],
+    ("curriculum", "two_stage"): ["selection=pass_rate", "probe.n=8", "probe.temperature=1.0", "rl.epochs=2"],
 }
 
 

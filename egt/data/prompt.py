@@ -158,16 +158,23 @@ def build_messages(sample: Mapping[str, Any], template: str = "short") -> list[d
 
     ``sample`` needs ``query``, ``response_1``, ``response_2`` and ``images`` (a list)
     or ``image`` (one). The image objects themselves are passed to the processor
-    separately; the turn only holds ``{"type": "image"}`` placeholders.
+    separately; the turn only holds ``{"type": "image"}`` placeholders. A sample field ``hint`` (a
+    difficulty hint: RL's stage-2 hard samples under ``curriculum=two_stage``, ``data.hints``) is appended
+    to the text on a line of its own; no schema field is called ``hint``, so no data set sets it.
 
     >>> m = build_messages({"images": [0, 0], "query": "q", "response_1": "a", "response_2": "b"})
     >>> [c["type"] for c in m[0]["content"]], m[0]["role"]
     (['image', 'image', 'text'], 'user')
+    >>> m = build_messages({"query": "q", "response_1": "a", "response_2": "b", "hint": "Hint: hard."}, "minimal")
+    >>> m[0]["content"][-1]["text"].splitlines()[-2:]
+    ['b', 'Hint: hard.']
     """
     images = sample.get("images")
     if images is None:
         images = [] if sample.get("image") is None else [sample["image"]]
     text = build_user_text(sample["query"], sample["response_1"], sample["response_2"], template)
+    if sample.get("hint"):  # set only on RL's stage-2 hard samples (egt.select.two_stage.HintedRows)
+        text = f"{text}\n{sample['hint']}"
     content: list[dict] = [{"type": "image"} for _ in images]
     content.append({"type": "text", "text": text})
     return [{"role": "user", "content": content}]

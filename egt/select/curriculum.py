@@ -42,6 +42,11 @@ class Curriculum(ABC):
     def first_epoch(self, ids: np.ndarray, scores: np.ndarray, data_pos: np.ndarray, seed: int) -> np.ndarray:
         """Indices into ``ids`` in epoch 0's order.  ([K], [K], [K]) → [K]"""
 
+    def stages(self, ids: np.ndarray, scores: np.ndarray) -> dict[str, Any] | None:
+        """What ``selection.json`` records beside the order when epochs see different samples (None: every
+        epoch sees them all); :class:`egt.select.two_stage.TwoStage` overrides it.  ([K], [K]) → dict"""
+        return None
+
 
 class Ascending(Curriculum):
     """Low to high entropy score, every epoch (the paper)."""
@@ -92,19 +97,32 @@ class CurriculumSampler(ResumableSampler):
         return super().order(epoch)
 
 
-def make_sampler(selection: dict[str, Any], n: int | None = None) -> CurriculumSampler:
+def make_sampler(selection: dict[str, Any], n: int | None = None, hinted: bool = False) -> CurriculumSampler:
     """The sampler for a ``selection.json`` dict; ``n`` (the RL data set's length) is checked
-    against the selection so a data set built from other ids fails loudly."""
+    against the selection so a data set built from other ids fails loudly. A two-stage selection
+    (``stages``) gives a :class:`egt.select.two_stage.TwoStageSampler`; ``hinted``: its stage-2 hard rows
+    as ``n + i`` (:class:`egt.select.two_stage.HintedRows`)."""
     k = len(selection["ids"])
     if n is not None and n != k:
         raise ValueError(
             f"the RL data set has {n} rows but the selection holds {k} ids: build it from "
             "selection['ids'] in that order"
         )
-    return CurriculumSampler(k, seed=int(selection["seed"]), shuffle=bool(selection["shuffle_each_epoch"]))
+    seed, shuffle = int(selection["seed"]), bool(selection["shuffle_each_epoch"])
+    stages = selection.get("stages")
+    if stages is None:
+        return CurriculumSampler(k, seed=seed, shuffle=shuffle)
+    from egt.select.two_stage import TwoStageSampler
+
+    row = {str(i): r for r, i in enumerate(selection["ids"])}
+    unknown = [i for i in stages["hard"] if str(i) not in row]
+    if unknown:
+        raise ValueError(f"selection stages.hard names {len(unknown)} ids not in its ids (e.g. {unknown[:3]})")
+    hard = [row[str(i)] for i in stages["hard"]]
+    return TwoStageSampler(k, hard, int(stages["stage1_epochs"]), hinted=hinted, seed=seed, shuffle=shuffle)
 
 
 def epoch_ids(selection: dict[str, Any], epoch: int) -> list[str]:
-    """The ids in the order RL sees them in ``epoch``."""
+    """The ids in the order RL sees them in ``epoch`` (a hinted row is its sample's id)."""
     ids: Sequence[str] = selection["ids"]
-    return [ids[i] for i in make_sampler(selection).order(epoch)]
+    return [ids[i % len(ids)] for i in make_sampler(selection).order(epoch)]

@@ -92,7 +92,8 @@ def select(
     seed: int = 0,
     curriculum_seed: int = 0,
 ) -> dict[str, Any]:
-    """The ``selection.json`` dict: ids in epoch 0's order, their scores, how to reshuffle."""
+    """The ``selection.json`` dict: ids in epoch 0's order, their scores, how to reshuffle (and, for a
+    curriculum whose epochs see different samples, ``stages``: :mod:`egt.select.two_stage`)."""
     scores = score(table)  # [N]
     ranking = np.asarray(method.rank(table, scores, seed), dtype=np.int64)  # [M ≤ N] candidates, best first
     size = selection_size(scores[ranking], k, fraction, percentile_p) if method.sized else len(ranking)
@@ -100,7 +101,8 @@ def select(
     ids = table["id"].to_numpy()[kept]
     order = curriculum.first_epoch(ids, scores[kept], kept, curriculum_seed)
     kept = kept[order]
-    return {
+    stages = curriculum.stages(table["id"].to_numpy()[kept], scores[kept])  # None unless epochs differ
+    out = {
         "ids": [str(i) for i in table["id"].to_numpy()[kept]],
         "shuffle_each_epoch": curriculum.shuffle_each_epoch,
         "seed": int(curriculum_seed),
@@ -111,3 +113,4 @@ def select(
         "band": band if method.sized else None,
         "n_pool": int(len(table)),
     } | ({"n_candidates": int(len(ranking))} if len(ranking) < len(table) else {})  # a filtering method
+    return out | ({"stages": stages} if stages is not None else {})

@@ -31,11 +31,12 @@ OUTSIDE_KEYS = {
 def key_config(cfg: DictConfig) -> dict[str, Any]:
     """What the data set depends on: the config, and for outside sources a content fingerprint of
     each file (and of its image folder), so a file changed under the same path is not reused stale.
-    ``data.num_proc`` is not in it (same rows), nor an unset ``data.mix``."""
+    ``data.num_proc`` is not in it (same rows), nor an unset ``data.mix``, nor ``data.hints`` (RL's prompts,
+    in the RL key)."""
     conf = {
         k: v
         for k, v in to_container(cfg.data).items()
-        if k not in ("mix", "num_proc") and not (k in OUTSIDE_KEYS and v == OUTSIDE_KEYS[k])
+        if k not in ("mix", "num_proc", "hints") and not (k in OUTSIDE_KEYS and v == OUTSIDE_KEYS[k])
     }
     from egt.data.mixture import active
 

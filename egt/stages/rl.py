@@ -39,6 +39,7 @@ from egt.select.methods import Selection
 from egt.select.online import OnlineCurriculumSampler, Reprobe
 from egt.select.reprobe import OnlineOrder, reprobe_settings
 from egt.select.scores import EntropyScore
+from egt.select.two_stage import HintedRows
 from egt.stages import data as data_stage
 from egt.stages.probe import key_config as probe_key
 from egt.training import recipe
@@ -80,17 +81,7 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     data, sft = pipe.get("data"), pipe.get("sft")
     rl_pool = data_stage.load(data)["rl_pool"]
     selection, select_key = load_selection(cfg, pipe)
-    conf = {k: v for k, v in to_container(cfg.rl).items() if k not in NOT_IN_KEY}
-    conf.update(
-        reward=config_container(cfg.reward),  # redacted: a judge's secrets as ***, variables by name
-        seed=rl_seed(cfg),
-        template=template_key(cfg.data.template),
-        on_bad_sample=cfg.data.on_bad_sample,
-        trainer=to_container(cfg.trainer),
-        dtype=cfg.model.dtype,
-        freeze_vision=cfg.model.freeze_vision,
-        **pixel_budget(cfg),
-    )
+    conf = key_config(cfg)
     sft_id = sft["key"]  # an outside model's key is its content fingerprint
     upstream = {"data": data["key"], "sft": sft_id, "select": select_key}
     reprobe = reprobe_settings(cfg)
@@ -117,6 +108,26 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
         "summary": art.summary,
         "model_path": str(art.path / "model"),
     }
+
+
+def key_config(cfg: DictConfig) -> dict[str, Any]:
+    """What RL's result depends on besides its upstream keys (the online curriculum adds its own):
+    ``cfg.rl`` less NOT_IN_KEY, the reward, seed, prompt template, model settings, and ``data.hints`` only
+    when set (the curriculum's stages are in the select key, upstream)."""
+    conf = {k: v for k, v in to_container(cfg.rl).items() if k not in NOT_IN_KEY}
+    conf.update(
+        reward=config_container(cfg.reward),  # redacted: a judge's secrets as ***, variables by name
+        seed=rl_seed(cfg),
+        template=template_key(cfg.data.template),
+        on_bad_sample=cfg.data.on_bad_sample,
+        trainer=to_container(cfg.trainer),
+        dtype=cfg.model.dtype,
+        freeze_vision=cfg.model.freeze_vision,
+        **pixel_budget(cfg),
+    )
+    if cfg.data.get("hints") is not None:  # unset, the key is the one from before hints existed
+        conf["hints"] = cfg.data.hints
+    return conf
 
 
 def summary_line(summary: dict[str, Any]) -> str:
@@ -197,12 +208,15 @@ def online_samples(
     return ordered_samples(rl_pool, {"ids": list(table["id"].astype(str))}, cfg), parts
 
 
-def _check_prompts(ds: Dataset, encoder: ChatEncoder, on_bad: str) -> tuple[Dataset, list[str]]:
-    """Fail (or skip, ``data.on_bad_sample=skip``) before training on prompts that cannot be encoded."""
+def _check_prompts(
+    ds: Dataset, encoder: ChatEncoder, on_bad: str, hint: str | None = None, hinted: frozenset = frozenset()
+) -> tuple[Dataset, list[str]]:
+    """Fail (or skip, ``data.on_bad_sample=skip``) before training on prompts that cannot be encoded; a
+    sample in ``hinted`` is checked with ``hint`` in its prompt (the longer one RL's stage 2 encodes)."""
     bad: list[str] = []
     for i, sample in enumerate(ds):
         try:
-            encoder.encode_prompt(sample)
+            encoder.encode_prompt({**sample, "hint": hint} if hint and sample["id"] in hinted else sample)
         except BadSampleError as e:
             if on_bad != "skip":
                 raise
@@ -229,19 +243,26 @@ def train(
     r = cfg.rl
     model, processor = load_for_training(model_path, cfg)
     encoder = ChatEncoder(processor, template=cfg.data.template, max_length=r.max_length, length_key="rl.max_length")
-    ds, skipped = _check_prompts(ds, encoder, cfg.data.on_bad_sample)
+    hints, stages = _two_stage(cfg, selection)
+    hard = frozenset(str(i) for i in stages["hard"]) if stages else frozenset()
+    ds, skipped = _check_prompts(ds, encoder, cfg.data.on_bad_sample, hints, hard)
     if skipped:
         gone = set(skipped)
         selection = {**selection, "ids": [i for i in selection["ids"] if i not in gone]}
+        if stages:
+            selection["stages"] = stages = {**stages, "hard": [i for i in stages["hard"] if i not in gone]}
     if len(ds) == 0 or not selection["ids"]:
         raise ConfigError("no selected sample can be encoded: nothing to train on")
+    if stages and len(stages["hard"]) >= len(selection["ids"]):
+        raise ConfigError("curriculum=two_stage: no moderate sample is left for stage 1 (lower curriculum.order.split)")
     ref = None
     if r.kl_coef > 0:  # the frozen reference is the starting (SFT) model
         ref = load_configured(model_path, cfg).eval().requires_grad_(False)
-    sampler, order = _sampler(cfg, out, ds, processor, selection, online)
+    sampler, order = _sampler(cfg, out, ds, processor, selection, online, hinted=bool(hints))
     local_batch = distributed.split_batch(r.batch_size)  # rl.batch_size prompts per rollout over all ranks
-    loader = DataLoader(ds, batch_size=local_batch, sampler=sampler, collate_fn=_as_list, num_workers=0)
-    opt_steps = _plan(r, len(ds), math.ceil(len(sampler) / local_batch))
+    rows = HintedRows(ds, hints) if hints else ds  # row len(ds) + i: row i with the hint (stage-2 hard rows)
+    loader = DataLoader(rows, batch_size=local_batch, sampler=sampler, collate_fn=_as_list, num_workers=0)
+    opt_steps = _plan(r, len(ds), _batches_per_epoch(sampler, r.epochs, local_batch), stages)
     module = RLModule.from_config(
         cfg,
         model,
@@ -280,6 +301,13 @@ def train(
         }
         if order is not None:
             summary.update(_reprobe_summary(order.summary(), _seconds_per_epoch(module.history)))
+        if stages:
+            summary.update(
+                stage1_samples=len(selection["ids"]) - len(stages["hard"]),
+                stage2_samples=len(selection["ids"]),
+                hard_samples=len(stages["hard"]),
+                hinted=bool(hints),
+            )
         return summary
 
     def finish(trainer: L.Trainer, logger: Any, state: dict | None) -> dict[str, Any]:
@@ -305,13 +333,43 @@ def train(
     )
 
 
+def _two_stage(cfg: DictConfig, selection: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
+    """(``data.hints``, the selection's ``stages``) of a two-stage curriculum (egt.select.two_stage), checked
+    against ``rl.epochs`` here too: a selection from ``rl.selection_path`` was not made by this config."""
+    hints, stages = cfg.data.get("hints"), selection.get("stages")
+    if hints and not stages:
+        raise ConfigError(
+            "data.hints is added to the hard samples of a two-stage selection's second stage, and this "
+            "selection has no stages: select with curriculum=two_stage, or write data.hints=null"
+        )
+    if stages and cfg.rl.epochs <= int(stages["stage1_epochs"]):
+        raise ConfigError(
+            f"the selection is two-stage with {stages['stage1_epochs']} stage-1 epoch(s): rl.epochs={cfg.rl.epochs} "
+            f"leaves no second stage; write rl.epochs={int(stages['stage1_epochs']) + 1} (or more)"
+        )
+    return hints, stages
+
+
+def _batches_per_epoch(sampler: Any, epochs: int, local_batch: int) -> list[int]:
+    """This rank's rollout batches in each epoch (a two-stage sampler's epochs differ in length)."""
+    sizes = [sampler.epoch_length(e) for e in range(epochs)] if hasattr(sampler, "epoch_length") else [len(sampler)]
+    return [math.ceil(n / local_batch) for n in sizes] * (1 if len(sizes) == epochs else epochs)
+
+
 def _sampler(
-    cfg: DictConfig, out: Path, ds: Dataset, processor: Any, selection: dict[str, Any], online: dict[str, Any] | None
+    cfg: DictConfig,
+    out: Path,
+    ds: Dataset,
+    processor: Any,
+    selection: dict[str, Any],
+    online: dict[str, Any] | None,
+    hinted: bool = False,
 ) -> tuple[Any, OnlineOrder | None]:
-    """This rank's sampler over ``ds``: the static curriculum's (egt.select.curriculum), or the online
-    one's with the :class:`OnlineOrder` that re-probes (its model and logger are set before fit)."""
+    """This rank's sampler over ``ds``: the static curriculum's (egt.select.curriculum; ``hinted``: a
+    two-stage one's stage-2 hard rows point into :class:`HintedRows`), or the online one's with the
+    :class:`OnlineOrder` that re-probes (its model and logger are set before fit)."""
     if online is None:
-        sampler, order = make_sampler(selection, len(ds)), None
+        sampler, order = make_sampler(selection, len(ds), hinted=hinted), None
     else:
         order = OnlineOrder(
             cfg,
@@ -331,10 +389,19 @@ def _sampler(
     return sampler.shard(distributed.rank(), distributed.world_size()), order
 
 
-def _plan(r: DictConfig, n: int, per_epoch: int) -> int:
-    """Log the run's size (``n`` samples, ``per_epoch`` rollout batches per epoch); returns its optimizer
-    steps (what ``rl.warmup_ratio`` is a fraction of)."""
-    rollouts = min(r.max_steps, per_epoch * r.epochs) if r.max_steps > 0 else per_epoch * r.epochs
+def _plan(r: DictConfig, n: int, per_epoch: list[int], stages: dict[str, Any] | None = None) -> int:
+    """Log the run's size (``n`` samples, ``per_epoch[e]`` rollout batches in epoch e); returns its optimizer
+    steps (what ``rl.warmup_ratio`` is a fraction of). A two-stage run whose ``rl.max_steps`` ends it
+    before stage 2 is refused."""
+    total = sum(per_epoch)
+    rollouts = min(r.max_steps, total) if r.max_steps > 0 else total
+    if stages:
+        stage1 = sum(per_epoch[: int(stages["stage1_epochs"])])
+        if rollouts <= stage1:
+            raise ConfigError(
+                f"rl.max_steps={r.max_steps} ends the run within curriculum=two_stage's first stage "
+                f"({stage1} rollout batches): write rl.max_steps={stage1 + 1} or more (or -1: every epoch)"
+            )
     opt_steps = rollouts * r.ppo_epochs * min(r.num_mini_batches, r.batch_size * r.group_size)
     if n % r.batch_size:
         log.info(
@@ -344,9 +411,9 @@ def _plan(r: DictConfig, n: int, per_epoch: int) -> int:
             n % r.batch_size,
         )
     log.info(
-        "[rl] %d samples, %d rollout batches/epoch × %d epochs (%d rollouts), G=%d, %d optimizer steps",
+        "[rl] %d samples, %s rollout batches/epoch × %d epochs (%d rollouts), G=%d, %d optimizer steps",
         n,
-        per_epoch,
+        per_epoch[0] if len(set(per_epoch)) == 1 else "/".join(map(str, per_epoch)),
         r.epochs,
         rollouts,
         r.group_size,

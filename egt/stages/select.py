@@ -127,6 +127,8 @@ def summarize(table: pd.DataFrame, sel: dict[str, Any], score: EntropyScore) -> 
         "no_answer_kept": int((kept & ~np.isfinite(table["answer_entropy"].to_numpy())).sum()),
         "accuracy_kept": round(float(table.loc[kept, "correct_score"].mean()), 4) if kept.any() else None,
     }
+    if "stages" in sel:  # curriculum=two_stage: stage 1 trains on the moderate ones only
+        out.update(hard_kept=len(sel["stages"]["hard"]), moderate_kept=int(kept.sum()) - len(sel["stages"]["hard"]))
     out.update(noise_breakdown(table, kept))
     return out
 
@@ -150,6 +152,8 @@ def format_summary(s: dict[str, Any]) -> str:
         lines.append(
             f"[select]   {s.get('method_title', s['method'])}: " + ", ".join(f"{k} {v}" for k, v in extra.items())
         )
+    if "hard_kept" in s:
+        lines.append(f"[select]   two stages: {s['moderate_kept']} moderate, then {s['hard_kept']} hard added")
     if "flipped_kept" in s:
         for name in ("flipped", "ambiguous", "noisy"):
             lines.append(

@@ -62,6 +62,8 @@ class Progress:
         elapsed = max(time.perf_counter() - self.t0, 1e-9)
         rate = self.done / elapsed
         left = f", {_clock((self.total - self.done) / rate)} left" if 0 < self.done < self.total else ""
+        if self.total <= 0:  # a total not known in advance (a loader without a length)
+            return f"{self.desc}: {self.done:,} {self.unit}, {rate:,.3g} {self.unit}/s"
         return (
             f"{self.desc}: {self.done:,}/{self.total:,} {self.unit} ({100 * self.done / self.total:.0f}%), "
             f"{rate:,.3g} {self.unit}/s{left}"
@@ -123,7 +125,7 @@ class ProgressLog:
         if p is None:
             return
         p.done += 1
-        if time.perf_counter() - p._last >= self.every or p.done >= p.total:
+        if time.perf_counter() - p._last >= self.every or 0 < p.total <= p.done:
             p._last = time.perf_counter()
             value = trainer.callback_metrics.get(self.metric) if self.metric else None
             self.out.info(p.line() + (f"; {self.metric} {float(value):.4g}" if value is not None else ""))

@@ -158,3 +158,44 @@ def test_confident_learning_probe_select_rl(first_run, art):
     assert s["cl_flagged"] + len(sel["ids"]) == s["n_pool"] == 16 and 0 <= s["cl_no_pred_probs"] <= 16
     assert "cl_flagged" in out and "flipped kept" in out
     assert done(art, "rl")
+
+
+def test_two_stage_curriculum_with_hints_probe_select_rl(first_run, art, tmp_path):
+    # The tiny model's sampled outputs never give the label (every pass rate is 0), so the pass rates come
+    # from an outside probe table: the greedy probe's rows with hand-set rates (k of 8 draws right).
+    table = pd.read_parquet(next(p for p in done(art, "probe")) / "probe.parquet").head(12)
+    table["correct_score"] = [k / 8 for k in (0, 1, 2, 3, 4, 5, 6, 7, 8, 3, 4, 6)]
+    table["n_samples"] = 8
+    table.to_parquet(tmp_path / "probe.parquet")
+    hint = "Hint: this comparison is hard; check each response's claims against the image carefully."
+    out = cli(
+        art,
+        *QUICK,
+        "stages=[probe,select,rl]",
+        "logger=none",
+        f"probe.table_path={tmp_path / 'probe.parquet'}",
+        "selection=pass_rate",
+        "probe.n=8",
+        "probe.temperature=1.0",
+        "curriculum=two_stage",
+        "rl.epochs=2",
+        f'data.hints="{hint}"',
+        "reward._target_=tests.helpers.rl_stub.ShortIsGood",
+        "rl.max_new_tokens=16",
+        "rl.eval_n=0",
+    )
+    rates = dict(zip(table["id"].astype(str), table["correct_score"]))
+    kept = sorted((1 - r, i) for i, r in rates.items() if 0.1 <= r <= 0.87)  # ascending difficulty, ties by id
+    ids = [i for _, i in kept]
+    moderate = [i for i in ids if rates[i] >= 0.5]
+    sel_dir = next(d for d in done(art, "select") if "stages" in json.loads((d / "selection.json").read_text()))
+    sel = json.loads((sel_dir / "selection.json").read_text())
+    assert sel["ids"] == ids and sel["stages"]["hard"] == [i for i in ids if rates[i] < 0.5]
+    assert len(moderate) == 5 and len(ids) == 9
+    (rl,) = [d for d in done(art, "rl") if json.loads((d / "_SUCCESS.json").read_text())["summary"].get("hinted")]
+    curves = json.loads((rl / "curves.json").read_text())["steps"]
+    by_epoch = {e: [i for s in curves if s["epoch"] == e for i in s["ids"]] for e in (0, 1)}
+    assert by_epoch == {0: moderate, 1: ids}  # stage 1: moderate only; stage 2: all, easy to hard
+    summary = json.loads((rl / "_SUCCESS.json").read_text())["summary"]
+    assert (summary["steps"], summary["stage1_samples"], summary["hard_samples"]) == (2 + 3, 5, 4)
+    assert "two stages: 5 moderate, then 4 hard added" in out and "2/3 rollout batches/epoch" in out

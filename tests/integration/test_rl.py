@@ -190,3 +190,38 @@ def test_killed_online_rl_resumes_with_the_same_order_and_model(base, selection,
     wa, wb = load_file(a / "model" / "model.safetensors"), load_file(b / "model" / "model.safetensors")
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+@pytest.mark.slow
+def test_killed_two_stage_rl_resumes_to_the_same_model(base, selection, tmp_path):
+    order = selection[1]
+    staged = tmp_path / "two_stage.json"  # stage 1: the first five; stage 2 adds the last two, hinted
+    staged.write_text(
+        json.dumps(
+            {"ids": order, "shuffle_each_epoch": False, "seed": 0, "stages": {"stage1_epochs": 1, "hard": order[5:]}}
+        )
+    )
+    args = [
+        *_args(base, (staged, order), "rl.epochs=2", "rl.checkpoint_every_n_steps=1", "rl.eval_n=0"),
+        "selection=pass_rate",
+        "probe.n=8",
+        "probe.temperature=1.0",
+        "curriculum=two_stage",
+        "data.hints='Hint: hard.'",
+    ]
+    killed, clean = _with_data(base, tmp_path / "killed"), _with_data(base, tmp_path / "clean")
+    kill_when(
+        cli(killed, *args, popen=True),
+        lambda: bool(list((killed / "rl").glob("*/checkpoints/last.ckpt"))),
+        killed,
+        "an RL checkpoint",
+    )
+    assert "[rl] resuming from" in cli(killed, *args)
+    cli(clean, *args)
+    (a,), (b,) = done(killed, "rl"), done(clean, "rl")
+    ca, cb = (json.loads((p / "curves.json").read_text())["steps"] for p in (a, b))
+    assert [s["ids"] for s in ca] == [s["ids"] for s in cb] == [order[:4], order[4:5], order[:4], order[4:]]
+    assert [s["examples"] for s in ca] == [s["examples"] for s in cb]  # the same completions were drawn
+    wa, wb = load_file(a / "model" / "model.safetensors"), load_file(b / "model" / "model.safetensors")
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6, msg=k)

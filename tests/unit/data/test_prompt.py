@@ -169,3 +169,12 @@ def test_format_target_and_normalise_output():
         "<think>a</think><think>b</think><answer>1</answer>",
     ]:
         assert normalise_output(raw) is None, raw
+
+
+def test_a_hint_is_appended_on_its_own_line_and_absent_without_one():
+    sample = {"query": "Q?", "response_1": "R one", "response_2": "R two"}
+    plain = build_user_text("Q?", "R one", "R two", template="minimal")
+    assert build_messages(sample, "minimal")[0]["content"][-1]["text"] == plain  # no hint field: as before
+    assert build_messages({**sample, "hint": None}, "minimal")[0]["content"][-1]["text"] == plain
+    hinted = build_messages({**sample, "hint": "Hint: hard."}, "minimal")[0]["content"][-1]["text"]
+    assert hinted == plain + "\nHint: hard."

@@ -36,6 +36,10 @@ def test_defaults_follow_the_paper():
         (["selection.percentile=0"], "percentile"),
         (["selection.fraction=null"], "needs a size"),
         (["selection.k=0"], "selection.k"),
+        (["curriculum=two_stage", "rl.epochs=2"], "write selection=pass_rate probe.n=8 probe.temperature=1.0"),
+        (["curriculum=two_stage", "selection=pass_rate", "probe.n=8", "probe.temperature=1.0"], "write rl.epochs=2"),
+        (["data.hints=Hint"], "write curriculum=two_stage or data.hints=null"),
+        (["curriculum=two_stage", "curriculum.order.split=0"], r"curriculum.order: .*split=0"),
     ],
 )
 def test_validation_messages(override, msg):
@@ -72,3 +76,17 @@ def test_bis_and_confident_learning_say_which_probe_settings_they_need():
     )
     with pytest.raises(ConfigError, match="(?s)selection.method: .*filter_by must be one of"):
         validate(_cfg("selection=confident_learning", "probe.answer_probs=true", "selection.method.filter_by=x"))
+
+
+def test_two_stage_with_pass_rates_and_a_second_stage_validates():
+    validate(_cfg("selection=pass_rate", "probe.n=8", "probe.temperature=1.0", "curriculum=two_stage", "rl.epochs=2"))
+    validate(
+        _cfg(
+            "selection=pass_rate",
+            "probe.n=8",
+            "probe.temperature=1.0",
+            "curriculum=two_stage",
+            "rl.epochs=2",
+            "data.hints='Hint: hard.'",
+        )
+    )
