@@ -28,6 +28,7 @@ REFERENCE = {
     "table5": "table5:low",
     "fig4": "fig4:1.0",
     "online": "online:static",
+    "methods": "methods:egt",  # issue 35: every method against EGT
 }
 
 

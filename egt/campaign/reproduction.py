@@ -16,7 +16,15 @@ import pandas as pd
 
 from egt.campaign.paired import ci_tables_markdown, fig2_ci, fig4_ci, load_cells, training_sets
 from egt.campaign.power import paired_difference
-from egt.campaign.verdict import SHARED, beyond_rows, claim_rows, superiority, verdict_markdown
+from egt.campaign.verdict import (
+    SHARED,
+    beyond_rows,
+    claim_rows,
+    method_rows,
+    methods_markdown,
+    superiority,
+    verdict_markdown,
+)
 from egt.select.noise import auroc, noise_at_fractions
 from egt.sweep import load_jobs, override_value
 
@@ -161,6 +169,7 @@ def write_format(
         rho, n = spearman(e[fin], c[fin]), int(fin.sum())
     claims = claim_rows(arms, rho, n, stats["margin"], stats["rho_margin"], stats["alpha"], interim=interim)
     beyond = beyond_rows(arms, stats["margin"], stats["alpha"], interim=interim)
+    beyond += method_rows(arms, stats["margin"], stats["alpha"], interim=interim)  # issue 35's arms, if any
     detect = detection_rows(jobs, beyond_entropies, margin=stats["auroc_margin"])
     sft = arms.get("sft", {}).get(SHARED)
     return claims, beyond, detect, ({} if sft is None else dict(zip(ids, (int(v) for v in sft)))), table
@@ -341,8 +350,12 @@ def write_reproduction(
             interim,
             "",
         ]
-    text = [
-        *head,
+    # which verdicts the protocol asks for: the paper's claims (docs/reproduction) and / or the methods
+    # against EGT (docs/methods); a method row is a "methods:" arm's link, the rest the paper's beyond arms
+    asked = p.settings.get("verdicts", ["paper"])
+    methods = {f: [r for r in rows if r["link"].startswith("methods:")] for f, rows in beyond.items()}
+    beyond = {f: [r for r in rows if not r["link"].startswith("methods:")] for f, rows in beyond.items()}
+    paper = [
         "## The paper's claims and the beyond-the-paper arms",
         "",
         verdict_markdown(claims, beyond, stats["margin"]),
@@ -351,6 +364,12 @@ def write_reproduction(
         "",
         detection_markdown(detect, stats["auroc_margin"]),
         "",
+    ]
+    versus = ["## Methods against EGT", "", methods_markdown(methods, stats["margin"]), ""]
+    text = [
+        *head,
+        *(paper if "paper" in asked else []),
+        *(versus if "methods" in asked else []),
         "## Teacher formats: the demo default (protocol §3; no RL table is looked at)",
         "",
         formats_markdown(sft, stats["alpha"]),

@@ -247,6 +247,44 @@ def beyond_rows(
     return [link_row(cells, link, margin, alpha, interim=interim) for link in links if link.better in cells]
 
 
+METHODS_REFERENCE = "methods:egt"  # issue 35: every method is compared with EGT (answer entropy, lowest 15%)
+
+
+def method_rows(cells: Cells, margin: float = 2.0, alpha: float = 0.05, interim: bool = False) -> list[dict[str, Any]]:
+    """The methods comparison's verdicts (docs/methods/protocol.md): for each method arm M other than EGT's,
+    the link "M > EGT" (superiority, paired over seeds and bench items): **holds** if M beats EGT, **refuted**
+    if the data rule out a gain of ``margin`` points or more for M, else **inconclusive**. Arms in the
+    methods table's row order; none without EGT's arm or any other method arm."""
+    from egt.report.experiments import EXPERIMENTS
+
+    order = [f"methods:{v}" for v, _ in next(e for e in EXPERIMENTS if e.name == "methods").rows]
+    arms = [a for a in cells if a.startswith("methods:") and a != METHODS_REFERENCE]
+    arms.sort(key=lambda a: (order.index(a) if a in order else len(order), a))
+    return [link_row(cells, Link(a, METHODS_REFERENCE), margin, alpha, interim=interim) for a in arms]
+
+
+def methods_markdown(by_format: Mapping[str, list[dict[str, Any]]], margin: float) -> str:
+    """The methods verdict table: per teacher format and method, M − EGT in points [95% CI], the difference the
+    run could detect, seeds, verdict of "M > EGT"."""
+    lines = [
+        "| format | method | M − EGT [95% CI] | detectable | seeds | verdict (M > EGT) |",
+        "|:--|:--|--:|--:|--:|:--|",
+    ]
+    for fmt, rows in by_format.items():
+        for r in rows:
+            note = f" ({r['note']})" if r.get("note") and r["lo"] is None else ""
+            method = r["link"].split(" ", 1)[0].split(":", 1)[-1]
+            lines.append(f"| {fmt} | {method} | {_ci(r)} | {_mde(r)} | {r['seeds']} | {r['verdict']}{note} |")
+    lines += [
+        "",
+        f"Overall accuracy points, paired over seeds and bench items, margin {margin:g} points: holds = the method "
+        f"beats EGT; refuted = a gain of {margin:g} points or more is ruled out (a loss included); 'detectable': "
+        "the difference this design finds with 80% power at the measured variance. Rules: "
+        "egt.campaign.verdict.method_rows, docs/methods/protocol.md.",
+    ]
+    return "\n".join(lines)
+
+
 def _num(v: Optional[float], digits: int = 2) -> str:
     return "–" if v is None else f"{v:+.{digits}f}"
 

@@ -23,6 +23,8 @@ from egt.campaign.verdict import (
     beyond_rows,
     claim_rows,
     link_row,
+    method_rows,
+    methods_markdown,
     verdict_markdown,
 )
 from egt.sweep import load_jobs
@@ -103,6 +105,27 @@ def test_beyond_rows_and_the_markdown():
     assert "| fmt | beyond the paper | table4:answer_debiased > table4:answer |" in text
     assert "**(a)**" in text and "no probe table or no finite answer entropy" in text
     assert link_row(c, Link("table4:answer", "nope"), 2.0)["verdict"] == INCONCLUSIVE
+
+
+def test_each_method_against_egt_in_the_tables_row_order():
+    c = cells(
+        methods__egt=arm(3),
+        methods__zero_variance=arm(3),  # equal: a gain of 2 points is ruled out
+        methods__pass_rate=arm(8),  # 5 points better
+        methods__my_own=arm(3, seed_sd_pts=6, rng_seed=4),  # not in the table's rows: last; noisy
+        table3__random=arm(1),  # not a method arm
+    )
+    rows = method_rows(c)
+    assert [r["link"] for r in rows] == [
+        "methods:pass_rate > methods:egt",
+        "methods:zero_variance > methods:egt",
+        "methods:my_own > methods:egt",
+    ]
+    assert [r["verdict"] for r in rows[:2]] == [HOLDS, REFUTED] and rows[2]["verdict"] == INCONCLUSIVE
+    assert rows[0]["diff"] == pytest.approx(5.0, abs=0.1) and rows[0]["seeds"] == SEEDS
+    text = methods_markdown({"fmt": rows}, 2.0)
+    assert "| fmt | pass_rate | +5.0" in text and "| refuted |" in text
+    assert method_rows(cells(methods__pass_rate=arm(8)))[0]["note"] == "arm missing"  # no EGT arm
 
 
 # ---- a hand-made sweep: job.json files and the eval artifacts' predictions ----------------------------------
