@@ -23,12 +23,13 @@ machine that ran it: compare rows of one sweep, not across machines.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from egt.report.experiments import EXPERIMENTS, Experiment, cells
 from egt.report.tables import Column, Table, build_table
 
-__all__ = ["COST_COLUMNS", "cost_row", "cost_table"]
+__all__ = ["COST_COLUMNS", "cost_row", "cost_table", "cost_points", "write_cost_figure"]
 
 COST_COLUMNS = (
     Column("n_selected", "Kept", scale=1, digits=0, best=None),
@@ -113,3 +114,61 @@ def cost_table(jobs: Sequence[dict[str, Any]], exp: Optional[Experiment] = None)
         "kept samples and of the pool. Method s = probe + rft + RL seconds."
     )
     return table
+
+
+def cost_points(
+    jobs: Sequence[dict[str, Any]], benchmark: str, metric: str = "overall"
+) -> list[tuple[str, float, Optional[float], float, Optional[float]]]:
+    """Per method row: (label, method seconds mean, sd, accuracy % mean, sd) over its jobs; rows without
+    either number are left out."""
+    from egt.report.experiments import unique_metrics
+    from egt.report.tables import make_cell
+
+    exp = methods_experiment()
+    labels = dict(exp.rows)
+    out = []
+    for value, js in cells(jobs, exp).items():
+        secs = make_cell([cost_row(j)["method_seconds"] for j in js])
+        acc = make_cell([m.get(metric) for m in unique_metrics(js, "rl", benchmark)])
+        if secs.mean is not None and acc.mean is not None:
+            out.append(
+                (labels.get(value, value), secs.mean, secs.sd, 100 * acc.mean, None if acc.sd is None else 100 * acc.sd)
+            )
+    return out
+
+
+def write_cost_figure(jobs: Sequence[dict[str, Any]], out: Path) -> list[Path]:
+    """``methods_cost.png`` (one per benchmark when several): each method's accuracy (mean ± sd over seeds)
+    against its seconds beyond the shared SFT judge (mean ± sd), the SFT judge as a horizontal line."""
+    from egt.report.experiments import benchmarks, unique_metrics
+    from egt.report.table1 import SHORT
+    from egt.report.tables import make_cell
+
+    written = []
+    benches = benchmarks(jobs)
+    for bench in benches:
+        points = cost_points(jobs, bench)
+        if not points:
+            continue
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6.5, 4.2))
+        for label, s, s_sd, a, a_sd in points:
+            ax.errorbar([s], [a], xerr=[s_sd or 0.0], yerr=[a_sd or 0.0], fmt="o", capsize=3, label=label)
+        grouped = [j for js in cells(jobs, methods_experiment()).values() for j in js]
+        sft = make_cell([m.get("overall") for m in unique_metrics(grouped, "sft", bench)])
+        if sft.mean is not None:
+            ax.axhline(100 * sft.mean, color="grey", linestyle="--", linewidth=1, label="SFT judge")
+        ax.set_xlabel("method seconds beyond the SFT judge (probe + rft + RL)")
+        ax.set_ylabel(f"{SHORT.get(bench, bench)} overall accuracy (%)")
+        ax.legend(fontsize=6, loc="best")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = out / ("methods_cost.png" if len(benches) == 1 else f"methods_cost_{bench}.png")
+        fig.savefig(path, dpi=150)
+        plt.close(fig)
+        written.append(path)
+    return written

@@ -59,3 +59,26 @@ def test_outside_the_synthetic_world_noise_columns_are_unknown():
     row = cost_row({"stages": {"select": {"summary": {"n_selected": 5, "n_pool": 10}}}})
     assert row["kept_fraction"] == 0.5
     assert row["flipped_kept_rate"] is None and row["method_seconds"] is None
+
+
+def test_accuracy_against_cost_points_and_figure(tmp_path):
+    from egt.report.methods import cost_points, write_cost_figure
+
+    def with_eval(job, acc, key):
+        job["metrics"] = [
+            {"model": "rl", "benchmark": "synthetic", "key": key, "metrics": {"overall": acc}},
+            {"model": "sft", "benchmark": "synthetic", "key": "sft", "metrics": {"overall": 0.7}},
+        ]
+        return job
+
+    jobs = [
+        with_eval(_job("egt", 0, 15, 1, 100, 10.0, 64, 12.0), 0.72, "a"),
+        with_eval(_job("egt", 1, 15, 1, 100, 10.0, 64, 14.0), 0.74, "b"),
+        with_eval(_job("full_rl", 0, 100, 20, 100, 10.0, 64, 30.0), 0.66, "c"),
+    ]
+    pts = cost_points(jobs, "synthetic")
+    assert [p[0] for p in pts] == ["Full RL", "EGT (answer entropy)"]
+    label, secs, secs_sd, acc, acc_sd = pts[1]
+    assert secs == pytest.approx(23.0) and acc == pytest.approx(73.0) and acc_sd == pytest.approx(2**0.5)
+    (path,) = write_cost_figure(jobs, tmp_path)
+    assert path.name == "methods_cost.png" and path.stat().st_size > 1000
