@@ -21,6 +21,7 @@ token entropy over the tokens inside ``<think>…</think>``
 reasoning; with n > 1 the mean over the outputs that have reasoning.
 ``probe.both_orders`` (``entropy=answer_debiased``) probes each sample a second
 time with its responses swapped and adds ``<column>_swapped`` (:data:`SWAPPED`).
+``probe.keep_texts`` adds ``texts``, every draw's output (the rft stage's candidate trajectories).
 
 Work is cut into shards of consecutive samples, each written atomically as
 its own parquet file, so a killed probe resumes from its last finished shard;
@@ -250,9 +251,11 @@ def probe_batch(
     chunk: int = 2048,
     sampling: dict[str, Any] | None = None,
     entropy_from: str = "teacher_forced",
+    keep_texts: bool = False,
 ) -> list[dict[str, Any]]:
     """One probe row per sample (see the module docstring); ``sampling`` is ``probe.generation``
-    (:func:`egt.eval.generation.generate_batch`), ``entropy_from`` a key of :data:`ENTROPY_FROM`."""
+    (:func:`egt.eval.generation.generate_batch`), ``entropy_from`` a key of :data:`ENTROPY_FROM`;
+    ``keep_texts`` adds ``texts``, every draw's decoded output in draw order (``output`` is ``texts[0]``)."""
     tok = encoder.tokenizer
     device = next(model.parameters()).device
     batch = prompt_batch(encoder, samples, device)
@@ -286,10 +289,10 @@ def probe_batch(
                     "text": texts[i],
                 }
             )
-    return [_row(sample, d) for sample, d in zip(samples, draws)]
+    return [_row(sample, d, keep_texts) for sample, d in zip(samples, draws)]
 
 
-def _row(sample: dict[str, Any], draws: list[dict[str, Any]]) -> dict[str, Any]:
+def _row(sample: dict[str, Any], draws: list[dict[str, Any]], keep_texts: bool = False) -> dict[str, Any]:
     label = int(sample["label"])
     answered = [d["a"] for d in draws if math.isfinite(d["a"])]
     reasoned = [d["r"] for d in draws if not math.isnan(d["r"])]
@@ -312,6 +315,8 @@ def _row(sample: dict[str, Any], draws: list[dict[str, Any]]) -> dict[str, Any]:
         "label": label,
         "category": sample.get("category"),
     }
+    if keep_texts:  # probe.keep_texts (the rft stage's trajectories); absent otherwise: the table is unchanged
+        row["texts"] = [d["text"] for d in draws]
     row.update(meta)
     if "true_label" in meta:
         row["true_score"] = sum(d["answer"] == int(meta["true_label"]) for d in draws) / len(draws)
@@ -335,6 +340,7 @@ def probe_shards(
     sampling: dict[str, Any] | None = None,
     both_orders: bool = False,
     entropy_from: str = "teacher_forced",
+    keep_texts: bool = False,
 ) -> dict[str, int]:
     """Probe every shard not yet on disk; each finished shard is one atomic parquet write.
 
@@ -342,7 +348,7 @@ def probe_shards(
     rank-split probe gives the same rows as one uninterrupted process.
     ``both_orders`` probes the shard again with the responses swapped (:func:`egt.data.schema.swap_sample`)
     after the shown order, adding the :data:`SWAPPED` columns; the shown-order columns are the rows a
-    probe without it writes.
+    probe without it writes. ``keep_texts`` adds the ``texts`` column (every draw's output; shown order).
     """
     was_training = model.training
     model.eval()
@@ -363,7 +369,16 @@ def probe_shards(
                     samples = list(dataset.select(range(start, min(start + batch_size, shard[1]))))
                     if order == "shown":
                         rows += probe_batch(
-                            model, encoder, samples, n, temperature, max_new_tokens, chunk, sampling, entropy_from
+                            model,
+                            encoder,
+                            samples,
+                            n,
+                            temperature,
+                            max_new_tokens,
+                            chunk,
+                            sampling,
+                            entropy_from,
+                            keep_texts,
                         )
                     else:
                         swapped += probe_batch(
@@ -413,6 +428,7 @@ def probe_rows(
             sampling=to_container(p.generation),
             both_orders=bool(p.get("both_orders", False)),
             entropy_from=str(p.get("entropy_from", "teacher_forced")),
+            keep_texts=bool(p.get("keep_texts", False)),
         )
 
 

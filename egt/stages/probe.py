@@ -93,16 +93,19 @@ def summary_line(summary: dict[str, Any]) -> str:
 
 def key_config(cfg: DictConfig) -> dict[str, Any]:
     """What the probe table depends on. Sampled probing (temperature > 0) draws from one RNG stream per
-    shard, batch by batch, so its rows depend on ``batch_size`` and ``shard_size`` too: then they are in
-    the key (greedy probing does not depend on them). ``both_orders`` is in it only when true (its table
-    has more columns; without it the key is the one from before the setting existed), ``entropy_from``
-    only when ``generate`` (its entropies differ from the teacher-forced pass's in the last digits);
-    ``entropy_head`` for a bf16 / fp16 model's teacher-forced pass, whose head now runs in fp32 (fp32
-    keys unchanged)."""
+        shard, batch by batch, so its rows depend on ``batch_size`` and ``shard_size`` too: then they are in
+        the key (greedy probing does not depend on them). ``both_orders`` is in it only when true (its table
+        has more columns; without it the key is the one from before the setting existed), ``keep_texts`` likewise
+    (its table adds ``texts``, every draw's output, which the rft stage reads), ``entropy_from``
+        only when ``generate`` (its entropies differ from the teacher-forced pass's in the last digits);
+        ``entropy_head`` for a bf16 / fp16 model's teacher-forced pass, whose head now runs in fp32 (fp32
+        keys unchanged)."""
     p = cfg.probe
     conf = {k: v for k, v in to_container(p).items() if k not in NOT_IN_KEY}
     if not conf.get("both_orders"):
         conf.pop("both_orders", None)  # only when true: the shown-order probe keeps its key
+    if not conf.get("keep_texts"):
+        conf.pop("keep_texts", None)  # likewise: a table without the texts column keeps its key
     if conf.get("entropy_from", "teacher_forced") == "teacher_forced":
         conf.pop("entropy_from", None)  # likewise: only the non-default source is in the key
     conf.update(

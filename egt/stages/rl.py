@@ -1,7 +1,7 @@
 """rl stage (paper §2.4, docs/design.md §5): StableReinforce or GRPO on the selected samples, in the
-curriculum's order, starting from the SFT model.
+curriculum's order, starting from the SFT model (the rft stage's when ``rft`` is in ``stages``).
 
-Input: the sft stage's model, the select stage's ``selection.json`` (or ``rl.selection_path``;
+Input: the sft stage's model (or rft's), the select stage's ``selection.json`` (or ``rl.selection_path``;
 ``selection=all`` trains on all of ``rl_pool``). Output at ``<artifact>/``:
 ``model/`` (HF model directory + processor), ``curves.json`` (every logged term per step, the
 sample ids of each step and a few completions) and, with ``rl.eval_n > 0``, ``bench_eval.json``.
@@ -40,6 +40,7 @@ from egt.select.online import OnlineCurriculumSampler, Reprobe
 from egt.select.reprobe import OnlineOrder, reprobe_settings
 from egt.select.scores import EntropyScore
 from egt.stages import data as data_stage
+from egt.stages import rft as rft_stage
 from egt.stages.probe import key_config as probe_key
 from egt.training import recipe
 from egt.training.trained import bench_eval, save_model
@@ -48,7 +49,7 @@ from egt.utils.fmt import num, pct
 from egt.utils.secrets import config_container
 
 log = logging.getLogger(__name__)
-REQUIRES = ("data", "sft", "probe", "select")  # the stages this one may ask the pipeline for (egt.stages)
+REQUIRES = ("data", "sft", "probe", "rft", "select")  # the stages this one may ask the pipeline for (egt.stages)
 VERSION = 1
 # Settings that change how RL is run or reported, not the model it produces.
 NOT_IN_KEY = (
@@ -93,6 +94,9 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     )
     sft_id = sft["key"]  # an outside model's key is its content fingerprint
     upstream = {"data": data["key"], "sft": sft_id, "select": select_key}
+    start = rft_stage.judge(cfg, pipe)  # the SFT judge, or the rft stage's model when rft is in `stages`
+    if start is not sft:
+        upstream["rft"] = start["key"]  # only then: runs without rft keep their keys
     reprobe = reprobe_settings(cfg)
     pool = None
     if reprobe is not None:  # the online curriculum (static runs keep their keys: nothing added)
@@ -108,7 +112,7 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
                 ds, online = online_samples(cfg, rl_pool, selection, reprobe, pool)
             else:
                 ds = ordered_samples(rl_pool, selection, cfg)
-            summary = train(cfg, art.path, Path(sft["model_path"]), ds, selection, data, online)
+            summary = train(cfg, art.path, Path(start["model_path"]), ds, selection, data, online)
             art.finish(summary, {"config": conf, "upstream": upstream})  # rank 0 writes
     return {
         "key": key,
