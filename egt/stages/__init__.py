@@ -9,7 +9,7 @@ one the code follows:
            └──────────────────────────────────────────────┴─ eval (data; model / sft / rft / rl per eval.models)
 
 ``rft`` (UnifiedReward-Think's rejection-sampling fine-tuning) runs only when named in ``stages``; rl and eval
-then start from its model (egt.stages.rft.judge).
+then start from its model (egt.stages.rl.start_model, eval.models).
 """
 
 STAGES = ("model", "data", "distill", "sft", "probe", "rft", "select", "rl", "eval")  # every stage, in run order

@@ -13,7 +13,7 @@ sample, or all distinct ones up to ``rft.per_sample``); :func:`egt.stages.sft.tr
 SFT judge on them with the ``sft`` settings, ``rft.sft`` overriding any of them. Output at ``<artifact>/``:
 ``trajectories.parquet`` (id, draw, target), and what the sft stage writes (``model/``, ``curve.json``,
 ``bench_eval.json``, ``checkpoints/``: a killed run resumes mid-training). RL and eval start from this
-model when ``rft`` is in ``stages`` (:func:`judge`).
+model when ``rft`` is in ``stages`` (egt.stages.rl.start_model; eval.models names ``rft``).
 """
 
 from __future__ import annotations
@@ -44,16 +44,11 @@ REQUIRES = ("data", "sft", "probe")  # the stages this one may ask the pipeline 
 VERSION = 1
 
 
-def judge(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
-    """The judge the stages after it start from: this stage's result when ``rft`` is in ``cfg.stages``,
-    else the sft stage's (both have ``key`` and ``model_path``)."""
-    return pipe.get("rft") if "rft" in [str(s) for s in cfg.stages] else pipe.get("sft")
-
-
 def train_config(cfg: DictConfig) -> DictConfig:
     """``cfg`` with ``cfg.rft.sft`` merged over its ``sft`` section: what :func:`egt.stages.sft.train` reads
     (a new config; ``cfg`` is unchanged)."""
-    return OmegaConf.merge(cfg, {"sft": to_container(cfg.rft.get("sft") or {})})
+    overrides = cfg.rft.get("sft")
+    return OmegaConf.merge(cfg, {"sft": to_container(overrides) if overrides is not None else {}})
 
 
 def settings(cfg: DictConfig) -> DictConfig:

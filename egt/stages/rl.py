@@ -40,7 +40,6 @@ from egt.select.online import OnlineCurriculumSampler, Reprobe
 from egt.select.reprobe import OnlineOrder, reprobe_settings
 from egt.select.scores import EntropyScore
 from egt.stages import data as data_stage
-from egt.stages import rft as rft_stage
 from egt.stages.probe import key_config as probe_key
 from egt.training import recipe
 from egt.training.trained import bench_eval, save_model
@@ -92,11 +91,8 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
         freeze_vision=cfg.model.freeze_vision,
         **pixel_budget(cfg),
     )
-    sft_id = sft["key"]  # an outside model's key is its content fingerprint
-    upstream = {"data": data["key"], "sft": sft_id, "select": select_key}
-    start = rft_stage.judge(cfg, pipe)  # the SFT judge, or the rft stage's model when rft is in `stages`
-    if start is not sft:
-        upstream["rft"] = start["key"]  # only then: runs without rft keep their keys
+    start = start_model(cfg, pipe)  # the SFT judge, or the rft stage's model when rft is in `stages`
+    upstream = upstream_keys(data, sft, select_key, start)
     reprobe = reprobe_settings(cfg)
     pool = None
     if reprobe is not None:  # the online curriculum (static runs keep their keys: nothing added)
@@ -121,6 +117,22 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
         "summary": art.summary,
         "model_path": str(art.path / "model"),
     }
+
+
+def start_model(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
+    """The judge RL starts from (and its frozen KL reference): the rft stage's result when ``rft`` is in
+    ``cfg.stages`` (UnifiedReward-Think's recipe), else the sft stage's; both have ``key`` and ``model_path``."""
+    return pipe.get("rft") if "rft" in [str(s) for s in cfg.stages] else pipe.get("sft")
+
+
+def upstream_keys(data: dict, sft: dict, select_key: str, start: dict) -> dict[str, str]:
+    """The upstream part of the RL key: data, the SFT judge (an outside model's key is its content
+    fingerprint) and the selection; and the rft stage's key when RL starts from its model (``start``) —
+    only then, so runs without rft keep their keys."""
+    upstream = {"data": data["key"], "sft": sft["key"], "select": select_key}
+    if start is not sft:
+        upstream["rft"] = start["key"]
+    return upstream
 
 
 def summary_line(summary: dict[str, Any]) -> str:
