@@ -116,3 +116,10 @@ class EntropyFrom(Choice):
 
     teacher_forced = "teacher_forced"
     generate = "generate"
+
+
+class RFTKeep(Choice):
+    """rft.keep: which correct draws of a sample become trajectories (egt.sft.rejection.KEEP_RULES)."""
+
+    first = "first"
+    all = "all"

@@ -38,10 +38,11 @@ from egt.choices import (
     KLIn,
     LossReduction,
     OnBadSample,
+    RFTKeep,
     Template,
 )
 
-from egt.stages import MODEL_STAGES, STAGES  # the one stage list; report: python -m egt.report
+from egt.stages import DEFAULT_STAGES, MODEL_STAGES, STAGES  # the one stage list; report: python -m egt.report
 
 
 @dataclass
@@ -203,6 +204,18 @@ class ProbeConfig:
     both_orders: bool = MISSING  # probe again with the responses swapped (<column>_swapped); entropy=answer_debiased
     # record p("1"), p("2") at each draw's answer token (egt.probe.answer_probs); selection=bis, confident_learning
     answer_probs: bool = MISSING
+    keep_texts: bool = MISSING  # a `texts` column: every draw's output (the rft stage's trajectories)
+
+
+@dataclass
+class RFTConfig:
+    """Rejection-sampling fine-tuning (the rft stage; UnifiedReward-Think's stage 2, egt.sft.rejection): the
+    probe's correct draws of the SFT judge, fine-tuned on from the SFT judge with the sft settings."""
+
+    keep: RFTKeep = MISSING  # first: each sample's first correct draw; all: every distinct one (≤ per_sample)
+    per_sample: Optional[int] = MISSING  # cap of keep=all (null: none); keep=first keeps 1
+    format: Any = MISSING  # _target_ of an egt.rl.rules FormatRule a kept draw must pass
+    sft: dict = MISSING  # sft.* settings overridden for this fine-tuning (e.g. {epochs: 1}); {}: sft's own
 
 
 @dataclass
@@ -340,7 +353,7 @@ class DistributedConfig:
 
 @dataclass
 class EgtConfig:
-    stages: list = field(default_factory=lambda: list(STAGES))  # egt.stages.STAGES
+    stages: list = field(default_factory=lambda: list(DEFAULT_STAGES))  # egt.stages.DEFAULT_STAGES (all but rft)
     seed: int = MISSING
     seeds: Optional[str] = None  # experiment=table*|fig4: the rl.seed values swept, "0,1,2"
     run_name: Optional[str] = MISSING
@@ -354,6 +367,7 @@ class EgtConfig:
     rl: RLConfig = field(default_factory=RLConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    rft: RFTConfig = field(default_factory=RFTConfig)
     entropy: EntropyConfig = field(default_factory=EntropyConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
@@ -479,6 +493,7 @@ def validate(cfg: DictConfig) -> None:
     if s.chunk_size is not None and s.chunk_size < 1:
         raise ConfigError(f"sft.chunk_size={s.chunk_size} must be >= 1 (positions per output-head chunk)")
     _validate_probe_select(cfg)
+    _validate_rft(cfg)
     _validate_entropy_probe(cfg)
     _validate_selection_probe(cfg)
     _validate_online(cfg)
@@ -544,6 +559,30 @@ def _validate_probe_select(cfg: DictConfig) -> None:
             "selection needs a size: write selection.k=2500, selection.fraction=0.15 or "
             "selection.percentile=15 (or selection=all)"
         )
+
+
+def _validate_rft(cfg: DictConfig) -> None:
+    """The rft stage (egt.stages.rft) when it is in ``stages``: the probe keeps every draw's text, the keep
+    rule's cap is consistent, and ``rft.sft`` names only sft settings."""
+    if "rft" not in [str(s) for s in cfg.stages]:
+        return
+    r = cfg.rft
+    if not cfg.probe.keep_texts and not cfg.probe.table_path:
+        raise ConfigError(
+            "the rft stage fine-tunes on the probe's correct draws, which the probe keeps only when asked: "
+            "write probe.keep_texts=true (and several sampled draws, e.g. probe.n=8 probe.temperature=1.0)"
+        )
+    if r.per_sample is not None and r.per_sample < 1:
+        raise ConfigError(f"rft.per_sample={r.per_sample} must be >= 1, or null (no cap)")
+    if str(r.keep) == "first" and r.per_sample not in (None, 1):
+        raise ConfigError(
+            f"rft.per_sample={r.per_sample} caps rft.keep=all (rft.keep=first keeps one draw per sample): "
+            f"write rft.keep=all rft.per_sample={r.per_sample}, or rft.per_sample=null"
+        )
+    fields = {f.name for f in dataclasses.fields(SFTConfig)} - {"model_path"}
+    for k in (r.sft or {}).keys():
+        if str(k) not in fields:
+            raise ConfigError(f"rft.sft.{k}: {_did_you_mean(str(k), sorted(fields))} (rft.sft overrides sft settings)")
 
 
 def _validate_selection_probe(cfg: DictConfig) -> None:

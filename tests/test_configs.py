@@ -176,6 +176,7 @@ CHOICE_FIELDS = {
     "rl.kl_in": choices.KLIn,
     "distributed.backend": choices.Backend,
     "probe.entropy_from": choices.EntropyFrom,
+    "rft.keep": choices.RFTKeep,
 }
 
 
@@ -222,12 +223,14 @@ def test_choices_are_what_the_code_implements():
     from egt.rl.functional import KL_ESTIMATORS
     from egt.select.selection import band_window
     from egt.sft.loss import REDUCTIONS
+    from egt.sft.rejection import KEEP_RULES
 
     for enum in set(CHOICE_FIELDS.values()):
         assert all(m.name == m.value for m in enum), enum  # OmegaConf reads a value by the member's name
     assert set(choices.Dtype) == set(DTYPES) and set(choices.Template) == set(TEMPLATES)
     assert set(choices.BuildKind) == set(BUILD_KINDS) and set(choices.KLEstimator) == set(KL_ESTIMATORS)
     assert set(choices.LossReduction) == set(REDUCTIONS) and set(choices.EntropyFrom) == set(ENTROPY_FROM)
+    assert set(choices.RFTKeep) == set(KEEP_RULES)
     for band in choices.Band:
         band_window(10, 4, band)
 

@@ -22,7 +22,8 @@ reasoning; with n > 1 the mean over the outputs that have reasoning.
 ``probe.both_orders`` (``entropy=answer_debiased``) probes each sample a second
 time with its responses swapped and adds ``<column>_swapped`` (:data:`SWAPPED`).
 ``probe.answer_probs`` adds the probability the judge put on each answer digit at each draw's answer
-token (:mod:`egt.probe.answer_probs`, :data:`ANSWER_PROB_COLUMNS`).
+token (:mod:`egt.probe.answer_probs`, :data:`ANSWER_PROB_COLUMNS`); ``probe.keep_texts`` adds ``texts``,
+every draw's output (the rft stage's candidate trajectories).
 
 Work is cut into shards of consecutive samples, each written atomically as
 its own parquet file, so a killed probe resumes from its last finished shard;
@@ -283,10 +284,12 @@ def probe_batch(
     sampling: dict[str, Any] | None = None,
     entropy_from: str = "teacher_forced",
     answer_probs: bool = False,
+    keep_texts: bool = False,
 ) -> list[dict[str, Any]]:
     """One probe row per sample (see the module docstring); ``sampling`` is ``probe.generation``
     (:func:`egt.eval.generation.generate_batch`), ``entropy_from`` a key of :data:`ENTROPY_FROM`;
-    ``answer_probs`` adds :data:`ANSWER_PROB_COLUMNS` (:mod:`egt.probe.answer_probs`)."""
+    ``answer_probs`` adds :data:`ANSWER_PROB_COLUMNS` (:mod:`egt.probe.answer_probs`); ``keep_texts`` adds
+    ``texts``, every draw's decoded output in draw order (``output`` is ``texts[0]``)."""
     tok = encoder.tokenizer
     device = next(model.parameters()).device
     batch = prompt_batch(encoder, samples, device)
@@ -323,10 +326,12 @@ def probe_batch(
                     "p": probs[i],
                 }
             )
-    return [_row(sample, d, answer_probs) for sample, d in zip(samples, draws)]
+    return [_row(sample, d, answer_probs, keep_texts) for sample, d in zip(samples, draws)]
 
 
-def _row(sample: dict[str, Any], draws: list[dict[str, Any]], answer_probs: bool = False) -> dict[str, Any]:
+def _row(
+    sample: dict[str, Any], draws: list[dict[str, Any]], answer_probs: bool = False, keep_texts: bool = False
+) -> dict[str, Any]:
     label = int(sample["label"])
     answered = [d["a"] for d in draws if math.isfinite(d["a"])]
     reasoned = [d["r"] for d in draws if not math.isnan(d["r"])]
@@ -349,6 +354,8 @@ def _row(sample: dict[str, Any], draws: list[dict[str, Any]], answer_probs: bool
         "label": label,
         "category": sample.get("category"),
     }
+    if keep_texts:  # probe.keep_texts (the rft stage's trajectories); absent otherwise: the table is unchanged
+        row["texts"] = [d["text"] for d in draws]
     row.update(meta)
     if answer_probs:
         row.update(answer_prob_columns([d["p"] for d in draws], label), source=sample.get("source"))
@@ -375,6 +382,7 @@ def probe_shards(
     both_orders: bool = False,
     entropy_from: str = "teacher_forced",
     answer_probs: bool = False,
+    keep_texts: bool = False,
 ) -> dict[str, int]:
     """Probe every shard not yet on disk; each finished shard is one atomic parquet write.
 
@@ -382,7 +390,8 @@ def probe_shards(
     rank-split probe gives the same rows as one uninterrupted process.
     ``both_orders`` probes the shard again with the responses swapped (:func:`egt.data.schema.swap_sample`)
     after the shown order, adding the :data:`SWAPPED` columns; the shown-order columns are the rows a
-    probe without it writes. ``answer_probs`` adds :data:`ANSWER_PROB_COLUMNS` (shown order only).
+    probe without it writes. ``answer_probs`` adds :data:`ANSWER_PROB_COLUMNS` and ``keep_texts`` the ``texts``
+    column (every draw's output), shown order only.
     """
     was_training = model.training
     model.eval()
@@ -412,7 +421,8 @@ def probe_shards(
                             chunk,
                             sampling,
                             entropy_from,
-                            answer_probs,
+                            answer_probs=answer_probs,
+                            keep_texts=keep_texts,
                         )
                     else:
                         swapped += probe_batch(
@@ -463,6 +473,7 @@ def probe_rows(
             both_orders=bool(p.get("both_orders", False)),
             entropy_from=str(p.get("entropy_from", "teacher_forced")),
             answer_probs=bool(p.get("answer_probs", False)),
+            keep_texts=bool(p.get("keep_texts", False)),
         )
 
 

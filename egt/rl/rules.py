@@ -1,8 +1,10 @@
 """The RL reward's accuracy and format rules (docs/design.md §5.1), one class each, chosen by
-``reward/accuracy=r1|strict`` and ``reward/format=r1|strict``.
+``reward/accuracy=r1|strict|unifiedreward_think`` and ``reward/format=r1|strict|unifiedreward_think``.
 
 ``r1`` is R1-Reward's released reward server (openrlhf/models/remote_rm/math_verifier_mllm.py and
 strict_math_verify.py, yfzhang114/r1_reward@3693413), what the paper trained with and the default;
+``unifiedreward_think`` is UnifiedReward-Think's GRPO reward (UnifiedReward-Think/src/open_r1/grpo.py,
+CodeGoat24/UnifiedReward@ff6f520);
 ``strict`` is egt's own parse (egt.data.prompt.parse_answer / format_ok), which the probe and the
 evaluation always use for the judge's verdict whatever the RL reward's rule.
 
@@ -18,7 +20,16 @@ from typing import Any, Mapping, Sequence
 
 from egt.data.prompt import format_ok, parse_answer
 
-__all__ = ["AccuracyRule", "FormatRule", "R1Accuracy", "R1Format", "StrictAccuracy", "StrictFormat"]
+__all__ = [
+    "AccuracyRule",
+    "FormatRule",
+    "R1Accuracy",
+    "R1Format",
+    "StrictAccuracy",
+    "StrictFormat",
+    "UnifiedRewardThinkAccuracy",
+    "UnifiedRewardThinkFormat",
+]
 
 _R1_FORMAT = re.compile(r"^<think>.*?</think><answer>.*?</answer>$", re.DOTALL)
 _R1_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
@@ -33,6 +44,7 @@ _R1_PREFIXES = (
     "Best answer:",
     "Best option:",
 )
+_URT_FORMAT = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
 _BOXED = re.compile(r"\\(?:boxed|fbox)\{([^{}]*)\}")
 _NUMBER = re.compile(r"(?<![\w>])\d+(?:\.\d+)?(?!\w)")
 
@@ -138,3 +150,43 @@ class R1Format(FormatRule):
     def ok(self, completion: str) -> bool:
         text = (completion or "").strip()
         return _R1_FORMAT.match(text) is not None and text.count("<think>") == 1 and text.count("<answer>") == 1
+
+
+class UnifiedRewardThinkAccuracy(AccuracyRule):
+    """UnifiedReward-Think's rule (``accuracy_reward`` / ``extract_answer`` in
+    UnifiedReward-Think/src/open_r1/grpo.py, CodeGoat24/UnifiedReward@ff6f520): exact string match of the
+    *first* ``<answer>…</answer>``'s content, stripped (the whole stripped output when there is none), with
+    the solution. Their solutions are sentences ("Image 1 is better") that their prompts ask the judge to
+    copy; egt's prompt asks for the digit, so the solution here is ``str(label)``: "1" or "2". An empty
+    output scores 0, as theirs. Unlike egt's strict rule, a second ``<answer>`` or an untagged bare digit
+    does not fail it.
+
+    >>> UnifiedRewardThinkAccuracy()([{}] * 6, ["<answer> 2 </answer>", "2", "<answer>Response 2</answer>",
+    ...                                         "<answer>2</answer><answer>1</answer>", "", "<answer>2.</answer>"],
+    ...                              label=[2] * 6)
+    [1.0, 1.0, 0.0, 1.0, 0.0, 0.0]
+    """
+
+    def answer(self, completion: str) -> int | None:
+        if not completion:
+            return None
+        m = _R1_ANSWER.search(completion)
+        text = m.group(1).strip() if m else completion.strip()
+        return int(text) if text in ("1", "2") else None
+
+
+class UnifiedRewardThinkFormat(FormatRule):
+    """UnifiedReward-Think's rule (``format_reward`` in UnifiedReward-Think/src/open_r1/grpo.py,
+    CodeGoat24/UnifiedReward@ff6f520): ``re.match(r"<think>.*?</think>\\s*<answer>.*?</answer>", output,
+    re.DOTALL)`` on the output as decoded: anchored at the start only (no leading whitespace, anything may
+    follow the first ``</answer>``), whitespace allowed between ``</think>`` and ``<answer>``, tags not
+    counted (repeats pass).
+
+    >>> UnifiedRewardThinkFormat()([{}] * 5, ["<think>a</think>\\n <answer>2</answer>",
+    ...     "<think>a</think></think><answer>2</answer><answer>1</answer>", " <think>a</think><answer>2</answer>",
+    ...     "<think>a</think>b<answer>2</answer>", "<think>a</think><answer>2</answer> and more"])
+    [1.0, 1.0, 0.0, 0.0, 1.0]
+    """
+
+    def ok(self, completion: str) -> bool:
+        return _URT_FORMAT.match(completion or "") is not None

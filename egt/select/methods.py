@@ -22,6 +22,7 @@ __all__ = [
     "AccuracySelection",
     "AllSelection",
     "PassRateBand",
+    "IncorrectSelection",
     "rank_by",
 ]
 
@@ -137,3 +138,34 @@ class PassRateBand(Selection):
         ranked = rank_by(scores, table["id"].to_numpy())
         rate = table["correct_score"].to_numpy(dtype=np.float64)[ranked]
         return ranked[(rate >= self.low) & (rate <= self.high)]
+
+
+class IncorrectSelection(Selection):
+    """UnifiedReward-Think's RL data (Wang et al. 2025, arXiv 2505.03318, §3; README "Stage 3. GRPO" of
+    CodeGoat24/UnifiedReward@ff6f520, UnifiedReward-Think/: "Samples that are incorrectly predicted by the
+    reward model should be used for GRPO training"): keep the samples whose pass rate — the fraction of the
+    probe's n outputs whose parsed verdict equals the dataset label (``correct_score``, in [0, 1]) — is at
+    most ``max_pass_rate`` (default 0: every draw wrong; an output without a verdict counts as wrong).
+    A filter: no size keeps every such sample; candidates in entropy-score order, ties by id.
+
+    It is the complement, per sample, of what the rft stage's rejection sampling keeps from the same probe
+    table (:func:`egt.sft.rejection.keep_correct`: a draw with the right verdict and a valid format) when
+    every right verdict is well-formed: a sample with a right but ill-formed draw is in neither (its pass
+    rate is > 0, and rft keeps no ill-formed trajectory). egt's choices where the source is silent: the
+    pass rate over ``probe.n`` draws (their inference pass draws one judgement per sample, n = 1 greedy
+    here works too), and the threshold as a setting."""
+
+    name = "incorrect"
+    filters = True
+
+    def __init__(self, max_pass_rate: float = 0.0):
+        if not 0.0 <= max_pass_rate < 1.0:
+            raise ValueError(
+                f"selection incorrect: max_pass_rate={max_pass_rate} must be in [0, 1) (0: every draw wrong)"
+            )
+        self.max_pass_rate = max_pass_rate
+
+    def rank(self, table: pd.DataFrame, scores: np.ndarray, seed: int) -> np.ndarray:
+        ranked = rank_by(scores, table["id"].to_numpy())
+        rate = table["correct_score"].to_numpy(dtype=np.float64)[ranked]
+        return ranked[rate <= self.max_pass_rate + 1e-9]  # pass rates are k/n: the slack only absorbs rounding

@@ -1,7 +1,7 @@
 """eval stage (paper §3.2, Table 1): judge accuracy of models on registered benchmarks.
 
 Models: ``eval.model_path`` if set, else the models of the stages named in
-``eval.models`` (sft always; rl and others only when they are in ``stages``).
+``eval.models`` (sft always; rft, rl and others only when they are in ``stages``).
 Benchmarks: ``eval.benchmarks`` (each must be there) + ``eval.optional_benchmarks``
 (evaluated when ``<data_root>/<name>`` exists). One artifact per (model, benchmark,
 eval settings) under ``<artifacts>/eval/<key>/``: ``journal.jsonl`` (resume),
@@ -31,7 +31,7 @@ from egt.utils.fmt import pct
 from egt.utils.io import Journal
 
 log = logging.getLogger(__name__)
-REQUIRES = ("data", "model", "sft", "rl")  # the stages this one may ask the pipeline for (egt.stages)
+REQUIRES = ("data", "model", "sft", "rft", "rl")  # the stages this one may ask the pipeline for (egt.stages)
 VERSION = 1
 # eval settings that do not change what is generated or how it is scored (batch_size: greedy, and sampled
 # draws come from per-(view, vote) streams, egt.eval.generation.row_seed; only floating-point batching

@@ -94,17 +94,20 @@ def summary_line(summary: dict[str, Any]) -> str:
 def key_config(cfg: DictConfig) -> dict[str, Any]:
     """What the probe table depends on. Sampled probing (temperature > 0) draws from one RNG stream per
     shard, batch by batch, so its rows depend on ``batch_size`` and ``shard_size`` too: then they are in
-    the key (greedy probing does not depend on them). ``both_orders`` and ``answer_probs`` are in it only
-    when true (their tables have more columns; without them the key is the one from before the settings
-    existed), ``entropy_from`` only when ``generate`` (its entropies differ from the teacher-forced pass's
-    in the last digits); ``entropy_head`` for a bf16 / fp16 model's teacher-forced pass, whose head now runs
-    in fp32 (fp32 keys unchanged)."""
+    the key (greedy probing does not depend on them). ``both_orders``, ``answer_probs`` and ``keep_texts``
+    are in it only when true (their tables have more columns; without them the key is the one from before
+    the settings existed; ``texts`` is every draw's output, which the rft stage reads), ``entropy_from``
+    only when ``generate`` (its entropies differ from the teacher-forced pass's in the last digits);
+    ``entropy_head`` for a bf16 / fp16 model's teacher-forced pass, whose head now runs in fp32 (fp32 keys
+    unchanged)."""
     p = cfg.probe
     conf = {k: v for k, v in to_container(p).items() if k not in NOT_IN_KEY}
     if not conf.get("both_orders"):
         conf.pop("both_orders", None)  # only when true: the shown-order probe keeps its key
     if not conf.get("answer_probs"):
         conf.pop("answer_probs", None)  # likewise: a probe without the answer-token probabilities keeps its key
+    if not conf.get("keep_texts"):
+        conf.pop("keep_texts", None)  # likewise: a table without the texts column keeps its key
     if conf.get("entropy_from", "teacher_forced") == "teacher_forced":
         conf.pop("entropy_from", None)  # likewise: only the non-default source is in the key
     conf.update(

@@ -1,7 +1,7 @@
 """rl stage (paper §2.4, docs/design.md §5): StableReinforce or GRPO on the selected samples, in the
-curriculum's order, starting from the SFT model.
+curriculum's order, starting from the SFT model (the rft stage's when ``rft`` is in ``stages``).
 
-Input: the sft stage's model, the select stage's ``selection.json`` (or ``rl.selection_path``;
+Input: the sft stage's model (or rft's), the select stage's ``selection.json`` (or ``rl.selection_path``;
 ``selection=all`` trains on all of ``rl_pool``). Output at ``<artifact>/``:
 ``model/`` (HF model directory + processor), ``curves.json`` (every logged term per step, the
 sample ids of each step and a few completions) and, with ``rl.eval_n > 0``, ``bench_eval.json``.
@@ -49,7 +49,7 @@ from egt.utils.fmt import num, pct
 from egt.utils.secrets import config_container
 
 log = logging.getLogger(__name__)
-REQUIRES = ("data", "sft", "probe", "select")  # the stages this one may ask the pipeline for (egt.stages)
+REQUIRES = ("data", "sft", "probe", "rft", "select")  # the stages this one may ask the pipeline for (egt.stages)
 VERSION = 1
 # Settings that change how RL is run or reported, not the model it produces.
 NOT_IN_KEY = (
@@ -82,8 +82,8 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     rl_pool = data_stage.load(data)["rl_pool"]
     selection, select_key = load_selection(cfg, pipe)
     conf = key_config(cfg)
-    sft_id = sft["key"]  # an outside model's key is its content fingerprint
-    upstream = {"data": data["key"], "sft": sft_id, "select": select_key}
+    start = start_model(cfg, pipe)  # the SFT judge, or the rft stage's model when rft is in `stages`
+    upstream = upstream_keys(data, sft, select_key, start)
     reprobe = reprobe_settings(cfg)
     pool = None
     if reprobe is not None:  # the online curriculum (static runs keep their keys: nothing added)
@@ -99,7 +99,7 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
                 ds, online = online_samples(cfg, rl_pool, selection, reprobe, pool)
             else:
                 ds = ordered_samples(rl_pool, selection, cfg)
-            summary = train(cfg, art.path, Path(sft["model_path"]), ds, selection, data, online)
+            summary = train(cfg, art.path, Path(start["model_path"]), ds, selection, data, online)
             art.finish(summary, {"config": conf, "upstream": upstream})  # rank 0 writes
     return {
         "key": key,
@@ -128,6 +128,22 @@ def key_config(cfg: DictConfig) -> dict[str, Any]:
     if cfg.data.get("hints") is not None:  # unset, the key is the one from before hints existed
         conf["hints"] = cfg.data.hints
     return conf
+
+
+def start_model(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
+    """The judge RL starts from (and its frozen KL reference): the rft stage's result when ``rft`` is in
+    ``cfg.stages`` (UnifiedReward-Think's recipe), else the sft stage's; both have ``key`` and ``model_path``."""
+    return pipe.get("rft") if "rft" in [str(s) for s in cfg.stages] else pipe.get("sft")
+
+
+def upstream_keys(data: dict, sft: dict, select_key: str, start: dict) -> dict[str, str]:
+    """The upstream part of the RL key: data, the SFT judge (an outside model's key is its content
+    fingerprint) and the selection; and the rft stage's key when RL starts from its model (``start``) —
+    only then, so runs without rft keep their keys."""
+    upstream = {"data": data["key"], "sft": sft["key"], "select": select_key}
+    if start is not sft:
+        upstream["rft"] = start["key"]
+    return upstream
 
 
 def summary_line(summary: dict[str, Any]) -> str:

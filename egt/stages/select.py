@@ -80,11 +80,11 @@ def summary_line(summary: dict[str, Any]) -> str:
     s = summary
     if "n_selected" not in s:
         return ""
-    noise = (
-        f"; flipped kept {s['flipped_kept']} (pool rate {pct(s.get('flipped_rate'))}, "
-        f"kept {pct(s['flipped_kept'] / max(1, s['n_selected']))})"
-        if "flipped_kept" in s
-        else ""
+    noise = "".join(
+        f"; {name} kept {s[f'{name}_kept']} (pool rate {pct(s.get(f'{name}_rate'))}, "
+        f"kept {pct(s[f'{name}_kept'] / max(1, s['n_selected']))})"
+        for name in ("flipped", "ambiguous")
+        if f"{name}_kept" in s
     )
     cost = f"; probe {s['probe_draws']:,} outputs, {s.get('probe_seconds')} s" if "probe_draws" in s else ""
     by = f"{s['method_title']} ({s.get('method')})" if "method_title" in s else s.get("method")

@@ -97,7 +97,7 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     key = make_key("sft", conf, upstream=upstream, version=VERSION)
     with pipe.store.open("sft", key, ranks="all") as art:  # every rank trains (DDP / DeepSpeed)
         if not art.reused:
-            summary = train(cfg, art.path, base, data, distill, pipe.store)
+            summary = train(cfg, art.path, base, data, joined_trajectories(data, distill), pipe.store)
             art.finish(summary, {"config": conf, "upstream": upstream})  # rank 0 writes
     return {
         "key": key,
@@ -126,15 +126,21 @@ def _split(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]
     return sorted(perm[n_val:]), sorted(perm[:n_val])
 
 
-def _datasets(
-    cfg: DictConfig, store: ArtifactStore, data: dict, distill: dict, encoder: ChatEncoder
-) -> tuple[Any, Any, dict]:
-    """Training and validation sets — from the encoding cache (built on first use) or encoded at every
-    access — and what the check found: ``{"checked", "skipped", "image_tokens_mean", "image_tokens_max"}``."""
-    s = cfg.sft
+def joined_trajectories(data: dict, distill: dict) -> Any:
+    """``sft_pool ⋈ trajectories`` (by id): the SFT set, a sample's row with its trajectory as ``target``."""
     joined = join_trajectories(data_stage.load(data)["sft_pool"], distill_stage.load(distill))
     if len(joined) == 0:
         raise ValueError("no trajectories were kept by the distillation stage: nothing to fine-tune on")
+    return joined
+
+
+def _datasets(
+    cfg: DictConfig, store: ArtifactStore, data: dict, joined: Any, encoder: ChatEncoder
+) -> tuple[Any, Any, dict]:
+    """Training and validation sets of ``joined`` (rows with a ``target``) — from the encoding cache (built on
+    first use, keyed by the rows' ids and targets) or encoded at every access — and what the check found:
+    ``{"checked", "skipped", "image_tokens_mean", "image_tokens_max"}``."""
+    s = cfg.sft
     tr_idx, va_idx = _split(len(joined), s.val_fraction, cfg.seed)
     if not s.cache_encodings:
         train_ds, val_ds = SFTDataset(joined.select(tr_idx), encoder), SFTDataset(joined.select(va_idx), encoder)
@@ -154,12 +160,19 @@ def _both(train: dict[str, int], val: dict[str, int]) -> dict[str, int]:
     return {k: train[k] + val[k] for k in ("checked", "skipped")}
 
 
-def train(cfg: DictConfig, out: Path, base: Path, data: dict, distill: dict, store: ArtifactStore) -> dict[str, Any]:
+def train(
+    cfg: DictConfig, out: Path, base: Path, data: dict, joined: Any, store: ArtifactStore, stage: str = "sft"
+) -> dict[str, Any]:
+    """Fine-tune ``base`` on ``joined`` (data set rows with a ``target`` column) with the ``cfg.sft`` settings,
+    eq. 2's loss and the encoding cache; resumes from ``<out>/checkpoints/last.ckpt``; rank 0 saves
+    ``<out>/model`` and measures it. ``stage`` names the logger, the log lines and the bench metrics: the
+    sft stage, and the rft stage (egt.stages.rft), which passes its trajectories and its settings as
+    ``cfg.sft``."""
     s = cfg.sft
     t0 = time.perf_counter()
     model, processor = load_for_training(base, cfg)
     encoder = ChatEncoder(processor, template=cfg.data.template, max_length=s.max_length)
-    train_ds, val_ds, checked = _datasets(cfg, store, data, distill, encoder)
+    train_ds, val_ds, checked = _datasets(cfg, store, data, joined, encoder)
     pad = encoder.tokenizer.pad_token_id
     local_batch = distributed.split_batch(s.batch_size)  # sft.batch_size is the global batch per forward
     sampler = ResumableSampler(len(train_ds), seed=cfg.seed, shuffle=True).shard(
@@ -215,11 +228,11 @@ def train(cfg: DictConfig, out: Path, base: Path, data: dict, distill: dict, sto
         }
 
     def finish(trainer: L.Trainer, logger: Any, state: dict | None) -> dict[str, Any]:
-        return _finish(cfg, out, module, processor, history, trainer, data, logger, state)
+        return _finish(cfg, out, module, processor, history, trainer, data, logger, state, stage)
 
     return recipe.fit(
         cfg,
-        "sft",
+        stage,
         module,
         out,
         train_dl,
@@ -247,6 +260,7 @@ def _finish(
     data: dict,
     logger: Any,
     state: dict | None = None,
+    stage: str = "sft",
 ) -> dict[str, Any]:
     """Save the HF model dir atomically, then measure the reloaded model on the bench split."""
     save_model(out, module.model, processor, state)
@@ -259,5 +273,5 @@ def _finish(
     if "val/loss" in trainer.callback_metrics:
         summary["val_loss"] = round(float(trainer.callback_metrics["val/loss"]), 4)
     if cfg.sft.eval_n > 0:
-        summary.update(bench_eval(cfg, "sft", out / "model", data, logger, trainer.global_step))
+        summary.update(bench_eval(cfg, "sft", out / "model", data, logger, trainer.global_step, name=stage))
     return summary

@@ -33,13 +33,16 @@ def save_model(out: Path, model: Any, processor: Any, state: dict | None = None)
     return out / "model"
 
 
-def bench_eval(cfg: DictConfig, stage: str, path: Path, data: dict, logger: Any, step: int) -> dict[str, Any]:
-    """Greedy judgements of the first ``cfg.<stage>.eval_n`` bench samples (of ``data``, the data stage's result) by
-    the model saved at ``path`` (``<stage>.eval_max_new_tokens`` / ``eval_batch_size`` / ``max_length``); writes
-    ``bench_eval.json`` beside it (metrics and 20 examples), logs ``<stage>_bench/*`` at ``step``, and
+def bench_eval(
+    cfg: DictConfig, section: str, path: Path, data: dict, logger: Any, step: int, name: str | None = None
+) -> dict[str, Any]:
+    """Greedy judgements of the first ``cfg.<section>.eval_n`` bench samples (of ``data``, the data stage's result)
+    by the model saved at ``path`` (``<section>.eval_max_new_tokens`` / ``eval_batch_size`` / ``max_length``);
+    writes ``bench_eval.json`` beside it (metrics and 20 examples), logs ``<name>_bench/*`` at ``step`` (``name``:
+    the stage, default ``section``; the rft stage trains with the sft section), and
     returns ``bench_*`` summary keys plus ``headline`` = bench accuracy (a fraction). An empty bench split
     (``data=r1_reward_rl`` has none) gives no check and no headline, never an accuracy of 0 items."""
-    s = cfg[stage]
+    s, stage = cfg[section], name or section
     bench = load_saved_dataset(data["dataset_path"])["bench"]  # the data stage's data set
     if len(bench) == 0:
         log.warning(
@@ -48,7 +51,7 @@ def bench_eval(cfg: DictConfig, stage: str, path: Path, data: dict, logger: Any,
             stage,
             cfg.data.name,
             stage.upper(),
-            stage,
+            section,
             s.eval_n,
         )
         return {}
@@ -56,7 +59,7 @@ def bench_eval(cfg: DictConfig, stage: str, path: Path, data: dict, logger: Any,
     model, processor = load_for_inference(path, cfg)
     model = model.to(distributed.device(cfg))
     encoder = ChatEncoder(
-        processor, template=cfg.data.template, max_length=s.max_length, length_key=f"{stage}.max_length"
+        processor, template=cfg.data.template, max_length=s.max_length, length_key=f"{section}.max_length"
     )
     outputs = generate(model, encoder, samples, s.eval_max_new_tokens, s.eval_batch_size, desc=f"{stage} bench")
     metrics = score(samples, outputs)

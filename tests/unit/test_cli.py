@@ -8,7 +8,7 @@ from egt.stages import HEADLINES, STAGES
 
 
 def test_headline_stages_are_stages():
-    assert set(HEADLINES) <= set(STAGES) and set(HEADLINES) == {"sft", "rl", "eval"}
+    assert set(HEADLINES) <= set(STAGES) and set(HEADLINES) == {"sft", "rft", "rl", "eval"}
 
 
 def test_the_last_stage_that_defines_a_headline_gives_it():

@@ -76,8 +76,8 @@ def test_a_declared_request_runs_once(tmp_path, monkeypatch):
 def test_the_default_config_runs_every_stage_in_order():
     from egt.config import EgtConfig
 
-    assert EgtConfig().stages == list(STAGES) == list(egt.stages.STAGES)
-    assert STAGES[0] == "model"
+    assert EgtConfig().stages == list(egt.stages.DEFAULT_STAGES) == [s for s in STAGES if s != "rft"]
+    assert STAGES[0] == "model"  # rft runs only when named (UnifiedReward-Think's recipe, egt.stages.rft)
 
 
 def test_every_stage_owns_its_summary_line():

@@ -190,3 +190,22 @@ def test_both_orders_adds_the_swapped_probe(tiny, world_small, tmp_path):
         else:
             assert [list(v) if c == "answers" else v for v in got] == want, c
     assert (swapped["label"] == 3 - t["label"]).all()
+
+
+def test_keep_texts_adds_every_draws_text_and_changes_nothing_else(tiny, world_small, tmp_path):
+    """probe.keep_texts: a ``texts`` column, every draw's output in draw order (the first is ``output``);
+    the other columns are the plain probe's (same seeded draws)."""
+    model, enc = tiny
+    ds = world_small["rl_pool"].select(range(3))
+    kw = dict(n=3, temperature=1.0, max_new_tokens=6, batch_size=2, chunk=7, seed=1)
+    probe_shards(model, enc, ds, [(0, 3)], tmp_path / "plain", **kw)
+    probe_shards(model, enc, ds, [(0, 3)], tmp_path / "texts", keep_texts=True, **kw)
+    p, t = merge_shards(tmp_path / "plain", [(0, 3)]), merge_shards(tmp_path / "texts", [(0, 3)])
+    assert "texts" not in p and list(t.columns) == [
+        *p.columns[: list(t.columns).index("texts")],
+        "texts",
+        *[c for c in p.columns[list(t.columns).index("texts") :]],
+    ]
+    pd.testing.assert_frame_equal(p, t[p.columns])
+    assert [len(x) for x in t["texts"]] == [3, 3, 3]
+    assert [x[0] for x in t["texts"]] == t["output"].tolist()

@@ -71,13 +71,10 @@ def test_recorded_loss_is_the_per_token_loss_whatever_the_accumulation(tiny_mode
     assert at1[0] == pytest.approx(truth[0], rel=1e-5)
 
 
-def test_summary_skips_count_both_splits(tiny_model_dir, world_small, tmp_path, monkeypatch):
+def test_summary_skips_count_both_splits(tiny_model_dir, world_small, tmp_path):
     _, proc = load_model_and_processor(tiny_model_dir)
     pool = world_small["sft_pool"].select(range(10))
     joined = pool.add_column("target", ["word " * 400] * 10)  # every row over max_length: all bad
-    monkeypatch.setattr(sft_stage, "join_trajectories", lambda *a: joined)
-    monkeypatch.setattr(sft_stage.data_stage, "load", lambda d: {"sft_pool": pool})
-    monkeypatch.setattr(sft_stage.distill_stage, "load", lambda d: None)
     for cache in (False, True):
         cfg = OmegaConf.create(
             {
@@ -88,6 +85,6 @@ def test_summary_skips_count_both_splits(tiny_model_dir, world_small, tmp_path, 
             }
         )
         enc = ChatEncoder(proc, template="minimal", max_length=300)
-        train_ds, val_ds, checked = sft_stage._datasets(cfg, ArtifactStore(tmp_path), {"key": "k"}, {}, enc)
+        train_ds, val_ds, checked = sft_stage._datasets(cfg, ArtifactStore(tmp_path), {"key": "k"}, joined, enc)
         assert (len(train_ds), len(val_ds)) == (0, 0)
         assert (checked["checked"], checked["skipped"]) == (10, 10), cache
