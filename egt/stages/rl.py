@@ -6,7 +6,8 @@ Input: the sft stage's model, the select stage's ``selection.json`` (or ``rl.sel
 ``model/`` (HF model directory + processor), ``curves.json`` (every logged term per step, the
 sample ids of each step and a few completions) and, with ``rl.eval_n > 0``, ``bench_eval.json``.
 Killed runs resume from ``checkpoints/last.ckpt`` (optimizer, scheduler, sampler position,
-rollout counter that seeds the RNG).
+rollout counter that seeds the RNG), written only at update boundaries (with refill, never while kept
+groups wait in the buffer: a resume draws them again with the same seeds).
 """
 
 from __future__ import annotations
@@ -65,14 +66,16 @@ NOT_IN_KEY = (
 
 
 class RolloutCheckpoint(Callback):
-    """``last.ckpt`` every ``every`` rollout batches (optimizer steps per rollout vary, so
-    Lightning's step-based ModelCheckpoint would miss some)."""
+    """``last.ckpt`` every ``every`` updates (optimizer steps per update vary, so Lightning's step-based
+    ModelCheckpoint would miss some), at an update boundary only: with refill, not while rollout batches
+    wait in the buffer (a resume then redraws them with the same seeds and prompts); after an update
+    skipped for lack of kept groups, again (the sampler has moved on)."""
 
     def __init__(self, path: Path, every: int):
         self.path, self.every = path, every
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, idx: int) -> None:
-        if self.every > 0 and pl_module.rollouts % self.every == 0:
+        if self.every > 0 and pl_module.at_update_boundary and pl_module.updates % self.every == 0:
             trainer.save_checkpoint(self.path)
 
 
@@ -80,17 +83,7 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     data, sft = pipe.get("data"), pipe.get("sft")
     rl_pool = data_stage.load(data)["rl_pool"]
     selection, select_key = load_selection(cfg, pipe)
-    conf = {k: v for k, v in to_container(cfg.rl).items() if k not in NOT_IN_KEY}
-    conf.update(
-        reward=config_container(cfg.reward),  # redacted: a judge's secrets as ***, variables by name
-        seed=rl_seed(cfg),
-        template=template_key(cfg.data.template),
-        on_bad_sample=cfg.data.on_bad_sample,
-        trainer=to_container(cfg.trainer),
-        dtype=cfg.model.dtype,
-        freeze_vision=cfg.model.freeze_vision,
-        **pixel_budget(cfg),
-    )
+    conf = key_config(cfg)
     sft_id = sft["key"]  # an outside model's key is its content fingerprint
     upstream = {"data": data["key"], "sft": sft_id, "select": select_key}
     reprobe = reprobe_settings(cfg)
@@ -117,6 +110,26 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
         "summary": art.summary,
         "model_path": str(art.path / "model"),
     }
+
+
+def key_config(cfg: DictConfig) -> dict[str, Any]:
+    """The config part of the RL key (the online curriculum's settings are added by :func:`run`). A group
+    filter's refill settings (``rl.filter.refill``, ``rl.filter.max_tries``) are in it only with refill on:
+    without refill the key is the one from before refill existed."""
+    conf = {k: v for k, v in to_container(cfg.rl).items() if k not in NOT_IN_KEY}
+    if isinstance(conf.get("filter"), dict) and conf["filter"].get("refill") is False:
+        conf["filter"] = {k: v for k, v in conf["filter"].items() if k not in ("refill", "max_tries")}
+    conf.update(
+        reward=config_container(cfg.reward),  # redacted: a judge's secrets as ***, variables by name
+        seed=rl_seed(cfg),
+        template=template_key(cfg.data.template),
+        on_bad_sample=cfg.data.on_bad_sample,
+        trainer=to_container(cfg.trainer),
+        dtype=cfg.model.dtype,
+        freeze_vision=cfg.model.freeze_vision,
+        **pixel_budget(cfg),
+    )
+    return conf
 
 
 def summary_line(summary: dict[str, Any]) -> str:
@@ -251,8 +264,18 @@ def train(
         scores=_scores(selection),
         warmup_steps=int(r.warmup_ratio * opt_steps),
         seed=rl_seed(cfg),
-        max_rollouts=r.max_steps,
+        max_updates=r.max_steps,
     )
+    if module.refill is not None:
+        log.info(
+            "[rl] refill: each update draws rollout batches of %d prompts until %d groups are kept (at most %d "
+            "batches); rl.max_steps counts updates, and the plan above (warmup included) counts one update "
+            "per rollout batch, %s",
+            r.batch_size,
+            r.batch_size,
+            module.refill.max_tries,
+            "exact while the data lasts" if r.max_steps > 0 else "an upper bound (rl.max_steps=-1)",
+        )
     last = out / "checkpoints" / "last.ckpt"
     last.parent.mkdir(parents=True, exist_ok=True)
 
@@ -272,12 +295,16 @@ def train(
             "rank": trainer.global_rank,
             "n_selected": len(ds),
             "skipped": len(skipped),
-            "steps": module.rollouts,
+            "steps": module.updates,
             "optimizer_steps": trainer.global_step,
+            "rollout_batches": module.rollouts,  # refills included: the RL stage's generation cost
+            "prompts_generated": module.prompts_generated * trainer.world_size,
             "resumed": resumed,
             "processes": trainer.world_size,
             **image_tokens(encoder),
         }
+        if module.refill is not None:
+            summary.update(_refill_summary(module.history, r.max_steps, module.updates))
         if order is not None:
             summary.update(_reprobe_summary(order.summary(), _seconds_per_epoch(module.history)))
         return summary
@@ -333,7 +360,9 @@ def _sampler(
 
 def _plan(r: DictConfig, n: int, per_epoch: int) -> int:
     """Log the run's size (``n`` samples, ``per_epoch`` rollout batches per epoch); returns its optimizer
-    steps (what ``rl.warmup_ratio`` is a fraction of)."""
+    steps (what ``rl.warmup_ratio`` is a fraction of): ``rl.max_steps`` updates of ``ppo_epochs`` ×
+    ``num_mini_batches`` steps each, or one update per rollout batch of every epoch (with refill an update
+    may take several rollout batches: then an upper bound)."""
     rollouts = min(r.max_steps, per_epoch * r.epochs) if r.max_steps > 0 else per_epoch * r.epochs
     opt_steps = rollouts * r.ppo_epochs * min(r.num_mini_batches, r.batch_size * r.group_size)
     if n % r.batch_size:
@@ -377,6 +406,23 @@ def _reprobe_summary(reprobes: list[dict[str, Any]], rl_seconds: list[float]) ->
             if k in last:
                 out[f"reprobe_last_{k}"] = last[k]
     return out
+
+
+def _refill_summary(history: list[dict[str, Any]], max_steps: int, updates: int) -> dict[str, Any]:
+    """Refill's totals over the run (from the per-update history), with a warning when the data ran out
+    before ``rl.max_steps`` updates (a method comparison at the same optimizer-step budget needs them all)."""
+    if 0 < max_steps and updates < max_steps:
+        log.warning(
+            "[rl] refill: the data ran out after %d of rl.max_steps=%d updates: raise rl.epochs for the same "
+            "optimizer-step budget as a run without refill",
+            updates,
+            max_steps,
+        )
+    return {
+        "updates_skipped": int(sum(h.get("rl/update_skipped", 0.0) for h in history)),
+        "groups_dropped": int(sum(h.get("rl/groups_dropped", 0.0) for h in history)),
+        "groups_surplus": int(sum(h.get("rl/groups_surplus", 0.0) for h in history)),
+    }
 
 
 def _seconds_per_epoch(history: list[dict[str, Any]]) -> list[float]:
