@@ -133,7 +133,7 @@ def test_zero_variance_filter_with_refill(base, selection, tmp_path):
     summary = json.loads((rl / "_SUCCESS.json").read_text())["summary"]
     assert (summary["steps"], summary["rollout_batches"], summary["prompts_generated"]) == (3, 6, 11)
     assert summary["optimizer_steps"] == 6  # 3 updates × 2 mini-batches (o1 alone: its 2 rows, one each)
-    assert (summary["updates_skipped"], summary["groups_dropped"], summary["groups_surplus"]) == (1, 5, 0)
+    assert (summary["updates_skipped"], summary["groups_dropped"], summary["groups_surplus"]) == (1, 7, 0)
     curves = json.loads((rl / "curves.json").read_text())["steps"]
     o = order
     assert [s["ids"] for s in curves] == [o[0:4], o[4:6], o[6:7], o[0:4]]
