@@ -173,3 +173,15 @@ def test_killed_mid_refill_resumes_to_the_same_updates(tiny_model_dir, world, tm
     # the same operations in the same order in one process: equal up to fp32 rounding
     for k, v in clean.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[k], v, rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_refill_on_several_ranks_stops_before_the_first_step(tiny_model_dir, world):
+    """The module's own guard (validation refuses it earlier): no rank may skip a backward pass others run."""
+    from types import SimpleNamespace
+
+    from egt.errors import ConfigError
+
+    m, _, _ = _module(tiny_model_dir, world, VARIED)
+    m._trainer = SimpleNamespace(world_size=2)
+    with pytest.raises(ConfigError, match=r"rl.filter.refill=true runs on one process only for now \(2 here"):
+        m.on_fit_start()
