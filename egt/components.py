@@ -21,6 +21,7 @@ import inspect
 import pkgutil
 from typing import Any, TypeVar
 
+import hydra.errors
 import hydra.utils
 
 from egt.errors import ConfigError
@@ -44,7 +45,15 @@ def build(node: Any, base: type[T], where: str, package: str | None = None, **de
         args = {k: v for k, v in node.items() if k != "name"}
         obj = builtin(base, package, str(node["name"]), where)(**{**defaults, **args})
     else:
-        obj = hydra.utils.instantiate(node, **{k: v for k, v in defaults.items() if k not in node})
+        try:
+            obj = hydra.utils.instantiate(node, **{k: v for k, v in defaults.items() if k not in node})
+        except hydra.errors.InstantiationException as e:  # a component's own ConfigError says what to write
+            cause = e.__cause__
+            while isinstance(cause, hydra.errors.InstantiationException):
+                cause = cause.__cause__
+            if isinstance(cause, ConfigError):
+                raise cause from None
+            raise
     if not isinstance(obj, base):
         raise TypeError(f"{where}._target_ must build an {base.__module__}.{base.__name__}, got {type(obj)}")
     return obj

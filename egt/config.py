@@ -24,7 +24,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from egt.errors import ConfigError  # noqa: F401  (re-exported: egt.config.ConfigError)
-from egt.preflight import check_paths
+from egt.preflight import check_paths, stages_to_run
 from egt.utils.conf import to_container  # noqa: F401  (re-exported)
 from egt.choices import (
     Attention,
@@ -284,7 +284,8 @@ class EvalConfig:
 @dataclass
 class RLConfig:
     """RL on the selected samples in curriculum order (paper §2.4, docs/design.md §5). Steps count
-    rollout batches of ``batch_size`` prompts × ``group_size`` completions."""
+    updates on rollout batches of ``batch_size`` prompts × ``group_size`` completions (one rollout batch
+    each, or several with ``rl.filter.refill``)."""
 
     name: str = MISSING
     loss: Any = MISSING  # _target_ of an egt.rl.losses class (rl/loss=…)
@@ -297,7 +298,7 @@ class RLConfig:
     num_mini_batches: int = MISSING  # optimizer steps per PPO epoch over one rollout batch
     ppo_epochs: int = MISSING
     epochs: int = MISSING
-    max_steps: int = MISSING  # rollout batches; -1 = all epochs
+    max_steps: int = MISSING  # updates (= rollout batches without refill); -1 = all epochs
     lr: float = MISSING
     weight_decay: float = MISSING
     warmup_ratio: float = MISSING
@@ -312,7 +313,7 @@ class RLConfig:
     logprob_batch_size: Optional[int] = MISSING  # sequences per no-grad π_old / π_ref forward; null = the rollout batch
     logprob_chunk_size: int = MISSING  # positions per output-head chunk: peak extra memory ~ chunk × V fp32
     shared_prompt_pass: bool = MISSING  # log-prob passes run each prompt once per group (not in the key: same numbers)
-    checkpoint_every_n_steps: int = MISSING
+    checkpoint_every_n_steps: int = MISSING  # updates between last.ckpt writes (at update boundaries only)
     log_examples: int = MISSING  # completions kept per step in curves.json
     eval_n: int = MISSING  # bench samples generated after RL (format-ok, accuracy); 0 = none
     eval_max_new_tokens: int = MISSING
@@ -771,6 +772,26 @@ def _validate_rl(cfg: DictConfig) -> None:
         )
     if cfg.reward.alpha < 0 or cfg.reward.beta < 0:
         raise ConfigError("reward.alpha and reward.beta must be >= 0 (the paper uses 0.5 and 0.5)")
+    _validate_rl_filter(cfg)
+
+
+def _validate_rl_filter(cfg: DictConfig) -> None:
+    """``rl.filter`` built now, so its own checks (``rl.filter.refill``, ``rl.filter.max_tries``) fail before
+    the first stage runs; a group filter needs G >= 2, and refill one process (egt.rl.refill)."""
+    from egt import distributed  # late: they import torch
+    from egt.components import build
+    from egt.rl.filters import AdvantageFilter, GroupFilter
+
+    adv_filter = build(cfg.rl.filter, AdvantageFilter, "rl.filter")
+    if not isinstance(adv_filter, GroupFilter):
+        return
+    adv_filter.check(cfg.rl.group_size)
+    world = distributed.detect().world_size
+    if adv_filter.refill and world > 1 and "rl" in stages_to_run(cfg):
+        raise ConfigError(
+            f"rl.filter.refill=true runs on one process only for now ({world} started): write "
+            "rl.filter.refill=false (the rollout batch shrinks instead) or run RL on one device"
+        )
 
 
 def _validate_eval(cfg: DictConfig) -> None:

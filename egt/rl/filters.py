@@ -4,6 +4,10 @@ A filter subclasses :class:`AdvantageFilter` and returns which sequences count i
 and which count in the loss's denominator (``in_denominator``); :func:`egt.rl.functional.aggregate` uses
 both. It sees the global rollout batch (:class:`egt.rl.batch.RolloutBatch`: rewards, reward terms,
 lengths, groups, selection scores) and the advantages the estimator gave it.
+
+A :class:`GroupFilter` keeps or drops whole groups (a prompt's G completions) on the rollout batch alone;
+such a filter may also ask for refills (``refill``, ``max_tries``): the RL module then draws further rollout
+batches until ``rl.batch_size`` groups are kept (egt.rl.refill, DAPO's dynamic sampling).
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ from typing import NamedTuple
 
 import torch
 
+from egt.errors import ConfigError
 from egt.rl.batch import RolloutBatch
 from egt.rl.functional import filter_normalised, filter_r1_code, token_mean
 
-__all__ = ["AdvantageFilter", "FilterResult", "NoFilter", "NormalisedAdvantageFilter", "R1CodeFilter"]
+__all__ = ["AdvantageFilter", "FilterResult", "GroupFilter", "NoFilter", "NormalisedAdvantageFilter", "R1CodeFilter"]
 
 
 class FilterResult(NamedTuple):
@@ -31,6 +36,46 @@ class AdvantageFilter(ABC):
     @abstractmethod
     def __call__(self, batch: RolloutBatch, advantages: torch.Tensor) -> FilterResult:
         """Which rows count in the loss and in its denominator."""
+
+
+class GroupFilter(AdvantageFilter):
+    """A filter that keeps or drops whole groups, decided on the rollout batch alone (rewards and their
+    terms, not the advantages), so it can be decided on each rollout batch before any log-prob pass.
+
+    ``refill``: when the kept groups do not fill the rollout batch (``rl.batch_size`` prompts), the RL module
+    draws further rollout batches, in curriculum order, and updates once it holds ``rl.batch_size`` kept
+    groups (egt.rl.refill; verl ``algorithm.filter_groups.enable``). ``max_tries``: at most this many rollout
+    batches per update, the first included (verl's ``max_num_gen_batches``); then it updates on what it has.
+    Without refill the batch shrinks (the dropped rows leave the loss and its denominator).
+    """
+
+    def __init__(self, refill: bool = False, max_tries: int = 10):
+        if not isinstance(refill, bool):
+            raise ConfigError(f"rl.filter.refill={refill!r}: write rl.filter.refill=true or rl.filter.refill=false")
+        if isinstance(max_tries, bool) or not isinstance(max_tries, int) or max_tries < 1:
+            raise ConfigError(
+                f"rl.filter.max_tries={max_tries!r}: write a whole number >= 1 of rollout batches per update, "
+                "the first included (e.g. rl.filter.max_tries=10, as verl's DAPO recipe; verl's 0 = no limit: "
+                "write a large number, an epoch's end still ends a refill)"
+            )
+        self.refill, self.max_tries = refill, max_tries
+
+    def check(self, group_size: int) -> None:
+        """A ConfigError when groups of ``group_size`` completions cannot be filtered: one completion has no
+        variance, so every group would be dropped (verl keeps such groups unfiltered; egt refuses)."""
+        if group_size < 2:
+            raise ConfigError(
+                f"rl.filter ({type(self).__name__}) keeps or drops whole groups and rl.group_size={group_size} "
+                "makes groups of one completion, all dropped: write rl.group_size=4 (or more), or another rl/filter"
+            )
+
+    @abstractmethod
+    def groups(self, batch: RolloutBatch) -> torch.Tensor:
+        """[N] bool: which of the batch's N = B / G groups count (groups are consecutive rows)."""
+
+    def __call__(self, batch: RolloutBatch, advantages: torch.Tensor) -> FilterResult:
+        rows = self.groups(batch).repeat_interleave(batch.group_size)  # [B]
+        return FilterResult(rows, rows)
 
 
 class NoFilter(AdvantageFilter):

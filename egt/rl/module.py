@@ -1,6 +1,8 @@
 """RL of the reasoning reward model as a LightningModule (paper §2.4, docs/design.md §5).
 
-One training step is one rollout batch of N prompts, in the curriculum's order:
+One training step is one rollout batch of N prompts, in the curriculum's order, and one update on it
+(with ``rl.filter.refill``, a step whose kept groups do not fill the batch holds them and returns; the
+step that fills it updates: egt.rl.refill):
 
 1. roll out G completions per prompt from the current policy π_old;
 2. score them: R = R_acc (1 + α R_logic) + β R_format, every term kept;
@@ -52,11 +54,15 @@ Departures from the paper (StableReinforce in OpenRLHF, 8 GPUs) and from R1-Rewa
   run draws the same completions as an uninterrupted one (with the same number of ranks).
 - LR: linear warmup, then constant. Rollout batches that do not fill ``batch_size`` (the
   end of an epoch) are used as they are, not dropped.
+- Refill (``rl/filter=zero_variance rl.filter.refill=true``, DAPO's dynamic sampling): one process only
+  (several would need the fill decision and the batch balanced across ranks); ``rl.max_steps`` counts
+  updates, not rollout batches; the departures from verl's are in egt.rl.refill.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import time
 from collections.abc import Mapping
@@ -72,14 +78,20 @@ from egt import distributed
 from egt.components import build
 from egt.data.encode import ChatEncoder
 from egt.data.sampler import ResumableSampler
+from egt.errors import ConfigError
 from egt.models.loader import multimodal_token_ids
 from egt.rl.advantages import AdvantageEstimator
 from egt.rl.batch import RolloutBatch
 from egt.rl.filters import AdvantageFilter
-from egt.rl.functional import aggregate, kl_term, masked_mean, truncated
+from egt.rl.functional import aggregate, kl_term, masked_mean
+from egt.rl.generated import Generated
+from egt.rl.generated import mean as _mean
 from egt.rl.losses import PolicyLoss
-from egt.rl.reward import CompositeReward
+from egt.rl.refill import refill_buffer
+from egt.rl.reward import CompositeReward, RewardTerms
 from egt.rl.rollout import Rollout, RolloutBackend, logprobs_and_entropy, rollout, stop_ids
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -87,7 +99,7 @@ class RLSettings:
     """The RL module's settings. Each field named as a key of ``cfg.rl`` is read from it by
     :meth:`from_config` (a new setting: a field here, its key in ``conf/rl`` and ``RLConfig``, and its use
     in :class:`RLModule` as ``self.settings.<name>``); the stage derives ``warmup_steps``, ``seed`` and
-    ``max_rollouts``."""
+    ``max_updates``."""
 
     group_size: int
     ppo_epochs: int
@@ -103,7 +115,8 @@ class RLSettings:
     kl_in: str
     kl_clamp: float | None = None  # k1/k3 per token clamped at ±kl_clamp (verl, OpenRLHF: 10); None: not clamped
     seed: int = 0
-    max_rollouts: int = -1
+    max_updates: int = -1  # updates (rl.max_steps); -1: every epoch
+    batch_size: int = 0  # prompts per update (rl.batch_size): what a refill fills
     log_examples: int = 2
     logprob_batch_size: int | None = None
     logprob_chunk_size: int = 256
@@ -153,15 +166,19 @@ class RLModule(L.LightningModule):
         self.kl_coef, self.kl_in = s.kl_coef, s.kl_in
         self.kl = functools.partial(kl_term, estimator=s.kl_estimator, clamp=s.kl_clamp)  # [B, L], [B, L] → [B, L]
         self._ref = (ref_model,)  # a tuple: not a submodule, so not in the checkpoint nor the optimizer
-        self.seed, self.max_rollouts, self.log_examples = s.seed, s.max_rollouts, s.log_examples
+        self.seed, self.max_updates, self.log_examples = s.seed, s.max_updates, s.log_examples
         self.logprob_batch_size, self.logprob_chunk_size = s.logprob_batch_size, s.logprob_chunk_size
         self.skip_old_pass_on_policy = s.skip_old_pass_on_policy
         self.shared_prompt_pass = s.shared_prompt_pass
         self._entropy = torch.zeros(0)  # [B, L] token entropy of the current rollout under π_old
         self.suppress_ids = multimodal_token_ids(encoder.processor)  # never sampled: out of the normaliser too
         self.scores = dict(scores or {})  # sample id → the selection's score (RolloutBatch.scores)
-        self.rollouts = 0  # rollout batches done (the checkpoint holds it)
-        self.history: list[dict[str, Any]] = []  # per-step metrics + sample ids, for curves.json
+        self.refill = refill_buffer(adv_filter, s.group_size, s.batch_size, encoder.tokenizer.pad_token_id)
+        self.rollouts = 0  # rollout batches done (the checkpoint holds it; it seeds each step's RNG)
+        self.updates = 0  # updates done (= rollouts without refill)
+        self.prompts_generated = 0  # prompts rolled out on this rank, refills included
+        self._unlogged_s = 0.0  # seconds of the steps since the last logged update
+        self.history: list[dict[str, Any]] = []  # per-update metrics + sample ids, for curves.json
 
     @classmethod
     def from_config(
@@ -204,6 +221,12 @@ class RLModule(L.LightningModule):
         return self._ref[0]
 
     def on_fit_start(self) -> None:
+        if self.refill is not None and self.trainer.world_size > 1:
+            raise ConfigError(
+                f"rl.filter.refill=true runs on one process only for now ({self.trainer.world_size} here: the "
+                "fill decision and the update's batch would have to be balanced across ranks); write "
+                "rl.filter.refill=false (the batch shrinks instead) or train on one device"
+            )
         if self.ref_model is not None:
             self.ref_model.to(self.device).eval().requires_grad_(False)
 
@@ -215,32 +238,66 @@ class RLModule(L.LightningModule):
         with torch.random.fork_rng(devices=devices):
             # each rank its own stream (its prompts differ anyway); rank 0 of W processes = one process
             torch.manual_seed(self.seed * 1_000_003 + self.rollouts + 7_919 * distributed.rank())
-            self.backend.sync(self.model, self.rollouts)  # e.g. vLLM: this step's policy weights
+            self.backend.sync(self.model, self.updates)  # e.g. vLLM: this update's policy weights
             ro = rollout(
                 self.model, self.backend, self.encoder, samples, self.group_size, self.max_new_tokens, self.temperature
             )
-            metrics = self._score_and_update(ro)
+            terms = self.reward.terms([s for s in ro.samples for _ in range(ro.group_size)], ro.texts)
+            generated = Generated.of(ro, terms, self._stop_ids, self.max_new_tokens, self.log_examples)
+            if self.refill is None:
+                metrics: dict[str, float] | None = generated.metrics() | self._score_and_update(ro, terms)
+                self.updates += 1
+            else:
+                metrics, generated = self._refill_step(ro, terms, generated)  # None while refilling
         self.rollouts += 1
-        metrics["rl/step_s"] = time.perf_counter() - t0
-        metrics["rl/samples_per_s"] = len(samples) / metrics["rl/step_s"]
-        self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False, batch_size=len(samples))
-        examples = [
-            {"id": s["id"], "label": s["label"], "output": t}
-            for s, t in zip([s for s in samples for _ in range(self.group_size)], ro.texts)
-        ]
+        self.prompts_generated += len(samples)
+        self._unlogged_s += time.perf_counter() - t0
+        if metrics is not None:
+            self._log_update(metrics, generated)
+
+    def _refill_step(
+        self, ro: Rollout, terms: RewardTerms, generated: Generated
+    ) -> tuple[dict[str, float] | None, Generated]:
+        """Keep this rollout batch's groups the filter keeps (decided on its own rewards and terms, before
+        any log-prob pass); update once the buffer is due (egt.rl.refill). Returns (None, _) while refilling,
+        else the update's metrics and everything generated for it."""
+        rewards = torch.tensor(terms.reward, dtype=torch.float32)  # [B]
+        self.refill.add(ro, terms, self.adv_filter.groups(self._batch(ro, rewards, terms)), generated)
+        if not self.refill.due(end_of_epoch=self.sampler.consumed >= len(self.sampler)):
+            return None, generated
+        update = self.refill.take()
+        metrics = update.generated.metrics() | update.stats
+        if update.rollout is None:
+            log.warning(
+                "[rl] no group kept in %d rollout batches (%d prompts): update skipped",
+                update.generated.rollouts,
+                len(update.generated.ids),
+            )
+            return metrics | {"rl/update_skipped": 1.0}, update.generated
+        metrics |= self._score_and_update(update.rollout, update.terms) | {"rl/update_skipped": 0.0}
+        self.updates += 1
+        return metrics, update.generated
+
+    def _log_update(self, metrics: dict[str, float], generated: Generated) -> None:
+        """Log one update's metrics (Lightning's logger and the history for curves.json); seconds and
+        prompts per second count every rollout batch drawn for it."""
+        metrics["rl/step_s"], self._unlogged_s = self._unlogged_s, 0.0
+        metrics["rl/samples_per_s"] = len(generated.ids) / metrics["rl/step_s"]
+        self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False, batch_size=len(generated.ids))
         self.history.append(
             {
-                "step": self.rollouts,
+                "step": self.updates,
                 "epoch": self.sampler.epoch,
                 **metrics,
-                "ids": [s["id"] for s in samples],
-                "examples": examples[: self.log_examples],
+                "ids": generated.ids,
+                **({"trained_ids": generated.trained_ids} if generated.trained_ids is not None else {}),
+                "examples": generated.examples,
             }
         )
 
-    def _score_and_update(self, ro: Rollout) -> dict[str, float]:
-        prompts = [s for s in ro.samples for _ in range(ro.group_size)]  # [B]
-        terms = self.reward.terms(prompts, ro.texts)
+    def _score_and_update(self, ro: Rollout, terms: RewardTerms) -> dict[str, float]:
+        """Steps 3–6 of the module docstring on one update's batch, whose reward ``terms`` are known; returns
+        the update's metrics (the reward terms themselves are logged from egt.rl.generated)."""
         rewards = torch.tensor(terms.reward, dtype=torch.float32)  # [B]
         mask = ro.completion_mask  # [B, L]
         chunks = torch.arange(ro.size).tensor_split(min(self.num_mini_batches, ro.size))  # the mini-batches
@@ -294,30 +351,16 @@ class RLModule(L.LightningModule):
         adv, keep, in_denominator = self._advantages(self._batch(ro, rewards, terms))  # [B], [B], [B]
         update = self._update(ro, chunks, first_is_old, adv, keep, in_denominator)
         kl_tok, entropy = self._kl_tokens(ro), self._entropy  # π_old complete after the first epoch
-        m = {
-            "rl/reward": float(torch.tensor(terms.reward).mean()),
-            "rl/reward_std": float(torch.tensor(terms.reward).std(unbiased=False)),
-            "rl/acc": _mean(terms.acc),
-            "rl/logic": _mean(terms.logic),
-            "rl/format": _mean(terms.format),
-            "rl/parse_fail": _mean([float(t is None) for t in map(_parsed, ro.texts)]),
+        return {
             "rl/adv_filtered": 1.0 - float(keep.float().mean()),
             "rl/kl": float(masked_mean(kl_tok, mask)),
             "rl/entropy": float(masked_mean(entropy.cpu(), mask)),
-            "rl/response_len": float(mask.sum(-1).float().mean()),
-            "rl/truncated": float(
-                truncated(ro.completion_ids, mask, stop_ids(self.model, self.encoder), self.max_new_tokens)
-                .float()
-                .mean()
-            ),
+            **update,
         }
-        m.update(
-            {
-                f"rl/judge_{k}": float(terms.verdicts.get(k, 0))
-                for k in ("support", "contradict", "undecided", "error", "not_asked")
-            }
-        )
-        return m | update
+
+    @property
+    def _stop_ids(self) -> list[int]:
+        return stop_ids(self.model, self.encoder)
 
     @property
     def _pad(self) -> int:
@@ -438,8 +481,14 @@ class RLModule(L.LightningModule):
         return torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm or float("inf"))
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if 0 < self.max_rollouts <= self.rollouts:
+        if 0 < self.max_updates <= self.updates:
             self.trainer.should_stop = True
+
+    @property
+    def at_update_boundary(self) -> bool:
+        """No rollout batch is held for an unfinished update (always, without refill): a checkpoint written
+        now resumes to the same updates (egt.stages.rl.RolloutCheckpoint writes only here)."""
+        return self.refill is None or self.refill.empty
 
     # ------------------------------------------------------------- optimiser, state
     def configure_optimizers(self) -> Any:
@@ -450,15 +499,28 @@ class RLModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if not self.at_update_boundary:  # the buffered rollouts are not in it: a resume would not redraw them
+            log.warning(
+                "[rl] a checkpoint written mid-refill (%d rollout batches held): resuming from it loses them",
+                self.refill.tries,
+            )
         checkpoint["egt_sampler"] = self.sampler.state_dict()
-        checkpoint["egt_rl"] = {"rollouts": self.rollouts, "history": self.history}
+        checkpoint["egt_rl"] = {
+            "rollouts": self.rollouts,
+            "updates": self.updates,
+            "prompts_generated": self.prompts_generated,
+            "history": self.history,
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "egt_sampler" in checkpoint:
             self.sampler.load_state_dict(checkpoint["egt_sampler"])
         if "egt_rl" in checkpoint:
-            self.rollouts = int(checkpoint["egt_rl"]["rollouts"])
-            self.history = list(checkpoint["egt_rl"]["history"])
+            state = checkpoint["egt_rl"]
+            self.rollouts = int(state["rollouts"])
+            self.updates = int(state.get("updates", self.rollouts))  # before refill: one update per rollout
+            self.prompts_generated = int(state.get("prompts_generated", 0))
+            self.history = list(state["history"])
 
 
 def _filtered(
@@ -469,13 +531,3 @@ def _filtered(
     adv = advantage(batch)  # [B]
     keep, in_denominator = adv_filter(batch, adv)
     return adv.masked_fill(~keep, 0.0), keep, in_denominator
-
-
-def _mean(xs: list[float]) -> float:
-    return float(sum(xs) / len(xs)) if xs else 0.0
-
-
-def _parsed(text: str) -> int | None:
-    from egt.data.prompt import parse_answer
-
-    return parse_answer(text)

@@ -6,7 +6,8 @@ Input: the sft stage's model (or rft's), the select stage's ``selection.json`` (
 ``model/`` (HF model directory + processor), ``curves.json`` (every logged term per step, the
 sample ids of each step and a few completions) and, with ``rl.eval_n > 0``, ``bench_eval.json``.
 Killed runs resume from ``checkpoints/last.ckpt`` (optimizer, scheduler, sampler position,
-rollout counter that seeds the RNG).
+rollout counter that seeds the RNG), written only at update boundaries (with refill, never while kept
+groups wait in the buffer: a resume draws them again with the same seeds).
 """
 
 from __future__ import annotations
@@ -66,14 +67,16 @@ NOT_IN_KEY = (
 
 
 class RolloutCheckpoint(Callback):
-    """``last.ckpt`` every ``every`` rollout batches (optimizer steps per rollout vary, so
-    Lightning's step-based ModelCheckpoint would miss some)."""
+    """``last.ckpt`` every ``every`` updates (optimizer steps per update vary, so Lightning's step-based
+    ModelCheckpoint would miss some), at an update boundary only: with refill, not while rollout batches
+    wait in the buffer (a resume then redraws them with the same seeds and prompts); after an update
+    skipped for lack of kept groups, again (the sampler has moved on)."""
 
     def __init__(self, path: Path, every: int):
         self.path, self.every = path, every
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, idx: int) -> None:
-        if self.every > 0 and pl_module.rollouts % self.every == 0:
+        if self.every > 0 and pl_module.at_update_boundary and pl_module.updates % self.every == 0:
             trainer.save_checkpoint(self.path)
 
 
@@ -111,10 +114,14 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
 
 
 def key_config(cfg: DictConfig) -> dict[str, Any]:
-    """What RL's result depends on besides its upstream keys (the online curriculum adds its own):
-    ``cfg.rl`` less NOT_IN_KEY, the reward, seed, prompt template, model settings, and ``data.hints`` only
-    when set (the curriculum's stages are in the select key, upstream)."""
+    """The config part of the RL key (the online curriculum's settings are added by :func:`run`): ``cfg.rl``
+    less NOT_IN_KEY, the reward, seed, prompt template, model settings; ``data.hints`` only when set (the
+    curriculum's stages are in the select key, upstream); a group filter's refill settings
+    (``rl.filter.refill``, ``rl.filter.max_tries``) only with refill on. Unset, each leaves the key the one
+    from before it existed."""
     conf = {k: v for k, v in to_container(cfg.rl).items() if k not in NOT_IN_KEY}
+    if isinstance(conf.get("filter"), dict) and conf["filter"].get("refill") is False:
+        conf["filter"] = {k: v for k, v in conf["filter"].items() if k not in ("refill", "max_tries")}
     conf.update(
         reward=config_container(cfg.reward),  # redacted: a judge's secrets as ***, variables by name
         seed=rl_seed(cfg),
@@ -288,8 +295,18 @@ def train(
         scores=_scores(selection),
         warmup_steps=int(r.warmup_ratio * opt_steps),
         seed=rl_seed(cfg),
-        max_rollouts=r.max_steps,
+        max_updates=r.max_steps,
     )
+    if module.refill is not None:
+        log.info(
+            "[rl] refill: each update draws rollout batches of %d prompts until %d groups are kept (at most %d "
+            "batches); rl.max_steps counts updates, and the plan above (warmup included) counts one update "
+            "per rollout batch, %s",
+            r.batch_size,
+            r.batch_size,
+            module.refill.max_tries,
+            "exact while the data lasts" if r.max_steps > 0 else "an upper bound (rl.max_steps=-1)",
+        )
     last = out / "checkpoints" / "last.ckpt"
     last.parent.mkdir(parents=True, exist_ok=True)
 
@@ -309,12 +326,16 @@ def train(
             "rank": trainer.global_rank,
             "n_selected": len(ds),
             "skipped": len(skipped),
-            "steps": module.rollouts,
+            "steps": module.updates,
             "optimizer_steps": trainer.global_step,
+            "rollout_batches": module.rollouts,  # refills included: the RL stage's generation cost
+            "prompts_generated": module.prompts_generated * trainer.world_size,
             "resumed": resumed,
             "processes": trainer.world_size,
             **image_tokens(encoder),
         }
+        if module.refill is not None:
+            summary.update(_refill_summary(module.history, r.max_steps, module.updates))
         if order is not None:
             summary.update(_reprobe_summary(order.summary(), _seconds_per_epoch(module.history)))
         if stages:
@@ -407,7 +428,9 @@ def _sampler(
 
 def _plan(r: DictConfig, n: int, per_epoch: list[int], stages: dict[str, Any] | None = None) -> int:
     """Log the run's size (``n`` samples, ``per_epoch[e]`` rollout batches in epoch e); returns its optimizer
-    steps (what ``rl.warmup_ratio`` is a fraction of). A two-stage run whose ``rl.max_steps`` ends it
+    steps (what ``rl.warmup_ratio`` is a fraction of): ``rl.max_steps`` updates of ``ppo_epochs`` ×
+    ``num_mini_batches`` steps each, or one update per rollout batch of every epoch (with refill an update
+    may take several rollout batches: then an upper bound). A two-stage run whose ``rl.max_steps`` ends it
     before stage 2 is refused."""
     total = sum(per_epoch)
     rollouts = min(r.max_steps, total) if r.max_steps > 0 else total
@@ -460,6 +483,23 @@ def _reprobe_summary(reprobes: list[dict[str, Any]], rl_seconds: list[float]) ->
             if k in last:
                 out[f"reprobe_last_{k}"] = last[k]
     return out
+
+
+def _refill_summary(history: list[dict[str, Any]], max_steps: int, updates: int) -> dict[str, Any]:
+    """Refill's totals over the run (from the per-update history), with a warning when the data ran out
+    before ``rl.max_steps`` updates (a method comparison at the same optimizer-step budget needs them all)."""
+    if 0 < max_steps and updates < max_steps:
+        log.warning(
+            "[rl] refill: the data ran out after %d of rl.max_steps=%d updates: raise rl.epochs for the same "
+            "optimizer-step budget as a run without refill",
+            updates,
+            max_steps,
+        )
+    return {
+        "updates_skipped": int(sum(h.get("rl/update_skipped", 0.0) for h in history)),
+        "groups_dropped": int(sum(h.get("rl/groups_dropped", 0.0) for h in history)),
+        "groups_surplus": int(sum(h.get("rl/groups_surplus", 0.0) for h in history)),
+    }
 
 
 def _seconds_per_epoch(history: list[dict[str, Any]]) -> list[float]:

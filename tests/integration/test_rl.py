@@ -110,6 +110,42 @@ def test_empty_selection_fails_clearly(base, tmp_path):
         cli(art, *_args(base, (empty, [])))
 
 
+def test_zero_variance_filter_with_refill(base, selection, tmp_path):
+    """rl/filter=zero_variance rl.filter.refill=true through the CLI: a reward whose accuracy term varies
+    in the groups of a third of the prompts (tests.helpers.rl_stub.varies: here the 2nd, 5th and 6th of
+    the 7, o1 o4 o5), batches of 2, at most 2 rollout batches per update, 2 epochs, 3 updates:
+    [o0 o1] keeps o1, [o2 o3] none: max_tries, update on o1; [o4 o5] keeps both: update; [o6] none, the
+    epoch's end: no update; epoch 1: [o0 o1], [o2 o3]: update on o1, the third: stop."""
+    from rl_stub import varies
+
+    order = selection[1]
+    assert [varies(i) for i in order] == [False, True, False, False, True, True, False]
+    art = _with_data(base, tmp_path)
+    refill = ("rl/filter=zero_variance", "rl.filter.refill=true", "rl.filter.max_tries=2")
+    out = cli(
+        art,
+        *_args(base, selection, *refill, "rl.batch_size=2", "rl.epochs=2", "rl.max_steps=3", "rl.eval_n=0"),
+        "reward._target_=tests.helpers.rl_stub.AccVariesByPrompt",
+    )
+    assert "[rl] refill: each update draws rollout batches of 2 prompts until 2 groups are kept" in out
+    assert "no group kept in 1 rollout batches (1 prompts): update skipped" in out
+    (rl,) = done(art, "rl")
+    summary = json.loads((rl / "_SUCCESS.json").read_text())["summary"]
+    assert (summary["steps"], summary["rollout_batches"], summary["prompts_generated"]) == (3, 6, 11)
+    assert summary["optimizer_steps"] == 6  # 3 updates × 2 mini-batches (o1 alone: its 2 rows, one each)
+    assert (summary["updates_skipped"], summary["groups_dropped"], summary["groups_surplus"]) == (1, 7, 0)
+    curves = json.loads((rl / "curves.json").read_text())["steps"]
+    o = order
+    assert [s["ids"] for s in curves] == [o[0:4], o[4:6], o[6:7], o[0:4]]
+    assert [s["trained_ids"] for s in curves] == [[o[1]], [o[4], o[5]], [], [o[1]]]
+    assert [s["rl/refills"] for s in curves] == [1, 0, 0, 1] and [s["step"] for s in curves] == [1, 2, 2, 3]
+    for step in curves:
+        assert all(torch.isfinite(torch.tensor(float(v))) for k, v in step.items() if k.startswith("rl/"))
+    before = load_file(done(base[0], "sft")[0] / "model" / "model.safetensors")
+    after = load_file(rl / "model" / "model.safetensors")
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
 @pytest.mark.slow
 def test_killed_rl_resumes_to_the_same_model(base, selection, tmp_path):
     args = _args(base, selection, "rl.epochs=2", "rl.max_steps=3", "rl.checkpoint_every_n_steps=1", "rl.eval_n=0")

@@ -99,3 +99,10 @@ def test_every_builtin_named_component_is_a_documented_subclass(base, package):
         for method in _abstract_methods(base):
             want = list(inspect.signature(getattr(base, method)).parameters)
             assert list(inspect.signature(getattr(cls, method)).parameters)[: len(want)] == want, f"{name}.{method}"
+
+
+def test_a_components_own_config_error_is_raised_as_it_is():
+    """Hydra wraps what a constructor raises; build hands a component's ConfigError on unwrapped."""
+    node = OmegaConf.create({"_target_": "egt.rl.zero_variance.ZeroVarianceFilter", "max_tries": 0})
+    with pytest.raises(ConfigError, match=r"^rl.filter.max_tries=0: write a whole number >= 1"):
+        build(node, AdvantageFilter, "rl.filter")

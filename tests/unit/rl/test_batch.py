@@ -64,7 +64,7 @@ def test_the_estimator_sees_every_reward_term_length_group_and_score(tiny_model_
         kl_coef=0.0,
         kl_estimator="k3",
         kl_in="loss",
-        max_rollouts=1,
+        max_updates=1,
         scores=scores,
     )
     L.Trainer(

@@ -56,7 +56,7 @@ def _module(
         kl_estimator="k3",
         kl_in=kl_in,
         ref_model=ref,
-        max_rollouts=2,
+        max_updates=2,
         skip_old_pass_on_policy=skip_old_pass,
     )
     return m, DataLoader(world, batch_size=3, sampler=sampler, collate_fn=list)
@@ -82,7 +82,7 @@ def test_rl_steps_change_parameters_and_log_every_term(tiny_model_dir, world):
     m, loader = _module(tiny_model_dir, world, kl=1e-3, ppo_epochs=2)
     before = {k: v.clone() for k, v in m.model.state_dict().items()}
     _fit(m, loader)
-    assert m.rollouts == 2 and len(m.history) == 2  # stopped by max_rollouts
+    assert m.rollouts == 2 and len(m.history) == 2  # stopped by max_updates
     assert any(not torch.equal(before[k], v) for k, v in m.model.state_dict().items())
     h = m.history[0]
     for key in (

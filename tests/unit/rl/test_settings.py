@@ -11,13 +11,13 @@ from egt.config import RLConfig
 from egt.rl.module import RLModule, RLSettings
 
 CONF = Path(__file__).resolve().parents[3] / "conf"
-DERIVED = {"seed", "warmup_steps", "max_rollouts"}  # what the rl stage computes (egt.stages.rl.train)
+DERIVED = {"seed", "warmup_steps", "max_updates"}  # what the rl stage computes (egt.stages.rl.train)
 
 
 def test_every_setting_is_read_from_cfg_rl_by_name():
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=["rl.logprob_batch_size=4", "rl.kl_in=reward"])
-    s = RLSettings.from_config(cfg.rl, seed=7, warmup_steps=3, max_rollouts=cfg.rl.max_steps)
+    s = RLSettings.from_config(cfg.rl, seed=7, warmup_steps=3, max_updates=cfg.rl.max_steps)
     read = [f.name for f in fields(RLSettings) if f.name in cfg.rl and f.name not in DERIVED]
     assert {n: getattr(s, n) for n in read} == {n: cfg.rl[n] for n in read}
     assert s.logprob_batch_size == 4 and s.kl_in == "reward" and (s.seed, s.warmup_steps) == (7, 3)

@@ -114,7 +114,7 @@ def test_rl_fit_through_the_vllm_backend_syncs_each_rollout(tiny_model_dir, worl
         kl_coef=0.0,
         kl_estimator="k3",
         kl_in="loss",
-        max_rollouts=2,
+        max_updates=2,
     )
     L.Trainer(
         max_epochs=1,

@@ -1,5 +1,6 @@
-"""The rl stage's key and plan for curriculum=two_stage and data.hints: keys without them are what they
-were; a hint is RL's alone (not in the data, probe or eval keys); the plan counts each epoch's batches."""
+"""The rl stage's key and plan: keys without two_stage, data.hints or refill are what they were; a hint is
+RL's alone (not in the data, probe or eval keys); the plan counts each epoch's batches; refill and max_tries
+are in the key only with refill on (the filter node as its YAML gave it otherwise)."""
 
 from pathlib import Path
 
@@ -7,16 +8,22 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import egt.config  # noqa: F401  (registers the schema)
-from egt.config import ConfigError
+from egt.artifacts import make_key
+from egt.config import ConfigError, to_container
+from egt.data.prompt import template_key
+from egt.models.resolve import pixel_budget
 from egt.stages import data as data_stage
 from egt.stages import probe as probe_stage
 from egt.stages import rl as rl_stage
 from egt.stages import select as select_stage
 from egt.stages.eval import key_conf
+from egt.stages.rl import NOT_IN_KEY, key_config, rl_seed
+from egt.utils.secrets import config_container
 
 CONF = Path(__file__).resolve().parents[3] / "conf"
 TWO_STAGE = ("selection=pass_rate", "probe.n=8", "probe.temperature=1.0", "curriculum=two_stage", "rl.epochs=2")
 HINT = "data.hints='Hint: this comparison is hard.'"
+UP = {"data": "d" * 12, "sft": "s" * 12, "select": "e" * 12}
 
 
 class StubBench:
@@ -70,3 +77,44 @@ def test_a_selection_file_without_stages_refuses_hints_and_one_with_stages_needs
     with pytest.raises(ConfigError, match="rl.epochs=3"):
         rl_stage._two_stage(_cfg(*TWO_STAGE), {"ids": ["a", "b"], "stages": {"stage1_epochs": 2, "hard": ["b"]}})
     assert rl_stage._two_stage(_cfg(), {"ids": ["a"]}) == (None, None)
+
+
+def _before_refill(cfg, filter_node):
+    """The key's config as the stage built it before refill, with the filter node its YAML had then."""
+    conf = {k: v for k, v in to_container(cfg.rl).items() if k not in NOT_IN_KEY}
+    conf["filter"] = filter_node
+    conf.update(
+        reward=config_container(cfg.reward),
+        seed=rl_seed(cfg),
+        template=template_key(cfg.data.template),
+        on_bad_sample=cfg.data.on_bad_sample,
+        trainer=to_container(cfg.trainer),
+        dtype=cfg.model.dtype,
+        freeze_vision=cfg.model.freeze_vision,
+        **pixel_budget(cfg),
+    )
+    return conf
+
+
+def _key(conf):
+    return make_key("rl", conf, upstream=UP, version=1)
+
+
+def test_keys_without_refill_are_unchanged():
+    zero_variance = _cfg("rl/filter=zero_variance")
+    assert key_config(zero_variance)["filter"] == {"_target_": "egt.rl.zero_variance.ZeroVarianceFilter"}
+    old = {"_target_": "egt.rl.zero_variance.ZeroVarianceFilter"}
+    assert _key(key_config(zero_variance)) == _key(_before_refill(zero_variance, old))
+    default = _cfg()  # rl/filter=paper
+    paper = {"_target_": "egt.rl.filters.NormalisedAdvantageFilter", "z": 3.0}
+    assert _key(key_config(default)) == _key(_before_refill(default, paper))
+    # max_tries means nothing without refill: not in the key either
+    assert _key(key_config(_cfg("rl/filter=zero_variance", "rl.filter.max_tries=3"))) == _key(key_config(zero_variance))
+
+
+def test_refill_and_its_max_tries_are_in_the_key():
+    on = key_config(_cfg("rl/filter=zero_variance", "rl.filter.refill=true"))
+    assert on["filter"] == {"_target_": "egt.rl.zero_variance.ZeroVarianceFilter", "refill": True, "max_tries": 10}
+    off = key_config(_cfg("rl/filter=zero_variance"))
+    fewer = key_config(_cfg("rl/filter=zero_variance", "rl.filter.refill=true", "rl.filter.max_tries=3"))
+    assert len({_key(on), _key(off), _key(fewer)}) == 3
