@@ -33,6 +33,7 @@ from egt.sft.module import SFTModule
 from egt.stages import data as data_stage
 from egt.stages import distill as distill_stage
 from egt.training import recipe
+from egt.judge.card import judge_card
 from egt.training.trained import bench_eval, save_model
 from egt.utils.atomic import write_json_atomic
 from egt.utils.fmt import num, pct
@@ -215,7 +216,7 @@ def train(cfg: DictConfig, out: Path, base: Path, data: dict, distill: dict, sto
         }
 
     def finish(trainer: L.Trainer, logger: Any, state: dict | None) -> dict[str, Any]:
-        return _finish(cfg, out, module, processor, history, trainer, data, logger, state)
+        return _finish(cfg, out, module, processor, history, trainer, data, logger, state, base)
 
     return recipe.fit(
         cfg,
@@ -247,9 +248,11 @@ def _finish(
     data: dict,
     logger: Any,
     state: dict | None = None,
+    base: Path | None = None,
 ) -> dict[str, Any]:
-    """Save the HF model dir atomically, then measure the reloaded model on the bench split."""
-    save_model(out, module.model, processor, state)
+    """Save the HF model dir atomically (with its judge card, egt.judge.card), then measure the reloaded model
+    on the bench split."""
+    save_model(out, module.model, processor, state, judge_card(cfg, "sft", base, processor, data))
     write_json_atomic(out / "curve.json", {"train/loss": history.losses})
     summary: dict[str, Any] = {}
     if history.losses:
