@@ -58,7 +58,10 @@ class HFJudge:
         return self.encoder.encode_prompt(sample), row_seed(self.seed, sample["key"], int(sample.get("vote", 0)))
 
     @torch.no_grad()
-    def __call__(self, prepared: list[tuple[dict[str, torch.Tensor], int]]) -> list[str]:
+    def generate_ids(
+        self, prepared: list[tuple[dict[str, torch.Tensor], int]]
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """(the left-padded prompt batch, its generated ids [B, G]) for prepared rows."""
         from egt.data.encode import collate
         from egt.eval.generation import generate_batch
 
@@ -77,7 +80,48 @@ class HFJudge:
             self.sampling,
             row_seeds=[s for _, s in prepared],
         )
-        return tok.batch_decode(new, skip_special_tokens=True)
+        return batch, new
+
+    def decode(self, new: torch.Tensor) -> list[str]:
+        """The output text of each row of generated ids [B, G] (special tokens and padding dropped)."""
+        return self.encoder.tokenizer.batch_decode(new, skip_special_tokens=True)
+
+    def __call__(self, prepared: list[tuple[dict[str, torch.Tensor], int]]) -> list[str]:
+        return self.decode(self.generate_ids(prepared)[1])
+
+    @torch.no_grad()
+    def answer_probs(self, batch: dict[str, torch.Tensor], new: torch.Tensor) -> list[list[float]]:
+        """Per row [p("1"), p("2")] at its answer token (NaN where it has none): the probe's answer-token
+        probabilities (:mod:`egt.probe.answer_probs`, full softmax of the raw logits) of these outputs, from one
+        teacher-forced pass over prompt + ``new`` (probe.entropy_from=teacher_forced's pass)."""
+        from egt.probe.answer_probs import answer_digit_ids, draw_answer_probs, logprobs_at
+        from egt.probe.locate import answer_token_index
+        from egt.probe.probe import forced_hidden, generated_mask, stop_token_ids
+
+        tok = self.encoder.tokenizer
+        digits = answer_digit_ids(tok)
+        mask = generated_mask(new, stop_token_ids(self.model, tok))  # [B, G]
+        where = []
+        for i, length in enumerate(mask.sum(1).tolist()):
+            j = answer_token_index(tok, new[i, :length].tolist())
+            where.append(-1 if j is None else j)
+        at = mask & torch.isin(new, torch.tensor(digits, device=new.device))  # [B, G]
+        hidden, head = forced_hidden(self.model, batch, new)  # [B, G, H]
+        return draw_answer_probs(logprobs_at(hidden, head, at, digits), new, where, digits)
+
+
+def prepare_view(
+    judge: Judge, view: dict[str, Any], vote: int, on_bad_sample: str = "error", hint: str = "eval.on_bad_sample=skip"
+) -> tuple[Any, Optional[dict[str, Any]]]:
+    """``(judge.prepare(view with its images opened), None)``, or with ``on_bad_sample="skip"`` ``(None, the
+    skip record)`` for a view that cannot be shown (unreadable image, prompt over the length budget, …);
+    with ``"error"`` the :class:`BadSampleError` naming the item and field, and ``hint``."""
+    try:
+        return judge.prepare({**view, "images": open_images(view), "vote": vote}), None
+    except BadSampleError as exc:
+        if on_bad_sample == "error":
+            raise BadSampleError(exc.sample_id, exc.field, f"{exc.reason} (or set {hint})") from None
+        return None, {"key": view["key"], "k": vote, "skipped": f"{exc.field}: {exc.reason}", "kind": exc.kind}
 
 
 def make_views(bench: Benchmark, items: Sequence[dict[str, Any]], order: str, seed: int) -> list[dict[str, Any]]:
@@ -112,13 +156,12 @@ def generate_views(
     for start in range(0, len(pending), batch_size):
         chunk, prepared, ready, new = pending[start : start + batch_size], [], [], []
         for view, k in chunk:
-            try:
-                prepared.append(judge.prepare({**view, "images": open_images(view), "vote": k}))
+            item, skip = prepare_view(judge, view, k, on_bad_sample)
+            if skip is not None:
+                new.append(skip)
+            else:
+                prepared.append(item)
                 ready.append((view, k))
-            except BadSampleError as exc:
-                if on_bad_sample == "error":
-                    raise BadSampleError(exc.sample_id, exc.field, f"{exc.reason} (or set eval.on_bad_sample=skip)")
-                new.append({"key": view["key"], "k": k, "skipped": f"{exc.field}: {exc.reason}", "kind": exc.kind})
         outputs = judge(prepared) if prepared else []
         new += [{"key": v["key"], "k": k, "output": o} for (v, k), o in zip(ready, outputs)]
         journal.append(new)

@@ -220,6 +220,10 @@ def evaluate_one(
             )
     if distributed.is_main():
         warn_position_bias(cfg, f"{model['label']} on {bench.name}", art.path / "metrics.json")
+        if "stage" in model["identity"]:  # the pipeline's own judge (an outside model_path is keyed by content)
+            from egt.judge.model_card import record_evaluation
+
+            record_evaluation(model["path"], json.loads((art.path / "metrics.json").read_text(encoding="utf-8")))
     run_dir = _run_dir()
     if run_dir is not None:
         dst = run_dir / "eval" / model["label"] / bench.name / "metrics.json"

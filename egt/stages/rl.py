@@ -44,6 +44,7 @@ from egt.select.two_stage import HintedRows
 from egt.stages import data as data_stage
 from egt.stages.probe import key_config as probe_key
 from egt.training import recipe
+from egt.judge.card import judge_card
 from egt.training.trained import bench_eval, save_model
 from egt.utils.atomic import write_json_atomic
 from egt.utils.fmt import num, pct
@@ -348,7 +349,7 @@ def train(
         return summary
 
     def finish(trainer: L.Trainer, logger: Any, state: dict | None) -> dict[str, Any]:
-        return _finish(cfg, out, module, processor, data, logger, state)
+        return _finish(cfg, out, module, processor, data, logger, state, model_path)
 
     return recipe.fit(
         cfg,
@@ -511,10 +512,18 @@ def _seconds_per_epoch(history: list[dict[str, Any]]) -> list[float]:
 
 
 def _finish(
-    cfg: DictConfig, out: Path, module: RLModule, processor: Any, data: dict, logger: Any, state: dict | None = None
+    cfg: DictConfig,
+    out: Path,
+    module: RLModule,
+    processor: Any,
+    data: dict,
+    logger: Any,
+    state: dict | None = None,
+    started_from: Path | None = None,
 ) -> dict[str, Any]:
-    """Save the HF model dir atomically and the curves; measure the reloaded model on the bench."""
-    save_model(out, module.model, processor, state)
+    """Save the HF model dir atomically (with its judge card, egt.judge.card) and the curves; measure the
+    reloaded model on the bench."""
+    save_model(out, module.model, processor, state, judge_card(cfg, "rl", started_from, processor, data))
     write_json_atomic(out / "curves.json", {"steps": module.history})
     summary: dict[str, Any] = {}
     hist = module.history

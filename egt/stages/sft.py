@@ -33,6 +33,7 @@ from egt.sft.module import SFTModule
 from egt.stages import data as data_stage
 from egt.stages import distill as distill_stage
 from egt.training import recipe
+from egt.judge.card import judge_card
 from egt.training.trained import bench_eval, save_model
 from egt.utils.atomic import write_json_atomic
 from egt.utils.fmt import num, pct
@@ -228,7 +229,7 @@ def train(
         }
 
     def finish(trainer: L.Trainer, logger: Any, state: dict | None) -> dict[str, Any]:
-        return _finish(cfg, out, module, processor, history, trainer, data, logger, state, stage)
+        return _finish(cfg, out, module, processor, history, trainer, data, logger, state, stage, base)
 
     return recipe.fit(
         cfg,
@@ -261,9 +262,11 @@ def _finish(
     logger: Any,
     state: dict | None = None,
     stage: str = "sft",
+    base: Path | None = None,
 ) -> dict[str, Any]:
-    """Save the HF model dir atomically, then measure the reloaded model on the bench split."""
-    save_model(out, module.model, processor, state)
+    """Save the HF model dir atomically (with its judge card, egt.judge.card), then measure the reloaded model
+    on the bench split."""
+    save_model(out, module.model, processor, state, judge_card(cfg, stage, base, processor, data))
     write_json_atomic(out / "curve.json", {"train/loss": history.losses})
     summary: dict[str, Any] = {}
     if history.losses:

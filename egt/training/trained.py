@@ -24,12 +24,20 @@ log = logging.getLogger(__name__)
 __all__ = ["save_model", "bench_eval"]
 
 
-def save_model(out: Path, model: Any, processor: Any, state: dict | None = None) -> Path:
-    """``<out>/model``: ``model.save_pretrained`` (from ``state`` when ZeRO-3 gathered one) and the
-    processor, written to a per-process temporary directory and renamed into place whole."""
+def save_model(out: Path, model: Any, processor: Any, state: dict | None = None, card: dict | None = None) -> Path:
+    """``<out>/model``: ``model.save_pretrained`` (from ``state`` when ZeRO-3 gathered one), the processor,
+    and the judge card ``card`` (``egt_judge.json``, :mod:`egt.judge.card`) with its model card
+    (``README.md``, :mod:`egt.judge.model_card`), written to a per-process temporary directory and renamed
+    into place whole."""
     with atomic_path(out / "model") as tmp:
         model.save_pretrained(tmp, state_dict=state)
         processor.save_pretrained(tmp)
+        if card is not None:
+            from egt.judge.card import write_card
+            from egt.judge.model_card import write_model_card
+
+            write_card(tmp, card)
+            write_model_card(tmp)
     return out / "model"
 
 
