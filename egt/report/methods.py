@@ -82,7 +82,7 @@ def cost_row(job: dict[str, Any]) -> dict[str, Optional[float]]:
         "ambiguous_rate": sel.get("ambiguous_rate"),
         "probe_draws": sel.get("probe_draws"),
         "probe_seconds": sel.get("probe_seconds"),
-        "rft_kept": rft.get("n_kept"),
+        "rft_kept": rft.get("kept"),
         "rft_seconds": rft.get("train_seconds"),
         "rl_prompts": None if prompts is None else float(prompts),
         "rl_seconds": rl.get("train_seconds"),

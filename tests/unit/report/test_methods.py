@@ -23,7 +23,7 @@ def _job(method, seed, kept, flipped, draws, probe_s, prompts, rl_s, rft=None):
         "rl": {"summary": {"prompts_generated": prompts, "train_seconds": rl_s}},
     }
     if rft:
-        stages["rft"] = {"summary": {"n_kept": rft[0], "train_seconds": rft[1]}}
+        stages["rft"] = {"summary": {"kept": rft[0], "train_seconds": rft[1]}}
     return {"overrides": [f"method={method}", f"rl.seed={seed}"], "status": "completed", "stages": stages}
 
 
