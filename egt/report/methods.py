@@ -26,10 +26,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from hydra.experimental.callback import Callback as HydraCallback
+
 from egt.report.experiments import EXPERIMENTS, Experiment, cells
+from egt.sweep import override_value
 from egt.report.tables import Column, Table, build_table
 
-__all__ = ["COST_COLUMNS", "cost_row", "cost_table", "cost_points", "write_cost_figure"]
+__all__ = [
+    "COST_COLUMNS",
+    "cost_row",
+    "cost_table",
+    "cost_points",
+    "write_cost_figure",
+    "quick_table",
+    "MethodsTableCallback",
+]
 
 COST_COLUMNS = (
     Column("n_selected", "Kept", scale=1, digits=0, best=None),
@@ -172,3 +183,56 @@ def write_cost_figure(jobs: Sequence[dict[str, Any]], out: Path) -> list[Path]:
         plt.close(fig)
         written.append(path)
     return written
+
+
+QUICK_NOTE = (
+    "One seed on the demo judge: illustrative, not a comparison (differences of a few points are within "
+    "this bench's seed-to-seed noise). The protocol's verdicts, with seeds and confidence intervals: "
+    "docs/methods/protocol.md (python -m egt.reproduce --protocol docs/methods/protocol.md)."
+)
+
+
+def quick_table(jobs: Sequence[dict[str, Any]], benchmark: str = "synthetic") -> str:
+    """``experiment=methods_quick``'s closing table (Markdown): per method, samples kept, flipped labels kept
+    against the pool, bench Overall of the RL judge (and the SFT judge's in the heading), seconds beyond the
+    SFT judge; failed jobs listed under it."""
+    from egt.report.experiments import unique_metrics
+    from egt.report.tables import make_cell
+
+    exp = methods_experiment()
+    labels = dict(exp.rows)
+    groups = cells(jobs, exp)
+    every = [j for js in groups.values() for j in js]
+    sft = make_cell([m.get("overall") for m in unique_metrics(every, "sft", benchmark)])
+    pct = lambda v: "–" if v is None else f"{100 * v:.1f}"  # noqa: E731
+    lines = [
+        f"Methods, one seed (SFT judge: {pct(sft.mean)}% Overall on the {benchmark} bench)",
+        "",
+        "| method | kept | flipped kept % (pool %) | bench Overall % | method s |",
+        "|:--|--:|--:|--:|--:|",
+    ]
+    for value, js in groups.items():
+        row = cost_row(js[0])
+        acc = make_cell([m.get("overall") for m in unique_metrics(js, "rl", benchmark)])
+        kept = "–" if row["n_selected"] is None else f"{row['n_selected']:.0f}"
+        secs = "–" if row["method_seconds"] is None else f"{row['method_seconds']:.0f}"
+        lines.append(
+            f"| {labels.get(value, value)} | {kept} | {pct(row['flipped_kept_rate'])} ({pct(row['flipped_rate'])}) "
+            f"| {pct(acc.mean)} | {secs} |"
+        )
+    failed = [j for j in jobs if j["status"] != "completed" and override_value(j, exp.key) is not None]
+    lines += [f"- FAILED {override_value(j, exp.key)}: {j.get('error')}" for j in failed]
+    return "\n".join([*lines, "", QUICK_NOTE])
+
+
+class MethodsTableCallback(HydraCallback):
+    """Hydra callback of ``experiment=methods_quick``: at the end of the multirun, print :func:`quick_table`
+    over the sweep's jobs and write it to ``<sweep dir>/methods_quick.md``."""
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        from egt.sweep import load_jobs
+
+        root = Path(str(config.hydra.sweep.dir))
+        text = quick_table(load_jobs(root))
+        (root / "methods_quick.md").write_text(text + "\n", encoding="utf-8")
+        print("\n" + text + f"\n\n(written to {root / 'methods_quick.md'})")
