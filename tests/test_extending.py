@@ -28,6 +28,15 @@ def test_the_worked_examples_run():
 
 
 def test_the_yaml_options_parse_and_name_a_target():
+    """A component's option names its ``_target_``; a method file (``# @package _global_``) picks options by
+    its defaults list, each of which exists or is one the doc adds."""
+    conf = DOC.parents[1] / "conf"
     for block in _blocks("yaml"):
         node = yaml.safe_load(block)
-        assert "_target_" in str(node), block
+        if block.startswith("# @package _global_"):
+            for entry in node["defaults"]:  # {"override /<group>": "<option>"}
+                ((key, option),) = entry.items()
+                group = key.removeprefix("override /")
+                assert (conf / group / f"{option}.yaml").is_file() or option in DOC.read_text(), entry
+        else:
+            assert "_target_" in str(node), block
