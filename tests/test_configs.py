@@ -348,7 +348,7 @@ def test_each_default_is_written_once(yaml_only):
             f.default is not dataclasses.MISSING and f.default != "???" or f.default_factory is not dataclasses.MISSING
         )
     ]
-    assert not twice, f"defaults in both egt/config.py and conf/: {twice} (make the schema's MISSING)"
+    assert not twice, f"defaults in both egt/config/schema.py and conf/: {twice} (make the schema's MISSING)"
     missing = sorted(OmegaConf.missing_keys(_compose([])))
     assert not missing, f"the default config leaves {missing} unset"
 

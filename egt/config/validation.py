@@ -1,0 +1,451 @@
+"""Early validation (:func:`validate`): what a type cannot express — known stage names, ranges, options that
+must go together, and the local paths the stages of this run read (egt.preflight) — checked before any stage
+runs, each error naming the key and what to write instead."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from egt.config.schema import EgtConfig, PositionBiasLimits, SFTConfig
+from egt.errors import ConfigError
+from egt.preflight import check_paths, stages_to_run
+from egt.stages import MODEL_STAGES, STAGES
+from egt.utils.conf import to_container
+
+
+def _did_you_mean(value: str, options: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(value, options, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return f"'{value}' is not one of {list(options)}.{hint}"
+
+
+def _check_choice(where: str, value: str, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise ConfigError(f"{where}: {_did_you_mean(value, options)}")
+
+
+def _schema_class(tp: Any) -> type | None:
+    """The dataclass behind a field type (``X`` or ``Optional[X]``), else None."""
+    for t in (tp, *typing.get_args(tp)):
+        if dataclasses.is_dataclass(t):
+            return t
+    return None
+
+
+def unknown_keys(node: Any, schema: type, where: str = "") -> list[str]:
+    """Keys of ``node`` that the dataclass ``schema`` does not define, recursively, each with a "did
+    you mean" hint. Hydra's ``+key=value`` adds such keys without complaint, and no stage would read
+    them (e.g. ``+model.max_pixels=…`` before model.max_pixels existed)."""
+    if not isinstance(node, DictConfig):
+        return []
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    hints = typing.get_type_hints(schema)
+    out = []
+    for key in node.keys():
+        name = f"{where}{key}"
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            out.append(f"{name}" + (f" (did you mean {where}{close[0]}?)" if close else ""))
+            continue
+        sub = _schema_class(hints.get(key))
+        if sub is not None and not OmegaConf.is_missing(node, key):
+            out += unknown_keys(node[key], sub, f"{name}.")
+    return out
+
+
+def _ranks_every_sample(method: Any) -> bool:
+    """Whether a selection method's class ranks the whole pool and is sized (so it needs k / fraction /
+    percentile), rather than keeping everything (``sized = False``) or filtering (``filters = True``)."""
+    try:
+        import hydra.utils
+
+        cls = hydra.utils.get_class(str(method["_target_"]))
+    except Exception:  # building it reports a bad _target_ with its own message
+        return False
+    return bool(getattr(cls, "sized", True)) and not getattr(cls, "filters", False)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check a composed config before any heavy work; raise ConfigError if it cannot run."""
+    sections = {name: _schema_class(tp) for name, tp in typing.get_type_hints(EgtConfig).items()}
+    unknown = [
+        k
+        for name, schema in sections.items()
+        if schema is not None and name in cfg
+        for k in unknown_keys(cfg[name], schema, f"{name}.")
+    ]
+    if unknown:
+        raise ConfigError(
+            "unknown config keys (no stage reads them): "
+            + "; ".join(unknown)
+            + ". Remove them or fix the spelling (python train.py --cfg job shows every key)"
+        )
+    if not cfg.stages:
+        raise ConfigError("stages is empty: write e.g. stages=[data,distill,sft]")
+    for stage in cfg.stages:
+        _check_choice("stages", str(stage), STAGES)
+    for stage in cfg.eval.models:
+        _check_choice("eval.models", str(stage), MODEL_STAGES)
+    _validate_sources(cfg)
+    if OmegaConf.is_missing(cfg.model, "path"):
+        raise ConfigError(
+            f"model={cfg.model.name} needs a local directory: write model.path=/path/to/model "
+            "(nothing is downloaded at run time)"
+        )
+    if cfg.model.path is None and cfg.model.build is None:
+        raise ConfigError(
+            f"model '{cfg.model.name}' has neither a path nor a build spec: write "
+            "model.path=/path/to/hf/vlm (or model=/path/to/hf/vlm), or model=tiny / model=demo"
+        )
+    if cfg.distill.max_attempts < 1:
+        raise ConfigError("distill.max_attempts must be >= 1 (the paper uses 3)")
+    teacher = cfg.distill.teacher
+    missing = sorted(OmegaConf.missing_keys(teacher)) if isinstance(teacher, DictConfig) else []
+    if missing and "distill" in cfg.stages and not cfg.distill.trajectories_path:
+        raise ConfigError(
+            "the distill teacher needs "
+            + ", ".join(f"{k}=…" for k in missing)
+            + " (e.g. distill.teacher.base_url=http://host:8000/v1 distill.teacher.model=NAME)"
+        )
+    if cfg.distill.concurrency < 1:
+        raise ConfigError("distill.concurrency must be >= 1 (requests in flight)")
+    if cfg.distill.max_requests is not None and cfg.distill.max_requests < 1:
+        raise ConfigError("distill.max_requests must be >= 1, or null for no cap")
+    s = cfg.sft
+    if not 0.0 <= s.val_fraction < 1.0:
+        raise ConfigError(f"sft.val_fraction={s.val_fraction} must be in [0, 1)")
+    if not 0.0 <= s.warmup_ratio < 1.0:
+        raise ConfigError(f"sft.warmup_ratio={s.warmup_ratio} must be in [0, 1)")
+    if s.lr <= 0 or s.batch_size < 1 or s.epochs < 1:
+        raise ConfigError("sft.lr must be > 0, sft.batch_size >= 1 and sft.epochs >= 1")
+    if s.chunk_size is not None and s.chunk_size < 1:
+        raise ConfigError(f"sft.chunk_size={s.chunk_size} must be >= 1 (positions per output-head chunk)")
+    _validate_probe_select(cfg)
+    _validate_rft(cfg)
+    _validate_entropy_probe(cfg)
+    _validate_selection_probe(cfg)
+    _validate_online(cfg)
+    _validate_two_stage(cfg)
+    _validate_eval(cfg)
+    _validate_rl(cfg)
+    _validate_trainer(cfg)
+    if "cpu" == cfg.trainer.accelerator and "bf16" in str(cfg.trainer.precision):
+        raise ConfigError(
+            "bf16 on this CPU is ~28x slower than fp32: use trainer.precision=32-true on CPU "
+            "(trainer=cpu), bf16-mixed on GPU (trainer=gpu)"
+        )
+    check_paths(cfg)  # last: the local paths the stages of this run read exist (egt.preflight)
+
+
+def _validate_trainer(cfg: DictConfig) -> None:
+    t = cfg.trainer
+    devices = t.devices
+    if not (devices == "auto" or (isinstance(devices, int) and (devices >= 1 or devices == -1))):
+        raise ConfigError(f"trainer.devices={devices}: write a number of devices per node (e.g. 8) or auto")
+    if t.num_nodes < 1:
+        raise ConfigError(f"trainer.num_nodes={t.num_nodes} must be >= 1")
+    if cfg.distributed.timeout_minutes <= 0:
+        raise ConfigError("distributed.timeout_minutes must be > 0")
+    strategy = t.strategy
+    target = str(strategy.get("_target_", "")) if OmegaConf.is_dict(strategy) else str(strategy)
+    from egt import distributed  # late: it imports torch
+
+    distributed.check_launch(cfg, distributed.detect())  # devices > 1 without a launcher: the torchrun command
+    if "deepspeed" in target.lower() and t.accelerator == "cpu":
+        raise ConfigError(
+            "DeepSpeed runs on CUDA GPUs only (Lightning refuses a CPU accelerator): use "
+            "trainer=deepspeed_zero2|deepspeed_zero3 on GPUs, trainer=ddp on CPU"
+        )
+
+
+def _validate_probe_select(cfg: DictConfig) -> None:
+    p = cfg.probe
+    if p.n < 1 or p.batch_size < 1 or p.chunk_size < 1 or p.shard_size < 1 or p.max_new_tokens < 1:
+        raise ConfigError(
+            "probe.n, probe.batch_size, probe.chunk_size, probe.shard_size and probe.max_new_tokens must be >= 1"
+        )
+    if p.n > 1 and p.temperature <= 0:
+        raise ConfigError(
+            f"probe.n={p.n} greedy outputs would all be the same: set probe.temperature>0 "
+            "(e.g. probe.temperature=1.0) or probe.n=1"
+        )
+    sel = cfg.selection
+    if sel.k is not None and sel.k < 1:
+        raise ConfigError(f"selection.k={sel.k} must be >= 1 (or null to use selection.fraction)")
+    if sel.fraction is not None and not 0.0 < sel.fraction <= 1.0:
+        raise ConfigError(f"selection.fraction={sel.fraction} must be in (0, 1], e.g. 0.15")
+    if sel.percentile is not None and not 0.0 < sel.percentile <= 100.0:
+        raise ConfigError(f"selection.percentile={sel.percentile} must be in (0, 100], e.g. 15 (keep e < q_15)")
+    if (
+        sel.method is not None
+        and _ranks_every_sample(sel.method)
+        and sel.k is None
+        and sel.fraction is None
+        and sel.percentile is None
+    ):
+        raise ConfigError(
+            "selection needs a size: write selection.k=2500, selection.fraction=0.15 or "
+            "selection.percentile=15 (or selection=all)"
+        )
+
+
+def _validate_rft(cfg: DictConfig) -> None:
+    """The rft stage (egt.stages.rft) when it is in ``stages``: the probe keeps every draw's text, the keep
+    rule's cap is consistent, and ``rft.sft`` names only sft settings."""
+    if "rft" not in [str(s) for s in cfg.stages]:
+        return
+    r = cfg.rft
+    if not cfg.probe.keep_texts and not cfg.probe.table_path:
+        raise ConfigError(
+            "the rft stage fine-tunes on the probe's correct draws, which the probe keeps only when asked: "
+            "write probe.keep_texts=true (and several sampled draws, e.g. probe.n=8 probe.temperature=1.0)"
+        )
+    if r.per_sample is not None and r.per_sample < 1:
+        raise ConfigError(f"rft.per_sample={r.per_sample} must be >= 1, or null (no cap)")
+    if str(r.keep) == "first" and r.per_sample not in (None, 1):
+        raise ConfigError(
+            f"rft.per_sample={r.per_sample} caps rft.keep=all (rft.keep=first keeps one draw per sample): "
+            f"write rft.keep=all rft.per_sample={r.per_sample}, or rft.per_sample=null"
+        )
+    fields = {f.name for f in dataclasses.fields(SFTConfig)} - {"model_path"}
+    for k in (r.sft or {}).keys():
+        if str(k) not in fields:
+            raise ConfigError(f"rft.sft.{k}: {_did_you_mean(str(k), sorted(fields))} (rft.sft overrides sft settings)")
+
+
+def _validate_selection_probe(cfg: DictConfig) -> None:
+    """The selection method's needs of the probe (``Selection.check_probe``: e.g. selection=pass_rate needs
+    several sampled outputs per sample; ``Selection.probe_settings``: e.g. selection=bis reads the columns
+    of probe.answer_probs=true). An outside table (probe.table_path) is not checked here."""
+    method = cfg.selection.get("method")
+    if method is None or cfg.probe.table_path or "_target_" not in method:
+        return
+    from hydra.errors import InstantiationException
+
+    from egt.components import build
+    from egt.select.methods import Selection
+
+    try:
+        built = build(method, Selection, "selection.method")
+        fix = built.check_probe(int(cfg.probe.n), float(cfg.probe.temperature))
+    except (ImportError, TypeError, ValueError, InstantiationException) as exc:  # a bad argument, cleanlab missing
+        raise ConfigError(f"selection.method: {exc}") from exc
+    wrong = {k: v for k, v in (built.probe_settings or {}).items() if cfg.probe.get(k) != v}
+    need = " ".join(f"probe.{k}={str(v).lower()}" for k, v in wrong.items())
+    columns = (
+        f"selection={cfg.selection.name} reads probe columns that need {need}: "
+        f"write selection={cfg.selection.name} {need}"
+    )
+    if fix or wrong:
+        raise ConfigError("; and ".join(m for m in (fix, columns if wrong else None) if m))
+
+
+def _validate_entropy_probe(cfg: DictConfig) -> None:
+    """The entropy score's ``probe_settings`` (egt.select.scores): e.g. entropy=answer_debiased reads the
+    swapped-order columns that only probe.both_orders=true writes. An outside table (probe.table_path) is
+    checked by the score itself when it reads it."""
+    target = (cfg.get("entropy") or {}).get("score", {}) or {}
+    target = target.get("_target_") if isinstance(target, DictConfig) else None
+    if not target or cfg.probe.table_path:
+        return
+    from hydra.utils import get_class
+
+    try:
+        needs = getattr(get_class(target), "probe_settings", {})
+    except Exception as exc:  # noqa: BLE001 - a wrong _target_ fails with its own message at instantiate
+        raise ConfigError(f"entropy.score._target_={target} cannot be imported: {exc}") from exc
+    wrong = {k: v for k, v in needs.items() if cfg.probe.get(k) != v}
+    if wrong:
+        fix = " ".join(f"probe.{k}={str(v).lower()}" for k, v in wrong.items())
+        raise ConfigError(
+            f"entropy={cfg.entropy.name} reads probe columns that need {fix}: write entropy={cfg.entropy.name} {fix}"
+        )
+
+
+def _validate_online(cfg: DictConfig) -> None:
+    """curriculum.reprobe_every / selection.online (egt.select.online)."""
+    every, sel = cfg.curriculum.get("reprobe_every", 0), cfg.selection
+    if every < 0:
+        raise ConfigError(f"curriculum.reprobe_every={every} must be >= 0 (0 = the static curriculum)")
+    if sel.get("max_change") is not None and sel.max_change < 0:
+        raise ConfigError(f"selection.max_change={sel.max_change} must be >= 0 or null (no cap)")
+    if every == 0:
+        if sel.get("online"):
+            raise ConfigError(
+                "selection.online=true re-selects at every re-probe: set curriculum.reprobe_every>=1 "
+                "(e.g. curriculum=ascending_online)"
+            )
+        return
+    if cfg.curriculum.name not in ("ascending", "descending", "ascending_online", "descending_online"):
+        raise ConfigError(
+            f"curriculum.reprobe_every={every} re-sorts by the new entropies: it needs an ordered "
+            f"curriculum (curriculum=ascending_online or descending), not {cfg.curriculum.name}"
+        )
+    if sel.get("online") and (sel.name == "all" or cfg.rl.selection_path is not None):
+        raise ConfigError(
+            "selection.online=true re-selects from the probed pool: it needs a sized selection "
+            "(selection=entropy, not all) made by the select stage (rl.selection_path unset)"
+        )
+
+
+def _is_two_stage(cfg: DictConfig) -> bool:
+    target = (cfg.curriculum.get("order") or {}).get("_target_")
+    if not target:
+        return False
+    from hydra.utils import get_class
+
+    from egt.select.two_stage import TwoStage
+
+    try:
+        return issubclass(get_class(str(target)), TwoStage)
+    except Exception:  # noqa: BLE001 - building it reports a bad _target_ with its own message
+        return False
+
+
+def _validate_two_stage(cfg: DictConfig) -> None:
+    """curriculum=two_stage (egt.select.two_stage) and data.hints: the split needs pass rates, stage 2 needs
+    epochs, and a hint is only ever added by that curriculum."""
+    hints = cfg.data.get("hints")
+    two_stage = _is_two_stage(cfg)
+    if hints is not None and (not isinstance(hints, str) or not hints.strip()):
+        raise ConfigError(f"data.hints={hints!r}: write the hint's text, e.g. data.hints='Hint: …', or null for none")
+    if hints is not None and not two_stage:
+        raise ConfigError(
+            f"data.hints is added to the hard samples of curriculum=two_stage's second stage only; with "
+            f"curriculum={cfg.curriculum.name} it would change nothing: write curriculum=two_stage or data.hints=null"
+        )
+    if not two_stage:
+        return
+    from hydra.utils import get_class
+
+    from egt.components import build
+    from egt.select.curriculum import Curriculum
+    from egt.select.scores import Difficulty
+
+    try:
+        order = build(cfg.curriculum.order, Curriculum, "curriculum.order")
+    except Exception as exc:  # noqa: BLE001 - Hydra wraps the class's own message: pass it on
+        raise ConfigError(f"curriculum.order: {exc.__cause__ or exc}") from exc
+    score = (cfg.entropy.get("score") or {}).get("_target_")
+    sampled = cfg.probe.table_path or (cfg.probe.n >= 2 and cfg.probe.temperature > 0)
+    if not (score and issubclass(get_class(str(score)), Difficulty) and sampled):
+        raise ConfigError(
+            f"curriculum=two_stage splits the kept samples by their pass rate over sampled probe outputs "
+            f"(entropy=difficulty; now entropy={cfg.entropy.name}, probe.n={cfg.probe.n}): write "
+            "selection=pass_rate probe.n=8 probe.temperature=1.0"
+        )
+    e1 = order.stage1_epochs
+    if cfg.rl.epochs <= e1:
+        raise ConfigError(
+            f"curriculum=two_stage trains curriculum.order.stage1_epochs={e1} epoch(s) on the moderate samples, "
+            f"then the rest of rl.epochs on all of them; rl.epochs={cfg.rl.epochs} leaves no second stage: "
+            f"write rl.epochs={e1 + 1} (or more)"
+        )
+
+
+def _validate_sources(cfg: DictConfig) -> None:
+    """Every outside data source names a path (data=r1_reward_rl takes it from data.path) and a format egt
+    can build (egt.data.formats); data.mix names
+    known sources with sane weights (egt.data.mixture.check); data.num_proc >= 1."""
+    from egt.data.mixture import check
+
+    if cfg.data.get("num_proc", 1) < 1:
+        raise ConfigError(f"data.num_proc={cfg.data.num_proc}: the processes reading each source, 1 or more")
+    sources = cfg.data.get("sources") or {}
+    for split in sources:
+        for i, spec in enumerate(sources[split] or []):
+            path = spec.get("path") if not OmegaConf.is_missing(spec, "path") else None
+            if path in (None, "", "None"):
+                if cfg.data.name == "r1_reward_rl":
+                    raise ConfigError(
+                        "data=r1_reward_rl needs data.path=/path/to/R1-Reward-RL (the release's folder "
+                        "or a file; nothing is downloaded at run time), and data.image_root=… if its "
+                        "images are files"
+                    )
+                raise ConfigError(
+                    f"data.sources.{split}[{i}] has no path: give each source "
+                    "{path: <file, folder, save_to_disk folder or Hub id>, …}"
+                )
+            from egt.data.sources import data_format
+
+            data_format(to_container(spec), f"{split}[{i}]")  # an unknown format fails here, not in the data stage
+    check(to_container(cfg.data.mix) if cfg.data.get("mix") else {}, to_container(sources) if sources else {})
+
+
+def _validate_rl(cfg: DictConfig) -> None:
+    r = cfg.rl
+    if min(r.group_size, r.batch_size, r.num_mini_batches, r.ppo_epochs, r.epochs, r.max_new_tokens) < 1:
+        raise ConfigError(
+            "rl.group_size, rl.batch_size, rl.num_mini_batches, rl.ppo_epochs, rl.epochs and "
+            "rl.max_new_tokens must be >= 1"
+        )
+    if r.logprob_chunk_size < 1 or (r.logprob_batch_size is not None and r.logprob_batch_size < 1):
+        raise ConfigError(
+            f"rl.logprob_chunk_size={r.logprob_chunk_size} must be >= 1 and rl.logprob_batch_size="
+            f"{r.logprob_batch_size} >= 1 or null (null: the whole rollout batch in one forward)"
+        )
+    if r.lr <= 0 or r.kl_coef < 0 or not 0.0 <= r.warmup_ratio < 1.0:
+        raise ConfigError("rl.lr must be > 0, rl.kl_coef >= 0 and rl.warmup_ratio in [0, 1)")
+    if r.kl_clamp is not None and r.kl_clamp <= 0:
+        raise ConfigError(f"rl.kl_clamp={r.kl_clamp} must be > 0 (verl and OpenRLHF clamp at 10) or null (no clamp)")
+    if r.temperature <= 0:
+        raise ConfigError(
+            f"rl.temperature={r.temperature}: RL samples its rollouts, use a temperature > 0 (e.g. rl.temperature=1.0)"
+        )
+    if r.advantage is not None and str(r.advantage.get("_target_", "")).endswith("GroupAdvantage") and r.group_size < 2:
+        raise ConfigError(
+            "rl/advantage=group with rl.group_size=1 gives every advantage 0: set rl.group_size>=2 "
+            "or use rl/advantage=batch_whiten"
+        )
+    if cfg.reward.alpha < 0 or cfg.reward.beta < 0:
+        raise ConfigError("reward.alpha and reward.beta must be >= 0 (the paper uses 0.5 and 0.5)")
+    _validate_rl_filter(cfg)
+
+
+def _validate_rl_filter(cfg: DictConfig) -> None:
+    """``rl.filter`` built now, so its own checks (``rl.filter.refill``, ``rl.filter.max_tries``) fail before
+    the first stage runs; a group filter needs G >= 2, and refill one process (egt.rl.refill)."""
+    from egt import distributed  # late: they import torch
+    from egt.components import build
+    from egt.rl.filters import AdvantageFilter, GroupFilter
+
+    adv_filter = build(cfg.rl.filter, AdvantageFilter, "rl.filter")
+    if not isinstance(adv_filter, GroupFilter):
+        return
+    adv_filter.check(cfg.rl.group_size)
+    world = distributed.detect().world_size
+    if adv_filter.refill and world > 1 and "rl" in stages_to_run(cfg):
+        raise ConfigError(
+            f"rl.filter.refill=true runs on one process only for now ({world} started): write "
+            "rl.filter.refill=false (the rollout batch shrinks instead) or run RL on one device"
+        )
+
+
+def _validate_eval(cfg: DictConfig) -> None:
+    e = cfg.eval
+    for name in ("min_consistency", "max_gap"):
+        if not 0.0 <= e.position_bias[name] <= 1.0:
+            raise ConfigError(
+                f"eval.position_bias.{name}={e.position_bias[name]} must be a fraction in [0, 1] "
+                f"(default {getattr(PositionBiasLimits, name)})"
+            )
+    if e.votes < 1 or e.batch_size < 1 or e.max_new_tokens < 1:
+        raise ConfigError("eval.votes, eval.batch_size and eval.max_new_tokens must be >= 1")
+    if e.temperature < 0:
+        raise ConfigError(f"eval.temperature={e.temperature} must be >= 0 (0 = greedy)")
+    if e.votes > 1 and e.temperature <= 0:
+        raise ConfigError(
+            f"eval.votes={e.votes} greedy judgements would all be the same: set "
+            "eval.temperature>0 (e.g. eval.temperature=1.0) or eval.votes=1"
+        )
+    from egt.benchmarks import names
+
+    for spec in list(e.benchmarks) + list(e.optional_benchmarks):
+        name = spec if isinstance(spec, str) else spec.get("name")
+        if name is not None and name not in names() and "_target_" not in spec:
+            raise ConfigError(f"eval.benchmarks: {_did_you_mean(str(name), names())}")
