@@ -214,3 +214,35 @@ def test_wandb_sweep_file_commands_compose_and_one_runs(shared, tmp_path):
     rec = json.loads((tmp_path / "run" / "job.json").read_text())
     assert override_value(rec, "selection.fraction") == "1.0" and rec["params"]["rl.seed"] == 2
     assert list((tmp_path / "logs" / "wandb").glob("offline-run-*-smokerun1"))  # the metric went to the agent's run
+
+
+def test_methods_quick_ends_with_one_table_and_the_report_has_the_cost_table(shared):
+    """experiment=methods_quick on the tiny model, two methods (a ranking and a sampled-probe one sharing
+    nothing but the SFT judge), two updates each: the closing table lists both, the report adds the methods
+    table, the cost table and the accuracy-against-cost figure."""
+    art, root = shared
+    d = root / "methods"
+    with one_thread():
+        out = cli(
+            art,
+            "experiment=[quick,methods_quick]",
+            "method=egt,random",
+            "rl.max_steps=2",
+            "eval.order=official",
+            f"hydra.sweep.dir={d}",
+        )
+    jobs = load_jobs(d)
+    assert sorted(override_value(j, "method") for j in jobs) == ["egt", "random"]
+    assert all(j["status"] == "completed" for j in jobs)
+    rl = [j["stages"]["rl"]["summary"] for j in jobs]
+    assert all(s["optimizer_steps"] == 2 * 2 and s["train_seconds"] > 0 and s["prompts_generated"] == 8 for s in rl)
+    table = (d / "methods_quick.md").read_text()
+    assert "| EGT (answer entropy) |" in table and "| Random |" in table and "one seed" in table.lower()
+    assert "| method | kept | flipped kept % (pool %) | bench Overall % | method s |" in out
+    from egt.report.__main__ import main
+
+    assert main([str(d)]) == 0
+    cost = (d / "report" / "methods_cost.md").read_text()
+    assert "| EGT (answer entropy) | 10 |" in cost  # 15% of the quick pool's 64
+    assert "| Method | Reasoning |" in (d / "report" / "methods.md").read_text()
+    assert (d / "report" / "methods_cost.png").read_bytes()[:4] == b"\x89PNG"
