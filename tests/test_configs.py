@@ -31,7 +31,7 @@ NEEDS_ARGS = {
     ("data", "r1_reward_rl"): [f"data.path={CONF.parent / 'tests' / 'fixtures' / 'r1_reward_rl'}"],
     ("entropy", "answer_debiased"): ["probe.both_orders=true"],
     ("selection", "pass_rate"): ["probe.n=8", "probe.temperature=1.0"],
-    ("method", "difficulty_prior"): ["rl.epochs=2"],  # two stages need two epochs (experiment=methods: 100)
+    ("method", "difficulty_prior"): ["rl.epochs=2", "rl.max_steps=4"],  # stage 1 is half of a budget in updates
     ("selection", "bis"): ["probe.n=8", "probe.temperature=1.0", "probe.answer_probs=true"],
     ("selection", "confident_learning"): ["probe.answer_probs=true"],
     ("curriculum", "two_stage"): ["selection=pass_rate", "probe.n=8", "probe.temperature=1.0", "rl.epochs=2"],

@@ -340,6 +340,11 @@ def _validate_two_stage(cfg: DictConfig) -> None:
             "selection=pass_rate probe.n=8 probe.temperature=1.0"
         )
     e1 = order.stage1_epochs
+    if getattr(order, "stage1_share", None) is not None and cfg.rl.max_steps <= 0:
+        raise ConfigError(
+            f"curriculum.order.stage1_share={order.stage1_share} makes stage 1 that share of the RL budget in "
+            "updates: set rl.max_steps (e.g. rl.max_steps=38), or write curriculum.order.stage1_share=null"
+        )
     if cfg.rl.epochs <= e1:
         raise ConfigError(
             f"curriculum=two_stage trains curriculum.order.stage1_epochs={e1} epoch(s) on the moderate samples, "
