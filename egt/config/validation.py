@@ -422,9 +422,11 @@ def _validate_rl_filter(cfg: DictConfig) -> None:
     adv_filter = build(cfg.rl.filter, AdvantageFilter, "rl.filter")
     if not isinstance(adv_filter, GroupFilter):
         return
-    adv_filter.check(cfg.rl.group_size)
+    if "rl" not in stages_to_run(cfg):
+        return
+    adv_filter.check(cfg.rl.group_size)  # G = 1: every group has zero variance, all dropped (refill or not)
     world = distributed.detect().world_size
-    if adv_filter.refill and world > 1 and "rl" in stages_to_run(cfg):
+    if adv_filter.refill and world > 1:
         raise ConfigError(
             f"rl.filter.refill=true runs on one process only for now ({world} started): write "
             "rl.filter.refill=false (the rollout batch shrinks instead) or run RL on one device"
