@@ -31,7 +31,7 @@ NEEDS_ARGS = {
     ("data", "r1_reward_rl"): [f"data.path={CONF.parent / 'tests' / 'fixtures' / 'r1_reward_rl'}"],
     ("entropy", "answer_debiased"): ["probe.both_orders=true"],
     ("selection", "pass_rate"): ["probe.n=8", "probe.temperature=1.0"],
-    ("method", "difficulty_prior"): ["rl.epochs=2"],  # two stages need two epochs (experiment=methods: 100)
+    ("method", "difficulty_prior"): ["rl.epochs=2", "rl.max_steps=4"],  # stage 1 is half of a budget in updates
     ("selection", "bis"): ["probe.n=8", "probe.temperature=1.0", "probe.answer_probs=true"],
     ("selection", "confident_learning"): ["probe.answer_probs=true"],
     ("curriculum", "two_stage"): ["selection=pass_rate", "probe.n=8", "probe.temperature=1.0", "rl.epochs=2"],
@@ -348,7 +348,7 @@ def test_each_default_is_written_once(yaml_only):
             f.default is not dataclasses.MISSING and f.default != "???" or f.default_factory is not dataclasses.MISSING
         )
     ]
-    assert not twice, f"defaults in both egt/config.py and conf/: {twice} (make the schema's MISSING)"
+    assert not twice, f"defaults in both egt/config/schema.py and conf/: {twice} (make the schema's MISSING)"
     missing = sorted(OmegaConf.missing_keys(_compose([])))
     assert not missing, f"the default config leaves {missing} unset"
 

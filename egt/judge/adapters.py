@@ -51,19 +51,30 @@ def _against(judge: Any, rows: list[dict[str, Any]]) -> list[float | None]:
 
 
 def _group_scores(judge: Any, images: list, question: str, completions: list[str]) -> list[float]:
+    """Round-robin points / (n − 1) over the n completions of one prompt. An empty completion plays no match:
+    it scores 0 and each other completion wins against it without a judge call."""
     n = len(completions)
     if n < 2:
         raise ValueError("mode='group' needs at least two completions per prompt (TRL num_generations >= 2)")
+    players = [i for i, c in enumerate(completions) if c.strip()]
 
     def play(pairs: Sequence[tuple[int, int]]) -> list:
         items = [
-            {"images": images, "question": question, "response_1": completions[a], "response_2": completions[b]}
+            {
+                "images": images,
+                "question": question,
+                "response_1": completions[players[a]],
+                "response_2": completions[players[b]],
+            }
             for a, b in pairs
         ]
         return [match_from(a, b, v) for (a, b), v in zip(pairs, judge.compare_many(items, order="both"))]
 
-    _, points, _ = RoundRobin().run(n, play)
-    return [p / (n - 1) for p in points]
+    points = RoundRobin().run(len(players), play)[1] if len(players) > 1 else [0.0] * len(players)
+    out = [0.0] * n
+    for k, i in enumerate(players):
+        out[i] = (points[k] + (n - len(players))) / (n - 1)  # + a win over every empty completion
+    return out
 
 
 class TRLJudgeReward:

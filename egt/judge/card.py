@@ -76,18 +76,18 @@ def _generation(e: Mapping[str, Any]) -> dict[str, Any]:
 def judge_card(
     cfg: Any, stage: str, started_from: str | Path, processor: Any, data: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The card of a judge the ``stage`` (sft, rl) stage trained from ``started_from`` with ``cfg`` (a resolved
+    """The card of a judge the ``stage`` (sft, rft, rl) stage trained from ``started_from`` with ``cfg`` (a resolved
     DictConfig); ``data`` is the data stage's result (its per-split counts and sources)."""
     from egt.utils.conf import to_container
     from egt.utils.secrets import config_container
 
     e = to_container(cfg.eval)
     full = config_container(cfg)
-    recipe = {
-        k: full[k]
-        for k in (stage, "stages", "seed", "model", "selection", "entropy", "curriculum", "reward")
-        if k in full
-    }
+    # rft trains with the sft settings (rft.sft merged over them: the cfg it gets), so its card holds them too
+    keys = (stage, *(("sft",) if stage == "rft" else ()), "stages", "seed", "model", "selection", "entropy")
+    recipe = {k: full[k] for k in (*keys, "curriculum", "reward") if k in full}
+    if stage == "rl" and cfg.data.get("hints") is not None:  # a hint changes RL's prompts (the RL key has it)
+        recipe["hints"] = full["data"]["hints"]
     splits = {
         k: {"n": v.get("n"), **({"sources": v["sources"]} if v.get("sources") else {})}
         for k, v in ((data or {}).get("splits") or {}).items()

@@ -19,14 +19,16 @@ __all__ = ["Match", "Tournament", "Knockout", "RoundRobin", "SCHEMES", "match_fr
 @dataclass(frozen=True)
 class Match:
     """Candidates ``a`` and ``b`` (indices), the ``winner`` (None: a tie), ``kind`` (agree, position_disagreement,
-    unparsed, skipped) and ``p_a``: the mean over the orders with a verdict of the probability the judge put
-    on a (None when none has one)."""
+    unparsed, skipped), ``p_a`` and ``p_b``: the mean over the orders with answer-token probabilities of the
+    probability the judge put on a's and on b's digit (None when none has them; raw p("1") / p("2") of the full
+    softmax, so p_a + p_b ≤ 1: compare them with each other, not with ½)."""
 
     a: int
     b: int
     winner: int | None
     kind: str
     p_a: float | None = None
+    p_b: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -38,14 +40,15 @@ def match_from(a: int, b: int, verdict: object) -> Match:
         return Match(a, b, None, "skipped")
     first, back = verdict.verdict, verdict.swapped_verdict
     shown, swapped = verdict.p_answer, getattr(verdict.swapped, "p_answer", None)
-    # p on a: p("1") where a is shown first, p("2") in the swapped view (a second)
-    ps = ([shown[0]] if shown is not None else []) + ([swapped[1]] if swapped is not None else [])
-    p_a = sum(ps) / len(ps) if ps else None
+    # p on a: p("1") where a is shown first, p("2") in the swapped view (a second); on b the other two
+    views = [v for v in (shown, None if swapped is None else (swapped[1], swapped[0])) if v is not None]
+    p_a = sum(v[0] for v in views) / len(views) if views else None
+    p_b = sum(v[1] for v in views) / len(views) if views else None
     if first is None or back is None:
-        return Match(a, b, None, "unparsed", p_a)
+        return Match(a, b, None, "unparsed", p_a, p_b)
     if first != back:
-        return Match(a, b, None, "position_disagreement", p_a)
-    return Match(a, b, a if first == 1 else b, "agree", p_a)
+        return Match(a, b, None, "position_disagreement", p_a, p_b)
+    return Match(a, b, a if first == 1 else b, "agree", p_a, p_b)
 
 
 # plays a list of (a, b) pairs, each in both orders (2 judge calls a pair), and returns their matches
@@ -85,8 +88,8 @@ class RoundRobin(Tournament):
 
 class Knockout(Tournament):
     """Single elimination: each round pairs the survivors in order (1st–2nd, 3rd–4th, …; an odd last one has a
-    bye), 2(n−1) calls in all. A tie advances the candidate the judge put more probability on (``p_a``
-    against ½), else the earlier one; the tie is reported. Score = rounds won."""
+    bye), 2(n−1) calls in all. A tie advances the candidate the judge put more probability on (``p_b``
+    against ``p_a``), else the earlier one; the tie is reported. Score = rounds won."""
 
     name = "knockout"
 
@@ -101,7 +104,8 @@ class Knockout(Tournament):
             matches += played
             nxt = []
             for m in played:
-                w = m.winner if m.winner is not None else (m.b if m.p_a is not None and m.p_a < 0.5 else m.a)
+                b_more = m.p_a is not None and m.p_b is not None and m.p_b > m.p_a
+                w = m.winner if m.winner is not None else (m.b if b_more else m.a)
                 scores[w] += 1.0
                 nxt.append(w)
             if len(alive) % 2:

@@ -15,7 +15,8 @@ Rows are the values of the ``method`` override a sweep varies (``experiment=meth
   stage, UnifiedReward-Think's recipe; "–" for the others);
 - **RL prompts / RL s**: prompts rolled out (refills of an online filter included: RL ``prompts_generated``,
   else optimizer-step rollouts × batch) and RL's training seconds (``train_seconds``);
-- **method s**: probe + rft + RL seconds: what the method costs beyond the SFT judge every method shares.
+- **method s**: probe + rft + RL seconds: what the method costs beyond the SFT judge every method shares (no
+  probe for ``selection=all``, which keeps every sample whatever the probe says).
 
 Seconds are those of the run that computed the artifact (a reused artifact keeps its own), on the
 machine that ran it: compare rows of one sweep, not across machines.
@@ -30,6 +31,7 @@ from hydra.experimental.callback import Callback as HydraCallback
 
 from egt.report.experiments import EXPERIMENTS, Experiment, cells
 from egt.sweep import override_value
+from egt.utils.atomic import write_text_atomic
 from egt.report.tables import Column, Table, build_table
 
 __all__ = [
@@ -82,7 +84,9 @@ def cost_row(job: dict[str, Any]) -> dict[str, Optional[float]]:
     prompts = rl.get("prompts_generated")
     if prompts is None and rl.get("steps") is not None and rl.get("batch_size") is not None:
         prompts = rl["steps"] * rl["batch_size"]
-    seconds = [sel.get("probe_seconds"), rft.get("train_seconds"), rl.get("train_seconds")]
+    # a selection that ranks nothing by the probe (full_rl: every sample) does not need it: its probe is no cost
+    probe_s = None if sel.get("method") == "all" else sel.get("probe_seconds")
+    seconds = [probe_s, rft.get("train_seconds"), rl.get("train_seconds")]
     known = [float(s) for s in seconds if s is not None]
     return {
         "n_selected": None if kept is None else float(kept),
@@ -226,13 +230,22 @@ def quick_table(jobs: Sequence[dict[str, Any]], benchmark: str = "synthetic") ->
 
 
 class MethodsTableCallback(HydraCallback):
-    """Hydra callback of ``experiment=methods_quick``: at the end of the multirun, print :func:`quick_table`
-    over the sweep's jobs and write it to ``<sweep dir>/methods_quick.md``."""
+    """Hydra callback of ``experiment=methods_quick``: after every job, :func:`quick_table` over the sweep's
+    jobs so far into ``<sweep dir>/methods_quick.md``; at the end of the multirun, printed. (Hydra skips
+    ``on_multirun_end`` when a job failed, so the file, which lists the failed jobs, is the record.)"""
 
-    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+    @staticmethod
+    def _write(config: Any) -> tuple[Path, str]:
         from egt.sweep import load_jobs
 
         root = Path(str(config.hydra.sweep.dir))
         text = quick_table(load_jobs(root))
-        (root / "methods_quick.md").write_text(text + "\n", encoding="utf-8")
-        print("\n" + text + f"\n\n(written to {root / 'methods_quick.md'})")
+        write_text_atomic(root / "methods_quick.md", text + "\n")
+        return root / "methods_quick.md", text
+
+    def on_job_end(self, config: Any, job_return: Any = None, **kwargs: Any) -> None:
+        self._write(config)
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        path, text = self._write(config)
+        print("\n" + text + f"\n\n(written to {path})")

@@ -263,7 +263,7 @@ class RLModule(L.LightningModule):
         else the update's metrics and everything generated for it."""
         rewards = torch.tensor(terms.reward, dtype=torch.float32)  # [B]
         self.refill.add(ro, terms, self.adv_filter.groups(self._batch(ro, rewards, terms)), generated)
-        if not self.refill.due(end_of_epoch=self.sampler.consumed >= len(self.sampler)):
+        if not self.refill.due(end_of_epoch=self.sampler.consumed >= _epoch_length(self.sampler)):
             return None, generated
         update = self.refill.take()
         metrics = update.generated.metrics() | update.stats
@@ -531,3 +531,10 @@ def _filtered(
     adv = advantage(batch)  # [B]
     keep, in_denominator = adv_filter(batch, adv)
     return adv.masked_fill(~keep, 0.0), keep, in_denominator
+
+
+def _epoch_length(sampler: ResumableSampler) -> int:
+    """This rank's samples in the sampler's current epoch (a two-stage curriculum's epochs differ in length
+    and its sampler has no ``len``: egt.select.two_stage.TwoStageSampler)."""
+    length = getattr(sampler, "epoch_length", None)
+    return length(sampler.epoch) if length is not None else len(sampler)

@@ -97,11 +97,14 @@ class CurriculumSampler(ResumableSampler):
         return super().order(epoch)
 
 
-def make_sampler(selection: dict[str, Any], n: int | None = None, hinted: bool = False) -> CurriculumSampler:
+def make_sampler(
+    selection: dict[str, Any], n: int | None = None, hinted: bool = False, stage1_length: int | None = None
+) -> CurriculumSampler:
     """The sampler for a ``selection.json`` dict; ``n`` (the RL data set's length) is checked
     against the selection so a data set built from other ids fails loudly. A two-stage selection
     (``stages``) gives a :class:`egt.select.two_stage.TwoStageSampler`; ``hinted``: its stage-2 hard rows
-    as ``n + i`` (:class:`egt.select.two_stage.HintedRows`)."""
+    as ``n + i`` (:class:`egt.select.two_stage.HintedRows`); ``stage1_length``: its stage 1 in samples (a
+    ``stage1_share`` selection, egt.select.two_stage.TwoStage)."""
     k = len(selection["ids"])
     if n is not None and n != k:
         raise ValueError(
@@ -119,7 +122,9 @@ def make_sampler(selection: dict[str, Any], n: int | None = None, hinted: bool =
     if unknown:
         raise ValueError(f"selection stages.hard names {len(unknown)} ids not in its ids (e.g. {unknown[:3]})")
     hard = [row[str(i)] for i in stages["hard"]]
-    return TwoStageSampler(k, hard, int(stages["stage1_epochs"]), hinted=hinted, seed=seed, shuffle=shuffle)
+    return TwoStageSampler(
+        k, hard, int(stages["stage1_epochs"]), hinted=hinted, seed=seed, shuffle=shuffle, stage1_length=stage1_length
+    )
 
 
 def epoch_ids(selection: dict[str, Any], epoch: int) -> list[str]:

@@ -59,11 +59,28 @@ class TwoStage(Curriculum):
     time: with n = 8 and the band [0.1, 0.87], hard = 1/8 … 3/8, moderate = 4/8 … 6/8); one stage-1 epoch;
     the order within each stage is the ``within`` curriculum's over all kept samples (default ascending
     difficulty, easy to hard; stage 1 keeps that order's moderate samples, so stage 2 of an ascending
-    order is stage 1's samples followed by the hard ones); ``within = shuffle`` reshuffles every epoch."""
+    order is stage 1's samples followed by the hard ones); ``within = shuffle`` reshuffles every epoch.
+
+    ``stage1_share`` (egt's, for a budget in updates such as ``experiment=methods``): stage 1 is the first
+    ⌈share × ``rl.max_steps``⌉ rollout batches instead of whole epochs — the moderate samples in the stored
+    order, again from the start (a new permutation with ``within = shuffle``) as often as that takes, cut
+    at that many batches — then stage-2 epochs until the budget ends. Needs ``rl.max_steps`` > 0."""
 
     name = "two_stage"
 
-    def __init__(self, split: float = 0.5, stage1_epochs: int = 1, within: Curriculum | None = None):
+    def __init__(
+        self,
+        split: float = 0.5,
+        stage1_epochs: int = 1,
+        within: Curriculum | None = None,
+        stage1_share: float | None = None,
+    ):
+        if stage1_share is not None and not 0.0 < stage1_share < 1.0:
+            raise ValueError(f"curriculum.order.stage1_share={stage1_share}: a share of rl.max_steps in (0, 1)")
+        if stage1_share is not None and stage1_epochs != 1:
+            raise ValueError(
+                "curriculum.order.stage1_share sets stage 1's length in updates: leave curriculum.order.stage1_epochs=1"
+            )
         if not 0.0 < split <= 1.0:
             raise ValueError(f"curriculum.order.split={split}: a pass rate in (0, 1] (hard = pass rate < split)")
         if int(stage1_epochs) != stage1_epochs or stage1_epochs < 1:
@@ -75,6 +92,7 @@ class TwoStage(Curriculum):
                 f"(e.g. {{_target_: egt.select.curriculum.Ascending}}), got {type(within).__name__}"
             )
         self.split, self.stage1_epochs, self.within = float(split), int(stage1_epochs), within
+        self.stage1_share = None if stage1_share is None else float(stage1_share)
         self.shuffle_each_epoch = within.shuffle_each_epoch
 
     def first_epoch(self, ids, scores, data_pos, seed):
@@ -87,7 +105,10 @@ class TwoStage(Curriculum):
                 f"curriculum=two_stage: every one of the {len(ids)} kept samples has a pass rate below "
                 f"curriculum.order.split={self.split}, so stage 1 would be empty: lower the split"
             )
-        return {"stage1_epochs": self.stage1_epochs, "split": self.split, "hard": [str(i) for i in ids[hard]]}
+        out = {"stage1_epochs": self.stage1_epochs, "split": self.split, "hard": [str(i) for i in ids[hard]]}
+        if self.stage1_share is not None:  # only when set: other selection files keep their contents
+            out["stage1_share"] = self.stage1_share
+        return out
 
 
 class TwoStageSampler(CurriculumSampler):
@@ -110,11 +131,21 @@ class TwoStageSampler(CurriculumSampler):
         hinted: bool = False,
         seed: int = 0,
         shuffle: bool = False,
+        stage1_length: int | None = None,
     ):
         super().__init__(n, seed=seed, shuffle=shuffle)
         self.hard, self.stage1_epochs, self.hinted = frozenset(int(i) for i in hard), int(stage1_epochs), hinted
+        if stage1_length is not None and (self.stage1_epochs != 1 or stage1_length < 1):
+            raise ValueError(f"stage1_length={stage1_length} needs stage1_epochs=1 and at least one sample")
+        self.stage1_length = stage1_length
 
     def order(self, epoch: int) -> list[int]:
+        if epoch == 0 and self.stage1_length is not None:  # stage 1 of a fixed length: moderate rows, repeated
+            rows: list[int] = []
+            for p in range(self.stage1_length):  # pass p: the stored order or its seeded permutation p
+                rows += [i for i in super().order(p) if i not in self.hard]
+                if len(rows) >= self.stage1_length:
+                    return rows[: self.stage1_length]
         base = super().order(epoch)
         if stage_of(epoch, self.stage1_epochs) == 1:
             return [i for i in base if i not in self.hard]

@@ -220,10 +220,13 @@ def evaluate_one(
             )
     if distributed.is_main():
         warn_position_bias(cfg, f"{model['label']} on {bench.name}", art.path / "metrics.json")
-        if "stage" in model["identity"]:  # the pipeline's own judge (an outside model_path is keyed by content)
+        if owns_model_dir(model["identity"]):
             from egt.judge.model_card import record_evaluation
 
-            record_evaluation(model["path"], json.loads((art.path / "metrics.json").read_text(encoding="utf-8")))
+            try:
+                record_evaluation(model["path"], json.loads((art.path / "metrics.json").read_text(encoding="utf-8")))
+            except (OSError, ValueError) as exc:  # the card is a convenience: never fail (or hang) the eval for it
+                log.warning("[eval] model card of %s not updated: %s", model["path"], exc)
     run_dir = _run_dir()
     if run_dir is not None:
         dst = run_dir / "eval" / model["label"] / bench.name / "metrics.json"
@@ -333,3 +336,17 @@ def summary_line(summary: dict[str, Any]) -> str:
     """The stage's line in the end-of-run summary (egt.pipeline.format_summary): each model's headline
     metric on each benchmark."""
     return "; ".join(f"{k} {pct(v)}" for k, v in summary.items() if "/" in k and isinstance(v, (int, float)))
+
+
+def owns_model_dir(identity: dict[str, Any]) -> bool:
+    """Whether the eval stage may write into an evaluated model's directory (its judge's ``egt_evals.json`` and
+    model card): only a judge the pipeline trained into the artifact store. A model given by path
+    (``eval.model_path``; ``sft.model_path``, whose key is ``external-<fingerprint>``) is keyed by its content,
+    so writing into it would change its key, and everything downstream of it, on every run.
+
+    >>> owns_model_dir({"stage": "sft", "key": "ab12"}), owns_model_dir({"stage": "sft", "key": "external-ff"})
+    (True, False)
+    >>> owns_model_dir({"path": "/ckpt", "content": "ff"})
+    False
+    """
+    return "stage" in identity and not str(identity.get("key", "")).startswith("external-")

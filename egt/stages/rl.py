@@ -282,7 +282,8 @@ def train(
     ref = None
     if r.kl_coef > 0:  # the frozen reference is the starting (SFT) model
         ref = load_configured(model_path, cfg).eval().requires_grad_(False)
-    sampler, order = _sampler(cfg, out, ds, processor, selection, online, hinted=bool(hints))
+    stage1 = _stage1_length(r, stages)
+    sampler, order = _sampler(cfg, out, ds, processor, selection, online, hinted=bool(hints), stage1_length=stage1)
     local_batch = distributed.split_batch(r.batch_size)  # rl.batch_size prompts per rollout over all ranks
     rows = HintedRows(ds, hints) if hints else ds  # row len(ds) + i: row i with the hint (stage-2 hard rows)
     loader = DataLoader(rows, batch_size=local_batch, sampler=sampler, collate_fn=_as_list, num_workers=0)
@@ -388,6 +389,25 @@ def _two_stage(cfg: DictConfig, selection: dict[str, Any]) -> tuple[str | None, 
     return hints, stages
 
 
+def _stage1_length(r: DictConfig, stages: dict[str, Any] | None) -> int | None:
+    """Stage 1's samples (global) of a two-stage selection whose stage 1 is a share of the budget
+    (``curriculum.order.stage1_share``): ⌈share × ``rl.max_steps``⌉ rollout batches of ``rl.batch_size``
+    prompts; None for an epochs-long stage 1.
+
+    >>> from omegaconf import OmegaConf
+    >>> _stage1_length(OmegaConf.create({"max_steps": 19, "batch_size": 8}), {"stage1_share": 0.5})
+    80
+    """
+    if not stages or stages.get("stage1_share") is None:
+        return None
+    if r.max_steps <= 0:
+        raise ConfigError(
+            f"curriculum.order.stage1_share={stages['stage1_share']} is a share of the RL budget in updates: "
+            "set rl.max_steps (e.g. rl.max_steps=38), or write curriculum.order.stage1_share=null"
+        )
+    return math.ceil(float(stages["stage1_share"]) * r.max_steps) * r.batch_size
+
+
 def _batches_per_epoch(sampler: Any, epochs: int, local_batch: int) -> list[int]:
     """This rank's rollout batches in each epoch (a two-stage sampler's epochs differ in length)."""
     sizes = [sampler.epoch_length(e) for e in range(epochs)] if hasattr(sampler, "epoch_length") else [len(sampler)]
@@ -402,12 +422,13 @@ def _sampler(
     selection: dict[str, Any],
     online: dict[str, Any] | None,
     hinted: bool = False,
+    stage1_length: int | None = None,
 ) -> tuple[Any, OnlineOrder | None]:
     """This rank's sampler over ``ds``: the static curriculum's (egt.select.curriculum; ``hinted``: a
     two-stage one's stage-2 hard rows point into :class:`HintedRows`), or the online one's with the
     :class:`OnlineOrder` that re-probes (its model and logger are set before fit)."""
     if online is None:
-        sampler, order = make_sampler(selection, len(ds), hinted=hinted), None
+        sampler, order = make_sampler(selection, len(ds), hinted=hinted, stage1_length=stage1_length), None
     else:
         order = OnlineOrder(
             cfg,

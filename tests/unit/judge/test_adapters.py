@@ -38,6 +38,12 @@ def test_group_mode_is_the_round_robin_win_rate():
     assert out == [0.0, 0.5, 1.0, 0.0, 1.0] and judge.calls == 3 * 2 + 1 * 2
 
 
+def test_group_mode_plays_no_match_for_an_empty_completion():
+    judge = Known({"a": 0.1, "c": 0.9})
+    out = TRLJudgeReward(judge, mode="group")(["p"] * 3, ["a", "  ", "c"], image=[IMG] * 3)
+    assert out == [0.5, 0.0, 1.0] and judge.calls == 2  # a and c beat the empty one; c beats a; one match
+
+
 def test_missing_columns_are_named():
     fn = TRLJudgeReward(Known({}), reference_column="solution")
     with pytest.raises(KeyError, match="no image column 'image'.*columns: \\['solution'\\]"):

@@ -95,3 +95,13 @@ def test_bad_rows_name_file_row_and_field_or_are_counted(tmp_path):
     assert prompts[0]["images"] == [str(tmp_path / "i.png")]  # relative to the file's folder
     totals = rank_file(Known(Q), data, tmp_path / "r.jsonl", "round_robin", on_bad_sample="skip")
     assert (totals["prompts"], totals["skipped"], totals["calls"]) == (1, 1, 6)
+
+
+def test_a_knockout_tie_goes_to_the_candidate_with_more_probability_not_to_p_above_a_half():
+    from egt.judge.tournament import Knockout, Match
+
+    # p_a = 0.4 < ½, but b got only 0.3: mass off the digits must not hand the tie to b
+    (best, scores, _) = Knockout().run(2, lambda pairs: [Match(0, 1, None, "position_disagreement", 0.4, 0.3)])
+    assert best == 0 and scores == [1.0, 0.0]
+    (best, _, _) = Knockout().run(2, lambda pairs: [Match(0, 1, None, "position_disagreement", 0.3, 0.4)])
+    assert best == 1

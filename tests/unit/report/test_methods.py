@@ -82,3 +82,27 @@ def test_accuracy_against_cost_points_and_figure(tmp_path):
     assert secs == pytest.approx(23.0) and acc == pytest.approx(73.0) and acc_sd == pytest.approx(2**0.5)
     (path,) = write_cost_figure(jobs, tmp_path)
     assert path.name == "methods_cost.png" and path.stat().st_size > 1000
+
+
+def test_a_selection_that_keeps_everything_pays_no_probe():
+    job = _job("full_rl", 0, 100, 20, 100, 10.0, 64, 30.0)
+    job["stages"]["select"]["summary"]["method"] = "all"
+    row = cost_row(job)
+    assert row["probe_seconds"] == 10.0 and row["method_seconds"] == 30.0  # shown, not counted
+
+
+def test_the_quick_table_is_written_after_every_job_with_the_failed_ones(tmp_path):
+    import json
+
+    from omegaconf import OmegaConf
+
+    from egt.report.methods import MethodsTableCallback
+
+    ok = _job("egt", 0, 15, 1, 100, 10.0, 64, 12.0)
+    bad = {"overrides": ["method=difficulty_prior", "rl.seed=0"], "status": "failed", "error": "budget", "stages": {}}
+    for i, job in enumerate((ok, bad)):
+        (tmp_path / str(i)).mkdir()
+        (tmp_path / str(i) / "job.json").write_text(json.dumps(job))
+    MethodsTableCallback().on_job_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
+    text = (tmp_path / "methods_quick.md").read_text()
+    assert "| EGT (answer entropy) | 15 |" in text and "- FAILED difficulty_prior: budget" in text

@@ -90,3 +90,10 @@ def test_two_stage_with_pass_rates_and_a_second_stage_validates():
             "data.hints='Hint: hard.'",
         )
     )
+
+
+def test_a_stage_one_share_needs_a_budget_in_updates():
+    two_stage = ("selection=pass_rate", "probe.n=8", "probe.temperature=1.0", "curriculum=two_stage", "rl.epochs=2")
+    with pytest.raises(ConfigError, match="set rl.max_steps"):
+        validate(_cfg(*two_stage, "curriculum.order.stage1_share=0.5"))
+    validate(_cfg(*two_stage, "curriculum.order.stage1_share=0.5", "rl.max_steps=4"))

@@ -131,3 +131,24 @@ def test_the_rollout_and_its_logprob_passes_see_the_hinted_prompt(tiny_model_dir
     # the log-prob passes rebuild [prompt | completion] from the rollout's own prompt features
     seq = sequence_inputs(ro.prompt_feats, ro.completion_ids, ro.completion_mask, proc.tokenizer.pad_token_id)
     assert hint in proc.tokenizer.decode(seq["input_ids"][1]) and hint not in proc.tokenizer.decode(seq["input_ids"][0])
+
+
+def test_a_stage_one_of_a_fixed_length_repeats_the_moderate_rows_then_stage_two_follows():
+    from egt.rl.module import _epoch_length
+
+    s = TwoStageSampler(5, hard=[1, 3], stage1_epochs=1, hinted=True, stage1_length=5)
+    assert s.order(0) == [0, 2, 4, 0, 2]  # the moderate rows in stored order, again from the start, cut at 5
+    assert s.order(1) == [0, 5 + 1, 2, 5 + 3, 4]  # stage 2: every row, the hard ones hinted
+    assert s.epoch_length(0) == 5 and _epoch_length(s) == 5  # what refill's end-of-epoch test reads
+    short = TwoStageSampler(5, hard=[1, 3], stage1_epochs=1, stage1_length=2)
+    assert short.order(0) == [0, 2]
+    with pytest.raises(ValueError, match="stage1_epochs=1"):
+        TwoStageSampler(5, hard=[1], stage1_epochs=2, stage1_length=3)
+
+
+def test_stage1_share_is_in_the_stages_only_when_set():
+    ids, scores = np.array(["a", "b", "c"]), np.array([0.2, 0.8, 0.4])  # pass rates .8, .2, .6
+    assert "stage1_share" not in TwoStage().stages(ids, scores)
+    assert TwoStage(stage1_share=0.5).stages(ids, scores)["stage1_share"] == 0.5
+    with pytest.raises(ValueError, match="stage1_share"):
+        TwoStage(stage1_share=1.0)
