@@ -171,8 +171,11 @@ def write_cost_figure(jobs: Sequence[dict[str, Any]], out: Path) -> list[Path]:
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(6.5, 4.2))
-        for label, s, s_sd, a, a_sd in points:
-            ax.errorbar([s], [a], xerr=[s_sd or 0.0], yerr=[a_sd or 0.0], fmt="o", capsize=3, label=label)
+        for k, (label, s, s_sd, a, a_sd) in enumerate(points):  # 10 colours, then the next marker: no two alike
+            marker = "osD^v"[(k // 10) % 5]
+            ax.errorbar(
+                [s], [a], xerr=[s_sd or 0.0], yerr=[a_sd or 0.0], fmt=marker, color=f"C{k % 10}", capsize=3, label=label
+            )
         grouped = [j for js in cells(jobs, methods_experiment()).values() for j in js]
         sft = make_cell([m.get("overall") for m in unique_metrics(grouped, "sft", bench)])
         if sft.mean is not None:
