@@ -73,6 +73,37 @@ def arm_cost(cfg: Any, t: dict[str, float]) -> dict[str, Any]:
     return {"selected": size, "steps": steps, "reprobed": reprobed, "evaluated": evaluated, "cpu_s": cpu}
 
 
+def extra_cost(cfg: Any, t: dict[str, float], part: str) -> float:
+    """CPU seconds of what a job computes upstream of selection beyond the greedy probe: ``part="probe"``, its
+    probe's ``n`` draws per ``rl_pool`` sample; ``"rft"``, an rft fine-tuning (at most one kept trajectory per
+    sample and epoch, ``keep=first``; priced at the SFT step; 0 without the stage).
+
+    >>> from omegaconf import OmegaConf
+    >>> c = OmegaConf.create({"data": {"world": {"n_rl": 100}}, "probe": {"n": 8}, "stages": ["rft"],
+    ...     "sft": {"batch_size": 10, "epochs": 2}, "rft": {"sft": {}}})
+    >>> t = {"probe_item": 0.5, "sft_step": 1.0}
+    >>> extra_cost(c, t, "probe"), extra_cost(c, t, "rft")  # 8 x 100 x 0.5; 10 batches x 2 epochs x 1.0
+    (400.0, 20.0)
+    """
+    n = int(cfg.data.world.n_rl)
+    if part == "probe":
+        return n * int(cfg.probe.n) * t["probe_item"]
+    if "rft" not in [str(x) for x in cfg.stages]:
+        return 0.0
+    sft = {**dict(cfg.sft), **dict(cfg.rft.get("sft") or {})}
+    return float(math.ceil(n / int(sft["batch_size"])) * int(sft["epochs"]) * t["sft_step"])
+
+
+def _extra_signature(cfg: Any, part: str) -> str:
+    """What makes a job's probe (``part="probe"``) or rft fine-tuning (``"rft"``) an artifact of its own."""
+    from omegaconf import OmegaConf
+
+    keep = OmegaConf.to_container(cfg.probe, resolve=True)
+    if part == "rft":
+        keep = {"probe": keep, "rft": OmegaConf.to_container(cfg.rft, resolve=True)} if "rft" in cfg.stages else None
+    return json.dumps({part: keep}, sort_keys=True, default=str)
+
+
 def _signature(cfg: Any) -> str:
     from omegaconf import OmegaConf
 
@@ -84,7 +115,7 @@ def estimate(p: Protocol) -> dict[str, Any]:
     """Unique RL arms per format (a cell shared by several tables is computed once: same artifact key),
     their cost per seed, and the CPU seconds of every phase; options that do not compose are listed."""
     t = p.settings["timings"]
-    phases: dict[str, float] = {"upstream": 0.0, "calibration": 0.0, "tier1": 0.0, "tier2": 0.0}
+    phases: dict[str, float] = {"upstream": 0.0, "extra upstream": 0.0, "calibration": 0.0, "tier1": 0.0, "tier2": 0.0}
     arms, missing = [], []
     for fmt, fmt_over in p.settings["formats"].items():
         base = [*p.settings["common"], *fmt_over, "rl.seed=1"]
@@ -102,6 +133,8 @@ def estimate(p: Protocol) -> dict[str, Any]:
         cal = arm_cost(_compose([f"experiment=[{p.preset},table2]", "ablation=full_rl", *base]), t)
         phases["calibration"] += cal["cpu_s"] * len(p.settings["calibration_seeds"])
         seen: dict[str, int] = {}  # arm signature -> seeds already paid for
+        # probes other than the upstream's (a sampled one: n draws a sample) and rft fine-tunings, each paid once
+        extra: set[str] = {_extra_signature(up, "probe"), _extra_signature(up, "rft")}
         for tier in (1, 2):
             for spec in (s for s in p.sweeps if s.tier == tier):
                 exp = _compose([f"experiment=[{p.preset},{spec.experiment}]", *spec.overrides, *base], hydra_cfg=True)
@@ -116,6 +149,10 @@ def estimate(p: Protocol) -> dict[str, Any]:
                         )
                         continue
                     c = arm_cost(cfg, t)
+                    for part in ("probe", "rft"):
+                        if _extra_signature(cfg, part) not in extra:
+                            extra.add(_extra_signature(cfg, part))
+                            phases["extra upstream"] += extra_cost(cfg, t, part)
                     sig, n_seeds = _signature(cfg), len(p.seeds(tier))
                     new = max(0, n_seeds - seen.get(sig, 0))
                     seen[sig] = max(seen.get(sig, 0), n_seeds)
