@@ -210,6 +210,7 @@ class RFTConfig:
     per_sample: Optional[int] = MISSING  # cap of keep=all (null: none); keep=first keeps 1
     format: Any = MISSING  # _target_ of an egt.rl.rules FormatRule a kept draw must pass
     sft: dict = MISSING  # sft.* settings overridden for this fine-tuning (e.g. {epochs: 1}); {}: sft's own
+    reprobe: bool = MISSING  # true: the select stage probes the pool with the rft judge (egt.stages.select)
 
 
 @dataclass

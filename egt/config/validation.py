@@ -198,6 +198,11 @@ def _validate_rft(cfg: DictConfig) -> None:
     """The rft stage (egt.stages.rft) when it is in ``stages``: the probe keeps every draw's text, the keep
     rule's cap is consistent, and ``rft.sft`` names only sft settings."""
     if "rft" not in [str(s) for s in cfg.stages]:
+        if cfg.rft.get("reprobe"):
+            raise ConfigError(
+                "rft.reprobe=true probes the pool again with the rft judge, and the rft stage is not in stages: "
+                "add rft (stages=[data,distill,sft,probe,rft,select,rl,eval]) or write rft.reprobe=false"
+            )
         return
     r = cfg.rft
     if not cfg.probe.keep_texts and not cfg.probe.table_path:

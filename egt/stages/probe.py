@@ -61,8 +61,16 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
             "summary": {},
             "table_path": str(p.table_path),
         }
-    data = pipe.get("data")
     model_path, model_id = _model(cfg, pipe)
+    return probe_model(cfg, pipe, model_path, model_id)
+
+
+def probe_model(cfg: DictConfig, pipe: Any, model_path: str, model_id: str) -> dict[str, Any]:
+    """The probe artifact of the model at ``model_path`` (``model_id``: its identity in the key, e.g.
+    ``sft:<key>``, ``rft:<key>``) with the ``probe.*`` settings: what the stage runs for the SFT judge, and the
+    select stage for the rft judge with ``rft.reprobe`` (the judge RL starts from). Collective: every rank
+    probes its shards."""
+    data = pipe.get("data")
     conf = key_config(cfg)
     upstream = {"data": data["key"], "model": model_id}
     key = make_key("probe", conf, upstream=upstream, version=VERSION)

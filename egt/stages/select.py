@@ -30,12 +30,12 @@ from egt.utils.fmt import pct
 from egt.utils.logging import close_logger, log_metrics, make_logger
 
 log = logging.getLogger(__name__)
-REQUIRES = ("probe",)  # the stages this one may ask the pipeline for (egt.stages)
+REQUIRES = ("probe", "rft", "data")  # the stages this one may ask the pipeline for (egt.stages); rft, data: reprobe
 VERSION = 1
 
 
 def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
-    probe = pipe.get("probe")
+    probe = probe_to_select_from(cfg, pipe)
     score = build(cfg.entropy.score, EntropyScore, "entropy.score")
     method = build(cfg.selection.method, Selection, "selection.method")
     curriculum = build(cfg.curriculum.order, Curriculum, "curriculum.order")
@@ -73,6 +73,19 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
         "summary": art.summary,
         "selection_path": str(art.path / "selection.json"),
     }
+
+
+def probe_to_select_from(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
+    """The probe artifact the selection reads: the probe stage's (the SFT judge's), or with ``rft.reprobe=true``
+    (and ``rft`` in the stages) a probe of the rft judge, the judge RL starts from, with the same ``probe.*``
+    settings (UnifiedReward-Think's ``selection=incorrect`` as issue 33 asks; docs/design.md §4.6). Its key
+    names the rft model, so the select key follows it; without the option nothing changes."""
+    if not (cfg.get("rft") and cfg.rft.get("reprobe") and "rft" in [str(s) for s in cfg.stages]):
+        return pipe.get("probe")
+    from egt.stages import probe as probe_stage
+
+    rft = pipe.get("rft")
+    return probe_stage.probe_model(cfg, pipe, rft["model_path"], f"rft:{rft['key']}")
 
 
 def summary_line(summary: dict[str, Any]) -> str:

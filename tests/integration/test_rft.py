@@ -74,3 +74,12 @@ def test_killed_rft_resumes_to_the_same_model_and_rl_starts_from_it(tmp_path):
     sel = _summary(select)["summary"]
     assert sel["method"] == "incorrect" and sel["accuracy_kept"] == 0.0 and "flipped_kept" in sel
     assert _summary(rl)["upstream"]["rft"] == a.name  # RL started from the rft model
+
+    # rft.reprobe=true: the select stage probes the pool again with the rft judge (the judge RL starts from);
+    # the SFT judge's probe, rft and sft are reused
+    out = cli(killed, *whole, "rft.reprobe=true")
+    assert "[rft] reusing" in out
+    probes = {p.name: _summary(p)["upstream"]["model"] for p in done(killed, "probe")}
+    (again,) = [k for k, model in probes.items() if model == f"rft:{a.name}"]
+    selects = [s for s in done(killed, "select") if s.name != select.name]
+    assert [_summary(s)["upstream"]["probe"] for s in selects] == [again]

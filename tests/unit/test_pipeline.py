@@ -58,8 +58,8 @@ def _pipe(tmp_path) -> Pipeline:
 
 def test_a_request_outside_requires_is_refused(tmp_path, monkeypatch):
     pipe = _pipe(tmp_path)
-    monkeypatch.setattr("egt.stages.select.run", lambda cfg, p: p.get("data"))  # select requires probe only
-    with pytest.raises(RuntimeError, match=r"stage 'select' asked for 'data', which is not in its REQUIRES"):
+    monkeypatch.setattr("egt.stages.select.run", lambda cfg, p: p.get("distill"))  # not in select's REQUIRES
+    with pytest.raises(RuntimeError, match=r"stage 'select' asked for 'distill', which is not in its REQUIRES"):
         pipe.get("select")
     with pytest.raises(KeyError, match="no stage 'models'"):
         pipe.get("models")

@@ -108,3 +108,34 @@ def test_the_experiment_composes_and_validates():
     )
     assert cfg.reward.format._target_.endswith("UnifiedRewardThinkFormat") and cfg.probe.keep_texts
     assert _cfg("experiment=[small,unifiedreward_think]").selection.fraction is None  # every failure kept
+
+
+class _Pipe:
+    """The results a select stage would ask the pipeline for (no stage runs)."""
+
+    def __init__(self):
+        self.asked = []
+
+    def get(self, stage):
+        self.asked.append(stage)
+        return {"probe": {"key": "sft-probe"}, "rft": {"key": "r1", "model_path": "/art/rft/r1/model"}}[stage]
+
+
+def test_rft_reprobe_selects_from_a_probe_of_the_rft_judge(monkeypatch):
+    from egt.stages import probe as probe_stage
+    from egt.stages.select import probe_to_select_from
+
+    calls = []
+    monkeypatch.setattr(probe_stage, "probe_model", lambda cfg, pipe, path, ident: calls.append((path, ident)) or {})
+    pipe = _Pipe()
+    probe_to_select_from(_cfg(*RFT, "rft.reprobe=true"), pipe)
+    assert calls == [("/art/rft/r1/model", "rft:r1")] and pipe.asked == ["rft"]  # the SFT judge's probe unread
+    off = _Pipe()
+    assert probe_to_select_from(_cfg(*RFT), off) == {"key": "sft-probe"} and off.asked == ["probe"]
+    assert "reprobe" not in select_key(_cfg(*RFT, "rft.reprobe=true"))  # it moves the upstream probe key only
+
+
+def test_rft_reprobe_needs_the_rft_stage():
+    with pytest.raises(ConfigError, match="rft.reprobe=true .* add rft"):
+        validate(_cfg("rft.reprobe=true"))
+    validate(_cfg(*RFT, "rft.reprobe=true", "probe.n=8", "probe.temperature=1.0"))
