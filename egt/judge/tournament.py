@@ -10,6 +10,7 @@ position a candidate was shown in.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
@@ -55,17 +56,17 @@ def match_from(a: int, b: int, verdict: object) -> Match:
 Play = Callable[[Sequence[tuple[int, int]]], list[Match]]
 
 
-class Tournament:
+class Tournament(ABC):
     """A ranking scheme over ``n`` candidates from pairwise matches. ``calls(n)``: the judge calls (generations)
     it makes; ``run(n, play)`` → (best index, every candidate's score, the matches)."""
 
     name = "tournament"
 
-    def calls(self, n: int) -> int:
-        raise NotImplementedError
+    @abstractmethod
+    def calls(self, n: int) -> int: ...
 
-    def run(self, n: int, play: Play) -> tuple[int, list[float], list[Match]]:
-        raise NotImplementedError
+    @abstractmethod
+    def run(self, n: int, play: Play) -> tuple[int, list[float], list[Match]]: ...
 
 
 class RoundRobin(Tournament):
