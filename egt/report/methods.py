@@ -18,8 +18,10 @@ Rows are the values of the ``method`` override a sweep varies (``experiment=meth
 - **method s**: probe + rft + RL seconds: what the method costs beyond the SFT judge every method shares (no
   probe for ``selection=all``, which keeps every sample whatever the probe says).
 
-Seconds are those of the run that computed the artifact (a reused artifact keeps its own), on the
-machine that ran it: compare rows of one sweep, not across machines.
+Seconds are **CPU seconds** (process time, all of a process's threads: ``probe_cpu_seconds``,
+``train_cpu_seconds``), which do not grow when other work shares the machine; a summary written before
+egt recorded them gives its wall seconds instead. They are those of the run that computed the artifact (a
+reused artifact keeps its own), on the machine that ran it: compare rows of one sweep, not across machines.
 """
 
 from __future__ import annotations
@@ -69,6 +71,12 @@ def _ratio(a: Any, b: Any) -> Optional[float]:
     return None if a is None or not b else float(a) / float(b)
 
 
+def _cpu(summary: dict[str, Any], prefix: str) -> Optional[float]:
+    """``<prefix>_cpu_seconds``, else (a summary written before egt recorded CPU time) ``<prefix>_seconds``."""
+    value = summary.get(f"{prefix}_cpu_seconds")
+    return summary.get(f"{prefix}_seconds") if value is None else value
+
+
 def cost_row(job: dict[str, Any]) -> dict[str, Optional[float]]:
     """One job's cost and kept-set figures (the keys of :data:`COST_COLUMNS`; None where not known).
 
@@ -84,9 +92,9 @@ def cost_row(job: dict[str, Any]) -> dict[str, Optional[float]]:
     prompts = rl.get("prompts_generated")
     if prompts is None and rl.get("steps") is not None and rl.get("batch_size") is not None:
         prompts = rl["steps"] * rl["batch_size"]
+    probe_s, rft_s, rl_s = _cpu(sel, "probe"), _cpu(rft, "train"), _cpu(rl, "train")
     # a selection that ranks nothing by the probe (full_rl: every sample) does not need it: its probe is no cost
-    probe_s = None if sel.get("method") == "all" else sel.get("probe_seconds")
-    seconds = [probe_s, rft.get("train_seconds"), rl.get("train_seconds")]
+    seconds = [None if sel.get("method") == "all" else probe_s, rft_s, rl_s]
     known = [float(s) for s in seconds if s is not None]
     return {
         "n_selected": None if kept is None else float(kept),
@@ -96,11 +104,11 @@ def cost_row(job: dict[str, Any]) -> dict[str, Optional[float]]:
         "ambiguous_kept_rate": _ratio(sel.get("ambiguous_kept"), kept),
         "ambiguous_rate": sel.get("ambiguous_rate"),
         "probe_draws": sel.get("probe_draws"),
-        "probe_seconds": sel.get("probe_seconds"),
+        "probe_seconds": probe_s,
         "rft_kept": rft.get("kept"),
-        "rft_seconds": rft.get("train_seconds"),
+        "rft_seconds": rft_s,
         "rl_prompts": None if prompts is None else float(prompts),
-        "rl_seconds": rl.get("train_seconds"),
+        "rl_seconds": rl_s,
         "method_seconds": sum(known) if known else None,
     }
 
@@ -121,12 +129,12 @@ def cost_table(jobs: Sequence[dict[str, Any]], exp: Optional[Experiment] = None)
         rows,
         COST_COLUMNS,
         row_header="Method",
-        caption="Methods: what each kept and what it cost beyond the shared SFT judge (seconds on the machine "
-        "that computed each artifact; mean ± sd over seeds).",
+        caption="Methods: what each kept and what it cost beyond the shared SFT judge (CPU seconds on the "
+        "machine that computed each artifact; mean ± sd over seeds).",
     )
     table.notes.append(
         "Flipped / ambiguous: labels the synthetic world flipped or pairs it made ambiguous, as a share of the "
-        "kept samples and of the pool. Method s = probe + rft + RL seconds."
+        "kept samples and of the pool. Method s = probe + rft + RL CPU seconds."
     )
     return table
 
@@ -180,7 +188,7 @@ def write_cost_figure(jobs: Sequence[dict[str, Any]], out: Path) -> list[Path]:
         sft = make_cell([m.get("overall") for m in unique_metrics(grouped, "sft", bench)])
         if sft.mean is not None:
             ax.axhline(100 * sft.mean, color="grey", linestyle="--", linewidth=1, label="SFT judge")
-        ax.set_xlabel("method seconds beyond the SFT judge (probe + rft + RL)")
+        ax.set_xlabel("method CPU seconds beyond the SFT judge (probe + rft + RL)")
         ax.set_ylabel(f"{SHORT.get(bench, bench)} overall accuracy (%)")
         ax.legend(fontsize=6, loc="best")
         ax.grid(alpha=0.3)

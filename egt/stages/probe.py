@@ -151,23 +151,27 @@ def probe(
     logger = make_logger(cfg, "probe") if rank == 0 else None
     status = "failed"
     try:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         counts = probe_rows(cfg, model, encoder, ds, mine, out, rank, "probe")
-        seconds = time.perf_counter() - t0
+        seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
         n_mine = sum(e - s for s, e in mine) if counts["shards_computed"] == len(mine) else None
-        ranks = distributed.all_gather((counts, n_mine, seconds))  # also waits until every shard is written
+        ranks = distributed.all_gather(
+            (counts, n_mine, seconds, cpu_seconds)
+        )  # also waits until every shard is written
         if rank != 0:
             status = "success"
             return {}
         table = merge_shards(out, all_shards)
         write_parquet_atomic(table, out / "probe.parquet")
         summary = summarize(table, p.bins, out)
-        counts = {k: sum(c[k] for c, _, _ in ranks) for k in counts}
-        n_computed = None if any(n is None for _, n, _ in ranks) else sum(n for _, n, _ in ranks)
-        seconds = max(sec for _, _, sec in ranks)
+        counts = {k: sum(r[0][k] for r in ranks) for k in counts}
+        n_computed = None if any(r[1] is None for r in ranks) else sum(r[1] for r in ranks)
+        seconds = max(r[2] for r in ranks)
         summary.update(
             counts,
             probe_seconds=round(seconds, 1),
+            # every process's CPU seconds, summed: the probe's cost whatever else shared the machine
+            probe_cpu_seconds=round(sum(r[3] for r in ranks), 1),
             processes=world_size,
             samples_per_s=round(n_computed / seconds, 2) if n_computed and seconds > 0 else None,
             **image_tokens(encoder),

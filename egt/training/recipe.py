@@ -82,7 +82,9 @@ def fit(
     **trainer_args: Any,
 ) -> dict[str, Any]:
     """Train ``module`` (whose ``.model`` is the network saved) and return the stage's summary:
-    ``summarize(trainer, resumed)``, ``train_seconds`` (the fit's wall seconds), ``params_in_sync``, then
+    ``summarize(trainer, resumed)``, ``train_seconds`` (the fit's wall seconds), ``train_cpu_seconds`` (this
+    process's CPU seconds over the fit, all its threads: the cost that does not grow when other work shares the
+    machine), ``params_in_sync``, then
     rank 0's ``finish(trainer, logger, state)``.
 
     ``checkpoint``: the ``last.ckpt`` a killed attempt resumes from; ``before_fit(trainer, logger)``: the
@@ -98,11 +100,12 @@ def fit(
         resumed = checkpoint.exists()
         if resumed:
             log.info("[%s] resuming from %s", stage, checkpoint)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         trainer.fit(module, train, val, ckpt_path=str(checkpoint) if resumed else None)
         summary = summarize(trainer, resumed)
         # the fit's wall seconds (this attempt's only, when it resumed): the cost a comparison reports
         summary["train_seconds"] = round(time.perf_counter() - t0, 2)
+        summary["train_cpu_seconds"] = round(time.process_time() - c0, 2)
         state = distributed.full_state_dict(trainer, module.model)  # collective under ZeRO-3
         summary["params_in_sync"] = distributed.check_in_sync(
             module.model, stage, sharded=getattr(trainer.strategy, "zero_stage_3", False)

@@ -96,6 +96,7 @@ def test_pass_rate_band_probe_select_rl(first_run, art):
     band = sorted((1 - r, i) for i, r in rates.items() if r <= 0.87)
     assert sel["ids"] == [i for _, i in band[:6]] and sel["score"] == "difficulty"
     assert sel.get("n_candidates", len(table)) == len(band) and summary["summary"]["probe_draws"] == 8 * 16
+    assert summary["summary"]["probe_cpu_seconds"] > 0  # the cost the methods table reports
     assert "by pass_rate on difficulty" in out and "probe 128 outputs" in out
     assert done(art, "rl")
 

@@ -91,6 +91,15 @@ def test_a_selection_that_keeps_everything_pays_no_probe():
     assert row["probe_seconds"] == 10.0 and row["method_seconds"] == 30.0  # shown, not counted
 
 
+def test_cpu_seconds_are_the_cost_where_recorded_wall_seconds_where_not():
+    job = _job("egt", 0, 15, 1, 100, 10.0, 64, 12.0, rft=(50, 30.0))
+    job["stages"]["select"]["summary"]["probe_cpu_seconds"] = 7.0
+    job["stages"]["rl"]["summary"]["train_cpu_seconds"] = 9.0
+    row = cost_row(job)  # rft has no CPU seconds (an artifact from before they were recorded): its wall ones
+    assert (row["probe_seconds"], row["rft_seconds"], row["rl_seconds"]) == (7.0, 30.0, 9.0)
+    assert row["method_seconds"] == pytest.approx(7 + 30 + 9)
+
+
 def test_the_quick_table_is_written_after_every_job_with_the_failed_ones(tmp_path):
     import json
 

@@ -63,8 +63,9 @@ def _fit(
 def test_fit_summarizes_checks_sync_and_finishes_in_that_order(cfg, tmp_path, monkeypatch):
     closed = []
     summary = _fit(cfg, tmp_path, Tiny(), closed, monkeypatch)
-    assert list(summary) == ["steps", "resumed", "train_seconds", "params_in_sync", "finished"]
-    assert summary["train_seconds"] >= 0  # the fit's wall seconds: the cost the methods table reports
+    assert list(summary) == ["steps", "resumed", "train_seconds", "train_cpu_seconds", "params_in_sync", "finished"]
+    assert summary["train_seconds"] >= 0  # the fit's wall seconds
+    assert summary["train_cpu_seconds"] > 0  # this process's CPU seconds: the cost the methods table reports
     assert summary["steps"] == 2 and summary["resumed"] is False and summary["params_in_sync"] is not False
     assert closed == ["success"]
 
