@@ -17,6 +17,12 @@ text prompt, --prompt tokens in all):
          fwd + bwd + step on the completions, log-probs through egt's chunked output head
          (egt.rl.functional.chunked_token_logprobs, --chunk positions); seconds per step
 Prints one JSON line per measurement.
+
+  --profile (with sft): one more SFT step timed by phase (CUDA events on a GPU): the vision tower's forward,
+         the language model's forward, the loss (output head + NLL), backward (recomputation under
+         checkpointing included), the optimizer step; then torch.profiler's top kernels by device time.
+  --optim adamw_fused: torch's fused AdamW (one kernel for every parameter; CUDA only) against adamw (the
+         multi-tensor foreach kernels torch picks by default on CUDA).
 """
 
 from __future__ import annotations
@@ -133,6 +139,67 @@ def timed(fn, device: str, steps: int, warmup: int = 1) -> float:
     return (time.perf_counter() - t0) / steps
 
 
+class Clock:
+    """Seconds between marks: CUDA events on a GPU (read after one synchronize), perf_counter on a CPU."""
+
+    def __init__(self, device: str):
+        self.cuda = device.startswith("cuda")
+        self.marks: list[tuple[str, object]] = []
+
+    def mark(self, name: str) -> None:
+        if self.cuda:
+            e = torch.cuda.Event(enable_timing=True)
+            e.record()
+            self.marks.append((name, e))
+        else:
+            self.marks.append((name, time.perf_counter()))
+
+    def seconds(self, start: str, end: str) -> float:
+        sync("cuda" if self.cuda else "cpu")
+        a, b = dict(self.marks)[start], dict(self.marks)[end]
+        return a.elapsed_time(b) / 1e3 if self.cuda else b - a
+
+
+def profile_sft(model, step, device: str) -> dict:
+    """One SFT step split by phase (module forward hooks on the vision tower and the language model mark
+    their forward; the rest of the forward is the loss), then torch.profiler's top kernels."""
+    clock = Clock(device)
+    inner = getattr(model, "model", model)
+    hooks = []
+    for name in ("visual", "language_model"):
+        mod = getattr(inner, name, None)
+        if mod is not None:
+            hooks.append(mod.register_forward_pre_hook(lambda m, args, n=name: clock.mark(f"{n}_start")))
+            hooks.append(mod.register_forward_hook(lambda m, args, out, n=name: clock.mark(f"{n}_end")))
+    try:
+        step(clock)
+    finally:
+        for h in hooks:
+            h.remove()
+    first = {}
+    for name, _ in clock.marks:  # a checkpointed backward reruns the forwards: keep the first pass
+        first.setdefault(name, _)
+    clock.marks = list(first.items())
+    out = {
+        "vision_fwd_s": clock.seconds("visual_start", "visual_end") if "visual_start" in first else None,
+        "language_fwd_s": clock.seconds("language_model_start", "language_model_end"),
+        "loss_s": clock.seconds("language_model_end", "loss_end"),
+        "forward_s": clock.seconds("start", "loss_end"),
+        "backward_s": clock.seconds("loss_end", "backward_end"),
+        "optimizer_s": clock.seconds("backward_end", "optimizer_end"),
+    }
+    out = {k: None if v is None else round(v, 4) for k, v in out.items()}
+    acts = [torch.profiler.ProfilerActivity.CPU] + (
+        [torch.profiler.ProfilerActivity.CUDA] if device.startswith("cuda") else []
+    )
+    with torch.profiler.profile(activities=acts) as prof:
+        step(Clock(device))
+    sync(device)
+    key = "self_device_time_total" if device.startswith("cuda") else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=20), flush=True)
+    return out
+
+
 def bench_sft(model, opt, a, device, dtype) -> dict:
     from egt.sft.loss import sft_nll
 
@@ -140,15 +207,20 @@ def bench_sft(model, opt, a, device, dtype) -> dict:
     batch["labels"] = batch["input_ids"].clone()
     batch["labels"][:, : a.prompt] = -100  # the target tokens only, as egt's SFT
 
-    def step():
+    def step(clock=None):
+        mark = clock.mark if clock is not None else (lambda name: None)
+        mark("start")
         if a.sft_loss == "hf":  # transformers' causal-LM loss: [b, T, V] logits, upcast to fp32
             loss = model(**batch).loss
         else:  # egt's: hidden states through the head in checkpointed chunks
             nll, mask = sft_nll(model, batch, a.chunk)
             loss = (nll * mask).sum() / mask.sum()
+        mark("loss_end")
         loss.backward()
+        mark("backward_end")
         opt.step()
         opt.zero_grad(set_to_none=True)
+        mark("optimizer_end")
 
     s = timed(step, device, a.steps)
     tokens = a.batch * (a.prompt + a.target)
@@ -161,6 +233,8 @@ def bench_sft(model, opt, a, device, dtype) -> dict:
     }
     if a.peak_tflops:
         out["sft_mfu"] = round(6 * n * tokens / s / (a.peak_tflops * 1e12), 4)
+    if a.profile:
+        out["sft_profile"] = profile_sft(model, step, device)
     return out
 
 
@@ -216,7 +290,8 @@ def main() -> None:
     p.add_argument("--shape", choices=sorted(SHAPES), default="3b")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--attn", default="auto", help="auto | sdpa | flash_attention_2 | eager")
-    p.add_argument("--optim", choices=["adamw", "sgd"], default="adamw")
+    p.add_argument("--optim", choices=["adamw", "adamw_fused", "sgd"], default="adamw")
+    p.add_argument("--profile", action="store_true", help="sft: one more step split by phase + top kernels")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--prompt", type=int, default=512, help="prompt tokens, image tokens included")
     p.add_argument("--target", type=int, default=512, help="SFT target tokens")
@@ -250,7 +325,10 @@ def main() -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
     model.train()
-    opt = (torch.optim.AdamW if a.optim == "adamw" else torch.optim.SGD)(model.parameters(), lr=1e-6)
+    if a.optim == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=1e-6)
+    else:  # adamw: torch's default kernels (foreach on CUDA); adamw_fused: one fused kernel (CUDA)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-6, **({"fused": True} if a.optim == "adamw_fused" else {}))
     head = {
         "shape": a.shape,
         "device": torch.cuda.get_device_name() if cuda else "cpu",

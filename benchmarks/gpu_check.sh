@@ -11,7 +11,11 @@
 # fit one 141 GB H200), logprob (benchmarks/bench_rl_logprobs.py, 7B shapes: V = 152,064, 16 sequences
 # of 320 + 1,024 tokens, before vs after chunking), sharedprompt (the same script, 7B, 2 prompts of 1,300
 # tokens x G = 8 completions of 512: every row whole vs one prompt pass per group, no checkpointing).
-# Logs: $OUT/env.txt, $OUT/pytest_gpu.log, $OUT/bench.jsonl (+ bench_*.log), $OUT/logprob.log.
+# sftprofile (issue 37: one 7B SFT step at the paper's pixel budget, 1,225 image tokens in a 1,600-token prompt + 400
+# target tokens, split by phase — vision tower, language model, loss, backward, optimizer — with torch.profiler's
+# top kernels; AdamW with torch's default foreach kernels against the fused one where the states fit, i.e. on a
+# GPU with >= 100 GB; on an 80 GB H100 the 7B AdamW states do not fit one GPU and SGD stands in, which the log says).
+# Logs: $OUT/env.txt, $OUT/pytest_gpu.log, $OUT/bench.jsonl (+ bench_*.log), $OUT/logprob.log, $OUT/sftprofile_*.log.
 set -u
 OUT=${OUT:-gpu_check_out}
 PARTS=${PARTS:-"env pytest bench3b bench7b"}
@@ -64,6 +68,16 @@ if has sftloss; then  # SFT step at 7B: egt's chunked NLL vs transformers' full-
       >"$OUT/sft_$loss.log" 2>&1
     echo "sft loss $loss: rc=$?"; grep '^{' "$OUT/sft_$loss.log" | tee -a "$OUT/bench.jsonl"
     grep -v '^{' "$OUT/sft_$loss.log" | tail -3
+  done
+fi
+
+if has sftprofile; then  # issue 37: where a 7B SFT step's time goes (fresh process per optimizer)
+  mem=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -1)
+  if [ "${mem:-0}" -ge 100000 ]; then optims="adamw adamw_fused"; else optims="sgd"; echo "sftprofile: ${mem} MiB: SGD"; fi
+  for optim in $optims; do
+    timeout "${T_PROFILE:-150}" python3 benchmarks/bench_gpu_scale.py --shape 7b --only sft --profile --optim "$optim" \
+      --batch 4 --prompt 1600 --target 400 --image 980 --steps 2 >"$OUT/sftprofile_$optim.log" 2>&1
+    echo "sftprofile $optim: rc=$?"; grep '^{' "$OUT/sftprofile_$optim.log" | tee -a "$OUT/bench.jsonl"
   done
 fi
 
