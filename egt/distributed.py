@@ -382,7 +382,14 @@ def _remove_zero3_hooks(engine: Any) -> Any:
     module's parameters, each post-forward hook releases them); returns the offload object to restore
     them on, None when there were none to remove (no engine / no optimizer yet)."""
     offload = _param_offload(engine)
-    if offload is None or not hasattr(offload, "forward_hooks"):
+    if offload is None:
+        return None
+    if not hasattr(offload, "forward_hooks"):  # a DeepSpeed whose offload object egt does not know
+        log.warning(
+            "rl.gather_for_generation: %s has no forward_hooks: DeepSpeed's per-module hooks stay on while the "
+            "gathered policy generates (correct, maybe slower)",
+            type(offload).__name__,
+        )
         return None
     for p in offload.module.parameters():
         active = getattr(p, "ds_active_sub_modules", None)
