@@ -355,8 +355,9 @@ class GenerationPath:
 
 def is_partitioned(model: torch.nn.Module) -> bool:
     """Are ``model``'s parameters ZeRO-3-partitioned? DeepSpeed marks every parameter it partitions
-    with a ``ds_id`` (as transformers and peft test it)."""
-    return any(hasattr(p, "ds_id") for p in model.parameters())
+    with a ``ds_id`` (as transformers and peft test it). Anything without parameters (a test double) is not."""
+    params = getattr(model, "parameters", None)
+    return params is not None and any(hasattr(p, "ds_id") for p in params())
 
 
 def deepspeed_engine(trainer: Any) -> Any:
