@@ -30,9 +30,11 @@ import logging
 import os
 import shlex
 import sys
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 import torch.distributed as dist
@@ -337,3 +339,117 @@ def check_in_sync(model: torch.nn.Module, what: str, sharded: bool = False) -> b
         )
     log.info("%s: parameters identical on all %d ranks", what, len(prints))
     return True
+
+
+# ------------------------------------------------------------------ generation under ZeRO-3
+@dataclass
+class GenerationPath:
+    """Which path one generation ran (:func:`gathered_for_generation`): ``plain`` (the model's parameters
+    are whole on every rank: one process, DDP, ZeRO-1/2, or a model loaded outside the trainer),
+    ``gathered`` (ZeRO-3, gathered once for the whole generation) or ``partitioned`` (ZeRO-3, each
+    forward all-gathers each layer's weights); ``gather_s``: seconds the gather took (0 otherwise)."""
+
+    name: str = "plain"
+    gather_s: float = 0.0
+
+
+def is_partitioned(model: torch.nn.Module) -> bool:
+    """Are ``model``'s parameters ZeRO-3-partitioned? DeepSpeed marks every parameter it partitions
+    with a ``ds_id`` (as transformers and peft test it). Anything without parameters (a test double) is not."""
+    params = getattr(model, "parameters", None)
+    return params is not None and any(hasattr(p, "ds_id") for p in params())
+
+
+def deepspeed_engine(trainer: Any) -> Any:
+    """The DeepSpeed engine that wraps the LightningModule under ZeRO-3 (``trainer.strategy.model``,
+    set up at fit start), else None."""
+    strategy = getattr(trainer, "strategy", None)
+    if not (is_deepspeed(strategy) and getattr(strategy, "zero_stage_3", False)):
+        return None
+    return getattr(strategy, "model", None)
+
+
+def _param_offload(engine: Any) -> Any:
+    """The engine's ZeRO-3 parameter offload object (it holds the per-module fetch/release hooks), or None
+    before the first optimizer exists. As TRL's ``remove_hooks`` / ``add_hooks`` find it."""
+    optimizer = getattr(engine, "optimizer", None)
+    if optimizer is None:
+        return None
+    return getattr(optimizer, "parameter_offload", optimizer)
+
+
+def _remove_zero3_hooks(engine: Any) -> Any:
+    """Remove DeepSpeed's per-module forward/backward hooks (each pre-forward hook all-gathers its
+    module's parameters, each post-forward hook releases them); returns the offload object to restore
+    them on, None when there were none to remove (no engine / no optimizer yet)."""
+    offload = _param_offload(engine)
+    if offload is None:
+        return None
+    if not hasattr(offload, "forward_hooks"):  # a DeepSpeed whose offload object egt does not know
+        log.warning(
+            "rl.gather_for_generation: %s has no forward_hooks: DeepSpeed's per-module hooks stay on while the "
+            "gathered policy generates (correct, maybe slower)",
+            type(offload).__name__,
+        )
+        return None
+    for p in offload.module.parameters():
+        active = getattr(p, "ds_active_sub_modules", None)
+        if active is not None:
+            active.clear()
+    for hook in [*offload.forward_hooks, *offload.backward_hooks]:
+        hook.remove()
+    offload.forward_hooks, offload.backward_hooks = [], []
+    return offload
+
+
+def _restore_zero3_hooks(offload: Any) -> None:
+    """Register DeepSpeed's hooks again, after invalidating the parameter coordinator's trace (the
+    generation's forwards are not the training step's module order: a stale trace would prefetch wrongly)."""
+    coordinator = getattr(offload, "param_coordinator", None)
+    if coordinator is not None and not coordinator.is_invalid_trace():
+        coordinator._invalidate_trace()
+    offload._register_deepspeed_module(offload.module)
+
+
+@contextmanager
+def gathered_for_generation(
+    model: torch.nn.Module, enabled: bool = True, engine: Any = None
+) -> Iterator[GenerationPath]:
+    """Generate with ZeRO-3's parameters gathered **once** for the whole block, not per decoded token.
+
+    Under ZeRO-3 each rank holds 1/W of every parameter; DeepSpeed's pre-forward hook on each module
+    all-gathers its weights and the post-forward hook frees them, so ``generate`` with T new tokens
+    all-gathers the whole model T times (deepspeedai/DeepSpeed #4354, #5498). Here, with ``enabled`` and
+    a partitioned ``model`` (:func:`is_partitioned`), all of ``model``'s parameters are gathered once
+    (``deepspeed.zero.GatheredParameters(list(params))``, read-only: ``modifier_rank=None``, nothing is
+    broadcast back), DeepSpeed's per-module hooks on ``engine`` are removed for the block (else each
+    forward would still fetch / release per module) and restored after, and the gathered copies are
+    freed on exit. The same weights either way, so the same tokens.
+
+    Follows TRL's ``_unwrap_model_for_generation`` with ``remove_hooks`` / ``add_hooks``
+    (huggingface/trl v1.16.0, trl/models/utils.py; TRL's ``ds3_gather_for_generation`` switch); egt
+    differs in restoring the hooks in a ``finally`` (an exception in generation leaves the engine as
+    it was) and in gathering the policy's parameters only (the LightningModule may hold other modules).
+
+    Memory: the whole model's parameters in their dtype on every rank for the block (7B in bf16: ~15 GB),
+    besides ZeRO-3's own partition and the KV cache; checked at RL's start (:func:`egt.config.validation.
+    check_gather_fits`). Collective: every rank must enter the block (each rollout does). Not enabled,
+    or not partitioned: no-op. Yields the :class:`GenerationPath` taken (``gather_s`` filled on entry).
+    """
+    if not is_partitioned(model):
+        yield GenerationPath("plain")
+        return
+    if not enabled:
+        yield GenerationPath("partitioned")
+        return
+    import deepspeed
+
+    t0 = time.perf_counter()
+    with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None):
+        path = GenerationPath("gathered", time.perf_counter() - t0)
+        offload = _remove_zero3_hooks(engine)
+        try:
+            yield path
+        finally:
+            if offload is not None:
+                _restore_zero3_hooks(offload)

@@ -308,6 +308,7 @@ class RLConfig:
     logprob_batch_size: Optional[int] = MISSING  # sequences per no-grad π_old / π_ref forward; null = the rollout batch
     logprob_chunk_size: int = MISSING  # positions per output-head chunk: peak extra memory ~ chunk × V fp32
     shared_prompt_pass: bool = MISSING  # log-prob passes run each prompt once per group (not in the key: same numbers)
+    gather_for_generation: bool = MISSING  # ZeRO-3: gather the policy once per rollout to generate (not in the key)
     checkpoint_every_n_steps: int = MISSING  # updates between last.ckpt writes (at update boundaries only)
     log_examples: int = MISSING  # completions kept per step in curves.json
     eval_n: int = MISSING  # bench samples generated after RL (format-ok, accuracy); 0 = none

@@ -461,3 +461,61 @@ def _validate_eval(cfg: DictConfig) -> None:
         name = spec if isinstance(spec, str) else spec.get("name")
         if name is not None and name not in names() and "_target_" not in spec:
             raise ConfigError(f"eval.benchmarks: {_did_you_mean(str(name), names())}")
+
+
+GIB = 1024**3
+
+
+def gather_memory_bytes(
+    n_params: int,
+    param_bytes: int,
+    world_size: int,
+    offload_optimizer: bool = False,
+    offload_parameters: bool = False,
+) -> dict[str, int]:
+    """A lower bound of one rank's GPU memory while RL generates with ZeRO-3's parameters gathered
+    (``rl.gather_for_generation``), in bytes:
+
+    - ``gathered``: the whole model, ``n_params × param_bytes`` (the parameters' dtype: 2 for bf16);
+    - ``partition``: what ZeRO-3 keeps per rank, ``n_params / W ×`` (``param_bytes`` for the parameter
+      shard unless offloaded + ``param_bytes`` for its gradient + 12 for the fp32 master copy and
+      Adam's two moments unless the optimizer is offloaded) — DeepSpeed's ZeRO-3 model-state formula
+      (Rajbhandari et al. 2020, §5: (2 + 2 + K)·Ψ/N_d with K = 12 for mixed-precision Adam);
+    - ``total``: their sum. Not counted: the KV cache, activations, CUDA context and allocator slack,
+      so a total above the device's memory cannot fit; one below may still not.
+
+    >>> b = gather_memory_bytes(8_290_000_000, 2, 8)  # Qwen2.5-VL-7B, bf16, 8 ranks
+    >>> round(b["gathered"] / GIB, 1), round(b["partition"] / GIB, 1)
+    (15.4, 15.4)
+    """
+    per_param = (0 if offload_parameters else param_bytes) + param_bytes + (0 if offload_optimizer else 12)
+    gathered = n_params * param_bytes
+    partition = n_params * per_param // max(1, world_size)
+    return {"gathered": gathered, "partition": partition, "total": gathered + partition}
+
+
+def check_gather_fits(
+    n_params: int,
+    param_bytes: int,
+    world_size: int,
+    device_bytes: int,
+    offload_optimizer: bool = False,
+    offload_parameters: bool = False,
+) -> dict[str, int]:
+    """Raise a ConfigError when RL's gathered generation (``rl.gather_for_generation=true`` under ZeRO-3)
+    cannot fit one rank's ``device_bytes`` of GPU memory by :func:`gather_memory_bytes`'s lower bound;
+    the error names the two ways out. Returns the estimate. egt's config states no device memory, so the
+    RL stage calls this at fit start on CUDA with ``torch.cuda.get_device_properties(...).total_memory``."""
+    need = gather_memory_bytes(n_params, param_bytes, world_size, offload_optimizer, offload_parameters)
+    if need["total"] > device_bytes:
+        raise ConfigError(
+            f"rl.gather_for_generation=true gathers the whole policy on every rank while it generates: "
+            f"{need['gathered'] / GIB:.1f} GiB of parameters ({n_params / 1e9:.2f} B × {param_bytes} bytes) on top of "
+            f"the {need['partition'] / GIB:.1f} GiB ZeRO-3 keeps per rank over {world_size} ranks is "
+            f"{need['total'] / GIB:.1f} GiB (KV cache and activations not counted), more than this GPU's "
+            f"{device_bytes / GIB:.1f} GiB. Write trainer=deepspeed_zero2 for RL (parameters whole on every "
+            "rank, no gather: 7B fits ZeRO-2 on 8 × 80 GB, docs/scale.md), or rl.gather_for_generation=false "
+            "(every decoded token all-gathers the layers: much slower), or more ranks / "
+            "trainer=deepspeed_zero3_offload"
+        )
+    return need

@@ -122,6 +122,7 @@ class RLSettings:
     logprob_chunk_size: int = 256
     skip_old_pass_on_policy: bool = True  # False: a no-grad π_old pass over every row
     shared_prompt_pass: bool = True  # one prompt pass per group (egt.rl.rollout.shared_prompt_hidden)
+    gather_for_generation: bool = True  # ZeRO-3: gather the policy once per rollout (egt.distributed)
 
     @classmethod
     def from_config(cls, rl: Mapping[str, Any], **derived: Any) -> RLSettings:
@@ -170,6 +171,10 @@ class RLModule(L.LightningModule):
         self.logprob_batch_size, self.logprob_chunk_size = s.logprob_batch_size, s.logprob_chunk_size
         self.skip_old_pass_on_policy = s.skip_old_pass_on_policy
         self.shared_prompt_pass = s.shared_prompt_pass
+        self.gather_for_generation = s.gather_for_generation
+        self.generation_path: str | None = None  # the last rollout's (egt.distributed.GenerationPath.name)
+        self.gather_seconds: list[float] = []  # each gathered rollout's gather time, this process's run
+        self._unlogged_gather_s = 0.0  # gather seconds of the rollouts since the last logged update
         self._entropy = torch.zeros(0)  # [B, L] token entropy of the current rollout under π_old
         self.suppress_ids = multimodal_token_ids(encoder.processor)  # never sampled: out of the normaliser too
         self.scores = dict(scores or {})  # sample id → the selection's score (RolloutBatch.scores)
@@ -229,6 +234,38 @@ class RLModule(L.LightningModule):
             )
         if self.ref_model is not None:
             self.ref_model.to(self.device).eval().requires_grad_(False)
+        self._check_gather_fits()
+
+    def deepspeed_engine(self) -> Any:
+        """The DeepSpeed engine under ZeRO-3 (its hooks are lifted while the gathered policy generates), else None."""
+        return distributed.deepspeed_engine(self._trainer)
+
+    def _check_gather_fits(self) -> None:
+        """Under ZeRO-3 on CUDA with ``rl.gather_for_generation``: refuse a run whose gathered generation
+        cannot fit the GPU (egt.config.validation.check_gather_fits; the config states no device memory,
+        so the device is asked here, at fit start)."""
+        strategy = getattr(self._trainer, "strategy", None)
+        if not (self.gather_for_generation and getattr(strategy, "zero_stage_3", False) and self.device.type == "cuda"):
+            return
+        from egt.config.validation import GIB, check_gather_fits
+
+        zero = (getattr(strategy, "config", None) or {}).get("zero_optimization") or {}
+        n = sum(int(getattr(p, "ds_numel", p.numel())) for p in self.model.parameters())
+        p0 = next(self.model.parameters())
+        need = check_gather_fits(
+            n,
+            p0.element_size(),
+            self.trainer.world_size,
+            torch.cuda.get_device_properties(self.device).total_memory,
+            offload_optimizer="offload_optimizer" in zero,
+            offload_parameters="offload_param" in zero,
+        )
+        log.info(
+            "[rl] rl.gather_for_generation: each rollout gathers the policy (%.1f GiB per rank, %.1f GiB with ZeRO-3's "
+            "partition; KV cache not counted)",
+            need["gathered"] / GIB,
+            need["total"] / GIB,
+        )
 
     # ------------------------------------------------------------------ the step
     def training_step(self, samples: list[dict[str, Any]], batch_idx: int) -> None:
@@ -240,8 +277,17 @@ class RLModule(L.LightningModule):
             torch.manual_seed(self.seed * 1_000_003 + self.rollouts + 7_919 * distributed.rank())
             self.backend.sync(self.model, self.updates)  # e.g. vLLM: this update's policy weights
             ro = rollout(
-                self.model, self.backend, self.encoder, samples, self.group_size, self.max_new_tokens, self.temperature
+                self.model,
+                self.backend,
+                self.encoder,
+                samples,
+                self.group_size,
+                self.max_new_tokens,
+                self.temperature,
+                gather=self.gather_for_generation,
+                engine=self.deepspeed_engine(),
             )
+            self._note_generation(ro)
             terms = self.reward.terms([s for s in ro.samples for _ in range(ro.group_size)], ro.texts)
             generated = Generated.of(ro, terms, self._stop_ids, self.max_new_tokens, self.log_examples)
             if self.refill is None:
@@ -254,6 +300,25 @@ class RLModule(L.LightningModule):
         self._unlogged_s += time.perf_counter() - t0
         if metrics is not None:
             self._log_update(metrics, generated)
+
+    def _note_generation(self, ro: Rollout) -> None:
+        path = ro.generation
+        if path is None:
+            return
+        if path.name != self.generation_path:
+            log.info("[rl] rollouts generate on the %s path", path.name)
+        self.generation_path = path.name
+        if path.name == "gathered":
+            self.gather_seconds.append(path.gather_s)
+            self._unlogged_gather_s += path.gather_s
+
+    def generation_summary(self) -> dict[str, Any]:
+        """``generation_path`` (gathered | partitioned | plain | engine) and, when gathered, the mean
+        seconds the gather took per rollout batch (``gather_s_per_rollout``; since this process started)."""
+        out: dict[str, Any] = {"generation_path": self.generation_path}
+        if self.gather_seconds:
+            out["gather_s_per_rollout"] = round(sum(self.gather_seconds) / len(self.gather_seconds), 4)
+        return out
 
     def _refill_step(
         self, ro: Rollout, terms: RewardTerms, generated: Generated
@@ -283,6 +348,8 @@ class RLModule(L.LightningModule):
         prompts per second count every rollout batch drawn for it."""
         metrics["rl/step_s"], self._unlogged_s = self._unlogged_s, 0.0
         metrics["rl/samples_per_s"] = len(generated.ids) / metrics["rl/step_s"]
+        if self.generation_path == "gathered":  # seconds spent gathering ZeRO-3's parameters for generation
+            metrics["rl/gather_s"], self._unlogged_gather_s = self._unlogged_gather_s, 0.0
         self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False, batch_size=len(generated.ids))
         self.history.append(
             {

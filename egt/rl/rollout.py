@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import torch
 
 from egt.data.encode import ChatEncoder, collate, token_keys
+from egt.distributed import GenerationPath, gathered_for_generation
 from egt.eval.generation import generate_batch
 from egt.probe.probe import last_hidden_and_head
 from egt.rl.functional import chunked_token_logprobs, completion_mask
@@ -41,6 +42,7 @@ class Rollout:
     texts: list[str]  # B decoded completions
     old_logp: torch.Tensor | None = None  # [B, L] log π_old of the completion tokens
     ref_logp: torch.Tensor | None = None  # [B, L] log π_ref, when a KL term is on
+    generation: GenerationPath | None = None  # how the policy generated (egt.distributed.gathered_for_generation)
 
     @property
     def size(self) -> int:
@@ -48,6 +50,10 @@ class Rollout:
 
 
 class RolloutBackend(ABC):
+    #: does :meth:`complete` run ``model`` itself (then ZeRO-3 gathers it for the call, ``rl.gather_for_generation``)?
+    #: False for engines with their own copy of the weights (vLLM): their path is logged as ``engine``.
+    generates_with_policy: bool = True
+
     def sync(self, model: Any, step: int) -> None:
         """Called before every rollout with the policy being trained; engines that hold their own copy
         of the weights (vLLM) load them here. The HF backend generates with ``model`` itself."""
@@ -100,8 +106,14 @@ def rollout(
     group_size: int,
     max_new_tokens: int,
     temperature: float,
+    gather: bool = True,
+    engine: Any = None,
 ) -> Rollout:
-    """G completions per prompt. Prompts are encoded once and repeated G times."""
+    """G completions per prompt. Prompts are encoded once and repeated G times.
+
+    Under ZeRO-3 with ``gather`` (``rl.gather_for_generation``) the policy's parameters are gathered once
+    for the batch's generation and DeepSpeed's per-module hooks on ``engine`` (the DeepSpeed engine) are
+    lifted meanwhile (:func:`egt.distributed.gathered_for_generation`); the path taken is ``Rollout.generation``."""
     device = next(model.parameters()).device
     encoded = [encoder.encode_prompt(s) for s in samples]
     feats = [f for f in encoded for _ in range(group_size)]  # [B] prompt i at rows i·G … i·G+G−1
@@ -110,13 +122,19 @@ def rollout(
     model.eval()
     try:
         rows = [s for s in samples for _ in range(group_size)]  # [B]
-        ids = backend.complete(model, encoder, batch, max_new_tokens, temperature, samples=rows).cpu()  # [B, L]
+        if backend.generates_with_policy:
+            with gathered_for_generation(model, gather, engine) as path:
+                ids = backend.complete(model, encoder, batch, max_new_tokens, temperature, samples=rows)  # [B, L]
+        else:
+            path = GenerationPath("engine")
+            ids = backend.complete(model, encoder, batch, max_new_tokens, temperature, samples=rows)
+        ids = ids.cpu()
     finally:
         model.train(was_training)
     mask = completion_mask(ids, stop_ids(model, encoder))  # [B, L]
     ids = torch.where(mask.bool(), ids, torch.full_like(ids, encoder.tokenizer.pad_token_id))
     texts = encoder.tokenizer.batch_decode(ids, skip_special_tokens=True)
-    return Rollout(list(samples), group_size, feats, ids, mask, texts)
+    return Rollout(list(samples), group_size, feats, ids, mask, texts, generation=path)
 
 
 def sequence_inputs(

@@ -66,6 +66,8 @@ class VLLMEngine:
 class VLLMRollout(RolloutBackend):
     """Rollouts with vLLM; weights synced from the training model (see the module docstring)."""
 
+    generates_with_policy = False  # vLLM's own copy of the weights: nothing to gather around complete()
+
     def __init__(
         self,
         gpu_memory_utilization: float = 0.3,

@@ -74,6 +74,8 @@ class OnlineOrder:
         self.model: Any = None
         self.logger: Any = None
         self.step = lambda: 0  # the RL step to log re-probe metrics at
+        self.engine: Any = lambda: None  # the DeepSpeed engine under ZeRO-3 (RLModule.deepspeed_engine), else None
+        self.generation: dict[int, Any] = {}  # epoch → egt.distributed.GenerationPath of its re-probe
         self.records: dict[int, dict[str, Any]] = {}
 
     def __call__(self, epoch: int) -> list[int]:
@@ -110,12 +112,16 @@ class OnlineOrder:
         )
         stats = drift(table, self.score, self._scores(prev_epoch), self.first_scores, previous, ids)
         record = {"epoch": epoch, "ids": ids, "seconds": round(seconds, 2), "stats": stats}
+        path = self.generation.get(epoch)
+        if path is not None:  # a re-probe run now (not one read back from its parquet)
+            record |= {"generation_path": path.name} | ({"gather_s": round(path.gather_s, 3)} if path.gather_s else {})
         if distributed.rank() == 0:
             write_json_atomic(done, record)
             log_metrics(
                 self.logger,
                 {
                     "reprobe/seconds": seconds,
+                    **({"reprobe/gather_s": record["gather_s"]} if "gather_s" in record else {}),
                     **{f"reprobe/{k}": v for k, v in stats.items() if isinstance(v, (int, float))},
                 },
                 step=self.step(),
@@ -138,9 +144,16 @@ class OnlineOrder:
         if self.model is None:
             raise RuntimeError("OnlineOrder.model is not set: the RL stage sets it to the policy before training")
         log.info("[rl] re-probing %d samples with the policy before epoch %d", len(self.ids), epoch)
-        table = probe_with(
-            self.cfg, self.model, self.processor, self.ds, self.dir / f"epoch_{epoch}", desc=f"re-probe {epoch}"
-        )
+        gather = bool(self.cfg.rl.get("gather_for_generation", True))
+        with distributed.gathered_for_generation(self.model, gather, self.engine()) as generation:
+            table = probe_with(
+                self.cfg, self.model, self.processor, self.ds, self.dir / f"epoch_{epoch}", desc=f"re-probe {epoch}"
+            )
+        self.generation[epoch] = generation
+        if generation.name != "plain":
+            log.info(
+                "[rl] re-probe %d generated on the %s path (gather %.2f s)", epoch, generation.name, generation.gather_s
+            )
         if distributed.rank() == 0:
             write_parquet_atomic(table, path)
         return table
@@ -152,8 +165,13 @@ class OnlineOrder:
         return dict(zip(table["id"].astype(str), self.score(table).tolist()))
 
     def summary(self) -> list[dict[str, Any]]:
-        """One entry per re-probe this run knows of: epoch, seconds, what changed."""
-        return [{"epoch": e, "seconds": r["seconds"], **r["stats"]} for e, r in sorted(self.records.items())]
+        """One entry per re-probe this run knows of: epoch, seconds, what changed (and, for re-probes run since
+        ``rl.gather_for_generation`` existed, the generation path and gather seconds)."""
+        keep = ("generation_path", "gather_s")
+        return [
+            {"epoch": e, "seconds": r["seconds"], **r["stats"], **{k: r[k] for k in keep if k in r}}
+            for e, r in sorted(self.records.items())
+        ]
 
 
 SHOWN = (

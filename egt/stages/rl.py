@@ -64,6 +64,7 @@ NOT_IN_KEY = (
     "logprob_batch_size",
     "logprob_chunk_size",
     "shared_prompt_pass",
+    "gather_for_generation",
 )
 
 
@@ -316,6 +317,7 @@ def train(
         if order is None:
             return
         order.model, order.logger, order.step = module.model, logger, lambda: module.rollouts
+        order.engine = module.deepspeed_engine  # read when a re-probe runs: the engine exists by then
         if getattr(trainer.strategy, "zero_stage_3", False) and trainer.world_size > 1:
             raise ConfigError(
                 "curriculum.reprobe_every>0 under ZeRO-3 on several ranks is not supported yet (the "
@@ -335,6 +337,7 @@ def train(
             "resumed": resumed,
             "processes": trainer.world_size,
             **image_tokens(encoder),
+            **module.generation_summary(),
         }
         if module.refill is not None:
             summary.update(_refill_summary(module.history, r.max_steps, module.updates))

@@ -43,6 +43,9 @@ def test_deepspeed_sft_and_rl_save_a_loadable_model(tmp_path, trainer):
     torchrun(tmp_path, *QUICK, f"trainer={trainer}", "stages=[data,distill,sft,probe,select,rl]", *SMALL, nproc=n)
     from egt.models.loader import load_model
 
+    rl = success(done(tmp_path, "rl")[0])  # ZeRO-3: the policy gathered once per rollout (rl.gather_for_generation)
+    assert rl["generation_path"] == ("gathered" if trainer == "deepspeed_zero3" else "plain")
+    assert ("gather_s_per_rollout" in rl) == (trainer == "deepspeed_zero3")
     for stage in ("sft", "rl"):
         directory = done(tmp_path, stage)[0] / "model"
         model = load_model(directory)

@@ -69,6 +69,7 @@ def test_full_pipeline_runs_rl_after_select(base):
     (rl,) = done(art, "rl")
     summary = json.loads((rl / "_SUCCESS.json").read_text())["summary"]
     assert summary["steps"] == 2 and "bench_accuracy" in summary
+    assert summary["generation_path"] == "plain" and "gather_s_per_rollout" not in summary  # no ZeRO-3 on CPU
     assert "[select] computing artifact" in out and "[rl] computing artifact" in out
     sel = json.loads((done(art, "select")[0] / "selection.json").read_text())
     curves = json.loads((rl / "curves.json").read_text())["steps"]
@@ -223,6 +224,7 @@ def test_killed_online_rl_resumes_with_the_same_order_and_model(base, selection,
     summary = json.loads((b / "_SUCCESS.json").read_text())["summary"]
     assert [r["epoch"] for r in summary["reprobe"]] == [1] and len(summary["rl_seconds_per_epoch"]) == 2
     assert summary["reprobes"] == 1 and summary["reprobe_seconds"] > 0 and "reprobe_last_spearman_previous" in summary
+    assert ra["generation_path"] == "plain" and summary["reprobe"][0]["generation_path"] == "plain"
     wa, wb = load_file(a / "model" / "model.safetensors"), load_file(b / "model" / "model.safetensors")
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6, msg=k)

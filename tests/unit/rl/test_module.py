@@ -105,6 +105,7 @@ def test_rl_steps_change_parameters_and_log_every_term(tiny_model_dir, world):
     assert m.history[1]["rl/kl"] > 0
     assert [x["ids"] for x in m.history] == [world["id"][:3], world["id"][3:6]]  # sampler order
     assert m.ref_model is not None and "_ref" not in dict(m.named_children())
+    assert m.generation_summary() == {"generation_path": "plain"} and "rl/gather_s" not in h  # nothing partitioned
 
 
 def test_first_ppo_epoch_is_on_policy(tiny_model_dir, world):

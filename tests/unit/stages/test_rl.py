@@ -118,3 +118,18 @@ def test_refill_and_its_max_tries_are_in_the_key():
     off = key_config(_cfg("rl/filter=zero_variance"))
     fewer = key_config(_cfg("rl/filter=zero_variance", "rl.filter.refill=true", "rl.filter.max_tries=3"))
     assert len({_key(on), _key(off), _key(fewer)}) == 3
+
+
+def test_gather_for_generation_is_not_in_the_key():
+    """rl.gather_for_generation changes how ZeRO-3 generates, not the weights it generates with: the key with
+    it off, or on (the default), is the one from before the switch existed."""
+    default, off = _cfg(), _cfg("rl.gather_for_generation=false")
+    assert default.rl.gather_for_generation is True and "gather_for_generation" in NOT_IN_KEY
+    assert "gather_for_generation" not in key_config(default)
+    paper = {"_target_": "egt.rl.filters.NormalisedAdvantageFilter", "z": 3.0}
+    before = _before_refill(default, paper)
+    assert _key(key_config(default)) == _key(key_config(off)) == _key(before)
+    zero3 = _cfg("trainer=deepspeed_zero3")
+    assert _key(key_config(zero3)) == _key(
+        key_config(_cfg("trainer=deepspeed_zero3", "rl.gather_for_generation=false"))
+    )
