@@ -70,12 +70,19 @@ def load_for_training(path: str | Path, cfg: DictConfig):
         if frozen == 0:
             raise ValueError(f"model.freeze_vision=true but no vision parameters were found in {path}")
         log.info("froze %d vision parameters", frozen)
-    if cfg.model.gradient_checkpointing:  # non-reentrant: works with DDP and frozen inputs
-        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.model.gradient_checkpointing:
+        enable_checkpointing(model)
         model.config.use_cache = False
         log.info("gradient checkpointing on")
     model.train()
     return model, processor
+
+
+def enable_checkpointing(model: Any) -> None:
+    """Activation (gradient) checkpointing on ``model``, non-reentrant (works with DDP and frozen inputs), in
+    the API the installed transformers has: ``activation_checkpointing_enable`` (5.2x and later) or
+    ``gradient_checkpointing_enable`` (before; e.g. 5.20, which the ``vllm`` extra's environment resolves to)."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -6,6 +6,7 @@ import torch
 
 from egt.data.encode import ChatEncoder
 from egt.models.loader import load_model_and_processor
+from egt.models.resolve import enable_checkpointing
 from egt.rl.functional import token_entropy, token_logprobs
 from egt.rl.rollout import completion_logits, logprobs_and_entropy, prompt_runs, sequence_inputs, shared_prompt_hidden
 
@@ -70,8 +71,7 @@ def test_it_declines_where_it_cannot_help_or_cannot_run(setup, tiny_model_dir):
     distinct = [dict(f) for f in feats]  # no row repeats its predecessor's prompt object
     assert shared_prompt_hidden(model, distinct, ids, mask, pad) is None
     ckpt, _ = load_model_and_processor(tiny_model_dir)
-    # as load_for_training
-    ckpt.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    enable_checkpointing(ckpt)  # as load_for_training
     ckpt.train()
     with torch.enable_grad():
         assert shared_prompt_hidden(ckpt, feats, ids, mask, pad) is None  # transformers would drop the cache
