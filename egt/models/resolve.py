@@ -65,7 +65,8 @@ def load_for_inference(path: str | Path, cfg: DictConfig) -> tuple[Any, Any]:
 
 
 def load_for_training(path: str | Path, cfg: DictConfig):
-    """Model + processor from ``path`` with the config's dtype / attention / pixel budget / freezing choices."""
+    """Model + processor from ``path`` with the config's dtype / attention / pixel budget / freezing choices,
+    and Liger's kernels when ``model.liger`` (egt.models.liger)."""
     model, processor = load_for_inference(path, cfg)
     if cfg.model.freeze_vision:
         frozen = 0
@@ -83,5 +84,9 @@ def load_for_training(path: str | Path, cfg: DictConfig):
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
         log.info("gradient checkpointing on")
+    if cfg.model.get("liger", False):
+        from egt.models import liger
+
+        liger.apply(model)
     model.train()
     return model, processor
