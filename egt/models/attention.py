@@ -21,9 +21,10 @@ padding nor the vision tower's per-window loop costs kernel launches or FLOPs. T
   from the 2D padding mask (transformers registers the flash mask builder
   ``masking_utils.flash_attention_mask`` for the name, which passes the 2D mask through or ``None`` when
   nothing is padded). Causal attention aligns each sequence's queries to the end of its keys (flash-attn 2's
-  bottom-right convention): query ``i`` of ``n_q`` sees keys ``j <= i + n_k - n_q``, which is sdpa's causal
-  mask on absolute positions when the queries are the row's last tokens (training: ``n_q = n_k``; decoding
-  with a cache: the new tokens).
+  bottom-right convention): query ``i`` of ``n_q`` sees keys ``j <= i + n_k - n_q``. That is sdpa's causal
+  mask on absolute positions whenever the queries are the row's last ``L_q`` key positions (no cache:
+  ``L_q = L_k``; with a cache: the new tokens), padded or not: the valid keys after a valid query are
+  exactly the valid queries after it, so ``n_k - (n_q - 1 - i)`` keys precede or are it.
 
 A 4D mask (egt's shared-prompt pass builds its own) is not a padding mask: those calls go to transformers'
 ``sdpa_attention_forward`` unchanged (logged once). Output at padded query positions is 0 (sdpa gives an
@@ -244,9 +245,7 @@ def varlen_attention_forward(
     else:  # one sequence per row: its valid tokens
         valid_k = torch.ones(b, l_k, dtype=torch.bool, device=q.device) if attention_mask is None else attention_mask
         valid_k = valid_k[:, -l_k:].bool()
-        valid_q = valid_k[:, -l_q:]
-        if l_q != l_k and not bool(valid_q.all()):
-            raise ValueError(f"{NAME}: with a cache ({l_q} queries, {l_k} keys) every query must be a valid token")
+        valid_q = valid_k[:, -l_q:]  # with a cache the queries are the last l_q key positions
         lengths_q, lengths_k = valid_q.sum(1), valid_k.sum(1)
         q_index = valid_q.flatten().nonzero().flatten()
         k_index = valid_k.flatten().nonzero().flatten()

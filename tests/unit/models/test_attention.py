@@ -234,6 +234,30 @@ def test_decode_with_a_cache_matches_sdpa(tiny_model_dir):
     torch.testing.assert_close(torch.stack(outs[1].scores), torch.stack(outs[0].scores), atol=1e-4, rtol=1e-5)
 
 
+def test_cached_prefix_then_right_padded_rows_match_sdpa(tiny_model_dir):
+    """The pattern of RL's shared prompt pass (egt.rl.rollout.shared_prompt_hidden): a left-padded prompt
+    pass into a cache, then right-padded completions attending to it (padded queries among the new ones)."""
+    from transformers import DynamicCache
+
+    ref, var = _pair(tiny_model_dir)
+    prompt = torch.tensor([[0, 0, 5, 6, 7], [8, 9, 10, 11, 12]])
+    p_mask = (torch.arange(5) >= torch.tensor([[2], [0]])).long()
+    done = torch.tensor([[20, 21, 22, 0], [23, 24, 0, 0]])
+    d_mask = (torch.arange(4) < torch.tensor([[3], [2]])).long()
+    outs = []
+    for m in (ref, var):
+        cache = DynamicCache(config=m.model.language_model.config)
+        m.model(input_ids=prompt, attention_mask=p_mask, cache=cache, use_cache=True)
+        mask = torch.cat([p_mask, d_mask], 1)
+        pos = (mask.cumsum(1) - 1).clamp(min=0)[:, 5:]
+        outs.append(
+            m.model(
+                input_ids=done, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True
+            ).last_hidden_state
+        )
+    torch.testing.assert_close(outs[1][d_mask.bool()], outs[0][d_mask.bool()], atol=ATOL, rtol=1e-5)
+
+
 def test_a_4d_mask_goes_to_sdpa():
     """egt's shared-prompt pass passes its own 4D mask: those calls are sdpa's, unchanged."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
