@@ -287,3 +287,8 @@ def test_torch_varlen_kernel_matches_reference_on_cuda():
         got = attention._torch_kernel(q, k, v, cu, cu, 200, 200, 0.125, causal)
         ref = attention.reference_varlen(q.float(), k.float(), v.float(), cu, cu, 200, 200, 0.125, causal)
         torch.testing.assert_close(got.float(), ref, atol=2e-2, rtol=2e-2)
+    # fewer queries than keys (decoding, the shared prompt pass): causal must align bottom-right
+    cu_q = torch.tensor([0, 4, 5, 12], device="cuda", dtype=torch.int32)
+    got = attention._torch_kernel(q[:12], k, v, cu_q, cu, 7, 200, 0.125, True)
+    ref = attention.reference_varlen(q[:12].float(), k.float(), v.float(), cu_q, cu, 7, 200, 0.125, True)
+    torch.testing.assert_close(got.float(), ref, atol=2e-2, rtol=2e-2)
