@@ -289,7 +289,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shape", choices=sorted(SHAPES), default="3b")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--attn", default="auto", help="auto | sdpa | flash_attention_2 | eager")
+    p.add_argument("--attn", default="auto", help="auto | sdpa | flash_attention_2 | eager | egt_varlen")
+    p.add_argument("--liger", action="store_true", help="Liger's RMSNorm + SwiGLU kernels (egt.models.liger)")
     p.add_argument("--optim", choices=["adamw", "adamw_fused", "sgd"], default="adamw")
     p.add_argument("--profile", action="store_true", help="sft: one more step split by phase + top kernels")
     p.add_argument("--batch", type=int, default=8)
@@ -314,11 +315,23 @@ def main() -> None:
         from egt.models.resolve import resolve_attn
 
         a.attn = resolve_attn("auto")
+    elif a.attn == "egt_varlen":  # registers the kernel, or says why sdpa runs instead
+        from egt.models.resolve import resolve_attn
+
+        a.attn = resolve_attn("egt_varlen", "bfloat16" if cuda else "float32")
     if a.peak_tflops is None and cuda:
         name = torch.cuda.get_device_name()
         a.peak_tflops = next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
     torch.manual_seed(0)
     model = build(a.shape, a.attn, dtype, a.device)
+    if a.attn == "egt_varlen":  # the vision tower's windows in one varlen call, as egt.models.loader does
+        from egt.models.attention import patch_vision_tower
+
+        patch_vision_tower(model)
+    if a.liger:
+        from egt.models import liger
+
+        liger.apply(model, a.device)
     if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     else:
@@ -334,6 +347,7 @@ def main() -> None:
         "device": torch.cuda.get_device_name() if cuda else "cpu",
         "dtype": str(dtype),
         "attn": a.attn,
+        "liger": a.liger,
         "optim": a.optim,
         "batch": a.batch,
         "prompt": a.prompt,

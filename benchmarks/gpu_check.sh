@@ -14,7 +14,10 @@
 # sftprofile (issue 37: one 7B SFT step at the paper's pixel budget, 1,225 image tokens in a 1,600-token prompt + 400
 # target tokens, split by phase — vision tower, language model, loss, backward, optimizer — with torch.profiler's
 # top kernels; AdamW with torch's default foreach kernels against the fused one where the states fit, i.e. on a
-# GPU with >= 100 GB; on an 80 GB H100 the 7B AdamW states do not fit one GPU and SGD stands in, which the log says).
+# GPU with >= 100 GB; on an 80 GB H100 the 7B AdamW states do not fit one GPU and SGD stands in, which the log says),
+# varlen (7B SFT step at the paper's pixel budget, 980 px = 1,225 image tokens: sdpa vs
+# model.attn_implementation=egt_varlen, plus the varlen kernel's gpu test), liger (the same step with
+# model.liger: Liger's RMSNorm + SwiGLU; needs the wheel carried, see below).
 # Logs: $OUT/env.txt, $OUT/pytest_gpu.log, $OUT/bench.jsonl (+ bench_*.log), $OUT/logprob.log, $OUT/sftprofile_*.log.
 set -u
 OUT=${OUT:-gpu_check_out}
@@ -98,4 +101,34 @@ if has sharedprompt; then  # one prompt pass per group at 7B: 2 prompts (1,225 i
     --new 512 --prompt 1300 --image 980 --variants after shared --repeats 2 --no-checkpointing \
     >"$OUT/sharedprompt.log" 2>&1
   echo "sharedprompt: rc=$?"; tail -12 "$OUT/sharedprompt.log"
+fi
+
+# The 7B SFT step at the paper's pixel budget: 4 sequences of 1,300 prompt tokens (1,225 of them image) + 512
+# targets; SGD so that bf16 parameters + gradients (~33 GB) fit an H100 too. Relative figures: the same call.
+sft7b() {  # name, extra args
+  local name=$1; shift
+  timeout "$T_BENCH" python3 benchmarks/bench_gpu_scale.py --shape 7b --only sft --optim sgd --batch 4 \
+    --prompt 1300 --target 512 --image 980 --steps 3 "$@" >"$OUT/sft7b_$name.log" 2>&1
+  echo "sft7b $name: rc=$?"; grep '^{' "$OUT/sft7b_$name.log" | tee -a "$OUT/bench.jsonl"
+  grep -v '^{' "$OUT/sft7b_$name.log" | grep -i "egt_varlen\|liger\|error" | tail -3
+}
+
+if has varlen; then  # egt_varlen: torch's varlen_attn (CUDA flash kernel), LM + the vision tower's windows
+  timeout "${T_VARLEN_TEST:-120}" python3 -m pytest -m gpu -q -rA -p no:cacheprovider \
+    tests/unit/models/test_attention.py >"$OUT/varlen_test.log" 2>&1
+  echo "varlen gpu test: rc=$?"; tail -3 "$OUT/varlen_test.log"
+  sft7b sdpa --attn sdpa
+  sft7b egt_varlen --attn egt_varlen
+fi
+
+# Liger (egt[liger]): the device has no internet, so carry the wheel. Here:
+#   pip download liger-kernel==0.8.5 --no-deps -d .wheels      (.wheels/ is git-ignored)
+# then run with carry=[".wheels"]; this part installs it without dependencies (the CUDA image has triton).
+if has liger; then
+  if ! python3 -c "import liger_kernel" 2>/dev/null; then
+    python3 -m pip install --no-deps --no-index .wheels/liger_kernel-*.whl >"$OUT/liger_install.log" 2>&1
+    echo "liger install: rc=$?"; tail -1 "$OUT/liger_install.log"
+  fi
+  sft7b sdpa_liger --attn sdpa --liger
+  has varlen && sft7b egt_varlen_liger --attn egt_varlen --liger
 fi

@@ -35,13 +35,15 @@ class Dtype(Choice):
 
 
 class Attention(Choice):
-    """model.attn_implementation; ``auto`` is flash_attention_2 with CUDA and flash-attn, else sdpa
+    """model.attn_implementation; ``auto`` is flash_attention_2 with CUDA and flash-attn 2, else sdpa;
+    ``egt_varlen`` is packed varlen attention (egt.models.attention) with CUDA and a varlen kernel, else sdpa
     (egt.models.resolve.resolve_attn)."""
 
     auto = "auto"
     sdpa = "sdpa"
     eager = "eager"
     flash_attention_2 = "flash_attention_2"
+    egt_varlen = "egt_varlen"
 
 
 class BuildKind(Choice):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import typing
 from typing import Any
 
@@ -16,6 +17,8 @@ from egt.errors import ConfigError
 from egt.preflight import check_paths, stages_to_run
 from egt.stages import MODEL_STAGES, STAGES
 from egt.utils.conf import to_container
+
+log = logging.getLogger(__name__)
 
 
 def _did_you_mean(value: str, options: tuple[str, ...] | list[str]) -> str:
@@ -70,6 +73,27 @@ def _ranks_every_sample(method: Any) -> bool:
     return bool(getattr(cls, "sized", True)) and not getattr(cls, "filters", False)
 
 
+def _validate_model_kernels(cfg: DictConfig) -> None:
+    """model.liger needs liger-kernel installed (the CUDA check is at load time: the launcher may have no
+    GPU); model.attn_implementation=egt_varlen logs which attention will run (egt.models.attention)."""
+    if cfg.model.get("liger", False):
+        from egt.models.liger import liger_version
+
+        if liger_version() is None:
+            raise ConfigError(
+                "model.liger=true needs the liger-kernel package: pip install egt[liger] (CUDA machines), "
+                "or write model.liger=false"
+            )
+    if str(cfg.model.attn_implementation) == "egt_varlen":
+        from egt.models.attention import varlen_backend
+
+        backend, why = varlen_backend(dtype=str(cfg.model.dtype))
+        log.info(
+            "model.attn_implementation=egt_varlen: %s",
+            f"varlen attention with {why}" if backend else f"{why}; sdpa will run",
+        )
+
+
 def validate(cfg: DictConfig) -> None:
     """Check a composed config before any heavy work; raise ConfigError if it cannot run."""
     sections = {name: _schema_class(tp) for name, tp in typing.get_type_hints(EgtConfig).items()}
@@ -102,6 +126,7 @@ def validate(cfg: DictConfig) -> None:
             f"model '{cfg.model.name}' has neither a path nor a build spec: write "
             "model.path=/path/to/hf/vlm (or model=/path/to/hf/vlm), or model=tiny / model=demo"
         )
+    _validate_model_kernels(cfg)
     if cfg.distill.max_attempts < 1:
         raise ConfigError("distill.max_attempts must be >= 1 (the paper uses 3)")
     teacher = cfg.distill.teacher

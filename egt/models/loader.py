@@ -7,7 +7,6 @@ eval mode: callers that train must call ``model.train()`` themselves.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 from pathlib import Path
@@ -115,11 +114,16 @@ def set_pixel_budget(processor: Any, min_pixels: int | None = None, max_pixels: 
 
 
 def _check_attn(attn_implementation: str) -> None:
-    if attn_implementation == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+    from egt.models import attention
+
+    if attn_implementation == "flash_attention_2" and attention.flash_attn_2_version() is None:
         raise ImportError(
-            "attn_implementation='flash_attention_2' needs the flash-attn package, which is not installed. "
-            "Install it with `pip install egt[gpu]` (CUDA machines only), or use attn_implementation='sdpa'."
+            "attn_implementation='flash_attention_2' needs flash-attn 2 (the `flash-attn` distribution at 2.x), "
+            "which is not installed. Install it with `pip install egt[gpu]` (CUDA machines only), or use "
+            "attn_implementation='sdpa'."
         )
+    if attn_implementation == attention.NAME:
+        attention.ensure_registered()
 
 
 def _model_class(config: Any) -> Any:
@@ -149,13 +153,18 @@ def load_model(
     _check_attn(attn_implementation)
     config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     cls = _model_class(config)
-    return cls.from_pretrained(
+    model = cls.from_pretrained(
         path,
         config=config,
         dtype=DTYPES[dtype],
         attn_implementation=attn_implementation,
         trust_remote_code=trust_remote_code,
     )
+    if attn_implementation == "egt_varlen":  # the vision tower's windows in one varlen call
+        from egt.models.attention import patch_vision_tower
+
+        log.info("egt_varlen: %d vision attention blocks use one varlen call each", patch_vision_tower(model))
+    return model
 
 
 def load_model_and_processor(

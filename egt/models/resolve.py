@@ -4,7 +4,6 @@ Which directory a run starts from is the ``model`` stage's job (egt.stages.model
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,18 @@ from omegaconf import DictConfig
 log = logging.getLogger(__name__)
 
 
-def resolve_attn(name: str) -> str:
-    """``auto`` → flash_attention_2 when flash-attn and CUDA are there, else sdpa."""
+def resolve_attn(name: str, dtype: str | None = None) -> str:
+    """``auto`` → flash_attention_2 when flash-attn 2 and CUDA are there, else sdpa; ``egt_varlen`` → itself
+    when a varlen kernel runs here for ``dtype``, else sdpa (egt.models.attention.resolve). Each logs one line."""
+    if name == "egt_varlen":
+        from egt.models import attention
+
+        return attention.resolve(dtype=dtype)
     if name != "auto":
         return name
-    cuda, flash = torch.cuda.is_available(), importlib.util.find_spec("flash_attn") is not None
+    from egt.models.attention import flash_attn_2_version
+
+    cuda, flash = torch.cuda.is_available(), flash_attn_2_version() is not None
     if cuda and flash:
         log.info("attn_implementation=auto: using flash_attention_2")
         return "flash_attention_2"
@@ -38,7 +44,7 @@ def load_configured(path: str | Path, cfg: DictConfig):
     return load_model(
         path,
         dtype=cfg.model.dtype,
-        attn_implementation=resolve_attn(cfg.model.attn_implementation),
+        attn_implementation=resolve_attn(cfg.model.attn_implementation, str(cfg.model.dtype)),
         trust_remote_code=cfg.model.trust_remote_code,
     )
 
@@ -59,7 +65,8 @@ def load_for_inference(path: str | Path, cfg: DictConfig) -> tuple[Any, Any]:
 
 
 def load_for_training(path: str | Path, cfg: DictConfig):
-    """Model + processor from ``path`` with the config's dtype / attention / pixel budget / freezing choices."""
+    """Model + processor from ``path`` with the config's dtype / attention / pixel budget / freezing choices,
+    and Liger's kernels when ``model.liger`` (egt.models.liger)."""
     model, processor = load_for_inference(path, cfg)
     if cfg.model.freeze_vision:
         frozen = 0
@@ -74,6 +81,10 @@ def load_for_training(path: str | Path, cfg: DictConfig):
         enable_checkpointing(model)
         model.config.use_cache = False
         log.info("gradient checkpointing on")
+    if cfg.model.get("liger", False):
+        from egt.models import liger
+
+        liger.apply(model)
     model.train()
     return model, processor
 

@@ -33,6 +33,8 @@ from egt.config import ConfigError, to_container
 from egt.data.encode import ChatEncoder, image_tokens
 from egt.data.prompt import template_key
 from egt.data.schema import BadSampleError
+from egt.models.liger import key_extras as liger_key
+from egt.models.liger import maybe_apply as maybe_apply_liger
 from egt.models.resolve import load_configured, load_for_training, pixel_budget
 from egt.rl.module import RLModule
 from egt.select.curriculum import Curriculum, make_sampler
@@ -133,6 +135,7 @@ def key_config(cfg: DictConfig) -> dict[str, Any]:
         dtype=cfg.model.dtype,
         freeze_vision=cfg.model.freeze_vision,
         **pixel_budget(cfg),
+        **liger_key(cfg),  # absent when model.liger=false: the key from before it existed
     )
     if cfg.data.get("hints") is not None:  # unset, the key is the one from before hints existed
         conf["hints"] = cfg.data.hints
@@ -282,7 +285,7 @@ def train(
         raise ConfigError("curriculum=two_stage: no moderate sample is left for stage 1 (lower curriculum.order.split)")
     ref = None
     if r.kl_coef > 0:  # the frozen reference is the starting (SFT) model
-        ref = load_configured(model_path, cfg).eval().requires_grad_(False)
+        ref = maybe_apply_liger(load_configured(model_path, cfg), cfg).eval().requires_grad_(False)
     stage1 = _stage1_length(r, stages)
     sampler, order = _sampler(cfg, out, ds, processor, selection, online, hinted=bool(hints), stage1_length=stage1)
     local_batch = distributed.split_batch(r.batch_size)  # rl.batch_size prompts per rollout over all ranks

@@ -26,6 +26,7 @@ from egt.config import to_container
 from egt.data.prompt import template_key
 from egt.data.encode import ChatEncoder, collate, image_tokens
 from egt.data.sampler import ResumableSampler
+from egt.models.liger import key_extras as liger_key
 from egt.models.resolve import load_for_training, pixel_budget
 from egt.sft import cache as encoding_cache
 from egt.sft.data import SFTDataset, from_cache, join_trajectories
@@ -93,7 +94,8 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
         dtype=cfg.model.dtype,
         freeze_vision=cfg.model.freeze_vision,
         **pixel_budget(cfg),
-    )  # set only when given: keys of runs without a budget are unchanged
+        **liger_key(cfg),
+    )  # set only when given: keys of runs without a budget (or with model.liger=false) are unchanged
     upstream = {"data": data["key"], "distill": distill["key"], "model": json.dumps(model["identity"])}
     key = make_key("sft", conf, upstream=upstream, version=VERSION)
     with pipe.store.open("sft", key, ranks="all") as art:  # every rank trains (DDP / DeepSpeed)

@@ -311,8 +311,9 @@ def test_missing_directory(tmp_path):
 
 
 def test_flash_attention_without_flash_attn(tiny_dir, monkeypatch):
-    real = loader.importlib.util.find_spec
-    monkeypatch.setattr(loader.importlib.util, "find_spec", lambda n, *a: None if n == "flash_attn" else real(n, *a))
+    from egt.models import attention
+
+    monkeypatch.setattr(attention, "flash_attn_2_version", lambda: None)
     with pytest.raises(ImportError, match=r"pip install egt\[gpu\].*sdpa"):
         load_model(tiny_dir, attn_implementation="flash_attention_2")
 
