@@ -99,18 +99,24 @@ def test_budgeted_rows_match_replica(replica):
 
 
 def test_without_blocking_the_samples_see_each_other(tiny):
-    """The control: the same packed row run as one causal sequence (a 2-D all-ones mask disables the packed
-    detection) gives other numbers, so the exactness above is the blocking's doing."""
+    """The control: in the packed row, a sample's hidden states equal its own alone (blocked); the same row run
+    as one causal sequence (a 2-D all-ones mask turns transformers' packed detection off) does not, so the
+    exactness above is the blocking's doing. (A KV cache turns the detection off too: the loss passes
+    ``use_cache=False``.)"""
     model, pad, exs = tiny
     model.eval()
     packed = pack_collate(exs, pad, None)
+    _, off, n, _, _ = packed[PACK_INDEX][2].tolist()  # the third sample: two others before it in the row
     with torch.no_grad():
-        blocked, mask = sft_nll(model, packed, chunk=16)
+        alone_in = {k: v for k, v in collate(exs[2:3], pad).items() if k != "labels"}
+        alone = model.model(**alone_in, use_cache=False).last_hidden_state[0]
         inputs = model_inputs(model, packed)
+        blocked = model.model(**inputs, use_cache=False).last_hidden_state[0, off : off + n]
         inputs["attention_mask"] = torch.ones_like(packed["input_ids"])
-        hidden = model.model(**inputs, use_cache=False).last_hidden_state
-        assert not torch.allclose(hidden[0, -5:], model.model(**model_inputs(model, packed)).last_hidden_state[0, -5:])
-    assert mask.sum() > 0 and blocked[mask].isfinite().all()
+        seen = model.model(**inputs, use_cache=False).last_hidden_state[0, off : off + n]
+    scale = float(alone.abs().max())
+    assert float((blocked - alone).abs().max()) <= RTOL * scale
+    assert float((seen - alone).abs().max()) > 1e-2 * scale
 
 
 def test_layout_labels_images_and_index(tiny):
