@@ -10,7 +10,8 @@
 # loss), plainload (an egt-saved judge in plain transformers), bench3b, bench7b (AdamW: bf16 parameters and states
 # fit one 141 GB H200), logprob (benchmarks/bench_rl_logprobs.py, 7B shapes: V = 152,064, 16 sequences
 # of 320 + 1,024 tokens, before vs after chunking), sharedprompt (the same script, 7B, 2 prompts of 1,300
-# tokens x G = 8 completions of 512: every row whole vs one prompt pass per group, no checkpointing).
+# tokens x G = 8 completions of 512: every row whole vs one prompt pass per group, no checkpointing),
+# sftpack (7B SFT step, targets a mix of 256 .. 1,024 tokens: padded vs sft.packing's one packed row).
 # Logs: $OUT/env.txt, $OUT/pytest_gpu.log, $OUT/bench.jsonl (+ bench_*.log), $OUT/logprob.log.
 set -u
 OUT=${OUT:-gpu_check_out}
@@ -64,6 +65,16 @@ if has sftloss; then  # SFT step at 7B: egt's chunked NLL vs transformers' full-
       >"$OUT/sft_$loss.log" 2>&1
     echo "sft loss $loss: rc=$?"; grep '^{' "$OUT/sft_$loss.log" | tee -a "$OUT/bench.jsonl"
     grep -v '^{' "$OUT/sft_$loss.log" | tail -3
+  done
+fi
+
+if has sftpack; then  # 7B SFT step on a mix of lengths (targets 1/4 .. 1 of 1,024): padded vs packed (issue 37 item 3)
+  for mode in padded packed; do
+    flag=""; [[ $mode == packed ]] && flag="--packing"
+    timeout "$T_BENCH" python3 benchmarks/bench_gpu_scale.py --shape 7b --only sft --sft-mix --target 1024 $flag \
+      >"$OUT/sftpack_$mode.log" 2>&1
+    echo "sft $mode (length mix): rc=$?"; grep '^{' "$OUT/sftpack_$mode.log" | tee -a "$OUT/bench.jsonl"
+    grep -v '^{' "$OUT/sftpack_$mode.log" | tail -3
   done
 fi
 
