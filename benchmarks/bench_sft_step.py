@@ -141,7 +141,8 @@ def child_egt(a: argparse.Namespace) -> None:
     pipe = _pipe(a)
     data, distill = pipe.get("data"), pipe.get("distill")
     with tempfile.TemporaryDirectory(prefix="bench_sft_egt-") as out:
-        summary = sft_stage.train(pipe.cfg, Path(out), Path(a.model_dir), data, distill, pipe.store)
+        joined = sft_stage.joined_trajectories(data, distill)  # train takes the joined rows (it took distill before)
+        summary = sft_stage.train(pipe.cfg, Path(out), Path(a.model_dir), data, joined, pipe.store)
     clock.report(a.child or "egt", a, {"optimizer_steps": summary["steps"], "n_train": summary["n_train"]})
 
 

@@ -213,9 +213,7 @@ def train(
         collate_fn=batch_of,
     )
     val_dl = (
-        DataLoader(
-            val_ds, batch_size=local_batch, num_workers=s.num_workers, collate_fn=batch_of
-        )
+        DataLoader(val_ds, batch_size=local_batch, num_workers=s.num_workers, collate_fn=batch_of)
         if len(val_ds)
         else None
     )
