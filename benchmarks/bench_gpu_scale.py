@@ -10,8 +10,9 @@ text prompt, --prompt tokens in all):
   sft    fwd + bwd + optimizer step on --batch sequences of prompt + --target tokens (gradient
          checkpointing on; loss on the target tokens, egt's chunked NLL or --sft-loss hf); --sft-mix: target
          lengths from 1/4 to all of --target; --packing: the batch as one padding-free packed row
-         (egt.sft.packing, attention blocked per sample); tokens/s counts every real token (no padding); MFU = 6 · N · tokens/s / peak (N = parameters,
-         attention FLOPs left out, so MFU is a slight underestimate)
+         (egt.sft.packing, attention blocked per sample); tokens/s counts every real token (no padding);
+         MFU = 6 · N · tokens/s / peak (N = parameters, attention FLOPs left out, so MFU is a slight
+         underestimate)
   probe  greedy generate --new tokens for --batch prompts, one teacher-forced pass, exact full-vocabulary
          entropy in chunks (egt.probe.probe.teacher_forced_entropy); samples/s
   rl     rollout (sample --new tokens for --batch sequences), a no-grad log-prob pass (π_old) and one
