@@ -160,7 +160,8 @@ def sft_batch(a, device, dtype) -> tuple[dict[str, torch.Tensor], int, int]:
                 "labels": labels,
             }
         )
-    batch = pack_collate(samples, 0, None) if a.packing else collate(samples, 0, "right")
+    budget = a.packing_max_tokens or None
+    batch = pack_collate(samples, 0, budget) if a.packing else collate(samples, 0, "right")
     real, slots = token_counts(batch)
     return {k: v.to(device) for k, v in batch.items()}, real, slots
 
@@ -191,6 +192,7 @@ def bench_sft(model, opt, a, device, dtype) -> dict:
         "parameters": n,
         "sft_loss": a.sft_loss,
         "sft_packing": a.packing,
+        "sft_packing_max_tokens": a.packing_max_tokens if a.packing else None,
         "sft_mix": a.sft_mix,
         "sft_tokens": real,
         "sft_padded_tokens": slots,
@@ -266,6 +268,7 @@ def main() -> None:
         help="egt: chunked NLL (egt.sft.loss); hf: the model's own loss over full logits",
     )
     p.add_argument("--packing", action="store_true", help="SFT: padding-free packed rows (egt.sft.packing)")
+    p.add_argument("--packing-max-tokens", type=int, help="packed row width (default: one row, sft.packing_max_tokens)")
     p.add_argument("--sft-mix", action="store_true", help="SFT: targets from 1/4 to all of --target (a length mix)")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--peak-tflops", type=float, default=None, help="device peak (default: from the GPU name)")

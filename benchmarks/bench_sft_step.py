@@ -3,6 +3,7 @@
     python benchmarks/bench_sft_step.py --trl-site /tmp/trl_site                 # 3 alternating repeats
     python benchmarks/bench_sft_step.py --repeats 5 --steps 50 --warmup 10 --threads 1
     python benchmarks/bench_sft_step.py --packing --no-trl         # egt padded vs egt sft.packing=true
+    python benchmarks/bench_sft_step.py --packing --no-trl --packing-max-tokens 256   # rows of <= 256 tokens
 
 ``--packing``: instead of TRL, egt again with ``sft.packing=true`` (egt.sft.packing: the same batches as
 padding-free rows), alternating with the padded run, the same table with "egt packed" in TRL's columns
@@ -66,6 +67,8 @@ def _cfg(a: argparse.Namespace):
     ]
     if getattr(a, "child", None) == "egt-packed":
         over.append("sft.packing=true")
+        if a.packing_max_tokens:
+            over.append(f"sft.packing_max_tokens={a.packing_max_tokens}")
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         return compose("config", overrides=over)
 
@@ -247,6 +250,7 @@ def run_child(a: argparse.Namespace, framework: str, env: dict[str, str]) -> dic
         ]
         + (["--threads", str(a.threads)] if a.threads else [])
         + (["--trl-gradient-checkpointing"] if a.trl_gradient_checkpointing else [])
+        + (["--packing-max-tokens", str(a.packing_max_tokens)] if a.packing_max_tokens else [])
     )
     return run_json_child(argv, env, framework)
 
@@ -301,6 +305,7 @@ p.add_argument("--trl-site", help="a folder holding trl (and accelerate), put on
 p.add_argument("--trl-gradient-checkpointing", action="store_true", help="TRL's own default (egt's demo: off)")
 p.add_argument("--no-trl", action="store_true", help="egt only")
 p.add_argument("--packing", action="store_true", help="egt padded vs egt sft.packing=true (instead of TRL)")
+p.add_argument("--packing-max-tokens", type=int, help="the packed run's sft.packing_max_tokens (default: null)")
 p.add_argument("--child", choices=["egt", "trl", "egt-packed"], help=argparse.SUPPRESS)
 
 

@@ -11,7 +11,8 @@
 # fit one 141 GB H200), logprob (benchmarks/bench_rl_logprobs.py, 7B shapes: V = 152,064, 16 sequences
 # of 320 + 1,024 tokens, before vs after chunking), sharedprompt (the same script, 7B, 2 prompts of 1,300
 # tokens x G = 8 completions of 512: every row whole vs one prompt pass per group, no checkpointing),
-# sftpack (7B SFT step, targets a mix of 256 .. 1,024 tokens: padded vs sft.packing's one packed row).
+# sftpack (7B SFT step, targets a mix of 256 .. 1,024 tokens: padded vs sft.packing's one packed row and
+# rows of <= 2,048 tokens; add PARTS="... sftpack" with a flash-attn image to see the varlen path).
 # Logs: $OUT/env.txt, $OUT/pytest_gpu.log, $OUT/bench.jsonl (+ bench_*.log), $OUT/logprob.log.
 set -u
 OUT=${OUT:-gpu_check_out}
@@ -69,8 +70,9 @@ if has sftloss; then  # SFT step at 7B: egt's chunked NLL vs transformers' full-
 fi
 
 if has sftpack; then  # 7B SFT step on a mix of lengths (targets 1/4 .. 1 of 1,024): padded vs packed (issue 37 item 3)
-  for mode in padded packed; do
-    flag=""; [[ $mode == packed ]] && flag="--packing"
+  # packed: one row (the varlen layout; under sdpa a dense 8·~1.6k² block mask); packed2k: rows of <= 2,048 tokens
+  for mode in padded packed packed2k; do
+    flag=""; [[ $mode == packed ]] && flag="--packing"; [[ $mode == packed2k ]] && flag="--packing --packing-max-tokens 2048"
     timeout "$T_BENCH" python3 benchmarks/bench_gpu_scale.py --shape 7b --only sft --sft-mix --target 1024 $flag \
       >"$OUT/sftpack_$mode.log" 2>&1
     echo "sft $mode (length mix): rc=$?"; grep '^{' "$OUT/sftpack_$mode.log" | tee -a "$OUT/bench.jsonl"
