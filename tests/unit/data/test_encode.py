@@ -62,10 +62,6 @@ def test_too_long_prompt_names_sample_and_field(tiny_model_dir, world_small):
 
 def test_collate_keeps_the_images_whichever_sample_comes_first():
     """A text-only sample first no longer drops the others' pixel_values (the first sample's keys decided)."""
-    import torch
-
-    from egt.data.encode import collate
-
     text = {"input_ids": torch.tensor([1, 2]), "labels": torch.tensor([-100, 2])}
     image = {
         "input_ids": torch.tensor([3, 4, 5]),
