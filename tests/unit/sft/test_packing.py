@@ -139,3 +139,35 @@ def test_validation_names_the_key_and_the_fix():
         validate(True, 4096, "flash_attention_2")
     with pytest.raises(ConfigError, match=r"packing_max_tokens=0 must be >= 1"):
         validate(True, 0, "sdpa")
+
+
+@pytest.mark.parametrize("reduction", ["token", "sequence"])
+def test_packed_micro_batches_accumulate_to_the_one_padded_batch_gradient(tiny, reduction):
+    """SFTModule.training_step on packed micro-batches (local batch 2, accumulate 2): the step's token counts come
+    from the sampler, not the layout, so the accumulated gradient is the whole step's as one padded batch."""
+    from egt.data.sampler import ResumableSampler
+    from egt.sft.module import SFTModule
+
+    model, pad, exs = tiny
+    exs = exs[:4]
+    model.eval()
+    params = [p for p in model.parameters() if p.requires_grad]
+    nll, mask = sft_nll(model, collate(exs, pad, "right"))
+    m = mask.float()
+    ref = (nll * m).sum() / m.sum() if reduction == "token" else ((nll * m).sum(-1) / m.sum(-1)).mean()
+    g_ref = torch.autograd.grad(ref, params, allow_unused=True)
+    counts = [int((e["labels"] != IGNORE).sum()) for e in exs]
+    module = SFTModule(
+        model, 1e-3, 0.0, 0.0, 1, ResumableSampler(4, shuffle=False), target_tokens=counts,
+        loss_reduction=reduction, accumulate=2, local_batch=2, world_size=1, chunk_size=16,
+    )  # fmt: skip
+    grads = [torch.zeros_like(p) for p in params]
+    for k in (0, 2):
+        loss = module.training_step(pack_collate(exs[k : k + 2], pad, None), 0)["loss"] / 2  # Lightning's ÷ acc
+        for acc, g in zip(grads, torch.autograd.grad(loss, params, allow_unused=True)):
+            if g is not None:
+                acc += g
+    assert module.sampler.consumed == 4 and module.tokens_seen == sum(len(e["input_ids"]) for e in exs)
+    for a, b in zip(grads, g_ref):
+        if b is not None:
+            assert float((a - b).norm()) <= RTOL * float(b.norm()) + 1e-12
