@@ -27,3 +27,26 @@ def test_keys_without_packing_are_those_from_before_it():
 def test_packing_and_its_budget_enter_the_key_when_on():
     on, budget = _key("sft.packing=true"), _key("sft.packing=true", "sft.packing_max_tokens=512")
     assert len({on, budget, _key()}) == 3
+
+
+def test_validation_names_the_attention_key_and_what_to_write():
+    import pytest
+
+    from egt.config import ConfigError, validate
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        ok = compose("config", overrides=["sft.packing=true", "sft.packing_max_tokens=512"])
+        flash = compose(
+            "config",
+            overrides=["sft.packing=true", "sft.packing_max_tokens=512", "model.attn_implementation=flash_attention_2"],
+        )
+        rft = compose("config", overrides=["model.attn_implementation=flash_attention_2", "+rft.sft.packing=true"])
+        zero = compose("config", overrides=["sft.packing=true", "sft.packing_max_tokens=0"])
+    validate(ok)
+    with pytest.raises(
+        ConfigError, match=r"model\.attn_implementation=flash_attention_2.*sft\.packing_max_tokens=null"
+    ):
+        validate(flash)
+    validate(rft)  # one row (packing_max_tokens null): flash's varlen path can take it
+    with pytest.raises(ConfigError, match=r"sft\.packing_max_tokens=0 must be >= 1"):
+        validate(zero)
