@@ -8,9 +8,11 @@ RL seconds per step. One process, one device; nothing is downloaded (the model i
 Work per measurement (the same as egt's stages, on synthetic inputs: one image of --image px and a
 text prompt, --prompt tokens in all):
   sft    fwd + bwd + optimizer step on --batch sequences of prompt + --target tokens (gradient
-         checkpointing on; loss on the target tokens, egt's chunked NLL or --sft-loss hf); tokens/s counts
-         every token; MFU = 6 · N · tokens/s / peak (N = parameters,
-         attention FLOPs left out, so MFU is a slight underestimate)
+         checkpointing on; loss on the target tokens, egt's chunked NLL or --sft-loss hf); --sft-mix: target
+         lengths from 1/4 to all of --target; --packing: the batch as one padding-free packed row
+         (egt.sft.packing, attention blocked per sample); tokens/s counts every real token (no padding);
+         MFU = 6 · N · tokens/s / peak (N = parameters, attention FLOPs left out, so MFU is a slight
+         underestimate)
   probe  greedy generate --new tokens for --batch prompts, one teacher-forced pass, exact full-vocabulary
          entropy in chunks (egt.probe.probe.teacher_forced_entropy); samples/s
   rl     rollout (sample --new tokens for --batch sequences), a no-grad log-prob pass (π_old) and one
@@ -200,12 +202,43 @@ def profile_sft(model, step, device: str) -> dict:
     return out
 
 
+def sft_batch(a, device, dtype) -> tuple[dict[str, torch.Tensor], int, int]:
+    """The SFT micro-batch (padded, or packed with ``--packing``), its real tokens and the positions it runs.
+    ``--sft-mix``: sample i's target is ``target · (1/4 + 3/4 · i/(b−1))`` tokens (a mix of lengths, where
+    padding costs and packing saves), else every sample has ``target``."""
+    from egt.data.encode import collate
+    from egt.sft.packing import pack_collate, token_counts
+
+    full = inputs(a.batch, a.prompt + a.target, a.image, "cpu", dtype)
+    per_image = full["pixel_values"].shape[0] // a.batch
+    samples = []
+    for i in range(a.batch):
+        frac = 0.25 + 0.75 * i / max(1, a.batch - 1) if a.sft_mix else 1.0
+        n = a.prompt + max(1, round(a.target * frac))
+        ids = full["input_ids"][i, :n]
+        labels = ids.clone()
+        labels[: a.prompt] = -100  # the target tokens only, as egt's SFT
+        samples.append(
+            {
+                "input_ids": ids,
+                "mm_token_type_ids": (ids == IMAGE).int(),
+                "pixel_values": full["pixel_values"][i * per_image : (i + 1) * per_image],
+                "image_grid_thw": full["image_grid_thw"][i : i + 1],
+                "labels": labels,
+            }
+        )
+    budget = a.packing_max_tokens or None
+    batch = pack_collate(samples, 0, budget) if a.packing else collate(samples, 0, "right")
+    real, slots = token_counts(batch)
+    return {k: v.to(device) for k, v in batch.items()}, real, slots
+
+
 def bench_sft(model, opt, a, device, dtype) -> dict:
     from egt.sft.loss import sft_nll
 
-    batch = inputs(a.batch, a.prompt + a.target, a.image, device, dtype)
-    batch["labels"] = batch["input_ids"].clone()
-    batch["labels"][:, : a.prompt] = -100  # the target tokens only, as egt's SFT
+    batch, real, slots = sft_batch(a, device, dtype)
+    if a.packing and a.sft_loss == "hf":
+        raise SystemExit("--packing runs egt's loss (--sft-loss egt): the model's own loss has no packed labels")
 
     def step(clock=None):
         mark = clock.mark if clock is not None else (lambda name: None)
@@ -223,13 +256,18 @@ def bench_sft(model, opt, a, device, dtype) -> dict:
         mark("optimizer_end")
 
     s = timed(step, device, a.steps)
-    tokens = a.batch * (a.prompt + a.target)
+    tokens = real  # real tokens (every token of every sample; padding not counted)
     n = sum(p.numel() for p in model.parameters())
     out = {
         "sft_tokens_per_s": round(tokens / s, 1),
         "sft_s_per_step": round(s, 4),
         "parameters": n,
         "sft_loss": a.sft_loss,
+        "sft_packing": a.packing,
+        "sft_packing_max_tokens": a.packing_max_tokens if a.packing else None,
+        "sft_mix": a.sft_mix,
+        "sft_tokens": real,
+        "sft_padded_tokens": slots,
     }
     if a.peak_tflops:
         out["sft_mfu"] = round(6 * n * tokens / s / (a.peak_tflops * 1e12), 4)
@@ -305,6 +343,9 @@ def main() -> None:
         default="egt",
         help="egt: chunked NLL (egt.sft.loss); hf: the model's own loss over full logits",
     )
+    p.add_argument("--packing", action="store_true", help="SFT: padding-free packed rows (egt.sft.packing)")
+    p.add_argument("--packing-max-tokens", type=int, help="packed row width (default: one row, sft.packing_max_tokens)")
+    p.add_argument("--sft-mix", action="store_true", help="SFT: targets from 1/4 to all of --target (a length mix)")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--peak-tflops", type=float, default=None, help="device peak (default: from the GPU name)")
     p.add_argument("--only", nargs="*", default=["sft", "probe", "rl"])

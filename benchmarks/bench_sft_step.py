@@ -2,6 +2,12 @@
 
     python benchmarks/bench_sft_step.py --trl-site /tmp/trl_site                 # 3 alternating repeats
     python benchmarks/bench_sft_step.py --repeats 5 --steps 50 --warmup 10 --threads 1
+    python benchmarks/bench_sft_step.py --packing --no-trl         # egt padded vs egt sft.packing=true
+    python benchmarks/bench_sft_step.py --packing --no-trl --packing-max-tokens 256   # rows of <= 256 tokens
+
+``--packing``: instead of TRL, egt again with ``sft.packing=true`` (egt.sft.packing: the same batches as
+padding-free rows), alternating with the padded run, the same table with "egt packed" in TRL's columns
+(and the token slots each step ran, padding included: ``padded tokens per step``).
 
 Same model, data and sizes on both sides: the demo model (``conf/model/demo.yaml``, built offline here
 once, random weights) or ``--model-dir``; the synthetic world's ``sft_pool`` with the synthetic
@@ -59,6 +65,10 @@ def _cfg(a: argparse.Namespace):
         "sft.warmup_ratio=0",
         "stages=[data,distill,sft]",
     ]
+    if getattr(a, "child", None) == "egt-packed":
+        over.append("sft.packing=true")
+        if a.packing_max_tokens:
+            over.append(f"sft.packing_max_tokens={a.packing_max_tokens}")
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         return compose("config", overrides=over)
 
@@ -75,11 +85,13 @@ class _Clock:
     def __init__(self) -> None:
         self.ends: list[tuple[float, float]] = []
         self.tokens: list[int] = []
+        self.slots: list[int] = []  # positions the model ran (padding included)
         self.first_step_s: float | None = None
 
-    def mark(self, tokens: int) -> None:
+    def mark(self, tokens: int, slots: int | None = None) -> None:
         self.ends.append((time.perf_counter(), time.process_time()))
         self.tokens.append(int(tokens))
+        self.slots.append(int(tokens if slots is None else slots))
         if self.first_step_s is None:
             self.first_step_s = round(self.ends[0][0] - T_START, 2)
 
@@ -103,6 +115,7 @@ class _Clock:
                     "cpu_s_median": round(statistics.median(cpu), 4),
                     "tokens_per_s": round(tokens / sum(wall), 1),
                     "tokens_per_step": round(tokens / len(wall), 1),
+                    "padded_tokens_per_step": round(sum(self.slots[w:]) / len(wall), 1),
                     "steps": len(self.ends),
                     "first_step_s": self.first_step_s,
                     "threads": torch.get_num_threads(),
@@ -116,6 +129,7 @@ class _Clock:
 
 # ---------------------------------------------------------------------------- children
 def child_egt(a: argparse.Namespace) -> None:
+    from egt.sft.packing import token_counts
     from egt.stages import sft as sft_stage
 
     clock = _Clock()
@@ -123,15 +137,16 @@ def child_egt(a: argparse.Namespace) -> None:
 
     class Timed(base):  # the stage builds its loss history by this name: one optimizer step per batch here
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, idx):  # noqa: ANN001
-            clock.mark(batch["attention_mask"].sum())
+            clock.mark(*token_counts(batch))  # real tokens and the positions run (packed rows have no mask)
             super().on_train_batch_end(trainer, pl_module, outputs, batch, idx)
 
     sft_stage.LossHistory = Timed
     pipe = _pipe(a)
     data, distill = pipe.get("data"), pipe.get("distill")
     with tempfile.TemporaryDirectory(prefix="bench_sft_egt-") as out:
-        summary = sft_stage.train(pipe.cfg, Path(out), Path(a.model_dir), data, distill, pipe.store)
-    clock.report("egt", a, {"optimizer_steps": summary["steps"], "n_train": summary["n_train"]})
+        joined = sft_stage.joined_trajectories(data, distill)  # train takes the joined rows (it took distill before)
+        summary = sft_stage.train(pipe.cfg, Path(out), Path(a.model_dir), data, joined, pipe.store)
+    clock.report(a.child or "egt", a, {"optimizer_steps": summary["steps"], "n_train": summary["n_train"]})
 
 
 def child_trl(a: argparse.Namespace) -> None:
@@ -235,18 +250,22 @@ def run_child(a: argparse.Namespace, framework: str, env: dict[str, str]) -> dic
         ]
         + (["--threads", str(a.threads)] if a.threads else [])
         + (["--trl-gradient-checkpointing"] if a.trl_gradient_checkpointing else [])
+        + (["--packing-max-tokens", str(a.packing_max_tokens)] if a.packing_max_tokens else [])
     )
     return run_json_child(argv, env, framework)
 
 
-def table(rows: list[dict], trl: str | None) -> str:
+def table(rows: list[dict], trl: str | None, second: str = "trl") -> str:
     def stats(xs: list[float], fmt: str = "{:.3f}") -> str:
         return " / ".join(fmt.format(x) for x in (min(xs), statistics.median(xs), max(xs))) if xs else "–"
 
     e = [r for r in rows if r["framework"] == "egt"]
-    t = [r for r in rows if r["framework"] == "trl"]
+    t = [r for r in rows if r["framework"] == second]
+    other = "egt packed" if second == "egt-packed" else f"TRL {trl}"
     head = "| metric | egt: min / median / max |" + (
-        f" TRL {trl}: min / median / max | egt / TRL (paired) |" if trl else ""
+        f" {other}: min / median / max | egt / {other.split()[0] if second == 'trl' else 'packed'} (paired) |"
+        if trl
+        else ""
     )
     lines = [head, "|---|---|" + ("---|---|" if trl else "")]
     for name, key, fmt in (
@@ -254,6 +273,7 @@ def table(rows: list[dict], trl: str | None) -> str:
         ("s/step (CPU)", "cpu_s_median", "{:.3f}"),
         ("non-pad tokens/s", "tokens_per_s", "{:,.0f}"),
         ("tokens per step", "tokens_per_step", "{:,.0f}"),
+        ("padded tokens per step (positions run)", "padded_tokens_per_step", "{:,.0f}"),
         ("s to the end of step 1 (process start)", "first_step_s", "{:.1f}"),
         ("process wall s", "process_s", "{:.1f}"),
         ("peak RSS MB", "peak_rss_mb", "{:,.0f}"),
@@ -284,28 +304,33 @@ p.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "bench_sft
 p.add_argument("--trl-site", help="a folder holding trl (and accelerate), put on the TRL child's PYTHONPATH")
 p.add_argument("--trl-gradient-checkpointing", action="store_true", help="TRL's own default (egt's demo: off)")
 p.add_argument("--no-trl", action="store_true", help="egt only")
-p.add_argument("--child", choices=["egt", "trl"], help=argparse.SUPPRESS)
+p.add_argument("--packing", action="store_true", help="egt padded vs egt sft.packing=true (instead of TRL)")
+p.add_argument("--packing-max-tokens", type=int, help="the packed run's sft.packing_max_tokens (default: null)")
+p.add_argument("--child", choices=["egt", "trl", "egt-packed"], help=argparse.SUPPRESS)
 
 
 def main() -> None:
     a = p.parse_args()
-    started = start(a, {"egt": child_egt, "trl": child_trl})
+    started = start(a, {"egt": child_egt, "trl": child_trl, "egt-packed": child_egt})
     if started is None:  # this was a child process
         return
     env_egt, env_trl, trl = started
     # data, trajectories and egt's encoding cache, once and untimed (a second run of the same data finds them)
     a_prep = argparse.Namespace(**{**vars(a), "steps": 1, "warmup": 0})
     run_child(a_prep, "egt", env_egt)
+    second = "egt-packed" if a.packing else "trl"
+    if a.packing:
+        trl = "packed"  # the table's second column: egt with sft.packing=true
     print_header(a, f"batch {a.batch}", "per framework", trl)
     rows = []
     for rep in range(a.repeats):
-        order = ["egt", "trl"] if trl else ["egt"]
+        order = ["egt", second] if trl else ["egt"]
         for fw in order if rep % 2 == 0 else order[::-1]:
             row = run_child(a, fw, env_trl if fw == "trl" else env_egt)
             rows.append(row)
             print(json.dumps(row), flush=True)
     print()
-    print(table(rows, trl))
+    print(table(rows, trl, second))
 
 
 if __name__ == "__main__":

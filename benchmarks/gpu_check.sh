@@ -10,15 +10,18 @@
 # loss), plainload (an egt-saved judge in plain transformers), bench3b, bench7b (AdamW: bf16 parameters and states
 # fit one 141 GB H200), logprob (benchmarks/bench_rl_logprobs.py, 7B shapes: V = 152,064, 16 sequences
 # of 320 + 1,024 tokens, before vs after chunking), sharedprompt (the same script, 7B, 2 prompts of 1,300
-# tokens x G = 8 completions of 512: every row whole vs one prompt pass per group, no checkpointing).
+# tokens x G = 8 completions of 512: every row whole vs one prompt pass per group, no checkpointing),
 # sftprofile (issue 37: one 7B SFT step at the paper's pixel budget, 1,225 image tokens in a 1,600-token prompt + 400
 # target tokens, split by phase — vision tower, language model, loss, backward, optimizer — with torch.profiler's
 # top kernels; AdamW with torch's default foreach kernels against the fused one where the states fit, i.e. on a
 # GPU with >= 100 GB; on an 80 GB H100 the 7B AdamW states do not fit one GPU and SGD stands in, which the log says),
 # varlen (7B SFT step at the paper's pixel budget, 980 px = 1,225 image tokens: sdpa vs
 # model.attn_implementation=egt_varlen, plus the varlen kernel's gpu test), liger (the same step with
-# model.liger: Liger's RMSNorm + SwiGLU; needs the wheel carried, see below).
-# Logs: $OUT/env.txt, $OUT/pytest_gpu.log, $OUT/bench.jsonl (+ bench_*.log), $OUT/logprob.log, $OUT/sftprofile_*.log.
+# model.liger: Liger's RMSNorm + SwiGLU; needs the wheel carried, see below),
+# sftpack (7B SFT step, targets a mix of 256 .. 1,024 tokens: padded vs sft.packing's one packed row and
+# rows of <= 2,048 tokens; the optimizer as sftprofile's first).
+# Logs: $OUT/env.txt, $OUT/pytest_gpu.log, $OUT/bench.jsonl (+ bench_*.log), $OUT/logprob.log, $OUT/sftprofile_*.log,
+# $OUT/sftpack_*.log.
 set -u
 OUT=${OUT:-gpu_check_out}
 PARTS=${PARTS:-"env pytest bench3b bench7b"}
@@ -28,6 +31,9 @@ T_LOGPROB=${T_LOGPROB:-240}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 WANDB_MODE=offline
 has() { [[ " $PARTS " == *" $1 "* ]]; }
+# 7B AdamW (bf16 weights + grads + two states, ~66 GB) fits one GPU of >= 100 GB only; elsewhere SGD stands in
+GPU_MIB=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -1)
+if [ "${GPU_MIB:-0}" -ge 100000 ]; then OPT7B=adamw; else OPT7B=sgd; fi
 
 if has env; then
   {
@@ -75,12 +81,22 @@ if has sftloss; then  # SFT step at 7B: egt's chunked NLL vs transformers' full-
 fi
 
 if has sftprofile; then  # issue 37: where a 7B SFT step's time goes (fresh process per optimizer)
-  mem=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -1)
-  if [ "${mem:-0}" -ge 100000 ]; then optims="adamw adamw_fused"; else optims="sgd"; echo "sftprofile: ${mem} MiB: SGD"; fi
+  if [ "$OPT7B" = adamw ]; then optims="adamw adamw_fused"; else optims="sgd"; echo "sftprofile: ${GPU_MIB} MiB: SGD"; fi
   for optim in $optims; do
     timeout "${T_PROFILE:-150}" python3 benchmarks/bench_gpu_scale.py --shape 7b --only sft --profile --optim "$optim" \
       --batch 4 --prompt 1600 --target 400 --image 980 --steps 2 >"$OUT/sftprofile_$optim.log" 2>&1
     echo "sftprofile $optim: rc=$?"; grep '^{' "$OUT/sftprofile_$optim.log" | tee -a "$OUT/bench.jsonl"
+  done
+fi
+
+if has sftpack; then  # 7B SFT step on a mix of lengths (targets 1/4 .. 1 of 1,024): padded vs packed (issue 37 item 3)
+  # packed: one row (the varlen layout; under sdpa a dense 8·~1.6k² block mask); packed2k: rows of <= 2,048 tokens
+  for mode in padded packed packed2k; do
+    flag=""; [[ $mode == packed ]] && flag="--packing"; [[ $mode == packed2k ]] && flag="--packing --packing-max-tokens 2048"
+    timeout "$T_BENCH" python3 benchmarks/bench_gpu_scale.py --shape 7b --only sft --sft-mix --target 1024 --optim "$OPT7B" $flag \
+      >"$OUT/sftpack_$mode.log" 2>&1
+    echo "sft $mode (length mix): rc=$?"; grep '^{' "$OUT/sftpack_$mode.log" | tee -a "$OUT/bench.jsonl"
+    grep -v '^{' "$OUT/sftpack_$mode.log" | tail -3
   done
 fi
 

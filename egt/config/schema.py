@@ -139,6 +139,8 @@ class SFTConfig:
     # sequence: each sequence's token mean, averaged over the step's sequences (egt.sft.loss)
     loss_reduction: LossReduction = MISSING
     chunk_size: Optional[int] = MISSING  # output-head positions per loss chunk (recomputed in backward); null: one pass
+    packing: bool = MISSING  # padding-free packed rows, per-sample positions and attention blocks (egt.sft.packing)
+    packing_max_tokens: Optional[int] = MISSING  # packed row width; null: one row per micro-batch
     epochs: int = MISSING
     max_steps: int = MISSING
     max_length: int = MISSING

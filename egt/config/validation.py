@@ -150,6 +150,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("sft.lr must be > 0, sft.batch_size >= 1 and sft.epochs >= 1")
     if s.chunk_size is not None and s.chunk_size < 1:
         raise ConfigError(f"sft.chunk_size={s.chunk_size} must be >= 1 (positions per output-head chunk)")
+    _validate_packing(cfg)
     _validate_probe_select(cfg)
     _validate_rft(cfg)
     _validate_entropy_probe(cfg)
@@ -165,6 +166,19 @@ def validate(cfg: DictConfig) -> None:
             "(trainer=cpu), bf16-mixed on GPU (trainer=gpu)"
         )
     check_paths(cfg)  # last: the local paths the stages of this run read exist (egt.preflight)
+
+
+def _validate_packing(cfg: DictConfig) -> None:
+    """sft.packing (and rft.sft's override of it): an attention implementation that blocks per packed
+    sequence, and a row budget the implementation can take (egt.sft.packing.validate)."""
+    from egt.sft.packing import validate as validate_packing
+
+    attn = str(cfg.model.attn_implementation)
+    validate_packing(bool(cfg.sft.packing), cfg.sft.packing_max_tokens, attn, "sft")
+    over = cfg.rft.get("sft") if "rft" in cfg else None
+    if over is not None and ("packing" in over or "packing_max_tokens" in over):
+        packing = over.get("packing", cfg.sft.packing)
+        validate_packing(bool(packing), over.get("packing_max_tokens", cfg.sft.packing_max_tokens), attn, "rft.sft")
 
 
 def _validate_trainer(cfg: DictConfig) -> None:

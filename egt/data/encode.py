@@ -132,7 +132,8 @@ def token_keys(feats: dict[str, torch.Tensor]) -> list[str]:
 
 def collate(batch: Sequence[dict[str, torch.Tensor]], pad_id: int, side: str = "right") -> dict[str, torch.Tensor]:
     """Pad text fields to the longest (``side`` = right for training, left for generation);
-    concatenate every other tensor (pixel_values, image_grid_thw, …) along dim 0."""
+    concatenate every other tensor (pixel_values, image_grid_thw, …) along dim 0, over the samples that
+    have it (a sample without an image has no pixel_values; before, the first sample's keys decided)."""
     width = max(len(b["input_ids"]) for b in batch)
     out: dict[str, Any] = {}
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
@@ -154,7 +155,7 @@ def collate(batch: Sequence[dict[str, torch.Tensor]], pad_id: int, side: str = "
         for i, b in enumerate(batch):
             n = len(b[key])
             out[key][i, slice(0, n) if side == "right" else slice(width - n, width)] = b[key]
-    for key in batch[0]:
+    for key in dict.fromkeys(k for b in batch for k in b):  # every sample's keys: a text-only one has no pixels
         if key not in TEXT_KEYS and key not in per_token:
-            out[key] = torch.cat([b[key] for b in batch], dim=0)
+            out[key] = torch.cat([b[key] for b in batch if key in b], dim=0)
     return out

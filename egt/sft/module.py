@@ -12,6 +12,7 @@ import torch
 from egt import distributed
 from egt.data.sampler import ResumableSampler
 from egt.sft.loss import REDUCTIONS, reduce_nll, sft_nll, step_window
+from egt.sft.packing import n_samples, token_counts
 
 
 def warmup_cosine(step: int, total: int, warmup: int) -> float:
@@ -58,6 +59,8 @@ class SFTModule(L.LightningModule):
         self.target_tokens, self.reduction, self.chunk_size = target_tokens, loss_reduction, chunk_size
         self.accumulate, self.local_batch, self.world_size = accumulate, local_batch, world_size
         self._order: tuple[int, list[int]] | None = None  # (epoch, padded global order)
+        # this process's training micro-batches: real tokens and the token slots the model ran (padding included)
+        self.tokens_seen, self.slots_seen = 0, 0
 
     def forward(self, **batch: torch.Tensor) -> Any:
         return self.model(**batch)
@@ -77,8 +80,9 @@ class SFTModule(L.LightningModule):
         acc); ``token_loss``: its true per-token NLL (detached), what is logged and recorded, the same
         whatever ``accumulate`` is."""
         tokens, sequences, scale = self.step_counts()
+        b = n_samples(batch)  # samples (a packed batch has fewer rows)
         if self.sampler is not None:  # counted before any checkpoint of this step is written
-            self.sampler.advance(batch["input_ids"].shape[0])
+            self.sampler.advance(b)
         nll, mask = sft_nll(self.model, batch, self.chunk_size)  # [b, T−1]
         n_tok = mask.sum()
         if scale == 0.0:  # no step counts: this micro-batch alone
@@ -86,14 +90,18 @@ class SFTModule(L.LightningModule):
         loss = reduce_nll(nll, mask, self.reduction, tokens, sequences, scale)
         with torch.no_grad():  # logged: this micro-batch's token mean, comparable whatever the weighting
             mean = (nll * mask).sum() / n_tok.clamp(min=1)
-        self.log("train/loss", mean, prog_bar=True, batch_size=batch["input_ids"].shape[0])
+        real, slots = token_counts(batch)
+        self.tokens_seen, self.slots_seen = self.tokens_seen + real, self.slots_seen + slots
+        self.log("train/loss", mean, prog_bar=True, batch_size=b)
         self.log("train/target_tokens", n_tok.float(), reduce_fx="sum", batch_size=1)
+        self.log("train/tokens", float(real), reduce_fx="sum", batch_size=1)  # real tokens of the micro-batch
+        self.log("train/padded_tokens", float(slots), reduce_fx="sum", batch_size=1)  # positions the model ran
         return {"loss": loss, "token_loss": mean}
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         nll, mask = sft_nll(self.model, batch, self.chunk_size)
         loss = (nll * mask).sum() / mask.sum().clamp(min=1)
-        self.log("val/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0], sync_dist=True)
+        self.log("val/loss", loss, prog_bar=True, batch_size=n_samples(batch), sync_dist=True)
 
     def configure_optimizers(self) -> Any:
         params = [p for p in self.model.parameters() if p.requires_grad]

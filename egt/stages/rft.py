@@ -60,7 +60,7 @@ def key_config(cfg: DictConfig) -> dict[str, Any]:
     """What the fine-tuned model depends on besides the probe's, sft's and data's keys: the keep rule and
     the SFT settings (less what the sft stage leaves out of its key), and the training context sft keys on."""
     r = cfg.rft
-    sft = {k: v for k, v in to_container(settings(cfg)).items() if k not in sft_stage.NOT_IN_KEY}
+    sft = sft_stage.key_settings(settings(cfg))
     return {
         "keep": str(r.keep),
         "per_sample": r.per_sample,

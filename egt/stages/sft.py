@@ -31,6 +31,7 @@ from egt.models.resolve import load_for_training, pixel_budget
 from egt.sft import cache as encoding_cache
 from egt.sft.data import SFTDataset, from_cache, join_trajectories
 from egt.sft.module import SFTModule
+from egt.sft.packing import pack_collate
 from egt.stages import data as data_stage
 from egt.stages import distill as distill_stage
 from egt.training import recipe
@@ -54,6 +55,18 @@ NOT_IN_KEY = (
     "eval_batch_size",
     "model_path",
 )
+PACKING_KEYS = ("packing", "packing_max_tokens")  # in the key only with sft.packing=true: keys without it unchanged
+
+
+def key_settings(sft: Any) -> dict[str, Any]:
+    """The ``sft`` settings a trained model's key holds: all but :data:`NOT_IN_KEY`, and the packing settings
+    only when packing is on (it changes the numbers by summation order; off, the keys of runs from before
+    ``sft.packing`` existed stay byte-for-byte the same)."""
+    conf = {k: v for k, v in to_container(sft).items() if k not in NOT_IN_KEY}
+    if not conf.get("packing"):
+        for k in PACKING_KEYS:
+            conf.pop(k, None)
+    return conf
 
 
 class LossHistory(Callback):
@@ -64,6 +77,14 @@ class LossHistory(Callback):
         self.losses: list[tuple[int, float]] = []
         self.t0 = t0
         self.first_step: float | None = None
+        self.fit_start: float | None = None  # the training loop's start and end (tokens per second)
+        self.fit_end: float | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        self.fit_start = time.perf_counter()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        self.fit_end = time.perf_counter()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, idx: int) -> None:
         loss = outputs.get("token_loss", outputs["loss"]) if isinstance(outputs, dict) else outputs
@@ -85,7 +106,7 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
         }
     data, distill, model = pipe.get("data"), pipe.get("distill"), pipe.get("model")
     base = Path(model["model_path"])
-    conf = {k: v for k, v in to_container(cfg.sft).items() if k not in NOT_IN_KEY}
+    conf = key_settings(cfg.sft)
     conf.update(
         seed=cfg.seed,
         template=template_key(cfg.data.template),
@@ -177,6 +198,11 @@ def train(
     encoder = ChatEncoder(processor, template=cfg.data.template, max_length=s.max_length)
     train_ds, val_ds, checked = _datasets(cfg, store, data, joined, encoder)
     pad = encoder.tokenizer.pad_token_id
+    budget = s.get("packing_max_tokens")
+
+    def batch_of(b: list) -> dict:  # sft.packing: padding-free rows (egt.sft.packing), else padded to the longest
+        return pack_collate(b, pad, budget) if s.get("packing") else collate(b, pad, "right")
+
     local_batch = distributed.split_batch(s.batch_size)  # sft.batch_size is the global batch per forward
     sampler = ResumableSampler(len(train_ds), seed=cfg.seed, shuffle=True).shard(
         distributed.rank(), distributed.world_size()
@@ -186,12 +212,10 @@ def train(
         batch_size=local_batch,
         sampler=sampler,
         num_workers=s.num_workers,
-        collate_fn=lambda b: collate(b, pad, "right"),
+        collate_fn=batch_of,
     )
     val_dl = (
-        DataLoader(
-            val_ds, batch_size=local_batch, num_workers=s.num_workers, collate_fn=lambda b: collate(b, pad, "right")
-        )
+        DataLoader(val_ds, batch_size=local_batch, num_workers=s.num_workers, collate_fn=batch_of)
         if len(val_ds)
         else None
     )
@@ -227,6 +251,7 @@ def train(
             "resumed": resumed,
             "processes": trainer.world_size,
             "seconds_to_first_step": history.first_step,
+            **_throughput(module, history, bool(s.get("packing"))),
             **{k: v for k, v in checked.items() if k.startswith("image_tokens")},
         }
 
@@ -251,6 +276,17 @@ def train(
         log_every_n_steps=s.log_every_n_steps,
         limit_val_batches=1.0 if val_dl is not None else 0,
     )
+
+
+def _throughput(module: SFTModule, history: LossHistory, packed: bool) -> dict[str, Any]:
+    """This process's training tokens (real, and the positions the model ran: padding included), and real
+    tokens per second of the training loop (validation included; this attempt only, after a resume)."""
+    out: dict[str, Any] = {"train_tokens": module.tokens_seen, "train_padded_tokens": module.slots_seen}
+    if packed:
+        out["packing"] = True
+    if history.fit_start is not None and history.fit_end is not None and history.fit_end > history.fit_start:
+        out["tokens_per_second"] = round(module.tokens_seen / (history.fit_end - history.fit_start), 1)
+    return out
 
 
 def _finish(

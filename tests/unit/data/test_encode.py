@@ -58,3 +58,17 @@ def test_too_long_prompt_names_sample_and_field(tiny_model_dir, world_small):
     with pytest.raises(BadSampleError) as e:
         enc.encode_prompt(sample)
     assert sample["id"] in str(e.value) and "query" in str(e.value)
+
+
+def test_collate_keeps_the_images_whichever_sample_comes_first():
+    """A text-only sample first no longer drops the others' pixel_values (the first sample's keys decided)."""
+    text = {"input_ids": torch.tensor([1, 2]), "labels": torch.tensor([-100, 2])}
+    image = {
+        "input_ids": torch.tensor([3, 4, 5]),
+        "labels": torch.tensor([-100, 4, 5]),
+        "pixel_values": torch.ones(4, 6),
+        "image_grid_thw": torch.tensor([[1, 2, 2]]),
+    }
+    for batch in ([text, image], [image, text]):
+        out = collate(batch, 0)
+        assert out["pixel_values"].shape == (4, 6) and out["image_grid_thw"].tolist() == [[1, 2, 2]]
