@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -27,11 +27,25 @@ from egt.models.loader import multimodal_token_ids
 TOKEN_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
 
 
+def _compiled(device: Any) -> dict[str, Any]:
+    compile_config = CompileConfig()  # transformers' defaults: inductor, reduce-overhead, fullgraph False
+    compile_config._compile_all_devices = torch.device(device).type == "cpu" or None
+    return {"cache_implementation": "static", "compile_config": compile_config}
+
+
+# generation.decode (egt.choices.Decode) → the GenerationConfig fields for a model on ``device`` (decode_fields)
+DECODE: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "dynamic": lambda device: {},
+    "static": lambda device: {"cache_implementation": "static", "disable_compile": True},
+    "compiled": _compiled,
+}
+
+
 def decode_fields(decode: str, device: Any = "cpu") -> dict[str, Any]:
     """The ``GenerationConfig`` fields of a ``*.generation.decode`` mode (egt.choices.Decode).
 
     - ``dynamic``: none (transformers' default ``DynamicCache``: grows by one position a step);
-    - ``static``: ``cache_implementation="static"``: a ``StaticCache`` of [B, kv_heads, T + max_new_tokens,
+    - ``static``: ``cache_implementation="static"``: a ``StaticCache`` of [B, kv_heads, T + max_new_tokens − 1,
       head_dim] per layer, allocated once per call (transformers keeps the largest length of earlier calls, so
       later batches reuse the shape), left padding masked as with the dynamic cache; ``disable_compile``,
       because transformers compiles a static-cache decode on its own on CUDA;
@@ -51,17 +65,9 @@ def decode_fields(decode: str, device: Any = "cpu") -> dict[str, Any]:
     >>> decode_fields("dynamic"), decode_fields("static")
     ({}, {'cache_implementation': 'static', 'disable_compile': True})
     """
-    decode = str(decode)
-    if decode == "dynamic":
-        return {}
-    if decode == "static":
-        return {"cache_implementation": "static", "disable_compile": True}
-    if decode == "compiled":
-        compile_config = CompileConfig()
-        if torch.device(device).type == "cpu":
-            compile_config._compile_all_devices = True
-        return {"cache_implementation": "static", "compile_config": compile_config}
-    raise ValueError(f"generation.decode={decode!r}: write dynamic, static or compiled")
+    if str(decode) not in DECODE:
+        raise ValueError(f"generation.decode={str(decode)!r}: write {', '.join(DECODE)}")
+    return DECODE[str(decode)](device)
 
 
 def generation_config(

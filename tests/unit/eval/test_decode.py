@@ -52,7 +52,7 @@ def test_decode_fields_and_the_default_config_are_unchanged():
     default = generation_config(8, 0.0, 0)
     assert default.to_dict() == generation_config(8, 0.0, 0, decode="dynamic").to_dict()
     assert default.cache_implementation is None and default.compile_config is None
-    with pytest.raises(ValueError, match="generation.decode='paged': write dynamic, static or compiled"):
+    with pytest.raises(ValueError, match="generation.decode='paged': write dynamic, static, compiled"):
         decode_fields("paged")
 
 
@@ -95,8 +95,9 @@ def test_static_cache_gives_todays_tokens_and_entropies(which, request, world_sm
     finally:
         handle.remove()
     assert len(calls) == 1  # the images go through the vision tower once: the prefill
-    # a StaticCache of prompt + max_new_tokens positions was made (transformers records its length)
-    assert model._previous_max_cache_length == batch["input_ids"].shape[1] + 8
+    # a StaticCache was made (transformers records its length: prompt + max_new_tokens − 1, the last token is
+    # never fed back)
+    assert model._previous_max_cache_length == batch["input_ids"].shape[1] + 8 - 1
     assert torch.equal(new, generate_batch(model, enc, batch, 8))
     # eval's path: generate() and the judge eval runs, token for token
     assert generate(model, enc, samples, 8, batch_size=3, sampling={"decode": "static"}) == generate(
