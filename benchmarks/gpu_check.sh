@@ -10,7 +10,9 @@
 # loss), plainload (an egt-saved judge in plain transformers), bench3b, bench7b (AdamW: bf16 parameters and states
 # fit one 141 GB H200), logprob (benchmarks/bench_rl_logprobs.py, 7B shapes: V = 152,064, 16 sequences
 # of 320 + 1,024 tokens, before vs after chunking), sharedprompt (the same script, 7B, 2 prompts of 1,300
-# tokens x G = 8 completions of 512: every row whole vs one prompt pass per group, no checkpointing).
+# tokens x G = 8 completions of 512: every row whole vs one prompt pass per group, no checkpointing), decode
+# (benchmarks/bench_decode.py: greedy tokens/s of egt's generate, generation.decode dynamic vs static vs compiled,
+# 7B bf16, batch 64 then 16, 32 new tokens; rows in $OUT/decode.jsonl as they finish, T_DECODE=90 s).
 # Logs: $OUT/env.txt, $OUT/pytest_gpu.log, $OUT/bench.jsonl (+ bench_*.log), $OUT/logprob.log.
 set -u
 OUT=${OUT:-gpu_check_out}
@@ -77,6 +79,12 @@ if has logprob; then
   timeout "$T_LOGPROB" python3 benchmarks/bench_rl_logprobs.py --device cuda --shape 7b --batch 16 --new 1024 \
     --prompt 320 --image 224 >"$OUT/logprob.log" 2>&1
   echo "logprob: rc=$?"; tail -20 "$OUT/logprob.log"
+fi
+
+if has decode; then  # issue 37 item 6: decode tokens/s, dynamic vs static vs compiled, 7B bf16, batch 64 then 16
+  timeout "${T_DECODE:-90}" python3 benchmarks/bench_decode.py --device cuda --shape 7b --batches 64 16 --new 32 \
+    --prompt 320 --image 224 >"$OUT/decode.jsonl" 2>"$OUT/decode.log"
+  echo "decode: rc=$?"; cat "$OUT/decode.jsonl"; tail -5 "$OUT/decode.log"
 fi
 
 if has sharedprompt; then  # one prompt pass per group at 7B: 2 prompts (1,225 image tokens) x G = 8, 512 new tokens
