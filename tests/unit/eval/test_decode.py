@@ -125,3 +125,15 @@ def test_compiled_decode_gives_todays_tokens_and_entropies(tiny, world_small):
     feats = [(enc.encode_prompt(s), 0) for s in samples]
     compiled = HFJudge(model, enc, 8, sampling={"decode": "compiled"})
     assert compiled(feats) == HFJudge(model, enc, 8)(feats)
+
+
+@pytest.mark.gpu
+def test_compiled_decode_on_cuda_gives_todays_tokens(tiny_model_dir, world_small):
+    """On a GPU transformers' own path (CUDA graphs, mode reduce-overhead; no ``_compile_all_devices``), fp32."""
+    model, processor = load_model_and_processor(tiny_model_dir)
+    model, enc = model.to("cuda").eval(), ChatEncoder(processor)
+    batch = prompt_batch(enc, list(world_small["rl_pool"].select(range(5))), "cuda")
+    ref = generate_batch(model, enc, batch, 8)
+    for mode in ("static", "compiled", "compiled"):  # the second compiled call replays the graphs
+        assert torch.equal(generate_batch(model, enc, batch, 8, sampling={"decode": mode}), ref), mode
+    assert hasattr(model, "_compiled_call")
