@@ -19,9 +19,11 @@
 # model.attn_implementation=egt_varlen, plus the varlen kernel's gpu test), liger (the same step with
 # model.liger: Liger's RMSNorm + SwiGLU; needs the wheel carried, see below),
 # sftpack (7B SFT step, targets a mix of 256 .. 1,024 tokens: padded vs sft.packing's one packed row and
-# rows of <= 2,048 tokens; the optimizer as sftprofile's first).
+# rows of <= 2,048 tokens; the optimizer as sftprofile's first), decode (benchmarks/bench_decode.py: greedy tokens/s
+# of egt's generate, generation.decode dynamic vs static vs compiled, 7B bf16, batch 64 then 16, 32 new tokens;
+# rows in $OUT/decode.jsonl as they finish, T_DECODE=90 s).
 # Logs: $OUT/env.txt, $OUT/pytest_gpu.log, $OUT/bench.jsonl (+ bench_*.log), $OUT/logprob.log, $OUT/sftprofile_*.log,
-# $OUT/sftpack_*.log.
+# $OUT/sftpack_*.log, $OUT/decode.jsonl.
 set -u
 OUT=${OUT:-gpu_check_out}
 PARTS=${PARTS:-"env pytest bench3b bench7b"}
@@ -110,6 +112,12 @@ if has logprob; then
   timeout "$T_LOGPROB" python3 benchmarks/bench_rl_logprobs.py --device cuda --shape 7b --batch 16 --new 1024 \
     --prompt 320 --image 224 >"$OUT/logprob.log" 2>&1
   echo "logprob: rc=$?"; tail -20 "$OUT/logprob.log"
+fi
+
+if has decode; then  # issue 37 item 6: decode tokens/s, dynamic vs static vs compiled, 7B bf16, batch 64 then 16
+  timeout "${T_DECODE:-90}" python3 benchmarks/bench_decode.py --device cuda --shape 7b --batches 64 16 --new 32 \
+    --prompt 320 --image 224 >"$OUT/decode.jsonl" 2>"$OUT/decode.log"
+  echo "decode: rc=$?"; cat "$OUT/decode.jsonl"; tail -5 "$OUT/decode.log"
 fi
 
 if has sharedprompt; then  # one prompt pass per group at 7B: 2 prompts (1,225 image tokens) x G = 8, 512 new tokens

@@ -120,6 +120,16 @@ class EntropyFrom(Choice):
     generate = "generate"
 
 
+class Decode(Choice):
+    """probe.generation.decode, eval.generation.decode: the KV cache generate decodes with
+    (egt.eval.generation.DECODE): dynamic (transformers' default), static (a preallocated cache), compiled
+    (static + torch.compile of the one-token decode step)."""
+
+    dynamic = "dynamic"
+    static = "static"
+    compiled = "compiled"
+
+
 class RFTKeep(Choice):
     """rft.keep: which correct draws of a sample become trajectories (egt.sft.rejection.KEEP_RULES)."""
 

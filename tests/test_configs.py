@@ -177,6 +177,8 @@ CHOICE_FIELDS = {
     "rl.kl_in": choices.KLIn,
     "distributed.backend": choices.Backend,
     "probe.entropy_from": choices.EntropyFrom,
+    "probe.generation.decode": choices.Decode,
+    "eval.generation.decode": choices.Decode,
     "rft.keep": choices.RFTKeep,
 }
 
@@ -221,6 +223,7 @@ def test_choices_are_what_the_code_implements():
     from egt.models.loader import DTYPES
     from egt.stages.model import BUILD_KINDS
     from egt.probe.probe import ENTROPY_FROM
+    from egt.eval.generation import DECODE
     from egt.rl.functional import KL_ESTIMATORS
     from egt.select.selection import band_window
     from egt.sft.loss import REDUCTIONS
@@ -231,7 +234,7 @@ def test_choices_are_what_the_code_implements():
     assert set(choices.Dtype) == set(DTYPES) and set(choices.Template) == set(TEMPLATES)
     assert set(choices.BuildKind) == set(BUILD_KINDS) and set(choices.KLEstimator) == set(KL_ESTIMATORS)
     assert set(choices.LossReduction) == set(REDUCTIONS) and set(choices.EntropyFrom) == set(ENTROPY_FROM)
-    assert set(choices.RFTKeep) == set(KEEP_RULES)
+    assert set(choices.RFTKeep) == set(KEEP_RULES) and set(choices.Decode) == set(DECODE)
     for band in choices.Band:
         band_window(10, 4, band)
 

@@ -26,6 +26,7 @@ from egt.choices import (
     Band,
     BuildKind,
     Dtype,
+    Decode,
     EntropyFrom,
     EvalOrder,
     KLEstimator,
@@ -166,6 +167,9 @@ class GenerationSettings:
     top_p: Optional[float] = MISSING
     repetition_penalty: Optional[float] = MISSING
     use_checkpoint_defaults: bool = MISSING
+    # the KV cache of generate (egt.eval.generation.DECODE): dynamic | static | compiled (static + a compiled
+    # decode step; the prompt pass, images included, runs once uncompiled). In the stage key only when not dynamic
+    decode: Decode = MISSING
 
 
 @dataclass

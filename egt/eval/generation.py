@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from tqdm.auto import tqdm
-from transformers import GenerationConfig
+from transformers import CompileConfig, GenerationConfig
 from transformers.generation.logits_process import (
     LogitsProcessor,
     TemperatureLogitsWarper,
@@ -27,6 +27,49 @@ from egt.models.loader import multimodal_token_ids
 TOKEN_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
 
 
+def _compiled(device: Any) -> dict[str, Any]:
+    compile_config = CompileConfig()  # transformers' defaults: inductor, reduce-overhead, fullgraph False
+    compile_config._compile_all_devices = torch.device(device).type == "cpu" or None
+    return {"cache_implementation": "static", "compile_config": compile_config}
+
+
+# generation.decode (egt.choices.Decode) → the GenerationConfig fields for a model on ``device`` (decode_fields)
+DECODE: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "dynamic": lambda device: {},
+    "static": lambda device: {"cache_implementation": "static", "disable_compile": True},
+    "compiled": _compiled,
+}
+
+
+def decode_fields(decode: str, device: Any = "cpu") -> dict[str, Any]:
+    """The ``GenerationConfig`` fields of a ``*.generation.decode`` mode (egt.choices.Decode).
+
+    - ``dynamic``: none (transformers' default ``DynamicCache``: grows by one position a step);
+    - ``static``: ``cache_implementation="static"``: a ``StaticCache`` of [B, kv_heads, T + max_new_tokens − 1,
+      head_dim] per layer, allocated once per call (transformers keeps the largest length of earlier calls, so
+      later batches reuse the shape), left padding masked as with the dynamic cache; ``disable_compile``,
+      because transformers compiles a static-cache decode on its own on CUDA;
+    - ``compiled``: the static cache + transformers' ``CompileConfig()`` (its defaults: inductor,
+      ``mode="reduce-overhead"`` — CUDA graphs on a GPU —, ``fullgraph=False``): ``generate`` runs the prompt
+      pass (vision tower, prefill) once through the plain model and every one-token decode step through
+      ``torch.compile(model.__call__)`` (transformers 5.25 ``GenerationMixin._sample``: ``_prefill`` then
+      ``get_compiled_call``; ``_valid_auto_compile_criteria``). transformers compiles only on accelerators unless
+      ``CompileConfig._compile_all_devices`` is set; egt sets it on CPU, where compiling is slow and rarely
+      faster but lets the exactness be tested.
+
+    The lever is transformers' documented one ("Static kv-cache and torch.compile",
+    https://huggingface.co/docs/transformers/llm_optims; ``cache_implementation="static"``). Outputs: the same
+    tokens as ``dynamic`` in fp32 (tests/unit/eval/test_decode.py); compiled kernels may sum in another order, so
+    a non-dynamic mode is in the probe and eval keys.
+
+    >>> decode_fields("dynamic"), decode_fields("static")
+    ({}, {'cache_implementation': 'static', 'disable_compile': True})
+    """
+    if str(decode) not in DECODE:
+        raise ValueError(f"generation.decode={str(decode)!r}: write {', '.join(DECODE)}")
+    return DECODE[str(decode)](device)
+
+
 def generation_config(
     max_new_tokens: int,
     temperature: float = 0.0,
@@ -37,6 +80,8 @@ def generation_config(
     repetition_penalty: float | None = None,
     use_checkpoint_defaults: bool = False,
     suppress_ids: Sequence[int] = (),
+    decode: str = "dynamic",
+    device: Any = "cpu",
 ) -> GenerationConfig:
     """The one ``GenerationConfig`` every egt caller decodes with (probe, eval, Voting@K, RL rollouts on
     HF, the HF teacher and judge); use it through :func:`model_generate`.
@@ -46,7 +91,8 @@ def generation_config(
     a sampled output is drawn from π/T, as the RL log-probs and the probe's entropies assume;
     transformers' own default top_k is 50). With ``use_checkpoint_defaults`` they are left unset
     instead, so the checkpoint's generation_config.json fills them. ``suppress_ids`` (the vision
-    placeholder tokens) are never generated.
+    placeholder tokens) are never generated. ``decode`` (dynamic | static | compiled) picks the KV cache and
+    whether the decode step is compiled (:func:`decode_fields`; ``device``: where the model is).
     """
     kw: dict[str, Any] = {
         "max_new_tokens": max_new_tokens,
@@ -62,6 +108,7 @@ def generation_config(
             kw[name] = value
         elif not use_checkpoint_defaults:
             kw[name] = off[name]
+    kw.update(decode_fields(decode, device))
     return GenerationConfig(**kw)
 
 
@@ -161,7 +208,7 @@ def generate_batch(
 ) -> torch.Tensor:
     """Generated token ids [B, G] for one left-padded prompt batch (greedy when ``temperature`` is 0);
     rows that stopped early are filled with pad after their stop token. ``sampling``: ``top_k``,
-    ``top_p``, ``repetition_penalty``, ``use_checkpoint_defaults`` (a stage's ``*.generation``
+    ``top_p``, ``repetition_penalty``, ``use_checkpoint_defaults``, ``decode`` (a stage's ``*.generation``
     config; see :func:`generation_config`). Multimodal special tokens are suppressed. ``row_seeds``
     (one per row, when sampling): each row drawn from its own stream (:class:`RowSeededSampler`),
     not from the global RNG, so a row's draw does not depend on the batch it is in."""
@@ -173,6 +220,7 @@ def generate_batch(
         encoder.tokenizer.pad_token_id,
         use_checkpoint_defaults=checkpoint,
         suppress_ids=multimodal_token_ids(encoder.processor),
+        device=batch["input_ids"].device,
         **s,
     )
     kw = {}

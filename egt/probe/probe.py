@@ -192,7 +192,9 @@ def generation_entropy(
     output (no soft-capping or scaling after the head, as in Qwen2/2.5-VL) and generate calls the head
     once per new token (greedy or sampling; any logits processors; not assisted decoding, which scores
     several positions a call — then this raises). Rows after their stop token hold the entropy of
-    whatever generate fed them (pad): the caller masks them.
+    whatever generate fed them (pad): the caller masks them. With ``sampling["decode"]`` static or compiled
+    (:func:`egt.eval.generation.decode_fields`) the head still runs once per token: the prefill through the
+    plain model, each decode step through the compiled one, where the hook runs outside the graph.
     """
     steps: list[torch.Tensor] = []
     picked: list[torch.Tensor] = []  # [B, K] a step, with answer_ids
@@ -208,6 +210,11 @@ def generation_entropy(
             z = last.float()  # [B, V]
             picked.append(z[:, cols.to(z.device)] - torch.logsumexp(z, -1, keepdim=True))  # [B, K]
 
+    if str((sampling or {}).get("decode", "dynamic")) == "compiled":
+        # a compiled decode step (generation.decode=compiled) runs this hook eagerly: a graph break at the head,
+        # so the entropy of every step is read from the head's output as in eager mode, and the compiled graph
+        # does not guard on (recompile for) the growing list of steps
+        record = torch.compiler.disable(record)
     handle = model.get_output_embeddings().register_forward_hook(record)
     try:
         new = generate_batch(model, encoder, batch, max_new_tokens, temperature, sampling)  # [B, G]

@@ -127,13 +127,31 @@ class _LazyJudge:
         return self.judge
 
 
+def drop_default_decode(conf: dict[str, Any]) -> dict[str, Any]:
+    """``conf`` (a stage's key settings) without ``generation.decode`` when it is ``dynamic`` (the default): keys
+    of runs without the setting stay byte-for-byte those from before it existed. ``static`` and ``compiled``
+    stay in: the same tokens in fp32 (tests), but a compiled step may round differently (bf16 on a GPU).
+
+    >>> drop_default_decode({"generation": {"top_k": None, "decode": "dynamic"}})
+    {'generation': {'top_k': None}}
+    >>> drop_default_decode({"generation": {"decode": "compiled"}})
+    {'generation': {'decode': 'compiled'}}
+    """
+    gen = conf.get("generation")
+    if isinstance(gen, dict) and gen.get("decode", "dynamic") == "dynamic":
+        gen.pop("decode", None)
+    return conf
+
+
 def key_conf(cfg: DictConfig, bench: Benchmark) -> dict[str, Any]:
     """What an eval key is made of: the benchmark, its files' fingerprint and the settings that change
-    what is generated or scored. Sampled runs (temperature > 0) name their per-(view, vote) streams:
+    what is generated or scored. ``generation.decode`` only when not ``dynamic`` (:func:`drop_default_decode`).
+    Sampled runs (temperature > 0) name their per-(view, vote) streams:
     their draws differ from the earlier batch-seeded ones; greedy keys are unchanged."""
     e = cfg.eval
     settings = {k: v for k, v in to_container(e).items() if k not in NOT_IN_KEY}
     settings["template"] = template_key(cfg.data.template)
+    drop_default_decode(settings)
     from egt.models.resolve import pixel_budget
 
     settings.update(pixel_budget(cfg))  # only when set: keys without a budget are unchanged

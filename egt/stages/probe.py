@@ -28,6 +28,7 @@ from egt.models.resolve import load_for_inference, pixel_budget
 from egt.probe.probe import merge_shards, probe_rows, shard_ranges, shards_for_rank
 from egt.probe.figure2 import entropy_accuracy, fig2_markdown, plot_fig2
 from egt.select.noise import noise_at_fractions
+from egt.stages.eval import drop_default_decode
 from egt.select.scores import AnswerEntropy, SentenceEntropy
 from egt.stages import data as data_stage
 from egt.utils.atomic import write_json_atomic, write_parquet_atomic
@@ -106,6 +107,7 @@ def key_config(cfg: DictConfig) -> dict[str, Any]:
     are in it only when true (their tables have more columns; without them the key is the one from before
     the settings existed; ``texts`` is every draw's output, which the rft stage reads), ``entropy_from``
     only when ``generate`` (its entropies differ from the teacher-forced pass's in the last digits);
+    ``generation.decode`` only when not dynamic (a compiled decode step may round differently);
     ``entropy_head`` for a bf16 / fp16 model's teacher-forced pass, whose head now runs in fp32 (fp32 keys
     unchanged)."""
     p = cfg.probe
@@ -116,6 +118,7 @@ def key_config(cfg: DictConfig) -> dict[str, Any]:
         conf.pop("answer_probs", None)  # likewise: a probe without the answer-token probabilities keeps its key
     if not conf.get("keep_texts"):
         conf.pop("keep_texts", None)  # likewise: a table without the texts column keeps its key
+    drop_default_decode(conf)  # generation.decode only when not dynamic
     if conf.get("entropy_from", "teacher_forced") == "teacher_forced":
         conf.pop("entropy_from", None)  # likewise: only the non-default source is in the key
     conf.update(

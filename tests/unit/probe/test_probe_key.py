@@ -49,3 +49,20 @@ def test_a_half_precision_probe_names_its_fp32_head_and_fp32_keys_stay():
     assert "entropy_head" not in _conf() and "entropy_head" not in _conf("model.dtype=float32")
     assert _conf("model.dtype=bfloat16")["entropy_head"] == "fp32"  # its entropies changed with the fp32 head
     assert "entropy_head" not in _conf("model.dtype=bfloat16", "probe.entropy_from=generate")  # generate's own logits
+
+
+def test_decode_is_in_the_key_only_when_not_dynamic():
+    """probe.generation.decode=dynamic (the default) leaves the key byte-for-byte what it was before the setting
+    existed (hashes computed at 57bf436, the commit before it); static and compiled are in it."""
+    from egt.artifacts import make_key
+    from egt.stages.probe import VERSION
+
+    def key(*overrides):
+        return make_key("probe", _conf(*overrides), upstream={"data": "d", "model": "m"}, version=VERSION)
+
+    assert "decode" not in _conf()["generation"] and _conf("probe.generation.decode=dynamic") == _conf()
+    assert key() == "978c5f605fb9"
+    assert key("probe.n=4", "probe.temperature=1.0") == "ee1ed899875e"
+    assert key("probe.entropy_from=generate", "model.dtype=bfloat16") == "fbb5aa07d027"
+    for mode in ("static", "compiled"):
+        assert _conf(f"probe.generation.decode={mode}")["generation"]["decode"] == mode
