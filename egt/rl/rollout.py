@@ -170,9 +170,9 @@ def logprobs_and_entropy(
     :func:`shared_prompt_mode`): rows that repeat their predecessor's prompt (a GRPO group) share one prompt
     pass — ``"cache"`` (or True) with a KV cache (:func:`shared_prompt_hidden`), ``"packed"`` as one row per
     group under a 4D mask (:func:`packed_prompt_hidden`, which also runs under activation checkpointing);
-    False: every row whole. The same numbers to fp32 rounding either way. Results are on the model's device. Raises ValueError for
-    ``batch_size`` < 1 or a micro-batch request with gradients on (the gradient pass's size is
-    ``rl.num_mini_batches``).
+    False: every row whole. The same numbers to fp32 rounding either way. Results are on the model's
+    device. Raises ValueError for ``batch_size`` < 1 or a micro-batch request with gradients on (the
+    gradient pass's size is ``rl.num_mini_batches``).
     """
     b, length = completion_ids.shape
     if batch_size is not None and batch_size < 1:
@@ -400,8 +400,13 @@ def packed_layout(
     >>> cols, rows, allowed = packed_layout([2], torch.tensor([[0, 1]]), torch.tensor([[1, 1], [1, 0]]))
     >>> cols.tolist(), rows.tolist()
     ([[2, 3], [4, 5]], [0, 0])
-    >>> allowed[0].int().tolist()  # columns: pad, prompt, c1, c1, c2, c2 (pad after c2's stop)
-    [[1, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0], [0, 1, 1, 0, 0, 0], [0, 1, 1, 1, 0, 0], [0, 1, 0, 0, 1, 0], [0, 1, 0, 0, 1, 1]]
+    >>> allowed[0].int()  # columns: pad, prompt, c1, c1, c2, c2 (the last is padding after c2's stop)
+    tensor([[1, 0, 0, 0, 0, 0],
+            [0, 1, 0, 0, 0, 0],
+            [0, 1, 1, 0, 0, 0],
+            [0, 1, 1, 1, 0, 0],
+            [0, 1, 0, 0, 1, 0],
+            [0, 1, 0, 0, 1, 1]], dtype=torch.int32)
     """
     P, T = prompt_mask.shape
     b, length = completion_mask.shape
