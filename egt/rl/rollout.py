@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 import torch
 
+from egt.choices import shared_prompt_mode
 from egt.data.encode import ChatEncoder, collate, token_keys
 from egt.eval.generation import generate_batch
 from egt.probe.probe import last_hidden_and_head
@@ -342,22 +343,7 @@ def _prompt_completion_positions(base: Any, prompts: dict[str, torch.Tensor], le
     return positions
 
 
-SHARED_PROMPT_MODES = ("cache", "packed")
 PACKED_ATTENTION = ("sdpa", "eager")  # attention implementations that apply a 4D mask as given
-
-
-def shared_prompt_mode(value: Any) -> str | None:
-    """``rl.shared_prompt_pass`` as a mode: ``"cache"`` (also ``true``, the default since 247d401),
-    ``"packed"``, or None (``false``: every row whole). Raises ValueError naming the key otherwise."""
-    if value is True:
-        return "cache"
-    if value is False or value is None:
-        return None
-    if isinstance(value, str) and value in SHARED_PROMPT_MODES:
-        return value
-    raise ValueError(
-        f"rl.shared_prompt_pass={value!r}: write one of true (= cache), false (every row whole), cache, packed"
-    )
 
 
 def _packed_prompt_unsupported(model: Any, feats: dict[str, torch.Tensor]) -> str | None:
