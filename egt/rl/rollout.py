@@ -491,6 +491,16 @@ def packed_prompt_hidden(
         dtype = base.get_input_embeddings().weight.dtype
         mask4 = torch.zeros(allowed[:, None].shape, dtype=dtype, device=device)
         mask4.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
+    said = f"packed {attn}"
+    if said not in _warned:  # once: which path the passes take (the fallback says so too)
+        _warned.add(said)
+        log.info(
+            "rl.shared_prompt_pass=packed: one row per group (%d rows of %d tokens for %d completions, %s)",
+            P,
+            S,
+            b,
+            attn,
+        )
     hidden = base(input_ids=ids, attention_mask=mask4, position_ids=pos, use_cache=False, **inputs).last_hidden_state
     src = torch.cat([torch.full((b, 1), T - 1, dtype=cols.dtype, device=device), cols[:, :-1]], 1)  # [b, L]
     return hidden[rows[:, None], src], head  # [b, L, H]
