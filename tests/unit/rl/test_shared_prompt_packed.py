@@ -153,3 +153,20 @@ def test_it_falls_back_for_an_attention_that_may_ignore_the_mask(tiny_model_dir,
     with torch.no_grad():
         ref, _ = logprobs_and_entropy(model, feats, ids, mask, pad)
     torch.testing.assert_close(lp, ref, atol=1e-6, rtol=0)
+
+
+@pytest.mark.gpu
+def test_packed_on_cuda_in_bf16_under_checkpointing(tiny_model_dir, world_small):
+    """sdpa's CUDA kernels with the packed bool mask (the memory-efficient kernel takes a custom mask;
+    flash does not and is not picked), bf16, checkpointing on: the full pass's log-probs to bf16 rounding."""
+    from egt.models.loader import load_model
+
+    _, proc = load_model_and_processor(tiny_model_dir)
+    feats, ids, mask, pad = _rollout(proc, world_small)
+    model = load_model(tiny_model_dir, dtype="bfloat16", attn_implementation="sdpa").cuda()
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    full, _ = logprobs_and_entropy(model, feats, ids, mask, pad)
+    packed, _ = logprobs_and_entropy(model, feats, ids, mask, pad, shared_prompt="packed")
+    m = mask.bool().cuda()
+    torch.testing.assert_close(packed[m].float(), full[m].float(), atol=0.1, rtol=0.02)  # bf16: ~3 digits
