@@ -14,12 +14,20 @@ and ``--new`` completion tokens):
           ``--group`` prompts with ``--group`` completions each, and each prompt runs once per group
           (egt.rl.rollout.shared_prompt_hidden). Under the activation checkpointing this script turns
           on, the grad pass declines it and runs every row whole (``--no-checkpointing`` to measure it)
+  packed  ``shared_prompt="packed"`` (``rl.shared_prompt_pass=packed``): the same groups, one row
+          ``[prompt | completion_1 | … | completion_G]`` per group under a 4D mask
+          (egt.rl.rollout.packed_prompt_hidden), which runs under checkpointing too
 for two passes:
   old     no-grad log π_old + token entropy (the rollout's scoring pass)
   grad    log π_θ with gradients, then backward (the policy update)
 Each (variant, pass) runs in a fresh process. Peak extra memory: on CPU the rise of the process's max
 RSS over what the model and the inputs already hold; on CUDA max_memory_allocated over the memory
-allocated before the pass. Prints one JSON line per run, then a side-by-side table with after/before.
+allocated before the pass. Prints one JSON line per run, then a side-by-side table: time and memory
+over ``before``, time over ``after`` (every row whole: the full pass) and over ``shared`` (the cache
+path). ``--checkpointing both`` runs every variant with and without activation checkpointing, one table.
+
+    python benchmarks/bench_rl_logprobs.py --batch 8 --group 4 --prompt 96 --new 32 --variants after shared packed \
+        --checkpointing both        # the packed path against the full pass and the cache path, CPU
 """
 
 from __future__ import annotations
@@ -32,7 +40,10 @@ import sys
 import time
 from pathlib import Path
 
-SHAPES = {"v152k": dict(hidden=64, layers=2, heads=4, kv=2, inter=128, vocab=151936, tie=False)}
+SHAPES = {  # CPU shapes; v152k: the output head dominates; w256: the transformer has a share (prompt savings show)
+    "v152k": dict(hidden=64, layers=2, heads=4, kv=2, inter=128, vocab=151936, tie=False),
+    "w256": dict(hidden=256, layers=6, heads=4, kv=2, inter=768, vocab=151936, tie=False),
+}
 
 
 def _model(shape: str, dtype, device: str, checkpointing: bool = True):
@@ -84,7 +95,7 @@ def _child(a) -> None:
     cuda = a.device.startswith("cuda")
     dtype = torch.bfloat16 if cuda else torch.float32
     torch.manual_seed(0)  # the same weights in every process
-    model, g = _model(a.shape, dtype, a.device, checkpointing=not a.no_checkpointing)
+    model, g = _model(a.shape, dtype, a.device, checkpointing=a.ckpt == "on")
     feats, ids, mask = _rollout(g, a, a.device)
     pad = 151643
     w = torch.randn(mask.shape, device=a.device) * mask.to(a.device)
@@ -107,7 +118,7 @@ def _child(a) -> None:
                     with_entropy=a.pass_ == "old",
                     chunk_size=a.chunk,
                     batch_size=a.micro if a.pass_ == "old" else None,
-                    shared_prompt=a.variant == "shared",
+                    shared_prompt={"shared": "cache", "packed": "packed"}.get(a.variant, False),
                 )
         if a.pass_ == "grad":
             (lp * w).sum().backward()
@@ -134,6 +145,7 @@ def _child(a) -> None:
             {
                 "variant": a.variant,
                 "pass": a.pass_,
+                "checkpointing": a.ckpt,
                 "shape": a.shape,
                 "device": a.device,
                 "batch": a.batch,
@@ -155,7 +167,7 @@ def _child(a) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--shape", default="v152k", help="v152k (hidden 64, V = 151,936) | 3b | 7b | tiny")
+    p.add_argument("--shape", default="v152k", help="v152k (hidden 64, V = 151,936) | w256 (6 layers of 256) | 3b | 7b")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--new", type=int, default=256, help="completion tokens L")
@@ -167,43 +179,59 @@ def main() -> None:
     p.add_argument("--passes", nargs="+", default=["old", "grad"])
     p.add_argument("--group", type=int, default=1, help="completions per prompt G (--batch must divide by it)")
     p.add_argument(
-        "--variants", nargs="+", default=["before", "after", "shared"], choices=["before", "after", "shared"]
+        "--variants",
+        nargs="+",
+        default=["before", "after", "shared"],
+        choices=["before", "after", "shared", "packed"],
     )
-    p.add_argument("--no-checkpointing", action="store_true", help="no activation checkpointing in the model")
-    p.add_argument("--child", nargs=2, metavar=("VARIANT", "PASS"))
+    p.add_argument("--no-checkpointing", action="store_true", help="= --checkpointing off")
+    p.add_argument("--checkpointing", choices=["on", "off", "both"], default="on", help="activation checkpointing")
+    p.add_argument("--child", nargs=3, metavar=("VARIANT", "PASS", "CKPT"))
     a = p.parse_args()
     if a.batch % a.group:
         p.error(f"--batch {a.batch} is not a multiple of --group {a.group}")
     if a.child:
-        a.variant, a.pass_ = a.child
+        a.variant, a.pass_, a.ckpt = a.child
         return _child(a)
+    ckpts = ["off"] if a.no_checkpointing else ["on", "off"] if a.checkpointing == "both" else [a.checkpointing]
     rows = []
     argv = [a for a in sys.argv[1:]]
-    for pass_ in a.passes:
-        for variant in a.variants:
-            proc = subprocess.run(
-                [sys.executable, __file__, *argv, "--child", variant, pass_], capture_output=True, text=True
-            )
-            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-            if proc.returncode or not lines:
-                print(json.dumps({"variant": variant, "pass": pass_, "error": proc.stderr.strip()[-600:]}))
-                continue
-            print(lines[-1], flush=True)
-            rows.append(json.loads(lines[-1]))
-    print("\n| pass | variant | s | extra GB | time / before | memory / before | time / after | memory / after |")
-    print("|---|---|---|---|---|---|---|---|")
-    for pass_ in a.passes:
-        got = {r["variant"]: r for r in rows if r["pass"] == pass_}
-        for variant, r in got.items():
-            cells = [pass_, variant, f"{r['seconds_min']:.3f}", f"{r['extra_gb']:.2f}"]
-            for ref in ("before", "after"):
-                b = got.get(ref)
-                cells += (
-                    [f"{r['seconds_min'] / b['seconds_min']:.2f}", f"{r['extra_gb'] / max(b['extra_gb'], 1e-9):.3f}"]
-                    if b
-                    else ["–", "–"]
+    for ckpt in ckpts:
+        for pass_ in a.passes:
+            for variant in a.variants:
+                proc = subprocess.run(
+                    [sys.executable, __file__, *argv, "--child", variant, pass_, ckpt], capture_output=True, text=True
                 )
-            print("| " + " | ".join(cells) + " |")
+                lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+                if proc.returncode or not lines:
+                    err = {"variant": variant, "pass": pass_, "checkpointing": ckpt, "error": proc.stderr[-600:]}
+                    print(json.dumps(err))
+                    continue
+                print(lines[-1], flush=True)
+                rows.append(json.loads(lines[-1]))
+    print(
+        "\n| checkpointing | pass | variant | s | extra GB | time / before | memory / before "
+        "| time / after (full pass) | memory / after | time / shared (cache path) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for ckpt in ckpts:
+        for pass_ in a.passes:
+            got = {r["variant"]: r for r in rows if r["pass"] == pass_ and r["checkpointing"] == ckpt}
+            for variant, r in got.items():
+                cells = [ckpt, pass_, variant, f"{r['seconds_min']:.3f}", f"{r['extra_gb']:.2f}"]
+                for ref in ("before", "after"):
+                    b = got.get(ref)
+                    cells += (
+                        [
+                            f"{r['seconds_min'] / b['seconds_min']:.2f}",
+                            f"{r['extra_gb'] / max(b['extra_gb'], 1e-9):.3f}",
+                        ]
+                        if b
+                        else ["–", "–"]
+                    )
+                c = got.get("shared")
+                cells.append(f"{r['seconds_min'] / c['seconds_min']:.2f}" if c else "–")
+                print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@
 # loss), plainload (an egt-saved judge in plain transformers), bench3b, bench7b (AdamW: bf16 parameters and states
 # fit one 141 GB H200), logprob (benchmarks/bench_rl_logprobs.py, 7B shapes: V = 152,064, 16 sequences
 # of 320 + 1,024 tokens, before vs after chunking), sharedprompt (the same script, 7B, 2 prompts of 1,300
-# tokens x G = 8 completions of 512: every row whole vs one prompt pass per group, no checkpointing),
+# tokens x G = 8 completions of 512: every row whole vs one prompt pass per group, no checkpointing; then the
+# grad pass with checkpointing on, as the 7B configs run it: every row whole vs cache (declines: whole) vs packed,
+# rl.shared_prompt_pass=packed, issue 37 item 2 -> $OUT/sharedprompt_packed.log),
 # sftprofile (issue 37: one 7B SFT step at the paper's pixel budget, 1,225 image tokens in a 1,600-token prompt + 400
 # target tokens, split by phase — vision tower, language model, loss, backward, optimizer — with torch.profiler's
 # top kernels; AdamW with torch's default foreach kernels against the fused one where the states fit, i.e. on a
@@ -125,6 +127,11 @@ if has sharedprompt; then  # one prompt pass per group at 7B: 2 prompts (1,225 i
     --new 512 --prompt 1300 --image 980 --variants after shared --repeats 2 --no-checkpointing \
     >"$OUT/sharedprompt.log" 2>&1
   echo "sharedprompt: rc=$?"; tail -12 "$OUT/sharedprompt.log"
+  # the gradient pass under activation checkpointing (the 7B configs): the packed row per group (item 2)
+  timeout "${T_PACKED:-240}" python3 benchmarks/bench_rl_logprobs.py --device cuda --shape 7b --batch 16 --group 8 \
+    --new 512 --prompt 1300 --image 980 --variants after shared packed --passes grad --repeats 2 \
+    --checkpointing on >"$OUT/sharedprompt_packed.log" 2>&1
+  echo "sharedprompt packed: rc=$?"; tail -8 "$OUT/sharedprompt_packed.log"
 fi
 
 # The 7B SFT step at the paper's pixel budget: 4 sequences of 1,300 prompt tokens (1,225 of them image) + 512

@@ -135,3 +135,22 @@ class RFTKeep(Choice):
 
     first = "first"
     all = "all"
+
+
+# rl.shared_prompt_pass takes a bool or one of these, so it is no Choice (OmegaConf types a field one way):
+# egt.config.validation checks it with shared_prompt_mode, which egt.rl.rollout reads it by.
+SHARED_PROMPT_MODES = ("cache", "packed")
+
+
+def shared_prompt_mode(value: object) -> str | None:
+    """``rl.shared_prompt_pass`` as a mode: ``"cache"`` (also ``true``, the default since 247d401),
+    ``"packed"``, or None (``false``: every row whole). Raises ValueError naming the key otherwise."""
+    if value is True:
+        return "cache"
+    if value is False or value is None:
+        return None
+    if isinstance(value, str) and value in SHARED_PROMPT_MODES:
+        return value
+    raise ValueError(
+        f"rl.shared_prompt_pass={value!r}: write one of true (= cache), false (every row whole), cache, packed"
+    )

@@ -316,7 +316,9 @@ class RLConfig:
     kl_clamp: Optional[float] = MISSING  # clamp each token's KL estimate to ±kl_clamp (verl, OpenRLHF: 10); null: none
     logprob_batch_size: Optional[int] = MISSING  # sequences per no-grad π_old / π_ref forward; null = the rollout batch
     logprob_chunk_size: int = MISSING  # positions per output-head chunk: peak extra memory ~ chunk × V fp32
-    shared_prompt_pass: bool = MISSING  # log-prob passes run each prompt once per group (not in the key: same numbers)
+    # log-prob passes run each prompt once per group: true/cache (KV cache), packed (one row per group, 4D mask;
+    # also under activation checkpointing), false (every row whole); not in the key: same numbers
+    shared_prompt_pass: Any = MISSING
     gather_for_generation: bool = MISSING  # ZeRO-3: gather the policy once per rollout to generate (not in the key)
     checkpoint_every_n_steps: int = MISSING  # updates between last.ckpt writes (at update boundaries only)
     log_examples: int = MISSING  # completions kept per step in curves.json

@@ -12,6 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from egt.choices import shared_prompt_mode
 from egt.config.schema import EgtConfig, PositionBiasLimits, SFTConfig
 from egt.errors import ConfigError
 from egt.preflight import check_paths, stages_to_run
@@ -438,6 +439,10 @@ def _validate_rl(cfg: DictConfig) -> None:
             f"rl.logprob_chunk_size={r.logprob_chunk_size} must be >= 1 and rl.logprob_batch_size="
             f"{r.logprob_batch_size} >= 1 or null (null: the whole rollout batch in one forward)"
         )
+    try:
+        shared_prompt_mode(r.shared_prompt_pass)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     if r.lr <= 0 or r.kl_coef < 0 or not 0.0 <= r.warmup_ratio < 1.0:
         raise ConfigError("rl.lr must be > 0, rl.kl_coef >= 0 and rl.warmup_ratio in [0, 1)")
     if r.kl_clamp is not None and r.kl_clamp <= 0:

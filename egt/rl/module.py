@@ -121,7 +121,7 @@ class RLSettings:
     logprob_batch_size: int | None = None
     logprob_chunk_size: int = 256
     skip_old_pass_on_policy: bool = True  # False: a no-grad π_old pass over every row
-    shared_prompt_pass: bool = True  # one prompt pass per group (egt.rl.rollout.shared_prompt_hidden)
+    shared_prompt_pass: bool | str = True  # one prompt pass per group: True/"cache", "packed", False (rollout.py)
     gather_for_generation: bool = True  # ZeRO-3: gather the policy once per rollout (egt.distributed)
 
     @classmethod

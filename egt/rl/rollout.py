@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 import torch
 
+from egt.choices import shared_prompt_mode
 from egt.data.encode import ChatEncoder, collate, token_keys
 from egt.distributed import GenerationPath, gathered_for_generation
 from egt.eval.generation import generate_batch
@@ -174,7 +175,7 @@ def logprobs_and_entropy(
     chunk_size: int = 256,
     batch_size: int | None = None,
     suppress_ids: Sequence[int] = (),
-    shared_prompt: bool = False,
+    shared_prompt: bool | str = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log π(completion tokens) [b, L] (fp32, differentiable when grads are on) and, optionally,
     the policy's token entropy [b, L] in nats; both 0 where ``completion_mask`` [b, L] is 0.
@@ -184,11 +185,13 @@ def logprobs_and_entropy(
     [b, L, V] tensor is held, with or without gradients. ``batch_size`` (no-grad calls only: the
     π_old and π_ref passes) runs the rows in micro-batches of that many sequences; None = all at
     once. ``suppress_ids``: tokens the rollout could not sample (the vision placeholders), left out
-    of the normaliser so the first PPO epoch is exactly on-policy. ``shared_prompt``: rows that repeat
-    their predecessor's prompt (a GRPO group) share one prompt pass (:func:`shared_prompt_hidden`; the
-    same numbers to fp32 rounding). Results are on the model's device. Raises ValueError for
-    ``batch_size`` < 1 or a micro-batch request with gradients on (the gradient pass's size is
-    ``rl.num_mini_batches``).
+    of the normaliser so the first PPO epoch is exactly on-policy. ``shared_prompt`` (``rl.shared_prompt_pass``,
+    :func:`shared_prompt_mode`): rows that repeat their predecessor's prompt (a GRPO group) share one prompt
+    pass — ``"cache"`` (or True) with a KV cache (:func:`shared_prompt_hidden`), ``"packed"`` as one row per
+    group under a 4D mask (:func:`packed_prompt_hidden`, which also runs under activation checkpointing);
+    False: every row whole. The same numbers to fp32 rounding either way. Results are on the model's
+    device. Raises ValueError for ``batch_size`` < 1 or a micro-batch request with gradients on (the
+    gradient pass's size is ``rl.num_mini_batches``).
     """
     b, length = completion_ids.shape
     if batch_size is not None and batch_size < 1:
@@ -216,8 +219,13 @@ def logprobs_and_entropy(
         logp = torch.cat([p[0] for p in parts])
         return logp, (torch.cat([p[1] for p in parts]) if with_entropy else None)
     device = next(model.parameters()).device
+    mode = shared_prompt_mode(shared_prompt)
     shared = (
-        shared_prompt_hidden(model, prompt_feats, completion_ids, completion_mask, pad_id) if shared_prompt else None
+        shared_prompt_hidden(model, prompt_feats, completion_ids, completion_mask, pad_id)
+        if mode == "cache"
+        else packed_prompt_hidden(model, prompt_feats, completion_ids, completion_mask, pad_id)
+        if mode == "packed"
+        else None
     )
     if shared is not None:
         hidden, head = shared  # [b, L, H]: the states that predict the L completion tokens
@@ -320,16 +328,7 @@ def shared_prompt_hidden(
     prompts = {k: v.to(device) for k, v in prompts.items()}
     P, T = prompts["input_ids"].shape
     b, length = completion_ids.shape
-    ones = torch.ones((P, length), dtype=prompts["attention_mask"].dtype, device=device)
-    rope_kw = {k: prompts[k] for k in ("image_grid_thw", "video_grid_thw", "second_per_grid_ts") if k in prompts}
-    positions, _ = base.get_rope_index(
-        input_ids=torch.cat([prompts["input_ids"], torch.zeros_like(ones, dtype=prompts["input_ids"].dtype)], 1),
-        mm_token_type_ids=torch.cat(
-            [prompts["mm_token_type_ids"], torch.zeros_like(ones, dtype=prompts["mm_token_type_ids"].dtype)], 1
-        ),
-        attention_mask=torch.cat([prompts["attention_mask"], ones], 1),
-        **rope_kw,
-    )  # [3, P, T+L]
+    positions = _prompt_completion_positions(base, prompts, length)  # [3, P, T+L]
     cache = DynamicCache(config=base.config)
     kw = {_cache_kwarg(base): cache, "use_cache": True}  # transformers renamed past_key_values → cache in 5.2x
     out = base(**prompts, position_ids=positions[:, :, :T], **kw)
@@ -342,6 +341,187 @@ def shared_prompt_hidden(
     ).last_hidden_state  # [b, L, H]
     _check_cache(cache, T + length, "the completion pass")
     return torch.cat([out.last_hidden_state[rows, -1:], done[:, :-1]], 1), head
+
+
+def _prompt_completion_positions(base: Any, prompts: dict[str, torch.Tensor], length: int) -> torch.Tensor:
+    """The model's own multimodal RoPE positions [3, P, T+L] of ``[left-padded prompt | L completion tokens]``
+    (``get_rope_index``; 0 on the prompt's left padding): what the full pass computes for these rows, the
+    completion's text positions continuing from max(prompt positions) + 1 on all three axes."""
+    P, T = prompts["input_ids"].shape
+    ones = torch.ones((P, length), dtype=prompts["attention_mask"].dtype, device=prompts["input_ids"].device)
+    rope_kw = {k: prompts[k] for k in ("image_grid_thw", "video_grid_thw", "second_per_grid_ts") if k in prompts}
+    positions, _ = base.get_rope_index(
+        input_ids=torch.cat([prompts["input_ids"], torch.zeros_like(ones, dtype=prompts["input_ids"].dtype)], 1),
+        mm_token_type_ids=torch.cat(
+            [prompts["mm_token_type_ids"], torch.zeros_like(ones, dtype=prompts["mm_token_type_ids"].dtype)], 1
+        ),
+        attention_mask=torch.cat([prompts["attention_mask"], ones], 1),
+        **rope_kw,
+    )
+    return positions
+
+
+PACKED_ATTENTION = ("sdpa", "eager")  # attention implementations that apply a 4D mask as given
+
+
+def _packed_prompt_unsupported(model: Any, feats: dict[str, torch.Tensor]) -> str | None:
+    """Why :func:`packed_prompt_hidden` cannot run on ``model`` (None: it can). Unlike the cache path,
+    gradient checkpointing is no reason: the packed row needs no cache."""
+    base = getattr(model, "model", None)
+    if base is None or not hasattr(base, "get_rope_index") or model.get_output_embeddings() is None:
+        return f"{type(model).__name__} has no Qwen2-VL-style base model (get_rope_index) and output head"
+    if "mm_token_type_ids" not in feats or "mm_token_type_ids" not in inspect.signature(base.get_rope_index).parameters:
+        return (
+            "no mm_token_type_ids from the processor or in get_rope_index (transformers before 5.x's multimodal RoPE)"
+        )
+    text = getattr(base, "language_model", base)
+    attn = getattr(text.config, "_attn_implementation", None)
+    if attn not in PACKED_ATTENTION:
+        return (
+            f"attention implementation {attn!r} does not take a custom 4D mask as given "
+            f"(packed needs one of {list(PACKED_ATTENTION)})"
+        )
+    return None
+
+
+def packed_layout(
+    runs: Sequence[int], prompt_mask: torch.Tensor, completion_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Where each completion goes in the packed rows, and who may attend to whom.
+
+    Row p (one per group of ``runs[p]`` rows) is ``[prompt_p | completion_1 | … | completion_G | tail]``
+    of width S = T + G·L with G = max(runs): the left-padded prompt in columns 0 … T−1, member k of the
+    group (0-based) in columns T + k·L … T + k·L + L − 1, and an unused tail where a group has fewer
+    than G members.
+
+    prompt_mask: [P, T] (1 on prompt tokens), completion_mask: [b, L] (1 up to the stop token) →
+    cols [b, L] (the packed column of each completion token), rows [b] (its packed row),
+    allowed [P, S, S] bool (query, key): key is a real token (not padding, not the tail), key ≤ query,
+    and key in the prompt or in the query's own completion — so the prompt is causal and each completion
+    sees the whole prompt and its own past, never another completion. The diagonal is always allowed,
+    so no query row is empty (padding queries' outputs are never read).
+
+    >>> cols, rows, allowed = packed_layout([2], torch.tensor([[0, 1]]), torch.tensor([[1, 1], [1, 0]]))
+    >>> cols.tolist(), rows.tolist()
+    ([[2, 3], [4, 5]], [0, 0])
+    >>> allowed[0].int()  # columns: pad, prompt, c1, c1, c2, c2 (the last is padding after c2's stop)
+    tensor([[1, 0, 0, 0, 0, 0],
+            [0, 1, 0, 0, 0, 0],
+            [0, 1, 1, 0, 0, 0],
+            [0, 1, 1, 1, 0, 0],
+            [0, 1, 0, 0, 1, 0],
+            [0, 1, 0, 0, 1, 1]], dtype=torch.int32)
+    """
+    P, T = prompt_mask.shape
+    b, length = completion_mask.shape
+    device = prompt_mask.device
+    runs_t = torch.tensor(list(runs), device=device)
+    G = int(runs_t.max())
+    S = T + G * length
+    rows = torch.repeat_interleave(torch.arange(P, device=device), runs_t)  # [b]
+    first = torch.cumsum(runs_t, 0) - runs_t  # [P] first row of each group
+    member = torch.arange(b, device=device) - first[rows]  # [b] k within its group
+    cols = T + member[:, None] * length + torch.arange(length, device=device)[None]  # [b, L]
+    seg = torch.full((P, S), -1, dtype=torch.long, device=device)  # 0 prompt, k+1 completion k, -1 tail
+    seg[:, :T] = 0
+    seg[rows[:, None], cols] = member[:, None] + 1
+    real = torch.zeros((P, S), dtype=torch.bool, device=device)
+    real[:, :T] = prompt_mask.bool()
+    real[rows[:, None], cols] = completion_mask.to(device).bool()
+    idx = torch.arange(S, device=device)
+    causal = idx[:, None] >= idx[None, :]  # [S, S] query ≥ key
+    same = (seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None])  # [P, S, S] prompt key or own segment
+    allowed = (real[:, None, :] & causal[None] & same) | torch.eye(S, dtype=torch.bool, device=device)[None]
+    return cols, rows, allowed
+
+
+def packed_prompt_hidden(
+    model: Any,
+    prompt_feats: Sequence[dict[str, torch.Tensor]],
+    completion_ids: torch.Tensor,
+    completion_mask: torch.Tensor,
+    pad_id: int,
+) -> tuple[torch.Tensor, Any] | None:
+    """:func:`shared_prompt_hidden`'s result — the hidden states that predict the completion tokens,
+    [b, L, H], and the output head — from **one row per group**, ``[prompt | completion_1 | … |
+    completion_G]``, under a 4D attention mask and explicit positions, with no KV cache; so it runs under
+    activation checkpointing in the gradient pass, where the cache path cannot. None (nothing run) when no
+    row repeats its predecessor's prompt or the model cannot (logged once; the caller runs every row whole).
+
+    Layout and mask: :func:`packed_layout` (prompt causal; completion k sees the whole prompt and its own
+    past only; the padding after each completion's stop token and the tail of a short group masked as keys).
+    Positions: completion k's are those of the unshared row ``[prompt | completion_k]`` (the model's
+    ``get_rope_index``, 3 × [P, T+L]: a completion's text positions continue from max(prompt positions) + 1
+    on all three axes), so every completion token sees the same keys at the same positions as in the full
+    pass: the same numbers to fp32 rounding (tests/unit/rl/test_shared_prompt_packed.py, gradients
+    included, with gradient checkpointing on). The mask goes in as transformers' own mask functions make
+    it for the implementation (masking_utils ``sdpa_mask`` / ``eager_mask``, transformers 5.25.0): bool
+    (True = attend) for sdpa, additive (0 / dtype min) for eager; ``create_causal_mask`` returns a 4D mask
+    as given (``_preprocess_mask_arguments``). flash_attention_* ignore a custom mask: the model falls back.
+
+    Read-out: the prompt's last hidden state (column T − 1) predicts the first token of every completion of
+    the group — computed once in the row, gathered for each of the G rows (its gradient sums over them);
+    completion k's token j (j ≥ 1) is predicted from column T + k·L + j − 1. The hidden states, not logits,
+    come back (``logits_to_keep`` cannot select per-row columns): the caller applies the head in chunks
+    (:func:`egt.rl.functional.chunked_token_logprobs`), so no [b, L, V] tensor is held.
+
+    Cost: a row of S = T + G·L tokens per group instead of G rows of T + L, so the linear layers do
+    P·(T + G·L) token-forwards instead of b·(T + L) (the cache path's count); the attention is dense over
+    S² per row (the mask does not skip work in sdpa's math / memory-efficient kernels), so at long
+    completions it costs more attention than the full pass. The same idea as Prefix Grouper (Liu et al.,
+    2025, "Prefix Grouper: Efficient GRPO Training through Shared-Prefix Forward"), which splits the
+    attention instead of masking it. Supported: Qwen2-VL-family models in transformers 5.x with sdpa or
+    eager attention.
+    """
+    runs = prompt_runs(prompt_feats)
+    if len(runs) == len(prompt_feats):
+        return None
+    why = _packed_prompt_unsupported(model, prompt_feats[0])
+    if why is not None:
+        if why not in _warned:
+            _warned.add(why)
+            log.info("rl.shared_prompt_pass=packed: running every row whole (%s)", why)
+        return None
+    base, head = model.model, model.get_output_embeddings()
+    device = next(model.parameters()).device
+    starts = [0, *itertools.accumulate(runs[:-1])]
+    prompts = {k: v.to(device) for k, v in collate([prompt_feats[s] for s in starts], pad_id, "left").items()}
+    P, T = prompts["input_ids"].shape
+    b, length = completion_ids.shape
+    positions = _prompt_completion_positions(base, prompts, length)  # [3, P, T+L]
+    cols, rows, allowed = packed_layout(runs, prompts["attention_mask"], completion_mask.to(device))
+    S = allowed.shape[-1]
+    per_token = token_keys(prompt_feats[0])
+    inputs = {k: v for k, v in prompts.items() if k not in ("input_ids", "attention_mask", *per_token)}
+    ids = torch.full((P, S), pad_id, dtype=prompts["input_ids"].dtype, device=device)
+    ids[:, :T] = prompts["input_ids"]
+    ids[rows[:, None], cols] = completion_ids.to(device, ids.dtype)
+    for k in per_token:  # mm_token_type_ids …: 0 (text) on the completions
+        inputs[k] = torch.zeros((P, S), dtype=prompts[k].dtype, device=device)
+        inputs[k][:, :T] = prompts[k]
+    pos = torch.zeros((3, P, S), dtype=positions.dtype, device=device)
+    pos[:, :, :T] = positions[:, :, :T]
+    pos[:, rows[:, None], cols] = positions[:, rows, T:]  # [3, b, L]: each completion as in its own row
+    attn = getattr(base, "language_model", base).config._attn_implementation
+    if attn == "sdpa":
+        mask4 = allowed[:, None]  # [P, 1, S, S] True = attend
+    else:
+        dtype = base.get_input_embeddings().weight.dtype
+        mask4 = torch.zeros(allowed[:, None].shape, dtype=dtype, device=device)
+        mask4.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
+    said = f"packed {attn}"
+    if said not in _warned:  # once: which path the passes take (the fallback says so too)
+        _warned.add(said)
+        log.info(
+            "rl.shared_prompt_pass=packed: one row per group (%d rows of %d tokens for %d completions, %s)",
+            P,
+            S,
+            b,
+            attn,
+        )
+    hidden = base(input_ids=ids, attention_mask=mask4, position_ids=pos, use_cache=False, **inputs).last_hidden_state
+    src = torch.cat([torch.full((b, 1), T - 1, dtype=cols.dtype, device=device), cols[:, :-1]], 1)  # [b, L]
+    return hidden[rows[:, None], src], head  # [b, L, H]
 
 
 def _cache_kwarg(base: Any) -> str:

@@ -147,6 +147,23 @@ def test_zero_variance_filter_with_refill(base, selection, tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
+def test_packed_shared_prompt_pass_under_checkpointing_matches_every_row_whole(base, selection, tmp_path):
+    """rl.shared_prompt_pass=packed with model.gradient_checkpointing=true (where the cache path declines
+    the gradient pass) through the CLI: the packed path runs in every pass and the update's loss and
+    gradient norm are the full pass's (one update; the same completions, drawn before it)."""
+    args = _args(base, selection, "rl.max_steps=1", "rl.eval_n=0", "model.gradient_checkpointing=true")
+    packed, whole = _with_data(base, tmp_path / "packed"), _with_data(base, tmp_path / "whole")
+    out = cli(packed, *args, "rl.shared_prompt_pass=packed")
+    assert "rl.shared_prompt_pass=packed: one row per group" in out and "running every row whole" not in out
+    cli(whole, *args, "rl.shared_prompt_pass=false")
+    (a,), (b,) = done(packed, "rl"), done(whole, "rl")
+    assert a.name == b.name  # the same key: the mode changes how, not what
+    (ca,), (cb,) = (json.loads((p / "curves.json").read_text())["steps"] for p in (a, b))
+    assert ca["examples"] == cb["examples"]
+    for k in ("rl/loss", "rl/grad_norm", "rl/entropy"):  # fp32 sums over the tiny model; after ≤ 1 optimizer step
+        assert ca[k] == pytest.approx(cb[k], rel=1e-3, abs=1e-5), k
+
+
 @pytest.mark.slow
 def test_killed_rl_resumes_to_the_same_model(base, selection, tmp_path):
     args = _args(base, selection, "rl.epochs=2", "rl.max_steps=3", "rl.checkpoint_every_n_steps=1", "rl.eval_n=0")

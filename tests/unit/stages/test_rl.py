@@ -133,3 +133,19 @@ def test_gather_for_generation_is_not_in_the_key():
     assert _key(key_config(zero3)) == _key(
         key_config(_cfg("trainer=deepspeed_zero3", "rl.gather_for_generation=false"))
     )
+
+
+def test_the_shared_prompt_mode_is_not_in_the_key_and_a_wrong_one_is_refused():
+    """rl.shared_prompt_pass changes how the log-prob passes run, not their numbers (to fp32 rounding:
+    tests/unit/rl/test_shared_prompt*.py), so every mode gives the default's key; a value outside
+    true/false/cache/packed is a ConfigError that names the key and the values to write."""
+    from egt.config.validation import validate
+
+    default = _key(key_config(_cfg()))
+    for mode in ("packed", "cache", "false", "true"):
+        cfg = _cfg(f"rl.shared_prompt_pass={mode}")
+        validate(cfg)
+        assert _key(key_config(cfg)) == default, mode
+    assert _cfg("rl.shared_prompt_pass=packed").rl.shared_prompt_pass == "packed"
+    with pytest.raises(ConfigError, match=r"rl.shared_prompt_pass='pakced'.*cache, packed"):
+        validate(_cfg("rl.shared_prompt_pass=pakced"))
