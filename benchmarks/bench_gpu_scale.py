@@ -373,10 +373,9 @@ def main() -> None:
         from egt.models import liger
 
         liger.apply(model, a.device)
-    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    else:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    from egt.models.resolve import enable_checkpointing
+
+    enable_checkpointing(model)
     model.config.use_cache = False
     model.train()
     if a.optim == "sgd":

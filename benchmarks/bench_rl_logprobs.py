@@ -54,7 +54,9 @@ def _model(shape: str, dtype, device: str, checkpointing: bool = True):
         g.SHAPES[shape], g.VISION[shape] = SHAPES[shape], g.VISION["tiny"]
     model = g.build(shape, "sdpa", dtype, device)
     if checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        from egt.models.resolve import enable_checkpointing
+
+        enable_checkpointing(model)
         model.config.use_cache = False
     return model, g
 

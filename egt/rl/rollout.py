@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
+import transformers
 
 from egt.choices import shared_prompt_mode
 from egt.data.encode import ChatEncoder, collate, token_keys
@@ -274,7 +275,22 @@ def _shared_prompt_unsupported(model: Any, feats: dict[str, torch.Tensor]) -> st
         checkpointing = getattr(model, "is_gradient_checkpointing", False)
     if checkpointing and model.training and torch.is_grad_enabled():
         return "gradient checkpointing drops the KV cache in a gradient pass"
+    if checkpointing and model.training and not _cache_kept_without_grad():
+        return (
+            f"transformers {transformers.__version__} drops the KV cache under gradient checkpointing even without "
+            "gradients (5.24 keeps it)"
+        )
     return None
+
+
+def _cache_kept_without_grad() -> bool:
+    """Does the installed transformers keep ``use_cache`` under gradient checkpointing when no gradient is
+    taken? 5.24.0 added ``torch.is_grad_enabled()`` to that condition (``utils/generic.py``, the ``use_cache``
+    handling; checked in the 5.20.2–5.24.0 wheels); before, a training-mode model with checkpointing on
+    always ran without a cache (e.g. 5.20.2, which the ``vllm`` extra's environment resolves to)."""
+    from packaging.version import Version
+
+    return Version(transformers.__version__).release >= (5, 24)
 
 
 _warned: set[str] = set()

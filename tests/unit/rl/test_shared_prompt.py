@@ -8,7 +8,14 @@ from egt.data.encode import ChatEncoder
 from egt.models.loader import load_model_and_processor
 from egt.models.resolve import enable_checkpointing
 from egt.rl.functional import token_entropy, token_logprobs
-from egt.rl.rollout import completion_logits, logprobs_and_entropy, prompt_runs, sequence_inputs, shared_prompt_hidden
+from egt.rl.rollout import (
+    _cache_kept_without_grad,
+    completion_logits,
+    logprobs_and_entropy,
+    prompt_runs,
+    sequence_inputs,
+    shared_prompt_hidden,
+)
 
 
 def test_prompt_runs_follow_object_identity():
@@ -77,12 +84,33 @@ def test_it_declines_where_it_cannot_help_or_cannot_run(setup, tiny_model_dir):
         assert shared_prompt_hidden(ckpt, feats, ids, mask, pad) is None  # transformers would drop the cache
         full, _ = logprobs_and_entropy(ckpt, feats, ids, mask, pad, shared_prompt=True)  # so: the full pass
     with torch.no_grad():
-        assert shared_prompt_hidden(ckpt, feats, ids, mask, pad) is not None  # no backward: the cache is kept
+        kept = shared_prompt_hidden(ckpt, feats, ids, mask, pad) is not None
+        assert kept == _cache_kept_without_grad()  # no backward: transformers >= 5.24 keeps the cache
         ref, _ = logprobs_and_entropy(ckpt, feats, ids, mask, pad)
     torch.testing.assert_close(full.detach(), ref, atol=1e-5, rtol=0)
     no_mm = [{k: v for k, v in f.items() if k != "mm_token_type_ids"} for f in feats[:2]]
     no_mm = [no_mm[0], no_mm[0]]
     assert shared_prompt_hidden(model, no_mm, ids[:2], mask[:2], pad) is None
+
+
+def test_before_transformers_5_24_checkpointing_declines_without_gradients_too(setup, tiny_model_dir, monkeypatch):
+    """transformers 5.20 (the vllm extra's) drops the cache under checkpointing in any training-mode forward:
+    there the pass declines (the full pass's numbers) instead of stopping at an empty cache."""
+    import transformers
+
+    model, pad, feats, ids, mask = setup
+    ckpt, _ = load_model_and_processor(tiny_model_dir)
+    enable_checkpointing(ckpt)
+    ckpt.train()
+    monkeypatch.setattr(transformers, "__version__", "5.20.2")
+    assert not _cache_kept_without_grad()
+    with torch.no_grad():
+        assert shared_prompt_hidden(ckpt, feats, ids, mask, pad) is None
+        got, _ = logprobs_and_entropy(ckpt, feats, ids, mask, pad, shared_prompt=True)
+        ref, _ = logprobs_and_entropy(ckpt, feats, ids, mask, pad)
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=0)
+    monkeypatch.setattr(transformers, "__version__", "5.24.0")
+    assert _cache_kept_without_grad()
 
 
 @pytest.mark.gpu

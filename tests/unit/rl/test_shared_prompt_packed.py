@@ -11,6 +11,7 @@ import torch
 
 from egt.data.encode import ChatEncoder
 from egt.models.loader import load_model_and_processor
+from egt.models.resolve import enable_checkpointing
 from egt.rl.functional import group_advantages, masked_mean
 from egt.rl.losses import PPOClipLoss
 from egt.rl.rollout import (
@@ -96,8 +97,7 @@ def _pass(model, feats, ids, mask, pad, mode):
 def test_packed_equals_the_full_pass_under_checkpointing(which, attn, request, world_small):
     path = request.getfixturevalue("tiny_model_dir" if which == "tiny" else "replica_dir")
     model, proc = load_model_and_processor(path, attn_implementation=attn)
-    # as load_for_training turns it on (transformers' gradient_checkpointing_enable is its deprecated name)
-    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    enable_checkpointing(model)  # as load_for_training turns it on
     model.train()  # as the gradient pass runs it (dropout is 0 in Qwen2.5-VL)
     feats, ids, mask, pad = _rollout(proc, world_small)
     with torch.enable_grad():  # checkpointing is on: the cache path declines, the packed one runs
@@ -164,7 +164,7 @@ def test_packed_on_cuda_in_bf16_under_checkpointing(tiny_model_dir, world_small)
     _, proc = load_model_and_processor(tiny_model_dir)
     feats, ids, mask, pad = _rollout(proc, world_small)
     model = load_model(tiny_model_dir, dtype="bfloat16", attn_implementation="sdpa").cuda()
-    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    enable_checkpointing(model)
     model.train()
     full, _ = logprobs_and_entropy(model, feats, ids, mask, pad)
     packed, _ = logprobs_and_entropy(model, feats, ids, mask, pad, shared_prompt="packed")
