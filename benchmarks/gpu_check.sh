@@ -12,7 +12,7 @@
 # of 320 + 1,024 tokens, before vs after chunking), sharedprompt (the same script, 7B, 2 prompts of 1,300
 # tokens x G = 8 completions of 512: every row whole vs one prompt pass per group, no checkpointing; then the
 # grad pass with checkpointing on, as the 7B configs run it: every row whole vs cache (declines: whole) vs packed,
-# rl.shared_prompt_pass=packed, issue 37 item 2 -> $OUT/sharedprompt_packed.log),
+# sharedgrad: rl.shared_prompt_pass=packed, issue 37 item 2 -> $OUT/sharedprompt_packed.log),
 # sftprofile (issue 37: one 7B SFT step at the paper's pixel budget, 1,225 image tokens in a 1,600-token prompt + 400
 # target tokens, split by phase — vision tower, language model, loss, backward, optimizer — with torch.profiler's
 # top kernels; AdamW with torch's default foreach kernels against the fused one where the states fit, i.e. on a
@@ -29,6 +29,14 @@
 set -u
 OUT=${OUT:-gpu_check_out}
 PARTS=${PARTS:-"env pytest bench3b bench7b"}
+# Issue 37's device check in two calls of at most 8 minutes each (the limits below sum to 480 s):
+#   PARTS=issue37   where SFT's time goes, the packed gradient pass, decode, pytest -m gpu
+#   PARTS=issue37b  SFT packed vs padded, egt_varlen vs sdpa, Liger (carry .wheels)
+case "$PARTS" in
+  issue37) PARTS="env sftprofile sharedgrad decode pytest"; T_PROFILE=${T_PROFILE:-120}; T_PACKED=${T_PACKED:-150}
+           T_DECODE=${T_DECODE:-90}; T_PYTEST=${T_PYTEST:-120} ;;
+  issue37b) PARTS="env sftpack varlen liger"; T_BENCH=${T_BENCH:-60}; T_VARLEN_TEST=${T_VARLEN_TEST:-60} ;;
+esac
 T_PYTEST=${T_PYTEST:-240}
 T_BENCH=${T_BENCH:-180}
 T_LOGPROB=${T_LOGPROB:-240}
@@ -127,7 +135,9 @@ if has sharedprompt; then  # one prompt pass per group at 7B: 2 prompts (1,225 i
     --new 512 --prompt 1300 --image 980 --variants after shared --repeats 2 --no-checkpointing \
     >"$OUT/sharedprompt.log" 2>&1
   echo "sharedprompt: rc=$?"; tail -12 "$OUT/sharedprompt.log"
-  # the gradient pass under activation checkpointing (the 7B configs): the packed row per group (item 2)
+fi
+
+if has sharedgrad; then  # the gradient pass under activation checkpointing (the 7B configs): packed row per group (item 2)
   timeout "${T_PACKED:-240}" python3 benchmarks/bench_rl_logprobs.py --device cuda --shape 7b --batch 16 --group 8 \
     --new 512 --prompt 1300 --image 980 --variants after shared packed --passes grad --repeats 2 \
     --checkpointing on >"$OUT/sharedprompt_packed.log" 2>&1
