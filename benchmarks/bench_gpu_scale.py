@@ -233,6 +233,13 @@ def sft_batch(a, device, dtype) -> tuple[dict[str, torch.Tensor], int, int]:
     return {k: v.to(device) for k, v in batch.items()}, real, slots
 
 
+def sft_fused_ce(a) -> bool:
+    """Whether egt.sft.loss.sft_nll takes Liger's fused linear cross-entropy in this run."""
+    from egt.models import liger
+
+    return bool(a.liger and a.sft_loss == "egt" and liger.fused_linear_cross_entropy(reduction="none") is not None)
+
+
 def bench_sft(model, opt, a, device, dtype) -> dict:
     from egt.sft.loss import sft_nll
 
@@ -246,7 +253,7 @@ def bench_sft(model, opt, a, device, dtype) -> dict:
         if a.sft_loss == "hf":  # transformers' causal-LM loss: [b, T, V] logits, upcast to fp32
             loss = model(**batch).loss
         else:  # egt's: hidden states through the head in checkpointed chunks
-            nll, mask = sft_nll(model, batch, a.chunk)
+            nll, mask = sft_nll(model, batch, a.chunk, liger=a.liger)  # --liger: Liger's fused loss
             loss = (nll * mask).sum() / mask.sum()
         mark("loss_end")
         loss.backward()
@@ -263,6 +270,7 @@ def bench_sft(model, opt, a, device, dtype) -> dict:
         "sft_s_per_step": round(s, 4),
         "parameters": n,
         "sft_loss": a.sft_loss,
+        "sft_fused_ce": sft_fused_ce(a),  # Liger's fused linear cross-entropy ran (--liger, egt's loss, CUDA)
         "sft_packing": a.packing,
         "sft_packing_max_tokens": a.packing_max_tokens if a.packing else None,
         "sft_mix": a.sft_mix,
@@ -328,7 +336,12 @@ def main() -> None:
     p.add_argument("--shape", choices=sorted(SHAPES), default="3b")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--attn", default="auto", help="auto | sdpa | flash_attention_2 | eager | egt_varlen")
-    p.add_argument("--liger", action="store_true", help="Liger's RMSNorm + SwiGLU kernels (egt.models.liger)")
+    p.add_argument(
+        "--liger",
+        action="store_true",
+        help="Liger's RMSNorm + SwiGLU kernels (egt.models.liger) and, with --sft-loss egt, its fused linear "
+        "cross-entropy in the SFT loss (egt.sft.loss)",
+    )
     p.add_argument("--optim", choices=["adamw", "adamw_fused", "sgd"], default="adamw")
     p.add_argument("--profile", action="store_true", help="sft: one more step split by phase + top kernels")
     p.add_argument("--batch", type=int, default=8)

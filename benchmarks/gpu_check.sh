@@ -19,23 +19,27 @@
 # GPU with >= 100 GB; on an 80 GB H100 the 7B AdamW states do not fit one GPU and SGD stands in, which the log says),
 # varlen (7B SFT step at the paper's pixel budget, 980 px = 1,225 image tokens: sdpa vs
 # model.attn_implementation=egt_varlen, plus the varlen kernel's gpu test), liger (the same step with
-# model.liger: Liger's RMSNorm + SwiGLU; needs the wheel carried, see below),
+# model.liger: Liger's RMSNorm + SwiGLU and its fused linear cross-entropy in the SFT loss, its gpu test, and
+# with varlen every SFT fast path at once (packing + egt_varlen + Liger); needs the wheel carried, see below),
 # sftpack (7B SFT step, targets a mix of 256 .. 1,024 tokens: padded vs sft.packing's one packed row and
-# rows of <= 2,048 tokens; the optimizer as sftprofile's first), decode (benchmarks/bench_decode.py: greedy tokens/s
-# of egt's generate, generation.decode dynamic vs static vs compiled, 7B bf16, batch 64 then 16, 32 new tokens;
-# rows in $OUT/decode.jsonl as they finish, T_DECODE=90 s).
+# rows of <= 2,048 tokens, under sdpa and under egt_varlen; the optimizer as sftprofile's first), decode
+# (benchmarks/bench_decode.py: greedy tokens/s of egt's generate, generation.decode dynamic vs static vs compiled,
+# 7B bf16, batch 64 then 16, 32 new tokens; rows in $OUT/decode.jsonl as they finish, T_DECODE=90 s).
 # Logs: $OUT/env.txt, $OUT/pytest_gpu.log, $OUT/bench.jsonl (+ bench_*.log), $OUT/logprob.log, $OUT/sftprofile_*.log,
 # $OUT/sftpack_*.log, $OUT/decode.jsonl.
 set -u
 OUT=${OUT:-gpu_check_out}
 PARTS=${PARTS:-"env pytest bench3b bench7b"}
-# Issue 37's device check in two calls of at most 8 minutes each (the limits below sum to 480 s):
+# Issue 37's device check in calls of at most 8 minutes each (each preset's limits sum to <= 480 s), in order of
+# priority (a 15-minute device budget holds about two):
 #   PARTS=issue37   where SFT's time goes, the packed gradient pass, decode, pytest -m gpu
-#   PARTS=issue37b  SFT packed vs padded, egt_varlen vs sdpa, Liger (carry .wheels)
+#   PARTS=issue37b  SFT packed vs padded under sdpa and egt_varlen, egt_varlen vs sdpa at the pixel budget
+#   PARTS=issue37c  Liger (carry .wheels): its gpu test, the SFT step with it, every SFT fast path at once
 case "$PARTS" in
   issue37) PARTS="env sftprofile sharedgrad decode pytest"; T_PROFILE=${T_PROFILE:-120}; T_PACKED=${T_PACKED:-150}
            T_DECODE=${T_DECODE:-90}; T_PYTEST=${T_PYTEST:-120} ;;
-  issue37b) PARTS="env sftpack varlen liger"; T_BENCH=${T_BENCH:-60}; T_VARLEN_TEST=${T_VARLEN_TEST:-60} ;;
+  issue37b) PARTS="env sftpack varlen"; T_BENCH=${T_BENCH:-55}; T_VARLEN_TEST=${T_VARLEN_TEST:-60} ;;
+  issue37c) PARTS="env liger"; T_BENCH=${T_BENCH:-100} ;;
 esac
 T_PYTEST=${T_PYTEST:-240}
 T_BENCH=${T_BENCH:-180}
@@ -103,8 +107,11 @@ fi
 
 if has sftpack; then  # 7B SFT step on a mix of lengths (targets 1/4 .. 1 of 1,024): padded vs packed (issue 37 item 3)
   # packed: one row (the varlen layout; under sdpa a dense 8·~1.6k² block mask); packed2k: rows of <= 2,048 tokens
-  for mode in padded packed packed2k; do
-    flag=""; [[ $mode == packed ]] && flag="--packing"; [[ $mode == packed2k ]] && flag="--packing --packing-max-tokens 2048"
+  # packed_varlen / packed2k_varlen: the same rows under model.attn_implementation=egt_varlen (cu_seqlens from the
+  # position resets, no W² block mask; the pairing issue 37 item 3 needs on a GPU)
+  for mode in padded packed packed2k packed_varlen packed2k_varlen; do
+    flag=""; [[ $mode == packed* ]] && flag="--packing"; [[ $mode == packed2k* ]] && flag="$flag --packing-max-tokens 2048"
+    [[ $mode == *_varlen ]] && flag="$flag --attn egt_varlen"
     timeout "$T_BENCH" python3 benchmarks/bench_gpu_scale.py --shape 7b --only sft --sft-mix --target 1024 --optim "$OPT7B" $flag \
       >"$OUT/sftpack_$mode.log" 2>&1
     echo "sft $mode (length mix): rc=$?"; grep '^{' "$OUT/sftpack_$mode.log" | tee -a "$OUT/bench.jsonl"
@@ -170,6 +177,11 @@ if has liger; then
     python3 -m pip install --no-deps --no-index .wheels/liger_kernel-*.whl >"$OUT/liger_install.log" 2>&1
     echo "liger install: rc=$?"; tail -1 "$OUT/liger_install.log"
   fi
+  # --liger: RMSNorm + SwiGLU kernels and the fused linear cross-entropy in egt's SFT loss ("sft_fused_ce": true)
+  timeout "${T_LIGER_TEST:-120}" python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/unit/sft/test_loss.py \
+    >"$OUT/liger_test.log" 2>&1
+  echo "liger fused loss gpu test: rc=$?"; tail -3 "$OUT/liger_test.log"
   sft7b sdpa_liger --attn sdpa --liger
-  has varlen && sft7b egt_varlen_liger --attn egt_varlen --liger
+  sft7b egt_varlen_liger --attn egt_varlen --liger
+  sft7b egt_varlen_liger_packed --attn egt_varlen --liger --packing  # every SFT fast path at once
 fi

@@ -18,7 +18,8 @@ egt restores them after the call, so only the instance asked for changes (the pr
 same run stay stock, as their keys say).
 
 The fused linear cross-entropy (loss from hidden states and the output head without materialising
-``[tokens, vocab]`` logits) is exposed by :func:`fused_linear_cross_entropy` for egt.sft.loss.
+``[tokens, vocab]`` logits) is exposed by :func:`fused_linear_cross_entropy`; egt.sft.loss calls it with
+``reduction="none"`` on the target positions when ``model.liger`` is on (``egt.sft.loss._fused_nll``).
 """
 
 from __future__ import annotations

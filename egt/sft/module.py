@@ -30,7 +30,8 @@ def warmup_cosine(step: int, total: int, warmup: int) -> float:
 class SFTModule(L.LightningModule):
     """``target_tokens[i]``: target tokens of training sample i (what the data set's check counted);
     with the ``sampler`` they give every optimizer step's token count ahead of its micro-batches.
-    Without them each micro-batch is normalised by its own tokens (the old, micro-batch-mean loss)."""
+    Without them each micro-batch is normalised by its own tokens (the old, micro-batch-mean loss).
+    ``liger`` (``model.liger``): the NLL through Liger's fused linear cross-entropy (:func:`egt.sft.loss.sft_nll`)."""
 
     def __init__(
         self,
@@ -47,6 +48,7 @@ class SFTModule(L.LightningModule):
         local_batch: int = 1,
         world_size: int = 1,
         chunk_size: int = 256,
+        liger: bool = False,
     ):
         super().__init__()
         if loss_reduction not in REDUCTIONS:
@@ -57,6 +59,7 @@ class SFTModule(L.LightningModule):
         self.warmup = int(warmup_ratio * self.total_steps)
         self.sampler = sampler
         self.target_tokens, self.reduction, self.chunk_size = target_tokens, loss_reduction, chunk_size
+        self.liger = liger  # model.liger: the loss through Liger's fused linear cross-entropy (egt.sft.loss)
         self.accumulate, self.local_batch, self.world_size = accumulate, local_batch, world_size
         self._order: tuple[int, list[int]] | None = None  # (epoch, padded global order)
         # this process's training micro-batches: real tokens and the token slots the model ran (padding included)
@@ -83,7 +86,7 @@ class SFTModule(L.LightningModule):
         b = n_samples(batch)  # samples (a packed batch has fewer rows)
         if self.sampler is not None:  # counted before any checkpoint of this step is written
             self.sampler.advance(b)
-        nll, mask = sft_nll(self.model, batch, self.chunk_size)  # [b, T−1]
+        nll, mask = sft_nll(self.model, batch, self.chunk_size, self.liger)  # [b, T−1]
         n_tok = mask.sum()
         if scale == 0.0:  # no step counts: this micro-batch alone
             tokens, sequences, scale = float(n_tok), float((mask.sum(-1) > 0).sum()), 1.0
@@ -99,7 +102,7 @@ class SFTModule(L.LightningModule):
         return {"loss": loss, "token_loss": mean}
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        nll, mask = sft_nll(self.model, batch, self.chunk_size)
+        nll, mask = sft_nll(self.model, batch, self.chunk_size, self.liger)
         loss = (nll * mask).sum() / mask.sum().clamp(min=1)
         self.log("val/loss", loss, prog_bar=True, batch_size=n_samples(batch), sync_dist=True)
 

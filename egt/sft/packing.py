@@ -25,8 +25,12 @@ Per sequence (what keeps every sample's numbers its own):
   a block-diagonal causal mask — a dense [R, 1, W, W] boolean mask for ``sdpa`` (float for ``eager``);
   with ``flash_attention_2`` the same text positions give the varlen path (``cu_seqlens``,
   modeling_flash_attention_utils.py ``_is_packed_sequence``, which needs R = 1: hence
-  ``packing_max_tokens=null`` there; untested here, no GPU). A row's padding tail is one more block
-  (positions 0 … p−1) that nothing real attends to;
+  ``packing_max_tokens=null`` there; untested here, no GPU). With ``model.attn_implementation=egt_varlen``
+  (egt.models.attention, the GPU path) no mask is built at all (its mask builder returns None without a
+  padding mask) and the attention function cuts each row into sequences at the same position resets, row
+  by row, so R rows of ``packing_max_tokens`` with padding tails are fine (the kernel sees
+  ``cu_seqlens`` over the R·W flattened tokens; a tail is one more sequence). A row's padding tail is one
+  more block (positions 0 … p−1) that nothing real attends to;
 - **labels**: the first token of every sample is never a target (in the padded run ``labels[:, 0]`` is
   never predicted), so a sample's first label is set to −100 and its first token is not "predicted"
   from the previous sample's last;
@@ -54,8 +58,9 @@ from egt.errors import ConfigError
 
 PACK_INDEX = "pack_index"  # [b, 5] long: row, offset, length, first image (packed order), images — per sample
 # attention implementations that block attention per packed sequence from the text positions (transformers
-# masking_utils for eager / sdpa / flex; the flash-attention varlen path from position_ids)
-BLOCKING_ATTENTION = ("eager", "sdpa", "flex_attention", "flash_attention_2", "flash_attention_3")
+# masking_utils for eager / sdpa / flex; the flash-attention varlen path from position_ids; egt_varlen cuts
+# sequences at the position resets itself, any number of rows: egt.models.attention.varlen_attention_forward)
+BLOCKING_ATTENTION = ("eager", "sdpa", "flex_attention", "flash_attention_2", "flash_attention_3", "egt_varlen")
 ONE_ROW_ONLY = ("flash_attention_2", "flash_attention_3")  # varlen from position_ids needs one row
 
 
@@ -188,7 +193,8 @@ def check_attention(model: Any, rows: int) -> None:
     if impl not in BLOCKING_ATTENTION:
         raise ConfigError(
             f"sft.packing=true: attention implementation {impl!r} cannot block attention per packed sequence; "
-            f"set model.attn_implementation to one of {list(BLOCKING_ATTENTION[:2])} (or flash_attention_2), "
+            f"set model.attn_implementation to one of {list(BLOCKING_ATTENTION[:2])} (or egt_varlen, "
+            "flash_attention_2), "
             "or sft.packing=false"
         )
     if impl in ONE_ROW_ONLY and rows > 1:
@@ -239,7 +245,8 @@ def validate(packing: bool, max_tokens: int | None, attn_implementation: str, wh
     if attn_implementation not in (*BLOCKING_ATTENTION, "auto"):
         raise ConfigError(
             f"{where}.packing=true needs attention blocked per packed sequence: model.attn_implementation="
-            f"{attn_implementation!r} cannot; write model.attn_implementation=sdpa (or eager, flash_attention_2)"
+            f"{attn_implementation!r} cannot; write model.attn_implementation=sdpa (or eager, egt_varlen, "
+            "flash_attention_2)"
         )
     if attn_implementation in ONE_ROW_ONLY and max_tokens is not None:
         raise ConfigError(

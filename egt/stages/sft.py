@@ -234,6 +234,7 @@ def train(
         local_batch=local_batch,
         world_size=distributed.world_size(),
         chunk_size=s.chunk_size,
+        liger=bool(cfg.model.get("liger", False)),  # in the key already when on (egt.models.liger.key_extras)
     )
     history = LossHistory(t0)
     ckpt_dir = out / "checkpoints"

