@@ -31,6 +31,7 @@ from egt.artifacts import make_key
 from egt.components import build
 from egt.config import to_container
 from egt.data.prompt import template_key
+from egt.models.liger import key_extras as liger_key
 from egt.models.resolve import pixel_budget
 from egt.rl.rules import FormatRule
 from egt.sft.rejection import keep_correct, rejection_summary, trajectory_set
@@ -73,6 +74,7 @@ def key_config(cfg: DictConfig) -> dict[str, Any]:
         "dtype": cfg.model.dtype,
         "freeze_vision": cfg.model.freeze_vision,
         **pixel_budget(cfg),
+        **liger_key(cfg),  # sft.train runs Liger's kernels and fused loss when on; absent when off (keys unchanged)
     }
 
 

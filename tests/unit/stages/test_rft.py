@@ -16,6 +16,9 @@ from egt.stages.select import key_config as select_key
 
 CONF = Path(__file__).resolve().parents[3] / "conf"
 RFT = ["stages=[data,distill,sft,probe,rft]", "probe.keep_texts=true"]
+KEY_BEFORE = (
+    "6e00d7fe4e14"  # the default rft key, computed with main's code at 57bf436 (before sft.packing, model.liger)
+)
 
 
 def _cfg(*overrides):
@@ -68,6 +71,18 @@ def test_key_covers_the_keep_rule_and_the_sft_settings():
     assert rft_stage.key_config(_cfg(*RFT, "+rft.sft.eval_n=3")) == base  # reporting only
     assert rft_stage.settings(_cfg(*RFT, "+rft.sft.epochs=5")).epochs == 5
     assert rft_stage.train_config(_cfg(*RFT, "+rft.sft.epochs=5")).sft.lr == _cfg().sft.lr
+
+
+def test_key_gains_liger_only_when_on():
+    """rft trains with egt.stages.sft.train, which runs Liger's kernels and fused loss under model.liger=true
+    (other numbers): the rft key says so, as sft's and RL's do; off, the key is the one from before."""
+    base = rft_stage.key_config(_cfg(*RFT))
+    assert "liger" not in base and rft_stage.key_config(_cfg(*RFT, "model.liger=false")) == base
+    assert rft_stage.key_config(_cfg(*RFT, "model.liger=true")) == {**base, "liger": True}
+
+
+def test_key_of_a_default_run_is_unchanged():
+    assert make_key("rft", rft_stage.key_config(_cfg(*RFT))) == KEY_BEFORE
 
 
 @pytest.mark.parametrize(
