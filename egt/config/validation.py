@@ -175,11 +175,30 @@ def _validate_packing(cfg: DictConfig) -> None:
     from egt.sft.packing import validate as validate_packing
 
     attn = str(cfg.model.attn_implementation)
-    validate_packing(bool(cfg.sft.packing), cfg.sft.packing_max_tokens, attn, "sft")
-    over = cfg.rft.get("sft") if "rft" in cfg else None
-    if over is not None and ("packing" in over or "packing_max_tokens" in over):
-        packing = over.get("packing", cfg.sft.packing)
-        validate_packing(bool(packing), over.get("packing_max_tokens", cfg.sft.packing_max_tokens), attn, "rft.sft")
+    if attn == "auto":  # what it resolves to here (egt.models.resolve.resolve_attn): flash's one-row limit applies
+        attn = _auto_attn()
+    try:
+        validate_packing(bool(cfg.sft.packing), cfg.sft.packing_max_tokens, attn, "sft")
+        over = cfg.rft.get("sft") if "rft" in cfg else None
+        if over is not None and ("packing" in over or "packing_max_tokens" in over):
+            packing = over.get("packing", cfg.sft.packing)
+            budget = over.get("packing_max_tokens", cfg.sft.packing_max_tokens)
+            validate_packing(bool(packing), budget, attn, "rft.sft")
+    except ConfigError as e:
+        if str(cfg.model.attn_implementation) != "auto":
+            raise
+        raise ConfigError(f"{e} (model.attn_implementation=auto resolves to {attn} on this machine)") from None
+
+
+def _auto_attn() -> str:
+    """What ``model.attn_implementation=auto`` resolves to on this machine, as
+    :func:`egt.models.resolve.resolve_attn` decides it (without its log line): flash_attention_2 with CUDA and
+    flash-attn 2, else sdpa."""
+    import torch
+
+    from egt.models.attention import flash_attn_2_version
+
+    return "flash_attention_2" if torch.cuda.is_available() and flash_attn_2_version() is not None else "sdpa"
 
 
 def _validate_trainer(cfg: DictConfig) -> None:

@@ -50,3 +50,25 @@ def test_validation_names_the_attention_key_and_what_to_write():
     validate(rft)  # one row (packing_max_tokens null): flash's varlen path can take it
     with pytest.raises(ConfigError, match=r"sft\.packing_max_tokens=0 must be >= 1"):
         validate(zero)
+
+
+def test_validation_resolves_auto_as_the_run_will(monkeypatch):
+    """model.attn_implementation=auto is flash_attention_2 on a CUDA machine with flash-attn 2
+    (egt.models.resolve.resolve_attn), whose varlen path takes one packed row: a row budget is refused at
+    validation, not at the first training step (egt.sft.packing.check_attention); elsewhere auto is sdpa."""
+    import pytest
+
+    from egt.config import ConfigError, validate
+    from egt.models import attention
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        auto = ["model.attn_implementation=auto", "sft.packing=true"]
+        rows = compose("config", overrides=[*auto, "sft.packing_max_tokens=512"])
+        one = compose("config", overrides=auto)
+    monkeypatch.setattr(attention, "flash_attn_2_version", lambda: "2.8.3")
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    with pytest.raises(ConfigError, match=r"sft\.packing_max_tokens=null.*auto resolves to flash_attention_2"):
+        validate(rows)
+    validate(one)
+    monkeypatch.setattr(attention, "flash_attn_2_version", lambda: None)
+    validate(rows)  # auto is sdpa without flash-attn 2: rows of a budget are fine
