@@ -36,12 +36,17 @@ PARTS=${PARTS:-"env pytest bench3b bench7b"}
 #   PARTS=issue37b  SFT packed vs padded under sdpa and egt_varlen, egt_varlen vs sdpa at the pixel budget
 #   PARTS=issue37c  Liger (carry .wheels): its gpu test, the SFT step with it, every SFT fast path at once
 case "$PARTS" in
-  issue37) PARTS="env sftprofile sharedgrad decode pytest"; T_PROFILE=${T_PROFILE:-120}; T_PACKED=${T_PACKED:-150}
-           T_DECODE=${T_DECODE:-90}; T_PYTEST=${T_PYTEST:-120} ;;
+  # issue37: sftprofile's 120 s are the part's whole (split over its optimizers: two on a >= 100 GB GPU, else one);
+  # pytest -m gpu runs the kernels' bf16 unit tests too (packed shared prompt, cache path, compiled decode)
+  issue37) PARTS="env sftprofile sharedgrad decode pytest"; T_PROFILE_PART=${T_PROFILE_PART:-120}
+           T_PACKED=${T_PACKED:-150}; T_DECODE=${T_DECODE:-90}; T_PYTEST=${T_PYTEST:-120}
+           PYTEST_GPU=${PYTEST_GPU:-"tests/unit/rl/test_shared_prompt_packed.py tests/unit/rl/test_shared_prompt.py
+             tests/unit/eval/test_decode.py tests/integration/test_gpu_scale.py"} ;;
   issue37b) PARTS="env sftpack varlen"; T_BENCH=${T_BENCH:-55}; T_VARLEN_TEST=${T_VARLEN_TEST:-60} ;;
   issue37c) PARTS="env liger"; T_BENCH=${T_BENCH:-100} ;;
 esac
 T_PYTEST=${T_PYTEST:-240}
+PYTEST_GPU=${PYTEST_GPU:-tests/integration/test_gpu_scale.py}  # the files the pytest part runs with -m gpu
 T_BENCH=${T_BENCH:-180}
 T_LOGPROB=${T_LOGPROB:-240}
 mkdir -p "$OUT"
@@ -72,7 +77,7 @@ fi
 
 if has pytest; then
   timeout "$T_PYTEST" python3 -m pytest -m gpu -q -rA -n 3 -p no:cacheprovider --timeout "$T_PYTEST" \
-    tests/integration/test_gpu_scale.py >"$OUT/pytest_gpu.log" 2>&1
+    $PYTEST_GPU >"$OUT/pytest_gpu.log" 2>&1
   echo "pytest -m gpu: rc=$?"; tail -15 "$OUT/pytest_gpu.log"
 fi
 
@@ -98,8 +103,10 @@ fi
 
 if has sftprofile; then  # issue 37: where a 7B SFT step's time goes (fresh process per optimizer)
   if [ "$OPT7B" = adamw ]; then optims="adamw adamw_fused"; else optims="sgd"; echo "sftprofile: ${GPU_MIB} MiB: SGD"; fi
+  t_profile=${T_PROFILE:-150}  # per optimizer; a preset's T_PROFILE_PART is the part's whole, split
+  if [ -n "${T_PROFILE_PART:-}" ]; then t_profile=$((T_PROFILE_PART / $(echo $optims | wc -w))); fi
   for optim in $optims; do
-    timeout "${T_PROFILE:-150}" python3 benchmarks/bench_gpu_scale.py --shape 7b --only sft --profile --optim "$optim" \
+    timeout "$t_profile" python3 benchmarks/bench_gpu_scale.py --shape 7b --only sft --profile --optim "$optim" \
       --batch 4 --prompt 1600 --target 400 --image 980 --steps 2 >"$OUT/sftprofile_$optim.log" 2>&1
     echo "sftprofile $optim: rc=$?"; grep '^{' "$OUT/sftprofile_$optim.log" | tee -a "$OUT/bench.jsonl"
   done
