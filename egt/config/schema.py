@@ -77,8 +77,8 @@ class ModelConfig:
     freeze_vision: bool = False
     gradient_checkpointing: bool = False
     # Liger's fused RMSNorm + SwiGLU Triton kernels in the SFT / RL models (egt.models.liger; CUDA, pip
-    # install egt[liger]) and its fused linear cross-entropy in the SFT loss (egt.sft.loss); in the SFT and
-    # RL keys only when true
+    # install egt[liger]) and its fused linear cross-entropy in the SFT loss (egt.sft.loss); in the SFT, rft
+    # and RL keys only when true
     liger: bool = False
     # pixel budget of every image, in pixels (null: the checkpoint's preprocessor_config.json; Qwen2.5-VL
     # ships 3,136 / 12,845,056, so a 2240×2240 image is 6,400 tokens; R1-Reward's inference uses

@@ -4,8 +4,8 @@ SFT and RL train.
 
 What changes: RMSNorm (``y = x / sqrt(mean(x²) + eps) · w``) and the SwiGLU MLP (``down(silu(gate(x)) ⊙ up(x))``)
 run as fused Triton kernels: the same functions with another summation order and fewer saved activations,
-so numbers differ at the kernel's rounding (bf16: ~1e-3 relative) and ``model.liger`` enters the SFT and RL
-artifact keys when on (:func:`key_extras`; absent when off, so earlier keys are unchanged).
+so numbers differ at the kernel's rounding (bf16: ~1e-3 relative) and ``model.liger`` enters the SFT, rft and
+RL artifact keys when on (:func:`key_extras`; absent when off, so earlier keys are unchanged).
 
 egt calls ``liger_kernel.transformers.apply_liger_kernel_to_qwen2_5_vl`` (liger-kernel 0.8.5,
 ``src/liger_kernel/transformers/monkey_patch.py``) on the loaded instance with ``rms_norm=True, swiglu=True``
@@ -91,7 +91,7 @@ def maybe_apply(model: Any, cfg: Any) -> Any:
 
 
 def key_extras(cfg: Any) -> dict[str, bool]:
-    """What ``model.liger`` adds to the SFT and RL keys: ``{"liger": True}`` when on, nothing when off (so
+    """What ``model.liger`` adds to the SFT, rft and RL keys: ``{"liger": True}`` when on, nothing when off (so
     every key from before it existed is unchanged)."""
     return {"liger": True} if cfg.model.get("liger", False) else {}
 
