@@ -20,7 +20,9 @@ padding nor the vision tower's per-window loop costs kernel launches or FLOPs. T
   ``masking_utils.find_packed_sequence_indices``), else one sequence per row holding the row's valid tokens
   from the 2D padding mask (transformers registers the flash mask builder
   ``masking_utils.flash_attention_mask`` for the name, which passes the 2D mask through or ``None`` when
-  nothing is padded). Causal attention aligns each sequence's queries to the end of its keys (flash-attn 2's
+  nothing is padded; with a ``StaticCache``, generation.decode=static|compiled, the mask is shorter than the
+  preallocated keys and the keys are cut to its length, as flash-attn's ``_upad_input`` does). Causal attention
+  aligns each sequence's queries to the end of its keys (flash-attn 2's
   bottom-right convention): query ``i`` of ``n_q`` sees keys ``j <= i + n_k - n_q``. That is sdpa's causal
   mask on absolute positions whenever the queries are the row's last ``L_q`` key positions (no cache:
   ``L_q = L_k``; with a cache: the new tokens), padded or not: the valid keys after a valid query are
@@ -243,6 +245,12 @@ def varlen_attention_forward(
         lengths_q = lengths_k = _segments_from_positions(position_ids.expand(b, -1))
         q_index = None
     else:  # one sequence per row: its valid tokens
+        if attention_mask is not None and attention_mask.shape[1] < l_k:
+            # a StaticCache (generation.decode=static|compiled): l_k preallocated slots, the mask covers the first
+            # ones written so far (transformers' flash_attention_mask); the keys are those slots, as flash-attn's
+            # _upad_input slices them (transformers modeling_flash_attention_utils.py)
+            l_k = attention_mask.shape[1]
+            k, v = k[:, :l_k], v[:, :l_k]
         valid_k = torch.ones(b, l_k, dtype=torch.bool, device=q.device) if attention_mask is None else attention_mask
         valid_k = valid_k[:, -l_k:].bool()
         valid_q = valid_k[:, -l_q:]  # with a cache the queries are the last l_q key positions

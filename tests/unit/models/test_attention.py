@@ -234,6 +234,21 @@ def test_decode_with_a_cache_matches_sdpa(tiny_model_dir):
     torch.testing.assert_close(torch.stack(outs[1].scores), torch.stack(outs[0].scores), atol=1e-4, rtol=1e-5)
 
 
+def test_static_cache_decode_matches_sdpa(tiny_model_dir):
+    """generation.decode=static (egt.eval.generation.DECODE): the cache holds max_cache_len key slots and the 2D
+    mask only the positions written so far (transformers' flash_attention_mask passes it shorter than the keys);
+    the keys are those of the mask's length, per row (as flash-attn's ``_upad_input`` slices them). Row 1
+    would otherwise read row 0's empty cache slots as its keys."""
+    ref, var = _pair(tiny_model_dir)
+    ids = torch.tensor([[0, 0, 5, 6, 7], [8, 9, 10, 11, 12]])
+    mask = (torch.arange(5) >= torch.tensor([[2], [0]])).long()
+    kw = dict(input_ids=ids, attention_mask=mask, max_new_tokens=4, do_sample=False, output_scores=True)
+    dynamic = ref.generate(**kw, return_dict_in_generate=True)
+    static = var.generate(**kw, return_dict_in_generate=True, cache_implementation="static", disable_compile=True)
+    assert torch.equal(static.sequences, dynamic.sequences)
+    torch.testing.assert_close(torch.stack(static.scores), torch.stack(dynamic.scores), atol=1e-4, rtol=1e-5)
+
+
 def test_cached_prefix_then_right_padded_rows_match_sdpa(tiny_model_dir):
     """The pattern of RL's shared prompt pass (egt.rl.rollout.shared_prompt_hidden): a left-padded prompt
     pass into a cache, then right-padded completions attending to it (padded queries among the new ones)."""
