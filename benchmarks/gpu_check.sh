@@ -39,7 +39,7 @@ case "$PARTS" in
   # issue37: sftprofile's 120 s are the part's whole (split over its optimizers: two on a >= 100 GB GPU, else one);
   # pytest -m gpu runs the kernels' bf16 unit tests too (packed shared prompt, cache path, compiled decode)
   issue37) PARTS="env sftprofile sharedgrad decode pytest"; T_PROFILE_PART=${T_PROFILE_PART:-120}
-           T_PACKED=${T_PACKED:-150}; T_DECODE=${T_DECODE:-90}; T_PYTEST=${T_PYTEST:-120}
+           T_PACKED=${T_PACKED:-150}; T_DECODE=${T_DECODE:-90}; T_PYTEST=${T_PYTEST:-120}; DECODE_BATCHES=${DECODE_BATCHES:-64}
            PYTEST_GPU=${PYTEST_GPU:-"tests/unit/rl/test_shared_prompt_packed.py tests/unit/rl/test_shared_prompt.py
              tests/unit/eval/test_decode.py tests/integration/test_gpu_scale.py"} ;;
   issue37b) PARTS="env sftpack varlen"; T_BENCH=${T_BENCH:-55}; T_VARLEN_TEST=${T_VARLEN_TEST:-60} ;;
@@ -139,7 +139,7 @@ if has logprob; then
 fi
 
 if has decode; then  # issue 37 item 6: decode tokens/s, dynamic vs static vs compiled, 7B bf16, batch 64 then 16
-  timeout "${T_DECODE:-90}" python3 benchmarks/bench_decode.py --device cuda --shape 7b --batches 64 16 --new 32 \
+  timeout "${T_DECODE:-90}" python3 benchmarks/bench_decode.py --device cuda --shape 7b --batches ${DECODE_BATCHES:-64 16} --new 32 \
     --prompt 320 --image 224 >"$OUT/decode.jsonl" 2>"$OUT/decode.log"
   echo "decode: rc=$?"; cat "$OUT/decode.jsonl"; tail -5 "$OUT/decode.log"
 fi

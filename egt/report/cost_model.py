@@ -20,7 +20,8 @@ Per stage, on ``gpus`` GPUs that scale linearly (data parallel; an assumption th
 - RL, with ``n = rl_prompts · G`` sequences: decode ``n · rl_new / (tps_decode · gpus)``; the no-grad
   log-prob passes (π_old, π_ref) ``passes · T_nograd / (tps_forward · gpus)``; the gradient pass
   ``T_grad / (tps_grad · gpus)``, where ``T`` counts each prompt once per group when the stack shares it
-  (``shared_prompt``: ``rl_prompts · prompt + n · rl_new``) and G times otherwise (``n · (prompt + rl_new)``);
+  (``shared_prompt`` for the no-grad passes, ``shared_prompt_grad`` for the gradient pass, which defaults to
+  it: ``rl_prompts · prompt + n · rl_new``) and G times otherwise (``n · (prompt + rl_new)``);
 - a stack with one end-to-end RL rate (``rl_tokens_per_s``, e.g. EasyR1's published throughput, which
   counts prompt and response tokens of every sequence) gives RL as ``n · (prompt + rl_new) / (tps · gpus)``.
 
@@ -96,9 +97,19 @@ def stage_hours(recipe: dict[str, Any], stack: dict[str, Any], gpus: int) -> dic
         out["rl"] = hours([(n * (prompt + new), end_to_end)])
     else:
         shared = bool(stack.get("shared_prompt", False))
-        t_pass = (prompts * prompt if shared else n * prompt) + n * new
+        shared_grad = bool(stack.get("shared_prompt_grad", shared))
+
+        def tokens(share: bool) -> float:
+            return (prompts * prompt if share else n * prompt) + n * new
+
         passes = float(stack.get("nograd_passes", 2))
-        out["rl"] = hours([(n * new, decode), (passes * t_pass, forward), (t_pass, _rate(stack, "grad_tokens_per_s"))])
+        out["rl"] = hours(
+            [
+                (n * new, decode),
+                (passes * tokens(shared), forward),
+                (tokens(shared_grad), _rate(stack, "grad_tokens_per_s")),
+            ]
+        )
     return out
 
 

@@ -37,6 +37,8 @@ def test_hours_per_stage_by_hand():
     shared = stage_hours(RECIPE, {**stack, "shared_prompt": True}, gpus=2)["rl"][0] * 3600
     t = 4 * 30 + 12 * 10  # each prompt once per group: 240 tokens a pass
     assert shared == pytest.approx(60 + 2 * t / 8 + t / 4)
+    nograd_only = stage_hours(RECIPE, {**stack, "shared_prompt": True, "shared_prompt_grad": False}, gpus=2)
+    assert nograd_only["rl"][0] * 3600 == pytest.approx(60 + 2 * t / 8 + 480 / 4)  # the gradient pass whole
 
 
 def test_an_end_to_end_rl_rate_and_missing_stages():
