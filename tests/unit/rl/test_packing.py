@@ -214,3 +214,24 @@ def test_it_falls_back_for_an_attention_that_may_ignore_the_mask(tiny_model_dir,
     with torch.no_grad():
         ref, _ = logprobs_and_entropy(model, feats, ids, mask, pad)
     torch.testing.assert_close(lp, ref, atol=1e-6, rtol=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shared", [True, False])
+def test_packing_on_cuda_in_bf16_under_checkpointing(shared, tiny_model_dir, world_small):
+    """sdpa's CUDA kernels with the packed rows' bool mask (memory-efficient kernel), bf16, checkpointing on,
+    every unit in one row: the full pass's log-probs to bf16 rounding."""
+    from egt.models.loader import load_model
+
+    _, proc = load_model_and_processor(tiny_model_dir)
+    feats, ids, mask, pad = _rollout(proc, world_small)
+    model = load_model(tiny_model_dir, dtype="bfloat16", attn_implementation="sdpa").cuda()
+    enable_checkpointing(model)
+    model.train()
+    full, _ = logprobs_and_entropy(model, feats, ids, mask, pad)
+    mode = "packed" if shared else False
+    packed, _ = logprobs_and_entropy(
+        model, feats, ids, mask, pad, shared_prompt=mode, packing=True, packing_max_tokens=4096
+    )
+    m = mask.bool().cuda()
+    torch.testing.assert_close(packed[m].float(), full[m].float(), atol=0.1, rtol=0.02)  # bf16: ~3 digits
