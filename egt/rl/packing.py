@@ -83,13 +83,19 @@ class PackedLayout:
 
 
 def pack_layout(
-    runs: Sequence[int], prompt_mask: torch.Tensor, completion_mask: torch.Tensor, shared: bool, max_tokens: int | None
+    runs: Sequence[int],
+    prompt_mask: torch.Tensor,
+    completion_mask: torch.Tensor,
+    shared: bool,
+    max_tokens: int | None,
+    device: torch.device | str | None = None,
 ) -> PackedLayout:
     """The packed rows of b completions whose rows come in ``runs`` of one prompt each (``prompt_runs``).
 
     prompt_mask: [P, T] (1 on the left-padded prompts' real tokens), completion_mask: [b, L] (1 up to and
     including the stop token, a prefix). ``shared``: a unit per run ``[prompt | c_1 | … | c_G]``; else a
-    unit per row ``[prompt | c_i]``. Raises ValueError for a completion mask that is not a prefix.
+    unit per row ``[prompt | c_i]``. The [R, W] maps are built on the CPU, ``allowed`` (R·W² bools) on
+    ``device`` (default: the CPU). Raises ValueError for a completion mask that is not a prefix.
 
     >>> lay = pack_layout([2], torch.tensor([[0, 1]]), torch.tensor([[1, 1], [1, 0]]), True, None)
     >>> lay.comp_row.tolist(), lay.comp_col.tolist(), lay.src_col.tolist()
@@ -130,11 +136,13 @@ def pack_layout(
                 src_col[i] = last
                 src_col[i, 1:m] = torch.arange(off, off + m - 1)
                 off += m
-    idx = torch.arange(W)
+    unit, part, idx = unit.to(device), part.to(device), torch.arange(W, device=device)
     causal = idx[:, None] >= idx[None, :]  # [W, W]
     same_unit = unit[:, :, None] == unit[:, None, :]  # [R, W, W] (query, key)
     visible = (part[:, None, :] == 0) | (part[:, None, :] == part[:, :, None])
-    allowed = ((unit >= 0)[:, None, :] & causal[None] & same_unit & visible) | torch.eye(W, dtype=torch.bool)[None]
+    allowed = ((unit >= 0)[:, None, :] & causal[None] & same_unit & visible) | torch.eye(
+        W, dtype=torch.bool, device=device
+    )[None]
     order = [u for r in rows for u in r]
     return PackedLayout(
         units, unit_prompt, order, prompt, prompt_col, comp_row, comp_col, allowed, src_row, src_col, sum(lengths)
@@ -171,7 +179,7 @@ def packed_hidden(
     distinct = [prompt_feats[s] for s in starts]
     prompts = {k: v.to(device) for k, v in collate(distinct, pad_id, "left").items()}
     b, L = completion_ids.shape
-    lay = pack_layout(runs, prompts["attention_mask"].cpu(), completion_mask.cpu(), shared, max_tokens)
+    lay = pack_layout(runs, prompts["attention_mask"].cpu(), completion_mask.cpu(), shared, max_tokens, device)
     positions = _prompt_completion_positions(base, prompts, L)  # [3, P, T+L]
     T = prompts["input_ids"].shape[1]
     is_p, is_c = (lay.prompt >= 0).to(device), (lay.comp_row >= 0).to(device)  # [R, W]
@@ -189,7 +197,7 @@ def packed_hidden(
     for key in dict.fromkeys(k for f in per_unit for k in f):
         if key not in TEXT_KEYS and key not in inputs:
             inputs[key] = torch.cat([f[key] for f in per_unit if key in f], 0).to(device)
-    mask4, attn = mask_4d(base, lay.allowed.to(device))
+    mask4, attn = mask_4d(base, lay.allowed)
     said = f"packing {attn}"
     if said not in _warned:
         _warned.add(said)
