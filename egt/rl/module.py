@@ -49,7 +49,9 @@ Departures from the paper (StableReinforce in OpenRLHF, 8 GPUs) and from R1-Rewa
   exactly the sampling policy's (1 on the first PPO epoch).
 - log π_old, log π_ref and the entropy come from the last hidden states through the output head in
   chunks of ``rl.logprob_chunk_size`` positions (checkpointed in the gradient pass), the no-grad
-  passes in micro-batches of ``rl.logprob_batch_size`` sequences: no [b, L, V] tensor is held.
+  passes in micro-batches of ``rl.logprob_batch_size`` sequences: no [b, L, V] tensor is held. With
+  ``rl.packing`` the passes run padding-free packed rows (egt.rl.packing); every update logs the
+  passes' real and computed language-model positions (``rl/logprob_tokens``, ``rl/logprob_positions``).
 - Each step re-seeds the RNG from (seed, rollout index, rank) inside a forked RNG, so a resumed
   run draws the same completions as an uninterrupted one (with the same number of ranks).
 - LR: linear warmup, then constant. Rollout batches that do not fill ``batch_size`` (the
