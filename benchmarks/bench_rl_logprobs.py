@@ -17,17 +17,26 @@ and ``--new`` completion tokens):
   packed  ``shared_prompt="packed"`` (``rl.shared_prompt_pass=packed``): the same groups, one row
           ``[prompt | completion_1 | … | completion_G]`` per group under a 4D mask
           (egt.rl.rollout.packed_prompt_hidden), which runs under checkpointing too
+  packing ``packed`` with ``packing=True`` (``rl.packing=true``, egt.rl.packing): each group at its real
+          length (no padding after a completion's stop token, none before the prompt), one group per row,
+          or several up to ``--pack-tokens`` per row
+  seqpack ``shared_prompt=False`` with ``packing=True``: whole ``[prompt | completion]`` sequences at their
+          real length, packed into rows of up to ``--pack-tokens`` (one per row without it)
 for two passes:
   old     no-grad log π_old + token entropy (the rollout's scoring pass)
   grad    log π_θ with gradients, then backward (the policy update)
 Each (variant, pass) runs in a fresh process. Peak extra memory: on CPU the rise of the process's max
 RSS over what the model and the inputs already hold; on CUDA max_memory_allocated over the memory
 allocated before the pass. Prints one JSON line per run, then a side-by-side table: time and memory
-over ``before``, time over ``after`` (every row whole: the full pass) and over ``shared`` (the cache
-path). ``--checkpointing both`` runs every variant with and without activation checkpointing, one table.
+over ``before``, time over ``after`` (every row whole: the full pass), over ``shared`` (the cache
+path) and over ``packed``, and the language-model positions the pass computed (``rl/logprob_positions``;
+real tokens in the JSON). ``--checkpointing both`` runs every variant with and without activation
+checkpointing, one table.
 
     python benchmarks/bench_rl_logprobs.py --batch 8 --group 4 --prompt 96 --new 32 --variants after shared packed \
         --checkpointing both        # the packed path against the full pass and the cache path, CPU
+    python benchmarks/bench_rl_logprobs.py --batch 8 --group 4 --prompt 96 --new 64 --variants after packed packing \
+        seqpack --pack-tokens 1024  # rl.packing against the full pass and the packed path, CPU
 """
 
 from __future__ import annotations
@@ -92,6 +101,7 @@ def _child(a) -> None:
     import torch
 
     from egt.rl.functional import token_entropy, token_logprobs
+    from egt.rl.packing import PassTokens
     from egt.rl.rollout import completion_logits, logprobs_and_entropy, sequence_inputs
 
     cuda = a.device.startswith("cuda")
@@ -101,6 +111,7 @@ def _child(a) -> None:
     feats, ids, mask = _rollout(g, a, a.device)
     pad = 151643
     w = torch.randn(mask.shape, device=a.device) * mask.to(a.device)
+    counts = PassTokens()
 
     def run():
         if a.variant == "before":
@@ -120,7 +131,10 @@ def _child(a) -> None:
                     with_entropy=a.pass_ == "old",
                     chunk_size=a.chunk,
                     batch_size=a.micro if a.pass_ == "old" else None,
-                    shared_prompt={"shared": "cache", "packed": "packed"}.get(a.variant, False),
+                    shared_prompt={"shared": "cache", "packed": "packed", "packing": "packed"}.get(a.variant, False),
+                    packing=a.variant in ("packing", "seqpack"),
+                    packing_max_tokens=a.pack_tokens,
+                    counts=counts,
                 )
         if a.pass_ == "grad":
             (lp * w).sum().backward()
@@ -157,6 +171,9 @@ def _child(a) -> None:
                 "vocab": model.config.text_config.vocab_size,
                 "chunk": a.chunk,
                 "micro": a.micro,
+                "pack_tokens": a.pack_tokens,
+                "lm_tokens": counts.tokens // a.repeats,  # real language-model positions of one pass
+                "lm_positions": counts.positions // a.repeats,  # computed (padding included)
                 "seconds_min": round(min(times), 4),
                 "seconds_all": [round(t, 4) for t in times],
                 "extra_gb": round((peak - base) / 2**30, 3),
@@ -184,8 +201,9 @@ def main() -> None:
         "--variants",
         nargs="+",
         default=["before", "after", "shared"],
-        choices=["before", "after", "shared", "packed"],
+        choices=["before", "after", "shared", "packed", "packing", "seqpack"],
     )
+    p.add_argument("--pack-tokens", type=int, default=None, help="packing/seqpack: tokens per row (default: one unit)")
     p.add_argument("--no-checkpointing", action="store_true", help="= --checkpointing off")
     p.add_argument("--checkpointing", choices=["on", "off", "both"], default="on", help="activation checkpointing")
     p.add_argument("--child", nargs=3, metavar=("VARIANT", "PASS", "CKPT"))
@@ -213,9 +231,9 @@ def main() -> None:
                 rows.append(json.loads(lines[-1]))
     print(
         "\n| checkpointing | pass | variant | s | extra GB | time / before | memory / before "
-        "| time / after (full pass) | memory / after | time / shared (cache path) |"
+        "| time / after (full pass) | memory / after | time / shared (cache path) | time / packed | LM positions |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for ckpt in ckpts:
         for pass_ in a.passes:
             got = {r["variant"]: r for r in rows if r["pass"] == pass_ and r["checkpointing"] == ckpt}
@@ -231,8 +249,10 @@ def main() -> None:
                         if b
                         else ["–", "–"]
                     )
-                c = got.get("shared")
-                cells.append(f"{r['seconds_min'] / c['seconds_min']:.2f}" if c else "–")
+                for ref in ("shared", "packed"):
+                    c = got.get(ref)
+                    cells.append(f"{r['seconds_min'] / c['seconds_min']:.2f}" if c else "–")
+                cells.append(f"{r['lm_positions']:,}" if r.get("lm_positions") else "–")
                 print("| " + " | ".join(cells) + " |")
 
 

@@ -40,7 +40,7 @@ case "$PARTS" in
   # pytest -m gpu runs the kernels' bf16 unit tests too (packed shared prompt, cache path, compiled decode)
   issue37) PARTS="env sftprofile sharedgrad decode pytest"; T_PROFILE_PART=${T_PROFILE_PART:-120}
            T_PACKED=${T_PACKED:-150}; T_DECODE=${T_DECODE:-90}; T_PYTEST=${T_PYTEST:-120}; DECODE_BATCHES=${DECODE_BATCHES:-64}
-           PYTEST_GPU=${PYTEST_GPU:-"tests/unit/rl/test_shared_prompt_packed.py tests/unit/rl/test_shared_prompt.py
+           PYTEST_GPU=${PYTEST_GPU:-"tests/unit/rl/test_shared_prompt_packed.py tests/unit/rl/test_shared_prompt.py tests/unit/rl/test_packing.py
              tests/unit/eval/test_decode.py tests/integration/test_gpu_scale.py"} ;;
   issue37b) PARTS="env sftpack varlen"; T_BENCH=${T_BENCH:-55}; T_VARLEN_TEST=${T_VARLEN_TEST:-60} ;;
   issue37c) PARTS="env liger"; T_BENCH=${T_BENCH:-100} ;;
@@ -151,9 +151,12 @@ if has sharedprompt; then  # one prompt pass per group at 7B: 2 prompts (1,225 i
   echo "sharedprompt: rc=$?"; tail -12 "$OUT/sharedprompt.log"
 fi
 
-if has sharedgrad; then  # the gradient pass under activation checkpointing (the 7B configs): packed row per group (item 2)
+# the gradient pass under activation checkpointing (the 7B configs): every row whole vs a packed row per group (item 2)
+# vs rl.packing (item 3: each group at its real length; completions stop at 256 .. 512). The cache path ("shared")
+# declines under checkpointing (= every row whole), so it is not run: three processes of 2 repeats fit T_PACKED.
+if has sharedgrad; then
   timeout "${T_PACKED:-240}" python3 benchmarks/bench_rl_logprobs.py --device cuda --shape 7b --batch 16 --group 8 \
-    --new 512 --prompt 1300 --image 980 --variants after shared packed --passes grad --repeats 2 \
+    --new 512 --prompt 1300 --image 980 --variants after packed packing --passes grad --repeats 2 \
     --checkpointing on >"$OUT/sharedprompt_packed.log" 2>&1
   echo "sharedprompt packed: rc=$?"; tail -8 "$OUT/sharedprompt_packed.log"
 fi

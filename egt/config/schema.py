@@ -320,6 +320,10 @@ class RLConfig:
     # log-prob passes run each prompt once per group: true/cache (KV cache), packed (one row per group, 4D mask;
     # also under activation checkpointing), false (every row whole); not in the key: same numbers
     shared_prompt_pass: Any = MISSING
+    # padding-free rows in the log-prob passes (egt.rl.packing): units at their real length, up to
+    # packing_max_tokens per row (null: one unit per row); with shared_prompt_pass packed or false; not in the key
+    packing: bool = MISSING
+    packing_max_tokens: Optional[int] = MISSING
     gather_for_generation: bool = MISSING  # ZeRO-3: gather the policy once per rollout to generate (not in the key)
     checkpoint_every_n_steps: int = MISSING  # updates between last.ckpt writes (at update boundaries only)
     log_examples: int = MISSING  # completions kept per step in curves.json

@@ -459,9 +459,19 @@ def _validate_rl(cfg: DictConfig) -> None:
             f"{r.logprob_batch_size} >= 1 or null (null: the whole rollout batch in one forward)"
         )
     try:
-        shared_prompt_mode(r.shared_prompt_pass)
+        mode = shared_prompt_mode(r.shared_prompt_pass)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    if r.packing_max_tokens is not None and r.packing_max_tokens < 1:
+        raise ConfigError(
+            f"rl.packing_max_tokens={r.packing_max_tokens} must be >= 1, or null (one group or sequence per row)"
+        )
+    if r.packing and mode == "cache":
+        raise ConfigError(
+            f"rl.packing=true packs one row per group or per sequence, not the KV-cache prompt pass "
+            f"(rl.shared_prompt_pass={r.shared_prompt_pass}): write rl.shared_prompt_pass=packed (a group per "
+            "unit) or rl.shared_prompt_pass=false (a sequence per unit)"
+        )
     if r.lr <= 0 or r.kl_coef < 0 or not 0.0 <= r.warmup_ratio < 1.0:
         raise ConfigError("rl.lr must be > 0, rl.kl_coef >= 0 and rl.warmup_ratio in [0, 1)")
     if r.kl_clamp is not None and r.kl_clamp <= 0:

@@ -49,7 +49,9 @@ Departures from the paper (StableReinforce in OpenRLHF, 8 GPUs) and from R1-Rewa
   exactly the sampling policy's (1 on the first PPO epoch).
 - log π_old, log π_ref and the entropy come from the last hidden states through the output head in
   chunks of ``rl.logprob_chunk_size`` positions (checkpointed in the gradient pass), the no-grad
-  passes in micro-batches of ``rl.logprob_batch_size`` sequences: no [b, L, V] tensor is held.
+  passes in micro-batches of ``rl.logprob_batch_size`` sequences: no [b, L, V] tensor is held. With
+  ``rl.packing`` the passes run padding-free packed rows (egt.rl.packing); every update logs the
+  passes' real and computed language-model positions (``rl/logprob_tokens``, ``rl/logprob_positions``).
 - Each step re-seeds the RNG from (seed, rollout index, rank) inside a forked RNG, so a resumed
   run draws the same completions as an uninterrupted one (with the same number of ranks).
 - LR: linear warmup, then constant. Rollout batches that do not fill ``batch_size`` (the
@@ -87,6 +89,7 @@ from egt.rl.functional import aggregate, kl_term, masked_mean
 from egt.rl.generated import Generated
 from egt.rl.generated import mean as _mean
 from egt.rl.losses import PolicyLoss
+from egt.rl.packing import PassTokens
 from egt.rl.refill import refill_buffer
 from egt.rl.reward import CompositeReward, RewardTerms
 from egt.rl.rollout import Rollout, RolloutBackend, logprobs_and_entropy, rollout, stop_ids
@@ -122,6 +125,8 @@ class RLSettings:
     logprob_chunk_size: int = 256
     skip_old_pass_on_policy: bool = True  # False: a no-grad π_old pass over every row
     shared_prompt_pass: bool | str = True  # one prompt pass per group: True/"cache", "packed", False (rollout.py)
+    packing: bool = False  # padding-free packed rows in the log-prob passes (egt.rl.packing)
+    packing_max_tokens: int | None = None  # tokens per packed row; None: one unit (group / sequence) per row
     gather_for_generation: bool = True  # ZeRO-3: gather the policy once per rollout (egt.distributed)
 
     @classmethod
@@ -171,6 +176,7 @@ class RLModule(L.LightningModule):
         self.logprob_batch_size, self.logprob_chunk_size = s.logprob_batch_size, s.logprob_chunk_size
         self.skip_old_pass_on_policy = s.skip_old_pass_on_policy
         self.shared_prompt_pass = s.shared_prompt_pass
+        self._tokens = PassTokens()  # positions of the current update's log-prob passes (rl/logprob_*)
         self.gather_for_generation = s.gather_for_generation
         self.generation_path: str | None = None  # the last rollout's (egt.distributed.GenerationPath.name)
         self.gather_seconds: list[float] = []  # each gathered rollout's gather time, this process's run
@@ -367,6 +373,7 @@ class RLModule(L.LightningModule):
         the update's metrics (the reward terms themselves are logged from egt.rl.generated)."""
         rewards = torch.tensor(terms.reward, dtype=torch.float32)  # [B]
         mask = ro.completion_mask  # [B, L]
+        self._tokens = PassTokens()
         chunks = torch.arange(ro.size).tensor_split(min(self.num_mini_batches, ro.size))  # the mini-batches
         in_reward = self.ref_model is not None and self.kl_in == "reward"
         # π_old is θ before this rollout's first update, which is where the first mini-batch's gradient pass
@@ -422,6 +429,10 @@ class RLModule(L.LightningModule):
             "rl/adv_filtered": 1.0 - float(keep.float().mean()),
             "rl/kl": float(masked_mean(kl_tok, mask)),
             "rl/entropy": float(masked_mean(entropy.cpu(), mask)),
+            # language-model positions of the update's log-prob passes (π_old, π_ref, every gradient pass):
+            # real tokens and computed positions (padding included), rl.packing's saving
+            "rl/logprob_tokens": float(self._tokens.tokens),
+            "rl/logprob_positions": float(self._tokens.positions),
             **update,
         }
 
@@ -438,12 +449,16 @@ class RLModule(L.LightningModule):
         return self.kl(ro.old_logp, ro.ref_logp) if ro.ref_logp is not None else torch.zeros_like(ro.old_logp)
 
     def _logprob_kw(self) -> dict[str, Any]:
-        """Micro-batch and head-chunk sizes of the no-grad log-prob passes (π_old, π_ref)."""
+        """Micro-batch and head-chunk sizes of the no-grad log-prob passes (π_old, π_ref), the shared prompt
+        and packing settings, and the update's position counter."""
         return {
             "chunk_size": self.logprob_chunk_size,
             "batch_size": self.logprob_batch_size,
             "suppress_ids": self.suppress_ids,
             "shared_prompt": self.shared_prompt_pass,
+            "packing": self.settings.packing,
+            "packing_max_tokens": self.settings.packing_max_tokens,
+            "counts": self._tokens,
         }
 
     def _batch(self, ro: Rollout, rewards: torch.Tensor, terms: Any) -> RolloutBatch:
@@ -506,6 +521,9 @@ class RLModule(L.LightningModule):
                     suppress_ids=self.suppress_ids,
                     with_entropy=first,
                     shared_prompt=self.shared_prompt_pass,
+                    packing=self.settings.packing,
+                    packing_max_tokens=self.settings.packing_max_tokens,
+                    counts=self._tokens,
                 )
                 if first:
                     ro.old_logp[idx], self._entropy[idx] = logp.detach().cpu(), ent.detach().cpu()

@@ -177,6 +177,9 @@ def logprobs_and_entropy(
     batch_size: int | None = None,
     suppress_ids: Sequence[int] = (),
     shared_prompt: bool | str = False,
+    packing: bool = False,
+    packing_max_tokens: int | None = None,
+    counts: Any = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log π(completion tokens) [b, L] (fp32, differentiable when grads are on) and, optionally,
     the policy's token entropy [b, L] in nats; both 0 where ``completion_mask`` [b, L] is 0.
@@ -190,9 +193,12 @@ def logprobs_and_entropy(
     :func:`shared_prompt_mode`): rows that repeat their predecessor's prompt (a GRPO group) share one prompt
     pass — ``"cache"`` (or True) with a KV cache (:func:`shared_prompt_hidden`), ``"packed"`` as one row per
     group under a 4D mask (:func:`packed_prompt_hidden`, which also runs under activation checkpointing);
-    False: every row whole. The same numbers to fp32 rounding either way. Results are on the model's
-    device. Raises ValueError for ``batch_size`` < 1 or a micro-batch request with gradients on (the
-    gradient pass's size is ``rl.num_mini_batches``).
+    False: every row whole. ``packing`` (``rl.packing``, with ``shared_prompt`` packed or False): padding-free
+    rows, each group (packed) or sequence (False) at its real length, several up to ``packing_max_tokens``
+    per row (:func:`egt.rl.packing.packed_hidden`). The same numbers to fp32 rounding either way. ``counts``
+    (an :class:`egt.rl.packing.PassTokens`) gets the real and computed language-model positions of the
+    pass. Results are on the model's device. Raises ValueError for ``batch_size`` < 1, a micro-batch request
+    with gradients on (the gradient pass's size is ``rl.num_mini_batches``), or ``packing`` with the cache.
     """
     b, length = completion_ids.shape
     if batch_size is not None and batch_size < 1:
@@ -214,6 +220,9 @@ def logprobs_and_entropy(
                 chunk_size,
                 suppress_ids=suppress_ids,
                 shared_prompt=shared_prompt,
+                packing=packing,
+                packing_max_tokens=packing_max_tokens,
+                counts=counts,
             )
             for s in range(0, b, batch_size)
         ]
@@ -221,19 +230,33 @@ def logprobs_and_entropy(
         return logp, (torch.cat([p[1] for p in parts]) if with_entropy else None)
     device = next(model.parameters()).device
     mode = shared_prompt_mode(shared_prompt)
-    shared = (
-        shared_prompt_hidden(model, prompt_feats, completion_ids, completion_mask, pad_id)
-        if mode == "cache"
-        else packed_prompt_hidden(model, prompt_feats, completion_ids, completion_mask, pad_id)
-        if mode == "packed"
-        else None
-    )
+    if packing and mode == "cache":
+        raise ValueError("rl.packing=true packs rl.shared_prompt_pass=packed or false, not the KV-cache path")
+    shared = None
+    if packing:
+        from egt.rl.packing import packed_hidden
+
+        args = (model, prompt_feats, completion_ids, completion_mask, pad_id)
+        shared = packed_hidden(*args, mode == "packed", packing_max_tokens, counts)
+        counts = None if shared is not None else counts  # counted there
+    if shared is None:
+        shared = (
+            shared_prompt_hidden(model, prompt_feats, completion_ids, completion_mask, pad_id)
+            if mode == "cache"
+            else packed_prompt_hidden(model, prompt_feats, completion_ids, completion_mask, pad_id)
+            if mode == "packed"
+            else None
+        )
+        if counts is not None and shared is not None:
+            counts.add(*_shared_pass_tokens(prompt_feats, completion_mask, mode))
     if shared is not None:
         hidden, head = shared  # [b, L, H]: the states that predict the L completion tokens
     else:
         inputs = {
             k: v.to(device) for k, v in sequence_inputs(prompt_feats, completion_ids, completion_mask, pad_id).items()
         }
+        if counts is not None:
+            counts.add(int(inputs["attention_mask"].sum()), inputs["input_ids"].numel())
         hidden, head = last_hidden_and_head(model, inputs)  # [b, T+L, H]
         T = hidden.shape[1] - length
         hidden = hidden[:, T - 1 : T + length - 1]
@@ -247,6 +270,20 @@ def logprobs_and_entropy(
         with_entropy=with_entropy,
         suppress_ids=suppress_ids,
     )
+
+
+def _shared_pass_tokens(
+    prompt_feats: Sequence[dict[str, torch.Tensor]], completion_mask: torch.Tensor, mode: str
+) -> tuple[int, int]:
+    """(real, computed) language-model positions of a shared prompt pass: P prompts once, the completions'
+    real tokens; computed P·T + b·L (cache) or P·(T + G·L) (packed, G the largest group)."""
+    runs = prompt_runs(prompt_feats)
+    starts = [0, *itertools.accumulate(runs[:-1])]
+    lengths = [len(prompt_feats[s]["input_ids"]) for s in starts]
+    b, length = completion_mask.shape
+    real = sum(lengths) + int(completion_mask.sum())
+    computed = len(runs) * max(lengths) + (b * length if mode == "cache" else len(runs) * max(runs) * length)
+    return real, computed
 
 
 def prompt_runs(prompt_feats: Sequence[dict[str, torch.Tensor]]) -> list[int]:
@@ -451,6 +488,17 @@ def packed_layout(
     return cols, rows, allowed
 
 
+def mask_4d(base: Any, allowed: torch.Tensor) -> tuple[torch.Tensor, str]:
+    """``allowed`` [R, S, S] bool (query, key) as the 4D mask [R, 1, S, S] the base model's attention takes
+    as given (sdpa: bool, True = attend; eager: additive 0 / dtype min), and the implementation's name."""
+    attn = getattr(base, "language_model", base).config._attn_implementation
+    if attn == "sdpa":
+        return allowed[:, None], attn
+    dtype = base.get_input_embeddings().weight.dtype
+    mask4 = torch.zeros(allowed[:, None].shape, dtype=dtype, device=allowed.device)
+    return mask4.masked_fill_(~allowed[:, None], torch.finfo(dtype).min), attn
+
+
 def packed_prompt_hidden(
     model: Any,
     prompt_feats: Sequence[dict[str, torch.Tensor]],
@@ -518,13 +566,7 @@ def packed_prompt_hidden(
     pos = torch.zeros((3, P, S), dtype=positions.dtype, device=device)
     pos[:, :, :T] = positions[:, :, :T]
     pos[:, rows[:, None], cols] = positions[:, rows, T:]  # [3, b, L]: each completion as in its own row
-    attn = getattr(base, "language_model", base).config._attn_implementation
-    if attn == "sdpa":
-        mask4 = allowed[:, None]  # [P, 1, S, S] True = attend
-    else:
-        dtype = base.get_input_embeddings().weight.dtype
-        mask4 = torch.zeros(allowed[:, None].shape, dtype=dtype, device=device)
-        mask4.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
+    mask4, attn = mask_4d(base, allowed)
     said = f"packed {attn}"
     if said not in _warned:  # once: which path the passes take (the fallback says so too)
         _warned.add(said)

@@ -66,6 +66,8 @@ NOT_IN_KEY = (
     "logprob_batch_size",
     "logprob_chunk_size",
     "shared_prompt_pass",
+    "packing",
+    "packing_max_tokens",
     "gather_for_generation",
 )
 

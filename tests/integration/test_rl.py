@@ -162,6 +162,18 @@ def test_packed_shared_prompt_pass_under_checkpointing_matches_every_row_whole(b
     assert ca["examples"] == cb["examples"]
     for k in ("rl/loss", "rl/grad_norm", "rl/entropy"):  # fp32 sums over the tiny model; after ≤ 1 optimizer step
         assert ca[k] == pytest.approx(cb[k], rel=1e-3, abs=1e-5), k
+    # rl.packing=true on top (groups at their real length, both groups in one row of ≤ 4,096 tokens)
+    packing = _with_data(base, tmp_path / "packing")
+    out = cli(packing, *args, "rl.shared_prompt_pass=packed", "rl.packing=true", "rl.packing_max_tokens=4096")
+    assert "rl.packing: " in out and "units (groups) in 1 rows" in out and "running unpacked rows" not in out
+    (c,) = done(packing, "rl")
+    assert c.name == b.name  # not in the key
+    (cc,) = json.loads((c / "curves.json").read_text())["steps"]
+    assert cc["examples"] == cb["examples"]
+    for k in ("rl/loss", "rl/grad_norm", "rl/entropy"):
+        assert cc[k] == pytest.approx(cb[k], rel=1e-3, abs=1e-5), k
+    assert cc["rl/logprob_tokens"] == ca["rl/logprob_tokens"] < cb["rl/logprob_tokens"]  # each prompt once a group
+    assert cc["rl/logprob_tokens"] <= cc["rl/logprob_positions"] <= ca["rl/logprob_positions"]  # no inner padding
 
 
 @pytest.mark.slow

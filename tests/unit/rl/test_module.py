@@ -99,8 +99,11 @@ def test_rl_steps_change_parameters_and_log_every_term(tiny_model_dir, world):
         "rl/grad_norm",
         "rl/samples_per_s",
         "rl/judge_not_asked",
+        "rl/logprob_tokens",
+        "rl/logprob_positions",
     ):
         assert torch.isfinite(torch.tensor(h[key])), key
+    assert 0 < h["rl/logprob_tokens"] <= h["rl/logprob_positions"]  # padded rows: computed ≥ real
     assert h["rl/grad_norm"] > 0 and h["rl/kl"] == 0.0  # the policy is the reference before the first update
     assert m.history[1]["rl/kl"] > 0
     assert [x["ids"] for x in m.history] == [world["id"][:3], world["id"][3:6]]  # sampler order

@@ -149,3 +149,27 @@ def test_the_shared_prompt_mode_is_not_in_the_key_and_a_wrong_one_is_refused():
     assert _cfg("rl.shared_prompt_pass=packed").rl.shared_prompt_pass == "packed"
     with pytest.raises(ConfigError, match=r"rl.shared_prompt_pass='pakced'.*cache, packed"):
         validate(_cfg("rl.shared_prompt_pass=pakced"))
+
+
+def test_packing_is_not_in_the_key_and_bad_settings_are_refused():
+    """rl.packing / rl.packing_max_tokens change the layout of the log-prob passes, not their numbers (to fp32
+    rounding: tests/unit/rl/test_packing.py): the key with them on is the default's, and the default's key
+    holds neither (so keys from before the option are unchanged). With the KV-cache prompt pass, or a budget
+    < 1, validation names the key and what to write."""
+    from egt.config.validation import validate
+
+    default = _cfg()
+    assert default.rl.packing is False and default.rl.packing_max_tokens is None
+    assert "packing" not in key_config(default) and "packing_max_tokens" not in key_config(default)
+    for over in (
+        ("rl.packing=true", "rl.shared_prompt_pass=packed"),
+        ("rl.packing=true", "rl.shared_prompt_pass=packed", "rl.packing_max_tokens=4096"),
+        ("rl.packing=true", "rl.shared_prompt_pass=false", "rl.packing_max_tokens=512"),
+    ):
+        cfg = _cfg(*over)
+        validate(cfg)
+        assert _key(key_config(cfg)) == _key(key_config(_cfg(*over[1:2]))) == _key(key_config(default)), over
+    with pytest.raises(ConfigError, match=r"rl.packing=true .*write rl.shared_prompt_pass=packed"):
+        validate(_cfg("rl.packing=true"))  # the default shared_prompt_pass=true is the cache
+    with pytest.raises(ConfigError, match=r"rl.packing_max_tokens=0 must be >= 1, or null"):
+        validate(_cfg("rl.packing=true", "rl.shared_prompt_pass=false", "rl.packing_max_tokens=0"))
