@@ -134,7 +134,8 @@ def pack_layout(
                 unit[r, off : off + m], part[r, off : off + m] = u, k + 1 if shared else 0
                 src_row[i] = r
                 src_col[i] = last
-                src_col[i, 1:m] = torch.arange(off, off + m - 1)
+                if m > 1:  # m = 0 (an empty completion, an all-zero mask row): nothing here, nothing read
+                    src_col[i, 1:m] = torch.arange(off, off + m - 1)
                 off += m
     unit, part, idx = unit.to(device), part.to(device), torch.arange(W, device=device)
     causal = idx[:, None] >= idx[None, :]  # [W, W]

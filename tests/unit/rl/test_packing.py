@@ -81,6 +81,20 @@ def test_layout_of_sequences_and_a_budget_by_hand():
         pack_layout([2, 1], prompt, torch.tensor([[1, 0, 1], [1, 0, 0], [1, 1, 1]]), False, None)
 
 
+def test_layout_of_an_empty_completion_by_hand():
+    """A completion of length 0 (an all-zero mask row, a prefix too; the full pass takes it and gives 0s):
+    no column of its own, its read-out points at its prompt's last token (never read: masked), and its
+    unit is the prompt alone when unshared. Prompt of 2 real tokens, completions of 2 and 0 of L = 2."""
+    prompt, comp = torch.tensor([[1, 1]]), torch.tensor([[1, 1], [0, 0]])
+    lay = pack_layout([2], prompt, comp, shared=True, max_tokens=None)
+    assert lay.comp_row.tolist() == [[-1, -1, 0, 0]] and lay.tokens == 4
+    assert lay.src_row.tolist() == [0, 0] and lay.src_col.tolist() == [[1, 2], [1, 1]]
+    lay = pack_layout([2], prompt, comp, shared=False, max_tokens=None)  # rows [p p c0 c0], [p p – –]
+    assert lay.comp_row.tolist() == [[-1, -1, 0, 0], [-1, -1, -1, -1]] and lay.tokens == 6
+    assert lay.src_row.tolist() == [0, 1] and lay.src_col.tolist() == [[1, 2], [1, 1]]
+    assert lay.allowed[1].int().tolist() == [[1, 0, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]  # tail: self
+
+
 def _rollout(proc, world_small):
     """Two prompts with images (different lengths), G = 3 and 4, completions of 1 … 12 tokens."""
     enc = ChatEncoder(proc)
@@ -162,6 +176,47 @@ def _pass(model, feats, ids, mask, pad, **kw):
     loss = PPOClipLoss(0.2)(logp, old, adv, mask).loss - 0.01 * masked_mean(ent, mask)
     grads = torch.autograd.grad(loss, params, allow_unused=True)
     return logp.detach(), ent.detach(), grads
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_text_only_and_image_units_in_one_row_and_an_empty_completion(shared, tiny_model_dir, world_small):
+    """A text-only prompt first, then two with images, sharing rows (the images must go to the vision tower
+    in the rows' order, skipping the text-only unit), and one completion of length 0: the full pass's
+    log-probs and entropies (no-grad, sdpa), for one unit per row, every unit in one row and two per row."""
+    model, proc = load_model_and_processor(tiny_model_dir)
+    enc = ChatEncoder(proc)
+    rows = [world_small["rl_pool"][i] for i in range(3)]
+    uniq = [enc.encode_prompt(r) for r in [dict(rows[0], images=[]), rows[1], rows[2]]]
+    assert [("pixel_values" in u) for u in uniq] == [False, True, True]
+    feats = [uniq[0]] * 2 + [uniq[1]] * 3 + [uniq[2]] * 2
+    lengths = [6, 0, 3, 1, 6, 2, 5]
+    ids = torch.randint(10, 500, (7, 6), generator=torch.Generator().manual_seed(0))
+    mask = (torch.arange(6)[None] < torch.tensor(lengths)[:, None]).long()
+    pad = proc.tokenizer.pad_token_id
+    two = 2 * max(len(u["input_ids"]) for u in uniq) + (12 * 2 if shared else 12)  # ~two units a row
+    (prompt_mask,) = _prompt_masks(feats)
+    for budget, n_rows in ((10**6, 1), (two, 2 if shared else 4)):  # the text-only unit first in a row
+        lay = pack_layout(prompt_runs(feats), prompt_mask, mask, shared, budget)
+        assert lay.prompt.shape[0] == n_rows and int(lay.prompt[0, 0]) == 0, budget
+    mode = "packed" if shared else False
+    with torch.no_grad():
+        ref, ent_ref = logprobs_and_entropy(model, feats, ids, mask, pad, with_entropy=True)
+        for budget in (None, 10**6, two):
+            lp, ent = logprobs_and_entropy(
+                model,
+                feats,
+                ids,
+                mask,
+                pad,
+                with_entropy=True,
+                shared_prompt=mode,
+                packing=True,
+                packing_max_tokens=budget,
+            )
+            m = mask.bool()
+            torch.testing.assert_close(lp[m], ref[m], atol=1e-5, rtol=0)
+            torch.testing.assert_close(ent[m], ent_ref[m], atol=1e-5, rtol=2e-6)
+            assert (lp[1] == 0).all() and (ent[1] == 0).all()
 
 
 def test_no_grad_micro_batches_count_their_tokens(tiny_model_dir, world_small):
