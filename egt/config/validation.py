@@ -201,6 +201,20 @@ def _auto_attn() -> str:
     return "flash_attention_2" if torch.cuda.is_available() and flash_attn_2_version() is not None else "sdpa"
 
 
+def _resolved_attn(cfg: DictConfig) -> str:
+    """The attention implementation ``model.attn_implementation`` loads as on this machine
+    (:func:`egt.models.resolve.resolve_attn`, without its log lines): ``auto`` → flash_attention_2 or sdpa,
+    ``egt_varlen`` → itself where a varlen kernel runs for ``model.dtype``, else sdpa."""
+    attn = str(cfg.model.attn_implementation)
+    if attn == "auto":
+        return _auto_attn()
+    if attn == "egt_varlen":
+        from egt.models.attention import varlen_backend
+
+        return attn if varlen_backend(None, str(cfg.model.dtype))[0] is not None else "sdpa"
+    return attn
+
+
 def _validate_trainer(cfg: DictConfig) -> None:
     t = cfg.trainer
     devices = t.devices
@@ -471,6 +485,12 @@ def _validate_rl(cfg: DictConfig) -> None:
             f"rl.packing=true packs one row per group or per sequence, not the KV-cache prompt pass "
             f"(rl.shared_prompt_pass={r.shared_prompt_pass}): write rl.shared_prompt_pass=packed (a group per "
             "unit) or rl.shared_prompt_pass=false (a sequence per unit)"
+        )
+    if r.packing and (attn := _resolved_attn(cfg)) not in ("sdpa", "eager"):  # egt.rl.rollout.PACKED_ATTENTION
+        raise ConfigError(
+            f"rl.packing=true blocks attention per unit with a 4D mask, which only sdpa and eager take as given: "
+            f"model.attn_implementation={cfg.model.attn_implementation} runs {attn} here, where the passes would "
+            "run unpacked rows; write model.attn_implementation=sdpa (or eager), or rl.packing=false"
         )
     if r.lr <= 0 or r.kl_coef < 0 or not 0.0 <= r.warmup_ratio < 1.0:
         raise ConfigError("rl.lr must be > 0, rl.kl_coef >= 0 and rl.warmup_ratio in [0, 1)")

@@ -173,3 +173,17 @@ def test_packing_is_not_in_the_key_and_bad_settings_are_refused():
         validate(_cfg("rl.packing=true"))  # the default shared_prompt_pass=true is the cache
     with pytest.raises(ConfigError, match=r"rl.packing_max_tokens=0 must be >= 1, or null"):
         validate(_cfg("rl.packing=true", "rl.shared_prompt_pass=false", "rl.packing_max_tokens=0"))
+
+
+def test_packing_with_an_attention_that_ignores_the_4d_mask_is_refused():
+    """rl.packing=true under flash_attention_2 (what model=qwen2_5_vl_7b's attn_implementation=auto loads on a
+    GPU with flash-attn) would run every pass unpacked, one INFO line the only sign: validation names the key
+    and what to write. sdpa / eager pass; auto and egt_varlen pass where they load sdpa (this CPU machine)."""
+    from egt.config.validation import validate
+
+    on = ("rl.packing=true", "rl.shared_prompt_pass=packed")
+    with pytest.raises(ConfigError, match=r"model.attn_implementation=flash_attention_2 .*write model.attn_implement"):
+        validate(_cfg(*on, "model.attn_implementation=flash_attention_2"))
+    for attn in ("sdpa", "eager", "auto", "egt_varlen"):
+        validate(_cfg(*on, f"model.attn_implementation={attn}"))
+    validate(_cfg("rl.packing=false", "model.attn_implementation=flash_attention_2"))
