@@ -333,6 +333,21 @@ def _cache_kept_without_grad() -> bool:
 _warned: set[str] = set()
 
 
+def _shared_runs(model: Any, prompt_feats: Sequence[dict[str, torch.Tensor]], unsupported: Any, option: str):
+    """The runs of rows sharing a prompt (:func:`prompt_runs`), or None where sharing cannot help (no prompt
+    repeats) or ``unsupported(model, feats)`` gives a reason, logged once per reason under ``option``."""
+    runs = prompt_runs(prompt_feats)
+    if len(runs) == len(prompt_feats):
+        return None
+    why = unsupported(model, prompt_feats[0])
+    if why is not None:
+        if why not in _warned:
+            _warned.add(why)
+            log.info("%s: running every row whole (%s)", option, why)
+        return None
+    return runs
+
+
 def shared_prompt_hidden(
     model: Any,
     prompt_feats: Sequence[dict[str, torch.Tensor]],
@@ -363,14 +378,8 @@ def shared_prompt_hidden(
     ``mm_token_type_ids`` from the processor). Not in a gradient pass under gradient checkpointing
     (transformers drops the cache there): the caller then runs the full pass.
     """
-    runs = prompt_runs(prompt_feats)
-    if len(runs) == len(prompt_feats):
-        return None
-    why = _shared_prompt_unsupported(model, prompt_feats[0])
-    if why is not None:
-        if why not in _warned:
-            _warned.add(why)
-            log.info("rl.shared_prompt_pass: running every row whole (%s)", why)
+    runs = _shared_runs(model, prompt_feats, _shared_prompt_unsupported, "rl.shared_prompt_pass")
+    if runs is None:
         return None
     from transformers import DynamicCache
 
@@ -537,14 +546,8 @@ def packed_prompt_hidden(
     attention instead of masking it. Supported: Qwen2-VL-family models in transformers 5.x with sdpa or
     eager attention.
     """
-    runs = prompt_runs(prompt_feats)
-    if len(runs) == len(prompt_feats):
-        return None
-    why = _packed_prompt_unsupported(model, prompt_feats[0])
-    if why is not None:
-        if why not in _warned:
-            _warned.add(why)
-            log.info("rl.shared_prompt_pass=packed: running every row whole (%s)", why)
+    runs = _shared_runs(model, prompt_feats, _packed_prompt_unsupported, "rl.shared_prompt_pass=packed")
+    if runs is None:
         return None
     base, head = model.model, model.get_output_embeddings()
     device = next(model.parameters()).device
