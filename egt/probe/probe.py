@@ -35,7 +35,9 @@ online curriculum's re-probes, :mod:`egt.select.reprobe`).
 
 from __future__ import annotations
 
+import json
 import math
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -59,7 +61,7 @@ from egt.probe.entropy import (
 )
 from egt.probe.answer_probs import answer_digit_ids, answer_prob_columns, draw_answer_probs, logprobs_at
 from egt.probe.locate import answer_token_index, reasoning_token_range
-from egt.utils.atomic import write_parquet_atomic
+from egt.utils.atomic import write_json_atomic, write_parquet_atomic
 from egt.utils.conf import to_container
 
 META_FLAGS = ("true_label", "flipped", "ambiguous", "difficulty", "kind")
@@ -103,6 +105,25 @@ def shards_for_rank(shards: Sequence[Shard], rank: int, world_size: int) -> list
 
 def shard_path(out_dir: Path, shard: Shard) -> Path:
     return Path(out_dir) / "shards" / f"shard-{shard[0]:08d}-{shard[1]:08d}.parquet"
+
+
+def shard_seconds_path(out_dir: Path, shard: Shard) -> Path:
+    """The seconds one shard took, ``{"wall", "cpu"}``: written (atomically) before its table, so a finished
+    shard has them, whichever attempt computed it."""
+    return shard_path(out_dir, shard).with_suffix(".seconds.json")
+
+
+def shard_seconds(out_dir: Path, shards: Sequence[Shard]) -> dict[str, float] | None:
+    """``{"wall", "cpu"}`` seconds summed over ``shards`` (every attempt's and rank's: what the table cost), or
+    None when a shard has no record (computed before egt kept one)."""
+    total = {"wall": 0.0, "cpu": 0.0}
+    for shard in shards:
+        path = shard_seconds_path(out_dir, shard)
+        if not path.is_file():
+            return None
+        rec = json.loads(path.read_text())
+        total = {k: total[k] + float(rec[k]) for k in total}
+    return total
 
 
 def merge_shards(out_dir: Path, shards: Sequence[Shard]) -> pd.DataFrame:
@@ -391,7 +412,8 @@ def probe_shards(
     answer_probs: bool = False,
     keep_texts: bool = False,
 ) -> dict[str, int]:
-    """Probe every shard not yet on disk; each finished shard is one atomic parquet write.
+    """Probe every shard not yet on disk; each finished shard is one atomic parquet write, after its
+    seconds (:func:`shard_seconds_path`).
 
     Sampling is seeded per shard (``seed``, shard start), so a resumed or
     rank-split probe gives the same rows as one uninterrupted process.
@@ -411,6 +433,7 @@ def probe_shards(
                 if progress:
                     progress(shard[1] - shard[0])
                 continue
+            wall0, cpu0 = time.perf_counter(), time.process_time()
             torch.manual_seed(seed * 1_000_003 + shard[0])
             rows: list[dict[str, Any]] = []
             swapped: list[dict[str, Any]] = []
@@ -447,7 +470,10 @@ def probe_shards(
                         progress(len(samples) / 2 if both_orders else len(samples))  # a sample = both its orders
             for row, sw in zip(rows, swapped):
                 row.update({f"{c}_swapped": sw[c] for c in SWAPPED})
-            write_parquet_atomic(pd.DataFrame(rows), path)
+            table = pd.DataFrame(rows)
+            seconds = {"wall": time.perf_counter() - wall0, "cpu": time.process_time() - cpu0}
+            write_json_atomic(shard_seconds_path(out_dir, shard), seconds)  # before the table: see shard_seconds_path
+            write_parquet_atomic(table, path)
             computed += 1
     finally:
         model.train(was_training)

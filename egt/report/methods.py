@@ -22,6 +22,10 @@ Seconds are **CPU seconds** (process time, all of a process's threads: ``probe_c
 ``train_cpu_seconds``), which do not grow when other work shares the machine; a summary written before
 egt recorded them gives its wall seconds instead. They are those of the run that computed the artifact (a
 reused artifact keeps its own), on the machine that ran it: compare rows of one sweep, not across machines.
+A killed and resumed stage counts every attempt's seconds that its checkpoints or shards kept
+(``egt.training.recipe.FitClock``, ``egt.probe.probe.shard_seconds``); a summary whose
+``fit_seconds_complete`` / ``probe_seconds_complete`` is false (resumed from a checkpoint or shard written
+before egt kept them) counts from there on only.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from egt.config import to_container
 from egt.data.prompt import template_key
 from egt.data.encode import ChatEncoder, image_tokens
 from egt.models.resolve import load_for_inference, pixel_budget
-from egt.probe.probe import merge_shards, probe_rows, shard_ranges, shards_for_rank
+from egt.probe.probe import merge_shards, probe_rows, shard_ranges, shard_seconds, shards_for_rank
 from egt.probe.figure2 import entropy_accuracy, fig2_markdown, plot_fig2
 from egt.select.noise import noise_at_fractions
 from egt.stages.eval import drop_default_decode
@@ -170,11 +170,15 @@ def probe(
         counts = {k: sum(r[0][k] for r in ranks) for k in counts}
         n_computed = None if any(r[1] is None for r in ranks) else sum(r[1] for r in ranks)
         seconds = max(r[2] for r in ranks)
+        # every shard's CPU seconds, every rank's and attempt's: the table's cost whatever else shared the
+        # machine and however often the probe was killed (this attempt's, when a shard kept no record)
+        recorded = shard_seconds(out, all_shards)
+        cpu = recorded["cpu"] if recorded is not None else sum(r[3] for r in ranks)
         summary.update(
             counts,
-            probe_seconds=round(seconds, 1),
-            # every process's CPU seconds, summed: the probe's cost whatever else shared the machine
-            probe_cpu_seconds=round(sum(r[3] for r in ranks), 1),
+            probe_seconds=round(seconds, 1),  # this attempt's wall seconds (slowest rank)
+            probe_cpu_seconds=round(cpu, 1),
+            probe_seconds_complete=recorded is not None,
             processes=world_size,
             samples_per_s=round(n_computed / seconds, 2) if n_computed and seconds > 0 else None,
             **image_tokens(encoder),

@@ -5,7 +5,8 @@ DeepSpeed writes its own), resumes from ``last.ckpt`` when a killed attempt left
 full state dict (a collective under ZeRO-3), checks that every rank holds the same parameters, lets rank 0
 finish (save the model, measure it), and closes the logger in a ``finally`` so that one failed sweep job
 does not leave the next one's run open. The stage brings its module, loaders and callbacks, and two
-functions: ``summarize`` (every rank, after fit) and ``finish`` (rank 0).
+functions: ``summarize`` (every rank, after fit) and ``finish`` (rank 0). A :class:`FitClock` in every
+checkpoint carries the fit's seconds across a kill, so a resumed stage reports what its model cost.
 """
 
 from __future__ import annotations
@@ -31,6 +32,43 @@ from egt.utils.progress import progress_callback
 Summarize = Callable[[L.Trainer, bool], dict[str, Any]]  # (trainer, resumed) -> the stage's summary
 Finish = Callable[[L.Trainer, "Logger | None", "dict | None"], dict[str, Any]]  # (trainer, logger, state)
 BeforeFit = Callable[[L.Trainer, "Logger | None"], None]
+
+
+class FitClock(Callback):
+    """The fit's wall and CPU seconds over every attempt, saved in each checkpoint: a resumed fit adds the
+    seconds its checkpoint carries to its own, so ``train_seconds`` / ``train_cpu_seconds`` are what the
+    model cost, not what the last attempt did (the methods comparison's cost column, docs/methods/protocol.md
+    §3). Work an attempt did after its last checkpoint is redone on resume and counted once, as it is in
+    the model; the time between a kill and the resume is not counted. A checkpoint from before egt kept
+    the clock carries none: such a resume counts from the checkpoint on, and ``fit_seconds_complete`` in
+    the summary says so. CPU seconds are ``time.process_time()``: every thread of this process (one rank).
+    """
+
+    def __init__(self) -> None:
+        self.carried = {"wall": 0.0, "cpu": 0.0}  # seconds of the attempts before this one
+        self.loaded = False  # a checkpoint gave its seconds
+        self._start: tuple[float, float] | None = None
+
+    def start(self) -> None:
+        self._start = (time.perf_counter(), time.process_time())
+
+    def seconds(self) -> dict[str, float]:
+        """{"wall", "cpu"} seconds so far, every attempt that a checkpoint kept included."""
+        if self._start is None:
+            return dict(self.carried)
+        wall0, cpu0 = self._start
+        return {
+            "wall": self.carried["wall"] + time.perf_counter() - wall0,
+            "cpu": self.carried["cpu"] + time.process_time() - cpu0,
+        }
+
+    def state_dict(self) -> dict[str, float]:
+        return self.seconds()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # Lightning calls this only for a checkpoint that holds the clock's state
+        self.carried = {"wall": float(state_dict["wall"]), "cpu": float(state_dict["cpu"])}
+        self.loaded = True
 
 
 def make_trainer(
@@ -84,8 +122,9 @@ def fit(
     """Train ``module`` (whose ``.model`` is the network saved) and return the stage's summary:
     ``summarize(trainer, resumed)``, ``train_seconds`` (the fit's wall seconds), ``train_cpu_seconds`` (this
     process's CPU seconds over the fit, all its threads: the cost that does not grow when other work shares the
-    machine), ``params_in_sync``, then
-    rank 0's ``finish(trainer, logger, state)``.
+    machine) — both over every attempt, :class:`FitClock` — , ``params_in_sync``, then
+    rank 0's ``finish(trainer, logger, state)``; a resumed fit adds ``fit_seconds_complete`` (False when its
+    checkpoint carried no clock: the seconds then start at that checkpoint).
 
     ``checkpoint``: the ``last.ckpt`` a killed attempt resumes from; ``before_fit(trainer, logger)``: the
     stage's last checks and wiring once both exist; ``trainer_args``: the stage's ``L.Trainer`` keywords.
@@ -94,18 +133,24 @@ def fit(
     logger = make_logger(cfg, stage)
     status = "failed"
     try:
-        trainer = make_trainer(cfg, stage, out, logger, callbacks, progress_metric, clip_gradients, **trainer_args)
+        clock = FitClock()
+        trainer = make_trainer(
+            cfg, stage, out, logger, [*callbacks, clock], progress_metric, clip_gradients, **trainer_args
+        )
         if before_fit is not None:
             before_fit(trainer, logger)
         resumed = checkpoint.exists()
         if resumed:
             log.info("[%s] resuming from %s", stage, checkpoint)
-        t0, c0 = time.perf_counter(), time.process_time()
+        clock.start()
         trainer.fit(module, train, val, ckpt_path=str(checkpoint) if resumed else None)
+        seconds = clock.seconds()
         summary = summarize(trainer, resumed)
-        # the fit's wall seconds (this attempt's only, when it resumed): the cost a comparison reports
-        summary["train_seconds"] = round(time.perf_counter() - t0, 2)
-        summary["train_cpu_seconds"] = round(time.process_time() - c0, 2)
+        # the fit's seconds over every attempt (FitClock): the cost a comparison reports
+        summary["train_seconds"] = round(seconds["wall"], 2)
+        summary["train_cpu_seconds"] = round(seconds["cpu"], 2)
+        if resumed:
+            summary["fit_seconds_complete"] = clock.loaded
         state = distributed.full_state_dict(trainer, module.model)  # collective under ZeRO-3
         summary["params_in_sync"] = distributed.check_in_sync(
             module.model, stage, sharded=getattr(trainer.strategy, "zero_stage_3", False)

@@ -1,5 +1,6 @@
 """The probe on the tiny model: exact entropies, shards split across ranks, resume after a kill."""
 
+import json
 import math
 
 import pandas as pd
@@ -19,6 +20,8 @@ from egt.probe.probe import (
     probe_shards,
     shard_path,
     shard_ranges,
+    shard_seconds,
+    shard_seconds_path,
     shards_for_rank,
     stop_token_ids,
     teacher_forced_entropy,
@@ -142,6 +145,25 @@ def test_resume_after_kill_recomputes_only_missing_shards(tiny, world_small, tmp
     assert again == {"shards_reused": 2, "shards_computed": 1} and sum(seen) == 5
     assert [shard_path(tmp_path, s).stat().st_mtime_ns for s in shards[:2]] == mtimes
     pd.testing.assert_frame_equal(full, merge_shards(tmp_path, shards))
+
+
+def test_a_resumed_probe_costs_every_shard_once(tiny, world_small, tmp_path):
+    """Each shard records its seconds before its table; the total is every shard's, the reused ones' too
+    (what the table cost, not the last attempt's work), and None when a shard kept no record."""
+    model, enc = tiny
+    ds = world_small["rl_pool"].select(range(5))
+    shards = shard_ranges(len(ds), 2)
+    probe_shards(model, enc, ds, shards, tmp_path, **KW)
+    first = {s: json.loads(shard_seconds_path(tmp_path, s).read_text()) for s in shards}
+    assert all(r["cpu"] > 0 and r["wall"] > 0 for r in first.values())
+    shard_path(tmp_path, shards[2]).unlink()  # killed while probing the last shard (its old record is stale)
+    probe_shards(model, enc, ds, shards, tmp_path, **KW)
+    again = json.loads(shard_seconds_path(tmp_path, shards[2]).read_text())
+    total = shard_seconds(tmp_path, shards)
+    assert total["cpu"] == pytest.approx(first[shards[0]]["cpu"] + first[shards[1]]["cpu"] + again["cpu"])
+    assert total["wall"] == pytest.approx(first[shards[0]]["wall"] + first[shards[1]]["wall"] + again["wall"])
+    shard_seconds_path(tmp_path, shards[0]).unlink()  # a shard probed before egt kept its seconds
+    assert shard_seconds(tmp_path, shards) is None
 
 
 def test_reasoning_entropy_over_the_think_tokens(tiny, world_small, monkeypatch):

@@ -1,6 +1,6 @@
 """egt.training.recipe.fit, the sequence sft and rl share, on a one-layer module: the summary's order
-(the stage's, params_in_sync, rank 0's finish), resume from last.ckpt, the logger closed on success and on
-failure."""
+(the stage's, params_in_sync, rank 0's finish), resume from last.ckpt with the seconds of every attempt,
+the logger closed on success and on failure."""
 
 from pathlib import Path
 
@@ -84,6 +84,34 @@ def test_fit_resumes_from_last_ckpt(cfg, tmp_path, monkeypatch):
     first.trainer.save_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     summary = _fit(cfg, tmp_path, Tiny(), [], monkeypatch)
     assert summary["resumed"] is True and summary["steps"] == 2  # nothing left to do: the epoch was done
+    assert summary["fit_seconds_complete"] is False  # a checkpoint without egt's clock: seconds from here on
+
+
+def test_a_resumed_fit_reports_the_seconds_of_every_attempt(cfg, tmp_path, monkeypatch):
+    """The killed attempt's seconds, saved by FitClock in its checkpoint, are added to the resumed fit's:
+    the cost of the model, not of its last attempt (methods protocol §3)."""
+    clock = recipe.FitClock()
+    clock.carried = {"wall": 1000.0, "cpu": 500.0}  # as if an earlier attempt had run that long
+    first = L.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+        callbacks=[clock],
+    )
+    clock.start()
+    first.fit(Tiny(), DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=4))
+    (tmp_path / "checkpoints").mkdir()
+    first.save_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["callbacks"]["FitClock"]
+    assert saved["wall"] >= 1000.0 and saved["cpu"] >= 500.0
+
+    summary = _fit(cfg, tmp_path, Tiny(), [], monkeypatch)
+    assert summary["resumed"] is True and summary["fit_seconds_complete"] is True
+    assert saved["wall"] <= summary["train_seconds"] < saved["wall"] + 600  # carried + this attempt's
+    assert saved["cpu"] <= summary["train_cpu_seconds"] < saved["cpu"] + 600
 
 
 def test_a_failed_finish_closes_the_logger_as_failed(cfg, tmp_path, monkeypatch):
