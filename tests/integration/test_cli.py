@@ -85,6 +85,7 @@ def test_killed_sft_resumes_to_the_same_model(tmp_path):
     (a,), (b,) = done(killed, "sft"), done(clean, "sft")
     sa, sb = (json.loads((p / "_SUCCESS.json").read_text())["summary"] for p in (a, b))
     assert sa["steps"] == sb["steps"] and sa["resumed"] and not sb["resumed"]
+    assert sa["fit_seconds_complete"] is True  # the killed attempt's seconds rode in its checkpoint (FitClock)
     wa, wb = load_file(a / "model" / "model.safetensors"), load_file(b / "model" / "model.safetensors")
     assert wa.keys() == wb.keys()
     for k in wa:
@@ -120,8 +121,9 @@ def test_pixel_budget_reaches_every_stage_and_its_key(tmp_path):
     for stage in ("sft", "probe", "rl", "eval"):
         saved = (done(tmp_path, stage)[0] / "_SUCCESS.json").read_text()
         assert '"max_pixels": 784' in saved, stage  # in the key's config
-    out = cli(tmp_path, *_QUICK, stages, *small, "model.min_pixels=784", "model.max_pixels=3136")
-    assert "[data] reusing" in out and "[sft] computing artifact" in out  # a new budget, new models
+    # a new budget, a new SFT model (its key changed; the stages after it follow from the new upstream)
+    out = cli(tmp_path, *_QUICK, "stages=[data,distill,sft]", *small, "model.min_pixels=784", "model.max_pixels=3136")
+    assert "[data] reusing" in out and "[sft] computing artifact" in out
 
 
 def _failing_run(tmp_path, *args, env_extra=None):
