@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from egt.report.experiments import experiment_tables, failed_jobs
-from egt.report.methods import cost_table, write_cost_figure
+from egt.report.methods import cost_table, write_cost_figure, write_noise_figure
 from egt.report.results import find_results
 from egt.report.sweep_figures import write_fig2, write_fig4
 from egt.sweep import load_jobs
@@ -64,6 +64,7 @@ def write_report(
             (out / f"{name}{suffix}").write_text(text + "\n", encoding="utf-8")
             written.append(out / f"{name}{suffix}")
     written += write_fig2(jobs, out) + write_fig4(jobs, out) + write_cost_figure(jobs, out)
+    written += write_noise_figure(jobs, out)
     failed = [f"- FAILED {j['_rel']} ({' '.join(j['overrides'])}): {j.get('error')}" for j in failed_jobs(jobs)]
     body = "\n\n".join(to_markdown(t) for _, t in tables)
     if failed:

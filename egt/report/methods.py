@@ -45,7 +45,9 @@ __all__ = [
     "cost_row",
     "cost_table",
     "cost_points",
+    "method_points",
     "write_cost_figure",
+    "write_noise_figure",
     "quick_table",
     "MethodsTableCallback",
 ]
@@ -143,38 +145,53 @@ def cost_table(jobs: Sequence[dict[str, Any]], exp: Optional[Experiment] = None)
     return table
 
 
-def cost_points(
-    jobs: Sequence[dict[str, Any]], benchmark: str, metric: str = "overall"
+def method_points(
+    jobs: Sequence[dict[str, Any]], benchmark: str, x: str = "method_seconds", metric: str = "overall"
 ) -> list[tuple[str, float, Optional[float], float, Optional[float]]]:
-    """Per method row: (label, method seconds mean, sd, accuracy % mean, sd) over its jobs; rows without
-    either number are left out."""
+    """Per method row: (label, mean of :func:`cost_row`'s ``x``, its sd, accuracy % mean, sd) over the row's
+    jobs; rows without either number are left out. A rate ``x`` (``*_rate``) is given in %."""
     from egt.report.experiments import unique_metrics
     from egt.report.tables import make_cell
 
     exp = methods_experiment()
     labels = dict(exp.rows)
+    scale = 100.0 if x.endswith("_rate") else 1.0
     out = []
     for value, js in cells(jobs, exp).items():
-        secs = make_cell([cost_row(j)["method_seconds"] for j in js])
+        xs = make_cell([None if (v := cost_row(j)[x]) is None else scale * v for j in js])
         acc = make_cell([m.get(metric) for m in unique_metrics(js, "rl", benchmark)])
-        if secs.mean is not None and acc.mean is not None:
+        if xs.mean is not None and acc.mean is not None:
             out.append(
-                (labels.get(value, value), secs.mean, secs.sd, 100 * acc.mean, None if acc.sd is None else 100 * acc.sd)
+                (labels.get(value, value), xs.mean, xs.sd, 100 * acc.mean, None if acc.sd is None else 100 * acc.sd)
             )
     return out
 
 
-def write_cost_figure(jobs: Sequence[dict[str, Any]], out: Path) -> list[Path]:
-    """``methods_cost.png`` (one per benchmark when several): each method's accuracy (mean ± sd over seeds)
-    against its seconds beyond the shared SFT judge (mean ± sd), the SFT judge as a horizontal line."""
+def cost_points(
+    jobs: Sequence[dict[str, Any]], benchmark: str, metric: str = "overall"
+) -> list[tuple[str, float, Optional[float], float, Optional[float]]]:
+    """Per method row: (label, method seconds mean, sd, accuracy % mean, sd) over its jobs; rows without
+    either number are left out."""
+    return method_points(jobs, benchmark, "method_seconds", metric)
+
+
+def _pool_rate(jobs: Sequence[dict[str, Any]], key: str) -> Optional[float]:
+    rates = {cost_row(j)[key] for j in jobs} - {None}
+    return 100 * rates.pop() if len(rates) == 1 else None  # one pool: one rate
+
+
+def _write_method_figures(jobs: Sequence[dict[str, Any]], out: Path, x: str, stem: str, xlabel: str) -> list[Path]:
+    """One scatter per benchmark: each method's accuracy (mean ± sd over seeds) against :func:`cost_row`'s
+    ``x`` (mean ± sd), the SFT judge as a horizontal line; for a kept-label rate, the pool's as a vertical one."""
     from egt.report.experiments import benchmarks, unique_metrics
     from egt.report.table1 import SHORT
     from egt.report.tables import make_cell
 
     written = []
     benches = benchmarks(jobs)
+    grouped = [j for js in cells(jobs, methods_experiment()).values() for j in js]
     for bench in benches:
-        points = cost_points(jobs, bench)
+        points = method_points(jobs, bench, x)
         if not points:
             continue
         import matplotlib
@@ -183,25 +200,45 @@ def write_cost_figure(jobs: Sequence[dict[str, Any]], out: Path) -> list[Path]:
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(6.5, 4.2))
-        for k, (label, s, s_sd, a, a_sd) in enumerate(points):  # 10 colours, then the next marker: no two alike
+        for k, (label, v, v_sd, a, a_sd) in enumerate(points):  # 10 colours, then the next marker: no two alike
             marker = "osD^v"[(k // 10) % 5]
             ax.errorbar(
-                [s], [a], xerr=[s_sd or 0.0], yerr=[a_sd or 0.0], fmt=marker, color=f"C{k % 10}", capsize=3, label=label
+                [v], [a], xerr=[v_sd or 0.0], yerr=[a_sd or 0.0], fmt=marker, color=f"C{k % 10}", capsize=3, label=label
             )
-        grouped = [j for js in cells(jobs, methods_experiment()).values() for j in js]
         sft = make_cell([m.get("overall") for m in unique_metrics(grouped, "sft", bench)])
         if sft.mean is not None:
             ax.axhline(100 * sft.mean, color="grey", linestyle="--", linewidth=1, label="SFT judge")
-        ax.set_xlabel("method CPU seconds beyond the SFT judge (probe + rft + RL)")
+        pool_key = {"flipped_kept_rate": "flipped_rate", "ambiguous_kept_rate": "ambiguous_rate"}.get(x)
+        pool = _pool_rate(grouped, pool_key) if pool_key else None
+        if pool is not None:
+            ax.axvline(pool, color="grey", linestyle=":", linewidth=1, label="the pool")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(f"{SHORT.get(bench, bench)} overall accuracy (%)")
         ax.legend(fontsize=6, loc="best")
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        path = out / ("methods_cost.png" if len(benches) == 1 else f"methods_cost_{bench}.png")
+        path = out / (f"{stem}.png" if len(benches) == 1 else f"{stem}_{bench}.png")
         fig.savefig(path, dpi=150)
         plt.close(fig)
         written.append(path)
     return written
+
+
+def write_cost_figure(jobs: Sequence[dict[str, Any]], out: Path) -> list[Path]:
+    """``methods_cost.png`` (one per benchmark when several): each method's accuracy (mean ± sd over seeds)
+    against its seconds beyond the shared SFT judge (mean ± sd), the SFT judge as a horizontal line."""
+    return _write_method_figures(
+        jobs, out, "method_seconds", "methods_cost", "method CPU seconds beyond the SFT judge (probe + rft + RL)"
+    )
+
+
+def write_noise_figure(jobs: Sequence[dict[str, Any]], out: Path) -> list[Path]:
+    """``methods_noise.png`` (synthetic world only: elsewhere no label is known to be flipped): each method's
+    accuracy against the share of flipped labels among the samples it kept (%, mean ± sd over seeds), the
+    pool's share as a vertical line: whether a method's standing follows the label noise it removes."""
+    return _write_method_figures(
+        jobs, out, "flipped_kept_rate", "methods_noise", "flipped labels among the kept samples (%)"
+    )
 
 
 QUICK_NOTE = (

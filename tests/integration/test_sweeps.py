@@ -246,3 +246,4 @@ def test_methods_quick_ends_with_one_table_and_the_report_has_the_cost_table(sha
     assert "| EGT (answer entropy) | 10 |" in cost  # 15% of the quick pool's 64
     assert "| Method | Reasoning |" in (d / "report" / "methods.md").read_text()
     assert (d / "report" / "methods_cost.png").read_bytes()[:4] == b"\x89PNG"
+    assert (d / "report" / "methods_noise.png").read_bytes()[:4] == b"\x89PNG"  # the synthetic world's flipped labels

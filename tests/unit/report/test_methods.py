@@ -62,7 +62,7 @@ def test_outside_the_synthetic_world_noise_columns_are_unknown():
 
 
 def test_accuracy_against_cost_points_and_figure(tmp_path):
-    from egt.report.methods import cost_points, write_cost_figure
+    from egt.report.methods import cost_points, method_points, write_cost_figure, write_noise_figure
 
     def with_eval(job, acc, key):
         job["metrics"] = [
@@ -82,6 +82,13 @@ def test_accuracy_against_cost_points_and_figure(tmp_path):
     assert secs == pytest.approx(23.0) and acc == pytest.approx(73.0) and acc_sd == pytest.approx(2**0.5)
     (path,) = write_cost_figure(jobs, tmp_path)
     assert path.name == "methods_cost.png" and path.stat().st_size > 1000
+
+    # the same accuracy against the flipped labels kept, in % (EGT: 1 of 15 kept in both seeds, Full RL 20 of 100)
+    noise = dict((p[0], p[1:]) for p in method_points(jobs, "synthetic", "flipped_kept_rate"))
+    assert noise["EGT (answer entropy)"][:3] == pytest.approx((100 / 15, 0.0, 73.0))
+    assert noise["Full RL"][0] == pytest.approx(20.0) and noise["Full RL"][2] == pytest.approx(66.0)
+    (path,) = write_noise_figure(jobs, tmp_path)
+    assert path.name == "methods_noise.png" and path.stat().st_size > 1000
 
 
 def test_a_selection_that_keeps_everything_pays_no_probe():
