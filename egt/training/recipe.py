@@ -40,13 +40,13 @@ class FitClock(Callback):
     model cost, not what the last attempt did (the methods comparison's cost column, docs/methods/protocol.md
     §3). Work an attempt did after its last checkpoint is redone on resume and counted once, as it is in
     the model; the time between a kill and the resume is not counted. A checkpoint from before egt kept
-    the clock carries none: such a resume counts from the checkpoint on, and ``fit_seconds_complete`` in
-    the summary says so. CPU seconds are ``time.process_time()``: every thread of this process (one rank).
+    the clock carries none: such a resume counts from the checkpoint on, and ``complete`` (saved with the
+    seconds, so a later resume keeps it) and ``fit_seconds_complete`` in the summary say so. CPU seconds are ``time.process_time()``: every thread of this process (one rank).
     """
 
     def __init__(self) -> None:
         self.carried = {"wall": 0.0, "cpu": 0.0}  # seconds of the attempts before this one
-        self.loaded = False  # a checkpoint gave its seconds
+        self.complete = True  # every attempt's seconds are counted (fit() sets False before a resume)
         self._start: tuple[float, float] | None = None
 
     def start(self) -> None:
@@ -62,13 +62,13 @@ class FitClock(Callback):
             "cpu": self.carried["cpu"] + time.process_time() - cpu0,
         }
 
-    def state_dict(self) -> dict[str, float]:
-        return self.seconds()
+    def state_dict(self) -> dict[str, Any]:
+        return {**self.seconds(), "complete": self.complete}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         # Lightning calls this only for a checkpoint that holds the clock's state
         self.carried = {"wall": float(state_dict["wall"]), "cpu": float(state_dict["cpu"])}
-        self.loaded = True
+        self.complete = bool(state_dict.get("complete", True))
 
 
 def make_trainer(
@@ -142,6 +142,7 @@ def fit(
         resumed = checkpoint.exists()
         if resumed:
             log.info("[%s] resuming from %s", stage, checkpoint)
+        clock.complete = not resumed  # until the checkpoint's clock says otherwise
         clock.start()
         trainer.fit(module, train, val, ckpt_path=str(checkpoint) if resumed else None)
         seconds = clock.seconds()
@@ -150,7 +151,7 @@ def fit(
         summary["train_seconds"] = round(seconds["wall"], 2)
         summary["train_cpu_seconds"] = round(seconds["cpu"], 2)
         if resumed:
-            summary["fit_seconds_complete"] = clock.loaded
+            summary["fit_seconds_complete"] = clock.complete
         state = distributed.full_state_dict(trainer, module.model)  # collective under ZeRO-3
         summary["params_in_sync"] = distributed.check_in_sync(
             module.model, stage, sharded=getattr(trainer.strategy, "zero_stage_3", False)
