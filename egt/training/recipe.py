@@ -41,7 +41,8 @@ class FitClock(Callback):
     §3). Work an attempt did after its last checkpoint is redone on resume and counted once, as it is in
     the model; the time between a kill and the resume is not counted. A checkpoint from before egt kept
     the clock carries none: such a resume counts from the checkpoint on, and ``complete`` (saved with the
-    seconds, so a later resume keeps it) and ``fit_seconds_complete`` in the summary say so. CPU seconds are ``time.process_time()``: every thread of this process (one rank).
+    seconds, so a later resume keeps it) and ``fit_seconds_complete`` in the summary say so. CPU seconds
+    are ``time.process_time()``: every thread of this process (one rank).
     """
 
     def __init__(self) -> None:
