@@ -200,14 +200,9 @@ def dry_run(p: Protocol, sweeps: Path, artifacts: Path, out: Path, workers: int)
     return est
 
 
-def planned_jobs(p: Protocol, step: dict[str, Any]) -> int:
-    """How many Hydra jobs a planned step runs: 1 upstream run, one per calibration seed, and for a
-    table sweep every combination of its experiment's sweeper axes and the protocol's extra axes, times
-    the tier's seeds."""
-    if step["phase"] == "upstream":
-        return 1
-    if step["phase"] == "calibration":
-        return len(p.settings["calibration_seeds"])
+def _step_arms(p: Protocol, step: dict[str, Any]) -> list[list[str]]:
+    """A table sweep's arms: every combination of its experiment's sweeper axes (``rl.seed`` aside) and
+    the protocol's extra axes, each as its ``key=value`` overrides."""
     spec = next(s for s in p.sweeps if s.name == step["name"])
     exp = _compose(
         [
@@ -220,20 +215,80 @@ def planned_jobs(p: Protocol, step: dict[str, Any]) -> int:
     )
     axes = {k: str(v) for k, v in exp.hydra.sweeper.params.items() if k != "rl.seed"}
     axes.update(spec.sweep)
-    return len(_product(axes)) * len(p.seeds(spec.tier))
+    return _product(axes)
+
+
+def _step_seeds(p: Protocol, step: dict[str, Any]) -> int:
+    if step["phase"] == "upstream":
+        return 1
+    if step["phase"] == "calibration":
+        return len(p.settings["calibration_seeds"])
+    return len(p.seeds(next(s for s in p.sweeps if s.name == step["name"]).tier))
+
+
+def planned_jobs(p: Protocol, step: dict[str, Any]) -> int:
+    """How many Hydra jobs a planned step runs: 1 upstream run, one per calibration seed, and for a
+    table sweep every combination of its experiment's sweeper axes and the protocol's extra axes, times
+    the tier's seeds."""
+    arms = 1 if step["phase"] in ("upstream", "calibration") else len(_step_arms(p, step))
+    return arms * _step_seeds(p, step)
+
+
+def seconds_left(p: Protocol, step: dict[str, Any], jobs: list[dict[str, Any]]) -> Optional[float]:
+    """Estimated process seconds the step's unfinished jobs still need, from its finished ones: each arm's
+    remaining seeds at the median computed seconds of that arm's completed jobs (their train.log tables,
+    :func:`egt.campaign.reproduction.computed_seconds`: every attempt's, reused stages not counted), an arm
+    with none at the median of the step's. ``jobs``: ``{"overrides", "status", "seconds"}`` per job
+    directory. None when work is left and no job of the step has finished (the dry run's estimate is
+    then the only one). A failed job counts as left (the protocol reruns it once).
+    """
+    from statistics import median
+
+    arms = [[]] if step["phase"] in ("upstream", "calibration") else _step_arms(p, step)
+    seeds = _step_seeds(p, step)
+    done = [j for j in jobs if j["status"] == "completed"]
+    per_arm = [[j for j in done if set(arm) <= set(j["overrides"])] for arm in arms]
+    left = [max(0, seeds - len(js)) for js in per_arm]
+    if not any(left):
+        return 0.0
+    spent = [j["seconds"] for j in done if j["seconds"] > 0]
+    if not spent:
+        return None
+    step_median = median(spent)
+    total = 0.0
+    for n, js in zip(left, per_arm):
+        own = [j["seconds"] for j in js if j["seconds"] > 0]
+        total += n * (median(own) if own else step_median)
+    return total
 
 
 def status(p: Protocol, sweeps: Path, artifacts: Path) -> list[dict[str, Any]]:
     """Where a run stands, read from its sweep directories (nothing runs): per planned step the jobs it
-    plans and how many have a ``job.json`` that says completed or failed (egt.sweep). A killed or
-    paused run picks up from its artifacts when started again with the same command."""
+    plans, how many have a ``job.json`` that says completed or failed (egt.sweep), and the process seconds
+    left (:func:`seconds_left`). A killed or paused run picks up from its artifacts when started again
+    with the same command."""
+    from egt.campaign.reproduction import computed_seconds
     from egt.sweep import JOB_FILE
 
     rows = []
     for step in plan(p, sweeps, artifacts):
         d = Path(step["dir"])
         files = [d / JOB_FILE] if step["phase"] == "upstream" else sorted(d.glob(f"*/{JOB_FILE}"))
-        states = [json.loads(f.read_text()).get("status") for f in files if f.is_file()]
+        jobs = []
+        for f in files:
+            if not f.is_file():
+                continue
+            record = json.loads(f.read_text())
+            log = f.parent / "train.log"
+            text = log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""
+            jobs.append(
+                {
+                    "overrides": record.get("overrides") or [],
+                    "status": record.get("status"),
+                    "seconds": computed_seconds(text),
+                }
+            )
+        states = [j["status"] for j in jobs]
         rows.append(
             {
                 "phase": step["phase"],
@@ -242,6 +297,7 @@ def status(p: Protocol, sweeps: Path, artifacts: Path) -> list[dict[str, Any]]:
                 "planned": planned_jobs(p, step),
                 "completed": states.count("completed"),
                 "failed": states.count("failed"),
+                "seconds_left": seconds_left(p, step, jobs),
             }
         )
     return rows
@@ -252,13 +308,43 @@ def progress(rows: list[dict[str, Any]]) -> tuple[int, int]:
     return sum(min(r["completed"], r["planned"]) for r in rows), sum(r["planned"] for r in rows)
 
 
-def print_status(rows: list[dict[str, Any]]) -> None:
-    print("| phase | format | sweep | completed / planned jobs | failed |")
-    print("|:--|:--|:--|--:|--:|")
+def wall_left(rows: list[dict[str, Any]], workers: int) -> Optional[float]:
+    """Wall seconds left if each step takes its :func:`seconds_left`: phases run one after another, a phase's
+    steps ``workers`` at a time (one process each), so a phase takes at least its longest step and at least
+    its total over ``workers``. None when a step with work left has no estimate yet.
+
+    >>> wall_left([{"phase": "tier1", "seconds_left": 300.0}, {"phase": "tier1", "seconds_left": 100.0},
+    ...            {"phase": "tier2", "seconds_left": 50.0}], workers=2)
+    350.0
+    """
+    phases: dict[str, list[float]] = {}
     for r in rows:
-        print(f"| {r['phase']} | {r['format']} | {r['name']} | {r['completed']} / {r['planned']} | {r['failed']} |")
+        if r["seconds_left"] is None:
+            return None
+        phases.setdefault(r["phase"], []).append(r["seconds_left"])
+    return sum(max(max(v), sum(v) / max(1, workers)) for v in phases.values())
+
+
+def print_status(rows: list[dict[str, Any]], workers: int = 1) -> None:
+    print("| phase | format | sweep | completed / planned jobs | failed | process h left (est.) |")
+    print("|:--|:--|:--|--:|--:|--:|")
+    for r in rows:
+        left = "?" if r["seconds_left"] is None else f"{r['seconds_left'] / 3600:.2f}"
+        print(
+            f"| {r['phase']} | {r['format']} | {r['name']} | {r['completed']} / {r['planned']} | {r['failed']} "
+            f"| {left} |"
+        )
     done, total = progress(rows)
     print(f"{done} of {total} jobs completed ({100 * done / max(total, 1):.0f}%)")
+    wall = wall_left(rows, workers)
+    if wall is None:
+        print("time left: not estimable until every step with work left has finished a job (see --dry-run)")
+    elif wall > 0:
+        print(
+            f"about {wall / 3600:.1f} h wall left with {workers} processes at once (each unfinished job at its "
+            "arm's median computed seconds so far, an arm not yet run at its sweep's; seconds measured while "
+            "the machine was shared include that sharing)"
+        )
 
 
 def _quote(arg: str) -> str:
@@ -446,7 +532,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         dry_run(p, sweeps, artifacts, out, workers)
         return 0
     if args.status:
-        print_status(status(p, sweeps, artifacts))
+        print_status(status(p, sweeps, artifacts), workers)
         return 0
     if args.report:
         print(report(p, sweeps, artifacts, out))

@@ -178,6 +178,7 @@ def test_status_counts_finished_jobs_against_the_plan(protocol, tmp_path, capsys
         "planned": 1,
         "completed": 1,
         "failed": 0,
+        "seconds_left": 0.0,
     }
     assert (rows["calibration"]["planned"], rows["calibration"]["completed"]) == (1, 1)
     # table2: 3 ablation rows x 2 seeds; beyond: the protocol's own entropy axis (2 values) x 1 tier-2 seed
@@ -199,8 +200,43 @@ def test_status_counts_finished_jobs_against_the_plan(protocol, tmp_path, capsys
         )
         == 0
     )
-    assert "4 of 10 jobs completed (40%)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "4 of 10 jobs completed (40%)" in out
+    assert "time left: not estimable" in out  # these jobs wrote no train.log: no measured seconds
     assert not (tmp_path / "out").exists()  # nothing runs, nothing is written
+
+
+def test_time_left_is_each_arms_seeds_left_at_its_median_measured_seconds(protocol, tmp_path):
+    """table2 (3 arms × 2 seeds): arm 0 done (200 s, 220 s); arm 1 one seed done (600 s), one failed (left);
+    arm 2 not started, at the step's median (220 s). Left: 0 + 1 × 600 + 2 × 220 = 1,040 process seconds;
+    the upstream phase is done and the tier-2 step has no finished job: no wall estimate until it has."""
+    from egt.campaign.reproduce import _step_arms, status, wall_left
+
+    sw = tmp_path / "sw"
+    steps = {s["name"]: s for s in plan(protocol, sw, tmp_path / "art")}
+    arms = _step_arms(protocol, steps["table2"])
+    assert len(arms) == 3
+
+    def job(name, arm, seed, state, seconds=None):
+        d = sw / "fmt_a" / "table2" / name
+        d.mkdir(parents=True)
+        (d / "job.json").write_text(json.dumps({"status": state, "overrides": [f"rl.seed={seed}", *arm, "x=1"]}))
+        if seconds is not None:  # egt.cli's end-of-run table, as a job's train.log holds it
+            table = "stage    state     seconds  headline\nsft      reused        0.0  x\n"
+            (d / "train.log").write_text(table + f"rl       computed  {seconds}  x\n")
+
+    job("0", arms[0], 0, "completed", 200.0)
+    job("1", arms[0], 1, "completed", 220.0)
+    job("2", arms[1], 0, "completed", 600.0)
+    job("3", arms[1], 1, "failed", 50.0)
+    rows = {r["name"]: r for r in status(protocol, sw, tmp_path / "art")}
+    assert rows["table2"]["seconds_left"] == pytest.approx(1040.0)
+    assert rows["beyond"]["seconds_left"] is None and wall_left(list(rows.values()), 2) is None
+    assert wall_left([rows["table2"]], 2) == pytest.approx(1040.0)  # one step: its own time, whatever the workers
+    # phases one after another; a phase at least its longest step and at least its total over the workers
+    three = [{"phase": "tier1", "seconds_left": 300.0}, {"phase": "tier1", "seconds_left": 100.0}]
+    assert wall_left([*three, {"phase": "tier2", "seconds_left": 50.0}], 2) == pytest.approx(300.0 + 50.0)
+    assert wall_left([*three, {"phase": "tier1", "seconds_left": 400.0}], 2) == pytest.approx(400.0)
 
 
 def test_the_current_default_is_the_format_the_default_config_already_is(protocol, tmp_path):
