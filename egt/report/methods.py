@@ -46,6 +46,7 @@ __all__ = [
     "cost_table",
     "cost_points",
     "method_points",
+    "noise_correlation",
     "write_cost_figure",
     "write_noise_figure",
     "quick_table",
@@ -142,7 +143,37 @@ def cost_table(jobs: Sequence[dict[str, Any]], exp: Optional[Experiment] = None)
         "Flipped / ambiguous: labels the synthetic world flipped or pairs it made ambiguous, as a share of the "
         "kept samples and of the pool. Method s = probe + rft + RL CPU seconds."
     )
+    noise = noise_correlation(jobs)
+    if noise is not None:
+        rho, lo, hi, n = noise
+        table.notes.append(
+            f"Across the {n} methods (their means over seeds), Spearman ρ between the flipped labels kept and the "
+            f"synthetic bench's Overall: {rho:+.2f} (95% CI [{lo:+.2f}, {hi:+.2f}], Fisher z). Descriptive: the "
+            "methods differ in more than the labels they keep (methods_noise.png)."
+        )
     return table
+
+
+def noise_correlation(
+    jobs: Sequence[dict[str, Any]], benchmark: str = "synthetic"
+) -> Optional[tuple[float, float, float, int]]:
+    """(ρ, CI low, CI high, n methods): Spearman's ρ over the methods between the mean share of flipped
+    labels among the samples each kept and its mean Overall on ``benchmark`` (:func:`method_points`), with
+    a Fisher-z 95% CI (:func:`egt.campaign.power.spearman_ci`); None under 4 methods (no CI) or when
+    undefined (a constant column)."""
+    import numpy as np
+
+    from egt.campaign.power import spearman_ci
+    from egt.probe.figure2 import spearman
+
+    pts = method_points(jobs, benchmark, "flipped_kept_rate")
+    if len(pts) < 4:
+        return None
+    rho = spearman(np.array([p[1] for p in pts]), np.array([p[3] for p in pts]))
+    if rho is None:
+        return None
+    lo, hi = spearman_ci(rho, len(pts))
+    return rho, lo, hi, len(pts)
 
 
 def method_points(

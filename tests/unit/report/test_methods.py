@@ -122,3 +122,29 @@ def test_the_quick_table_is_written_after_every_job_with_the_failed_ones(tmp_pat
     MethodsTableCallback().on_job_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
     text = (tmp_path / "methods_quick.md").read_text()
     assert "| EGT (answer entropy) | 15 |" in text and "- FAILED difficulty_prior: budget" in text
+
+
+def test_the_noise_correlation_over_methods_in_the_cost_tables_notes():
+    """Four methods whose accuracy falls as the flipped labels they keep rise: ρ = −1 over the methods'
+    means, its Fisher-z CI (SE 1.06 / sqrt(4 − 3)), and the sentence in the cost table's notes; three
+    methods give no correlation (too few for a CI)."""
+    import math
+
+    from egt.report.methods import noise_correlation
+
+    def job(method, flipped, acc):
+        j = _job(method, 0, 10, flipped, 100, 1.0, 8, 1.0)
+        j["metrics"] = [{"model": "rl", "benchmark": "synthetic", "key": method, "metrics": {"overall": acc}}]
+        return j
+
+    jobs = [job("egt", 1, 0.70), job("random", 3, 0.65), job("accuracy", 5, 0.60), job("full_rl", 2, 0.68)]
+    rho, lo, hi, n = noise_correlation(jobs)
+    assert (rho, n) == (-1.0, 4)
+    half = 1.959964 * 1.06  # z of rho = -1 is clipped at atanh(-0.999999) = -7.25
+    assert lo == pytest.approx(math.tanh(math.atanh(-0.999999) - half), abs=1e-4)
+    assert hi == pytest.approx(math.tanh(math.atanh(-0.999999) + half), abs=1e-4)
+    notes = " ".join(cost_table(jobs).notes)
+    assert (
+        "Across the 4 methods" in notes and "Spearman ρ between the flipped labels kept" in notes and "-1.00" in notes
+    )
+    assert noise_correlation(jobs[:3]) is None
