@@ -138,9 +138,7 @@ def estimate(p: Protocol) -> dict[str, Any]:
         for tier in (1, 2):
             for spec in (s for s in p.sweeps if s.tier == tier):
                 exp = _compose([f"experiment=[{p.preset},{spec.experiment}]", *spec.overrides, *base], hydra_cfg=True)
-                axes = {k: str(v) for k, v in exp.hydra.sweeper.params.items() if k != "rl.seed"}
-                axes.update(spec.sweep)
-                for combo in _product(axes):
+                for combo in _product(_sweep_axes(exp, spec.sweep)):
                     try:
                         cfg = _compose([f"experiment=[{p.preset},{spec.experiment}]", *spec.overrides, *combo, *base])
                     except Exception as exc:  # an option that does not exist (yet)
@@ -170,10 +168,35 @@ def estimate(p: Protocol) -> dict[str, Any]:
     return {"phases": phases, "arms": arms, "missing": missing, "cpu_s": sum(phases.values())}
 
 
-def _product(axes: dict[str, str]) -> list[list[str]]:
+def _sweep_axes(exp: Any, sweep: dict[str, Any]) -> dict[str, str]:
+    """A table sweep's axes as its jobs get them: the composed experiment's sweeper params (``rl.seed`` aside,
+    the seeds), then the protocol's ``sweep`` axes as train.py rewrites its command line
+    (:func:`egt.cli.rewrite_group_args`: ``rl.loss=a,b`` → ``rl/loss=a,b``), each in place of a sweeper param
+    of the same key (Hydra's basic sweeper: the command line's value wins)."""
+    from egt.cli import rewrite_group_args
+
+    axes = {k: str(v) for k, v in exp.hydra.sweeper.params.items() if k != "rl.seed"}
+    for arg in rewrite_group_args([f"{k}={v}" for k, v in sweep.items()]):
+        key, _, value = arg.partition("=")
+        axes[key] = value
+    return axes
+
+
+def _product(axes: dict[str, Any]) -> list[list[str]]:
+    """Every combination of the sweep ``axes`` (``{key: "v1,v2"}``; the first key varies slowest), each as the
+    ``key=value`` overrides Hydra's basic sweeper gives its jobs, which egt.sweep records in job.json: the
+    values as Hydra's override parser writes them back (``3e-5`` → ``3e-05``, ``true`` → ``True``, a quoted
+    value's commas kept), so that a job's recorded overrides contain its arm's.
+
+    >>> _product({"rl.lr": "1e-5, 3e-5", "probe.both_orders": "true"})
+    [['rl.lr=1e-05', 'probe.both_orders=True'], ['rl.lr=3e-05', 'probe.both_orders=True']]
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
     combos: list[list[str]] = [[]]
-    for k, v in axes.items():
-        combos = [c + [f"{k}={x.strip()}"] for c in combos for x in str(v).split(",")]
+    for o in OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in axes.items()]):
+        values = list(o.sweep_string_iterator()) if o.is_discrete_sweep() else [o.get_value_element_as_str()]
+        combos = [c + [f"{o.get_key_element()}={x}"] for c in combos for x in values]
     return combos
 
 
@@ -213,9 +236,7 @@ def _step_arms(p: Protocol, step: dict[str, Any]) -> list[list[str]]:
         ],
         hydra_cfg=True,
     )
-    axes = {k: str(v) for k, v in exp.hydra.sweeper.params.items() if k != "rl.seed"}
-    axes.update(spec.sweep)
-    return _product(axes)
+    return _product(_sweep_axes(exp, spec.sweep))
 
 
 def _step_seeds(p: Protocol, step: dict[str, Any]) -> int:
@@ -234,13 +255,21 @@ def planned_jobs(p: Protocol, step: dict[str, Any]) -> int:
     return arms * _step_seeds(p, step)
 
 
+# The stages a seed computes anew: the sweeps vary rl.seed, and the table experiments set selection.seed and
+# curriculum.seed to it; data, distill, sft, probe and rft are keyed without it, so an arm's seeds share them.
+PER_SEED_STAGES = ("select", "rl", "eval")
+
+
 def seconds_left(p: Protocol, step: dict[str, Any], jobs: list[dict[str, Any]]) -> Optional[float]:
-    """Estimated process seconds the step's unfinished jobs still need, from its finished ones: each arm's
-    remaining seeds at the median computed seconds of that arm's completed jobs (their train.log tables,
-    :func:`egt.campaign.reproduction.computed_seconds`: every attempt's, reused stages not counted), an arm
-    with none at the median of the step's. ``jobs``: ``{"overrides", "status", "seconds"}`` per job
-    directory. None when work is left and no job of the step has finished (the dry run's estimate is
-    then the only one). A failed job counts as left (the protocol reruns it once).
+    """Estimated process seconds the step's unfinished jobs still need, from its finished ones (their train.log
+    tables, :func:`egt.campaign.reproduction.computed_seconds`: every attempt's, reused stages not counted).
+    An arm with a finished job: its remaining seeds at the median seconds of its finished jobs'
+    :data:`PER_SEED_STAGES` (the stages its seeds share, e.g. a sampled probe or an rft fine-tuning, were paid
+    by its first job); an arm with none: at the median seconds of the step's finished jobs. ``jobs``:
+    ``{"overrides", "status", "seconds", "seed_seconds"}`` per job directory (``seed_seconds``: the
+    :data:`PER_SEED_STAGES`' seconds; ``seconds`` where absent). None when work is left and no job of the step
+    has finished (the dry run's estimate is then the only one). A failed job counts as left (the protocol
+    reruns it once).
     """
     from statistics import median
 
@@ -257,7 +286,7 @@ def seconds_left(p: Protocol, step: dict[str, Any], jobs: list[dict[str, Any]]) 
     step_median = median(spent)
     total = 0.0
     for n, js in zip(left, per_arm):
-        own = [j["seconds"] for j in js if j["seconds"] > 0]
+        own = [s for s in (j.get("seed_seconds", j["seconds"]) for j in js) if s > 0]
         total += n * (median(own) if own else step_median)
     return total
 
@@ -286,6 +315,7 @@ def status(p: Protocol, sweeps: Path, artifacts: Path) -> list[dict[str, Any]]:
                     "overrides": record.get("overrides") or [],
                     "status": record.get("status"),
                     "seconds": computed_seconds(text),
+                    "seed_seconds": computed_seconds(text, PER_SEED_STAGES),
                 }
             )
         states = [j["status"] for j in jobs]
@@ -309,20 +339,27 @@ def progress(rows: list[dict[str, Any]]) -> tuple[int, int]:
 
 
 def wall_left(rows: list[dict[str, Any]], workers: int) -> Optional[float]:
-    """Wall seconds left if each step takes its :func:`seconds_left`: phases run one after another, a phase's
-    steps ``workers`` at a time (one process each), so a phase takes at least its longest step and at least
-    its total over ``workers``. None when a step with work left has no estimate yet.
+    """Wall seconds left if each step takes its :func:`seconds_left`, scheduled as :func:`run` does: phases one
+    after another, a phase's steps in plan order (``rows``' order) on ``workers`` threads (:func:`_phase`'s
+    ``ThreadPoolExecutor.map``: a thread that comes free takes the next step), one process per step, its
+    jobs one after another. None when a step with work left has no estimate yet.
 
     >>> wall_left([{"phase": "tier1", "seconds_left": 300.0}, {"phase": "tier1", "seconds_left": 100.0},
-    ...            {"phase": "tier2", "seconds_left": 50.0}], workers=2)
-    350.0
+    ...            {"phase": "tier1", "seconds_left": 400.0}, {"phase": "tier2", "seconds_left": 50.0}], workers=2)
+    550.0
     """
     phases: dict[str, list[float]] = {}
     for r in rows:
         if r["seconds_left"] is None:
             return None
         phases.setdefault(r["phase"], []).append(r["seconds_left"])
-    return sum(max(max(v), sum(v) / max(1, workers)) for v in phases.values())
+    total = 0.0
+    for steps in phases.values():
+        free = [0.0] * max(1, workers)  # when each thread comes free
+        for seconds in steps:
+            free[free.index(min(free))] += seconds
+        total += max(free)
+    return total
 
 
 def print_status(rows: list[dict[str, Any]], workers: int = 1) -> None:
@@ -342,8 +379,8 @@ def print_status(rows: list[dict[str, Any]], workers: int = 1) -> None:
     elif wall > 0:
         print(
             f"about {wall / 3600:.1f} h wall left with {workers} processes at once (each unfinished job at its "
-            "arm's median computed seconds so far, an arm not yet run at its sweep's; seconds measured while "
-            "the machine was shared include that sharing)"
+            "arm's median computed seconds per seed so far, an arm not yet run at its sweep's median job; seconds "
+            "measured while the machine was shared include that sharing)"
         )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Collection, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -272,16 +272,20 @@ def default_choice(
 _COMPUTED = re.compile(r"^(\w+)\s+computed\s+([\d.]+)\s", re.M)
 
 
-def computed_seconds(log_text: str) -> float:
+def computed_seconds(log_text: str, stages: Optional[Collection[str]] = None) -> float:
     """Seconds of the stages a job computed (not reused), summed over every end-of-run table in its
     train.log (egt.cli's "stage  state  seconds  headline" table; Hydra appends to the log, so a job
-    rerun after a kill adds its new table; a process killed before its table adds nothing).
+    rerun after a kill adds its new table; a process killed before its table adds nothing); ``stages``:
+    those stages' only.
 
-    >>> computed_seconds("stage    state     seconds  headline\\nrl       computed    775.7  250 steps\\n"
-    ...                  "eval     reused        0.6  sft 72.5%\\neval     computed    103.2  x\\n")
-    878.9
+    >>> text = ("stage    state     seconds  headline\\nprobe    computed    500.0  x\\n"
+    ...         "rl       computed    775.7  250 steps\\neval     reused        0.6  sft 72.5%\\n"
+    ...         "eval     computed    103.2  x\\n")
+    >>> computed_seconds(text), computed_seconds(text, stages=("rl", "eval"))
+    (1378.9, 878.9)
     """
-    return round(sum(float(m.group(2)) for m in _COMPUTED.finditer(log_text)), 6)
+    rows = [(m.group(1), float(m.group(2))) for m in _COMPUTED.finditer(log_text)]
+    return round(sum(s for stage, s in rows if stages is None or stage in stages), 6)
 
 
 def sweep_seconds(sweeps: Path, formats: Sequence[str]) -> str:

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from egt.campaign.reproduce import estimate, gate_rl, main, plan, read_protocol
 
@@ -233,10 +234,55 @@ def test_time_left_is_each_arms_seeds_left_at_its_median_measured_seconds(protoc
     assert rows["table2"]["seconds_left"] == pytest.approx(1040.0)
     assert rows["beyond"]["seconds_left"] is None and wall_left(list(rows.values()), 2) is None
     assert wall_left([rows["table2"]], 2) == pytest.approx(1040.0)  # one step: its own time, whatever the workers
-    # phases one after another; a phase at least its longest step and at least its total over the workers
-    three = [{"phase": "tier1", "seconds_left": 300.0}, {"phase": "tier1", "seconds_left": 100.0}]
-    assert wall_left([*three, {"phase": "tier2", "seconds_left": 50.0}], 2) == pytest.approx(300.0 + 50.0)
-    assert wall_left([*three, {"phase": "tier1", "seconds_left": 400.0}], 2) == pytest.approx(400.0)
+    # phases one after another; a phase's steps in plan order, each to the thread that comes free first
+    two = [{"phase": "tier1", "seconds_left": 300.0}, {"phase": "tier1", "seconds_left": 100.0}]
+    assert wall_left([*two, {"phase": "tier2", "seconds_left": 50.0}], 2) == pytest.approx(300.0 + 50.0)
+    # the third step starts when the 100 s one ends (ThreadPoolExecutor.map): 100 + 400, not max(400, 800 / 2)
+    assert wall_left([*two, {"phase": "tier1", "seconds_left": 400.0}], 2) == pytest.approx(500.0)
+    assert wall_left([*two, {"phase": "tier1", "seconds_left": 400.0}], 1) == pytest.approx(800.0)
+
+
+def test_the_arms_are_the_overrides_hydras_sweeper_gives_the_jobs():
+    """job.json records the overrides Hydra's basic sweeper wrote back (``3e-5`` → ``3e-05``, ``true`` → ``True``)
+    after train.py rewrote a group's dotted key (``rl.loss`` → ``rl/loss``): the arms are written the same
+    way, or no finished job would match its arm and a finished step would show its whole time left."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from egt.campaign.reproduce import _product, _sweep_axes
+    from egt.cli import rewrite_group_args
+
+    exp = OmegaConf.create({"hydra": {"sweeper": {"params": {"rl.seed": "0,1", "entropy": "answer,mix"}}}})
+    sweep = {"rl.lr": "1e-5, 3e-5", "probe.both_orders": "true,false", "rl.loss": "ppo_clip,stable_reinforce"}
+    arms = _product(_sweep_axes(exp, sweep))
+    # what the sweeper gives each job, from the command line train.py passes to Hydra (seeds aside)
+    argv = rewrite_group_args(["entropy=answer,mix", *(f"{k}={v}" for k, v in sweep.items())])
+    (jobs,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(argv), None)
+    assert arms == jobs and len(arms) == 16
+    assert ["entropy=answer", "rl.lr=1e-05", "probe.both_orders=True", "rl/loss=ppo_clip"] in arms
+    # a protocol axis replaces the experiment's own of the same key, as the command line's value does in Hydra
+    assert _product(_sweep_axes(exp, {"entropy": "sentence"})) == [["entropy=sentence"]]
+    assert _product({"x": '"a,b",c'}) == [['x="a,b"'], ["x=c"]]  # a quoted value keeps its comma
+
+
+def test_an_arms_later_seeds_do_not_pay_again_for_what_its_seeds_share(protocol, tmp_path):
+    """table2, arm 0's seed 0 computed a sampled probe (500 s) besides its RL and eval (200 s): its seed 1 is
+    left at 200 s (the probe is keyed without rl.seed: reused), not 700 s; arms 1 and 2 (not started) at the
+    step's median job, 700 s. Left: 200 + 2 × 2 × 700 = 3,000 s."""
+    from egt.campaign.reproduce import _step_arms, status
+
+    sw = tmp_path / "sw"
+    steps = {s["name"]: s for s in plan(protocol, sw, tmp_path / "art")}
+    arm = _step_arms(protocol, steps["table2"])[0]
+    d = sw / "fmt_a" / "table2" / "0"
+    d.mkdir(parents=True)
+    (d / "job.json").write_text(json.dumps({"status": "completed", "overrides": ["rl.seed=0", *arm]}))
+    (d / "train.log").write_text(
+        "stage    state     seconds  headline\nsft      reused        0.0  x\nprobe    computed    500.0  x\n"
+        "select   computed      1.0  x\nrl       computed    150.0  x\neval     computed     49.0  x\n"
+    )
+    rows = {r["name"]: r for r in status(protocol, sw, tmp_path / "art")}
+    assert rows["table2"]["seconds_left"] == pytest.approx(200.0 + 2 * 2 * 700.0)
 
 
 def test_the_current_default_is_the_format_the_default_config_already_is(protocol, tmp_path):
