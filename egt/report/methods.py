@@ -43,6 +43,7 @@ from egt.report.tables import Column, Table, build_table
 __all__ = [
     "COST_COLUMNS",
     "cost_row",
+    "partial_seconds",
     "cost_table",
     "cost_points",
     "method_points",
@@ -82,6 +83,26 @@ def _cpu(summary: dict[str, Any], prefix: str) -> Optional[float]:
     """``<prefix>_cpu_seconds``, else (a summary written before egt recorded CPU time) ``<prefix>_seconds``."""
     value = summary.get(f"{prefix}_cpu_seconds")
     return summary.get(f"{prefix}_seconds") if value is None else value
+
+
+def partial_seconds(job: dict[str, Any]) -> list[str]:
+    """The stages whose seconds in :func:`cost_row` count from a resume on only: an rft / rl fit resumed from a
+    checkpoint without egt's clock (``fit_seconds_complete`` false, or absent from a resumed summary written
+    before egt kept it: :class:`egt.training.recipe.FitClock`), a probe resumed from shards without their
+    seconds (the select summary's ``probe_seconds_complete`` false). A probe summary from before egt kept the
+    flag says nothing: not listed.
+
+    >>> partial_seconds({"stages": {"rl": {"summary": {"resumed": True}},
+    ...                             "rft": {"summary": {"resumed": True, "fit_seconds_complete": True}}}})
+    ['rl']
+    """
+    sel = _summary(job, "select")
+    out = ["probe"] if sel.get("method") != "all" and sel.get("probe_seconds_complete") is False else []
+    for stage in ("rft", "rl"):
+        s = _summary(job, stage)
+        if s.get("resumed") and s.get("fit_seconds_complete") is not True:
+            out.append(stage)
+    return out
 
 
 def cost_row(job: dict[str, Any]) -> dict[str, Optional[float]]:
@@ -143,6 +164,17 @@ def cost_table(jobs: Sequence[dict[str, Any]], exp: Optional[Experiment] = None)
         "Flipped / ambiguous: labels the synthetic world flipped or pairs it made ambiguous, as a share of the "
         "kept samples and of the pool. Method s = probe + rft + RL CPU seconds."
     )
+    partial = [
+        f"{label} seed {override_value(j, 'rl.seed')} ({', '.join(stages)})"
+        for label, js in ((labels.get(v, v), js) for v, js in groups.items())
+        for j in js
+        if (stages := partial_seconds(j))
+    ]
+    if partial:
+        table.notes.append(
+            "Seconds that count from a resume on only (the stage resumed from a checkpoint or probe shards written "
+            f"before egt kept their seconds; the killed attempts' are missing): {'; '.join(partial)}."
+        )
     noise = noise_correlation(jobs)
     if noise is not None:
         rho, lo, hi, n = noise

@@ -148,13 +148,17 @@ def summarize(table: pd.DataFrame, sel: dict[str, Any], score: EntropyScore) -> 
 
 def probe_cost(table: pd.DataFrame, probe_summary: dict[str, Any]) -> dict[str, Any]:
     """What the probe behind this selection cost: outputs generated (``n_samples`` per row, both orders
-    counted) and the probe stage's wall and CPU seconds (None for an outside table)."""
+    counted), the probe stage's wall and CPU seconds (None for an outside table) and, where the probe
+    recorded it, whether its CPU seconds are every shard's (``probe_seconds_complete``: false when it resumed
+    from shards written before egt kept their seconds)."""
     per_row = table["n_samples"].to_numpy() if "n_samples" in table else np.ones(len(table))
     draws = int(per_row.sum()) * (2 if "answer_entropy_swapped" in table else 1)
+    complete = probe_summary.get("probe_seconds_complete")
     return {
         "probe_draws": draws,
         "probe_seconds": probe_summary.get("probe_seconds"),
         "probe_cpu_seconds": probe_summary.get("probe_cpu_seconds"),
+        **({} if complete is None else {"probe_seconds_complete": complete}),
     }
 
 

@@ -148,3 +148,25 @@ def test_the_noise_correlation_over_methods_in_the_cost_tables_notes():
         "Across the 4 methods" in notes and "Spearman ρ between the flipped labels kept" in notes and "-1.00" in notes
     )
     assert noise_correlation(jobs[:3]) is None
+
+
+def test_seconds_counted_from_a_resume_on_are_named_in_the_notes():
+    """A resumed fit without egt's clock in its checkpoint (fit_seconds_complete false, or a resumed summary from
+    before egt kept it) and a probe resumed from shards without their seconds undercount their stage: the cost
+    table's notes name the job and stage instead of passing the seconds off as the method's cost."""
+    from egt.report.methods import partial_seconds
+
+    clean = _job("egt", 0, 15, 1, 100, 10.0, 64, 12.0)
+    resumed_ok = _job("egt", 1, 15, 1, 100, 10.0, 64, 12.0)
+    resumed_ok["stages"]["rl"]["summary"] |= {"resumed": True, "fit_seconds_complete": True}
+    old_resume = _job("random", 0, 15, 1, 100, 10.0, 64, 12.0)
+    old_resume["stages"]["rl"]["summary"]["resumed"] = True  # written before egt kept the clock
+    probe = _job("pass_rate", 2, 40, 2, 800, 80.0, 64, 10.0)
+    probe["stages"]["select"]["summary"]["probe_seconds_complete"] = False
+    assert [partial_seconds(j) for j in (clean, resumed_ok, old_resume, probe)] == [[], [], ["rl"], ["probe"]]
+    full = _job("full_rl", 0, 100, 20, 100, 10.0, 64, 30.0)
+    full["stages"]["select"]["summary"] |= {"method": "all", "probe_seconds_complete": False}
+    assert partial_seconds(full) == []  # its probe is no cost of its own
+    notes = " ".join(cost_table([clean, resumed_ok, old_resume, probe, full]).notes)
+    assert "Random seed 0 (rl); Pass-rate band seed 2 (probe)." in notes
+    assert "count from a resume on" not in " ".join(cost_table([clean, resumed_ok]).notes)
