@@ -70,18 +70,25 @@ def test_fit_summarizes_checks_sync_and_finishes_in_that_order(cfg, tmp_path, mo
     assert closed == ["success"]
 
 
-def test_fit_resumes_from_last_ckpt(cfg, tmp_path, monkeypatch):
-    first = Tiny()
-    L.Trainer(
+def _earlier_attempt(tmp_path, callbacks=()) -> L.Trainer:
+    """A plain Lightning fit of one epoch that leaves ``checkpoints/last.ckpt`` for :func:`_fit` to resume."""
+    trainer = L.Trainer(
         max_epochs=1,
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         enable_checkpointing=False,
         default_root_dir=tmp_path,
-    ).fit(first, DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=4))
+        callbacks=list(callbacks),
+    )
+    trainer.fit(Tiny(), DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=4))
     (tmp_path / "checkpoints").mkdir()
-    first.trainer.save_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    trainer.save_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    return trainer
+
+
+def test_fit_resumes_from_last_ckpt(cfg, tmp_path, monkeypatch):
+    _earlier_attempt(tmp_path)
     summary = _fit(cfg, tmp_path, Tiny(), [], monkeypatch)
     assert summary["resumed"] is True and summary["steps"] == 2  # nothing left to do: the epoch was done
     assert summary["fit_seconds_complete"] is False  # a checkpoint without egt's clock: seconds from here on
@@ -92,19 +99,8 @@ def test_a_resumed_fit_reports_the_seconds_of_every_attempt(cfg, tmp_path, monke
     the cost of the model, not of its last attempt (methods protocol §3)."""
     clock = recipe.FitClock()
     clock.carried = {"wall": 1000.0, "cpu": 500.0}  # as if an earlier attempt had run that long
-    first = L.Trainer(
-        max_epochs=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        default_root_dir=tmp_path,
-        callbacks=[clock],
-    )
     clock.start()
-    first.fit(Tiny(), DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=4))
-    (tmp_path / "checkpoints").mkdir()
-    first.save_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    first = _earlier_attempt(tmp_path, [clock])
     saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["callbacks"]["FitClock"]
     assert saved["wall"] >= 1000.0 and saved["cpu"] >= 500.0
 
