@@ -127,7 +127,7 @@ if has sftpack; then  # 7B SFT step on a mix of lengths (targets 1/4 .. 1 of 1,0
 fi
 
 if has plainload; then  # a judge egt saved loads in plain transformers (torchvision is on GPU images)
-  timeout "${T_PLAIN:-120}" python3 -m pytest -q -rA -p no:cacheprovider tests/unit/models/test_models.py \
+  timeout "${T_PLAIN:-120}" python3 -m pytest -q -rA -n 0 -p no:cacheprovider tests/unit/models/test_models.py \
     -k "plain_transformers or stock" >"$OUT/plainload.log" 2>&1
   echo "plain transformers load: rc=$?"; tail -5 "$OUT/plainload.log"
 fi
@@ -172,7 +172,7 @@ sft7b() {  # name, extra args
 }
 
 if has varlen; then  # egt_varlen: torch's varlen_attn (CUDA flash kernel), LM + the vision tower's windows
-  timeout "${T_VARLEN_TEST:-120}" python3 -m pytest -m gpu -q -rA -p no:cacheprovider \
+  timeout "${T_VARLEN_TEST:-120}" python3 -m pytest -m gpu -q -rA -n 0 -p no:cacheprovider \
     tests/unit/models/test_attention.py >"$OUT/varlen_test.log" 2>&1
   echo "varlen gpu test: rc=$?"; tail -3 "$OUT/varlen_test.log"
   sft7b sdpa --attn sdpa
@@ -188,7 +188,7 @@ if has liger; then
     echo "liger install: rc=$?"; tail -1 "$OUT/liger_install.log"
   fi
   # --liger: RMSNorm + SwiGLU kernels and the fused linear cross-entropy in egt's SFT loss ("sft_fused_ce": true)
-  timeout "${T_LIGER_TEST:-120}" python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/unit/sft/test_loss.py \
+  timeout "${T_LIGER_TEST:-120}" python3 -m pytest -m gpu -q -rA -n 0 -p no:cacheprovider tests/unit/sft/test_loss.py \
     >"$OUT/liger_test.log" 2>&1
   echo "liger fused loss gpu test: rc=$?"; tail -3 "$OUT/liger_test.log"
   sft7b sdpa_liger --attn sdpa --liger

@@ -7,9 +7,19 @@ os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Under pytest-xdist (setup.cfg's addopts: one worker per core, at most 4) each worker and the CLI runs it
+# starts compute on one intra-op thread: at torch's default of one thread per core, n workers would run n²
+# threads on n cores, and spinning OpenMP threads made a tiny RL step ~20x slower on a shared 2-core box
+# (tests/integration/test_sweeps.py). One process (`pytest -n 0`) keeps torch's default.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def pytest_collection_modifyitems(config, items):
