@@ -306,8 +306,9 @@ def write_noise_figure(jobs: Sequence[dict[str, Any]], out: Path) -> list[Path]:
 
 QUICK_NOTE = (
     "One seed on the demo judge: illustrative, not a comparison (differences of a few points are within "
-    "this bench's seed-to-seed noise). The protocol's verdicts, with seeds and confidence intervals: "
-    "docs/methods/protocol.md (python -m egt.reproduce --protocol docs/methods/protocol.md)."
+    "this bench's seed-to-seed noise). The protocol's verdicts, with 6 seeds and confidence intervals: "
+    "docs/reproduction/methods-v1.md (run methods-v1 of docs/methods/protocol.md; rerun it with "
+    "python -m egt.reproduce --protocol docs/methods/protocol.md)."
 )
 
 

@@ -122,6 +122,14 @@ def test_the_quick_table_is_written_after_every_job_with_the_failed_ones(tmp_pat
     MethodsTableCallback().on_job_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
     text = (tmp_path / "methods_quick.md").read_text()
     assert "| EGT (answer entropy) | 15 |" in text and "- FAILED difficulty_prior: budget" in text
+    # labelled illustrative, pointing at the protocol's verdicts: files that exist in the repository
+    import re
+    from pathlib import Path
+
+    assert "illustrative" in text
+    pointed = re.findall(r"docs/[\w./-]+\.md", text)
+    assert "docs/reproduction/methods-v1.md" in pointed
+    assert all((Path(__file__).resolve().parents[3] / p).is_file() for p in pointed), pointed
 
 
 def test_the_noise_correlation_over_methods_in_the_cost_tables_notes():
