@@ -76,7 +76,7 @@ EOF
 fi
 
 if has pytest; then
-  timeout "$T_PYTEST" python3 -m pytest -m gpu -q -rA -n 3 -p no:cacheprovider --timeout "$T_PYTEST" \
+  timeout "$T_PYTEST" python3 -m pytest -m gpu -q -rA -n 3 --dist load -p no:cacheprovider --timeout "$T_PYTEST" \
     $PYTEST_GPU >"$OUT/pytest_gpu.log" 2>&1
   echo "pytest -m gpu: rc=$?"; tail -15 "$OUT/pytest_gpu.log"
 fi
