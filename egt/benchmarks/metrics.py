@@ -186,8 +186,8 @@ def position_bias(
 
     >>> position_bias({"order/position_consistency": 0.0, "order/chosen_first/accuracy": 1.0,
     ...                "order/chosen_second/accuracy": 0.0})
-    ['position consistency 0.00 < 0.80',
-     'accuracy with the better response first 1.00 vs second 0.00 (gap 1.00 > 0.10)']
+    ['position consistency 0.000 < 0.800',
+     'accuracy with the better response first 1.000 vs second 0.000 (gap 1.000 > 0.100)']
     >>> position_bias({"order/position_consistency": 0.9, "order/chosen_first/accuracy": 0.8,
     ...                "order/chosen_second/accuracy": 0.75}), position_bias({"overall": 1.0})
     ([], [])
@@ -195,11 +195,11 @@ def position_bias(
     out = []
     consistency = metrics.get("order/position_consistency")
     if consistency is not None and consistency < min_consistency - 1e-9:  # 0.8 - 1e-17 is not below 0.8
-        out.append(f"position consistency {consistency:.2f} < {min_consistency:.2f}")
+        out.append(f"position consistency {consistency:.3f} < {min_consistency:.3f}")
     first, second = metrics.get("order/chosen_first/accuracy"), metrics.get("order/chosen_second/accuracy")
     if first is not None and second is not None and abs(first - second) > max_gap + 1e-9:
         out.append(
-            f"accuracy with the better response first {first:.2f} vs second {second:.2f} "
-            f"(gap {abs(first - second):.2f} > {max_gap:.2f})"
+            f"accuracy with the better response first {first:.3f} vs second {second:.3f} "
+            f"(gap {abs(first - second):.3f} > {max_gap:.3f})"
         )
     return out

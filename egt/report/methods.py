@@ -162,7 +162,9 @@ def cost_table(jobs: Sequence[dict[str, Any]], exp: Optional[Experiment] = None)
     )
     table.notes.append(
         "Flipped / ambiguous: labels the synthetic world flipped or pairs it made ambiguous, as a share of the "
-        "kept samples and of the pool. Method s = probe + rft + RL CPU seconds."
+        "kept samples and of the pool. Method s = probe + rft + RL CPU seconds; a method that keeps every sample "
+        "(selection=all: Full RL, the zero-variance filter on all data) reads no probe, so the probe seconds in "
+        "its row (the sweep's shared probe) are not in its method s."
     )
     partial = [
         f"{label} seed {override_value(j, 'rl.seed')} ({', '.join(stages)})"
@@ -304,6 +306,10 @@ def write_noise_figure(jobs: Sequence[dict[str, Any]], out: Path) -> list[Path]:
     )
 
 
+QUICK_SECONDS = (
+    "method CPU s: probe + rft + RL CPU seconds (all of a process's threads) beyond the SFT judge every method "
+    "shares; Full RL and the zero-variance filter on all data read no probe."
+)
 QUICK_NOTE = (
     "One seed on the demo judge: illustrative, not a comparison (differences of a few points are within "
     "this bench's seed-to-seed noise). The protocol's verdicts, with 6 seeds and confidence intervals: "
@@ -328,7 +334,7 @@ def quick_table(jobs: Sequence[dict[str, Any]], benchmark: str = "synthetic") ->
     lines = [
         f"Methods, one seed (SFT judge: {pct(sft.mean)}% Overall on the {benchmark} bench)",
         "",
-        "| method | kept | flipped kept % (pool %) | bench Overall % | method s |",
+        "| method | kept | flipped kept % (pool %) | bench Overall % | method CPU s |",
         "|:--|--:|--:|--:|--:|",
     ]
     for value, js in groups.items():
@@ -342,7 +348,7 @@ def quick_table(jobs: Sequence[dict[str, Any]], benchmark: str = "synthetic") ->
         )
     failed = [j for j in jobs if j["status"] != "completed" and override_value(j, exp.key) is not None]
     lines += [f"- FAILED {override_value(j, exp.key)}: {j.get('error')}" for j in failed]
-    return "\n".join([*lines, "", QUICK_NOTE])
+    return "\n".join([*lines, "", QUICK_SECONDS, "", QUICK_NOTE])
 
 
 class MethodsTableCallback(HydraCallback):

@@ -238,7 +238,7 @@ def test_methods_quick_ends_with_one_table_and_the_report_has_the_cost_table(sha
     assert all(s["optimizer_steps"] == 2 * 2 and s["train_seconds"] > 0 and s["prompts_generated"] == 8 for s in rl)
     table = (d / "methods_quick.md").read_text()
     assert "| EGT (answer entropy) |" in table and "| Random |" in table and "one seed" in table.lower()
-    assert "| method | kept | flipped kept % (pool %) | bench Overall % | method s |" in out
+    assert "| method | kept | flipped kept % (pool %) | bench Overall % | method CPU s |" in out
     from egt.report.__main__ import main
 
     assert main([str(d)]) == 0

@@ -123,7 +123,7 @@ def test_table1_golden_markdown(run_dir, caplog):
     results = find_results(run_dir)
     assert len(results) == 4
     assert to_markdown(table1(results)) == TABLE1  # rl's VL gap 0.74 - 0.64 is at the limit: not marked
-    assert "rl on mm_rlhf_rewardbench is position-biased (position consistency 0.60 < 0.80" in caplog.text
+    assert "rl on mm_rlhf_rewardbench is position-biased (position consistency 0.600 < 0.800" in caplog.text
 
 
 def test_table1_baseline_and_latex(run_dir):
