@@ -221,7 +221,8 @@ def main_impl(cfg: DictConfig) -> float | None:
         Path(cfg.paths.artifacts).mkdir(parents=True, exist_ok=True)
         log.info("artifacts: %s", Path(cfg.paths.artifacts).resolve())
         results = Pipeline(cfg).run()
-        log.info(format_summary(results))
+        job = hydra_job() if _multirun() else None
+        log.info(format_summary(results, job=job and f"sweep job {job['num']}: {' '.join(job['overrides'])}"))
         return results
 
     try:

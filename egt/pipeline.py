@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import logging
 import time
-from typing import Any
+from typing import Any, Optional
 
 from omegaconf import DictConfig
 
@@ -83,10 +83,12 @@ def summary_line(stage: str, summary: dict[str, Any]) -> str:
     return line(summary or {}) if line is not None else ""
 
 
-def format_summary(results: dict[str, dict[str, Any]]) -> str:
+def format_summary(results: dict[str, dict[str, Any]], job: Optional[str] = None) -> str:
     """The end-of-run report: per stage computed/reused, seconds, its summary line; where the figures,
-    metrics and full summaries are."""
-    lines = ["", "egt pipeline summary: what this run showed", f"{'stage':8s} {'state':8s} {'seconds':>8s}  headline"]
+    metrics and full summaries are. ``job`` names the sweep job it is one of (its number and overrides), so
+    the last job's summary printed at a sweep's end is not read as the sweep's."""
+    title = "egt pipeline summary: what this run showed" + (f" ({job})" if job else "")
+    lines = ["", title, f"{'stage':8s} {'state':8s} {'seconds':>8s}  headline"]
     for stage, r in results.items():
         state = "skipped" if r.get("skipped") else "reused" if r.get("reused") else "computed"
         line = r["skipped"] if r.get("skipped") else summary_line(stage, r.get("summary") or {})

@@ -93,3 +93,5 @@ def test_model_summary_line_and_summary_table():
         {"model": {"reused": True, "seconds": 0.1, "summary": {"name": "demo"}, "path": "/a/models/k"}}
     )
     assert "model    reused        0.1  demo (built offline)" in table and "model artifact: /a/models/k" in table
+    job = format_summary({}, job="sweep job 12: method=egt rl.seed=0")
+    assert "egt pipeline summary: what this run showed (sweep job 12: method=egt rl.seed=0)" in job
