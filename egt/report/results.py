@@ -6,7 +6,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 log = logging.getLogger(__name__)
 
@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 class Result:
     path: Path
     data: dict[str, Any]
+    # the overrides of the sweep job whose directory holds this file (its job.json), None outside a sweep
+    job_overrides: Optional[tuple[str, ...]] = None
 
     @property
     def benchmark(self) -> str:
@@ -65,5 +67,20 @@ def find_results(root: str | Path) -> list[Result]:
         if key in seen:
             continue
         seen.add(key)
-        out.append(Result(path, data))
+        out.append(Result(path, data, _job_overrides(path, root)))
     return out
+
+
+def _job_overrides(path: Path, root: Path) -> Optional[tuple[str, ...]]:
+    """The overrides in the ``job.json`` of the nearest directory above ``path`` (up to ``root``), if any."""
+    for d in path.parents:
+        job = d / "job.json"
+        if job.is_file():
+            try:
+                overrides = json.loads(job.read_text(encoding="utf-8")).get("overrides")
+            except (OSError, json.JSONDecodeError, AttributeError):
+                return None
+            return tuple(str(o) for o in overrides) if isinstance(overrides, list) else None
+        if d == root:
+            break
+    return None

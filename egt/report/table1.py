@@ -57,19 +57,45 @@ def benchmarks_of(results: Sequence[Result]) -> list[str]:
 
 
 def row_labels(results: Sequence[Result]) -> dict[int, str]:
-    """Row label per result: model label (+ model key if the label is ambiguous) (+ variant)."""
+    """Row label per result: model label (+ what tells it apart if the label is ambiguous) (+ variant).
+
+    Where models share a label (a sweep's RL judges), each gets the overrides of its sweep job that the
+    others' jobs do not share (``rl [method=egt rl.seed=0]``); where those do not tell the models apart
+    (no job, or the same overrides), the model key."""
     ids_per_label: dict[str, set[str]] = defaultdict(set)
     for r in results:
         ids_per_label[r.model_label].add(r.model_id)
+    by_job = _job_tags(results, ids_per_label)
     out = {}
     for i, r in enumerate(results):
         label = r.model_label
         if len(ids_per_label[label]) > 1:
             ident = r.data["model"].get("identity") or {}
-            label += f" [{ident.get('key') or str(r.data['model'].get('path', ''))[-24:]}]"
+            tag = by_job.get(r.model_label, {}).get(r.model_id)
+            label += f" [{tag or ident.get('key') or str(r.data['model'].get('path', ''))[-24:]}]"
         if r.variant:
             label += f" ({r.variant})"
         out[i] = label
+    return out
+
+
+def _job_tags(results: Sequence[Result], ids_per_label: dict[str, set[str]]) -> dict[str, dict[str, str]]:
+    """{label: {model id: the job's overrides its label's other jobs do not all share}} for the ambiguous
+    labels whose models each lie in a sweep job with overrides that tell every one apart."""
+    out: dict[str, dict[str, str]] = {}
+    for label, ids in ids_per_label.items():
+        if len(ids) < 2:
+            continue
+        jobs: dict[str, tuple[str, ...]] = {}
+        for r in results:
+            if r.model_label == label and r.job_overrides is not None:
+                jobs.setdefault(r.model_id, r.job_overrides)
+        if set(jobs) != ids:
+            continue
+        common = set.intersection(*(set(o) for o in jobs.values()))
+        tags = {mid: " ".join(o for o in overrides if o not in common) for mid, overrides in jobs.items()}
+        if all(tags.values()) and len(set(tags.values())) == len(tags):
+            out[label] = tags
     return out
 
 

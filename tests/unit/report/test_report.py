@@ -217,3 +217,40 @@ def test_generic_table_mean_sd_over_seeds_and_sections():
     md = to_markdown(t)
     assert "| *Selection* |" in md and "| entropy | **75.00 ± 7.07** |" in md and "| random | 60.00 |" in md
     assert "\\multicolumn{2}{l}{\\textit{Selection}}" in to_latex(t)
+
+
+def test_rl_rows_of_a_sweep_are_named_by_what_their_jobs_vary(tmp_path):
+    """Two RL judges from one sweep: each row is named by the overrides its job does not share with the
+    other (not by a model hash); the one SFT judge, in both job dirs, keeps its plain label; outside a
+    sweep (no job.json) the model key names them."""
+    from egt.report.table1 import row_labels
+
+    def metrics(path, key, label, model_key):
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "metrics.json").write_text(
+            json.dumps(
+                {
+                    "key": key,
+                    "benchmark": {"name": "synthetic", "version": 1, "columns": VL_COLS},
+                    "model": {
+                        "label": label,
+                        "path": f"/m/{model_key}",
+                        "identity": {"stage": label, "key": model_key},
+                    },
+                    "metrics": {"overall": 0.7},
+                }
+            )
+        )
+
+    for job, method in enumerate(("egt", "random")):
+        d = tmp_path / "sweep" / str(job)
+        d.mkdir(parents=True)
+        (d / "job.json").write_text(json.dumps({"overrides": ["rl.seed=0", f"method={method}", "experiment=x"]}))
+        metrics(d / "eval/sft/synthetic", "e-sft", "sft", "ksft")  # the same artifact, copied into both jobs
+        metrics(d / "eval/rl/synthetic", f"e-{method}", "rl", f"k{method}")
+    labels = row_labels(find_results(tmp_path / "sweep"))
+    assert sorted(labels.values()) == ["rl [method=egt]", "rl [method=random]", "sft"]
+
+    for method in ("egt", "random"):
+        metrics(tmp_path / "store" / method, f"e-{method}", "rl", f"k{method}")
+    assert sorted(row_labels(find_results(tmp_path / "store")).values()) == ["rl [kegt]", "rl [krandom]"]
