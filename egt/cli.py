@@ -221,8 +221,11 @@ def main_impl(cfg: DictConfig) -> float | None:
         Path(cfg.paths.artifacts).mkdir(parents=True, exist_ok=True)
         log.info("artifacts: %s", Path(cfg.paths.artifacts).resolve())
         results = Pipeline(cfg).run()
-        job = hydra_job() if _multirun() else None
-        log.info(format_summary(results, job=job and f"sweep job {job['num']}: {' '.join(job['overrides'])}"))
+        job = hydra_job()
+        if job is not None and job["mode"] == "MULTIRUN":
+            log.info(format_summary(results, job=f"sweep job {job['num']}: {' '.join(job['overrides'])}"))
+        else:
+            log.info(format_summary(results))
         return results
 
     try:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from egt.sweep import JOB_FILE
+
 log = logging.getLogger(__name__)
 
 
@@ -74,7 +76,7 @@ def find_results(root: str | Path) -> list[Result]:
 def _job_overrides(path: Path, root: Path) -> Optional[tuple[str, ...]]:
     """The overrides in the ``job.json`` of the nearest directory above ``path`` (up to ``root``), if any."""
     for d in path.parents:
-        job = d / "job.json"
+        job = d / JOB_FILE
         if job.is_file():
             try:
                 overrides = json.loads(job.read_text(encoding="utf-8")).get("overrides")
