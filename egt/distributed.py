@@ -378,21 +378,58 @@ def _param_offload(engine: Any) -> Any:
     return getattr(optimizer, "parameter_offload", optimizer)
 
 
+def _register_hooks(offload: Any) -> Any:
+    """The offload object's method that (re)registers DeepSpeed's per-module hooks on a module tree, or None:
+    ``_register_deepspeed_module`` since DeepSpeed 0.16.4 (deepspeedai/DeepSpeed #6847 renamed it),
+    ``_register_hooks_recursively`` before (0.15.0 – 0.16.3), as TRL's ``add_hooks`` picks by version."""
+    for name in ("_register_deepspeed_module", "_register_hooks_recursively"):
+        method = getattr(offload, name, None)
+        if callable(method):
+            return method
+    return None
+
+
+def _coordinators(offload: Any) -> list:
+    """The parameter coordinators whose module trace a generation would leave stale: the one
+    ``param_coordinator`` (DeepSpeed ≥ 0.15.4; still so in 0.19.6) or, in 0.15.0 – 0.15.3, the
+    ``param_coordinators`` dict's values (one per ``module.training`` mode)."""
+    one = getattr(offload, "param_coordinator", None)
+    if one is not None:
+        return [one]
+    return list((getattr(offload, "param_coordinators", None) or {}).values())
+
+
+def _zero3_params(module: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """``module``'s parameters and ZeRO-3's external parameters of each sub-module (a parameter one module
+    uses but another owns, registered with ``deepspeed.zero.register_external_parameter``), as
+    DeepSpeed's and TRL's ``iter_params(module, recurse=True)`` list them."""
+    params = list(module.parameters())
+    seen = {id(p) for p in params}
+    for m in module.modules():
+        external = getattr(m, "ds_external_parameters", None)
+        for _, p in external() if callable(external) else ():
+            if id(p) not in seen:
+                seen.add(id(p))
+                params.append(p)
+    return params
+
+
 def _remove_zero3_hooks(engine: Any) -> Any:
     """Remove DeepSpeed's per-module forward/backward hooks (each pre-forward hook all-gathers its
     module's parameters, each post-forward hook releases them); returns the offload object to restore
-    them on, None when there were none to remove (no engine / no optimizer yet)."""
+    them on, None when there were none to remove (no engine / no optimizer yet) or when this DeepSpeed
+    could not register them again (then they stay: correct, slower; a warning says so)."""
     offload = _param_offload(engine)
     if offload is None:
         return None
-    if not hasattr(offload, "forward_hooks"):  # a DeepSpeed whose offload object egt does not know
+    if not hasattr(offload, "forward_hooks") or _register_hooks(offload) is None:
         log.warning(
-            "rl.gather_for_generation: %s has no forward_hooks: DeepSpeed's per-module hooks stay on while the "
-            "gathered policy generates (correct, maybe slower)",
+            "rl.gather_for_generation: %s has no forward_hooks or no method to register them again: "
+            "DeepSpeed's per-module hooks stay on while the gathered policy generates (correct, maybe slower)",
             type(offload).__name__,
         )
         return None
-    for p in offload.module.parameters():
+    for p in _zero3_params(offload.module):
         active = getattr(p, "ds_active_sub_modules", None)
         if active is not None:
             active.clear()
@@ -403,12 +440,13 @@ def _remove_zero3_hooks(engine: Any) -> Any:
 
 
 def _restore_zero3_hooks(offload: Any) -> None:
-    """Register DeepSpeed's hooks again, after invalidating the parameter coordinator's trace (the
-    generation's forwards are not the training step's module order: a stale trace would prefetch wrongly)."""
-    coordinator = getattr(offload, "param_coordinator", None)
-    if coordinator is not None and not coordinator.is_invalid_trace():
-        coordinator._invalidate_trace()
-    offload._register_deepspeed_module(offload.module)
+    """Register DeepSpeed's hooks again, after invalidating the parameter coordinators' traces (the
+    generation's forwards are not the training step's module order: a stale trace would prefetch wrongly;
+    DeepSpeed ≥ 0.19.2 also invalidates it when the root is re-registered, deepspeedai/DeepSpeed #8043)."""
+    for coordinator in _coordinators(offload):
+        if not coordinator.is_invalid_trace():
+            coordinator._invalidate_trace()
+    _register_hooks(offload)(offload.module)
 
 
 @contextmanager

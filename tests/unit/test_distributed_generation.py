@@ -48,7 +48,7 @@ class FakeZero3:
             p.ds_id, p.ds_full, p.ds_active_sub_modules = i, p.data, {0}
             p.ds_numel = p.numel()
             self.partition(p)
-        self._register_deepspeed_module(module)
+        self._hook_all(module)
         self.engine = types.SimpleNamespace(optimizer=types.SimpleNamespace(parameter_offload=self))
 
     @staticmethod
@@ -63,7 +63,7 @@ class FakeZero3:
             p.data, p.ds_status = p.ds_full, AVAILABLE
         self.gathers += bool(missing)
 
-    def _register_deepspeed_module(self, root: nn.Module):
+    def _hook_all(self, root: nn.Module):
         for m in root.modules():
             own = list(m.parameters(recurse=False))
             if not own:
@@ -71,6 +71,8 @@ class FakeZero3:
             pre = m.register_forward_pre_hook(lambda mod, args, own=own: self.fetch(own))
             post = m.register_forward_hook(lambda mod, args, out, own=own: self.release(own))
             self.forward_hooks += [pre, post]
+
+    _register_deepspeed_module = _hook_all
 
     def release(self, own):
         for p in own:
@@ -239,3 +241,68 @@ def test_memory_check_names_both_ways_out():
     # offloading the optimizer and parameters leaves only the gradient shard: 2 bytes / 8 ranks per parameter
     off = gather_memory_bytes(32_000_000_000, 2, 8, offload_optimizer=True, offload_parameters=True)
     assert off["partition"] == 32_000_000_000 * 2 // 8 and off["total"] / GIB == pytest.approx(67.06, abs=0.01)
+
+
+class FakeZero3Old(FakeZero3):
+    """DeepSpeed 0.15.0 – 0.15.3's offload object: ``_register_hooks_recursively`` (renamed
+    ``_register_deepspeed_module`` in 0.16.4) and one coordinator per ``module.training`` mode in
+    ``param_coordinators`` (one ``param_coordinator`` from 0.15.4); read off the v0.15.0 and v0.16.3 tags'
+    deepspeed/runtime/zero/parameter_offload.py."""
+
+    _register_hooks_recursively = FakeZero3._hook_all
+
+    def __init__(self, module: nn.Module):
+        super().__init__(module)
+        del self.param_coordinator
+        self.param_coordinators = {True: FakeCoordinator(), False: FakeCoordinator()}
+
+    def __getattribute__(self, name):
+        if name == "_register_deepspeed_module":
+            raise AttributeError(name)
+        return super().__getattribute__(name)
+
+
+def test_deepspeed_before_0_16_4_restores_through_its_own_method(monkeypatch):
+    model = TinyLM()
+    expected = model.generate(PROMPT, 3)
+    fake = FakeZero3Old(model)
+    ds = fake.deepspeed_module()
+    monkeypatch.setitem(sys.modules, "deepspeed", ds)
+    monkeypatch.setitem(sys.modules, "deepspeed.zero", ds.zero)
+    hooks = fake.hook_count()
+    with gathered_for_generation(model, True, fake.engine) as path:
+        assert fake.hook_count() == 0
+        out = model.generate(PROMPT, 3)
+    assert path.name == "gathered" and torch.equal(out, expected)
+    assert fake.hook_count() == hooks  # registered again by _register_hooks_recursively
+    assert [c.invalidations for c in fake.param_coordinators.values()] == [1, 1]  # both modes' traces reset
+    fake.gathers = 0
+    model.generate(PROMPT, 1)
+    assert fake.gathers == 3
+
+
+def test_hooks_stay_when_this_deepspeed_cannot_register_them_again(monkeypatch, caplog):
+    """An offload object with hooks but neither registration method: lifting the hooks could not be undone,
+    so they stay on (correct, per-module gathers inside the block) and a warning says so."""
+    model = TinyLM()
+    fake = _partitioned(monkeypatch, model)
+    offload = types.SimpleNamespace(forward_hooks=fake.forward_hooks, backward_hooks=[], module=model)
+    hooks = fake.hook_count()
+    with caplog.at_level("WARNING", logger="egt.distributed"):
+        with gathered_for_generation(model, True, types.SimpleNamespace(optimizer=offload)) as path:
+            assert fake.hook_count() == hooks
+            model.generate(PROMPT, 2)
+    assert path.name == "gathered" and fake.hook_count() == hooks
+    assert "no method to register them again" in caplog.text
+
+
+def test_external_parameters_are_released_from_their_modules_too(monkeypatch):
+    """A parameter registered as another module's external parameter (ZeRO-3's
+    ``register_external_parameter``) has its active sub-modules cleared too, as TRL's ``iter_params``."""
+    model = TinyLM()
+    fake = _partitioned(monkeypatch, model)
+    shared = nn.Parameter(torch.zeros(2))
+    shared.ds_active_sub_modules = {5}
+    model.mlp.ds_external_parameters = lambda: [("0", shared)]
+    with gathered_for_generation(model, True, fake.engine):
+        assert not shared.ds_active_sub_modules
