@@ -49,6 +49,16 @@ T_PYTEST=${T_PYTEST:-240}
 PYTEST_GPU=${PYTEST_GPU:-tests/integration/test_gpu_scale.py}  # the files the pytest part runs with -m gpu
 T_BENCH=${T_BENCH:-180}
 T_LOGPROB=${T_LOGPROB:-240}
+# SMOKE=1: every part on this machine's CPU at tiny shapes, to check the script, the benchmarks' flags and their
+# code paths before device time is spent (argparse keeps an option's last value, so these arguments, appended to
+# each call, override the part's own; the gpu tests skip). Figures from a smoke run measure nothing.
+if [ "${SMOKE:-0}" = 1 ]; then
+  SM_SCALE="--device cpu --shape tiny --batch 2 --prompt 48 --target 16 --new 8 --image 56 --steps 1"
+  SM_LOGPROB="--device cpu --shape v152k --batch 8 --group 8 --new 8 --prompt 48 --image 56 --repeats 1"
+  SM_DECODE="--device cpu --shape tiny --batches 2 --new 4 --prompt 48 --image 56"
+else
+  SM_SCALE=""; SM_LOGPROB=""; SM_DECODE=""
+fi
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 WANDB_MODE=offline
 has() { [[ " $PARTS " == *" $1 "* ]]; }
@@ -61,7 +71,8 @@ if has env; then
     date -u; nvidia-smi -L; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
     python3 - <<'EOF'
 import importlib, importlib.metadata as md, torch
-print("torch", torch.__version__, "cuda", torch.version.cuda, "device", torch.cuda.get_device_name())
+print("torch", torch.__version__, "cuda", torch.version.cuda,
+      "device", torch.cuda.get_device_name() if torch.cuda.is_available() else "none")
 for p in ["transformers", "tokenizers", "lightning", "hydra-core", "omegaconf", "datasets", "pyarrow",
           "fsspec", "deepspeed", "flash-attn", "vllm", "torchvision", "pillow", "safetensors", "accelerate"]:
     try:
@@ -83,7 +94,7 @@ fi
 
 bench() {  # shape, extra args
   local shape=$1; shift
-  timeout "$T_BENCH" python3 benchmarks/bench_gpu_scale.py --shape "$shape" "$@" \
+  timeout "$T_BENCH" python3 benchmarks/bench_gpu_scale.py --shape "$shape" "$@" $SM_SCALE \
     >"$OUT/bench_$shape.log" 2>&1
   echo "bench $shape: rc=$?"
   grep '^{' "$OUT/bench_$shape.log" | tee -a "$OUT/bench.jsonl"
@@ -94,7 +105,7 @@ has bench7b && bench 7b --optim adamw
 
 if has sftloss; then  # SFT step at 7B: egt's chunked NLL vs transformers' full-logit loss, fresh processes
   for loss in egt hf; do
-    timeout "$T_BENCH" python3 benchmarks/bench_gpu_scale.py --shape 7b --only sft --sft-loss $loss \
+    timeout "$T_BENCH" python3 benchmarks/bench_gpu_scale.py --shape 7b --only sft --sft-loss $loss $SM_SCALE \
       >"$OUT/sft_$loss.log" 2>&1
     echo "sft loss $loss: rc=$?"; grep '^{' "$OUT/sft_$loss.log" | tee -a "$OUT/bench.jsonl"
     grep -v '^{' "$OUT/sft_$loss.log" | tail -3
@@ -102,12 +113,12 @@ if has sftloss; then  # SFT step at 7B: egt's chunked NLL vs transformers' full-
 fi
 
 if has sftprofile; then  # issue 37: where a 7B SFT step's time goes (fresh process per optimizer)
-  if [ "$OPT7B" = adamw ]; then optims="adamw adamw_fused"; else optims="sgd"; echo "sftprofile: ${GPU_MIB} MiB: SGD"; fi
+  if [ "$OPT7B" = adamw ]; then optims="adamw adamw_fused"; else optims="sgd"; echo "sftprofile: ${GPU_MIB:-no GPU,} ${GPU_MIB:+MiB:} SGD stands in for AdamW"; fi
   t_profile=${T_PROFILE:-150}  # per optimizer; a preset's T_PROFILE_PART is the part's whole, split
   if [ -n "${T_PROFILE_PART:-}" ]; then t_profile=$((T_PROFILE_PART / $(echo $optims | wc -w))); fi
   for optim in $optims; do
     timeout "$t_profile" python3 benchmarks/bench_gpu_scale.py --shape 7b --only sft --profile --optim "$optim" \
-      --batch 4 --prompt 1600 --target 400 --image 980 --steps 2 >"$OUT/sftprofile_$optim.log" 2>&1
+      --batch 4 --prompt 1600 --target 400 --image 980 --steps 2 $SM_SCALE >"$OUT/sftprofile_$optim.log" 2>&1
     echo "sftprofile $optim: rc=$?"; grep '^{' "$OUT/sftprofile_$optim.log" | tee -a "$OUT/bench.jsonl"
   done
 fi
@@ -119,7 +130,7 @@ if has sftpack; then  # 7B SFT step on a mix of lengths (targets 1/4 .. 1 of 1,0
   for mode in padded packed packed2k packed_varlen packed2k_varlen; do
     flag=""; [[ $mode == packed* ]] && flag="--packing"; [[ $mode == packed2k* ]] && flag="$flag --packing-max-tokens 2048"
     [[ $mode == *_varlen ]] && flag="$flag --attn egt_varlen"
-    timeout "$T_BENCH" python3 benchmarks/bench_gpu_scale.py --shape 7b --only sft --sft-mix --target 1024 --optim "$OPT7B" $flag \
+    timeout "$T_BENCH" python3 benchmarks/bench_gpu_scale.py --shape 7b --only sft --sft-mix --target 1024 --optim "$OPT7B" $flag $SM_SCALE \
       >"$OUT/sftpack_$mode.log" 2>&1
     echo "sft $mode (length mix): rc=$?"; grep '^{' "$OUT/sftpack_$mode.log" | tee -a "$OUT/bench.jsonl"
     grep -v '^{' "$OUT/sftpack_$mode.log" | tail -3
@@ -134,19 +145,19 @@ fi
 
 if has logprob; then
   timeout "$T_LOGPROB" python3 benchmarks/bench_rl_logprobs.py --device cuda --shape 7b --batch 16 --new 1024 \
-    --prompt 320 --image 224 >"$OUT/logprob.log" 2>&1
+    --prompt 320 --image 224 $SM_LOGPROB >"$OUT/logprob.log" 2>&1
   echo "logprob: rc=$?"; tail -20 "$OUT/logprob.log"
 fi
 
 if has decode; then  # issue 37 item 6: decode tokens/s, dynamic vs static vs compiled, 7B bf16, batch 64 then 16
   timeout "${T_DECODE:-90}" python3 benchmarks/bench_decode.py --device cuda --shape 7b --batches ${DECODE_BATCHES:-64 16} --new 32 \
-    --prompt 320 --image 224 >"$OUT/decode.jsonl" 2>"$OUT/decode.log"
+    --prompt 320 --image 224 $SM_DECODE >"$OUT/decode.jsonl" 2>"$OUT/decode.log"
   echo "decode: rc=$?"; cat "$OUT/decode.jsonl"; tail -5 "$OUT/decode.log"
 fi
 
 if has sharedprompt; then  # one prompt pass per group at 7B: 2 prompts (1,225 image tokens) x G = 8, 512 new tokens
   timeout "${T_SHARED:-300}" python3 benchmarks/bench_rl_logprobs.py --device cuda --shape 7b --batch 16 --group 8 \
-    --new 512 --prompt 1300 --image 980 --variants after shared --repeats 2 --no-checkpointing \
+    --new 512 --prompt 1300 --image 980 --variants after shared --repeats 2 --no-checkpointing $SM_LOGPROB \
     >"$OUT/sharedprompt.log" 2>&1
   echo "sharedprompt: rc=$?"; tail -12 "$OUT/sharedprompt.log"
 fi
@@ -157,7 +168,7 @@ fi
 if has sharedgrad; then
   timeout "${T_PACKED:-240}" python3 benchmarks/bench_rl_logprobs.py --device cuda --shape 7b --batch 16 --group 8 \
     --new 512 --prompt 1300 --image 980 --variants after packed packing --passes grad --repeats 2 \
-    --checkpointing on >"$OUT/sharedprompt_packed.log" 2>&1
+    --checkpointing on $SM_LOGPROB >"$OUT/sharedprompt_packed.log" 2>&1
   echo "sharedprompt packed: rc=$?"; tail -8 "$OUT/sharedprompt_packed.log"
 fi
 
@@ -166,7 +177,7 @@ fi
 sft7b() {  # name, extra args
   local name=$1; shift
   timeout "$T_BENCH" python3 benchmarks/bench_gpu_scale.py --shape 7b --only sft --optim sgd --batch 4 \
-    --prompt 1300 --target 512 --image 980 --steps 3 "$@" >"$OUT/sft7b_$name.log" 2>&1
+    --prompt 1300 --target 512 --image 980 --steps 3 "$@" $SM_SCALE >"$OUT/sft7b_$name.log" 2>&1
   echo "sft7b $name: rc=$?"; grep '^{' "$OUT/sft7b_$name.log" | tee -a "$OUT/bench.jsonl"
   grep -v '^{' "$OUT/sft7b_$name.log" | grep -i "egt_varlen\|liger\|error" | tail -3
 }
