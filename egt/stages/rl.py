@@ -176,6 +176,17 @@ def rl_seed(cfg: DictConfig) -> int:
     return int(cfg.rl.seed if cfg.rl.get("seed") is not None else cfg.seed)
 
 
+def reprobe_needs_gather(trainer: Any, gather_for_generation: bool) -> bool:
+    """True where the online curriculum's re-probe cannot run: ZeRO-3 over several ranks with
+    ``rl.gather_for_generation=false``. Partitioned, each forward all-gathers each module's weights (a
+    collective every rank must enter), and ``probe_with`` gives the ranks different shards, so their numbers
+    of forwards differ; with the policy gathered once around the re-probe (``egt.select.reprobe``) its
+    forwards run no collective. Checked with DeepSpeed's ZeRO-3 on 2 CPU ranks and uneven shards
+    (tests/helpers/ds_zero3_rollout.py)."""
+    zero3 = bool(getattr(getattr(trainer, "strategy", None), "zero_stage_3", False))
+    return zero3 and trainer.world_size > 1 and not gather_for_generation
+
+
 def reprobe_key(cfg: DictConfig, reprobe: Reprobe) -> dict[str, Any]:
     """What the online curriculum adds to the RL key (nothing for the static one): its settings, the
     probe settings of the re-probes and the score / method / curriculum that re-rank."""
@@ -323,11 +334,12 @@ def train(
             return
         order.model, order.logger, order.step = module.model, logger, lambda: module.rollouts
         order.engine = module.deepspeed_engine  # read when a re-probe runs: the engine exists by then
-        if getattr(trainer.strategy, "zero_stage_3", False) and trainer.world_size > 1:
+        if reprobe_needs_gather(trainer, bool(cfg.rl.get("gather_for_generation", True))):
             raise ConfigError(
-                "curriculum.reprobe_every>0 under ZeRO-3 on several ranks is not supported yet (the "
-                "re-probe's generate calls would differ in number across ranks); use deepspeed_zero2 "
-                "or ddp, or curriculum.reprobe_every=0"
+                "curriculum.reprobe_every>0 under ZeRO-3 on several ranks needs rl.gather_for_generation=true: "
+                "partitioned, every forward all-gathers each module's weights across the ranks, and the ranks' "
+                "re-probe shards differ in number of generate calls (a hang); gathered once, the re-probe's "
+                "forwards run no collective. Or use trainer=deepspeed_zero2 / ddp, or curriculum.reprobe_every=0"
             )
 
     def summarize(trainer: L.Trainer, resumed: bool) -> dict[str, Any]:

@@ -306,3 +306,49 @@ def test_external_parameters_are_released_from_their_modules_too(monkeypatch):
     model.mlp.ds_external_parameters = lambda: [("0", shared)]
     with gathered_for_generation(model, True, fake.engine):
         assert not shared.ds_active_sub_modules
+
+
+def test_real_deepspeed_zero3_on_two_cpu_ranks_gathers_once(tiny_model_dir, tmp_path):
+    """DeepSpeed itself (``egt[test]`` installs it beside the CPU torch), ZeRO-3 over 2 ranks on the CPU (gloo):
+    egt's rollout on the tiny Qwen2.5-VL with the switch off makes the partitioned forwards fetch (all-gather)
+    each module's weights on every decoded position; on, none, and one ``GatheredParameters`` for the batch.
+    Same tokens as the unpartitioned model both ways. The online curriculum's re-probe, gathered, over shards
+    the ranks split unevenly (2 and 1): no fetch, the unpartitioned model's table. DeepSpeed's hooks and the
+    partitioning back after; two training steps run on the restored hooks."""
+    pytest.importorskip("deepspeed")
+    import json
+    import os
+    import subprocess
+    from pathlib import Path
+
+    helper = Path(__file__).resolve().parents[1] / "helpers" / "ds_zero3_rollout.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(helper.parents[2]), env.get("PYTHONPATH", "")])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(helper)]
+    cmd += [str(tiny_model_dir), str(tmp_path / "reprobe")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('{"world_size"')]
+    assert proc.returncode == 0 and lines, (proc.stdout + proc.stderr)[-4000:]
+    r = json.loads(lines[0])
+    off, on = r["gather_False"], r["gather_True"]
+    assert r["world_size"] == 2 and off["path"] == "partitioned" and on["path"] == "gathered"
+    assert off["fetches"] >= off["steps"] * 10 and off["gathered_entries"] == 0  # per module, per forward
+    assert on["fetches"] == 0 and on["gathered_entries"] == 1  # one gather for the whole generation
+    assert off["same_tokens"] and on["same_tokens"]
+    reprobe = r["reprobe"]
+    assert reprobe == {"path": "gathered", "fetches": 0, "gathered_entries": 1, "table": "equal", "rows": 5}
+    assert r["hooks_after"] == r["hooks_before"] and r["partitioned_after"]
+    assert r["fetches_in_a_step"] > 0 and all(0 < loss < 20 for loss in r["losses_after"])
+
+
+def test_reprobe_under_zero3_on_several_ranks_needs_the_gathered_policy():
+    from egt.stages.rl import reprobe_needs_gather
+
+    def trainer(zero3, world):
+        return types.SimpleNamespace(strategy=types.SimpleNamespace(zero_stage_3=zero3), world_size=world)
+
+    assert reprobe_needs_gather(trainer(True, 2), gather_for_generation=False)
+    assert not reprobe_needs_gather(trainer(True, 2), gather_for_generation=True)
+    assert not reprobe_needs_gather(trainer(True, 1), gather_for_generation=False)  # one rank: nothing to differ
+    assert not reprobe_needs_gather(trainer(False, 8), gather_for_generation=False)  # ZeRO-2 / DDP: whole weights
+    assert not reprobe_needs_gather(types.SimpleNamespace(strategy=None, world_size=4), False)
