@@ -52,6 +52,7 @@ def main(model_dir: str, out: str) -> None:
         return rollout(policy, HFGenerateBackend(), enc, rows, 2, 6, 1.0, gather=gather, engine=engine)
 
     plain = run(model, True)
+    initial = {n: t.detach().clone() for n, t in model.state_dict().items()}
     cfg, pool = probe_config(), make_world({"n_sft": 4, "n_rl": 5, "n_bench": 4})["rl_pool"]
     plain_table = probe_with(cfg, model, proc, pool, Path(out) / "plain")
     ds_config = {
@@ -113,8 +114,42 @@ def main(model_dir: str, out: str) -> None:
         engine.step()
         losses.append(float(loss.detach()))
     result["losses_after"], result["fetches_in_a_step"] = losses, fetches[0]
+    result["saved"] = save_and_reload(engine, proc, Path(out) / "saved", initial)
     if torch.distributed.get_rank() == 0:
         print(json.dumps(result))
+
+
+class DeepSpeedStrategyStub:
+    """What ``egt.distributed.full_state_dict`` reads of Lightning's DeepSpeed strategy: its class name and
+    ``zero_stage_3``."""
+
+    zero_stage_3 = True
+
+
+def save_and_reload(engine, proc, out: Path, initial: dict) -> dict | None:
+    """The RL / SFT stages' save under ZeRO-3 (``full_state_dict``, collective, then rank 0's ``save_model``),
+    reloaded with ``from_pretrained``: on rank 0, whether the keys are the unpartitioned model's
+    ``state_dict`` keys and the largest difference from the engine's gathered (trained) weights, and how far
+    training moved them from the initial weights."""
+    from types import SimpleNamespace
+
+    from egt.distributed import full_state_dict
+    from egt.training.trained import save_model
+
+    rank0 = torch.distributed.get_rank() == 0
+    trainer = SimpleNamespace(strategy=DeepSpeedStrategyStub(), is_global_zero=rank0)
+    state = full_state_dict(trainer, engine.module)  # every rank: one GatheredParameters per parameter
+    with deepspeed.zero.GatheredParameters(list(engine.module.parameters()), modifier_rank=None):
+        trained = {n: p.detach().clone() for n, p in engine.module.named_parameters()}
+    if not rank0:
+        return None
+    reloaded, _ = load_model_and_processor(save_model(out, engine.module, proc, state))
+    got = reloaded.state_dict()
+    return {
+        "same_keys": sorted(got) == sorted(initial),
+        "max_diff_trained": max(float((got[n] - t).abs().max()) for n, t in trained.items()),
+        "max_moved": max(float((t - initial[n]).abs().max()) for n, t in trained.items()),
+    }
 
 
 if __name__ == "__main__":

@@ -314,7 +314,8 @@ def test_real_deepspeed_zero3_on_two_cpu_ranks_gathers_once(tiny_model_dir, tmp_
     each module's weights on every decoded position; on, none, and one ``GatheredParameters`` for the batch.
     Same tokens as the unpartitioned model both ways. The online curriculum's re-probe, gathered, over shards
     the ranks split unevenly (2 and 1): no fetch, the unpartitioned model's table. DeepSpeed's hooks and the
-    partitioning back after; two training steps run on the restored hooks."""
+    partitioning back after; two training steps run on the restored hooks; the stages' ZeRO-3 save reloads with
+    ``from_pretrained`` as the trained weights."""
     pytest.importorskip("deepspeed")
     import json
     import os
@@ -339,6 +340,8 @@ def test_real_deepspeed_zero3_on_two_cpu_ranks_gathers_once(tiny_model_dir, tmp_
     assert reprobe == {"path": "gathered", "fetches": 0, "gathered_entries": 1, "table": "equal", "rows": 5}
     assert r["hooks_after"] == r["hooks_before"] and r["partitioned_after"]
     assert r["fetches_in_a_step"] > 0 and all(0 < loss < 20 for loss in r["losses_after"])
+    # the ZeRO-3 save (full_state_dict + save_model) reloads as the trained weights, with save_pretrained's keys
+    assert r["saved"]["same_keys"] and r["saved"]["max_diff_trained"] == 0.0 and r["saved"]["max_moved"] > 0
 
 
 def test_reprobe_under_zero3_on_several_ranks_needs_the_gathered_policy():
