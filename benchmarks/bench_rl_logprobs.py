@@ -22,6 +22,12 @@ and ``--new`` completion tokens):
           or several up to ``--pack-tokens`` per row
   seqpack ``shared_prompt=False`` with ``packing=True``: whole ``[prompt | completion]`` sequences at their
           real length, packed into rows of up to ``--pack-tokens`` (one per row without it)
+  packed_varlen, packing_varlen
+          ``packed`` / ``packing`` with the language model under ``egt_varlen``: no 4D mask, the groups go to
+          the attention as prefix-grouped varlen sequences (egt.models.attention.prefix_groups: each prompt
+          over itself, each completion over its prompt and its own past). The kernel is torch's varlen_attn /
+          flash-attn 2 on CUDA, the ``reference`` one (one sdpa call per sequence) on CPU: a CPU time of these
+          measures the layout, not the kernel ("kernel" in the JSON)
 for two passes:
   old     no-grad log π_old + token entropy (the rollout's scoring pass)
   grad    log π_θ with gradients, then backward (the policy update)
@@ -108,13 +114,21 @@ def _child(a) -> None:
     dtype = torch.bfloat16 if cuda else torch.float32
     torch.manual_seed(0)  # the same weights in every process
     model, g = _model(a.shape, dtype, a.device, checkpointing=a.ckpt == "on")
+    kernel = None
+    if a.variant.endswith("_varlen"):  # the language model's attention only; the vision tower stays on sdpa
+        from egt.models import attention
+
+        kernel = attention.varlen_backend(a.device, "bfloat16" if cuda else "float32")[0] or "reference"
+        attention.register(kernel)
+        model.model.language_model.config._attn_implementation = "egt_varlen"
+    variant = a.variant.removesuffix("_varlen")
     feats, ids, mask = _rollout(g, a, a.device)
     pad = 151643
     w = torch.randn(mask.shape, device=a.device) * mask.to(a.device)
     counts = PassTokens()
 
     def run():
-        if a.variant == "before":
+        if variant == "before":
             with torch.set_grad_enabled(a.pass_ == "grad"):
                 logits = completion_logits(model, sequence_inputs(feats, ids, mask, pad), a.new)  # [b, L, V]
                 lp = token_logprobs(logits, ids.to(logits.device), 1.0)
@@ -131,8 +145,8 @@ def _child(a) -> None:
                     with_entropy=a.pass_ == "old",
                     chunk_size=a.chunk,
                     batch_size=a.micro if a.pass_ == "old" else None,
-                    shared_prompt={"shared": "cache", "packed": "packed", "packing": "packed"}.get(a.variant, False),
-                    packing=a.variant in ("packing", "seqpack"),
+                    shared_prompt={"shared": "cache", "packed": "packed", "packing": "packed"}.get(variant, False),
+                    packing=variant in ("packing", "seqpack"),
                     packing_max_tokens=a.pack_tokens,
                     counts=counts,
                 )
@@ -172,6 +186,7 @@ def _child(a) -> None:
                 "chunk": a.chunk,
                 "micro": a.micro,
                 "pack_tokens": a.pack_tokens,
+                "kernel": kernel,  # egt_varlen's kernel in *_varlen (reference: CPU, one sdpa per sequence)
                 "lm_tokens": counts.tokens // a.repeats,  # real language-model positions of one pass
                 "lm_positions": counts.positions // a.repeats,  # computed (padding included)
                 "seconds_min": round(min(times), 4),
@@ -201,7 +216,7 @@ def main() -> None:
         "--variants",
         nargs="+",
         default=["before", "after", "shared"],
-        choices=["before", "after", "shared", "packed", "packing", "seqpack"],
+        choices=["before", "after", "shared", "packed", "packing", "seqpack", "packed_varlen", "packing_varlen"],
     )
     p.add_argument("--pack-tokens", type=int, default=None, help="packing/seqpack: tokens per row (default: one unit)")
     p.add_argument("--no-checkpointing", action="store_true", help="= --checkpointing off")

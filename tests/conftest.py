@@ -46,3 +46,16 @@ def world_small():
     from egt.data.world import make_world
 
     return make_world({"n_sft": 16, "n_rl": 16, "n_bench": 16})
+
+
+@pytest.fixture
+def restore_varlen():
+    """egt_varlen's registration (process-wide: transformers' attention interface) put back as it was after a test
+    that registered another kernel (the ``reference`` one, tests/helpers/rl_passes.load_with_attention)."""
+    from egt.models import attention
+
+    saved = dict(attention._state)
+    yield
+    attention._state.update(saved)
+    if saved["kernel"] is not None:
+        attention.register(saved["backend"])

@@ -486,11 +486,12 @@ def _validate_rl(cfg: DictConfig) -> None:
             f"(rl.shared_prompt_pass={r.shared_prompt_pass}): write rl.shared_prompt_pass=packed (a group per "
             "unit) or rl.shared_prompt_pass=false (a sequence per unit)"
         )
-    if r.packing and (attn := _resolved_attn(cfg)) not in ("sdpa", "eager"):  # egt.rl.rollout.PACKED_ATTENTION
+    if r.packing and (attn := _resolved_attn(cfg)) not in ("sdpa", "eager", "egt_varlen"):  # rollout.PACKED_ATTENTION
         raise ConfigError(
-            f"rl.packing=true blocks attention per unit with a 4D mask, which only sdpa and eager take as given: "
-            f"model.attn_implementation={cfg.model.attn_implementation} runs {attn} here, where the passes would "
-            "run unpacked rows; write model.attn_implementation=sdpa (or eager), or rl.packing=false"
+            f"rl.packing=true blocks attention per unit, with a 4D mask (which only sdpa and eager take as given) or "
+            f"egt_varlen's prefix-grouped sequences: model.attn_implementation={cfg.model.attn_implementation} runs "
+            f"{attn} here, where the passes would run unpacked rows; write model.attn_implementation=egt_varlen "
+            "(on GPUs; sdpa where no varlen kernel runs) or sdpa, or rl.packing=false"
         )
     if r.lr <= 0 or r.kl_coef < 0 or not 0.0 <= r.warmup_ratio < 1.0:
         raise ConfigError("rl.lr must be > 0, rl.kl_coef >= 0 and rl.warmup_ratio in [0, 1)")

@@ -28,8 +28,17 @@ padding nor the vision tower's per-window loop costs kernel launches or FLOPs. T
   ``L_q = L_k``; with a cache: the new tokens), padded or not: the valid keys after a valid query are
   exactly the valid queries after it, so ``n_k - (n_q - 1 - i)`` keys precede or are it.
 
-A 4D mask (egt's shared-prompt pass builds its own) is not a padding mask: those calls go to transformers'
-``sdpa_attention_forward`` unchanged (logged once). Output at padded query positions is 0 (sdpa gives an
+**Shared prefixes** (RL's packed GRPO groups, ``rl.shared_prompt_pass=packed`` / ``rl.packing``): a row
+``[prompt | c_1 | … | c_G]`` in which each completion sees the prompt and its own past only. The caller passes
+the layout as :class:`PrefixGroups` (kwarg ``egt_prefix_groups``, built by :func:`prefix_groups`): one varlen
+sequence for each prompt (queries and keys: its tokens, causal) and one for each completion (queries: its
+tokens; keys: the prompt's then its own, gathered by index, causal bottom-right, so query ``j`` sees the whole
+prompt and its own tokens up to ``j``). The attention's work is Σ_p (n_p² + Σ_k n_k (n_p + n_k)) instead of the
+dense (n_p + Σ_k n_k)² a 4D mask costs under sdpa, no [W, W] mask exists, and the prompt's keys are copied once
+per completion (G · n_p · H_kv · D per layer, transient) — Prefix Grouper's split (Liu et al., 2025, "Prefix
+Grouper: Efficient GRPO Training through Shared-Prefix Forward", arXiv 2506.05433), expressed as one varlen
+call. Other 4D masks are not padding masks: those calls go to transformers' ``sdpa_attention_forward``
+unchanged (logged once). Output at padded query positions is 0 (sdpa gives an
 unused value there); every valid position equals sdpa's up to the kernel's summation order.
 
 Kernels (:func:`varlen_backend`), in order: torch's ``torch.nn.attention.varlen.varlen_attn`` (torch ≥ 2.10;
@@ -46,6 +55,7 @@ import importlib.metadata
 import importlib.util
 import logging
 import types
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -198,6 +208,74 @@ def _segments_from_positions(position_ids: torch.Tensor) -> torch.Tensor:
     return torch.tensor(lengths, device=position_ids.device)
 
 
+@dataclass
+class PrefixGroups:
+    """The varlen sequences of rows that share prefixes (:func:`prefix_groups`), passed to the attention
+    function as ``egt_prefix_groups``: ``q_index`` [T_q] and ``kv_index`` [T_k] flat indices into the
+    ``[R · W]`` tokens of the rows (a prefix's tokens appear in ``kv_index`` once for the prefix and once per
+    continuation), ``cu_q`` / ``cu_k`` [N + 1] int32, the longest sequences ``max_q`` / ``max_k``."""
+
+    q_index: torch.Tensor
+    kv_index: torch.Tensor
+    cu_q: torch.Tensor
+    cu_k: torch.Tensor
+    max_q: int
+    max_k: int
+
+
+def prefix_groups(unit: torch.Tensor, part: torch.Tensor, device: torch.device | str | None = None) -> PrefixGroups:
+    """Varlen sequences for rows of units ``[prefix | continuation_1 | … | continuation_G]``.
+
+    unit: [R, W] long, the unit of each token (−1: padding, seen by nobody, its output 0); part: [R, W] long,
+    0 for the unit's shared prefix (a unit of part 0 only is one causal sequence), k ≥ 1 for its k-th
+    continuation. A unit's prefix comes before its continuations and each part's tokens are in order (as
+    RL's packed rows lay them out). Sequences: each prefix (queries = keys = its tokens), then each
+    continuation (queries: its tokens; keys: the prefix's, then its own), all causal bottom-right: a
+    continuation's query ``j`` sees the whole prefix and its own tokens ≤ ``j``, nothing of another
+    continuation or unit — what the 4D mask of :func:`egt.rl.rollout.packed_layout` allows.
+
+    >>> g = prefix_groups(torch.tensor([[0, 0, 0, 0, 0, -1]]), torch.tensor([[0, 0, 1, 1, 2, -1]]))
+    >>> g.q_index.tolist(), g.kv_index.tolist(), g.cu_q.tolist(), g.cu_k.tolist(), g.max_q, g.max_k
+    ([0, 1, 2, 3, 4], [0, 1, 0, 1, 2, 3, 0, 1, 4], [0, 2, 4, 5], [0, 2, 6, 9], 2, 4)
+    """
+    R, W = unit.shape
+    q_parts: list[torch.Tensor] = []
+    kv_parts: list[torch.Tensor] = []
+    len_q: list[int] = []
+    len_k: list[int] = []
+    unit, part = unit.cpu(), part.cpu()
+    for r in range(R):
+        valid = unit[r] >= 0
+        cols = torch.nonzero(valid).flatten()
+        if cols.numel() == 0:
+            continue
+        u_row, p_row = unit[r, cols], part[r, cols]
+        for u in dict.fromkeys(u_row.tolist()):
+            in_u = cols[u_row == u] + r * W
+            p_u = p_row[u_row == u]
+            prefix = in_u[p_u == 0]
+            seqs = [(prefix, prefix)] if prefix.numel() else []
+            for k in dict.fromkeys(p_u[p_u > 0].tolist()):
+                own = in_u[p_u == k]
+                seqs.append((own, torch.cat([prefix, own])))
+            for q, kv in seqs:
+                q_parts.append(q)
+                kv_parts.append(kv)
+                len_q.append(q.numel())
+                len_k.append(kv.numel())
+    empty = torch.zeros(0, dtype=torch.long)
+    q_index = torch.cat(q_parts) if q_parts else empty
+    kv_index = torch.cat(kv_parts) if kv_parts else empty
+    return PrefixGroups(
+        q_index.to(device),
+        kv_index.to(device),
+        _cu(torch.tensor(len_q, dtype=torch.long)).to(device),
+        _cu(torch.tensor(len_k, dtype=torch.long)).to(device),
+        max(len_q, default=0),
+        max(len_k, default=0),
+    )
+
+
 def varlen_attention_forward(
     module: torch.nn.Module,
     query: torch.Tensor,
@@ -218,7 +296,11 @@ def varlen_attention_forward(
 ) -> tuple[torch.Tensor, None]:
     """transformers' attention-function contract (``integrations/sdpa_attention.py``
     ``sdpa_attention_forward``): query ``[B, H_q, L_q, D]``, key/value ``[B, H_kv, L_k, D]``, ``attention_mask``
-    ``[B, L_k]`` bool (1 = token) or None → ``([B, L_q, H_q, D], None)``. Sequences as in the module docstring."""
+    ``[B, L_k]`` bool (1 = token) or None → ``([B, L_q, H_q, D], None)``. Sequences as in the module docstring;
+    ``egt_prefix_groups`` (a :class:`PrefixGroups`) takes precedence over the mask and the positions."""
+    groups = kwargs.pop("egt_prefix_groups", None)
+    if groups is not None:
+        return _prefix_grouped(module, query, key, value, groups, dropout, scaling)
     if attention_mask is not None and attention_mask.dim() == 4:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -270,6 +352,32 @@ def varlen_attention_forward(
         return out.reshape(b, l_q, h_q, d), None
     full = out.new_zeros(b * l_q, h_q, d).index_copy(0, q_index, out)
     return full.reshape(b, l_q, h_q, d), None
+
+
+def _prefix_grouped(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    groups: PrefixGroups,
+    dropout: float,
+    scaling: float | None,
+) -> tuple[torch.Tensor, None]:
+    """Attention over :class:`PrefixGroups`: query ``[B, H_q, L, D]``, key/value ``[B, H_kv, L, D]`` →
+    ``([B, L, H_q, D], None)``, 0 at the tokens no sequence holds (padding)."""
+    if dropout:
+        raise NotImplementedError(f"{NAME}: attention dropout {dropout} is not supported (Qwen2.5-VL uses 0.0)")
+    b, h_q, length, d = query.shape
+    q, k, v = (t.transpose(1, 2).reshape(b * length, t.shape[1], d) for t in (query, key, value))  # [B·L, H, D]
+    qp = q.index_select(0, groups.q_index)
+    kp, vp = k.index_select(0, groups.kv_index), v.index_select(0, groups.kv_index)
+    scale = scaling if scaling is not None else d**-0.5
+    out = _kernel()(
+        qp.contiguous(), kp.contiguous(), vp.contiguous(), groups.cu_q, groups.cu_k, groups.max_q, groups.max_k,
+        scale, True,
+    )  # fmt: skip
+    full = out.new_zeros(b * length, h_q, d).index_copy(0, groups.q_index, out)
+    return full.reshape(b, length, h_q, d), None
 
 
 def _vision_attention_forward(

@@ -28,9 +28,12 @@ transformers block the mask from restarting text positions instead; that cannot 
 
 Cost, per pass: Σ over units of their real tokens (``rl/logprob_tokens``) plus the rows' tail padding
 (``rl/logprob_positions`` = rows × width) language-model positions, instead of b·(T + L) (full) or
-P·(T + G·L) (``shared_prompt_pass=packed`` alone). The attention stays dense over width² per row (sdpa's
-math / memory-efficient kernels do not skip masked blocks), so a large budget trades linear-layer padding
-for attention work; varlen kernels (issue 37 item 4) would skip it.
+P·(T + G·L) (``shared_prompt_pass=packed`` alone). Under sdpa / eager the attention stays dense over width² per
+row (sdpa's math / memory-efficient kernels do not skip masked blocks), so a large budget trades linear-layer
+padding for attention work. Under ``model.attn_implementation=egt_varlen`` no mask is built: the layout goes to
+the attention as prefix-grouped varlen sequences (:func:`egt.models.attention.prefix_groups`: each prompt causal
+over itself, each completion over its prompt and its own past), so a row costs Σ over its units of
+n_p² + Σ_k n_k (n_p + n_k) attention, whatever the budget — the same numbers (tests/unit/rl/test_packing.py).
 """
 
 from __future__ import annotations
@@ -76,7 +79,9 @@ class PackedLayout:
     prompt_col: torch.Tensor  # [R, W] column in the left-padded prompt batch, −1 elsewhere
     comp_row: torch.Tensor  # [R, W] completion row i, −1 elsewhere
     comp_col: torch.Tensor  # [R, W] token j of completion i, −1 elsewhere
-    allowed: torch.Tensor  # [R, W, W] bool (query, key)
+    allowed: torch.Tensor | None  # [R, W, W] bool (query, key); None when not asked for (dense_mask=False)
+    unit: torch.Tensor  # [R, W] the unit of each token, −1 on the tail
+    part: torch.Tensor  # [R, W] 0 the unit's prompt (or the whole unit unshared), k the unit's completion k
     src_row: torch.Tensor  # [b] packed row of completion i
     src_col: torch.Tensor  # [b, L] column whose hidden state predicts token j (masked tokens: the first's)
     tokens: int  # real tokens in the rows
@@ -89,6 +94,7 @@ def pack_layout(
     shared: bool,
     max_tokens: int | None,
     device: torch.device | str | None = None,
+    dense_mask: bool = True,
 ) -> PackedLayout:
     """The packed rows of b completions whose rows come in ``runs`` of one prompt each (``prompt_runs``).
 
@@ -137,17 +143,20 @@ def pack_layout(
                 if m > 1:  # m = 0 (an empty completion, an all-zero mask row): nothing here, nothing read
                     src_col[i, 1:m] = torch.arange(off, off + m - 1)
                 off += m
-    unit, part, idx = unit.to(device), part.to(device), torch.arange(W, device=device)
-    causal = idx[:, None] >= idx[None, :]  # [W, W]
-    same_unit = unit[:, :, None] == unit[:, None, :]  # [R, W, W] (query, key)
-    visible = (part[:, None, :] == 0) | (part[:, None, :] == part[:, :, None])
-    allowed = ((unit >= 0)[:, None, :] & causal[None] & same_unit & visible) | torch.eye(
-        W, dtype=torch.bool, device=device
-    )[None]
+    allowed = None
+    if dense_mask:
+        unit_d, part_d, idx = unit.to(device), part.to(device), torch.arange(W, device=device)
+        causal = idx[:, None] >= idx[None, :]  # [W, W]
+        same_unit = unit_d[:, :, None] == unit_d[:, None, :]  # [R, W, W] (query, key)
+        visible = (part_d[:, None, :] == 0) | (part_d[:, None, :] == part_d[:, :, None])
+        allowed = ((unit_d >= 0)[:, None, :] & causal[None] & same_unit & visible) | torch.eye(
+            W, dtype=torch.bool, device=device
+        )[None]
     order = [u for r in rows for u in r]
     return PackedLayout(
-        units, unit_prompt, order, prompt, prompt_col, comp_row, comp_col, allowed, src_row, src_col, sum(lengths)
-    )
+        units, unit_prompt, order, prompt, prompt_col, comp_row, comp_col, allowed, unit, part, src_row, src_col,
+        sum(lengths),
+    )  # fmt: skip
 
 
 def packed_hidden(
@@ -163,9 +172,16 @@ def packed_hidden(
     """The hidden states that predict the b completion tokens, [b, L, H], and the output head, from padding-free
     packed rows (:func:`pack_layout`; ``shared``: a unit per GRPO group, else per row); None (nothing run)
     when the model cannot (the reasons of ``rl.shared_prompt_pass=packed``: no Qwen2-VL-style
-    ``get_rope_index`` with ``mm_token_type_ids``, or an attention implementation other than sdpa / eager;
-    logged once), and the caller runs the unpacked path. ``counts`` gets the pass's real and computed tokens."""
-    from egt.rl.rollout import _packed_prompt_unsupported, _prompt_completion_positions, _warned, mask_4d, prompt_runs
+    ``get_rope_index`` with ``mm_token_type_ids``, or an attention implementation other than sdpa / eager /
+    egt_varlen; logged once), and the caller runs the unpacked path. ``counts`` gets the pass's real and computed
+    tokens."""
+    from egt.rl.rollout import (
+        _packed_prompt_unsupported,
+        _prompt_completion_positions,
+        _warned,
+        packed_attention,
+        prompt_runs,
+    )
 
     why = _packed_prompt_unsupported(model, prompt_feats[0])
     if why is not None:
@@ -180,7 +196,10 @@ def packed_hidden(
     distinct = [prompt_feats[s] for s in starts]
     prompts = {k: v.to(device) for k, v in collate(distinct, pad_id, "left").items()}
     b, L = completion_ids.shape
-    lay = pack_layout(runs, prompts["attention_mask"].cpu(), completion_mask.cpu(), shared, max_tokens, device)
+    varlen = getattr(base, "language_model", base).config._attn_implementation == "egt_varlen"
+    lay = pack_layout(
+        runs, prompts["attention_mask"].cpu(), completion_mask.cpu(), shared, max_tokens, device, dense_mask=not varlen
+    )
     positions = _prompt_completion_positions(base, prompts, L)  # [3, P, T+L]
     T = prompts["input_ids"].shape[1]
     is_p, is_c = (lay.prompt >= 0).to(device), (lay.comp_row >= 0).to(device)  # [R, W]
@@ -198,7 +217,7 @@ def packed_hidden(
     for key in dict.fromkeys(k for f in per_unit for k in f):
         if key not in TEXT_KEYS and key not in inputs:
             inputs[key] = torch.cat([f[key] for f in per_unit if key in f], 0).to(device)
-    mask4, attn = mask_4d(base, lay.allowed)
+    attention, attn = packed_attention(base, lay.unit, lay.part, lambda: lay.allowed)
     said = f"packing {attn}"
     if said not in _warned:
         _warned.add(said)
@@ -214,5 +233,5 @@ def packed_hidden(
         )
     if counts is not None:
         counts.add(lay.tokens, ids.numel())
-    hidden = base(input_ids=ids, attention_mask=mask4, position_ids=pos, use_cache=False, **inputs).last_hidden_state
+    hidden = base(input_ids=ids, position_ids=pos, use_cache=False, **attention, **inputs).last_hidden_state
     return hidden[lay.src_row.to(device)[:, None], lay.src_col.to(device)], head  # [b, L, H]

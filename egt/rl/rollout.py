@@ -17,7 +17,7 @@ import itertools
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import transformers
@@ -423,7 +423,9 @@ def _prompt_completion_positions(base: Any, prompts: dict[str, torch.Tensor], le
     return positions
 
 
-PACKED_ATTENTION = ("sdpa", "eager")  # attention implementations that apply a 4D mask as given
+# attention implementations the packed passes run under: sdpa / eager apply the 4D mask as given; egt_varlen takes
+# the layout itself (egt.models.attention.PrefixGroups: prefix-grouped varlen sequences, no mask)
+PACKED_ATTENTION = ("sdpa", "eager", "egt_varlen")
 
 
 def _packed_prompt_unsupported(model: Any, feats: dict[str, torch.Tensor]) -> str | None:
@@ -440,7 +442,7 @@ def _packed_prompt_unsupported(model: Any, feats: dict[str, torch.Tensor]) -> st
     attn = getattr(text.config, "_attn_implementation", None)
     if attn not in PACKED_ATTENTION:
         return (
-            f"attention implementation {attn!r} does not take a custom 4D mask as given "
+            f"attention implementation {attn!r} takes neither a custom 4D mask as given nor egt's prefix groups "
             f"(packed needs one of {list(PACKED_ATTENTION)})"
         )
     return None
@@ -474,6 +476,24 @@ def packed_layout(
             [0, 1, 0, 0, 1, 0],
             [0, 1, 0, 0, 1, 1]], dtype=torch.int32)
     """
+    cols, rows, seg, real = _group_columns(runs, prompt_mask, completion_mask)
+    return cols, rows, _allowed(seg, real)
+
+
+def _allowed(seg: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """[P, S, S] bool (query, key) from :func:`_group_columns`' ``seg`` / ``real``: see :func:`packed_layout`."""
+    S, device = seg.shape[1], seg.device
+    idx = torch.arange(S, device=device)
+    causal = idx[:, None] >= idx[None, :]  # [S, S] query ≥ key
+    same = (seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None])  # [P, S, S] prompt key or own segment
+    return (real[:, None, :] & causal[None] & same) | torch.eye(S, dtype=torch.bool, device=device)[None]
+
+
+def _group_columns(
+    runs: Sequence[int], prompt_mask: torch.Tensor, completion_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`packed_layout`'s columns: ``cols`` [b, L], ``rows`` [b], and per packed token ``seg`` [P, S] (0 the
+    prompt, k + 1 completion k, −1 the tail) and ``real`` [P, S] (a prompt or completion token, not padding)."""
     P, T = prompt_mask.shape
     b, length = completion_mask.shape
     device = prompt_mask.device
@@ -490,11 +510,25 @@ def packed_layout(
     real = torch.zeros((P, S), dtype=torch.bool, device=device)
     real[:, :T] = prompt_mask.bool()
     real[rows[:, None], cols] = completion_mask.to(device).bool()
-    idx = torch.arange(S, device=device)
-    causal = idx[:, None] >= idx[None, :]  # [S, S] query ≥ key
-    same = (seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None])  # [P, S, S] prompt key or own segment
-    allowed = (real[:, None, :] & causal[None] & same) | torch.eye(S, dtype=torch.bool, device=device)[None]
-    return cols, rows, allowed
+    return cols, rows, seg, real
+
+
+def packed_attention(
+    base: Any, unit: torch.Tensor, part: torch.Tensor, allowed: Callable[[], torch.Tensor]
+) -> tuple[dict[str, Any], str]:
+    """The attention arguments of a packed pass over rows of units (``unit`` [R, W]: a token's unit, −1 for
+    padding; ``part`` [R, W]: 0 the unit's prompt, k the unit's completion k) and the implementation's name:
+    under ``egt_varlen`` the prefix-grouped varlen sequences (:func:`egt.models.attention.prefix_groups`; no
+    mask is built), else the 4D mask of ``allowed()`` ([R, W, W] bool, query × key) as the implementation
+    takes it (:func:`mask_4d`)."""
+    attn = getattr(base, "language_model", base).config._attn_implementation
+    if attn == "egt_varlen":
+        from egt.models.attention import prefix_groups
+
+        device = base.get_input_embeddings().weight.device
+        return {"attention_mask": None, "egt_prefix_groups": prefix_groups(unit, part, device)}, attn
+    mask4, attn = mask_4d(base, allowed())
+    return {"attention_mask": mask4}, attn
 
 
 def mask_4d(base: Any, allowed: torch.Tensor) -> tuple[torch.Tensor, str]:
@@ -530,7 +564,9 @@ def packed_prompt_hidden(
     included, with gradient checkpointing on). The mask goes in as transformers' own mask functions make
     it for the implementation (masking_utils ``sdpa_mask`` / ``eager_mask``, transformers 5.25.0): bool
     (True = attend) for sdpa, additive (0 / dtype min) for eager; ``create_causal_mask`` returns a 4D mask
-    as given (``_preprocess_mask_arguments``). flash_attention_* ignore a custom mask: the model falls back.
+    as given (``_preprocess_mask_arguments``). Under ``egt_varlen`` no mask is built: the same layout goes to
+    the attention as prefix-grouped varlen sequences (:func:`packed_attention`,
+    :func:`egt.models.attention.prefix_groups`). flash_attention_* ignore a custom mask: the model falls back.
 
     Read-out: the prompt's last hidden state (column T − 1) predicts the first token of every completion of
     the group — computed once in the row, gathered for each of the G rows (its gradient sums over them);
@@ -540,11 +576,11 @@ def packed_prompt_hidden(
 
     Cost: a row of S = T + G·L tokens per group instead of G rows of T + L, so the linear layers do
     P·(T + G·L) token-forwards instead of b·(T + L) (the cache path's count); the attention is dense over
-    S² per row (the mask does not skip work in sdpa's math / memory-efficient kernels), so at long
-    completions it costs more attention than the full pass. The same idea as Prefix Grouper (Liu et al.,
-    2025, "Prefix Grouper: Efficient GRPO Training through Shared-Prefix Forward"), which splits the
-    attention instead of masking it. Supported: Qwen2-VL-family models in transformers 5.x with sdpa or
-    eager attention.
+    S² per row under sdpa / eager (the mask does not skip work in sdpa's math / memory-efficient kernels),
+    so at long completions it costs more attention than the full pass; under egt_varlen it is split as
+    Prefix Grouper splits it (Liu et al., 2025, "Prefix Grouper: Efficient GRPO Training through
+    Shared-Prefix Forward"): n_p² + Σ_k n_k (n_p + n_k) per group. Supported: Qwen2-VL-family models in
+    transformers 5.x with sdpa, eager or egt_varlen attention.
     """
     runs = _shared_runs(model, prompt_feats, _packed_prompt_unsupported, "rl.shared_prompt_pass=packed")
     if runs is None:
@@ -556,8 +592,8 @@ def packed_prompt_hidden(
     P, T = prompts["input_ids"].shape
     b, length = completion_ids.shape
     positions = _prompt_completion_positions(base, prompts, length)  # [3, P, T+L]
-    cols, rows, allowed = packed_layout(runs, prompts["attention_mask"], completion_mask.to(device))
-    S = allowed.shape[-1]
+    cols, rows, seg, real = _group_columns(runs, prompts["attention_mask"], completion_mask.to(device))
+    S = seg.shape[1]
     per_token = token_keys(prompt_feats[0])
     inputs = {k: v for k, v in prompts.items() if k not in ("input_ids", "attention_mask", *per_token)}
     ids = torch.full((P, S), pad_id, dtype=prompts["input_ids"].dtype, device=device)
@@ -569,7 +605,8 @@ def packed_prompt_hidden(
     pos = torch.zeros((3, P, S), dtype=positions.dtype, device=device)
     pos[:, :, :T] = positions[:, :, :T]
     pos[:, rows[:, None], cols] = positions[:, rows, T:]  # [3, b, L]: each completion as in its own row
-    mask4, attn = mask_4d(base, allowed)
+    unit = torch.where(real, torch.arange(P, device=device)[:, None], -1)  # [P, S] the group (row) of each token
+    attention, attn = packed_attention(base, unit, seg.clamp(min=0), lambda: _allowed(seg, real))
     said = f"packed {attn}"
     if said not in _warned:  # once: which path the passes take (the fallback says so too)
         _warned.add(said)
@@ -580,7 +617,7 @@ def packed_prompt_hidden(
             b,
             attn,
         )
-    hidden = base(input_ids=ids, attention_mask=mask4, position_ids=pos, use_cache=False, **inputs).last_hidden_state
+    hidden = base(input_ids=ids, position_ids=pos, use_cache=False, **attention, **inputs).last_hidden_state
     src = torch.cat([torch.full((b, 1), T - 1, dtype=cols.dtype, device=device), cols[:, :-1]], 1)  # [b, L]
     return hidden[rows[:, None], src], head  # [b, L, H]
 

@@ -38,3 +38,15 @@ def grpo_pass(model: Any, feats, ids, mask, pad, chunk_size: int, **kw: Any):
     loss = PPOClipLoss(0.2)(logp, old, adv, mask).loss - 0.01 * masked_mean(ent, mask)
     grads = torch.autograd.grad(loss, params, allow_unused=True)
     return logp.detach(), ent.detach(), grads
+
+
+def load_with_attention(path: Path, attn: str):
+    """The model and processor under ``attn``; ``egt_varlen`` with the ``reference`` kernel (one sdpa call per
+    sequence: exact on CPU in fp32, where torch's and flash-attn's kernels do not run). Call
+    the ``restore_varlen`` fixture (tests/conftest.py) with it: the registration is process-wide."""
+    from egt.models import attention
+    from egt.models.loader import load_model_and_processor
+
+    if attn == "egt_varlen":
+        attention.register("reference")
+    return load_model_and_processor(path, attn_implementation=attn)

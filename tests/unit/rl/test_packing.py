@@ -1,7 +1,8 @@
 """egt.rl.packing (rl.packing=true): padding-free packed rows in RL's log-prob passes give the full pass's
 log-probs, entropies and GRPO-loss gradients (fp32, to 1e-5) with gradient checkpointing on, on the tiny
 Qwen2.5-VL and the Qwen2.5-VL-7B replica: groups (shared prompt) or sequences per unit, one unit per row or
-several up to a token budget, G = 3 and 4 in one batch, images, completions of very different lengths."""
+several up to a token budget, G = 3 and 4 in one batch, images, completions of very different lengths; under sdpa
+and eager (a 4D mask) and egt_varlen (prefix-grouped varlen sequences, the reference kernel; against sdpa)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from egt.models.loader import load_model_and_processor
 from egt.models.resolve import enable_checkpointing
 from egt.rl.packing import PassTokens, pack_layout, packed_hidden
 from egt.rl.rollout import logprobs_and_entropy, prompt_runs
-from rl_passes import build_replica, grpo_pass
+from rl_passes import build_replica, grpo_pass, load_with_attention
 
 
 @pytest.fixture(scope="module")
@@ -117,13 +118,17 @@ CASES = [
     ("tiny", "eager", False, "half"),
     ("replica", "sdpa", True, "all"),
     ("replica", "sdpa", False, "half"),
+    ("tiny", "egt_varlen", True, "all"),
+    ("tiny", "egt_varlen", False, "half"),
+    ("replica", "egt_varlen", True, "all"),
 ]
 
 
 @pytest.mark.parametrize(("which", "attn", "shared", "budget"), CASES)
+@pytest.mark.usefixtures("restore_varlen")
 def test_packing_equals_the_full_pass_under_checkpointing(which, attn, shared, budget, request, world_small):
     path = request.getfixturevalue("tiny_model_dir" if which == "tiny" else "replica_dir")
-    model, proc = load_model_and_processor(path, attn_implementation=attn)
+    model, proc = load_with_attention(path, attn)
     enable_checkpointing(model)
     model.train()
     feats, ids, mask, pad = _rollout(proc, world_small)
@@ -133,12 +138,14 @@ def test_packing_equals_the_full_pass_under_checkpointing(which, attn, shared, b
     if budget is not None:
         assert max(units_per_row) >= 2  # units really share a row (blocked attention is exercised)
     mode = "packed" if shared else False
-    lp_full, ent_full, g_full = _pass(model, feats, ids, mask, pad)
     counts = PassTokens()
     with torch.enable_grad():
         assert packed_hidden(model, feats, ids, mask, pad, shared, max_tokens, counts) is not None
-    assert counts.tokens == lay.tokens and counts.positions == lay.allowed.shape[0] * lay.allowed.shape[1]
+    assert counts.tokens == lay.tokens and counts.positions == lay.prompt.numel()  # R rows × W columns
     lp, ent, g = _pass(model, feats, ids, mask, pad, shared_prompt=mode, packing=True, packing_max_tokens=max_tokens)
+    if attn == "egt_varlen":  # the reference: the full pass under sdpa (egt_varlen's prefix groups, not a mask)
+        model.set_attn_implementation("sdpa")
+    lp_full, ent_full, g_full = _pass(model, feats, ids, mask, pad)
     m = mask.bool()
     torch.testing.assert_close(lp[m], lp_full[m], atol=1e-5, rtol=0)
     torch.testing.assert_close(ent[m], ent_full[m], atol=1e-5, rtol=2e-6)  # as test_shared_prompt_packed
@@ -267,6 +274,34 @@ def test_packing_on_cuda_in_bf16_under_checkpointing(shared, tiny_model_dir, wor
     enable_checkpointing(model)
     model.train()
     full, _ = logprobs_and_entropy(model, feats, ids, mask, pad)
+    mode = "packed" if shared else False
+    packed, _ = logprobs_and_entropy(
+        model, feats, ids, mask, pad, shared_prompt=mode, packing=True, packing_max_tokens=4096
+    )
+    m = mask.bool().cuda()
+    torch.testing.assert_close(packed[m].float(), full[m].float(), atol=0.1, rtol=0.02)  # bf16: ~3 digits
+
+
+@pytest.mark.gpu
+@pytest.mark.usefixtures("restore_varlen")
+@pytest.mark.parametrize("shared", [True, False])
+def test_packing_under_egt_varlen_on_cuda_in_bf16(shared, tiny_model_dir, world_small):
+    """egt_varlen's real kernel (torch's varlen_attn, else flash-attn 2) on the prefix-grouped sequences, bf16,
+    checkpointing on, every unit in one row: the full pass under sdpa's log-probs to bf16 rounding."""
+    from egt.models import attention
+    from egt.models.loader import load_model
+
+    backend, why = attention.varlen_backend("cuda", "bfloat16")
+    if backend is None:
+        pytest.skip(why)
+    attention.register(backend)
+    _, proc = load_model_and_processor(tiny_model_dir)
+    feats, ids, mask, pad = _rollout(proc, world_small)
+    model = load_model(tiny_model_dir, dtype="bfloat16", attn_implementation="sdpa").cuda()
+    enable_checkpointing(model)
+    model.train()
+    full, _ = logprobs_and_entropy(model, feats, ids, mask, pad)
+    model.model.language_model.config._attn_implementation = "egt_varlen"
     mode = "packed" if shared else False
     packed, _ = logprobs_and_entropy(
         model, feats, ids, mask, pad, shared_prompt=mode, packing=True, packing_max_tokens=4096

@@ -1,6 +1,7 @@
 """egt.rl.rollout.packed_prompt_hidden (rl.shared_prompt_pass=packed): one row per GRPO group under a 4D
 mask gives the full pass's log-probs, entropies and GRPO-loss gradients (fp32, to 1e-5), with gradient
-checkpointing on, on the tiny Qwen2.5-VL and the Qwen2.5-VL-7B replica, with sdpa and eager attention."""
+checkpointing on, on the tiny Qwen2.5-VL and the Qwen2.5-VL-7B replica, with sdpa and eager attention, and with
+egt_varlen's prefix-grouped sequences (the reference kernel) against the full pass under sdpa."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from egt.rl.rollout import (
     shared_prompt_hidden,
     shared_prompt_mode,
 )
-from rl_passes import build_replica, grpo_pass
+from rl_passes import build_replica, grpo_pass, load_with_attention
 
 GROUPS = (3, 4)  # G = 3 and G = 4 in one batch: the G = 3 row has a masked tail
 
@@ -70,18 +71,25 @@ def _rollout(proc, world_small):
     return feats, ids, mask, proc.tokenizer.pad_token_id
 
 
-@pytest.mark.parametrize(("which", "attn"), [("tiny", "sdpa"), ("tiny", "eager"), ("replica", "sdpa")])
+ATTENTION = [("tiny", "sdpa"), ("tiny", "eager"), ("replica", "sdpa")]
+ATTENTION += [("tiny", "egt_varlen"), ("replica", "egt_varlen")]  # prefix-grouped varlen sequences, reference kernel
+
+
+@pytest.mark.parametrize(("which", "attn"), ATTENTION)
+@pytest.mark.usefixtures("restore_varlen")
 def test_packed_equals_the_full_pass_under_checkpointing(which, attn, request, world_small):
     path = request.getfixturevalue("tiny_model_dir" if which == "tiny" else "replica_dir")
-    model, proc = load_model_and_processor(path, attn_implementation=attn)
+    model, proc = load_with_attention(path, attn)
     enable_checkpointing(model)  # as load_for_training turns it on
     model.train()  # as the gradient pass runs it (dropout is 0 in Qwen2.5-VL)
     feats, ids, mask, pad = _rollout(proc, world_small)
     with torch.enable_grad():  # checkpointing is on: the cache path declines, the packed one runs
         assert shared_prompt_hidden(model, feats, ids, mask, pad) is None
         assert packed_prompt_hidden(model, feats, ids, mask, pad) is not None
-    lp_full, ent_full, g_full = grpo_pass(model, feats, ids, mask, pad, 3, shared_prompt=False)
     lp, ent, g = grpo_pass(model, feats, ids, mask, pad, 3, shared_prompt="packed")
+    if attn == "egt_varlen":  # the reference: the full pass under sdpa (egt_varlen's prefix groups, not a mask)
+        model.set_attn_implementation("sdpa")
+    lp_full, ent_full, g_full = grpo_pass(model, feats, ids, mask, pad, 3, shared_prompt=False)
     m = mask.bool()
     torch.testing.assert_close(lp[m], lp_full[m], atol=1e-5, rtol=0)
     # entropy is a sum over V terms of ~log V nats (11.9 on the replica's 152,064 rows): fp32 rounding of

@@ -187,3 +187,13 @@ def test_packing_with_an_attention_that_ignores_the_4d_mask_is_refused():
     for attn in ("sdpa", "eager", "auto", "egt_varlen"):
         validate(_cfg(*on, f"model.attn_implementation={attn}"))
     validate(_cfg("rl.packing=false", "model.attn_implementation=flash_attention_2"))
+
+
+def test_packing_under_egt_varlen_where_its_kernel_runs_is_accepted(monkeypatch):
+    """On a GPU egt_varlen loads as itself and packs by prefix-grouped varlen sequences (no 4D mask): accepted."""
+    from egt.config.validation import validate
+    from egt.models import attention
+
+    monkeypatch.setattr(attention, "varlen_backend", lambda device=None, dtype=None: ("torch", "faked"))
+    for shared in ("packed", "false"):
+        validate(_cfg("rl.packing=true", f"rl.shared_prompt_pass={shared}", "model.attn_implementation=egt_varlen"))
