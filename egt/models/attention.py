@@ -297,9 +297,13 @@ def varlen_attention_forward(
     """transformers' attention-function contract (``integrations/sdpa_attention.py``
     ``sdpa_attention_forward``): query ``[B, H_q, L_q, D]``, key/value ``[B, H_kv, L_k, D]``, ``attention_mask``
     ``[B, L_k]`` bool (1 = token) or None → ``([B, L_q, H_q, D], None)``. Sequences as in the module docstring;
-    ``egt_prefix_groups`` (a :class:`PrefixGroups`) takes precedence over the mask and the positions."""
+    ``egt_prefix_groups`` (a :class:`PrefixGroups`) takes precedence over the mask and the positions in the
+    language model's (causal) calls; a non-causal call ignores it: transformers forwards the model's kwargs to
+    the vision tower too (``get_image_features(..., **kwargs)``), whose attention, where
+    :func:`patch_vision_tower` did not replace it (Qwen2-VL), calls this function per window with
+    ``is_causal=False`` — the groups index the text rows' tokens, not the window's."""
     groups = kwargs.pop("egt_prefix_groups", None)
-    if groups is not None:
+    if groups is not None and (is_causal if is_causal is not None else getattr(module, "is_causal", True)):
         return _prefix_grouped(module, query, key, value, groups, dropout, scaling)
     if attention_mask is not None and attention_mask.dim() == 4:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward

@@ -288,6 +288,28 @@ def test_a_4d_mask_goes_to_sdpa():
     assert torch.equal(got, sdpa_attention_forward(mod, q, k, v, mask, scaling=0.5)[0])
 
 
+def test_prefix_groups_apply_to_causal_calls_only():
+    """``egt_prefix_groups`` blocks the language model's (causal) attention; a non-causal call (a vision tower's
+    window, which transformers hands the same kwargs) runs as if there were none."""
+    attention.register("reference")
+    mod = torch.nn.Module()
+    mod.is_causal = True
+    groups = attention.prefix_groups(torch.tensor([[0, 0, 0, 0, 0, -1]]), torch.tensor([[0, 0, 1, 1, 2, -1]]))
+    torch.manual_seed(4)
+    q, k, v = (torch.randn(1, 2, 6, 4) for _ in range(3))
+    grouped = attention.varlen_attention_forward(mod, q, k, v, None, scaling=0.5, egt_prefix_groups=groups)[0]
+    plain = attention.varlen_attention_forward(mod, q, k, v, None, scaling=0.5)[0]  # one causal sequence
+    assert not torch.allclose(grouped[0, :5], plain[0, :5]) and (grouped[0, 5] == 0).all()
+    mod.is_causal = False  # a vision attention: the module says so, and its calls pass is_causal=False
+    qw, kw, vw = (torch.randn(1, 2, 3, 4) for _ in range(3))  # a window of 3 tokens: the groups index up to 4
+    want = attention.varlen_attention_forward(mod, qw, kw, vw, None, scaling=0.5, is_causal=False)[0]
+    for causal in (False, None):
+        got = attention.varlen_attention_forward(
+            mod, qw, kw, vw, None, scaling=0.5, is_causal=causal, egt_prefix_groups=groups
+        )[0]
+        assert torch.equal(got, want)
+
+
 @pytest.mark.gpu
 def test_torch_varlen_kernel_matches_reference_on_cuda():
     """The real kernel (bf16 on CUDA) against the reference on the same packed GQA inputs: bf16 tolerance

@@ -103,6 +103,27 @@ def test_packed_equals_the_full_pass_under_checkpointing(which, attn, request, w
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=lambda s, n=name: f"{n}: {s}")
 
 
+@pytest.mark.usefixtures("restore_varlen")
+def test_egt_varlen_prefix_groups_stay_out_of_an_unpatched_vision_tower(tiny_model_dir, world_small):
+    """transformers forwards the model's kwargs (``egt_prefix_groups`` among them) to the vision tower; a tower
+    that :func:`egt.models.attention.patch_vision_tower` does not replace (Qwen2-VL's; here the tiny model's with
+    the patch undone) calls the registered function per window, non-causal: the text rows' groups are not its
+    sequences (they indexed past the window: IndexError), and the packed pass equals the one under sdpa."""
+    from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLVisionAttention
+
+    model, proc = load_with_attention(tiny_model_dir, "egt_varlen")
+    for mod in model.modules():
+        if isinstance(mod, Qwen2_5_VLVisionAttention):
+            del mod.forward  # the class's forward: one registered-function call per window, is_causal=False
+    feats, ids, mask, pad = _rollout(proc, world_small)
+    with torch.no_grad():
+        hidden, _ = packed_prompt_hidden(model, feats, ids, mask, pad)
+        model.set_attn_implementation("sdpa")
+        ref, _ = packed_prompt_hidden(model, feats, ids, mask, pad)
+    m = mask.bool()
+    torch.testing.assert_close(hidden[m], ref[m], atol=1e-5, rtol=1e-5)
+
+
 def test_no_grad_packed_equals_the_full_pass_with_micro_batches(tiny_model_dir, world_small):
     """The π_old / π_ref passes: micro-batches of 4 rows cut the G = 4 group (runs [3, 1] then [3])."""
     model, proc = load_model_and_processor(tiny_model_dir)
