@@ -401,8 +401,9 @@ def _coordinators(offload: Any) -> list:
 
 def _zero3_params(module: torch.nn.Module) -> list[torch.nn.Parameter]:
     """``module``'s parameters and ZeRO-3's external parameters of each sub-module (a parameter one module
-    uses but another owns, registered with ``deepspeed.zero.register_external_parameter``), as
-    DeepSpeed's and TRL's ``iter_params(module, recurse=True)`` list them."""
+    uses but another owns, registered with ``deepspeed.zero.register_external_parameter``): a superset of
+    DeepSpeed's ``iter_params(module, recurse=True)``, which TRL's ``remove_hooks`` clears and which adds the
+    root's external parameters only (``get_all_parameters``: ``module.ds_external_parameters()``)."""
     params = list(module.parameters())
     seen = {id(p) for p in params}
     for m in module.modules():
