@@ -213,7 +213,8 @@ class PrefixGroups:
     """The varlen sequences of rows that share prefixes (:func:`prefix_groups`), passed to the attention
     function as ``egt_prefix_groups``: ``q_index`` [T_q] and ``kv_index`` [T_k] flat indices into the
     ``[R · W]`` tokens of the rows (a prefix's tokens appear in ``kv_index`` once for the prefix and once per
-    continuation), ``cu_q`` / ``cu_k`` [N + 1] int32, the longest sequences ``max_q`` / ``max_k``."""
+    continuation), ``cu_q`` / ``cu_k`` [N + 1] int32, the longest sequences ``max_q`` / ``max_k``, and ``shape``
+    = (R, W), which a call's query must have (checked: indices into other rows would be silently wrong)."""
 
     q_index: torch.Tensor
     kv_index: torch.Tensor
@@ -221,6 +222,7 @@ class PrefixGroups:
     cu_k: torch.Tensor
     max_q: int
     max_k: int
+    shape: tuple[int, int] = (0, 0)
 
 
 def prefix_groups(unit: torch.Tensor, part: torch.Tensor, device: torch.device | str | None = None) -> PrefixGroups:
@@ -273,6 +275,7 @@ def prefix_groups(unit: torch.Tensor, part: torch.Tensor, device: torch.device |
         _cu(torch.tensor(len_k, dtype=torch.long)).to(device),
         max(len_q, default=0),
         max(len_k, default=0),
+        (R, W),
     )
 
 
@@ -372,15 +375,22 @@ def _prefix_grouped(
     if dropout:
         raise NotImplementedError(f"{NAME}: attention dropout {dropout} is not supported (Qwen2.5-VL uses 0.0)")
     b, h_q, length, d = query.shape
+    if (b, length) != tuple(groups.shape) or key.shape[2] != length:
+        raise ValueError(
+            f"{NAME}: egt_prefix_groups were built for rows {tuple(groups.shape)} (R, W), the attention got a query of "
+            f"{b} × {length} and keys of {key.shape[2]} positions (a cache or another model's call?)"
+        )
+    dev = query.device  # the groups are built on the embeddings' device: a model split over devices moves them
+    q_index, kv_index = groups.q_index.to(dev), groups.kv_index.to(dev)
     q, k, v = (t.transpose(1, 2).reshape(b * length, t.shape[1], d) for t in (query, key, value))  # [B·L, H, D]
-    qp = q.index_select(0, groups.q_index)
-    kp, vp = k.index_select(0, groups.kv_index), v.index_select(0, groups.kv_index)
+    qp = q.index_select(0, q_index)
+    kp, vp = k.index_select(0, kv_index), v.index_select(0, kv_index)
     scale = scaling if scaling is not None else d**-0.5
     out = _kernel()(
-        qp.contiguous(), kp.contiguous(), vp.contiguous(), groups.cu_q, groups.cu_k, groups.max_q, groups.max_k,
-        scale, True,
+        qp.contiguous(), kp.contiguous(), vp.contiguous(), groups.cu_q.to(dev), groups.cu_k.to(dev), groups.max_q,
+        groups.max_k, scale, True,
     )  # fmt: skip
-    full = out.new_zeros(b * length, h_q, d).index_copy(0, groups.q_index, out)
+    full = out.new_zeros(b * length, h_q, d).index_copy(0, q_index, out)
     return full.reshape(b, length, h_q, d), None
 
 

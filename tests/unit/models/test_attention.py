@@ -308,6 +308,9 @@ def test_prefix_groups_apply_to_causal_calls_only():
             mod, qw, kw, vw, None, scaling=0.5, is_causal=causal, egt_prefix_groups=groups
         )[0]
         assert torch.equal(got, want)
+    mod.is_causal = True  # a causal call over other rows than the groups': a clear error, not wrong indices
+    with pytest.raises(ValueError, match=r"built for rows \(1, 6\).*query of 1 × 3"):
+        attention.varlen_attention_forward(mod, qw, kw, vw, None, scaling=0.5, egt_prefix_groups=groups)
 
 
 @pytest.mark.gpu
