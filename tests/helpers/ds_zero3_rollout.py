@@ -11,6 +11,7 @@ DeepSpeed's hook counts before and after, the losses of the steps after.
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 
@@ -41,6 +42,11 @@ def probe_config():
 
 
 def main(model_dir: str, out: str) -> None:
+    # DeepSpeed's CPU accelerator compiles a shared-memory all-reduce op (deepspeed/comm/torch.py build_shm_op,
+    # ~40 s of gcc once per machine); gloo does every collective without it, so the test skips the build
+    # (by sys.modules: the attribute deepspeed.comm.torch is the torch package, which deepspeed.comm imports)
+    importlib.import_module("deepspeed.comm.torch")
+    sys.modules["deepspeed.comm.torch"].build_shm_op = lambda: None
     deepspeed.init_distributed(dist_backend="gloo")
     torch.set_num_threads(1)
     model, proc = load_model_and_processor(model_dir)
