@@ -222,7 +222,7 @@ class PrefixGroups:
     cu_k: torch.Tensor
     max_q: int
     max_k: int
-    shape: tuple[int, int] = (0, 0)
+    shape: tuple[int, int]
 
 
 def prefix_groups(unit: torch.Tensor, part: torch.Tensor, device: torch.device | str | None = None) -> PrefixGroups:
@@ -306,8 +306,6 @@ def varlen_attention_forward(
     :func:`patch_vision_tower` did not replace it (Qwen2-VL), calls this function per window with
     ``is_causal=False`` — the groups index the text rows' tokens, not the window's."""
     groups = kwargs.pop("egt_prefix_groups", None)
-    if groups is not None and (is_causal if is_causal is not None else getattr(module, "is_causal", True)):
-        return _prefix_grouped(module, query, key, value, groups, dropout, scaling)
     if attention_mask is not None and attention_mask.dim() == 4:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -322,6 +320,8 @@ def varlen_attention_forward(
     if sliding_window is not None or softcap is not None:
         raise NotImplementedError(f"{NAME}: sliding_window / softcap are not supported; use sdpa for this model")
     causal = bool(is_causal if is_causal is not None else getattr(module, "is_causal", True))
+    if groups is not None and causal:
+        return _prefix_grouped(query, key, value, groups, scaling)
     b, h_q, l_q, d = query.shape
     l_k = key.shape[2]
     q, k, v = (t.transpose(1, 2) for t in (query, key, value))  # [B, L, H, D]
@@ -362,18 +362,10 @@ def varlen_attention_forward(
 
 
 def _prefix_grouped(
-    module: torch.nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    groups: PrefixGroups,
-    dropout: float,
-    scaling: float | None,
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, groups: PrefixGroups, scaling: float | None
 ) -> tuple[torch.Tensor, None]:
     """Attention over :class:`PrefixGroups`: query ``[B, H_q, L, D]``, key/value ``[B, H_kv, L, D]`` →
     ``([B, L, H_q, D], None)``, 0 at the tokens no sequence holds (padding)."""
-    if dropout:
-        raise NotImplementedError(f"{NAME}: attention dropout {dropout} is not supported (Qwen2.5-VL uses 0.0)")
     b, h_q, length, d = query.shape
     if (b, length) != tuple(groups.shape) or key.shape[2] != length:
         raise ValueError(

@@ -79,12 +79,24 @@ class PackedLayout:
     prompt_col: torch.Tensor  # [R, W] column in the left-padded prompt batch, −1 elsewhere
     comp_row: torch.Tensor  # [R, W] completion row i, −1 elsewhere
     comp_col: torch.Tensor  # [R, W] token j of completion i, −1 elsewhere
-    allowed: torch.Tensor | None  # [R, W, W] bool (query, key); None when not asked for (dense_mask=False)
     unit: torch.Tensor  # [R, W] the unit of each token, −1 on the tail
     part: torch.Tensor  # [R, W] 0 the unit's prompt (or the whole unit unshared), k the unit's completion k
     src_row: torch.Tensor  # [b] packed row of completion i
     src_col: torch.Tensor  # [b, L] column whose hidden state predicts token j (masked tokens: the first's)
     tokens: int  # real tokens in the rows
+
+    def mask(self, device: torch.device | str | None = None) -> torch.Tensor:
+        """[R, W, W] bool (query, key) on ``device`` (default: the CPU), the 4D mask sdpa / eager take: a key is
+        visible when both tokens are in the same unit, key ≤ query, and the key is in the unit's prompt or in
+        the query's own completion; the diagonal always (no empty query row). egt_varlen needs none."""
+        unit, part = self.unit.to(device), self.part.to(device)
+        W = unit.shape[1]
+        idx = torch.arange(W, device=device)
+        causal = idx[:, None] >= idx[None, :]  # [W, W]
+        same_unit = unit[:, :, None] == unit[:, None, :]  # [R, W, W] (query, key)
+        visible = (part[:, None, :] == 0) | (part[:, None, :] == part[:, :, None])
+        eye = torch.eye(W, dtype=torch.bool, device=device)[None]
+        return ((unit >= 0)[:, None, :] & causal[None] & same_unit & visible) | eye
 
 
 def pack_layout(
@@ -93,20 +105,18 @@ def pack_layout(
     completion_mask: torch.Tensor,
     shared: bool,
     max_tokens: int | None,
-    device: torch.device | str | None = None,
-    dense_mask: bool = True,
 ) -> PackedLayout:
     """The packed rows of b completions whose rows come in ``runs`` of one prompt each (``prompt_runs``).
 
     prompt_mask: [P, T] (1 on the left-padded prompts' real tokens), completion_mask: [b, L] (1 up to and
     including the stop token, a prefix). ``shared``: a unit per run ``[prompt | c_1 | … | c_G]``; else a
-    unit per row ``[prompt | c_i]``. The [R, W] maps are built on the CPU, ``allowed`` (R·W² bools) on
-    ``device`` (default: the CPU). Raises ValueError for a completion mask that is not a prefix.
+    unit per row ``[prompt | c_i]``. The [R, W] maps are built on the CPU; the attention mask (R·W² bools)
+    only when asked for (:meth:`PackedLayout.mask`). Raises ValueError for a completion mask that is not a prefix.
 
     >>> lay = pack_layout([2], torch.tensor([[0, 1]]), torch.tensor([[1, 1], [1, 0]]), True, None)
     >>> lay.comp_row.tolist(), lay.comp_col.tolist(), lay.src_col.tolist()
     ([[-1, 0, 0, 1]], [[-1, 0, 1, 0]], [[0, 1], [0, 0]])
-    >>> lay.allowed[0].int()  # columns: prompt, c1, c1, c2 (c2 stops after one token: no inner padding)
+    >>> lay.mask()[0].int()  # columns: prompt, c1, c1, c2 (c2 stops after one token: no inner padding)
     tensor([[1, 0, 0, 0],
             [1, 1, 0, 0],
             [1, 1, 1, 0],
@@ -143,20 +153,10 @@ def pack_layout(
                 if m > 1:  # m = 0 (an empty completion, an all-zero mask row): nothing here, nothing read
                     src_col[i, 1:m] = torch.arange(off, off + m - 1)
                 off += m
-    allowed = None
-    if dense_mask:
-        unit_d, part_d, idx = unit.to(device), part.to(device), torch.arange(W, device=device)
-        causal = idx[:, None] >= idx[None, :]  # [W, W]
-        same_unit = unit_d[:, :, None] == unit_d[:, None, :]  # [R, W, W] (query, key)
-        visible = (part_d[:, None, :] == 0) | (part_d[:, None, :] == part_d[:, :, None])
-        allowed = ((unit_d >= 0)[:, None, :] & causal[None] & same_unit & visible) | torch.eye(
-            W, dtype=torch.bool, device=device
-        )[None]
     order = [u for r in rows for u in r]
     return PackedLayout(
-        units, unit_prompt, order, prompt, prompt_col, comp_row, comp_col, allowed, unit, part, src_row, src_col,
-        sum(lengths),
-    )  # fmt: skip
+        units, unit_prompt, order, prompt, prompt_col, comp_row, comp_col, unit, part, src_row, src_col, sum(lengths)
+    )
 
 
 def packed_hidden(
@@ -196,10 +196,7 @@ def packed_hidden(
     distinct = [prompt_feats[s] for s in starts]
     prompts = {k: v.to(device) for k, v in collate(distinct, pad_id, "left").items()}
     b, L = completion_ids.shape
-    varlen = getattr(base, "language_model", base).config._attn_implementation == "egt_varlen"
-    lay = pack_layout(
-        runs, prompts["attention_mask"].cpu(), completion_mask.cpu(), shared, max_tokens, device, dense_mask=not varlen
-    )
+    lay = pack_layout(runs, prompts["attention_mask"].cpu(), completion_mask.cpu(), shared, max_tokens)
     positions = _prompt_completion_positions(base, prompts, L)  # [3, P, T+L]
     T = prompts["input_ids"].shape[1]
     is_p, is_c = (lay.prompt >= 0).to(device), (lay.comp_row >= 0).to(device)  # [R, W]
@@ -217,7 +214,7 @@ def packed_hidden(
     for key in dict.fromkeys(k for f in per_unit for k in f):
         if key not in TEXT_KEYS and key not in inputs:
             inputs[key] = torch.cat([f[key] for f in per_unit if key in f], 0).to(device)
-    attention, attn = packed_attention(base, lay.unit, lay.part, lambda: lay.allowed)
+    attention, attn = packed_attention(base, lay.unit, lay.part, lambda: lay.mask(device))
     said = f"packing {attn}"
     if said not in _warned:
         _warned.add(said)

@@ -34,7 +34,7 @@ def test_layout_of_two_groups_in_one_row_by_hand():
     prompt = torch.tensor([[0, 1], [1, 1]])
     comp = torch.tensor([[1, 1, 0], [1, 0, 0], [1, 1, 1]])
     lay = pack_layout([2, 1], prompt, comp, shared=True, max_tokens=10)
-    assert lay.tokens == 9 and lay.allowed.shape == (1, 9, 9)
+    assert lay.tokens == 9 and lay.mask().shape == (1, 9, 9)
     # columns: p0 | c0 c0 | c1 | p1 p1 | c2 c2 c2
     assert lay.prompt.tolist() == [[0, -1, -1, -1, 1, 1, -1, -1, -1]]
     assert lay.prompt_col.tolist() == [[1, -1, -1, -1, 0, 1, -1, -1, -1]]
@@ -42,7 +42,7 @@ def test_layout_of_two_groups_in_one_row_by_hand():
     assert lay.comp_col.tolist() == [[-1, 0, 1, 0, -1, -1, 0, 1, 2]]
     assert lay.src_row.tolist() == [0, 0, 0]
     assert lay.src_col.tolist() == [[0, 1, 0], [0, 0, 0], [5, 6, 7]]  # row 1's token 1, 2 are masked: any column
-    assert lay.allowed[0].int().tolist() == [
+    assert lay.mask()[0].int().tolist() == [
         [1, 0, 0, 0, 0, 0, 0, 0, 0],
         [1, 1, 0, 0, 0, 0, 0, 0, 0],
         [1, 1, 1, 0, 0, 0, 0, 0, 0],
@@ -63,7 +63,7 @@ def test_layout_of_sequences_and_a_budget_by_hand():
     lay = pack_layout([2, 1], prompt, comp, shared=False, max_tokens=5)
     assert lay.units == [[0], [1], [2]] and lay.order == [0, 1, 2] and lay.tokens == 10
     assert lay.comp_row.tolist() == [[-1, 0, 0, -1, 1], [-1, -1, 2, 2, 2]]
-    assert lay.allowed[0].int().tolist() == [
+    assert lay.mask()[0].int().tolist() == [
         [1, 0, 0, 0, 0],
         [1, 1, 0, 0, 0],
         [1, 1, 1, 0, 0],
@@ -86,7 +86,7 @@ def test_layout_of_an_empty_completion_by_hand():
     lay = pack_layout([2], prompt, comp, shared=False, max_tokens=None)  # rows [p p c0 c0], [p p – –]
     assert lay.comp_row.tolist() == [[-1, -1, 0, 0], [-1, -1, -1, -1]] and lay.tokens == 6
     assert lay.src_row.tolist() == [0, 1] and lay.src_col.tolist() == [[1, 2], [1, 1]]
-    assert lay.allowed[1].int().tolist() == [[1, 0, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]  # tail: self
+    assert lay.mask()[1].int().tolist() == [[1, 0, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]  # tail: self
 
 
 def _rollout(proc, world_small):
@@ -262,46 +262,28 @@ def test_it_falls_back_for_an_attention_that_may_ignore_the_mask(tiny_model_dir,
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("shared", [True, False])
-def test_packing_on_cuda_in_bf16_under_checkpointing(shared, tiny_model_dir, world_small):
-    """sdpa's CUDA kernels with the packed rows' bool mask (memory-efficient kernel), bf16, checkpointing on,
-    every unit in one row: the full pass's log-probs to bf16 rounding."""
-    from egt.models.loader import load_model
-
-    _, proc = load_model_and_processor(tiny_model_dir)
-    feats, ids, mask, pad = _rollout(proc, world_small)
-    model = load_model(tiny_model_dir, dtype="bfloat16", attn_implementation="sdpa").cuda()
-    enable_checkpointing(model)
-    model.train()
-    full, _ = logprobs_and_entropy(model, feats, ids, mask, pad)
-    mode = "packed" if shared else False
-    packed, _ = logprobs_and_entropy(
-        model, feats, ids, mask, pad, shared_prompt=mode, packing=True, packing_max_tokens=4096
-    )
-    m = mask.bool().cuda()
-    torch.testing.assert_close(packed[m].float(), full[m].float(), atol=0.1, rtol=0.02)  # bf16: ~3 digits
-
-
-@pytest.mark.gpu
 @pytest.mark.usefixtures("restore_varlen")
+@pytest.mark.parametrize("attn", ["sdpa", "egt_varlen"])
 @pytest.mark.parametrize("shared", [True, False])
-def test_packing_under_egt_varlen_on_cuda_in_bf16(shared, tiny_model_dir, world_small):
-    """egt_varlen's real kernel (torch's varlen_attn, else flash-attn 2) on the prefix-grouped sequences, bf16,
-    checkpointing on, every unit in one row: the full pass under sdpa's log-probs to bf16 rounding."""
+def test_packing_on_cuda_in_bf16_under_checkpointing(shared, attn, tiny_model_dir, world_small):
+    """bf16, checkpointing on, every unit in one row: the full pass's log-probs (under sdpa) to bf16 rounding,
+    packed under sdpa's CUDA kernels with the rows' bool mask (memory-efficient kernel) and under egt_varlen's
+    real kernel (torch's varlen_attn, else flash-attn 2) on the prefix-grouped sequences."""
     from egt.models import attention
     from egt.models.loader import load_model
 
-    backend, why = attention.varlen_backend("cuda", "bfloat16")
-    if backend is None:
-        pytest.skip(why)
-    attention.register(backend)
+    if attn == "egt_varlen":
+        backend, why = attention.varlen_backend("cuda", "bfloat16")
+        if backend is None:
+            pytest.skip(why)
+        attention.register(backend)
     _, proc = load_model_and_processor(tiny_model_dir)
     feats, ids, mask, pad = _rollout(proc, world_small)
     model = load_model(tiny_model_dir, dtype="bfloat16", attn_implementation="sdpa").cuda()
     enable_checkpointing(model)
     model.train()
     full, _ = logprobs_and_entropy(model, feats, ids, mask, pad)
-    model.model.language_model.config._attn_implementation = "egt_varlen"
+    model.model.language_model.config._attn_implementation = attn  # the language model's attention only
     mode = "packed" if shared else False
     packed, _ = logprobs_and_entropy(
         model, feats, ids, mask, pad, shared_prompt=mode, packing=True, packing_max_tokens=4096
