@@ -1,11 +1,25 @@
-"""Run the real CLI from tests: ``cli(artifacts_dir, *overrides)`` returns its output."""
+"""Run the real CLI from tests: ``cli(artifacts_dir, *overrides)`` returns its output.
+
+Each call is ``train.py`` run as ``__main__`` in its own process with its own argv, environment, working
+directory and ``sys.path`` (the script's directory first, as ``python train.py`` has it), its output in a file,
+its exit code the test's. What differs from a fresh ``python train.py``: the process is forked from a
+multiprocessing *forkserver* that has already imported the third-party libraries (torch, transformers,
+Lightning, Hydra, datasets: ~10 s per process on the 2-core CI box, about half the suite's time before); egt
+itself is imported fresh in every process, so an egt import error still fails here. A call whose environment
+differs from the forkserver's in a variable those libraries read at import (``HF_*``, ``OMP_*``, ``TORCH*`` …)
+runs in a fresh interpreter instead, and so does every call when ``EGT_TEST_FRESH_CLI=1``. Tests about the
+process itself (a bad config's exit, torchrun, ``-m egt.reproduce``) start ``python`` themselves.
+"""
 
 from __future__ import annotations
 
+import json
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -15,9 +29,110 @@ REPO = Path(__file__).resolve().parents[2]
 # every pair; those that are about it say eval.order=both
 QUICK = ["experiment=quick", "eval.order=official"]
 
+# imported once in the forkserver: the slow third-party imports every train.py process makes
+PRELOAD = ["torch", "transformers", "lightning", "hydra", "omegaconf", "datasets", "pandas", "safetensors"]
+# variables the preloaded libraries read when imported: a call that changes one gets a fresh interpreter
+IMPORT_TIME_ENV = ("HF_", "HUGGINGFACE", "TRANSFORMERS", "TOKENIZERS", "OMP_", "MKL_", "TORCH", "PYTORCH", "CUDA")
+IMPORT_TIME_ENV += ("PYTHON", "LD_", "KMP_")
 
-def cli(art: Path, *args: str, timeout: float = 600, popen: bool = False):
-    env = {
+_server: dict | None = None  # {"ctx": the forkserver context, "env": the import-time env it was started with}
+
+
+def _import_time_env(env: dict) -> dict:
+    return {k: v for k, v in env.items() if k.startswith(IMPORT_TIME_ENV)}
+
+
+def _forkserver(env: dict):
+    """The forkserver context, or None where this call needs a fresh interpreter."""
+    global _server
+    if os.environ.get("EGT_TEST_FRESH_CLI") == "1" or "forkserver" not in multiprocessing.get_all_start_methods():
+        return None
+    if _server is None:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(PRELOAD)
+        _server = {"ctx": ctx, "env": _import_time_env(dict(os.environ))}
+    return _server["ctx"] if _import_time_env(env) == _server["env"] else None
+
+
+def _script_path(env: dict) -> list[str]:
+    """``sys.path`` of ``python train.py`` in this environment: the script's directory, then the interpreter's."""
+    out = subprocess.run(
+        [sys.executable, "-c", "import json, sys; print(json.dumps(sys.path[1:]))"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [str(REPO), *json.loads(out.stdout)]
+
+
+def _run_train_py(argv: list[str], env: dict, path: list[str], log: str) -> None:
+    """The forked child: become ``python train.py *argv`` and exit with its code."""
+    import atexit
+    import runpy
+    import traceback
+
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(REPO)
+    sys.path[:] = path
+    sys.argv = ["train.py", *argv]
+    code = 0
+    try:
+        runpy.run_path(str(REPO / "train.py"), run_name="__main__")
+    except SystemExit as e:
+        if isinstance(e.code, int) or e.code is None:
+            code = e.code or 0
+        else:
+            print(e.code, file=sys.stderr)
+            code = 1
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    try:
+        atexit._run_exitfuncs()  # as the interpreter does at exit (os._exit below skips it)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+class ForkedCLI:
+    """The forked ``train.py`` as much of ``subprocess.Popen`` as the tests use."""
+
+    def __init__(self, process):
+        self._p = process
+        self.pid = process.pid
+
+    @property
+    def returncode(self):
+        return self._p.exitcode
+
+    def poll(self):
+        return self._p.exitcode
+
+    def wait(self, timeout: float | None = None):
+        self._p.join(timeout)
+        if self._p.exitcode is None:
+            raise subprocess.TimeoutExpired("train.py", timeout)
+        return self._p.exitcode
+
+    def send_signal(self, sig: int) -> None:
+        if self._p.exitcode is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+def _env(art: Path) -> dict:
+    return {
         **os.environ,
         "EGT_ARTIFACTS": str(art),
         "EGT_LOGS": str(art / "logs"),
@@ -26,13 +141,39 @@ def cli(art: Path, *args: str, timeout: float = 600, popen: bool = False):
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
-    cmd = [sys.executable, "train.py", *args, f"hydra.run.dir={art}/runs/{time.time_ns()}"]
-    if popen:  # output to a file: an unread pipe would block the child once full
+
+
+def cli(art: Path, *args: str, timeout: float = 600, popen: bool = False):
+    env = _env(art)
+    argv = [*args, f"hydra.run.dir={art}/runs/{time.time_ns()}"]
+    if popen:
         art.mkdir(parents=True, exist_ok=True)
-        log = open(art / "popen.log", "w")
-        return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-    out = proc.stdout + proc.stderr
+        log = art / "popen.log"
+    else:
+        fd, name = tempfile.mkstemp(prefix="egt-cli-", suffix=".log")
+        os.close(fd)
+        log = Path(name)
+    ctx = _forkserver(env)
+    if ctx is None:
+        with open(log, "w") as f:  # to a file: an unread pipe would block the child once full
+            proc = subprocess.Popen(
+                [sys.executable, "train.py", *argv], cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT
+            )
+    else:
+        child = ctx.Process(target=_run_train_py, args=(argv, env, _script_path(env), str(log)), daemon=False)
+        child.start()
+        proc = ForkedCLI(child)
+    if popen:
+        return proc
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"train.py ran past {timeout:.0f} s:\n" + log.read_text()[-4000:]) from None
+    finally:
+        out = log.read_text()
+        log.unlink()
     assert proc.returncode == 0, out[-4000:]
     return out
 
@@ -41,7 +182,7 @@ def done(art: Path, stage: str) -> list[Path]:
     return sorted(p.parent for p in (art / stage).glob("*/_SUCCESS.json"))
 
 
-def kill_when(proc: subprocess.Popen, ready: Callable[[], bool], art: Path, what: str, timeout: float = 300) -> None:
+def kill_when(proc, ready: Callable[[], bool], art: Path, what: str, timeout: float = 300) -> None:
     """SIGKILL a ``cli(..., popen=True)`` run as soon as ``ready()`` holds; fail the test (with the
     run's log) if it ends first or ``what`` does not happen within ``timeout`` seconds."""
     import pytest
