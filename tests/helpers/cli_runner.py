@@ -7,8 +7,10 @@ multiprocessing *forkserver* that has already imported the third-party libraries
 Lightning, Hydra, datasets: ~10 s per process on the 2-core CI box, about half the suite's time before); egt
 itself is imported fresh in every process, so an egt import error still fails here. A call whose environment
 differs from the forkserver's in a variable those libraries read at import (``HF_*``, ``OMP_*``, ``TORCH*`` …)
-runs in a fresh interpreter instead, and so does every call when ``EGT_TEST_FRESH_CLI=1``. Tests about the
-process itself (a bad config's exit, torchrun, ``-m egt.reproduce``) start ``python`` themselves.
+runs in a fresh interpreter instead, and so does every call when ``EGT_TEST_FRESH_CLI=1``. ``train_py`` is
+the same for a test that needs stdout and stderr apart, another working directory or an environment of its
+own. Tests that start other programs (torchrun, ``-m egt.reproduce``, a wandb sweep's command) and one bad
+config (tests/integration/test_cli.py) start ``python`` themselves.
 """
 
 from __future__ import annotations
@@ -66,26 +68,26 @@ def _script_path(env: dict) -> list[str]:
     return [str(REPO), *json.loads(out.stdout)]
 
 
-def _run_train_py(argv: list[str], env: dict, path: list[str], log: str) -> None:
-    """The forked child: become ``python train.py *argv`` and exit with its code."""
+def _run_train_py(argv: list[str], env: dict, cwd: str, script: str, path: list[str], out: str, err: str) -> None:
+    """The forked child: become ``python <script> *argv`` run in ``cwd`` and exit with its code."""
     import atexit
     import runpy
     import traceback
 
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
+    for fd, name in ((1, out), (2, err)):
+        f = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(f, fd)
+        os.close(f)
     sys.stdout = open(1, "w", buffering=1, closefd=False)
     sys.stderr = open(2, "w", buffering=1, closefd=False)
     os.environ.clear()
     os.environ.update(env)
-    os.chdir(REPO)
+    os.chdir(cwd)
     sys.path[:] = path
-    sys.argv = ["train.py", *argv]
+    sys.argv = [script, *argv]
     code = 0
     try:
-        runpy.run_path(str(REPO / "train.py"), run_name="__main__")
+        runpy.run_path(script, run_name="__main__")
     except SystemExit as e:
         if isinstance(e.code, int) or e.code is None:
             code = e.code or 0
@@ -143,37 +145,50 @@ def _env(art: Path) -> dict:
     }
 
 
-def cli(art: Path, *args: str, timeout: float = 600, popen: bool = False):
-    env = _env(art)
-    argv = [*args, f"hydra.run.dir={art}/runs/{time.time_ns()}"]
-    if popen:
-        art.mkdir(parents=True, exist_ok=True)
-        log = art / "popen.log"
-    else:
-        fd, name = tempfile.mkstemp(prefix="egt-cli-", suffix=".log")
-        os.close(fd)
-        log = Path(name)
+def _start(argv: list[str], env: dict, cwd: Path, script: str, out: Path, err: Path):
+    """``python <script> *argv`` in ``cwd``, stdout to ``out`` and stderr to ``err`` (appended; the same file
+    for both merges them): forked from the forkserver where it can be, else a fresh interpreter."""
     ctx = _forkserver(env)
     if ctx is None:
-        with open(log, "w") as f:  # to a file: an unread pipe would block the child once full
-            proc = subprocess.Popen(
-                [sys.executable, "train.py", *argv], cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT
-            )
-    else:
-        child = ctx.Process(target=_run_train_py, args=(argv, env, _script_path(env), str(log)), daemon=False)
-        child.start()
-        proc = ForkedCLI(child)
-    if popen:
-        return proc
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise AssertionError(f"train.py ran past {timeout:.0f} s:\n" + log.read_text()[-4000:]) from None
-    finally:
-        out = log.read_text()
-        log.unlink()
+        with open(out, "a") as fo, open(err, "a") as fe:
+            return subprocess.Popen([sys.executable, script, *argv], cwd=cwd, env=env, stdout=fo, stderr=fe)
+    script_dir = Path(cwd, script).resolve().parent
+    path = [str(script_dir), *_script_path(env)[1:]]
+    args = (argv, env, str(cwd), script, path, str(out), str(err))
+    child = ctx.Process(target=_run_train_py, args=args, daemon=False)
+    child.start()
+    return ForkedCLI(child)
+
+
+def train_py(
+    argv: list[str], env: dict, cwd: Path = REPO, script: str = "train.py", timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """``subprocess.run([python, script, *argv], cwd=cwd, env=env, capture_output=True, text=True)``, the
+    process forked as the module docstring says; a run past ``timeout`` seconds is killed and fails the test."""
+    with tempfile.TemporaryDirectory(prefix="egt-cli-") as tmp:
+        out, err = Path(tmp, "stdout"), Path(tmp, "stderr")
+        proc = _start(argv, env, cwd, script, out, err)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise AssertionError(f"{script} ran past {timeout:.0f} s:\n" + err.read_text()[-4000:]) from None
+        return subprocess.CompletedProcess([script, *argv], proc.returncode, out.read_text(), err.read_text())
+
+
+def cli(art: Path, *args: str, timeout: float = 600, popen: bool = False):
+    """``python train.py *args`` with the store at ``art``: its output (stdout, then stderr), failing the test
+    on a non-zero exit; with ``popen`` the running process, its output in ``art/popen.log``."""
+    env = _env(art)
+    argv = [*args, f"hydra.run.dir={art}/runs/{time.time_ns()}"]
+    if popen:  # to a file: an unread pipe would block the child once full
+        art.mkdir(parents=True, exist_ok=True)
+        log = art / "popen.log"
+        log.write_text("")
+        return _start(argv, env, REPO, "train.py", log, log)
+    proc = train_py(argv, env, timeout=timeout)
+    out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     return out
 

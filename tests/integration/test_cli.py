@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from cli_runner import QUICK as _QUICK
-from cli_runner import REPO, cli, done, kill_when
+from cli_runner import REPO, cli, done, kill_when, train_py
 
 QUICK = [*_QUICK, "stages=[data,distill,sft]"]  # the foundation's stages
 
@@ -137,14 +137,7 @@ def _failing_run(tmp_path, *args, env_extra=None):
             **(env_extra or {}),
         }
     )
-    return subprocess.run(
-        [sys.executable, "train.py", *args, "logger=none"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return train_py([*args, "logger=none"], env, timeout=300)
 
 
 def test_a_missing_model_path_is_one_line_before_any_stage(tmp_path):
@@ -185,21 +178,8 @@ def test_chdir_run_reuses_the_store_under_the_launch_directory(tmp_path):
     env.update(WANDB_MODE="offline", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
 
     def run(name: str) -> str:
-        proc = subprocess.run(
-            [
-                sys.executable,
-                str(REPO / "train.py"),
-                *_QUICK,
-                "stages=[model,data]",
-                "hydra.job.chdir=true",
-                f"hydra.run.dir=runs/{name}",
-            ],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        args = [*_QUICK, "stages=[model,data]", "hydra.job.chdir=true", f"hydra.run.dir=runs/{name}"]
+        proc = train_py(args, env, cwd=tmp_path, script=str(REPO / "train.py"))
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
         return proc.stdout + proc.stderr
 

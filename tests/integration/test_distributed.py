@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from cli_runner import QUICK, REPO, cli, done
+from cli_runner import QUICK, cli, done, train_py
 from torchrun_runner import SMALL, success, torchrun
 
 pytestmark = pytest.mark.slow
@@ -68,13 +66,7 @@ def test_sharded_probe_and_eval_equal_one_process(ddp_run, tmp_path):
 
 def test_devices_without_a_launcher_gives_the_torchrun_command(tmp_path):
     env = {**os.environ, "EGT_ARTIFACTS": str(tmp_path)}
-    proc = subprocess.run(
-        [sys.executable, "train.py", *QUICK, "trainer=ddp", "trainer.devices=2", f"hydra.run.dir={tmp_path}/run"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    proc = train_py([*QUICK, "trainer=ddp", "trainer.devices=2", f"hydra.run.dir={tmp_path}/run"], env)
     assert proc.returncode != 0
     assert "python -m torch.distributed.run --nproc_per_node=2 train.py" in proc.stderr
 

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from cli_runner import QUICK, REPO, cli, done
+from cli_runner import QUICK, cli, done, train_py
 from egt.models.liger import liger_version
 
 FOUNDATION = [*QUICK, "stages=[data,distill,sft]", "data.world.n_sft=16", "sft.eval_n=0"]
@@ -31,8 +29,7 @@ def test_liger_without_the_package_stops_before_any_stage(tmp_path):
     if liger_version() is not None:
         pytest.skip("liger-kernel is installed here")
     env = {**os.environ, "EGT_ARTIFACTS": str(tmp_path), "EGT_LOGS": str(tmp_path / "logs"), "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "train.py", *FOUNDATION, "model.liger=true", f"hydra.run.dir={tmp_path}/run"]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = train_py([*FOUNDATION, "model.liger=true", f"hydra.run.dir={tmp_path}/run"], env, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "model.liger=true needs the liger-kernel package: pip install egt[liger]" in out, out[-2000:]

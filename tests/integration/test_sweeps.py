@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_runner import QUICK, REPO, cli
+from cli_runner import QUICK, REPO, cli, train_py
 from egt.sweep import load_jobs, override_value
 
 pytestmark = pytest.mark.slow
@@ -125,22 +125,7 @@ def test_explicit_form_and_a_failed_job_does_not_stop_the_others(shared):
         "WANDB_MODE": "offline",
         "OMP_NUM_THREADS": "1",
     }
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "train.py",
-            "-m",
-            *QUICK,
-            "entropy=answer,sentence,mix",
-            "selection.k=0,8",
-            f"hydra.sweep.dir={sweep}",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = train_py(["-m", *QUICK, "entropy=answer,sentence,mix", "selection.k=0,8", f"hydra.sweep.dir={sweep}"], env)
     assert proc.returncode != 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     jobs = load_jobs(sweep)
     status = {(override_value(j, "entropy"), override_value(j, "selection.k")): j["status"] for j in jobs}
