@@ -59,3 +59,12 @@ def restore_varlen():
     attention._state.update(saved)
     if saved["kernel"] is not None:
         attention.register(saved["backend"])
+
+
+@pytest.fixture(autouse=True)
+def _kill_leftover_cli_runs():
+    """A ``cli(..., popen=True)`` run its test left going (it failed first) is killed when the test ends."""
+    yield
+    import cli_runner
+
+    cli_runner.kill_leftovers()

@@ -33,11 +33,18 @@ QUICK = ["experiment=quick", "eval.order=official"]
 
 # imported once in the forkserver: the slow third-party imports every train.py process makes
 PRELOAD = ["torch", "transformers", "lightning", "hydra", "omegaconf", "datasets", "pandas", "safetensors"]
-# variables the preloaded libraries read when imported: a call that changes one gets a fresh interpreter
-IMPORT_TIME_ENV = ("HF_", "HUGGINGFACE", "TRANSFORMERS", "TOKENIZERS", "OMP_", "MKL_", "TORCH", "PYTORCH", "CUDA")
-IMPORT_TIME_ENV += ("PYTHON", "LD_", "KMP_")
+# variables the preloaded libraries (and what they import: numpy, tqdm, matplotlib …) read when imported; a call
+# whose value of one differs from the forkserver's gets a fresh interpreter
+IMPORT_TIME_ENV = ("HF_", "HUGGINGFACE", "TRANSFORMERS", "TOKENIZERS", "DATASETS", "USE_", "TORCH", "PYTORCH")
+IMPORT_TIME_ENV += ("CUDA", "NCCL", "OMP_", "MKL_", "KMP_", "OPENBLAS_", "NUMEXPR_", "PYTHON", "LD_", "XDG_")
+IMPORT_TIME_ENV += ("HOME", "TQDM_", "MPL", "LIGHTNING", "PL_", "SLURM_", "RANK", "LOCAL_RANK", "WORLD_SIZE")
+IMPORT_TIME_ENV += ("NODE_RANK", "GROUP_RANK", "MASTER_")
 
-_server: dict | None = None  # {"ctx": the forkserver context, "env": the import-time env it was started with}
+# the environment the forkserver starts in: the session's at collection (conftest's settings included), not
+# whatever the test that happens to fork first has patched
+BASE_ENV = dict(os.environ)
+_server: dict | None = None  # {"ctx": the forkserver context, "env": BASE_ENV's import-time part}
+_running: list = []  # forked runs started with popen=True, killed after their test (conftest)
 
 
 def _import_time_env(env: dict) -> dict:
@@ -52,8 +59,31 @@ def _forkserver(env: dict):
     if _server is None:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(PRELOAD)
-        _server = {"ctx": ctx, "env": _import_time_env(dict(os.environ))}
-    return _server["ctx"] if _import_time_env(env) == _server["env"] else None
+        saved = dict(os.environ)
+        os.environ.clear()
+        os.environ.update(BASE_ENV)
+        try:
+            from multiprocessing import forkserver
+
+            forkserver.ensure_running()  # started now, in BASE_ENV
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        with tempfile.TemporaryDirectory(prefix="egt-cli-") as tmp:  # what the preloaded imports set
+            child = ctx.Process(target=_report_added_env, args=(str(Path(tmp, "env.json")), BASE_ENV))
+            child.start()
+            child.join()
+            added = json.loads(Path(tmp, "env.json").read_text())
+        _server = {"ctx": ctx, "env": _import_time_env(BASE_ENV), "added": added}
+    want, have, added = _import_time_env(env), _server["env"], _server["added"]
+    differs = [k for k in {*want, *have} if want.get(k) != have.get(k) and want.get(k) != added.get(k, have.get(k))]
+    return None if differs else _server["ctx"]
+
+
+def _report_added_env(path: str, base: dict) -> None:
+    """In a forked child: the variables the forkserver's imports added or changed (a test process that imported
+    lightning has them too, as a fresh ``train.py`` will)."""
+    Path(path).write_text(json.dumps({k: v for k, v in os.environ.items() if base.get(k) != v}))
 
 
 def _script_path(env: dict) -> list[str]:
@@ -68,40 +98,96 @@ def _script_path(env: dict) -> list[str]:
     return [str(REPO), *json.loads(out.stdout)]
 
 
-def _run_train_py(argv: list[str], env: dict, cwd: str, script: str, path: list[str], out: str, err: str) -> None:
+def _become_main_process() -> None:
+    """Undo what multiprocessing's child bootstrap did, so the run sees what a fresh interpreter has:
+    ``current_process()`` is the MainProcess, no parent, no children, the platform's default start method (a
+    DataLoader's workers, transformers' collator check), numpy's global generator seeded from the OS."""
+    import itertools
+    import multiprocessing.process as mp_process
+
+    class MainProcess(mp_process.BaseProcess):  # multiprocessing.process._MainProcess, which the module deletes
+        def __init__(self):
+            self._identity, self._name, self._parent_pid = (), "MainProcess", None
+            self._popen, self._closed = None, False
+            self._config = {"authkey": mp_process.AuthenticationString(os.urandom(32)), "semprefix": "/mp"}
+
+        def close(self):
+            pass
+
+    mp_process._current_process = MainProcess()
+    mp_process._parent_process = None
+    mp_process._children.clear()
+    mp_process._process_counter = itertools.count(1)
+    multiprocessing.set_start_method(None, force=True)
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed()
+
+
+def _exec_as_main(path: str) -> None:
+    """Run the script at ``path`` as python runs ``python <script>``: a new ``__main__`` module in
+    ``sys.modules`` whose ``__file__`` is the absolute path, ``sys.argv[0]`` left as given (``runpy.run_path``
+    would set it to the path)."""
+    import builtins
+    import importlib.machinery
+    import types
+
+    main = types.ModuleType("__main__")
+    main.__dict__.update(
+        __file__=path, __cached__=None, __spec__=None, __package__=None, __builtins__=builtins,
+        __loader__=importlib.machinery.SourceFileLoader("__main__", path),
+    )  # fmt: skip
+    sys.modules["__main__"] = main
+    with open(path, "rb") as f:
+        code = compile(f.read(), path, "exec")
+    exec(code, main.__dict__)
+
+
+def _run_train_py(
+    argv: list[str], env: dict, cwd: str, script: str, path: list[str], out: str, err: str, base: dict
+) -> None:
     """The forked child: become ``python <script> *argv`` run in ``cwd`` and exit with its code."""
     import atexit
-    import runpy
-    import traceback
+    import threading
 
+    _become_main_process()
     for fd, name in ((1, out), (2, err)):
         f = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(f, fd)
         os.close(f)
     sys.stdout = open(1, "w", buffering=1, closefd=False)
-    sys.stderr = open(2, "w", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False, errors="backslashreplace")
+    # what the preloaded imports put in the environment (lightning's PYTORCH_NVML_BASED_CUDA_CHECK …), as a
+    # fresh process's imports would, under the call's own variables
+    added = {k: v for k, v in os.environ.items() if base.get(k) != v}
     os.environ.clear()
-    os.environ.update(env)
+    os.environ.update({**added, **env})
     os.chdir(cwd)
     sys.path[:] = path
     sys.argv = [script, *argv]
     code = 0
     try:
-        runpy.run_path(script, run_name="__main__")
+        _exec_as_main(str(Path(cwd, script).resolve()))
     except SystemExit as e:
         if isinstance(e.code, int) or e.code is None:
             code = e.code or 0
         else:
             print(e.code, file=sys.stderr)
             code = 1
+    except KeyboardInterrupt:
+        sys.excepthook(*sys.exc_info())
+        code = -signal.SIGINT
     except BaseException:
-        traceback.print_exc()
+        sys.excepthook(*sys.exc_info())
         code = 1
     try:
-        atexit._run_exitfuncs()  # as the interpreter does at exit (os._exit below skips it)
+        threading._shutdown()  # the interpreter joins non-daemon threads, then runs atexit (os._exit skips both)
+        atexit._run_exitfuncs()
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
+        if code == -signal.SIGINT:  # exit as python does after an uncaught KeyboardInterrupt: by the signal
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
         os._exit(code)
 
 
@@ -154,7 +240,7 @@ def _start(argv: list[str], env: dict, cwd: Path, script: str, out: Path, err: P
             return subprocess.Popen([sys.executable, script, *argv], cwd=cwd, env=env, stdout=fo, stderr=fe)
     script_dir = Path(cwd, script).resolve().parent
     path = [str(script_dir), *_script_path(env)[1:]]
-    args = (argv, env, str(cwd), script, path, str(out), str(err))
+    args = (argv, env, str(cwd), script, path, str(out), str(err), BASE_ENV)
     child = ctx.Process(target=_run_train_py, args=args, daemon=False)
     child.start()
     return ForkedCLI(child)
@@ -186,11 +272,23 @@ def cli(art: Path, *args: str, timeout: float = 600, popen: bool = False):
         art.mkdir(parents=True, exist_ok=True)
         log = art / "popen.log"
         log.write_text("")
-        return _start(argv, env, REPO, "train.py", log, log)
+        proc = _start(argv, env, REPO, "train.py", log, log)
+        _running.append(proc)
+        return proc
     proc = train_py(argv, env, timeout=timeout)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     return out
+
+
+def kill_leftovers() -> None:
+    """SIGKILL the ``popen=True`` runs still going (a test that failed before killing its run): a forked run is
+    the pytest worker's child, which multiprocessing would join when the worker exits."""
+    while _running:
+        proc = _running.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def done(art: Path, stage: str) -> list[Path]:
