@@ -7,10 +7,11 @@ multiprocessing *forkserver* that has already imported the third-party libraries
 Lightning, Hydra, datasets: ~10 s per process on the 2-core CI box, about half the suite's time before); egt
 itself is imported fresh in every process, so an egt import error still fails here. A call whose environment
 differs from the forkserver's in a variable those libraries read at import (``HF_*``, ``OMP_*``, ``TORCH*`` …)
-runs in a fresh interpreter instead, and so does every call when ``EGT_TEST_FRESH_CLI=1``. ``train_py`` is
-the same for a test that needs stdout and stderr apart, another working directory or an environment of its
-own. Tests that start other programs (torchrun, ``-m egt.reproduce``, a wandb sweep's command) and one bad
-config (tests/integration/test_cli.py) start ``python`` themselves.
+runs in a fresh interpreter instead, and so does every call when ``EGT_TEST_FRESH_CLI=1`` (the one thing a
+fork cannot give each run afresh is Python's string-hash seed: it is the forkserver's, one per pytest worker).
+``train_py`` is the same for a test that needs stdout and stderr apart, another working directory or an
+environment of its own. Tests that start other programs (torchrun, ``-m egt.reproduce``, a wandb sweep's
+command) and one bad config (tests/integration/test_cli.py) start ``python`` themselves.
 """
 
 from __future__ import annotations
