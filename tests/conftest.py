@@ -15,6 +15,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
 
+import cli_runner  # noqa: E402  (tests/helpers: its BASE_ENV is this environment, before any test module's imports)
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -62,9 +63,16 @@ def restore_varlen():
 
 
 @pytest.fixture(autouse=True)
-def _kill_leftover_cli_runs():
-    """A ``cli(..., popen=True)`` run its test left going (it failed first) is killed when the test ends."""
+def _isolated_test():
+    """What one test leaves in the pytest worker is undone when it ends, before the next test (and the CLI runs it
+    starts, which inherit ``os.environ``) sees it: a ``cli(..., popen=True)`` run its test left going (it failed
+    first) is killed, and ``os.environ`` is put back as it was. Libraries set variables in-process as they run —
+    wandb its service socket (``WANDB_SERVICE``), transformers' compiled ``generate`` ``TOKENIZERS_PARALLELISM=0``,
+    distributed setup ``MASTER_ADDR``/``MASTER_PORT`` — which a later test's train.py would otherwise inherit
+    (tests/helpers/cli_runner.py sends a run whose import-time variables differ to a fresh interpreter)."""
+    saved = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}  # pytest's own: it removes it
     yield
-    import cli_runner
-
     cli_runner.kill_leftovers()
+    for k in {*os.environ} - {*saved, "PYTEST_CURRENT_TEST"}:
+        del os.environ[k]
+    os.environ.update(saved)

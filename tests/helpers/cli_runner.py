@@ -46,6 +46,7 @@ IMPORT_TIME_ENV += ("NODE_RANK", "GROUP_RANK", "MASTER_")
 BASE_ENV = dict(os.environ)
 _server: dict | None = None  # {"ctx": the forkserver context, "env": BASE_ENV's import-time part}
 _running: list = []  # forked runs started with popen=True, killed after their test (conftest)
+_PATHS: dict[tuple, list[str]] = {}  # _interpreter_path's answers, by the variables sys.path depends on
 
 
 def _import_time_env(env: dict) -> dict:
@@ -87,16 +88,19 @@ def _report_added_env(path: str, base: dict) -> None:
     Path(path).write_text(json.dumps({k: v for k, v in os.environ.items() if base.get(k) != v}))
 
 
-def _script_path(env: dict) -> list[str]:
-    """``sys.path`` of ``python train.py`` in this environment: the script's directory, then the interpreter's."""
-    out = subprocess.run(
-        [sys.executable, "-c", "import json, sys; print(json.dumps(sys.path[1:]))"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return [str(REPO), *json.loads(out.stdout)]
+def _interpreter_path(env: dict) -> list[str]:
+    """``sys.path`` after its first entry (the script's directory) for ``python <script>`` in this environment."""
+    key = tuple(sorted((k, v) for k, v in env.items() if k.startswith("PYTHON") or k == "HOME"))
+    if key not in _PATHS:
+        out = subprocess.run(
+            [sys.executable, "-c", "import json, sys; print(json.dumps(sys.path[1:]))"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        _PATHS[key] = json.loads(out.stdout)
+    return _PATHS[key]
 
 
 def _become_main_process() -> None:
@@ -240,7 +244,7 @@ def _start(argv: list[str], env: dict, cwd: Path, script: str, out: Path, err: P
         with open(out, "a") as fo, open(err, "a") as fe:
             return subprocess.Popen([sys.executable, script, *argv], cwd=cwd, env=env, stdout=fo, stderr=fe)
     script_dir = Path(cwd, script).resolve().parent
-    path = [str(script_dir), *_script_path(env)[1:]]
+    path = [str(script_dir), *_interpreter_path(env)]
     args = (argv, env, str(cwd), script, path, str(out), str(err), BASE_ENV)
     child = ctx.Process(target=_run_train_py, args=args, daemon=False)
     child.start()
