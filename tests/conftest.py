@@ -15,12 +15,17 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
 
-import cli_runner  # noqa: E402  (tests/helpers: its BASE_ENV is this environment, before any test module's imports)
+import cli_runner  # noqa: E402  (tests/helpers)
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+def pytest_collection_finish(session):
+    """The environment the tests' train.py runs start from: the session's, once the test modules are imported."""
+    cli_runner.session_env()
 
 
 def pytest_collection_modifyitems(config, items):

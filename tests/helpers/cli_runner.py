@@ -41,12 +41,20 @@ IMPORT_TIME_ENV += ("CUDA", "NCCL", "OMP_", "MKL_", "KMP_", "OPENBLAS_", "NUMEXP
 IMPORT_TIME_ENV += ("HOME", "TQDM_", "MPL", "LIGHTNING", "PL_", "SLURM_", "RANK", "LOCAL_RANK", "WORLD_SIZE")
 IMPORT_TIME_ENV += ("NODE_RANK", "GROUP_RANK", "MASTER_")
 
-# the environment the forkserver starts in: the session's at collection (conftest's settings included), not
-# whatever the test that happens to fork first has patched
+# the environment the forkserver starts in: the session's once pytest has imported the test modules (conftest's
+# settings and what those imports set, scikit-learn's KMP_* …, which a fresh train.py started by a test inherits
+# too; conftest calls session_env at the end of collection), not whatever the test that forks first has patched
 BASE_ENV = dict(os.environ)
 _server: dict | None = None  # {"ctx": the forkserver context, "env": BASE_ENV's import-time part}
 _running: list = []  # forked runs started with popen=True, killed after their test (conftest)
 _PATHS: dict[tuple, list[str]] = {}  # _interpreter_path's answers, by the variables sys.path depends on
+
+
+def session_env() -> None:
+    """Take ``BASE_ENV`` from ``os.environ`` now (before the forkserver starts: a later call changes nothing)."""
+    if _server is None:
+        BASE_ENV.clear()
+        BASE_ENV.update(os.environ)
 
 
 def _import_time_env(env: dict) -> dict:
