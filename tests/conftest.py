@@ -71,10 +71,11 @@ def restore_varlen():
 def _isolated_test():
     """What one test leaves in the pytest worker is undone when it ends, before the next test (and the CLI runs it
     starts, which inherit ``os.environ``) sees it: a ``cli(..., popen=True)`` run its test left going (it failed
-    first) is killed, and ``os.environ`` is put back as it was. Libraries set variables in-process as they run —
-    wandb its service socket (``WANDB_SERVICE``), transformers' compiled ``generate`` ``TOKENIZERS_PARALLELISM=0``,
-    distributed setup ``MASTER_ADDR``/``MASTER_PORT`` — which a later test's train.py would otherwise inherit
-    (tests/helpers/cli_runner.py sends a run whose import-time variables differ to a fresh interpreter)."""
+    first) is killed, and ``os.environ`` is put back as it was. Libraries set variables in-process as they run
+    (measured over the suite: scikit-learn's ``KMP_INIT_AT_FORK``/``KMP_DUPLICATE_LIB_OK`` when first imported in a
+    test, wandb's ``WANDB_SERVICE``, transformers' compiled ``generate`` ``TOKENIZERS_PARALLELISM=0``), which a later
+    test's train.py would otherwise inherit (tests/helpers/cli_runner.py sends a run whose import-time variables
+    differ from its forkserver's to a fresh interpreter)."""
     saved = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}  # pytest's own: it removes it
     yield
     cli_runner.kill_leftovers()
