@@ -24,11 +24,14 @@ from egt.utils.secrets import config_container
 CONF = Path(__file__).resolve().parents[1] / "conf"
 # groups whose options need something from the user (a local model path)
 NEEDS_PATH = {("model", "local"), ("model", "qwen2_5_vl_7b")}
+# outside data needs a teacher that reads it (the synthetic one writes from the synthetic world's scenes)
+TEACHER = ["distill/teacher=openai", "distill.teacher.base_url=http://127.0.0.1:8000/v1", "distill.teacher.model=m"]
 NEEDS_ARGS = {
-    ("distill/teacher", "openai"): ["distill.teacher.base_url=http://127.0.0.1:8000/v1", "distill.teacher.model=m"],
+    ("distill/teacher", "openai"): TEACHER[1:],
+    ("data", "preference_files"): TEACHER,
     ("distill/teacher", "hf"): ["distill.teacher.model_path=/models/vlm"],
     # the data stage's paths must exist (egt.preflight): the release's layout in the fixtures
-    ("data", "r1_reward_rl"): [f"data.path={CONF.parent / 'tests' / 'fixtures' / 'r1_reward_rl'}"],
+    ("data", "r1_reward_rl"): [f"data.path={CONF.parent / 'tests' / 'fixtures' / 'r1_reward_rl'}", *TEACHER],
     ("entropy", "answer_debiased"): ["probe.both_orders=true"],
     ("selection", "pass_rate"): ["probe.n=8", "probe.temperature=1.0"],
     ("method", "difficulty_prior"): ["rl.epochs=2", "rl.max_steps=4"],  # stage 1 is half of a budget in updates
@@ -162,6 +165,24 @@ def test_validation_says_what_to_write(override, msg):
         validate(_compose([override]))
 
 
+def test_the_synthetic_teacher_on_outside_data_is_refused_before_any_stage(tmp_path):
+    """It writes from the synthetic world's scenes: on outside data its distill stage would fail at the first
+    sample, after the data stage. Refused only where that stage runs."""
+    (tmp_path / "pairs.jsonl").write_text("")
+    data = ["data=preference_files", f"data.sources.sft_pool=[{{path: {tmp_path / 'pairs.jsonl'}}}]"]
+    with pytest.raises(
+        ConfigError, match=r"data=preference_files has not: give a real teacher .* \(sft.model_path=…\)"
+    ):
+        validate(_compose(data))
+    for accepted in (
+        ["stages=[data]"],
+        ["distill.trajectories_path=" + str(tmp_path / "pairs.jsonl")],
+        [f"sft.model_path={tmp_path}"],  # SFT replaced: the pipeline skips distill (egt.stages.distill.unused)
+        TEACHER,
+    ):
+        validate(_compose(data + accepted))
+
+
 # every choice field of the schema, with the Enum that holds its values
 CHOICE_FIELDS = {
     "model.dtype": choices.Dtype,
@@ -292,7 +313,9 @@ def test_scale_validation_says_what_to_write(overrides, msg):
 def test_experiment_paper_holds_the_papers_settings(tmp_path):
     with pytest.raises(ConfigError, match="data=r1_reward_rl needs data.path"):  # never the synthetic world
         validate(_compose(["experiment=paper", f"model.path={tmp_path}"]))
-    cfg = _compose(["experiment=paper", f"model.path={tmp_path}", f"data.path={tmp_path}"])
+    with pytest.raises(ConfigError, match="distill/teacher=synthetic writes reasoning from the synthetic world's"):
+        validate(_compose(["experiment=paper", f"model.path={tmp_path}", f"data.path={tmp_path}"]))
+    cfg = _compose(["experiment=paper", f"model.path={tmp_path}", f"data.path={tmp_path}", *TEACHER])
     validate(cfg)
     assert cfg.data.name == "r1_reward_rl" and cfg.data.sources.rl_pool[0].format == "r1_reward_rl"
     assert cfg.model.max_pixels == 1003520 and cfg.data.decontaminate

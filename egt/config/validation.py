@@ -138,6 +138,7 @@ def validate(cfg: DictConfig) -> None:
             + ", ".join(f"{k}=…" for k in missing)
             + " (e.g. distill.teacher.base_url=http://host:8000/v1 distill.teacher.model=NAME)"
         )
+    _check_teacher_has_its_data(cfg)
     if cfg.distill.concurrency < 1:
         raise ConfigError("distill.concurrency must be >= 1 (requests in flight)")
     if cfg.distill.max_requests is not None and cfg.distill.max_requests < 1:
@@ -188,6 +189,26 @@ def _validate_packing(cfg: DictConfig) -> None:
         if str(cfg.model.attn_implementation) != "auto":
             raise
         raise ConfigError(f"{e} (model.attn_implementation=auto resolves to {attn} on this machine)") from None
+
+
+def _check_teacher_has_its_data(cfg: DictConfig) -> None:
+    """The synthetic teacher writes from the synthetic world's scene descriptions (``meta.scene``): on any other
+    data a distill stage that runs (not replaced by ``distill.trajectories_path`` or skipped for
+    ``sft.model_path``) would fail at its first sample, after the data stage."""
+    from egt.stages.distill import unused
+
+    teacher = cfg.distill.teacher
+    target = teacher.get("_target_") if isinstance(teacher, DictConfig) else None
+    if target != "egt.distill.synthetic.SyntheticTeacher" or cfg.data.name == "world":
+        return
+    if "distill" not in stages_to_run(cfg) or cfg.distill.trajectories_path or unused(cfg):
+        return
+    raise ConfigError(
+        f"distill/teacher=synthetic writes reasoning from the synthetic world's scenes, which data={cfg.data.name} "
+        "has not: give a real teacher (distill/teacher=openai with distill.teacher.base_url=… "
+        "distill.teacher.model=…, or distill/teacher=hf distill.teacher.model_path=…), trajectories you have "
+        "(distill.trajectories_path=…), or the SFT judge to start from (sft.model_path=…)"
+    )
 
 
 def _auto_attn() -> str:

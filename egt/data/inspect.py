@@ -19,7 +19,14 @@ from typing import Any
 from hydra import compose, initialize_config_dir
 
 import egt.config  # noqa: F401  (registers the typed schemas)
-from egt.cli import CONF_DIR, rewrite_group_args, rewrite_model_path_args
+from egt.cli import (
+    CONF_DIR,
+    debug_requested,
+    rewrite_group_args,
+    rewrite_model_path_args,
+    user_error_types,
+    user_message,
+)
 from egt.config import validate
 from egt.data.prompt import build_user_text
 
@@ -30,6 +37,14 @@ def _compose(overrides: list[str]) -> Any:
     overrides = rewrite_group_args(rewrite_model_path_args(["inspect", *overrides]))[1:]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose("config", overrides=overrides)
+
+
+def _only_data(cfg: Any) -> Any:
+    """The config as a run of the data stage alone: what the other stages would need (a teacher, a model's
+    path) is not this command's business."""
+    cfg = cfg.copy()
+    cfg.stages = ["data"]
+    return cfg
 
 
 def report(cfg: Any, n: int = 3, width: int = 700) -> str:
@@ -101,9 +116,16 @@ def main(argv: list[str] | None = None) -> None:
             n = int(a[2:])
         else:
             overrides.append(a)
-    cfg = _compose(overrides)
-    validate(cfg)
-    print(report(cfg, n))
+    try:
+        cfg = _compose(overrides)
+        validate(_only_data(cfg))
+        text = report(cfg, n)
+    except user_error_types() as exc:  # as train.py: a mistake the user can fix is one line, no traceback
+        if debug_requested():
+            raise
+        print(user_message(exc), file=sys.stderr)
+        raise SystemExit(1) from exc
+    print(text)
 
 
 if __name__ == "__main__":

@@ -164,6 +164,19 @@ def test_inspect_reports_counts_reasons_and_rendered_samples(tmp_path):
     assert "vl_rewardbench: not checked" in text and "sft_pool: 0 samples are benchmark items" in text
 
 
+def test_inspect_command_checks_the_data_alone_and_a_mistake_is_one_line(tmp_path, capsys):
+    from egt.data.inspect import main
+
+    pairs = FIX / "preference_files"
+    main(["data=preference_files", f"data.sources.sft_pool=[{{path: {pairs / 'pairs.jsonl'}, image_root: {pairs}}}]"])
+    assert "== sft_pool: 4 samples" in capsys.readouterr().out  # no teacher needed: it runs no distill stage
+    with pytest.raises(SystemExit) as e:
+        main(["data=r1_reward_rl", f"data.path={tmp_path / 'missing'}", "n=1"])
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and err.startswith(f"egt: data.path={tmp_path / 'missing'} does not exist")
+    assert "Traceback" not in err and len(err.splitlines()) == 2  # the message, then how to see the traceback
+
+
 def test_benchmark_index_matches_reencoded_images_not_other_pictures():
     from egt.data.decontam import BenchmarkIndex
 
