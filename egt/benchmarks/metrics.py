@@ -182,7 +182,9 @@ def position_bias(
 
     ``metrics``: a benchmark's metrics with ``eval.order=both`` (``order/position_consistency``,
     ``order/chosen_first/accuracy``, ``order/chosen_second/accuracy``; fractions in [0, 1]).
-    Returns one reason per limit crossed; empty when none is, or without order metrics.
+    Returns one reason per limit crossed; empty when none is, or without order metrics. An unparsed verdict
+    counts as inconsistent, so the consistency reason gives the official view's ``parse_failure_rate`` where
+    it is above 0: a judge that does not answer is not one that follows the order.
 
     >>> position_bias({"order/position_consistency": 0.0, "order/chosen_first/accuracy": 1.0,
     ...                "order/chosen_second/accuracy": 0.0})
@@ -191,11 +193,15 @@ def position_bias(
     >>> position_bias({"order/position_consistency": 0.9, "order/chosen_first/accuracy": 0.8,
     ...                "order/chosen_second/accuracy": 0.75}), position_bias({"overall": 1.0})
     ([], [])
+    >>> position_bias({"order/position_consistency": 0.0, "parse_failure_rate": 1.0})
+    ['position consistency 0.000 < 0.800 (1.000 of the verdicts did not parse; each counts as inconsistent)']
     """
     out = []
     consistency = metrics.get("order/position_consistency")
     if consistency is not None and consistency < min_consistency - 1e-9:  # 0.8 - 1e-17 is not below 0.8
-        out.append(f"position consistency {consistency:.3f} < {min_consistency:.3f}")
+        unparsed = metrics.get("parse_failure_rate")
+        why = f" ({unparsed:.3f} of the verdicts did not parse; each counts as inconsistent)" if unparsed else ""
+        out.append(f"position consistency {consistency:.3f} < {min_consistency:.3f}{why}")
     first, second = metrics.get("order/chosen_first/accuracy"), metrics.get("order/chosen_second/accuracy")
     if first is not None and second is not None and abs(first - second) > max_gap + 1e-9:
         out.append(
