@@ -93,6 +93,7 @@ from egt.rl.packing import PassTokens
 from egt.rl.refill import refill_buffer
 from egt.rl.reward import CompositeReward, RewardTerms
 from egt.rl.rollout import Rollout, RolloutBackend, logprobs_and_entropy, rollout, stop_ids
+from egt.utils.logging import sampler_restored
 
 log = logging.getLogger(__name__)
 
@@ -600,6 +601,7 @@ class RLModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "egt_sampler" in checkpoint:
             self.sampler.load_state_dict(checkpoint["egt_sampler"])
+            sampler_restored()
         if "egt_rl" in checkpoint:
             state = checkpoint["egt_rl"]
             self.rollouts = int(state["rollouts"])

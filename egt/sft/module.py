@@ -13,6 +13,7 @@ from egt import distributed
 from egt.data.sampler import ResumableSampler
 from egt.sft.loss import REDUCTIONS, reduce_nll, sft_nll, step_window
 from egt.sft.packing import n_samples, token_counts
+from egt.utils.logging import sampler_restored
 
 
 def warmup_cosine(step: int, total: int, warmup: int) -> float:
@@ -119,3 +120,4 @@ class SFTModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.sampler is not None and "egt_sampler" in checkpoint:
             self.sampler.load_state_dict(checkpoint["egt_sampler"])
+            sampler_restored()

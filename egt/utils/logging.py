@@ -79,6 +79,23 @@ class DropKnownNoise(logging.Filter):
         return not str(record.msg).startswith(KNOWN_NOISE)
 
 
+def sampler_restored() -> None:
+    """Called where a module restored its :class:`egt.data.sampler.ResumableSampler` from a checkpoint
+    (``on_load_checkpoint``): the data order of the resumed epoch continues where the killed run stopped.
+    Lightning warns on a mid-epoch resume unless the DataLoader itself has ``state_dict`` /
+    ``load_state_dict`` (lightning/pytorch/loops/training_epoch_loop.py, "your dataloader is not
+    resumable"), and egt's sampler state rides in the checkpoint through the module's hooks, which that
+    check does not see: for this process the warning is wrong, and it is ignored."""
+    import warnings
+
+    from lightning.fabric.utilities.warnings import PossibleUserWarning
+
+    warnings.filterwarnings(
+        "ignore", message=r"You're resuming from a checkpoint that ended before the epoch ended",
+        category=PossibleUserWarning,
+    )  # fmt: skip
+
+
 def quiet_third_party() -> None:
     """Quiet Lightning's tips and restated defaults and a known torch/Lightning deprecation warning
     (``isinstance(treespec, LeafSpec)``) on the console, without hiding real warnings. Idempotent."""
