@@ -192,22 +192,29 @@ def _validate_packing(cfg: DictConfig) -> None:
 
 
 def _check_teacher_has_its_data(cfg: DictConfig) -> None:
-    """The synthetic teacher writes from the synthetic world's scene descriptions (``meta.scene``): on any other
-    data a distill stage that runs (not replaced by ``distill.trajectories_path`` or skipped for
-    ``sft.model_path``) would fail at its first sample, after the data stage."""
+    """A teacher that writes for one data set only (``Teacher.data_name``: the synthetic teacher, from the
+    synthetic world's scene descriptions) on any other: a distill stage that runs (not replaced by
+    ``distill.trajectories_path`` or skipped for ``sft.model_path``) would fail at its first sample, after the
+    data stage."""
+    from hydra.utils import get_class
+
     from egt.stages.distill import unused
 
     teacher = cfg.distill.teacher
     target = teacher.get("_target_") if isinstance(teacher, DictConfig) else None
-    if target != "egt.distill.synthetic.SyntheticTeacher" or cfg.data.name == "world":
+    if not target or "distill" not in stages_to_run(cfg) or cfg.distill.trajectories_path or unused(cfg):
         return
-    if "distill" not in stages_to_run(cfg) or cfg.distill.trajectories_path or unused(cfg):
+    try:
+        needs = getattr(get_class(str(target)), "data_name", None)
+    except Exception as exc:  # noqa: BLE001 - a wrong _target_ fails with its own message at instantiate
+        raise ConfigError(f"distill.teacher._target_={target} cannot be imported: {exc}") from exc
+    if needs is None or needs == cfg.data.name:
         return
     raise ConfigError(
-        f"distill/teacher=synthetic writes reasoning from the synthetic world's scenes, which data={cfg.data.name} "
-        "has not: give a real teacher (distill/teacher=openai with distill.teacher.base_url=… "
-        "distill.teacher.model=…, or distill/teacher=hf distill.teacher.model_path=…), trajectories you have "
-        "(distill.trajectories_path=…), or the SFT judge to start from (sft.model_path=…)"
+        f"the distill teacher {target} writes only for data={needs}, not data={cfg.data.name}: give a real teacher "
+        "(distill/teacher=openai with distill.teacher.base_url=… distill.teacher.model=…, or distill/teacher=hf "
+        "distill.teacher.model_path=…), trajectories you have (distill.trajectories_path=…), or the SFT judge to "
+        "start from (sft.model_path=…)"
     )
 
 

@@ -154,6 +154,7 @@ class SyntheticTeacher(Teacher):
     """Reasoning from the scene description, with difficulty-dependent errors."""
 
     max_concurrency = 1  # pure Python: threads would not help, and one thread keeps the journal order
+    data_name = "world"  # it writes from the synthetic world's scene descriptions (meta.scene, meta.claims)
 
     def __init__(
         self,

@@ -101,6 +101,8 @@ class Teacher(ABC):
     batched: bool = True
     #: An upper bound on concurrent calls (1 for a model on one device); None: no bound.
     max_concurrency: int | None = None
+    #: The ``data=`` whose rows it can write for (checked by egt.config.validate before any stage); None: any.
+    data_name: str | None = None
 
     @abstractmethod
     def generate(self, samples: list[dict], attempt: int) -> list[str]:
