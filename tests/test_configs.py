@@ -310,6 +310,41 @@ def test_scale_validation_says_what_to_write(overrides, msg):
         validate(_compose(overrides))
 
 
+def test_a_strategy_the_training_stages_cannot_build_is_refused_before_any_stage(monkeypatch):
+    """The strategy's class is resolved at validation, not at the SFT stage after data and distill ran: one
+    that does not import, DeepSpeed without DeepSpeed installed, Lightning's DeepSpeed (CUDA only) where
+    ``auto`` means the CPU; a subclass without the CUDA check (tests/helpers/deepspeed_cpu.py) and runs with
+    no training stage pass."""
+    import importlib.util
+
+    import torch
+
+    with pytest.raises(ConfigError, match="trainer.strategy._target_=no_such.Strategy cannot be imported"):
+        validate(_compose(["trainer=deepspeed_zero2", "trainer.strategy._target_=no_such.Strategy"]))
+    validate(
+        _compose(["trainer=deepspeed_zero2", "trainer.strategy._target_=no_such.Strategy", "stages=[data,distill]"])
+    )
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="CUDA GPUs only .*trainer.accelerator=auto"):
+        validate(_compose(["trainer=deepspeed_zero3", "trainer.accelerator=auto"]))
+    with pytest.raises(ConfigError, match="CUDA GPUs only"):
+        validate(_compose(["trainer.strategy=deepspeed_stage_2"]))  # Lightning's registry name
+    validate(
+        _compose(["trainer=deepspeed_zero3", "trainer.accelerator=cpu", "trainer.precision=32-true", "stages=[data]"])
+    )
+    if importlib.util.find_spec("deepspeed") is not None:  # egt[test] installs it
+        validate(_compose(["trainer=deepspeed_zero3", "trainer.accelerator=cpu", *DEEPSPEED_CPU]))
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "deepspeed" else find_spec(name, *a)
+    )
+    with pytest.raises(ConfigError, match=r"needs DeepSpeed, which is not installed: pip install 'egt\[gpu\]'"):
+        validate(_compose(["trainer=deepspeed_zero3", "trainer.accelerator=gpu"]))
+
+
+DEEPSPEED_CPU = ["trainer.precision=32-true", "trainer.strategy._target_=deepspeed_cpu.DeepSpeedCPUStrategy"]
+
+
 def test_experiment_paper_holds_the_papers_settings(tmp_path):
     with pytest.raises(ConfigError, match="data=r1_reward_rl needs data.path"):  # never the synthetic world
         validate(_compose(["experiment=paper", f"model.path={tmp_path}"]))

@@ -257,11 +257,50 @@ def _validate_trainer(cfg: DictConfig) -> None:
     from egt import distributed  # late: it imports torch
 
     distributed.check_launch(cfg, distributed.detect())  # devices > 1 without a launcher: the torchrun command
-    if "deepspeed" in target.lower() and t.accelerator == "cpu":
+    if not {"sft", "rft", "rl"} & set(stages_to_run(cfg)):
+        return
+    if OmegaConf.is_dict(strategy):
+        _check_strategy_class(target, str(t.accelerator))
+    elif "deepspeed" in target.lower() and _on_cpu(str(t.accelerator)):  # Lightning's registry name
+        raise ConfigError(_DEEPSPEED_ON_CPU.format(accelerator=t.accelerator))
+
+
+_DEEPSPEED_ON_CPU = (
+    "DeepSpeed runs on CUDA GPUs only (Lightning refuses the CPU accelerator, trainer.accelerator={accelerator}): "
+    "use trainer=deepspeed_zero2|deepspeed_zero3 on GPUs, trainer=ddp on CPU"
+)
+
+
+def _on_cpu(accelerator: str) -> bool:
+    """Does Lightning's ``accelerator`` resolve to the CPU here (``cpu``, or ``auto`` with no CUDA device)?"""
+    import torch
+
+    return accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+
+
+def _check_strategy_class(target: str, accelerator: str) -> None:
+    """A ``trainer.strategy._target_`` that a training stage would fail to build, refused before any stage
+    runs: a class that does not import, a DeepSpeed strategy without DeepSpeed installed, or one that keeps
+    Lightning's CUDA-only check (``DeepSpeedStrategy.setup_environment``) on a CPU accelerator (``cpu``, or
+    ``auto`` where no CUDA device is)."""
+    import importlib
+    import importlib.util
+
+    module, _, name = target.rpartition(".")
+    try:  # as hydra's instantiate locates it (without its ERROR log line)
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"trainer.strategy._target_={target} cannot be imported: {exc}") from exc
+    from lightning.pytorch.strategies import DeepSpeedStrategy
+
+    if not (isinstance(cls, type) and issubclass(cls, DeepSpeedStrategy)):
+        return
+    if importlib.util.find_spec("deepspeed") is None:
         raise ConfigError(
-            "DeepSpeed runs on CUDA GPUs only (Lightning refuses a CPU accelerator): use "
-            "trainer=deepspeed_zero2|deepspeed_zero3 on GPUs, trainer=ddp on CPU"
+            f"trainer.strategy._target_={target} needs DeepSpeed, which is not installed: pip install 'egt[gpu]'"
         )
+    if _on_cpu(accelerator) and cls.setup_environment is DeepSpeedStrategy.setup_environment:
+        raise ConfigError(_DEEPSPEED_ON_CPU.format(accelerator=accelerator))
 
 
 def _validate_probe_select(cfg: DictConfig) -> None:

@@ -1,12 +1,13 @@
 """The Lightning sequence every training stage runs, written once (sft, rl; docs/design.md §1.3).
 
-:func:`fit` makes the stage's logger, a ``Trainer`` from ``cfg.trainer`` (atomic checkpoints unless
-DeepSpeed writes its own), resumes from ``last.ckpt`` when a killed attempt left one, fits, gathers the
-full state dict (a collective under ZeRO-3), checks that every rank holds the same parameters, lets rank 0
-finish (save the model, measure it), and closes the logger in a ``finally`` so that one failed sweep job
-does not leave the next one's run open. The stage brings its module, loaders and callbacks, and two
-functions: ``summarize`` (every rank, after fit) and ``finish`` (rank 0). A :class:`FitClock` in every
-checkpoint carries the fit's seconds across a kill, so a resumed stage reports what its model cost.
+:func:`fit` makes the stage's logger, a ``Trainer`` from ``cfg.trainer`` (checkpoints written whole or not at
+all, DeepSpeed's directories too: egt.utils.checkpoint), resumes from ``last.ckpt`` when a killed attempt
+left one, fits, gathers the full state dict (a collective under ZeRO-3), checks that every rank holds the
+same parameters, lets rank 0 finish (save the model, measure it), and closes the logger in a ``finally`` so
+that one failed sweep job does not leave the next one's run open. The stage brings its module, loaders and
+callbacks, and two functions: ``summarize`` (every rank, after fit) and ``finish`` (rank 0). A
+:class:`FitClock` in every checkpoint carries the fit's seconds across a kill, so a resumed stage reports
+what its model cost.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from egt import distributed
-from egt.utils.checkpoint import AtomicCheckpointIO
+from egt.utils.checkpoint import AtomicCheckpointIO, atomic_deepspeed_saves, recover_checkpoint
 from egt.utils.logging import close_logger, make_logger
 from egt.utils.progress import progress_callback
 
@@ -90,7 +91,7 @@ def make_trainer(
         trainer_kw.pop("gradient_clip_val", None)
     plugins = [] if distributed.is_deepspeed(trainer_kw["strategy"]) else [AtomicCheckpointIO()]
     progress = progress_callback(stage, logging.getLogger(f"egt.stages.{stage}"), progress_metric)
-    return L.Trainer(
+    trainer = L.Trainer(
         **trainer_kw,
         callbacks=[*callbacks, progress],
         enable_progress_bar=sys.stderr.isatty(),
@@ -101,6 +102,9 @@ def make_trainer(
         use_distributed_sampler=False,
         **kwargs,
     )
+    if distributed.is_deepspeed(trainer.strategy):  # its checkpoint is a directory every rank writes into
+        atomic_deepspeed_saves(trainer.strategy)
+    return trainer
 
 
 def fit(
@@ -140,6 +144,7 @@ def fit(
         )
         if before_fit is not None:
             before_fit(trainer, logger)
+        recover_checkpoint(checkpoint)  # what a save killed mid-way left (DeepSpeed's checkpoint directories)
         resumed = checkpoint.exists()
         if resumed:
             log.info("[%s] resuming from %s", stage, checkpoint)

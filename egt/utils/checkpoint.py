@@ -1,13 +1,34 @@
-"""Lightning checkpoints that are never seen half-written."""
+"""Lightning checkpoints that are never seen half-written.
+
+One process or DDP: :class:`AtomicCheckpointIO` writes ``last.ckpt`` (a file) beside itself and renames it.
+
+DeepSpeed writes its own checkpoint (``strategy.save_checkpoint`` ignores a ``CheckpointIO``): a directory
+in which every rank writes its shard of the weights and optimizer state with ``torch.save``, and rank 0 the
+``latest`` tag and the client state (Lightning's loops, egt's sampler and counters). Saved again into the
+same ``last.ckpt``, it overwrites those files in place, one rank at a time: a kill in that window (a
+pre-empted node, 15 GB per rank at 7B) leaves some ranks' files from the new step and some from the old,
+which DeepSpeed loads without complaint — a silently inconsistent resume. :func:`atomic_deepspeed_saves`
+makes every rank write into ``last.ckpt.partial``; once all have returned (a barrier), rank 0 publishes it:
+``last.ckpt`` → ``last.ckpt.previous``, ``last.ckpt.partial`` → ``last.ckpt``, the previous one removed.
+:func:`recover_checkpoint`, before a fit resumes, finishes or undoes what a kill left: a partial save is
+discarded, and a kill between the two renames puts the previous checkpoint back. Every path is on one
+file system (the artifact directory, which egt already requires to be shared by all nodes), where
+``os.replace`` is atomic.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from egt import distributed
 from egt.utils.atomic import atomic_path
+
+log = logging.getLogger(__name__)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -17,3 +38,85 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         with atomic_path(Path(path)) as tmp:
             super().save_checkpoint(checkpoint, tmp, storage_options)
+
+
+def partial_path(path: Path) -> Path:
+    """Where every rank writes a DeepSpeed checkpoint before it is published as ``path``."""
+    return path.with_name(path.name + ".partial")
+
+
+def previous_path(path: Path) -> Path:
+    """Where the checkpoint being replaced waits while the new one is renamed into place."""
+    return path.with_name(path.name + ".previous")
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish_checkpoint(path: Path) -> None:
+    """Rename a complete ``partial_path(path)`` onto ``path`` (rank 0, after every rank has written): the
+    old checkpoint is moved aside first and removed last, so at every instant either ``path`` or
+    ``previous_path(path)`` is a whole checkpoint."""
+    partial, previous = partial_path(path), previous_path(path)
+    _remove(previous)  # left by a publish killed after its second rename
+    if path.exists():
+        os.replace(path, previous)
+    os.replace(partial, path)
+    _fsync_dir(path.parent)
+    _remove(previous)
+
+
+def recover_checkpoint(path: Path) -> None:
+    """Before a fit looks for ``path``: undo what a killed DeepSpeed save left (rank 0 acts, every rank
+    waits for it). A ``.partial`` is a save that did not finish: removed. ``path`` missing but
+    ``.previous`` present: the kill fell between :func:`publish_checkpoint`'s two renames, so the previous
+    checkpoint is put back (the newer one is discarded with the partial: one checkpoint interval redone,
+    never a mixed one). A checkpoint written by one process (a file) has neither and is left as it is."""
+    path = Path(path)
+    if distributed.is_main():
+        partial, previous = partial_path(path), previous_path(path)
+        if not path.exists() and previous.exists():
+            os.replace(previous, path)
+            log.warning("[checkpoint] a save was killed while it replaced %s: the previous checkpoint is back", path)
+        if partial.exists():
+            log.warning("[checkpoint] a save was killed while it wrote %s: removed (the last whole one stays)", partial)
+        for leftover in (partial, previous):
+            _remove(leftover)
+    distributed.barrier()
+
+
+def atomic_deepspeed_saves(strategy: Any) -> Any:
+    """Make ``strategy.save_checkpoint`` (Lightning's DeepSpeed strategy: every rank calls it with the same
+    path) write the checkpoint whole or not at all (module docstring): every rank saves into
+    ``partial_path(path)``, then, after a barrier, rank 0 renames it onto ``path``, and a second barrier
+    keeps any rank from starting the next save before that is done. Returns the strategy."""
+    inner = strategy.save_checkpoint
+
+    def save_checkpoint(checkpoint: dict, filepath: Any, storage_options: Any = None) -> None:
+        path = Path(strategy.broadcast(str(filepath)))
+        partial = partial_path(path)
+        if strategy.is_global_zero:
+            _remove(partial)  # an earlier save of this attempt that raised
+        strategy.barrier("egt.checkpoint.start")
+        inner(checkpoint, partial, storage_options)
+        strategy.barrier("egt.checkpoint.written")
+        if strategy.is_global_zero:
+            publish_checkpoint(path)
+        strategy.barrier("egt.checkpoint.published")
+
+    strategy.save_checkpoint = save_checkpoint
+    return strategy

@@ -15,11 +15,12 @@ from cli_runner import REPO
 SMALL = ["logger=none", "probe.shard_size=16", "sft.eval_n=0", "rl.eval_n=0", "eval.optional_benchmarks=[]"]
 
 
-def torchrun(art: Path, *args: str, nproc: int = 2, timeout: float = 600, popen: bool = False):
+def torchrun(art: Path, *args: str, nproc: int = 2, timeout: float = 600, popen: bool = False, env=None):
     """Run to the end and return the output; with ``popen`` return the running launcher (its output in
-    ``art/popen.log``)."""
+    ``art/popen.log``). ``env``: variables to add."""
     env = {
         **os.environ,
+        **(env or {}),
         "EGT_ARTIFACTS": str(art),
         "WANDB_MODE": "offline",
         "HF_HUB_OFFLINE": "1",
