@@ -128,9 +128,11 @@ class Artifact:
     reused: bool
     summary: dict
 
-    def finish(self, summary: dict, meta: dict | None = None) -> None:
+    def finish(self, summary: dict, meta: dict | None = None, drop: tuple[str, ...] = ()) -> None:
         """Mark the artifact finished: the last write, atomic (rank 0 writes; other ranks only keep
-        ``summary``)."""
+        ``summary``). ``drop``: paths in the artifact that only a killed attempt needed (a training stage's
+        ``checkpoints/``), removed once it is marked finished (a kill before that leaves them, never an
+        unfinished artifact without its resume state)."""
         self.summary = summary
         if not dist.is_main():
             return
@@ -148,6 +150,13 @@ class Artifact:
                 )
         write_json_atomic(self.path / SUCCESS, record)
         self.summary = summary
+        for rel in drop:
+            target = self.path / rel
+            if target.exists():
+                files = [f for f in target.rglob("*") if f.is_file()] if target.is_dir() else [target]
+                size = sum(f.stat().st_size for f in files)
+                shutil.rmtree(target) if target.is_dir() else target.unlink()
+                log.info("[%s] removed %s (%.2f GB) from the finished artifact", self.stage, rel, size / 1e9)
 
 
 class ArtifactStore:

@@ -44,6 +44,7 @@ from egt.stages import DEFAULT_STAGES  # the one stage list; report: python -m e
 class PathsConfig:
     artifacts: str = MISSING  # content-addressed stage outputs, shared across runs
     logs: str = MISSING  # wandb / csv logger files
+    keep_checkpoints: bool = MISSING  # a finished sft/rft/rl artifact keeps checkpoints/ (resume state only)
 
 
 @dataclass

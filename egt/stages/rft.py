@@ -39,6 +39,7 @@ from egt.stages import data as data_stage
 from egt.stages import sft as sft_stage
 from egt.utils.atomic import write_parquet_atomic
 from egt.utils.fmt import num, pct
+from egt.training import recipe
 
 log = logging.getLogger(__name__)
 REQUIRES = ("data", "sft", "probe")  # the stages this one may ask the pipeline for (egt.stages)
@@ -103,7 +104,9 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
             summary = sft_stage.train(
                 train_config(cfg), art.path, base, data, trajectory_set(pool, kept), pipe.store, stage="rft"
             )
-            art.finish({**counts, **summary}, {"config": conf, "upstream": upstream})  # rank 0 writes
+            art.finish(
+                {**counts, **summary}, {"config": conf, "upstream": upstream}, drop=recipe.dropped_when_finished(cfg)
+            )
     return {
         "key": key,
         "path": str(art.path),

@@ -109,7 +109,7 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
             else:
                 ds = ordered_samples(rl_pool, selection, cfg)
             summary = train(cfg, art.path, Path(start["model_path"]), ds, selection, data, online)
-            art.finish(summary, {"config": conf, "upstream": upstream})  # rank 0 writes
+            art.finish(summary, {"config": conf, "upstream": upstream}, drop=recipe.dropped_when_finished(cfg))
     return {
         "key": key,
         "path": str(art.path),
@@ -161,13 +161,24 @@ def upstream_keys(data: dict, sft: dict, select_key: str, start: dict) -> dict[s
 
 
 def summary_line(summary: dict[str, Any]) -> str:
-    """The stage's line in the end-of-run summary (egt.pipeline.format_summary)."""
+    """The stage's line in the end-of-run summary (egt.pipeline.format_summary): the updates (``steps``:
+    rollout batches trained on) and, where they differ, the optimizer steps (mini-batches), the reward.
+
+    >>> summary_line({"steps": 3, "optimizer_steps": 6, "reward_first": 0.5, "reward_last": 1.0})
+    '3 updates (6 optimizer steps), reward 0.500 -> 1.000'
+    >>> summary_line({"steps": 1, "optimizer_steps": 1, "reward_first": 0.0, "reward_last": 0.0})
+    '1 update, reward 0.000 -> 0.000'
+    """
     s = summary
     if "steps" not in s:
         return ""
     bench = f"bench accuracy {pct(s['bench_accuracy'])}, " if "bench_accuracy" in s else ""
     online = f", {s['reprobes']} re-probes ({s.get('reprobe_seconds')} s)" if s.get("reprobes") else ""
-    return f"{bench}{s['steps']} steps, reward {num(s.get('reward_first'))} -> {num(s.get('reward_last'))}{online}"
+    n = s["steps"]  # updates: one rollout batch (its groups kept) each
+    updates = f"{n} update{'' if n == 1 else 's'}"
+    if s.get("optimizer_steps") not in (None, n):
+        updates += f" ({s['optimizer_steps']} optimizer steps)"
+    return f"{bench}{updates}, reward {num(s.get('reward_first'))} -> {num(s.get('reward_last'))}{online}"
 
 
 def rl_seed(cfg: DictConfig) -> int:

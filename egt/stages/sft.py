@@ -122,7 +122,7 @@ def run(cfg: DictConfig, pipe: Any) -> dict[str, Any]:
     with pipe.store.open("sft", key, ranks="all") as art:  # every rank trains (DDP / DeepSpeed)
         if not art.reused:
             summary = train(cfg, art.path, base, data, joined_trajectories(data, distill), pipe.store)
-            art.finish(summary, {"config": conf, "upstream": upstream})  # rank 0 writes
+            art.finish(summary, {"config": conf, "upstream": upstream}, drop=recipe.dropped_when_finished(cfg))
     return {
         "key": key,
         "path": str(art.path),
@@ -138,9 +138,8 @@ def summary_line(summary: dict[str, Any]) -> str:
     if s.get("source") == "sft.model_path":
         return "outside model (sft.model_path)"
     bench = f"bench accuracy {pct(s['bench_accuracy'])}, " if "bench_accuracy" in s else ""
-    return (
-        f"{bench}{s.get('steps', '?')} steps, loss {num(s.get('train_loss_first'))} -> {num(s.get('train_loss_last'))}"
-    )
+    steps = f"{s.get('steps', '?')} step{'' if s.get('steps') == 1 else 's'}"
+    return f"{bench}{steps}, loss {num(s.get('train_loss_first'))} -> {num(s.get('train_loss_last'))}"
 
 
 def _split(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:

@@ -73,6 +73,14 @@ class FitClock(Callback):
         self.complete = bool(state_dict.get("complete", True))
 
 
+def dropped_when_finished(cfg: DictConfig) -> tuple[str, ...]:
+    """What a finished training artifact removes (``Artifact.finish(drop=...)``): its ``checkpoints/``,
+    unless ``paths.keep_checkpoints``. Only a killed attempt resumes from them, and a finished artifact is
+    reused, never resumed; at 7B under ZeRO-3 they are the fp32 master weights and Adam moments
+    (~12 B/parameter, ~100 GB), per job of a sweep."""
+    return () if cfg.paths.get("keep_checkpoints", False) else ("checkpoints",)
+
+
 def make_trainer(
     cfg: DictConfig,
     stage: str,

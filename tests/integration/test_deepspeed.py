@@ -41,7 +41,8 @@ def zero3(art: Path, *args: str, **kw):
 @pytest.fixture(scope="module")
 def zero3_run(tmp_path_factory):
     art = tmp_path_factory.mktemp("zero3")
-    return art, zero3(art, "stages=[data,distill,sft,probe,select,rl]")
+    # paths.keep_checkpoints (not in any key): the finished artifacts keep DeepSpeed's checkpoints to look at
+    return art, zero3(art, "stages=[data,distill,sft,probe,select,rl]", "paths.keep_checkpoints=true")
 
 
 def test_sft_and_rl_train_inside_lightnings_zero3_engine_and_rl_generates_gathered(zero3_run):
@@ -98,6 +99,7 @@ def test_killed_zero3_sft_resumes_from_deepspeeds_checkpoint_to_the_same_model(z
     assert "[sft] resuming from" in zero3(killed, *args)
     (a,), (b,) = done(killed, "sft"), done(art, "sft")
     assert a.name == b.name  # the same artifact key: the same config
+    assert not (a / "checkpoints").exists()  # a finished artifact drops them (paths.keep_checkpoints=false)
     sa, sb = success(a), success(b)
     assert sa["steps"] == sb["steps"] == 24 and sa["resumed"] and not sb["resumed"]
     wa, wb = load_file(a / "model" / "model.safetensors"), load_file(b / "model" / "model.safetensors")

@@ -36,6 +36,28 @@ def test_unfinished_artifact_is_not_reused(tmp_path):
         assert art.reused and art.summary == {"loss": 1.0}
 
 
+def test_finish_drops_what_only_a_killed_attempt_needed_after_the_marker(tmp_path, monkeypatch):
+    """A training stage's ``checkpoints/`` goes once the artifact is finished, not before: a kill before
+    the success marker keeps the resume state of an unfinished artifact."""
+    import egt.artifacts as artifacts
+
+    store = ArtifactStore(tmp_path)
+    order = []
+    write = artifacts.write_json_atomic
+    monkeypatch.setattr(artifacts, "write_json_atomic", lambda path, obj: (order.append("marker"), write(path, obj)))
+    with store.open("rl", "k1") as art:
+        (art.path / "checkpoints" / "last.ckpt" / "checkpoint").mkdir(parents=True)
+        (art.path / "checkpoints" / "last.ckpt" / "checkpoint" / "shard.pt").write_bytes(b"x" * 10)
+        (art.path / "model").mkdir()
+        real_rmtree = artifacts.shutil.rmtree
+        monkeypatch.setattr(artifacts.shutil, "rmtree", lambda p: (order.append(p.name), real_rmtree(p)))
+        art.finish({"steps": 2}, drop=("checkpoints", "not_there"))
+    assert order == ["marker", "checkpoints"]
+    assert sorted(p.name for p in store.path("rl", "k1").iterdir()) == ["_SUCCESS.json", "model"]
+    with store.open("rl", "k1") as art:
+        assert art.reused and art.summary == {"steps": 2}
+
+
 def test_success_marker_is_last_and_whole(tmp_path):
     store = ArtifactStore(tmp_path)
     with store.open("data", "k") as art:
