@@ -6,6 +6,7 @@ models save whole, and a killed SFT resumes from DeepSpeed's sharded checkpoint 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import signal
 import time
@@ -31,18 +32,28 @@ ZERO3 = [
     "trainer.strategy._target_=deepspeed_cpu.DeepSpeedCPUStrategy",
 ]
 SFT = ["sft.epochs=3", "sft.checkpoint_every_n_steps=3"]  # 24 optimizer steps, last.ckpt every 3
+# RL with a reward that varies on the untrained judge (tests/helpers/rl_stub.py) and a KL to the reference
+# model, so that updates move the weights; last.ckpt after every update
+RL = [
+    "reward._target_=tests.helpers.rl_stub.ShortIsGood",
+    "rl.kl_coef=1e-3",
+    "rl.epochs=2",
+    "rl.max_steps=3",
+    "rl.checkpoint_every_n_steps=1",
+]
+STAGES = "stages=[data,distill,sft,probe,select,rl]"
 
 
 def zero3(art: Path, *args: str, **kw):
     path = os.pathsep.join(filter(None, [str(HELPERS), os.environ.get("PYTHONPATH")]))
-    return torchrun(art, *QUICK, *ZERO3, *SFT, *SMALL, *args, env={"PYTHONPATH": path}, **kw)
+    return torchrun(art, *QUICK, *ZERO3, *SFT, *RL, *SMALL, STAGES, *args, env={"PYTHONPATH": path}, **kw)
 
 
 @pytest.fixture(scope="module")
 def zero3_run(tmp_path_factory):
     art = tmp_path_factory.mktemp("zero3")
     # paths.keep_checkpoints (not in any key): the finished artifacts keep DeepSpeed's checkpoints to look at
-    return art, zero3(art, "stages=[data,distill,sft,probe,select,rl]", "paths.keep_checkpoints=true")
+    return art, zero3(art, "paths.keep_checkpoints=true")
 
 
 def test_sft_and_rl_train_inside_lightnings_zero3_engine_and_rl_generates_gathered(zero3_run):
@@ -64,7 +75,7 @@ def test_sft_and_rl_train_inside_lightnings_zero3_engine_and_rl_generates_gather
         ]
     r = success(rl)
     assert "[rl] rollouts generate on the gathered path" in out
-    assert r["generation_path"] == "gathered" and r["gather_s_per_rollout"] > 0 and r["steps"] >= 2
+    assert r["generation_path"] == "gathered" and r["gather_s_per_rollout"] > 0 and r["steps"] == 3
 
 
 def _children(pid: int) -> list[int]:
@@ -79,30 +90,44 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def test_killed_zero3_sft_resumes_from_deepspeeds_checkpoint_to_the_same_model(zero3_run, tmp_path):
-    """kill -9 of the launcher and both workers once the first DeepSpeed checkpoint is published; the rerun
-    resumes from it (each rank its own shard of the weights and optimizer state, rank 0 the sampler and
-    counters) and ends with the weights of the uninterrupted run."""
-    art, _ = zero3_run
-    args = ["stages=[data,distill,sft]"]
-    killed = tmp_path / "killed"
-    proc = zero3(killed, *args, popen=True)
+def _kill_at_first_checkpoint(art: Path, stage: str) -> str:
+    """Start the run, ``kill -9`` the launcher and both workers once ``stage``'s first DeepSpeed checkpoint is
+    published, and return what the run printed."""
+    proc = zero3(art, popen=True)
     t0 = time.time()
-    while not list((killed / "sft").glob("*/checkpoints/last.ckpt")):
-        assert proc.poll() is None, (killed / "popen.log").read_text()[-3000:]
-        assert time.time() - t0 < 300, "no checkpoint appeared"
+    while not list((art / stage).glob("*/checkpoints/last.ckpt")):
+        assert proc.poll() is None, (art / "popen.log").read_text()[-3000:]
+        assert time.time() - t0 < 300, f"no {stage} checkpoint appeared"
         time.sleep(0.05)
     for pid in _children(proc.pid) + [proc.pid]:  # the workers (torchrun starts them in their own sessions)
         os.kill(pid, signal.SIGKILL)
     proc.wait()
-    assert not done(killed, "sft")
-    assert "[sft] resuming from" in zero3(killed, *args)
-    (a,), (b,) = done(killed, "sft"), done(art, "sft")
-    assert a.name == b.name  # the same artifact key: the same config
-    assert not (a / "checkpoints").exists()  # a finished artifact drops them (paths.keep_checkpoints=false)
-    sa, sb = success(a), success(b)
-    assert sa["steps"] == sb["steps"] == 24 and sa["resumed"] and not sb["resumed"]
-    wa, wb = load_file(a / "model" / "model.safetensors"), load_file(b / "model" / "model.safetensors")
-    assert wa.keys() == wb.keys()
-    for k in wa:
-        torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6, msg=k)
+    assert not done(art, stage)
+    return (art / "popen.log").read_text()
+
+
+def test_killed_zero3_sft_and_rl_resume_from_deepspeeds_checkpoints_to_the_same_models(zero3_run, tmp_path):
+    """``kill -9`` once SFT's first checkpoint is published, again once RL's is (the second run resumed SFT
+    first), then a run to the end: each stage resumed from DeepSpeed's shards (each rank its own part of the
+    weights and optimizer state; rank 0 the sampler, RL's rollout and update counters) and ends with the
+    uninterrupted run's weights, RL with the same prompts, completions and KL to the reference model."""
+    art, _ = zero3_run
+    killed = tmp_path / "killed"
+    _kill_at_first_checkpoint(killed, "sft")
+    assert "[sft] resuming from" in _kill_at_first_checkpoint(killed, "rl")
+    assert "[rl] resuming from" in zero3(killed)
+    for stage in ("sft", "rl"):
+        (a,), (b,) = done(killed, stage), done(art, stage)
+        assert a.name == b.name  # the same artifact key: the same config
+        assert not (a / "checkpoints").exists()  # a finished artifact drops them (paths.keep_checkpoints=false)
+        sa, sb = success(a), success(b)
+        assert sa["steps"] == sb["steps"] and sa["resumed"] and not sb["resumed"], (sa, sb)
+        wa, wb = load_file(a / "model" / "model.safetensors"), load_file(b / "model" / "model.safetensors")
+        assert wa.keys() == wb.keys()
+        for k in wa:
+            torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6, msg=f"{stage}: {k}")
+    ca, cb = (json.loads((done(d, "rl")[0] / "curves.json").read_text())["steps"] for d in (killed, art))
+    assert [s["ids"] for s in ca] == [s["ids"] for s in cb]
+    assert [s["examples"] for s in ca] == [s["examples"] for s in cb]  # the same completions were drawn
+    assert [s["rl/kl"] for s in ca] == pytest.approx([s["rl/kl"] for s in cb], rel=1e-4, abs=1e-9)
+    assert cb[-1]["rl/kl"] > 0  # the updates moved the policy away from the reference
