@@ -1,7 +1,8 @@
 """The real CLI under torchrun inside Lightning's own DeepSpeed ZeRO-3 engine, on two CPU ranks (gloo): the
 path a 7B run takes on GPUs (``trainer=deepspeed_zero3``), with only Lightning's CUDA checks lifted
-(tests/helpers/deepspeed_cpu.py). SFT and RL train partitioned, RL generates gathered once per rollout, the
-models save whole, and a killed SFT resumes from DeepSpeed's sharded checkpoint to the same weights."""
+(tests/helpers/deepspeed_cpu.py), with experiment=paper's training switches. SFT and RL train partitioned,
+RL generates gathered once per rollout, the models save whole, and killed SFT and RL resume from DeepSpeed's
+sharded checkpoints to the same weights."""
 
 from __future__ import annotations
 
@@ -31,7 +32,17 @@ ZERO3 = [
     "trainer.precision=32-true",
     "trainer.strategy._target_=deepspeed_cpu.DeepSpeedCPUStrategy",
 ]
-SFT = ["sft.epochs=3", "sft.checkpoint_every_n_steps=3"]  # 24 optimizer steps, last.ckpt every 3
+# the switches experiment=paper (7B, 8 GPUs) runs with: activation checkpointing, StableReinforce, the shared
+# prompt in the gradient pass, padding-free packing, gradient accumulation
+PAPER = [
+    "model.gradient_checkpointing=true",
+    "rl=stable_reinforce",
+    "rl.shared_prompt_pass=packed",
+    "rl.packing=true",
+    "sft.packing=true",
+    "sft.accumulate_grad_batches=2",
+]
+SFT = ["sft.epochs=3", "sft.checkpoint_every_n_steps=3"]  # 12 optimizer steps, last.ckpt every 3
 # RL with a reward that varies on the untrained judge (tests/helpers/rl_stub.py) and a KL to the reference
 # model, so that updates move the weights; last.ckpt after every update
 RL = [
@@ -46,7 +57,7 @@ STAGES = "stages=[data,distill,sft,probe,select,rl]"
 
 def zero3(art: Path, *args: str, **kw):
     path = os.pathsep.join(filter(None, [str(HELPERS), os.environ.get("PYTHONPATH")]))
-    return torchrun(art, *QUICK, *ZERO3, *SFT, *RL, *SMALL, STAGES, *args, env={"PYTHONPATH": path}, **kw)
+    return torchrun(art, *QUICK, *ZERO3, *PAPER, *SFT, *RL, *SMALL, STAGES, *args, env={"PYTHONPATH": path}, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +84,7 @@ def test_sft_and_rl_train_inside_lightnings_zero3_engine_and_rl_generates_gather
         assert shards == [
             f"zero_pp_rank_{r}_mp_rank_00_{kind}_states.pt" for r in (0, 1) for kind in ("model", "optim")
         ]
+    assert success(sft)["packing"] and "gradient checkpointing on" in out and "rl.packing: " in out
     r = success(rl)
     assert "[rl] rollouts generate on the gathered path" in out
     assert r["generation_path"] == "gathered" and r["gather_s_per_rollout"] > 0 and r["steps"] == 3
