@@ -49,8 +49,9 @@ RL = [
     "reward._target_=tests.helpers.rl_stub.ShortIsGood",
     "rl.kl_coef=1e-3",
     "rl.epochs=2",
-    "rl.max_steps=3",
+    "rl.max_steps=4",  # 3 rollout batches of the 10 samples kept per epoch: one re-probe, before epoch 1
     "rl.checkpoint_every_n_steps=1",
+    "online=selection",  # the online curriculum: the policy re-probes the pool (gathered) before each epoch
 ]
 STAGES = "stages=[data,distill,sft,probe,select,rl]"
 
@@ -87,7 +88,10 @@ def test_sft_and_rl_train_inside_lightnings_zero3_engine_and_rl_generates_gather
     assert success(sft)["packing"] and "gradient checkpointing on" in out and "rl.packing: " in out
     r = success(rl)
     assert "[rl] rollouts generate on the gathered path" in out
-    assert r["generation_path"] == "gathered" and r["gather_s_per_rollout"] > 0 and r["steps"] == 3
+    assert r["generation_path"] == "gathered" and r["gather_s_per_rollout"] > 0 and r["steps"] == 4
+    assert [x["generation_path"] for x in r["reprobe"]] == [
+        "gathered"
+    ] and "re-probe 1 generated on the gathered" in out
 
 
 def _children(pid: int) -> list[int]:
