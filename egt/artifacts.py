@@ -150,13 +150,22 @@ class Artifact:
                 )
         write_json_atomic(self.path / SUCCESS, record)
         self.summary = summary
-        for rel in drop:
+        for rel in drop:  # best effort: the artifact is finished, whatever the file system says now
             target = self.path / rel
-            if target.exists():
+            try:
+                if not target.exists():
+                    continue
                 files = [f for f in target.rglob("*") if f.is_file()] if target.is_dir() else [target]
                 size = sum(f.stat().st_size for f in files)
-                shutil.rmtree(target) if target.is_dir() else target.unlink()
+                shutil.rmtree(target) if target.is_dir() and not target.is_symlink() else target.unlink()
                 log.info("[%s] removed %s (%.2f GB) from the finished artifact", self.stage, rel, size / 1e9)
+            except OSError as exc:
+                log.warning(
+                    "[%s] could not remove %s from the finished artifact (%s); remove it by hand",
+                    self.stage,
+                    target,
+                    exc,
+                )
 
 
 class ArtifactStore:

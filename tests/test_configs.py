@@ -310,7 +310,7 @@ def test_scale_validation_says_what_to_write(overrides, msg):
         validate(_compose(overrides))
 
 
-def test_a_strategy_the_training_stages_cannot_build_is_refused_before_any_stage(monkeypatch):
+def test_a_strategy_the_training_stages_cannot_build_is_refused_before_any_stage(monkeypatch, tmp_path):
     """The strategy's class is resolved at validation, not at the SFT stage after data and distill ran: one
     that does not import, DeepSpeed without DeepSpeed installed, Lightning's DeepSpeed (CUDA only) where
     ``auto`` means the CPU; a subclass without the CUDA check (tests/helpers/deepspeed_cpu.py) and runs with
@@ -329,9 +329,15 @@ def test_a_strategy_the_training_stages_cannot_build_is_refused_before_any_stage
         validate(_compose(["trainer=deepspeed_zero3", "trainer.accelerator=auto"]))
     with pytest.raises(ConfigError, match="CUDA GPUs only"):
         validate(_compose(["trainer.strategy=deepspeed_stage_2"]))  # Lightning's registry name
-    validate(
-        _compose(["trainer=deepspeed_zero3", "trainer.accelerator=cpu", "trainer.precision=32-true", "stages=[data]"])
-    )
+    # a probe or eval of models trained under DeepSpeed names the trainer to find their artifacts: not refused
+    for no_training in (
+        ["stages=[data]"],
+        ["stages=[probe,eval]"],
+        ["stages=[sft,eval]", f"sft.model_path={tmp_path}"],
+    ):
+        validate(
+            _compose(["trainer=deepspeed_zero3", "trainer.accelerator=cpu", "trainer.precision=32-true", *no_training])
+        )
     if importlib.util.find_spec("deepspeed") is not None:  # egt[test] installs it
         validate(_compose(["trainer=deepspeed_zero3", "trainer.accelerator=cpu", *DEEPSPEED_CPU]))
     find_spec = importlib.util.find_spec
@@ -340,6 +346,7 @@ def test_a_strategy_the_training_stages_cannot_build_is_refused_before_any_stage
     )
     with pytest.raises(ConfigError, match=r"needs DeepSpeed, which is not installed: pip install 'egt\[gpu\]'"):
         validate(_compose(["trainer=deepspeed_zero3", "trainer.accelerator=gpu"]))
+    validate(_compose(["trainer=deepspeed_zero3", "trainer.accelerator=gpu", "stages=[probe,eval]"]))
 
 
 DEEPSPEED_CPU = ["trainer.precision=32-true", "trainer.strategy._target_=deepspeed_cpu.DeepSpeedCPUStrategy"]

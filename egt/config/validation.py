@@ -257,12 +257,21 @@ def _validate_trainer(cfg: DictConfig) -> None:
     from egt import distributed  # late: it imports torch
 
     distributed.check_launch(cfg, distributed.detect())  # devices > 1 without a launcher: the torchrun command
-    if not {"sft", "rft", "rl"} & set(stages_to_run(cfg)):
+    if not _trains(cfg):
         return
     if OmegaConf.is_dict(strategy):
         _check_strategy_class(target, str(t.accelerator))
     elif "deepspeed" in target.lower() and _on_cpu(str(t.accelerator)):  # Lightning's registry name
         raise ConfigError(_DEEPSPEED_ON_CPU.format(accelerator=t.accelerator))
+
+
+def _trains(cfg: DictConfig) -> bool:
+    """Does this run name a training stage that trains (sft without ``sft.model_path``, rft, rl)? Stages
+    only upstream of the named ones are not counted: a probe or eval of models trained under DeepSpeed
+    names ``trainer=deepspeed_*`` to find their artifacts (the trainer is in the SFT and RL keys) and may
+    run where DeepSpeed cannot (its inference runs outside the trainer)."""
+    named = {str(s) for s in cfg.stages}
+    return bool({"rft", "rl"} & named) or ("sft" in named and not cfg.sft.model_path)
 
 
 _DEEPSPEED_ON_CPU = (

@@ -131,5 +131,6 @@ def summary_line(summary: dict[str, Any]) -> str:
     bench = f"; bench accuracy {pct(s['bench_accuracy'])}" if "bench_accuracy" in s else ""
     return (
         f"kept {s['kept']:,} trajectories of {s['kept_samples']:,}/{s['n_pool']:,} samples{noise}{bench}, "
-        f"{s.get('steps', '?')} steps, loss {num(s.get('train_loss_first'))} -> {num(s.get('train_loss_last'))}"
+        f"{s.get('steps', '?')} step{'' if s.get('steps') == 1 else 's'}, loss {num(s.get('train_loss_first'))} -> "
+        f"{num(s.get('train_loss_last'))}"
     )

@@ -153,7 +153,7 @@ def fit(
         if before_fit is not None:
             before_fit(trainer, logger)
         recover_checkpoint(checkpoint)  # what a save killed mid-way left (DeepSpeed's checkpoint directories)
-        resumed = checkpoint.exists()
+        resumed = distributed.broadcast(checkpoint.exists())  # rank 0's view: every rank resumes, or none
         if resumed:
             log.info("[%s] resuming from %s", stage, checkpoint)
         clock.complete = not resumed  # until the checkpoint's clock says otherwise

@@ -58,6 +58,22 @@ def test_finish_drops_what_only_a_killed_attempt_needed_after_the_marker(tmp_pat
         assert art.reused and art.summary == {"steps": 2}
 
 
+def test_a_drop_that_fails_leaves_the_artifact_finished(tmp_path, monkeypatch, caplog):
+    import egt.artifacts as artifacts
+
+    store = ArtifactStore(tmp_path)
+
+    def refuse(path):
+        raise OSError(39, "Directory not empty", str(path))  # NFS's .nfsXXXX of a file still open elsewhere
+
+    with store.open("sft", "k1") as art:
+        (art.path / "checkpoints").mkdir()
+        (art.path / "checkpoints" / "last.ckpt").write_bytes(b"x")
+        monkeypatch.setattr(artifacts.shutil, "rmtree", refuse)
+        art.finish({"steps": 2}, drop=("checkpoints",))
+    assert is_done(store.path("sft", "k1")) and "could not remove" in caplog.text
+
+
 def test_success_marker_is_last_and_whole(tmp_path):
     store = ArtifactStore(tmp_path)
     with store.open("data", "k") as art:
