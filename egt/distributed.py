@@ -251,7 +251,14 @@ def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
 
 
 def is_deepspeed(strategy: Any) -> bool:
-    return type(strategy).__name__.startswith("DeepSpeed")
+    """Is ``strategy`` DeepSpeed: Lightning's ``DeepSpeedStrategy`` or any subclass of it, whatever its name
+    (a subclass taken for another strategy would be saved from its partitioned parameters: empty tensors),
+    one of Lightning's registry names (``deepspeed_stage_3``), or a class named ``DeepSpeed…`` (test doubles)."""
+    if isinstance(strategy, str):
+        return strategy.startswith("deepspeed")
+    from lightning.pytorch.strategies import DeepSpeedStrategy
+
+    return isinstance(strategy, DeepSpeedStrategy) or type(strategy).__name__.startswith("DeepSpeed")
 
 
 def split_batch(n: int) -> int:

@@ -77,6 +77,14 @@ def test_backend_and_deepspeed_detection():
     assert distributed.backend_for(_cfg("distributed.backend=gloo")) == "gloo"
     DeepSpeedStrategy = type("DeepSpeedStrategy", (), {})
     assert distributed.is_deepspeed(DeepSpeedStrategy()) and not distributed.is_deepspeed("ddp")
+    assert distributed.is_deepspeed("deepspeed_stage_3") and not distributed.is_deepspeed(None)
+    # a user's subclass of Lightning's, under any name: its parameters are partitioned all the same
+    from lightning.pytorch.strategies import DDPStrategy
+    from lightning.pytorch.strategies import DeepSpeedStrategy as Lightnings
+
+    MyZero3 = type("MyZero3", (Lightnings,), {})
+    mine = MyZero3.__new__(MyZero3)  # not initialised: its __init__ wants DeepSpeed installed
+    assert distributed.is_deepspeed(mine) and not distributed.is_deepspeed(DDPStrategy())
 
 
 def test_param_fingerprint_hand_value_and_sensitivity():
