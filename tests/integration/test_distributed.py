@@ -21,8 +21,13 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory):
     art = tmp_path_factory.mktemp("ddp")
-    out = torchrun(art, *QUICK, "trainer=ddp", *SMALL)
+    out = torchrun(art, *QUICK, "trainer=ddp", *SFT_RESUMABLE, *SMALL)
     return art, out
+
+
+# SFT long enough for the kill test to stop it after a checkpoint (24 steps, last.ckpt every 3); its
+# uninterrupted run is the fixture's SFT (the same key)
+SFT_RESUMABLE = ["sft.epochs=3", "sft.checkpoint_every_n_steps=3"]
 
 
 def test_whole_pipeline_under_torchrun(ddp_run):
@@ -83,23 +88,16 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def test_killed_ddp_sft_resumes_to_the_same_model(tmp_path):
+def test_killed_ddp_sft_resumes_to_the_same_model(ddp_run, tmp_path):
     """kill -9 of the launcher and both workers mid-SFT; the rerun resumes from last.ckpt and ends with the
-    weights of an uninterrupted two-process run."""
+    weights of the uninterrupted two-process run (the fixture's SFT: the same config, the same key)."""
     import signal
 
     import torch
     from safetensors.torch import load_file
 
-    args = [
-        *QUICK,
-        "trainer=ddp",
-        "stages=[data,distill,sft]",
-        "sft.epochs=6",
-        "sft.checkpoint_every_n_steps=3",
-        *SMALL,
-    ]
-    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    args = [*QUICK, "trainer=ddp", "stages=[data,distill,sft]", *SFT_RESUMABLE, *SMALL]
+    killed = tmp_path / "killed"
     proc = torchrun(killed, *args, popen=True)
     t0 = time.time()
     while not list((killed / "sft").glob("*/checkpoints/last.ckpt")):
@@ -111,10 +109,10 @@ def test_killed_ddp_sft_resumes_to_the_same_model(tmp_path):
     proc.wait()
     assert not done(killed, "sft")
     assert "[sft] resuming from" in torchrun(killed, *args)
-    torchrun(clean, *args)
-    (a,), (b,) = done(killed, "sft"), done(clean, "sft")
+    (a,), (b,) = done(killed, "sft"), done(ddp_run[0], "sft")
+    assert a.name == b.name  # the same key: the same config
     sa, sb = success(a), success(b)
-    assert sa["steps"] == sb["steps"] and sa["resumed"] and not sb["resumed"] and sa["params_in_sync"]
+    assert sa["steps"] == sb["steps"] == 24 and sa["resumed"] and not sb["resumed"] and sa["params_in_sync"]
     wa, wb = load_file(a / "model" / "model.safetensors"), load_file(b / "model" / "model.safetensors")
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6, msg=k)
