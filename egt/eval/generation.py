@@ -205,13 +205,16 @@ def generate_batch(
     temperature: float = 0.0,
     sampling: Mapping[str, Any] | None = None,
     row_seeds: Sequence[int] | None = None,
+    synced_gpus: bool = False,
 ) -> torch.Tensor:
     """Generated token ids [B, G] for one left-padded prompt batch (greedy when ``temperature`` is 0);
     rows that stopped early are filled with pad after their stop token. ``sampling``: ``top_k``,
     ``top_p``, ``repetition_penalty``, ``use_checkpoint_defaults``, ``decode`` (a stage's ``*.generation``
     config; see :func:`generation_config`). Multimodal special tokens are suppressed. ``row_seeds``
     (one per row, when sampling): each row drawn from its own stream (:class:`RowSeededSampler`),
-    not from the global RNG, so a row's draw does not depend on the batch it is in."""
+    not from the global RNG, so a row's draw does not depend on the batch it is in. ``synced_gpus``: a
+    ZeRO-3-partitioned model on several ranks (egt.rl.rollout.RolloutBackend.complete): every rank keeps
+    running forwards until all ranks' sequences have stopped."""
     s = dict(sampling or {})
     checkpoint = bool(s.pop("use_checkpoint_defaults", False))
     config = generation_config(
@@ -223,7 +226,7 @@ def generate_batch(
         device=batch["input_ids"].device,
         **s,
     )
-    kw = {}
+    kw: dict[str, Any] = {"synced_gpus": True} if synced_gpus else {}
     if row_seeds is not None and temperature > 0:
         kw["logits_processor"] = [row_sampler(model, config, row_seeds)]
     seq = model_generate(model, batch, config, checkpoint, **kw)

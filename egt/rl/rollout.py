@@ -24,7 +24,7 @@ import transformers
 
 from egt.choices import shared_prompt_mode
 from egt.data.encode import ChatEncoder, collate, token_keys
-from egt.distributed import GenerationPath, gathered_for_generation
+from egt.distributed import GenerationPath, gathered_for_generation, world_size
 from egt.eval.generation import generate_batch
 from egt.probe.probe import last_hidden_and_head
 from egt.rl.functional import chunked_token_logprobs, completion_mask
@@ -69,9 +69,14 @@ class RolloutBackend(ABC):
         max_new_tokens: int,
         temperature: float,
         samples: Sequence[dict[str, Any]] | None = None,
+        synced_gpus: bool = False,
     ) -> torch.Tensor:
         """Completion token ids [B, L] for a left-padded prompt batch (pad after a stop token);
-        ``samples`` are the B schema rows behind it (engines that build their own prompts use them)."""
+        ``samples`` are the B schema rows behind it (engines that build their own prompts use them).
+        ``synced_gpus`` (passed only to backends that generate with the policy): the policy is ZeRO-3-
+        partitioned across several ranks, each forward an all-gather every rank must join, so a rank whose
+        sequences have all stopped keeps running forwards until every rank's have (transformers'
+        ``generate(synced_gpus=True)``); otherwise the ranks' collectives fall out of step and hang."""
 
 
 class HFGenerateBackend(RolloutBackend):
@@ -88,9 +93,12 @@ class HFGenerateBackend(RolloutBackend):
         max_new_tokens: int,
         temperature: float,
         samples: Sequence[dict[str, Any]] | None = None,
+        synced_gpus: bool = False,
     ) -> torch.Tensor:
         sampling = {"top_k": self.top_k, "top_p": self.top_p} if temperature > 0 else {}
-        return generate_batch(model, encoder, prompt_batch, max_new_tokens, temperature, sampling)
+        return generate_batch(
+            model, encoder, prompt_batch, max_new_tokens, temperature, sampling, synced_gpus=synced_gpus
+        )
 
 
 def stop_ids(model: Any, encoder: ChatEncoder) -> list[int]:
@@ -126,7 +134,17 @@ def rollout(
         rows = [s for s in samples for _ in range(group_size)]  # [B]
         if backend.generates_with_policy:
             with gathered_for_generation(model, gather, engine) as path:
-                ids = backend.complete(model, encoder, batch, max_new_tokens, temperature, samples=rows)  # [B, L]
+                # partitioned on several ranks: every rank runs as many forwards as the longest (see complete)
+                synced = path.name == "partitioned" and world_size() > 1
+                ids = backend.complete(
+                    model,
+                    encoder,
+                    batch,
+                    max_new_tokens,
+                    temperature,
+                    samples=rows,
+                    **({"synced_gpus": True} if synced else {}),
+                )  # [B, L]
         else:
             path = GenerationPath("engine")
             ids = backend.complete(model, encoder, batch, max_new_tokens, temperature, samples=rows)

@@ -3,7 +3,8 @@ egt's ``rollout`` with ``rl.gather_for_generation`` off and on, the online curri
 (``probe_with``, gathered as ``egt.select.reprobe`` runs it) over shards the ranks split unevenly, then two
 training steps. Rank 0 prints one JSON line: the coordinator's per-module fetches (each one an all-gather of a
 module's partitioned weights across the ranks) and the ``GatheredParameters`` entries of each path, the tokens
-of both paths against the unpartitioned model's, whether the re-probe's table equals the unpartitioned model's,
+of both paths against the unpartitioned model's, a partitioned rollout whose ranks stop at different steps,
+whether the re-probe's table equals the unpartitioned model's,
 DeepSpeed's hook counts before and after, the losses of the steps after.
 
     python -m torch.distributed.run --standalone --nproc_per_node=2 tests/helpers/ds_zero3_rollout.py MODEL_DIR OUT
@@ -11,6 +12,7 @@ DeepSpeed's hook counts before and after, the losses of the steps after.
 
 from __future__ import annotations
 
+import datetime
 import importlib
 import json
 import sys
@@ -47,7 +49,8 @@ def main(model_dir: str, out: str) -> None:
     # (by sys.modules: the attribute deepspeed.comm.torch is the torch package, which deepspeed.comm imports)
     importlib.import_module("deepspeed.comm.torch")
     sys.modules["deepspeed.comm.torch"].build_shm_op = lambda: None
-    deepspeed.init_distributed(dist_backend="gloo")
+    # every collective here takes milliseconds: a hang (ranks out of step) fails in 2 minutes, not 30
+    deepspeed.init_distributed(dist_backend="gloo", timeout=datetime.timedelta(seconds=120))
     torch.set_num_threads(1)
     model, proc = load_model_and_processor(model_dir)
     enc = ChatEncoder(proc)
@@ -99,6 +102,17 @@ def main(model_dir: str, out: str) -> None:
             "same_tokens": torch.equal(ro.completion_ids, plain.completion_ids) and ro.texts == plain.texts,
             "steps": int(ro.completion_ids.shape[1]),
         }
+    # partitioned, with the ranks' completions stopping at different steps (rank 0 after 2 tokens, rank 1
+    # after 6, as EOS does): every rank must join every forward's all-gathers (generate's synced_gpus)
+    rank0 = torch.distributed.get_rank() == 0
+    torch.manual_seed(3)
+    uneven = rollout(engine.module, HFGenerateBackend(), enc, rows, 2, 2 if rank0 else 6, 1.0, False, engine)
+    steps = int(uneven.completion_ids.shape[1])
+    result["uneven"] = {
+        "path": uneven.generation.name,
+        "steps": steps,
+        "same_tokens": torch.equal(uneven.completion_ids, plain.completion_ids[:, :steps]),
+    }
     fetches[0] = entries[0] = 0
     with gathered_for_generation(engine.module, True, engine) as path:  # as egt.select.reprobe.OnlineOrder
         table = probe_with(cfg, engine.module, proc, pool, Path(out) / "zero3")

@@ -336,6 +336,9 @@ def test_real_deepspeed_zero3_on_two_cpu_ranks_gathers_once(tiny_model_dir, tmp_
     assert off["fetches"] >= off["steps"] * 10 and off["gathered_entries"] == 0  # per module, per forward
     assert on["fetches"] == 0 and on["gathered_entries"] == 1  # one gather for the whole generation
     assert off["same_tokens"] and on["same_tokens"]
+    # partitioned, rank 0's completions stopping after 2 tokens and rank 1's after 6: no hang (rank 0 joins
+    # rank 1's forwards' all-gathers until both are done), rank 0's tokens the unpartitioned model's first 2
+    assert r["uneven"] == {"path": "partitioned", "steps": 2, "same_tokens": True}
     reprobe = r["reprobe"]
     assert reprobe == {"path": "gathered", "fetches": 0, "gathered_entries": 1, "table": "equal", "rows": 5}
     assert r["hooks_after"] == r["hooks_before"] and r["partitioned_after"]
