@@ -157,6 +157,7 @@ class VLLMRollout(RolloutBackend):
         max_new_tokens: int,
         temperature: float,
         samples: Sequence[dict[str, Any]] | None = None,
+        synced_gpus: bool = False,  # never passed: the engine has its own copy of the weights
     ) -> torch.Tensor:
         if samples is None:
             raise ValueError("VLLMRollout needs the schema rows behind the prompt batch (samples=...)")
