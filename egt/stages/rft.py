@@ -37,9 +37,9 @@ from egt.rl.rules import FormatRule
 from egt.sft.rejection import keep_correct, rejection_summary, trajectory_set
 from egt.stages import data as data_stage
 from egt.stages import sft as sft_stage
+from egt.training import recipe
 from egt.utils.atomic import write_parquet_atomic
 from egt.utils.fmt import num, pct
-from egt.training import recipe
 
 log = logging.getLogger(__name__)
 REQUIRES = ("data", "sft", "probe")  # the stages this one may ask the pipeline for (egt.stages)
