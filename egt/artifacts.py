@@ -26,7 +26,7 @@ from typing import Any, Iterator
 from filelock import FileLock
 
 from egt import distributed as dist
-from egt.utils.atomic import write_json_atomic
+from egt.utils.atomic import remove_path, write_json_atomic
 from egt.utils.secrets import redact
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ class Artifact:
                     continue
                 files = [f for f in target.rglob("*") if f.is_file()] if target.is_dir() else [target]
                 size = sum(f.stat().st_size for f in files)
-                shutil.rmtree(target) if target.is_dir() and not target.is_symlink() else target.unlink()
+                remove_path(target, ignore_errors=False)
                 log.info("[%s] removed %s (%.2f GB) from the finished artifact", self.stage, rel, size / 1e9)
             except OSError as exc:
                 log.warning(

@@ -21,7 +21,9 @@ from typing import Any, Iterator
 __all__ = [
     "atomic_path",
     "copy_file_atomic",
+    "fsync_path",
     "load_saved_dataset",
+    "remove_path",
     "replace_dir",
     "save_dataset_atomic",
     "temp_sibling",
@@ -37,7 +39,8 @@ def temp_sibling(path: str | Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file (its data) or a directory (its entries: the renames in it)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -45,9 +48,10 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _remove(path: Path) -> None:
+def remove_path(path: Path, ignore_errors: bool = True) -> None:
+    """Remove a file, a link or a directory tree if it is there (errors ignored unless ``ignore_errors=False``)."""
     if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(path, ignore_errors=ignore_errors)
     elif path.exists() or path.is_symlink():
         path.unlink(missing_ok=True)
 
@@ -84,10 +88,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         if tmp.is_file():
-            _fsync(tmp)
+            fsync_path(tmp)
         replace_dir(tmp, path)
     finally:
-        _remove(tmp)
+        remove_path(tmp)
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

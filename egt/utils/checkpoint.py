@@ -28,7 +28,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from egt import distributed
 from egt.errors import ConfigError
-from egt.utils.atomic import atomic_path
+from egt.utils.atomic import atomic_path, fsync_path, remove_path
 
 log = logging.getLogger(__name__)
 
@@ -59,36 +59,19 @@ def previous_path(path: Path) -> Path:
     return path.with_name(path.name + ".previous")
 
 
-def _remove(path: Path) -> None:
-    import shutil
-
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
-
-
 def _fsync_files(path: Path) -> None:
     """fsync every file under ``path`` (a rank's own shards reach the disk before rank 0 publishes them; a
     file this rank did not write has nothing to flush here)."""
     for f in sorted(path.rglob("*")):
         if f.is_file() and not f.is_symlink():
-            fd = os.open(f, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_path(f)
 
 
 def _fsync_dir(path: Path) -> None:
     """fsync a directory (its renames reach the disk); best effort: some file systems (FUSE mounts) refuse
     it, and the rename itself is already atomic."""
     try:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(path)
     except OSError as exc:
         log.debug("[checkpoint] fsync of the directory %s: %s", path, exc)
 
@@ -98,12 +81,12 @@ def publish_checkpoint(path: Path, partial: Path) -> None:
     checkpoint is moved aside first and removed last, so at every instant either ``path`` or
     ``previous_path(path)`` is a whole checkpoint."""
     previous = previous_path(path)
-    _remove(previous)  # left by a publish killed after its second rename
+    remove_path(previous, ignore_errors=False)  # left by a publish killed after its second rename
     if path.exists():
         os.replace(path, previous)
     os.replace(partial, path)
     _fsync_dir(path.parent)
-    _remove(previous)
+    remove_path(previous, ignore_errors=False)
 
 
 def recover_checkpoint(path: Path) -> None:
@@ -120,8 +103,8 @@ def recover_checkpoint(path: Path) -> None:
             log.warning("[checkpoint] a save was killed while it replaced %s: the previous checkpoint is back", path)
         for partial in partial_paths(path):
             log.warning("[checkpoint] a save was killed while it wrote %s: removed (the last whole one stays)", partial)
-            _remove(partial)
-        _remove(previous)
+            remove_path(partial, ignore_errors=False)
+        remove_path(previous, ignore_errors=False)
     distributed.barrier()
 
 

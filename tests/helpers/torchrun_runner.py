@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from cli_runner import REPO
+from cli_runner import REPO, done
 
 # small and fast: no bench generation after SFT/RL, no optional public benchmarks
 SMALL = ["logger=none", "probe.shard_size=16", "sft.eval_n=0", "rl.eval_n=0", "eval.optional_benchmarks=[]"]
@@ -49,3 +50,32 @@ def torchrun(art: Path, *args: str, nproc: int = 2, timeout: float = 600, popen:
 def success(path: Path) -> dict:
     """The summary in a finished artifact's _SUCCESS.json."""
     return json.loads((Path(path) / "_SUCCESS.json").read_text())["summary"]
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (torchrun's workers: it starts them in their own sessions)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def kill_at_checkpoint(proc: subprocess.Popen, art: Path, stage: str, timeout: float = 300) -> str:
+    """``kill -9`` a ``torchrun(..., popen=True)`` launcher and its workers as soon as ``stage`` has a
+    ``checkpoints/last.ckpt`` under ``art``; fail if the run ends first or none appears within ``timeout``
+    seconds; the stage must then be unfinished. Returns what the run printed."""
+    t0 = time.time()
+    while not list((art / stage).glob("*/checkpoints/last.ckpt")):
+        assert proc.poll() is None, (art / "popen.log").read_text()[-3000:]
+        assert time.time() - t0 < timeout, f"no {stage} checkpoint appeared"
+        time.sleep(0.05)
+    for pid in _children(proc.pid) + [proc.pid]:
+        os.kill(pid, signal.SIGKILL)
+    proc.wait()
+    assert not done(art, stage)
+    return (art / "popen.log").read_text()

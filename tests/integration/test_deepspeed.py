@@ -9,8 +9,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from cli_runner import QUICK, done
-from torchrun_runner import SMALL, success, torchrun
+from torchrun_runner import SMALL, kill_at_checkpoint, success, torchrun
 
 pytestmark = [
     pytest.mark.slow,
@@ -94,34 +92,6 @@ def test_sft_and_rl_train_inside_lightnings_zero3_engine_and_rl_generates_gather
     ] and "re-probe 1 generated on the gathered" in out
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for stat in Path("/proc").glob("*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out
-
-
-def _kill_at_first_checkpoint(art: Path, stage: str) -> str:
-    """Start the run, ``kill -9`` the launcher and both workers once ``stage``'s first DeepSpeed checkpoint is
-    published, and return what the run printed."""
-    proc = zero3(art, popen=True)
-    t0 = time.time()
-    while not list((art / stage).glob("*/checkpoints/last.ckpt")):
-        assert proc.poll() is None, (art / "popen.log").read_text()[-3000:]
-        assert time.time() - t0 < 300, f"no {stage} checkpoint appeared"
-        time.sleep(0.05)
-    for pid in _children(proc.pid) + [proc.pid]:  # the workers (torchrun starts them in their own sessions)
-        os.kill(pid, signal.SIGKILL)
-    proc.wait()
-    assert not done(art, stage)
-    return (art / "popen.log").read_text()
-
-
 def test_killed_zero3_sft_and_rl_resume_from_deepspeeds_checkpoints_to_the_same_models(zero3_run, tmp_path):
     """``kill -9`` once SFT's first checkpoint is published, again once RL's is (the second run resumed SFT
     first), then a run to the end: each stage resumed from DeepSpeed's shards (each rank its own part of the
@@ -129,8 +99,8 @@ def test_killed_zero3_sft_and_rl_resume_from_deepspeeds_checkpoints_to_the_same_
     uninterrupted run's weights, RL with the same prompts, completions and KL to the reference model."""
     art, _ = zero3_run
     killed = tmp_path / "killed"
-    _kill_at_first_checkpoint(killed, "sft")
-    assert "[sft] resuming from" in _kill_at_first_checkpoint(killed, "rl")
+    kill_at_checkpoint(zero3(killed, popen=True), killed, "sft")
+    assert "[sft] resuming from" in kill_at_checkpoint(zero3(killed, popen=True), killed, "rl")
     assert "[rl] resuming from" in zero3(killed)
     for stage in ("sft", "rl"):
         (a,), (b,) = done(killed, stage), done(art, stage)

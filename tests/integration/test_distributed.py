@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from cli_runner import QUICK, cli, done, train_py
-from torchrun_runner import SMALL, success, torchrun
+from torchrun_runner import SMALL, kill_at_checkpoint, success, torchrun
 
 pytestmark = pytest.mark.slow
 
@@ -76,38 +74,15 @@ def test_devices_without_a_launcher_gives_the_torchrun_command(tmp_path):
     assert "python -m torch.distributed.run --nproc_per_node=2 train.py" in proc.stderr
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out
-
-
 def test_killed_ddp_sft_resumes_to_the_same_model(ddp_run, tmp_path):
     """kill -9 of the launcher and both workers mid-SFT; the rerun resumes from last.ckpt and ends with the
     weights of the uninterrupted two-process run (the fixture's SFT: the same config, the same key)."""
-    import signal
-
     import torch
     from safetensors.torch import load_file
 
     args = [*QUICK, "trainer=ddp", "stages=[data,distill,sft]", *SFT_RESUMABLE, *SMALL]
     killed = tmp_path / "killed"
-    proc = torchrun(killed, *args, popen=True)
-    t0 = time.time()
-    while not list((killed / "sft").glob("*/checkpoints/last.ckpt")):
-        assert proc.poll() is None, (killed / "popen.log").read_text()[-3000:]
-        assert time.time() - t0 < 300, "no checkpoint appeared"
-        time.sleep(0.05)
-    for pid in _children(proc.pid) + [proc.pid]:  # the workers (torchrun starts them in their own sessions)
-        os.kill(pid, signal.SIGKILL)
-    proc.wait()
-    assert not done(killed, "sft")
+    kill_at_checkpoint(torchrun(killed, *args, popen=True), killed, "sft")
     assert "[sft] resuming from" in torchrun(killed, *args)
     (a,), (b,) = done(killed, "sft"), done(ddp_run[0], "sft")
     assert a.name == b.name  # the same key: the same config

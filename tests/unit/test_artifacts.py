@@ -50,7 +50,7 @@ def test_finish_drops_what_only_a_killed_attempt_needed_after_the_marker(tmp_pat
         (art.path / "checkpoints" / "last.ckpt" / "checkpoint" / "shard.pt").write_bytes(b"x" * 10)
         (art.path / "model").mkdir()
         real_rmtree = artifacts.shutil.rmtree
-        monkeypatch.setattr(artifacts.shutil, "rmtree", lambda p: (order.append(p.name), real_rmtree(p)))
+        monkeypatch.setattr(artifacts.shutil, "rmtree", lambda p, **kw: (order.append(p.name), real_rmtree(p, **kw)))
         art.finish({"steps": 2}, drop=("checkpoints", "not_there"))
     assert order == ["marker", "checkpoints"]
     assert sorted(p.name for p in store.path("rl", "k1").iterdir()) == ["_SUCCESS.json", "model"]
@@ -63,7 +63,7 @@ def test_a_drop_that_fails_leaves_the_artifact_finished(tmp_path, monkeypatch, c
 
     store = ArtifactStore(tmp_path)
 
-    def refuse(path):
+    def refuse(path, **kw):
         raise OSError(39, "Directory not empty", str(path))  # NFS's .nfsXXXX of a file still open elsewhere
 
     with store.open("sft", "k1") as art:
